@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every kubevisa test (unit, store, and end-to-end against a real control plane), after setting up
+# what they need. Pass node --test options or files to narrow it: scripts/test.sh test/control-plane.test.ts
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$here/scripts/setup.sh"
+cd "$here"
+tap=$(mktemp)
+trap 'rm -f "$tap"' EXIT
+if [[ $# -gt 0 ]]; then targets=("$@"); else targets=('src/**/*.test.ts' 'test/**/*.test.ts'); fi
+started=$(date +%s)
+status=0
+# Readable progress for people on stdout; the TAP stream is kept for the closing summary.
+node --disable-warning=ExperimentalWarning --test --test-concurrency=2 --test-timeout=300000 \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tap" \
+  "${targets[@]}" || status=$?
+echo
+echo "test summary ($(( $(date +%s) - started )) s):"
+grep -E '^# (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' "$tap" || true
+exit $status

@@ -1,0 +1,465 @@
+/**
+ * A real, local Kubernetes control plane for tests, the demo and `kubevisa dev cluster`: etcd,
+ * kube-apiserver (RBAC, ServiceAccount tokens, audit log), kube-controller-manager, kube-scheduler and a
+ * kwok node that answers exec, logs, attach and port-forward — all on free loopback ports in a temporary
+ * folder, the way controller-runtime's envtest runs them, plus the pieces envtest leaves out.
+ */
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:net';
+import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { stringify } from 'yaml';
+import { LocalCa } from '../pki/certs.ts';
+import { kubernetesBinaries, type KubernetesBinaries } from './binaries.ts';
+import { criLogLine, kwokConfigYaml } from './kwok-config.ts';
+import { logTail, startProcess, startReaper, type ManagedProcess } from './processes.ts';
+
+export interface ControlPlaneOptions {
+  /** Binaries to run; default: built or reused by scripts/k8s-binaries.sh. */
+  binaries?: KubernetesBinaries;
+  /** Progress messages for people (default: none). */
+  onProgress?: (message: string) => void;
+  /** Give up waiting for readiness after this many milliseconds (default 60000). */
+  readyTimeoutMs?: number;
+}
+
+export interface ControlPlane {
+  /** The temporary folder holding certificates, logs, etcd data; removed by stop(). */
+  readonly workDir: string;
+  readonly binaries: KubernetesBinaries;
+  /** `https://127.0.0.1:<port>` */
+  readonly apiServerUrl: string;
+  /** Kubeconfig with a cluster-admin client certificate (group system:masters). */
+  readonly adminKubeconfig: string;
+  readonly caCertFile: string;
+  readonly adminCert: { certFile: string; keyFile: string };
+  /** kube-apiserver's audit log (JSON lines, level Metadata). */
+  readonly auditLogFile: string;
+  /** The ServiceAccount token issuer kube-apiserver uses. */
+  readonly serviceAccountIssuer: string;
+  /** Name of the kwok node that runs every pod. */
+  readonly nodeName: string;
+  /** The local TCP port every pod port forwards to (answers `hello from <pod-port-forward>\n`). */
+  readonly portForwardTargetPort: number;
+  /** Writes a kubeconfig for this cluster that authenticates with `token` (and no client certificate). */
+  writeTokenKubeconfig(token: string, name?: string): Promise<string>;
+  /** Appends a line to the log every pod on the kwok node shows (`kubectl logs`, `attach`). */
+  appendPodLog(line: string): Promise<void>;
+  /** Ends every process (SIGTERM, then SIGKILL after 5 s) and removes the folder. Safe to call twice. */
+  stop(): Promise<void>;
+  /** Process ids of everything started, for checks that nothing outlives stop(). */
+  readonly pids: number[];
+}
+
+const nodeName = 'kwok-node-0';
+
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const started = Date.now();
+  const progress = options.onProgress ?? (() => {});
+  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
+  const binaries = options.binaries ?? (await kubernetesBinaries({ onProgress: progress }));
+  const workDir = await mkdtemp(join(tmpdir(), 'kubevisa-cp-'));
+  const pidFile = join(workDir, 'pids');
+  await writeFile(pidFile, '');
+  const reaper = startReaper(process.pid, pidFile, workDir);
+  const processes: ManagedProcess[] = [];
+  let portForwardServer: Server | undefined;
+  let stopped = false;
+
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    process.removeListener('exit', killOnExit);
+    // Dependents first, etcd last, so nothing logs a storm of connection errors on the way down.
+    for (const p of [...processes].reverse()) await p.stop();
+    portForwardServer?.close();
+    stopReaper(reaper);
+    await rm(workDir, { recursive: true, force: true });
+  };
+  // If the owner exits without awaiting stop(), kill synchronously; the reaper covers SIGKILL of the owner.
+  const killOnExit = () => {
+    for (const p of processes) {
+      if (!p.hasExited()) {
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+        }
+      }
+    }
+  };
+  process.on('exit', killOnExit);
+
+  try {
+    const [etcdPort, etcdPeerPort, apiPort, kwokPort, kcmPort, schedulerPort] = await freePorts(6);
+    const pki = join(workDir, 'pki');
+    await mkdir(pki);
+    progress('generating certificates');
+    const ca = await LocalCa.create(pki, 'kubevisa-dev-cluster-ca');
+    const serving = await ca.issue({
+      name: 'apiserver',
+      commonName: 'kube-apiserver',
+      ipAddresses: ['127.0.0.1', '10.0.0.1'],
+      dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
+      usage: 'server',
+    });
+    const admin = await ca.issue({
+      name: 'admin',
+      commonName: 'kubevisa-dev-admin',
+      organizations: ['system:masters'],
+      usage: 'client',
+    });
+    const kwokServing = await ca.issue({
+      name: 'kwok',
+      commonName: nodeName,
+      ipAddresses: ['127.0.0.1'],
+      usage: 'server',
+    });
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const saKey = join(pki, 'sa.key');
+    const saPub = join(pki, 'sa.pub');
+    await writeFile(saKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    await writeFile(saPub, publicKey.export({ type: 'spki', format: 'pem' }));
+
+    const apiServerUrl = `https://127.0.0.1:${apiPort}`;
+    const adminKubeconfig = join(workDir, 'admin.kubeconfig');
+    await writeFile(
+      adminKubeconfig,
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'kubevisa-dev', cluster: { server: apiServerUrl, 'certificate-authority': ca.certFile } }],
+        users: [{ name: 'admin', user: { 'client-certificate': admin.certFile, 'client-key': admin.keyFile } }],
+        contexts: [{ name: 'kubevisa-dev', context: { cluster: 'kubevisa-dev', user: 'admin', namespace: 'default' } }],
+        'current-context': 'kubevisa-dev',
+      }),
+      { mode: 0o600 },
+    );
+    const auditPolicy = join(workDir, 'audit-policy.yaml');
+    await writeFile(
+      auditPolicy,
+      stringify({
+        apiVersion: 'audit.k8s.io/v1',
+        kind: 'Policy',
+        omitStages: ['RequestReceived'],
+        rules: [{ level: 'Metadata' }],
+      }),
+    );
+    const auditLogFile = join(workDir, 'audit.log');
+    const serviceAccountIssuer = 'https://kubernetes.default.svc.cluster.local';
+
+    progress('starting etcd');
+    const etcd = startProcess({
+      name: 'etcd',
+      command: binaries.etcd,
+      pidFile,
+      workDir,
+      args: [
+        `--data-dir=${join(workDir, 'etcd')}`,
+        `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
+        `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
+        `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+        `--initial-cluster=default=http://127.0.0.1:${etcdPeerPort}`,
+        // A throwaway test store: durability of etcd itself is not what these tests prove.
+        '--unsafe-no-fsync',
+        '--log-level=warn',
+      ],
+    });
+    processes.push(etcd);
+
+    progress('starting kube-apiserver');
+    const apiserver = startProcess({
+      name: 'kube-apiserver',
+      command: binaries.kubeApiserver,
+      pidFile,
+      workDir,
+      args: [
+        `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+        `--secure-port=${apiPort}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        // The endpoint reconciler refuses loopback addresses; nothing here needs the kubernetes Service endpoints.
+        '--endpoint-reconciler-type=none',
+        `--cert-dir=${join(workDir, 'apiserver-certs')}`,
+        `--tls-cert-file=${serving.certFile}`,
+        `--tls-private-key-file=${serving.keyFile}`,
+        `--client-ca-file=${ca.certFile}`,
+        '--authorization-mode=RBAC',
+        `--service-account-issuer=${serviceAccountIssuer}`,
+        `--service-account-key-file=${saPub}`,
+        `--service-account-signing-key-file=${saKey}`,
+        // Tokens must end when they say they end; extension would hide expiry bugs.
+        '--service-account-extend-token-expiration=false',
+        '--service-cluster-ip-range=10.0.0.0/24',
+        `--audit-policy-file=${auditPolicy}`,
+        `--audit-log-path=${auditLogFile}`,
+        '--audit-log-format=json',
+        '--audit-log-mode=blocking',
+        '--kubelet-preferred-address-types=InternalIP',
+        `--kubelet-client-certificate=${admin.certFile}`,
+        `--kubelet-client-key=${admin.keyFile}`,
+        '--allow-privileged=true',
+        '--v=1',
+      ],
+    });
+    processes.push(apiserver);
+    await waitFor('kube-apiserver /readyz', readyTimeoutMs, [etcd, apiserver], async () => {
+      const { status } = await adminGet(apiServerUrl, '/readyz', ca.certFile, admin);
+      return status === 200;
+    });
+    progress(`kube-apiserver ready after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    const kubeconfigArgs = [`--kubeconfig=${adminKubeconfig}`];
+    processes.push(
+      startProcess({
+        name: 'kube-controller-manager',
+        command: binaries.kubeControllerManager,
+        pidFile,
+        workDir,
+        args: [
+          ...kubeconfigArgs,
+          '--leader-elect=false',
+          `--secure-port=${kcmPort}`,
+          '--bind-address=127.0.0.1',
+          `--cert-dir=${join(workDir, 'kcm-certs')}`,
+          [
+            '--controllers=namespace-controller',
+            'garbage-collector-controller',
+            'serviceaccount-controller',
+            'serviceaccount-token-controller',
+            'root-ca-certificate-publisher-controller',
+            'clusterrole-aggregation-controller',
+            'deployment-controller',
+            'replicaset-controller',
+            'node-lifecycle-controller',
+          ].join(','),
+          `--service-account-private-key-file=${saKey}`,
+          `--root-ca-file=${ca.certFile}`,
+          '--use-service-account-credentials=false',
+          '--v=1',
+        ],
+      }),
+    );
+    processes.push(
+      startProcess({
+        name: 'kube-scheduler',
+        command: binaries.kubeScheduler,
+        pidFile,
+        workDir,
+        args: [
+          ...kubeconfigArgs,
+          '--leader-elect=false',
+          `--secure-port=${schedulerPort}`,
+          '--bind-address=127.0.0.1',
+          `--cert-dir=${join(workDir, 'scheduler-certs')}`,
+          '--v=1',
+        ],
+      }),
+    );
+
+    portForwardServer = await startPortForwardTarget();
+    const portForwardTargetPort = (portForwardServer.address() as { port: number }).port;
+    const podLogFile = join(workDir, 'pod.log');
+    await writeFile(podLogFile, criLogLine('kwok pod started'));
+    const execWorkDir = join(workDir, 'exec');
+    await mkdir(execWorkDir);
+    const kwokConfig = join(workDir, 'kwok.yaml');
+    await writeFile(
+      kwokConfig,
+      kwokConfigYaml({
+        execWorkDir,
+        podLogFile,
+        portForwardTarget: { address: '127.0.0.1', port: portForwardTargetPort },
+      }),
+    );
+    processes.push(
+      startProcess({
+        name: 'kwok',
+        command: binaries.kwok,
+        pidFile,
+        workDir,
+        args: [
+          ...kubeconfigArgs,
+          `--config=${kwokConfig}`,
+          '--manage-all-nodes=false',
+          '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+          '--node-ip=127.0.0.1',
+          `--node-port=${kwokPort}`,
+          `--server-address=127.0.0.1:${kwokPort}`,
+          `--tls-cert-file=${kwokServing.certFile}`,
+          `--tls-private-key-file=${kwokServing.keyFile}`,
+          '--cidr=10.244.0.0/16',
+        ],
+      }),
+    );
+
+    progress('registering the kwok node');
+    await waitFor('namespace default', readyTimeoutMs, processes, async () => {
+      const { status } = await adminGet(apiServerUrl, '/api/v1/namespaces/default', ca.certFile, admin);
+      return status === 200;
+    });
+    await adminRequest(apiServerUrl, 'POST', '/api/v1/nodes', ca.certFile, admin, {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name: nodeName,
+        annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+        labels: { 'kubernetes.io/hostname': nodeName, 'kubernetes.io/os': 'linux', type: 'kwok' },
+      },
+    });
+    await waitFor('a Ready node', readyTimeoutMs, processes, async () => {
+      const { status, body } = await adminGet(apiServerUrl, `/api/v1/nodes/${nodeName}`, ca.certFile, admin);
+      if (status !== 200) return false;
+      const node = JSON.parse(body) as {
+        spec?: { taints?: { key: string }[] };
+        status?: { conditions?: { type: string; status: string }[] };
+      };
+      const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+      // The node-lifecycle controller removes its not-ready taint a moment after Ready; until then nothing schedules.
+      const tainted = node.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/')) ?? false;
+      return ready && !tainted;
+    });
+    progress(`control plane ready after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    return {
+      workDir,
+      binaries,
+      apiServerUrl,
+      adminKubeconfig,
+      caCertFile: ca.certFile,
+      adminCert: admin,
+      auditLogFile,
+      serviceAccountIssuer,
+      nodeName,
+      portForwardTargetPort,
+      appendPodLog: (line) => appendFile(podLogFile, criLogLine(line)),
+      async writeTokenKubeconfig(token, name = `token-${randomUUID()}`) {
+        const file = join(workDir, `${name}.kubeconfig`);
+        await writeFile(file, tokenKubeconfig(apiServerUrl, ca.certFile, token), { mode: 0o600 });
+        return file;
+      },
+      stop,
+      get pids() {
+        return processes.map((p) => p.pid);
+      },
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+function tokenKubeconfig(server: string, caFile: string, token: string): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'kubevisa-dev', cluster: { server, 'certificate-authority': caFile } }],
+    users: [{ name: 'token', user: { token } }],
+    contexts: [{ name: 'kubevisa-dev', context: { cluster: 'kubevisa-dev', user: 'token', namespace: 'default' } }],
+    'current-context': 'kubevisa-dev',
+  });
+}
+
+function stopReaper(reaper: ChildProcess): void {
+  try {
+    reaper.kill('SIGKILL');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
+/** Distinct free loopback ports (bound, read, released: a tiny race that loopback tests accept). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve());
+      });
+      servers.push(server);
+    }
+    return servers.map((s) => (s.address() as { port: number }).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+}
+
+async function startPortForwardTarget(): Promise<Server> {
+  const server = createServer((socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.end('hello from the kwok pod port-forward target\n');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return server;
+}
+
+async function waitFor(
+  what: string,
+  timeoutMs: number,
+  watched: ManagedProcess[],
+  check: () => Promise<boolean>,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = '';
+  while (Date.now() < deadline) {
+    const dead = watched.find((p) => p.hasExited());
+    if (dead) {
+      throw new Error(
+        `${dead.name} exited while waiting for ${what}. Its log (${dead.logFile}):\n${logTail(dead.logFile)}`,
+      );
+    }
+    try {
+      if (await check()) return;
+    } catch (error) {
+      lastError = (error as Error).message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const logs = watched.map((p) => `--- ${p.name} (${p.logFile})\n${logTail(p.logFile, 10)}`).join('\n');
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ''}\n${logs}`,
+  );
+}
+
+function adminGet(base: string, path: string, caFile: string, cert: { certFile: string; keyFile: string }) {
+  return adminRequest(base, 'GET', path, caFile, cert);
+}
+
+function adminRequest(
+  base: string,
+  method: string,
+  path: string,
+  caFile: string,
+  cert: { certFile: string; keyFile: string },
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      new URL(path, base),
+      {
+        method,
+        ca: readFileSync(caFile),
+        cert: readFileSync(cert.certFile),
+        key: readFileSync(cert.keyFile),
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        timeout: 5000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
