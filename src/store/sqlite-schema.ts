@@ -1,0 +1,206 @@
+/**
+ * The SQLite schema as ordered, numbered migrations. A migration, once released, never changes: a new need is a
+ * new migration with the next number. Tables are STRICT so a value of the wrong type is refused on write.
+ * Times are INTEGER epoch milliseconds; JSON columns end in `_json`.
+ */
+
+export interface Migration {
+  /** 1, 2, 3, … in the order they are applied. */
+  version: number;
+  /** Short description; stored beside the version so a mismatched build is recognised. */
+  name: string;
+  sql: string;
+}
+
+export const SQLITE_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'core tables',
+    sql: `
+CREATE TABLE persons (
+  id TEXT PRIMARY KEY,
+  issuer TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  email TEXT NOT NULL UNIQUE,
+  display_name TEXT NOT NULL,
+  groups_json TEXT NOT NULL,
+  roles_json TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'deprovisioned')),
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  UNIQUE (issuer, subject)
+) STRICT;
+
+CREATE TABLE engagements (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  vendor TEXT NOT NULL,
+  contractors_json TEXT NOT NULL,
+  sponsor TEXT NOT NULL,
+  starts_at INTEGER NOT NULL,
+  ends_at INTEGER NOT NULL,
+  ceiling_json TEXT NOT NULL,
+  max_visa_seconds INTEGER NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('active', 'ended')),
+  ended_at INTEGER,
+  ended_by TEXT,
+  end_reason TEXT,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL
+) STRICT;
+CREATE INDEX engagements_status ON engagements (status);
+
+-- contractors_json is what an engagement reads back as; this table only indexes it for "engagements of X".
+CREATE TABLE engagement_contractors (
+  engagement_id TEXT NOT NULL REFERENCES engagements (id) ON DELETE CASCADE,
+  email TEXT NOT NULL,
+  PRIMARY KEY (engagement_id, email)
+) STRICT;
+CREATE INDEX engagement_contractors_email ON engagement_contractors (email);
+
+CREATE TABLE visas (
+  id TEXT PRIMARY KEY,
+  engagement_id TEXT NOT NULL REFERENCES engagements (id),
+  person_id TEXT NOT NULL REFERENCES persons (id),
+  person_email TEXT NOT NULL,
+  cluster TEXT NOT NULL,
+  namespaces_json TEXT NOT NULL,
+  profile TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  requested_at INTEGER NOT NULL,
+  requested_seconds INTEGER NOT NULL,
+  not_before INTEGER NOT NULL,
+  not_after INTEGER NOT NULL,
+  state TEXT NOT NULL
+    CHECK (state IN ('requested', 'approved', 'active', 'expired', 'revoked', 'denied', 'cancelled')),
+  approvals_json TEXT NOT NULL,
+  required_approvals INTEGER NOT NULL,
+  extends TEXT,
+  decided_at INTEGER,
+  decided_by TEXT,
+  ended_at INTEGER,
+  ended_by TEXT,
+  end_reason TEXT,
+  version INTEGER NOT NULL CHECK (version >= 1)
+) STRICT;
+CREATE INDEX visas_state_not_after ON visas (state, not_after);
+CREATE INDEX visas_not_after ON visas (not_after);
+CREATE INDEX visas_cluster ON visas (cluster, state);
+CREATE INDEX visas_person ON visas (person_id, state);
+CREATE INDEX visas_engagement ON visas (engagement_id, state);
+
+-- No foreign keys: an intent may concern objects kubevisa no longer knows (a stray binding to remove).
+CREATE TABLE intents (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  cluster TEXT NOT NULL,
+  visa_id TEXT,
+  person_id TEXT,
+  payload_json TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  completed_at INTEGER
+) STRICT;
+CREATE INDEX intents_pending ON intents (created_at, id) WHERE completed_at IS NULL;
+
+CREATE TABLE sessions (
+  id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons (id),
+  secret_hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  last_used_at INTEGER,
+  idp_refresh_token_ciphertext TEXT,
+  idp_token_expires_at INTEGER,
+  revoked_at INTEGER,
+  revoke_reason TEXT
+) STRICT;
+CREATE INDEX sessions_person ON sessions (person_id, created_at);
+
+CREATE TABLE pending_logins (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  lookup_key TEXT UNIQUE,
+  payload_json TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX pending_logins_expires ON pending_logins (expires_at);
+
+-- seq is assigned by the store (head + 1), never by AUTOINCREMENT: a rolled-back append must leave no gap.
+-- No foreign keys: the trail must accept every event and outlive what it describes.
+CREATE TABLE audit_events (
+  seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  session_id TEXT,
+  action TEXT NOT NULL,
+  visa_id TEXT,
+  engagement_id TEXT,
+  person_id TEXT,
+  cluster TEXT,
+  namespace TEXT,
+  outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'refused', 'error')),
+  reason TEXT,
+  details_json TEXT NOT NULL,
+  source_address TEXT,
+  source_user_agent TEXT,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_events_visa ON audit_events (visa_id, seq) WHERE visa_id IS NOT NULL;
+CREATE INDEX audit_events_person ON audit_events (person_id, seq) WHERE person_id IS NOT NULL;
+CREATE INDEX audit_events_engagement ON audit_events (engagement_id, seq) WHERE engagement_id IS NOT NULL;
+CREATE INDEX audit_events_action ON audit_events (action, seq);
+
+CREATE TABLE clusters (
+  name TEXT PRIMARY KEY,
+  server TEXT NOT NULL,
+  ca_data TEXT,
+  credential_ref TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE profiles (
+  name TEXT PRIMARY KEY,
+  description TEXT NOT NULL,
+  rules_json TEXT NOT NULL,
+  declared_risks_json TEXT NOT NULL,
+  max_visa_seconds INTEGER NOT NULL,
+  record_sessions INTEGER NOT NULL CHECK (record_sessions IN (0, 1))
+) STRICT;
+
+CREATE TABLE settings (
+  key TEXT PRIMARY KEY,
+  value_json TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+) STRICT;
+`,
+  },
+  {
+    version: 2,
+    name: 'audit trail append-only',
+    // The hash chain makes tampering evident; these triggers make the accidental kind (a stray UPDATE in a
+    // maintenance session, a bug) impossible, and refuse an insert that does not extend the chain's head.
+    sql: `
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN
+  SELECT RAISE(ABORT, 'audit events are append-only: UPDATE refused');
+END;
+
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN
+  SELECT RAISE(ABORT, 'audit events are append-only: DELETE refused');
+END;
+
+CREATE TRIGGER audit_events_extend_head BEFORE INSERT ON audit_events
+WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_events)
+  OR NEW.prev_hash IS NOT COALESCE(
+    (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1),
+    '0000000000000000000000000000000000000000000000000000000000000000')
+BEGIN
+  SELECT RAISE(ABORT, 'audit events are append-only: insert does not extend the head of the chain');
+END;
+`,
+  },
+];

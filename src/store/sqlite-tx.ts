@@ -1,0 +1,885 @@
+/**
+ * Every read and write of the SQLite engine, on one connection. The connection is synchronous; the methods are
+ * async only to honour the engine-neutral StoreTx contract. Transaction boundaries, serialisation and liveness
+ * belong to sqlite.ts: an instance of SqliteTx only ever runs while its owner holds the connection.
+ */
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
+import { Conflict, InvalidInput, NotFound } from '../domain/errors.ts';
+import type {
+  Engagement,
+  Instant,
+  Person,
+  PersonRole,
+  PersonStatus,
+  Profile,
+  Visa,
+  VisaState,
+} from '../domain/model.ts';
+import { GENESIS_HASH, canonicalJson, computeAuditHash, type UnhashedAuditEvent } from './audit-chain.ts';
+import { StoreUnavailable } from './errors.ts';
+import { newId } from './ids.ts';
+import {
+  AUDIT_COLUMNS,
+  CLUSTER_COLUMNS,
+  ENGAGEMENT_COLUMNS,
+  INTENT_COLUMNS,
+  LOGIN_COLUMNS,
+  PERSON_COLUMNS,
+  PROFILE_COLUMNS,
+  SESSION_COLUMNS,
+  VISA_COLUMNS,
+  mapAudit,
+  mapCluster,
+  mapEngagement,
+  mapIntent,
+  mapLogin,
+  mapPerson,
+  mapProfile,
+  mapSession,
+  mapVisa,
+} from './mappers.ts';
+import { decodeJsonObject, decodeJsonValue, definedOnly, integer, json, text, type Row } from './rows.ts';
+import type {
+  AuditEvent,
+  AuditFilter,
+  ClusterInput,
+  ClusterRecord,
+  EngagementFilter,
+  Intent,
+  IntentFilter,
+  JsonValue,
+  NewAuditEvent,
+  NewIntent,
+  NewSession,
+  PendingLogin,
+  PendingLoginPatch,
+  PersonLogin,
+  Session,
+  SessionPatch,
+  StoreTx,
+  StoredVisa,
+  VisaFilter,
+} from './store.ts';
+
+type Params = Record<string, SQLInputValue>;
+
+/** Default and ceiling of `listAudit`'s page size. */
+export const AUDIT_PAGE_DEFAULT = 1000;
+export const AUDIT_PAGE_MAX = 10000;
+
+/** States in which a visa can still grant access (its bindings exist or are about to). */
+const LIVE_STATES: readonly VisaState[] = ['approved', 'active'];
+
+/** SQLite extended result codes the store turns into domain errors. */
+const SQLITE_BUSY = 5;
+const SQLITE_CONSTRAINT_FOREIGNKEY = 787;
+const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+
+function sqliteErrcode(error: unknown): number | undefined {
+  if (error instanceof Error && 'errcode' in error && typeof error.errcode === 'number') return error.errcode;
+  return undefined;
+}
+
+/**
+ * Turns a constraint violation that slipped past the explicit checks into the domain's stable errors, and a
+ * lock timeout into StoreUnavailable; anything else is returned unchanged.
+ */
+export function translateSqliteError(error: unknown): unknown {
+  const code = sqliteErrcode(error);
+  if (code === undefined || !(error instanceof Error)) return error;
+  if (code === SQLITE_CONSTRAINT_PRIMARYKEY || code === SQLITE_CONSTRAINT_UNIQUE) {
+    return new Conflict(`already exists (${error.message})`);
+  }
+  if (code === SQLITE_CONSTRAINT_FOREIGNKEY)
+    return new NotFound(`a referenced record does not exist (${error.message})`);
+  // The primary result code is the low byte of the extended one (SQLITE_BUSY_SNAPSHOT, …).
+  if ((code & 0xff) === SQLITE_BUSY) {
+    return new StoreUnavailable('the database is locked by another process; try again', { cause: error });
+  }
+  return error;
+}
+
+/** Prepared statements by SQL text, reused across transactions (preparing is the costly part of a query). */
+export class StatementCache {
+  private readonly db: DatabaseSync;
+  private readonly statements = new Map<string, StatementSync>();
+
+  constructor(db: DatabaseSync) {
+    this.db = db;
+  }
+
+  get(sql: string): StatementSync {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+}
+
+function orNull<T extends SQLInputValue>(value: T | undefined): T | null {
+  return value === undefined ? null : value;
+}
+
+/** `:p0, :p1, …` for an IN list, with the matching parameters added to `params`. */
+function inList(prefix: string, values: readonly string[], params: Params): string {
+  return values
+    .map((value, index) => {
+      params[`${prefix}${index}`] = value;
+      return `:${prefix}${index}`;
+    })
+    .join(', ');
+}
+
+function engagementParams(e: Engagement): Params {
+  return {
+    id: e.id,
+    name: e.name,
+    vendor: e.vendor,
+    contractors_json: JSON.stringify(e.contractors),
+    sponsor: e.sponsor,
+    starts_at: e.startsAt,
+    ends_at: e.endsAt,
+    ceiling_json: JSON.stringify({
+      clusters: e.ceiling.clusters,
+      namespacePatterns: e.ceiling.namespacePatterns,
+      profiles: e.ceiling.profiles,
+    }),
+    max_visa_seconds: e.maxVisaSeconds,
+    status: e.status,
+    ended_at: orNull(e.endedAt),
+    ended_by: orNull(e.endedBy),
+    end_reason: orNull(e.endReason),
+    created_at: e.createdAt,
+    created_by: e.createdBy,
+  };
+}
+
+function visaParams(v: Visa): Params {
+  return {
+    id: v.id,
+    engagement_id: v.engagementId,
+    person_id: v.personId,
+    person_email: v.personEmail,
+    cluster: v.cluster,
+    namespaces_json: JSON.stringify(v.namespaces),
+    profile: v.profile,
+    reason: v.reason,
+    requested_at: v.requestedAt,
+    requested_seconds: v.requestedSeconds,
+    not_before: v.notBefore,
+    not_after: v.notAfter,
+    state: v.state,
+    approvals_json: JSON.stringify(v.approvals),
+    required_approvals: v.requiredApprovals,
+    extends: orNull(v.extends),
+    decided_at: orNull(v.decidedAt),
+    decided_by: orNull(v.decidedBy),
+    ended_at: orNull(v.endedAt),
+    ended_by: orNull(v.endedBy),
+    end_reason: orNull(v.endReason),
+  };
+}
+
+/** `a = :a, b = :b` for every key of `params` but the listed ones. */
+function assignments(params: Params, except: readonly string[]): string {
+  return Object.keys(params)
+    .filter((key) => !except.includes(key))
+    .map((key) => `${key} = :${key}`)
+    .join(', ');
+}
+
+export class SqliteTx implements StoreTx {
+  private readonly statements: StatementCache;
+  private live = true;
+
+  constructor(statements: StatementCache) {
+    this.statements = statements;
+  }
+
+  /** Whether the transaction (or read) this object belongs to is still running. */
+  get isLive(): boolean {
+    return this.live;
+  }
+
+  /** Called by the owner when the transaction ends; every later call is refused. */
+  end(): void {
+    this.live = false;
+  }
+
+  private assertLive(): void {
+    if (!this.live) {
+      throw new Error('store transaction has already ended: use `tx` only inside its transaction callback');
+    }
+  }
+
+  private one(sql: string, params: Params = {}): Row | undefined {
+    this.assertLive();
+    return this.statements.get(sql).get(params);
+  }
+
+  private many(sql: string, params: Params = {}): Row[] {
+    this.assertLive();
+    return this.statements.get(sql).all(params);
+  }
+
+  /** Runs a write and returns how many rows it changed. */
+  private write(sql: string, params: Params): number {
+    this.assertLive();
+    try {
+      return Number(this.statements.get(sql).run(params).changes);
+    } catch (error) {
+      throw translateSqliteError(error);
+    }
+  }
+
+  private exists(table: string, column: string, value: string): boolean {
+    return this.one(`SELECT 1 AS found FROM ${table} WHERE ${column} = :value`, { value }) !== undefined;
+  }
+
+  // ---- persons ----
+
+  async getPerson(id: string): Promise<Person | undefined> {
+    const row = this.one(`SELECT ${PERSON_COLUMNS} FROM persons WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapPerson(row);
+  }
+
+  async getPersonByEmail(email: string): Promise<Person | undefined> {
+    const row = this.one(`SELECT ${PERSON_COLUMNS} FROM persons WHERE email = :email`, { email: email.toLowerCase() });
+    return row === undefined ? undefined : mapPerson(row);
+  }
+
+  async getPersonBySubject(issuer: string, subject: string): Promise<Person | undefined> {
+    const row = this.one(`SELECT ${PERSON_COLUMNS} FROM persons WHERE issuer = :issuer AND subject = :subject`, {
+      issuer,
+      subject,
+    });
+    return row === undefined ? undefined : mapPerson(row);
+  }
+
+  async listPersons(): Promise<Person[]> {
+    return this.many(`SELECT ${PERSON_COLUMNS} FROM persons ORDER BY email, id`).map(mapPerson);
+  }
+
+  async upsertPersonFromLogin(login: PersonLogin): Promise<Person> {
+    const email = login.email.toLowerCase();
+    const existing = await this.getPersonBySubject(login.issuer, login.subject);
+    const holder = await this.getPersonByEmail(email);
+    if (holder !== undefined && holder.id !== existing?.id) {
+      throw new Conflict(`email ${email} already belongs to another identity; an admin must resolve it`, {
+        details: { email, issuer: login.issuer },
+      });
+    }
+    const id = existing?.id ?? newId('p_');
+    const params: Params = {
+      id,
+      email,
+      display_name: login.displayName,
+      groups_json: JSON.stringify(login.groups),
+      now: login.now,
+    };
+    if (existing !== undefined) {
+      this.write(
+        'UPDATE persons SET email = :email, display_name = :display_name, groups_json = :groups_json, ' +
+          'updated_at = :now WHERE id = :id',
+        params,
+      );
+    } else {
+      this.write(
+        'INSERT INTO persons (id, issuer, subject, email, display_name, groups_json, roles_json, status, ' +
+          "created_at, updated_at) VALUES (:id, :issuer, :subject, :email, :display_name, :groups_json, '[]', " +
+          "'active', :now, :now)",
+        { ...params, issuer: login.issuer, subject: login.subject },
+      );
+    }
+    return this.mustGetPerson(id);
+  }
+
+  private async mustGetPerson(id: string): Promise<Person> {
+    const person = await this.getPerson(id);
+    if (person === undefined) throw new NotFound(`person ${id} does not exist`, { details: { personId: id } });
+    return person;
+  }
+
+  async setPersonStatus(id: string, status: PersonStatus, now: Instant): Promise<Person> {
+    this.write('UPDATE persons SET status = :status, updated_at = :now WHERE id = :id', { id, status, now });
+    return this.mustGetPerson(id);
+  }
+
+  async setPersonRoles(id: string, roles: PersonRole[], now: Instant): Promise<Person> {
+    this.write('UPDATE persons SET roles_json = :roles_json, updated_at = :now WHERE id = :id', {
+      id,
+      roles_json: JSON.stringify(roles),
+      now,
+    });
+    return this.mustGetPerson(id);
+  }
+
+  // ---- engagements ----
+
+  async getEngagement(id: string): Promise<Engagement | undefined> {
+    const row = this.one(`SELECT ${ENGAGEMENT_COLUMNS} FROM engagements WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapEngagement(row);
+  }
+
+  async listEngagements(filter: EngagementFilter = {}): Promise<Engagement[]> {
+    const clauses: string[] = [];
+    const params: Params = {};
+    if (filter.status !== undefined) {
+      clauses.push('status = :status');
+      params.status = filter.status;
+    }
+    if (filter.contractor !== undefined) {
+      clauses.push('id IN (SELECT engagement_id FROM engagement_contractors WHERE email = :contractor)');
+      params.contractor = filter.contractor.toLowerCase();
+    }
+    const where = clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`;
+    return this.many(`SELECT ${ENGAGEMENT_COLUMNS} FROM engagements ${where} ORDER BY starts_at, id`, params).map(
+      mapEngagement,
+    );
+  }
+
+  private indexContractors(engagement: Engagement): void {
+    this.write('DELETE FROM engagement_contractors WHERE engagement_id = :id', { id: engagement.id });
+    // A contractor listed twice is indexed once (the list itself is kept as given in contractors_json).
+    for (const email of new Set(engagement.contractors.map((contractor) => contractor.toLowerCase()))) {
+      this.write('INSERT INTO engagement_contractors (engagement_id, email) VALUES (:id, :email)', {
+        id: engagement.id,
+        email,
+      });
+    }
+  }
+
+  async insertEngagement(engagement: Engagement): Promise<Engagement> {
+    if (this.exists('engagements', 'id', engagement.id)) {
+      throw new Conflict(`engagement ${engagement.id} already exists`, { details: { engagementId: engagement.id } });
+    }
+    const params = engagementParams(engagement);
+    const columns = Object.keys(params);
+    this.write(
+      `INSERT INTO engagements (${columns.join(', ')}) VALUES (${columns.map((c) => `:${c}`).join(', ')})`,
+      params,
+    );
+    this.indexContractors(engagement);
+    return this.mustGetEngagement(engagement.id);
+  }
+
+  async updateEngagement(engagement: Engagement): Promise<Engagement> {
+    const params = engagementParams(engagement);
+    const changed = this.write(`UPDATE engagements SET ${assignments(params, ['id'])} WHERE id = :id`, params);
+    if (changed === 0) {
+      throw new NotFound(`engagement ${engagement.id} does not exist`, { details: { engagementId: engagement.id } });
+    }
+    this.indexContractors(engagement);
+    return this.mustGetEngagement(engagement.id);
+  }
+
+  private async mustGetEngagement(id: string): Promise<Engagement> {
+    const engagement = await this.getEngagement(id);
+    if (engagement === undefined) {
+      throw new NotFound(`engagement ${id} does not exist`, { details: { engagementId: id } });
+    }
+    return engagement;
+  }
+
+  // ---- visas ----
+
+  async getVisa(id: string): Promise<StoredVisa | undefined> {
+    const row = this.one(`SELECT ${VISA_COLUMNS} FROM visas WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapVisa(row);
+  }
+
+  async listVisas(filter: VisaFilter = {}): Promise<StoredVisa[]> {
+    const clauses: string[] = [];
+    const params: Params = {};
+    if (filter.state !== undefined) {
+      clauses.push('state = :state');
+      params.state = filter.state;
+    }
+    if (filter.states !== undefined) {
+      if (filter.states.length === 0) return [];
+      clauses.push(`state IN (${inList('s', filter.states, params)})`);
+    }
+    if (filter.personId !== undefined) {
+      clauses.push('person_id = :person_id');
+      params.person_id = filter.personId;
+    }
+    if (filter.engagementId !== undefined) {
+      clauses.push('engagement_id = :engagement_id');
+      params.engagement_id = filter.engagementId;
+    }
+    if (filter.cluster !== undefined) {
+      clauses.push('cluster = :cluster');
+      params.cluster = filter.cluster;
+    }
+    const where = clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`;
+    return this.many(`SELECT ${VISA_COLUMNS} FROM visas ${where} ORDER BY requested_at, id`, params).map(mapVisa);
+  }
+
+  async listVisasGrantingAt(now: Instant): Promise<StoredVisa[]> {
+    const params: Params = { now };
+    const states = inList('s', LIVE_STATES, params);
+    return this.many(
+      `SELECT ${VISA_COLUMNS} FROM visas WHERE state IN (${states}) AND not_before <= :now AND not_after > :now ` +
+        'ORDER BY not_after, id',
+      params,
+    ).map(mapVisa);
+  }
+
+  async listVisasInStates(states: readonly VisaState[]): Promise<StoredVisa[]> {
+    if (states.length === 0) return [];
+    const params: Params = {};
+    return this.many(
+      `SELECT ${VISA_COLUMNS} FROM visas WHERE state IN (${inList('s', states, params)}) ORDER BY not_after, id`,
+      params,
+    ).map(mapVisa);
+  }
+
+  async listVisasEndingBefore(t: Instant, states: readonly VisaState[] = LIVE_STATES): Promise<StoredVisa[]> {
+    if (states.length === 0) return [];
+    const params: Params = { t };
+    return this.many(
+      `SELECT ${VISA_COLUMNS} FROM visas WHERE state IN (${inList('s', states, params)}) AND not_after <= :t ` +
+        'ORDER BY not_after, id',
+      params,
+    ).map(mapVisa);
+  }
+
+  async insertVisa(visa: Visa): Promise<StoredVisa> {
+    if (this.exists('visas', 'id', visa.id)) {
+      throw new Conflict(`visa ${visa.id} already exists`, { details: { visaId: visa.id } });
+    }
+    this.assertVisaReferences(visa);
+    const params = { ...visaParams(visa), version: 1 };
+    const columns = Object.keys(params);
+    this.write(`INSERT INTO visas (${columns.join(', ')}) VALUES (${columns.map((c) => `:${c}`).join(', ')})`, params);
+    return this.mustGetVisa(visa.id);
+  }
+
+  async updateVisa(visa: Visa, expectedVersion?: number): Promise<StoredVisa> {
+    const current = this.one('SELECT version FROM visas WHERE id = :id', { id: visa.id });
+    if (current === undefined) throw new NotFound(`visa ${visa.id} does not exist`, { details: { visaId: visa.id } });
+    const currentVersion = integer(current, 'visas', 'version');
+    if (expectedVersion !== undefined && expectedVersion !== currentVersion) {
+      throw new Conflict(
+        `visa ${visa.id} was changed by someone else (version ${currentVersion}, expected ${expectedVersion}); ` +
+          'reload it and decide again',
+        { details: { visaId: visa.id, expectedVersion, currentVersion } },
+      );
+    }
+    this.assertVisaReferences(visa);
+    const params = visaParams(visa);
+    // The version guard in the WHERE clause is what keeps the update safe on engines where another connection
+    // can commit between the read above and this write; on SQLite the write lock already excludes that.
+    const changed = this.write(
+      `UPDATE visas SET ${assignments(params, ['id'])}, version = version + 1 WHERE id = :id AND version = :version`,
+      { ...params, version: currentVersion },
+    );
+    if (changed === 0) {
+      throw new Conflict(`visa ${visa.id} was changed by someone else; reload it and decide again`, {
+        details: { visaId: visa.id },
+      });
+    }
+    return this.mustGetVisa(visa.id);
+  }
+
+  private assertVisaReferences(visa: Visa): void {
+    if (!this.exists('engagements', 'id', visa.engagementId)) {
+      throw new NotFound(`engagement ${visa.engagementId} does not exist`, {
+        details: { engagementId: visa.engagementId },
+      });
+    }
+    if (!this.exists('persons', 'id', visa.personId)) {
+      throw new NotFound(`person ${visa.personId} does not exist`, { details: { personId: visa.personId } });
+    }
+  }
+
+  private async mustGetVisa(id: string): Promise<StoredVisa> {
+    const visa = await this.getVisa(id);
+    if (visa === undefined) throw new NotFound(`visa ${id} does not exist`, { details: { visaId: id } });
+    return visa;
+  }
+
+  // ---- intents ----
+
+  async getIntent(id: string): Promise<Intent | undefined> {
+    const row = this.one(`SELECT ${INTENT_COLUMNS} FROM intents WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapIntent(row);
+  }
+
+  async listPendingIntents(filter: IntentFilter = {}): Promise<Intent[]> {
+    const params: Params = {};
+    let where = 'completed_at IS NULL';
+    if (filter.cluster !== undefined) {
+      where += ' AND cluster = :cluster';
+      params.cluster = filter.cluster;
+    }
+    return this.many(`SELECT ${INTENT_COLUMNS} FROM intents WHERE ${where} ORDER BY created_at, id`, params).map(
+      mapIntent,
+    );
+  }
+
+  async insertIntent(intent: NewIntent): Promise<Intent> {
+    const id = intent.id ?? newId('i_');
+    if (this.exists('intents', 'id', id))
+      throw new Conflict(`intent ${id} already exists`, { details: { intentId: id } });
+    this.write(
+      `INSERT INTO intents (${INTENT_COLUMNS}) VALUES ` +
+        '(:id, :kind, :cluster, :visa_id, :person_id, :payload_json, :created_at, NULL)',
+      {
+        id,
+        kind: intent.kind,
+        cluster: intent.cluster,
+        visa_id: orNull(intent.visaId),
+        person_id: orNull(intent.personId),
+        payload_json: JSON.stringify(intent.payload),
+        created_at: intent.createdAt,
+      },
+    );
+    return this.mustGetIntent(id);
+  }
+
+  async completeIntent(id: string, now: Instant): Promise<Intent> {
+    this.write('UPDATE intents SET completed_at = COALESCE(completed_at, :now) WHERE id = :id', { id, now });
+    return this.mustGetIntent(id);
+  }
+
+  private async mustGetIntent(id: string): Promise<Intent> {
+    const intent = await this.getIntent(id);
+    if (intent === undefined) throw new NotFound(`intent ${id} does not exist`, { details: { intentId: id } });
+    return intent;
+  }
+
+  // ---- sessions ----
+
+  async getSession(id: string): Promise<Session | undefined> {
+    const row = this.one(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapSession(row);
+  }
+
+  async getSessionBySecretHash(secretHash: string): Promise<Session | undefined> {
+    const row = this.one(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE secret_hash = :secret_hash`, {
+      secret_hash: secretHash,
+    });
+    return row === undefined ? undefined : mapSession(row);
+  }
+
+  async listSessionsOfPerson(personId: string): Promise<Session[]> {
+    return this.many(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE person_id = :person_id ORDER BY created_at, id`, {
+      person_id: personId,
+    }).map(mapSession);
+  }
+
+  async insertSession(session: NewSession): Promise<Session> {
+    const id = session.id ?? newId('s_');
+    if (!this.exists('persons', 'id', session.personId)) {
+      throw new NotFound(`person ${session.personId} does not exist`, { details: { personId: session.personId } });
+    }
+    if (this.exists('sessions', 'id', id))
+      throw new Conflict(`session ${id} already exists`, { details: { sessionId: id } });
+    if (this.exists('sessions', 'secret_hash', session.secretHash)) {
+      // Never echo the hash: it identifies a live session.
+      throw new Conflict('a session with this secret already exists');
+    }
+    this.write(
+      `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES (:id, :person_id, :secret_hash, :created_at, :expires_at, ` +
+        'NULL, :idp_refresh_token_ciphertext, :idp_token_expires_at, NULL, NULL)',
+      {
+        id,
+        person_id: session.personId,
+        secret_hash: session.secretHash,
+        created_at: session.createdAt,
+        expires_at: session.expiresAt,
+        idp_refresh_token_ciphertext: orNull(session.idpRefreshTokenCiphertext),
+        idp_token_expires_at: orNull(session.idpTokenExpiresAt),
+      },
+    );
+    return this.mustGetSession(id);
+  }
+
+  async updateSession(id: string, patch: SessionPatch): Promise<Session> {
+    const params: Params = { id };
+    const columns: [string, SQLInputValue | undefined][] = [
+      ['expires_at', patch.expiresAt],
+      ['last_used_at', patch.lastUsedAt],
+      ['idp_refresh_token_ciphertext', patch.idpRefreshTokenCiphertext],
+      ['idp_token_expires_at', patch.idpTokenExpiresAt],
+    ];
+    const sets: string[] = [];
+    for (const [column, value] of columns) {
+      if (value === undefined) continue;
+      sets.push(`${column} = :${column}`);
+      params[column] = value;
+    }
+    if (sets.length > 0) this.write(`UPDATE sessions SET ${sets.join(', ')} WHERE id = :id`, params);
+    return this.mustGetSession(id);
+  }
+
+  async revokeSession(id: string, now: Instant, reason: string): Promise<Session> {
+    // Every right-hand side sees the row as it was before the update, so a second revocation keeps the first
+    // time and reason. The refresh token goes in any case: a revoked session must not be renewable.
+    this.write(
+      'UPDATE sessions SET revoked_at = COALESCE(revoked_at, :now), ' +
+        'revoke_reason = CASE WHEN revoked_at IS NULL THEN :reason ELSE revoke_reason END, ' +
+        'idp_refresh_token_ciphertext = NULL, idp_token_expires_at = NULL WHERE id = :id',
+      { id, now, reason },
+    );
+    return this.mustGetSession(id);
+  }
+
+  async revokeSessionsOfPerson(personId: string, now: Instant, reason: string): Promise<number> {
+    return this.write(
+      'UPDATE sessions SET revoked_at = :now, revoke_reason = :reason, idp_refresh_token_ciphertext = NULL, ' +
+        'idp_token_expires_at = NULL WHERE person_id = :person_id AND revoked_at IS NULL',
+      { person_id: personId, now, reason },
+    );
+  }
+
+  private async mustGetSession(id: string): Promise<Session> {
+    const session = await this.getSession(id);
+    if (session === undefined) throw new NotFound(`session ${id} does not exist`, { details: { sessionId: id } });
+    return session;
+  }
+
+  // ---- pending logins ----
+
+  async getLogin(id: string): Promise<PendingLogin | undefined> {
+    const row = this.one(`SELECT ${LOGIN_COLUMNS} FROM pending_logins WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapLogin(row);
+  }
+
+  async getLoginByLookupKey(lookupKey: string): Promise<PendingLogin | undefined> {
+    const row = this.one(`SELECT ${LOGIN_COLUMNS} FROM pending_logins WHERE lookup_key = :lookup_key`, {
+      lookup_key: lookupKey,
+    });
+    return row === undefined ? undefined : mapLogin(row);
+  }
+
+  async insertLogin(login: PendingLogin): Promise<PendingLogin> {
+    if (this.exists('pending_logins', 'id', login.id))
+      throw new Conflict('a pending login with this id already exists');
+    if (login.lookupKey !== undefined && this.exists('pending_logins', 'lookup_key', login.lookupKey)) {
+      throw new Conflict('a pending login with this lookup key already exists');
+    }
+    this.write(
+      `INSERT INTO pending_logins (${LOGIN_COLUMNS}) VALUES ` +
+        '(:id, :kind, :lookup_key, :payload_json, :created_at, :expires_at)',
+      {
+        id: login.id,
+        kind: login.kind,
+        lookup_key: orNull(login.lookupKey),
+        payload_json: JSON.stringify(login.payload),
+        created_at: login.createdAt,
+        expires_at: login.expiresAt,
+      },
+    );
+    return this.mustGetLogin(login.id);
+  }
+
+  async updateLogin(id: string, patch: PendingLoginPatch): Promise<PendingLogin> {
+    const params: Params = { id };
+    const sets: string[] = [];
+    if (patch.payload !== undefined) {
+      sets.push('payload_json = :payload_json');
+      params.payload_json = JSON.stringify(patch.payload);
+    }
+    if (patch.expiresAt !== undefined) {
+      sets.push('expires_at = :expires_at');
+      params.expires_at = patch.expiresAt;
+    }
+    if (sets.length > 0) this.write(`UPDATE pending_logins SET ${sets.join(', ')} WHERE id = :id`, params);
+    return this.mustGetLogin(id);
+  }
+
+  async deleteLogin(id: string): Promise<boolean> {
+    return this.write('DELETE FROM pending_logins WHERE id = :id', { id }) > 0;
+  }
+
+  async deleteExpiredLogins(now: Instant): Promise<number> {
+    return this.write('DELETE FROM pending_logins WHERE expires_at <= :now', { now });
+  }
+
+  private async mustGetLogin(id: string): Promise<PendingLogin> {
+    const login = await this.getLogin(id);
+    // The id may be a secret (a device code's hash): keep it out of the message.
+    if (login === undefined) throw new NotFound('pending login does not exist');
+    return login;
+  }
+
+  // ---- audit ----
+
+  async getAuditHead(): Promise<{ seq: number; hash: string } | undefined> {
+    const row = this.one('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
+    if (row === undefined) return undefined;
+    return { seq: integer(row, 'audit_events', 'seq'), hash: text(row, 'audit_events', 'hash') };
+  }
+
+  async listAudit(filter: AuditFilter = {}): Promise<AuditEvent[]> {
+    const limit = filter.limit ?? AUDIT_PAGE_DEFAULT;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new InvalidInput(`audit page limit must be a whole number from 1 to ${AUDIT_PAGE_MAX}; got ${limit}`, {
+        details: { limit, max: AUDIT_PAGE_MAX },
+      });
+    }
+    const params: Params = { after: filter.afterSeq ?? 0, limit: Math.min(limit, AUDIT_PAGE_MAX) };
+    const clauses = ['seq > :after'];
+    const optional: [string, string | undefined][] = [
+      ['visa_id', filter.visaId],
+      ['person_id', filter.personId],
+      ['engagement_id', filter.engagementId],
+      ['action', filter.action],
+    ];
+    for (const [column, value] of optional) {
+      if (value === undefined) continue;
+      clauses.push(`${column} = :${column}`);
+      params[column] = value;
+    }
+    return this.many(
+      `SELECT ${AUDIT_COLUMNS} FROM audit_events WHERE ${clauses.join(' AND ')} ORDER BY seq LIMIT :limit`,
+      params,
+    ).map(mapAudit);
+  }
+
+  async appendAudit(event: NewAuditEvent): Promise<AuditEvent> {
+    // The head is read and extended on the one connection that holds SQLite's write lock (BEGIN IMMEDIATE), so
+    // no other transaction can append in between: the chain stays linear.
+    const head = await this.getAuditHead();
+    // Details are stored as their canonical JSON and re-parsed, so the returned event is exactly what a later
+    // read gives back (no `undefined` members, normalised numbers) and hashes the same.
+    const detailsJson = canonicalJson(event.details ?? {});
+    const parsedDetails: unknown = JSON.parse(detailsJson);
+    const unhashed: UnhashedAuditEvent = {
+      seq: (head?.seq ?? 0) + 1,
+      at: event.at,
+      actor: event.actor,
+      action: event.action,
+      ...definedOnly({
+        sessionId: event.sessionId,
+        visaId: event.visaId,
+        engagementId: event.engagementId,
+        personId: event.personId,
+        cluster: event.cluster,
+        namespace: event.namespace,
+        reason: event.reason,
+        source:
+          event.source === undefined
+            ? undefined
+            : { address: event.source.address, ...definedOnly({ userAgent: event.source.userAgent }) },
+      }),
+      outcome: event.outcome,
+      details: decodeJsonObject(parsedDetails, 'audit_events.details_json'),
+      prevHash: head?.hash ?? GENESIS_HASH,
+    };
+    const stored: AuditEvent = { ...unhashed, hash: computeAuditHash(unhashed) };
+    this.write(
+      `INSERT INTO audit_events (${AUDIT_COLUMNS}) VALUES (:seq, :at, :actor, :session_id, :action, :visa_id, ` +
+        ':engagement_id, :person_id, :cluster, :namespace, :outcome, :reason, :details_json, :source_address, ' +
+        ':source_user_agent, :prev_hash, :hash)',
+      {
+        seq: stored.seq,
+        at: stored.at,
+        actor: stored.actor,
+        session_id: orNull(stored.sessionId),
+        action: stored.action,
+        visa_id: orNull(stored.visaId),
+        engagement_id: orNull(stored.engagementId),
+        person_id: orNull(stored.personId),
+        cluster: orNull(stored.cluster),
+        namespace: orNull(stored.namespace),
+        outcome: stored.outcome,
+        reason: orNull(stored.reason),
+        details_json: detailsJson,
+        source_address: orNull(stored.source?.address),
+        source_user_agent: orNull(stored.source?.userAgent),
+        prev_hash: stored.prevHash,
+        hash: stored.hash,
+      },
+    );
+    return stored;
+  }
+
+  // ---- clusters ----
+
+  async getCluster(name: string): Promise<ClusterRecord | undefined> {
+    const row = this.one(`SELECT ${CLUSTER_COLUMNS} FROM clusters WHERE name = :name`, { name });
+    return row === undefined ? undefined : mapCluster(row);
+  }
+
+  async listClusters(): Promise<ClusterRecord[]> {
+    return this.many(`SELECT ${CLUSTER_COLUMNS} FROM clusters ORDER BY name`).map(mapCluster);
+  }
+
+  async upsertCluster(cluster: ClusterInput): Promise<ClusterRecord> {
+    this.write(
+      `INSERT INTO clusters (${CLUSTER_COLUMNS}) VALUES (:name, :server, :ca_data, :credential_ref, :now, :now) ` +
+        'ON CONFLICT (name) DO UPDATE SET server = excluded.server, ca_data = excluded.ca_data, ' +
+        'credential_ref = excluded.credential_ref, updated_at = excluded.updated_at',
+      {
+        name: cluster.name,
+        server: cluster.server,
+        ca_data: orNull(cluster.caData),
+        credential_ref: orNull(cluster.credentialRef),
+        now: cluster.now,
+      },
+    );
+    const stored = await this.getCluster(cluster.name);
+    if (stored === undefined) throw new NotFound(`cluster ${cluster.name} does not exist`);
+    return stored;
+  }
+
+  async deleteCluster(name: string): Promise<boolean> {
+    return this.write('DELETE FROM clusters WHERE name = :name', { name }) > 0;
+  }
+
+  // ---- profiles ----
+
+  async getProfile(name: string): Promise<Profile | undefined> {
+    const row = this.one(`SELECT ${PROFILE_COLUMNS} FROM profiles WHERE name = :name`, { name });
+    return row === undefined ? undefined : mapProfile(row);
+  }
+
+  async listProfiles(): Promise<Profile[]> {
+    return this.many(`SELECT ${PROFILE_COLUMNS} FROM profiles ORDER BY name`).map(mapProfile);
+  }
+
+  async upsertProfile(profile: Profile): Promise<Profile> {
+    this.write(
+      `INSERT INTO profiles (${PROFILE_COLUMNS}) VALUES (:name, :description, :rules_json, :declared_risks_json, ` +
+        ':max_visa_seconds, :record_sessions) ON CONFLICT (name) DO UPDATE SET description = excluded.description, ' +
+        'rules_json = excluded.rules_json, declared_risks_json = excluded.declared_risks_json, ' +
+        'max_visa_seconds = excluded.max_visa_seconds, record_sessions = excluded.record_sessions',
+      {
+        name: profile.name,
+        description: profile.description,
+        rules_json: JSON.stringify(profile.rules),
+        declared_risks_json: JSON.stringify(profile.declaredRisks),
+        max_visa_seconds: profile.maxVisaSeconds,
+        record_sessions: profile.recordSessions ? 1 : 0,
+      },
+    );
+    const stored = await this.getProfile(profile.name);
+    if (stored === undefined) throw new NotFound(`profile ${profile.name} does not exist`);
+    return stored;
+  }
+
+  async deleteProfile(name: string): Promise<boolean> {
+    return this.write('DELETE FROM profiles WHERE name = :name', { name }) > 0;
+  }
+
+  // ---- settings ----
+
+  async getSetting(key: string): Promise<JsonValue | undefined> {
+    const row = this.one('SELECT value_json FROM settings WHERE key = :key', { key });
+    return row === undefined ? undefined : json(row, 'settings', 'value_json', decodeJsonValue);
+  }
+
+  async putSetting(key: string, value: JsonValue, now: Instant): Promise<void> {
+    this.write(
+      'INSERT INTO settings (key, value_json, updated_at) VALUES (:key, :value_json, :now) ' +
+        'ON CONFLICT (key) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at',
+      { key, value_json: JSON.stringify(value), now },
+    );
+  }
+}
