@@ -51,3 +51,47 @@ export class Conflict extends KubevisaError {
     super(message, { ...options, status: 409 });
   }
 }
+
+// Refusals of the visa lifecycle. Each subclass extends the generic error of the same meaning, so a caller
+// that only knows `Forbidden` or `Conflict` still answers with the right status.
+
+/** A person tried to approve (or deny) their own request. */
+export class SelfApproval extends Forbidden {
+  static override code = 'ERR_SELF_APPROVAL';
+}
+/** The caller may not decide on requests under this engagement (not sponsor, admin or approver). */
+export class NotAnApprover extends Forbidden {
+  static override code = 'ERR_NOT_AN_APPROVER';
+}
+/** The person is suspended or deprovisioned: nothing may be requested or granted for them. */
+export class PersonNotActive extends Forbidden {
+  static override code = 'ERR_PERSON_NOT_ACTIVE';
+}
+/** An approver tried to grant more than was asked for (another namespace, a longer window). */
+export class WidenedApproval extends InvalidInput {
+  static override code = 'ERR_WIDENED_APPROVAL';
+}
+/** The request names a cluster, namespace or profile the engagement's ceiling does not allow. */
+export class OutsideCeiling extends InvalidInput {
+  static override code = 'ERR_OUTSIDE_CEILING';
+}
+/** The requested length exceeds the engagement's, the profile's or the policy's maximum. */
+export class VisaTooLong extends InvalidInput {
+  static override code = 'ERR_VISA_TOO_LONG';
+}
+/** The requested start falls outside the policy's working hours. */
+export class OutsideWorkingHours extends InvalidInput {
+  static override code = 'ERR_OUTSIDE_WORKING_HOURS';
+}
+/** A profile carries a risky rule it does not declare (see rbac/lint.ts). */
+export class RiskyProfile extends InvalidInput {
+  static override code = 'ERR_RISKY_PROFILE';
+}
+/** The engagement has ended, has not started yet, or ends before the visa would start. */
+export class EngagementNotActive extends Conflict {
+  static override code = 'ERR_ENGAGEMENT_NOT_ACTIVE';
+}
+/** The visa (or engagement) is not in a state that allows this step (approving a revoked visa). */
+export class InvalidTransition extends Conflict {
+  static override code = 'ERR_INVALID_TRANSITION';
+}

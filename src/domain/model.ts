@@ -56,6 +56,8 @@ export interface Engagement {
   status: EngagementStatus;
   endedAt?: Instant;
   endedBy?: string;
+  /** Why the engagement was ended (set by `endEngagement`, manually or when its end date passed). */
+  endReason?: string;
   createdAt: Instant;
   createdBy: string;
 }

@@ -1,0 +1,98 @@
+import { strict as assert } from 'node:assert';
+import { generateKeyPairSync } from 'node:crypto';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { InvalidInput } from '../domain/errors.ts';
+import { createTokenIssuer } from './access-tokens.ts';
+import { SIGNING_KEY_FILE, loadOrCreateSigningKey } from './signing-key.ts';
+
+const posix = process.platform !== 'win32';
+
+describe('access-token signing key on disk', () => {
+  let root = '';
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'kubevisa-signing-key-'));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('creates an Ed25519 PKCS#8 PEM key readable by its owner only, in a new data directory', async () => {
+    const dataDir = join(root, 'fresh', 'data');
+    const key = await loadOrCreateSigningKey(dataDir);
+    assert.equal(key.created, true);
+    assert.equal(key.privateKey.asymmetricKeyType, 'ed25519');
+    assert.equal(key.path, join(dataDir, SIGNING_KEY_FILE));
+    const pem = await readFile(key.path, 'utf8');
+    assert.match(pem, /^-----BEGIN PRIVATE KEY-----\n/);
+    if (posix) {
+      assert.equal((await stat(key.path)).mode & 0o777, 0o600);
+      assert.equal((await stat(dataDir)).mode & 0o077, 0);
+    }
+    assert.deepEqual(await readdir(dataDir), [SIGNING_KEY_FILE], 'a temporary file was left behind');
+  });
+
+  it('loads the same key, with the same key id, on the next start', async () => {
+    const dataDir = join(root, 'restart');
+    const first = await loadOrCreateSigningKey(dataDir);
+    const second = await loadOrCreateSigningKey(dataDir);
+    assert.equal(second.created, false);
+    assert.equal(second.keyId, first.keyId);
+    assert.match(second.keyId, /^[A-Za-z0-9_-]{43}$/);
+    // A token signed before the restart verifies after it.
+    const before = createTokenIssuer({
+      issuer: 'https://kv',
+      audience: 'kv',
+      signingKey: first.privateKey,
+      keyId: first.keyId,
+    });
+    const afterRestart = createTokenIssuer({
+      issuer: 'https://kv',
+      audience: 'kv',
+      signingKey: second.privateKey,
+      keyId: second.keyId,
+    });
+    const now = Date.now();
+    const { token } = await before.issue({ personId: 'p', email: 'e@x', sessionId: 's', now });
+    assert.equal((await afterRestart.verify(token, now)).personId, 'p');
+  });
+
+  it('ends with one key when several processes start at once', async () => {
+    const dataDir = join(root, 'race');
+    const keys = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateSigningKey(dataDir)));
+    assert.equal(new Set(keys.map((key) => key.keyId)).size, 1);
+    assert.equal(keys.filter((key) => key.created).length, 1);
+    assert.deepEqual(await readdir(dataDir), [SIGNING_KEY_FILE]);
+  });
+
+  it('refuses a key file that group or others can read', { skip: !posix && 'file modes are POSIX only' }, async () => {
+    const dataDir = join(root, 'loose');
+    const key = await loadOrCreateSigningKey(dataDir);
+    await chmod(key.path, 0o644);
+    await assert.rejects(loadOrCreateSigningKey(dataDir), (error: unknown) => {
+      assert.ok(error instanceof InvalidInput);
+      assert.match(error.message, /chmod 600/);
+      return true;
+    });
+  });
+
+  it('refuses a key file that is not Ed25519', async () => {
+    const dataDir = join(root, 'rsa');
+    await loadOrCreateSigningKey(dataDir);
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    await writeFile(join(dataDir, SIGNING_KEY_FILE), rsa.privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+      mode: 0o600,
+    });
+    await assert.rejects(loadOrCreateSigningKey(dataDir), InvalidInput);
+  });
+
+  it('refuses a key file that is not a PEM private key', async () => {
+    const dataDir = join(root, 'garbage');
+    await loadOrCreateSigningKey(dataDir);
+    await writeFile(join(dataDir, SIGNING_KEY_FILE), 'not a key', { mode: 0o600 });
+    await assert.rejects(loadOrCreateSigningKey(dataDir), InvalidInput);
+  });
+});

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InvalidInput } from './errors.ts';
+import { firstDuplicate, requireReason, requireSeconds, requireStringList, requireText } from './validate.ts';
+
+describe('requireText', () => {
+  it('returns the text without surrounding white space', () => {
+    assert.equal(requireText('  JIRA-1 \n', 'reason', 10), 'JIRA-1');
+  });
+
+  it('counts characters, not UTF-16 units, against the limit', () => {
+    assert.equal(requireText('🔑'.repeat(5), 'reason', 5), '🔑'.repeat(5));
+    assert.throws(() => requireText('🔑'.repeat(6), 'reason', 5), /6 characters is too long; at most 5/);
+  });
+
+  it('refuses a value that is not text, naming the field', () => {
+    assert.throws(
+      () => requireText(42, 'vendor', 10),
+      (error: unknown) => error instanceof InvalidInput && error.details?.['field'] === 'vendor',
+    );
+  });
+
+  it('limits reasons to 500 characters', () => {
+    assert.throws(() => requireReason('x'.repeat(501)), /at most 500/);
+  });
+});
+
+describe('requireStringList', () => {
+  it('returns a copy of a list of strings', () => {
+    const input = ['a', 'b'];
+    const output = requireStringList(input, 'namespaces', 1, 5);
+    assert.deepEqual(output, input);
+    assert.notEqual(output, input);
+  });
+
+  it('refuses a list holding something other than strings', () => {
+    assert.throws(() => requireStringList(['a', 1], 'namespaces', 1, 5), /list of text values/);
+    assert.throws(() => requireStringList('a', 'namespaces', 1, 5), /list of text values/);
+  });
+
+  it('refuses too few or too many entries, saying the range', () => {
+    assert.throws(() => requireStringList([], 'namespaces', 1, 5), /has 0 entries; 1 to 5 are allowed/);
+    assert.throws(() => requireStringList(['a', 'b'], 'namespaces', 1, 1), /has 2 entries; 1 are allowed/);
+  });
+});
+
+describe('firstDuplicate and requireSeconds', () => {
+  it('finds the first repeated value', () => {
+    assert.equal(firstDuplicate(['a', 'b', 'c', 'b', 'a']), 'b');
+    assert.equal(firstDuplicate(['a', 'b']), undefined);
+  });
+
+  it('accepts whole seconds within the range only', () => {
+    assert.equal(requireSeconds(60, 'durationSeconds', 60), 60);
+    for (const value of [0, 61, 1.5, '60', Number.POSITIVE_INFINITY]) {
+      assert.throws(() => requireSeconds(value, 'durationSeconds', 60), InvalidInput, String(value));
+    }
+  });
+});

@@ -1,0 +1,76 @@
+/**
+ * Small checks shared by the domain's validators. Input reaching the domain may come straight from a JSON body,
+ * so the runtime type is checked too, not only the TypeScript type.
+ */
+import { InvalidInput } from './errors.ts';
+
+/** Longest free-text reason (visa request, denial, revocation, ending an engagement), in characters. */
+export const MAX_REASON_LENGTH = 500;
+
+/**
+ * Returns the text with surrounding white space removed.
+ * @throws InvalidInput when it is not a string, is blank, or is longer than `maxLength` characters.
+ */
+export function requireText(value: unknown, field: string, maxLength: number): string {
+  if (typeof value !== 'string') throw new InvalidInput(`${field}: required, as text`, { details: { field } });
+  const text = value.trim();
+  if (text === '') throw new InvalidInput(`${field}: must not be empty`, { details: { field } });
+  // Count code points, not UTF-16 units, so an emoji counts as one character.
+  const length = [...text].length;
+  if (length > maxLength) {
+    throw new InvalidInput(`${field}: ${length} characters is too long; at most ${maxLength} are allowed`, {
+      details: { field, maxLength },
+    });
+  }
+  return text;
+}
+
+/** A free-text reason: 1–500 characters after trimming. */
+export function requireReason(value: unknown, field = 'reason'): string {
+  return requireText(value, field, MAX_REASON_LENGTH);
+}
+
+/**
+ * Returns the value as a list of strings.
+ * @throws InvalidInput when it is not an array of strings or has fewer than `minItems` / more than `maxItems`.
+ */
+export function requireStringList(value: unknown, field: string, minItems: number, maxItems: number): string[] {
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) {
+    throw new InvalidInput(`${field}: required, as a list of text values`, { details: { field } });
+  }
+  if (value.length < minItems || value.length > maxItems) {
+    const range = minItems === maxItems ? `${minItems}` : `${minItems} to ${maxItems}`;
+    throw new InvalidInput(`${field}: has ${value.length} entries; ${range} are allowed`, {
+      details: { field, minItems, maxItems },
+    });
+  }
+  return [...value];
+}
+
+/** The first value that occurs twice in the list, if any. */
+export function firstDuplicate(values: readonly string[]): string | undefined {
+  const seen = new Set<string>();
+  for (const value of values) {
+    if (seen.has(value)) return value;
+    seen.add(value);
+  }
+  return undefined;
+}
+
+/** `a, b, c` for messages. */
+export function listForHumans(values: readonly string[]): string {
+  return values.length === 0 ? '(none)' : values.join(', ');
+}
+
+/**
+ * Returns a positive whole number of seconds.
+ * @throws InvalidInput when it is not an integer in [1, maxSeconds].
+ */
+export function requireSeconds(value: unknown, field: string, maxSeconds: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > maxSeconds) {
+    throw new InvalidInput(`${field}: must be a whole number of seconds from 1 to ${maxSeconds}`, {
+      details: { field, value, maxSeconds },
+    });
+  }
+  return value;
+}
