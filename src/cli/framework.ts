@@ -57,7 +57,10 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]) {
   try {
     return parseArgs({ args: argv, options: parseOptions, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError(`${(error as Error).message}. Run 'kubevisa ${spec.path.join(' ')} --help' for the options.`);
+    // Node's message for an unknown option goes on to explain `--` for positionals that start with '-',
+    // which is rarely the problem; keep the first sentence, which names the option.
+    const message = (error as Error).message.split('. To specify a positional argument')[0];
+    throw new UsageError(`${message}. Run 'kubevisa ${spec.path.join(' ')} --help' for the options.`);
   }
 }
 

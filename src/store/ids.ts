@@ -4,8 +4,8 @@ import { randomBytes } from 'node:crypto';
 /** RFC 4648 base32 alphabet, lower-cased so ids stay valid in label values and DNS names. */
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 
-/** Kinds of id the store mints: persons, sessions, intents. */
-export type IdPrefix = 'p_' | 's_' | 'i_';
+/** Kinds of id: persons, sessions, intents (minted by the store), visas and engagements (by the server). */
+export type IdPrefix = 'p_' | 's_' | 'i_' | 'v_' | 'e_';
 
 /** `prefix` + 26 base32 characters: 128 random bits, enough that ids never collide and cannot be guessed. */
 export function newId(prefix: IdPrefix): string {

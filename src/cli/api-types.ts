@@ -1,0 +1,101 @@
+/**
+ * The JSON shapes of docs/api.md as the CLI receives them: the domain's types with every instant as an
+ * RFC 3339 UTC string instead of epoch milliseconds. Types only: nothing here runs.
+ */
+import type { Approval, Ceiling, Engagement, Person, Profile, Visa } from '../domain/model.ts';
+
+/** An RFC 3339 timestamp, `Z` on output from the server. */
+export type Rfc3339 = string;
+
+export type PersonJson = Omit<Person, 'createdAt' | 'updatedAt'> & { createdAt: Rfc3339; updatedAt: Rfc3339 };
+
+export type ApprovalJson = Omit<Approval, 'at'> & { at: Rfc3339 };
+
+export type VisaJson = Omit<Visa, 'requestedAt' | 'notBefore' | 'notAfter' | 'decidedAt' | 'endedAt' | 'approvals'> & {
+  requestedAt: Rfc3339;
+  notBefore: Rfc3339;
+  notAfter: Rfc3339;
+  decidedAt?: Rfc3339;
+  endedAt?: Rfc3339;
+  approvals: ApprovalJson[];
+};
+
+export type EngagementJson = Omit<Engagement, 'startsAt' | 'endsAt' | 'endedAt' | 'createdAt'> & {
+  startsAt: Rfc3339;
+  endsAt: Rfc3339;
+  endedAt?: Rfc3339;
+  createdAt: Rfc3339;
+};
+
+export type ProfileJson = Profile;
+
+export interface Items<T> {
+  items: T[];
+}
+
+/** `GET /api/v1/clusters` item. `caData` (base64 PEM, as in a kubeconfig) is present for direct-mode clusters. */
+export interface ClusterJson {
+  name: string;
+  server: string;
+  caData?: string;
+}
+
+/** A *session* answer (device poll, browser exchange). */
+export interface SessionJson {
+  sessionSecret: string;
+  accessToken: string;
+  accessTokenExpiresAt: Rfc3339;
+  sessionExpiresAt: Rfc3339;
+  person: PersonJson;
+}
+
+export interface AccessTokenJson {
+  accessToken: string;
+  expiresAt: Rfc3339;
+}
+
+export interface DeviceLoginJson {
+  loginId: string;
+  userCode: string;
+  verificationUri: string;
+  verificationUriComplete: string;
+  intervalSeconds: number;
+  expiresAt: Rfc3339;
+}
+
+export interface BrowserLoginJson {
+  authorizationUrl: string;
+}
+
+/** `POST /api/v1/clusters/{name}/credential` (direct mode). */
+export interface ClusterCredentialJson {
+  token: string;
+  expirationTimestamp: Rfc3339;
+}
+
+export interface OffboardReceiptJson {
+  /** The person offboarded: the server may answer with the Person or just its email. */
+  person: PersonJson | string;
+  steps: { step: string; ok: boolean; detail: string }[];
+}
+
+export interface NewEngagementJson {
+  name: string;
+  vendor: string;
+  contractors: string[];
+  sponsor: string;
+  startsAt?: Rfc3339;
+  endsAt: Rfc3339;
+  ceiling: Ceiling;
+  maxVisaDuration: string;
+}
+
+export interface NewVisaJson {
+  engagement?: string;
+  cluster: string;
+  namespaces: string[];
+  profile: string;
+  duration: string;
+  startsAt?: Rfc3339;
+  reason: string;
+}

@@ -1,0 +1,105 @@
+/**
+ * `kubevisa credential --cluster NAME [--direct]`: kubectl's exec credential plugin. It prints an
+ * ExecCredential (client.authentication.k8s.io/v1) with a token that lives minutes.
+ *
+ * kubectl runs this for every command (and again after a 401), so the common path is one small file read:
+ *   - gateway mode (default): the kubevisa access token cached in session.json, which the gateway accepts;
+ *   - direct mode: the TokenRequest token cached in credentials/<cluster>.json.
+ * A cached token is used while it stays valid for at least another minute; otherwise a new one is fetched
+ * (the API client is imported only then). This module's static imports must stay Node built-ins and the
+ * CLI's own small modules: the import-graph test fails if yaml, @kubernetes/client-node or any other
+ * package becomes reachable.
+ *
+ * Errors go to stderr and exit 1; kubectl shows that text to the person.
+ */
+import type { ClusterCredentialJson } from '../api-types.ts';
+import { checkClusterName, configDir, readCredential, readSession, writeCredential } from '../config.ts';
+import { NotLoggedIn, UnexpectedResponse } from '../errors.ts';
+import { UsageError, type CommandRun } from '../framework.ts';
+
+/** A cached token is handed out only while it stays valid for at least this long (milliseconds). */
+const MIN_REMAINING_MS = 60_000;
+/** kubectl waits for the plugin; a stuck server should not hang it for long (milliseconds). */
+const FETCH_TIMEOUT_MS = 20_000;
+
+export const run: CommandRun = async ({ values, positionals, io }) => {
+  if (positionals.length > 0) {
+    throw new UsageError(`unexpected argument '${positionals[0]}': use kubevisa credential --cluster NAME`);
+  }
+  const cluster = typeof values.cluster === 'string' ? checkClusterName(values.cluster) : undefined;
+  if (cluster === undefined) {
+    throw new UsageError('missing --cluster NAME: the cluster kubectl wants a token for (see kubevisa kubeconfig)');
+  }
+  const dir = configDir();
+  const now = Date.now();
+  const credential = values.direct === true ? await directToken(dir, cluster, now) : await gatewayToken(dir, now);
+  io.out(
+    JSON.stringify({
+      apiVersion: 'client.authentication.k8s.io/v1',
+      kind: 'ExecCredential',
+      status: { token: credential.token, expirationTimestamp: credential.expirationTimestamp },
+    }) + '\n',
+  );
+  return 0;
+};
+
+interface Token {
+  token: string;
+  /** RFC 3339. */
+  expirationTimestamp: string;
+}
+
+function stillValid(expirationTimestamp: string | undefined, now: number): boolean {
+  return expirationTimestamp !== undefined && Date.parse(expirationTimestamp) - now >= MIN_REMAINING_MS;
+}
+
+/** The kubevisa access token: the gateway verifies it and impersonates the person's ServiceAccount. */
+async function gatewayToken(dir: string, now: number): Promise<Token> {
+  const session = await readSession(dir);
+  if (!session) throw notLoggedIn();
+  if (session.accessToken && stillValid(session.accessTokenExpiresAt, now)) {
+    return { token: session.accessToken, expirationTimestamp: session.accessTokenExpiresAt as string };
+  }
+  const { connect } = await import('../api-client.ts');
+  const client = await connect({ configDir: dir, server: session.server, timeoutMs: FETCH_TIMEOUT_MS });
+  const fresh = await client.accessToken();
+  return { token: fresh.token, expirationTimestamp: rfc3339(fresh.expiresAtMs) };
+}
+
+/** A TokenRequest token for the person's ServiceAccount in the cluster, from the cache or the server. */
+async function directToken(dir: string, cluster: string, now: number): Promise<Token> {
+  const cached = await readCredential(dir, cluster);
+  if (cached && stillValid(cached.expirationTimestamp, now)) return cached;
+
+  const session = await readSession(dir);
+  if (!session) throw notLoggedIn();
+  const { connect } = await import('../api-client.ts');
+  const client = await connect({ configDir: dir, server: session.server, timeoutMs: FETCH_TIMEOUT_MS });
+  const answer = await client.post<ClusterCredentialJson>(`/api/v1/clusters/${encodeURIComponent(cluster)}/credential`);
+  if (
+    typeof answer?.token !== 'string' ||
+    answer.token === '' ||
+    typeof answer.expirationTimestamp !== 'string' ||
+    !Number.isFinite(Date.parse(answer.expirationTimestamp))
+  ) {
+    throw new UnexpectedResponse(
+      `the server at ${client.server} answered POST /api/v1/clusters/${cluster}/credential without a token and an RFC 3339 expirationTimestamp; is it a kubevisa server of the same version as this CLI?`,
+    );
+  }
+  await writeCredential(dir, {
+    server: client.server,
+    cluster,
+    token: answer.token,
+    expirationTimestamp: answer.expirationTimestamp,
+  });
+  return { token: answer.token, expirationTimestamp: answer.expirationTimestamp };
+}
+
+function notLoggedIn(): NotLoggedIn {
+  return new NotLoggedIn("you are not logged in to kubevisa: run 'kubevisa login', then try kubectl again");
+}
+
+/** RFC 3339 in UTC without milliseconds, the form Kubernetes writes. */
+function rfc3339(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+}

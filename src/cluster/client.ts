@@ -1,0 +1,582 @@
+/**
+ * ClusterClient: the dozen calls kubevisa makes to a Kubernetes cluster, over @kubernetes/client-node, with
+ * kubevisa's own least-privilege credential. Every request has a timeout; every failure is a typed error from
+ * errors.ts. The reconciler, gateway and monitor depend on the interface, so tests can hand them a fake.
+ */
+import { Watch } from '@kubernetes/client-node';
+import { InvalidInput, KubevisaError } from '../domain/errors.ts';
+import type { Instant } from '../domain/model.ts';
+import { MAX_DURATION_SECONDS } from '../domain/time.ts';
+import { ClusterRequestFailed, NamespaceMissing, UnexpectedTokenExpiry } from './errors.ts';
+import { connectionOf, loadKubeConfig, type ClusterConnection, type KubeconfigSource } from './kubeconfig.ts';
+import {
+  CONTROLLER_SERVICE_ACCOUNT,
+  PERSON_SERVICE_ACCOUNT_SELECTOR,
+  SYSTEM_NAMESPACE,
+  VISAS_NAMESPACE,
+  VISA_ROLE_BINDING_SELECTOR,
+  type RoleBinding,
+  type ServiceAccount,
+} from './objects.ts';
+import {
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  isRecord,
+  kubernetesStatusOf,
+  makeApis,
+  toClusterError,
+  toRoleBinding,
+  toServiceAccount,
+  type Apis,
+} from './transport.ts';
+
+/** TokenRequest's floor: kube-apiserver refuses shorter tokens. */
+export const MIN_TOKEN_SECONDS = 600;
+/**
+ * Never requested: kube-apiserver (with its default --service-account-extend-token-expiration) issues a token
+ * valid for a year when asked for exactly 3607 s, the lifetime legacy kubelets use.
+ */
+export const EXTENDED_TOKEN_SECONDS = 3607;
+/** How much later than asked a token may expire before it is withheld (clock skew with the API server), in ms. */
+export const TOKEN_EXPIRY_TOLERANCE_MS = 5 * 60_000;
+/**
+ * The server closes each watch after this many seconds and kubevisa resumes it from the last resourceVersion.
+ * It must stay below client-node's fixed 30 s inactivity limit, or a quiet watch would be aborted as timed out.
+ */
+export const WATCH_TIMEOUT_SECONDS = 20;
+const CLIENT_NODE_WATCH_INACTIVITY_SECONDS = 30;
+/** Longest wait between watch retries after failures, in ms (doubling from 500 ms). */
+export const WATCH_MAX_BACKOFF_MS = 30_000;
+
+const LIST_PAGE_SIZE = 500;
+
+/** A TokenRequest token. */
+export interface IssuedToken {
+  /** The bearer token: a credential, never log it. */
+  token: string;
+  /** When kube-apiserver stops accepting it, epoch milliseconds (UTC). */
+  expirationTimestamp: Instant;
+}
+
+/** A change to a visa RoleBinding, or a notice that changes may have been missed. */
+export type RoleBindingEvent =
+  | { type: 'ADDED' | 'MODIFIED' | 'DELETED'; roleBinding: RoleBinding }
+  /** The watch had to start over (its resourceVersion was compacted away): compare everything now. */
+  | { type: 'RESYNC' };
+
+/** A SelfSubjectAccessReview question: may kubevisa's credential do this? */
+export interface AccessQuestion {
+  verb: string;
+  /** Plural resource, e.g. `rolebindings`. */
+  resource: string;
+  /** API group; '' (default) is the core group. */
+  group?: string;
+  subresource?: string;
+  /** Absent means cluster-wide (all namespaces). */
+  namespace?: string;
+  name?: string;
+}
+
+export interface ClusterClient {
+  /** kubevisa's name for the cluster. */
+  readonly name: string;
+  /** Server and CA (no credential). */
+  readonly connection: ClusterConnection;
+  /** `connection.server`: `https://host:port`. */
+  readonly server: string;
+  /** `connection.certificateAuthorityData`: the CA bundle, PEM in base64; absent means the system's CAs. */
+  readonly caData: string | undefined;
+
+  /** Every visa RoleBinding in every namespace (labels managed-by=kubevisa and kubevisa.io/visa). */
+  listManagedRoleBindings(): Promise<RoleBinding[]>;
+  /** The RoleBinding, or undefined when it does not exist. */
+  getRoleBinding(namespace: string, name: string): Promise<RoleBinding | undefined>;
+  /**
+   * Creates a visa RoleBinding in its namespace.
+   * @throws NamespaceMissing when the namespace does not exist or is being deleted; AlreadyExists;
+   *   ClusterForbidden (e.g. a ClusterRole kubevisa may not bind); InvalidInput for a binding that is not a
+   *   visa's binding to a profile ClusterRole.
+   */
+  createRoleBinding(binding: RoleBinding): Promise<RoleBinding>;
+  /**
+   * Replaces a RoleBinding in place (drift repair); `binding.metadata.resourceVersion` must be the one read.
+   * roleRef cannot change this way (see `needsRecreate`).
+   * @throws ResourceVersionConflict when it changed meanwhile; ObjectMissing when it is gone.
+   */
+  replaceRoleBinding(binding: RoleBinding): Promise<RoleBinding>;
+  /** Deletes a RoleBinding. @returns false when it was already gone (not an error). */
+  deleteRoleBinding(namespace: string, name: string): Promise<boolean>;
+
+  /** Every person ServiceAccount in `kubevisa-visas`. */
+  listManagedServiceAccounts(): Promise<ServiceAccount[]>;
+  /**
+   * Creates a person ServiceAccount in `kubevisa-visas`.
+   * @throws AlreadyExists; NamespaceMissing when kubevisa is not installed; InvalidInput for another namespace.
+   */
+  createServiceAccount(account: ServiceAccount): Promise<ServiceAccount>;
+  /** Deletes a person ServiceAccount, which invalidates every token it was issued. @returns false if already gone. */
+  deleteServiceAccount(name: string): Promise<boolean>;
+  /**
+   * A TokenRequest token for a person ServiceAccount in `kubevisa-visas`.
+   * @param expirationSeconds lifetime in seconds: an integer ≥ 600, never exactly 3607.
+   * @throws InvalidInput for a lifetime kube-apiserver would refuse or extend; ObjectMissing when the
+   *   ServiceAccount does not exist; UnexpectedTokenExpiry when the token would outlive what was asked.
+   */
+  createServiceAccountToken(serviceAccountName: string, expirationSeconds: number): Promise<IssuedToken>;
+  /** A new token for kubevisa's own ServiceAccount (`kubevisa` in `kubevisa-system`); same rules as above. */
+  createOwnToken(expirationSeconds: number): Promise<IssuedToken>;
+
+  /** True when the namespace exists (also while it is being deleted). */
+  namespaceExists(namespace: string): Promise<boolean>;
+  /** Asks the cluster whether kubevisa's credential may do something (SelfSubjectAccessReview). */
+  canI(question: AccessQuestion): Promise<boolean>;
+  /** Who the cluster says kubevisa's credential is (SelfSubjectReview): a cheap check that it still works. */
+  whoAmI(): Promise<{ username: string; groups: string[] }>;
+
+  /**
+   * Watches the visa RoleBindings in every namespace. It first reports every existing one as ADDED, then each
+   * change, typically within a second. It resumes by itself when the server ends a watch and retries with backoff
+   * (500 ms doubling to 30 s) after failures, reporting each failure to `onError`. Events are hints: a reconciler
+   * must still resync periodically (level-triggered).
+   * @returns stop(): ends the watch; no callback runs after it returns.
+   */
+  watchManagedRoleBindings(
+    onEvent: (event: RoleBindingEvent) => void,
+    onError: (error: KubevisaError) => void,
+  ): () => void;
+}
+
+export type ClusterClientOptions = KubeconfigSource & {
+  /** kubevisa's name for the cluster, used in every error message. */
+  name: string;
+  /** Each request is aborted after this many milliseconds (default 10000). */
+  requestTimeoutMs?: number;
+  /** Clock for checking token expiry, epoch milliseconds (default Date.now). */
+  now?: () => Instant;
+  /** Seconds after which the server ends each watch and kubevisa resumes it (default 20; 1–29). */
+  watchTimeoutSeconds?: number;
+};
+
+/**
+ * A ClusterClient for the kubeconfig's current context. Nothing is contacted until the first call.
+ * @throws InvalidInput when the kubeconfig cannot be loaded.
+ */
+export function createClusterClient(options: ClusterClientOptions): ClusterClient {
+  const { name } = options;
+  const timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new InvalidInput(`requestTimeoutMs must be a positive number of milliseconds, got ${timeoutMs}`, {
+      details: { field: 'requestTimeoutMs', value: timeoutMs },
+    });
+  }
+  const watchTimeoutSeconds = options.watchTimeoutSeconds ?? WATCH_TIMEOUT_SECONDS;
+  if (
+    !Number.isInteger(watchTimeoutSeconds) ||
+    watchTimeoutSeconds < 1 ||
+    watchTimeoutSeconds >= CLIENT_NODE_WATCH_INACTIVITY_SECONDS
+  ) {
+    throw new InvalidInput(
+      `watchTimeoutSeconds must be a whole number from 1 to ${CLIENT_NODE_WATCH_INACTIVITY_SECONDS - 1}, got ${watchTimeoutSeconds}`,
+      { details: { field: 'watchTimeoutSeconds', value: watchTimeoutSeconds } },
+    );
+  }
+  const now = options.now ?? Date.now;
+  const kubeConfig = loadKubeConfig(options, name);
+  const connection = connectionOf(kubeConfig, name);
+  const apis: Apis = makeApis(kubeConfig, timeoutMs);
+
+  const fail = (action: string) => (error: unknown) => {
+    throw toClusterError(error, { cluster: name, server: connection.server, action, timeoutMs });
+  };
+  const statusCode = (error: unknown) => kubernetesStatusOf(error)?.code;
+
+  // Creating in a namespace that does not exist answers 404 (kind namespaces); in one being deleted, 403 with
+  // cause NamespaceTerminating (messages quoted in transport.test.ts).
+  const failCreate = (action: string, namespace: string) => (error: unknown) => {
+    const status = kubernetesStatusOf(error);
+    const missing = status?.code === 404 && status.details.kind === 'namespaces';
+    const terminating =
+      status?.code === 403 && status.details.causes.some((cause) => cause.reason === 'NamespaceTerminating');
+    if (missing || terminating) {
+      throw new NamespaceMissing(
+        `cannot ${action}: namespace '${namespace}' ${missing ? 'does not exist' : 'is being deleted'} in cluster '${name}'`,
+        { details: { cluster: name, namespace }, cause: error },
+      );
+    }
+    return fail(action)(error);
+  };
+
+  async function requestToken(namespace: string, account: string, expirationSeconds: number): Promise<IssuedToken> {
+    validateTokenSeconds(expirationSeconds);
+    const action = `create a token for ServiceAccount ${namespace}/${account}`;
+    const requestedAt = now();
+    const answer = await apis.core
+      .createNamespacedServiceAccountToken({ namespace, name: account, body: { spec: { expirationSeconds } } })
+      .catch(fail(action));
+    const token = answer.status?.token;
+    const expires = answer.status?.expirationTimestamp;
+    const expirationTimestamp = expires instanceof Date ? expires.getTime() : Number.NaN;
+    if (typeof token !== 'string' || token === '' || Number.isNaN(expirationTimestamp)) {
+      throw new ClusterRequestFailed(
+        `cannot ${action}: cluster '${name}' answered the TokenRequest without a token or its expirationTimestamp`,
+        { details: { cluster: name } },
+      );
+    }
+    const latest = requestedAt + expirationSeconds * 1000 + TOKEN_EXPIRY_TOLERANCE_MS;
+    if (expirationTimestamp > latest) {
+      throw new UnexpectedTokenExpiry(
+        `cannot ${action}: cluster '${name}' issued a token expiring at ${new Date(expirationTimestamp).toISOString()}, later than the ${expirationSeconds} s asked for; it was withheld`,
+        { details: { cluster: name, expirationSeconds, expirationTimestamp } },
+      );
+    }
+    return { token, expirationTimestamp };
+  }
+
+  const client: ClusterClient = {
+    name,
+    connection,
+    server: connection.server,
+    caData: connection.certificateAuthorityData,
+
+    async listManagedRoleBindings() {
+      const bindings: RoleBinding[] = [];
+      let next: string | undefined;
+      do {
+        const page = await apis.rbac
+          .listRoleBindingForAllNamespaces({
+            labelSelector: VISA_ROLE_BINDING_SELECTOR,
+            limit: LIST_PAGE_SIZE,
+            ...(next === undefined ? {} : { _continue: next }),
+          })
+          .catch(fail('list visa RoleBindings'));
+        for (const item of page.items) bindings.push(toRoleBinding(item, name));
+        next = page.metadata?._continue || undefined;
+      } while (next !== undefined);
+      return bindings;
+    },
+
+    async getRoleBinding(namespace, bindingName) {
+      try {
+        return toRoleBinding(await apis.rbac.readNamespacedRoleBinding({ namespace, name: bindingName }), name);
+      } catch (error) {
+        if (statusCode(error) === 404) return undefined;
+        return fail(`read RoleBinding ${namespace}/${bindingName}`)(error);
+      }
+    },
+
+    async createRoleBinding(binding) {
+      assertVisaBinding(binding);
+      const { namespace, name: bindingName } = binding.metadata;
+      const action = `create RoleBinding ${namespace}/${bindingName}`;
+      const created = await apis.rbac
+        .createNamespacedRoleBinding({ namespace, body: withoutServerFields(binding) })
+        .catch(failCreate(action, namespace));
+      return toRoleBinding(created, name);
+    },
+
+    async replaceRoleBinding(binding) {
+      assertVisaBinding(binding);
+      const { namespace, name: bindingName, resourceVersion } = binding.metadata;
+      if (resourceVersion === undefined || resourceVersion === '') {
+        throw new InvalidInput(`replaceRoleBinding ${namespace}/${bindingName}: metadata.resourceVersion is required`, {
+          details: { field: 'metadata.resourceVersion' },
+        });
+      }
+      const replaced = await apis.rbac
+        .replaceNamespacedRoleBinding({ namespace, name: bindingName, body: binding })
+        .catch(fail(`replace RoleBinding ${namespace}/${bindingName}`));
+      return toRoleBinding(replaced, name);
+    },
+
+    async deleteRoleBinding(namespace, bindingName) {
+      try {
+        await apis.rbac.deleteNamespacedRoleBinding({ namespace, name: bindingName });
+        return true;
+      } catch (error) {
+        if (statusCode(error) === 404) return false;
+        return fail(`delete RoleBinding ${namespace}/${bindingName}`)(error);
+      }
+    },
+
+    async listManagedServiceAccounts() {
+      const accounts: ServiceAccount[] = [];
+      let next: string | undefined;
+      do {
+        const page = await apis.core
+          .listNamespacedServiceAccount({
+            namespace: VISAS_NAMESPACE,
+            labelSelector: PERSON_SERVICE_ACCOUNT_SELECTOR,
+            limit: LIST_PAGE_SIZE,
+            ...(next === undefined ? {} : { _continue: next }),
+          })
+          .catch(fail(`list person ServiceAccounts in ${VISAS_NAMESPACE}`));
+        for (const item of page.items) accounts.push(toServiceAccount(item, name));
+        next = page.metadata?._continue || undefined;
+      } while (next !== undefined);
+      return accounts;
+    },
+
+    async createServiceAccount(account) {
+      if (account.metadata.namespace !== VISAS_NAMESPACE) {
+        throw new InvalidInput(
+          `person ServiceAccounts live in ${VISAS_NAMESPACE}, not '${account.metadata.namespace}'`,
+          { details: { field: 'metadata.namespace', value: account.metadata.namespace, allowed: [VISAS_NAMESPACE] } },
+        );
+      }
+      const action = `create ServiceAccount ${VISAS_NAMESPACE}/${account.metadata.name}`;
+      const created = await apis.core
+        .createNamespacedServiceAccount({ namespace: VISAS_NAMESPACE, body: withoutServerFields(account) })
+        .catch(failCreate(action, VISAS_NAMESPACE));
+      return toServiceAccount(created, name);
+    },
+
+    async deleteServiceAccount(accountName) {
+      try {
+        await apis.core.deleteNamespacedServiceAccount({ namespace: VISAS_NAMESPACE, name: accountName });
+        return true;
+      } catch (error) {
+        if (statusCode(error) === 404) return false;
+        return fail(`delete ServiceAccount ${VISAS_NAMESPACE}/${accountName}`)(error);
+      }
+    },
+
+    createServiceAccountToken(accountName, expirationSeconds) {
+      return requestToken(VISAS_NAMESPACE, accountName, expirationSeconds);
+    },
+
+    createOwnToken(expirationSeconds) {
+      return requestToken(SYSTEM_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT, expirationSeconds);
+    },
+
+    async namespaceExists(namespace) {
+      try {
+        await apis.core.readNamespace({ name: namespace });
+        return true;
+      } catch (error) {
+        if (statusCode(error) === 404) return false;
+        return fail(`read namespace ${namespace}`)(error);
+      }
+    },
+
+    async canI(question) {
+      const review = await apis.authorization
+        .createSelfSubjectAccessReview({
+          body: {
+            spec: {
+              resourceAttributes: {
+                verb: question.verb,
+                resource: question.resource,
+                group: question.group ?? '',
+                ...(question.subresource === undefined ? {} : { subresource: question.subresource }),
+                ...(question.namespace === undefined ? {} : { namespace: question.namespace }),
+                ...(question.name === undefined ? {} : { name: question.name }),
+              },
+            },
+          },
+        })
+        .catch(fail(`ask whether kubevisa may ${question.verb} ${question.resource}`));
+      return review.status?.allowed === true;
+    },
+
+    async whoAmI() {
+      const review = await apis.authentication
+        .createSelfSubjectReview({ body: {} })
+        .catch(fail('ask the cluster who kubevisa is'));
+      const user = review.status?.userInfo;
+      return { username: user?.username ?? '', groups: user?.groups ?? [] };
+    },
+
+    watchManagedRoleBindings(onEvent, onError) {
+      return watchRoleBindings({
+        kubeConfig,
+        name,
+        server: connection.server,
+        timeoutMs,
+        watchTimeoutSeconds,
+        onEvent,
+        onError,
+      });
+    },
+  };
+  return client;
+}
+
+/**
+ * The rules `createServiceAccountToken` enforces, for callers that want to check early.
+ * @throws InvalidInput for a non-integer, < 600 s, exactly 3607 s, or more than 366 days.
+ */
+export function validateTokenSeconds(expirationSeconds: number): void {
+  const refuse = (why: string) =>
+    new InvalidInput(`token lifetime ${expirationSeconds} s ${why}`, {
+      details: { field: 'expirationSeconds', value: expirationSeconds, minimum: MIN_TOKEN_SECONDS },
+    });
+  if (!Number.isInteger(expirationSeconds)) throw refuse('is not a whole number of seconds');
+  if (expirationSeconds < MIN_TOKEN_SECONDS) {
+    throw refuse(`is too short: kube-apiserver requires at least ${MIN_TOKEN_SECONDS} s`);
+  }
+  if (expirationSeconds === EXTENDED_TOKEN_SECONDS) {
+    throw refuse('is refused: kube-apiserver may extend a 3607 s token to a year; ask for another length');
+  }
+  if (expirationSeconds > MAX_DURATION_SECONDS) throw refuse(`is too long: at most ${MAX_DURATION_SECONDS} s`);
+}
+
+// Defence in depth: the cluster's `bind` restriction is what really stops kubevisa binding anything else, but a
+// bug that tried should fail here, loudly, before reaching the cluster.
+function assertVisaBinding(binding: RoleBinding): void {
+  const { roleRef, metadata } = binding;
+  const where = `RoleBinding ${metadata.namespace}/${metadata.name}`;
+  if (roleRef.kind !== 'ClusterRole' || !roleRef.name.startsWith('kubevisa:profile:')) {
+    throw new InvalidInput(
+      `${where} must bind a profile ClusterRole (kubevisa:profile:<name>), not ${roleRef.kind} ${roleRef.name}`,
+      {
+        details: { field: 'roleRef', value: roleRef },
+      },
+    );
+  }
+  const hasSelectorLabels = VISA_ROLE_BINDING_SELECTOR.split(',').every((term) => {
+    const [key = '', value] = term.split('=');
+    return value === undefined ? (metadata.labels[key] ?? '') !== '' : metadata.labels[key] === value;
+  });
+  if (!hasSelectorLabels) {
+    throw new InvalidInput(
+      `${where} lacks the labels ${VISA_ROLE_BINDING_SELECTOR}; kubevisa could never find it again`,
+      {
+        details: { field: 'metadata.labels' },
+      },
+    );
+  }
+}
+
+// An object read back (with resourceVersion and uid) must not carry them into a create: the API refuses a
+// resourceVersion on create.
+function withoutServerFields<T extends { metadata: { resourceVersion?: string; uid?: string } }>(object: T): T {
+  const { resourceVersion: _resourceVersion, uid: _uid, ...metadata } = object.metadata;
+  return { ...object, metadata };
+}
+
+interface WatchOptions {
+  kubeConfig: ReturnType<typeof loadKubeConfig>;
+  name: string;
+  server: string;
+  timeoutMs: number;
+  watchTimeoutSeconds: number;
+  onEvent: (event: RoleBindingEvent) => void;
+  onError: (error: KubevisaError) => void;
+}
+
+function watchRoleBindings(options: WatchOptions): () => void {
+  const { name, onEvent, onError } = options;
+  const watch = new Watch(options.kubeConfig);
+  const path = '/apis/rbac.authorization.k8s.io/v1/rolebindings';
+  const context = {
+    cluster: name,
+    server: options.server,
+    action: 'watch visa RoleBindings',
+    timeoutMs: options.timeoutMs,
+  };
+  let stopped = false;
+  let controller: AbortController | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let resourceVersion: string | undefined;
+  let failures = 0;
+
+  const report = (error: unknown) => {
+    if (!stopped) onError(toClusterError(error, context));
+  };
+  const schedule = (delayMs: number) => {
+    if (stopped) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      void start();
+    }, delayMs);
+  };
+  const backoff = () => Math.min(WATCH_MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures - 1, 16));
+
+  // A failure in the consumer's handler is the consumer's bug, not the cluster's: reported as such.
+  const deliver = (event: RoleBindingEvent) => {
+    try {
+      onEvent(event);
+    } catch (error) {
+      onError(
+        new KubevisaError(
+          `cluster '${name}': the RoleBinding watch's event handler threw: ${error instanceof Error ? error.message : String(error)}`,
+          { status: 500, details: { cluster: name }, cause: error },
+        ),
+      );
+    }
+  };
+
+  // client-node calls this for every line and silently swallows anything it throws, so nothing may escape.
+  const handle = (phase: string, object: unknown) => {
+    if (stopped) return;
+    if (phase === 'ERROR') {
+      const status = isRecord(object) ? object : {};
+      if (status['code'] === 410) {
+        // The resourceVersion was compacted away: start over from the current state and say so.
+        resourceVersion = undefined;
+        deliver({ type: 'RESYNC' });
+      } else {
+        // Shaped like Watch's own non-200 error, so the Status inside is read like any other answer.
+        report({ statusCode: typeof status['code'] === 'number' ? status['code'] : 500, body: status });
+      }
+      return;
+    }
+    const version =
+      isRecord(object) && isRecord(object['metadata']) ? object['metadata']['resourceVersion'] : undefined;
+    if (typeof version === 'string') resourceVersion = version;
+    failures = 0;
+    if (phase !== 'ADDED' && phase !== 'MODIFIED' && phase !== 'DELETED') return;
+    let roleBinding: RoleBinding;
+    try {
+      roleBinding = toRoleBinding(object, name);
+    } catch (error) {
+      report(error);
+      return;
+    }
+    deliver({ type: phase, roleBinding });
+  };
+
+  async function start(): Promise<void> {
+    if (stopped) return;
+    const startedAt = Date.now();
+    let finished = false;
+    const done = (error: unknown) => {
+      finished = true;
+      controller = undefined;
+      if (stopped) return;
+      if (error !== null && error !== undefined) {
+        failures++;
+        report(error);
+        schedule(backoff());
+      } else if (Date.now() - startedAt < 1000) {
+        // A watch the server ends at once (e.g. a proxy in between) must not become a busy loop.
+        failures++;
+        schedule(backoff());
+      } else {
+        schedule(0);
+      }
+    };
+    try {
+      const query = {
+        labelSelector: VISA_ROLE_BINDING_SELECTOR,
+        allowWatchBookmarks: true,
+        timeoutSeconds: options.watchTimeoutSeconds,
+        resourceVersion,
+      };
+      const started = await watch.watch(path, query, handle, done);
+      if (stopped) started.abort();
+      // When done() already ran (the connection failed), this controller is spent and a retry may be scheduled.
+      else if (!finished) controller = started;
+    } catch (error) {
+      // watch() throws only before it connects (no cluster, or the credential plugin failed).
+      done(error);
+    }
+  }
+
+  void start();
+  return () => {
+    stopped = true;
+    if (retryTimer !== undefined) clearTimeout(retryTimer);
+    controller?.abort();
+    controller = undefined;
+  };
+}

@@ -1,0 +1,304 @@
+/**
+ * Installing kubevisa into a cluster: run once with an admin's kubeconfig (and again to add profiles). It creates
+ * or replaces kubevisa's namespaces, the profile ClusterRoles and kubevisa's own least-privilege RBAC, then issues
+ * a token for kubevisa's ServiceAccount and returns a kubeconfig with it. From then on kubevisa never uses the
+ * admin's credential; it renews its own token through the `kubevisa:self-token` Role (`renewOwnToken`).
+ */
+import type { KubevisaError } from '../domain/errors.ts';
+import type { Instant, Profile } from '../domain/model.ts';
+import { createClusterClient, validateTokenSeconds, type ClusterClient } from './client.ts';
+import { ClusterRequestFailed } from './errors.ts';
+import { connectionOf, loadKubeConfig, tokenKubeconfigYaml } from './kubeconfig.ts';
+import {
+  CONTROLLER_USERNAME,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+  PROFILE_LABEL,
+  controllerServiceAccount,
+  kubevisaControllerRbac,
+  kubevisaNamespaces,
+  profileClusterRole,
+  type ClusterRole,
+  type ClusterRoleBinding,
+  type Role,
+  type RoleBinding,
+  type ServiceAccount,
+} from './objects.ts';
+import { DEFAULT_REQUEST_TIMEOUT_MS, kubernetesStatusOf, makeApis, toClusterError, type Apis } from './transport.ts';
+
+/** Default lifetime of kubevisa's own token, in seconds (one day); kubevisa renews it well before. */
+export const DEFAULT_OWN_TOKEN_SECONDS = 86_400;
+
+export interface InstallOptions {
+  /** A kubeconfig with cluster-admin rights; used for this call only. */
+  adminKubeconfigPath: string;
+  /** kubevisa's name for the cluster: names the context in the returned kubeconfig and appears in messages. */
+  clusterName: string;
+  /** Profiles to install as `kubevisa:profile:<name>`; kubevisa may bind exactly these. Each is linted first. */
+  profiles: readonly Profile[];
+  /** Lifetime of kubevisa's token, in seconds (default 86400): an integer ≥ 600, never 3607. */
+  tokenSeconds?: number;
+  /** Progress messages for people (default: none). Never carries a credential. */
+  onProgress?: (message: string) => void;
+  /** Each request is aborted after this many milliseconds (default 10000). */
+  requestTimeoutMs?: number;
+}
+
+export interface InstallResult {
+  /**
+   * A kubeconfig for the same server and CA that authenticates as system:serviceaccount:kubevisa-system:kubevisa.
+   * It holds a credential: store it with mode 0600 and never log it.
+   */
+  kubeconfigYaml: string;
+  /** When the token in it expires, epoch milliseconds (UTC). */
+  expirationTimestamp: Instant;
+  /** Names of the profile ClusterRoles installed (and bindable by kubevisa). */
+  profileClusterRoles: string[];
+}
+
+/**
+ * Installs (or updates) kubevisa in a cluster. Idempotent: objects that exist are replaced with what this
+ * version wants, so re-running with more profiles widens the `bind` list to exactly those profiles. Profile
+ * ClusterRoles no longer listed are left in place (visas may still use them) and reported through onProgress.
+ * @throws RiskyProfile or InvalidInput before anything is changed when a profile or the token lifetime is
+ *   refused; cluster errors (errors.ts) when the admin's credential cannot do the work.
+ */
+export async function installKubevisa(options: InstallOptions): Promise<InstallResult> {
+  const { clusterName } = options;
+  const progress = options.onProgress ?? (() => {});
+  const tokenSeconds = options.tokenSeconds ?? DEFAULT_OWN_TOKEN_SECONDS;
+  const timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+
+  // Everything that can be refused is checked before the cluster is touched.
+  validateTokenSeconds(tokenSeconds);
+  const profileRoles = options.profiles.map(profileClusterRole);
+  const rbac = kubevisaControllerRbac(options.profiles.map((profile) => profile.name));
+
+  const source = { kubeconfigPath: options.adminKubeconfigPath };
+  const kubeConfig = loadKubeConfig(source, clusterName);
+  const connection = connectionOf(kubeConfig, clusterName);
+  const apis = makeApis(kubeConfig, timeoutMs);
+  const objects = new AdminObjects(apis, clusterName, connection.server, timeoutMs);
+
+  for (const namespace of kubevisaNamespaces()) {
+    const created = await objects.ensureNamespace(namespace.metadata.name, namespace.metadata.labels);
+    progress(`namespace ${namespace.metadata.name} ${created ? 'created' : 'already there'}`);
+  }
+  for (const role of profileRoles) {
+    progress(`ClusterRole ${role.metadata.name} ${await objects.applyClusterRole(role)}`);
+  }
+  const installedNames = new Set(profileRoles.map((role) => role.metadata.name));
+  for (const leftover of await objects.listProfileClusterRoles()) {
+    if (!installedNames.has(leftover)) {
+      progress(
+        `ClusterRole ${leftover} is not in this install's profiles: left in place, kubevisa can no longer bind it`,
+      );
+    }
+  }
+  progress(`ClusterRole ${rbac.clusterRole.metadata.name} ${await objects.applyClusterRole(rbac.clusterRole)}`);
+  progress(
+    `ClusterRoleBinding ${rbac.clusterRoleBinding.metadata.name} ${await objects.applyClusterRoleBinding(rbac.clusterRoleBinding)}`,
+  );
+  for (const [role, binding] of [
+    [rbac.visasRole, rbac.visasRoleBinding],
+    [rbac.selfTokenRole, rbac.selfTokenRoleBinding],
+  ] as const) {
+    progress(`Role ${role.metadata.namespace}/${role.metadata.name} ${await objects.applyRole(role)}`);
+    progress(
+      `RoleBinding ${binding.metadata.namespace}/${binding.metadata.name} ${await objects.applyRoleBinding(binding)}`,
+    );
+  }
+  const account = controllerServiceAccount();
+  const accountCreated = await objects.ensureServiceAccount(account);
+  progress(
+    `ServiceAccount ${account.metadata.namespace}/${account.metadata.name} ${accountCreated ? 'created' : 'already there'}`,
+  );
+
+  // The admin issues kubevisa's first token; every later one kubevisa gets for itself.
+  const admin = createClusterClient({ name: clusterName, ...source, requestTimeoutMs: timeoutMs });
+  const issued = await admin.createOwnToken(tokenSeconds);
+  const kubeconfigYaml = tokenKubeconfigYaml({ clusterName, connection, token: issued.token });
+  progress(
+    `token for ${CONTROLLER_USERNAME} issued, valid until ${new Date(issued.expirationTimestamp).toISOString()}`,
+  );
+
+  // Proof that the credential handed back works and is who it should be, before anyone stores it.
+  const own = createClusterClient({ name: clusterName, kubeconfigYaml, requestTimeoutMs: timeoutMs });
+  const { username } = await own.whoAmI();
+  if (username !== CONTROLLER_USERNAME) {
+    throw new ClusterRequestFailed(
+      `cluster '${clusterName}' authenticated kubevisa's new token as '${username}', not ${CONTROLLER_USERNAME}`,
+      { details: { cluster: clusterName, username } },
+    );
+  }
+  progress(`cluster '${clusterName}' accepts the token as ${username}`);
+  return {
+    kubeconfigYaml,
+    expirationTimestamp: issued.expirationTimestamp,
+    profileClusterRoles: [...installedNames].sort(),
+  };
+}
+
+/**
+ * kubevisa renews its own credential with the credential it has (Role `kubevisa:self-token`), before it expires.
+ * @param expirationSeconds lifetime of the new token (default 86400): an integer ≥ 600, never 3607.
+ * @returns a kubeconfig like the one install returned, with the new token; it holds a credential, never log it.
+ */
+export async function renewOwnToken(
+  client: ClusterClient,
+  expirationSeconds: number = DEFAULT_OWN_TOKEN_SECONDS,
+): Promise<{ kubeconfigYaml: string; expirationTimestamp: Instant }> {
+  const issued = await client.createOwnToken(expirationSeconds);
+  return {
+    kubeconfigYaml: tokenKubeconfigYaml({
+      clusterName: client.name,
+      connection: client.connection,
+      token: issued.token,
+    }),
+    expirationTimestamp: issued.expirationTimestamp,
+  };
+}
+
+type Outcome = 'created' | 'updated';
+
+/** Create-or-replace for the handful of cluster-scoped and RBAC objects only the installer writes. */
+class AdminObjects {
+  private readonly apis: Apis;
+  private readonly cluster: string;
+  private readonly server: string;
+  private readonly timeoutMs: number;
+
+  constructor(apis: Apis, cluster: string, server: string, timeoutMs: number) {
+    this.apis = apis;
+    this.cluster = cluster;
+    this.server = server;
+    this.timeoutMs = timeoutMs;
+  }
+
+  private error(action: string, error: unknown): KubevisaError {
+    return toClusterError(error, { cluster: this.cluster, server: this.server, action, timeoutMs: this.timeoutMs });
+  }
+
+  /** Creates the namespace when missing; an existing one is left as it is (others may have labelled it). */
+  async ensureNamespace(name: string, labels: Record<string, string>): Promise<boolean> {
+    try {
+      await this.apis.core.createNamespace({ body: { metadata: { name, labels } } });
+      return true;
+    } catch (error) {
+      if (kubernetesStatusOf(error)?.reason === 'AlreadyExists') return false;
+      throw this.error(`create namespace ${name}`, error);
+    }
+  }
+
+  async ensureServiceAccount(body: ServiceAccount): Promise<boolean> {
+    const { namespace, name } = body.metadata;
+    try {
+      await this.apis.core.createNamespacedServiceAccount({ namespace, body });
+      return true;
+    } catch (error) {
+      if (kubernetesStatusOf(error)?.reason === 'AlreadyExists') return false;
+      throw this.error(`create ServiceAccount ${namespace}/${name}`, error);
+    }
+  }
+
+  async listProfileClusterRoles(): Promise<string[]> {
+    const list = await this.apis.rbac
+      .listClusterRole({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${PROFILE_LABEL}` })
+      .catch((error: unknown) => {
+        throw this.error('list profile ClusterRoles', error);
+      });
+    return list.items.map((role) => role.metadata?.name ?? '').filter((name) => name !== '');
+  }
+
+  applyClusterRole(role: ClusterRole): Promise<Outcome> {
+    const name = role.metadata.name;
+    return this.apply(`ClusterRole ${name}`, {
+      create: () => this.apis.rbac.createClusterRole({ body: role }),
+      read: () => this.apis.rbac.readClusterRole({ name }),
+      replace: (resourceVersion) =>
+        this.apis.rbac.replaceClusterRole({ name, body: withVersion(role, resourceVersion) }),
+      remove: () => this.apis.rbac.deleteClusterRole({ name }),
+    });
+  }
+
+  applyClusterRoleBinding(binding: ClusterRoleBinding): Promise<Outcome> {
+    const name = binding.metadata.name;
+    return this.apply(`ClusterRoleBinding ${name}`, {
+      create: () => this.apis.rbac.createClusterRoleBinding({ body: binding }),
+      read: () => this.apis.rbac.readClusterRoleBinding({ name }),
+      replace: (resourceVersion) =>
+        this.apis.rbac.replaceClusterRoleBinding({ name, body: withVersion(binding, resourceVersion) }),
+      remove: () => this.apis.rbac.deleteClusterRoleBinding({ name }),
+    });
+  }
+
+  applyRole(role: Role): Promise<Outcome> {
+    const { name, namespace } = role.metadata;
+    return this.apply(`Role ${namespace}/${name}`, {
+      create: () => this.apis.rbac.createNamespacedRole({ namespace, body: role }),
+      read: () => this.apis.rbac.readNamespacedRole({ namespace, name }),
+      replace: (resourceVersion) =>
+        this.apis.rbac.replaceNamespacedRole({ namespace, name, body: withVersion(role, resourceVersion) }),
+      remove: () => this.apis.rbac.deleteNamespacedRole({ namespace, name }),
+    });
+  }
+
+  applyRoleBinding(binding: RoleBinding): Promise<Outcome> {
+    const { name, namespace } = binding.metadata;
+    return this.apply(`RoleBinding ${namespace}/${name}`, {
+      create: () => this.apis.rbac.createNamespacedRoleBinding({ namespace, body: binding }),
+      read: () => this.apis.rbac.readNamespacedRoleBinding({ namespace, name }),
+      replace: (resourceVersion) =>
+        this.apis.rbac.replaceNamespacedRoleBinding({ namespace, name, body: withVersion(binding, resourceVersion) }),
+      remove: () => this.apis.rbac.deleteNamespacedRoleBinding({ namespace, name }),
+    });
+  }
+
+  /**
+   * Create; if it exists, replace it at the resourceVersion just read (retrying when someone else wrote in
+   * between). A binding whose roleRef differs cannot be replaced (roleRef is immutable, answered 422): it is
+   * deleted and created again.
+   */
+  private async apply(
+    what: string,
+    calls: {
+      create: () => Promise<unknown>;
+      read: () => Promise<{ metadata?: { resourceVersion?: string } }>;
+      replace: (resourceVersion: string) => Promise<unknown>;
+      remove: () => Promise<unknown>;
+    },
+  ): Promise<Outcome> {
+    try {
+      await calls.create();
+      return 'created';
+    } catch (error) {
+      if (kubernetesStatusOf(error)?.reason !== 'AlreadyExists') throw this.error(`create ${what}`, error);
+    }
+    for (let attempt = 1; ; attempt++) {
+      const current = await calls.read().catch((error: unknown) => {
+        throw this.error(`read ${what}`, error);
+      });
+      try {
+        await calls.replace(current.metadata?.resourceVersion ?? '');
+        return 'updated';
+      } catch (error) {
+        const status = kubernetesStatusOf(error);
+        if (status?.code === 409 && status.reason === 'Conflict' && attempt < 3) continue;
+        if (status?.code === 422 && /roleRef/i.test(status.message)) {
+          await calls.remove().catch((removeError: unknown) => {
+            throw this.error(`delete ${what} to change its roleRef`, removeError);
+          });
+          await calls.create().catch((createError: unknown) => {
+            throw this.error(`create ${what}`, createError);
+          });
+          return 'updated';
+        }
+        throw this.error(`replace ${what}`, error);
+      }
+    }
+  }
+}
+
+function withVersion<T extends { metadata: object }>(object: T, resourceVersion: string): T {
+  return { ...object, metadata: { ...object.metadata, resourceVersion } };
+}

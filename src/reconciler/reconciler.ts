@@ -1,0 +1,360 @@
+/**
+ * Level-triggered reconciliation of every cluster: desired = what the store's granting visas call for, actual
+ * = the objects labelled as kubevisa's; converge by deleting first (access is removed before anything is
+ * added), each cluster change preceded by a durable intent and followed by an audit event. It runs on a
+ * deadline timer (activations at notBefore, expiries at notAfter), on a kick after every committed change, on
+ * a watch of managed RoleBindings (drift), and on a periodic full resync — any one of them is enough to
+ * converge, so a missed event or a crash at any step is repaired by the next pass.
+ */
+import { effectiveState } from '../domain/visa.ts';
+import type { Person, Visa } from '../domain/model.ts';
+import { expireVisa } from '../domain/visa.ts';
+import { KubevisaError } from '../domain/errors.ts';
+import type { Store, StoredVisa } from '../store/store.ts';
+import type { ManagedRoleBinding, ManagedServiceAccount, ReconcilerCluster } from './cluster-port.ts';
+import { desiredRoleBinding, desiredServiceAccount, roleBindingDrifted } from './desired.ts';
+
+export interface ReconcilerOptions {
+  store: Store;
+  clusters: Map<string, ReconcilerCluster>;
+  /** Full resync of every cluster at least this often, in milliseconds (default 30000). */
+  resyncIntervalMs?: number;
+  now?: () => number;
+  /** Fault injection for crash tests: SIGKILL this process right after the first intent is durable. */
+  crashAfterIntent?: boolean;
+  /** Told about every pass (for metrics, alerts and tests). */
+  onPass?: (report: PassReport) => void;
+}
+
+export interface PassReport {
+  cluster: string;
+  startedAt: number;
+  finishedAt: number;
+  created: string[];
+  deleted: string[];
+  repaired: string[];
+  missingNamespaces: string[];
+  error?: string;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_BACKOFF_MS = 30_000;
+
+export class Reconciler {
+  private readonly store: Store;
+  private readonly clusters: Map<string, ReconcilerCluster>;
+  private readonly now: () => number;
+  private readonly options: ReconcilerOptions;
+  private readonly running = new Map<string, Promise<PassReport>>();
+  private readonly again = new Set<string>();
+  private readonly backoff = new Map<string, number>();
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  private readonly reportedMissing = new Set<string>();
+  private readonly stopWatches: (() => void)[] = [];
+  private readonly lastReport = new Map<string, PassReport>();
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(options: ReconcilerOptions) {
+    this.options = options;
+    this.store = options.store;
+    this.clusters = options.clusters;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Repairs whatever an earlier process left half-done, then keeps every cluster converged. */
+  async start(): Promise<void> {
+    await Promise.all([...this.clusters.keys()].map((name) => this.reconcileNow(name)));
+    for (const [name, cluster] of this.clusters) {
+      this.stopWatches.push(
+        cluster.watchManagedRoleBindings(
+          () => this.kick([name]),
+          () => this.kick([name]),
+        ),
+      );
+    }
+    const interval = this.options.resyncIntervalMs ?? 30_000;
+    this.resyncTimer = setInterval(() => this.kick([...this.clusters.keys()]), interval);
+    this.resyncTimer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.deadlineTimer);
+    clearInterval(this.resyncTimer);
+    for (const timer of this.retryTimers.values()) clearTimeout(timer);
+    for (const stop of this.stopWatches) stop();
+  }
+
+  /** Schedules a pass for these clusters (coalesced: one running pass plus at most one queued). */
+  kick(clusters: string[]): void {
+    for (const name of clusters) {
+      if (!this.clusters.has(name) || this.stopped) continue;
+      void this.reconcileNow(name).catch(() => {
+        // reconcileNow records its own failures and schedules a retry; nothing more to do here.
+      });
+    }
+  }
+
+  status(): PassReport[] {
+    return [...this.lastReport.values()];
+  }
+
+  /** Runs a pass now (or after the running one) and resolves with its report. */
+  reconcileNow(name: string): Promise<PassReport> {
+    const current = this.running.get(name);
+    if (current) {
+      this.again.add(name);
+      return current.then(() => this.running.get(name) ?? this.reconcileNow(name));
+    }
+    const pass = this.pass(name).finally(() => {
+      this.running.delete(name);
+      if (this.again.delete(name) && !this.stopped) void this.reconcileNow(name);
+    });
+    this.running.set(name, pass);
+    return pass;
+  }
+
+  private async pass(name: string): Promise<PassReport> {
+    const cluster = this.clusters.get(name);
+    const report: PassReport = {
+      cluster: name,
+      startedAt: this.now(),
+      finishedAt: 0,
+      created: [],
+      deleted: [],
+      repaired: [],
+      missingNamespaces: [],
+    };
+    if (!cluster) throw new Error(`unknown cluster ${name}`);
+    try {
+      await this.settleStates(name);
+      await this.converge(cluster, report);
+      // Every intent for this cluster is now either done or superseded by the converged state.
+      await this.store.transaction(async (tx) => {
+        for (const intent of await tx.listPendingIntents({ cluster: name }))
+          await tx.completeIntent(intent.id, this.now());
+      });
+      this.backoff.delete(name);
+    } catch (error) {
+      report.error = error instanceof Error ? error.message : String(error);
+      this.scheduleRetry(name);
+    } finally {
+      report.finishedAt = this.now();
+      this.lastReport.set(name, report);
+      await this.armDeadlineTimer().catch(() => this.scheduleRetry(name));
+      this.options.onPass?.(report);
+    }
+    return report;
+  }
+
+  /** Records activations and expiries that are due, each with its audit event. */
+  private async settleStates(cluster: string): Promise<void> {
+    const now = this.now();
+    const visas = await this.store.listVisas({ cluster, states: ['approved', 'active'] });
+    const due = visas.filter((v) => effectiveState(v, now) !== v.state);
+    if (due.length === 0) return;
+    await this.store.transaction(async (tx) => {
+      for (const visa of due) {
+        const state = effectiveState(visa, now);
+        const next: Visa = state === 'expired' ? expireVisa(visa, now) : { ...visa, state };
+        await tx.updateVisa(next, visa.version);
+        await tx.appendAudit({
+          at: now,
+          actor: 'system',
+          action: state === 'expired' ? 'visa.expired' : 'visa.activated',
+          visaId: visa.id,
+          personId: visa.personId,
+          engagementId: visa.engagementId,
+          cluster: visa.cluster,
+          outcome: 'ok',
+          details: {
+            notBefore: visa.notBefore,
+            notAfter: visa.notAfter,
+            latenessMs: now - (state === 'expired' ? visa.notAfter : visa.notBefore),
+          },
+        });
+      }
+    });
+  }
+
+  private async converge(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
+    const now = this.now();
+    const granting = (await this.store.listVisasGrantingAt(now)).filter((v) => v.cluster === cluster.name);
+    const persons = new Map<string, Person>();
+    for (const visa of granting) {
+      if (!persons.has(visa.personId)) {
+        const person = await this.store.getPerson(visa.personId);
+        if (person) persons.set(person.id, person);
+      }
+    }
+    const grantingForActive = granting.filter((v) => persons.get(v.personId)?.status === 'active');
+
+    const wantSas = new Map<string, ManagedServiceAccount>();
+    const wantRbs = new Map<string, { rb: ManagedRoleBinding; visa: StoredVisa }>();
+    for (const visa of grantingForActive) {
+      const sa = desiredServiceAccount(visa.personEmail, visa.personId);
+      wantSas.set(sa.metadata.name, sa);
+      for (const namespace of visa.namespaces) {
+        const rb = desiredRoleBinding(visa, namespace);
+        wantRbs.set(`${namespace}/${rb.metadata.name}`, { rb, visa });
+      }
+    }
+    const [haveRbs, haveSas] = await Promise.all([
+      cluster.listManagedRoleBindings(),
+      cluster.listManagedServiceAccounts(),
+    ]);
+    const haveRbByKey = new Map(haveRbs.map((rb) => [`${rb.metadata.namespace}/${rb.metadata.name}`, rb]));
+    const haveSaNames = new Set(haveSas.map((sa) => sa.metadata.name));
+
+    // 1. Remove access that is no longer granted (or was edited by someone else) before adding anything.
+    for (const [key, rb] of haveRbByKey) {
+      const want = wantRbs.get(key);
+      if (want && !roleBindingDrifted(rb, want.rb)) continue;
+      await this.change(
+        cluster.name,
+        want ? 'rolebinding.repair-delete' : 'rolebinding.delete',
+        { namespace: rb.metadata.namespace, name: rb.metadata.name, visaId: rb.metadata.labels?.['kubevisa.io/visa'] },
+        () => cluster.deleteRoleBinding(rb.metadata.namespace, rb.metadata.name),
+      );
+      if (want) {
+        report.repaired.push(key);
+        haveRbByKey.delete(key);
+      } else report.deleted.push(key);
+    }
+    for (const sa of haveSas) {
+      if (wantSas.has(sa.metadata.name)) continue;
+      await this.change(
+        cluster.name,
+        'serviceaccount.delete',
+        { name: sa.metadata.name, person: sa.metadata.annotations?.['kubevisa.io/person'] ?? '' },
+        () => cluster.deleteServiceAccount(sa.metadata.name),
+      );
+      report.deleted.push(`serviceaccount/${sa.metadata.name}`);
+    }
+    // 2. Identities, then the bindings that grant them access.
+    for (const [name, sa] of wantSas) {
+      if (haveSaNames.has(name)) continue;
+      await this.change(
+        cluster.name,
+        'serviceaccount.create',
+        { name, person: sa.metadata.annotations['kubevisa.io/person'] },
+        () => cluster.createServiceAccount(sa),
+      );
+      report.created.push(`serviceaccount/${name}`);
+    }
+    for (const [key, { rb, visa }] of wantRbs) {
+      if (haveRbByKey.has(key)) continue;
+      try {
+        await this.change(
+          cluster.name,
+          'rolebinding.create',
+          { namespace: rb.metadata.namespace, name: rb.metadata.name, visaId: visa.id },
+          () => cluster.createRoleBinding(rb),
+          visa,
+        );
+        report.created.push(key);
+        this.reportedMissing.delete(`${cluster.name}/${key}`);
+      } catch (error) {
+        if (!(error instanceof KubevisaError) || error.code !== 'ERR_NAMESPACE_MISSING') throw error;
+        report.missingNamespaces.push(rb.metadata.namespace);
+        await this.reportMissingNamespace(cluster.name, key, visa, rb.metadata.namespace);
+      }
+    }
+  }
+
+  /** A durable intent, the cluster write, then completion and an audit event. */
+  private async change(
+    cluster: string,
+    kind: string,
+    payload: Record<string, string | undefined>,
+    write: () => Promise<unknown>,
+    visa?: Visa,
+  ): Promise<void> {
+    const now = this.now();
+    const clean = Object.fromEntries(Object.entries(payload).filter(([, v]) => v !== undefined)) as Record<
+      string,
+      string
+    >;
+    const intent = await this.store.transaction((tx) =>
+      tx.insertIntent({
+        kind,
+        cluster,
+        ...(visa ? { visaId: visa.id, personId: visa.personId } : {}),
+        payload: clean,
+        createdAt: now,
+      }),
+    );
+    if (this.options.crashAfterIntent) process.kill(process.pid, 'SIGKILL');
+    await write();
+    await this.store.transaction(async (tx) => {
+      await tx.completeIntent(intent.id, this.now());
+      await tx.appendAudit({
+        at: this.now(),
+        actor: 'system',
+        action: `cluster.${kind}`,
+        cluster,
+        ...(clean.namespace ? { namespace: clean.namespace } : {}),
+        ...(clean.visaId ? { visaId: clean.visaId } : {}),
+        ...(visa ? { personId: visa.personId, engagementId: visa.engagementId } : {}),
+        outcome: 'ok',
+        details: clean,
+      });
+    });
+  }
+
+  private async reportMissingNamespace(cluster: string, key: string, visa: Visa, namespace: string) {
+    const id = `${cluster}/${key}`;
+    if (this.reportedMissing.has(id)) return;
+    this.reportedMissing.add(id);
+    await this.store.transaction((tx) =>
+      tx.appendAudit({
+        at: this.now(),
+        actor: 'system',
+        action: 'cluster.namespace-missing',
+        cluster,
+        namespace,
+        visaId: visa.id,
+        personId: visa.personId,
+        outcome: 'error',
+        reason: `namespace '${namespace}' does not exist in cluster '${cluster}'; kubevisa does not create namespaces`,
+      }),
+    );
+  }
+
+  private scheduleRetry(name: string) {
+    if (this.stopped || this.retryTimers.has(name)) return;
+    const delay = Math.min(MAX_BACKOFF_MS, (this.backoff.get(name) ?? 500) * 2);
+    this.backoff.set(name, delay);
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(name);
+      this.kick([name]);
+    }, delay);
+    timer.unref();
+    this.retryTimers.set(name, timer);
+  }
+
+  /** One timer for the next activation or expiry anywhere; it kicks the clusters whose visas are due. */
+  private async armDeadlineTimer(): Promise<void> {
+    if (this.stopped) return;
+    const now = this.now();
+    const visas = await this.store.listVisasInStates(['approved', 'active']);
+    let next = Infinity;
+    for (const v of visas) {
+      if (v.notBefore > now) next = Math.min(next, v.notBefore);
+      else if (v.notAfter > now) next = Math.min(next, v.notAfter);
+      else next = now; // overdue: settle at once
+    }
+    clearTimeout(this.deadlineTimer);
+    if (next === Infinity) return;
+    this.deadlineTimer = setTimeout(
+      () => {
+        const at = this.now();
+        const due = new Set(visas.filter((v) => v.notBefore <= at || v.notAfter <= at).map((v) => v.cluster));
+        this.kick(due.size > 0 ? [...due] : [...this.clusters.keys()]);
+      },
+      Math.min(MAX_TIMER_MS, Math.max(0, next - now)),
+    );
+  }
+}

@@ -1,0 +1,506 @@
+/**
+ * The application layer: each operation loads what it needs, asks the pure domain to decide, and commits
+ * the new state together with its audit event in one transaction — nothing is acknowledged before that
+ * commit, and no decision is honoured without it. After the commit it tells the reconciler which clusters
+ * changed, so RoleBindings follow within a second.
+ */
+import { canEndEngagement, canRevoke, canSeeVisa, isHolder } from '../domain/access.ts';
+import { createEngagement, endEngagement, isContractorOf, isSponsorOf } from '../domain/engagement.ts';
+import { Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
+import type { Actor, Engagement, Person, Policy, Profile, Visa } from '../domain/model.ts';
+import { parseDuration, parseInstant } from '../domain/time.ts';
+import {
+  approveVisa,
+  cancelVisa,
+  closeVisasOfEngagement,
+  denyVisa,
+  effectiveState,
+  extendVisa,
+  requestVisa,
+  revokeVisa,
+} from '../domain/visa.ts';
+import { newId } from '../store/ids.ts';
+import type { AuditSource, JsonObject, Store, StoreTx, StoredVisa } from '../store/store.ts';
+
+export interface AccessServiceOptions {
+  store: Store;
+  policy: Policy;
+  clusterNames: () => string[];
+  /** Called after a commit that changes what should exist in these clusters. */
+  onClustersChanged: (clusters: string[]) => void;
+  /** Called after visas stopped granting (revoked, ended), for stream cutting. */
+  onVisasEnded?: (visas: Visa[], reason: string) => void;
+  now?: () => number;
+}
+
+export interface Caller {
+  actor: Actor;
+  sessionId?: string;
+  source?: AuditSource;
+}
+
+export interface EngagementBody {
+  name: string;
+  vendor: string;
+  contractors: string[];
+  sponsor: string;
+  startsAt?: string;
+  endsAt: string;
+  ceiling: { clusters: string[]; namespacePatterns: string[]; profiles: string[] };
+  maxVisaDuration: string;
+}
+
+export interface VisaRequestBody {
+  engagement?: string;
+  cluster: string;
+  namespaces: string[];
+  profile: string;
+  duration: string;
+  startsAt?: string;
+  reason: string;
+}
+
+export class AccessService {
+  private readonly store: Store;
+  private readonly policy: Policy;
+  private readonly options: AccessServiceOptions;
+  private readonly now: () => number;
+
+  constructor(options: AccessServiceOptions) {
+    this.options = options;
+    this.store = options.store;
+    this.policy = options.policy;
+    this.now = options.now ?? Date.now;
+  }
+
+  private audit(
+    tx: StoreTx,
+    caller: Caller,
+    event: {
+      action: string;
+      visa?: Visa;
+      engagementId?: string;
+      personId?: string;
+      reason?: string;
+      details?: JsonObject;
+      at: number;
+    },
+  ) {
+    return tx.appendAudit({
+      at: event.at,
+      actor: caller.actor.email,
+      ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+      action: event.action,
+      ...(event.visa ? { visaId: event.visa.id, cluster: event.visa.cluster, personId: event.visa.personId } : {}),
+      ...((event.engagementId ?? event.visa?.engagementId)
+        ? { engagementId: event.engagementId ?? event.visa?.engagementId }
+        : {}),
+      ...(event.personId ? { personId: event.personId } : {}),
+      outcome: 'ok',
+      ...(event.reason ? { reason: event.reason } : {}),
+      ...(event.details ? { details: event.details } : {}),
+      ...(caller.source ? { source: caller.source } : {}),
+    });
+  }
+
+  // ---- engagements ----
+
+  async createEngagement(caller: Caller, body: EngagementBody): Promise<Engagement> {
+    const now = this.now();
+    const profiles = (await this.store.listProfiles()).map((p) => p.name);
+    const engagement = createEngagement(
+      {
+        id: newId('e_'),
+        name: body.name,
+        vendor: body.vendor,
+        contractors: body.contractors,
+        sponsor: body.sponsor,
+        ...(body.startsAt !== undefined ? { startsAt: parseInstant(body.startsAt, 'startsAt') } : {}),
+        endsAt: parseInstant(body.endsAt, 'endsAt'),
+        ceiling: body.ceiling,
+        maxVisaSeconds: parseDuration(body.maxVisaDuration, 'maxVisaDuration'),
+      },
+      { now, actor: caller.actor, knownProfiles: profiles, knownClusters: this.options.clusterNames() },
+    );
+    const taken = await this.store.listEngagements({ status: 'active' });
+    if (taken.some((e) => e.name === engagement.name)) {
+      throw new InvalidInput(`an active engagement named '${engagement.name}' already exists: choose another name`);
+    }
+    return this.store.transaction(async (tx) => {
+      const saved = await tx.insertEngagement({ ...engagement, createdBy: caller.actor.email });
+      await this.audit(tx, caller, {
+        action: 'engagement.created',
+        engagementId: saved.id,
+        at: now,
+        details: {
+          name: saved.name,
+          vendor: saved.vendor,
+          contractors: saved.contractors,
+          sponsor: saved.sponsor,
+          endsAt: saved.endsAt,
+        },
+      });
+      return saved;
+    });
+  }
+
+  async listEngagements(caller: Caller): Promise<Engagement[]> {
+    const all = await this.store.listEngagements();
+    if (isStaff(caller.actor)) return all;
+    return all.filter((e) => isContractorOf(caller.actor.email, e) || isSponsorOf(caller.actor.email, e));
+  }
+
+  async getEngagement(caller: Caller, idOrName: string): Promise<Engagement> {
+    const engagement = await this.findEngagement(idOrName);
+    if (
+      !isStaff(caller.actor) &&
+      !isContractorOf(caller.actor.email, engagement) &&
+      !isSponsorOf(caller.actor.email, engagement)
+    ) {
+      throw new NotFound(`engagement '${idOrName}' not found`);
+    }
+    return engagement;
+  }
+
+  private async findEngagement(idOrName: string): Promise<Engagement> {
+    const byId = await this.store.getEngagement(idOrName);
+    if (byId) return byId;
+    const byName = (await this.store.listEngagements()).filter((e) => e.name === idOrName);
+    const active = byName.find((e) => e.status === 'active') ?? byName[0];
+    if (!active)
+      throw new NotFound(`engagement '${idOrName}' not found: 'kubevisa engagement list' shows the ones you can see`);
+    return active;
+  }
+
+  async endEngagement(caller: Caller, idOrName: string, reason: string): Promise<Engagement> {
+    const found = await this.getEngagement(caller, idOrName);
+    if (!canEndEngagement(caller.actor, found)) {
+      throw new Forbidden(`only an admin or the sponsor (${found.sponsor}) may end engagement '${found.name}'`);
+    }
+    const now = this.now();
+    let closed: Visa[] = [];
+    const ended = await this.store.transaction(async (tx) => {
+      const engagement = await tx.getEngagement(found.id);
+      if (!engagement) throw new NotFound(`engagement '${idOrName}' not found`);
+      const saved = await tx.updateEngagement(endEngagement(engagement, caller.actor, now, reason));
+      await this.audit(tx, caller, { action: 'engagement.ended', engagementId: saved.id, reason, at: now });
+      const visas = await tx.listVisas({ engagementId: saved.id });
+      closed = closeVisasOfEngagement(visas, saved, caller.actor, now);
+      for (const visa of closed) {
+        await tx.updateVisa(visa);
+        await this.audit(tx, caller, { action: `visa.${visa.state}`, visa, reason: visa.endReason ?? reason, at: now });
+      }
+      return saved;
+    });
+    this.afterChange(closed, `engagement '${ended.name}' ended`);
+    return ended;
+  }
+
+  // ---- visas ----
+
+  async requestVisa(caller: Caller, body: VisaRequestBody): Promise<Visa> {
+    const now = this.now();
+    const person = await this.requirePerson(caller);
+    const engagement = await this.engagementForRequest(caller, body);
+    const profile = await this.requireProfile(body.profile);
+    const visa = requestVisa(
+      {
+        id: newId('v_'),
+        cluster: body.cluster,
+        namespaces: body.namespaces,
+        profile: body.profile,
+        durationSeconds: parseDuration(body.duration, 'duration'),
+        ...(body.startsAt !== undefined ? { startsAt: parseInstant(body.startsAt, 'startsAt') } : {}),
+        reason: body.reason,
+      },
+      { person, engagement, profile, policy: this.policy, now },
+    );
+    if (!this.options.clusterNames().includes(visa.cluster)) {
+      throw new InvalidInput(
+        `cluster '${visa.cluster}' is not managed by kubevisa: known clusters are ${this.options.clusterNames().join(', ') || '(none)'}`,
+      );
+    }
+    const saved = await this.store.transaction(async (tx) => {
+      const inserted = await tx.insertVisa(visa);
+      await this.audit(tx, caller, {
+        action: 'visa.requested',
+        visa: inserted,
+        reason: inserted.reason,
+        at: now,
+        details: {
+          namespaces: inserted.namespaces,
+          profile: inserted.profile,
+          requestedSeconds: inserted.requestedSeconds,
+        },
+      });
+      if (inserted.state === 'approved') {
+        await this.audit(tx, caller, {
+          action: 'visa.approved',
+          visa: inserted,
+          at: now,
+          details: { automatic: true, by: inserted.approvals[0]?.by ?? 'policy' },
+        });
+      }
+      return inserted;
+    });
+    if (saved.state === 'approved') this.options.onClustersChanged([saved.cluster]);
+    return withEffectiveState(saved, now);
+  }
+
+  private async engagementForRequest(caller: Caller, body: VisaRequestBody): Promise<Engagement> {
+    if (body.engagement !== undefined) return this.getEngagement(caller, body.engagement);
+    const mine = (await this.store.listEngagements({ status: 'active', contractor: caller.actor.email })).filter((e) =>
+      e.ceiling.clusters.includes(body.cluster),
+    );
+    if (mine.length === 1 && mine[0]) return mine[0];
+    if (mine.length === 0) {
+      throw new Forbidden(
+        `${caller.actor.email} has no active engagement that covers cluster '${body.cluster}': ask your sponsor or an admin`,
+      );
+    }
+    throw new InvalidInput(
+      `several engagements cover cluster '${body.cluster}' (${mine.map((e) => e.name).join(', ')}): name one with 'engagement'`,
+    );
+  }
+
+  async listVisas(
+    caller: Caller,
+    filter: { state?: string; cluster?: string; engagement?: string; person?: string },
+  ): Promise<Visa[]> {
+    const now = this.now();
+    const visas = await this.store.listVisas({
+      ...(filter.cluster ? { cluster: filter.cluster } : {}),
+      ...(filter.engagement ? { engagementId: filter.engagement } : {}),
+      ...(filter.person ? { personId: filter.person } : {}),
+    });
+    const engagements = new Map((await this.store.listEngagements()).map((e) => [e.id, e]));
+    return visas
+      .map((v) => withEffectiveState(v, now))
+      .filter((v) => {
+        const engagement = engagements.get(v.engagementId);
+        return engagement !== undefined && canSeeVisa(caller.actor, v, engagement, this.policy);
+      })
+      .filter((v) => filter.state === undefined || v.state === filter.state);
+  }
+
+  async getVisa(caller: Caller, id: string): Promise<Visa> {
+    const visa = await this.store.getVisa(id);
+    const engagement = visa && (await this.store.getEngagement(visa.engagementId));
+    if (!visa || !engagement || !canSeeVisa(caller.actor, visa, engagement, this.policy)) {
+      throw new NotFound(`visa '${id}' not found: 'kubevisa visas' lists the ones you can see`);
+    }
+    return withEffectiveState(visa, this.now());
+  }
+
+  async approve(
+    caller: Caller,
+    id: string,
+    body: { comment?: string; namespaces?: string[]; duration?: string },
+  ): Promise<Visa> {
+    const options = {
+      ...(body.comment !== undefined ? { comment: body.comment } : {}),
+      ...(body.namespaces !== undefined ? { namespaces: body.namespaces } : {}),
+      ...(body.duration !== undefined ? { durationSeconds: parseDuration(body.duration, 'duration') } : {}),
+    };
+    const visa = await this.changeVisa(caller, id, 'approve', (visa, engagement, now) =>
+      approveVisa(visa, caller.actor, { engagement, policy: this.policy, now }, options),
+    );
+    if (visa.state === 'approved' || visa.state === 'active') this.options.onClustersChanged([visa.cluster]);
+    return visa;
+  }
+
+  async deny(caller: Caller, id: string, reason: string): Promise<Visa> {
+    return this.changeVisa(caller, id, 'deny', (visa, engagement, now) =>
+      denyVisa(visa, caller.actor, { engagement, policy: this.policy, now }, reason),
+    );
+  }
+
+  async cancel(caller: Caller, id: string): Promise<Visa> {
+    const visa = await this.changeVisa(caller, id, 'cancel', (visa, _engagement, now) =>
+      cancelVisa(visa, caller.actor, now),
+    );
+    this.afterChange([visa], 'cancelled by the holder');
+    return visa;
+  }
+
+  async revoke(caller: Caller, id: string, reason: string): Promise<Visa> {
+    const visa = await this.changeVisa(caller, id, 'revoke', (visa, engagement, now) => {
+      if (!canRevoke(caller.actor, visa, engagement, this.policy)) {
+        throw new Forbidden(
+          `${caller.actor.email} may not revoke visa ${visa.id}: the holder, the sponsor, approvers and admins may`,
+        );
+      }
+      return revokeVisa(visa, caller.actor, reason, now);
+    });
+    this.afterChange([visa], reason);
+    return visa;
+  }
+
+  async extend(caller: Caller, id: string, body: { duration: string; reason: string }): Promise<Visa> {
+    const now = this.now();
+    const current = await this.getVisa(caller, id);
+    if (!isHolder(caller.actor, current))
+      throw new Forbidden(`only the holder (${current.personEmail}) may extend visa ${id}`);
+    const engagement = await this.requireEngagement(current.engagementId);
+    const person = await this.requirePerson(caller);
+    const profile = await this.requireProfile(current.profile);
+    const extension = extendVisa(
+      current,
+      { id: newId('v_'), durationSeconds: parseDuration(body.duration, 'duration'), reason: body.reason },
+      { person, engagement, profile, policy: this.policy, now },
+    );
+    const saved = await this.store.transaction(async (tx) => {
+      const inserted = await tx.insertVisa(extension);
+      await this.audit(tx, caller, {
+        action: 'visa.extension-requested',
+        visa: inserted,
+        reason: body.reason,
+        at: now,
+        details: { extends: id },
+      });
+      return inserted;
+    });
+    if (saved.state === 'approved') this.options.onClustersChanged([saved.cluster]);
+    return withEffectiveState(saved, now);
+  }
+
+  /** Load, decide, commit with optimistic concurrency and audit; the domain function throws refusals. */
+  private async changeVisa(
+    caller: Caller,
+    id: string,
+    verb: string,
+    decide: (visa: Visa, engagement: Engagement, now: number) => Visa,
+  ): Promise<Visa> {
+    const now = this.now();
+    const visa = await this.getVisa(caller, id);
+    const engagement = await this.requireEngagement(visa.engagementId);
+    const stored = (await this.store.getVisa(id)) as StoredVisa;
+    const next = decide(visa, engagement, now);
+    return this.store.transaction(async (tx) => {
+      const saved = await tx.updateVisa(next, stored.version);
+      const action = saved.state === visa.state ? `visa.${verb}` : `visa.${saved.state}`;
+      const approval = saved.approvals[saved.approvals.length - 1];
+      await this.audit(tx, caller, {
+        action: action === 'visa.requested' ? 'visa.approval-recorded' : action,
+        visa: saved,
+        ...(saved.endReason ? { reason: saved.endReason } : {}),
+        at: now,
+        details: {
+          state: saved.state,
+          namespaces: saved.namespaces,
+          notBefore: saved.notBefore,
+          notAfter: saved.notAfter,
+          ...(verb === 'approve' && approval
+            ? { approvals: saved.approvals.length, requiredApprovals: saved.requiredApprovals }
+            : {}),
+        },
+      });
+      return withEffectiveState(saved, now);
+    });
+  }
+
+  // ---- people ----
+
+  async offboardPerson(caller: Caller, idOrEmail: string, reason: string) {
+    if (!caller.actor.roles.includes('admin')) throw new Forbidden('only admins may offboard a person');
+    const person =
+      (await this.store.getPerson(idOrEmail)) ?? (await this.store.getPersonByEmail(idOrEmail.toLowerCase()));
+    if (!person) throw new NotFound(`no person '${idOrEmail}': they have never logged in to kubevisa`);
+    const now = this.now();
+    let ended: Visa[] = [];
+    let sessions = 0;
+    await this.store.transaction(async (tx) => {
+      await tx.setPersonStatus(person.id, 'deprovisioned', now);
+      await this.audit(tx, caller, {
+        action: 'person.offboarded',
+        personId: person.id,
+        reason,
+        at: now,
+        details: { email: person.email },
+      });
+      ended = [];
+      for (const visa of await tx.listVisas({ personId: person.id })) {
+        const state = effectiveState(visa, now);
+        let next: Visa | undefined;
+        if (state === 'approved' || state === 'active')
+          next = revokeVisa(visa, caller.actor, `offboarded: ${reason}`, now);
+        else if (state === 'requested')
+          next = {
+            ...visa,
+            state: 'cancelled',
+            endedAt: now,
+            endedBy: caller.actor.email,
+            endReason: `offboarded: ${reason}`,
+          };
+        if (next) {
+          await tx.updateVisa(next);
+          await this.audit(tx, caller, {
+            action: `visa.${next.state}`,
+            visa: next,
+            reason: next.endReason ?? reason,
+            at: now,
+          });
+          ended.push(next);
+        }
+      }
+      sessions = await tx.revokeSessionsOfPerson(person.id, now, `offboarded: ${reason}`);
+      await this.audit(tx, caller, {
+        action: 'session.revoked-all',
+        personId: person.id,
+        at: now,
+        details: { sessions },
+      });
+    });
+    this.afterChange(ended, `offboarded: ${reason}`, this.options.clusterNames());
+    return { person: { ...person, status: 'deprovisioned' as const }, visasEnded: ended, sessionsEnded: sessions };
+  }
+
+  async me(caller: Caller): Promise<Person> {
+    return this.requirePerson(caller);
+  }
+
+  async listPersons(caller: Caller): Promise<Person[]> {
+    if (!isStaff(caller.actor)) throw new Forbidden('only admins, approvers and auditors may list persons');
+    return this.store.listPersons();
+  }
+
+  // ---- helpers ----
+
+  private afterChange(visas: Visa[], reason: string, extraClusters: string[] = []) {
+    const clusters = new Set([...visas.map((v) => v.cluster), ...extraClusters]);
+    if (clusters.size > 0) this.options.onClustersChanged([...clusters]);
+    const ended = visas.filter((v) => v.state === 'revoked' || v.state === 'expired' || v.state === 'cancelled');
+    if (ended.length > 0) this.options.onVisasEnded?.(ended, reason);
+  }
+
+  private async requirePerson(caller: Caller): Promise<Person> {
+    const person = await this.store.getPerson(caller.actor.personId);
+    if (!person) throw new NotFound(`person ${caller.actor.personId} not found`);
+    return person;
+  }
+
+  private async requireEngagement(id: string): Promise<Engagement> {
+    const engagement = await this.store.getEngagement(id);
+    if (!engagement) throw new NotFound(`engagement '${id}' not found`);
+    return engagement;
+  }
+
+  private async requireProfile(name: string): Promise<Profile> {
+    const profile = await this.store.getProfile(name);
+    if (!profile) {
+      const known = (await this.store.listProfiles()).map((p) => p.name);
+      throw new InvalidInput(`unknown profile '${name}': known profiles are ${known.join(', ')}`, {
+        details: { field: 'profile', allowed: known },
+      });
+    }
+    return profile;
+  }
+}
+
+function isStaff(actor: Actor): boolean {
+  return actor.roles.includes('admin') || actor.roles.includes('approver') || actor.roles.includes('auditor');
+}
+
+function withEffectiveState<T extends Visa>(visa: T, now: number): T {
+  return { ...visa, state: effectiveState(visa, now) };
+}

@@ -1,0 +1,230 @@
+/**
+ * The server's configuration: one JSON or YAML file (or an object, for the demo and tests), validated up
+ * front with messages that name the field and what is allowed. Paths are resolved against the file's folder.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { InvalidInput } from '../domain/errors.ts';
+import type { Policy } from '../domain/model.ts';
+import { parseDuration } from '../domain/time.ts';
+
+export interface ClusterConfig {
+  name: string;
+  /** kubevisa's own credential for the cluster (written by `kubevisa install`). */
+  kubeconfig: string;
+}
+
+export interface ServerConfig {
+  /** Where the server listens; default 127.0.0.1:8443 (port 0 picks a free one). */
+  listen: { host: string; port: number };
+  /** The URL people and kubectl use to reach the server (default: from `listen`). */
+  publicUrl?: string;
+  /** TLS certificate and key (PEM files); without them the server speaks plain HTTP (loopback development only). */
+  tls?: { certFile: string; keyFile: string; caFile?: string };
+  /** Keys and the SQLite database live here (created 0700). */
+  dataDir: string;
+  store: { engine: 'sqlite'; path?: string };
+  oidc: {
+    issuer: string;
+    clientId: string;
+    clientSecret?: string;
+    scopes?: string;
+    emailClaim?: string;
+    groupsClaim?: string;
+    /** Allow an `http://` issuer on loopback (the demo IdP). */
+    allowInsecureHttp?: boolean;
+  };
+  /** Emails and IdP groups that hold kubevisa roles. */
+  roles: { admins: string[]; adminGroups: string[]; auditors: string[]; auditorGroups: string[] };
+  policy: Policy;
+  clusters: ClusterConfig[];
+  /** How long a kubevisa login lasts before a new one is needed, in seconds (default 12 h). */
+  sessionSeconds: number;
+  /** Lifetime of kubevisa access tokens, in seconds (default 600, at most 900). */
+  accessTokenSeconds: number;
+  /** Full reconcile of every cluster at least this often, in milliseconds (default 30000). */
+  resyncIntervalMs: number;
+}
+
+export const defaultPolicy: Policy = {
+  requiredApprovals: 1,
+  approverGroups: [],
+  autoApproval: [],
+  maxVisaSeconds: 7 * 86_400,
+  expiryNoticeSeconds: 3600,
+};
+
+type Raw = Record<string, unknown>;
+
+function isObject(value: unknown): value is Raw {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function text(raw: Raw, field: string, path: string, required = true): string | undefined {
+  const value = raw[field];
+  if (value === undefined && !required) return undefined;
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new InvalidInput(`config: '${path}${field}' must be a non-empty string`);
+  }
+  return value;
+}
+
+function strings(raw: Raw, field: string, path: string): string[] {
+  const value = raw[field];
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {
+    throw new InvalidInput(`config: '${path}${field}' must be a list of strings`);
+  }
+  return value as string[];
+}
+
+/** Validates a parsed configuration object; relative paths resolve against `baseDir`. */
+export function parseServerConfig(input: unknown, baseDir: string): ServerConfig {
+  if (!isObject(input)) throw new InvalidInput('config: the file must hold an object');
+  const known = [
+    'listen',
+    'publicUrl',
+    'tls',
+    'dataDir',
+    'store',
+    'oidc',
+    'roles',
+    'policy',
+    'clusters',
+    'sessionDuration',
+    'accessTokenDuration',
+    'resyncInterval',
+  ];
+  for (const key of Object.keys(input)) {
+    if (!known.includes(key))
+      throw new InvalidInput(`config: unknown field '${key}'; known fields: ${known.join(', ')}`);
+  }
+  const at = (p: string) => resolve(baseDir, p);
+  const listenRaw = isObject(input.listen) ? input.listen : {};
+  const port = listenRaw.port ?? 8443;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidInput(`config: 'listen.port' must be a port number 0–65535`);
+  }
+  const host = listenRaw.host === undefined ? '127.0.0.1' : text(listenRaw, 'host', 'listen.')!;
+  const oidcRaw = input.oidc;
+  if (!isObject(oidcRaw)) throw new InvalidInput(`config: 'oidc' is required: { issuer, clientId, clientSecret }`);
+  const rolesRaw = isObject(input.roles) ? input.roles : {};
+  const lower = (list: string[]) => list.map((s) => s.toLowerCase());
+  const clustersRaw = input.clusters ?? [];
+  if (!Array.isArray(clustersRaw)) throw new InvalidInput(`config: 'clusters' must be a list of { name, kubeconfig }`);
+  const clusters = clustersRaw.map((c, i) => {
+    if (!isObject(c)) throw new InvalidInput(`config: 'clusters[${i}]' must be { name, kubeconfig }`);
+    return { name: text(c, 'name', `clusters[${i}].`)!, kubeconfig: at(text(c, 'kubeconfig', `clusters[${i}].`)!) };
+  });
+  const tlsRaw = input.tls;
+  let tls: ServerConfig['tls'];
+  if (tlsRaw !== undefined) {
+    if (!isObject(tlsRaw)) throw new InvalidInput(`config: 'tls' must be { certFile, keyFile }`);
+    const caFile = text(tlsRaw, 'caFile', 'tls.', false);
+    tls = {
+      certFile: at(text(tlsRaw, 'certFile', 'tls.')!),
+      keyFile: at(text(tlsRaw, 'keyFile', 'tls.')!),
+      ...(caFile ? { caFile: at(caFile) } : {}),
+    };
+  }
+  const policy = parsePolicy(input.policy);
+  const duration = (field: string, fallback: number) =>
+    input[field] === undefined ? fallback : parseDuration(input[field], `config ${field}`);
+  const accessTokenSeconds = duration('accessTokenDuration', 600);
+  if (accessTokenSeconds > 900) throw new InvalidInput(`config: 'accessTokenDuration' must be at most 15m`);
+  const dataDir = at(text(input, 'dataDir', '')!);
+  const storeRaw = isObject(input.store) ? input.store : {};
+  const storePath = text(storeRaw, 'path', 'store.', false);
+  return {
+    listen: { host, port },
+    ...(input.publicUrl !== undefined ? { publicUrl: text(input, 'publicUrl', '')! } : {}),
+    ...(tls ? { tls } : {}),
+    dataDir,
+    store: { engine: 'sqlite', ...(storePath ? { path: at(storePath) } : {}) },
+    oidc: {
+      issuer: text(oidcRaw, 'issuer', 'oidc.')!,
+      clientId: text(oidcRaw, 'clientId', 'oidc.')!,
+      ...(oidcRaw.clientSecret !== undefined ? { clientSecret: text(oidcRaw, 'clientSecret', 'oidc.')! } : {}),
+      ...(oidcRaw.scopes !== undefined ? { scopes: text(oidcRaw, 'scopes', 'oidc.')! } : {}),
+      ...(oidcRaw.emailClaim !== undefined ? { emailClaim: text(oidcRaw, 'emailClaim', 'oidc.')! } : {}),
+      ...(oidcRaw.groupsClaim !== undefined ? { groupsClaim: text(oidcRaw, 'groupsClaim', 'oidc.')! } : {}),
+      allowInsecureHttp: oidcRaw.allowInsecureHttp === true,
+    },
+    roles: {
+      admins: lower(strings(rolesRaw, 'admins', 'roles.')),
+      adminGroups: strings(rolesRaw, 'adminGroups', 'roles.'),
+      auditors: lower(strings(rolesRaw, 'auditors', 'roles.')),
+      auditorGroups: strings(rolesRaw, 'auditorGroups', 'roles.'),
+    },
+    policy,
+    clusters,
+    sessionSeconds: duration('sessionDuration', 12 * 3600),
+    accessTokenSeconds,
+    resyncIntervalMs: duration('resyncInterval', 30) * 1000,
+  };
+}
+
+function parsePolicy(raw: unknown): Policy {
+  if (raw === undefined) return defaultPolicy;
+  if (!isObject(raw)) throw new InvalidInput(`config: 'policy' must be an object`);
+  const required = raw.requiredApprovals ?? defaultPolicy.requiredApprovals;
+  if (typeof required !== 'number' || !Number.isInteger(required) || required < 1 || required > 10) {
+    throw new InvalidInput(`config: 'policy.requiredApprovals' must be a whole number from 1 to 10`);
+  }
+  const rulesRaw = raw.autoApproval ?? [];
+  if (!Array.isArray(rulesRaw)) throw new InvalidInput(`config: 'policy.autoApproval' must be a list`);
+  const autoApproval = rulesRaw.map((r, i) => {
+    const path = `policy.autoApproval[${i}].`;
+    if (!isObject(r)) throw new InvalidInput(`config: '${path}' must be an object`);
+    return {
+      name: text(r, 'name', path)!,
+      profiles: strings(r, 'profiles', path),
+      clusters: strings(r, 'clusters', path),
+      namespacePatterns: strings(r, 'namespacePatterns', path),
+      maxSeconds: parseDuration(r.maxDuration, `config ${path}maxDuration`),
+    };
+  });
+  let workingHours: Policy['workingHours'];
+  if (raw.workingHours !== undefined) {
+    const w = raw.workingHours;
+    if (!isObject(w))
+      throw new InvalidInput(`config: 'policy.workingHours' must be { timeZone, days, fromHour, toHour }`);
+    workingHours = {
+      timeZone: text(w, 'timeZone', 'policy.workingHours.')!,
+      days: (w.days as number[]) ?? [1, 2, 3, 4, 5],
+      fromHour: Number(w.fromHour ?? 8),
+      toHour: Number(w.toHour ?? 18),
+    };
+  }
+  return {
+    requiredApprovals: required,
+    approverGroups: strings(raw, 'approverGroups', 'policy.'),
+    autoApproval,
+    ...(workingHours ? { workingHours } : {}),
+    maxVisaSeconds:
+      raw.maxVisaDuration === undefined
+        ? defaultPolicy.maxVisaSeconds
+        : parseDuration(raw.maxVisaDuration, 'config policy.maxVisaDuration'),
+    expiryNoticeSeconds:
+      raw.expiryNotice === undefined
+        ? defaultPolicy.expiryNoticeSeconds
+        : parseDuration(raw.expiryNotice, 'config policy.expiryNotice'),
+  };
+}
+
+export async function loadServerConfig(file: string): Promise<ServerConfig> {
+  let textContent: string;
+  try {
+    textContent = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new InvalidInput(`cannot read the config file ${file}: ${(error as Error).message}`);
+  }
+  const { parse } = await import('yaml');
+  let parsed: unknown;
+  try {
+    parsed = parse(textContent);
+  } catch (error) {
+    throw new InvalidInput(`config file ${file} is not valid YAML/JSON: ${(error as Error).message}`);
+  }
+  return parseServerConfig(parsed, dirname(resolve(file)));
+}

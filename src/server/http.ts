@@ -1,0 +1,573 @@
+/**
+ * The REST API (docs/api.md) on fastify: every route declares its JSON schemas (validated strictly: wrong
+ * types and unknown fields are refused, never coerced or dropped), the same declarations produce the OpenAPI
+ * document, and every error leaves as application/problem+json with a stable code.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { KubevisaError, Unauthenticated } from '../domain/errors.ts';
+import type { AuditSource } from '../store/store.ts';
+import type { AccessService, Caller } from './access-service.ts';
+import type { SessionService } from './session-service.ts';
+import { engagementView, personView, profileView, visaView } from './views.ts';
+import type { Profile } from '../domain/model.ts';
+
+export interface ApiOptions {
+  access: AccessService;
+  sessions: SessionService;
+  profiles: () => Promise<Profile[]>;
+  clusters: () => { name: string; server: string; caData?: string }[];
+  /** Direct-mode credential for the caller on a cluster. */
+  issueClusterCredential: (caller: Caller, cluster: string) => Promise<{ token: string; expirationTimestamp: string }>;
+  /** Offboards a person and proves each step (the receipt). */
+  offboard: (caller: Caller, idOrEmail: string, reason: string) => Promise<unknown>;
+  /** Extra routes (the gateway) registered on the same server. */
+  extend?: (app: FastifyInstance) => void;
+  https?: { cert: Buffer; key: Buffer };
+  logger?: boolean;
+}
+
+type Schema = Record<string, unknown>;
+interface RouteSpec {
+  method: 'GET' | 'POST' | 'DELETE';
+  url: string;
+  summary: string;
+  auth: boolean;
+  body?: Schema;
+  querystring?: Schema;
+  handler: (request: FastifyRequest, reply: FastifyReply, caller: Caller | undefined) => Promise<unknown>;
+}
+
+const BODY_LIMIT_BYTES = 64 * 1024;
+const str = (maxLength = 500) => ({ type: 'string', minLength: 1, maxLength });
+const strList = (maxItems = 100, maxLength = 253) => ({ type: 'array', items: str(maxLength), maxItems });
+const obj = (properties: Record<string, Schema>, required: string[] = []) => ({
+  type: 'object',
+  additionalProperties: false,
+  required,
+  properties,
+});
+const reasonBody = obj({ reason: str(500) }, ['reason']);
+
+export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: BODY_LIMIT_BYTES,
+    // Slow clients cannot hold a connection open forever while sending headers.
+    connectionTimeout: 0,
+    requestTimeout: 120_000,
+    ...(options.https ? { https: options.https } : {}),
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+
+  app.setErrorHandler((error, request, reply) => sendProblem(reply, request, error));
+  app.setNotFoundHandler((request, reply) =>
+    problem(reply, 404, 'ERR_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`),
+  );
+
+  const routes: RouteSpec[] = [];
+  const route = (spec: RouteSpec) => {
+    routes.push(spec);
+    app.route({
+      method: spec.method,
+      url: spec.url,
+      schema: {
+        ...(spec.body ? { body: spec.body } : {}),
+        ...(spec.querystring ? { querystring: spec.querystring } : {}),
+      },
+      handler: async (request, reply) => {
+        const caller = spec.auth ? await authenticate(request) : undefined;
+        const result = await spec.handler(request, reply, caller);
+        if (result === undefined) {
+          if (!reply.sent) reply.code(204).send();
+          return reply;
+        }
+        return result;
+      },
+    });
+  };
+
+  const authenticate = async (request: FastifyRequest): Promise<Caller> => {
+    const header = request.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header) : null;
+    if (!match?.[1])
+      throw new Unauthenticated('a kubevisa access token is required (Authorization: Bearer …): run kubevisa login');
+    const { actor, sessionId } = await options.sessions.authenticate(match[1]);
+    return { actor, sessionId, source: sourceOf(request) };
+  };
+  const params = (request: FastifyRequest) => request.params as Record<string, string>;
+  const body = <T>(request: FastifyRequest) => request.body as T;
+
+  route({
+    method: 'GET',
+    url: '/api/v1/me',
+    summary: 'The caller',
+    auth: true,
+    handler: async (_r, _p, caller) => personView(await options.access.me(caller!)),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/engagements',
+    summary: 'Create an engagement (admins)',
+    auth: true,
+    body: obj(
+      {
+        name: str(63),
+        vendor: str(200),
+        contractors: strList(500, 254),
+        sponsor: str(254),
+        startsAt: str(64),
+        endsAt: str(64),
+        ceiling: obj({ clusters: strList(), namespacePatterns: strList(), profiles: strList() }, [
+          'clusters',
+          'namespacePatterns',
+          'profiles',
+        ]),
+        maxVisaDuration: str(32),
+      },
+      ['name', 'vendor', 'contractors', 'sponsor', 'endsAt', 'ceiling', 'maxVisaDuration'],
+    ),
+    handler: async (request, reply, caller) => {
+      reply.code(201);
+      return engagementView(await options.access.createEngagement(caller!, body(request)));
+    },
+  });
+  route({
+    method: 'GET',
+    url: '/api/v1/engagements',
+    summary: 'Engagements the caller may see',
+    auth: true,
+    handler: async (_r, _p, caller) => ({ items: (await options.access.listEngagements(caller!)).map(engagementView) }),
+  });
+  route({
+    method: 'GET',
+    url: '/api/v1/engagements/:id',
+    summary: 'One engagement',
+    auth: true,
+    handler: async (request, _p, caller) =>
+      engagementView(await options.access.getEngagement(caller!, params(request).id!)),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/engagements/:id/end',
+    summary: 'End an engagement and revoke every visa under it',
+    auth: true,
+    body: reasonBody,
+    handler: async (request, _p, caller) =>
+      engagementView(
+        await options.access.endEngagement(caller!, params(request).id!, body<{ reason: string }>(request).reason),
+      ),
+  });
+  route({
+    method: 'GET',
+    url: '/api/v1/profiles',
+    summary: 'Profiles',
+    auth: true,
+    handler: async () => ({ items: (await options.profiles()).map(profileView) }),
+  });
+  route({
+    method: 'GET',
+    url: '/api/v1/profiles/:name',
+    summary: 'One profile',
+    auth: true,
+    handler: async (request, reply) => {
+      const profile = (await options.profiles()).find((p) => p.name === params(request).name);
+      if (!profile) return problem(reply, 404, 'ERR_NOT_FOUND', `no profile '${params(request).name}'`);
+      return profileView(profile);
+    },
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/visas',
+    summary: 'Request a visa',
+    auth: true,
+    body: obj(
+      {
+        engagement: str(63),
+        cluster: str(63),
+        namespaces: { type: 'array', items: { type: 'string', maxLength: 253 }, minItems: 1, maxItems: 50 },
+        profile: str(63),
+        duration: str(32),
+        startsAt: str(64),
+        reason: str(500),
+      },
+      ['cluster', 'namespaces', 'profile', 'duration', 'reason'],
+    ),
+    handler: async (request, reply, caller) => {
+      reply.code(201);
+      return visaView(await options.access.requestVisa(caller!, body(request)));
+    },
+  });
+  route({
+    method: 'GET',
+    url: '/api/v1/visas',
+    summary: 'Visas the caller may see',
+    auth: true,
+    querystring: obj({ state: str(16), cluster: str(63), engagement: str(63), person: str(64) }),
+    handler: async (request, _p, caller) => ({
+      items: (await options.access.listVisas(caller!, request.query as Record<string, string>)).map(visaView),
+    }),
+  });
+  route({
+    method: 'GET',
+    url: '/api/v1/visas/:id',
+    summary: 'One visa',
+    auth: true,
+    handler: async (request, _p, caller) => visaView(await options.access.getVisa(caller!, params(request).id!)),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/visas/:id/approve',
+    summary: 'Approve (approvers; never the holder; may only narrow)',
+    auth: true,
+    body: obj({
+      comment: str(500),
+      namespaces: { type: 'array', items: { type: 'string', maxLength: 253 }, minItems: 1, maxItems: 50 },
+      duration: str(32),
+    }),
+    handler: async (request, _p, caller) =>
+      visaView(
+        await options.access.approve(caller!, params(request).id!, (request.body ?? {}) as { comment?: string }),
+      ),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/visas/:id/deny',
+    summary: 'Deny a request',
+    auth: true,
+    body: reasonBody,
+    handler: async (request, _p, caller) =>
+      visaView(await options.access.deny(caller!, params(request).id!, body<{ reason: string }>(request).reason)),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/visas/:id/cancel',
+    summary: 'Cancel your own request or visa',
+    auth: true,
+    handler: async (request, _p, caller) => visaView(await options.access.cancel(caller!, params(request).id!)),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/visas/:id/revoke',
+    summary: 'Revoke a visa now',
+    auth: true,
+    body: reasonBody,
+    handler: async (request, _p, caller) =>
+      visaView(await options.access.revoke(caller!, params(request).id!, body<{ reason: string }>(request).reason)),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/visas/:id/extend',
+    summary: 'Ask to extend a visa (needs a new approval)',
+    auth: true,
+    body: obj({ duration: str(32), reason: str(500) }, ['duration', 'reason']),
+    handler: async (request, reply, caller) => {
+      reply.code(201);
+      return visaView(await options.access.extend(caller!, params(request).id!, body(request)));
+    },
+  });
+  route({
+    method: 'GET',
+    url: '/api/v1/persons',
+    summary: 'Persons (admins, approvers, auditors)',
+    auth: true,
+    handler: async (_r, _p, caller) => ({ items: (await options.access.listPersons(caller!)).map(personView) }),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/persons/:id/offboard',
+    summary: 'Offboard a person: revoke everything, delete their identities, end their sessions (admins)',
+    auth: true,
+    body: reasonBody,
+    handler: async (request, _p, caller) =>
+      options.offboard(caller!, params(request).id!, body<{ reason: string }>(request).reason),
+  });
+  route({
+    method: 'GET',
+    url: '/api/v1/clusters',
+    summary: 'Clusters kubevisa manages',
+    auth: true,
+    handler: async () => ({ items: options.clusters() }),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/clusters/:name/credential',
+    summary: 'A short-lived token for your identity on a cluster (direct mode)',
+    auth: true,
+    handler: async (request, _p, caller) => options.issueClusterCredential(caller!, params(request).name!),
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/login/device',
+    summary: 'Start a device-code login',
+    auth: false,
+    handler: async (_r, reply) => {
+      const started = await options.sessions.startDeviceLogin();
+      reply.code(201);
+      return { ...started, expiresAt: new Date(started.expiresAt).toISOString() };
+    },
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/login/device/:loginId/poll',
+    summary: 'Poll a device-code login',
+    auth: false,
+    handler: async (request, reply) => {
+      const result = await options.sessions.pollDeviceLogin(params(request).loginId!, sourceOf(request));
+      if ('status' in result) {
+        reply.code(202);
+        return result;
+      }
+      return sessionView(result);
+    },
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/login/browser',
+    summary: 'Start a browser login (PKCE, loopback redirect)',
+    auth: false,
+    body: obj({ redirectUri: str(200), codeChallenge: str(128), state: str(128) }, [
+      'redirectUri',
+      'codeChallenge',
+      'state',
+    ]),
+    handler: async (request) => options.sessions.startBrowserLogin(body(request)),
+  });
+  route({
+    method: 'GET',
+    url: '/api/v1/login/callback',
+    summary: "The identity provider's redirect back to kubevisa",
+    auth: false,
+    handler: async (request, reply) => {
+      try {
+        const target = await options.sessions.finishBrowserLogin(
+          new URL(request.url, 'http://kubevisa.invalid'),
+          sourceOf(request),
+        );
+        return reply.redirect(target, 302);
+      } catch (error) {
+        const message = error instanceof KubevisaError ? error.message : 'the login failed';
+        return reply
+          .code(error instanceof KubevisaError ? error.status : 500)
+          .type('text/html; charset=utf-8')
+          .send(
+            `<!doctype html><title>kubevisa login</title><p>Login failed: ${escapeHtml(message)}</p><p>Run <code>kubevisa login</code> again.</p>`,
+          );
+      }
+    },
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/login/exchange',
+    summary: 'Trade the one-time login code and PKCE verifier for a session',
+    auth: false,
+    body: obj({ code: str(200), codeVerifier: str(128) }, ['code', 'codeVerifier']),
+    handler: async (request) => {
+      const { code, codeVerifier } = body<{ code: string; codeVerifier: string }>(request);
+      return sessionView(await options.sessions.exchangeBrowserCode(code, codeVerifier));
+    },
+  });
+  route({
+    method: 'POST',
+    url: '/api/v1/sessions/token',
+    summary: 'A fresh access token for a session',
+    auth: false,
+    body: obj({ sessionSecret: str(200) }, ['sessionSecret']),
+    handler: async (request) => {
+      const issued = await options.sessions.issueAccessToken(body<{ sessionSecret: string }>(request).sessionSecret);
+      return { accessToken: issued.accessToken, expiresAt: new Date(issued.expiresAt).toISOString() };
+    },
+  });
+  route({
+    method: 'DELETE',
+    url: '/api/v1/sessions/current',
+    summary: 'Log out',
+    auth: true,
+    handler: async (_r, _p, caller) => {
+      await options.sessions.logout(caller!.sessionId!, caller!.actor);
+      return undefined;
+    },
+  });
+
+  const openapi = openApiDocument(routes);
+  app.get('/api/v1/openapi.json', async () => openapi);
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  options.extend?.(app);
+  return app;
+}
+
+function sessionView(answer: {
+  sessionSecret: string;
+  accessToken: string;
+  accessTokenExpiresAt: number;
+  sessionExpiresAt: number;
+  person: import('../domain/model.ts').Person;
+}) {
+  return {
+    sessionSecret: answer.sessionSecret,
+    accessToken: answer.accessToken,
+    accessTokenExpiresAt: new Date(answer.accessTokenExpiresAt).toISOString(),
+    sessionExpiresAt: new Date(answer.sessionExpiresAt).toISOString(),
+    person: personView(answer.person),
+  };
+}
+
+export function sourceOf(request: FastifyRequest): AuditSource {
+  const userAgent = request.headers['user-agent'];
+  return {
+    address: request.socket.remoteAddress ?? 'unknown',
+    ...(typeof userAgent === 'string' ? { userAgent: userAgent.slice(0, 200) } : {}),
+  };
+}
+
+function problem(
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  detail: string,
+  details: Record<string, unknown> = {},
+) {
+  return reply
+    .code(status)
+    .type('application/problem+json')
+    .send({ type: `https://kubevisa.dev/errors/${code}`, title: titleFor(status), status, code, detail, ...details });
+}
+
+function titleFor(status: number): string {
+  return (
+    {
+      400: 'Bad Request',
+      401: 'Unauthorized',
+      403: 'Forbidden',
+      404: 'Not Found',
+      409: 'Conflict',
+      413: 'Payload Too Large',
+      415: 'Unsupported Media Type',
+      429: 'Too Many Requests',
+      502: 'Bad Gateway',
+      503: 'Service Unavailable',
+    }[status] ?? (status >= 500 ? 'Internal Server Error' : 'Error')
+  );
+}
+
+interface FastifyLikeError {
+  code?: string;
+  statusCode?: number;
+  message: string;
+  validation?: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }[];
+  validationContext?: string;
+}
+
+function sendProblem(reply: FastifyReply, request: FastifyRequest, error: unknown) {
+  if (error instanceof KubevisaError) {
+    return problem(reply, error.status, error.code, error.message, { ...(error.details ?? {}) });
+  }
+  const e = error as FastifyLikeError;
+  if (e.validation && e.validation.length > 0) {
+    return problem(reply, 400, 'ERR_INVALID_INPUT', validationMessage(e.validationContext ?? 'body', e.validation[0]!));
+  }
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return problem(
+        reply,
+        413,
+        'ERR_BODY_TOO_LARGE',
+        `the request body is larger than ${BODY_LIMIT_BYTES / 1024} KiB`,
+      );
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return problem(reply, 415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return problem(reply, 400, 'ERR_INVALID_INPUT', 'the request body is empty: send a JSON object');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return problem(reply, 400, 'ERR_MALFORMED_JSON', `the request body is not valid JSON: ${e.message}`);
+  }
+  if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) {
+    const detail =
+      e.statusCode === 400 && /JSON/i.test(e.message) ? `the request body is not valid JSON: ${e.message}` : e.message;
+    return problem(
+      reply,
+      e.statusCode,
+      e.statusCode === 400 && /JSON/i.test(e.message) ? 'ERR_MALFORMED_JSON' : 'ERR_BAD_REQUEST',
+      detail,
+    );
+  }
+  request.log.error({ err: error }, 'request failed');
+  process.stderr.write(
+    `kubevisa server: ${request.method} ${request.url.split('?')[0]} failed: ${(error as Error)?.stack ?? String(error)}\n`,
+  );
+  return problem(reply, 500, 'ERR_INTERNAL', 'internal error: the server log has the details');
+}
+
+function validationMessage(
+  context: string,
+  issue: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> },
+): string {
+  const where = `${context}${issue.instancePath.replaceAll('/', '.')}`;
+  switch (issue.keyword) {
+    case 'required':
+      return `${where} is missing the required field '${String(issue.params.missingProperty)}'`;
+    case 'additionalProperties':
+      return `${where} has an unknown field '${String(issue.params.additionalProperty)}'`;
+    case 'type':
+      return `${where} must be of type ${String(issue.params.type)}`;
+    default:
+      return `${where} ${issue.message ?? 'is invalid'}`;
+  }
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function openApiDocument(routes: RouteSpec[]) {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const path = r.url.replace(/:([A-Za-z]+)/g, '{$1}');
+    const parameters = [...r.url.matchAll(/:([A-Za-z]+)/g)].map((m) => ({
+      name: m[1],
+      in: 'path',
+      required: true,
+      schema: { type: 'string' },
+    }));
+    if (r.querystring) {
+      for (const [name, schema] of Object.entries(
+        (r.querystring as { properties: Record<string, unknown> }).properties,
+      )) {
+        parameters.push({ name: name as string, in: 'query', required: false, schema: schema as { type: string } });
+      }
+    }
+    (paths[path] ??= {})[r.method.toLowerCase()] = {
+      summary: r.summary,
+      ...(r.auth ? { security: [{ bearer: [] }] } : {}),
+      ...(parameters.length > 0 ? { parameters } : {}),
+      ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: r.body } } } } : {}),
+      responses: {
+        '200': { description: 'OK' },
+        default: {
+          description: 'An error',
+          content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+        },
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'kubevisa API', version: 'v1' },
+    paths,
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      schemas: {
+        Problem: {
+          type: 'object',
+          required: ['type', 'title', 'status', 'code', 'detail'],
+          properties: {
+            type: { type: 'string' },
+            title: { type: 'string' },
+            status: { type: 'integer' },
+            code: { type: 'string' },
+            detail: { type: 'string' },
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,243 @@
+/**
+ * The composition root: builds the store, keys, identity provider client, cluster clients, reconciler and
+ * API from the configuration and hands them to each other. `startServer` is what `kubevisa server`, the demo
+ * and the end-to-end tests run.
+ */
+import { mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { createTokenIssuer } from '../auth/access-tokens.ts';
+import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
+import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
+import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
+import { Forbidden, NotFound } from '../domain/errors.ts';
+import { personHash, serviceAccountName } from '../domain/names.ts';
+import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
+import { Reconciler, type PassReport } from '../reconciler/reconciler.ts';
+import { openSqliteStore } from '../store/sqlite.ts';
+import type { Store } from '../store/store.ts';
+import { AccessService, type Caller } from './access-service.ts';
+import type { ServerConfig } from './config.ts';
+import { buildApi } from './http.ts';
+import { loadOrCreateSecretBox } from './secret-box.ts';
+import { SessionService } from './session-service.ts';
+
+export interface RunningServer {
+  url: string;
+  store: Store;
+  reconciler: Reconciler;
+  clusters: Map<string, ClusterClient>;
+  stop(): Promise<void>;
+}
+
+/** Direct-mode tokens live at least 10 minutes (TokenRequest's floor) and at most an hour. */
+const MIN_TOKEN_SECONDS = 600;
+const MAX_TOKEN_SECONDS = 3600;
+
+export async function startServer(
+  config: ServerConfig,
+  options: { onProgress?: (message: string) => void } = {},
+): Promise<RunningServer> {
+  const progress = options.onProgress ?? (() => {});
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
+  const scheme = config.tls ? 'https' : 'http';
+  const url =
+    config.publicUrl ??
+    `${scheme}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
+
+  const store = await openSqliteStore({ path: config.store.path ?? join(config.dataDir, 'kubevisa.db') });
+  try {
+    const now = Date.now();
+    await store.transaction(async (tx) => {
+      for (const profile of SHIPPED_PROFILES) {
+        if (!(await tx.getProfile(profile.name))) await tx.upsertProfile(profile);
+      }
+    });
+    const signingKey = await loadOrCreateSigningKey(config.dataDir);
+    const tokens = createTokenIssuer({
+      issuer: url,
+      audience: 'kubevisa',
+      signingKey: signingKey.privateKey,
+      keyId: signingKey.keyId,
+    });
+    const secretBox = await loadOrCreateSecretBox(config.dataDir);
+    progress(`connecting to the identity provider ${config.oidc.issuer}`);
+    const rp = await createOidcRelyingParty({
+      issuerUrl: config.oidc.issuer,
+      clientId: config.oidc.clientId,
+      ...(config.oidc.clientSecret ? { clientSecret: config.oidc.clientSecret } : {}),
+      redirectUri: `${url}/api/v1/login/callback`,
+      ...(config.oidc.scopes ? { scopes: config.oidc.scopes } : {}),
+      ...(config.oidc.emailClaim ? { emailClaim: config.oidc.emailClaim } : {}),
+      ...(config.oidc.groupsClaim ? { groupsClaim: config.oidc.groupsClaim } : {}),
+      allowInsecureHttpForLoopback: config.oidc.allowInsecureHttp === true,
+    });
+
+    const clusters = new Map<string, ClusterClient>();
+    for (const c of config.clusters) {
+      const client = createClusterClient({ name: c.name, kubeconfigPath: c.kubeconfig });
+      clusters.set(c.name, client);
+      const { server, certificateAuthorityData } = client.connection;
+      await store.transaction((tx) =>
+        tx.upsertCluster({
+          name: c.name,
+          server,
+          ...(certificateAuthorityData ? { caData: certificateAuthorityData } : {}),
+          credentialRef: c.kubeconfig,
+          now,
+        }),
+      );
+    }
+    const reconciler = new Reconciler({
+      store,
+      clusters,
+      resyncIntervalMs: config.resyncIntervalMs,
+      crashAfterIntent: process.env.KUBEVISA_FAULT === 'crash-after-intent',
+    });
+    const access = new AccessService({
+      store,
+      policy: config.policy,
+      clusterNames: () => [...clusters.keys()],
+      onClustersChanged: (names) => reconciler.kick(names),
+    });
+    const sessions = new SessionService({ store, rp, tokens, secretBox, config });
+
+    const offboard = async (caller: Caller, idOrEmail: string, reason: string) => {
+      const result = await access.offboardPerson(caller, idOrEmail, reason);
+      const steps: { step: string; ok: boolean; detail: string }[] = [
+        {
+          step: 'person deprovisioned',
+          ok: true,
+          detail: `${result.person.email} can no longer log in or renew a token`,
+        },
+        { step: 'visas ended', ok: true, detail: `${result.visasEnded.length} revoked or cancelled` },
+        { step: 'sessions ended', ok: true, detail: `${result.sessionsEnded} kubevisa session(s) ended` },
+      ];
+      for (const [name, cluster] of clusters) {
+        const report: PassReport = await reconciler.reconcileNow(name);
+        // Proven by a fresh read after the pass, not by trusting the pass.
+        const hash = personHash(result.person.email);
+        const saName = serviceAccountName(result.person.email);
+        try {
+          const [sas, rbs] = await Promise.all([
+            cluster.listManagedServiceAccounts(),
+            cluster.listManagedRoleBindings(),
+          ]);
+          const leftSas = sas.filter((sa) => sa.metadata.name === saName);
+          const leftRbs = rbs.filter((rb) => rb.metadata.labels?.['kubevisa.io/person'] === hash);
+          steps.push({
+            step: `cluster ${name}: ServiceAccount deleted`,
+            ok: leftSas.length === 0,
+            detail:
+              leftSas.length === 0
+                ? `kubevisa-visas/${saName} is gone, so every token it had is invalid`
+                : `kubevisa-visas/${saName} still exists${report.error ? `: ${report.error}` : ''}`,
+          });
+          steps.push({
+            step: `cluster ${name}: RoleBindings removed`,
+            ok: leftRbs.length === 0,
+            detail:
+              leftRbs.length === 0
+                ? 'no RoleBinding labelled for the person remains'
+                : `${leftRbs.length} remain: ${leftRbs.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).join(', ')}`,
+          });
+        } catch (error) {
+          steps.push({
+            step: `cluster ${name}: verified`,
+            ok: false,
+            detail: `unproven: ${(error as Error).message}; kubevisa keeps retrying`,
+          });
+        }
+      }
+      return { person: { id: result.person.id, email: result.person.email, status: result.person.status }, steps };
+    };
+
+    const issueClusterCredential = async (caller: Caller, name: string) => {
+      const cluster = clusters.get(name);
+      if (!cluster) throw new NotFound(`no cluster '${name}': 'kubevisa clusters' lists them`);
+      const now = Date.now();
+      const visas = (await store.listVisasGrantingAt(now)).filter(
+        (v) => v.cluster === name && v.personId === caller.actor.personId,
+      );
+      if (visas.length === 0) {
+        throw new Forbidden(
+          `${caller.actor.email} has no active visa on cluster '${name}': request one with 'kubevisa request --cluster ${name} …'`,
+        );
+      }
+      const remainingSeconds = Math.ceil((Math.max(...visas.map((v) => v.notAfter)) - now) / 1000);
+      const seconds = Math.min(MAX_TOKEN_SECONDS, Math.max(MIN_TOKEN_SECONDS, remainingSeconds));
+      const saName = serviceAccountName(caller.actor.email);
+      let issued;
+      try {
+        issued = await cluster.createServiceAccountToken(saName, seconds);
+      } catch (error) {
+        // A visa approved a moment ago may not have its ServiceAccount yet: converge once, then try again.
+        if ((error as { code?: string }).code !== 'ERR_OBJECT_MISSING') throw error;
+        await reconciler.reconcileNow(name);
+        issued = await cluster.createServiceAccountToken(saName, seconds);
+      }
+      await store.transaction((tx) =>
+        tx.appendAudit({
+          at: now,
+          actor: caller.actor.email,
+          ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+          action: 'credential.issued',
+          cluster: name,
+          personId: caller.actor.personId,
+          outcome: 'ok',
+          details: { mode: 'direct', expirationSeconds: seconds, expirationTimestamp: issued.expirationTimestamp },
+          ...(caller.source ? { source: caller.source } : {}),
+        }),
+      );
+      return { token: issued.token, expirationTimestamp: new Date(issued.expirationTimestamp).toISOString() };
+    };
+
+    const app = await buildApi({
+      access,
+      sessions,
+      profiles: () => store.listProfiles(),
+      clusters: () =>
+        [...clusters.values()].map((c) => ({
+          name: c.name,
+          server: c.connection.server,
+          ...(c.connection.certificateAuthorityData ? { caData: c.connection.certificateAuthorityData } : {}),
+        })),
+      issueClusterCredential,
+      offboard,
+      ...(config.tls
+        ? { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } }
+        : {}),
+    });
+    await app.listen({ host: config.listen.host, port });
+    progress(`reconciling ${clusters.size} cluster(s)`);
+    await reconciler.start();
+    progress(`kubevisa server listening on ${url}`);
+    return {
+      url,
+      store,
+      reconciler,
+      clusters,
+      async stop() {
+        reconciler.stop();
+        await app.close();
+        await store.close();
+      },
+    };
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}
+
+async function freePort(host: string): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

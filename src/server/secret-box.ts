@@ -1,0 +1,49 @@
+/**
+ * Encrypts secrets kubevisa must keep but never show (the IdP refresh token of a session) with AES-256-GCM
+ * under a key in the data folder (mode 0600), so a copy of the database alone reveals none of them.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { readFile, writeFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface SecretBox {
+  seal(plaintext: string): string;
+  open(sealed: string): string;
+}
+
+export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox> {
+  const file = join(dataDir, 'session-encryption.key');
+  let key: Buffer;
+  try {
+    const info = await stat(file);
+    if ((info.mode & 0o077) !== 0) {
+      throw new Error(`${file} is readable by others: run 'chmod 600 ${file}' and restart`);
+    }
+    key = Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    key = randomBytes(32);
+    await writeFile(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+  }
+  if (key.length !== 32) throw new Error(`${file} does not hold a 32-byte key`);
+  return {
+    seal(plaintext) {
+      const iv = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', key, iv);
+      const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+      return [
+        'v1',
+        iv.toString('base64url'),
+        body.toString('base64url'),
+        cipher.getAuthTag().toString('base64url'),
+      ].join('.');
+    },
+    open(sealed) {
+      const [version, iv, body, tag] = sealed.split('.');
+      if (version !== 'v1' || !iv || !body || !tag) throw new Error('sealed value has an unknown format');
+      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+      decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+      return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8');
+    },
+  };
+}

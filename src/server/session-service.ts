@@ -1,0 +1,344 @@
+/**
+ * Logins and sessions. kubevisa is the OIDC relying party: the device flow and the browser flow (PKCE between
+ * the CLI and kubevisa, and between kubevisa and the IdP) both end in a kubevisa session whose secret only the
+ * CLI holds (the server keeps its hash). The secret buys short access tokens, and only while the session, the
+ * IdP grant (refreshed at the IdP when due) and the person are all still valid.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { TokenIssuer } from '../auth/access-tokens.ts';
+import type { OidcIdentity, OidcLogin, OidcRelyingParty } from '../auth/oidc-rp.ts';
+import { newAuthorizationRequestSecrets } from '../auth/oidc-rp.ts';
+import { generateSessionSecret, hashSessionSecret, isWellFormedSessionSecret } from '../auth/session-secrets.ts';
+import { InvalidInput, NotFound, Unauthenticated } from '../domain/errors.ts';
+import type { Actor, Person, PersonRole } from '../domain/model.ts';
+import type { AuditSource, Store } from '../store/store.ts';
+import type { SecretBox } from './secret-box.ts';
+import type { ServerConfig } from './config.ts';
+
+export interface SessionServiceOptions {
+  store: Store;
+  rp: OidcRelyingParty;
+  tokens: TokenIssuer;
+  secretBox: SecretBox;
+  config: Pick<ServerConfig, 'roles' | 'policy' | 'sessionSeconds' | 'accessTokenSeconds'>;
+  now?: () => number;
+}
+
+export interface SessionAnswer {
+  sessionSecret: string;
+  accessToken: string;
+  accessTokenExpiresAt: number;
+  sessionExpiresAt: number;
+  person: Person;
+}
+
+const LOGIN_TTL_MS = 10 * 60_000;
+const LOOPBACK_REDIRECT = /^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d{1,5}(\/[A-Za-z0-9._~\-/]*)?$/;
+
+export class SessionService {
+  private readonly options: SessionServiceOptions;
+  private readonly store: Store;
+  private readonly now: () => number;
+
+  constructor(options: SessionServiceOptions) {
+    this.options = options;
+    this.store = options.store;
+    this.now = options.now ?? Date.now;
+  }
+
+  // ---- device flow ----
+
+  async startDeviceLogin() {
+    const now = this.now();
+    const device = await this.options.rp.startDeviceAuthorization();
+    const loginId = `l_${randomBytes(18).toString('base64url')}`;
+    await this.store.transaction((tx) =>
+      tx.insertLogin({
+        id: hashLoginId(loginId),
+        kind: 'device',
+        payload: {
+          deviceCode: this.options.secretBox.seal(device.deviceCode),
+          intervalSeconds: device.intervalSeconds,
+          nextPollAt: now,
+        },
+        createdAt: now,
+        expiresAt: Math.min(device.expiresAt, now + LOGIN_TTL_MS),
+      }),
+    );
+    return {
+      loginId,
+      userCode: device.userCode,
+      verificationUri: device.verificationUri,
+      ...(device.verificationUriComplete ? { verificationUriComplete: device.verificationUriComplete } : {}),
+      intervalSeconds: device.intervalSeconds,
+      expiresAt: device.expiresAt,
+    };
+  }
+
+  /** `pending` until the person has logged in at the IdP; then the session. */
+  async pollDeviceLogin(loginId: string, source?: AuditSource): Promise<{ status: 'pending' } | SessionAnswer> {
+    const now = this.now();
+    const login = await this.store.getLogin(hashLoginId(loginId));
+    if (!login || login.kind !== 'device') throw new NotFound('unknown login: start again with kubevisa login');
+    if (login.expiresAt <= now) {
+      await this.store.transaction((tx) => tx.deleteLogin(login.id));
+      throw new Unauthenticated('the login expired before it was completed: run kubevisa login again');
+    }
+    const deviceCode = this.options.secretBox.open(String(login.payload.deviceCode));
+    const result = await this.options.rp.pollDeviceAuthorization(deviceCode);
+    if (result.status === 'pending') return { status: 'pending' };
+    await this.store.transaction((tx) => tx.deleteLogin(login.id));
+    return this.createSession(result, source);
+  }
+
+  // ---- browser flow ----
+
+  async startBrowserLogin(body: { redirectUri: string; codeChallenge: string; state: string }) {
+    if (!LOOPBACK_REDIRECT.test(body.redirectUri)) {
+      throw new InvalidInput(
+        'redirectUri must be a loopback URL such as http://127.0.0.1:PORT/callback (the CLI listens there)',
+      );
+    }
+    if (!/^[A-Za-z0-9_-]{43}$/.test(body.codeChallenge)) {
+      throw new InvalidInput('codeChallenge must be an S256 PKCE challenge: 43 base64url characters');
+    }
+    if (!/^[A-Za-z0-9_-]{16,128}$/.test(body.state))
+      throw new InvalidInput('state must be 16–128 base64url characters');
+    const now = this.now();
+    const secrets = newAuthorizationRequestSecrets();
+    await this.store.transaction((tx) =>
+      tx.insertLogin({
+        id: `b_${randomBytes(18).toString('base64url')}`,
+        kind: 'browser',
+        lookupKey: hashLoginId(secrets.state),
+        payload: {
+          idpSecrets: this.options.secretBox.seal(JSON.stringify(secrets)),
+          cliRedirectUri: body.redirectUri,
+          cliState: body.state,
+          cliCodeChallenge: body.codeChallenge,
+        },
+        createdAt: now,
+        expiresAt: now + LOGIN_TTL_MS,
+      }),
+    );
+    return { authorizationUrl: await this.options.rp.authorizationUrl(secrets) };
+  }
+
+  /** The IdP redirected the browser back: finish at the IdP, then send the browser to the CLI with a one-time code. */
+  async finishBrowserLogin(callbackUrl: URL, source?: AuditSource): Promise<string> {
+    const state = callbackUrl.searchParams.get('state') ?? '';
+    const login = await this.store.getLoginByLookupKey(hashLoginId(state));
+    if (!login || login.kind !== 'browser' || login.expiresAt <= this.now()) {
+      throw new Unauthenticated('unknown or expired login: run kubevisa login again');
+    }
+    const secrets = JSON.parse(this.options.secretBox.open(String(login.payload.idpSecrets))) as {
+      state: string;
+      nonce: string;
+      codeVerifier: string;
+    };
+    const result = await this.options.rp.exchangeCode(callbackUrl, secrets);
+    const answer = await this.createSession(result, source);
+    const oneTimeCode = `c_${randomBytes(24).toString('base64url')}`;
+    await this.store.transaction(async (tx) => {
+      await tx.deleteLogin(login.id);
+      await tx.insertLogin({
+        id: hashLoginId(oneTimeCode),
+        kind: 'browser-code',
+        payload: {
+          answer: this.options.secretBox.seal(JSON.stringify(answer)),
+          codeChallenge: String(login.payload.cliCodeChallenge),
+        },
+        createdAt: this.now(),
+        expiresAt: this.now() + 60_000,
+      });
+    });
+    const target = new URL(String(login.payload.cliRedirectUri));
+    target.searchParams.set('code', oneTimeCode);
+    target.searchParams.set('state', String(login.payload.cliState));
+    return target.toString();
+  }
+
+  /** The CLI trades the one-time code and its PKCE verifier for the session. */
+  async exchangeBrowserCode(code: string, codeVerifier: string): Promise<SessionAnswer> {
+    const login = await this.store.getLogin(hashLoginId(code));
+    if (!login || login.kind !== 'browser-code' || login.expiresAt <= this.now()) {
+      throw new Unauthenticated('unknown or expired login code: run kubevisa login again');
+    }
+    // The code works once, whatever the verifier: a wrong guess burns it.
+    await this.store.transaction((tx) => tx.deleteLogin(login.id));
+    const challenge = createHash('sha256').update(codeVerifier).digest('base64url');
+    if (challenge !== String(login.payload.codeChallenge)) {
+      throw new Unauthenticated('the PKCE verifier does not match this login: run kubevisa login again');
+    }
+    return JSON.parse(this.options.secretBox.open(String(login.payload.answer))) as SessionAnswer;
+  }
+
+  // ---- sessions ----
+
+  private async createSession(login: OidcLogin, source?: AuditSource): Promise<SessionAnswer> {
+    const now = this.now();
+    const secret = generateSessionSecret();
+    const roles = this.rolesFor(login.identity);
+    const { person, session } = await this.store.transaction(async (tx) => {
+      const upserted = await tx.upsertPersonFromLogin({ ...login.identity, now });
+      if (upserted.status !== 'active') {
+        await tx.appendAudit({
+          at: now,
+          actor: upserted.email,
+          action: 'session.refused',
+          personId: upserted.id,
+          outcome: 'refused',
+          reason: `person is ${upserted.status}`,
+          ...(source ? { source } : {}),
+        });
+        return { person: upserted, session: undefined };
+      }
+      const person = await tx.setPersonRoles(upserted.id, roles, now);
+      const session = await tx.insertSession({
+        personId: person.id,
+        secretHash: hashSessionSecret(secret),
+        createdAt: now,
+        expiresAt: now + this.options.config.sessionSeconds * 1000,
+        ...(login.tokens.refreshToken
+          ? { idpRefreshTokenCiphertext: this.options.secretBox.seal(login.tokens.refreshToken) }
+          : {}),
+        ...(login.tokens.accessTokenExpiresAt ? { idpTokenExpiresAt: login.tokens.accessTokenExpiresAt } : {}),
+      });
+      await tx.appendAudit({
+        at: now,
+        actor: person.email,
+        sessionId: session.id,
+        action: 'session.created',
+        personId: person.id,
+        outcome: 'ok',
+        details: { roles, groups: person.groups },
+        ...(source ? { source } : {}),
+      });
+      return { person, session };
+    });
+    if (!session) throw new Unauthenticated(`${person.email} is ${person.status} in kubevisa: ask an admin`);
+    const access = await this.options.tokens.issue({
+      personId: person.id,
+      email: person.email,
+      sessionId: session.id,
+      now,
+      expiresInSeconds: this.options.config.accessTokenSeconds,
+    });
+    return {
+      sessionSecret: secret,
+      accessToken: access.token,
+      accessTokenExpiresAt: access.expiresAt,
+      sessionExpiresAt: session.expiresAt,
+      person,
+    };
+  }
+
+  /** Trades a session secret for a fresh access token, re-checking everything that could have ended the session. */
+  async issueAccessToken(sessionSecret: unknown): Promise<{ accessToken: string; expiresAt: number }> {
+    if (!isWellFormedSessionSecret(sessionSecret))
+      throw new Unauthenticated('not a kubevisa session: run kubevisa login');
+    const now = this.now();
+    const session = await this.store.getSessionBySecretHash(hashSessionSecret(sessionSecret));
+    if (!session) throw new Unauthenticated('unknown session: run kubevisa login');
+    if (session.revokedAt !== undefined)
+      throw new Unauthenticated(`this session was ended (${session.revokeReason ?? 'revoked'}): run kubevisa login`);
+    if (session.expiresAt <= now) throw new Unauthenticated('this session has expired: run kubevisa login');
+    const person = await this.store.getPerson(session.personId);
+    if (!person || person.status !== 'active') {
+      throw new Unauthenticated(
+        `${person?.email ?? 'this person'} is ${person?.status ?? 'unknown'} in kubevisa: access ended`,
+      );
+    }
+    if (session.idpTokenExpiresAt !== undefined && session.idpTokenExpiresAt <= now)
+      await this.refreshAtIdp(session.id, session.idpRefreshTokenCiphertext, person);
+    const access = await this.options.tokens.issue({
+      personId: person.id,
+      email: person.email,
+      sessionId: session.id,
+      now,
+      expiresInSeconds: this.options.config.accessTokenSeconds,
+    });
+    await this.store.transaction((tx) => tx.updateSession(session.id, { lastUsedAt: now }));
+    return { accessToken: access.token, expiresAt: access.expiresAt };
+  }
+
+  /** The IdP is asked again when its token is due: a refused refresh ends the session (deprovisioned at the IdP). */
+  private async refreshAtIdp(sessionId: string, sealedRefreshToken: string | undefined, person: Person) {
+    const now = this.now();
+    if (!sealedRefreshToken) return;
+    try {
+      const refreshed = await this.options.rp.refresh(this.options.secretBox.open(sealedRefreshToken), {
+        expectedSubject: person.subject,
+      });
+      await this.store.transaction((tx) =>
+        tx.updateSession(sessionId, {
+          ...(refreshed.tokens.refreshToken
+            ? { idpRefreshTokenCiphertext: this.options.secretBox.seal(refreshed.tokens.refreshToken) }
+            : {}),
+          idpTokenExpiresAt: refreshed.tokens.accessTokenExpiresAt ?? null,
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof Unauthenticated)) throw error;
+      await this.store.transaction(async (tx) => {
+        await tx.revokeSession(sessionId, now, 'the identity provider refused to refresh the login');
+        await tx.appendAudit({
+          at: now,
+          actor: 'system',
+          sessionId,
+          personId: person.id,
+          action: 'session.revoked',
+          outcome: 'ok',
+          reason: 'identity provider refused refresh',
+        });
+      });
+      throw new Unauthenticated('your identity provider no longer accepts this login: run kubevisa login');
+    }
+  }
+
+  /** Verifies a bearer access token and returns who is calling; the session and person are checked live. */
+  async authenticate(token: string): Promise<{ actor: Actor; sessionId: string; person: Person }> {
+    const verified = await this.options.tokens.verify(token, this.now());
+    const session = await this.store.getSession(verified.sessionId);
+    if (!session || session.revokedAt !== undefined)
+      throw new Unauthenticated('this session was ended: run kubevisa login');
+    const person = await this.store.getPerson(verified.personId);
+    if (!person || person.status !== 'active') throw new Unauthenticated('access ended for this person');
+    return { actor: actorOf(person), sessionId: session.id, person };
+  }
+
+  async logout(sessionId: string, actor: Actor): Promise<void> {
+    const now = this.now();
+    await this.store.transaction(async (tx) => {
+      await tx.revokeSession(sessionId, now, 'logged out');
+      await tx.appendAudit({
+        at: now,
+        actor: actor.email,
+        sessionId,
+        personId: actor.personId,
+        action: 'session.logged-out',
+        outcome: 'ok',
+      });
+    });
+  }
+
+  private rolesFor(identity: OidcIdentity): PersonRole[] {
+    const { roles, policy } = this.options.config;
+    const email = identity.email.toLowerCase();
+    const inAny = (groups: string[]) => identity.groups.some((g) => groups.includes(g));
+    const result: PersonRole[] = [];
+    if (roles.admins.includes(email) || inAny(roles.adminGroups)) result.push('admin');
+    if (inAny(policy.approverGroups)) result.push('approver');
+    if (roles.auditors.includes(email) || inAny(roles.auditorGroups)) result.push('auditor');
+    return result;
+  }
+}
+
+export function actorOf(person: Person): Actor {
+  return { personId: person.id, email: person.email, roles: person.roles, groups: person.groups };
+}
+
+/** Login handles are bearer secrets too: only their hash is stored. */
+function hashLoginId(id: string): string {
+  return createHash('sha256').update(id).digest('hex');
+}

@@ -1,0 +1,227 @@
+/**
+ * A whole kubevisa environment for end-to-end tests: the real control plane, the real OIDC provider
+ * (oidc-provider, in-process), kubevisa installed into the cluster with its least-privilege credential, and
+ * the server — in this process, or as a separate process that a test can kill -9.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { completeLoginWithHttp, startDevIdp, type DevIdp } from '../../src/auth/dev-idp.ts';
+import { installKubevisa } from '../../src/cluster/install.ts';
+import { freePorts, startControlPlane, type ControlPlane } from '../../src/devcluster/control-plane.ts';
+import { SHIPPED_PROFILES } from '../../src/rbac/profiles.ts';
+import { parseServerConfig, type ServerConfig } from '../../src/server/config.ts';
+import { startServer, type RunningServer } from '../../src/server/main.ts';
+import { kubectl, kubectlOk } from './kubectl.ts';
+
+export const CLUSTER = 'test';
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+export const cliPath = join(repoRoot, 'bin', 'kubevisa');
+
+export interface TestPerson {
+  sub: string;
+  email: string;
+  password: string;
+  groups: string[];
+}
+
+export const people = {
+  cora: { sub: 'cora', email: 'cora@vendor.example', password: 'cora-pw', groups: ['vendor-acme'] },
+  carl: { sub: 'carl', email: 'carl@vendor.example', password: 'carl-pw', groups: ['vendor-acme'] },
+  sam: { sub: 'sam', email: 'sam@corp.example', password: 'sam-pw', groups: ['kubevisa-admins'] },
+  ann: { sub: 'ann', email: 'ann@corp.example', password: 'ann-pw', groups: ['kubevisa-approvers'] },
+  eve: { sub: 'eve', email: 'eve@corp.example', password: 'eve-pw', groups: [] },
+} satisfies Record<string, TestPerson>;
+
+export interface KubevisaEnv {
+  dir: string;
+  cp: ControlPlane;
+  idp: DevIdp;
+  serverPort: number;
+  serverUrl: string;
+  configFile: string;
+  config: ServerConfig;
+  /** The server in this process (undefined while a test runs it as a child process). */
+  server: RunningServer | undefined;
+  startInProcess(): Promise<RunningServer>;
+  stop(): Promise<void>;
+  k(args: string[], kubeconfig?: string): ReturnType<typeof kubectl>;
+  kOk(args: string[], input?: string): Promise<string>;
+}
+
+export async function startKubevisaEnv(options: { autoApproval?: boolean } = {}): Promise<KubevisaEnv> {
+  const dir = await mkdtemp(join(tmpdir(), 'kubevisa-e2e-'));
+  const cp = await startControlPlane();
+  const [serverPort] = await freePorts(1);
+  const serverUrl = `http://127.0.0.1:${serverPort}`;
+  const clientSecret = 'e2e-client-secret';
+  const idp = await startDevIdp({
+    accounts: Object.values(people).map((p) => ({ ...p, name: p.sub })),
+    clients: [{ clientId: 'kubevisa', clientSecret, redirectUris: [`${serverUrl}/api/v1/login/callback`] }],
+  });
+  const installed = await installKubevisa({
+    adminKubeconfigPath: cp.adminKubeconfig,
+    clusterName: CLUSTER,
+    profiles: [...SHIPPED_PROFILES],
+  });
+  const dataDir = join(dir, 'data');
+  await mkdir(join(dataDir, 'clusters'), { recursive: true, mode: 0o700 });
+  const credential = join(dataDir, 'clusters', `${CLUSTER}.kubeconfig`);
+  await writeFile(credential, installed.kubeconfigYaml, { mode: 0o600 });
+  const rawConfig = {
+    listen: { host: '127.0.0.1', port: serverPort },
+    dataDir,
+    oidc: {
+      issuer: idp.issuer,
+      clientId: 'kubevisa',
+      clientSecret,
+      scopes: 'openid email profile offline_access groups',
+      allowInsecureHttp: true,
+    },
+    roles: { adminGroups: ['kubevisa-admins'] },
+    policy: {
+      requiredApprovals: 1,
+      approverGroups: ['kubevisa-approvers'],
+      autoApproval:
+        options.autoApproval === false
+          ? []
+          : [
+              {
+                name: 'staging-viewer',
+                profiles: ['viewer'],
+                clusters: [CLUSTER],
+                namespacePatterns: ['staging-*'],
+                maxDuration: '4h',
+              },
+            ],
+      maxVisaDuration: '7d',
+    },
+    clusters: [{ name: CLUSTER, kubeconfig: credential }],
+    resyncInterval: '5s',
+  };
+  const configFile = join(dir, 'server.json');
+  await writeFile(configFile, JSON.stringify(rawConfig), { mode: 0o600 });
+  const config = parseServerConfig(rawConfig, dir);
+  const env: KubevisaEnv = {
+    dir,
+    cp,
+    idp,
+    serverPort: serverPort!,
+    serverUrl,
+    configFile,
+    config,
+    server: undefined,
+    async startInProcess() {
+      env.server = await startServer(config);
+      return env.server;
+    },
+    async stop() {
+      await env.server?.stop();
+      await idp.stop();
+      await cp.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+    k: (args, kubeconfig = cp.adminKubeconfig) => kubectl(cp.binaries.kubectl, args, { kubeconfig }),
+    kOk: (args, input) =>
+      kubectlOk(cp.binaries.kubectl, args, {
+        kubeconfig: cp.adminKubeconfig,
+        ...(input !== undefined ? { input } : {}),
+      }),
+  };
+  return env;
+}
+
+/** Runs `kubevisa server` as a child process (so a test can kill -9 it) and waits until it answers. */
+export async function startServerProcess(
+  env: KubevisaEnv,
+  extraEnv: Record<string, string> = {},
+): Promise<ChildProcess> {
+  const child = spawn(cliPath, ['server', '--config', env.configFile], {
+    env: { ...process.env, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`kubevisa server exited early: ${output}`);
+    if (output.includes('kubevisa server ready')) return child;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`kubevisa server did not become ready in 30 s: ${output}`);
+}
+
+export function waitForExit(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+export interface ApiAnswer {
+  status: number;
+  body: Record<string, unknown> & { items?: Record<string, unknown>[] };
+  contentType: string;
+}
+
+/** One API call; `body` may be a string to send it raw (malformed JSON tests). */
+export async function api(
+  serverUrl: string,
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown; contentType?: string } = {},
+): Promise<ApiAnswer> {
+  const headers: Record<string, string> = {};
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
+  const response = await fetch(`${serverUrl}${path}`, {
+    method,
+    headers,
+    ...(options.body !== undefined
+      ? { body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) }
+      : {}),
+    signal: AbortSignal.timeout(20_000),
+  });
+  const text = await response.text();
+  let body: ApiAnswer['body'] = {};
+  try {
+    body = text ? (JSON.parse(text) as ApiAnswer['body']) : {};
+  } catch {
+    body = { raw: text };
+  }
+  return { status: response.status, body, contentType: response.headers.get('content-type') ?? '' };
+}
+
+/** Logs a person in through the real device flow at the real OIDC provider; returns their access token. */
+export async function loginAs(
+  serverUrl: string,
+  person: TestPerson,
+): Promise<{ token: string; sessionSecret: string; personId: string }> {
+  const started = await api(serverUrl, 'POST', '/api/v1/login/device');
+  if (started.status !== 201) throw new Error(`device login did not start: ${JSON.stringify(started.body)}`);
+  await completeLoginWithHttp({
+    url: String(started.body.verificationUriComplete),
+    login: person.email,
+    password: person.password,
+  });
+  for (let i = 0; i < 100; i++) {
+    const polled = await api(serverUrl, 'POST', `/api/v1/login/device/${String(started.body.loginId)}/poll`);
+    if (polled.status === 200) {
+      return {
+        token: String(polled.body.accessToken),
+        sessionSecret: String(polled.body.sessionSecret),
+        personId: String((polled.body.person as { id: string }).id),
+      };
+    }
+    if (polled.status !== 202) throw new Error(`login failed: ${JSON.stringify(polled.body)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('login did not complete');
+}
+
+export function inDays(days: number): string {
+  return new Date(Date.now() + days * 86_400_000).toISOString();
+}
