@@ -116,7 +116,11 @@ export const commands: CommandSpec[] = [
     path: ['visas'],
     summary: 'List visas: yours, or (as approver or admin) everyone’s',
     usage: 'kubevisa visas [--state S] [--cluster C] [--engagement ID] [--person EMAIL] [--all] [-o json|yaml]',
-    examples: ['kubevisa visas', 'kubevisa visas --state requested        # what waits for approval', 'kubevisa visas --all -o json'],
+    examples: [
+      'kubevisa visas',
+      'kubevisa visas --state requested        # what waits for approval',
+      'kubevisa visas --all -o json',
+    ],
     options: {
       state: {
         type: 'string',
@@ -140,7 +144,10 @@ export const commands: CommandSpec[] = [
     summary: 'Approve a visa request, optionally narrower (fewer namespaces, shorter) than asked',
     usage: 'kubevisa approve ID [--comment TEXT] [--ns N[,N…]] [--for DURATION]',
     positionals: ['ID'],
-    examples: ['kubevisa approve v_8f2k1 --comment "ok for the incident"', 'kubevisa approve v_8f2k1 --ns payments --for 4h'],
+    examples: [
+      'kubevisa approve v_8f2k1 --comment "ok for the incident"',
+      'kubevisa approve v_8f2k1 --ns payments --for 4h',
+    ],
     options: {
       comment: { type: 'string', description: 'a note kept with the approval', placeholder: 'TEXT' },
       ns: {
@@ -213,7 +220,11 @@ export const commands: CommandSpec[] = [
         description: 'contractor email(s), comma-separated or repeated (required)',
         placeholder: 'EMAIL',
       },
-      sponsor: { type: 'string', description: 'the employee who answers for it and approves (required)', placeholder: 'EMAIL' },
+      sponsor: {
+        type: 'string',
+        description: 'the employee who answers for it and approves (required)',
+        placeholder: 'EMAIL',
+      },
       starts: { type: 'string', description: 'start, RFC 3339 with offset (default: now)', placeholder: 'TIME' },
       ends: { type: 'string', description: 'end, RFC 3339 with offset (required)', placeholder: 'TIME' },
       cluster: { type: 'string', multiple: true, description: 'cluster(s) allowed (required)', placeholder: 'NAME' },
@@ -260,7 +271,10 @@ export const commands: CommandSpec[] = [
     summary: 'Offboard a person everywhere at once and print the receipt (admin); exits 1 if a step failed',
     usage: 'kubevisa offboard PERSON --reason TEXT',
     positionals: ['PERSON'],
-    examples: ['kubevisa offboard carol@acme.example --reason "contract ended"', 'kubevisa offboard p_3k9x --reason "left" -o json > receipt.json'],
+    examples: [
+      'kubevisa offboard carol@acme.example --reason "contract ended"',
+      'kubevisa offboard p_3k9x --reason "left" -o json > receipt.json',
+    ],
     options: { ...reasonOption('the person is offboarded'), ...connection, ...outputOption },
     load: () => import('./commands/offboard.ts'),
   },
@@ -277,7 +291,8 @@ export const commands: CommandSpec[] = [
       cluster: { type: 'string', description: 'the cluster (required)', placeholder: 'NAME' },
       direct: {
         type: 'boolean',
-        description: "talk to the cluster's API server directly with a TokenRequest token instead of through the kubevisa gateway",
+        description:
+          "talk to the cluster's API server directly with a TokenRequest token instead of through the kubevisa gateway",
       },
       kubeconfig: {
         type: 'string',
@@ -298,9 +313,7 @@ export const commands: CommandSpec[] = [
     path: ['credential'],
     summary: 'Print a short-lived token for kubectl as an ExecCredential (kubectl runs this for you)',
     usage: 'kubevisa credential --cluster NAME [--direct]',
-    examples: [
-      'kubevisa credential --cluster prod     # what kubectl runs; see kubevisa kubeconfig',
-    ],
+    examples: ['kubevisa credential --cluster prod     # what kubectl runs; see kubevisa kubeconfig'],
     options: {
       cluster: { type: 'string', description: 'the cluster (required)', placeholder: 'NAME' },
       direct: {
@@ -311,23 +324,70 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/credential.ts'),
   },
   {
+    path: ['server'],
+    summary: 'Run the kubevisa server (API, reconciler) from a config file',
+    usage: 'kubevisa server --config FILE',
+    examples: ['kubevisa server --config /etc/kubevisa/server.yaml'],
+    options: {
+      config: { type: 'string', short: 'c', description: 'server config (YAML or JSON)', placeholder: 'FILE' },
+    },
+    load: () => import('./commands/server.ts'),
+  },
+  {
+    path: ['install'],
+    summary: "Install kubevisa into a cluster (once, as an admin) and write kubevisa's own least-privilege credential",
+    usage: 'kubevisa install --cluster NAME [--kubeconfig ADMIN_KUBECONFIG] [--data-dir DIR]',
+    examples: ['kubevisa install --cluster prod --kubeconfig ~/.kube/prod-admin --data-dir /var/lib/kubevisa'],
+    options: {
+      cluster: { type: 'string', description: 'the name kubevisa will use for this cluster', placeholder: 'NAME' },
+      kubeconfig: { type: 'string', description: 'an admin kubeconfig (default: $KUBECONFIG)', placeholder: 'FILE' },
+      'data-dir': {
+        type: 'string',
+        description: "the server's data folder (default: ./.kubevisa)",
+        placeholder: 'DIR',
+      },
+    },
+    load: () => import('./commands/install.ts'),
+  },
+  {
+    path: ['profile', 'lint'],
+    summary: 'Check a profile file for risky RBAC rules; exits non-zero on a finding',
+    usage: 'kubevisa profile lint FILE [FILE…] [-o json]',
+    positionals: ['FILE'],
+    examples: ['kubevisa profile lint profiles/debugger.yaml', 'kubevisa profile lint my-profile.yaml -o json'],
+    options: { ...outputOption },
+    load: () => import('./commands/profile-lint.ts'),
+  },
+  {
     path: ['demo'],
     summary: 'Run the whole system locally (control plane, identity provider, server) and print the journey',
     usage: 'kubevisa demo [--dir DIR]',
     examples: ['kubevisa demo', 'kubevisa demo --dir /tmp/kv-demo'],
-    options: { dir: { type: 'string', description: 'where the demo keeps its files (default: a new temporary folder)', placeholder: 'DIR' } },
+    options: {
+      dir: {
+        type: 'string',
+        description: 'where the demo keeps its files (default: a new temporary folder)',
+        placeholder: 'DIR',
+      },
+    },
     load: () => import('./commands/demo.ts'),
   },
   {
     path: ['demo', 'idp-login'],
-    summary: "Complete a login at the demo identity provider without a browser",
+    summary: 'Complete a login at the demo identity provider without a browser',
     usage: 'kubevisa demo idp-login URL --login EMAIL --password PASSWORD [--user-code CODE]',
     positionals: ['URL'],
-    examples: ["kubevisa demo idp-login 'http://127.0.0.1:40123/device?user_code=ABCD-EFGH' --login cora@vendor.example --password cora"],
+    examples: [
+      "kubevisa demo idp-login 'http://127.0.0.1:40123/device?user_code=ABCD-EFGH' --login cora@vendor.example --password cora",
+    ],
     options: {
       login: { type: 'string', description: 'the demo account email', placeholder: 'EMAIL' },
       password: { type: 'string', description: 'its password', placeholder: 'PASSWORD' },
-      'user-code': { type: 'string', description: 'the code kubevisa login printed, if the URL has none', placeholder: 'CODE' },
+      'user-code': {
+        type: 'string',
+        description: 'the code kubevisa login printed, if the URL has none',
+        placeholder: 'CODE',
+      },
     },
     load: () => import('./commands/demo-idp-login.ts'),
   },

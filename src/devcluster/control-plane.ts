@@ -53,6 +53,8 @@ export interface ControlPlane {
   stop(): Promise<void>;
   /** Process ids of everything started, for checks that nothing outlives stop(). */
   readonly pids: number[];
+  /** The process id of one component (`etcd`, `kube-apiserver`, `kwok`, …), e.g. to freeze it in a test. */
+  pidOf(name: string): number | undefined;
 }
 
 const nodeName = 'kwok-node-0';
@@ -347,6 +349,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       get pids() {
         return processes.map((p) => p.pid);
       },
+      pidOf: (name) => processes.find((p) => p.name === name)?.pid,
     };
   } catch (error) {
     await stop();

@@ -1,0 +1,233 @@
+// The reconciler against a real cluster: drift repaired, strays removed, an unreachable cluster retried and
+// repaired, and a server killed with SIGKILL at the worst moments leaving exactly the access the store grants.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  api,
+  CLUSTER,
+  inDays,
+  loginAs,
+  people,
+  startKubevisaEnv,
+  startServerProcess,
+  waitForExit,
+  type KubevisaEnv,
+} from './support/kubevisa-env.ts';
+import { eventually } from './support/kubectl.ts';
+import { serviceAccountName } from '../src/domain/names.ts';
+
+let env: KubevisaEnv;
+let admin: string;
+let approver: string;
+let cora: string;
+
+const call = (method: string, path: string, token: string, body?: unknown) =>
+  api(env.serverUrl, method, path, { token, ...(body !== undefined ? { body } : {}) });
+const rbExists = async (namespace: string, visaId: string) =>
+  (await env.k(['get', 'rolebinding', `kubevisa-${visaId}`, '-n', namespace])).code === 0;
+const managedBindings = async (visaId: string) =>
+  (
+    await env.kOk([
+      'get',
+      'rolebindings',
+      '-A',
+      '-l',
+      `kubevisa.io/visa=${visaId}`,
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.namespace}{"\\n"}{end}',
+    ])
+  )
+    .split('\n')
+    .filter(Boolean)
+    .sort();
+
+async function request(namespaces: string[], duration = '1h') {
+  const requested = await call('POST', '/api/v1/visas', cora, {
+    profile: 'viewer',
+    cluster: CLUSTER,
+    namespaces,
+    duration,
+    reason: 'reconciler test',
+  });
+  assert.equal(requested.status, 201, JSON.stringify(requested.body));
+  return String(requested.body.id);
+}
+
+before(async () => {
+  env = await startKubevisaEnv({ autoApproval: false });
+  for (const ns of ['r-drift', 'r-unreach', 'r-crash-1', 'r-crash-2', 'r-crash-3', 'r-crash-4'])
+    await env.kOk(['create', 'namespace', ns]);
+  await env.startInProcess();
+  admin = (await loginAs(env.serverUrl, people.sam)).token;
+  approver = (await loginAs(env.serverUrl, people.ann)).token;
+  cora = (await loginAs(env.serverUrl, people.cora)).token;
+  const created = await call('POST', '/api/v1/engagements', admin, {
+    name: 'reconcile',
+    vendor: 'Acme',
+    contractors: [people.cora.email],
+    sponsor: people.sam.email,
+    endsAt: inDays(10),
+    ceiling: { clusters: [CLUSTER], namespacePatterns: ['r-*'], profiles: ['viewer'] },
+    maxVisaDuration: '8h',
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+});
+after(async () => {
+  await env?.stop();
+});
+
+describe('drift', () => {
+  test('a managed RoleBinding edited or deleted by someone else is restored, and a stray one removed', async () => {
+    const id = await request(['r-drift']);
+    assert.equal((await call('POST', `/api/v1/visas/${id}/approve`, approver, {})).status, 200);
+    await eventually('RoleBinding created', 5000, () => rbExists('r-drift', id));
+    const name = `kubevisa-${id}`;
+    // Someone adds themselves to the binding.
+    await env.kOk([
+      'patch',
+      'rolebinding',
+      name,
+      '-n',
+      'r-drift',
+      '--type=json',
+      '-p',
+      JSON.stringify([
+        {
+          op: 'add',
+          path: '/subjects/-',
+          value: { kind: 'User', name: 'mallory@evil.example', apiGroup: 'rbac.authorization.k8s.io' },
+        },
+      ]),
+    ]);
+    await eventually('the edit is undone', 5000, async () => {
+      const subjects = await env.kOk([
+        'get',
+        'rolebinding',
+        name,
+        '-n',
+        'r-drift',
+        '-o',
+        'jsonpath={.subjects[*].name}',
+      ]);
+      return subjects.trim() === serviceAccountName(people.cora.email);
+    });
+    // Someone deletes it.
+    await env.kOk(['delete', 'rolebinding', name, '-n', 'r-drift']);
+    await eventually('the deleted binding is back', 5000, () => rbExists('r-drift', id));
+    // Someone forges a binding that looks like kubevisa's, for a visa that does not exist.
+    await env.kOk(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: {
+          name: 'kubevisa-v_forged',
+          namespace: 'r-drift',
+          labels: { 'app.kubernetes.io/managed-by': 'kubevisa', 'kubevisa.io/visa': 'v_forged' },
+        },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' },
+        subjects: [{ kind: 'User', name: 'mallory@evil.example', apiGroup: 'rbac.authorization.k8s.io' }],
+      }),
+    );
+    await eventually('the forged binding is removed', 5000, async () => !(await rbExists('r-drift', 'v_forged')));
+    const repaired = await env.server!.store.listAudit({ action: 'cluster.rolebinding.repair-delete' });
+    assert.ok(
+      repaired.some((e) => e.visaId === id),
+      'the repair is in the audit trail',
+    );
+  });
+
+  test('an unreachable cluster at a deadline is retried and repaired as soon as it answers', async () => {
+    const id = await request(['r-unreach'], '6s');
+    assert.equal((await call('POST', `/api/v1/visas/${id}/approve`, approver, {})).status, 200);
+    await eventually('RoleBinding created', 5000, () => rbExists('r-unreach', id));
+    const apiserver = env.cp.pidOf('kube-apiserver')!;
+    process.kill(apiserver, 'SIGSTOP');
+    try {
+      await eventually('the reconciler reports the cluster unreachable', 40_000, async () =>
+        env.server!.reconciler.status().some((r) => r.cluster === CLUSTER && r.error !== undefined),
+      );
+    } finally {
+      process.kill(apiserver, 'SIGCONT');
+    }
+    await eventually(
+      'the expired binding is removed once the cluster answers',
+      40_000,
+      async () => !(await rbExists('r-unreach', id)),
+    );
+  });
+});
+
+describe('crashes', () => {
+  before(async () => {
+    await env.server!.stop();
+    env.server = undefined;
+  });
+
+  test('kill -9 between the intent and the cluster write leaves no revoked access after restart', async () => {
+    let server = await startServerProcess(env);
+    const id = await request(['r-crash-1']);
+    assert.equal((await call('POST', `/api/v1/visas/${id}/approve`, approver, {})).status, 200);
+    await eventually('RoleBinding created', 5000, () => rbExists('r-crash-1', id));
+    server.kill('SIGTERM');
+    await waitForExit(server);
+
+    server = await startServerProcess(env, { KUBEVISA_FAULT: 'crash-after-intent' });
+    // The revoke commits; the reconciler then records its intent and the process dies before deleting.
+    await call('POST', `/api/v1/visas/${id}/revoke`, admin, { reason: 'crash test' }).catch(() => undefined);
+    await waitForExit(server);
+    assert.equal(server.signalCode, 'SIGKILL');
+    assert.equal(await rbExists('r-crash-1', id), true, 'the crash came before the cluster write');
+
+    server = await startServerProcess(env);
+    try {
+      await eventually('the restart removes the access', 5000, async () => !(await rbExists('r-crash-1', id)));
+      const visa = await call('GET', `/api/v1/visas/${id}`, cora);
+      assert.equal(visa.body.state, 'revoked');
+    } finally {
+      server.kill('SIGTERM');
+      await waitForExit(server);
+    }
+  });
+
+  test('kill -9 right after approve returns leaves exactly the approved access after restart', async () => {
+    let server = await startServerProcess(env);
+    const id = await request(['r-crash-2', 'r-crash-3', 'r-crash-4']);
+    const approved = await call('POST', `/api/v1/visas/${id}/approve`, approver, {
+      namespaces: ['r-crash-2', 'r-crash-3'],
+    });
+    server.kill('SIGKILL');
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    await waitForExit(server);
+    server = await startServerProcess(env);
+    try {
+      await eventually(
+        'exactly the approved namespaces are bound',
+        5000,
+        async () => (await managedBindings(id)).join(',') === 'r-crash-2,r-crash-3',
+      );
+    } finally {
+      server.kill('SIGTERM');
+      await waitForExit(server);
+    }
+  });
+
+  test('kill -9 between the intent and creating the access still grants exactly the approval after restart', async () => {
+    let server = await startServerProcess(env, { KUBEVISA_FAULT: 'crash-after-intent' });
+    const id = await request(['r-crash-4']);
+    await call('POST', `/api/v1/visas/${id}/approve`, approver, {}).catch(() => undefined);
+    await waitForExit(server);
+    assert.deepEqual(await managedBindings(id), [], 'nothing was written before the crash');
+    server = await startServerProcess(env);
+    try {
+      await eventually(
+        'the approved access appears',
+        5000,
+        async () => (await managedBindings(id)).join(',') === 'r-crash-4',
+      );
+    } finally {
+      server.kill('SIGTERM');
+      await waitForExit(server);
+    }
+  });
+});
