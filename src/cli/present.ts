@@ -76,7 +76,8 @@ function windowNote(visa: VisaJson, nowMs: number): string {
 
 /** What the person should expect or do next, given the visa's state. */
 export function nextStep(visa: VisaJson, nowMs: number): string {
-  const kubeconfig = `kubevisa kubeconfig --cluster ${visa.cluster}`;
+  // Direct mode until the gateway serves /clusters/<name> (gateway mode is the default kubeconfig shape).
+  const kubeconfig = `kubevisa kubeconfig --cluster ${visa.cluster} --direct`;
   switch (visa.state) {
     case 'requested': {
       const approvals = visa.approvals?.length ?? 0;

@@ -1,0 +1,139 @@
+// The README's first command, driven from a script the way a newcomer would walk it: `kubevisa demo`, then
+// the contractor and the sponsor log in with the device flow (completed at the demo IdP from a terminal),
+// request, approve, use plain kubectl through the exec plugin, revoke — and Ctrl-C stops everything.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cliPath } from './support/kubevisa-env.ts';
+import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';
+
+let dir: string;
+let demo: ReturnType<typeof kubectlBackground> & { child: ChildProcess };
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kubevisa-demo-test-'));
+});
+after(async () => {
+  if (demo && demo.child.exitCode === null) demo.child.kill('SIGKILL');
+  await rm(dir, { recursive: true, force: true });
+});
+
+function run(args: string[], env: Record<string, string>, timeoutMs = 30_000) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(cliPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function login(serverUrl: string, configDir: string, email: string, password: string) {
+  const env = { KUBEVISA_CONFIG_DIR: configDir };
+  const pending = kubectlBackground(cliPath, ['login', '--server', serverUrl, '--device'], {
+    kubeconfig: '',
+    env,
+    timeoutMs: 60_000,
+  });
+  const [url] = await pending.waitFor(/http:\/\/127\.0\.0\.1:\d+\/device\?user_code=[A-Z0-9-]+/);
+  const approved = await run(['demo', 'idp-login', url, '--login', email, '--password', password], env);
+  assert.equal(approved.code, 0, approved.stderr);
+  await pending.waitFor(/Logged in to .* as .*<[^>]+>/);
+  await new Promise((resolve) => pending.child.once('exit', resolve));
+  assert.equal(pending.child.exitCode, 0);
+}
+
+test('the demo journey: login, request, approve, kubectl, revoke, Ctrl-C', async () => {
+  demo = kubectlBackground(cliPath, ['demo', '--dir', dir], { kubeconfig: '', timeoutMs: 300_000 });
+  await demo.waitFor(/Press Ctrl-C to stop everything/, 180_000);
+  const out = demo.output();
+  const serverUrl = /server:\s+(http\S+)/.exec(out)![1]!;
+  const apiServerPort = Number(/kube-apiserver https:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+  const kubectlDir = /PATH=([^:\s]+):\$PATH/.exec(out)![1]!;
+  const cora = { KUBEVISA_CONFIG_DIR: join(dir, 'cora'), KUBECONFIG: join(dir, 'cora', 'kubeconfig') };
+  const sam = { KUBEVISA_CONFIG_DIR: join(dir, 'sam') };
+
+  await login(serverUrl, cora.KUBEVISA_CONFIG_DIR, 'cora@vendor.example', 'cora');
+  await login(serverUrl, sam.KUBEVISA_CONFIG_DIR, 'sam@corp.example', 'sam');
+
+  const requested = await run(
+    [
+      'request',
+      '--cluster',
+      'demo',
+      '--ns',
+      'payments',
+      '--profile',
+      'developer',
+      '--for',
+      '1h',
+      '--reason',
+      'JIRA-123',
+      '-o',
+      'json',
+    ],
+    cora,
+  );
+  assert.equal(requested.code, 0, requested.stderr);
+  const visa = JSON.parse(requested.stdout) as { id: string; state: string };
+  assert.equal(visa.state, 'requested');
+
+  const selfApproval = await run(['approve', visa.id], cora);
+  assert.equal(selfApproval.code, 1);
+  assert.match(selfApproval.stderr, /ERR_SELF_APPROVAL|ERR_NOT_AN_APPROVER|may not|cannot/i);
+
+  const pendingList = await run(['visas', '--state', 'requested'], sam);
+  assert.match(pendingList.stdout, new RegExp(visa.id));
+  const approved = await run(['approve', visa.id], sam);
+  assert.equal(approved.code, 0, approved.stderr);
+
+  const kubeconfig = await run(['kubeconfig', '--cluster', 'demo', '--direct'], cora);
+  assert.equal(kubeconfig.code, 0, kubeconfig.stderr);
+  const kubectlBin = join(kubectlDir, 'kubectl');
+  await eventually('kubectl get pods -n payments works', 10_000, async () => {
+    const r = await kubectl(kubectlBin, ['get', 'pods', '-n', 'payments'], { kubeconfig: cora.KUBECONFIG, env: cora });
+    if (r.code !== 0) throw new Error(r.stderr);
+    return true;
+  });
+  const pods = await kubectl(kubectlBin, ['get', 'pods', '-n', 'payments'], { kubeconfig: cora.KUBECONFIG, env: cora });
+  assert.match(pods.stdout, /payments-api/);
+  const finance = await kubectl(kubectlBin, ['get', 'pods', '-n', 'finance'], {
+    kubeconfig: cora.KUBECONFIG,
+    env: cora,
+  });
+  assert.notEqual(finance.code, 0);
+  assert.match(finance.stderr, /forbidden/i);
+
+  const revoked = await run(['revoke', visa.id, '--reason', 'done'], sam);
+  assert.equal(revoked.code, 0, revoked.stderr);
+  await eventually(
+    'kubectl is refused after the revoke',
+    5000,
+    async () =>
+      (await kubectl(kubectlBin, ['get', 'pods', '-n', 'payments'], { kubeconfig: cora.KUBECONFIG, env: cora }))
+        .code !== 0,
+  );
+
+  demo.child.kill('SIGINT');
+  await new Promise((resolve) => demo.child.once('exit', resolve));
+  assert.equal(demo.child.exitCode, 0, demo.output().slice(-2000));
+  const apiServerGone = await new Promise<boolean>((resolve) => {
+    const socket = connect(apiServerPort, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
+  assert.ok(apiServerGone, 'kube-apiserver stopped with the demo');
+});
