@@ -30,6 +30,8 @@ export interface AccessServiceOptions {
   onClustersChanged: (clusters: string[]) => void;
   /** Called after visas stopped granting (revoked, ended), for stream cutting. */
   onVisasEnded?: (visas: Visa[], reason: string) => void;
+  /** Called after a person was deprovisioned. */
+  onPersonDeprovisioned?: (person: Person, reason: string) => void;
   now?: () => number;
 }
 
@@ -452,7 +454,9 @@ export class AccessService {
       });
     });
     this.afterChange(ended, `offboarded: ${reason}`, this.options.clusterNames());
-    return { person: { ...person, status: 'deprovisioned' as const }, visasEnded: ended, sessionsEnded: sessions };
+    const deprovisioned = { ...person, status: 'deprovisioned' as const };
+    this.options.onPersonDeprovisioned?.(deprovisioned, reason);
+    return { person: deprovisioned, visasEnded: ended, sessionsEnded: sessions };
   }
 
   async me(caller: Caller): Promise<Person> {

@@ -44,7 +44,15 @@ export interface ServerConfig {
   accessTokenSeconds: number;
   /** Full reconcile of every cluster at least this often, in milliseconds (default 30000). */
   resyncIntervalMs: number;
+  /**
+   * Sections owned by pluggable capabilities (`scim`, `identity`, `audit`, `monitoring`, `alerts`, `gateway`),
+   * passed through unparsed: each capability validates its own section.
+   */
+  extensions: Record<string, unknown>;
 }
+
+/** Top-level sections that belong to a capability rather than to the core configuration. */
+export const EXTENSION_SECTIONS = ['scim', 'identity', 'audit', 'monitoring', 'alerts', 'gateway'] as const;
 
 export const defaultPolicy: Policy = {
   requiredApprovals: 1,
@@ -161,6 +169,7 @@ export function parseServerConfig(input: unknown, baseDir: string): ServerConfig
     sessionSeconds: duration('sessionDuration', 12 * 3600),
     accessTokenSeconds,
     resyncIntervalMs: duration('resyncInterval', 30) * 1000,
+    extensions: Object.fromEntries(EXTENSION_SECTIONS.filter((k) => input[k] !== undefined).map((k) => [k, input[k]])),
   };
 }
 

@@ -3,7 +3,11 @@
  * types and unknown fields are refused, never coerced or dropped), the same declarations produce the OpenAPI
  * document, and every error leaves as application/problem+json with a stable code.
  */
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { RawRoute } from './context.ts';
 import { KubevisaError, Unauthenticated } from '../domain/errors.ts';
 import type { AuditSource } from '../store/store.ts';
 import type { AccessService, Caller } from './access-service.ts';
@@ -20,8 +24,8 @@ export interface ApiOptions {
   issueClusterCredential: (caller: Caller, cluster: string) => Promise<{ token: string; expirationTimestamp: string }>;
   /** Offboards a person and proves each step (the receipt). */
   offboard: (caller: Caller, idOrEmail: string, reason: string) => Promise<unknown>;
-  /** Extra routes (the gateway) registered on the same server. */
-  extend?: (app: FastifyInstance) => void;
+  /** Routes served before the API framework sees the request (the gateway); read on every request. */
+  rawRoutes: RawRoute[];
   https?: { cert: Buffer; key: Buffer };
   logger?: boolean;
 }
@@ -55,7 +59,22 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     // Slow clients cannot hold a connection open forever while sending headers.
     connectionTimeout: 0,
     requestTimeout: 120_000,
-    ...(options.https ? { https: options.https } : {}),
+    // One server for the API and the raw routes: the gateway must not pay for the framework on every request.
+    serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void) => {
+      const route = (url: string | undefined) => options.rawRoutes.find((r) => url?.startsWith(r.prefix));
+      const onRequest = (request: IncomingMessage, response: ServerResponse) => {
+        const raw = route(request.url);
+        if (raw) raw.handle(request, response);
+        else handler(request, response);
+      };
+      const server = options.https ? createHttpsServer({ ...options.https }, onRequest) : createHttpServer(onRequest);
+      server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+        const raw = route(request.url);
+        if (raw?.upgrade) raw.upgrade(request, socket, head);
+        else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      });
+      return server;
+    },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
@@ -391,8 +410,20 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const openapi = openApiDocument(routes);
   app.get('/api/v1/openapi.json', async () => openapi);
   app.get('/healthz', async () => ({ status: 'ok' }));
-  options.extend?.(app);
   return app;
+}
+
+/** kubevisa bearer authentication for API routes (extensions use it too). */
+export function bearerAuthenticator(sessions: SessionService) {
+  return async (request: FastifyRequest): Promise<Caller> => {
+    const header = request.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header) : null;
+    if (!match?.[1]) {
+      throw new Unauthenticated('a kubevisa access token is required (Authorization: Bearer …): run kubevisa login');
+    }
+    const { actor, sessionId } = await sessions.authenticate(match[1]);
+    return { actor, sessionId, source: sourceOf(request) };
+  };
 }
 
 function sessionView(answer: {

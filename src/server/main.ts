@@ -19,7 +19,9 @@ import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
 import { AccessService, type Caller } from './access-service.ts';
 import type { ServerConfig } from './config.ts';
-import { buildApi } from './http.ts';
+import { bearerAuthenticator, buildApi } from './http.ts';
+import { ServerEvents, type RawRoute, type ServerContext } from './context.ts';
+import { extensions } from './extensions.ts';
 import { loadOrCreateSecretBox } from './secret-box.ts';
 import { SessionService } from './session-service.ts';
 
@@ -28,6 +30,8 @@ export interface RunningServer {
   store: Store;
   reconciler: Reconciler;
   clusters: Map<string, ClusterClient>;
+  /** Everything the capabilities were wired with (tests reach the services through it). */
+  context: ServerContext;
   stop(): Promise<void>;
 }
 
@@ -96,11 +100,18 @@ export async function startServer(
       resyncIntervalMs: config.resyncIntervalMs,
       crashAfterIntent: process.env.KUBEVISA_FAULT === 'crash-after-intent',
     });
+    const events = new ServerEvents();
+    events.on('clusters-changed', (names) => reconciler.kick(names));
     const access = new AccessService({
       store,
       policy: config.policy,
       clusterNames: () => [...clusters.keys()],
-      onClustersChanged: (names) => reconciler.kick(names),
+      onClustersChanged: (names) => {
+        events.emit('clusters-changed', names);
+        events.emit('visas-changed');
+      },
+      onVisasEnded: (visas, reason) => events.emit('visas-ended', visas, reason),
+      onPersonDeprovisioned: (person, reason) => events.emit('person-deprovisioned', person, reason),
     });
     const sessions = new SessionService({ store, rp, tokens, secretBox, config });
 
@@ -194,7 +205,9 @@ export async function startServer(
       return { token: issued.token, expirationTimestamp: new Date(issued.expirationTimestamp).toISOString() };
     };
 
+    const rawRoutes: RawRoute[] = [];
     const app = await buildApi({
+      rawRoutes,
       access,
       sessions,
       profiles: () => store.listProfiles(),
@@ -210,6 +223,23 @@ export async function startServer(
         ? { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } }
         : {}),
     });
+    const stops: (() => Promise<void> | void)[] = [];
+    const context: ServerContext = {
+      config,
+      url,
+      store,
+      clusters,
+      reconciler,
+      access,
+      sessions,
+      tokens,
+      events,
+      app,
+      authenticate: bearerAuthenticator(sessions),
+      addRawRoute: (route) => rawRoutes.push(route),
+      onStop: (stop) => stops.push(stop),
+    };
+    for (const wire of extensions) await wire(context);
     await app.listen({ host: config.listen.host, port });
     progress(`reconciling ${clusters.size} cluster(s)`);
     await reconciler.start();
@@ -219,8 +249,10 @@ export async function startServer(
       store,
       reconciler,
       clusters,
+      context,
       async stop() {
         reconciler.stop();
+        for (const stop of stops.reverse()) await stop();
         await app.close();
         await store.close();
       },
