@@ -42,6 +42,12 @@ interface RouteSpec {
 }
 
 const BODY_LIMIT_BYTES = 64 * 1024;
+/** Request headers larger than this (all together) are refused with 431. */
+export const MAX_HEADER_BYTES = 16 * 1024;
+/** Headers beyond this count are ignored by Node; the gateway refuses requests that need more. */
+export const MAX_HEADER_COUNT = 100;
+/** A client must finish sending its headers within this time. */
+export const HEADERS_TIMEOUT_MS = 10_000;
 const str = (maxLength = 500) => ({ type: 'string', minLength: 1, maxLength });
 const strList = (maxItems = 100, maxLength = 253) => ({ type: 'array', items: str(maxLength), maxItems });
 const obj = (properties: Record<string, Schema>, required: string[] = []) => ({
@@ -67,7 +73,17 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
         if (raw) raw.handle(request, response);
         else handler(request, response);
       };
-      const server = options.https ? createHttpsServer({ ...options.https }, onRequest) : createHttpServer(onRequest);
+      // Limits against slow or oversized requests (slowloris, header floods), for the API and the gateway alike.
+      const limits = {
+        maxHeaderSize: MAX_HEADER_BYTES,
+        headersTimeout: HEADERS_TIMEOUT_MS,
+        requestTimeout: 120_000,
+        keepAliveTimeout: 65_000,
+      };
+      const server = options.https
+        ? createHttpsServer({ ...options.https, ...limits }, onRequest)
+        : createHttpServer(limits, onRequest);
+      server.maxHeadersCount = MAX_HEADER_COUNT;
       server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
         const raw = route(request.url);
         if (raw?.upgrade) raw.upgrade(request, socket, head);

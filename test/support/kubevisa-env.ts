@@ -4,7 +4,10 @@
  * the server — in this process, or as a separate process that a test can kill -9.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { LocalCa } from '../../src/pki/certs.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,16 +49,33 @@ export interface KubevisaEnv {
   /** The server in this process (undefined while a test runs it as a child process). */
   server: RunningServer | undefined;
   startInProcess(): Promise<RunningServer>;
+  /** A kubeconfig that reaches the cluster through the kubevisa gateway with a kubevisa access token (TLS environments). */
+  writeGatewayKubeconfig(accessToken: string, name: string): Promise<string>;
   stop(): Promise<void>;
   k(args: string[], kubeconfig?: string): ReturnType<typeof kubectl>;
   kOk(args: string[], input?: string): Promise<string>;
 }
 
-export async function startKubevisaEnv(options: { autoApproval?: boolean } = {}): Promise<KubevisaEnv> {
+export async function startKubevisaEnv(options: { autoApproval?: boolean; tls?: boolean } = {}): Promise<KubevisaEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'kubevisa-e2e-'));
   const cp = await startControlPlane();
   const [serverPort] = await freePorts(1);
-  const serverUrl = `http://127.0.0.1:${serverPort}`;
+  const serverUrl = `${options.tls ? 'https' : 'http'}://127.0.0.1:${serverPort}`;
+  let tls: { certFile: string; keyFile: string; caFile: string } | undefined;
+  if (options.tls) {
+    const pki = join(dir, 'pki');
+    await mkdir(pki, { recursive: true });
+    const ca = await LocalCa.create(pki, 'kubevisa-test-ca');
+    const serving = await ca.issue({
+      name: 'server',
+      commonName: 'kubevisa',
+      ipAddresses: ['127.0.0.1'],
+      dnsNames: ['localhost'],
+      usage: 'server',
+    });
+    tls = { ...serving, caFile: ca.certFile };
+    trustedCa = await readFile(ca.certFile);
+  }
   const clientSecret = 'e2e-client-secret';
   const idp = await startDevIdp({
     accounts: Object.values(people).map((p) => ({ ...p, name: p.sub })),
@@ -100,6 +120,7 @@ export async function startKubevisaEnv(options: { autoApproval?: boolean } = {})
     },
     clusters: [{ name: CLUSTER, kubeconfig: credential }],
     resyncInterval: '5s',
+    ...(tls ? { tls } : {}),
   };
   const configFile = join(dir, 'server.json');
   await writeFile(configFile, JSON.stringify(rawConfig), { mode: 0o600 });
@@ -122,6 +143,28 @@ export async function startKubevisaEnv(options: { autoApproval?: boolean } = {})
       await idp.stop();
       await cp.stop();
       await rm(dir, { recursive: true, force: true });
+    },
+    async writeGatewayKubeconfig(accessToken, name) {
+      if (!tls) throw new Error('the gateway needs a TLS environment: startKubevisaEnv({ tls: true })');
+      const file = join(dir, `${name}.kubeconfig`);
+      await writeFile(
+        file,
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Config',
+          clusters: [
+            {
+              name: CLUSTER,
+              cluster: { server: `${serverUrl}/clusters/${CLUSTER}`, 'certificate-authority': tls.caFile },
+            },
+          ],
+          users: [{ name, user: { token: accessToken } }],
+          contexts: [{ name: CLUSTER, context: { cluster: CLUSTER, user: name } }],
+          'current-context': CLUSTER,
+        }),
+        { mode: 0o600 },
+      );
+      return file;
     },
     k: (args, kubeconfig = cp.adminKubeconfig) => kubectl(cp.binaries.kubectl, args, { kubeconfig }),
     kOk: (args, input) =>
@@ -167,32 +210,54 @@ export interface ApiAnswer {
   contentType: string;
 }
 
+/** The test CA the kubevisa server's certificate chains to (set by a TLS environment). */
+let trustedCa: Buffer | undefined;
+
 /** One API call; `body` may be a string to send it raw (malformed JSON tests). */
-export async function api(
+export function api(
   serverUrl: string,
   method: string,
   path: string,
-  options: { token?: string; body?: unknown; contentType?: string } = {},
+  options: { token?: string; body?: unknown; contentType?: string; headers?: Record<string, string> } = {},
 ): Promise<ApiAnswer> {
-  const headers: Record<string, string> = {};
+  const url = new URL(path, serverUrl);
+  const headers: Record<string, string> = { ...options.headers };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
-  if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
-  const response = await fetch(`${serverUrl}${path}`, {
-    method,
-    headers,
-    ...(options.body !== undefined
-      ? { body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) }
-      : {}),
-    signal: AbortSignal.timeout(20_000),
-  });
-  const text = await response.text();
-  let body: ApiAnswer['body'] = {};
-  try {
-    body = text ? (JSON.parse(text) as ApiAnswer['body']) : {};
-  } catch {
-    body = { raw: text };
+  const payload =
+    options.body === undefined
+      ? undefined
+      : typeof options.body === 'string'
+        ? options.body
+        : JSON.stringify(options.body);
+  if (payload !== undefined) {
+    headers['content-type'] = options.contentType ?? 'application/json';
+    headers['content-length'] = String(Buffer.byteLength(payload));
   }
-  return { status: response.status, body, contentType: response.headers.get('content-type') ?? '' };
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      url,
+      { method, headers, timeout: 20_000, ...(url.protocol === 'https:' && trustedCa ? { ca: trustedCa } : {}) },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: ApiAnswer['body'] = {};
+          try {
+            body = text ? (JSON.parse(text) as ApiAnswer['body']) : {};
+          } catch {
+            body = { raw: text };
+          }
+          resolve({ status: res.statusCode ?? 0, body, contentType: String(res.headers['content-type'] ?? '') });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
 }
 
 /** Logs a person in through the real device flow at the real OIDC provider; returns their access token. */

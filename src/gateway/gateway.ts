@@ -1,0 +1,581 @@
+/**
+ * The gateway: `https://<kubevisa>/clusters/<name>/…` → kube-apiserver, as the person's ServiceAccount.
+ * Per request: refuse non-canonical paths, authenticate the kubevisa access token (cached after the first
+ * signature check, session re-checked every few seconds), rate-limit per person, check the visa from the
+ * in-memory index, then relay with kubevisa's own credential and `Impersonate-User`, streaming both ways with
+ * no per-chunk work. Upgrades (exec, attach, port-forward) are spliced only after upstream answers 101.
+ * Every open request is registered so that ending a visa closes it at once.
+ */
+import { request as httpsRequest, type Agent } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TokenIssuer } from '../auth/access-tokens.ts';
+import type { NewAuditEvent, Store } from '../store/store.ts';
+import { AuditBatcher } from './audit-writer.ts';
+import type { GrantIndex, PersonEntry } from './grants.ts';
+import { allowedUpgrade, downstreamRawHeaders, hasBearerSubprotocol, upstreamHeaders } from './headers.ts';
+import { RateLimiter } from './rate-limit.ts';
+import { auditedQuery, NonCanonicalPath, requestInfo, splitGatewayUrl, type RequestInfo } from './request-info.ts';
+import { StreamRegistry, type OpenStream } from './streams.ts';
+
+export interface UpstreamCluster {
+  name: string;
+  hostname: string;
+  port: number;
+  /** Value of the Host header upstream. */
+  host: string;
+  ca?: Buffer;
+  servername?: string;
+  rejectUnauthorized: boolean;
+  agent: Agent;
+  /** kubevisa's own bearer token for this cluster (re-read when it is renewed). */
+  token(): string;
+}
+
+export interface GatewayOptions {
+  store: Store;
+  tokens: TokenIssuer;
+  index: GrantIndex;
+  clusters: Map<string, UpstreamCluster>;
+  /** Per person; default 50 requests/s sustained, bursts of 100. */
+  rateLimit?: { ratePerSecond: number; burst: number };
+  /** Largest request body relayed, in bytes (default 8 MiB). */
+  maxBodyBytes?: number;
+  /** How long a verified token is trusted before its session is checked again, in ms (default 5000). */
+  sessionRecheckMs?: number;
+  now?: () => number;
+  onAuditError?: (error: Error) => void;
+}
+
+interface Authenticated {
+  personId: string;
+  email: string;
+  sessionId: string;
+}
+
+interface CachedToken extends Authenticated {
+  expiresAt: number;
+  checkedAt: number;
+}
+
+const MAX_CACHED_TOKENS = 10_000;
+
+export class Gateway {
+  readonly streams = new StreamRegistry();
+  private readonly options: GatewayOptions;
+  private readonly now: () => number;
+  private readonly tokenCache = new Map<string, CachedToken>();
+  private readonly limiter: RateLimiter;
+  private readonly audit: AuditBatcher;
+  private readonly maxBodyBytes: number;
+
+  constructor(options: GatewayOptions) {
+    this.options = options;
+    this.now = options.now ?? Date.now;
+    this.limiter = new RateLimiter(options.rateLimit ?? { ratePerSecond: 50, burst: 100 });
+    this.maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
+    this.audit = new AuditBatcher({
+      store: options.store,
+      onError:
+        options.onAuditError ?? ((e) => process.stderr.write(`kubevisa gateway: audit write failed: ${e.message}\n`)),
+    });
+  }
+
+  // ---- plain requests ----
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    void this.handleAsync(req, res).catch((error: Error) => {
+      if (!res.headersSent) sendStatus(res, 500, 'InternalError', 'the gateway failed to relay this request');
+      else res.destroy(error);
+    });
+  }
+
+  private async handleAsync(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startedAt = this.now();
+    const admitted = await this.admit(req);
+    if (!admitted.ok) {
+      if (admitted.retryAfter !== undefined) res.setHeader('retry-after', String(admitted.retryAfter));
+      sendStatus(res, admitted.status, admitted.reason, admitted.message);
+      this.recordRefusal(req, admitted, startedAt);
+      return;
+    }
+    const { upstream, info, person, visaId, query } = admitted;
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > this.maxBodyBytes) {
+      sendStatus(res, 413, 'RequestEntityTooLarge', `the request body is larger than ${this.maxBodyBytes} bytes`);
+      return;
+    }
+    const socketIn = req.socket.bytesRead;
+    const socketOut = req.socket.bytesWritten;
+    const streaming = info.verb === 'watch' || /(?:^|&)follow=(?:true|1)(?:&|$)/.test(query);
+    let closeReason: string | undefined;
+    const upstreamReq = httpsRequest({
+      agent: upstream.agent,
+      hostname: upstream.hostname,
+      port: upstream.port,
+      method: req.method,
+      path: info.path + (query ? `?${query}` : ''),
+      headers: upstreamHeaders(
+        req.rawHeaders,
+        { bearerToken: upstream.token(), impersonateUser: person.impersonate },
+        upstream.host,
+      ),
+      ...(upstream.ca ? { ca: upstream.ca } : {}),
+      ...(upstream.servername ? { servername: upstream.servername } : {}),
+      rejectUnauthorized: upstream.rejectUnauthorized,
+    });
+    const stream = this.streams.add({
+      personId: person.id,
+      email: person.email,
+      cluster: upstream.name,
+      namespace: info.namespace,
+      visaId,
+      kind: streaming ? 'watch' : 'request',
+      startedAt,
+      close: (reason) => {
+        closeReason = reason;
+        upstreamReq.destroy();
+        res.destroy();
+      },
+    });
+    upstreamReq.on('response', (upstreamRes) => {
+      const status = upstreamRes.statusCode ?? 502;
+      // 304 Not Modified answers a conditional GET (kubectl's discovery cache) and is not a redirect.
+      if (status >= 300 && status < 400 && status !== 304) {
+        // Never follow or relay a redirect: the client would carry its kubevisa token elsewhere.
+        upstreamRes.resume();
+        sendStatus(res, 502, 'BadGateway', 'the cluster answered with a redirect, which the gateway does not follow');
+        return;
+      }
+      res.writeHead(status, downstreamRawHeaders(upstreamRes.rawHeaders));
+      // Watches and followed logs must reach kubectl as they happen, headers first.
+      if (streaming) res.flushHeaders();
+      upstreamRes.pipe(res);
+    });
+    upstreamReq.on('error', (error) => {
+      if (!res.headersSent)
+        sendStatus(res, 502, 'BadGateway', `the cluster '${upstream.name}' could not be reached: ${error.message}`);
+      else res.destroy();
+    });
+    res.on('close', () => {
+      this.streams.remove(stream);
+      if (!res.writableFinished) upstreamReq.destroy();
+      this.record(req, {
+        person,
+        visaId,
+        cluster: upstream.name,
+        info,
+        query,
+        status: res.statusCode,
+        startedAt,
+        bytesIn: req.socket.bytesRead - socketIn,
+        bytesOut: req.socket.bytesWritten - socketOut,
+        ...(closeReason ? { closeReason } : !res.writableFinished ? { closeReason: 'client went away' } : {}),
+      });
+    });
+    if (
+      req.method === 'GET' ||
+      req.method === 'HEAD' ||
+      (declared === 0 && req.headers['transfer-encoding'] === undefined)
+    ) {
+      upstreamReq.end();
+      req.resume();
+    } else {
+      let received = 0;
+      req.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received > this.maxBodyBytes) {
+          upstreamReq.destroy();
+          if (!res.headersSent)
+            sendStatus(res, 413, 'RequestEntityTooLarge', `the request body is larger than ${this.maxBodyBytes} bytes`);
+          req.destroy();
+        }
+      });
+      req.pipe(upstreamReq);
+    }
+  }
+
+  // ---- upgrades: exec, attach, port-forward ----
+
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    void this.upgradeAsync(req, socket, head).catch(() => socket.destroy());
+  }
+
+  private async upgradeAsync(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const startedAt = this.now();
+    const protocol = allowedUpgrade(req.headers.upgrade);
+    if (protocol === undefined)
+      return rawStatus(socket, 400, 'BadRequest', 'only WebSocket and SPDY/3.1 upgrades are relayed');
+    if (hasBearerSubprotocol(req.rawHeaders)) {
+      return rawStatus(
+        socket,
+        400,
+        'BadRequest',
+        'bearer tokens in WebSocket subprotocols are not accepted: authenticate with the Authorization header',
+      );
+    }
+    const admitted = await this.admit(req);
+    if (!admitted.ok) {
+      this.recordRefusal(req, admitted, startedAt);
+      return rawStatus(socket, admitted.status, admitted.reason, admitted.message, admitted.retryAfter);
+    }
+    const { upstream, info, person, visaId, query } = admitted;
+    let closeReason: string | undefined;
+    let upstreamSocket: Duplex | undefined;
+    let bytesIn = 0;
+    let bytesOut = 0;
+    const upstreamReq = httpsRequest({
+      agent: false,
+      hostname: upstream.hostname,
+      port: upstream.port,
+      method: req.method,
+      path: info.path + (query ? `?${query}` : ''),
+      headers: upstreamHeaders(
+        req.rawHeaders,
+        { bearerToken: upstream.token(), impersonateUser: person.impersonate },
+        upstream.host,
+        protocol,
+      ),
+      ...(upstream.ca ? { ca: upstream.ca } : {}),
+      ...(upstream.servername ? { servername: upstream.servername } : {}),
+      rejectUnauthorized: upstream.rejectUnauthorized,
+    });
+    const stream = this.streams.add({
+      personId: person.id,
+      email: person.email,
+      cluster: upstream.name,
+      namespace: info.namespace,
+      visaId,
+      kind: 'upgrade',
+      startedAt,
+      close: (reason) => {
+        closeReason = reason;
+        upstreamReq.destroy();
+        upstreamSocket?.destroy();
+        socket.destroy();
+      },
+    });
+    let recorded = false;
+    const finish = (status: number) => {
+      if (recorded) return;
+      recorded = true;
+      this.streams.remove(stream);
+      this.record(req, {
+        person,
+        visaId,
+        cluster: upstream.name,
+        info,
+        query,
+        status,
+        startedAt,
+        bytesIn,
+        bytesOut,
+        upgrade: protocol,
+        ...(closeReason ? { closeReason } : {}),
+      });
+    };
+    upstreamReq.on('upgrade', (upstreamRes, upSocket, upHead) => {
+      upstreamSocket = upSocket;
+      // Spliced only now that upstream has said 101 (CVE-2018-1002105).
+      const lines = [`HTTP/1.1 101 ${upstreamRes.statusMessage ?? 'Switching Protocols'}`];
+      for (let i = 0; i < upstreamRes.rawHeaders.length; i += 2)
+        lines.push(`${upstreamRes.rawHeaders[i]}: ${upstreamRes.rawHeaders[i + 1]}`);
+      socket.write(lines.join('\r\n') + '\r\n\r\n');
+      if (upHead.length > 0) socket.write(upHead);
+      if (head.length > 0) upSocket.write(head);
+      upSocket.on('data', (c: Buffer) => (bytesOut += c.length));
+      socket.on('data', (c: Buffer) => (bytesIn += c.length));
+      socket.pipe(upSocket);
+      upSocket.pipe(socket);
+      const end = () => {
+        socket.destroy();
+        upSocket.destroy();
+        finish(101);
+      };
+      upSocket.on('close', end);
+      socket.on('close', end);
+      upSocket.on('error', end);
+    });
+    upstreamReq.on('response', (upstreamRes) => {
+      // Not upgraded: relay the answer, then close both sides so nothing can be smuggled on either connection.
+      const status = upstreamRes.statusCode ?? 502;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      upstreamRes.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size <= 65_536) chunks.push(c);
+      });
+      upstreamRes.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const headers = downstreamRawHeaders(upstreamRes.rawHeaders).filter(
+          (_, i, all) => i % 2 === 1 || !/^content-length$/i.test(all[i]!),
+        );
+        const lines = [`HTTP/1.1 ${status} ${upstreamRes.statusMessage ?? ''}`];
+        for (let i = 0; i < headers.length; i += 2) {
+          if (!/^content-length$/i.test(headers[i]!)) lines.push(`${headers[i]}: ${headers[i + 1]}`);
+        }
+        lines.push(`Content-Length: ${body.length}`, 'Connection: close');
+        socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n'), body]));
+        upstreamReq.destroy();
+        finish(status);
+      });
+    });
+    upstreamReq.on('error', () => {
+      if (!upstreamSocket) rawStatus(socket, 502, 'BadGateway', `the cluster '${upstream.name}' could not be reached`);
+      finish(502);
+    });
+    socket.on('close', () => {
+      if (!upstreamSocket) {
+        upstreamReq.destroy();
+        finish(499);
+      }
+    });
+    upstreamReq.end();
+  }
+
+  // ---- shared checks ----
+
+  private async admit(
+    req: IncomingMessage,
+  ): Promise<
+    | {
+        ok: true;
+        upstream: UpstreamCluster;
+        info: RequestInfo;
+        person: PersonEntry;
+        visaId: string;
+        query: string;
+        auth: Authenticated;
+      }
+    | {
+        ok: false;
+        status: number;
+        reason: string;
+        message: string;
+        retryAfter?: number;
+        auth?: Authenticated;
+        cluster?: string;
+        info?: RequestInfo;
+      }
+  > {
+    let split;
+    try {
+      split = splitGatewayUrl(req.url ?? '');
+    } catch (error) {
+      if (error instanceof NonCanonicalPath)
+        return { ok: false, status: 400, reason: 'BadRequest', message: `refused: ${error.message}` };
+      throw error;
+    }
+    const upstream = this.options.clusters.get(split.cluster);
+    if (!upstream)
+      return {
+        ok: false,
+        status: 404,
+        reason: 'NotFound',
+        message: `kubevisa manages no cluster named '${split.cluster}'`,
+      };
+    const info = requestInfo(req.method ?? 'GET', split.path, split.query);
+    const auth = await this.authenticate(req);
+    if ('error' in auth)
+      return { ok: false, status: 401, reason: 'Unauthorized', message: auth.error, cluster: split.cluster, info };
+    const now = this.now();
+    const wait = this.limiter.take(auth.personId, now);
+    if (wait > 0) {
+      return {
+        ok: false,
+        status: 429,
+        reason: 'TooManyRequests',
+        message: `too many requests: retry in ${wait} s`,
+        retryAfter: wait,
+        auth,
+        cluster: split.cluster,
+        info,
+      };
+    }
+    const decision = this.options.index.decide(auth.personId, split.cluster, info.namespace, now);
+    if (!decision.ok)
+      return {
+        ok: false,
+        status: 403,
+        reason: 'Forbidden',
+        message: decision.reason,
+        auth,
+        cluster: split.cluster,
+        info,
+      };
+    return {
+      ok: true,
+      upstream,
+      info,
+      person: decision.person,
+      visaId: decision.grant.visaId,
+      query: split.query,
+      auth,
+    };
+  }
+
+  private async authenticate(req: IncomingMessage): Promise<Authenticated | { error: string }> {
+    const values: string[] = [];
+    for (let i = 0; i < req.rawHeaders.length; i += 2)
+      if (req.rawHeaders[i]!.toLowerCase() === 'authorization') values.push(req.rawHeaders[i + 1]!);
+    if (values.length !== 1)
+      return {
+        error:
+          values.length === 0
+            ? 'a kubevisa access token is required: run kubevisa login and use a kubevisa kubeconfig'
+            : 'exactly one Authorization header is allowed',
+      };
+    const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(values[0]!);
+    if (!match) return { error: 'the Authorization header must be a kubevisa bearer token' };
+    const token = match[1]!;
+    const now = this.now();
+    const cached = this.tokenCache.get(token);
+    if (cached && now < cached.expiresAt && now - cached.checkedAt < (this.options.sessionRecheckMs ?? 5000))
+      return cached;
+    try {
+      const verified = await this.options.tokens.verify(token, now);
+      const session = await this.options.store.getSession(verified.sessionId);
+      if (!session || session.revokedAt !== undefined || session.expiresAt <= now) {
+        this.tokenCache.delete(token);
+        return { error: 'your kubevisa session has ended: run kubevisa login' };
+      }
+      const entry: CachedToken = {
+        personId: verified.personId,
+        email: verified.email,
+        sessionId: verified.sessionId,
+        expiresAt: verified.expiresAt,
+        checkedAt: now,
+      };
+      if (this.tokenCache.size >= MAX_CACHED_TOKENS) this.tokenCache.delete(this.tokenCache.keys().next().value!);
+      this.tokenCache.set(token, entry);
+      return entry;
+    } catch (error) {
+      this.tokenCache.delete(token);
+      return { error: `the kubevisa access token was refused: ${(error as Error).message}` };
+    }
+  }
+
+  /** Drops cached tokens of a person (deprovisioned, logged out) so the next request re-checks at once. */
+  forgetPerson(personId: string): void {
+    for (const [token, entry] of this.tokenCache) if (entry.personId === personId) this.tokenCache.delete(token);
+  }
+
+  /** Closes every open stream the index no longer allows, recording `reason`. */
+  recheckStreams(reason: string): number {
+    const now = this.now();
+    return this.streams.closeWhere(
+      (s) => !this.options.index.decide(s.personId, s.cluster, s.namespace, now).ok,
+      reason,
+    );
+  }
+
+  /** Closes every open stream of a person. */
+  closePerson(personId: string, reason: string): number {
+    return this.streams.closeWhere((s) => s.personId === personId, reason);
+  }
+
+  flushAudit(): Promise<void> {
+    return this.audit.flush();
+  }
+
+  // ---- audit ----
+
+  private record(
+    req: IncomingMessage,
+    r: {
+      person: PersonEntry;
+      visaId: string;
+      cluster: string;
+      info: RequestInfo;
+      query: string;
+      status: number;
+      startedAt: number;
+      bytesIn: number;
+      bytesOut: number;
+      closeReason?: string;
+      upgrade?: string;
+    },
+  ): void {
+    const event: NewAuditEvent = {
+      at: this.now(),
+      actor: r.person.email,
+      action: r.upgrade ? 'gateway.stream' : 'gateway.request',
+      personId: r.person.id,
+      visaId: r.visaId,
+      cluster: r.cluster,
+      ...(r.info.namespace ? { namespace: r.info.namespace } : {}),
+      outcome: r.status < 400 ? 'ok' : 'refused',
+      ...(r.closeReason ? { reason: r.closeReason } : {}),
+      details: {
+        verb: r.info.verb,
+        ...(r.info.apiGroup ? { apiGroup: r.info.apiGroup } : {}),
+        ...(r.info.resource ? { resource: r.info.resource } : {}),
+        ...(r.info.name ? { name: r.info.name } : {}),
+        ...(r.info.subresource ? { subresource: r.info.subresource } : {}),
+        ...(r.info.isResourceRequest ? {} : { path: r.info.path.slice(0, 200) }),
+        status: r.status,
+        bytesIn: r.bytesIn,
+        bytesOut: r.bytesOut,
+        durationMs: this.now() - r.startedAt,
+        ...(r.upgrade ? { protocol: r.upgrade } : {}),
+        query: auditedQuery(r.query),
+      },
+      source: sourceOf(req),
+    };
+    this.audit.add(event);
+  }
+
+  private recordRefusal(
+    req: IncomingMessage,
+    refusal: { status: number; message: string; auth?: Authenticated; cluster?: string; info?: RequestInfo },
+    startedAt: number,
+  ): void {
+    this.audit.add({
+      at: this.now(),
+      actor: refusal.auth?.email ?? 'anonymous',
+      action: 'gateway.refused',
+      ...(refusal.auth ? { personId: refusal.auth.personId } : {}),
+      ...(refusal.cluster ? { cluster: refusal.cluster } : {}),
+      ...(refusal.info?.namespace ? { namespace: refusal.info.namespace } : {}),
+      outcome: 'refused',
+      reason: refusal.message.slice(0, 300),
+      details: {
+        status: refusal.status,
+        durationMs: this.now() - startedAt,
+        ...(refusal.info
+          ? { verb: refusal.info.verb, ...(refusal.info.resource ? { resource: refusal.info.resource } : {}) }
+          : {}),
+      },
+      source: sourceOf(req),
+    });
+  }
+}
+
+export type { OpenStream };
+
+function sourceOf(req: IncomingMessage) {
+  const userAgent = req.headers['user-agent'];
+  return {
+    address: req.socket.remoteAddress ?? 'unknown',
+    ...(typeof userAgent === 'string' ? { userAgent: userAgent.slice(0, 200) } : {}),
+  };
+}
+
+/** A Kubernetes-shaped Status, which kubectl prints as the error. */
+function statusBody(code: number, reason: string, message: string): string {
+  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+}
+
+function sendStatus(res: ServerResponse, code: number, reason: string, message: string): void {
+  const body = statusBody(code, reason, message);
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function rawStatus(socket: Duplex, code: number, reason: string, message: string, retryAfter?: number): void {
+  const body = statusBody(code, reason, message);
+  socket.end(
+    `HTTP/1.1 ${code} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retryAfter !== undefined ? `Retry-After: ${retryAfter}\r\n` : ''}Connection: close\r\n\r\n${body}`,
+  );
+}

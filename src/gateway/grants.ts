@@ -1,0 +1,126 @@
+/**
+ * The gateway's in-memory view of who may reach which cluster and namespace right now, so the per-request
+ * check never touches the database. Rebuilt from the store when visas change (and periodically, which also
+ * carries changes made by other server processes); ended visas are removed at once from the event itself.
+ */
+import type { Person, Visa } from '../domain/model.ts';
+import { serviceAccountName } from '../domain/names.ts';
+import type { Store } from '../store/store.ts';
+
+export interface Grant {
+  visaId: string;
+  personId: string;
+  cluster: string;
+  namespaces: ReadonlySet<string>;
+  notBefore: number;
+  notAfter: number;
+}
+
+export interface PersonEntry {
+  id: string;
+  email: string;
+  status: Person['status'];
+  /** `system:serviceaccount:kubevisa-visas:<sa>`: who the gateway impersonates for this person. */
+  impersonate: string;
+}
+
+export type Decision = { ok: true; grant: Grant; person: PersonEntry } | { ok: false; reason: string };
+
+export class GrantIndex {
+  private byPerson = new Map<string, Grant[]>();
+  private persons = new Map<string, PersonEntry>();
+  private readonly store: Store;
+
+  constructor(store: Store) {
+    this.store = store;
+  }
+
+  async rebuild(): Promise<void> {
+    const [visas, persons] = await Promise.all([
+      this.store.listVisasInStates(['approved', 'active']),
+      this.store.listPersons(),
+    ]);
+    const byPerson = new Map<string, Grant[]>();
+    for (const visa of visas) {
+      const list = byPerson.get(visa.personId) ?? [];
+      list.push(toGrant(visa));
+      byPerson.set(visa.personId, list);
+    }
+    this.byPerson = byPerson;
+    this.persons = new Map(
+      persons.map((p) => [
+        p.id,
+        {
+          id: p.id,
+          email: p.email,
+          status: p.status,
+          impersonate: `system:serviceaccount:kubevisa-visas:${serviceAccountName(p.email)}`,
+        },
+      ]),
+    );
+  }
+
+  /** Removes ended visas at once (the rebuild that follows confirms it). */
+  removeVisas(visaIds: Iterable<string>): void {
+    const ids = new Set(visaIds);
+    for (const [personId, grants] of this.byPerson) {
+      const kept = grants.filter((g) => !ids.has(g.visaId));
+      if (kept.length !== grants.length) this.byPerson.set(personId, kept);
+    }
+  }
+
+  markDeprovisioned(personId: string): void {
+    const entry = this.persons.get(personId);
+    if (entry) this.persons.set(personId, { ...entry, status: 'deprovisioned' });
+    this.byPerson.delete(personId);
+  }
+
+  person(personId: string): PersonEntry | undefined {
+    return this.persons.get(personId);
+  }
+
+  /**
+   * May this person reach this cluster (and namespace, when the request names one) at `now`? A request that names
+   * no namespace (discovery, cluster-scoped reads) needs some granting visa on the cluster; Kubernetes RBAC then
+   * decides what the person's ServiceAccount may actually do.
+   */
+  decide(personId: string, cluster: string, namespace: string | undefined, now: number): Decision {
+    const person = this.persons.get(personId);
+    if (!person || person.status !== 'active') return { ok: false, reason: 'your access has been ended' };
+    const grants = this.byPerson.get(personId);
+    let onCluster = false;
+    for (const grant of grants ?? []) {
+      if (grant.cluster !== cluster || now < grant.notBefore || now >= grant.notAfter) continue;
+      onCluster = true;
+      if (namespace === undefined || grant.namespaces.has(namespace)) return { ok: true, grant, person };
+    }
+    if (!onCluster)
+      return {
+        ok: false,
+        reason: `you have no active visa on cluster '${cluster}': request one with 'kubevisa request --cluster ${cluster} …'`,
+      };
+    return { ok: false, reason: `your visas on cluster '${cluster}' do not cover namespace '${namespace}'` };
+  }
+
+  /** The next instant at which some grant starts or ends (for re-checking open streams), or undefined. */
+  nextDeadline(now: number): number | undefined {
+    let next: number | undefined;
+    for (const grants of this.byPerson.values()) {
+      for (const g of grants) {
+        for (const t of [g.notBefore, g.notAfter]) if (t > now && (next === undefined || t < next)) next = t;
+      }
+    }
+    return next;
+  }
+}
+
+function toGrant(visa: Visa): Grant {
+  return {
+    visaId: visa.id,
+    personId: visa.personId,
+    cluster: visa.cluster,
+    namespaces: new Set(visa.namespaces),
+    notBefore: visa.notBefore,
+    notAfter: visa.notAfter,
+  };
+}

@@ -1,0 +1,133 @@
+/**
+ * What a Kubernetes API request is about, read from its path and query the way kube-apiserver's RequestInfo
+ * does — for the gateway's namespace check and its audit record — plus the refusal of non-canonical paths:
+ * a path is refused, never "fixed", so the gateway and kube-apiserver can never disagree on what it names.
+ */
+
+export interface RequestInfo {
+  /** Path below `/clusters/<name>`, e.g. `/api/v1/namespaces/payments/pods`. */
+  path: string;
+  isResourceRequest: boolean;
+  /** Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection, or the HTTP method for non-resource paths. */
+  verb: string;
+  apiGroup: string;
+  apiVersion: string;
+  namespace?: string;
+  resource?: string;
+  subresource?: string;
+  name?: string;
+}
+
+export class NonCanonicalPath extends Error {}
+
+// Encoded slashes, dots, backslashes, NULs and percent signs could decode differently upstream.
+const FORBIDDEN_ENCODINGS = /%(2f|2e|5c|00|25)/i;
+
+/** Splits `/clusters/<name>/<rest>?<query>`; throws NonCanonicalPath for anything but a canonical path. */
+export function splitGatewayUrl(rawUrl: string): { cluster: string; path: string; query: string } {
+  const queryAt = rawUrl.indexOf('?');
+  const rawPath = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
+  const query = queryAt === -1 ? '' : rawUrl.slice(queryAt + 1);
+  if (!rawPath.startsWith('/clusters/')) throw new NonCanonicalPath('the path must start with /clusters/<name>/');
+  if (rawPath.includes('//')) throw new NonCanonicalPath('empty path segments (//) are not allowed');
+  if (rawPath.includes('\\')) throw new NonCanonicalPath('backslashes are not allowed in the path');
+  if (rawPath.includes(';')) throw new NonCanonicalPath('path parameters (;) are not allowed');
+  if (FORBIDDEN_ENCODINGS.test(rawPath))
+    throw new NonCanonicalPath('encoded slashes, dots, backslashes or percent signs are not allowed in the path');
+  if (/%(?![0-9a-fA-F]{2})/.test(rawPath)) throw new NonCanonicalPath('malformed percent-encoding in the path');
+  const segments = rawPath.split('/');
+  if (segments.some((s) => s === '.' || s === '..'))
+    throw new NonCanonicalPath('dot segments (. and ..) are not allowed in the path');
+  const cluster = segments[2] ?? '';
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(cluster))
+    throw new NonCanonicalPath('the cluster name in the path is not valid');
+  const path = '/' + segments.slice(3).join('/');
+  return { cluster, path: path === '/' ? '/' : path.replace(/\/$/, '') || '/', query };
+}
+
+const WATCH_PARAM = /(?:^|&)watch=(?:true|1)(?:&|$)/;
+
+/** Reads the request's attributes (pure; the path is already canonical). */
+export function requestInfo(method: string, path: string, query: string): RequestInfo {
+  const parts = path.split('/').filter((p) => p !== '');
+  const base = { path, apiGroup: '', apiVersion: '' };
+  let rest: string[];
+  let apiGroup = '';
+  let apiVersion = '';
+  if (parts[0] === 'api' && parts.length >= 2) {
+    apiVersion = parts[1]!;
+    rest = parts.slice(2);
+  } else if (parts[0] === 'apis' && parts.length >= 3) {
+    apiGroup = parts[1]!;
+    apiVersion = parts[2]!;
+    rest = parts.slice(3);
+  } else {
+    return { ...base, isResourceRequest: false, verb: method.toLowerCase() };
+  }
+  if (rest.length === 0) return { ...base, apiGroup, apiVersion, isResourceRequest: false, verb: method.toLowerCase() };
+  let namespace: string | undefined;
+  // /namespaces/<ns>/<resource>… is namespaced; /namespaces/<ns> alone is the namespace object itself.
+  if (rest[0] === 'namespaces' && rest.length >= 2) {
+    namespace = decodeURIComponent(rest[1]!);
+    rest = rest.length === 2 ? ['namespaces', rest[1]!] : rest.slice(2);
+  }
+  const [resource, name, subresource] = rest.map((p) => decodeURIComponent(p));
+  const watching = WATCH_PARAM.test(query);
+  let verb: string;
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+      verb = name === undefined ? (watching ? 'watch' : 'list') : watching ? 'watch' : 'get';
+      break;
+    case 'POST':
+      verb = 'create';
+      break;
+    case 'PUT':
+      verb = 'update';
+      break;
+    case 'PATCH':
+      verb = 'patch';
+      break;
+    case 'DELETE':
+      verb = name === undefined ? 'deletecollection' : 'delete';
+      break;
+    default:
+      verb = method.toLowerCase();
+  }
+  return {
+    ...base,
+    apiGroup,
+    apiVersion,
+    isResourceRequest: true,
+    verb,
+    ...(namespace !== undefined ? { namespace } : {}),
+    ...(resource !== undefined ? { resource } : {}),
+    ...(name !== undefined ? { name } : {}),
+    ...(subresource !== undefined ? { subresource } : {}),
+  };
+}
+
+/** The query parameters worth recording, as fields; the raw query string (which may hold anything) is never kept. */
+export function auditedQuery(query: string): Record<string, string | string[]> {
+  if (query === '') return {};
+  const params = new URLSearchParams(query);
+  const kept: Record<string, string | string[]> = {};
+  for (const key of [
+    'labelSelector',
+    'fieldSelector',
+    'watch',
+    'dryRun',
+    'container',
+    'follow',
+    'fieldManager',
+    'propagationPolicy',
+  ]) {
+    const value = params.get(key);
+    if (value !== null) kept[key] = value.slice(0, 500);
+  }
+  const command = params.getAll('command');
+  if (command.length > 0) kept.command = command.map((c) => c.slice(0, 200));
+  const ports = params.getAll('ports');
+  if (ports.length > 0) kept.ports = ports;
+  return kept;
+}

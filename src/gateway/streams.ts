@@ -1,0 +1,53 @@
+/**
+ * Every request the gateway is relaying right now — plain, watch, logs -f, exec, attach, port-forward —
+ * registered under its person, cluster and namespace, so that ending a visa can close exactly the streams it
+ * backed. Kubernetes never re-authorizes an open stream; this registry is what does.
+ */
+export interface OpenStream {
+  id: number;
+  personId: string;
+  email: string;
+  cluster: string;
+  namespace: string | undefined;
+  visaId: string;
+  kind: 'request' | 'watch' | 'upgrade';
+  startedAt: number;
+  /** Ends the stream on both sides and records why. */
+  close(reason: string): void;
+}
+
+export class StreamRegistry {
+  private readonly open = new Map<number, OpenStream>();
+  private nextId = 1;
+
+  add(stream: Omit<OpenStream, 'id'>): OpenStream {
+    const entry = { ...stream, id: this.nextId++ };
+    this.open.set(entry.id, entry);
+    return entry;
+  }
+
+  remove(stream: OpenStream): void {
+    this.open.delete(stream.id);
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** Closes every stream `shouldClose` picks; returns how many. */
+  closeWhere(shouldClose: (stream: OpenStream) => boolean, reason: string): number {
+    let closed = 0;
+    for (const stream of [...this.open.values()]) {
+      if (shouldClose(stream)) {
+        this.open.delete(stream.id);
+        stream.close(reason);
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  all(): OpenStream[] {
+    return [...this.open.values()];
+  }
+}

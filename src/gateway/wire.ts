@@ -1,0 +1,143 @@
+/**
+ * Plugs the gateway into the server: one upstream per managed cluster (kubevisa's own credential, a keep-alive
+ * pool), the grant index kept current by events and a periodic rebuild, and stream cutting at every deadline,
+ * revocation and offboarding.
+ */
+import { Agent } from 'node:https';
+import { loadKubeConfig, connectionOf } from '../cluster/kubeconfig.ts';
+import { InvalidInput } from '../domain/errors.ts';
+import type { Extension, ServerContext } from '../server/context.ts';
+import { Gateway, type UpstreamCluster } from './gateway.ts';
+import { GrantIndex } from './grants.ts';
+
+/** How often the index is rebuilt from the store anyway: also how fast revocations made by other server processes arrive. */
+const REBUILD_INTERVAL_MS = 2000;
+const TOKEN_REREAD_MS = 60_000;
+
+export interface GatewayHandle {
+  gateway: Gateway;
+  index: GrantIndex;
+}
+
+/** The running gateway of a server, for tests and benchmarks. */
+export const gateways = new WeakMap<ServerContext, GatewayHandle>();
+
+export const wireGateway: Extension = async (context) => {
+  const raw = context.config.extensions.gateway as { ratePerSecond?: unknown; burst?: unknown } | undefined;
+  const rateLimit = {
+    ratePerSecond: numberOr(raw?.ratePerSecond, 50, 'gateway.ratePerSecond'),
+    burst: numberOr(raw?.burst, 100, 'gateway.burst'),
+  };
+  const clusters = new Map<string, UpstreamCluster>();
+  for (const c of context.config.clusters) clusters.set(c.name, upstreamFor(c.name, c.kubeconfig));
+  const index = new GrantIndex(context.store);
+  await index.rebuild();
+  const gateway = new Gateway({ store: context.store, tokens: context.tokens, index, clusters, rateLimit });
+  gateways.set(context, { gateway, index });
+
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  const armDeadline = () => {
+    clearTimeout(deadlineTimer);
+    const now = Date.now();
+    const next = index.nextDeadline(now);
+    if (next === undefined) return;
+    deadlineTimer = setTimeout(
+      () => {
+        gateway.recheckStreams('visa expired');
+        armDeadline();
+      },
+      Math.min(2 ** 31 - 1, next - now),
+    );
+    deadlineTimer.unref();
+  };
+  let rebuilding: Promise<void> | undefined;
+  const rebuild = (reason: string) => {
+    rebuilding ??= index
+      .rebuild()
+      .then(() => {
+        gateway.recheckStreams(reason);
+        armDeadline();
+      })
+      .catch((error: Error) => {
+        process.stderr.write(`kubevisa gateway: rebuilding the access index failed: ${error.message}\n`);
+      })
+      .finally(() => (rebuilding = undefined));
+    return rebuilding;
+  };
+  armDeadline();
+
+  context.events.on('visas-ended', (visas, reason) => {
+    // At once, from the event: the rebuild below only confirms it.
+    index.removeVisas(visas.map((v) => v.id));
+    gateway.recheckStreams(reason);
+    void rebuild(reason);
+  });
+  context.events.on('visas-changed', () => void rebuild('visa changed'));
+  context.events.on('person-deprovisioned', (person, reason) => {
+    index.markDeprovisioned(person.id);
+    gateway.forgetPerson(person.id);
+    gateway.closePerson(person.id, `offboarded: ${reason}`);
+    void rebuild('person deprovisioned');
+  });
+  const periodic = setInterval(() => void rebuild('access changed'), REBUILD_INTERVAL_MS);
+  periodic.unref();
+
+  context.addRawRoute({
+    prefix: '/clusters/',
+    handle: (req, res) => gateway.handle(req, res),
+    upgrade: (req, socket, head) => gateway.upgrade(req, socket, head),
+  });
+  context.onStop(async () => {
+    clearInterval(periodic);
+    clearTimeout(deadlineTimer);
+    gateway.streams.closeWhere(() => true, 'server stopping');
+    await gateway.flushAudit();
+    for (const upstream of clusters.values()) upstream.agent.destroy();
+  });
+};
+
+function numberOr(value: unknown, fallback: number, field: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value > 0)) throw new InvalidInput(`config: '${field}' must be a positive number`);
+  return value;
+}
+
+function upstreamFor(name: string, kubeconfigPath: string): UpstreamCluster {
+  const read = () => {
+    const kubeConfig = loadKubeConfig({ kubeconfigPath }, name);
+    const user = kubeConfig.getCurrentUser();
+    if (!user?.token)
+      throw new InvalidInput(`cluster '${name}': kubevisa's kubeconfig ${kubeconfigPath} has no bearer token`);
+    return { token: user.token, connection: connectionOf(kubeConfig, name) };
+  };
+  let current = read();
+  let readAt = Date.now();
+  const url = new URL(current.connection.server);
+  const ca = current.connection.certificateAuthorityData
+    ? Buffer.from(current.connection.certificateAuthorityData, 'base64')
+    : undefined;
+  const tls = {
+    ...(ca ? { ca } : {}),
+    ...(current.connection.tlsServerName ? { servername: current.connection.tlsServerName } : {}),
+    rejectUnauthorized: !current.connection.insecureSkipTlsVerify,
+  };
+  return {
+    name,
+    hostname: url.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(url.port || 443),
+    host: url.host,
+    ...tls,
+    // Keep-alive pool: the TLS handshake is paid once per connection, not per request.
+    agent: new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo', ...tls }),
+    token() {
+      if (Date.now() - readAt > TOKEN_REREAD_MS) {
+        try {
+          current = read();
+        } finally {
+          readAt = Date.now();
+        }
+      }
+      return current.token;
+    },
+  };
+}

@@ -1,0 +1,344 @@
+// All of kubectl through the kubevisa gateway, against the real cluster: the person's kubeconfig points at
+// kubevisa, never at the cluster; Kubernetes RBAC still decides the verbs; streams end the moment a visa does.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
+import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';
+
+let env: KubevisaEnv;
+let admin: string;
+let approver: string;
+let cora: { token: string; personId: string };
+
+const call = (method: string, path: string, token: string, body?: unknown) =>
+  api(env.serverUrl, method, path, { token, ...(body !== undefined ? { body } : {}) });
+
+async function grant(profile: string, namespaces: string[], duration = '1h') {
+  const requested = await call('POST', '/api/v1/visas', cora.token, {
+    profile,
+    cluster: CLUSTER,
+    namespaces,
+    duration,
+    reason: 'gateway test',
+  });
+  assert.equal(requested.status, 201, JSON.stringify(requested.body));
+  const approved = await call('POST', `/api/v1/visas/${String(requested.body.id)}/approve`, approver, {});
+  assert.equal(approved.status, 200, JSON.stringify(approved.body));
+  return approved.body;
+}
+
+async function runningPod(namespace: string, name: string) {
+  await eventually(
+    `default ServiceAccount in ${namespace}`,
+    20_000,
+    async () => (await env.k(['get', 'sa', 'default', '-n', namespace])).code === 0,
+  );
+  await env.kOk(['run', name, '-n', namespace, '--image=registry.example/app:1', '--port=8080']);
+  await eventually(
+    `pod ${name} Running`,
+    30_000,
+    async () => (await env.kOk(['get', 'pod', name, '-n', namespace, '-o', 'jsonpath={.status.phase}'])) === 'Running',
+  );
+}
+
+const gk = (args: string[], kubeconfig: string, extraEnv: Record<string, string> = {}, input?: string) =>
+  kubectl(env.cp.binaries.kubectl, args, { kubeconfig, env: extraEnv, ...(input !== undefined ? { input } : {}) });
+
+function readLine(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    socket.on('data', (c) => {
+      data += c.toString();
+      if (data.endsWith('\n')) {
+        socket.destroy();
+        resolve(data);
+      }
+    });
+    socket.on('error', reject);
+    setTimeout(() => socket.destroy(new Error(`no answer; got ${JSON.stringify(data)}`)), 10_000).unref();
+  });
+}
+
+before(async () => {
+  env = await startKubevisaEnv({ tls: true, autoApproval: false });
+  for (const ns of ['gw-dev', 'gw-debug', 'gw-other', 'gw-cut', 'gw-expire'])
+    await env.kOk(['create', 'namespace', ns]);
+  await env.startInProcess();
+  admin = (await loginAs(env.serverUrl, people.sam)).token;
+  approver = (await loginAs(env.serverUrl, people.ann)).token;
+  cora = await loginAs(env.serverUrl, people.cora);
+  const created = await call('POST', '/api/v1/engagements', admin, {
+    name: 'gateway',
+    vendor: 'Acme',
+    contractors: [people.cora.email],
+    sponsor: people.sam.email,
+    endsAt: inDays(5),
+    ceiling: { clusters: [CLUSTER], namespacePatterns: ['gw-*'], profiles: ['viewer', 'developer', 'debugger'] },
+    maxVisaDuration: '8h',
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await runningPod('gw-debug', 'app');
+  await runningPod('gw-cut', 'app');
+  await runningPod('gw-expire', 'app');
+});
+after(async () => {
+  await env?.stop();
+});
+
+describe('kubectl through the gateway', () => {
+  let kubeconfig: string;
+  before(async () => {
+    const dev = await grant('developer', ['gw-dev']);
+    const debug = await grant('debugger', ['gw-debug']);
+    kubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora');
+    for (const [ns, visa] of [
+      ['gw-dev', dev],
+      ['gw-debug', debug],
+    ] as const) {
+      await eventually(
+        `RoleBinding in ${ns}`,
+        5000,
+        async () => (await env.k(['get', 'rolebinding', `kubevisa-${String(visa.id)}`, '-n', ns])).code === 0,
+      );
+    }
+  });
+
+  test('get, list, discovery and api-resources work; other namespaces are refused at the gateway', async () => {
+    const pods = await gk(['get', 'pods', '-n', 'gw-debug'], kubeconfig);
+    assert.equal(pods.code, 0, pods.stderr);
+    assert.match(pods.stdout, /app\s+1\/1\s+Running/);
+    const resources = await gk(['api-resources', '--namespaced=true', '-o', 'name'], kubeconfig);
+    assert.equal(resources.code, 0, resources.stderr);
+    assert.match(resources.stdout, /^pods$/m);
+    const version = await gk(['version', '-o', 'json'], kubeconfig);
+    assert.match(version.stdout, /v1\.37\.2/);
+    const other = await gk(['get', 'pods', '-n', 'gw-other'], kubeconfig);
+    assert.notEqual(other.code, 0);
+    assert.match(other.stderr, /do not cover namespace 'gw-other'/);
+  });
+
+  test('auth can-i answers as the person: the profile, not more', async () => {
+    const yes = await gk(['auth', 'can-i', 'create', 'deployments', '-n', 'gw-dev'], kubeconfig);
+    assert.equal(yes.stdout.trim(), 'yes');
+    const secrets = await gk(['auth', 'can-i', 'get', 'secrets', '-n', 'gw-dev'], kubeconfig);
+    assert.equal(secrets.stdout.trim(), 'no');
+    const whoami = await gk(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'], kubeconfig);
+    assert.match(whoami.stdout, /^system:serviceaccount:kubevisa-visas:cora-vendor-example-/);
+  });
+
+  test('apply, server-side apply and delete', async () => {
+    const manifest = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'settings', namespace: 'gw-dev' },
+      data: { a: '1' },
+    });
+    const applied = await gk(['apply', '-f', '-'], kubeconfig, {}, manifest);
+    assert.equal(applied.code, 0, applied.stderr);
+    const ssa = await gk(
+      ['apply', '--server-side', '--force-conflicts', '--field-manager=cora', '-f', '-'],
+      kubeconfig,
+      {},
+      manifest.replace('"1"', '"2"'),
+    );
+    assert.equal(ssa.code, 0, ssa.stderr);
+    const value = await gk(['get', 'configmap', 'settings', '-n', 'gw-dev', '-o', 'jsonpath={.data.a}'], kubeconfig);
+    assert.equal(value.stdout, '2');
+    const deployment = await gk(
+      ['create', 'deployment', 'web', '-n', 'gw-dev', '--image=registry.example/web:1'],
+      kubeconfig,
+    );
+    assert.equal(deployment.code, 0, deployment.stderr);
+    const deleted = await gk(['delete', 'configmap', 'settings', '-n', 'gw-dev'], kubeconfig);
+    assert.equal(deleted.code, 0, deleted.stderr);
+  });
+
+  test('watch streams each event as it happens', async () => {
+    const watch = kubectlBackground(
+      env.cp.binaries.kubectl,
+      ['get', 'configmaps', '-n', 'gw-dev', '-w', '--output-watch-events'],
+      { kubeconfig },
+    );
+    try {
+      await watch.waitFor(/kube-root-ca\.crt/);
+      await env.kOk(['create', 'configmap', 'appeared', '-n', 'gw-dev']);
+      await watch.waitFor(/ADDED\s+appeared/);
+    } finally {
+      watch.child.kill();
+    }
+  });
+
+  test('logs -f follows the container log', async () => {
+    const logs = kubectlBackground(env.cp.binaries.kubectl, ['logs', '-f', '-n', 'gw-debug', 'app'], { kubeconfig });
+    try {
+      await logs.waitFor(/kwok pod started/);
+      await env.cp.appendPodLog('through-the-gateway');
+      await logs.waitFor(/through-the-gateway/);
+    } finally {
+      logs.child.kill();
+    }
+  });
+
+  for (const [protocol, extra] of [
+    ['WebSocket', {}],
+    ['SPDY', { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' }],
+  ] as const) {
+    test(`exec (${protocol})`, async () => {
+      const result = await gk(
+        ['exec', '-n', 'gw-debug', 'app', '--', 'sh', '-c', 'echo via-gateway-$((6*7))'],
+        kubeconfig,
+        extra,
+      );
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, 'via-gateway-42\n');
+      const stdin = await gk(
+        ['exec', '-i', '-n', 'gw-debug', 'app', '--', 'head', '-c', '5'],
+        kubeconfig,
+        extra,
+        'hello world',
+      );
+      assert.equal(stdin.stdout, 'hello');
+    });
+  }
+
+  for (const [protocol, extra] of [
+    ['WebSocket', {}],
+    ['SPDY', { KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false' }],
+  ] as const) {
+    test(`port-forward (${protocol})`, async () => {
+      const forward = kubectlBackground(
+        env.cp.binaries.kubectl,
+        ['port-forward', '-n', 'gw-debug', 'pod/app', ':8080'],
+        { kubeconfig, env: extra },
+      );
+      try {
+        const [, port] = await forward.waitFor(/Forwarding from 127\.0\.0\.1:(\d+)/);
+        assert.equal(await readLine(Number(port)), 'hello from the kwok pod port-forward target\n');
+      } finally {
+        forward.child.kill();
+      }
+    });
+  }
+
+  test('exec is refused where the profile does not allow it (Kubernetes RBAC decides)', async () => {
+    await env.kOk(['run', 'dev-pod', '-n', 'gw-dev', '--image=registry.example/app:1']);
+    await eventually(
+      'dev-pod Running',
+      30_000,
+      async () =>
+        (await env.kOk(['get', 'pod', 'dev-pod', '-n', 'gw-dev', '-o', 'jsonpath={.status.phase}'])) === 'Running',
+    );
+    const refused = await gk(['exec', '-n', 'gw-dev', 'dev-pod', '--', 'true'], kubeconfig);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /forbidden/i);
+  });
+
+  test('every request is in the audit trail with its attributes, never the raw query', async () => {
+    await gk(['get', 'pods', '-n', 'gw-debug', '-l', 'run=app'], kubeconfig);
+    await (await import('../src/gateway/wire.ts')).gateways.get(env.server!.context)!.gateway.flushAudit();
+    const events = await env.server!.store.listAudit({
+      action: 'gateway.request',
+      personId: cora.personId,
+      limit: 10_000,
+    });
+    const list = events.find(
+      (e) =>
+        e.details.resource === 'pods' &&
+        e.namespace === 'gw-debug' &&
+        e.details.verb === 'list' &&
+        (e.details.query as Record<string, string>).labelSelector === 'run=app',
+    );
+    assert.ok(list, 'the labelled list is recorded');
+    assert.equal(list.details.status, 200);
+    assert.equal(list.cluster, CLUSTER);
+    assert.ok(typeof list.visaId === 'string');
+    assert.ok(Number(list.details.bytesOut) > 0);
+    assert.equal(JSON.stringify(events).includes(cora.token), false, 'no token in the trail');
+    const execs = await env.server!.store.listAudit({
+      action: 'gateway.stream',
+      personId: cora.personId,
+      limit: 10_000,
+    });
+    assert.ok(
+      execs.some((e) => e.details.subresource === 'exec' && JSON.stringify(e.details.query).includes('via-gateway')),
+    );
+  });
+});
+
+describe('cutting streams', () => {
+  test('revoke closes an open watch, exec and port-forward at once, and refuses new requests', async () => {
+    const visa = await grant('debugger', ['gw-cut']);
+    await eventually(
+      'RoleBinding in gw-cut',
+      5000,
+      async () => (await env.k(['get', 'rolebinding', `kubevisa-${String(visa.id)}`, '-n', 'gw-cut'])).code === 0,
+    );
+    const kubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora-cut');
+    const watch = kubectlBackground(env.cp.binaries.kubectl, ['get', 'pods', '-n', 'gw-cut', '-w'], { kubeconfig });
+    const exec = kubectlBackground(env.cp.binaries.kubectl, ['exec', '-n', 'gw-cut', 'app', '--', 'sleep', '60'], {
+      kubeconfig,
+    });
+    const forward = kubectlBackground(env.cp.binaries.kubectl, ['port-forward', '-n', 'gw-cut', 'pod/app', ':8080'], {
+      kubeconfig,
+    });
+    try {
+      await watch.waitFor(/app/);
+      await forward.waitFor(/Forwarding from/);
+      const { gateway } = (await import('../src/gateway/wire.ts')).gateways.get(env.server!.context)!;
+      await eventually(
+        'three streams open',
+        5000,
+        async () => gateway.streams.all().filter((s) => s.namespace === 'gw-cut').length >= 2,
+      );
+      const revoked = await call('POST', `/api/v1/visas/${String(visa.id)}/revoke`, admin, { reason: 'cut test' });
+      assert.equal(revoked.status, 200);
+      assert.equal(
+        gateway.streams.all().filter((s) => s.namespace === 'gw-cut').length,
+        0,
+        'closed before the revoke call returned',
+      );
+      await eventually(
+        'watch ended',
+        5000,
+        async () => watch.child.exitCode !== null || watch.child.signalCode !== null,
+      );
+      await eventually('exec ended', 5000, async () => exec.child.exitCode !== null || exec.child.signalCode !== null);
+      const refused = await gk(['get', 'pods', '-n', 'gw-cut'], kubeconfig);
+      assert.notEqual(refused.code, 0);
+      await gateway.flushAudit();
+      const closed = await env.server!.store.listAudit({ visaId: String(visa.id), limit: 1000 });
+      assert.ok(
+        closed.some(
+          (e) => e.reason === 'cut test' && (e.action === 'gateway.stream' || e.action === 'gateway.request'),
+        ),
+        'the close reason is recorded',
+      );
+    } finally {
+      for (const p of [watch, exec, forward]) p.child.kill('SIGKILL');
+    }
+  });
+
+  test('a watch is closed at notAfter', async () => {
+    const visa = await grant('viewer', ['gw-expire'], '6s');
+    await eventually(
+      'RoleBinding in gw-expire',
+      5000,
+      async () => (await env.k(['get', 'rolebinding', `kubevisa-${String(visa.id)}`, '-n', 'gw-expire'])).code === 0,
+    );
+    const kubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora-expire');
+    const watch = kubectlBackground(env.cp.binaries.kubectl, ['get', 'pods', '-n', 'gw-expire', '-w'], { kubeconfig });
+    try {
+      await watch.waitFor(/app/);
+      await eventually(
+        'the watch ends at the deadline',
+        15_000,
+        async () => watch.child.exitCode !== null || watch.child.signalCode !== null,
+      );
+      assert.ok(Date.now() >= Date.parse(String(visa.notAfter)) - 50, 'not before the deadline');
+    } finally {
+      watch.child.kill('SIGKILL');
+    }
+  });
+});
