@@ -38,9 +38,9 @@ function run(args: string[], env: Record<string, string>, timeoutMs = 30_000) {
   });
 }
 
-async function login(serverUrl: string, configDir: string, email: string, password: string) {
+async function login(serverUrl: string, caFile: string, configDir: string, email: string, password: string) {
   const env = { KUBEVISA_CONFIG_DIR: configDir };
-  const pending = kubectlBackground(cliPath, ['login', '--server', serverUrl, '--device'], {
+  const pending = kubectlBackground(cliPath, ['login', '--server', serverUrl, '--ca-file', caFile, '--device'], {
     kubeconfig: '',
     env,
     timeoutMs: 60_000,
@@ -57,14 +57,15 @@ test('the demo journey: login, request, approve, kubectl, revoke, Ctrl-C', async
   demo = kubectlBackground(cliPath, ['demo', '--dir', dir], { kubeconfig: '', timeoutMs: 300_000 });
   await demo.waitFor(/Press Ctrl-C to stop everything/, 180_000);
   const out = demo.output();
-  const serverUrl = /server:\s+(http\S+)/.exec(out)![1]!;
+  const serverUrl = /server:\s+(https\S+)/.exec(out)![1]!;
+  const caFile = /--ca-file (\S+)/.exec(out)![1]!;
   const apiServerPort = Number(/kube-apiserver https:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
   const kubectlDir = /PATH=([^:\s]+):\$PATH/.exec(out)![1]!;
   const cora = { KUBEVISA_CONFIG_DIR: join(dir, 'cora'), KUBECONFIG: join(dir, 'cora', 'kubeconfig') };
   const sam = { KUBEVISA_CONFIG_DIR: join(dir, 'sam') };
 
-  await login(serverUrl, cora.KUBEVISA_CONFIG_DIR, 'cora@vendor.example', 'cora');
-  await login(serverUrl, sam.KUBEVISA_CONFIG_DIR, 'sam@corp.example', 'sam');
+  await login(serverUrl, caFile, cora.KUBEVISA_CONFIG_DIR, 'cora@vendor.example', 'cora');
+  await login(serverUrl, caFile, sam.KUBEVISA_CONFIG_DIR, 'sam@corp.example', 'sam');
 
   const requested = await run(
     [
@@ -97,7 +98,8 @@ test('the demo journey: login, request, approve, kubectl, revoke, Ctrl-C', async
   const approved = await run(['approve', visa.id], sam);
   assert.equal(approved.code, 0, approved.stderr);
 
-  const kubeconfig = await run(['kubeconfig', '--cluster', 'demo', '--direct'], cora);
+  // Gateway mode (the default): the kubeconfig points at kubevisa, never at the cluster.
+  const kubeconfig = await run(['kubeconfig', '--cluster', 'demo'], cora);
   assert.equal(kubeconfig.code, 0, kubeconfig.stderr);
   const kubectlBin = join(kubectlDir, 'kubectl');
   await eventually('kubectl get pods -n payments works', 10_000, async () => {
@@ -114,8 +116,18 @@ test('the demo journey: login, request, approve, kubectl, revoke, Ctrl-C', async
   assert.notEqual(finance.code, 0);
   assert.match(finance.stderr, /forbidden/i);
 
+  const watch = kubectlBackground(kubectlBin, ['get', 'pods', '-n', 'payments', '-w'], {
+    kubeconfig: cora.KUBECONFIG,
+    env: cora,
+  });
+  await watch.waitFor(/payments-api/);
   const revoked = await run(['revoke', visa.id, '--reason', 'done'], sam);
   assert.equal(revoked.code, 0, revoked.stderr);
+  await eventually(
+    'the open watch is closed by the revoke',
+    5000,
+    async () => watch.child.exitCode !== null || watch.child.signalCode !== null,
+  );
   await eventually(
     'kubectl is refused after the revoke',
     5000,

@@ -76,8 +76,7 @@ function windowNote(visa: VisaJson, nowMs: number): string {
 
 /** What the person should expect or do next, given the visa's state. */
 export function nextStep(visa: VisaJson, nowMs: number): string {
-  // Direct mode until the gateway serves /clusters/<name> (gateway mode is the default kubeconfig shape).
-  const kubeconfig = `kubevisa kubeconfig --cluster ${visa.cluster} --direct`;
+  const kubeconfig = `kubevisa kubeconfig --cluster ${visa.cluster}`;
   switch (visa.state) {
     case 'requested': {
       const approvals = visa.approvals?.length ?? 0;

@@ -3,7 +3,9 @@
  * installed into the cluster with its least-privilege credential, the server on SQLite, and an engagement
  * created through the API by the sponsor — everything a newcomer needs to walk the whole journey.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import { LocalCa } from '../pki/certs.ts';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { startControlPlane, type ControlPlane } from '../devcluster/control-plane.ts';
@@ -29,6 +31,8 @@ export interface Demo {
   adminKubeconfig: string;
   contractor: DemoPerson;
   sponsor: DemoPerson;
+  /** The CA that signs the server's certificate: kubectl and the CLI trust it for the demo. */
+  caFile: string;
   engagementId: string;
   controlPlane: ControlPlane;
   idp: DevIdp;
@@ -53,7 +57,19 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
     await seedCluster(controlPlane);
 
     const serverPort = await freePort();
-    const serverUrl = `http://127.0.0.1:${serverPort}`;
+    // kubectl sends no credential over plain HTTP, so the gateway needs TLS even on loopback: a demo CA signs it.
+    const serverUrl = `https://127.0.0.1:${serverPort}`;
+    const pki = join(dir, 'pki');
+    await mkdir(pki, { recursive: true, mode: 0o700 });
+    const ca = await LocalCa.create(pki, 'kubevisa-demo-ca');
+    const serving = await ca.issue({
+      name: 'server',
+      commonName: 'kubevisa-demo',
+      ipAddresses: ['127.0.0.1'],
+      dnsNames: ['localhost'],
+      usage: 'server',
+    });
+    const caPem = await readFile(ca.certFile);
     const person = (email: string, password: string, name: string): DemoPerson => {
       const home = join(dir, email.split('@')[0]!);
       return { email, password, name, configDir: home, kubeconfig: join(home, 'kubeconfig') };
@@ -125,6 +141,7 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
         },
         clusters: [{ name: DEMO_CLUSTER, kubeconfig: credential }],
         resyncInterval: '10s',
+        tls: { certFile: serving.certFile, keyFile: serving.keyFile, caFile: ca.certFile },
       },
       dir,
     );
@@ -137,7 +154,7 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
     stops.push(() => server.stop());
 
     progress(`creating engagement 'acme-2026' through the API, as the sponsor`);
-    const engagementId = await createDemoEngagement(serverUrl, sponsor, contractor);
+    const engagementId = await createDemoEngagement(serverUrl, caPem, sponsor, contractor);
     return {
       dir,
       serverUrl,
@@ -146,6 +163,7 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
       adminKubeconfig: controlPlane.adminKubeconfig,
       contractor,
       sponsor,
+      caFile: ca.certFile,
       engagementId,
       controlPlane,
       idp,
@@ -218,19 +236,44 @@ async function waitForDefaultServiceAccount(run: (args: string[]) => Promise<voi
 }
 
 /** Logs the sponsor in with the device flow (scripted against the demo IdP's form) and creates the engagement. */
-async function createDemoEngagement(serverUrl: string, sponsor: DemoPerson, contractor: DemoPerson): Promise<string> {
-  const post = async (path: string, body?: unknown, token?: string) => {
-    const response = await fetch(`${serverUrl}${path}`, {
-      method: 'POST',
-      headers: {
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(15_000),
+async function createDemoEngagement(
+  serverUrl: string,
+  ca: Buffer,
+  sponsor: DemoPerson,
+  contractor: DemoPerson,
+): Promise<string> {
+  const post = (path: string, body?: unknown, token?: string) =>
+    new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+      const payload = body === undefined ? undefined : JSON.stringify(body);
+      const req = httpsRequest(
+        new URL(path, serverUrl),
+        {
+          method: 'POST',
+          ca,
+          timeout: 15_000,
+          headers: {
+            ...(payload === undefined
+              ? {}
+              : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>,
+            }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`demo: ${path} timed out`)));
+      req.on('error', reject);
+      req.end(payload);
     });
-    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-  };
   const started = await post('/api/v1/login/device');
   if (started.status !== 201) throw new Error(`demo: could not start a login: ${JSON.stringify(started.body)}`);
   await completeLoginWithHttp({
