@@ -102,6 +102,7 @@ export function parseServerConfig(input: unknown, baseDir: string): ServerConfig
     'sessionDuration',
     'accessTokenDuration',
     'resyncInterval',
+    ...EXTENSION_SECTIONS,
   ];
   for (const key of Object.keys(input)) {
     if (!known.includes(key))
