@@ -56,7 +56,9 @@ export interface KubevisaEnv {
   kOk(args: string[], input?: string): Promise<string>;
 }
 
-export async function startKubevisaEnv(options: { autoApproval?: boolean; tls?: boolean } = {}): Promise<KubevisaEnv> {
+export async function startKubevisaEnv(
+  options: { autoApproval?: boolean; tls?: boolean; extraConfig?: Record<string, unknown> } = {},
+): Promise<KubevisaEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'kubevisa-e2e-'));
   const cp = await startControlPlane();
   const [serverPort] = await freePorts(1);
@@ -121,6 +123,7 @@ export async function startKubevisaEnv(options: { autoApproval?: boolean; tls?: 
     clusters: [{ name: CLUSTER, kubeconfig: credential }],
     resyncInterval: '5s',
     ...(tls ? { tls } : {}),
+    ...options.extraConfig,
   };
   const configFile = join(dir, 'server.json');
   await writeFile(configFile, JSON.stringify(rawConfig), { mode: 0o600 });
