@@ -108,6 +108,22 @@ export class Gateway {
     const socketIn = req.socket.bytesRead;
     const socketOut = req.socket.bytesWritten;
     const streaming = info.verb === 'watch' || /(?:^|&)follow=(?:true|1)(?:&|$)/.test(query);
+    // The body goes upstream framed by the gateway exactly as Node's parser framed it here: with its Content-Length,
+    // or chunked; a body that is not forwarded is not announced. Copying the client's framing would let a chunked
+    // DELETE (Node sends DELETE bodies unframed), `Connection: Content-Length` or a GET with a Content-Length
+    // desynchronise the pooled upstream connection, so that one person's bytes are read as, or glued onto, the next
+    // request on it: someone else's, sent with kubevisa's credential and their Impersonate-User.
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const forwardsBody = req.method !== 'GET' && req.method !== 'HEAD' && (declared > 0 || chunked);
+    const headers = upstreamHeaders(
+      req.rawHeaders,
+      { bearerToken: upstream.token(), impersonateUser: person.impersonate },
+      upstream.host,
+    );
+    if (forwardsBody) {
+      if (chunked) headers['transfer-encoding'] = 'chunked';
+      else headers['content-length'] = String(declared);
+    }
     let closeReason: string | undefined;
     const upstreamReq = httpsRequest({
       agent: upstream.agent,
@@ -115,11 +131,7 @@ export class Gateway {
       port: upstream.port,
       method: req.method,
       path: info.path + (query ? `?${query}` : ''),
-      headers: upstreamHeaders(
-        req.rawHeaders,
-        { bearerToken: upstream.token(), impersonateUser: person.impersonate },
-        upstream.host,
-      ),
+      headers,
       ...(upstream.ca ? { ca: upstream.ca } : {}),
       ...(upstream.servername ? { servername: upstream.servername } : {}),
       rejectUnauthorized: upstream.rejectUnauthorized,
@@ -173,11 +185,7 @@ export class Gateway {
         ...(closeReason ? { closeReason } : !res.writableFinished ? { closeReason: 'client went away' } : {}),
       });
     });
-    if (
-      req.method === 'GET' ||
-      req.method === 'HEAD' ||
-      (declared === 0 && req.headers['transfer-encoding'] === undefined)
-    ) {
+    if (!forwardsBody) {
       upstreamReq.end();
       req.resume();
     } else {
@@ -300,6 +308,14 @@ export class Gateway {
     upstreamReq.on('response', (upstreamRes) => {
       // Not upgraded: relay the answer, then close both sides so nothing can be smuggled on either connection.
       const status = upstreamRes.statusCode ?? 502;
+      if (status >= 300 && status < 400 && status !== 304) {
+        // As for plain requests: a redirect is never relayed, so its Location never reaches the client.
+        upstreamRes.resume();
+        upstreamReq.destroy();
+        rawStatus(socket, 502, 'BadGateway', 'the cluster answered with a redirect, which the gateway does not follow');
+        finish(502);
+        return;
+      }
       const chunks: Buffer[] = [];
       let size = 0;
       upstreamRes.on('data', (c: Buffer) => {
@@ -308,9 +324,8 @@ export class Gateway {
       });
       upstreamRes.on('end', () => {
         const body = Buffer.concat(chunks);
-        const headers = downstreamRawHeaders(upstreamRes.rawHeaders).filter(
-          (_, i, all) => i % 2 === 1 || !/^content-length$/i.test(all[i]!),
-        );
+        // Filtered by (name, value) pair: Content-Length is replaced below to match the (possibly cut) body.
+        const headers = downstreamRawHeaders(upstreamRes.rawHeaders);
         const lines = [`HTTP/1.1 ${status} ${upstreamRes.statusMessage ?? ''}`];
         for (let i = 0; i < headers.length; i += 2) {
           if (!/^content-length$/i.test(headers[i]!)) lines.push(`${headers[i]}: ${headers[i + 1]}`);
@@ -336,9 +351,7 @@ export class Gateway {
 
   // ---- shared checks ----
 
-  private async admit(
-    req: IncomingMessage,
-  ): Promise<
+  private async admit(req: IncomingMessage): Promise<
     | {
         ok: true;
         upstream: UpstreamCluster;

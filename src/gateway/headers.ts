@@ -15,6 +15,8 @@ const ALWAYS_DROPPED = new Set([
   'te',
   'trailer',
   'transfer-encoding',
+  // Body framing is set by the gateway from what it actually forwards (gateway.ts), never copied from the client.
+  'content-length',
   'upgrade',
   'host',
   'forwarded',

@@ -35,6 +35,20 @@ export function splitGatewayUrl(rawUrl: string): { cluster: string; path: string
   if (FORBIDDEN_ENCODINGS.test(rawPath))
     throw new NonCanonicalPath('encoded slashes, dots, backslashes or percent signs are not allowed in the path');
   if (/%(?![0-9a-fA-F]{2})/.test(rawPath)) throw new NonCanonicalPath('malformed percent-encoding in the path');
+  // kube-apiserver decodes the path before reading it, so `%61pi`, `%6Eamespaces` or `%77atch` mean `api`,
+  // `namespaces` and `watch` there but not here: the namespace check would read a different request than the one
+  // Kubernetes runs. Canonical URLs (RFC 3986 §6.2.2.2; what kubectl sends) never encode these characters.
+  for (const [, hex] of rawPath.matchAll(/%([0-9a-fA-F]{2})/g)) {
+    if (/[A-Za-z0-9\-._~]/.test(String.fromCharCode(parseInt(hex!, 16))))
+      throw new NonCanonicalPath(
+        'percent-encoded letters, digits or -._~ are not allowed in the path: send them as they are',
+      );
+  }
+  try {
+    decodeURIComponent(rawPath);
+  } catch {
+    throw new NonCanonicalPath('the percent-encoding in the path is not valid UTF-8');
+  }
   const segments = rawPath.split('/');
   if (segments.some((s) => s === '.' || s === '..'))
     throw new NonCanonicalPath('dot segments (. and ..) are not allowed in the path');
@@ -46,6 +60,9 @@ export function splitGatewayUrl(rawUrl: string): { cluster: string; path: string
 }
 
 const WATCH_PARAM = /(?:^|&)watch=(?:true|1)(?:&|$)/;
+/** Path segments kube-apiserver's RequestInfo reads as the verb (k8s.io/apiserver/pkg/endpoints/request). */
+const SPECIAL_VERBS = new Set(['watch', 'proxy']);
+const NAMESPACE_SUBRESOURCES = new Set(['status', 'finalize']);
 
 /** Reads the request's attributes (pure; the path is already canonical). */
 export function requestInfo(method: string, path: string, query: string): RequestInfo {
@@ -65,35 +82,22 @@ export function requestInfo(method: string, path: string, query: string): Reques
     return { ...base, isResourceRequest: false, verb: method.toLowerCase() };
   }
   if (rest.length === 0) return { ...base, apiGroup, apiVersion, isResourceRequest: false, verb: method.toLowerCase() };
+  // kube-apiserver still serves the deprecated /watch/… and /proxy/… forms (`/api/v1/watch/namespaces/<ns>/pods`)
+  // and reads the namespace after them; so must the gateway, or its namespace check is walked around.
+  let specialVerb: string | undefined;
+  if (SPECIAL_VERBS.has(rest[0]!) && rest.length >= 2) {
+    specialVerb = rest[0];
+    rest = rest.slice(1);
+  }
   let namespace: string | undefined;
-  // /namespaces/<ns>/<resource>… is namespaced; /namespaces/<ns> alone is the namespace object itself.
+  // /namespaces/<ns>/<resource>… is namespaced; /namespaces/<ns> alone (or with status/finalize) is the namespace
+  // object itself.
   if (rest[0] === 'namespaces' && rest.length >= 2) {
     namespace = decodeURIComponent(rest[1]!);
-    rest = rest.length === 2 ? ['namespaces', rest[1]!] : rest.slice(2);
+    if (rest.length > 2 && !NAMESPACE_SUBRESOURCES.has(rest[2]!)) rest = rest.slice(2);
   }
   const [resource, name, subresource] = rest.map((p) => decodeURIComponent(p));
-  const watching = WATCH_PARAM.test(query);
-  let verb: string;
-  switch (method) {
-    case 'GET':
-    case 'HEAD':
-      verb = name === undefined ? (watching ? 'watch' : 'list') : watching ? 'watch' : 'get';
-      break;
-    case 'POST':
-      verb = 'create';
-      break;
-    case 'PUT':
-      verb = 'update';
-      break;
-    case 'PATCH':
-      verb = 'patch';
-      break;
-    case 'DELETE':
-      verb = name === undefined ? 'deletecollection' : 'delete';
-      break;
-    default:
-      verb = method.toLowerCase();
-  }
+  const verb = specialVerb ?? verbOf(method, name, WATCH_PARAM.test(query));
   return {
     ...base,
     apiGroup,
@@ -105,6 +109,24 @@ export function requestInfo(method: string, path: string, query: string): Reques
     ...(name !== undefined ? { name } : {}),
     ...(subresource !== undefined ? { subresource } : {}),
   };
+}
+
+function verbOf(method: string, name: string | undefined, watching: boolean): string {
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+      return watching ? 'watch' : name === undefined ? 'list' : 'get';
+    case 'POST':
+      return 'create';
+    case 'PUT':
+      return 'update';
+    case 'PATCH':
+      return 'patch';
+    case 'DELETE':
+      return name === undefined ? 'deletecollection' : 'delete';
+    default:
+      return method.toLowerCase();
+  }
 }
 
 /** The query parameters worth recording, as fields; the raw query string (which may hold anything) is never kept. */

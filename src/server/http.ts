@@ -79,6 +79,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
         headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: 120_000,
         keepAliveTimeout: 65_000,
+        // Node checks the two timeouts above only this often (default 30 s): slowloris must not get 40 s.
+        connectionsCheckingInterval: 1000,
       };
       const server = options.https
         ? createHttpsServer({ ...options.https, ...limits }, onRequest)
