@@ -97,6 +97,19 @@ export class Reconciler {
     }
   }
 
+  /**
+   * Resolves once no pass for this cluster is running or queued, i.e. the cluster reflects every change
+   * committed before the call (a direct-mode token must not be minted for a ServiceAccount a stale pass is
+   * about to delete).
+   */
+  async whenSettled(name: string): Promise<void> {
+    for (let current = this.running.get(name); current; current = this.running.get(name)) {
+      await current.catch(() => undefined);
+      // The `finally` of a pass starts the queued one synchronously, so the loop sees it.
+      await Promise.resolve();
+    }
+  }
+
   status(): PassReport[] {
     return [...this.lastReport.values()];
   }

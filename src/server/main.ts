@@ -180,6 +180,7 @@ export async function startServer(
       const remainingSeconds = Math.ceil((Math.max(...visas.map((v) => v.notAfter)) - now) / 1000);
       const seconds = Math.min(MAX_TOKEN_SECONDS, Math.max(MIN_TOKEN_SECONDS, remainingSeconds));
       const saName = serviceAccountName(caller.actor.email);
+      await reconciler.whenSettled(name);
       let issued;
       try {
         issued = await cluster.createServiceAccountToken(saName, seconds);
