@@ -3,7 +3,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
+import { debuggerProfile } from '../src/rbac/profiles.ts';
+import { gateways } from '../src/gateway/wire.ts';
 import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';
 
 let env: KubevisaEnv;
@@ -62,8 +67,15 @@ function readLine(port: number): Promise<string> {
 }
 
 before(async () => {
-  env = await startKubevisaEnv({ tls: true, autoApproval: false });
-  for (const ns of ['gw-dev', 'gw-debug', 'gw-other', 'gw-cut', 'gw-expire'])
+  // The same rights as debugger, without session recording: exec over SPDY is only allowed unrecorded.
+  const plain = {
+    ...debuggerProfile,
+    name: 'debugger-plain',
+    recordSessions: false,
+    description: 'debugger without recording (tests)',
+  };
+  env = await startKubevisaEnv({ tls: true, autoApproval: false, extraProfiles: [plain] });
+  for (const ns of ['gw-dev', 'gw-debug', 'gw-plain', 'gw-other', 'gw-cut', 'gw-expire'])
     await env.kOk(['create', 'namespace', ns]);
   await env.startInProcess();
   admin = (await loginAs(env.serverUrl, people.sam)).token;
@@ -75,11 +87,16 @@ before(async () => {
     contractors: [people.cora.email],
     sponsor: people.sam.email,
     endsAt: inDays(5),
-    ceiling: { clusters: [CLUSTER], namespacePatterns: ['gw-*'], profiles: ['viewer', 'developer', 'debugger'] },
+    ceiling: {
+      clusters: [CLUSTER],
+      namespacePatterns: ['gw-*'],
+      profiles: ['viewer', 'developer', 'debugger', 'debugger-plain'],
+    },
     maxVisaDuration: '8h',
   });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   await runningPod('gw-debug', 'app');
+  await runningPod('gw-plain', 'app');
   await runningPod('gw-cut', 'app');
   await runningPod('gw-expire', 'app');
 });
@@ -92,10 +109,12 @@ describe('kubectl through the gateway', () => {
   before(async () => {
     const dev = await grant('developer', ['gw-dev']);
     const debug = await grant('debugger', ['gw-debug']);
+    const plain = await grant('debugger-plain', ['gw-plain']);
     kubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora');
     for (const [ns, visa] of [
       ['gw-dev', dev],
       ['gw-debug', debug],
+      ['gw-plain', plain],
     ] as const) {
       await eventually(
         `RoleBinding in ${ns}`,
@@ -185,23 +204,106 @@ describe('kubectl through the gateway', () => {
     ['WebSocket', {}],
     ['SPDY', { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' }],
   ] as const) {
-    test(`exec (${protocol})`, async () => {
+    test(`exec and attach (${protocol})`, async () => {
       const result = await gk(
-        ['exec', '-n', 'gw-debug', 'app', '--', 'sh', '-c', 'echo via-gateway-$((6*7))'],
+        ['exec', '-n', 'gw-plain', 'app', '--', 'sh', '-c', 'echo via-gateway-$((6*7))'],
         kubeconfig,
         extra,
       );
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, 'via-gateway-42\n');
       const stdin = await gk(
-        ['exec', '-i', '-n', 'gw-debug', 'app', '--', 'head', '-c', '5'],
+        ['exec', '-i', '-n', 'gw-plain', 'app', '--', 'head', '-c', '5'],
         kubeconfig,
         extra,
         'hello world',
       );
       assert.equal(stdin.stdout, 'hello');
+      const attach = kubectlBackground(env.cp.binaries.kubectl, ['attach', '-n', 'gw-plain', 'app'], {
+        kubeconfig,
+        env: extra,
+      });
+      try {
+        await new Promise((r) => setTimeout(r, 1000));
+        await env.cp.appendPodLog(`attached-${protocol}`);
+        await attach.waitFor(new RegExp(`attached-${protocol}`));
+      } finally {
+        attach.child.kill();
+      }
     });
   }
+
+  test('a recorded profile records exec as asciicast v2, listed in the audit trail; SPDY, which cannot be recorded, is refused', async () => {
+    const result = await gk(
+      [
+        'exec',
+        '-i',
+        '-n',
+        'gw-debug',
+        'app',
+        '--',
+        'sh',
+        '-c',
+        'read line; echo "got $line"; echo recorded-session-output',
+      ],
+      kubeconfig,
+      {},
+      'typed-input\n',
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /got typed-input/);
+    const handle = gateways.get(env.server!.context)!;
+    await eventually('the recording is in the audit trail', 5000, async () => {
+      await handle.gateway.flushAudit();
+      const events = await env.server!.store.listAudit({
+        action: 'gateway.stream',
+        personId: cora.personId,
+        limit: 10_000,
+      });
+      return events.some(
+        (e) => JSON.stringify(e.details.query).includes('recorded-session-output') && e.details.recording !== undefined,
+      );
+    });
+    const events = await env.server!.store.listAudit({
+      action: 'gateway.stream',
+      personId: cora.personId,
+      limit: 10_000,
+    });
+    const event = events.find((e) => JSON.stringify(e.details.query).includes('recorded-session-output'))!;
+    const recording = event.details.recording as { file: string; sha256: string; bytes: number };
+    assert.ok(existsSync(recording.file));
+    const lines = readFileSync(recording.file, 'utf8').trim().split('\n');
+    const header = JSON.parse(lines[0]!) as { version: number; title: string };
+    assert.equal(header.version, 2);
+    assert.match(header.title, /cora@vendor\.example exec test\/gw-debug\/app/);
+    const records = lines.slice(1).map((l) => JSON.parse(l) as [number, string, string]);
+    assert.ok(
+      records.some(([, code, data]) => code === 'o' && data.includes('recorded-session-output')),
+      'output recorded',
+    );
+    assert.ok(
+      records.some(([, code, data]) => code === 'i' && data.includes('typed-input')),
+      'input recorded',
+    );
+    assert.equal(readFileSync(recording.file).length, recording.bytes);
+    const spdy = await gk(['exec', '-n', 'gw-debug', 'app', '--', 'true'], kubeconfig, {
+      KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false',
+    });
+    assert.notEqual(spdy.code, 0);
+    assert.match(spdy.stderr, /records exec and attach sessions/);
+  });
+
+  test('cp copies a file out of the pod', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kubevisa-cp-'));
+    const target = join(dir, 'hostname');
+    const copied = await gk(['cp', 'gw-plain/app:/etc/hostname', target], kubeconfig);
+    assert.equal(copied.code, 0, copied.stderr);
+    assert.equal(
+      readFileSync(target, 'utf8'),
+      readFileSync('/etc/hostname', 'utf8'),
+      'kwok runs the container side on this machine',
+    );
+  });
 
   for (const [protocol, extra] of [
     ['WebSocket', {}],

@@ -17,6 +17,9 @@ import { allowedUpgrade, downstreamRawHeaders, hasBearerSubprotocol, upstreamHea
 import { RateLimiter } from './rate-limit.ts';
 import { auditedQuery, NonCanonicalPath, requestInfo, splitGatewayUrl, type RequestInfo } from './request-info.ts';
 import { StreamRegistry, type OpenStream } from './streams.ts';
+import { startRecording, type Recording } from './recording.ts';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 
 export interface UpstreamCluster {
   name: string;
@@ -45,6 +48,8 @@ export interface GatewayOptions {
   sessionRecheckMs?: number;
   now?: () => number;
   onAuditError?: (error: Error) => void;
+  /** Where exec/attach recordings (asciicast v2) are written, for profiles that ask for recording. */
+  recordingsDir?: string;
 }
 
 interface Authenticated {
@@ -229,6 +234,29 @@ export class Gateway {
       return rawStatus(socket, admitted.status, admitted.reason, admitted.message, admitted.retryAfter);
     }
     const { upstream, info, person, visaId, query } = admitted;
+    const recorded = admitted.recordSessions && (info.subresource === 'exec' || info.subresource === 'attach');
+    if (recorded && protocol !== 'websocket') {
+      return rawStatus(
+        socket,
+        400,
+        'BadRequest',
+        "this visa's profile records exec and attach sessions, which needs the WebSocket protocol: kubectl 1.30 and later use it unless KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false",
+      );
+    }
+    let recording: Recording | undefined;
+    if (recorded && this.options.recordingsDir) {
+      const day = new Date(startedAt).toISOString().slice(0, 10);
+      recording = await startRecording(
+        join(this.options.recordingsDir, day, `${visaId}-${startedAt}-${randomUUID().slice(0, 8)}.cast`),
+        {
+          title: `${person.email} ${info.subresource} ${upstream.name}/${info.namespace ?? ''}/${info.name ?? ''}`,
+          startedAt,
+          ...(auditedQuery(query).command
+            ? { command: ([] as string[]).concat(auditedQuery(query).command!).join(' ') }
+            : {}),
+        },
+      );
+    }
     let closeReason: string | undefined;
     let upstreamSocket: Duplex | undefined;
     let bytesIn = 0;
@@ -264,24 +292,29 @@ export class Gateway {
         socket.destroy();
       },
     });
-    let recorded = false;
+    let finished = false;
     const finish = (status: number) => {
-      if (recorded) return;
-      recorded = true;
+      if (finished) return;
+      finished = true;
       this.streams.remove(stream);
-      this.record(req, {
-        person,
-        visaId,
-        cluster: upstream.name,
-        info,
-        query,
-        status,
-        startedAt,
-        bytesIn,
-        bytesOut,
-        upgrade: protocol,
-        ...(closeReason ? { closeReason } : {}),
-      });
+      void (recording ? recording.close() : Promise.resolve(undefined)).then((saved) =>
+        this.record(req, {
+          person,
+          visaId,
+          cluster: upstream.name,
+          info,
+          query,
+          status,
+          startedAt,
+          bytesIn,
+          bytesOut,
+          upgrade: protocol,
+          ...(closeReason ? { closeReason } : {}),
+          ...(recording && saved
+            ? { recording: { file: recording.file, bytes: saved.bytes, sha256: saved.sha256 } }
+            : {}),
+        }),
+      );
     };
     upstreamReq.on('upgrade', (upstreamRes, upSocket, upHead) => {
       upstreamSocket = upSocket;
@@ -292,8 +325,18 @@ export class Gateway {
       socket.write(lines.join('\r\n') + '\r\n\r\n');
       if (upHead.length > 0) socket.write(upHead);
       if (head.length > 0) upSocket.write(head);
-      upSocket.on('data', (c: Buffer) => (bytesOut += c.length));
-      socket.on('data', (c: Buffer) => (bytesIn += c.length));
+      if (recording) {
+        if (upHead.length > 0) recording.output(upHead);
+        if (head.length > 0) recording.input(head);
+      }
+      upSocket.on('data', (c: Buffer) => {
+        bytesOut += c.length;
+        recording?.output(c);
+      });
+      socket.on('data', (c: Buffer) => {
+        bytesIn += c.length;
+        recording?.input(c);
+      });
       socket.pipe(upSocket);
       upSocket.pipe(socket);
       const end = () => {
@@ -358,6 +401,8 @@ export class Gateway {
         info: RequestInfo;
         person: PersonEntry;
         visaId: string;
+        /** The visa's profile asks for exec/attach sessions to be recorded. */
+        recordSessions: boolean;
         query: string;
         auth: Authenticated;
       }
@@ -423,6 +468,7 @@ export class Gateway {
       info,
       person: decision.person,
       visaId: decision.grant.visaId,
+      recordSessions: decision.grant.recordSessions,
       query: split.query,
       auth,
     };
@@ -508,6 +554,7 @@ export class Gateway {
       bytesOut: number;
       closeReason?: string;
       upgrade?: string;
+      recording?: { file: string; bytes: number; sha256: string };
     },
   ): void {
     const event: NewAuditEvent = {
@@ -532,6 +579,7 @@ export class Gateway {
         bytesOut: r.bytesOut,
         durationMs: this.now() - r.startedAt,
         ...(r.upgrade ? { protocol: r.upgrade } : {}),
+        ...(r.recording ? { recording: r.recording } : {}),
         query: auditedQuery(r.query),
       },
       source: sourceOf(req),

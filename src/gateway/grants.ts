@@ -14,6 +14,9 @@ export interface Grant {
   namespaces: ReadonlySet<string>;
   notBefore: number;
   notAfter: number;
+  profile: string;
+  /** The profile asks for exec/attach sessions to be recorded. */
+  recordSessions: boolean;
 }
 
 export interface PersonEntry {
@@ -36,14 +39,16 @@ export class GrantIndex {
   }
 
   async rebuild(): Promise<void> {
-    const [visas, persons] = await Promise.all([
+    const [visas, persons, profiles] = await Promise.all([
       this.store.listVisasInStates(['approved', 'active']),
       this.store.listPersons(),
+      this.store.listProfiles(),
     ]);
+    const recorded = new Set(profiles.filter((p) => p.recordSessions).map((p) => p.name));
     const byPerson = new Map<string, Grant[]>();
     for (const visa of visas) {
       const list = byPerson.get(visa.personId) ?? [];
-      list.push(toGrant(visa));
+      list.push(toGrant(visa, recorded.has(visa.profile)));
       byPerson.set(visa.personId, list);
     }
     this.byPerson = byPerson;
@@ -114,7 +119,7 @@ export class GrantIndex {
   }
 }
 
-function toGrant(visa: Visa): Grant {
+function toGrant(visa: Visa, recordSessions: boolean): Grant {
   return {
     visaId: visa.id,
     personId: visa.personId,
@@ -122,5 +127,7 @@ function toGrant(visa: Visa): Grant {
     namespaces: new Set(visa.namespaces),
     notBefore: visa.notBefore,
     notAfter: visa.notAfter,
+    profile: visa.profile,
+    recordSessions,
   };
 }

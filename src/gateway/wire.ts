@@ -4,6 +4,7 @@
  * revocation and offboarding.
  */
 import { Agent } from 'node:https';
+import { join } from 'node:path';
 import { loadKubeConfig, connectionOf } from '../cluster/kubeconfig.ts';
 import { InvalidInput } from '../domain/errors.ts';
 import type { Extension, ServerContext } from '../server/context.ts';
@@ -32,7 +33,14 @@ export const wireGateway: Extension = async (context) => {
   for (const c of context.config.clusters) clusters.set(c.name, upstreamFor(c.name, c.kubeconfig));
   const index = new GrantIndex(context.store);
   await index.rebuild();
-  const gateway = new Gateway({ store: context.store, tokens: context.tokens, index, clusters, rateLimit });
+  const gateway = new Gateway({
+    store: context.store,
+    tokens: context.tokens,
+    index,
+    clusters,
+    rateLimit,
+    recordingsDir: join(context.config.dataDir, 'recordings'),
+  });
   gateways.set(context, { gateway, index });
 
   let deadlineTimer: NodeJS.Timeout | undefined;

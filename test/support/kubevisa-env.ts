@@ -15,11 +15,13 @@ import { completeLoginWithHttp, startDevIdp, type DevIdp } from '../../src/auth/
 import { installKubevisa } from '../../src/cluster/install.ts';
 import { freePorts, startControlPlane, type ControlPlane } from '../../src/devcluster/control-plane.ts';
 import { SHIPPED_PROFILES } from '../../src/rbac/profiles.ts';
+import type { Profile } from '../../src/domain/model.ts';
 import { parseServerConfig, type ServerConfig } from '../../src/server/config.ts';
 import { startServer, type RunningServer } from '../../src/server/main.ts';
 import { kubectl, kubectlOk } from './kubectl.ts';
 
 export const CLUSTER = 'test';
+const context = (server: RunningServer) => server.context;
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const cliPath = join(repoRoot, 'bin', 'kubevisa');
 
@@ -57,7 +59,12 @@ export interface KubevisaEnv {
 }
 
 export async function startKubevisaEnv(
-  options: { autoApproval?: boolean; tls?: boolean; extraConfig?: Record<string, unknown> } = {},
+  options: {
+    autoApproval?: boolean;
+    tls?: boolean;
+    extraConfig?: Record<string, unknown>;
+    extraProfiles?: Profile[];
+  } = {},
 ): Promise<KubevisaEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'kubevisa-e2e-'));
   const cp = await startControlPlane();
@@ -86,7 +93,7 @@ export async function startKubevisaEnv(
   const installed = await installKubevisa({
     adminKubeconfigPath: cp.adminKubeconfig,
     clusterName: CLUSTER,
-    profiles: [...SHIPPED_PROFILES],
+    profiles: [...SHIPPED_PROFILES, ...(options.extraProfiles ?? [])],
   });
   const dataDir = join(dir, 'data');
   await mkdir(join(dataDir, 'clusters'), { recursive: true, mode: 0o700 });
@@ -139,6 +146,13 @@ export async function startKubevisaEnv(
     server: undefined,
     async startInProcess() {
       env.server = await startServer(config);
+      const extra = options.extraProfiles ?? [];
+      if (extra.length > 0) {
+        await env.server.store.transaction(async (tx) => {
+          for (const profile of extra) await tx.upsertProfile(profile);
+        });
+        context(env.server).events.emit('visas-changed');
+      }
       return env.server;
     },
     async stop() {
