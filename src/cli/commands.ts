@@ -391,4 +391,247 @@ export const commands: CommandSpec[] = [
     },
     load: () => import('./commands/demo-idp-login.ts'),
   },
+  {
+    path: ['scan', 'cluster'],
+    summary:
+      'Scan a whole cluster: shadow access, broad groups, risky permissions, legacy tokens, drift (admins, auditors)',
+    usage:
+      'kubevisa scan cluster [--cluster NAME] [--all] [--min-severity S] | [--subject S] [--namespace NS] [--verb V] [--resource R] [--matrix]',
+    examples: [
+      'kubevisa scan cluster --cluster prod',
+      'kubevisa scan cluster --cluster prod --verb get --resource secrets     # who can read Secrets, where',
+      'kubevisa scan cluster --cluster prod --subject cora@vendor.example -o json',
+    ],
+    options: {
+      cluster: { type: 'string', description: 'the cluster (default: the only one)', placeholder: 'NAME' },
+      all: { type: 'boolean', description: "also show Kubernetes' own defaults and visas' declared risks" },
+      'min-severity': {
+        type: 'string',
+        description: 'hide findings below: critical, high, medium, low (default) or info',
+        placeholder: 'S',
+      },
+      subject: {
+        type: 'string',
+        description: 'who can do what: this user, group or ServiceAccount (ns/name)',
+        placeholder: 'S',
+      },
+      namespace: { type: 'string', description: 'who can do what in this namespace', placeholder: 'NS' },
+      verb: { type: 'string', description: 'who can do this verb (get, create, escalate…)', placeholder: 'V' },
+      resource: { type: 'string', description: 'on this resource (secrets, pods/exec…)', placeholder: 'R' },
+      matrix: { type: 'boolean', description: 'the whole who-can-do-what matrix (large)' },
+      ...connection,
+      ...outputOption,
+    },
+    load: () => import('./commands/scan-cluster.ts'),
+  },
+  {
+    path: ['scan', 'usage'],
+    summary: 'When each live visa was last used, and which are stale (admins, auditors); exits 1 if any is stale',
+    usage: 'kubevisa scan usage [-o json|yaml]',
+    examples: ['kubevisa scan usage', 'kubevisa scan usage -o json | jq ".visas[] | select(.stale)"'],
+    options: { ...connection, ...outputOption },
+    load: () => import('./commands/scan-usage.ts'),
+  },
+  {
+    path: ['scan', 'kubeconfig'],
+    summary: 'List the credentials kubeconfig files hold, with a risk rating; never prints a secret',
+    usage: 'kubevisa scan kubeconfig [FILE…] [--check] [-o json|yaml]',
+    positionals: ['FILE'],
+    examples: [
+      'kubevisa scan kubeconfig                     # $KUBECONFIG, else ~/.kube/config',
+      'kubevisa scan kubeconfig ~/Downloads/*.yaml --check   # and whether each still authenticates',
+    ],
+    options: {
+      check: {
+        type: 'boolean',
+        description: "ask each context's cluster whether its credential still works (a SelfSubjectReview)",
+      },
+      ...outputOption,
+    },
+    load: () => import('./commands/scan-kubeconfig.ts'),
+  },
+  // The audit trail (issue 6): read, export, verify, checkpoint, evidence packs.
+  ...((): CommandSpec[] => {
+    const filters: Record<string, OptionSpec> = {
+      person: { type: 'string', description: 'events by or about a person (email or id)', placeholder: 'EMAIL' },
+      visa: { type: 'string', description: 'events of a visa', placeholder: 'ID' },
+      engagement: { type: 'string', description: 'events of an engagement (id or name)', placeholder: 'ID' },
+      cluster: { type: 'string', description: 'events in a cluster', placeholder: 'NAME' },
+      namespace: { type: 'string', description: 'events in a namespace', placeholder: 'NS' },
+      action: { type: 'string', description: 'one action, e.g. visa.revoked', placeholder: 'ACTION' },
+      since: {
+        type: 'string',
+        description: 'events at or after a time (RFC 3339) or that long ago (24h, 7d)',
+        placeholder: 'WHEN',
+      },
+      until: { type: 'string', description: 'events before a time (RFC 3339) or that long ago', placeholder: 'WHEN' },
+    };
+    return [
+      {
+        path: ['audit', 'tail'],
+        summary: 'Show the newest audit events; with -f, keep showing new ones (admins and auditors)',
+        usage: 'kubevisa audit tail [-n N] [-f] [--person P] [--visa V] [--cluster C] [--namespace N] [--since WHEN]',
+        examples: [
+          'kubevisa audit tail -n 50',
+          'kubevisa audit tail -f --cluster prod',
+          'kubevisa audit tail -f -o json',
+        ],
+        options: {
+          lines: { type: 'string', short: 'n', description: 'how many events (default 20)', placeholder: 'N' },
+          follow: { type: 'boolean', short: 'f', description: 'keep showing events as they are appended' },
+          ...filters,
+          ...connection,
+          ...outputOption,
+        },
+        load: () => import('./commands/audit-tail.ts'),
+      },
+      {
+        path: ['audit', 'search'],
+        summary: 'Find audit events by person, visa, engagement, cluster, namespace, action and time',
+        usage:
+          'kubevisa audit search [--person P] [--visa V] [--engagement E] [--cluster C] [--namespace N] [--action A] [--since WHEN] [--until WHEN] [--limit N] [--after SEQ]',
+        examples: [
+          'kubevisa audit search --person cora@vendor.example --since 7d',
+          'kubevisa audit search --cluster prod --namespace payments --action visa.approved -o json',
+        ],
+        options: {
+          ...filters,
+          limit: { type: 'string', description: 'most events shown (default 100, at most 10000)', placeholder: 'N' },
+          after: { type: 'string', description: 'only events after this seq (the next page)', placeholder: 'SEQ' },
+          ...connection,
+          ...outputOption,
+        },
+        load: () => import('./commands/audit-search.ts'),
+      },
+      {
+        path: ['audit', 'export'],
+        summary: 'Export audit events as JSON lines (for a SIEM, or to verify offline)',
+        usage: 'kubevisa audit export [--out FILE] [filters as audit search]',
+        examples: [
+          'kubevisa audit export --out trail.jsonl && kubevisa audit verify --from trail.jsonl',
+          'kubevisa audit export --since 24h | siem-ingest',
+        ],
+        options: {
+          out: {
+            type: 'string',
+            description: 'write to FILE (created, never overwritten) instead of stdout',
+            placeholder: 'FILE',
+          },
+          ...filters,
+          ...connection,
+        },
+        load: () => import('./commands/audit-export.ts'),
+      },
+      {
+        path: ['audit', 'verify'],
+        summary: 'Verify the audit trail: on the server, or offline on an exported file; exits 1 on any fault',
+        usage:
+          'kubevisa audit verify [--checkpoint FILE…] | kubevisa audit verify --from FILE [--checkpoint FILE…] [--public-key FILE]',
+        examples: [
+          'kubevisa audit verify',
+          'kubevisa audit verify --from events.jsonl --checkpoint checkpoints.json --public-key public-key.pem',
+          'kubevisa audit verify --checkpoint kept-checkpoint.json   # was the trail rolled back since?',
+        ],
+        options: {
+          from: { type: 'string', description: 'verify this exported file on this machine', placeholder: 'FILE' },
+          checkpoint: {
+            type: 'string',
+            multiple: true,
+            description:
+              'signed checkpoints to hold the trail to (a file with one, an array, or JSON lines; repeatable)',
+            placeholder: 'FILE',
+          },
+          'public-key': {
+            type: 'string',
+            description: 'with --from: the PEM public key the checkpoints must be signed with',
+            placeholder: 'FILE',
+          },
+          ...connection,
+          ...outputOption,
+        },
+        load: () => import('./commands/audit-verify.ts'),
+      },
+      {
+        path: ['audit', 'checkpoint'],
+        summary: "Sign a checkpoint of the audit trail's head now (admins and auditors)",
+        usage: 'kubevisa audit checkpoint [-o json]',
+        examples: ['kubevisa audit checkpoint -o json > checkpoint-$(date +%F).json'],
+        options: { ...connection, ...outputOption },
+        load: () => import('./commands/audit-checkpoint.ts'),
+      },
+      {
+        path: ['audit', 'evidence'],
+        summary: "Write an engagement's evidence pack (events, checkpoints, public key, how to verify it offline)",
+        usage: 'kubevisa audit evidence --engagement ID [--out DIR]',
+        examples: ['kubevisa audit evidence --engagement acme-q3 --out ./evidence-acme'],
+        options: {
+          engagement: { type: 'string', description: 'the engagement (id or name)', placeholder: 'ID' },
+          out: {
+            type: 'string',
+            description: 'a new folder for the pack (default evidence-NAME-DATE)',
+            placeholder: 'DIR',
+          },
+          ...connection,
+          ...outputOption,
+        },
+        load: () => import('./commands/audit-evidence.ts'),
+      },
+    ];
+  })(),
+  {
+    path: ['scim', 'token', 'create'],
+    summary: "Create a SCIM bearer token for one identity provider's provisioning (admin); shown once",
+    usage: 'kubevisa scim token create --idp NAME [-o json]',
+    examples: [
+      'kubevisa scim token create --idp okta',
+      'kubevisa scim token create --idp entra -o json | jq -r .token',
+    ],
+    options: {
+      idp: {
+        type: 'string',
+        description: 'the identity provider it is for, e.g. okta or entra (named in the audit trail; required)',
+        placeholder: 'NAME',
+      },
+      ...connection,
+      ...outputOption,
+    },
+    load: () => import('./commands/scim-token-create.ts'),
+  },
+  {
+    path: ['scim', 'token', 'list'],
+    summary: 'List SCIM tokens: identity provider, state, last use (admins, auditors); never a secret',
+    usage: 'kubevisa scim token list [-o json|yaml]',
+    examples: ['kubevisa scim token list'],
+    options: { ...connection, ...outputOption },
+    load: () => import('./commands/scim-token-list.ts'),
+  },
+  {
+    path: ['scim', 'token', 'rotate'],
+    summary: 'Replace a SCIM token with a new one; the old one works for a grace period (admin)',
+    usage: 'kubevisa scim token rotate ID [--grace DURATION]',
+    positionals: ['ID'],
+    examples: [
+      'kubevisa scim token rotate st_x1y2 --grace 1h',
+      'kubevisa scim token rotate st_x1y2 --grace 0s   # old one ends now',
+    ],
+    options: {
+      grace: {
+        type: 'string',
+        description: 'how long the old token keeps working (default 1h, at most 7d; 0s revokes it now)',
+        placeholder: 'DURATION',
+      },
+      ...connection,
+      ...outputOption,
+    },
+    load: () => import('./commands/scim-token-rotate.ts'),
+  },
+  {
+    path: ['scim', 'token', 'revoke'],
+    summary: "Revoke a SCIM token now: the identity provider's next SCIM call gets 401 (admin)",
+    usage: 'kubevisa scim token revoke ID',
+    positionals: ['ID'],
+    examples: ['kubevisa scim token revoke st_x1y2'],
+    options: { ...connection, ...outputOption },
+    load: () => import('./commands/scim-token-revoke.ts'),
+  },
 ];

@@ -15,6 +15,8 @@ import {
   SYSTEM_NAMESPACE,
   VISAS_NAMESPACE,
   VISA_ROLE_BINDING_SELECTOR,
+  type ClusterRoleBinding,
+  type Role,
   type RoleBinding,
   type ServiceAccount,
 } from './objects.ts';
@@ -23,11 +25,21 @@ import {
   isRecord,
   kubernetesStatusOf,
   makeApis,
+  makeRawGet,
   toClusterError,
+  toClusterRole,
+  toClusterRoleBinding,
+  toRole,
   toRoleBinding,
   toServiceAccount,
+  toServiceAccountTokenSecret,
   type Apis,
+  type ListedClusterRole,
+  type RawGet,
+  type ServiceAccountTokenSecret,
 } from './transport.ts';
+
+export type { ListedClusterRole, ServiceAccountTokenSecret } from './transport.ts';
 
 /** TokenRequest's floor: kube-apiserver refuses shorter tokens. */
 export const MIN_TOKEN_SECONDS = 600;
@@ -48,6 +60,13 @@ const CLIENT_NODE_WATCH_INACTIVITY_SECONDS = 30;
 export const WATCH_MAX_BACKOFF_MS = 30_000;
 
 const LIST_PAGE_SIZE = 500;
+/** Page size of the whole-cluster RBAC lists: big pages, because a scan reads every object anyway. */
+const BULK_LIST_PAGE_SIZE = 2000;
+/**
+ * Asks kube-apiserver for metadata only, so a Secret's data never leaves the API server. No fallback type: a server
+ * that could not answer in this form (none since Kubernetes 1.15) must refuse rather than send the Secrets whole.
+ */
+const METADATA_ONLY = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
 
 /** A TokenRequest token. */
 export interface IssuedToken {
@@ -132,6 +151,23 @@ export interface ClusterClient {
   /** Who the cluster says kubevisa's credential is (SelfSubjectReview): a cheap check that it still works. */
   whoAmI(): Promise<{ username: string; groups: string[] }>;
 
+  // Reading the whole cluster's RBAC, for exposure scans (kubevisa's ClusterRole grants get/list/watch on it).
+  /** Every Role in every namespace. */
+  listRoles(): Promise<Role[]>;
+  /** Every ClusterRole, with its aggregation rule when it has one. */
+  listClusterRoles(): Promise<ListedClusterRole[]>;
+  /** Every RoleBinding in every namespace, kubevisa's and everyone else's. */
+  listRoleBindings(): Promise<RoleBinding[]>;
+  /** Every ClusterRoleBinding. */
+  listClusterRoleBindings(): Promise<ClusterRoleBinding[]>;
+  /**
+   * The metadata of every ServiceAccount token Secret (type `kubernetes.io/service-account-token`: tokens that
+   * never expire) in every namespace, asked for as metadata only so no token is ever transferred.
+   * kubevisa's own credential may not list Secrets (by design: a stolen kubevisa credential must not be worth every
+   * Secret), so this throws ClusterForbidden unless an admin chose to grant `list` on `secrets`.
+   */
+  listServiceAccountTokenSecrets(): Promise<ServiceAccountTokenSecret[]>;
+
   /**
    * Watches the visa RoleBindings in every namespace. It first reports every existing one as ADDED, then each
    * change, typically within a second. It resumes by itself when the server ends a watch and retries with backoff
@@ -183,6 +219,7 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
   const kubeConfig = loadKubeConfig(options, name);
   const connection = connectionOf(kubeConfig, name);
   const apis: Apis = makeApis(kubeConfig, timeoutMs);
+  const rawGet: RawGet = makeRawGet(kubeConfig, timeoutMs);
 
   const fail = (action: string) => (error: unknown) => {
     throw toClusterError(error, { cluster: name, server: connection.server, action, timeoutMs });
@@ -204,6 +241,35 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
     }
     return fail(action)(error);
   };
+
+  // Pages through a list with the raw client: at scan sizes (tens of thousands of bindings) client-node's model
+  // conversion costs more than the requests.
+  async function listAll<T>(
+    path: string,
+    what: string,
+    convert: (item: unknown) => T,
+    options: { fieldSelector?: string; accept?: string } = {},
+  ): Promise<T[]> {
+    const result: T[] = [];
+    let next: string | undefined;
+    do {
+      const page = await rawGet(
+        path,
+        { limit: String(BULK_LIST_PAGE_SIZE), continue: next, fieldSelector: options.fieldSelector },
+        options.accept,
+      ).catch(fail(`list ${what}`));
+      if (!isRecord(page) || !Array.isArray(page['items'])) {
+        throw new ClusterRequestFailed(`cannot list ${what}: cluster '${name}' answered without an items list`, {
+          details: { cluster: name },
+        });
+      }
+      for (const item of page['items']) result.push(convert(item));
+      const meta = page['metadata'];
+      const token = isRecord(meta) ? meta['continue'] : undefined;
+      next = typeof token === 'string' && token !== '' ? token : undefined;
+    } while (next !== undefined);
+    return result;
+  }
 
   async function requestToken(namespace: string, account: string, expirationSeconds: number): Promise<IssuedToken> {
     validateTokenSeconds(expirationSeconds);
@@ -383,6 +449,37 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
         .catch(fail('ask the cluster who kubevisa is'));
       const user = review.status?.userInfo;
       return { username: user?.username ?? '', groups: user?.groups ?? [] };
+    },
+
+    listRoles() {
+      return listAll('/apis/rbac.authorization.k8s.io/v1/roles', 'Roles', (item) => toRole(item, name));
+    },
+
+    listClusterRoles() {
+      return listAll('/apis/rbac.authorization.k8s.io/v1/clusterroles', 'ClusterRoles', (item) =>
+        toClusterRole(item, name),
+      );
+    },
+
+    listRoleBindings() {
+      return listAll('/apis/rbac.authorization.k8s.io/v1/rolebindings', 'RoleBindings', (item) =>
+        toRoleBinding(item, name),
+      );
+    },
+
+    listClusterRoleBindings() {
+      return listAll('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', 'ClusterRoleBindings', (item) =>
+        toClusterRoleBinding(item, name),
+      );
+    },
+
+    listServiceAccountTokenSecrets() {
+      return listAll(
+        '/api/v1/secrets',
+        'ServiceAccount token Secrets (metadata only)',
+        (item) => toServiceAccountTokenSecret(item, name),
+        { fieldSelector: 'type=kubernetes.io/service-account-token', accept: METADATA_ONLY },
+      );
     },
 
     watchManagedRoleBindings(onEvent, onError) {

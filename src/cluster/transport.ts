@@ -15,7 +15,10 @@ import {
   type RequestContext,
   type ResponseContext,
 } from '@kubernetes/client-node';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { KubevisaError } from '../domain/errors.ts';
+import type { PolicyRule } from '../domain/model.ts';
 import {
   AlreadyExists,
   ClusterForbidden,
@@ -25,7 +28,16 @@ import {
   ObjectMissing,
   ResourceVersionConflict,
 } from './errors.ts';
-import type { ObjectMeta, RoleBinding, RoleRef, ServiceAccount, Subject } from './objects.ts';
+import type {
+  ClusterRole,
+  ClusterRoleBinding,
+  ObjectMeta,
+  Role,
+  RoleBinding,
+  RoleRef,
+  ServiceAccount,
+  Subject,
+} from './objects.ts';
 
 /** The default limit on one API request, in milliseconds: connecting, sending and reading the whole answer. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
@@ -66,6 +78,82 @@ export function makeApis(kubeConfig: KubeConfig, requestTimeoutMs: number): Apis
     rbac: new RbacAuthorizationV1Api(configuration),
     authorization: new AuthorizationV1Api(configuration),
     authentication: new AuthenticationV1Api(configuration),
+  };
+}
+
+/** A GET that returns the parsed JSON body, for answers client-node's models cannot express or would slow down. */
+export type RawGet = (path: string, query: Record<string, string | undefined>, accept?: string) => Promise<unknown>;
+
+/** Answers larger than this are refused (bytes): one page of a list is far below it. */
+const MAX_RAW_BODY_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Plain GETs with the kubeconfig's credential (client-node applies the certificate, token or exec plugin) and the
+ * same timeout and User-Agent as `makeApis`. Used for bulk lists, where client-node's model conversion of tens of
+ * thousands of objects costs more than the request, and for metadata-only lists (`Accept:
+ * ...;as=PartialObjectMetadataList`), which its models cannot ask for. Failures are shaped like client-node's, so
+ * `toClusterError` reads them: `{ statusCode, body }` for an answer, the socket error otherwise.
+ */
+export function makeRawGet(kubeConfig: KubeConfig, requestTimeoutMs: number): RawGet {
+  const cluster = kubeConfig.getCurrentCluster();
+  if (cluster === null) throw new Error('makeRawGet: the kubeconfig has no current cluster');
+  const base = cluster.server.replace(/\/+$/, '');
+  return async (path, query, accept = 'application/json') => {
+    const url = new URL(base + path);
+    for (const [name, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(name, value);
+    const options: RequestOptions & { headers: Record<string, string> } = {
+      method: 'GET',
+      headers: { Accept: accept, 'User-Agent': 'kubevisa' },
+    };
+    await kubeConfig.applyToHTTPSOptions(options);
+    const plain = url.protocol === 'http:';
+    // client-node builds an https agent; a plain-http server (a loopback test stand-in) needs none.
+    if (plain) delete options.agent;
+    return new Promise<unknown>((resolve, reject) => {
+      let settled = false;
+      const finish = (error: unknown, value?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (error === undefined) resolve(value);
+        else reject(error);
+      };
+      const onResponse = (response: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RAW_BODY_BYTES) {
+            outgoing.destroy();
+            finish({ statusCode: 502, body: `the answer to GET ${url.pathname} exceeded ${MAX_RAW_BODY_BYTES} bytes` });
+            return;
+          }
+          chunks.push(chunk);
+        });
+        response.on('error', (error) => finish(error));
+        response.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = response.statusCode ?? 0;
+          if (status < 200 || status >= 300) {
+            finish({ statusCode: status, body: text });
+            return;
+          }
+          try {
+            finish(undefined, JSON.parse(text));
+          } catch (error) {
+            finish(error);
+          }
+        });
+      };
+      const outgoing = (plain ? httpRequest : httpsRequest)(url, options, onResponse);
+      // Shaped like AbortSignal.timeout's reason, which toClusterError reports as "no answer within …".
+      const timer = setTimeout(() => {
+        outgoing.destroy();
+        finish(new DOMException(`no answer within ${requestTimeoutMs} ms`, 'TimeoutError'));
+      }, requestTimeoutMs);
+      outgoing.on('error', (error) => finish(error));
+      outgoing.end();
+    });
   };
 }
 
@@ -262,6 +350,126 @@ export function toServiceAccount(value: unknown, cluster: string): ServiceAccoun
     account.automountServiceAccountToken = object['automountServiceAccountToken'];
   }
   return account;
+}
+
+/** A ClusterRoleBinding as kubevisa sees it. @throws ClusterRequestFailed for a value of another shape. */
+export function toClusterRoleBinding(value: unknown, cluster: string): ClusterRoleBinding {
+  const object = expectRecord(value, 'ClusterRoleBinding', cluster);
+  const roleRef = expectRecord(object['roleRef'], 'ClusterRoleBinding roleRef', cluster);
+  const subjects = Array.isArray(object['subjects']) ? object['subjects'] : [];
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: toMeta(object['metadata'], 'ClusterRoleBinding', cluster),
+    roleRef: {
+      apiGroup: stringOr(roleRef['apiGroup'], ''),
+      kind: stringOr(roleRef['kind'], ''),
+      name: stringOr(roleRef['name'], ''),
+    },
+    subjects: subjects.map((subject) => toSubject(subject, cluster)),
+  };
+}
+
+/** A Role as kubevisa sees it. @throws ClusterRequestFailed for a value of another shape. */
+export function toRole(value: unknown, cluster: string): Role {
+  const object = expectRecord(value, 'Role', cluster);
+  const metadata = toMeta(object['metadata'], 'Role', cluster);
+  if (metadata.namespace === undefined) throw malformed('Role', 'metadata.namespace is missing', cluster);
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'Role',
+    metadata: { ...metadata, namespace: metadata.namespace },
+    rules: toRules(object['rules']),
+  };
+}
+
+/** A label selector as written in an aggregation rule. */
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: string; values?: string[] }[];
+}
+
+/** A ClusterRole with its aggregation rule, when it has one (the reading side: kubevisa never writes one). */
+export type ListedClusterRole = ClusterRole & { aggregationRule?: { clusterRoleSelectors: LabelSelector[] } };
+
+/** A ClusterRole as kubevisa sees it. @throws ClusterRequestFailed for a value of another shape. */
+export function toClusterRole(value: unknown, cluster: string): ListedClusterRole {
+  const object = expectRecord(value, 'ClusterRole', cluster);
+  const role: ListedClusterRole = {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: toMeta(object['metadata'], 'ClusterRole', cluster),
+    rules: toRules(object['rules']),
+  };
+  const aggregation = object['aggregationRule'];
+  if (isRecord(aggregation) && Array.isArray(aggregation['clusterRoleSelectors'])) {
+    role.aggregationRule = {
+      clusterRoleSelectors: aggregation['clusterRoleSelectors'].filter(isRecord).map((selector) => {
+        const result: LabelSelector = {};
+        if (isRecord(selector['matchLabels'])) result.matchLabels = stringMap(selector['matchLabels']);
+        if (Array.isArray(selector['matchExpressions'])) {
+          result.matchExpressions = selector['matchExpressions'].filter(isRecord).map((expression) => ({
+            key: stringOr(expression['key'], ''),
+            operator: stringOr(expression['operator'], ''),
+            ...(Array.isArray(expression['values']) ? { values: strings(expression['values']) } : {}),
+          }));
+        }
+        return result;
+      }),
+    };
+  }
+  return role;
+}
+
+/**
+ * A ServiceAccount token Secret, from its metadata only: which account it is for, when it was made, and the labels
+ * kube-apiserver's legacy-token tracking keeps. The token itself is never read.
+ */
+export interface ServiceAccountTokenSecret {
+  namespace: string;
+  name: string;
+  /** Annotation `kubernetes.io/service-account.name`. */
+  serviceAccount: string;
+  /** metadata.creationTimestamp (RFC 3339). */
+  createdAt?: string;
+  /** Label `kubernetes.io/legacy-token-last-used` (a date, YYYY-MM-DD). */
+  lastUsed?: string;
+  /** Label `kubernetes.io/legacy-token-invalid-since` (a date). */
+  invalidSince?: string;
+}
+
+/** Reads one item of a PartialObjectMetadataList of token Secrets. @throws ClusterRequestFailed for another shape. */
+export function toServiceAccountTokenSecret(value: unknown, cluster: string): ServiceAccountTokenSecret {
+  const object = expectRecord(value, 'Secret metadata', cluster);
+  const rawMeta = expectRecord(object['metadata'], 'Secret metadata', cluster);
+  const metadata = toMeta(rawMeta, 'Secret', cluster);
+  if (metadata.namespace === undefined) throw malformed('Secret', 'metadata.namespace is missing', cluster);
+  const secret: ServiceAccountTokenSecret = {
+    namespace: metadata.namespace,
+    name: metadata.name,
+    serviceAccount: metadata.annotations['kubernetes.io/service-account.name'] ?? '',
+  };
+  if (typeof rawMeta['creationTimestamp'] === 'string') secret.createdAt = rawMeta['creationTimestamp'];
+  const lastUsed = metadata.labels['kubernetes.io/legacy-token-last-used'];
+  if (lastUsed !== undefined) secret.lastUsed = lastUsed;
+  const invalidSince = metadata.labels['kubernetes.io/legacy-token-invalid-since'];
+  if (invalidSince !== undefined) secret.invalidSince = invalidSince;
+  return secret;
+}
+
+function toRules(value: unknown): PolicyRule[] {
+  if (!Array.isArray(value)) return [];
+  return value.filter(isRecord).map((raw) => {
+    const rule: PolicyRule = { verbs: strings(raw['verbs']) };
+    for (const field of ['apiGroups', 'resources', 'resourceNames', 'nonResourceURLs'] as const) {
+      if (Array.isArray(raw[field])) rule[field] = strings(raw[field]);
+    }
+    return rule;
+  });
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((entry): entry is string => typeof entry === 'string') : [];
 }
 
 function toSubject(value: unknown, cluster: string): Subject {

@@ -50,6 +50,10 @@ export interface GatewayOptions {
   onAuditError?: (error: Error) => void;
   /** Where exec/attach recordings (asciicast v2) are written, for profiles that ask for recording. */
   recordingsDir?: string;
+  /** Told about every relayed request when it ends (last use, metrics). */
+  onRequest?: (request: { personId: string; visaId: string; cluster: string; status: number; at: number }) => void;
+  /** Told about every stream the gateway closed because access ended. */
+  onStreamCut?: (cut: { cluster: string; visaId: string; reason: string }) => void;
 }
 
 interface Authenticated {
@@ -523,15 +527,20 @@ export class Gateway {
   /** Closes every open stream the index no longer allows, recording `reason`. */
   recheckStreams(reason: string): number {
     const now = this.now();
-    return this.streams.closeWhere(
-      (s) => !this.options.index.decide(s.personId, s.cluster, s.namespace, now).ok,
-      reason,
-    );
+    return this.streams.closeWhere((s) => {
+      const cut = !this.options.index.decide(s.personId, s.cluster, s.namespace, now).ok;
+      if (cut) this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason });
+      return cut;
+    }, reason);
   }
 
   /** Closes every open stream of a person. */
   closePerson(personId: string, reason: string): number {
-    return this.streams.closeWhere((s) => s.personId === personId, reason);
+    return this.streams.closeWhere((s) => {
+      const cut = s.personId === personId;
+      if (cut) this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason });
+      return cut;
+    }, reason);
   }
 
   flushAudit(): Promise<void> {
@@ -557,6 +566,13 @@ export class Gateway {
       recording?: { file: string; bytes: number; sha256: string };
     },
   ): void {
+    this.options.onRequest?.({
+      personId: r.person.id,
+      visaId: r.visaId,
+      cluster: r.cluster,
+      status: r.status,
+      at: this.now(),
+    });
     const event: NewAuditEvent = {
       at: this.now(),
       actor: r.person.email,

@@ -40,6 +40,8 @@ export const wireGateway: Extension = async (context) => {
     clusters,
     rateLimit,
     recordingsDir: join(context.config.dataDir, 'recordings'),
+    onRequest: (request) => context.events.emit('gateway-request', request),
+    onStreamCut: (cut) => context.events.emit('stream-cut', cut),
   });
   gateways.set(context, { gateway, index });
 

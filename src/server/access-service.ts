@@ -403,7 +403,18 @@ export class AccessService {
 
   // ---- people ----
 
-  async offboardPerson(caller: Caller, idOrEmail: string, reason: string) {
+  /**
+   * Ends everything a person has: status (deprovisioned by default; `suspended` when the identity provider only
+   * deactivated them, so SCIM can reactivate), visas, sessions. The identity lifecycle calls it with a system
+   * caller; proof of the cluster side is the identity lifecycle's receipt.
+   */
+  async offboardPerson(
+    caller: Caller,
+    idOrEmail: string,
+    reason: string,
+    options: { status?: 'suspended' | 'deprovisioned' } = {},
+  ) {
+    const status = options.status ?? 'deprovisioned';
     if (!caller.actor.roles.includes('admin')) throw new Forbidden('only admins may offboard a person');
     const person =
       (await this.store.getPerson(idOrEmail)) ?? (await this.store.getPersonByEmail(idOrEmail.toLowerCase()));
@@ -412,13 +423,13 @@ export class AccessService {
     let ended: Visa[] = [];
     let sessions = 0;
     await this.store.transaction(async (tx) => {
-      await tx.setPersonStatus(person.id, 'deprovisioned', now);
+      await tx.setPersonStatus(person.id, status, now);
       await this.audit(tx, caller, {
         action: 'person.offboarded',
         personId: person.id,
         reason,
         at: now,
-        details: { email: person.email },
+        details: { email: person.email, status },
       });
       ended = [];
       for (const visa of await tx.listVisas({ personId: person.id })) {
@@ -454,9 +465,90 @@ export class AccessService {
       });
     });
     this.afterChange(ended, `offboarded: ${reason}`, this.options.clusterNames());
-    const deprovisioned = { ...person, status: 'deprovisioned' as const };
+    const deprovisioned = { ...person, status };
     this.options.onPersonDeprovisioned?.(deprovisioned, reason);
     return { person: deprovisioned, visasEnded: ended, sessionsEnded: sessions };
+  }
+
+  /**
+   * Lets a suspended or deprovisioned person log in again (the identity provider reactivated them). Restores
+   * nothing else: their visas stay ended, so access must be requested again.
+   */
+  async reactivatePerson(caller: Caller, personId: string, reason: string): Promise<Person> {
+    if (!caller.actor.roles.includes('admin')) throw new Forbidden('only admins may reactivate a person');
+    const now = this.now();
+    return this.store.transaction(async (tx) => {
+      const person = await tx.getPerson(personId);
+      if (!person) throw new NotFound(`no person '${personId}'`);
+      if (person.status === 'active') return person;
+      const saved = await tx.setPersonStatus(person.id, 'active', now);
+      await this.audit(tx, caller, {
+        action: 'person.reactivated',
+        personId: person.id,
+        reason,
+        at: now,
+        details: { email: person.email, previousStatus: person.status },
+      });
+      return saved;
+    });
+  }
+
+  /**
+   * Adds or removes one contractor of an engagement (the identity lifecycle: membership of a mapped IdP group).
+   * Removal ends that contractor's visas under this engagement only: live ones are revoked, pending requests
+   * cancelled. Idempotent: no change, no audit event.
+   */
+  async setEngagementContractor(
+    caller: Caller,
+    engagementId: string,
+    email: string,
+    member: boolean,
+    reason: string,
+  ): Promise<{ changed: boolean; visasEnded: Visa[] }> {
+    if (!caller.actor.roles.includes('admin')) throw new Forbidden('only admins may change who an engagement covers');
+    const now = this.now();
+    const contractor = email.toLowerCase();
+    let ended: Visa[] = [];
+    const changed = await this.store.transaction(async (tx) => {
+      const engagement = await tx.getEngagement(engagementId);
+      if (!engagement) throw new NotFound(`engagement '${engagementId}' not found`);
+      const listed = isContractorOf(contractor, engagement);
+      if (listed === member) return false;
+      if (member && isSponsorOf(contractor, engagement)) {
+        throw new InvalidInput(
+          `${contractor} sponsors engagement '${engagement.name}' and cannot also be its contractor: take them out of the group or name another sponsor`,
+        );
+      }
+      const contractors = member
+        ? [...engagement.contractors, contractor]
+        : engagement.contractors.filter((c) => c.toLowerCase() !== contractor);
+      await tx.updateEngagement({ ...engagement, contractors });
+      await this.audit(tx, caller, {
+        action: member ? 'engagement.contractor-added' : 'engagement.contractor-removed',
+        engagementId: engagement.id,
+        reason,
+        at: now,
+        details: { email: contractor },
+      });
+      if (member) return true;
+      ended = [];
+      const person = await tx.getPersonByEmail(contractor);
+      for (const visa of person ? await tx.listVisas({ personId: person.id, engagementId: engagement.id }) : []) {
+        const state = effectiveState(visa, now);
+        let next: Visa | undefined;
+        const why = `removed from engagement '${engagement.name}': ${reason}`;
+        if (state === 'approved' || state === 'active') next = revokeVisa(visa, caller.actor, why, now);
+        else if (state === 'requested')
+          next = { ...visa, state: 'cancelled', endedAt: now, endedBy: caller.actor.email, endReason: why };
+        if (!next) continue;
+        await tx.updateVisa(next);
+        await this.audit(tx, caller, { action: `visa.${next.state}`, visa: next, reason: why, at: now });
+        ended.push(next);
+      }
+      return true;
+    });
+    this.afterChange(ended, `removed from an engagement: ${reason}`);
+    return { changed, visasEnded: ended };
   }
 
   async me(caller: Caller): Promise<Person> {

@@ -25,6 +25,15 @@ export interface ServerEventMap {
   'person-deprovisioned': [person: Person, reason: string];
   /** Any visa was created or changed state (for indexes such as the gateway's). */
   'visas-changed': [];
+  /**
+   * The gateway answered a request (emit once per request, after the answer): monitoring records the person's and
+   * visa's last use (staleness) and counts requests by status. `at` in epoch ms; `visaId` when one visa covered it.
+   */
+  'gateway-request': [request: { personId: string; visaId?: string; cluster: string; status: number; at: number }];
+  /** The gateway closed an open stream because its visa ended (expired, revoked, offboarded): counted in metrics. */
+  'stream-cut': [cut: { cluster: string; visaId: string; reason: string }];
+  /** The audit trail failed verification (wrong hash, gap, rollback): monitoring raises an alert. */
+  'audit-verification-failed': [failure: { at: number; message: string; seq?: number }];
 }
 
 export class ServerEvents extends EventEmitter<ServerEventMap> {}

@@ -12,9 +12,9 @@ import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
 import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
 import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
 import { Forbidden, NotFound } from '../domain/errors.ts';
-import { personHash, serviceAccountName } from '../domain/names.ts';
+import { serviceAccountName } from '../domain/names.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
-import { Reconciler, type PassReport } from '../reconciler/reconciler.ts';
+import { Reconciler } from '../reconciler/reconciler.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
 import { AccessService, type Caller } from './access-service.ts';
@@ -22,6 +22,7 @@ import type { ServerConfig } from './config.ts';
 import { bearerAuthenticator, buildApi } from './http.ts';
 import { ServerEvents, type RawRoute, type ServerContext } from './context.ts';
 import { extensions } from './extensions.ts';
+import { identityOf } from '../identity/wire.ts';
 import { loadOrCreateSecretBox } from './secret-box.ts';
 import { SessionService } from './session-service.ts';
 
@@ -115,55 +116,9 @@ export async function startServer(
     });
     const sessions = new SessionService({ store, rp, tokens, secretBox, config });
 
-    const offboard = async (caller: Caller, idOrEmail: string, reason: string) => {
-      const result = await access.offboardPerson(caller, idOrEmail, reason);
-      const steps: { step: string; ok: boolean; detail: string }[] = [
-        {
-          step: 'person deprovisioned',
-          ok: true,
-          detail: `${result.person.email} can no longer log in or renew a token`,
-        },
-        { step: 'visas ended', ok: true, detail: `${result.visasEnded.length} revoked or cancelled` },
-        { step: 'sessions ended', ok: true, detail: `${result.sessionsEnded} kubevisa session(s) ended` },
-      ];
-      for (const [name, cluster] of clusters) {
-        const report: PassReport = await reconciler.reconcileNow(name);
-        // Proven by a fresh read after the pass, not by trusting the pass.
-        const hash = personHash(result.person.email);
-        const saName = serviceAccountName(result.person.email);
-        try {
-          const [sas, rbs] = await Promise.all([
-            cluster.listManagedServiceAccounts(),
-            cluster.listManagedRoleBindings(),
-          ]);
-          const leftSas = sas.filter((sa) => sa.metadata.name === saName);
-          const leftRbs = rbs.filter((rb) => rb.metadata.labels?.['kubevisa.io/person'] === hash);
-          steps.push({
-            step: `cluster ${name}: ServiceAccount deleted`,
-            ok: leftSas.length === 0,
-            detail:
-              leftSas.length === 0
-                ? `kubevisa-visas/${saName} is gone, so every token it had is invalid`
-                : `kubevisa-visas/${saName} still exists${report.error ? `: ${report.error}` : ''}`,
-          });
-          steps.push({
-            step: `cluster ${name}: RoleBindings removed`,
-            ok: leftRbs.length === 0,
-            detail:
-              leftRbs.length === 0
-                ? 'no RoleBinding labelled for the person remains'
-                : `${leftRbs.length} remain: ${leftRbs.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).join(', ')}`,
-          });
-        } catch (error) {
-          steps.push({
-            step: `cluster ${name}: verified`,
-            ok: false,
-            detail: `unproven: ${(error as Error).message}; kubevisa keeps retrying`,
-          });
-        }
-      }
-      return { person: { id: result.person.id, email: result.person.email, status: result.person.status }, steps };
-    };
+    // The identity lifecycle (src/identity) offboards and proves every step with a live call (the receipt).
+    const offboard = (caller: Caller, idOrEmail: string, reason: string) =>
+      identityOf(context).offboardByAdmin(caller, idOrEmail, reason);
 
     const issueClusterCredential = async (caller: Caller, name: string) => {
       const cluster = clusters.get(name);

@@ -32,6 +32,19 @@ export interface SessionAnswer {
   person: Person;
 }
 
+/**
+ * What the identity lifecycle (issue 7) is told about logins, registered with `addLifecycleHooks`. Every hook is
+ * awaited, so what it commits is durable before the login (or the refusal) is answered.
+ */
+export interface SessionLifecycleHooks {
+  /** Before a session is created: throw Unauthenticated to refuse the login (e.g. deactivated by SCIM). */
+  beforeLogin?(identity: OidcIdentity): Promise<void>;
+  /** After a session was created for the person (their groups and roles refreshed from the login). */
+  afterLogin?(person: Person): Promise<void>;
+  /** The IdP refused to refresh a session's grant; the session is already revoked when this runs. */
+  idpRefreshRefused?(person: Person, sessionId: string): Promise<void>;
+}
+
 const LOGIN_TTL_MS = 10 * 60_000;
 const LOOPBACK_REDIRECT = /^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d{1,5}(\/[A-Za-z0-9._~\-/]*)?$/;
 
@@ -39,11 +52,17 @@ export class SessionService {
   private readonly options: SessionServiceOptions;
   private readonly store: Store;
   private readonly now: () => number;
+  private readonly hooks: SessionLifecycleHooks[] = [];
 
   constructor(options: SessionServiceOptions) {
     this.options = options;
     this.store = options.store;
     this.now = options.now ?? Date.now;
+  }
+
+  /** Registers the identity lifecycle's hooks (see SessionLifecycleHooks). */
+  addLifecycleHooks(hooks: SessionLifecycleHooks): void {
+    this.hooks.push(hooks);
   }
 
   // ---- device flow ----
@@ -177,6 +196,7 @@ export class SessionService {
 
   private async createSession(login: OidcLogin, source?: AuditSource): Promise<SessionAnswer> {
     const now = this.now();
+    for (const hook of this.hooks) await hook.beforeLogin?.(login.identity);
     const secret = generateSessionSecret();
     const roles = this.rolesFor(login.identity);
     const { person, session } = await this.store.transaction(async (tx) => {
@@ -217,6 +237,7 @@ export class SessionService {
       return { person, session };
     });
     if (!session) throw new Unauthenticated(`${person.email} is ${person.status} in kubevisa: ask an admin`);
+    for (const hook of this.hooks) await hook.afterLogin?.(person);
     const access = await this.options.tokens.issue({
       personId: person.id,
       email: person.email,
@@ -292,6 +313,7 @@ export class SessionService {
           reason: 'identity provider refused refresh',
         });
       });
+      for (const hook of this.hooks) await hook.idpRefreshRefused?.(person, sessionId);
       throw new Unauthenticated('your identity provider no longer accepts this login: run kubevisa login');
     }
   }

@@ -2,9 +2,20 @@
  * The audit trail's hash chain, pure: canonical serialisation, the hash of one event, and a verifier that
  * pinpoints the first event that breaks the chain. Shared by every store engine (so they hash identically) and
  * by offline verification of an exported trail.
+ *
+ * Each event's hash is two-level:
+ *
+ *     contentText = canonical JSON of every field but seq, prevHash and hash
+ *     contentHash = SHA-256(contentText)
+ *     hash        = SHA-256(seq ‖ "\n" ‖ prevHash ‖ "\n" ‖ contentHash)     (seq in decimal, hashes in hex)
+ *
+ * Two things follow. An exported record can carry its content as the exact bytes that were hashed (see
+ * src/audit/jsonl.ts), so verifying a file hashes bytes and never re-serialises anything. And a record can leave
+ * its content out (another engagement's event in an evidence pack) and still prove where it sits: a redacted
+ * record keeps seq, prevHash, contentHash and hash, and the chain through it verifies without revealing it.
  */
-import { createHash } from 'node:crypto';
-import type { AuditEvent, JsonObject, JsonValue } from './store.ts';
+import { hash as digest } from 'node:crypto';
+import type { AuditEvent, JsonValue } from './store.ts';
 
 /** `prevHash` of the first event: 64 zeros. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -16,60 +27,102 @@ export const GENESIS_HASH = '0'.repeat(64);
  */
 export function canonicalJson(value: JsonValue): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item)).join(',')}]`;
-  const parts: string[] = [];
+  if (Array.isArray(value)) {
+    let text = '[';
+    for (let i = 0; i < value.length; i++) text += (i === 0 ? '' : ',') + canonicalJson(value[i] as JsonValue);
+    return `${text}]`;
+  }
+  let text = '{';
   for (const key of Object.keys(value).sort()) {
     const item = value[key];
-    if (item !== undefined) parts.push(`${JSON.stringify(key)}:${canonicalJson(item)}`);
+    if (item !== undefined) text += (text.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + canonicalJson(item);
   }
-  return `{${parts.join(',')}}`;
+  return `${text}}`;
 }
 
 /** An event before its hash is known. */
 export type UnhashedAuditEvent = Omit<AuditEvent, 'hash'>;
+/** What an event's content hash covers: every field but its place in the chain. */
+export type AuditContent = Omit<AuditEvent, 'seq' | 'prevHash' | 'hash'>;
 
 /**
- * The object the hash covers: every field of the event but `hash`, with absent optional fields (undefined or
- * null, as an export may write them) left out, so a stored, re-read or exported event hashes the same.
- * Built field by field so stray properties on the argument never enter the hash.
+ * A record reduced to its place in the chain: what a redacted record in an export holds, and what the
+ * verifier of an export file reads from every record (with `contentHash` computed from the record's bytes).
  */
-export function auditHashInput(event: UnhashedAuditEvent): JsonObject {
-  const input: JsonObject = {
-    seq: event.seq,
-    at: event.at,
-    actor: event.actor,
-    action: event.action,
-    outcome: event.outcome,
-    details: event.details,
-    prevHash: event.prevHash,
-  };
-  const optional: [string, string | undefined | null][] = [
-    ['sessionId', event.sessionId],
-    ['visaId', event.visaId],
-    ['engagementId', event.engagementId],
-    ['personId', event.personId],
-    ['cluster', event.cluster],
-    ['namespace', event.namespace],
-    ['reason', event.reason],
-  ];
-  for (const [key, value] of optional) {
-    if (value !== undefined && value !== null) input[key] = value;
-  }
-  if (event.source !== undefined && event.source !== null) {
-    const source: JsonObject = { address: event.source.address };
-    if (event.source.userAgent !== undefined && event.source.userAgent !== null) {
-      source.userAgent = event.source.userAgent;
-    }
-    input.source = source;
-  }
-  return input;
+export interface AuditLink {
+  seq: number;
+  prevHash: string;
+  contentHash: string;
+  hash: string;
 }
 
-/** SHA-256, lower-case hex, of the canonical JSON of `auditHashInput(event)`. */
+/** One entry of a list to verify: a full event, or only its link. */
+export type ChainEntry = AuditEvent | AuditLink;
+
+function isLink(entry: ChainEntry): entry is AuditLink {
+  return 'contentHash' in entry;
+}
+
+/** Absent optional fields may be undefined (in memory) or null (as a database row has them): both are left out. */
+function present(value: string | null | undefined): value is string {
+  return value !== undefined && value !== null;
+}
+
+/** A JSON string or number as canonical JSON writes it. */
+const literal = JSON.stringify;
+
+/**
+ * The canonical JSON of an event's content, with its `details` already in canonical JSON (as the store keeps
+ * them): equal to `canonicalJson` of the object holding the fields, but written directly in sorted key order,
+ * since appending, exporting and verifying do this for every event. Reads only the known fields, so stray
+ * properties never enter the hash. Keys in order: action, actor, at, cluster, details, engagementId, namespace,
+ * outcome, personId, reason, sessionId, source (address, userAgent), visaId.
+ */
+export function auditContentTextWith(event: Omit<AuditContent, 'details'>, detailsJson: string): string {
+  let text = `{"action":${literal(event.action)},"actor":${literal(event.actor)},"at":${literal(event.at)}`;
+  if (present(event.cluster)) text += `,"cluster":${literal(event.cluster)}`;
+  text += `,"details":${detailsJson}`;
+  if (present(event.engagementId)) text += `,"engagementId":${literal(event.engagementId)}`;
+  if (present(event.namespace)) text += `,"namespace":${literal(event.namespace)}`;
+  text += `,"outcome":${literal(event.outcome)}`;
+  if (present(event.personId)) text += `,"personId":${literal(event.personId)}`;
+  if (present(event.reason)) text += `,"reason":${literal(event.reason)}`;
+  if (present(event.sessionId)) text += `,"sessionId":${literal(event.sessionId)}`;
+  const source = event.source as AuditEvent['source'] | null;
+  if (source !== undefined && source !== null) {
+    text += `,"source":{"address":${literal(source.address)}`;
+    if (present(source.userAgent)) text += `,"userAgent":${literal(source.userAgent)}`;
+    text += '}';
+  }
+  if (present(event.visaId)) text += `,"visaId":${literal(event.visaId)}`;
+  return `${text}}`;
+}
+
+/** The canonical JSON of an event's content (see `auditContentTextWith`). */
+export function auditContentText(event: AuditContent): string {
+  return auditContentTextWith(event, canonicalJson(event.details));
+}
+
+/** SHA-256, lower-case hex, of a content text (a string, or its UTF-8 bytes as a file holds them). */
+export function auditContentHash(contentText: string | Uint8Array): string {
+  return digest('sha256', contentText, 'hex');
+}
+
+/** SHA-256, lower-case hex, of `seq ‖ "\n" ‖ prevHash ‖ "\n" ‖ contentHash`. */
+export function linkAuditHash(seq: number, prevHash: string, contentHash: string): string {
+  return digest('sha256', `${seq}\n${prevHash}\n${contentHash}`, 'hex');
+}
+
+/** The hash an event must carry: its content hash linked to its seq and its predecessor's hash. */
 export function computeAuditHash(event: UnhashedAuditEvent): string {
-  return createHash('sha256')
-    .update(canonicalJson(auditHashInput(event)), 'utf8')
-    .digest('hex');
+  return linkAuditHash(event.seq, event.prevHash, auditContentHash(auditContentText(event)));
+}
+
+/** Whether an entry's hash matches what it holds (for a link: its seq, prevHash and content hash). */
+export function isSelfConsistent(entry: ChainEntry): boolean {
+  return isLink(entry)
+    ? linkAuditHash(entry.seq, entry.prevHash, entry.contentHash) === entry.hash
+    : computeAuditHash(entry) === entry.hash;
 }
 
 /**
@@ -84,7 +137,16 @@ export type ChainFault = 'hash-mismatch' | 'gap' | 'reorder' | 'inserted' | 'bro
 
 export type ChainVerdict =
   | { ok: true; count: number; head: { seq: number; hash: string } }
-  | { ok: false; index: number; seq: number; fault: ChainFault; message: string };
+  | {
+      ok: false;
+      index: number;
+      seq: number;
+      fault: ChainFault;
+      /** What is wrong, without the position (for callers that number events their own way). */
+      detail: string;
+      /** `detail` prefixed with the index and seq. */
+      message: string;
+    };
 
 export interface VerifyChainOptions {
   /**
@@ -108,45 +170,62 @@ function follows(event: Link, predecessor: Link): boolean {
  * Checks that `events` (in list order) form an unbroken chain and reports the first index that does not.
  * A chain cannot show that events were cut off its end: that is what signed checkpoints are for
  * (compare `head` with the last checkpoint).
+ *
+ * Each event is hashed at most once, and only as far as the verdict needs: the walk stops at the first fault,
+ * and looks ahead only to tell a reordered event from an inserted one.
  */
-export function verifyChain(events: readonly AuditEvent[], options: VerifyChainOptions = {}): ChainVerdict {
+export function verifyChain(events: readonly ChainEntry[], options: VerifyChainOptions = {}): ChainVerdict {
   const start: Link = options.previous ?? { seq: 0, hash: GENESIS_HASH };
-  const selfConsistent = events.map((event) => computeAuditHash(event) === event.hash);
-  // Position of each self-consistent event by its hash, to tell a reordered event (its predecessor is later in
-  // the list) from an inserted one (its predecessor is nowhere).
-  const indexByHash = new Map<string, number>();
-  events.forEach((event, index) => {
-    if (selfConsistent[index] === true && !indexByHash.has(event.hash)) indexByHash.set(event.hash, index);
-  });
-  const fail = (index: number, fault: ChainFault, message: string): ChainVerdict => ({
+  // 0 = not checked yet, 1 = consistent, 2 = altered.
+  const checked = new Uint8Array(events.length);
+  const selfConsistent = (index: number): boolean => {
+    if (checked[index] === 0) {
+      const event = events[index];
+      checked[index] = event !== undefined && isSelfConsistent(event) ? 1 : 2;
+    }
+    return checked[index] === 1;
+  };
+  const fail = (index: number, fault: ChainFault, detail: string): ChainVerdict => ({
     ok: false,
     index,
     seq: events[index]?.seq ?? -1,
     fault,
-    message: `audit event at index ${index} (seq ${events[index]?.seq ?? '?'}): ${message}`,
+    detail,
+    message: `audit event at index ${index} (seq ${events[index]?.seq ?? '?'}): ${detail}`,
   });
+  /** Where the self-consistent event with this hash is, after `from` (to tell a reorder from an insertion). */
+  const laterIndexOfHash = (hash: string, from: number): number => {
+    for (let j = from + 1; j < events.length; j++) {
+      if (events[j]?.hash === hash && selfConsistent(j)) return j;
+    }
+    return -1;
+  };
 
   let previous: Link = start;
   for (let index = 0; index < events.length; index++) {
     const event = events[index];
     if (event === undefined) break;
-    if (selfConsistent[index] !== true) {
+    if (!selfConsistent(index)) {
       return fail(index, 'hash-mismatch', 'content does not match its hash (altered)');
     }
     if (!follows(event, previous)) {
       const predecessor = previous;
       const successorLater = events.findIndex(
-        (candidate, j) => j > index && selfConsistent[j] === true && follows(candidate, predecessor),
+        (candidate, j) => j > index && follows(candidate, predecessor) && selfConsistent(j),
       );
       if (successorLater !== -1) {
-        const ownPredecessor = indexByHash.get(event.prevHash);
-        if (ownPredecessor !== undefined && ownPredecessor > index) {
-          return fail(index, 'reorder', `out of place: it follows the event at index ${ownPredecessor}`);
+        const ownPredecessor = laterIndexOfHash(event.prevHash, index);
+        if (ownPredecessor !== -1) {
+          return fail(
+            index,
+            'reorder',
+            `out of place: it follows seq ${events[ownPredecessor]?.seq ?? '?'}, which comes later in the list`,
+          );
         }
         return fail(
           index,
           'inserted',
-          `not part of the chain: the event following seq ${predecessor.seq} is at index ${successorLater}`,
+          `not part of the chain: the event that follows seq ${predecessor.seq} comes ${successorLater - index} later`,
         );
       }
       if (event.seq === predecessor.seq && event.prevHash === predecessor.prevHash) {
@@ -158,18 +237,19 @@ export function verifyChain(events: readonly AuditEvent[], options: VerifyChainO
       return fail(index, 'broken-link', `does not follow seq ${predecessor.seq} (prevHash or seq mismatch)`);
     }
     // Two self-consistent events claiming the same place (a forged event linked to a genuine predecessor):
-    // the genuine one is the one the chain continues from.
+    // the genuine one is the one the chain continues from. The cheap link checks come first, so a valid chain
+    // never hashes an event twice.
     const next = events[index + 1];
     const afterNext = events[index + 2];
     if (
       next !== undefined &&
       afterNext !== undefined &&
       next.hash !== event.hash &&
-      selfConsistent[index + 1] === true &&
       follows(next, previous) &&
-      follows(afterNext, next)
+      follows(afterNext, next) &&
+      selfConsistent(index + 1)
     ) {
-      return fail(index, 'inserted', `not part of the chain: the chain continues from the event at index ${index + 1}`);
+      return fail(index, 'inserted', 'not part of the chain: the chain continues from the event after it');
     }
     previous = event;
   }

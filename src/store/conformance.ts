@@ -9,6 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Conflict, NotFound } from '../domain/errors.ts';
 import type { Engagement, Person, Profile, Visa } from '../domain/model.ts';
 import { GENESIS_HASH, computeAuditHash, verifyChain } from './audit-chain.ts';
+import { auditConformanceSuite } from './conformance-audit.ts';
+import { identityConformanceSuite } from './conformance-identity.ts';
 import type { AuditEvent, NewAuditEvent, Store, StoreTx } from './store.ts';
 
 export interface ConformanceOptions {
@@ -1104,5 +1106,8 @@ export function storeConformanceSuite(
           assert.equal(await store.getSetting('reconciler.fence'), 8);
         }));
     });
+
+    identityConformanceSuite(openFresh);
+    auditConformanceSuite(openFresh);
   });
 }

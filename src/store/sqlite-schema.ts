@@ -203,4 +203,180 @@ BEGIN
 END;
 `,
   },
+  {
+    version: 3,
+    name: 'identity lifecycle: scim users, groups, tokens; offboarding receipts',
+    // Keys ending in _key are the lower-cased userName / displayName: SCIM compares them case-insensitively
+    // (RFC 7643 caseExact false), and two users differing only in case would be one person to an IdP.
+    sql: `
+CREATE TABLE scim_users (
+  id TEXT PRIMARY KEY,
+  user_name TEXT NOT NULL,
+  user_name_key TEXT NOT NULL UNIQUE,
+  external_id TEXT,
+  email TEXT,
+  display_name TEXT,
+  active INTEGER NOT NULL CHECK (active IN (0, 1)),
+  resource_json TEXT NOT NULL,
+  provisioned_by TEXT NOT NULL,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX scim_users_external_id ON scim_users (external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX scim_users_email ON scim_users (email) WHERE email IS NOT NULL;
+CREATE INDEX scim_users_created ON scim_users (created_at, id);
+
+CREATE TABLE scim_groups (
+  id TEXT PRIMARY KEY,
+  display_name TEXT NOT NULL,
+  display_name_key TEXT NOT NULL UNIQUE,
+  external_id TEXT,
+  members_json TEXT NOT NULL,
+  resource_json TEXT NOT NULL,
+  provisioned_by TEXT NOT NULL,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX scim_groups_created ON scim_groups (created_at, id);
+
+-- members_json is what a group reads back as; this table only indexes it for "groups of user X".
+CREATE TABLE scim_group_members (
+  group_id TEXT NOT NULL REFERENCES scim_groups (id) ON DELETE CASCADE,
+  user_id TEXT NOT NULL REFERENCES scim_users (id) ON DELETE CASCADE,
+  PRIMARY KEY (group_id, user_id)
+) STRICT;
+CREATE INDEX scim_group_members_user ON scim_group_members (user_id);
+
+CREATE TABLE scim_tokens (
+  id TEXT PRIMARY KEY,
+  idp TEXT NOT NULL,
+  secret_hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  expires_at INTEGER,
+  last_used_at INTEGER,
+  revoked_at INTEGER,
+  revoked_by TEXT
+) STRICT;
+
+-- No foreign key to persons: a receipt must outlive anything it describes.
+CREATE TABLE offboardings (
+  id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('proving', 'proven', 'unproven')),
+  trigger TEXT NOT NULL,
+  receipt_json TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX offboardings_person ON offboardings (person_id, created_at);
+CREATE INDEX offboardings_open ON offboardings (status) WHERE status <> 'proven';
+`,
+  },
+  {
+    version: 4,
+    name: 'audit checkpoints',
+    // Signed checkpoints of the audit chain's head. The signature lives beside the row; these triggers keep the
+    // table append-only and refuse a checkpoint that does not name an event of the trail exactly as it stands, or
+    // that covers less of the trail than an earlier checkpoint (which only a rollback could make true).
+    sql: `
+CREATE TABLE audit_checkpoints (
+  id INTEGER PRIMARY KEY CHECK (id >= 1),
+  created_at INTEGER NOT NULL,
+  seq INTEGER NOT NULL CHECK (seq >= 0),
+  hash TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  signature TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_checkpoints_seq ON audit_checkpoints (seq);
+
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN
+  SELECT RAISE(ABORT, 'audit checkpoints are append-only: UPDATE refused');
+END;
+
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN
+  SELECT RAISE(ABORT, 'audit checkpoints are append-only: DELETE refused');
+END;
+
+CREATE TRIGGER audit_checkpoints_follow_trail BEFORE INSERT ON audit_checkpoints
+WHEN NEW.id IS NOT (SELECT COALESCE(MAX(id), 0) + 1 FROM audit_checkpoints)
+  OR NEW.seq < (SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints)
+  OR NEW.hash IS NOT (CASE WHEN NEW.seq = 0
+    THEN '0000000000000000000000000000000000000000000000000000000000000000'
+    ELSE (SELECT hash FROM audit_events WHERE seq = NEW.seq) END)
+BEGIN
+  SELECT RAISE(ABORT, 'audit checkpoints are append-only: checkpoint does not match the trail or goes back');
+END;
+`,
+  },
+];
+
+/**
+ * The triggers that keep the audit trail append-only, as statements that recreate any that are missing. An open
+ * runs them (see sqlite.ts): someone with the database file can drop a trigger, and the store must not go on
+ * writing without its guards. `migration` is the version that created it; each must match what that migration
+ * created (sqlite.test.ts checks the text).
+ */
+export const AUDIT_GUARD_TRIGGERS: readonly { name: string; migration: number; sql: string }[] = [
+  {
+    name: 'audit_events_no_update',
+    migration: 2,
+    sql: `CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN
+  SELECT RAISE(ABORT, 'audit events are append-only: UPDATE refused');
+END`,
+  },
+  {
+    name: 'audit_events_no_delete',
+    migration: 2,
+    sql: `CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN
+  SELECT RAISE(ABORT, 'audit events are append-only: DELETE refused');
+END`,
+  },
+  {
+    name: 'audit_events_extend_head',
+    migration: 2,
+    sql: `CREATE TRIGGER IF NOT EXISTS audit_events_extend_head BEFORE INSERT ON audit_events
+WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_events)
+  OR NEW.prev_hash IS NOT COALESCE(
+    (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1),
+    '0000000000000000000000000000000000000000000000000000000000000000')
+BEGIN
+  SELECT RAISE(ABORT, 'audit events are append-only: insert does not extend the head of the chain');
+END`,
+  },
+  {
+    name: 'audit_checkpoints_no_update',
+    migration: 4,
+    sql: `CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN
+  SELECT RAISE(ABORT, 'audit checkpoints are append-only: UPDATE refused');
+END`,
+  },
+  {
+    name: 'audit_checkpoints_no_delete',
+    migration: 4,
+    sql: `CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN
+  SELECT RAISE(ABORT, 'audit checkpoints are append-only: DELETE refused');
+END`,
+  },
+  {
+    name: 'audit_checkpoints_follow_trail',
+    migration: 4,
+    sql: `CREATE TRIGGER IF NOT EXISTS audit_checkpoints_follow_trail BEFORE INSERT ON audit_checkpoints
+WHEN NEW.id IS NOT (SELECT COALESCE(MAX(id), 0) + 1 FROM audit_checkpoints)
+  OR NEW.seq < (SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints)
+  OR NEW.hash IS NOT (CASE WHEN NEW.seq = 0
+    THEN '0000000000000000000000000000000000000000000000000000000000000000'
+    ELSE (SELECT hash FROM audit_events WHERE seq = NEW.seq) END)
+BEGIN
+  SELECT RAISE(ABORT, 'audit checkpoints are append-only: checkpoint does not match the trail or goes back');
+END`,
+  },
 ];

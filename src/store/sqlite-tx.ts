@@ -15,7 +15,14 @@ import type {
   Visa,
   VisaState,
 } from '../domain/model.ts';
-import { GENESIS_HASH, canonicalJson, computeAuditHash, type UnhashedAuditEvent } from './audit-chain.ts';
+import {
+  GENESIS_HASH,
+  auditContentHash,
+  auditContentTextWith,
+  canonicalJson,
+  linkAuditHash,
+  type UnhashedAuditEvent,
+} from './audit-chain.ts';
 import { StoreUnavailable } from './errors.ts';
 import { newId } from './ids.ts';
 import {
@@ -39,15 +46,40 @@ import {
   mapVisa,
 } from './mappers.ts';
 import { decodeJsonObject, decodeJsonValue, definedOnly, integer, json, text, type Row } from './rows.ts';
+import { AUDIT_CHECKPOINT_COLUMNS, mapAuditCheckpoint, mapAuditRecord } from './audit-rows.ts';
+import {
+  OFFBOARDING_COLUMNS,
+  SCIM_GROUP_COLUMNS,
+  SCIM_TOKEN_COLUMNS,
+  SCIM_USER_COLUMNS,
+  mapOffboarding,
+  mapScimGroup,
+  mapScimToken,
+  mapScimUser,
+  type NewScimGroup,
+  type NewScimUser,
+  type OffboardingFilter,
+  type OffboardingRecord,
+  type OffboardingStatus,
+  type ScimGroupRecord,
+  type ScimTokenPatch,
+  type ScimTokenRecord,
+  type ScimUserRecord,
+} from './identity-records.ts';
 import type {
+  AuditCheckpoint,
+  AuditCheckpointFilter,
   AuditEvent,
   AuditFilter,
+  AuditRecord,
   ClusterInput,
   ClusterRecord,
   EngagementFilter,
   Intent,
   IntentFilter,
+  JsonObject,
   JsonValue,
+  NewAuditCheckpoint,
   NewAuditEvent,
   NewIntent,
   NewSession,
@@ -75,6 +107,8 @@ const SQLITE_BUSY = 5;
 const SQLITE_CONSTRAINT_FOREIGNKEY = 787;
 const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
 const SQLITE_CONSTRAINT_UNIQUE = 2067;
+/** Primary result codes meaning the write cannot reach the disk: read-only file, I/O error, disk full, cannot open. */
+const SQLITE_NOT_DURABLE = new Set([8, 10, 13, 14]);
 
 function sqliteErrcode(error: unknown): number | undefined {
   if (error instanceof Error && 'errcode' in error && typeof error.errcode === 'number') return error.errcode;
@@ -96,6 +130,12 @@ export function translateSqliteError(error: unknown): unknown {
   // The primary result code is the low byte of the extended one (SQLITE_BUSY_SNAPSHOT, …).
   if ((code & 0xff) === SQLITE_BUSY) {
     return new StoreUnavailable('the database is locked by another process; try again', { cause: error });
+  }
+  if (SQLITE_NOT_DURABLE.has(code & 0xff)) {
+    return new StoreUnavailable(
+      `the database cannot be written (${error.message}): nothing was changed; check the disk and the data folder`,
+      { cause: error, details: { sqliteCode: code } },
+    );
   }
   return error;
 }
@@ -131,6 +171,68 @@ function inList(prefix: string, values: readonly string[], params: Params): stri
       return `:${prefix}${index}`;
     })
     .join(', ');
+}
+
+/** A page size checked against the audit ceiling: default AUDIT_PAGE_DEFAULT, at most AUDIT_PAGE_MAX. */
+function pageLimit(limit: number | undefined, what: string): number {
+  const chosen = limit ?? AUDIT_PAGE_DEFAULT;
+  if (!Number.isSafeInteger(chosen) || chosen < 1) {
+    throw new InvalidInput(`${what} limit must be a whole number from 1 to ${AUDIT_PAGE_MAX}; got ${chosen}`, {
+      details: { limit: chosen, max: AUDIT_PAGE_MAX },
+    });
+  }
+  return Math.min(chosen, AUDIT_PAGE_MAX);
+}
+
+/** The SELECT of listAudit and listAuditRecords: every filter, the order and the page size. */
+function auditQuery(filter: AuditFilter): { sql: string; params: Params } {
+  const params: Params = { limit: pageLimit(filter.limit, 'audit page') };
+  const clauses: string[] = [];
+  const bounds: [string, string, number | undefined][] = [
+    ['seq >', 'after_seq', filter.afterSeq],
+    ['seq <', 'before_seq', filter.beforeSeq],
+    ['seq <=', 'through_seq', filter.throughSeq],
+    ['at >=', 'since', filter.since],
+    ['at <', 'until', filter.until],
+  ];
+  for (const [comparison, name, value] of bounds) {
+    if (value === undefined) continue;
+    clauses.push(`${comparison} :${name}`);
+    params[name] = value;
+  }
+  const optional: [string, string | undefined][] = [
+    ['visa_id', filter.visaId],
+    ['person_id', filter.personId],
+    ['engagement_id', filter.engagementId],
+    ['action', filter.action],
+    ['actor', filter.actor],
+    ['cluster', filter.cluster],
+    ['namespace', filter.namespace],
+  ];
+  for (const [column, value] of optional) {
+    if (value === undefined) continue;
+    clauses.push(`${column} = :${column}`);
+    params[column] = value;
+  }
+  if (filter.involving !== undefined) {
+    const either: string[] = [];
+    if (filter.involving.personId !== undefined) {
+      either.push('person_id = :involving_person');
+      params.involving_person = filter.involving.personId;
+    }
+    if (filter.involving.email !== undefined) {
+      either.push('actor = :involving_email');
+      params.involving_email = filter.involving.email;
+    }
+    // Involving nobody matches nothing (rather than everything).
+    clauses.push(either.length === 0 ? '0' : `(${either.join(' OR ')})`);
+  }
+  const where = clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`;
+  const order = filter.newestFirst === true ? 'DESC' : 'ASC';
+  return {
+    sql: `SELECT ${AUDIT_COLUMNS} FROM audit_events ${where} ORDER BY seq ${order} LIMIT :limit`,
+    params,
+  };
 }
 
 function engagementParams(e: Engagement): Params {
@@ -191,12 +293,35 @@ function assignments(params: Params, except: readonly string[]): string {
     .join(', ');
 }
 
+/**
+ * The audit chain's head as the write connection last wrote it, so an append need not read it back. Valid only
+ * inside the group of transactions that wrote it: the store forgets it when a group begins (another process may
+ * have appended) and whenever it rolls anything back.
+ */
+export class AuditHeadCache {
+  known = false;
+  head: { seq: number; hash: string } | undefined;
+
+  remember(head: { seq: number; hash: string }): void {
+    this.known = true;
+    this.head = head;
+  }
+
+  forget(): void {
+    this.known = false;
+    this.head = undefined;
+  }
+}
+
 export class SqliteTx implements StoreTx {
   private readonly statements: StatementCache;
+  private readonly auditHead: AuditHeadCache | undefined;
   private live = true;
 
-  constructor(statements: StatementCache) {
+  /** `auditHead` is given to transactions on the write connection only. */
+  constructor(statements: StatementCache, auditHead?: AuditHeadCache) {
     this.statements = statements;
+    this.auditHead = auditHead;
   }
 
   /** Whether the transaction (or read) this object belongs to is still running. */
@@ -716,36 +841,79 @@ export class SqliteTx implements StoreTx {
     return { seq: integer(row, 'audit_events', 'seq'), hash: text(row, 'audit_events', 'hash') };
   }
 
+  async getAuditEvent(seq: number): Promise<AuditEvent | undefined> {
+    const row = this.one(`SELECT ${AUDIT_COLUMNS} FROM audit_events WHERE seq = :seq`, { seq });
+    return row === undefined ? undefined : mapAudit(row);
+  }
+
   async listAudit(filter: AuditFilter = {}): Promise<AuditEvent[]> {
-    const limit = filter.limit ?? AUDIT_PAGE_DEFAULT;
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new InvalidInput(`audit page limit must be a whole number from 1 to ${AUDIT_PAGE_MAX}; got ${limit}`, {
-        details: { limit, max: AUDIT_PAGE_MAX },
-      });
+    const { sql, params } = auditQuery(filter);
+    return this.many(sql, params).map(mapAudit);
+  }
+
+  async listAuditRecords(filter: AuditFilter = {}): Promise<AuditRecord[]> {
+    const { sql, params } = auditQuery(filter);
+    return this.many(sql, params).map(mapAuditRecord);
+  }
+
+  async listAuditCheckpoints(filter: AuditCheckpointFilter = {}): Promise<AuditCheckpoint[]> {
+    const params: Params = { limit: pageLimit(filter.limit, 'audit checkpoint page') };
+    let where = '';
+    if (filter.throughSeq !== undefined) {
+      where = 'WHERE seq <= :through_seq';
+      params.through_seq = filter.throughSeq;
     }
-    const params: Params = { after: filter.afterSeq ?? 0, limit: Math.min(limit, AUDIT_PAGE_MAX) };
-    const clauses = ['seq > :after'];
-    const optional: [string, string | undefined][] = [
-      ['visa_id', filter.visaId],
-      ['person_id', filter.personId],
-      ['engagement_id', filter.engagementId],
-      ['action', filter.action],
-    ];
-    for (const [column, value] of optional) {
-      if (value === undefined) continue;
-      clauses.push(`${column} = :${column}`);
-      params[column] = value;
-    }
+    const order = filter.newestFirst === true ? 'DESC' : 'ASC';
     return this.many(
-      `SELECT ${AUDIT_COLUMNS} FROM audit_events WHERE ${clauses.join(' AND ')} ORDER BY seq LIMIT :limit`,
+      `SELECT ${AUDIT_CHECKPOINT_COLUMNS} FROM audit_checkpoints ${where} ORDER BY id ${order} LIMIT :limit`,
       params,
-    ).map(mapAudit);
+    ).map(mapAuditCheckpoint);
+  }
+
+  async appendAuditCheckpoint(checkpoint: NewAuditCheckpoint): Promise<AuditCheckpoint> {
+    const [latest] = await this.listAuditCheckpoints({ newestFirst: true, limit: 1 });
+    if (latest !== undefined && checkpoint.seq < latest.seq) {
+      throw new Conflict(
+        `a checkpoint at seq ${checkpoint.seq} would go back from checkpoint ${latest.id} at seq ${latest.seq}`,
+        { details: { seq: checkpoint.seq, latestSeq: latest.seq } },
+      );
+    }
+    const named = checkpoint.seq === 0 ? GENESIS_HASH : (await this.getAuditEvent(checkpoint.seq))?.hash;
+    if (named !== checkpoint.hash) {
+      throw new Conflict(
+        named === undefined
+          ? `a checkpoint at seq ${checkpoint.seq} names an event the trail does not have`
+          : `a checkpoint at seq ${checkpoint.seq} names a hash that is not the trail's at that seq`,
+        { details: { seq: checkpoint.seq } },
+      );
+    }
+    const id = (latest?.id ?? 0) + 1;
+    this.write(
+      `INSERT INTO audit_checkpoints (${AUDIT_CHECKPOINT_COLUMNS}) VALUES ` +
+        '(:id, :created_at, :seq, :hash, :key_id, :signature)',
+      {
+        id,
+        created_at: checkpoint.at,
+        seq: checkpoint.seq,
+        hash: checkpoint.hash,
+        key_id: checkpoint.keyId,
+        signature: checkpoint.signature,
+      },
+    );
+    return {
+      id,
+      at: checkpoint.at,
+      seq: checkpoint.seq,
+      hash: checkpoint.hash,
+      keyId: checkpoint.keyId,
+      signature: checkpoint.signature,
+    };
   }
 
   async appendAudit(event: NewAuditEvent): Promise<AuditEvent> {
     // The head is read and extended on the one connection that holds SQLite's write lock (BEGIN IMMEDIATE), so
     // no other transaction can append in between: the chain stays linear.
-    const head = await this.getAuditHead();
+    const head = this.auditHead?.known === true ? this.auditHead.head : await this.getAuditHead();
     // Details are stored as their canonical JSON and re-parsed, so the returned event is exactly what a later
     // read gives back (no `undefined` members, normalised numbers) and hashes the same.
     const detailsJson = canonicalJson(event.details ?? {});
@@ -772,31 +940,37 @@ export class SqliteTx implements StoreTx {
       details: decodeJsonObject(parsedDetails, 'audit_events.details_json'),
       prevHash: head?.hash ?? GENESIS_HASH,
     };
-    const stored: AuditEvent = { ...unhashed, hash: computeAuditHash(unhashed) };
-    this.write(
-      `INSERT INTO audit_events (${AUDIT_COLUMNS}) VALUES (:seq, :at, :actor, :session_id, :action, :visa_id, ` +
-        ':engagement_id, :person_id, :cluster, :namespace, :outcome, :reason, :details_json, :source_address, ' +
-        ':source_user_agent, :prev_hash, :hash)',
-      {
-        seq: stored.seq,
-        at: stored.at,
-        actor: stored.actor,
-        session_id: orNull(stored.sessionId),
-        action: stored.action,
-        visa_id: orNull(stored.visaId),
-        engagement_id: orNull(stored.engagementId),
-        person_id: orNull(stored.personId),
-        cluster: orNull(stored.cluster),
-        namespace: orNull(stored.namespace),
-        outcome: stored.outcome,
-        reason: orNull(stored.reason),
-        details_json: detailsJson,
-        source_address: orNull(stored.source?.address),
-        source_user_agent: orNull(stored.source?.userAgent),
-        prev_hash: stored.prevHash,
-        hash: stored.hash,
-      },
-    );
+    const contentHash = auditContentHash(auditContentTextWith(unhashed, detailsJson));
+    const stored: AuditEvent = { ...unhashed, hash: linkAuditHash(unhashed.seq, unhashed.prevHash, contentHash) };
+    this.assertLive();
+    try {
+      // Positional parameters: binding seventeen named ones costs more than the rest of the insert's JavaScript,
+      // and this is the statement every action and gateway request runs.
+      this.statements
+        .get(`INSERT INTO audit_events (${AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(
+          stored.seq,
+          stored.at,
+          stored.actor,
+          orNull(stored.sessionId),
+          stored.action,
+          orNull(stored.visaId),
+          orNull(stored.engagementId),
+          orNull(stored.personId),
+          orNull(stored.cluster),
+          orNull(stored.namespace),
+          stored.outcome,
+          orNull(stored.reason),
+          detailsJson,
+          orNull(stored.source?.address),
+          orNull(stored.source?.userAgent),
+          stored.prevHash,
+          stored.hash,
+        );
+    } catch (error) {
+      throw translateSqliteError(error);
+    }
+    this.auditHead?.remember({ seq: stored.seq, hash: stored.hash });
     return stored;
   }
 
@@ -881,5 +1055,344 @@ export class SqliteTx implements StoreTx {
         'ON CONFLICT (key) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at',
       { key, value_json: JSON.stringify(value), now },
     );
+  }
+
+  // ---- identity lifecycle: SCIM users and groups, SCIM tokens, offboarding receipts ----
+
+  async getScimUser(id: string): Promise<ScimUserRecord | undefined> {
+    const row = this.one(`SELECT ${SCIM_USER_COLUMNS} FROM scim_users WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapScimUser(row);
+  }
+
+  async getScimUserByUserName(userName: string): Promise<ScimUserRecord | undefined> {
+    const row = this.one(`SELECT ${SCIM_USER_COLUMNS} FROM scim_users WHERE user_name_key = :key`, {
+      key: userName.toLowerCase(),
+    });
+    return row === undefined ? undefined : mapScimUser(row);
+  }
+
+  async listScimUsersByEmail(email: string): Promise<ScimUserRecord[]> {
+    return this.many(`SELECT ${SCIM_USER_COLUMNS} FROM scim_users WHERE email = :email ORDER BY created_at, id`, {
+      email: email.toLowerCase(),
+    }).map(mapScimUser);
+  }
+
+  async listScimUsers(): Promise<ScimUserRecord[]> {
+    return this.many(`SELECT ${SCIM_USER_COLUMNS} FROM scim_users ORDER BY created_at, id`).map(mapScimUser);
+  }
+
+  private scimUserParams(user: NewScimUser): Params {
+    return {
+      id: user.id,
+      user_name: user.userName,
+      user_name_key: user.userName.toLowerCase(),
+      external_id: orNull(user.externalId),
+      email: orNull(user.email?.toLowerCase()),
+      display_name: orNull(user.displayName),
+      active: user.active ? 1 : 0,
+      resource_json: JSON.stringify(user.resource),
+      provisioned_by: user.provisionedBy,
+      created_at: user.createdAt,
+      updated_at: user.updatedAt,
+    };
+  }
+
+  private assertUserNameFree(userName: string, exceptId: string): void {
+    const holder = this.one('SELECT id FROM scim_users WHERE user_name_key = :key', { key: userName.toLowerCase() });
+    if (holder !== undefined && text(holder, 'scim_users', 'id') !== exceptId) {
+      throw new Conflict(`a SCIM user with userName '${userName}' already exists`, { details: { userName } });
+    }
+  }
+
+  async insertScimUser(user: NewScimUser): Promise<ScimUserRecord> {
+    if (this.exists('scim_users', 'id', user.id)) {
+      throw new Conflict(`SCIM user ${user.id} already exists`, { details: { id: user.id } });
+    }
+    this.assertUserNameFree(user.userName, user.id);
+    const params = { ...this.scimUserParams(user), version: 1 };
+    const columns = Object.keys(params);
+    this.write(
+      `INSERT INTO scim_users (${columns.join(', ')}) VALUES (${columns.map((c) => `:${c}`).join(', ')})`,
+      params,
+    );
+    return this.mustGetScimUser(user.id);
+  }
+
+  async updateScimUser(user: NewScimUser, expectedVersion?: number): Promise<ScimUserRecord> {
+    const current = this.one('SELECT version FROM scim_users WHERE id = :id', { id: user.id });
+    if (current === undefined) throw new NotFound(`SCIM user ${user.id} does not exist`, { details: { id: user.id } });
+    const currentVersion = integer(current, 'scim_users', 'version');
+    if (expectedVersion !== undefined && expectedVersion !== currentVersion) {
+      throw new Conflict(
+        `SCIM user ${user.id} was changed by someone else (version ${currentVersion}, expected ${expectedVersion}); ` +
+          'read it again and retry',
+        { details: { id: user.id, expectedVersion, currentVersion } },
+      );
+    }
+    this.assertUserNameFree(user.userName, user.id);
+    const { created_at: _createdAt, ...params } = this.scimUserParams(user);
+    this.write(
+      `UPDATE scim_users SET ${assignments(params, ['id'])}, version = version + 1 WHERE id = :id AND version = :version`,
+      { ...params, version: currentVersion },
+    );
+    return this.mustGetScimUser(user.id);
+  }
+
+  async deleteScimUser(id: string, now: Instant): Promise<boolean> {
+    // Membership lives in two places (the ordered list and the index); both lose the user, and each group
+    // changes version so an IdP holding its old ETag sees the change.
+    for (const group of await this.listScimGroupsOfUser(id)) {
+      this.write(
+        'UPDATE scim_groups SET members_json = :members_json, version = version + 1, updated_at = :now WHERE id = :id',
+        { id: group.id, members_json: JSON.stringify(group.members.filter((member) => member !== id)), now },
+      );
+    }
+    return this.write('DELETE FROM scim_users WHERE id = :id', { id }) > 0;
+  }
+
+  private async mustGetScimUser(id: string): Promise<ScimUserRecord> {
+    const user = await this.getScimUser(id);
+    if (user === undefined) throw new NotFound(`SCIM user ${id} does not exist`, { details: { id } });
+    return user;
+  }
+
+  async getScimGroup(id: string): Promise<ScimGroupRecord | undefined> {
+    const row = this.one(`SELECT ${SCIM_GROUP_COLUMNS} FROM scim_groups WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapScimGroup(row);
+  }
+
+  async getScimGroupByDisplayName(displayName: string): Promise<ScimGroupRecord | undefined> {
+    const row = this.one(`SELECT ${SCIM_GROUP_COLUMNS} FROM scim_groups WHERE display_name_key = :key`, {
+      key: displayName.toLowerCase(),
+    });
+    return row === undefined ? undefined : mapScimGroup(row);
+  }
+
+  async listScimGroups(): Promise<ScimGroupRecord[]> {
+    return this.many(`SELECT ${SCIM_GROUP_COLUMNS} FROM scim_groups ORDER BY created_at, id`).map(mapScimGroup);
+  }
+
+  async listScimGroupsOfUser(userId: string): Promise<ScimGroupRecord[]> {
+    return this.many(
+      `SELECT ${SCIM_GROUP_COLUMNS} FROM scim_groups WHERE id IN ` +
+        '(SELECT group_id FROM scim_group_members WHERE user_id = :user_id) ORDER BY created_at, id',
+      { user_id: userId },
+    ).map(mapScimGroup);
+  }
+
+  private scimGroupParams(group: NewScimGroup, members: string[]): Params {
+    return {
+      id: group.id,
+      display_name: group.displayName,
+      display_name_key: group.displayName.toLowerCase(),
+      external_id: orNull(group.externalId),
+      members_json: JSON.stringify(members),
+      resource_json: JSON.stringify(group.resource),
+      provisioned_by: group.provisionedBy,
+      created_at: group.createdAt,
+      updated_at: group.updatedAt,
+    };
+  }
+
+  /** Checks the name and members, and returns the members without duplicates (first occurrence kept). */
+  private checkScimGroup(group: NewScimGroup): string[] {
+    const holder = this.one('SELECT id FROM scim_groups WHERE display_name_key = :key', {
+      key: group.displayName.toLowerCase(),
+    });
+    if (holder !== undefined && text(holder, 'scim_groups', 'id') !== group.id) {
+      throw new Conflict(`a SCIM group named '${group.displayName}' already exists`, {
+        details: { displayName: group.displayName },
+      });
+    }
+    const members = [...new Set(group.members)];
+    for (const member of members) {
+      if (!this.exists('scim_users', 'id', member)) {
+        throw new NotFound(`SCIM user ${member} does not exist, so it cannot be a member of '${group.displayName}'`, {
+          details: { member },
+        });
+      }
+    }
+    return members;
+  }
+
+  private indexScimGroupMembers(groupId: string, members: string[]): void {
+    this.write('DELETE FROM scim_group_members WHERE group_id = :id', { id: groupId });
+    for (const member of members) {
+      this.write('INSERT INTO scim_group_members (group_id, user_id) VALUES (:group_id, :user_id)', {
+        group_id: groupId,
+        user_id: member,
+      });
+    }
+  }
+
+  async insertScimGroup(group: NewScimGroup): Promise<ScimGroupRecord> {
+    if (this.exists('scim_groups', 'id', group.id)) {
+      throw new Conflict(`SCIM group ${group.id} already exists`, { details: { id: group.id } });
+    }
+    const members = this.checkScimGroup(group);
+    const params = { ...this.scimGroupParams(group, members), version: 1 };
+    const columns = Object.keys(params);
+    this.write(
+      `INSERT INTO scim_groups (${columns.join(', ')}) VALUES (${columns.map((c) => `:${c}`).join(', ')})`,
+      params,
+    );
+    this.indexScimGroupMembers(group.id, members);
+    return this.mustGetScimGroup(group.id);
+  }
+
+  async updateScimGroup(group: NewScimGroup, expectedVersion?: number): Promise<ScimGroupRecord> {
+    const current = this.one('SELECT version FROM scim_groups WHERE id = :id', { id: group.id });
+    if (current === undefined) {
+      throw new NotFound(`SCIM group ${group.id} does not exist`, { details: { id: group.id } });
+    }
+    const currentVersion = integer(current, 'scim_groups', 'version');
+    if (expectedVersion !== undefined && expectedVersion !== currentVersion) {
+      throw new Conflict(
+        `SCIM group ${group.id} was changed by someone else (version ${currentVersion}, expected ${expectedVersion}); ` +
+          'read it again and retry',
+        { details: { id: group.id, expectedVersion, currentVersion } },
+      );
+    }
+    const members = this.checkScimGroup(group);
+    const { created_at: _createdAt, ...params } = this.scimGroupParams(group, members);
+    this.write(
+      `UPDATE scim_groups SET ${assignments(params, ['id'])}, version = version + 1 WHERE id = :id AND version = :version`,
+      { ...params, version: currentVersion },
+    );
+    this.indexScimGroupMembers(group.id, members);
+    return this.mustGetScimGroup(group.id);
+  }
+
+  async deleteScimGroup(id: string): Promise<boolean> {
+    return this.write('DELETE FROM scim_groups WHERE id = :id', { id }) > 0;
+  }
+
+  private async mustGetScimGroup(id: string): Promise<ScimGroupRecord> {
+    const group = await this.getScimGroup(id);
+    if (group === undefined) throw new NotFound(`SCIM group ${id} does not exist`, { details: { id } });
+    return group;
+  }
+
+  async getScimToken(id: string): Promise<ScimTokenRecord | undefined> {
+    const row = this.one(`SELECT ${SCIM_TOKEN_COLUMNS} FROM scim_tokens WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapScimToken(row);
+  }
+
+  async listScimTokens(): Promise<ScimTokenRecord[]> {
+    return this.many(`SELECT ${SCIM_TOKEN_COLUMNS} FROM scim_tokens ORDER BY created_at, id`).map(mapScimToken);
+  }
+
+  async insertScimToken(token: ScimTokenRecord): Promise<ScimTokenRecord> {
+    if (this.exists('scim_tokens', 'id', token.id)) {
+      throw new Conflict(`SCIM token ${token.id} already exists`, { details: { id: token.id } });
+    }
+    // Never echo the hash: it identifies a live credential.
+    if (this.exists('scim_tokens', 'secret_hash', token.secretHash)) throw new Conflict('this SCIM token exists');
+    this.write(
+      `INSERT INTO scim_tokens (${SCIM_TOKEN_COLUMNS}) VALUES (:id, :idp, :secret_hash, :created_at, :created_by, ` +
+        ':expires_at, :last_used_at, :revoked_at, :revoked_by)',
+      {
+        id: token.id,
+        idp: token.idp,
+        secret_hash: token.secretHash,
+        created_at: token.createdAt,
+        created_by: token.createdBy,
+        expires_at: orNull(token.expiresAt),
+        last_used_at: orNull(token.lastUsedAt),
+        revoked_at: orNull(token.revokedAt),
+        revoked_by: orNull(token.revokedBy),
+      },
+    );
+    return this.mustGetScimToken(token.id);
+  }
+
+  async updateScimToken(id: string, patch: ScimTokenPatch): Promise<ScimTokenRecord> {
+    const params: Params = { id };
+    const sets: string[] = [];
+    if (patch.expiresAt !== undefined) {
+      sets.push('expires_at = :expires_at');
+      params.expires_at = patch.expiresAt;
+    }
+    if (patch.lastUsedAt !== undefined) {
+      sets.push('last_used_at = :last_used_at');
+      params.last_used_at = patch.lastUsedAt;
+    }
+    // A second revocation keeps the first time and admin (every right-hand side sees the row before the update).
+    if (patch.revokedAt !== undefined) {
+      sets.push('revoked_at = COALESCE(revoked_at, :revoked_at)');
+      params.revoked_at = patch.revokedAt;
+      if (patch.revokedBy !== undefined) {
+        sets.push('revoked_by = CASE WHEN revoked_at IS NULL THEN :revoked_by ELSE revoked_by END');
+        params.revoked_by = patch.revokedBy;
+      }
+    }
+    if (sets.length > 0) this.write(`UPDATE scim_tokens SET ${sets.join(', ')} WHERE id = :id`, params);
+    return this.mustGetScimToken(id);
+  }
+
+  private async mustGetScimToken(id: string): Promise<ScimTokenRecord> {
+    const token = await this.getScimToken(id);
+    if (token === undefined) throw new NotFound(`SCIM token ${id} does not exist`, { details: { id } });
+    return token;
+  }
+
+  async getOffboarding(id: string): Promise<OffboardingRecord | undefined> {
+    const row = this.one(`SELECT ${OFFBOARDING_COLUMNS} FROM offboardings WHERE id = :id`, { id });
+    return row === undefined ? undefined : mapOffboarding(row);
+  }
+
+  async listOffboardings(filter: OffboardingFilter = {}): Promise<OffboardingRecord[]> {
+    const clauses: string[] = [];
+    const params: Params = {};
+    if (filter.personId !== undefined) {
+      clauses.push('person_id = :person_id');
+      params.person_id = filter.personId;
+    }
+    if (filter.statuses !== undefined) {
+      if (filter.statuses.length === 0) return [];
+      clauses.push(`status IN (${inList('s', filter.statuses, params)})`);
+    }
+    const where = clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`;
+    return this.many(`SELECT ${OFFBOARDING_COLUMNS} FROM offboardings ${where} ORDER BY created_at, id`, params).map(
+      mapOffboarding,
+    );
+  }
+
+  async insertOffboarding(record: OffboardingRecord): Promise<OffboardingRecord> {
+    if (this.exists('offboardings', 'id', record.id)) {
+      throw new Conflict(`offboarding ${record.id} already exists`, { details: { id: record.id } });
+    }
+    this.write(
+      `INSERT INTO offboardings (${OFFBOARDING_COLUMNS}) VALUES (:id, :person_id, :status, :trigger, :receipt_json, ` +
+        ':created_at, :updated_at)',
+      {
+        id: record.id,
+        person_id: record.personId,
+        status: record.status,
+        trigger: record.trigger,
+        receipt_json: JSON.stringify(record.receipt),
+        created_at: record.createdAt,
+        updated_at: record.updatedAt,
+      },
+    );
+    return this.mustGetOffboarding(record.id);
+  }
+
+  async updateOffboarding(
+    id: string,
+    change: { status: OffboardingStatus; receipt: JsonObject; updatedAt: Instant },
+  ): Promise<OffboardingRecord> {
+    const changed = this.write(
+      'UPDATE offboardings SET status = :status, receipt_json = :receipt_json, updated_at = :updated_at WHERE id = :id',
+      { id, status: change.status, receipt_json: JSON.stringify(change.receipt), updated_at: change.updatedAt },
+    );
+    if (changed === 0) throw new NotFound(`offboarding ${id} does not exist`, { details: { id } });
+    return this.mustGetOffboarding(id);
+  }
+
+  private async mustGetOffboarding(id: string): Promise<OffboardingRecord> {
+    const record = await this.getOffboarding(id);
+    if (record === undefined) throw new NotFound(`offboarding ${id} does not exist`, { details: { id } });
+    return record;
   }
 }

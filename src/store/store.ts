@@ -19,6 +19,29 @@ import type {
   Visa,
   VisaState,
 } from '../domain/model.ts';
+import type {
+  NewScimGroup,
+  NewScimUser,
+  OffboardingFilter,
+  OffboardingRecord,
+  OffboardingStatus,
+  ScimGroupRecord,
+  ScimTokenPatch,
+  ScimTokenRecord,
+  ScimUserRecord,
+} from './identity-records.ts';
+
+export type {
+  NewScimGroup,
+  NewScimUser,
+  OffboardingFilter,
+  OffboardingRecord,
+  OffboardingStatus,
+  ScimGroupRecord,
+  ScimTokenPatch,
+  ScimTokenRecord,
+  ScimUserRecord,
+} from './identity-records.ts';
 
 /** A value that survives a JSON round trip unchanged (what JSON payload columns hold). */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
@@ -160,18 +183,77 @@ export interface AuditEvent {
   prevHash: string;
   hash: string;
 }
+/**
+ * An event as the chain verifies it and an export writes it: its place in the chain and the exact canonical
+ * text its content hash covers (see audit-chain.ts).
+ */
+export interface AuditRecord {
+  seq: number;
+  prevHash: string;
+  hash: string;
+  contentText: string;
+  /** What the record is about, for deciding what an evidence pack shows (the content text holds them too). */
+  engagementId?: string;
+  visaId?: string;
+  personId?: string;
+}
 /** What a caller appends; the store assigns `seq`, `prevHash` and `hash`. `details` defaults to `{}`. */
 export type NewAuditEvent = Omit<AuditEvent, 'seq' | 'prevHash' | 'hash' | 'details'> & { details?: JsonObject };
 
 export interface AuditFilter {
   /** Only events with a larger seq (paging cursor); default 0. */
   afterSeq?: number;
+  /** Only events with a smaller seq (paging cursor for `newestFirst`). */
+  beforeSeq?: number;
+  /** Only events up to and including this seq (the end of an export window). */
+  throughSeq?: number;
   /** Most events returned; default 1000, at most 10000. */
   limit?: number;
+  /** Newest first (seq descending) instead of oldest first: the last events of a trail. Default false. */
+  newestFirst?: boolean;
   visaId?: string;
   personId?: string;
   engagementId?: string;
   action?: string;
+  /** Acting person's email (or `system`), compared exactly. */
+  actor?: string;
+  /** Events by or about a person: `personId` is theirs or `actor` is their email. */
+  involving?: { personId?: string; email?: string };
+  cluster?: string;
+  namespace?: string;
+  /** Only events with `at` ≥ this instant. */
+  since?: Instant;
+  /** Only events with `at` < this instant. */
+  until?: Instant;
+}
+
+/**
+ * A signed statement that the audit trail, at the time it was made, ended at `seq` with `hash` (seq 0 and the
+ * genesis hash for an empty trail). Append-only: a later checkpoint never covers less of the trail. Signing and
+ * checking the signature belong to src/audit/checkpoints.ts; the store only keeps them.
+ */
+export interface AuditCheckpoint {
+  /** 1, 2, 3, … in the order they were written. */
+  id: number;
+  /** When it was signed. */
+  at: Instant;
+  seq: number;
+  hash: string;
+  /** Which key signed it (see src/audit/checkpoints.ts). */
+  keyId: string;
+  /** Ed25519 signature, base64url. */
+  signature: string;
+}
+/** What a caller appends; the store assigns `id`. */
+export type NewAuditCheckpoint = Omit<AuditCheckpoint, 'id'>;
+
+export interface AuditCheckpointFilter {
+  /** Most checkpoints returned; default 1000, at most 10000. */
+  limit?: number;
+  /** Newest first instead of oldest first; default false. */
+  newestFirst?: boolean;
+  /** Only checkpoints covering at most this seq. */
+  throughSeq?: number;
 }
 
 /** A cluster kubevisa manages. Its credential lives in a file named by `credentialRef`, never in the store. */
@@ -239,6 +321,11 @@ export interface StoreReader {
   listAudit(filter?: AuditFilter): Promise<AuditEvent[]>;
   /** The newest event's seq and hash, or undefined when the trail is empty (what a checkpoint signs). */
   getAuditHead(): Promise<{ seq: number; hash: string } | undefined>;
+  getAuditEvent(seq: number): Promise<AuditEvent | undefined>;
+  /** As listAudit (same filters, order and paging), each event as its chain record: verification and export. */
+  listAuditRecords(filter?: AuditFilter): Promise<AuditRecord[]>;
+  /** Ordered by id (oldest first unless `newestFirst`). */
+  listAuditCheckpoints(filter?: AuditCheckpointFilter): Promise<AuditCheckpoint[]>;
 
   getCluster(name: string): Promise<ClusterRecord | undefined>;
   /** Ordered by name. */
@@ -249,6 +336,28 @@ export interface StoreReader {
   listProfiles(): Promise<Profile[]>;
 
   getSetting(key: string): Promise<JsonValue | undefined>;
+
+  // Identity lifecycle (issue 7): SCIM users and groups, SCIM tokens, offboarding receipts.
+  getScimUser(id: string): Promise<ScimUserRecord | undefined>;
+  /** Compared case-insensitively. */
+  getScimUserByUserName(userName: string): Promise<ScimUserRecord | undefined>;
+  /** Users whose linking email is `email` (compared lower-cased), ordered by createdAt, then id. */
+  listScimUsersByEmail(email: string): Promise<ScimUserRecord[]>;
+  /** Ordered by createdAt, then id (a stable order for SCIM paging). */
+  listScimUsers(): Promise<ScimUserRecord[]>;
+  getScimGroup(id: string): Promise<ScimGroupRecord | undefined>;
+  /** Compared case-insensitively. */
+  getScimGroupByDisplayName(displayName: string): Promise<ScimGroupRecord | undefined>;
+  /** Ordered by createdAt, then id. */
+  listScimGroups(): Promise<ScimGroupRecord[]>;
+  /** The groups `userId` is a member of, ordered by createdAt, then id. */
+  listScimGroupsOfUser(userId: string): Promise<ScimGroupRecord[]>;
+  getScimToken(id: string): Promise<ScimTokenRecord | undefined>;
+  /** Every token, revoked and expired ones included (the caller decides), ordered by createdAt, then id. */
+  listScimTokens(): Promise<ScimTokenRecord[]>;
+  getOffboarding(id: string): Promise<OffboardingRecord | undefined>;
+  /** Ordered by createdAt, then id. */
+  listOffboardings(filter?: OffboardingFilter): Promise<OffboardingRecord[]>;
 }
 
 /** The unit of work: every read and every write. Unusable once its transaction has ended. */
@@ -310,6 +419,11 @@ export interface StoreTx extends StoreReader {
    * concurrent transactions.
    */
   appendAudit(event: NewAuditEvent): Promise<AuditEvent>;
+  /**
+   * Records a signed checkpoint. Throws Conflict when it does not name the trail's event at its seq exactly, or
+   * covers less of the trail than the newest checkpoint already stored.
+   */
+  appendAuditCheckpoint(checkpoint: NewAuditCheckpoint): Promise<AuditCheckpoint>;
 
   /** Creates or replaces the cluster's connection facts; `createdAt` survives replacement. */
   upsertCluster(cluster: ClusterInput): Promise<ClusterRecord>;
@@ -323,6 +437,37 @@ export interface StoreTx extends StoreReader {
 
   /** Small server state (e.g. a fencing token, the last checkpoint). */
   putSetting(key: string, value: JsonValue, now: Instant): Promise<void>;
+
+  /** Stores version 1. Throws Conflict when the id exists or the userName is taken (case-insensitively). */
+  insertScimUser(user: NewScimUser): Promise<ScimUserRecord>;
+  /**
+   * Replaces every field but id and createdAt and increments the version. With `expectedVersion`, throws
+   * Conflict unless the stored version is exactly that. Throws Conflict when the new userName is taken by
+   * another user, NotFound for an unknown id.
+   */
+  updateScimUser(user: NewScimUser, expectedVersion?: number): Promise<ScimUserRecord>;
+  /** Deletes the user and their group memberships (each group's version increments). Returns whether it existed. */
+  deleteScimUser(id: string, now: Instant): Promise<boolean>;
+  /**
+   * Stores version 1. Throws Conflict when the id exists or the displayName is taken (case-insensitively),
+   * NotFound when a member is not a SCIM user. Duplicate members are stored once.
+   */
+  insertScimGroup(group: NewScimGroup): Promise<ScimGroupRecord>;
+  /** Replaces every field but id and createdAt (members included) and increments the version; as updateScimUser. */
+  updateScimGroup(group: NewScimGroup, expectedVersion?: number): Promise<ScimGroupRecord>;
+  /** Returns whether a group was deleted. */
+  deleteScimGroup(id: string): Promise<boolean>;
+  /** Throws Conflict when the id or the secret hash exists. */
+  insertScimToken(token: ScimTokenRecord): Promise<ScimTokenRecord>;
+  /** A revoked token keeps its first revocation. Throws NotFound for an unknown id. */
+  updateScimToken(id: string, patch: ScimTokenPatch): Promise<ScimTokenRecord>;
+  /** Throws Conflict when the id exists. */
+  insertOffboarding(record: OffboardingRecord): Promise<OffboardingRecord>;
+  /** Replaces status, receipt and updatedAt. Throws NotFound for an unknown id. */
+  updateOffboarding(
+    id: string,
+    change: { status: OffboardingStatus; receipt: JsonObject; updatedAt: Instant },
+  ): Promise<OffboardingRecord>;
 }
 
 export type StoreEngine = 'sqlite' | 'postgres';
@@ -335,6 +480,9 @@ export interface Store extends StoreReader {
    * When a `tx` call throws, let the error end the transaction: on PostgreSQL a failed statement aborts the
    * whole transaction, so carrying on after catching it works on one engine only.
    * Calling the store itself (not `tx`) from inside `work` is refused on SQLite (it would wait for itself).
+   * An engine may commit concurrent transactions together (group commit: one fsync for many); each still
+   * resolves only once it is durable. When the commit cannot be made durable (disk full, I/O error, read-only
+   * file), it rejects with StoreUnavailable (503) and none of the transaction was kept: callers fail closed.
    */
   transaction<T>(work: (tx: StoreTx) => Promise<T>): Promise<T>;
   /** Waits for running transactions, then closes. Every later call rejects. */

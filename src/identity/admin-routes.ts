@@ -1,0 +1,299 @@
+/**
+ * The identity lifecycle's API routes (kubevisa bearer authentication, JSON schemas, problem+json errors like
+ * the rest of /api/v1):
+ *
+ * - SCIM tokens, per identity provider: create (shown once), list, rotate (old one kept for a grace period),
+ *   revoke;
+ * - offboarding with a receipt: start it for a person, read a receipt, list receipts;
+ * - the group mappings in force, and a directory sync on demand.
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
+import { parseDuration } from '../domain/time.ts';
+import type { Caller } from '../server/access-service.ts';
+import type { ServerContext } from '../server/context.ts';
+import type { ScimTokenRecord } from '../store/identity-records.ts';
+import { generateScimToken, isLive, isValidIdpName } from '../scim/tokens.ts';
+import type { GroupMapping } from './config.ts';
+import type { DirectorySync } from './directory.ts';
+import type { OffboardingOrchestrator } from './offboarding.ts';
+import type { Receipt } from './receipt.ts';
+
+export interface AdminRoutesOptions {
+  offboarding: OffboardingOrchestrator;
+  mappings: GroupMapping[];
+  sync?: DirectorySync;
+  /** How long POST …/offboarding waits for the receipt to complete, in ms. */
+  waitMs: number;
+  /** Called after a token change so the SCIM endpoint stops accepting a revoked token at once. */
+  onTokensChanged: () => void;
+  now?: () => number;
+}
+
+type Schema = Record<string, unknown>;
+const str = (maxLength = 500) => ({ type: 'string', minLength: 1, maxLength });
+const obj = (properties: Record<string, Schema>, required: string[] = []) => ({
+  type: 'object',
+  additionalProperties: false,
+  required,
+  properties,
+});
+
+function requireAdmin(caller: Caller, what: string): void {
+  if (!caller.actor.roles.includes('admin')) throw new Forbidden(`only admins may ${what}`);
+}
+
+function requireStaff(caller: Caller, what: string): void {
+  const roles = caller.actor.roles;
+  if (!roles.includes('admin') && !roles.includes('auditor'))
+    throw new Forbidden(`only admins and auditors may ${what}`);
+}
+
+export interface ScimTokenView {
+  id: string;
+  idp: string;
+  state: 'live' | 'expired' | 'revoked';
+  createdAt: string;
+  createdBy: string;
+  expiresAt?: string;
+  lastUsedAt?: string;
+  revokedAt?: string;
+  revokedBy?: string;
+}
+
+/** A token record as the API shows it: never its hash. */
+export function tokenView(record: ScimTokenRecord, now: number): ScimTokenView {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return {
+    id: record.id,
+    idp: record.idp,
+    state: record.revokedAt !== undefined ? 'revoked' : isLive(record, now) ? 'live' : 'expired',
+    createdAt: iso(record.createdAt),
+    createdBy: record.createdBy,
+    ...(record.expiresAt !== undefined ? { expiresAt: iso(record.expiresAt) } : {}),
+    ...(record.lastUsedAt !== undefined ? { lastUsedAt: iso(record.lastUsedAt) } : {}),
+    ...(record.revokedAt !== undefined ? { revokedAt: iso(record.revokedAt) } : {}),
+    ...(record.revokedBy !== undefined ? { revokedBy: record.revokedBy } : {}),
+  };
+}
+
+export function registerAdminRoutes(context: ServerContext, options: AdminRoutesOptions): void {
+  const { app, store } = context;
+  const now = options.now ?? Date.now;
+  const params = (request: FastifyRequest) => request.params as Record<string, string>;
+
+  const mintToken = async (caller: Caller, idp: string, expiresAt?: number) => {
+    const { token, secretHash } = generateScimToken();
+    const at = now();
+    const record = await store.transaction(async (tx) => {
+      const saved = await tx.insertScimToken({
+        id: `st_${randomBytes(9).toString('base64url')}`,
+        idp,
+        secretHash,
+        createdAt: at,
+        createdBy: caller.actor.email,
+        ...(expiresAt !== undefined ? { expiresAt } : {}),
+      });
+      await tx.appendAudit({
+        at,
+        actor: caller.actor.email,
+        ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+        action: 'scim.token.created',
+        outcome: 'ok',
+        details: { tokenId: saved.id, idp },
+        ...(caller.source ? { source: caller.source } : {}),
+      });
+      return saved;
+    });
+    options.onTokensChanged();
+    return { ...tokenView(record, at), token, scimUrl: `${context.url}/scim/v2` };
+  };
+
+  app.route({
+    method: 'POST',
+    url: '/api/v1/scim/tokens',
+    schema: { body: obj({ idp: str(63) }, ['idp']) },
+    handler: async (request, reply) => {
+      const caller = await context.authenticate(request);
+      requireAdmin(caller, 'create SCIM tokens');
+      const { idp } = request.body as { idp: string };
+      if (!isValidIdpName(idp)) {
+        throw new InvalidInput(
+          `idp '${idp}' is not a valid name: use 1–63 lower-case letters, digits or '-' (e.g. okta, entra)`,
+        );
+      }
+      reply.code(201);
+      return mintToken(caller, idp);
+    },
+  });
+
+  app.route({
+    method: 'GET',
+    url: '/api/v1/scim/tokens',
+    handler: async (request) => {
+      const caller = await context.authenticate(request);
+      requireStaff(caller, 'list SCIM tokens');
+      const at = now();
+      return { items: (await store.listScimTokens()).map((t) => tokenView(t, at)) };
+    },
+  });
+
+  app.route({
+    method: 'POST',
+    url: '/api/v1/scim/tokens/:id/rotate',
+    schema: { body: obj({ grace: str(32) }) },
+    handler: async (request, reply) => {
+      const caller = await context.authenticate(request);
+      requireAdmin(caller, 'rotate SCIM tokens');
+      const old = await store.getScimToken(params(request).id!);
+      if (!old) throw new NotFound(`no SCIM token '${params(request).id}': 'kubevisa scim token list' shows them`);
+      if (!isLive(old, now()))
+        throw new InvalidInput(`SCIM token ${old.id} is no longer live: create a new one instead`);
+      const grace = (request.body as { grace?: string } | undefined)?.grace ?? '1h';
+      const graceSeconds = grace === '0s' || grace === '0' ? 0 : parseDuration(grace, 'grace');
+      if (graceSeconds > 7 * 86_400) throw new InvalidInput('grace must be at most 7d: the old token must not linger');
+      const created = await mintToken(caller, old.idp);
+      const at = now();
+      const retired = await store.transaction(async (tx) => {
+        const updated =
+          graceSeconds === 0
+            ? await tx.updateScimToken(old.id, { revokedAt: at, revokedBy: caller.actor.email })
+            : await tx.updateScimToken(old.id, { expiresAt: at + graceSeconds * 1000 });
+        await tx.appendAudit({
+          at,
+          actor: caller.actor.email,
+          action: 'scim.token.rotated',
+          outcome: 'ok',
+          details: { tokenId: old.id, replacedBy: created.id, graceSeconds },
+        });
+        return updated;
+      });
+      options.onTokensChanged();
+      reply.code(201);
+      return { ...created, previous: tokenView(retired, at) };
+    },
+  });
+
+  app.route({
+    method: 'DELETE',
+    url: '/api/v1/scim/tokens/:id',
+    handler: async (request) => {
+      const caller = await context.authenticate(request);
+      requireAdmin(caller, 'revoke SCIM tokens');
+      const at = now();
+      const id = params(request).id!;
+      const revoked = await store.transaction(async (tx) => {
+        if (!(await tx.getScimToken(id)))
+          throw new NotFound(`no SCIM token '${id}': 'kubevisa scim token list' shows them`);
+        const updated = await tx.updateScimToken(id, { revokedAt: at, revokedBy: caller.actor.email });
+        await tx.appendAudit({
+          at,
+          actor: caller.actor.email,
+          action: 'scim.token.revoked',
+          outcome: 'ok',
+          details: { tokenId: id, idp: updated.idp },
+        });
+        return updated;
+      });
+      options.onTokensChanged();
+      return tokenView(revoked, at);
+    },
+  });
+
+  app.route({
+    method: 'POST',
+    url: '/api/v1/persons/:id/offboarding',
+    schema: { body: obj({ reason: str(500), wait: { type: 'boolean' } }, ['reason']) },
+    handler: async (request, reply: FastifyReply) => {
+      const caller = await context.authenticate(request);
+      requireAdmin(caller, 'offboard a person');
+      const body = request.body as { reason: string; wait?: boolean };
+      const idOrEmail = params(request).id!;
+      const person = (await store.getPerson(idOrEmail)) ?? (await store.getPersonByEmail(idOrEmail.toLowerCase()));
+      if (!person) throw new NotFound(`no person '${idOrEmail}': they have never logged in to kubevisa`);
+      const started = await options.offboarding.start({
+        personId: person.id,
+        status: 'deprovisioned',
+        trigger: { kind: 'admin', by: caller.actor.email },
+        reason: body.reason,
+        caller,
+      });
+      const receipt: Receipt =
+        body.wait === false ? started : await options.offboarding.waitFor(started.id, options.waitMs);
+      reply.code(201).header('location', `/api/v1/offboardings/${receipt.id}`);
+      return receipt;
+    },
+  });
+
+  app.route({
+    method: 'GET',
+    url: '/api/v1/offboardings/:id',
+    handler: async (request) => {
+      const caller = await context.authenticate(request);
+      requireStaff(caller, 'read offboarding receipts');
+      const receipt = await options.offboarding.get(params(request).id!);
+      if (!receipt) throw new NotFound(`no offboarding '${params(request).id}'`);
+      return receipt;
+    },
+  });
+
+  app.route({
+    method: 'GET',
+    url: '/api/v1/offboardings',
+    schema: { querystring: obj({ person: str(254) }) },
+    handler: async (request) => {
+      const caller = await context.authenticate(request);
+      requireStaff(caller, 'read offboarding receipts');
+      const filter = (request.query as { person?: string }).person;
+      let personId: string | undefined;
+      if (filter !== undefined) {
+        const person = (await store.getPerson(filter)) ?? (await store.getPersonByEmail(filter.toLowerCase()));
+        if (!person) return { items: [] };
+        personId = person.id;
+      }
+      return { items: await options.offboarding.list(personId) };
+    },
+  });
+
+  app.route({
+    method: 'GET',
+    url: '/api/v1/identity/mappings',
+    handler: async (request) => {
+      const caller = await context.authenticate(request);
+      requireStaff(caller, 'read group mappings');
+      const engagements = await store.listEngagements();
+      return {
+        items: options.mappings.map((m) => {
+          const engagement = m.engagement && engagements.filter((e) => e.name === m.engagement!.name).at(-1);
+          return {
+            group: m.group,
+            ...(m.role ? { role: m.role } : {}),
+            ...(m.engagement
+              ? {
+                  engagement: m.engagement.name,
+                  engagementId: engagement?.id ?? null,
+                  engagementStatus: engagement?.status ?? 'not created yet (no member so far)',
+                  contractors: engagement?.contractors ?? [],
+                }
+              : {}),
+          };
+        }),
+      };
+    },
+  });
+
+  app.route({
+    method: 'POST',
+    url: '/api/v1/identity/sync',
+    handler: async (request) => {
+      const caller = await context.authenticate(request);
+      requireAdmin(caller, 'run a directory sync');
+      if (!options.sync)
+        throw new InvalidInput("no directory sync is configured: add 'identity.sync' to the server config");
+      const report = await options.sync.runOnce();
+      if (!report) throw new InvalidInput('the sync failed: the server log says why');
+      return report;
+    },
+  });
+}

@@ -1,0 +1,334 @@
+/**
+ * The `scim` and `identity` sections of the server configuration, validated here (the core config passes them
+ * through unparsed). Every message names the field, says what is wrong and what is allowed; nothing starts with
+ * a configuration that would be read differently from what the admin meant.
+ *
+ * ```yaml
+ * scim:
+ *   maxResults: 200                # largest SCIM page (1–1000)
+ * identity:
+ *   groupSource: auto              # auto | scim | directory | login
+ *   requireProvisioned: false      # refuse logins of people the IdP did not provision (SCIM or sync)
+ *   onRefreshFailure: suspend      # suspend | end-session
+ *   groupMappings:
+ *     - group: vendor-acme
+ *       engagement: { name: acme, vendor: Acme, sponsor: sam@corp.example, endsAt: 2026-12-31T18:00:00Z,
+ *                     ceiling: { clusters: [prod], namespacePatterns: [payments], profiles: [viewer] },
+ *                     maxVisaDuration: 8h }
+ *     - group: kubevisa-approvers
+ *       role: approver
+ *   sync: { provider: dev-idp, url: http://127.0.0.1:9000, tokenFile: ./directory.token, interval: 5m }
+ *   offboarding: { wait: 30s, retryInterval: 5s, maxRetryInterval: 5m, tokenProofTimeout: 30s,
+ *                  alertWebhook: https://hooks.slack.com/services/… }
+ * ```
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { InvalidInput } from '../domain/errors.ts';
+import type { PersonRole } from '../domain/model.ts';
+import { parseDuration } from '../domain/time.ts';
+
+export interface ScimConfig {
+  /** Serve /scim/v2 (default true when the `scim` section is present, false when it is absent). */
+  enabled: boolean;
+  /** Largest page a SCIM list returns (default 200, 1–1000). */
+  maxResults: number;
+}
+
+export interface EngagementMappingSpec {
+  name: string;
+  vendor: string;
+  sponsor: string;
+  /** RFC 3339 with offset; default: when the engagement is first created. */
+  startsAt?: string;
+  /** RFC 3339 with offset. */
+  endsAt: string;
+  ceiling: { clusters: string[]; namespacePatterns: string[]; profiles: string[] };
+  /** e.g. `8h`. */
+  maxVisaDuration: string;
+}
+
+/** One IdP group and what membership gives: contractor of an engagement, or a kubevisa role. */
+export interface GroupMapping {
+  /** The group's name at the IdP (SCIM displayName or the `groups` claim value), compared case-insensitively. */
+  group: string;
+  engagement?: EngagementMappingSpec;
+  role?: PersonRole;
+}
+
+export type GroupSource = 'auto' | 'scim' | 'directory' | 'login';
+
+export interface SyncConfig {
+  /** Which directory implementation: `dev-idp` (the development IdP's directory); see docs/identity.md. */
+  provider: 'dev-idp';
+  /** Base URL of the directory API. */
+  url: string;
+  /** Bearer token for the directory API (read from `tokenFile` when given there). A credential: never logged. */
+  token?: string;
+  /** How often the directory is read, in ms (default 5 min, at least 1 s). */
+  intervalMs: number;
+  /** What happens to a kubevisa person the directory no longer lists (default offboard). */
+  missingUsers: 'offboard' | 'ignore';
+  /**
+   * Most people one sync may offboard (default 10). A directory answering with an empty or truncated list must
+   * not offboard everybody: beyond this the sync refuses, alerts, and offboards nobody.
+   */
+  maxOffboardsPerRun: number;
+}
+
+export interface OffboardingConfig {
+  /** How long the API waits for the receipt to be complete before answering with it as it is, in ms (30 s). */
+  waitMs: number;
+  /** First retry of an unproven step, in ms (5 s); doubling up to `maxRetryMs` (5 min). */
+  retryMs: number;
+  maxRetryMs: number;
+  /** How long the proof that an old token is refused may take, in ms (30 s; kube-apiserver caches for 10 s). */
+  tokenProofTimeoutMs: number;
+  /** Slack-compatible webhook told when a step cannot be proven (and when it finally is). */
+  alertWebhook?: string;
+}
+
+export interface IdentityConfig {
+  groupMappings: GroupMapping[];
+  /**
+   * Which source says what groups a person is in: `scim` (provisioned groups), `directory` (the sync), `login`
+   * (the groups claim at the last login), or `auto` (default): SCIM for people provisioned by SCIM, else the
+   * directory for people it lists, else the login claim.
+   */
+  groupSource: GroupSource;
+  /** Refuse logins of people no SCIM user (or directory entry) describes (default false). */
+  requireProvisioned: boolean;
+  /** When the IdP refuses to refresh a login: end that session only, or also suspend the person (default). */
+  onRefreshFailure: 'end-session' | 'suspend';
+  sync?: SyncConfig;
+  offboarding: OffboardingConfig;
+}
+
+type Raw = Record<string, unknown>;
+const ROLES: readonly PersonRole[] = ['admin', 'approver', 'auditor'];
+
+function isObject(value: unknown): value is Raw {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function refuse(path: string, problem: string): InvalidInput {
+  return new InvalidInput(`config: '${path}' ${problem}`, { details: { field: path } });
+}
+
+function onlyKnown(raw: Raw, path: string, known: readonly string[]): void {
+  for (const key of Object.keys(raw)) {
+    if (!known.includes(key)) throw refuse(`${path}${key}`, `is not a known field; known fields: ${known.join(', ')}`);
+  }
+}
+
+function text(raw: Raw, key: string, path: string): string {
+  const value = raw[key];
+  if (typeof value !== 'string' || value.trim() === '') throw refuse(`${path}${key}`, 'must be a non-empty string');
+  return value.trim();
+}
+
+function optionalText(raw: Raw, key: string, path: string): string | undefined {
+  return raw[key] === undefined ? undefined : text(raw, key, path);
+}
+
+function strings(raw: Raw, key: string, path: string): string[] {
+  const value = raw[key];
+  if (!Array.isArray(value) || value.length === 0 || value.some((v) => typeof v !== 'string' || v.trim() === '')) {
+    throw refuse(`${path}${key}`, 'must be a non-empty list of strings');
+  }
+  return value.map((v: string) => v.trim());
+}
+
+function oneOf<T extends string>(raw: Raw, key: string, path: string, allowed: readonly T[], fallback: T): T {
+  const value = raw[key];
+  if (value === undefined) return fallback;
+  const found = allowed.find((a) => a === value);
+  if (found === undefined)
+    throw refuse(`${path}${key}`, `must be one of ${allowed.join(', ')}; got ${JSON.stringify(value)}`);
+  return found;
+}
+
+function durationMs(raw: Raw, key: string, path: string, fallbackMs: number, minimumMs = 1000): number {
+  if (raw[key] === undefined) return fallbackMs;
+  const ms = parseDuration(raw[key], `config ${path}${key}`) * 1000;
+  if (ms < minimumMs) throw refuse(`${path}${key}`, `must be at least ${minimumMs / 1000}s`);
+  return ms;
+}
+
+function wholeNumber(raw: Raw, key: string, path: string, fallback: number, min: number, max: number): number {
+  const value = raw[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw refuse(`${path}${key}`, `must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function httpUrl(raw: Raw, key: string, path: string): string {
+  const value = text(raw, key, path);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw refuse(`${path}${key}`, `is not a URL: ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw refuse(`${path}${key}`, 'must be an http(s) URL');
+  return value.replace(/\/+$/, '');
+}
+
+export function parseScimConfig(raw: unknown): ScimConfig {
+  if (raw === undefined) return { enabled: false, maxResults: 200 };
+  if (raw === true) return { enabled: true, maxResults: 200 };
+  if (!isObject(raw)) throw refuse('scim', 'must be an object such as { maxResults: 200 }, or true');
+  onlyKnown(raw, 'scim.', ['enabled', 'maxResults']);
+  if (raw.enabled !== undefined && typeof raw.enabled !== 'boolean')
+    throw refuse('scim.enabled', 'must be true or false');
+  return {
+    enabled: raw.enabled !== false,
+    maxResults: wholeNumber(raw, 'maxResults', 'scim.', 200, 1, 1000),
+  };
+}
+
+function parseEngagement(raw: unknown, path: string): EngagementMappingSpec {
+  if (!isObject(raw)) {
+    throw refuse(
+      path,
+      'must be { name, vendor, sponsor, endsAt, ceiling: { clusters, namespacePatterns, profiles }, maxVisaDuration }',
+    );
+  }
+  const at = `${path}.`;
+  onlyKnown(raw, at, ['name', 'vendor', 'sponsor', 'startsAt', 'endsAt', 'ceiling', 'maxVisaDuration']);
+  const ceiling = raw.ceiling;
+  if (!isObject(ceiling)) throw refuse(`${at}ceiling`, 'must be { clusters, namespacePatterns, profiles }');
+  onlyKnown(ceiling, `${at}ceiling.`, ['clusters', 'namespacePatterns', 'profiles']);
+  const startsAt = optionalText(raw, 'startsAt', at);
+  return {
+    name: text(raw, 'name', at),
+    vendor: text(raw, 'vendor', at),
+    sponsor: text(raw, 'sponsor', at).toLowerCase(),
+    ...(startsAt !== undefined ? { startsAt } : {}),
+    endsAt: raw.endsAt instanceof Date ? raw.endsAt.toISOString() : text(raw, 'endsAt', at),
+    ceiling: {
+      clusters: strings(ceiling, 'clusters', `${at}ceiling.`),
+      namespacePatterns: strings(ceiling, 'namespacePatterns', `${at}ceiling.`),
+      profiles: strings(ceiling, 'profiles', `${at}ceiling.`),
+    },
+    maxVisaDuration: text(raw, 'maxVisaDuration', at),
+  };
+}
+
+function parseMappings(raw: unknown): GroupMapping[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw))
+    throw refuse('identity.groupMappings', 'must be a list of { group, engagement } or { group, role }');
+  const names = new Set<string>();
+  return raw.map((item: unknown, index) => {
+    const path = `identity.groupMappings[${index}]`;
+    if (!isObject(item)) throw refuse(path, 'must be { group, engagement } or { group, role }');
+    onlyKnown(item, `${path}.`, ['group', 'engagement', 'role']);
+    const group = text(item, 'group', `${path}.`);
+    if ((item.engagement === undefined) === (item.role === undefined)) {
+      throw refuse(
+        path,
+        "must have exactly one of 'engagement' (contractors of a contract) or 'role' (admin, approver, auditor)",
+      );
+    }
+    if (item.role !== undefined) return { group, role: oneOf(item, 'role', `${path}.`, ROLES, 'approver') };
+    const engagement = parseEngagement(item.engagement, `${path}.engagement`);
+    if (names.has(engagement.name)) {
+      throw refuse(
+        `${path}.engagement.name`,
+        `repeats '${engagement.name}': each mapped engagement needs its own name`,
+      );
+    }
+    names.add(engagement.name);
+    return { group, engagement };
+  });
+}
+
+function parseSync(raw: unknown, baseDir: string): SyncConfig | undefined {
+  if (raw === undefined) return undefined;
+  if (!isObject(raw)) throw refuse('identity.sync', 'must be { provider, url, tokenFile, interval }');
+  const at = 'identity.sync.';
+  onlyKnown(raw, at, ['provider', 'url', 'token', 'tokenFile', 'interval', 'missingUsers', 'maxOffboardsPerRun']);
+  const provider = oneOf(raw, 'provider', at, ['dev-idp'] as const, 'dev-idp');
+  if (raw.provider === undefined)
+    throw refuse(
+      `${at}provider`,
+      "is required; the implemented provider is 'dev-idp' (see docs/identity.md for Okta, Entra ID, Keycloak)",
+    );
+  if (raw.token !== undefined && raw.tokenFile !== undefined)
+    throw refuse(at.slice(0, -1), "takes 'token' or 'tokenFile', not both");
+  let token = optionalText(raw, 'token', at);
+  const tokenFile = optionalText(raw, 'tokenFile', at);
+  if (tokenFile !== undefined) {
+    try {
+      token = readFileSync(resolve(baseDir, tokenFile), 'utf8').trim();
+    } catch (error) {
+      throw refuse(
+        `${at}tokenFile`,
+        `cannot be read (${(error as Error).message}): give the path of a file holding the directory token`,
+      );
+    }
+    if (token === '') throw refuse(`${at}tokenFile`, 'is empty: it must hold the directory token');
+  }
+  return {
+    provider,
+    url: httpUrl(raw, 'url', at),
+    ...(token !== undefined ? { token } : {}),
+    intervalMs: durationMs(raw, 'interval', at, 5 * 60_000),
+    missingUsers: oneOf(raw, 'missingUsers', at, ['offboard', 'ignore'] as const, 'offboard'),
+    maxOffboardsPerRun: wholeNumber(raw, 'maxOffboardsPerRun', at, 10, 1, 100_000),
+  };
+}
+
+function parseOffboarding(raw: unknown): OffboardingConfig {
+  const value = raw === undefined ? {} : raw;
+  if (!isObject(value))
+    throw refuse(
+      'identity.offboarding',
+      'must be { wait, retryInterval, maxRetryInterval, tokenProofTimeout, alertWebhook }',
+    );
+  const at = 'identity.offboarding.';
+  onlyKnown(value, at, ['wait', 'retryInterval', 'maxRetryInterval', 'tokenProofTimeout', 'alertWebhook']);
+  const retryMs = durationMs(value, 'retryInterval', at, 5000);
+  const maxRetryMs = durationMs(value, 'maxRetryInterval', at, 5 * 60_000);
+  if (maxRetryMs < retryMs) throw refuse(`${at}maxRetryInterval`, 'must not be shorter than retryInterval');
+  const tokenProofTimeoutMs = durationMs(value, 'tokenProofTimeout', at, 30_000);
+  if (tokenProofTimeoutMs < 11_000) {
+    throw refuse(`${at}tokenProofTimeout`, "must be at least 11s: kube-apiserver caches a token's validity for 10 s");
+  }
+  return {
+    waitMs: value.wait === undefined ? 30_000 : durationMs(value, 'wait', at, 30_000, 0),
+    retryMs,
+    maxRetryMs,
+    tokenProofTimeoutMs,
+    ...(value.alertWebhook !== undefined ? { alertWebhook: httpUrl(value, 'alertWebhook', at) } : {}),
+  };
+}
+
+/** @param baseDir the config file's folder: relative `tokenFile` paths resolve against it. */
+export function parseIdentityConfig(raw: unknown, baseDir: string): IdentityConfig {
+  const value = raw === undefined ? {} : raw;
+  if (!isObject(value)) throw refuse('identity', 'must be an object (see docs/identity.md)');
+  onlyKnown(value, 'identity.', [
+    'groupMappings',
+    'groupSource',
+    'requireProvisioned',
+    'onRefreshFailure',
+    'sync',
+    'offboarding',
+  ]);
+  if (value.requireProvisioned !== undefined && typeof value.requireProvisioned !== 'boolean') {
+    throw refuse('identity.requireProvisioned', 'must be true or false');
+  }
+  const sync = parseSync(value.sync, baseDir);
+  return {
+    groupMappings: parseMappings(value.groupMappings),
+    groupSource: oneOf(value, 'groupSource', 'identity.', ['auto', 'scim', 'directory', 'login'] as const, 'auto'),
+    requireProvisioned: value.requireProvisioned === true,
+    onRefreshFailure: oneOf(value, 'onRefreshFailure', 'identity.', ['suspend', 'end-session'] as const, 'suspend'),
+    ...(sync !== undefined ? { sync } : {}),
+    offboarding: parseOffboarding(value.offboarding),
+  };
+}

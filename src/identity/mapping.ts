@@ -1,0 +1,104 @@
+/**
+ * Group mappings: which IdP groups make someone a contractor of which engagement, or give which kubevisa role.
+ * Pure functions: validation against what the server knows (clusters, profiles) and what a set of groups
+ * implies. The lifecycle applies the result to the store.
+ */
+import { InvalidInput } from '../domain/errors.ts';
+import type { PersonRole, Policy } from '../domain/model.ts';
+import { isNamespacePattern } from '../domain/names.ts';
+import { parseDuration, parseInstant } from '../domain/time.ts';
+import type { GroupMapping } from './config.ts';
+
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+/**
+ * Checks every engagement mapping against the clusters and profiles the server has, with the path of the
+ * offending field in the message.
+ * @throws InvalidInput
+ */
+export function validateMappings(
+  mappings: readonly GroupMapping[],
+  known: { clusters: readonly string[]; profiles: readonly string[]; now: number },
+): void {
+  mappings.forEach((mapping, index) => {
+    const path = `identity.groupMappings[${index}].engagement`;
+    const engagement = mapping.engagement;
+    if (engagement === undefined) return;
+    const refuse = (field: string, problem: string) =>
+      new InvalidInput(`config: '${path}.${field}' ${problem}`, { details: { field: `${path}.${field}` } });
+    if (!EMAIL.test(engagement.sponsor))
+      throw refuse('sponsor', `must be the sponsor's email, not '${engagement.sponsor}'`);
+    for (const cluster of engagement.ceiling.clusters) {
+      if (!known.clusters.includes(cluster)) {
+        throw refuse(
+          'ceiling.clusters',
+          `names unknown cluster '${cluster}': the server manages ${known.clusters.join(', ') || '(no cluster)'}`,
+        );
+      }
+    }
+    for (const profile of engagement.ceiling.profiles) {
+      if (!known.profiles.includes(profile)) {
+        throw refuse(
+          'ceiling.profiles',
+          `names unknown profile '${profile}': known profiles are ${known.profiles.join(', ')}`,
+        );
+      }
+    }
+    for (const pattern of engagement.ceiling.namespacePatterns) {
+      if (!isNamespacePattern(pattern)) {
+        throw refuse(
+          'ceiling.namespacePatterns',
+          `holds '${pattern}', which is neither a namespace name nor a prefix with one trailing '*' (a bare '*' is refused)`,
+        );
+      }
+    }
+    const endsAt = parseInstant(engagement.endsAt, `config ${path}.endsAt`);
+    if (endsAt <= known.now) throw refuse('endsAt', `(${engagement.endsAt}) is in the past: the contract has ended`);
+    if (engagement.startsAt !== undefined && parseInstant(engagement.startsAt, `config ${path}.startsAt`) >= endsAt) {
+      throw refuse('startsAt', 'must be before endsAt');
+    }
+    parseDuration(engagement.maxVisaDuration, `config ${path}.maxVisaDuration`);
+  });
+}
+
+/** Group names compare case-insensitively: IdPs are inconsistent about case between SCIM and claims. */
+export function inGroup(groups: readonly string[], group: string): boolean {
+  const wanted = group.toLowerCase();
+  return groups.some((g) => g.toLowerCase() === wanted);
+}
+
+/** The names of the mapped engagements that `groups` make someone a contractor of. */
+export function engagementsFor(groups: readonly string[], mappings: readonly GroupMapping[]): Set<string> {
+  return new Set(
+    mappings.filter((m) => m.engagement !== undefined && inGroup(groups, m.group)).map((m) => m.engagement!.name),
+  );
+}
+
+/** Roles the core configuration gives (the same rules as a login: admin and auditor lists and groups, approver groups). */
+export function configuredRoles(
+  email: string,
+  groups: readonly string[],
+  config: {
+    roles: { admins: string[]; adminGroups: string[]; auditors: string[]; auditorGroups: string[] };
+    policy: Policy;
+  },
+): PersonRole[] {
+  const inAny = (list: string[]) => list.some((g) => inGroup(groups, g));
+  const lower = email.toLowerCase();
+  const roles: PersonRole[] = [];
+  if (config.roles.admins.includes(lower) || inAny(config.roles.adminGroups)) roles.push('admin');
+  if (inAny(config.policy.approverGroups)) roles.push('approver');
+  if (config.roles.auditors.includes(lower) || inAny(config.roles.auditorGroups)) roles.push('auditor');
+  return roles;
+}
+
+/** The person's roles: what the core configuration gives plus what role mappings give, in a stable order. */
+export function rolesFor(
+  base: readonly PersonRole[],
+  groups: readonly string[],
+  mappings: readonly GroupMapping[],
+): PersonRole[] {
+  const mapped = mappings.filter((m) => m.role !== undefined && inGroup(groups, m.group)).map((m) => m.role!);
+  const all = new Set<PersonRole>([...base, ...mapped]);
+  return (['admin', 'approver', 'auditor'] as const).filter((role) => all.has(role));
+}

@@ -1,0 +1,225 @@
+/**
+ * Plugs the identity lifecycle into the server (issue 7): the SCIM service provider at /scim/v2, group mappings,
+ * the directory sync, the login hooks (refuse deactivated people, apply mappings, suspend on a refused refresh)
+ * and offboarding with receipts, with its API routes.
+ *
+ * The rest of the server reaches the offboarding orchestrator through `identityOf(context)` (main.ts's
+ * `offboard` delegates to it for `POST /api/v1/persons/:id/offboard`).
+ */
+import { InvalidInput, NotFound } from '../domain/errors.ts';
+import type { Extension, ServerContext } from '../server/context.ts';
+import { registerScimRoutes, SCIM_PREFIX } from '../scim/routes.ts';
+import { ScimService } from '../scim/service.ts';
+import type { Caller } from '../server/access-service.ts';
+import { registerAdminRoutes } from './admin-routes.ts';
+import { parseIdentityConfig, parseScimConfig } from './config.ts';
+import { createDevIdpDirectory } from './dev-idp-directory.ts';
+import { DirectorySync } from './directory.ts';
+import { IdentityLifecycle } from './lifecycle.ts';
+import { validateMappings } from './mapping.ts';
+import { OffboardingOrchestrator, type OffboardingAlert } from './offboarding.ts';
+import type { Receipt } from './receipt.ts';
+
+export interface IdentityHandle {
+  offboarding: OffboardingOrchestrator;
+  lifecycle: IdentityLifecycle;
+  scim?: ScimService;
+  sync?: DirectorySync;
+  /**
+   * `kubevisa offboard PERSON`: offboards (deprovisioned) and waits up to `identity.offboarding.wait` for the
+   * receipt. What main.ts's `offboard` closure should return.
+   */
+  offboardByAdmin(caller: Caller, idOrEmail: string, reason: string): Promise<Receipt>;
+}
+
+/** The identity lifecycle of a running server. */
+export const identities = new WeakMap<ServerContext, IdentityHandle>();
+
+export function identityOf(context: ServerContext): IdentityHandle {
+  const handle = identities.get(context);
+  if (!handle) throw new Error('the identity extension is not wired into this server');
+  return handle;
+}
+
+/** Delay before the start-up repair runs, so it does not compete with the first reconcile, in ms. */
+const STARTUP_REPAIR_DELAY_MS = 1000;
+/** The level-triggered repair (SCIM state vs persons, mappings) also runs this often, in ms. */
+const REPAIR_INTERVAL_MS = 5 * 60_000;
+
+export const wireIdentity: Extension = async (context) => {
+  const scimConfig = parseScimConfig(context.config.extensions.scim);
+  // Relative paths (identity.sync.tokenFile) resolve against the server's working directory.
+  const config = parseIdentityConfig(context.config.extensions.identity, process.cwd());
+  validateMappings(config.groupMappings, {
+    clusters: [...context.clusters.keys()],
+    profiles: (await context.store.listProfiles()).map((p) => p.name),
+    now: Date.now(),
+  });
+
+  const report = (message: string, error: unknown) => {
+    const why = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`kubevisa identity: ${message}: ${why}\n`);
+  };
+  const webhook = config.offboarding.alertWebhook;
+  const postAlert = async (text: string) => {
+    if (webhook === undefined) return;
+    try {
+      const response = await fetch(webhook, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ text }),
+        signal: AbortSignal.timeout(5000),
+      });
+      // The URL is a credential (Slack puts its secret in it): it is never in a message.
+      if (!response.ok) report('the alert webhook refused an alert', new Error(`HTTP ${response.status}`));
+    } catch (error) {
+      report('the alert webhook could not be reached', error);
+    }
+  };
+  const alert = async (event: OffboardingAlert) => {
+    const text =
+      event.kind === 'unproven'
+        ? `kubevisa: offboarding of ${event.receipt.person.email} is NOT proven: ${event.steps.map((s) => `${s.step}: ${s.detail}`).join('; ')}. Retrying.`
+        : `kubevisa: offboarding of ${event.receipt.person.email} is now proven (${event.steps.map((s) => s.step).join('; ')}).`;
+    await context.store.transaction((tx) =>
+      tx.appendAudit({
+        at: Date.now(),
+        actor: 'system',
+        action: 'offboarding.alert',
+        personId: event.receipt.person.id,
+        outcome: event.kind === 'unproven' ? 'error' : 'ok',
+        reason: text,
+        details: { offboardingId: event.receipt.id, kind: event.kind, steps: event.steps.map((s) => s.id) },
+      }),
+    );
+    await postAlert(text);
+  };
+
+  const offboarding = new OffboardingOrchestrator({
+    store: context.store,
+    access: context.access,
+    sessions: context.sessions,
+    tokens: context.tokens,
+    clusters: context.clusters,
+    reconciler: context.reconciler,
+    config: config.offboarding,
+    alert,
+    report,
+  });
+  const lifecycle = new IdentityLifecycle({
+    store: context.store,
+    access: context.access,
+    offboarding,
+    config,
+    serverConfig: context.config,
+    report,
+    alert: async (message) => {
+      await context.store.transaction((tx) =>
+        tx.appendAudit({
+          at: Date.now(),
+          actor: 'system',
+          action: 'identity.alert',
+          outcome: 'error',
+          reason: message,
+        }),
+      );
+      await postAlert(`kubevisa: ${message}`);
+    },
+  });
+  context.sessions.addLifecycleHooks({
+    beforeLogin: (identity) => lifecycle.beforeLogin(identity),
+    afterLogin: (person) => lifecycle.afterLogin(person),
+    idpRefreshRefused: (person, sessionId) => lifecycle.idpRefreshRefused(person, sessionId),
+  });
+
+  let scim: ScimService | undefined;
+  let invalidateTokens = () => {};
+  if (scimConfig.enabled) {
+    const baseUrl = `${context.url}${SCIM_PREFIX}`;
+    scim = new ScimService({
+      store: context.store,
+      baseUrl,
+      maxResults: scimConfig.maxResults,
+      onUserChanged: (change) => lifecycle.onUserChanged(change),
+      onGroupChanged: (change) => lifecycle.onGroupChanged(change),
+    });
+    const routes = registerScimRoutes(context.app, {
+      service: scim,
+      store: context.store,
+      baseUrl,
+      maxResults: scimConfig.maxResults,
+      onInternalError: report,
+    });
+    invalidateTokens = () => routes.invalidateTokens();
+  }
+
+  let sync: DirectorySync | undefined;
+  if (config.sync) {
+    if (config.sync.provider !== 'dev-idp') {
+      throw new InvalidInput(`config: 'identity.sync.provider' '${String(config.sync.provider)}' is not implemented`);
+    }
+    sync = new DirectorySync({
+      directory: createDevIdpDirectory({
+        url: config.sync.url,
+        ...(config.sync.token ? { token: config.sync.token } : {}),
+      }),
+      intervalMs: config.sync.intervalMs,
+      apply: (users, directory) => lifecycle.applyDirectory(users, directory),
+      report,
+    });
+  }
+
+  registerAdminRoutes(context, {
+    offboarding,
+    mappings: config.groupMappings,
+    ...(sync ? { sync } : {}),
+    waitMs: config.offboarding.waitMs,
+    onTokensChanged: () => invalidateTokens(),
+  });
+
+  const handle: IdentityHandle = {
+    offboarding,
+    lifecycle,
+    ...(scim ? { scim } : {}),
+    ...(sync ? { sync } : {}),
+    async offboardByAdmin(caller, idOrEmail, reason) {
+      const person =
+        (await context.store.getPerson(idOrEmail)) ?? (await context.store.getPersonByEmail(idOrEmail.toLowerCase()));
+      if (!person) throw new NotFound(`no person '${idOrEmail}': they have never logged in to kubevisa`);
+      const started = await offboarding.start({
+        personId: person.id,
+        status: 'deprovisioned',
+        trigger: { kind: 'admin', by: caller.actor.email },
+        reason,
+        caller,
+      });
+      return offboarding.waitFor(started.id, config.offboarding.waitMs);
+    },
+  };
+  identities.set(context, handle);
+
+  // Level-triggered repair once the server is up, then periodically: open receipts resume, SCIM state and
+  // persons are brought back in line (a crash between two commits), mappings re-applied.
+  const repair = async () => {
+    try {
+      await offboarding.resume();
+      await lifecycle.reconcileAll();
+    } catch (error) {
+      report('the identity repair pass failed; it runs again later', error);
+    }
+  };
+  const startup = setTimeout(() => {
+    void repair();
+    sync?.start();
+  }, STARTUP_REPAIR_DELAY_MS);
+  startup.unref();
+  const periodic = setInterval(() => void repair(), REPAIR_INTERVAL_MS);
+  periodic.unref();
+
+  context.onStop(async () => {
+    clearTimeout(startup);
+    clearInterval(periodic);
+    await sync?.stop();
+    await offboarding.stop();
+  });
+};

@@ -1,0 +1,48 @@
+/**
+ * SCIM's own error shape (RFC 7644 §3.12): identity providers read `status` (a string) and `scimType`, not
+ * kubevisa's problem+json. Every refusal on /scim/v2 leaves as one of these; the message says what was wrong
+ * and what the IdP (or the admin configuring it) should send instead.
+ */
+import { KubevisaError } from '../domain/errors.ts';
+
+export const SCIM_ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error';
+export const SCIM_CONTENT_TYPE = 'application/scim+json';
+
+/** The `scimType` values of RFC 7644 §3.12 table 9 that kubevisa answers with. */
+export type ScimType =
+  | 'invalidFilter'
+  | 'tooMany'
+  | 'uniqueness'
+  | 'mutability'
+  | 'invalidSyntax'
+  | 'invalidPath'
+  | 'noTarget'
+  | 'invalidValue'
+  | 'invalidVers';
+
+export class ScimError extends KubevisaError {
+  static override code = 'ERR_SCIM';
+  readonly scimType: ScimType | undefined;
+
+  constructor(status: number, message: string, scimType?: ScimType) {
+    super(message, { status });
+    this.scimType = scimType;
+  }
+}
+
+/** 400 with a scimType: the request was understood but its content is wrong. */
+export function badRequest(scimType: ScimType, message: string): ScimError {
+  return new ScimError(400, message, scimType);
+}
+
+export interface ScimErrorBody {
+  schemas: [typeof SCIM_ERROR_SCHEMA];
+  /** The HTTP status as a string, as RFC 7644 requires. */
+  status: string;
+  scimType?: ScimType;
+  detail: string;
+}
+
+export function scimErrorBody(status: number, detail: string, scimType?: ScimType): ScimErrorBody {
+  return { schemas: [SCIM_ERROR_SCHEMA], status: String(status), ...(scimType ? { scimType } : {}), detail };
+}
