@@ -31,8 +31,6 @@ const DECOY = 'decoy';
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const RATE_BURST = 100;
 const RATE_PER_SECOND = 50;
-/** How long the gateway trusts a verified token before it checks the session again (gateway.ts default). */
-const SESSION_RECHECK_MS = 5000;
 /** The server checks headersTimeout this often (connectionsCheckingInterval in src/server/http.ts). */
 const NODE_CONNECTIONS_CHECK_MS = 1000;
 
@@ -985,17 +983,15 @@ describe('access tokens: forged, stale and foreign JWTs are refused with 401', (
     await assertTokenRefused(second.token, /session has ended/);
   });
 
-  test(`refuses a token already trusted by the gateway within ${SESSION_RECHECK_MS / 1000} s of its session being logged out`, async () => {
+  test('refuses a token already trusted (cached) by the gateway as soon as its session is logged out', async () => {
     const second = await login(people.cora);
     const before = await gatewayGet('/api/v1/namespaces/sec-a/configmaps?limit=1', second.token);
     assert.equal(before.status, 200, 'trusted (and cached) while the session lives');
-    const loggedOutAt = Date.now();
     const loggedOut = await api(env.serverUrl, 'DELETE', '/api/v1/sessions/current', { token: second.token });
     assert.equal(loggedOut.status, 204);
-    const waited = await eventually('the logged-out token is refused', SESSION_RECHECK_MS + 3000, async () => {
-      return (await gatewayGet('/api/v1/namespaces/sec-a/configmaps?limit=1', second.token)).status === 401;
-    });
-    assert.ok(Date.now() - loggedOutAt <= SESSION_RECHECK_MS + 1500, `refused after ${waited} ms`);
+    // No waiting for the periodic session re-check: logout tells the gateway at once.
+    const after = await gatewayGet('/api/v1/namespaces/sec-a/configmaps?limit=1', second.token);
+    assert.equal(after.status, 401);
   });
 });
 

@@ -524,6 +524,11 @@ export class Gateway {
     for (const [token, entry] of this.tokenCache) if (entry.personId === personId) this.tokenCache.delete(token);
   }
 
+  /** Drops cached tokens of a session that ended (logout), so its next request is refused. */
+  forgetSession(sessionId: string): void {
+    for (const [token, entry] of this.tokenCache) if (entry.sessionId === sessionId) this.tokenCache.delete(token);
+  }
+
   /** Closes every open stream the index no longer allows, recording `reason`. */
   recheckStreams(reason: string): number {
     const now = this.now();

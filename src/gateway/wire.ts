@@ -83,6 +83,7 @@ export const wireGateway: Extension = async (context) => {
     void rebuild(reason);
   });
   context.events.on('visas-changed', () => void rebuild('visa changed'));
+  context.events.on('session-ended', (sessionId) => gateway.forgetSession(sessionId));
   context.events.on('person-deprovisioned', (person, reason) => {
     index.markDeprovisioned(person.id);
     gateway.forgetPerson(person.id);

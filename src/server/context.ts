@@ -25,6 +25,8 @@ export interface ServerEventMap {
   'person-deprovisioned': [person: Person, reason: string];
   /** Any visa was created or changed state (for indexes such as the gateway's). */
   'visas-changed': [];
+  /** A kubevisa session ended (logout): its access tokens must stop working everywhere at once. */
+  'session-ended': [sessionId: string];
   /**
    * The gateway answered a request (emit once per request, after the answer): monitoring records the person's and
    * visa's last use (staleness) and counts requests by status. `at` in epoch ms; `visaId` when one visa covered it.

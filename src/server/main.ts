@@ -114,7 +114,14 @@ export async function startServer(
       onVisasEnded: (visas, reason) => events.emit('visas-ended', visas, reason),
       onPersonDeprovisioned: (person, reason) => events.emit('person-deprovisioned', person, reason),
     });
-    const sessions = new SessionService({ store, rp, tokens, secretBox, config });
+    const sessions = new SessionService({
+      store,
+      rp,
+      tokens,
+      secretBox,
+      config,
+      onSessionEnded: (sessionId) => events.emit('session-ended', sessionId),
+    });
 
     // The identity lifecycle (src/identity) offboards and proves every step with a live call (the receipt).
     const offboard = (caller: Caller, idOrEmail: string, reason: string) =>

@@ -22,6 +22,8 @@ export interface SessionServiceOptions {
   secretBox: SecretBox;
   config: Pick<ServerConfig, 'roles' | 'policy' | 'sessionSeconds' | 'accessTokenSeconds'>;
   now?: () => number;
+  /** Told when a session ends (logout), so caches of its tokens (the gateway's) drop them at once. */
+  onSessionEnded?: (sessionId: string) => void;
 }
 
 export interface SessionAnswer {
@@ -342,6 +344,7 @@ export class SessionService {
         outcome: 'ok',
       });
     });
+    this.options.onSessionEnded?.(sessionId);
   }
 
   private rolesFor(identity: OidcIdentity): PersonRole[] {
