@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { startControlPlane, type ControlPlane } from '../devcluster/control-plane.ts';
 import { startDevIdp, completeLoginWithHttp, type DevIdp } from '../auth/dev-idp.ts';
-import { installKubevisa } from '../cluster/install.ts';
-import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
+import { installIntoDataDir, localServerConfig } from './local-setup.ts';
 import { parseServerConfig } from '../server/config.ts';
 import { startServer, type RunningServer } from '../server/main.ts';
 
@@ -102,47 +101,23 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
     stops.push(() => idp.stop());
 
     progress(`installing kubevisa into cluster '${DEMO_CLUSTER}' (admin credential used once)`);
-    const installed = await installKubevisa({
-      adminKubeconfigPath: controlPlane.adminKubeconfig,
+    const dataDir = join(dir, 'server');
+    const credential = await installIntoDataDir({
+      adminKubeconfig: controlPlane.adminKubeconfig,
       clusterName: DEMO_CLUSTER,
-      profiles: [...SHIPPED_PROFILES],
+      dataDir,
       onProgress: (m: string) => progress(`  ${m}`),
     });
-    const dataDir = join(dir, 'server');
-    await mkdir(join(dataDir, 'clusters'), { recursive: true, mode: 0o700 });
-    const credential = join(dataDir, 'clusters', `${DEMO_CLUSTER}.kubeconfig`);
-    await writeFile(credential, installed.kubeconfigYaml, { mode: 0o600 });
-
     const config = parseServerConfig(
-      {
-        listen: { host: '127.0.0.1', port: serverPort },
+      localServerConfig({
+        port: serverPort,
         dataDir,
-        oidc: {
-          issuer: idp.issuer,
-          clientId: 'kubevisa',
-          clientSecret,
-          scopes: 'openid email profile offline_access groups',
-          allowInsecureHttp: true,
-        },
-        roles: { adminGroups: ['kubevisa-admins'] },
-        policy: {
-          requiredApprovals: 1,
-          approverGroups: ['kubevisa-approvers'],
-          autoApproval: [
-            {
-              name: 'staging-viewer',
-              profiles: ['viewer'],
-              clusters: [DEMO_CLUSTER],
-              namespacePatterns: ['staging-*'],
-              maxDuration: '4h',
-            },
-          ],
-          maxVisaDuration: '7d',
-        },
-        clusters: [{ name: DEMO_CLUSTER, kubeconfig: credential }],
-        resyncInterval: '10s',
+        issuer: idp.issuer,
+        clientSecret,
+        clusterName: DEMO_CLUSTER,
+        credential,
         tls: { certFile: serving.certFile, keyFile: serving.keyFile, caFile: ca.certFile },
-      },
+      }),
       dir,
     );
     await writeFile(

@@ -136,14 +136,10 @@ export class Gateway {
     let closeReason: string | undefined;
     const upstreamReq = httpsRequest({
       agent: upstream.agent,
-      hostname: upstream.hostname,
-      port: upstream.port,
+      ...target(upstream),
       method: req.method,
       path: info.path + (query ? `?${query}` : ''),
       headers,
-      ...(upstream.ca ? { ca: upstream.ca } : {}),
-      ...(upstream.servername ? { servername: upstream.servername } : {}),
-      rejectUnauthorized: upstream.rejectUnauthorized,
     });
     const stream = this.streams.add({
       personId: person.id,
@@ -267,8 +263,7 @@ export class Gateway {
     let bytesOut = 0;
     const upstreamReq = httpsRequest({
       agent: false,
-      hostname: upstream.hostname,
-      port: upstream.port,
+      ...target(upstream),
       method: req.method,
       path: info.path + (query ? `?${query}` : ''),
       headers: upstreamHeaders(
@@ -277,9 +272,6 @@ export class Gateway {
         upstream.host,
         protocol,
       ),
-      ...(upstream.ca ? { ca: upstream.ca } : {}),
-      ...(upstream.servername ? { servername: upstream.servername } : {}),
-      rejectUnauthorized: upstream.rejectUnauthorized,
     });
     const stream = this.streams.add({
       personId: person.id,
@@ -635,6 +627,17 @@ export class Gateway {
 }
 
 export type { OpenStream };
+
+/** Where and how to reach a cluster's kube-apiserver (address and TLS trust), for every upstream request. */
+function target(upstream: UpstreamCluster) {
+  return {
+    hostname: upstream.hostname,
+    port: upstream.port,
+    ...(upstream.ca ? { ca: upstream.ca } : {}),
+    ...(upstream.servername ? { servername: upstream.servername } : {}),
+    rejectUnauthorized: upstream.rejectUnauthorized,
+  };
+}
 
 function sourceOf(req: IncomingMessage) {
   const userAgent = req.headers['user-agent'];

@@ -12,9 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { completeLoginWithHttp, startDevIdp, type DevIdp } from '../../src/auth/dev-idp.ts';
-import { installKubevisa } from '../../src/cluster/install.ts';
+import { installIntoDataDir, localServerConfig } from '../../src/demo/local-setup.ts';
 import { freePorts, startControlPlane, type ControlPlane } from '../../src/devcluster/control-plane.ts';
-import { SHIPPED_PROFILES } from '../../src/rbac/profiles.ts';
 import type { Profile } from '../../src/domain/model.ts';
 import { parseServerConfig, type ServerConfig } from '../../src/server/config.ts';
 import { startServer, type RunningServer } from '../../src/server/main.ts';
@@ -90,46 +89,25 @@ export async function startKubevisaEnv(
     accounts: Object.values(people).map((p) => ({ ...p, name: p.sub })),
     clients: [{ clientId: 'kubevisa', clientSecret, redirectUris: [`${serverUrl}/api/v1/login/callback`] }],
   });
-  const installed = await installKubevisa({
-    adminKubeconfigPath: cp.adminKubeconfig,
-    clusterName: CLUSTER,
-    profiles: [...SHIPPED_PROFILES, ...(options.extraProfiles ?? [])],
-  });
   const dataDir = join(dir, 'data');
-  await mkdir(join(dataDir, 'clusters'), { recursive: true, mode: 0o700 });
-  const credential = join(dataDir, 'clusters', `${CLUSTER}.kubeconfig`);
-  await writeFile(credential, installed.kubeconfigYaml, { mode: 0o600 });
-  const rawConfig = {
-    listen: { host: '127.0.0.1', port: serverPort },
+  const credential = await installIntoDataDir({
+    adminKubeconfig: cp.adminKubeconfig,
+    clusterName: CLUSTER,
     dataDir,
-    oidc: {
+    ...(options.extraProfiles ? { extraProfiles: options.extraProfiles } : {}),
+  });
+  const rawConfig = {
+    ...localServerConfig({
+      port: serverPort!,
+      dataDir,
       issuer: idp.issuer,
-      clientId: 'kubevisa',
       clientSecret,
-      scopes: 'openid email profile offline_access groups',
-      allowInsecureHttp: true,
-    },
-    roles: { adminGroups: ['kubevisa-admins'] },
-    policy: {
-      requiredApprovals: 1,
-      approverGroups: ['kubevisa-approvers'],
-      autoApproval:
-        options.autoApproval === false
-          ? []
-          : [
-              {
-                name: 'staging-viewer',
-                profiles: ['viewer'],
-                clusters: [CLUSTER],
-                namespacePatterns: ['staging-*'],
-                maxDuration: '4h',
-              },
-            ],
-      maxVisaDuration: '7d',
-    },
-    clusters: [{ name: CLUSTER, kubeconfig: credential }],
-    resyncInterval: '5s',
-    ...(tls ? { tls } : {}),
+      clusterName: CLUSTER,
+      credential,
+      resyncInterval: '5s',
+      ...(options.autoApproval === false ? { autoApproval: false } : {}),
+      ...(tls ? { tls } : {}),
+    }),
     ...options.extraConfig,
   };
   const configFile = join(dir, 'server.json');
