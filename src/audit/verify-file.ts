@@ -103,9 +103,9 @@ async function checkChunks(
       carry = filled.slice();
       continue;
     }
+    // The unfinished last line is copied out; the chunk itself is handed over without a copy.
     carry = filled.slice(cut);
-    // A copy of exactly the chunk, so its buffer can be handed to the worker.
-    const chunk = filled.slice(0, cut);
+    const chunk = filled.subarray(0, cut);
     const length = chunk.length;
     pending.push(
       pool.check(chunk, atEnd && carry.length === 0, wantSeqs).then((summary) => ({

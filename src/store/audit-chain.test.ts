@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { GENESIS_HASH, canonicalJson, computeAuditHash, verifyChain } from './audit-chain.ts';
-import type { AuditEvent } from './store.ts';
+import {
+  GENESIS_HASH,
+  auditContentHash,
+  auditContentText,
+  canonicalJson,
+  computeAuditHash,
+  linkAuditHash,
+  verifyChain,
+  type AuditLink,
+  type ChainEntry,
+} from './audit-chain.ts';
+import type { AuditEvent, JsonObject } from './store.ts';
 
 /** A valid chain of `length` events built by hand, independent of any store. */
 function chain(length: number): AuditEvent[] {
@@ -147,5 +157,48 @@ describe('verifyChain', () => {
       assert.equal(verdict.seq, 3);
       assert.match(verdict.message, /index 1 \(seq 3\).*seq 2\.\.2 are missing/);
     }
+  });
+});
+
+describe('the two-level hash', () => {
+  test('the content text is the canonical JSON of every field but seq and the links', () => {
+    const events = chain(3);
+    const withEverything = forge({
+      ...(events[2] as AuditEvent),
+      sessionId: 's_1',
+      engagementId: 'e_1',
+      personId: 'p_1',
+      cluster: 'prod',
+      namespace: 'payments',
+      reason: 'naïve "quoted" \\ text',
+      source: { address: '192.0.2.7:51544', userAgent: 'kubectl/v1.37.2' },
+      details: { z: [1, { b: 2, a: 1 }], a: null },
+    });
+    for (const event of [...events, withEverything]) {
+      const { seq: _seq, prevHash: _prevHash, hash: _hash, ...content } = event;
+      assert.equal(auditContentText(event), canonicalJson(content as unknown as JsonObject));
+    }
+  });
+
+  test('an event hashes as its link: seq, previous hash and content hash', () => {
+    const [event] = chain(1);
+    assert.ok(event);
+    assert.equal(event.hash, linkAuditHash(event.seq, event.prevHash, auditContentHash(auditContentText(event))));
+    assert.notEqual(computeAuditHash({ ...event, seq: 2 }), event.hash, 'the seq is bound into the hash');
+  });
+
+  test('a chain whose events are partly reduced to their links verifies, and a changed link does not', () => {
+    const events: ChainEntry[] = chain(5);
+    const reduced = (event: AuditEvent): AuditLink => ({
+      seq: event.seq,
+      prevHash: event.prevHash,
+      hash: event.hash,
+      contentHash: auditContentHash(auditContentText(event)),
+    });
+    events[1] = reduced(events[1] as AuditEvent);
+    events[3] = reduced(events[3] as AuditEvent);
+    assert.equal(verifyChain(events).ok, true);
+    events[3] = { ...(events[3] as AuditLink), contentHash: 'f'.repeat(64) };
+    assert.deepEqual(fault(events as AuditEvent[]), { index: 3, fault: 'hash-mismatch' });
   });
 });

@@ -41,7 +41,7 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
   const verdict =
     from === undefined
       ? await verifyOnServer(values.server, values['ca-file'], checkpoints)
-      : await verifyFile(resolve(from), checkpoints, keyFile, format === undefined ? io : undefined);
+      : await verifyFile(resolve(from), checkpoints, keyFile, forScripts(format) ? undefined : io);
   await show(io, format, verdict);
   return verdict.ok ? 0 : 1;
 };
@@ -94,11 +94,16 @@ async function verifyOnServer(server: unknown, caFile: unknown, given: Checkpoin
 }
 
 async function show(io: Io, format: string | undefined, verdict: TrailVerification): Promise<void> {
-  if (format !== undefined) {
+  if (forScripts(format)) {
     await render(io, format, verdict, { columns: [], rows: [] });
     return;
   }
   io.out(`${verdict.ok ? 'OK' : 'FAILED'}: ${verdict.summary}\n`);
+}
+
+/** JSON or YAML for scripts; anything else (the default, `-o table`) is the summary written for people. */
+function forScripts(format: string | undefined): format is 'json' | 'yaml' {
+  return format === 'json' || format === 'yaml';
 }
 
 async function readText(file: string, what: string): Promise<string> {
