@@ -309,6 +309,13 @@ describe('a server process', () => {
           assert.equal(refused.body.code, 'ERR_STORE_UNAVAILABLE');
           assert.match(refused.contentType, /application\/problem\+json/);
         }
+        // The gateway fails closed too: once a batch of its request events could not be written, it relays nothing.
+        const gatewayPath = `/clusters/${CLUSTER}/api/v1/namespaces/a-closed-1/configmaps`;
+        await api(env.serverUrl, 'GET', gatewayPath, { token: cora.token });
+        await eventually('the gateway refuses while its trail cannot be written', 5000, async () => {
+          const answer = await api(env.serverUrl, 'GET', gatewayPath, { token: cora.token });
+          return answer.status === 503 && /audit trail cannot be written/.test(String(answer.body.message));
+        });
         // Two full resyncs later the cluster still holds exactly what it held.
         await new Promise((resolve) => setTimeout(resolve, 11_000));
         assert.equal(await rbExists('a-closed-1', granted), true, 'the refused revoke removed nothing');
@@ -319,7 +326,13 @@ describe('a server process', () => {
       } finally {
         execFileSync('prlimit', ['--pid', String(server.pid), '--fsize=unlimited:unlimited']);
       }
-      // Once the disk takes writes again, so does kubevisa; the trail is whole.
+      // Once the disk takes writes again, so does kubevisa (the gateway included); the trail is whole.
+      await eventually('the gateway relays again', 10_000, async () => {
+        const answer = await api(env.serverUrl, 'GET', `/clusters/${CLUSTER}/api/v1/namespaces/a-closed-1/configmaps`, {
+          token: cora.token,
+        });
+        return answer.status === 200;
+      });
       assert.equal((await call('POST', `/api/v1/visas/${granted}/revoke`, admin.token, { reason: 'now' })).status, 200);
       await eventually('RoleBinding removed', 10_000, async () => !(await rbExists('a-closed-1', granted)));
       const verdict = await call('POST', '/api/v1/audit/verify', admin.token, {});

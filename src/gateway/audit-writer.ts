@@ -18,6 +18,12 @@ export class AuditBatcher {
     this.onError = options.onError;
   }
 
+  /**
+   * False from a failed write until the next successful one: the gateway then refuses new requests (fail closed)
+   * rather than relay access it cannot record.
+   */
+  healthy = true;
+
   add(event: NewAuditEvent): void {
     this.queue.push(event);
     if (this.timer === undefined) {
@@ -37,9 +43,18 @@ export class AuditBatcher {
       .transaction(async (tx) => {
         for (const event of batch) await tx.appendAudit(event);
       })
+      .then(() => {
+        this.healthy = true;
+      })
       .catch((error: Error) => {
+        this.healthy = false;
         this.queue = [...batch, ...this.queue];
         this.onError(error);
+        // Keep trying: access resumes as soon as the trail can be written again.
+        if (this.timer === undefined) {
+          this.timer = setTimeout(() => void this.flush(), this.delayMs * 4);
+          this.timer.unref();
+        }
       });
     await this.flushing;
     this.flushing = undefined;

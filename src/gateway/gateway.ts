@@ -429,6 +429,15 @@ export class Gateway {
         reason: 'NotFound',
         message: `kubevisa manages no cluster named '${split.cluster}'`,
       };
+    if (!this.audit.healthy) {
+      return {
+        ok: false,
+        status: 503,
+        reason: 'ServiceUnavailable',
+        message: 'the audit trail cannot be written right now, so kubevisa relays nothing: try again shortly',
+        retryAfter: 5,
+      };
+    }
     const info = requestInfo(req.method ?? 'GET', split.path, split.query);
     const auth = await this.authenticate(req);
     if ('error' in auth)
