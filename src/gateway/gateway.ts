@@ -31,6 +31,8 @@ export interface UpstreamCluster {
   servername?: string;
   rejectUnauthorized: boolean;
   agent: Agent;
+  /** For long-running requests (watch, logs -f): one connection each, closed when they end. */
+  streamAgent: Agent;
   /** kubevisa's own bearer token for this cluster (re-read when it is renewed). */
   token(): string;
 }
@@ -135,7 +137,9 @@ export class Gateway {
     }
     let closeReason: string | undefined;
     const upstreamReq = httpsRequest({
-      agent: upstream.agent,
+      // Watches and followed logs hold their connection for as long as they run: they get their own, so they can
+      // never use up the pool that ordinary requests share.
+      agent: streaming ? upstream.streamAgent : upstream.agent,
       ...target(upstream),
       method: req.method,
       path: info.path + (query ? `?${query}` : ''),

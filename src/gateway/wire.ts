@@ -103,7 +103,10 @@ export const wireGateway: Extension = async (context) => {
     clearTimeout(deadlineTimer);
     gateway.streams.closeWhere(() => true, 'server stopping');
     await gateway.flushAudit();
-    for (const upstream of clusters.values()) upstream.agent.destroy();
+    for (const upstream of clusters.values()) {
+      upstream.agent.destroy();
+      upstream.streamAgent.destroy();
+    }
   });
 };
 
@@ -139,7 +142,8 @@ function upstreamFor(name: string, kubeconfigPath: string): UpstreamCluster {
     host: url.host,
     ...tls,
     // Keep-alive pool: the TLS handshake is paid once per connection, not per request.
-    agent: new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo', ...tls }),
+    agent: new Agent({ keepAlive: true, maxFreeSockets: 64, scheduling: 'lifo', ...tls }),
+    streamAgent: new Agent({ keepAlive: false, ...tls }),
     token() {
       if (Date.now() - readAt > TOKEN_REREAD_MS) {
         try {
