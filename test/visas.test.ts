@@ -437,6 +437,9 @@ describe('refusals', () => {
     assert.ok(paths['/api/v1/visas']?.post);
     assert.ok(paths['/api/v1/visas/{id}/approve']?.post);
     assert.ok(paths['/api/v1/persons/{id}/offboard']?.post);
+    // Routes the capabilities add are described too.
+    assert.ok(paths['/api/v1/audit/events']?.get, 'audit');
+    assert.ok(paths['/api/v1/persons/{id}/offboarding']?.post, 'identity');
   });
 });
 

@@ -496,7 +496,25 @@ export class Gateway {
       };
     const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(values[0]!);
     if (!match) return { error: 'the Authorization header must be a kubevisa bearer token' };
-    const token = match[1]!;
+    return this.authenticateToken(match[1]!);
+  }
+
+  /**
+   * Would the gateway relay anything for this token right now (on any cluster)? Used to prove an offboarding:
+   * the answer goes through the same token check and visa index as every request.
+   */
+  async admits(token: string): Promise<{ admitted: boolean; reason: string }> {
+    const auth = await this.authenticateToken(token);
+    if ('error' in auth) return { admitted: false, reason: auth.error };
+    const now = this.now();
+    for (const cluster of this.options.clusters.keys()) {
+      const decision = this.options.index.decide(auth.personId, cluster, undefined, now);
+      if (decision.ok) return { admitted: true, reason: `admitted on cluster '${cluster}'` };
+    }
+    return { admitted: false, reason: 'no active visa on any cluster' };
+  }
+
+  private async authenticateToken(token: string): Promise<Authenticated | { error: string }> {
     const now = this.now();
     const cached = this.tokenCache.get(token);
     if (cached && now < cached.expiresAt && now - cached.checkedAt < (this.options.sessionRecheckMs ?? 5000))

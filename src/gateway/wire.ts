@@ -10,6 +10,7 @@ import { InvalidInput } from '../domain/errors.ts';
 import type { Extension, ServerContext } from '../server/context.ts';
 import { Gateway, type UpstreamCluster } from './gateway.ts';
 import { GrantIndex } from './grants.ts';
+import { identities } from '../identity/wire.ts';
 
 /** How often the index is rebuilt from the store anyway: also how fast revocations made by other server processes arrive. */
 const REBUILD_INTERVAL_MS = 2000;
@@ -92,6 +93,31 @@ export const wireGateway: Extension = async (context) => {
   });
   const periodic = setInterval(() => void rebuild('access changed'), REBUILD_INTERVAL_MS);
   periodic.unref();
+
+  // The offboarding receipt proves, through this gateway's own checks, that the person is refused.
+  identities.get(context)?.offboarding.addProof({
+    id: 'gateway-refuses',
+    step: 'the gateway refuses the person',
+    proof:
+      "a kubevisa access token minted for the person's latest session is refused by the gateway's token and visa checks",
+    async check(person) {
+      const sessions = await context.store.listSessionsOfPerson(person.id);
+      const latest = sessions.sort((a, b) => b.createdAt - a.createdAt)[0];
+      if (!latest) return { proven: true, detail: 'the person never had a kubevisa session' };
+      const { token } = await context.tokens.issue({
+        personId: person.id,
+        email: person.email,
+        sessionId: latest.id,
+        now: Date.now(),
+        expiresInSeconds: 60,
+      });
+      const answer = await gateway.admits(token);
+      return {
+        proven: !answer.admitted,
+        detail: answer.admitted ? `still admitted: ${answer.reason}` : `refused: ${answer.reason}`,
+      };
+    },
+  });
 
   context.addRawRoute({
     prefix: '/clusters/',

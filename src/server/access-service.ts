@@ -6,7 +6,7 @@
  */
 import { canEndEngagement, canRevoke, canSeeVisa, isHolder } from '../domain/access.ts';
 import { createEngagement, endEngagement, isContractorOf, isSponsorOf } from '../domain/engagement.ts';
-import { Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
+import { Conflict, Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
 import type { Actor, Engagement, Person, Policy, Profile, Visa } from '../domain/model.ts';
 import { parseDuration, parseInstant } from '../domain/time.ts';
 import {
@@ -368,6 +368,25 @@ export class AccessService {
 
   /** Load, decide, commit with optimistic concurrency and audit; the domain function throws refusals. */
   private async changeVisa(
+    caller: Caller,
+    id: string,
+    verb: string,
+    decide: (visa: Visa, engagement: Engagement, now: number) => Visa,
+  ): Promise<Visa> {
+    // The reconciler records activations and expiries on the same rows; when it wins the race, decide again on
+    // the fresh row (the decision is pure) instead of answering the person with a conflict they did not cause.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.changeVisaOnce(caller, id, verb, decide);
+      } catch (error) {
+        // Only the store's stale-version conflict (it names the versions) is worth another decision.
+        const staleVersion = error instanceof Conflict && error.details?.expectedVersion !== undefined;
+        if (!staleVersion || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  private async changeVisaOnce(
     caller: Caller,
     id: string,
     verb: string,

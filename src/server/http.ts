@@ -32,7 +32,7 @@ export interface ApiOptions {
 
 type Schema = Record<string, unknown>;
 interface RouteSpec {
-  method: 'GET' | 'POST' | 'DELETE';
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   url: string;
   summary: string;
   auth: boolean;
@@ -102,6 +102,23 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   );
 
   const routes: RouteSpec[] = [];
+  // Routes the capabilities register later (audit, identity, monitoring, SCIM) belong in the document too.
+  const extensionRoutes: { method: string; url: string; body?: Schema; querystring?: Schema }[] = [];
+  app.addHook('onRoute', (options) => {
+    const url = options.url ?? '';
+    if (!url.startsWith('/api/v1/') && !url.startsWith('/scim/v2')) return;
+    if (routes.some((r) => r.url === url && r.method === options.method)) return;
+    for (const method of [options.method].flat()) {
+      if (method === 'HEAD' || method === 'OPTIONS') continue;
+      const schema = (options.schema ?? {}) as { body?: Schema; querystring?: Schema };
+      extensionRoutes.push({
+        method,
+        url,
+        ...(schema.body ? { body: schema.body } : {}),
+        ...(schema.querystring ? { querystring: schema.querystring } : {}),
+      });
+    }
+  });
   const route = (spec: RouteSpec) => {
     routes.push(spec);
     app.route({
@@ -425,8 +442,27 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     },
   });
 
-  const openapi = openApiDocument(routes);
-  app.get('/api/v1/openapi.json', async () => openapi);
+  let openapi: ReturnType<typeof openApiDocument> | undefined;
+  app.get('/api/v1/openapi.json', async () => {
+    // Built on first use, once every capability has registered its routes.
+    openapi ??= openApiDocument([
+      ...routes,
+      ...extensionRoutes
+        .filter(
+          (r) => r.url !== '/api/v1/openapi.json' && !routes.some((c) => c.url === r.url && c.method === r.method),
+        )
+        .map((r) => ({
+          method: r.method as RouteSpec['method'],
+          url: r.url,
+          summary: `${r.method} ${r.url}`,
+          auth: !r.url.startsWith('/scim/'),
+          ...(r.body ? { body: r.body } : {}),
+          ...(r.querystring ? { querystring: r.querystring } : {}),
+          handler: async () => undefined,
+        })),
+    ]);
+    return openapi;
+  });
   app.get('/healthz', async () => ({ status: 'ok' }));
   return app;
 }
