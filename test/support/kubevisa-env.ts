@@ -203,6 +203,8 @@ export interface ApiAnswer {
   status: number;
   body: Record<string, unknown> & { items?: Record<string, unknown>[] };
   contentType: string;
+  /** The Location header of a redirect (redirects are never followed). */
+  location?: string;
 }
 
 /** The test CA the kubevisa server's certificate chains to (set by a TLS environment). */
@@ -244,7 +246,12 @@ export function api(
           } catch {
             body = { raw: text };
           }
-          resolve({ status: res.statusCode ?? 0, body, contentType: String(res.headers['content-type'] ?? '') });
+          resolve({
+            status: res.statusCode ?? 0,
+            body,
+            contentType: String(res.headers['content-type'] ?? ''),
+            ...(res.headers.location ? { location: res.headers.location } : {}),
+          });
         });
         res.on('error', reject);
       },
