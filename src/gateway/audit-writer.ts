@@ -1,5 +1,5 @@
 /**
- * Gateway request and stream events go to the audit trail in batches (every 250 ms): one transaction (one fsync) per batch
+ * Gateway request and stream events go to the audit trail in batches (once a second): one transaction (one fsync) per batch
  * keeps per-request cost to microseconds. A failure to write is reported, and the batch retried.
  */
 import type { NewAuditEvent, Store } from '../store/store.ts';
@@ -14,7 +14,7 @@ export class AuditBatcher {
 
   constructor(options: { store: Store; delayMs?: number; onError: (error: Error) => void }) {
     this.store = options.store;
-    this.delayMs = options.delayMs ?? 250;
+    this.delayMs = options.delayMs ?? 1000;
     this.onError = options.onError;
   }
 
