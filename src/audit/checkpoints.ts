@@ -8,12 +8,12 @@
  * file that group or others can read is refused. Its id is the SHA-256 (base64url) of the public key's SPKI
  * DER, so a person can compare it with what the server shows.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, hash, randomBytes, sign, verify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
+import { writePrivateKeyOnce } from '../pki/key-files.ts';
 import { canonicalJson } from '../store/audit-chain.ts';
 import type { AuditCheckpoint, NewAuditCheckpoint } from '../store/store.ts';
 
@@ -96,23 +96,8 @@ export async function loadOrCreateCheckpointKey(path: string): Promise<Checkpoin
     if (!isErrno(error, 'ENOENT')) throw error;
   }
   const { privateKey } = generateKeyPairSync('ed25519');
-  const temporaryPath = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  // O_EXCL: never write into a file (or symlink) someone else prepared; the mode applies at creation.
-  const handle = await open(temporaryPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    await handle.writeFile(privateKey.export({ format: 'pem', type: 'pkcs8' }), 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await link(temporaryPath, path);
-  } catch (error) {
-    if (!isErrno(error, 'EEXIST')) throw error;
-    return await readExistingKey(path);
-  } finally {
-    await unlink(temporaryPath);
-  }
+  const written = await writePrivateKeyOnce(path, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
+  if (written === 'exists') return await readExistingKey(path);
   return fromPrivateKey(privateKey, path, true);
 }
 

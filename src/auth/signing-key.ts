@@ -7,14 +7,14 @@
  * The key id is the RFC 7638 JWK thumbprint of the public key, so it is stable across restarts and replicas
  * without being stored.
  */
-import { KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { calculateJwkThumbprint } from 'jose';
 
 import { InvalidInput } from '../domain/errors.ts';
+import { writePrivateKeyOnce } from '../pki/key-files.ts';
 
 /** File name of the signing key inside the data directory. */
 export const SIGNING_KEY_FILE = 'access-token-signing-key.pem';
@@ -95,24 +95,8 @@ export async function loadOrCreateSigningKey(dataDir: string): Promise<SigningKe
   }
 
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const pem = privateKey.export({ format: 'pem', type: 'pkcs8' });
-  const temporaryPath = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  // O_EXCL: never write into a file (or symlink) someone else prepared; mode applies at creation.
-  const handle = await open(temporaryPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    await handle.writeFile(pem, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await link(temporaryPath, path);
-  } catch (error) {
-    if (!isErrnoException(error, 'EEXIST')) throw error;
-    // Another process created the key first: use theirs so every replica signs with the same key.
-    return await readExistingKey(path);
-  } finally {
-    await unlink(temporaryPath);
-  }
+  const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+  // Another process may have created the key first: then use theirs, so every replica signs with the same key.
+  if ((await writePrivateKeyOnce(path, pem)) === 'exists') return await readExistingKey(path);
   return { privateKey, publicKey, keyId: await keyIdOf(publicKey), path, created: true };
 }
