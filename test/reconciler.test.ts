@@ -15,6 +15,7 @@ import {
 } from './support/kubevisa-env.ts';
 import { eventually } from './support/kubectl.ts';
 import { serviceAccountName } from '../src/domain/names.ts';
+import { readFile, stat } from 'node:fs/promises';
 
 let env: KubevisaEnv;
 let admin: string;
@@ -155,6 +156,43 @@ describe('drift', () => {
       40_000,
       async () => !(await rbExists('r-unreach', id)),
     );
+  });
+});
+
+describe("kubevisa's own credential", () => {
+  test('is renewed before half its life has passed, and every later request uses the new token', async () => {
+    const file = env.config.clusters[0]!.kubeconfig;
+    const before = await readFile(file, 'utf8');
+    assert.deepEqual(await env.server!.renewClusterCredentials(), [], 'nothing is due right after install');
+    // 13 h from now a 24 h token is past half its life.
+    const renewed = await env.server!.renewClusterCredentials(Date.now() + 13 * 3600_000);
+    assert.deepEqual(renewed, [CLUSTER]);
+    const after = await readFile(file, 'utf8');
+    assert.notEqual(after, before);
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    const jti = (yaml: string) => {
+      const token = /token: *"?([A-Za-z0-9._-]+)/.exec(yaml)![1]!;
+      return (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti;
+    };
+    const who = await env.server!.clusters.get(CLUSTER)!.whoAmI();
+    assert.equal(who.username, 'system:serviceaccount:kubevisa-system:kubevisa');
+    // kube-apiserver's audit log names the token each request used (credential-id JTI=…).
+    await eventually('kube-apiserver saw the new token', 10_000, async () => {
+      const lines = (await readFile(env.cp.auditLogFile, 'utf8')).trim().split('\n').reverse();
+      const last = lines
+        .map(
+          (l) =>
+            JSON.parse(l) as { user?: { username?: string; extra?: Record<string, string[]> }; requestURI?: string },
+        )
+        .find(
+          (e) =>
+            e.user?.username === 'system:serviceaccount:kubevisa-system:kubevisa' &&
+            e.requestURI?.includes('selfsubjectreviews'),
+        );
+      return last?.user?.extra?.['authentication.kubernetes.io/credential-id']?.[0] === `JTI=${jti(after)}`;
+    });
+    const audited = await env.server!.store.listAudit({ action: 'cluster.credential-renewed' });
+    assert.equal(audited.length, 1);
   });
 });
 

@@ -150,6 +150,8 @@ export interface ClusterClient {
   canI(question: AccessQuestion): Promise<boolean>;
   /** Who the cluster says kubevisa's credential is (SelfSubjectReview): a cheap check that it still works. */
   whoAmI(): Promise<{ username: string; groups: string[] }>;
+  /** Uses `token` as kubevisa's bearer token for every later request and watch (after a renewal). */
+  useToken(token: string): void;
 
   // Reading the whole cluster's RBAC, for exposure scans (kubevisa's ClusterRole grants get/list/watch on it).
   /** Every Role in every namespace. */
@@ -449,6 +451,14 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
         .catch(fail('ask the cluster who kubevisa is'));
       const user = review.status?.userInfo;
       return { username: user?.username ?? '', groups: user?.groups ?? [] };
+    },
+
+    useToken(token) {
+      // client-node reads the current user's token on every request, so replacing it in place reaches every later
+      // request and every watch it restarts.
+      const user = kubeConfig.getCurrentUser();
+      if (!user) throw new InvalidInput(`cluster '${name}': the kubeconfig has no current user to renew`);
+      (user as { token?: string }).token = token;
     },
 
     listRoles() {

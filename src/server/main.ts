@@ -25,6 +25,7 @@ import { extensions } from './extensions.ts';
 import { identityOf } from '../identity/wire.ts';
 import { loadOrCreateSecretBox } from './secret-box.ts';
 import { SessionService } from './session-service.ts';
+import { startCredentialRenewal } from './credential-renewal.ts';
 
 export interface RunningServer {
   url: string;
@@ -33,6 +34,8 @@ export interface RunningServer {
   clusters: Map<string, ClusterClient>;
   /** Everything the capabilities were wired with (tests reach the services through it). */
   context: ServerContext;
+  /** Renews kubevisa's own cluster credentials past half their life at `now` (a timer does it every 10 minutes). */
+  renewClusterCredentials(now?: number): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -95,6 +98,16 @@ export async function startServer(
         }),
       );
     }
+    const renewal = startCredentialRenewal({
+      clusters,
+      kubeconfigFiles: new Map(config.clusters.map((c) => [c.name, c.kubeconfig])),
+      store,
+      onError: (cluster, error) =>
+        process.stderr.write(
+          `kubevisa: renewing kubevisa's credential for cluster '${cluster}' failed: ${error.message}\n`,
+        ),
+    });
+    void renewal.renewDue();
     const reconciler = new Reconciler({
       store,
       clusters,
@@ -213,7 +226,9 @@ export async function startServer(
       reconciler,
       clusters,
       context,
+      renewClusterCredentials: (now) => renewal.renewDue(now),
       async stop() {
+        renewal.stop();
         reconciler.stop();
         for (const stop of stops.reverse()) await stop();
         await app.close();
