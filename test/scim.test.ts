@@ -569,6 +569,40 @@ describe('login gating', () => {
   });
 });
 
+describe('an admin offboarding outranks the identity provider', () => {
+  test('SCIM cannot reactivate a person an admin deprovisioned', async () => {
+    await loginAs(env.serverUrl, people.eve);
+    const created = await asOkta('POST', '/Users', {
+      schemas: [USER],
+      userName: people.eve.email,
+      emails: [{ value: people.eve.email, primary: true }],
+      active: true,
+    });
+    assert.ok(created.status === 201 || created.status === 409, JSON.stringify(created.body));
+    const eveScim = (await env.server.store.listScimUsersByEmail(people.eve.email))[0]!;
+    const offboarded = await api(
+      env.serverUrl,
+      'POST',
+      `/api/v1/persons/${encodeURIComponent(people.eve.email)}/offboard`,
+      {
+        token: env.admin,
+        body: { reason: 'left the company' },
+      },
+    );
+    assert.equal(offboarded.status, 200, JSON.stringify(offboarded.body));
+    // The IdP toggles the account off and on again (or a sync replays an old state): nothing comes back.
+    for (const active of [false, true]) {
+      const patched = await asOkta('PATCH', `/Users/${eveScim.id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', value: { active } }],
+      });
+      assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    }
+    assert.equal((await env.server.store.getPersonByEmail(people.eve.email))?.status, 'deprovisioned');
+    await assert.rejects(loginAs(env.serverUrl, people.eve));
+  });
+});
+
 describe('kubevisa scim token (the CLI against the real server)', () => {
   test('create shows the token once, list never does, rotate and revoke change what /scim/v2 accepts', async () => {
     const sandbox = await makeSandbox();

@@ -444,6 +444,24 @@ describe('refusals', () => {
 });
 
 describe('ending access for good', () => {
+  test('revoking a visa also ends its approved extension, which would otherwise start at the old deadline', async () => {
+    const visa = await requestAndApprove(cora.token, { namespaces: ['granted'], duration: '1h' });
+    const extension = await call('POST', `/api/v1/visas/${String(visa.id)}/extend`, cora.token, {
+      duration: '1h',
+      reason: 'more time',
+    });
+    assert.equal(extension.status, 201, JSON.stringify(extension.body));
+    assert.equal(extension.body.extends, visa.id);
+    const approved = await call('POST', `/api/v1/visas/${String(extension.body.id)}/approve`, approver, {});
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    assert.equal(approved.body.state, 'approved', 'it starts when the first visa ends');
+    const revoked = await call('POST', `/api/v1/visas/${String(visa.id)}/revoke`, admin, { reason: 'contract paused' });
+    assert.equal(revoked.status, 200);
+    const after = await call('GET', `/api/v1/visas/${String(extension.body.id)}`, cora.token);
+    assert.equal(after.body.state, 'revoked');
+    assert.match(String(after.body.endReason), /the visa it extends was revoked/);
+  });
+
   test('ending the engagement revokes all its visas, and approving afterwards is refused', async () => {
     const created = await call('POST', '/api/v1/engagements', admin, {
       name: 'short-contract',

@@ -38,7 +38,13 @@ export class GrantIndex {
     this.store = store;
   }
 
+  /** Visas ended through an event: terminal, so a rebuild that read the store earlier must not bring them back. */
+  private readonly endedVisas = new Set<string>();
+  /** Persons deprovisioned through an event, with when: a rebuild that started earlier keeps them out. */
+  private readonly deprovisionedAt = new Map<string, number>();
+
   async rebuild(): Promise<void> {
+    const startedAt = Date.now();
     const [visas, persons, profiles] = await Promise.all([
       this.store.listVisasInStates(['approved', 'active']),
       this.store.listPersons(),
@@ -47,6 +53,7 @@ export class GrantIndex {
     const recorded = new Set(profiles.filter((p) => p.recordSessions).map((p) => p.name));
     const byPerson = new Map<string, Grant[]>();
     for (const visa of visas) {
+      if (this.endedVisas.has(visa.id)) continue;
       const list = byPerson.get(visa.personId) ?? [];
       list.push(toGrant(visa, recorded.has(visa.profile)));
       byPerson.set(visa.personId, list);
@@ -63,11 +70,20 @@ export class GrantIndex {
         },
       ]),
     );
+    // A deprovisioning that happened while this rebuild was reading stays in force; older ones are in the store now.
+    for (const [personId, at] of this.deprovisionedAt) {
+      if (at >= startedAt) {
+        const entry = this.persons.get(personId);
+        if (entry) this.persons.set(personId, { ...entry, status: 'deprovisioned' });
+        this.byPerson.delete(personId);
+      } else this.deprovisionedAt.delete(personId);
+    }
   }
 
   /** Removes ended visas at once (the rebuild that follows confirms it). */
   removeVisas(visaIds: Iterable<string>): void {
     const ids = new Set(visaIds);
+    for (const id of ids) this.endedVisas.add(id);
     for (const [personId, grants] of this.byPerson) {
       const kept = grants.filter((g) => !ids.has(g.visaId));
       if (kept.length !== grants.length) this.byPerson.set(personId, kept);
@@ -75,6 +91,7 @@ export class GrantIndex {
   }
 
   markDeprovisioned(personId: string): void {
+    this.deprovisionedAt.set(personId, Date.now());
     const entry = this.persons.get(personId);
     if (entry) this.persons.set(personId, { ...entry, status: 'deprovisioned' });
     this.byPerson.delete(personId);

@@ -92,7 +92,9 @@ export class IdentityLifecycle {
           reason: `deactivated at ${idp} (SCIM active=false)`,
           caller: systemCaller(by),
         });
-      } else if (after?.active === true && before?.active !== true && person.status !== 'active') {
+      } else if (after?.active === true && before?.active !== true && person.status === 'suspended') {
+        // Only a suspension (what SCIM active=false or a refused refresh does) is lifted here; a person an admin
+        // or a SCIM DELETE deprovisioned stays out whatever any identity provider says later.
         await this.options.access.reactivatePerson(systemCaller(by), person.id, `active again at ${idp} (SCIM)`);
       }
     }

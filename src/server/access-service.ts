@@ -20,7 +20,7 @@ import {
   revokeVisa,
 } from '../domain/visa.ts';
 import { newId } from '../store/ids.ts';
-import type { AuditSource, JsonObject, Store, StoreTx, StoredVisa } from '../store/store.ts';
+import type { AuditSource, JsonObject, Store, StoreTx } from '../store/store.ts';
 
 export interface AccessServiceOptions {
   store: Store;
@@ -321,7 +321,8 @@ export class AccessService {
     const visa = await this.changeVisa(caller, id, 'cancel', (visa, _engagement, now) =>
       cancelVisa(visa, caller.actor, now),
     );
-    this.afterChange([visa], 'cancelled by the holder');
+    const extensions = await this.endExtensionsOf(caller, visa.id, 'the visa it extends was cancelled');
+    this.afterChange([visa, ...extensions], 'cancelled by the holder');
     return visa;
   }
 
@@ -334,8 +335,43 @@ export class AccessService {
       }
       return revokeVisa(visa, caller.actor, reason, now);
     });
-    this.afterChange([visa], reason);
+    const extensions = await this.endExtensionsOf(caller, visa.id, `the visa it extends was revoked: ${reason}`);
+    this.afterChange([visa, ...extensions], reason);
     return visa;
+  }
+
+  /**
+   * An extension is its own visa starting where its parent ends: revoking or cancelling the parent must end it
+   * too (and its own extensions), or it would grant access at the parent's notAfter after all.
+   */
+  private async endExtensionsOf(caller: Caller, visaId: string, reason: string): Promise<Visa[]> {
+    const ended: Visa[] = [];
+    const now = this.now();
+    await this.store.transaction(async (tx) => {
+      const all = await tx.listVisas({ states: ['requested', 'approved', 'active'] });
+      const parents = new Set([visaId]);
+      for (let grew = true; grew;) {
+        grew = false;
+        for (const v of all) {
+          if (v.extends !== undefined && parents.has(v.extends) && !parents.has(v.id)) {
+            parents.add(v.id);
+            grew = true;
+          }
+        }
+      }
+      for (const v of all) {
+        if (v.id === visaId || !parents.has(v.id)) continue;
+        const state = effectiveState(v, now);
+        const next: Visa =
+          state === 'requested'
+            ? { ...v, state: 'cancelled', endedAt: now, endedBy: caller.actor.email, endReason: reason }
+            : revokeVisa(v, caller.actor, reason, now);
+        await tx.updateVisa(next, v.version);
+        await this.audit(tx, caller, { action: `visa.${next.state}`, visa: next, reason, at: now });
+        ended.push(next);
+      }
+    });
+    return ended;
   }
 
   async extend(caller: Caller, id: string, body: { duration: string; reason: string }): Promise<Visa> {
@@ -393,9 +429,13 @@ export class AccessService {
     decide: (visa: Visa, engagement: Engagement, now: number) => Visa,
   ): Promise<Visa> {
     const now = this.now();
-    const visa = await this.getVisa(caller, id);
-    const engagement = await this.requireEngagement(visa.engagementId);
-    const stored = (await this.store.getVisa(id)) as StoredVisa;
+    // One read: the decision is made on exactly the row whose version the write then requires.
+    const stored = await this.store.getVisa(id);
+    const engagement = stored && (await this.store.getEngagement(stored.engagementId));
+    if (!stored || !engagement || !canSeeVisa(caller.actor, stored, engagement, this.policy)) {
+      throw new NotFound(`visa '${id}' not found: 'kubevisa visas' lists the ones you can see`);
+    }
+    const visa = withEffectiveState(stored, now);
     const next = decide(visa, engagement, now);
     return this.store.transaction(async (tx) => {
       const saved = await tx.updateVisa(next, stored.version);

@@ -8,7 +8,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { TokenIssuer } from '../auth/access-tokens.ts';
 import type { OidcIdentity, OidcLogin, OidcRelyingParty } from '../auth/oidc-rp.ts';
 import { newAuthorizationRequestSecrets } from '../auth/oidc-rp.ts';
-import { generateSessionSecret, hashSessionSecret, isWellFormedSessionSecret } from '../auth/session-secrets.ts';
+import {
+  constantTimeEqual,
+  generateSessionSecret,
+  hashSessionSecret,
+  isWellFormedSessionSecret,
+} from '../auth/session-secrets.ts';
 import { InvalidInput, NotFound, Unauthenticated } from '../domain/errors.ts';
 import type { Actor, Person, PersonRole } from '../domain/model.ts';
 import type { AuditSource, Store } from '../store/store.ts';
@@ -185,10 +190,12 @@ export class SessionService {
     if (!login || login.kind !== 'browser-code' || login.expiresAt <= this.now()) {
       throw new Unauthenticated('unknown or expired login code: run kubevisa login again');
     }
-    // The code works once, whatever the verifier: a wrong guess burns it.
-    await this.store.transaction((tx) => tx.deleteLogin(login.id));
+    // The code works once, whatever the verifier: a wrong guess burns it, and of two concurrent exchanges only
+    // the one whose delete removed the row goes on.
+    const deleted = await this.store.transaction((tx) => tx.deleteLogin(login.id));
+    if (!deleted) throw new Unauthenticated('this login code was already used: run kubevisa login again');
     const challenge = createHash('sha256').update(codeVerifier).digest('base64url');
-    if (challenge !== String(login.payload.codeChallenge)) {
+    if (!constantTimeEqual(challenge, String(login.payload.codeChallenge))) {
       throw new Unauthenticated('the PKCE verifier does not match this login: run kubevisa login again');
     }
     return JSON.parse(this.options.secretBox.open(String(login.payload.answer))) as SessionAnswer;
@@ -288,7 +295,12 @@ export class SessionService {
   /** The IdP is asked again when its token is due: a refused refresh ends the session (deprovisioned at the IdP). */
   private async refreshAtIdp(sessionId: string, sealedRefreshToken: string | undefined, person: Person) {
     const now = this.now();
-    if (!sealedRefreshToken) return;
+    if (!sealedRefreshToken) {
+      // The IdP gave no refresh token, so it cannot be asked again whether the person is still valid: the session
+      // lasts no longer than the IdP's own grant.
+      await this.store.transaction((tx) => tx.revokeSession(sessionId, now, 'the identity provider grant expired'));
+      throw new Unauthenticated('your identity provider login has expired and cannot be refreshed: run kubevisa login');
+    }
     try {
       const refreshed = await this.options.rp.refresh(this.options.secretBox.open(sealedRefreshToken), {
         expectedSubject: person.subject,
@@ -326,6 +338,7 @@ export class SessionService {
     const session = await this.store.getSession(verified.sessionId);
     if (!session || session.revokedAt !== undefined)
       throw new Unauthenticated('this session was ended: run kubevisa login');
+    if (session.expiresAt <= this.now()) throw new Unauthenticated('this session has expired: run kubevisa login');
     const person = await this.store.getPerson(verified.personId);
     if (!person || person.status !== 'active') throw new Unauthenticated('access ended for this person');
     return { actor: actorOf(person), sessionId: session.id, person };
