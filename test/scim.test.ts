@@ -569,6 +569,38 @@ describe('login gating', () => {
   });
 });
 
+describe('identity providers are kept apart', () => {
+  test("one identity provider can neither see nor change another's users and groups", async () => {
+    const created = await asOkta('POST', '/Users', {
+      schemas: [USER],
+      userName: 'okta-only@vendor.example',
+      emails: [{ value: 'okta-only@vendor.example', primary: true }],
+      active: true,
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = String(created.body.id);
+    const asOther = (method: string, path: string, body?: unknown) => scim(env.serverUrl, entra, method, path, body);
+    assertScimError(await asOther('GET', `/Users/${id}`), 404);
+    assertScimError(
+      await asOther('PATCH', `/Users/${id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', value: { active: false } }],
+      }),
+      404,
+    );
+    assertScimError(await asOther('DELETE', `/Users/${id}`), 404);
+    const listed = await asOther('GET', '/Users?count=1000');
+    assert.equal(JSON.stringify(listed.body).includes('okta-only@vendor.example'), false, 'not listed to another IdP');
+    const group = await asOther('POST', '/Groups', {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+      displayName: 'entra-team',
+      members: [{ value: id }],
+    });
+    assertScimError(group, 400);
+    assert.equal((await asOkta('GET', `/Users/${id}`)).body.active, true, 'unchanged');
+  });
+});
+
 describe('an admin offboarding outranks the identity provider', () => {
   test('SCIM cannot reactivate a person an admin deprovisioned', async () => {
     await loginAs(env.serverUrl, people.eve);

@@ -151,8 +151,8 @@ export function registerScimRoutes(app: FastifyInstance, options: ScimRoutesOpti
       });
 
       scim.get('/Users', async (request, reply) => {
-        await authenticate(request);
-        return send(reply, 200, await options.service.listUsers(query(request)));
+        const client = await authenticate(request);
+        return send(reply, 200, await options.service.listUsers(client, query(request)));
       });
       scim.post('/Users', async (request, reply) => {
         const client = await authenticate(request);
@@ -161,8 +161,8 @@ export function registerScimRoutes(app: FastifyInstance, options: ScimRoutesOpti
         return send(reply, 201, created);
       });
       scim.get('/Users/:id', async (request, reply) => {
-        await authenticate(request);
-        const user = await options.service.getUser(id(request), query(request));
+        const client = await authenticate(request);
+        const user = await options.service.getUser(client, id(request), query(request));
         location(reply, user);
         return send(reply, 200, user);
       });
@@ -185,8 +185,8 @@ export function registerScimRoutes(app: FastifyInstance, options: ScimRoutesOpti
       });
 
       scim.get('/Groups', async (request, reply) => {
-        await authenticate(request);
-        return send(reply, 200, await options.service.listGroups(query(request)));
+        const client = await authenticate(request);
+        return send(reply, 200, await options.service.listGroups(client, query(request)));
       });
       scim.post('/Groups', async (request, reply) => {
         const client = await authenticate(request);
@@ -195,8 +195,8 @@ export function registerScimRoutes(app: FastifyInstance, options: ScimRoutesOpti
         return send(reply, 201, created);
       });
       scim.get('/Groups/:id', async (request, reply) => {
-        await authenticate(request);
-        const group = await options.service.getGroup(id(request), query(request));
+        const client = await authenticate(request);
+        const group = await options.service.getGroup(client, id(request), query(request));
         location(reply, group);
         return send(reply, 200, group);
       });

@@ -98,8 +98,8 @@ export class ScimService {
     return renderUser(created, [], this.options.baseUrl);
   }
 
-  async getUser(id: string, query: ListQuery = {}): Promise<JsonObject> {
-    const user = await this.requireUser(id);
+  async getUser(client: ScimClient, id: string, query: ListQuery = {}): Promise<JsonObject> {
+    const user = await this.requireUser(id, client.idp);
     const groups = await this.store.listScimGroupsOfUser(id);
     return project(renderUser(user, groups, this.options.baseUrl), query.attributes, query.excludedAttributes);
   }
@@ -136,7 +136,8 @@ export class ScimService {
     const now = this.now();
     const { before, after } = await this.store.transaction(async (tx) => {
       const current = await tx.getScimUser(id);
-      if (!current) throw notFound('User', id);
+      // Each identity provider sees and changes only the users it provisioned.
+      if (!current || current.provisionedBy !== client.idp) throw notFound('User', id);
       checkIfMatch(ifMatch, current.version);
       const fields = next(current);
       const taken = await tx.getScimUserByUserName(fields.userName);
@@ -164,7 +165,7 @@ export class ScimService {
     const now = this.now();
     const { before, groups } = await this.store.transaction(async (tx) => {
       const current = await tx.getScimUser(id);
-      if (!current) throw notFound('User', id);
+      if (!current || current.provisionedBy !== client.idp) throw notFound('User', id);
       checkIfMatch(ifMatch, current.version);
       const memberOf = await tx.listScimGroupsOfUser(id);
       await tx.deleteScimUser(id, now);
@@ -179,7 +180,7 @@ export class ScimService {
     }
   }
 
-  async listUsers(query: ListQuery): Promise<ListResponse> {
+  async listUsers(client: ScimClient, query: ListQuery): Promise<ListResponse> {
     const page = readPaging(query, this.options.maxResults);
     let candidates: ScimUserRecord[];
     const parsed = query.filter !== undefined ? parseFilter(query.filter) : undefined;
@@ -190,6 +191,7 @@ export class ScimService {
     } else {
       candidates = await this.store.listScimUsers();
     }
+    candidates = candidates.filter((user) => user.provisionedBy === client.idp);
     const groupsOf = await this.groupsByUser();
     const rendered = candidates.map((user) => renderUser(user, groupsOf.get(user.id) ?? [], this.options.baseUrl));
     const matching = parsed ? rendered.filter(parsed.predicate) : rendered;
@@ -204,9 +206,9 @@ export class ScimService {
     return byUser;
   }
 
-  private async requireUser(id: string): Promise<ScimUserRecord> {
+  private async requireUser(id: string, idp: string): Promise<ScimUserRecord> {
     const user = await this.store.getScimUser(id);
-    if (!user) throw notFound('User', id);
+    if (!user || user.provisionedBy !== idp) throw notFound('User', id);
     return user;
   }
 
@@ -218,7 +220,7 @@ export class ScimService {
     const created = await this.store.transaction(async (tx) => {
       const taken = await tx.getScimGroupByDisplayName(fields.displayName);
       if (taken) throw uniqueness(`a Group named '${fields.displayName}' already exists (id ${taken.id})`);
-      await requireMembers(tx, fields.members);
+      await requireMembers(tx, fields.members, client.idp);
       const group = await tx.insertScimGroup({
         id: randomUUID(),
         ...fields,
@@ -233,9 +235,9 @@ export class ScimService {
     return renderGroup(created, await this.memberNames(created.members), this.options.baseUrl);
   }
 
-  async getGroup(id: string, query: ListQuery = {}): Promise<JsonObject> {
+  async getGroup(client: ScimClient, id: string, query: ListQuery = {}): Promise<JsonObject> {
     const group = await this.store.getScimGroup(id);
-    if (!group) throw notFound('Group', id);
+    if (!group || group.provisionedBy !== client.idp) throw notFound('Group', id);
     const names = excludesMembers(query) ? new Map<string, string>() : await this.memberNames(group.members);
     return project(renderGroup(group, names, this.options.baseUrl), query.attributes, query.excludedAttributes);
   }
@@ -280,12 +282,12 @@ export class ScimService {
     const now = this.now();
     const { before, after } = await this.store.transaction(async (tx) => {
       const current = await tx.getScimGroup(id);
-      if (!current) throw notFound('Group', id);
+      if (!current || current.provisionedBy !== client.idp) throw notFound('Group', id);
       checkIfMatch(ifMatch, current.version);
       const fields = next(current);
       const taken = await tx.getScimGroupByDisplayName(fields.displayName);
       if (taken && taken.id !== id) throw uniqueness(`another Group is named '${fields.displayName}'`);
-      await requireMembers(tx, fields.members);
+      await requireMembers(tx, fields.members, client.idp);
       const replacement: NewScimGroup = {
         id,
         ...fields,
@@ -311,7 +313,7 @@ export class ScimService {
     const now = this.now();
     const before = await this.store.transaction(async (tx) => {
       const current = await tx.getScimGroup(id);
-      if (!current) throw notFound('Group', id);
+      if (!current || current.provisionedBy !== client.idp) throw notFound('Group', id);
       checkIfMatch(ifMatch, current.version);
       await tx.deleteScimGroup(id);
       await this.audit(tx, client, 'scim.group.deleted', now, groupDetails(current));
@@ -320,7 +322,7 @@ export class ScimService {
     await this.options.onGroupChanged?.({ idp: client.idp, before });
   }
 
-  async listGroups(query: ListQuery): Promise<ListResponse> {
+  async listGroups(client: ScimClient, query: ListQuery): Promise<ListResponse> {
     const page = readPaging(query, this.options.maxResults);
     const parsed = query.filter !== undefined ? parseFilter(query.filter) : undefined;
     let candidates: ScimGroupRecord[];
@@ -330,6 +332,7 @@ export class ScimService {
     } else {
       candidates = await this.store.listScimGroups();
     }
+    candidates = candidates.filter((group) => group.provisionedBy === client.idp);
     const names = excludesMembers(query) ? new Map<string, string>() : await this.memberNames();
     const rendered = candidates.map((group) => renderGroup(group, names, this.options.baseUrl));
     const matching = parsed ? rendered.filter(parsed.predicate) : rendered;
@@ -377,9 +380,10 @@ function groupDetails(group: ScimGroupRecord): JsonObject {
   return { id: group.id, displayName: group.displayName, members: group.members.length };
 }
 
-async function requireMembers(tx: StoreTx, members: string[]): Promise<void> {
+async function requireMembers(tx: StoreTx, members: string[], idp: string): Promise<void> {
   for (const member of new Set(members)) {
-    if (!(await tx.getScimUser(member))) {
+    // A group holds only users of the identity provider that provisioned it.
+    if ((await tx.getScimUser(member))?.provisionedBy !== idp) {
       throw badRequest('invalidValue', `member '${member}' is not a User here: create the user before adding it`);
     }
   }
