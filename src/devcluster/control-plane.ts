@@ -59,7 +59,27 @@ export interface ControlPlane {
 
 const nodeName = 'kwok-node-0';
 
+/**
+ * Ports are picked free and released before the components bind them, so another process on the machine (a
+ * parallel test file starting its own control plane) can take one in between. Such a start is retried from
+ * scratch with new ports, a few times, instead of failing the caller.
+ */
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const binaries = options.binaries ?? (await kubernetesBinaries({ onProgress: options.onProgress ?? (() => {}) }));
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startControlPlaneOnce({ ...options, binaries });
+    } catch (error) {
+      const portTaken = /address already in use/i.test((error as Error).message);
+      if (!portTaken || attempt >= 3) throw error;
+      options.onProgress?.(
+        `a port was taken by another process while starting; retrying with new ports (${attempt}/2)`,
+      );
+    }
+  }
+}
+
+async function startControlPlaneOnce(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const started = Date.now();
   const progress = options.onProgress ?? (() => {});
   const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
