@@ -67,7 +67,9 @@ export async function startKubevisaEnv(
 ): Promise<KubevisaEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'kubevisa-e2e-'));
   const cp = await startControlPlane();
-  const [serverPort] = await freePorts(1);
+  // The server binds its port seconds after it is chosen; taking it from below the kernel's ephemeral range
+  // (where every port-0 bind of a parallel test lands) keeps anyone else from grabbing it in between.
+  const serverPort = await freePortBelowEphemeralRange();
   const serverUrl = `${options.tls ? 'https' : 'http'}://127.0.0.1:${serverPort}`;
   let tls: { certFile: string; keyFile: string; caFile: string } | undefined;
   if (options.tls) {
@@ -98,7 +100,7 @@ export async function startKubevisaEnv(
   });
   const rawConfig = {
     ...localServerConfig({
-      port: serverPort!,
+      port: serverPort,
       dataDir,
       issuer: idp.issuer,
       clientSecret,
@@ -117,7 +119,7 @@ export async function startKubevisaEnv(
     dir,
     cp,
     idp,
-    serverPort: serverPort!,
+    serverPort,
     serverUrl,
     configFile,
     config,
@@ -169,6 +171,22 @@ export async function startKubevisaEnv(
       }),
   };
   return env;
+}
+
+/** A free loopback port in [20000, 32000): outside Linux's default ephemeral range (32768–60999). */
+async function freePortBelowEphemeralRange(): Promise<number> {
+  const { createServer } = await import('node:net');
+  for (let tries = 0; tries < 50; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  const [port] = await freePorts(1);
+  return port!;
 }
 
 /** Runs `kubevisa server` as a child process (so a test can kill -9 it) and waits until it answers. */
