@@ -15,40 +15,30 @@ export interface KwokConfigOptions {
 
 const kwokApi = 'kwok.x-k8s.io/v1alpha1';
 
+/** The node's conditions: Ready, and no pressure of any kind (the same five a healthy kubelet reports). */
+const nodeConditions = [
+  ['Ready', 'True', 'KubeletReady'],
+  ...['MemoryPressure', 'DiskPressure', 'PIDPressure', 'NetworkUnavailable'].map((type) => [
+    type,
+    'False',
+    `KubeletHasNo${type}`,
+  ]),
+]
+  .map(
+    ([type, status, reason]) => `- type: ${type}
+  status: "${status}"
+  reason: ${reason}
+  message: kwok simulates this node
+  lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+`,
+  )
+  .join('');
+
 const nodeReadyTemplate = `
 {{ $now := Now }}
 conditions:
-- type: Ready
-  status: "True"
-  reason: KubeletReady
-  message: kwok simulates this node
-  lastHeartbeatTime: {{ $now | Quote }}
-  lastTransitionTime: {{ $now | Quote }}
-- type: MemoryPressure
-  status: "False"
-  reason: KubeletHasNoMemoryPressure
-  message: kwok simulates this node
-  lastHeartbeatTime: {{ $now | Quote }}
-  lastTransitionTime: {{ $now | Quote }}
-- type: DiskPressure
-  status: "False"
-  reason: KubeletHasNoDiskPressure
-  message: kwok simulates this node
-  lastHeartbeatTime: {{ $now | Quote }}
-  lastTransitionTime: {{ $now | Quote }}
-- type: PIDPressure
-  status: "False"
-  reason: KubeletHasNoPIDPressure
-  message: kwok simulates this node
-  lastHeartbeatTime: {{ $now | Quote }}
-  lastTransitionTime: {{ $now | Quote }}
-- type: NetworkUnavailable
-  status: "False"
-  reason: KubeletHasNoNetworkUnavailable
-  message: kwok simulates this node
-  lastHeartbeatTime: {{ $now | Quote }}
-  lastTransitionTime: {{ $now | Quote }}
-addresses:
+${nodeConditions}addresses:
 - type: InternalIP
   address: {{ NodeIP | Quote }}
 - type: Hostname
