@@ -101,6 +101,17 @@ export function identityConformanceSuite(openFresh: () => Promise<Store>): void 
         );
       }));
 
+    test('users created in the same millisecond list in the order they were created, not by id', () =>
+      withStore(async (store) => {
+        // Ids are random, so ordering ties by id would shuffle a SCIM page between two reads.
+        const ids = ['z9', 'm5', 'a1', 'q7'];
+        for (const id of ids) await store.transaction((tx) => tx.insertScimUser(user(id, `${id}@vendor.example`)));
+        assert.deepEqual(
+          (await store.listScimUsers()).map((u) => u.id),
+          ids,
+        );
+      }));
+
     test('a userName taken in another case, or a reused id, is a Conflict and writes nothing', () =>
       withStore(async (store) => {
         await store.transaction((tx) => tx.insertScimUser(user('u1', 'cora@vendor.example')));

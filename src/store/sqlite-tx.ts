@@ -461,7 +461,7 @@ export class SqliteTx implements StoreTx {
       params.contractor = filter.contractor.toLowerCase();
     }
     const where = clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`;
-    return this.many(`SELECT ${ENGAGEMENT_COLUMNS} FROM engagements ${where} ORDER BY starts_at, id`, params).map(
+    return this.many(`SELECT ${ENGAGEMENT_COLUMNS} FROM engagements ${where} ORDER BY starts_at, rowid`, params).map(
       mapEngagement,
     );
   }
@@ -540,7 +540,7 @@ export class SqliteTx implements StoreTx {
       params.cluster = filter.cluster;
     }
     const where = clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`;
-    return this.many(`SELECT ${VISA_COLUMNS} FROM visas ${where} ORDER BY requested_at, id`, params).map(mapVisa);
+    return this.many(`SELECT ${VISA_COLUMNS} FROM visas ${where} ORDER BY requested_at, rowid`, params).map(mapVisa);
   }
 
   async listVisasGrantingAt(now: Instant): Promise<StoredVisa[]> {
@@ -641,7 +641,7 @@ export class SqliteTx implements StoreTx {
       where += ' AND cluster = :cluster';
       params.cluster = filter.cluster;
     }
-    return this.many(`SELECT ${INTENT_COLUMNS} FROM intents WHERE ${where} ORDER BY created_at, id`, params).map(
+    return this.many(`SELECT ${INTENT_COLUMNS} FROM intents WHERE ${where} ORDER BY created_at, rowid`, params).map(
       mapIntent,
     );
   }
@@ -692,7 +692,7 @@ export class SqliteTx implements StoreTx {
   }
 
   async listSessionsOfPerson(personId: string): Promise<Session[]> {
-    return this.many(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE person_id = :person_id ORDER BY created_at, id`, {
+    return this.many(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE person_id = :person_id ORDER BY created_at, rowid`, {
       person_id: personId,
     }).map(mapSession);
   }
@@ -1072,13 +1072,13 @@ export class SqliteTx implements StoreTx {
   }
 
   async listScimUsersByEmail(email: string): Promise<ScimUserRecord[]> {
-    return this.many(`SELECT ${SCIM_USER_COLUMNS} FROM scim_users WHERE email = :email ORDER BY created_at, id`, {
+    return this.many(`SELECT ${SCIM_USER_COLUMNS} FROM scim_users WHERE email = :email ORDER BY created_at, rowid`, {
       email: email.toLowerCase(),
     }).map(mapScimUser);
   }
 
   async listScimUsers(): Promise<ScimUserRecord[]> {
-    return this.many(`SELECT ${SCIM_USER_COLUMNS} FROM scim_users ORDER BY created_at, id`).map(mapScimUser);
+    return this.many(`SELECT ${SCIM_USER_COLUMNS} FROM scim_users ORDER BY created_at, rowid`).map(mapScimUser);
   }
 
   private scimUserParams(user: NewScimUser): Params {
@@ -1169,13 +1169,13 @@ export class SqliteTx implements StoreTx {
   }
 
   async listScimGroups(): Promise<ScimGroupRecord[]> {
-    return this.many(`SELECT ${SCIM_GROUP_COLUMNS} FROM scim_groups ORDER BY created_at, id`).map(mapScimGroup);
+    return this.many(`SELECT ${SCIM_GROUP_COLUMNS} FROM scim_groups ORDER BY created_at, rowid`).map(mapScimGroup);
   }
 
   async listScimGroupsOfUser(userId: string): Promise<ScimGroupRecord[]> {
     return this.many(
       `SELECT ${SCIM_GROUP_COLUMNS} FROM scim_groups WHERE id IN ` +
-        '(SELECT group_id FROM scim_group_members WHERE user_id = :user_id) ORDER BY created_at, id',
+        '(SELECT group_id FROM scim_group_members WHERE user_id = :user_id) ORDER BY created_at, rowid',
       { user_id: userId },
     ).map(mapScimGroup);
   }
@@ -1279,7 +1279,7 @@ export class SqliteTx implements StoreTx {
   }
 
   async listScimTokens(): Promise<ScimTokenRecord[]> {
-    return this.many(`SELECT ${SCIM_TOKEN_COLUMNS} FROM scim_tokens ORDER BY created_at, id`).map(mapScimToken);
+    return this.many(`SELECT ${SCIM_TOKEN_COLUMNS} FROM scim_tokens ORDER BY created_at, rowid`).map(mapScimToken);
   }
 
   async insertScimToken(token: ScimTokenRecord): Promise<ScimTokenRecord> {
@@ -1353,7 +1353,7 @@ export class SqliteTx implements StoreTx {
       clauses.push(`status IN (${inList('s', filter.statuses, params)})`);
     }
     const where = clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`;
-    return this.many(`SELECT ${OFFBOARDING_COLUMNS} FROM offboardings ${where} ORDER BY created_at, id`, params).map(
+    return this.many(`SELECT ${OFFBOARDING_COLUMNS} FROM offboardings ${where} ORDER BY created_at, rowid`, params).map(
       mapOffboarding,
     );
   }
