@@ -692,9 +692,12 @@ export class SqliteTx implements StoreTx {
   }
 
   async listSessionsOfPerson(personId: string): Promise<Session[]> {
-    return this.many(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE person_id = :person_id ORDER BY created_at, rowid`, {
-      person_id: personId,
-    }).map(mapSession);
+    return this.many(
+      `SELECT ${SESSION_COLUMNS} FROM sessions WHERE person_id = :person_id ORDER BY created_at, rowid`,
+      {
+        person_id: personId,
+      },
+    ).map(mapSession);
   }
 
   async insertSession(session: NewSession): Promise<Session> {
