@@ -72,7 +72,9 @@ interface CachedToken extends Authenticated {
 const MAX_CACHED_TOKENS = 10_000;
 
 export class Gateway {
-  readonly streams = new StreamRegistry();
+  readonly streams = new StreamRegistry(
+    (s) => this.options.index.decide(s.personId, s.cluster, s.namespace, this.now()).ok,
+  );
   private readonly options: GatewayOptions;
   private readonly now: () => number;
   private readonly tokenCache = new Map<string, CachedToken>();
@@ -174,7 +176,7 @@ export class Gateway {
       upstreamRes.pipe(res);
     });
     upstreamReq.on('error', (error) => {
-      if (!res.headersSent)
+      if (!res.headersSent && !res.destroyed)
         sendStatus(res, 502, 'BadGateway', `the cluster '${upstream.name}' could not be reached: ${error.message}`);
       else res.destroy();
     });

@@ -19,9 +19,24 @@ export interface OpenStream {
 export class StreamRegistry {
   private readonly open = new Map<number, OpenStream>();
   private nextId = 1;
+  private readonly stillAllowed: (stream: OpenStream) => boolean;
 
+  /**
+   * `stillAllowed` is asked again as each stream is added. A request is admitted, then may wait (opening a session
+   * recording, reading the token's session) before it registers; a revoke that lands in between closes only what
+   * is registered, so without this second look the late stream would outlive the visa.
+   */
+  constructor(stillAllowed: (stream: OpenStream) => boolean = () => true) {
+    this.stillAllowed = stillAllowed;
+  }
+
+  /** Registers a stream, or closes it at once if its access ended while it was being opened. */
   add(stream: Omit<OpenStream, 'id'>): OpenStream {
     const entry = { ...stream, id: this.nextId++ };
+    if (!this.stillAllowed(entry)) {
+      entry.close('access ended while the request was being opened');
+      return entry;
+    }
     this.open.set(entry.id, entry);
     return entry;
   }
