@@ -20,12 +20,14 @@ let directory: DevIdpDirectoryServer;
 let admin: string;
 let approver: string;
 let okta: string;
+let entra: string;
 const scimIds: Record<string, string> = {};
 const groupIds: Record<string, string> = {};
 
 const call = (method: string, path: string, token: string, body?: unknown) =>
   api(env.serverUrl, method, path, { token, ...(body !== undefined ? { body } : {}) });
 const asOkta = (method: string, path: string, body?: unknown) => scim(env.serverUrl, okta, method, path, body);
+const asEntra = (method: string, path: string, body?: unknown) => scim(env.serverUrl, entra, method, path, body);
 const k = (args: string[], kubeconfig: string) =>
   kubectl(env.cp.binaries.kubectl, args, { kubeconfig, timeoutMs: 15_000 });
 
@@ -63,6 +65,8 @@ before(async () => {
         engagementMapping('scim-beta', 'beta'),
         engagementMapping('vendor-acme', 'acme-dir'),
         { group: 'scim-auditors', role: 'auditor' },
+        { ...engagementMapping('scim-gamma', 'gamma'), idp: 'okta' },
+        { group: 'scim-admins', idp: 'okta', role: 'admin' },
       ],
       sync: { provider: 'dev-idp', url: directory.url, token: directory.token, interval: '1h', maxOffboardsPerRun: 1 },
       offboarding: { retryInterval: '1s', wait: '40s' },
@@ -245,6 +249,44 @@ describe('onboarding from SCIM groups', () => {
   });
 });
 
+describe('a second SCIM identity provider', () => {
+  test('cannot claim a group that a mapping trusts only from another IdP, nor the mapped role', async () => {
+    entra = (await createScimToken(env.serverUrl, admin, 'entra')).token;
+    const mappings = await call('GET', '/api/v1/identity/mappings', admin);
+    const gamma = (mappings.body.items ?? []).find((m) => m.group === 'scim-gamma');
+    assert.equal(gamma?.scimIdp, 'okta');
+    // Entra takes the group names first and puts its own user, and one with cora's email, in them.
+    const dana = await asEntra('POST', '/Users', { schemas: [USER], userName: 'dana@vendor.example', active: true });
+    assert.equal(dana.status, 201, JSON.stringify(dana.body));
+    const twin = await asEntra('POST', '/Users', {
+      schemas: [USER],
+      userName: 'cora-at-entra',
+      emails: [{ primary: true, value: people.cora.email }],
+      active: true,
+    });
+    assert.equal(twin.status, 201, JSON.stringify(twin.body));
+    for (const name of ['scim-gamma', 'scim-admins']) {
+      const squatted = await asEntra('POST', '/Groups', {
+        schemas: [GROUP],
+        displayName: name,
+        members: [{ value: String(dana.body.id) }, { value: String(twin.body.id) }],
+      });
+      assert.equal(squatted.status, 201, JSON.stringify(squatted.body));
+    }
+    const after = await call('GET', '/api/v1/identity/mappings', admin);
+    const gammaAfter = (after.body.items ?? []).find((m) => m.group === 'scim-gamma');
+    assert.equal(gammaAfter?.engagementId, null, 'no engagement was created from the other IdP group');
+    const cora = await loginAs(env.serverUrl, people.cora);
+    assert.deepEqual((await call('GET', '/api/v1/me', cora.token)).body.roles, [], 'not an admin through Entra');
+    const engagements = await call('GET', '/api/v1/engagements', admin);
+    assert.equal(
+      (engagements.body.items ?? []).some((e) => e.name === 'gamma'),
+      false,
+      JSON.stringify(engagements.body),
+    );
+  });
+});
+
 describe('SCIM deactivation of a contractor with an active visa and an open watch', () => {
   test('the watch closes, the access token and a direct token are refused, and the receipt proves every step', async () => {
     const cora = await loginAs(env.serverUrl, people.cora);
@@ -258,6 +300,9 @@ describe('SCIM deactivation of a contractor with an active visa and an open watc
     });
     await watch.waitFor(/^app\s/m);
     const exited = new Promise<number>((resolve) => watch.child.once('exit', () => resolve(Date.now())));
+    // Entra (previous suite) still lists a user with cora's email as active: one IdP deactivating her is enough.
+    const twins = await asEntra('GET', `/Users?filter=${encodeURIComponent('userName eq "cora-at-entra"')}`);
+    assert.equal(twins.body.Resources?.[0]?.active, true);
 
     const deactivated = await asOkta('PATCH', `/Users/${scimIds.cora}`, {
       schemas: [PATCH],

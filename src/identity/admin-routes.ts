@@ -268,6 +268,8 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
           const engagement = m.engagement && engagements.filter((e) => e.name === m.engagement!.name).at(-1);
           return {
             group: m.group,
+            // Which SCIM identity provider's group counts: any, unless the mapping names one.
+            scimIdp: m.idp ?? 'any',
             ...(m.role ? { role: m.role } : {}),
             ...(m.engagement
               ? {

@@ -16,6 +16,7 @@
  *                     ceiling: { clusters: [prod], namespacePatterns: [payments], profiles: [viewer] },
  *                     maxVisaDuration: 8h }
  *     - group: kubevisa-approvers
+ *       idp: okta                  # only Okta's SCIM group of this name counts
  *       role: approver
  *   sync: { provider: dev-idp, url: http://127.0.0.1:9000, tokenFile: ./directory.token, interval: 5m }
  *   offboarding: { wait: 30s, retryInterval: 5s, maxRetryInterval: 5m, tokenProofTimeout: 30s,
@@ -27,6 +28,7 @@ import { resolve } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
 import type { PersonRole } from '../domain/model.ts';
 import { parseDuration } from '../domain/time.ts';
+import { isValidIdpName } from '../scim/tokens.ts';
 
 export interface ScimConfig {
   /** Serve /scim/v2 (default true when the `scim` section is present, false when it is absent). */
@@ -52,6 +54,13 @@ export interface EngagementMappingSpec {
 export interface GroupMapping {
   /** The group's name at the IdP (SCIM displayName or the `groups` claim value), compared case-insensitively. */
   group: string;
+  /**
+   * The SCIM identity provider (the name its SCIM token was created for) whose group this is. When set, a group of
+   * that name provisioned over SCIM by any other identity provider does not count, so a second, less trusted SCIM
+   * client cannot make itself or anyone else an admin or a contractor. Groups from the directory sync or the login
+   * claim come from the server's own configured IdP and are not affected.
+   */
+  idp?: string;
   engagement?: EngagementMappingSpec;
   role?: PersonRole;
 }
@@ -225,15 +234,16 @@ function parseMappings(raw: unknown): GroupMapping[] {
   return raw.map((item: unknown, index) => {
     const path = `identity.groupMappings[${index}]`;
     if (!isObject(item)) throw refuse(path, 'must be { group, engagement } or { group, role }');
-    onlyKnown(item, `${path}.`, ['group', 'engagement', 'role']);
+    onlyKnown(item, `${path}.`, ['group', 'idp', 'engagement', 'role']);
     const group = text(item, 'group', `${path}.`);
+    const idp = item.idp === undefined ? {} : { idp: parseIdp(item.idp, `${path}.idp`) };
     if ((item.engagement === undefined) === (item.role === undefined)) {
       throw refuse(
         path,
         "must have exactly one of 'engagement' (contractors of a contract) or 'role' (admin, approver, auditor)",
       );
     }
-    if (item.role !== undefined) return { group, role: oneOf(item, 'role', `${path}.`, ROLES, 'approver') };
+    if (item.role !== undefined) return { group, ...idp, role: oneOf(item, 'role', `${path}.`, ROLES, 'approver') };
     const engagement = parseEngagement(item.engagement, `${path}.engagement`);
     if (names.has(engagement.name)) {
       throw refuse(
@@ -242,8 +252,18 @@ function parseMappings(raw: unknown): GroupMapping[] {
       );
     }
     names.add(engagement.name);
-    return { group, engagement };
+    return { group, ...idp, engagement };
   });
+}
+
+function parseIdp(raw: unknown, path: string): string {
+  if (typeof raw !== 'string' || !isValidIdpName(raw)) {
+    throw refuse(
+      path,
+      `must name a SCIM identity provider as its token was created (e.g. okta: lowercase letters, digits, '-'), not ${JSON.stringify(raw)}`,
+    );
+  }
+  return raw;
 }
 
 function parseSync(raw: unknown, baseDir: string): SyncConfig | undefined {

@@ -136,10 +136,47 @@ describe('group mappings', () => {
     '/',
   ).groupMappings;
 
+  const named = (...names: string[]) => names.map((name) => ({ name }));
+
   test('group names compare case-insensitively', () => {
     assert.equal(inGroup(['VENDOR-ACME'], 'vendor-acme'), true);
-    assert.deepEqual([...engagementsFor(['Vendor-Acme'], mappings)], ['acme']);
-    assert.deepEqual([...engagementsFor(['other'], mappings)], []);
+    assert.deepEqual([...engagementsFor(named('Vendor-Acme'), mappings)], ['acme']);
+    assert.deepEqual([...engagementsFor(named('other'), mappings)], []);
+  });
+
+  test("a mapping that names an idp ignores another identity provider's SCIM group of the same name", () => {
+    const trusted = parseIdentityConfig(
+      {
+        groupMappings: [
+          { ...acme, idp: 'okta' },
+          { group: 'kubevisa-admins', idp: 'okta', role: 'admin' },
+        ],
+      },
+      '/',
+    ).groupMappings;
+    const fromEntra = [
+      { name: 'vendor-acme', scimIdp: 'entra' },
+      { name: 'kubevisa-admins', scimIdp: 'entra' },
+    ];
+    assert.deepEqual([...engagementsFor(fromEntra, trusted)], []);
+    assert.deepEqual(rolesFor([], fromEntra, trusted), []);
+    const fromOkta = [
+      { name: 'Vendor-Acme', scimIdp: 'okta' },
+      { name: 'kubevisa-admins', scimIdp: 'okta' },
+    ];
+    assert.deepEqual([...engagementsFor(fromOkta, trusted)], ['acme']);
+    assert.deepEqual(rolesFor([], fromOkta, trusted), ['admin']);
+    // The login claim and the directory sync are the server's own IdP: not SCIM, so not filtered.
+    assert.deepEqual(rolesFor([], named('kubevisa-admins'), trusted), ['admin']);
+    // Without an idp, any SCIM identity provider's group counts (one SCIM client, or all equally trusted).
+    assert.deepEqual([...engagementsFor(fromEntra, mappings)], ['acme']);
+  });
+
+  test('an idp that is not a SCIM identity provider name is refused with the field', () => {
+    assert.throws(
+      () => parseIdentityConfig({ groupMappings: [{ ...acme, idp: 'Okta Prod' }] }, '/'),
+      /identity\.groupMappings\[0\]\.idp.*must name a SCIM identity provider/,
+    );
   });
 
   test('roles are the configured ones plus the mapped ones, in a stable order', () => {
@@ -148,8 +185,12 @@ describe('group mappings', () => {
       policy: { ...defaultPolicy, approverGroups: [] },
     });
     assert.deepEqual(base, ['admin']);
-    assert.deepEqual(rolesFor(base, ['kubevisa-auditors', 'approvers'], mappings), ['admin', 'approver', 'auditor']);
-    assert.deepEqual(rolesFor([], ['nothing'], mappings), []);
+    assert.deepEqual(rolesFor(base, named('kubevisa-auditors', 'approvers'), mappings), [
+      'admin',
+      'approver',
+      'auditor',
+    ]);
+    assert.deepEqual(rolesFor([], named('nothing'), mappings), []);
   });
 });
 

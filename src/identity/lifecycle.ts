@@ -22,7 +22,7 @@ import type { GroupChange, UserChange } from '../scim/service.ts';
 import type { Store } from '../store/store.ts';
 import type { GroupMapping, IdentityConfig } from './config.ts';
 import type { DirectoryUser, SyncReport } from './directory.ts';
-import { configuredRoles, engagementsFor, rolesFor } from './mapping.ts';
+import { configuredRoles, engagementsFor, rolesFor, type GroupMembership } from './mapping.ts';
 import type { OffboardingOrchestrator } from './offboarding.ts';
 
 export interface IdentityLifecycleOptions {
@@ -70,9 +70,21 @@ export class IdentityLifecycle {
     const email = after?.email ?? before?.email;
     const person = email === undefined ? undefined : await this.store.getPersonByEmail(email);
     if (email !== undefined && person !== undefined) {
-      // Someone may be provisioned twice (two IdPs): they stay while any of their SCIM users is active.
-      const stillActive = (await this.store.listScimUsersByEmail(email)).some((u) => u.active);
-      if (after === undefined && !stillActive) {
+      // Someone may be provisioned by two IdPs. Any one of them deactivating or deleting them ends their access
+      // (fail closed): otherwise a second, less trusted SCIM client could keep someone in by listing them active.
+      const remaining = await this.store.listScimUsersByEmail(email);
+      if (after === undefined && remaining.length > 0) {
+        if (person.status === 'active') {
+          const others = [...new Set(remaining.map((u) => u.provisionedBy))].join(', ');
+          await this.options.offboarding.start({
+            personId: person.id,
+            status: 'suspended',
+            trigger: { kind: 'scim', by },
+            reason: `deleted at ${idp} (SCIM DELETE) while still provisioned at ${others}: suspended until reactivated there`,
+            caller: systemCaller(by),
+          });
+        }
+      } else if (after === undefined) {
         if (person.status === 'active') {
           await this.options.offboarding.start({
             personId: person.id,
@@ -84,7 +96,7 @@ export class IdentityLifecycle {
         } else if (person.status === 'suspended') {
           await this.deprovisionSuspended(person, by, `deleted at ${idp} (SCIM DELETE)`);
         }
-      } else if (after !== undefined && !after.active && !stillActive && person.status === 'active') {
+      } else if (after !== undefined && !after.active && person.status === 'active') {
         await this.options.offboarding.start({
           personId: person.id,
           status: 'suspended',
@@ -92,7 +104,12 @@ export class IdentityLifecycle {
           reason: `deactivated at ${idp} (SCIM active=false)`,
           caller: systemCaller(by),
         });
-      } else if (after?.active === true && before?.active !== true && person.status === 'suspended') {
+      } else if (
+        after?.active === true &&
+        before?.active !== true &&
+        person.status === 'suspended' &&
+        remaining.every((u) => u.active)
+      ) {
         // Only a suspension (what SCIM active=false or a refused refresh does) is lifted here; a person an admin
         // or a SCIM DELETE deprovisioned stays out whatever any identity provider says later.
         await this.options.access.reactivatePerson(systemCaller(by), person.id, `active again at ${idp} (SCIM)`);
@@ -163,7 +180,7 @@ export class IdentityLifecycle {
     const scimUsers = await this.store.listScimUsersByEmail(email);
     const entry = this.directory.get(email);
     let refusal: string | undefined;
-    if (scimUsers.length > 0 && !scimUsers.some((u) => u.active)) {
+    if (scimUsers.some((u) => !u.active)) {
       refusal = `${email} is deactivated at the identity provider (SCIM): ask your admin`;
     } else if (entry !== undefined && !entry.active) {
       refusal = `${email} is disabled in the directory: ask your admin`;
@@ -265,23 +282,27 @@ export class IdentityLifecycle {
 
   // ---- group mappings ----
 
-  /** The groups the configured source says `email` is in (none for someone deactivated there). */
-  async groupsOf(email: string): Promise<string[]> {
+  /**
+   * The groups the configured source says `email` is in (none for someone deactivated there), each SCIM group
+   * with the identity provider that provisioned it, for mappings that trust only one.
+   */
+  async groupsOf(email: string): Promise<GroupMembership[]> {
     const source = this.options.config.groupSource;
     const scimUsers = await this.store.listScimUsersByEmail(email);
     if (source === 'scim' || (source === 'auto' && scimUsers.length > 0)) {
-      const groups = new Set<string>();
+      const groups = new Map<string, GroupMembership>();
       for (const user of scimUsers.filter((u) => u.active)) {
-        for (const group of await this.store.listScimGroupsOfUser(user.id)) groups.add(group.displayName);
+        for (const group of await this.store.listScimGroupsOfUser(user.id))
+          groups.set(group.id, { name: group.displayName, scimIdp: group.provisionedBy });
       }
-      return [...groups];
+      return [...groups.values()];
     }
     const entry = this.directory.get(email);
     if (source === 'directory' || (source === 'auto' && entry !== undefined)) {
-      return entry?.active ? entry.groups : [];
+      return entry?.active ? entry.groups.map((name) => ({ name })) : [];
     }
     const person = await this.store.getPersonByEmail(email);
-    return person?.status === 'active' ? person.groups : [];
+    return person?.status === 'active' ? person.groups.map((name) => ({ name })) : [];
   }
 
   /**
@@ -321,7 +342,12 @@ export class IdentityLifecycle {
             action: 'person.roles-changed',
             personId: person.id,
             outcome: 'ok',
-            details: { email: person.email, before: person.roles, after: roles, groups },
+            details: {
+              email: person.email,
+              before: person.roles,
+              after: roles,
+              groups: groups.map((g) => (g.scimIdp ? `${g.scimIdp}:${g.name}` : g.name)),
+            },
           });
         });
       }
@@ -369,8 +395,7 @@ export class IdentityLifecycle {
     for (const user of await this.store.listScimUsers()) {
       if (user.email === undefined) continue;
       const person = await this.store.getPersonByEmail(user.email);
-      const others = await this.store.listScimUsersByEmail(user.email);
-      if (!user.active && person?.status === 'active' && !others.some((u) => u.active)) {
+      if (!user.active && person?.status === 'active') {
         await this.options.offboarding.start({
           personId: person.id,
           status: 'suspended',

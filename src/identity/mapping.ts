@@ -67,10 +67,26 @@ export function inGroup(groups: readonly string[], group: string): boolean {
   return groups.some((g) => g.toLowerCase() === wanted);
 }
 
+/** A group someone is in, and the SCIM identity provider that provisioned it (none: directory or login claim). */
+export interface GroupMembership {
+  name: string;
+  scimIdp?: string;
+}
+
+/** Does `mapping` apply to someone in `groups`? A mapping that names an `idp` ignores other IdPs' SCIM groups. */
+export function matches(groups: readonly GroupMembership[], mapping: GroupMapping): boolean {
+  const wanted = mapping.group.toLowerCase();
+  return groups.some(
+    (g) =>
+      g.name.toLowerCase() === wanted &&
+      (mapping.idp === undefined || g.scimIdp === undefined || g.scimIdp === mapping.idp),
+  );
+}
+
 /** The names of the mapped engagements that `groups` make someone a contractor of. */
-export function engagementsFor(groups: readonly string[], mappings: readonly GroupMapping[]): Set<string> {
+export function engagementsFor(groups: readonly GroupMembership[], mappings: readonly GroupMapping[]): Set<string> {
   return new Set(
-    mappings.filter((m) => m.engagement !== undefined && inGroup(groups, m.group)).map((m) => m.engagement!.name),
+    mappings.filter((m) => m.engagement !== undefined && matches(groups, m)).map((m) => m.engagement!.name),
   );
 }
 
@@ -95,10 +111,10 @@ export function configuredRoles(
 /** The person's roles: what the core configuration gives plus what role mappings give, in a stable order. */
 export function rolesFor(
   base: readonly PersonRole[],
-  groups: readonly string[],
+  groups: readonly GroupMembership[],
   mappings: readonly GroupMapping[],
 ): PersonRole[] {
-  const mapped = mappings.filter((m) => m.role !== undefined && inGroup(groups, m.group)).map((m) => m.role!);
+  const mapped = mappings.filter((m) => m.role !== undefined && matches(groups, m)).map((m) => m.role!);
   const all = new Set<PersonRole>([...base, ...mapped]);
   return (['admin', 'approver', 'auditor'] as const).filter((role) => all.has(role));
 }
