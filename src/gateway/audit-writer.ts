@@ -1,25 +1,97 @@
 /**
  * Gateway request and stream events go to the audit trail in batches every 250 ms, written in chunks of at most
- * 128 events per transaction with the event loop free between chunks: each append costs the main thread
- * ~15 µs of SQLite work, so one big transaction would stall every request behind it (the p99), while many
- * small ones keep each pause to a couple of milliseconds. A failure to write is reported, the events are
- * kept for the next try, and the batcher reports itself unhealthy so the gateway fails closed.
+ * 128 events per transaction. With a SQLite file the chunks are written by a worker thread (audit-worker.ts), so
+ * the event loop that relays requests never runs SQLite or waits for an fsync; otherwise (another engine, an
+ * in-memory database) by the store in this thread, with the event loop free between chunks. A failure to write
+ * is reported, the events are kept for the next try, and the batcher reports itself unhealthy so the gateway
+ * fails closed.
  */
+import { Worker } from 'node:worker_threads';
 import type { NewAuditEvent, Store } from '../store/store.ts';
+import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './audit-worker.ts';
 
-/** Most events written in one transaction (one pause of the event loop). */
+/** Most events written in one transaction. */
 const CHUNK = 128;
+
+/** Appends events to the trail in one transaction; resolves once they are durable. */
+export interface AuditSink {
+  write(events: NewAuditEvent[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Writes through the store in this thread: for engines and databases a second connection cannot reach. */
+export function storeSink(store: Store): AuditSink {
+  return {
+    write: (events) =>
+      store.transaction(async (tx) => {
+        for (const event of events) await tx.appendAudit(event);
+      }),
+    close: async () => {},
+  };
+}
+
+/** Writes through a worker thread with its own connection to the SQLite file at `path`. */
+export class AuditThread implements AuditSink {
+  private worker: Worker | undefined;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  private nextId = 1;
+  private readonly data: AuditWorkerData;
+
+  constructor(data: AuditWorkerData) {
+    this.data = data;
+  }
+
+  write(events: NewAuditEvent[]): Promise<void> {
+    return this.send({ id: this.nextId++, events });
+  }
+
+  async close(): Promise<void> {
+    if (this.worker === undefined) return;
+    await this.send({ id: this.nextId++, close: true }).catch(() => undefined);
+    await this.worker?.terminate();
+    this.worker = undefined;
+  }
+
+  private send(request: AuditWorkerRequest): Promise<void> {
+    const worker = this.worker ?? this.start();
+    return new Promise<void>((resolve, reject) => {
+      this.pending.set(request.id, { resolve, reject });
+      worker.postMessage(request);
+    });
+  }
+
+  /** Started on first use, and again after a crash, so one lost thread does not stop the trail for good. */
+  private start(): Worker {
+    const worker = new Worker(new URL('./audit-worker.ts', import.meta.url), { workerData: this.data });
+    worker.unref();
+    worker.on('message', (reply: AuditWorkerReply) => {
+      const waiting = this.pending.get(reply.id);
+      this.pending.delete(reply.id);
+      if (reply.ok) waiting?.resolve();
+      else waiting?.reject(Object.assign(new Error(reply.message), reply.code ? { code: reply.code } : {}));
+    });
+    const fail = (error: Error) => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const [, waiting] of this.pending) waiting.reject(error);
+      this.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`the audit writer thread stopped (exit code ${code})`)));
+    this.worker = worker;
+    return worker;
+  }
+}
 
 export class AuditBatcher {
   private queue: NewAuditEvent[] = [];
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
-  private readonly store: Store;
+  private readonly sink: AuditSink;
   private readonly delayMs: number;
   private readonly onError: (error: Error) => void;
 
-  constructor(options: { store: Store; delayMs?: number; onError: (error: Error) => void }) {
-    this.store = options.store;
+  constructor(options: { sink: AuditSink; delayMs?: number; onError: (error: Error) => void }) {
+    this.sink = options.sink;
     this.delayMs = options.delayMs ?? 250;
     this.onError = options.onError;
   }
@@ -49,13 +121,17 @@ export class AuditBatcher {
     await this.flushing;
   }
 
+  /** Writes what is queued, then stops the sink (server shutdown). */
+  async close(): Promise<void> {
+    await this.flush();
+    await this.sink.close();
+  }
+
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
       const chunk = this.queue.slice(0, CHUNK);
       try {
-        await this.store.transaction(async (tx) => {
-          for (const event of chunk) await tx.appendAudit(event);
-        });
+        await this.sink.write(chunk);
       } catch (error) {
         this.healthy = false;
         this.onError(error as Error);

@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TokenIssuer } from '../auth/access-tokens.ts';
 import type { NewAuditEvent, Store } from '../store/store.ts';
-import { AuditBatcher } from './audit-writer.ts';
+import { AuditBatcher, storeSink, type AuditSink } from './audit-writer.ts';
 import type { GrantIndex, PersonEntry } from './grants.ts';
 import { allowedUpgrade, downstreamRawHeaders, hasBearerSubprotocol, upstreamHeaders } from './headers.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -50,6 +50,8 @@ export interface GatewayOptions {
   sessionRecheckMs?: number;
   now?: () => number;
   onAuditError?: (error: Error) => void;
+  /** Where request events are written; default the store, in this thread. */
+  auditSink?: AuditSink;
   /** Where exec/attach recordings (asciicast v2) are written, for profiles that ask for recording. */
   recordingsDir?: string;
   /** Told about every relayed request when it ends (last use, metrics). */
@@ -88,7 +90,7 @@ export class Gateway {
     this.limiter = new RateLimiter(options.rateLimit ?? { ratePerSecond: 50, burst: 100 });
     this.maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
     this.audit = new AuditBatcher({
-      store: options.store,
+      sink: options.auditSink ?? storeSink(options.store),
       onError:
         options.onAuditError ?? ((e) => process.stderr.write(`kubevisa gateway: audit write failed: ${e.message}\n`)),
     });
@@ -575,6 +577,11 @@ export class Gateway {
 
   flushAudit(): Promise<void> {
     return this.audit.flush();
+  }
+
+  /** Writes the queued audit events and stops the audit writer (server shutdown). */
+  closeAudit(): Promise<void> {
+    return this.audit.close();
   }
 
   // ---- audit ----

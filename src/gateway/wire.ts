@@ -8,6 +8,9 @@ import { join } from 'node:path';
 import { loadKubeConfig, connectionOf } from '../cluster/kubeconfig.ts';
 import { InvalidInput } from '../domain/errors.ts';
 import type { Extension, ServerContext } from '../server/context.ts';
+import type { Store } from '../store/store.ts';
+import type { SqliteStore } from '../store/sqlite.ts';
+import { AuditThread } from './audit-writer.ts';
 import { Gateway, type UpstreamCluster } from './gateway.ts';
 import { GrantIndex } from './grants.ts';
 import { identities } from '../identity/wire.ts';
@@ -43,6 +46,7 @@ export const wireGateway: Extension = async (context) => {
     recordingsDir: join(context.config.dataDir, 'recordings'),
     onRequest: (request) => context.events.emit('gateway-request', request),
     onStreamCut: (cut) => context.events.emit('stream-cut', cut),
+    ...auditSinkFor(context.store),
   });
   gateways.set(context, { gateway, index });
 
@@ -128,13 +132,20 @@ export const wireGateway: Extension = async (context) => {
     clearInterval(periodic);
     clearTimeout(deadlineTimer);
     gateway.streams.closeWhere(() => true, 'server stopping');
-    await gateway.flushAudit();
+    await gateway.closeAudit();
     for (const upstream of clusters.values()) {
       upstream.agent.destroy();
       upstream.streamAgent.destroy();
     }
   });
 };
+
+/** A SQLite file gets the gateway's audit written by a thread of its own; anything else by the store here. */
+function auditSinkFor(store: Store): { auditSink?: AuditThread } {
+  if (store.engine !== 'sqlite') return {};
+  const path = (store as SqliteStore).path;
+  return path === ':memory:' ? {} : { auditSink: new AuditThread({ path }) };
+}
 
 function numberOr(value: unknown, fallback: number, field: string): number {
   if (value === undefined) return fallback;
