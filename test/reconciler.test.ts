@@ -56,7 +56,7 @@ async function request(namespaces: string[], duration = '1h') {
 
 before(async () => {
   env = await startKubevisaEnv({ autoApproval: false });
-  for (const ns of ['r-drift', 'r-unreach', 'r-crash-1', 'r-crash-2', 'r-crash-3', 'r-crash-4'])
+  for (const ns of ['r-drift', 'r-unreach', 'r-rename', 'r-crash-1', 'r-crash-2', 'r-crash-3', 'r-crash-4'])
     await env.kOk(['create', 'namespace', ns]);
   await env.startInProcess();
   admin = (await loginAs(env.serverUrl, people.sam)).token;
@@ -193,6 +193,74 @@ describe("kubevisa's own credential", () => {
     });
     const audited = await env.server!.store.listAudit({ action: 'cluster.credential-renewed' });
     assert.equal(audited.length, 1);
+  });
+});
+
+describe('a person the identity provider renames', () => {
+  test('gets a new ServiceAccount: the old one, and every token issued for it, is gone; one made for someone else is re-made', async () => {
+    const id = await request(['r-rename']);
+    assert.equal((await call('POST', `/api/v1/visas/${id}/approve`, approver, {})).status, 200);
+    await eventually('RoleBinding created', 5000, () => rbExists('r-rename', id));
+    const credential = await call('POST', `/api/v1/clusters/${CLUSTER}/credential`, cora);
+    assert.equal(credential.status, 200, JSON.stringify(credential.body));
+    const oldToken = await env.cp.writeTokenKubeconfig(String(credential.body.token), 'cora-before-rename');
+    const pods = (kubeconfig: string) => env.k(['get', 'pods', '-n', 'r-rename', `--kubeconfig=${kubeconfig}`]);
+    assert.equal((await pods(oldToken)).code, 0);
+
+    const store = env.server!.store;
+    const before = (await store.getPersonByEmail(people.cora.email))!;
+    const rename = (email: string) =>
+      store.transaction((tx) =>
+        tx.upsertPersonFromLogin({
+          issuer: before.issuer,
+          subject: before.subject,
+          email,
+          displayName: before.displayName,
+          groups: before.groups,
+          now: Date.now(),
+        }),
+      );
+    const renamed = 'cora.renamed@vendor.example';
+    try {
+      // The IdP renames her (her next login carries the new email); the old email may later go to someone else.
+      await rename(renamed);
+      await env.server!.reconciler.reconcileNow(CLUSTER);
+      const subject = await env.kOk([
+        'get',
+        'rolebinding',
+        `kubevisa-${id}`,
+        '-n',
+        'r-rename',
+        '-o',
+        'jsonpath={.subjects[*].name}',
+      ]);
+      assert.equal(subject.trim(), serviceAccountName(renamed), 'the binding follows her to the new name');
+      const old = await env.k(['get', 'sa', serviceAccountName(people.cora.email), '-n', 'kubevisa-visas']);
+      assert.notEqual(old.code, 0, 'the ServiceAccount of the old email is deleted');
+      // kube-apiserver caches a token's validity for 10 s.
+      await eventually(
+        'the token of the old ServiceAccount is refused',
+        15_000,
+        async () => (await pods(oldToken)).code !== 0,
+      );
+      const fresh = await call('POST', `/api/v1/clusters/${CLUSTER}/credential`, cora);
+      assert.equal(fresh.status, 200, JSON.stringify(fresh.body));
+      assert.equal((await pods(await env.cp.writeTokenKubeconfig(String(fresh.body.token), 'cora-renamed'))).code, 0);
+
+      // A ServiceAccount of her name that says it was made for another person is deleted and made again.
+      const sa = ['sa', serviceAccountName(renamed), '-n', 'kubevisa-visas'];
+      const uid = await env.kOk(['get', ...sa, '-o', 'jsonpath={.metadata.uid}']);
+      await env.kOk(['annotate', ...sa, '--overwrite', 'kubevisa.io/person-id=p_someoneelse']);
+      await env.server!.reconciler.reconcileNow(CLUSTER);
+      assert.equal(
+        await env.kOk(['get', ...sa, '-o', 'jsonpath={.metadata.annotations.kubevisa\\.io/person-id}']),
+        before.id,
+      );
+      assert.notEqual(await env.kOk(['get', ...sa, '-o', 'jsonpath={.metadata.uid}']), uid, 'a new ServiceAccount');
+    } finally {
+      await rename(people.cora.email);
+      await env.server!.reconciler.reconcileNow(CLUSTER);
+    }
   });
 });
 

@@ -1,5 +1,6 @@
 /** The objects a granting visa calls for, and whether an actual object has drifted from them. */
 import {
+  PERSON_ID_ANNOTATION,
   personServiceAccount,
   roleBindingMatches,
   visaRoleBinding,
@@ -14,6 +15,11 @@ export function desiredServiceAccount(email: string, personId: string): ServiceA
 
 export function desiredRoleBinding(visa: Visa, namespace: string): RoleBinding {
   return visaRoleBinding({ visa, namespace });
+}
+
+/** The kubevisa person a ServiceAccount was made for (its person-id annotation). */
+export function ownerOf(account: ServiceAccount): string | undefined {
+  return account.metadata.annotations?.[PERSON_ID_ANNOTATION];
 }
 
 export function roleBindingDrifted(actual: RoleBinding, desired: RoleBinding): boolean {

@@ -12,7 +12,7 @@ import { expireVisa } from '../domain/visa.ts';
 import { KubevisaError } from '../domain/errors.ts';
 import type { Store, StoredVisa } from '../store/store.ts';
 import type { ManagedRoleBinding, ManagedServiceAccount, ReconcilerCluster } from './cluster-port.ts';
-import { desiredRoleBinding, desiredServiceAccount, roleBindingDrifted } from './desired.ts';
+import { desiredRoleBinding, desiredServiceAccount, ownerOf, roleBindingDrifted } from './desired.ts';
 
 export interface ReconcilerOptions {
   store: Store;
@@ -219,7 +219,10 @@ export class Reconciler {
 
     const wantSas = new Map<string, ManagedServiceAccount>();
     const wantRbs = new Map<string, { rb: ManagedRoleBinding; visa: StoredVisa }>();
-    for (const visa of grantingForActive) {
+    for (const requested of grantingForActive) {
+      // The person's email now, not when the visa was requested: if the IdP renamed them, their identity follows,
+      // and the old name (which the IdP may give someone else) is no longer theirs.
+      const visa = { ...requested, personEmail: persons.get(requested.personId)!.email };
       const sa = desiredServiceAccount(visa.personEmail, visa.personId);
       wantSas.set(sa.metadata.name, sa);
       for (const namespace of visa.namespaces) {
@@ -256,12 +259,18 @@ export class Reconciler {
       });
     }
     for (const sa of haveSas) {
-      if (wantSas.has(sa.metadata.name)) continue;
+      const want = wantSas.get(sa.metadata.name);
+      // A ServiceAccount of the wanted name that was made for someone else (an email that passed from one person to
+      // another) is deleted and made again: every token issued for the old one dies with it.
+      if (want && ownerOf(want) === ownerOf(sa)) continue;
       deletions.push({
-        kind: 'serviceaccount.delete',
+        kind: want ? 'serviceaccount.repair-delete' : 'serviceaccount.delete',
         payload: { name: sa.metadata.name, person: sa.metadata.annotations?.['kubevisa.io/person'] ?? '' },
         write: () => cluster.deleteServiceAccount(sa.metadata.name),
-        done: () => report.deleted.push(`serviceaccount/${sa.metadata.name}`),
+        done: () => {
+          haveSaNames.delete(sa.metadata.name);
+          report.deleted.push(`serviceaccount/${sa.metadata.name}`);
+        },
       });
     }
     await this.changeAll(cluster.name, deletions);
