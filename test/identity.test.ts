@@ -487,6 +487,42 @@ describe('offboarding by an admin', () => {
   });
 });
 
+describe('a person two SCIM identity providers provision', () => {
+  test('a DELETE at one suspends them though the other still lists them; only when none lists them inactive may they return', async () => {
+    const person = async () => (await env.server!.store.getPersonByEmail(people.ann.email))!;
+    assert.equal((await person()).status, 'active');
+    const atOkta = await asOkta('POST', '/Users', {
+      schemas: [USER],
+      userName: people.ann.email,
+      emails: [{ primary: true, value: people.ann.email }],
+      active: true,
+    });
+    assert.equal(atOkta.status, 201, JSON.stringify(atOkta.body));
+    const atEntra = await asEntra('POST', '/Users', {
+      schemas: [USER],
+      userName: 'ann-at-entra',
+      emails: [{ primary: true, value: people.ann.email }],
+      active: true,
+    });
+    assert.equal(atEntra.status, 201, JSON.stringify(atEntra.body));
+
+    assert.equal((await asOkta('DELETE', `/Users/${String(atOkta.body.id)}`)).status, 204);
+    assert.equal((await person()).status, 'suspended', 'suspended, not deprovisioned: entra still provisions her');
+    const annId = (await person()).id;
+    const offboarding = (await env.server!.store.listOffboardings({ personId: annId })).at(-1);
+    assert.match(JSON.stringify(offboarding?.receipt), /deleted at okta .* still provisioned at entra/);
+
+    const set = (active: boolean) =>
+      asEntra('PATCH', `/Users/${String(atEntra.body.id)}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', value: { active } }],
+      });
+    assert.equal((await set(false)).status, 200);
+    assert.equal((await set(true)).status, 200);
+    assert.equal((await person()).status, 'active', 'entra, the only IdP that still lists her, reactivated her');
+  });
+});
+
 describe('directory safety', () => {
   test('a directory that suddenly lists (almost) nobody offboards nobody, and alerts', async () => {
     const before = await env.server!.store.listOffboardings();
