@@ -487,42 +487,6 @@ describe('offboarding by an admin', () => {
   });
 });
 
-describe('a person two SCIM identity providers provision', () => {
-  test('a DELETE at one suspends them though the other still lists them; only when none lists them inactive may they return', async () => {
-    const person = async () => (await env.server!.store.getPersonByEmail(people.ann.email))!;
-    assert.equal((await person()).status, 'active');
-    const atOkta = await asOkta('POST', '/Users', {
-      schemas: [USER],
-      userName: people.ann.email,
-      emails: [{ primary: true, value: people.ann.email }],
-      active: true,
-    });
-    assert.equal(atOkta.status, 201, JSON.stringify(atOkta.body));
-    const atEntra = await asEntra('POST', '/Users', {
-      schemas: [USER],
-      userName: 'ann-at-entra',
-      emails: [{ primary: true, value: people.ann.email }],
-      active: true,
-    });
-    assert.equal(atEntra.status, 201, JSON.stringify(atEntra.body));
-
-    assert.equal((await asOkta('DELETE', `/Users/${String(atOkta.body.id)}`)).status, 204);
-    assert.equal((await person()).status, 'suspended', 'suspended, not deprovisioned: entra still provisions her');
-    const annId = (await person()).id;
-    const offboarding = (await env.server!.store.listOffboardings({ personId: annId })).at(-1);
-    assert.match(JSON.stringify(offboarding?.receipt), /deleted at okta .* still provisioned at entra/);
-
-    const set = (active: boolean) =>
-      asEntra('PATCH', `/Users/${String(atEntra.body.id)}`, {
-        schemas: [PATCH],
-        Operations: [{ op: 'replace', value: { active } }],
-      });
-    assert.equal((await set(false)).status, 200);
-    assert.equal((await set(true)).status, 200);
-    assert.equal((await person()).status, 'active', 'entra, the only IdP that still lists her, reactivated her');
-  });
-});
-
 describe('directory safety', () => {
   test('a directory that suddenly lists (almost) nobody offboards nobody, and alerts', async () => {
     const before = await env.server!.store.listOffboardings();
@@ -535,5 +499,54 @@ describe('directory safety', () => {
     assert.equal((await call('GET', '/api/v1/me', admin)).status, 200, 'the admin is still here');
     const alerts = await env.server!.store.listAudit({ action: 'identity.sync-refused' });
     assert.equal(alerts.length, 1);
+  });
+});
+
+// Last in the file: it leaves ann deprovisioned.
+describe('a person two SCIM identity providers provision', () => {
+  test('either IdP deactivating them suspends them, only the one that did can bring them back, and a DELETE at either is for good', async () => {
+    const person = async () => (await env.server!.store.getPersonByEmail(people.ann.email))!;
+    assert.equal((await person()).status, 'active');
+    const provision = async (as: typeof asOkta, userName: string) => {
+      const created = await as('POST', '/Users', {
+        schemas: [USER],
+        userName,
+        emails: [{ primary: true, value: people.ann.email }],
+        active: true,
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const id = String(created.body.id);
+      return async (active: boolean) => {
+        const patched = await as('PATCH', `/Users/${id}`, {
+          schemas: [PATCH],
+          Operations: [{ op: 'replace', value: { active } }],
+        });
+        assert.equal(patched.status, 200, JSON.stringify(patched.body));
+      };
+    };
+    const atOkta = await provision(asOkta, people.ann.email);
+    const atEntra = await provision(asEntra, 'ann-at-entra');
+
+    await atOkta(false);
+    assert.equal((await person()).status, 'suspended', 'Okta deactivated her; Entra still lists her as active');
+    // Entra, the other IdP, cannot undo Okta's deactivation, even by toggling its own user.
+    await atEntra(false);
+    await atEntra(true);
+    assert.equal((await person()).status, 'suspended', 'not lifted by the other IdP');
+    await atOkta(true);
+    assert.equal((await person()).status, 'active', 'lifted by Okta, which made it');
+
+    // A DELETE at Entra deprovisions her for good, though Okta still provisions her.
+    const entraId = String(
+      (await asEntra('GET', `/Users?filter=${encodeURIComponent('userName eq "ann-at-entra"')}`)).body.Resources?.[0]
+        ?.id,
+    );
+    assert.equal((await asEntra('DELETE', `/Users/${entraId}`)).status, 204);
+    assert.equal((await person()).status, 'deprovisioned');
+    const last = (await env.server!.store.listOffboardings({ personId: (await person()).id })).at(-1);
+    assert.match(JSON.stringify(last?.receipt), /deleted at entra \(SCIM DELETE\), though still provisioned at okta/);
+    await atOkta(false);
+    await atOkta(true);
+    assert.equal((await person()).status, 'deprovisioned', 'no identity provider brings back a deleted person');
   });
 });

@@ -19,6 +19,7 @@ import type { OidcIdentity } from '../auth/oidc-rp.ts';
 import type { AccessService, Caller } from '../server/access-service.ts';
 import type { ServerConfig } from '../server/config.ts';
 import type { GroupChange, UserChange } from '../scim/service.ts';
+import type { ScimUserRecord } from '../store/identity-records.ts';
 import type { Store } from '../store/store.ts';
 import type { GroupMapping, IdentityConfig } from './config.ts';
 import type { DirectoryUser, SyncReport } from './directory.ts';
@@ -73,28 +74,21 @@ export class IdentityLifecycle {
       // Someone may be provisioned by two IdPs. Any one of them deactivating or deleting them ends their access
       // (fail closed): otherwise a second, less trusted SCIM client could keep someone in by listing them active.
       const remaining = await this.store.listScimUsersByEmail(email);
-      if (after === undefined && remaining.length > 0) {
-        if (person.status === 'active') {
-          const others = [...new Set(remaining.map((u) => u.provisionedBy))].join(', ');
-          await this.options.offboarding.start({
-            personId: person.id,
-            status: 'suspended',
-            trigger: { kind: 'scim', by },
-            reason: `deleted at ${idp} (SCIM DELETE) while still provisioned at ${others}: suspended until reactivated there`,
-            caller: systemCaller(by),
-          });
-        }
-      } else if (after === undefined) {
+      if (after === undefined) {
+        const others = [...new Set(remaining.map((u) => u.provisionedBy))];
+        const reason =
+          `deleted at ${idp} (SCIM DELETE)` +
+          (others.length > 0 ? `, though still provisioned at ${others.join(', ')}` : '');
         if (person.status === 'active') {
           await this.options.offboarding.start({
             personId: person.id,
             status: 'deprovisioned',
             trigger: { kind: 'scim', by },
-            reason: `deleted at ${idp} (SCIM DELETE)`,
+            reason,
             caller: systemCaller(by),
           });
         } else if (person.status === 'suspended') {
-          await this.deprovisionSuspended(person, by, `deleted at ${idp} (SCIM DELETE)`);
+          await this.deprovisionSuspended(person, by, reason);
         }
       } else if (after !== undefined && !after.active && person.status === 'active') {
         await this.options.offboarding.start({
@@ -108,15 +102,25 @@ export class IdentityLifecycle {
         after?.active === true &&
         before?.active !== true &&
         person.status === 'suspended' &&
-        remaining.every((u) => u.active)
+        remaining.every((u) => u.active) &&
+        (await this.scimSuspenderStillProvisions(person.id, remaining))
       ) {
-        // Only a suspension (what SCIM active=false or a refused refresh does) is lifted here; a person an admin
-        // or a SCIM DELETE deprovisioned stays out whatever any identity provider says later.
+        // Only a suspension by SCIM active=false is lifted here, and only once the identity provider that made it
+        // lists the person as active again: another IdP cannot undo it, nor lift a suspension by the directory
+        // sync or a refused refresh. A person an admin or a SCIM DELETE deprovisioned stays out for good.
         await this.options.access.reactivatePerson(systemCaller(by), person.id, `active again at ${idp} (SCIM)`);
       }
     }
     if (before?.email !== undefined && before.email !== after?.email) await this.applyMappingsSafely(before.email, by);
     if (after?.email !== undefined) await this.applyMappingsSafely(after.email, by);
+  }
+
+  /** Was the person's last offboarding a SCIM deactivation by an identity provider that still provisions them? */
+  private async scimSuspenderStillProvisions(personId: string, users: readonly ScimUserRecord[]): Promise<boolean> {
+    const last = (await this.store.listOffboardings({ personId })).at(-1);
+    if (last?.trigger !== 'scim') return false;
+    const by = (last.receipt.trigger as { by?: unknown } | undefined)?.by;
+    return users.some((u) => by === `scim:${u.provisionedBy}`);
   }
 
   async onGroupChanged(change: GroupChange): Promise<void> {
