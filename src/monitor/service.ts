@@ -268,13 +268,14 @@ export class MonitorService {
     persons: readonly Person[],
     now: Instant,
   ): Promise<{ desired: DesiredBinding[]; recentlyEnded: Set<string> }> {
-    const active = new Set(persons.filter((p) => p.status === 'active').map((p) => p.id));
+    const active = new Map(persons.filter((p) => p.status === 'active').map((p) => [p.id, p]));
     const granting = (await this.#o.store.listVisasGrantingAt(now)).filter(
       (visa) => visa.cluster === cluster && active.has(visa.personId),
     );
     const desired = granting.flatMap((visa) =>
       visa.namespaces.map((namespace) => ({
-        binding: visaRoleBinding({ visa, namespace }),
+        // As the reconciler builds it: for the holder's current email, which the IdP may have changed since.
+        binding: visaRoleBinding({ visa: { ...visa, personEmail: active.get(visa.personId)!.email }, namespace }),
         since: Math.max(visa.notBefore, visa.decidedAt ?? visa.notBefore),
       })),
     );

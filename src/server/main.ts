@@ -11,7 +11,8 @@ import { createTokenIssuer } from '../auth/access-tokens.ts';
 import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
 import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
 import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
-import { Forbidden, NotFound } from '../domain/errors.ts';
+import { Conflict, Forbidden, NotFound } from '../domain/errors.ts';
+import { PERSON_ID_ANNOTATION } from '../cluster/objects.ts';
 import { serviceAccountName } from '../domain/names.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { Reconciler } from '../reconciler/reconciler.ts';
@@ -156,15 +157,22 @@ export async function startServer(
       const seconds = Math.min(MAX_TOKEN_SECONDS, Math.max(MIN_TOKEN_SECONDS, remainingSeconds));
       const saName = serviceAccountName(caller.actor.email);
       await reconciler.whenSettled(name);
-      let issued;
-      try {
-        issued = await cluster.createServiceAccountToken(saName, seconds);
-      } catch (error) {
-        // A visa approved a moment ago may not have its ServiceAccount yet: converge once, then try again.
-        if ((error as { code?: string }).code !== 'ERR_OBJECT_MISSING') throw error;
+      // The token is only minted for a ServiceAccount made for this person. One approved a moment ago may not exist
+      // yet, and after an email changed hands one of this name may still be the previous holder's until the
+      // reconciler re-makes it: converge once, then refuse rather than hand out someone else's identity.
+      const ownsServiceAccount = async () =>
+        (await cluster.listManagedServiceAccounts()).find((sa) => sa.metadata.name === saName)?.metadata.annotations?.[
+          PERSON_ID_ANNOTATION
+        ] === caller.actor.personId;
+      if (!(await ownsServiceAccount())) {
         await reconciler.reconcileNow(name);
-        issued = await cluster.createServiceAccountToken(saName, seconds);
+        if (!(await ownsServiceAccount())) {
+          throw new Conflict(
+            `your ServiceAccount on cluster '${name}' is not ready yet; retry in a few seconds (kubectl does on its own)`,
+          );
+        }
       }
+      const issued = await cluster.createServiceAccountToken(saName, seconds);
       await store.transaction((tx) =>
         tx.appendAudit({
           at: now,
