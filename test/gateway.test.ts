@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { debuggerProfile } from '../src/rbac/profiles.ts';
+import { openSqliteStore } from '../src/store/sqlite.ts';
 import { gateways } from '../src/gateway/wire.ts';
 import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';
 
@@ -75,7 +76,7 @@ before(async () => {
     description: 'debugger without recording (tests)',
   };
   env = await startKubevisaEnv({ tls: true, autoApproval: false, extraProfiles: [plain] });
-  for (const ns of ['gw-dev', 'gw-debug', 'gw-plain', 'gw-other', 'gw-cut', 'gw-expire'])
+  for (const ns of ['gw-dev', 'gw-debug', 'gw-plain', 'gw-other', 'gw-cut', 'gw-expire', 'gw-stop'])
     await env.kOk(['create', 'namespace', ns]);
   await env.startInProcess();
   admin = (await loginAs(env.serverUrl, people.sam)).token;
@@ -439,6 +440,56 @@ describe('cutting streams', () => {
         async () => watch.child.exitCode !== null || watch.child.signalCode !== null,
       );
       assert.ok(Date.now() >= Date.parse(String(visa.notAfter)) - 50, 'not before the deadline');
+    } finally {
+      watch.child.kill('SIGKILL');
+    }
+  });
+});
+
+// Last in the file: it stops the server.
+describe('stopping the server', () => {
+  test('closes open watches, and every request it relayed, the cut watch included, is in the trail', async () => {
+    const visa = await grant('viewer', ['gw-stop']);
+    await eventually(
+      'RoleBinding in gw-stop',
+      5000,
+      async () => (await env.k(['get', 'rolebinding', `kubevisa-${String(visa.id)}`, '-n', 'gw-stop'])).code === 0,
+    );
+    const kubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora-stop');
+    assert.equal((await gk(['get', 'configmaps', '-n', 'gw-stop'], kubeconfig)).code, 0);
+    const watch = kubectlBackground(env.cp.binaries.kubectl, ['get', 'configmaps', '-n', 'gw-stop', '-w'], {
+      kubeconfig,
+    });
+    try {
+      await watch.waitFor(/kube-root-ca/);
+      const { gateway } = gateways.get(env.server!.context)!;
+      await eventually('the watch is open at the gateway', 5000, async () =>
+        gateway.streams.all().some((s) => s.namespace === 'gw-stop' && s.kind === 'watch'),
+      );
+      const server = env.server!;
+      const dbPath = server.context.config.store.path ?? join(server.context.config.dataDir, 'kubevisa.db');
+      await server.stop();
+      env.server = undefined;
+      await eventually(
+        'the watch ended',
+        5000,
+        async () => watch.child.exitCode !== null || watch.child.signalCode !== null,
+      );
+      const store = await openSqliteStore({ path: dbPath });
+      try {
+        const events = await store.listAudit({ visaId: String(visa.id), limit: 100 });
+        const requests = events.filter((e) => e.action === 'gateway.request');
+        assert.ok(
+          requests.some((e) => e.details.verb === 'list'),
+          'the plain list is recorded',
+        );
+        assert.ok(
+          requests.some((e) => e.details.verb === 'watch' && e.reason === 'server stopping'),
+          `the watch cut by the stop is recorded: ${JSON.stringify(events.map((e) => [e.action, e.details.verb, e.reason, e.details.query]))}`,
+        );
+      } finally {
+        await store.close();
+      }
     } finally {
       watch.child.kill('SIGKILL');
     }

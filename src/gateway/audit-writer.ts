@@ -35,6 +35,7 @@ export class AuditThread implements AuditSink {
   private worker: Worker | undefined;
   private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
   private nextId = 1;
+  private closed = false;
   private readonly data: AuditWorkerData;
 
   constructor(data: AuditWorkerData) {
@@ -46,6 +47,7 @@ export class AuditThread implements AuditSink {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.worker === undefined) return;
     await this.send({ id: this.nextId++, close: true }).catch(() => undefined);
     await this.worker?.terminate();
@@ -53,6 +55,8 @@ export class AuditThread implements AuditSink {
   }
 
   private send(request: AuditWorkerRequest): Promise<void> {
+    // After close, nothing starts a new thread that nobody would stop.
+    if (this.closed && !('close' in request)) return Promise.reject(new Error('the audit writer is closed'));
     const worker = this.worker ?? this.start();
     return new Promise<void>((resolve, reject) => {
       this.pending.set(request.id, { resolve, reject });

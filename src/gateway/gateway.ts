@@ -83,6 +83,9 @@ export class Gateway {
   private readonly limiter: RateLimiter;
   private readonly audit: AuditBatcher;
   private readonly maxBodyBytes: number;
+  /** Relayed requests and streams whose audit event is not yet queued (shutdown waits for them). */
+  private unrecorded = 0;
+  private stopping = false;
 
   constructor(options: GatewayOptions) {
     this.options = options;
@@ -163,6 +166,7 @@ export class Gateway {
         res.destroy();
       },
     });
+    this.unrecorded++;
     upstreamReq.on('response', (upstreamRes) => {
       const status = upstreamRes.statusCode ?? 502;
       // 304 Not Modified answers a conditional GET (kubectl's discovery cache) and is not a redirect.
@@ -296,6 +300,7 @@ export class Gateway {
         socket.destroy();
       },
     });
+    this.unrecorded++;
     let finished = false;
     const finish = (status: number) => {
       if (finished) return;
@@ -437,6 +442,15 @@ export class Gateway {
         reason: 'NotFound',
         message: `kubevisa manages no cluster named '${split.cluster}'`,
       };
+    if (this.stopping) {
+      return {
+        ok: false,
+        status: 503,
+        reason: 'ServiceUnavailable',
+        message: 'the kubevisa server is stopping: retry in a moment',
+        retryAfter: 1,
+      };
+    }
     if (!this.audit.healthy) {
       return {
         ok: false,
@@ -579,9 +593,16 @@ export class Gateway {
     return this.audit.flush();
   }
 
-  /** Writes the queued audit events and stops the audit writer (server shutdown). */
-  closeAudit(): Promise<void> {
-    return this.audit.close();
+  /**
+   * Server shutdown: refuses new requests, closes every open one, waits (at most `waitMs`) until each has been
+   * recorded, then writes the trail and stops its writer, so that no relayed request goes unrecorded.
+   */
+  async stop(waitMs = 5000): Promise<void> {
+    this.stopping = true;
+    this.streams.closeWhere(() => true, 'server stopping');
+    const deadline = Date.now() + waitMs;
+    while (this.unrecorded > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    await this.audit.close();
   }
 
   // ---- audit ----
@@ -603,6 +624,7 @@ export class Gateway {
       recording?: { file: string; bytes: number; sha256: string };
     },
   ): void {
+    this.unrecorded--;
     this.options.onRequest?.({
       personId: r.person.id,
       visaId: r.visaId,

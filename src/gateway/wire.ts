@@ -131,8 +131,7 @@ export const wireGateway: Extension = async (context) => {
   context.onStop(async () => {
     clearInterval(periodic);
     clearTimeout(deadlineTimer);
-    gateway.streams.closeWhere(() => true, 'server stopping');
-    await gateway.closeAudit();
+    await gateway.stop();
     for (const upstream of clusters.values()) {
       upstream.agent.destroy();
       upstream.streamAgent.destroy();
