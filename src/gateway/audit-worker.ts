@@ -18,6 +18,7 @@ export type AuditWorkerReply = { id: number; ok: true } | { id: number; ok: fals
 const port = parentPort!;
 const data = workerData as AuditWorkerData;
 let opening: ReturnType<typeof openSqliteStore> | undefined;
+const reportedGuards = new Set<string>();
 
 /** Opened on first use; a failed open is tried again by the next batch (the batcher keeps its events). */
 function open(): ReturnType<typeof openSqliteStore> {
@@ -42,9 +43,23 @@ async function handle(request: AuditWorkerRequest): Promise<AuditWorkerReply> {
       await store.close();
       return { id: request.id, ok: true };
     }
+    // Opening re-creates append-only triggers that were dropped while the server ran; that is evidence of
+    // tampering and goes into the trail, as it does when the server starts.
+    const restored = store.restoredGuards.filter((name) => !reportedGuards.has(name));
     await store.transaction(async (tx) => {
+      if (restored.length > 0) {
+        await tx.appendAudit({
+          at: Date.now(),
+          actor: 'system',
+          action: 'audit.guards-restored',
+          outcome: 'error',
+          reason: 'append-only triggers of the audit trail were removed outside kubevisa',
+          details: { triggers: restored },
+        });
+      }
       for (const event of request.events) await tx.appendAudit(event);
     });
+    for (const name of restored) reportedGuards.add(name);
     return { id: request.id, ok: true };
   } catch (error) {
     const e = error as Error & { code?: string };

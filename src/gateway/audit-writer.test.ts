@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { describe, test } from 'node:test';
 import { verifyChain } from '../store/audit-chain.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
@@ -48,6 +49,33 @@ describe('the gateway audit writer thread', () => {
     } finally {
       await thread.close();
       await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('append-only triggers dropped behind the server are restored by the thread and recorded in the trail', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kubevisa-audit-thread-'));
+    const path = join(dir, 'kubevisa.db');
+    await (await openSqliteStore({ path })).close();
+    // Someone with the file drops a guard while the server runs (a plain connection, not kubevisa's).
+    const raw = new DatabaseSync(path);
+    raw.exec('DROP TRIGGER audit_events_no_delete');
+    raw.close();
+    const thread = new AuditThread({ path });
+    try {
+      await thread.write([event(1, 'gateway')]);
+      await thread.write([event(2, 'gateway')]);
+      const store = await openSqliteStore({ path });
+      const trail = [...(await store.listAudit({ limit: 10 }))].sort((a, b) => a.seq - b.seq);
+      await store.close();
+      assert.deepEqual(
+        trail.map((e) => e.action),
+        ['audit.guards-restored', 'gateway.request', 'gateway.request'],
+        'recorded once, before the batch',
+      );
+      assert.deepEqual(trail[0]?.details.triggers, ['audit_events_no_delete']);
+    } finally {
+      await thread.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

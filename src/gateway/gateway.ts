@@ -74,9 +74,11 @@ interface CachedToken extends Authenticated {
 const MAX_CACHED_TOKENS = 10_000;
 
 export class Gateway {
-  readonly streams = new StreamRegistry(
-    (s) => this.options.index.decide(s.personId, s.cluster, s.namespace, this.now()).ok,
-  );
+  readonly streams = new StreamRegistry((s) => {
+    const allowed = this.options.index.decide(s.personId, s.cluster, s.namespace, this.now()).ok;
+    if (!allowed) this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason: 'access ended' });
+    return allowed;
+  });
   private readonly options: GatewayOptions;
   private readonly now: () => number;
   private readonly tokenCache = new Map<string, CachedToken>();
