@@ -154,7 +154,7 @@ export class Gateway {
       path: info.path + (query ? `?${query}` : ''),
       headers,
     });
-    const stream = this.streams.add({
+    const stream = this.register({
       personId: person.id,
       email: person.email,
       cluster: upstream.name,
@@ -168,7 +168,6 @@ export class Gateway {
         res.destroy();
       },
     });
-    this.unrecorded++;
     upstreamReq.on('response', (upstreamRes) => {
       const status = upstreamRes.statusCode ?? 502;
       // 304 Not Modified answers a conditional GET (kubectl's discovery cache) and is not a redirect.
@@ -287,7 +286,7 @@ export class Gateway {
         protocol,
       ),
     });
-    const stream = this.streams.add({
+    const stream = this.register({
       personId: person.id,
       email: person.email,
       cluster: upstream.name,
@@ -302,7 +301,6 @@ export class Gateway {
         socket.destroy();
       },
     });
-    this.unrecorded++;
     let finished = false;
     const finish = (status: number) => {
       if (finished) return;
@@ -608,6 +606,12 @@ export class Gateway {
   }
 
   // ---- audit ----
+
+  /** Registers a relayed request or stream; each one registered is recorded exactly once, in `record`. */
+  private register(stream: Omit<OpenStream, 'id'>): OpenStream {
+    this.unrecorded++;
+    return this.streams.add(stream);
+  }
 
   private record(
     req: IncomingMessage,
