@@ -75,7 +75,7 @@ const MAX_CACHED_TOKENS = 10_000;
 
 export class Gateway {
   readonly streams = new StreamRegistry((s) => {
-    const allowed = this.options.index.decide(s.personId, s.cluster, s.namespace, this.now()).ok;
+    const allowed = this.stillAdmits(s, this.now());
     if (!allowed) this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason: 'access ended' });
     return allowed;
   });
@@ -119,7 +119,7 @@ export class Gateway {
       this.recordRefusal(req, admitted, startedAt);
       return;
     }
-    const { upstream, info, person, visaId, query } = admitted;
+    const { upstream, info, person, visaId, visas, query } = admitted;
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > this.maxBodyBytes) {
       sendStatus(res, 413, 'RequestEntityTooLarge', `the request body is larger than ${this.maxBodyBytes} bytes`);
@@ -160,7 +160,10 @@ export class Gateway {
       cluster: upstream.name,
       namespace: info.namespace,
       visaId,
+      visas,
       kind: streaming ? 'watch' : 'request',
+      session: false,
+      recorded: false,
       startedAt,
       close: (reason) => {
         closeReason = reason;
@@ -193,6 +196,7 @@ export class Gateway {
       this.record(req, {
         person,
         visaId,
+        visas,
         cluster: upstream.name,
         info,
         query,
@@ -246,8 +250,9 @@ export class Gateway {
       this.recordRefusal(req, admitted, startedAt);
       return rawStatus(socket, admitted.status, admitted.reason, admitted.message, admitted.retryAfter);
     }
-    const { upstream, info, person, visaId, query } = admitted;
-    const recorded = admitted.recordSessions && (info.subresource === 'exec' || info.subresource === 'attach');
+    const { upstream, info, person, visaId, visas, query } = admitted;
+    const session = info.subresource === 'exec' || info.subresource === 'attach';
+    const recorded = admitted.recordSessions && session;
     if (recorded && protocol !== 'websocket') {
       return rawStatus(
         socket,
@@ -292,7 +297,10 @@ export class Gateway {
       cluster: upstream.name,
       namespace: info.namespace,
       visaId,
+      visas,
       kind: 'upgrade',
+      session,
+      recorded,
       startedAt,
       close: (reason) => {
         closeReason = reason;
@@ -310,6 +318,7 @@ export class Gateway {
         this.record(req, {
           person,
           visaId,
+          visas,
           cluster: upstream.name,
           info,
           query,
@@ -409,8 +418,11 @@ export class Gateway {
         upstream: UpstreamCluster;
         info: RequestInfo;
         person: PersonEntry;
+        /** The strictest covering visa (see GrantIndex.decide). */
         visaId: string;
-        /** The visa's profile asks for exec/attach sessions to be recorded. */
+        /** Every visa that allows the request. */
+        visas: { id: string; notAfter: number }[];
+        /** Some covering visa's profile asks for exec/attach sessions to be recorded. */
         recordSessions: boolean;
         query: string;
         auth: Authenticated;
@@ -495,7 +507,8 @@ export class Gateway {
       info,
       person: decision.person,
       visaId: decision.grant.visaId,
-      recordSessions: decision.grant.recordSessions,
+      visas: decision.grants.map((g) => ({ id: g.visaId, notAfter: g.notAfter })),
+      recordSessions: decision.recordSessions,
       query: split.query,
       auth,
     };
@@ -570,11 +583,21 @@ export class Gateway {
     for (const [token, entry] of this.tokenCache) if (entry.sessionId === sessionId) this.tokenCache.delete(token);
   }
 
+  /**
+   * Would the stream be admitted, as it runs, if it were opened now? Some visa must still cover it, and an exec or
+   * attach session that is not recorded may not go on once a visa that requires recording covers its namespace; a
+   * recorded one stays recorded whichever visas cover it later.
+   */
+  private stillAdmits(s: OpenStream, now: number): boolean {
+    const decision = this.options.index.decide(s.personId, s.cluster, s.namespace, now);
+    return decision.ok && !(s.session && decision.recordSessions && !s.recorded);
+  }
+
   /** Closes every open stream the index no longer allows, recording `reason`. */
   recheckStreams(reason: string): number {
     const now = this.now();
     return this.streams.closeWhere((s) => {
-      const cut = !this.options.index.decide(s.personId, s.cluster, s.namespace, now).ok;
+      const cut = !this.stillAdmits(s, now);
       if (cut) this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason });
       return cut;
     }, reason);
@@ -618,6 +641,7 @@ export class Gateway {
     r: {
       person: PersonEntry;
       visaId: string;
+      visas: readonly { id: string }[];
       cluster: string;
       info: RequestInfo;
       query: string;
@@ -656,6 +680,7 @@ export class Gateway {
         ...(r.info.subresource ? { subresource: r.info.subresource } : {}),
         ...(r.info.isResourceRequest ? {} : { path: r.info.path.slice(0, 200) }),
         status: r.status,
+        visaIds: r.visas.map((v) => v.id),
         bytesIn: r.bytesIn,
         bytesOut: r.bytesOut,
         durationMs: this.now() - r.startedAt,

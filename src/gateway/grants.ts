@@ -27,7 +27,18 @@ export interface PersonEntry {
   impersonate: string;
 }
 
-export type Decision = { ok: true; grant: Grant; person: PersonEntry } | { ok: false; reason: string };
+export type Decision =
+  | {
+      ok: true;
+      person: PersonEntry;
+      /** Every grant that allows the request: the audit names them all. */
+      grants: Grant[];
+      /** The strictest of them: the first that records sessions, else the first. */
+      grant: Grant;
+      /** Some covering grant's profile records exec/attach sessions: the strictest rule wins. */
+      recordSessions: boolean;
+    }
+  | { ok: false; reason: string };
 
 export class GrantIndex {
   private byPerson = new Map<string, Grant[]>();
@@ -104,24 +115,37 @@ export class GrantIndex {
   /**
    * May this person reach this cluster (and namespace, when the request names one) at `now`? A request that names
    * no namespace (discovery, cluster-scoped reads) needs some granting visa on the cluster; Kubernetes RBAC then
-   * decides what the person's ServiceAccount may actually do.
+   * decides what the person's ServiceAccount may actually do. Every covering grant counts, not the first one found:
+   * a second, weaker visa on the same namespace must not lift the recording (and protocol rule) another one asks for.
    */
   decide(personId: string, cluster: string, namespace: string | undefined, now: number): Decision {
     const person = this.persons.get(personId);
     if (!person || person.status !== 'active') return { ok: false, reason: 'your access has been ended' };
     const grants = this.byPerson.get(personId);
     let onCluster = false;
+    let covering: Grant[] | undefined;
+    let strictest: Grant | undefined;
     for (const grant of grants ?? []) {
       if (grant.cluster !== cluster || now < grant.notBefore || now >= grant.notAfter) continue;
       onCluster = true;
-      if (namespace === undefined || grant.namespaces.has(namespace)) return { ok: true, grant, person };
+      if (namespace !== undefined && !grant.namespaces.has(namespace)) continue;
+      (covering ??= []).push(grant);
+      if (strictest === undefined || (grant.recordSessions && !strictest.recordSessions)) strictest = grant;
     }
+    if (covering !== undefined && strictest !== undefined)
+      return { ok: true, person, grants: covering, grant: strictest, recordSessions: strictest.recordSessions };
     if (!onCluster)
       return {
         ok: false,
         reason: `you have no active visa on cluster '${cluster}': request one with 'kubevisa request --cluster ${cluster} …'`,
       };
     return { ok: false, reason: `your visas on cluster '${cluster}' do not cover namespace '${namespace}'` };
+  }
+
+  /** Is this visa still in the index (granting or due to start)? */
+  holds(visaId: string): boolean {
+    for (const grants of this.byPerson.values()) if (grants.some((g) => g.visaId === visaId)) return true;
+    return false;
   }
 
   /** The next instant at which some grant starts or ends (for re-checking open streams), or undefined. */

@@ -9,7 +9,10 @@ function stream(visaId: string, closed: string[]): Omit<OpenStream, 'id'> {
     cluster: 'prod',
     namespace: 'shop',
     visaId,
+    visas: [{ id: visaId, notAfter: 1 }],
     kind: 'upgrade',
+    session: true,
+    recorded: false,
     startedAt: 0,
     close: (reason) => closed.push(`${visaId}: ${reason}`),
   };

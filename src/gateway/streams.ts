@@ -9,11 +9,28 @@ export interface OpenStream {
   email: string;
   cluster: string;
   namespace: string | undefined;
+  /** The strictest of the visas that allowed it (the one whose rules it follows). */
   visaId: string;
+  /** Every visa that allowed it when it was admitted, with when each ends (epoch ms). */
+  visas: readonly { id: string; notAfter: number }[];
   kind: 'request' | 'watch' | 'upgrade';
+  /** An exec or attach session, which a profile may require to be recorded. */
+  session: boolean;
+  /** Its bytes are being recorded (asciicast). */
+  recorded: boolean;
   startedAt: number;
-  /** Ends the stream on both sides and records why. */
-  close(reason: string): void;
+  /**
+   * Ends the stream on both sides and records why. `notice`, when given, is what the client is told before the
+   * stream closes (a watch gets it as its last event).
+   */
+  close(reason: string, notice?: EndNotice): void;
+}
+
+/** Why access ended, in the shape of a Kubernetes Status: what kube-apiserver sends when it ends a watch. */
+export interface EndNotice {
+  message: string;
+  reason: 'Expired' | 'Forbidden';
+  code: 410 | 403;
 }
 
 export class StreamRegistry {
@@ -49,13 +66,16 @@ export class StreamRegistry {
     return this.open.size;
   }
 
-  /** Closes every stream `shouldClose` picks; returns how many. */
-  closeWhere(shouldClose: (stream: OpenStream) => boolean, reason: string): number {
+  /**
+   * Closes every stream `shouldClose` picks (true, or the notice to send it first); returns how many.
+   */
+  closeWhere(shouldClose: (stream: OpenStream) => boolean | EndNotice, reason: string): number {
     let closed = 0;
     for (const stream of [...this.open.values()]) {
-      if (shouldClose(stream)) {
+      const verdict = shouldClose(stream);
+      if (verdict !== false) {
         this.open.delete(stream.id);
-        stream.close(reason);
+        stream.close(reason, verdict === true ? undefined : verdict);
         closed++;
       }
     }

@@ -1,0 +1,220 @@
+// What the gateway records and says when access is shared by several visas, refused, flooded or ended: against the
+// real gateway in front of the real kube-apiserver, with the real kubectl.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
+import { debuggerProfile } from '../src/rbac/profiles.ts';
+import { gateways } from '../src/gateway/wire.ts';
+import type { AuditEvent } from '../src/store/store.ts';
+import { eventually, kubectl } from './support/kubectl.ts';
+
+let env: KubevisaEnv;
+let admin: string;
+let approver: string;
+let cora: { token: string; personId: string };
+let kubeconfig: string;
+
+const call = (method: string, path: string, token: string, body?: unknown) =>
+  api(env.serverUrl, method, path, { token, ...(body !== undefined ? { body } : {}) });
+
+async function grant(profile: string, namespaces: string[], duration = '1h'): Promise<string> {
+  const requested = await call('POST', '/api/v1/visas', cora.token, {
+    profile,
+    cluster: CLUSTER,
+    namespaces,
+    duration,
+    reason: 'gateway audit test',
+  });
+  assert.equal(requested.status, 201, JSON.stringify(requested.body));
+  const id = String(requested.body.id);
+  const approved = await call('POST', `/api/v1/visas/${id}/approve`, approver, {});
+  assert.equal(approved.status, 200, JSON.stringify(approved.body));
+  for (const namespace of namespaces) {
+    await eventually(
+      `RoleBinding of ${id} in ${namespace}`,
+      15_000,
+      async () => (await env.k(['get', 'rolebinding', `kubevisa-${id}`, '-n', namespace])).code === 0,
+    );
+  }
+  return id;
+}
+
+async function runningPod(namespace: string, name = 'app') {
+  await eventually(
+    `default ServiceAccount in ${namespace}`,
+    20_000,
+    async () => (await env.k(['get', 'sa', 'default', '-n', namespace])).code === 0,
+  );
+  await env.kOk(['run', name, '-n', namespace, '--image=registry.example/app:1']);
+  await eventually(
+    `pod ${name} Running in ${namespace}`,
+    30_000,
+    async () => (await env.kOk(['get', 'pod', name, '-n', namespace, '-o', 'jsonpath={.status.phase}'])) === 'Running',
+  );
+}
+
+const gk = (args: string[], extraEnv: Record<string, string> = {}, input?: string) =>
+  kubectl(env.cp.binaries.kubectl, args, { kubeconfig, env: extraEnv, ...(input !== undefined ? { input } : {}) });
+
+/** A kubectl whose stdin stays open, so a test can type into an exec session while it runs. */
+function interactive(args: string[], extraEnv: Record<string, string> = {}) {
+  const child: ChildProcessWithoutNullStreams = spawn(env.cp.binaries.kubectl, args, {
+    env: { ...process.env, KUBECONFIG: kubeconfig, ...extraEnv },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const hardStop = setTimeout(() => child.kill('SIGKILL'), 90_000);
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(hardStop);
+      resolve(code);
+    }),
+  );
+  return {
+    child,
+    exited,
+    ended: () => child.exitCode !== null || child.signalCode !== null,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    type: (line: string) => child.stdin.write(`${line}\n`),
+  };
+}
+
+function gateway() {
+  return gateways.get(env.server!.context)!.gateway;
+}
+
+/** The person's gateway events of `action`, after writing out whatever the gateway has queued. */
+async function trail(action: string, filter: { visaId?: string } = {}): Promise<AuditEvent[]> {
+  await gateway().flushAudit();
+  return env.server!.store.listAudit({ action, personId: cora.personId, ...filter, limit: 10_000 });
+}
+
+before(async () => {
+  // debugger's rights without its recording: a visa with it is the weaker of two on one namespace.
+  const plain = {
+    ...debuggerProfile,
+    name: 'debugger-plain',
+    recordSessions: false,
+    description: 'debugger without recording (tests)',
+  };
+  env = await startKubevisaEnv({ tls: true, autoApproval: false, extraProfiles: [plain] });
+  for (const ns of ['ga-both', 'ga-late']) await env.kOk(['create', 'namespace', ns]);
+  await env.startInProcess();
+  admin = (await loginAs(env.serverUrl, people.sam)).token;
+  approver = (await loginAs(env.serverUrl, people.ann)).token;
+  cora = await loginAs(env.serverUrl, people.cora);
+  const created = await call('POST', '/api/v1/engagements', admin, {
+    name: 'gateway-audit',
+    vendor: 'Acme',
+    contractors: [people.cora.email],
+    sponsor: people.sam.email,
+    endsAt: inDays(5),
+    ceiling: {
+      clusters: [CLUSTER],
+      namespacePatterns: ['ga-*'],
+      profiles: ['viewer', 'debugger', 'debugger-plain'],
+    },
+    maxVisaDuration: '8h',
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await runningPod('ga-both');
+  await runningPod('ga-late');
+  kubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora');
+});
+after(async () => {
+  await env?.stop();
+});
+
+describe('several visas on one namespace: the strictest decides', () => {
+  let weak: string;
+  let strict: string;
+  before(async () => {
+    // The weaker visa ends first, so the index meets it first.
+    weak = await grant('debugger-plain', ['ga-both'], '1h');
+    strict = await grant('debugger', ['ga-both'], '2h');
+  });
+
+  test('kubectl exec is recorded, SPDY is refused, and the audit names both visas', async () => {
+    const spdy = await gk(['exec', '-n', 'ga-both', 'app', '--', 'true'], {
+      KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false',
+    });
+    assert.notEqual(spdy.code, 0, 'SPDY, which cannot be recorded, is refused');
+    assert.match(spdy.stderr, /records exec and attach sessions/);
+    const exec = await gk(['exec', '-n', 'ga-both', 'app', '--', 'sh', '-c', 'echo both-visas-$((6*7))']);
+    assert.equal(exec.code, 0, exec.stderr);
+    assert.equal(exec.stdout, 'both-visas-42\n');
+    const streams = await trail('gateway.stream');
+    const event = streams.find((e) => JSON.stringify(e.details.query).includes('both-visas'));
+    assert.ok(event, 'the exec is in the trail');
+    const recording = event.details.recording as { file: string } | undefined;
+    assert.ok(recording, 'the exec was recorded');
+    assert.match(readFileSync(recording.file, 'utf8'), /both-visas-42/);
+    assert.equal(event.visaId, strict, 'the event is filed under the visa whose rules it followed');
+    assert.deepEqual([...(event.details.visaIds as string[])].sort(), [weak, strict].sort());
+    const list = await gk(['get', 'pods', '-n', 'ga-both']);
+    assert.equal(list.code, 0, list.stderr);
+    const requests = await trail('gateway.request');
+    const listed = requests.find((e) => e.namespace === 'ga-both' && e.details.verb === 'list');
+    assert.ok(listed);
+    assert.deepEqual([...(listed.details.visaIds as string[])].sort(), [weak, strict].sort());
+  });
+
+  test('ending the recorded visa while the weaker one still covers keeps the open exec, still recorded', async () => {
+    const session = interactive([
+      'exec',
+      '-i',
+      '-n',
+      'ga-both',
+      'app',
+      '--',
+      'sh',
+      '-c',
+      'while read line; do echo "echo:$line"; done',
+    ]);
+    try {
+      session.type('before');
+      await eventually('the first line comes back', 15_000, async () => session.stdout().includes('echo:before'));
+      const revoked = await call('POST', `/api/v1/visas/${strict}/revoke`, admin, {
+        reason: 'recording no longer needed',
+      });
+      assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+      session.type('after');
+      await eventually('the session goes on', 15_000, async () => session.stdout().includes('echo:after'));
+      assert.equal(session.ended(), false);
+      session.child.stdin.end();
+      assert.equal(await session.exited, 0, session.stderr());
+    } finally {
+      session.child.kill('SIGKILL');
+    }
+    let event: AuditEvent | undefined;
+    await eventually('the session is in the trail', 10_000, async () => {
+      event = (await trail('gateway.stream')).find((e) => JSON.stringify(e.details.query).includes('echo:'));
+      return event !== undefined;
+    });
+    const recording = event!.details.recording as { file: string } | undefined;
+    assert.ok(recording, 'still recorded');
+    assert.match(readFileSync(recording.file, 'utf8'), /echo:after/, 'what came after the revoke is in the recording');
+  });
+
+  test('an unrecorded session is closed once a visa that requires recording covers its namespace', async () => {
+    await grant('debugger-plain', ['ga-late']);
+    const session = interactive(
+      ['exec', '-i', '-n', 'ga-late', 'app', '--', 'sh', '-c', 'while read line; do echo "late:$line"; done'],
+      { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' },
+    );
+    try {
+      session.type('one');
+      await eventually('the unrecorded session runs', 15_000, async () => session.stdout().includes('late:one'));
+      await grant('debugger', ['ga-late']);
+      await eventually('the unrecorded session is closed', 15_000, async () => session.ended());
+    } finally {
+      session.child.kill('SIGKILL');
+    }
+  });
+});
