@@ -4,6 +4,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { freePorts } from '../src/devcluster/control-plane.ts';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { debuggerProfile } from '../src/rbac/profiles.ts';
 import { gateways } from '../src/gateway/wire.ts';
@@ -15,14 +18,17 @@ let admin: string;
 let approver: string;
 let cora: { token: string; personId: string };
 let kubeconfig: string;
+/** A cluster kubevisa manages whose API server cannot be reached: nothing listens on its port. */
+const GONE = 'gone';
+let gonePort: number;
 
 const call = (method: string, path: string, token: string, body?: unknown) =>
   api(env.serverUrl, method, path, { token, ...(body !== undefined ? { body } : {}) });
 
-async function grant(profile: string, namespaces: string[], duration = '1h'): Promise<string> {
+async function grant(profile: string, namespaces: string[], duration = '1h', cluster = CLUSTER): Promise<string> {
   const requested = await call('POST', '/api/v1/visas', cora.token, {
     profile,
-    cluster: CLUSTER,
+    cluster,
     namespaces,
     duration,
     reason: 'gateway audit test',
@@ -31,7 +37,7 @@ async function grant(profile: string, namespaces: string[], duration = '1h'): Pr
   const id = String(requested.body.id);
   const approved = await call('POST', `/api/v1/visas/${id}/approve`, approver, {});
   assert.equal(approved.status, 200, JSON.stringify(approved.body));
-  for (const namespace of namespaces) {
+  for (const namespace of cluster === CLUSTER ? namespaces : []) {
     await eventually(
       `RoleBinding of ${id} in ${namespace}`,
       15_000,
@@ -105,6 +111,23 @@ before(async () => {
   };
   env = await startKubevisaEnv({ tls: true, autoApproval: false, extraProfiles: [plain] });
   for (const ns of ['ga-both', 'ga-late']) await env.kOk(['create', 'namespace', ns]);
+  [gonePort] = (await freePorts(1)) as [number];
+  const goneKubeconfig = join(env.dir, 'gone.kubeconfig');
+  await writeFile(
+    goneKubeconfig,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        { name: GONE, cluster: { server: `https://127.0.0.1:${gonePort}`, 'insecure-skip-tls-verify': true } },
+      ],
+      users: [{ name: 'kubevisa', user: { token: 'no-cluster-answers' } }],
+      contexts: [{ name: GONE, context: { cluster: GONE, user: 'kubevisa' } }],
+      'current-context': GONE,
+    }),
+    { mode: 0o600 },
+  );
+  env.config.clusters.push({ name: GONE, kubeconfig: goneKubeconfig });
   await env.startInProcess();
   admin = (await loginAs(env.serverUrl, people.sam)).token;
   approver = (await loginAs(env.serverUrl, people.ann)).token;
@@ -116,7 +139,7 @@ before(async () => {
     sponsor: people.sam.email,
     endsAt: inDays(5),
     ceiling: {
-      clusters: [CLUSTER],
+      clusters: [CLUSTER, GONE],
       namespacePatterns: ['ga-*'],
       profiles: ['viewer', 'debugger', 'debugger-plain'],
     },
@@ -216,5 +239,33 @@ describe('several visas on one namespace: the strictest decides', () => {
     } finally {
       session.child.kill('SIGKILL');
     }
+  });
+});
+
+describe('what the gateway tells a client', () => {
+  test('an unreachable cluster is reported without its address, port or connection error; the trail keeps the detail', async () => {
+    const visa = await grant('viewer', ['ga-gone'], '1h', GONE);
+    const answer = await api(env.serverUrl, 'GET', `/clusters/${GONE}/api/v1/namespaces/ga-gone/pods`, {
+      token: cora.token,
+    });
+    assert.equal(answer.status, 502);
+    const text = JSON.stringify(answer.body);
+    assert.match(String(answer.body.message), /could not reach the API server of cluster 'gone'.*try again/);
+    for (const internal of ['127.0.0.1', String(gonePort), 'ECONNREFUSED', 'connect ', env.dir, 'kubeconfig'])
+      assert.equal(text.includes(internal), false, `the answer does not contain ${internal}: ${text}`);
+    const goneConfig = join(env.dir, 'cora-gone.kubeconfig');
+    await writeFile(goneConfig, readFileSync(kubeconfig, 'utf8').replace(`/clusters/${CLUSTER}`, `/clusters/${GONE}`), {
+      mode: 0o600,
+    });
+    const viaKubectl = await kubectl(env.cp.binaries.kubectl, ['get', 'pods', '-n', 'ga-gone'], {
+      kubeconfig: goneConfig,
+    });
+    assert.notEqual(viaKubectl.code, 0);
+    assert.match(viaKubectl.stderr, /could not reach the API server of cluster 'gone'/);
+    assert.equal(viaKubectl.stderr.includes(String(gonePort)), false, viaKubectl.stderr);
+    assert.equal(viaKubectl.stderr.includes('ECONNREFUSED'), false, viaKubectl.stderr);
+    const events = await trail('gateway.request', { visaId: visa });
+    assert.ok(events.length > 0, 'the failed requests are in the trail');
+    assert.match(String(events[0]!.details.upstreamError), /ECONNREFUSED/, 'the detail is kept for operators');
   });
 });

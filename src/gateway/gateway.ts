@@ -19,6 +19,7 @@ import { auditedQuery, NonCanonicalPath, requestInfo, splitGatewayUrl, type Requ
 import { StreamRegistry, type OpenStream } from './streams.ts';
 import { startRecording, type Recording } from './recording.ts';
 import { randomUUID } from 'node:crypto';
+import { Unauthenticated } from '../domain/errors.ts';
 import { join } from 'node:path';
 
 export interface UpstreamCluster {
@@ -50,6 +51,8 @@ export interface GatewayOptions {
   sessionRecheckMs?: number;
   now?: () => number;
   onAuditError?: (error: Error) => void;
+  /** Told about failures of the gateway itself (default: a line on stderr); clients only hear that it failed. */
+  onFailure?: (error: Error) => void;
   /** Where request events are written; default the store, in this thread. */
   auditSink?: AuditSink;
   /** Where exec/attach recordings (asciicast v2) are written, for profiles that ask for recording. */
@@ -105,8 +108,10 @@ export class Gateway {
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     void this.handleAsync(req, res).catch((error: Error) => {
-      if (!res.headersSent) sendStatus(res, 500, 'InternalError', 'the gateway failed to relay this request');
-      else res.destroy(error);
+      this.reportFailure(error);
+      if (!res.headersSent)
+        sendStatus(res, 500, 'InternalError', 'the gateway failed to relay this request: try again in a moment');
+      else res.destroy();
     });
   }
 
@@ -145,6 +150,7 @@ export class Gateway {
       else headers['content-length'] = String(declared);
     }
     let closeReason: string | undefined;
+    let upstreamError: string | undefined;
     const upstreamReq = httpsRequest({
       // Watches and followed logs hold their connection for as long as they run: they get their own, so they can
       // never use up the pool that ordinary requests share.
@@ -186,8 +192,9 @@ export class Gateway {
       upstreamRes.pipe(res);
     });
     upstreamReq.on('error', (error) => {
-      if (!res.headersSent && !res.destroyed)
-        sendStatus(res, 502, 'BadGateway', `the cluster '${upstream.name}' could not be reached: ${error.message}`);
+      // What went wrong (an address, a port, a certificate) is for kubevisa's operators: it goes to the audit trail.
+      if (!closeReason) upstreamError ??= describeUpstreamError(error);
+      if (!res.headersSent && !res.destroyed) sendStatus(res, 502, 'BadGateway', unreachable(upstream.name));
       else res.destroy();
     });
     res.on('close', () => {
@@ -205,6 +212,7 @@ export class Gateway {
         bytesIn: req.socket.bytesRead - socketIn,
         bytesOut: req.socket.bytesWritten - socketOut,
         ...(closeReason ? { closeReason } : !res.writableFinished ? { closeReason: 'client went away' } : {}),
+        ...(upstreamError ? { upstreamError } : {}),
       });
     });
     if (!forwardsBody) {
@@ -229,7 +237,10 @@ export class Gateway {
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
-    void this.upgradeAsync(req, socket, head).catch(() => socket.destroy());
+    void this.upgradeAsync(req, socket, head).catch((error: Error) => {
+      this.reportFailure(error);
+      socket.destroy();
+    });
   }
 
   private async upgradeAsync(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -276,6 +287,7 @@ export class Gateway {
       );
     }
     let closeReason: string | undefined;
+    let upstreamError: string | undefined;
     let upstreamSocket: Duplex | undefined;
     let bytesIn = 0;
     let bytesOut = 0;
@@ -328,6 +340,7 @@ export class Gateway {
           bytesOut,
           upgrade: protocol,
           ...(closeReason ? { closeReason } : {}),
+          ...(upstreamError ? { upstreamError } : {}),
           ...(recording && saved
             ? { recording: { file: recording.file, bytes: saved.bytes, sha256: saved.sha256 } }
             : {}),
@@ -397,8 +410,9 @@ export class Gateway {
         finish(status);
       });
     });
-    upstreamReq.on('error', () => {
-      if (!upstreamSocket) rawStatus(socket, 502, 'BadGateway', `the cluster '${upstream.name}' could not be reached`);
+    upstreamReq.on('error', (error) => {
+      if (!closeReason) upstreamError ??= describeUpstreamError(error);
+      if (!upstreamSocket) rawStatus(socket, 502, 'BadGateway', unreachable(upstream.name));
       finish(502);
     });
     socket.on('close', () => {
@@ -550,27 +564,37 @@ export class Gateway {
     const cached = this.tokenCache.get(token);
     if (cached && now < cached.expiresAt && now - cached.checkedAt < (this.options.sessionRecheckMs ?? 5000))
       return cached;
+    let verified;
     try {
-      const verified = await this.options.tokens.verify(token, now);
-      const session = await this.options.store.getSession(verified.sessionId);
-      if (!session || session.revokedAt !== undefined || session.expiresAt <= now) {
-        this.tokenCache.delete(token);
-        return { error: 'your kubevisa session has ended: run kubevisa login' };
-      }
-      const entry: CachedToken = {
-        personId: verified.personId,
-        email: verified.email,
-        sessionId: verified.sessionId,
-        expiresAt: verified.expiresAt,
-        checkedAt: now,
-      };
-      if (this.tokenCache.size >= MAX_CACHED_TOKENS) this.tokenCache.delete(this.tokenCache.keys().next().value!);
-      this.tokenCache.set(token, entry);
-      return entry;
+      verified = await this.options.tokens.verify(token, now);
     } catch (error) {
       this.tokenCache.delete(token);
-      return { error: `the kubevisa access token was refused: ${(error as Error).message}` };
+      // Only the token check's own refusals are told to the client; anything else is the server's failure.
+      if (error instanceof Unauthenticated) return { error: `the kubevisa access token was refused: ${error.message}` };
+      throw error;
     }
+    const session = await this.options.store.getSession(verified.sessionId);
+    if (!session || session.revokedAt !== undefined || session.expiresAt <= now) {
+      this.tokenCache.delete(token);
+      return { error: 'your kubevisa session has ended: run kubevisa login' };
+    }
+    const entry: CachedToken = {
+      personId: verified.personId,
+      email: verified.email,
+      sessionId: verified.sessionId,
+      expiresAt: verified.expiresAt,
+      checkedAt: now,
+    };
+    if (this.tokenCache.size >= MAX_CACHED_TOKENS) this.tokenCache.delete(this.tokenCache.keys().next().value!);
+    this.tokenCache.set(token, entry);
+    return entry;
+  }
+
+  /** A failure of the gateway itself: its detail is for the server's operators, never for the client. */
+  private reportFailure(error: Error): void {
+    (this.options.onFailure ?? ((e) => process.stderr.write(`kubevisa gateway: relaying failed: ${e.message}\n`)))(
+      error,
+    );
   }
 
   /** Drops cached tokens of a person (deprovisioned, logged out) so the next request re-checks at once. */
@@ -650,6 +674,8 @@ export class Gateway {
       bytesIn: number;
       bytesOut: number;
       closeReason?: string;
+      /** Why the cluster could not be reached (an address, a port, a TLS error): kept here, never sent to the client. */
+      upstreamError?: string;
       upgrade?: string;
       recording?: { file: string; bytes: number; sha256: string };
     },
@@ -686,6 +712,7 @@ export class Gateway {
         durationMs: this.now() - r.startedAt,
         ...(r.upgrade ? { protocol: r.upgrade } : {}),
         ...(r.recording ? { recording: r.recording } : {}),
+        ...(r.upstreamError ? { upstreamError: r.upstreamError } : {}),
         query: auditedQuery(r.query),
       },
       source: sourceOf(req),
@@ -730,6 +757,19 @@ function target(upstream: UpstreamCluster) {
     ...(upstream.servername ? { servername: upstream.servername } : {}),
     rejectUnauthorized: upstream.rejectUnauthorized,
   };
+}
+
+/**
+ * What a client is told when the cluster cannot be reached: what happened and what to do, never the address, port or
+ * error text of the connection, which describe kubevisa's network rather than the person's request.
+ */
+function unreachable(cluster: string): string {
+  return `kubevisa could not reach the API server of cluster '${cluster}' just now: try again in a moment, and tell your kubevisa administrator if it keeps failing`;
+}
+
+/** The connection failure in words for the audit trail (operators read it there). */
+function describeUpstreamError(error: Error & { code?: string }): string {
+  return (error.code ? `${error.code}: ${error.message}` : error.message).slice(0, 300);
 }
 
 function sourceOf(req: IncomingMessage) {
