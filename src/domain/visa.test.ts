@@ -40,8 +40,10 @@ import {
   closeVisasOfEngagement,
   denyVisa,
   effectiveState,
+  endVisa,
   expireVisa,
   extendVisa,
+  extensionsOf,
   isGranting,
   requestVisa,
   revokeVisa,
@@ -708,6 +710,38 @@ describe('closeVisasOfEngagement', () => {
         ['v_active', 'revoked', 'system:engagement-end', "engagement 'acme-2026' ended"],
         ['v_pending', 'cancelled', 'system:engagement-end', "engagement 'acme-2026' ended"],
       ],
+    );
+  });
+});
+
+describe('endVisa', () => {
+  const monitoring = systemActor('monitoring');
+
+  it('revokes an approved or active visa and cancels a pending request, as any actor', () => {
+    assert.equal(endVisa(anApprovedVisa(), monitoring, 'unused', NOW + HOUR)?.state, 'revoked');
+    const cancelled = endVisa(aRequestedVisa(), monitoring, 'unused', NOW + HOUR);
+    assert.deepEqual(
+      [cancelled?.state, cancelled?.endedBy, cancelled?.endReason],
+      ['cancelled', 'system:monitoring', 'unused'],
+    );
+  });
+
+  it('leaves an ended visa alone and refuses an empty reason', () => {
+    const expired = anApprovedVisa();
+    assert.equal(endVisa(expired, monitoring, 'unused', expired.notAfter), undefined);
+    assert.throws(() => endVisa(anApprovedVisa(), monitoring, ' ', NOW + HOUR), InvalidInput);
+  });
+});
+
+describe('extensionsOf', () => {
+  it('finds extensions of extensions, nearest first, and nothing else', () => {
+    const parent = anApprovedVisa({ id: 'v_parent' });
+    const first = { ...aRequestedVisa({ id: 'v_first' }), extends: 'v_parent' };
+    const second = { ...aRequestedVisa({ id: 'v_second' }), extends: 'v_first' };
+    const unrelated = { ...aRequestedVisa({ id: 'v_other' }), extends: 'v_elsewhere' };
+    assert.deepEqual(
+      extensionsOf('v_parent', deepFreeze([second, unrelated, parent, first])).map((visa) => visa.id),
+      ['v_first', 'v_second'],
     );
   });
 });

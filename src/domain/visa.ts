@@ -271,6 +271,41 @@ export function extendVisa(visa: Visa, input: VisaExtensionInput, ctx: VisaReque
 }
 
 /**
+ * Ends a visa on behalf of `actor`, whoever that is (a person, monitoring, an engagement's end, offboarding): an
+ * approved or active visa is revoked, a pending request cancelled. Who may ask for it is the caller's question
+ * (`canRevoke` in access.ts); this only says what ending means.
+ * @returns the ended visa (a new object), or undefined when it had already ended (nothing to do).
+ * @throws InvalidInput for a missing or overlong reason.
+ */
+export function endVisa(visa: Visa, actor: Actor, reason: string, now: Instant): Visa | undefined {
+  const state = effectiveState(visa, now);
+  if (state === 'approved' || state === 'active') return revokeVisa(visa, actor, reason, now);
+  if (state === 'requested') return { ...visa, state: 'cancelled', ...ending(actor, now, requireReason(reason)) };
+  return undefined;
+}
+
+/**
+ * The visas that extend `visaId`, directly or through other extensions (an extension of an extension), nearest
+ * first. An extension is its own visa starting at its parent's notAfter: whatever ends the parent must end these
+ * too, or they would grant access at the old deadline after all.
+ */
+export function extensionsOf<T extends Visa>(visaId: string, visas: readonly T[]): T[] {
+  const chain: T[] = [];
+  const parents = new Set([visaId]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const visa of visas) {
+      if (visa.extends !== undefined && parents.has(visa.extends) && !parents.has(visa.id)) {
+        parents.add(visa.id);
+        chain.push(visa);
+        grew = true;
+      }
+    }
+  }
+  return chain;
+}
+
+/**
  * Closes every visa under an ended engagement: approved or active ones are revoked, pending requests cancelled.
  * Returns only the visas that changed (new objects); visas of other engagements and finished ones are left out.
  */
@@ -281,14 +316,10 @@ export function closeVisasOfEngagement(
   now: Instant,
 ): Visa[] {
   const reason = `engagement '${engagement.name}' ended`;
-  const closed: Visa[] = [];
-  for (const visa of visas) {
-    if (visa.engagementId !== engagement.id) continue;
-    const state = effectiveState(visa, now);
-    if (state === 'approved' || state === 'active') closed.push(revokeVisa(visa, actor, reason, now));
-    else if (state === 'requested') closed.push({ ...visa, state: 'cancelled', ...ending(actor, now, reason) });
-  }
-  return closed;
+  return visas
+    .filter((visa) => visa.engagementId === engagement.id)
+    .map((visa) => endVisa(visa, actor, reason, now))
+    .filter((visa): visa is Visa => visa !== undefined);
 }
 
 /**

@@ -1,11 +1,12 @@
 /**
- * kubevisa revoking a visa on its own (`monitoring.revokeStale`), as `system:monitoring`: the same steps as a
- * person's revoke — the state change and its audit event in one transaction, then the reconciler and the gateway
- * told — but not through AccessService, whose permission checks a system actor must never pass.
+ * kubevisa revoking a visa on its own (`monitoring.revokeStale`), as `system:monitoring`, through the same
+ * operation as a person's revoke (app/visas.ts): the visa and its extensions end in one transaction with their
+ * audit events, then the reconciler and the gateway are told. A system actor passes no permission check, so it
+ * never goes through AccessService, whose checks it must never pass.
  */
+import { endVisaAndExtensions } from '../app/visas.ts';
 import { systemActor } from '../domain/access.ts';
 import type { Instant, Visa } from '../domain/model.ts';
-import { revokeVisa } from '../domain/visa.ts';
 import type { ServerEventMap } from '../server/context.ts';
 import type { Store } from '../store/store.ts';
 
@@ -15,8 +16,8 @@ export interface RevokeEvents {
 }
 
 /**
- * Revokes the visa. @returns the revoked visa, or undefined when it does not exist.
- * @throws InvalidTransition when it no longer grants (already ended); Conflict when it changed meanwhile.
+ * Revokes the visa and ends its extensions. @returns the revoked visa, or undefined when it does not exist.
+ * @throws InvalidTransition when it no longer grants (already ended); Conflict when it kept changing meanwhile.
  */
 export async function revokeAsMonitor(
   store: Store,
@@ -25,26 +26,11 @@ export async function revokeAsMonitor(
   reason: string,
   now: Instant,
 ): Promise<Visa | undefined> {
-  const revoked = await store.transaction(async (tx) => {
-    const visa = await tx.getVisa(visaId);
-    if (visa === undefined) return undefined;
-    const saved = await tx.updateVisa(revokeVisa(visa, systemActor('monitoring'), reason, now), visa.version);
-    await tx.appendAudit({
-      at: now,
-      actor: 'system:monitoring',
-      action: 'visa.revoked',
-      visaId: saved.id,
-      personId: saved.personId,
-      engagementId: saved.engagementId,
-      cluster: saved.cluster,
-      outcome: 'ok',
-      reason,
-    });
-    return saved;
-  });
-  if (revoked === undefined) return undefined;
-  events.emit('clusters-changed', [revoked.cluster]);
+  const outcome = await endVisaAndExtensions(store, { visaId, as: { actor: systemActor('monitoring') }, reason, now });
+  if (outcome === undefined) return undefined;
+  const ended = [outcome.visa, ...outcome.extensions];
+  events.emit('clusters-changed', [...new Set(ended.map((visa) => visa.cluster))]);
   events.emit('visas-changed');
-  events.emit('visas-ended', [revoked], reason);
-  return revoked;
+  events.emit('visas-ended', ended, reason);
+  return outcome.visa;
 }

@@ -4,6 +4,7 @@
  * commit, and no decision is honoured without it. After the commit it tells the reconciler which clusters
  * changed, so RoleBindings follow within a second.
  */
+import { endVisaAndExtensions, endVisasInTx, type ActingAs } from '../app/visas.ts';
 import { canEndEngagement, canRevoke, canSeeVisa, isHolder } from '../domain/access.ts';
 import { createEngagement, endEngagement, isContractorOf, isSponsorOf } from '../domain/engagement.ts';
 import { Conflict, Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
@@ -12,7 +13,6 @@ import { parseDuration, parseInstant } from '../domain/time.ts';
 import {
   approveVisa,
   cancelVisa,
-  closeVisasOfEngagement,
   denyVisa,
   effectiveState,
   extendVisa,
@@ -187,11 +187,7 @@ export class AccessService {
       const saved = await tx.updateEngagement(endEngagement(engagement, caller.actor, now, reason));
       await this.audit(tx, caller, { action: 'engagement.ended', engagementId: saved.id, reason, at: now });
       const visas = await tx.listVisas({ engagementId: saved.id });
-      closed = closeVisasOfEngagement(visas, saved, caller.actor, now);
-      for (const visa of closed) {
-        await tx.updateVisa(visa);
-        await this.audit(tx, caller, { action: `visa.${visa.state}`, visa, reason: visa.endReason ?? reason, at: now });
-      }
+      closed = await endVisasInTx(tx, visas, actingAs(caller), `engagement '${saved.name}' ended`, now);
       return saved;
     });
     this.afterChange(closed, `engagement '${ended.name}' ended`);
@@ -318,60 +314,44 @@ export class AccessService {
   }
 
   async cancel(caller: Caller, id: string): Promise<Visa> {
-    const visa = await this.changeVisa(caller, id, 'cancel', (visa, _engagement, now) =>
-      cancelVisa(visa, caller.actor, now),
+    // Only the holder may cancel: cancelVisa itself says so to anyone else.
+    return this.endVisa(caller, id, 'cancelled by the holder', false, (visa, actor, reason, now) =>
+      cancelVisa(visa, actor, now, reason),
     );
-    const extensions = await this.endExtensionsOf(caller, visa.id, 'the visa it extends was cancelled');
-    this.afterChange([visa, ...extensions], 'cancelled by the holder');
-    return visa;
   }
 
   async revoke(caller: Caller, id: string, reason: string): Promise<Visa> {
-    const visa = await this.changeVisa(caller, id, 'revoke', (visa, engagement, now) => {
-      if (!canRevoke(caller.actor, visa, engagement, this.policy)) {
-        throw new Forbidden(
-          `${caller.actor.email} may not revoke visa ${visa.id}: the holder, the sponsor, approvers and admins may`,
-        );
-      }
-      return revokeVisa(visa, caller.actor, reason, now);
-    });
-    const extensions = await this.endExtensionsOf(caller, visa.id, `the visa it extends was revoked: ${reason}`);
-    this.afterChange([visa, ...extensions], reason);
-    return visa;
+    return this.endVisa(caller, id, reason, true, revokeVisa);
   }
 
-  /**
-   * An extension is its own visa starting where its parent ends: revoking or cancelling the parent must end it
-   * too (and its own extensions), or it would grant access at the parent's notAfter after all.
-   */
-  private async endExtensionsOf(caller: Caller, visaId: string, reason: string): Promise<Visa[]> {
-    const ended: Visa[] = [];
+  /** Cancel or revoke, with the visa's extensions, through the one path every actor takes (app/visas.ts). */
+  private async endVisa(
+    caller: Caller,
+    id: string,
+    reason: string,
+    checkMayRevoke: boolean,
+    end: (visa: Visa, actor: Actor, reason: string, now: number) => Visa,
+  ): Promise<Visa> {
     const now = this.now();
-    await this.store.transaction(async (tx) => {
-      const all = await tx.listVisas({ states: ['requested', 'approved', 'active'] });
-      const parents = new Set([visaId]);
-      for (let grew = true; grew;) {
-        grew = false;
-        for (const v of all) {
-          if (v.extends !== undefined && parents.has(v.extends) && !parents.has(v.id)) {
-            parents.add(v.id);
-            grew = true;
-          }
+    const notFound = () => new NotFound(`visa '${id}' not found: 'kubevisa visas' lists the ones you can see`);
+    const outcome = await endVisaAndExtensions(this.store, {
+      visaId: id,
+      as: actingAs(caller),
+      reason,
+      now,
+      authorize: (visa, engagement) => {
+        if (!canSeeVisa(caller.actor, visa, engagement, this.policy)) throw notFound();
+        if (checkMayRevoke && !canRevoke(caller.actor, visa, engagement, this.policy)) {
+          throw new Forbidden(
+            `${caller.actor.email} may not revoke visa ${visa.id}: the holder, the sponsor, approvers and admins may`,
+          );
         }
-      }
-      for (const v of all) {
-        if (v.id === visaId || !parents.has(v.id)) continue;
-        const state = effectiveState(v, now);
-        const next: Visa =
-          state === 'requested'
-            ? { ...v, state: 'cancelled', endedAt: now, endedBy: caller.actor.email, endReason: reason }
-            : revokeVisa(v, caller.actor, reason, now);
-        await tx.updateVisa(next, v.version);
-        await this.audit(tx, caller, { action: `visa.${next.state}`, visa: next, reason, at: now });
-        ended.push(next);
-      }
+      },
+      end,
     });
-    return ended;
+    if (outcome === undefined) throw notFound();
+    this.afterChange([outcome.visa, ...outcome.extensions], reason);
+    return withEffectiveState(outcome.visa, now);
   }
 
   async extend(caller: Caller, id: string, body: { duration: string; reason: string }): Promise<Visa> {
@@ -490,31 +470,8 @@ export class AccessService {
         at: now,
         details: { email: person.email, status },
       });
-      ended = [];
-      for (const visa of await tx.listVisas({ personId: person.id })) {
-        const state = effectiveState(visa, now);
-        let next: Visa | undefined;
-        if (state === 'approved' || state === 'active')
-          next = revokeVisa(visa, caller.actor, `offboarded: ${reason}`, now);
-        else if (state === 'requested')
-          next = {
-            ...visa,
-            state: 'cancelled',
-            endedAt: now,
-            endedBy: caller.actor.email,
-            endReason: `offboarded: ${reason}`,
-          };
-        if (next) {
-          await tx.updateVisa(next);
-          await this.audit(tx, caller, {
-            action: `visa.${next.state}`,
-            visa: next,
-            reason: next.endReason ?? reason,
-            at: now,
-          });
-          ended.push(next);
-        }
-      }
+      const visas = await tx.listVisas({ personId: person.id });
+      ended = await endVisasInTx(tx, visas, actingAs(caller), `offboarded: ${reason}`, now);
       sessions = await tx.revokeSessionsOfPerson(person.id, now, `offboarded: ${reason}`);
       await this.audit(tx, caller, {
         action: 'session.revoked-all',
@@ -590,20 +547,10 @@ export class AccessService {
         details: { email: contractor },
       });
       if (member) return true;
-      ended = [];
       const person = await tx.getPersonByEmail(contractor);
-      for (const visa of person ? await tx.listVisas({ personId: person.id, engagementId: engagement.id }) : []) {
-        const state = effectiveState(visa, now);
-        let next: Visa | undefined;
-        const why = `removed from engagement '${engagement.name}': ${reason}`;
-        if (state === 'approved' || state === 'active') next = revokeVisa(visa, caller.actor, why, now);
-        else if (state === 'requested')
-          next = { ...visa, state: 'cancelled', endedAt: now, endedBy: caller.actor.email, endReason: why };
-        if (!next) continue;
-        await tx.updateVisa(next);
-        await this.audit(tx, caller, { action: `visa.${next.state}`, visa: next, reason: why, at: now });
-        ended.push(next);
-      }
+      const visas = person ? await tx.listVisas({ personId: person.id, engagementId: engagement.id }) : [];
+      const why = `removed from engagement '${engagement.name}': ${reason}`;
+      ended = await endVisasInTx(tx, visas, actingAs(caller), why, now);
       return true;
     });
     this.afterChange(ended, `removed from an engagement: ${reason}`);
@@ -650,6 +597,14 @@ export class AccessService {
     }
     return profile;
   }
+}
+
+function actingAs(caller: Caller): ActingAs {
+  return {
+    actor: caller.actor,
+    ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+    ...(caller.source ? { source: caller.source } : {}),
+  };
 }
 
 function isStaff(actor: Actor): boolean {
