@@ -287,6 +287,64 @@ describe('requests and decisions', () => {
     assert.deepEqual(api.requests.at(-1)?.body, { reason: 'contract ended' });
   });
 
+  test('offboard prints each proven step, the streams it closed, and the summary that says who offboarded', async () => {
+    api.on('POST', '/api/v1/persons/carol%40vendor.example/offboard', {
+      status: 200,
+      body: {
+        id: 'o_1',
+        status: 'proven',
+        person: { id: 'p_carol', email: 'carol@vendor.example', status: 'deprovisioned' },
+        steps: [
+          { id: 'sessions', step: 'every kubevisa session ended', status: 'proven', ok: true, detail: 'all 1 revoked' },
+          {
+            id: 'streams-closed',
+            step: 'open streams closed (kubectl exec, attach, port-forward, watch, logs -f)',
+            status: 'proven',
+            ok: true,
+            count: 1,
+            detail: '1 stream(s) open at the commit closed (exec/attach on prod/payments)',
+          },
+        ],
+        summary:
+          'carol@vendor.example offboarded by sam@corp.example: contract ended. All 2 steps proven by live calls in 11.0 s.',
+      },
+    });
+    const result = await sandbox.run(['offboard', 'carol@vendor.example', '--reason', 'contract ended']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      /open streams closed \(kubectl exec.*\)\s+ok\s+1 stream\(s\) open at the commit closed/,
+    );
+    assert.match(
+      result.stderr,
+      /^carol@vendor\.example offboarded by sam@corp\.example: contract ended\. All 2 steps proven/,
+    );
+  });
+
+  test('offboard exits 1 and says so while a step is still being proven', async () => {
+    api.on('POST', '/api/v1/persons/carol%40vendor.example/offboard', {
+      status: 200,
+      body: {
+        id: 'o_2',
+        status: 'proving',
+        person: { id: 'p_carol', email: 'carol@vendor.example', status: 'deprovisioned' },
+        steps: [
+          {
+            step: 'cluster prod: a token issued before offboarding is refused by kube-apiserver',
+            status: 'pending',
+            ok: false,
+            detail: 'waiting for the ServiceAccount to be deleted',
+          },
+        ],
+        summary: 'carol@vendor.example offboarded by sam@corp.example: left. 0 of 1 steps proven so far.',
+      },
+    });
+    const result = await sandbox.run(['offboard', 'carol@vendor.example', '--reason', 'left']);
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /refused by kube-apiserver\s+PENDING\s+waiting/);
+    assert.match(result.stderr, /1 of 1 step\(s\) are still being proven .*GET \/api\/v1\/offboardings\/o_2/);
+  });
+
   test('profile list and engagement list render tables', async () => {
     api.on('GET', '/api/v1/profiles', {
       status: 200,

@@ -84,14 +84,18 @@ export function noPositionals(positionals: string[], command: string): void {
   }
 }
 
-/** An API client for `--server` / `--ca-file` (relative CA paths are taken from the working folder). */
-export function clientFrom(values: ParsedValues): Promise<ApiClient> {
+/**
+ * An API client for `--server` / `--ca-file` (relative CA paths are taken from the working folder). `timeoutMs`:
+ * how long one API call may take (default the client's, 30 s).
+ */
+export function clientFrom(values: ParsedValues, options: { timeoutMs?: number } = {}): Promise<ApiClient> {
   const server = optionalString(values, 'server');
   const caFile = optionalString(values, 'ca-file');
   return connect({
     configDir: configDir(),
     ...(server !== undefined ? { server } : {}),
     ...(caFile !== undefined ? { caFile: resolve(caFile) } : {}),
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
   });
 }
 

@@ -123,6 +123,21 @@ export const wireGateway: Extension = async (context) => {
     },
   });
 
+  // ...and, from this gateway's registry, that the person's open streams were closed.
+  identities.get(context)?.offboarding.attachStreams({
+    openOf: (personId) =>
+      gateway.streams
+        .all()
+        .filter((s) => s.personId === personId)
+        .map((s) => ({
+          id: s.id,
+          kind: s.kind === 'upgrade' ? (s.session ? 'exec/attach' : 'port-forward') : s.kind,
+          cluster: s.cluster,
+          namespace: s.namespace,
+        })),
+    closeOf: (personId, reason) => gateway.closePerson(personId, reason),
+  });
+
   context.addRawRoute({
     prefix: '/clusters/',
     handle: (req, res) => gateway.handle(req, res),

@@ -275,7 +275,7 @@ describe('receipts', () => {
     };
     assert.equal(
       summarize(receipt),
-      'cora@vendor.example suspended: deactivated by the identity provider (SCIM) (scim:okta). 1 of 2 steps proven; NOT proven yet: cluster prod: ServiceAccount deleted (unproven: prod unreachable). kubevisa retries them and alerts until they are.',
+      'cora@vendor.example suspended (deactivated at okta). 1 of 2 steps proven; NOT proven yet: cluster prod: ServiceAccount deleted (unproven: prod unreachable). kubevisa retries them and alerts until they are.',
     );
     assert.match(
       summarize({

@@ -187,6 +187,8 @@ test('an unreachable cluster leaves the receipt unproven with an alert; it is re
     },
     report: () => {},
   });
+  // The gateway's registry, holding no stream of hers (offboarding-streams.test.ts covers streams).
+  offboarding.attachStreams({ openOf: () => [], closeOf: () => 0 });
   try {
     // The canary is minted while the cluster answers; then it goes away.
     const started = await offboarding.start({

@@ -4,12 +4,14 @@
  *
  * 1. before anything changes, a canary token is minted for the person's ServiceAccount in every cluster and
  *    used once, so kube-apiserver holds it in its token cache like a contractor's token in use;
- * 2. the offboarding is committed (AccessService.offboardPerson: status, visas, sessions, each audited), which
- *    also tells the gateway to cut streams and the reconciler to delete RoleBindings and ServiceAccounts;
+ * 2. the person's open streams in the gateway are counted, and the offboarding is committed
+ *    (AccessService.offboardPerson: status, visas, sessions, each audited), which also tells the gateway to cut
+ *    those streams and the reconciler to delete RoleBindings and ServiceAccounts;
  * 3. every step is then proven by a live call made after it, and the receipt is stored as proofs come in:
- *    store reads for the person, visas and sessions; the access-token check the API and gateway run; and per
- *    cluster, fresh lists of labelled objects, a rules review as the person's identity, and the canary token
- *    presented until kube-apiserver answers 401 (after its 10 s cache).
+ *    store reads for the person, visas and sessions; the access-token check the API and gateway run; a fresh
+ *    read of the gateway's registry of open streams; and per cluster, fresh lists of labelled objects, a rules
+ *    review as the person's identity, and the canary token presented until kube-apiserver answers 401 (after
+ *    its 10 s cache).
  *
  * A step that cannot be proven (cluster unreachable, a token still accepted) is marked unproven, alerted, and
  * retried with backoff until it is proven; open receipts are resumed at start-up.
@@ -48,12 +50,32 @@ export interface OffboardingStart {
   caller: Caller;
 }
 
-/** A further proof a capability contributes (the gateway: "no open stream of the person's remains"). */
+/** A further proof a capability contributes (the gateway: "it refuses the person"). */
 export interface ExtraProof {
   id: string;
   step: string;
   proof: string;
   check(person: Person): Promise<{ proven: boolean; detail: string }>;
+}
+
+/** One open stream as the gateway's registry holds it: what the receipt names. */
+export interface OpenStreamInfo {
+  id: number;
+  /** For people: `exec/attach`, `port-forward`, `watch`, `request` (e.g. logs -f). */
+  kind: string;
+  cluster: string;
+  namespace: string | undefined;
+}
+
+/**
+ * The gateway's registry of open streams as offboarding sees it. The gateway attaches it when both run in one
+ * server; without it the `streams-closed` step stays unproven, since nothing else can show the streams ended.
+ */
+export interface OpenStreamRegistry {
+  /** The person's streams open right now in this server's gateway. */
+  openOf(personId: string): OpenStreamInfo[];
+  /** Closes every open stream of the person; returns how many it closed. */
+  closeOf(personId: string, reason: string): number;
 }
 
 export interface OffboardingAlert {
@@ -91,6 +113,12 @@ export class OffboardingOrchestrator {
   private readonly now: () => number;
   private readonly probes = new Map<string, ClusterProbe>();
   private readonly extraProofs: ExtraProof[] = [];
+  private streams: OpenStreamRegistry | undefined;
+  /**
+   * Per offboarding: the person's streams open just before the commit, how many of them the commit closed, and
+   * how many a proof round had to close after it.
+   */
+  private readonly streamsAtCommit = new Map<string, { open: OpenStreamInfo[]; closed: number; closedLater: number }>();
   /** Per offboarding: per cluster, the canary minted before it began (memory only: a credential). */
   private readonly canaries = new Map<string, Map<string, CanaryState>>();
   /** Per offboarding: per cluster, when the ServiceAccount was first seen gone. */
@@ -112,6 +140,11 @@ export class OffboardingOrchestrator {
     this.extraProofs.push(proof);
   }
 
+  /** The gateway's registry of open streams, which the `streams-closed` step reads. */
+  attachStreams(registry: OpenStreamRegistry): void {
+    this.streams = registry;
+  }
+
   /**
    * Commits the offboarding and starts proving it. Resolves once the commit is durable (sessions, visas and
    * status ended), with the receipt as it stands; the proofs continue in the background (see `waitFor`).
@@ -129,10 +162,18 @@ export class OffboardingOrchestrator {
         if (current?.status !== 'active' && latest !== undefined) return receiptOf(latest);
       }
       const canaries = await this.mintCanaries(person.email);
+      const openBefore = this.streams?.openOf(person.id) ?? [];
       const result = await this.options.access.offboardPerson(input.caller, person.id, input.reason, {
         status: input.status,
       });
       const committedAt = this.now();
+      // The commit tells the gateway synchronously: what is no longer registered now, the commit closed.
+      const openAfter = new Set((this.streams?.openOf(person.id) ?? []).map((s) => s.id));
+      const streams = {
+        open: openBefore,
+        closed: openBefore.filter((s) => !openAfter.has(s.id)).length,
+        closedLater: 0,
+      };
       const id = `o_${randomBytes(16).toString('base64url')}`;
       const steps = this.initialSteps();
       const base: Omit<Receipt, 'summary'> = {
@@ -171,11 +212,13 @@ export class OffboardingOrchestrator {
             visasEnded: result.visasEnded.length,
             sessionsEnded: result.sessionsEnded,
             canaries: Object.fromEntries([...canaries].map(([cluster, state]) => [cluster, state.kind])),
+            ...(this.streams ? { streamsOpen: streams.open.length, streamsClosed: streams.closed } : {}),
           },
           ...(input.caller.source ? { source: input.caller.source } : {}),
         });
       });
       this.canaries.set(id, canaries);
+      this.streamsAtCommit.set(id, streams);
       this.launch(id);
       return receipt;
     });
@@ -267,6 +310,11 @@ export class OffboardingOrchestrator {
         "the gateway refuses the person's kubevisa access token",
         'a token signed now for their latest session is refused by SessionService.authenticate, the check the API and the gateway run on every request',
       ),
+      pendingStep(
+        'streams-closed',
+        'open streams closed (kubectl exec, attach, port-forward, watch, logs -f)',
+        "the gateway's registry of open streams: the person's streams registered before the commit are gone, and a fresh read after it holds none of theirs",
+      ),
       ...this.extraProofs.map((p) => pendingStep(`extra/${p.id}`, p.step, p.proof)),
     ];
     for (const name of this.probes.keys()) {
@@ -325,6 +373,7 @@ export class OffboardingOrchestrator {
         this.retryDelay.delete(id);
         this.canaries.delete(id);
         this.goneSince.delete(id);
+        this.streamsAtCommit.delete(id);
       }
       return;
     }
@@ -381,6 +430,7 @@ export class OffboardingOrchestrator {
       }
     } else {
       await this.proveStoreSteps(person, before, open, attempt);
+      await this.proveStreamsClosed(id, person, open, attempt);
       await Promise.all(
         [...this.probes].map(([name, probe]) => this.proveCluster(id, name, probe, person, started, open, attempt)),
       );
@@ -464,6 +514,51 @@ export class OffboardingOrchestrator {
         return [result.proven ? 'proven' : 'unproven', result.detail];
       });
     }
+  }
+
+  private async proveStreamsClosed(
+    id: string,
+    person: Person,
+    open: (id: string) => ReceiptStep | undefined,
+    attempt: (step: ReceiptStep | undefined, check: () => Promise<[ReceiptStep['status'], string]>) => Promise<void>,
+  ): Promise<void> {
+    const step = open('streams-closed');
+    await attempt(step, async () => {
+      if (!this.streams) {
+        return [
+          'unproven',
+          "no gateway registry of open streams is attached to this server: nothing shows that the person's streams were closed",
+        ];
+      }
+      const atCommit = this.streamsAtCommit.get(id);
+      const left = this.streams.openOf(person.id);
+      if (left.length > 0) {
+        // The commit should have closed them; close them now and prove it in the next round.
+        const closedNow = this.streams.closeOf(person.id, 'offboarded: still open after the offboarding');
+        if (atCommit) atCommit.closedLater += closedNow;
+        return [
+          'unproven',
+          `${left.length} stream(s) of the person were still open after the commit (${describeStreams(left)}); ${closedNow} closed now, checked again in the next round`,
+        ];
+      }
+      const checked = `a fresh read of the gateway's registry at ${new Date(this.now()).toISOString()} holds none of the person's streams`;
+      if (atCommit === undefined) {
+        return [
+          'proven',
+          `the server restarted since the offboarding began, which ended every stream it relayed; ${checked}`,
+        ];
+      }
+      const closed = atCommit.closed + atCommit.closedLater;
+      if (step) step.count = closed;
+      if (atCommit.open.length === 0) {
+        return ['proven', `the person had no open stream when the offboarding was committed; ${checked}`];
+      }
+      const later = atCommit.closedLater > 0 ? `, ${atCommit.closedLater} of them by a later proof round` : '';
+      return [
+        'proven',
+        `${closed} stream(s) open at the commit closed${later} (${describeStreams(atCommit.open)}); ${checked}`,
+      ];
+    });
   }
 
   private async proveCluster(
@@ -622,6 +717,13 @@ function receiptOf(record: OffboardingRecord): Receipt {
 
 function toJson(receipt: Receipt): JsonObject {
   return JSON.parse(JSON.stringify(receipt)) as JsonObject;
+}
+
+/** `exec on prod/payments, watch on prod/payments`. */
+function describeStreams(streams: readonly OpenStreamInfo[]): string {
+  return streams
+    .map((s) => `${s.kind} on ${s.cluster}${s.namespace === undefined ? '' : `/${s.namespace}`}`)
+    .join(', ');
 }
 
 async function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {

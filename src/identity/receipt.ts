@@ -27,6 +27,8 @@ export interface ReceiptStep {
   provenAt?: string;
   /** How many times the proof was attempted. */
   attempts: number;
+  /** For a step that counts what it ended (`streams-closed`: the open streams closed), that number. */
+  count?: number;
 }
 
 export type TriggerKind = 'admin' | 'scim' | 'sync' | 'refresh';
@@ -66,17 +68,36 @@ export function overallStatus(steps: readonly ReceiptStep[]): OffboardingStatus 
   return 'proven';
 }
 
-const TRIGGERS: Record<TriggerKind, string> = {
-  admin: 'offboarded by an admin',
-  scim: 'deactivated by the identity provider (SCIM)',
-  sync: 'no longer active in the directory (sync)',
-  refresh: 'the identity provider refused to refresh a login',
-};
+/**
+ * What happened to the person, in the words of what was done: a SCIM DELETE deprovisions, `active=false`
+ * suspends, an admin offboards. `trigger.by` names the actor (`scim:okta`, `sync:dev-idp`, an admin's email).
+ */
+export function whatHappened(receipt: Pick<Receipt, 'person' | 'trigger'>): string {
+  const { email, status } = receipt.person;
+  const { kind, by } = receipt.trigger;
+  const source = by.replace(/^(scim|sync):/, '');
+  switch (kind) {
+    case 'admin':
+      return `${email} offboarded by ${by}`;
+    case 'scim':
+      return status === 'suspended'
+        ? `${email} suspended (deactivated at ${source})`
+        : `${email} deprovisioned (deleted at ${source})`;
+    case 'sync':
+      return status === 'suspended'
+        ? `${email} suspended (disabled in ${source})`
+        : `${email} deprovisioned (no longer listed by ${source})`;
+    case 'refresh':
+      return `${email} suspended (the identity provider refused to renew a login)`;
+  }
+}
 
 export function summarize(receipt: Omit<Receipt, 'summary'>): string {
   const proven = receipt.steps.filter((s) => s.status === 'proven').length;
   const total = receipt.steps.length;
-  const head = `${receipt.person.email} ${receipt.person.status}: ${TRIGGERS[receipt.trigger.kind]} (${receipt.trigger.by}).`;
+  // An admin's reason is news; an identity provider's only repeats what whatHappened says.
+  const why = receipt.trigger.kind === 'admin' ? `: ${receipt.trigger.reason}` : '';
+  const head = `${whatHappened(receipt)}${why}.`;
   if (receipt.status === 'proven') {
     const took = receipt.timings.complete !== undefined ? ` in ${(receipt.timings.complete / 1000).toFixed(1)} s` : '';
     return `${head} All ${total} steps proven by live calls${took}.`;
