@@ -1,6 +1,7 @@
 // The README's first command, driven from a script the way a newcomer would walk it: `kubevisa demo`, then
 // the contractor and the sponsor log in with the device flow (completed at the demo IdP from a terminal),
-// request, approve, use plain kubectl through the exec plugin, revoke — and Ctrl-C stops everything.
+// request, approve, use plain kubectl through the exec plugin, revoke; then, as the identity provider, the
+// printed SCIM commands provision and delete the contractor — and Ctrl-C stops everything.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -22,9 +23,9 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function run(args: string[], env: Record<string, string>, timeoutMs = 30_000) {
+function run(args: string[], env: Record<string, string>, timeoutMs = 30_000, command = cliPath) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(cliPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -53,7 +54,7 @@ async function login(serverUrl: string, caFile: string, configDir: string, email
   assert.equal(pending.child.exitCode, 0);
 }
 
-test('the demo journey: login, request, approve, kubectl, revoke, Ctrl-C', async () => {
+test('the demo journey: login, request, approve, kubectl, revoke, SCIM provisioning and deletion, Ctrl-C', async () => {
   demo = kubectlBackground(cliPath, ['demo', '--dir', dir], { kubeconfig: '', timeoutMs: 300_000 });
   await demo.waitFor(/Press Ctrl-C to stop everything/, 180_000);
   const out = demo.output();
@@ -135,6 +136,40 @@ test('the demo journey: login, request, approve, kubectl, revoke, Ctrl-C', async
       (await kubectl(kubectlBin, ['get', 'pods', '-n', 'payments'], { kubeconfig: cora.KUBECONFIG, env: cora }))
         .code !== 0,
   );
+
+  // As the identity provider, with what the demo printed: the SCIM URL answers, the printed command makes a token
+  // that works, and the printed curl commands provision the contractor and delete her, which ends her session.
+  const scimUrl = /SCIM base URL:\s+(https\S+)/.exec(out)?.[1];
+  assert.equal(scimUrl, `${serverUrl}/scim/v2`, out);
+  const tokenCommand = /^\s+(\S+) (scim token create --idp \S+)$/m.exec(out);
+  assert.ok(tokenCommand, `the demo prints the command that makes a SCIM token:\n${out}`);
+  assert.equal(tokenCommand[1], cliPath);
+  const created = await run(tokenCommand[2]!.split(' '), sam);
+  assert.equal(created.code, 0, created.stderr);
+  const scimToken = /shown once[^\n]*\n\n\s+(\S+)\n/.exec(created.stdout)?.[1];
+  assert.ok(scimToken, created.stdout);
+  assert.ok(created.stdout.includes(scimUrl), created.stdout);
+  const shell = (line: string) => run(['-c', line], { SCIM_TOKEN: scimToken }, 30_000, 'bash');
+  const config = /^\s+(curl .*\/ServiceProviderConfig)$/m.exec(out)?.[1];
+  assert.ok(config, out);
+  const answered = await shell(config);
+  assert.equal(answered.code, 0, answered.stderr);
+  const spc = JSON.parse(answered.stdout) as { schemas?: string[] };
+  assert.deepEqual(spc.schemas, ['urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig'], answered.stdout);
+  const refused = await shell(config.replace('$SCIM_TOKEN', 'not-a-token') + " -o /dev/null -w '%{http_code}'");
+  assert.equal(refused.stdout, '401', 'the URL needs the token: it is not answering anyone');
+  const provision = /^\s+(curl .*\\\n\s+-d .*\/Users)$/m.exec(out)?.[1];
+  assert.ok(provision, out);
+  const provisioned = await shell(provision);
+  const user = JSON.parse(provisioned.stdout) as { id?: string; userName?: string; active?: boolean };
+  assert.equal(user.userName, 'cora@vendor.example', provisioned.stdout);
+  const remove = /^\s+(curl .* -X DELETE \S+\/Users\/)ID$/m.exec(out)?.[1];
+  assert.ok(remove, out);
+  const deleted = await shell(`${remove}${user.id} -w '%{http_code}'`);
+  assert.equal(deleted.stdout, '204', deleted.stderr);
+  const loggedOut = await run(['visas'], cora);
+  assert.notEqual(loggedOut.code, 0, 'the contractor deleted at the identity provider is logged out');
+  assert.match(loggedOut.stderr, /session|log in|deprovisioned/i);
 
   demo.child.kill('SIGINT');
   await new Promise((resolve) => demo.child.once('exit', resolve));

@@ -1,7 +1,8 @@
 /**
  * The demo: a local control plane, a local identity provider with a contractor and a sponsor, kubevisa
- * installed into the cluster with its least-privilege credential, the server on SQLite, and an engagement
- * created through the API by the sponsor — everything a newcomer needs to walk the whole journey.
+ * installed into the cluster with its least-privilege credential, the server on SQLite (serving SCIM, so an
+ * identity provider's provisioning and offboarding can be tried too), and an engagement created through the API
+ * by the sponsor — everything a newcomer needs to walk the whole journey.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
@@ -13,6 +14,7 @@ import { startDevIdp, completeLoginWithHttp, type DevIdp } from '../auth/dev-idp
 import { installIntoDataDir, localServerConfig } from './local-setup.ts';
 import { parseServerConfig } from '../server/config.ts';
 import { startServer, type RunningServer } from '../server/main.ts';
+import { SCIM_PREFIX } from '../scim/routes.ts';
 
 export interface DemoPerson {
   email: string;
@@ -25,6 +27,8 @@ export interface DemoPerson {
 export interface Demo {
   dir: string;
   serverUrl: string;
+  /** SCIM 2.0 base URL for an identity provider's provisioning (a token from `kubevisa scim token create`). */
+  scimUrl: string;
   clusterName: string;
   kubectl: string;
   adminKubeconfig: string;
@@ -117,6 +121,7 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
         clusterName: DEMO_CLUSTER,
         credential,
         tls: { certFile: serving.certFile, keyFile: serving.keyFile, caFile: ca.certFile },
+        scim: true,
       }),
       dir,
     );
@@ -133,6 +138,7 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
     return {
       dir,
       serverUrl,
+      scimUrl: `${serverUrl}${SCIM_PREFIX}`,
       clusterName: DEMO_CLUSTER,
       kubectl: controlPlane.binaries.kubectl,
       adminKubeconfig: controlPlane.adminKubeconfig,

@@ -32,7 +32,7 @@ export async function installIntoDataDir(options: {
 /**
  * A server configuration (unparsed, as in a config file) for a local IdP: group `kubevisa-admins` holds admin,
  * `kubevisa-approvers` approves, one approval is needed, and `viewer` on `staging-*` up to 4 h is auto-approved
- * unless `autoApproval` is false.
+ * unless `autoApproval` is false. `scim` serves SCIM 2.0 at `/scim/v2` for identity providers (default off).
  */
 export function localServerConfig(options: {
   port: number;
@@ -44,6 +44,7 @@ export function localServerConfig(options: {
   autoApproval?: boolean;
   tls?: { certFile: string; keyFile: string; caFile: string };
   resyncInterval?: string;
+  scim?: boolean;
 }): Record<string, unknown> {
   return {
     listen: { host: '127.0.0.1', port: options.port },
@@ -76,5 +77,6 @@ export function localServerConfig(options: {
     clusters: [{ name: options.clusterName, kubeconfig: options.credential }],
     resyncInterval: options.resyncInterval ?? '10s',
     ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.scim === true ? { scim: {} } : {}),
   };
 }

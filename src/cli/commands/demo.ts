@@ -1,10 +1,16 @@
-/** `kubevisa demo`: the whole system on this machine, with the exact commands to walk the journey. */
+/**
+ * `kubevisa demo`: the whole system on this machine, with the exact commands to walk the journey, as a contractor,
+ * a sponsor and an identity provider (SCIM).
+ */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CommandRun } from '../framework.ts';
 import { startDemo } from '../../demo/demo.ts';
+
+/** The name the demo's identity provider goes by in SCIM tokens and the audit trail (`scim:demo-idp`). */
+const DEMO_SCIM_IDP = 'demo-idp';
 
 export const run: CommandRun = async ({ values, io }) => {
   const dir = typeof values.dir === 'string' ? resolve(values.dir) : await mkdtemp(join(tmpdir(), 'kubevisa-demo-'));
@@ -49,6 +55,19 @@ export const run: CommandRun = async ({ values, io }) => {
       '   kubectl get pods -n payments -w       # leave it open ...',
       '',
       `4. As the sponsor: ${kv} revoke VISA_ID --reason "done"  — the open watch closes at once and kubectl is refused.`,
+      '',
+      '5. As the identity provider: SCIM 2.0 provisioning and offboarding, as Okta or Entra ID would send it.',
+      `   SCIM base URL: ${demo.scimUrl}`,
+      "   In the sponsor's terminal (an admin), make the identity provider's bearer token; it is shown once:",
+      `   ${kv} scim token create --idp ${DEMO_SCIM_IDP}`,
+      '   export SCIM_TOKEN=…the token it printed…',
+      `   curl --cacert ${demo.caFile} -H "Authorization: Bearer $SCIM_TOKEN" ${demo.scimUrl}/ServiceProviderConfig`,
+      `   #  provision the contractor (the answer carries her SCIM "id"), then delete her at the identity provider:`,
+      `   curl --cacert ${demo.caFile} -H "Authorization: Bearer $SCIM_TOKEN" -H 'Content-Type: application/scim+json' \\`,
+      `     -d '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"${c.email}","active":true}' ${demo.scimUrl}/Users`,
+      `   curl --cacert ${demo.caFile} -H "Authorization: Bearer $SCIM_TOKEN" -X DELETE ${demo.scimUrl}/Users/ID`,
+      `   #  her sessions, visas and open kubectl streams end at once; the receipt proving each step is at`,
+      `   #  ${demo.serverUrl}/api/v1/offboardings?person=${c.email} (admins), and '${kv} offboard EMAIL --reason …' prints one.`,
       '',
       'Press Ctrl-C to stop everything.',
       '',
