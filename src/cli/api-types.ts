@@ -38,6 +38,8 @@ export interface ClusterJson {
   name: string;
   server: string;
   caData?: string;
+  /** Whether the cluster allows direct mode (`kubevisa kubeconfig --direct`); absent from older servers. */
+  directMode?: boolean;
 }
 
 /** A *session* answer (device poll, browser exchange). */

@@ -88,6 +88,12 @@ export interface Profile {
   maxVisaSeconds: number;
   /** Record exec/attach sessions (asciicast v2) when used through the gateway. */
   recordSessions: boolean;
+  /**
+   * Whether holders may take a direct token (kubectl straight to kube-apiserver, no gateway) on clusters that
+   * allow direct mode. Absent means `denied`. Never effective for a profile that records sessions or grants
+   * pods/exec, pods/attach or pods/portforward (see rbac/direct-mode.ts).
+   */
+  directMode?: 'allowed' | 'denied';
 }
 
 export type VisaState = 'requested' | 'approved' | 'active' | 'expired' | 'revoked' | 'denied' | 'cancelled';

@@ -426,6 +426,7 @@ function toDocument(profile: Profile): string {
     description: profile.description,
     maxVisaDuration: formatDuration(profile.maxVisaSeconds),
     recordSessions: profile.recordSessions,
+    ...(profile.directMode === undefined ? {} : { directMode: profile.directMode }),
     rules: profile.rules,
     declaredRisks: profile.declaredRisks,
   });

@@ -21,6 +21,7 @@ import type { DeclaredRisk, PolicyRule, Profile } from '../domain/model.ts';
 import { isDnsLabel } from '../domain/names.ts';
 import { MAX_DURATION_SECONDS, parseDuration } from '../domain/time.ts';
 import { CORE_GROUP, listsVerb, RBAC_GROUP, ruleGrantsAny } from './rules.ts';
+import { assertDirectModeFits, DIRECT_MODE_FINDING, directModeProblem } from './direct-mode.ts';
 
 /** A risky rule found by `lintRules`. */
 export interface RuleFinding {
@@ -188,6 +189,7 @@ export function assertProfileIsSafe(profile: Profile): void {
       { details: { findings } },
     );
   }
+  assertDirectModeFits(profile);
 }
 
 function invalidRuleProblem(rule: PolicyRule): string | undefined {
@@ -221,15 +223,24 @@ export interface ProfileDocumentResult {
 export const SCHEMA = 'schema';
 export const YAML_SYNTAX = 'yaml';
 
-const PROFILE_FIELDS = ['name', 'description', 'rules', 'declaredRisks', 'maxVisaDuration', 'recordSessions'];
+const PROFILE_FIELDS = [
+  'name',
+  'description',
+  'rules',
+  'declaredRisks',
+  'maxVisaDuration',
+  'recordSessions',
+  'directMode',
+];
 const RULE_FIELDS = ['apiGroups', 'resources', 'resourceNames', 'verbs', 'nonResourceURLs'] as const;
 const DECLARED_RISK_FIELDS = ['risk', 'justification'];
 const EXAMPLE_NAME = 'e.g. read-only';
 
 /**
  * Parses a profile file (YAML: `name`, `description`, `rules`, `declaredRisks`, `maxVisaDuration` such as `8h`,
- * `recordSessions`, default false) and lints it. Every finding carries the 1-based line it is about: for a risky
- * rule the line where that rule starts. The profile is returned whenever the document has the right shape.
+ * `recordSessions`, default false, `directMode`: allowed or denied, default denied) and lints it. Every finding
+ * carries the 1-based line it is about: for a risky rule the line where that rule starts. The profile is returned
+ * whenever the document has the right shape.
  */
 export function lintProfileDocument(yamlText: string): ProfileDocumentResult {
   const lineCounter = new LineCounter();
@@ -249,6 +260,10 @@ export function lintProfileDocument(yamlText: string): ProfileDocumentResult {
     message: finding.message,
     line: parsed.ruleLines[finding.ruleIndex] ?? 1,
   }));
+  const directMode = directModeProblem(parsed.profile);
+  if (directMode !== undefined) {
+    ruleFindings.push({ risk: DIRECT_MODE_FINDING, message: directMode, line: parsed.directModeLine ?? 1 });
+  }
   return { profile: parsed.profile, findings: ruleFindings };
 }
 
@@ -266,7 +281,7 @@ class DocumentReader {
     this.#lineCounter = lineCounter;
   }
 
-  readProfile(root: unknown): { profile: Profile; ruleLines: number[] } | undefined {
+  readProfile(root: unknown): { profile: Profile; ruleLines: number[]; directModeLine?: number } | undefined {
     if (!isMap(root)) {
       this.#report(root, `a profile must be a mapping with ${PROFILE_FIELDS.join(', ')}`);
       return undefined;
@@ -284,6 +299,7 @@ class DocumentReader {
     const declaredRisks = this.#declaredRisks(fields.get('declaredRisks'));
     const maxVisaSeconds = this.#duration(fields, root);
     const recordSessions = this.#boolean(fields.get('recordSessions'), 'recordSessions') ?? false;
+    const directMode = this.#directMode(fields.get('directMode'));
     if (name === undefined || description === undefined || rules === undefined || maxVisaSeconds === undefined) {
       return undefined;
     }
@@ -295,9 +311,18 @@ class DocumentReader {
         declaredRisks,
         maxVisaSeconds,
         recordSessions,
+        ...(directMode === undefined ? {} : { directMode }),
       },
       ruleLines: rules.map((rule) => rule.line),
+      ...(fields.has('directMode') ? { directModeLine: this.#line(fields.get('directMode')) } : {}),
     };
+  }
+
+  #directMode(node: Node | undefined): Profile['directMode'] {
+    if (node === undefined) return undefined;
+    if (isScalar(node) && (node.value === 'allowed' || node.value === 'denied')) return node.value;
+    this.#report(node, `directMode: must be 'allowed' or 'denied' (default 'denied')`);
+    return undefined;
   }
 
   #rules(node: Node | undefined, parent: Node): { rule: PolicyRule; line: number }[] | undefined {

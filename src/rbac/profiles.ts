@@ -3,6 +3,10 @@
  * can do, and a Kubernetes upgrade that adds resources widens nothing. None of them can read Secrets, touch RBAC
  * or write namespaces; only `debugger` reaches into containers, and it declares and records that.
  *
+ * Direct mode (a TokenRequest token, kubectl straight to kube-apiserver) is allowed for the three profiles that
+ * neither record nor open exec, attach or port-forward streams, on clusters whose configuration allows it;
+ * `debugger` is gateway-only, since only the gateway records its sessions and cuts them at a revoke.
+ *
  * A caveat shared with Kubernetes' own `edit` role: whoever may create pods (developer, deployer) can start one
  * that mounts a Secret or runs as a ServiceAccount of that namespace. Namespaces holding credentials a contractor
  * must not see need an admission policy besides these profiles.
@@ -67,6 +71,7 @@ export const viewerProfile: Profile = {
   declaredRisks: [],
   maxVisaSeconds: 7 * DAY,
   recordSessions: false,
+  directMode: 'allowed',
 };
 
 export const developerProfile: Profile = {
@@ -95,6 +100,7 @@ export const developerProfile: Profile = {
   declaredRisks: [],
   maxVisaSeconds: 1 * DAY,
   recordSessions: false,
+  directMode: 'allowed',
 };
 
 // A WebSocket upgrade is authorized as `get` on many Kubernetes versions and as `create` on newer ones.
@@ -129,6 +135,7 @@ export const debuggerProfile: Profile = {
   ],
   maxVisaSeconds: 8 * HOUR,
   recordSessions: true,
+  directMode: 'denied',
 };
 
 export const deployerProfile: Profile = {
@@ -145,6 +152,7 @@ export const deployerProfile: Profile = {
   declaredRisks: [],
   maxVisaSeconds: 12 * HOUR,
   recordSessions: false,
+  directMode: 'allowed',
 };
 
 /**

@@ -12,6 +12,11 @@ export interface ClusterConfig {
   name: string;
   /** kubevisa's own credential for the cluster (written by `kubevisa install`). */
   kubeconfig: string;
+  /**
+   * Whether people may take direct tokens for this cluster (kubectl straight to kube-apiserver, bypassing the
+   * gateway's per-request audit, recording and stream cutting), for profiles that allow it. Absent means false.
+   */
+  directMode?: boolean;
 }
 
 export interface ServerConfig {
@@ -123,7 +128,15 @@ export function parseServerConfig(input: unknown, baseDir: string): ServerConfig
   if (!Array.isArray(clustersRaw)) throw new InvalidInput(`config: 'clusters' must be a list of { name, kubeconfig }`);
   const clusters = clustersRaw.map((c, i) => {
     if (!isObject(c)) throw new InvalidInput(`config: 'clusters[${i}]' must be { name, kubeconfig }`);
-    return { name: text(c, 'name', `clusters[${i}].`)!, kubeconfig: at(text(c, 'kubeconfig', `clusters[${i}].`)!) };
+    const directMode = c.directMode ?? false;
+    if (typeof directMode !== 'boolean') {
+      throw new InvalidInput(`config: 'clusters[${i}].directMode' must be true or false (default false)`);
+    }
+    return {
+      name: text(c, 'name', `clusters[${i}].`)!,
+      kubeconfig: at(text(c, 'kubeconfig', `clusters[${i}].`)!),
+      directMode,
+    };
   });
   const tlsRaw = input.tls;
   let tls: ServerConfig['tls'];

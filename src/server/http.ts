@@ -19,7 +19,7 @@ export interface ApiOptions {
   access: AccessService;
   sessions: SessionService;
   profiles: () => Promise<Profile[]>;
-  clusters: () => { name: string; server: string; caData?: string }[];
+  clusters: () => { name: string; server: string; caData?: string; directMode?: boolean }[];
   /** Direct-mode credential for the caller on a cluster. */
   issueClusterCredential: (caller: Caller, cluster: string) => Promise<{ token: string; expirationTimestamp: string }>;
   /** Offboards a person and proves each step (the receipt). */

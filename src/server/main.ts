@@ -11,9 +11,8 @@ import { createTokenIssuer } from '../auth/access-tokens.ts';
 import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
 import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
 import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
-import { Conflict, Forbidden, NotFound } from '../domain/errors.ts';
+import { CredentialService } from '../app/credentials.ts';
 import { PERSON_ID_ANNOTATION } from '../cluster/objects.ts';
-import { serviceAccountName } from '../domain/names.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { Reconciler } from '../reconciler/reconciler.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
@@ -39,10 +38,6 @@ export interface RunningServer {
   renewClusterCredentials(now?: number): Promise<string[]>;
   stop(): Promise<void>;
 }
-
-/** Direct-mode tokens live at least 10 minutes (TokenRequest's floor) and at most an hour. */
-const MIN_TOKEN_SECONDS = 600;
-const MAX_TOKEN_SECONDS = 3600;
 
 export async function startServer(
   config: ServerConfig,
@@ -141,51 +136,31 @@ export async function startServer(
     const offboard = (caller: Caller, idOrEmail: string, reason: string) =>
       identityOf(context).offboardByAdmin(caller, idOrEmail, reason);
 
+    const directModeClusters = new Set(config.clusters.filter((c) => c.directMode === true).map((c) => c.name));
+    const credentials = new CredentialService({
+      store: {
+        listVisas: (filter) => store.listVisas(filter),
+        getProfile: (profileName) => store.getProfile(profileName),
+        getSession: (id) => store.getSession(id),
+        appendAudit: async (event) => {
+          await store.transaction((tx) => tx.appendAudit(event));
+        },
+      },
+      cluster: (name) => {
+        const cluster = clusters.get(name);
+        if (!cluster) return undefined;
+        return {
+          allowsDirectMode: directModeClusters.has(name),
+          serviceAccountHolder: async (saName) =>
+            (await cluster.listManagedServiceAccounts()).find((sa) => sa.metadata.name === saName)?.metadata
+              .annotations?.[PERSON_ID_ANNOTATION],
+          mintToken: (saName, seconds) => cluster.createServiceAccountToken(saName, seconds),
+        };
+      },
+      reconciler,
+    });
     const issueClusterCredential = async (caller: Caller, name: string) => {
-      const cluster = clusters.get(name);
-      if (!cluster) throw new NotFound(`no cluster '${name}': 'kubevisa clusters' lists them`);
-      const now = Date.now();
-      const visas = (await store.listVisasGrantingAt(now)).filter(
-        (v) => v.cluster === name && v.personId === caller.actor.personId,
-      );
-      if (visas.length === 0) {
-        throw new Forbidden(
-          `${caller.actor.email} has no active visa on cluster '${name}': request one with 'kubevisa request --cluster ${name} …'`,
-        );
-      }
-      const remainingSeconds = Math.ceil((Math.max(...visas.map((v) => v.notAfter)) - now) / 1000);
-      const seconds = Math.min(MAX_TOKEN_SECONDS, Math.max(MIN_TOKEN_SECONDS, remainingSeconds));
-      const saName = serviceAccountName(caller.actor.email);
-      await reconciler.whenSettled(name);
-      // The token is only minted for a ServiceAccount made for this person. One approved a moment ago may not exist
-      // yet, and after an email changed hands one of this name may still be the previous holder's until the
-      // reconciler re-makes it: converge once, then refuse rather than hand out someone else's identity.
-      const ownsServiceAccount = async () =>
-        (await cluster.listManagedServiceAccounts()).find((sa) => sa.metadata.name === saName)?.metadata.annotations?.[
-          PERSON_ID_ANNOTATION
-        ] === caller.actor.personId;
-      if (!(await ownsServiceAccount())) {
-        await reconciler.reconcileNow(name);
-        if (!(await ownsServiceAccount())) {
-          throw new Conflict(
-            `your ServiceAccount on cluster '${name}' is not ready yet; retry in a few seconds (kubectl does on its own)`,
-          );
-        }
-      }
-      const issued = await cluster.createServiceAccountToken(saName, seconds);
-      await store.transaction((tx) =>
-        tx.appendAudit({
-          at: now,
-          actor: caller.actor.email,
-          ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
-          action: 'credential.issued',
-          cluster: name,
-          personId: caller.actor.personId,
-          outcome: 'ok',
-          details: { mode: 'direct', expirationSeconds: seconds, expirationTimestamp: issued.expirationTimestamp },
-          ...(caller.source ? { source: caller.source } : {}),
-        }),
-      );
+      const issued = await credentials.issueDirect(caller, name);
       return { token: issued.token, expirationTimestamp: new Date(issued.expirationTimestamp).toISOString() };
     };
 
@@ -200,6 +175,7 @@ export async function startServer(
           name: c.name,
           server: c.connection.server,
           ...(c.connection.certificateAuthorityData ? { caData: c.connection.certificateAuthorityData } : {}),
+          directMode: directModeClusters.has(c.name),
         })),
       issueClusterCredential,
       offboard,

@@ -202,7 +202,8 @@ export function mapCluster(row: Row): ClusterRecord {
   };
 }
 
-export const PROFILE_COLUMNS = 'name, description, rules_json, declared_risks_json, max_visa_seconds, record_sessions';
+export const PROFILE_COLUMNS =
+  'name, description, rules_json, declared_risks_json, max_visa_seconds, record_sessions, direct_mode';
 
 export function mapProfile(row: Row): Profile {
   const t = 'profiles';
@@ -213,8 +214,13 @@ export function mapProfile(row: Row): Profile {
     declaredRisks: json(row, t, 'declared_risks_json', decodeDeclaredRisks),
     maxVisaSeconds: integer(row, t, 'max_visa_seconds'),
     recordSessions: integer(row, t, 'record_sessions') === 1,
+    ...(optionalText(row, t, 'direct_mode') === undefined
+      ? {}
+      : { directMode: oneOf(row, t, 'direct_mode', DIRECT_MODES) }),
   };
 }
+
+const DIRECT_MODES: readonly NonNullable<Profile['directMode']>[] = ['allowed', 'denied'];
 
 /**
  * Each field of the domain types the store persists, with the column (or, for nested JSON, `json`) that holds
@@ -283,6 +289,7 @@ export const PERSISTED_COLUMNS = {
     declaredRisks: 'declared_risks_json',
     maxVisaSeconds: 'max_visa_seconds',
     recordSessions: 'record_sessions',
+    directMode: 'direct_mode',
   } satisfies Record<keyof Profile, string>,
 } as const;
 

@@ -313,6 +313,15 @@ BEGIN
 END;
 `,
   },
+  {
+    version: 5,
+    name: 'profiles: direct mode',
+    // NULL is a profile that says nothing about direct mode, which means denied; kept apart from an explicit
+    // 'denied' so a profile reads back exactly as it was written.
+    sql: `
+ALTER TABLE profiles ADD COLUMN direct_mode TEXT CHECK (direct_mode IS NULL OR direct_mode IN ('allowed', 'denied'));
+`,
+  },
 ];
 
 /**

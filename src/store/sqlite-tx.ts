@@ -1024,9 +1024,10 @@ export class SqliteTx implements StoreTx {
   async upsertProfile(profile: Profile): Promise<Profile> {
     this.write(
       `INSERT INTO profiles (${PROFILE_COLUMNS}) VALUES (:name, :description, :rules_json, :declared_risks_json, ` +
-        ':max_visa_seconds, :record_sessions) ON CONFLICT (name) DO UPDATE SET description = excluded.description, ' +
+        ':max_visa_seconds, :record_sessions, :direct_mode) ON CONFLICT (name) DO UPDATE SET description = excluded.description, ' +
         'rules_json = excluded.rules_json, declared_risks_json = excluded.declared_risks_json, ' +
-        'max_visa_seconds = excluded.max_visa_seconds, record_sessions = excluded.record_sessions',
+        'max_visa_seconds = excluded.max_visa_seconds, record_sessions = excluded.record_sessions, ' +
+        'direct_mode = excluded.direct_mode',
       {
         name: profile.name,
         description: profile.description,
@@ -1034,6 +1035,7 @@ export class SqliteTx implements StoreTx {
         declared_risks_json: JSON.stringify(profile.declaredRisks),
         max_visa_seconds: profile.maxVisaSeconds,
         record_sessions: profile.recordSessions ? 1 : 0,
+        direct_mode: profile.directMode ?? null,
       },
     );
     const stored = await this.getProfile(profile.name);

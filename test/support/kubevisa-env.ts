@@ -63,6 +63,11 @@ export async function startKubevisaEnv(
     tls?: boolean;
     extraConfig?: Record<string, unknown>;
     extraProfiles?: Profile[];
+    /**
+     * The test cluster's `directMode` setting. Default true (unlike a real server's default, false): most end-to-end
+     * tests read what kube-apiserver itself allows through a direct token.
+     */
+    directMode?: boolean;
   } = {},
 ): Promise<KubevisaEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'kubevisa-e2e-'));
@@ -98,18 +103,23 @@ export async function startKubevisaEnv(
     dataDir,
     ...(options.extraProfiles ? { extraProfiles: options.extraProfiles } : {}),
   });
+  const localConfig = localServerConfig({
+    port: serverPort,
+    dataDir,
+    issuer: idp.issuer,
+    clientSecret,
+    clusterName: CLUSTER,
+    credential,
+    resyncInterval: '5s',
+    ...(options.autoApproval === false ? { autoApproval: false } : {}),
+    ...(tls ? { tls } : {}),
+  });
   const rawConfig = {
-    ...localServerConfig({
-      port: serverPort,
-      dataDir,
-      issuer: idp.issuer,
-      clientSecret,
-      clusterName: CLUSTER,
-      credential,
-      resyncInterval: '5s',
-      ...(options.autoApproval === false ? { autoApproval: false } : {}),
-      ...(tls ? { tls } : {}),
-    }),
+    ...localConfig,
+    clusters: (localConfig.clusters as Record<string, unknown>[]).map((cluster) => ({
+      ...cluster,
+      directMode: options.directMode ?? true,
+    })),
     ...options.extraConfig,
   };
   const configFile = join(dir, 'server.json');

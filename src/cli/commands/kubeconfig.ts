@@ -4,13 +4,14 @@
  * one and nothing secret is ever written into the kubeconfig.
  *
  * Gateway mode (default): the context's server is `<kubevisa server>/clusters/<name>`, trusted with the
- * kubevisa server's CA. Direct mode: server and CA are the cluster's own, from `GET /api/v1/clusters`.
+ * kubevisa server's CA. Direct mode: server and CA are the cluster's own, from `GET /api/v1/clusters`; refused at
+ * once for a cluster that says it does not allow direct mode (the server refuses its tokens anyway).
  */
 import { access, constants, readFile, realpath } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NotFound } from '../../domain/errors.ts';
+import { Forbidden, NotFound } from '../../domain/errors.ts';
 import { isDnsLabel } from '../../domain/names.ts';
 import type { ClusterJson, Items } from '../api-types.ts';
 import { checkClusterName, isErrno, writeFileAtomically } from '../config.ts';
@@ -20,6 +21,11 @@ import { upsertContext, type ExecPlugin } from '../kubeconfig-file.ts';
 import { clientFrom, noPositionals, optionalString, requiredString } from '../options.ts';
 
 const command = 'kubeconfig';
+
+/** The same refusal, and code, as the server's for a direct token on such a cluster. */
+class DirectModeDenied extends Forbidden {
+  static override code = 'ERR_DIRECT_MODE_DENIED';
+}
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
   noPositionals(positionals, command);
@@ -45,6 +51,11 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
 
   let server: string;
   let caData: string | undefined;
+  if (direct && known.directMode === false) {
+    throw new DirectModeDenied(
+      `cluster '${cluster}' does not allow direct mode (its 'directMode' setting on the kubevisa server is off): direct tokens bypass the gateway's per-request audit, session recording and stream cutting. Use the gateway instead: 'kubevisa kubeconfig --cluster ${cluster}' (without --direct).`,
+    );
+  }
   if (direct) {
     if (typeof known.server !== 'string' || known.server === '') {
       throw new UnexpectedResponse(
