@@ -85,6 +85,16 @@ describe('refusals before any request', () => {
     );
   });
 
+  it('createRoleBinding refuses a protected namespace, whatever the binding says', async () => {
+    for (const namespace of ['kube-system', 'kubevisa-system', 'kubevisa-visas']) {
+      await assert.rejects(
+        client.createRoleBinding({ ...binding, metadata: { ...binding.metadata, namespace } }),
+        (error: unknown) =>
+          error instanceof InvalidInput && new RegExp(`namespace '${namespace}' is protected`).test(error.message),
+      );
+    }
+  });
+
   it('replaceRoleBinding needs the resourceVersion that was read', async () => {
     await assert.rejects(client.replaceRoleBinding(binding), /metadata\.resourceVersion is required/);
   });

@@ -6,6 +6,7 @@
 import { Watch } from '@kubernetes/client-node';
 import { InvalidInput, KubevisaError } from '../domain/errors.ts';
 import type { Instant } from '../domain/model.ts';
+import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
 import { MAX_DURATION_SECONDS } from '../domain/time.ts';
 import { ClusterRequestFailed, NamespaceMissing, UnexpectedTokenExpiry } from './errors.ts';
 import { connectionOf, loadKubeConfig, type ClusterConnection, type KubeconfigSource } from './kubeconfig.ts';
@@ -531,6 +532,11 @@ export function validateTokenSeconds(expirationSeconds: number): void {
 function assertVisaBinding(binding: RoleBinding): void {
   const { roleRef, metadata } = binding;
   const where = `RoleBinding ${metadata.namespace}/${metadata.name}`;
+  if (isProtectedNamespace(metadata.namespace)) {
+    throw new InvalidInput(`${where} is refused: namespace '${metadata.namespace}' is protected, no visa grants it`, {
+      details: { field: 'metadata.namespace', value: metadata.namespace },
+    });
+  }
   if (roleRef.kind !== 'ClusterRole' || !roleRef.name.startsWith('kubevisa:profile:')) {
     throw new InvalidInput(
       `${where} must bind a profile ClusterRole (kubevisa:profile:<name>), not ${roleRef.kind} ${roleRef.name}`,

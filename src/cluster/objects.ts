@@ -9,16 +9,16 @@
 import { InvalidInput } from '../domain/errors.ts';
 import type { PolicyRule, Profile, Visa } from '../domain/model.ts';
 import { personHash, profileClusterRoleName, roleBindingName, serviceAccountName } from '../domain/names.ts';
+import { SYSTEM_NAMESPACE, VISAS_NAMESPACE } from '../domain/protected-namespaces.ts';
 import { formatInstant } from '../domain/time.ts';
 import { assertProfileIsSafe } from '../rbac/lint.ts';
 import { CORE_GROUP, RBAC_GROUP } from '../rbac/rules.ts';
 
 // ——— Names, labels and annotations (every one of them is visible to anyone with kubectl) ———
 
-/** Holds one ServiceAccount per person: their identity in this cluster. */
-export const VISAS_NAMESPACE = 'kubevisa-visas';
-/** Holds kubevisa's own ServiceAccount. */
-export const SYSTEM_NAMESPACE = 'kubevisa-system';
+// `kubevisa-visas` (one ServiceAccount per person) and `kubevisa-system` (kubevisa's own ServiceAccount) are named
+// with the protected namespaces, which they are: no visa ever grants either.
+export { SYSTEM_NAMESPACE, VISAS_NAMESPACE };
 /** kubevisa's own ServiceAccount in `kubevisa-system`. */
 export const CONTROLLER_SERVICE_ACCOUNT = 'kubevisa';
 /** The username kube-apiserver gives kubevisa's own credential. */

@@ -5,6 +5,7 @@
 import { Forbidden, InvalidInput, InvalidTransition } from './errors.ts';
 import type { Actor, Ceiling, Engagement, Instant } from './model.ts';
 import { isDnsLabel, isNamespacePattern } from './names.ts';
+import { requireCeilingNamesNoProtected } from './protected-namespaces.ts';
 import { formatInstant, MAX_DURATION_SECONDS } from './time.ts';
 import {
   firstDuplicate,
@@ -48,6 +49,8 @@ export interface EngagementContext {
   knownProfiles: readonly string[];
   /** Names of the clusters kubevisa manages. */
   knownClusters: readonly string[];
+  /** Namespaces protected besides those always protected (the policy's `protectedNamespaces`). Default: none. */
+  protectedNamespaces?: readonly string[];
 }
 
 /**
@@ -194,7 +197,7 @@ function validateCeiling(ceiling: unknown, ctx: EngagementContext): Ceiling {
   const { clusters, namespacePatterns, profiles } = ceiling as Record<string, unknown>;
   return {
     clusters: validateKnownNames(clusters, 'ceiling.clusters', ctx.knownClusters, 'clusters'),
-    namespacePatterns: validatePatterns(namespacePatterns),
+    namespacePatterns: validatePatterns(namespacePatterns, ctx.protectedNamespaces ?? []),
     profiles: validateKnownNames(profiles, 'ceiling.profiles', ctx.knownProfiles, 'profiles'),
   };
 }
@@ -214,7 +217,7 @@ function validateKnownNames(value: unknown, field: string, known: readonly strin
   return names;
 }
 
-function validatePatterns(value: unknown): string[] {
+function validatePatterns(value: unknown, protectedNamespaces: readonly string[]): string[] {
   const field = 'ceiling.namespacePatterns';
   const patterns = requireStringList(value, field, 1, MAX_CEILING_ENTRIES);
   const invalid = patterns.filter((pattern) => !isNamespacePattern(pattern));
@@ -225,6 +228,8 @@ function validatePatterns(value: unknown): string[] {
     );
   }
   rejectDuplicates(patterns, field);
+  // A pattern that merely matches protected namespaces (`kube*`) is accepted: they are never granted through it.
+  requireCeilingNamesNoProtected(patterns, protectedNamespaces);
   return patterns;
 }
 

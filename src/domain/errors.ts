@@ -95,3 +95,10 @@ export class EngagementNotActive extends Conflict {
 export class InvalidTransition extends Conflict {
   static override code = 'ERR_INVALID_TRANSITION';
 }
+/**
+ * The namespace is protected (the cluster's system namespaces, kubevisa's own, or one an admin protected): no visa
+ * may grant it, whatever an engagement's ceiling says.
+ */
+export class ProtectedNamespace extends Forbidden {
+  static override code = 'ERR_PROTECTED_NAMESPACE';
+}

@@ -165,6 +165,11 @@ export interface Policy {
   maxVisaSeconds: number;
   /** How long before expiry the holder and sponsor are told, in seconds. */
   expiryNoticeSeconds: number;
+  /**
+   * Namespaces no visa may grant besides those kubevisa always protects (see protected-namespaces.ts): names or
+   * `prefix*` patterns. Default: none added.
+   */
+  protectedNamespaces?: string[];
 }
 
 /** Who is acting: the authenticated caller of an API call. */

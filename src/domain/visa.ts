@@ -33,6 +33,7 @@ import type {
   VisaState,
 } from './model.ts';
 import { isVisaId, matchesAnyPattern, validateNamespaceName } from './names.ts';
+import { requireUnprotectedNamespaces } from './protected-namespaces.ts';
 import {
   describeLocalTime,
   describeWorkingHours,
@@ -128,7 +129,7 @@ export function requestVisa(input: VisaRequestInput, ctx: VisaRequestContext): V
   const id = requireVisaId(input.id);
   const notBefore = validateStart(input.startsAt, engagement, now);
   const cluster = requireInCeiling(input.cluster, 'cluster', engagement.ceiling.clusters, engagement);
-  const namespaces = validateNamespaces(input.namespaces, engagement);
+  const namespaces = validateNamespaces(input.namespaces, engagement, policy);
   requireInCeiling(input.profile, 'profile', engagement.ceiling.profiles, engagement);
   const reason = requireReason(input.reason);
   const durationSeconds = validateDuration(input.durationSeconds, engagement, profile, policy);
@@ -176,6 +177,13 @@ export function approveVisa(visa: Visa, approver: Actor, ctx: ApprovalContext, o
   }
   requireEngagementActive(engagement, now);
   const narrowed = narrow(visa, options, engagement);
+  // A request made before a namespace became protected (or before the upgrade that protects it) is never granted.
+  requireUnprotectedNamespaces(
+    narrowed.namespaces,
+    policy.protectedNamespaces ?? [],
+    `approving visa ${visa.id}`,
+    `deny it, or approve it for its other namespaces only ("namespaces": [...])`,
+  );
   const approval: Approval = { by: approver.email, at: now };
   if (options.comment !== undefined) approval.comment = requireText(options.comment, 'comment', MAX_REASON_LENGTH);
   const withApproval: Visa = { ...narrowed, approvals: [...visa.approvals, approval] };
@@ -507,11 +515,13 @@ function requireInCeiling(
   return value;
 }
 
-function validateNamespaces(value: unknown, engagement: Engagement): string[] {
+function validateNamespaces(value: unknown, engagement: Engagement, policy: Policy): string[] {
   const namespaces = requireStringList(value, 'namespaces', 1, MAX_NAMESPACES_PER_VISA).map((namespace, index) =>
     validateNamespaceName(namespace, `namespaces[${index}]`),
   );
   rejectDuplicate(namespaces, 'namespaces');
+  // Before the ceiling: a ceiling such as `kube*` matches kube-system, and the person must learn why it is refused.
+  requireUnprotectedNamespaces(namespaces, policy.protectedNamespaces ?? [], 'this visa request');
   const patterns = engagement.ceiling.namespacePatterns;
   const outside = namespaces.filter((namespace) => !matchesAnyPattern(namespace, patterns));
   if (outside.length > 0) {

@@ -182,6 +182,48 @@ describe('lintRules', () => {
     });
   });
 
+  describe('pod creation', () => {
+    const makers = [
+      ['', 'pods'],
+      ['', 'replicationcontrollers'],
+      ['apps', 'deployments'],
+      ['apps', 'replicasets'],
+      ['apps', 'statefulsets'],
+      ['apps', 'daemonsets'],
+      ['batch', 'jobs'],
+      ['batch', 'cronjobs'],
+    ] as const;
+    for (const [group, resource] of makers) {
+      it(`refuses create, update and patch of ${resource}: the pod can run as any ServiceAccount of its namespace`, () => {
+        for (const verb of ['create', 'update', 'patch']) {
+          assert.deepEqual(risksOf({ apiGroups: [group], resources: [resource], verbs: [verb] }), ['pods-create']);
+        }
+      });
+    }
+
+    it('refuses pod creation reached through wildcards too', () => {
+      assert.ok(risksOf(core(['pods'], ['*'])).includes('pods-create'));
+      assert.ok(risksOf({ apiGroups: ['apps'], resources: ['*'], verbs: ['create'] }).includes('pods-create'));
+      assert.ok(risksOf({ apiGroups: ['*'], resources: ['jobs'], verbs: ['patch'] }).includes('pods-create'));
+    });
+
+    it('allows reading, deleting and scaling what makes pods', () => {
+      assert.deepEqual(risksOf({ apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'delete'] }), []);
+      assert.deepEqual(risksOf({ apiGroups: ['apps'], resources: ['deployments/scale'], verbs: ['patch'] }), []);
+    });
+
+    it('is silenced by a declaration, which the shipped developer and deployer profiles carry', () => {
+      const create = core(['pods'], ['create']);
+      assert.deepEqual(risksOf(create, [{ risk: 'pods-create', justification: 'runs workloads' }]), []);
+      for (const name of ['developer', 'deployer']) {
+        const profile = SHIPPED_PROFILES.find((p) => p.name === name)!;
+        const undeclared = new Set(lintRules(profile.rules, []).map((finding) => finding.risk));
+        assert.deepEqual([...undeclared], ['pods-create'], `${name} creates pods and carries no other risk`);
+        assert.ok(profile.declaredRisks.some((d) => d.risk === 'pods-create' && d.justification.trim() !== ''));
+      }
+    });
+  });
+
   describe('declared risks', () => {
     const exec = core(['pods/exec'], ['create']);
 

@@ -51,6 +51,13 @@ const ADMISSION_CONFIGURATIONS = [
   'mutatingadmissionpolicybindings',
 ];
 
+// Every kind whose create, update or patch decides a pod spec: the pod itself, or the template of one it makes.
+const POD_MAKERS: readonly (readonly [group: string, resources: readonly string[]])[] = [
+  [CORE_GROUP, ['pods', 'replicationcontrollers']],
+  ['apps', ['deployments', 'replicasets', 'statefulsets', 'daemonsets']],
+  ['batch', ['jobs', 'cronjobs']],
+];
+
 function podSubresource(id: string, subresource: string, summary: string): RiskDefinition {
   // Any verb counts: a WebSocket upgrade to pods/exec is authorized as `get` on many Kubernetes versions.
   return { id, summary, carriedBy: (rule) => ruleGrantsAny(rule, CORE_GROUP, [`pods/${subresource}`], 'any') };
@@ -129,6 +136,13 @@ export const RISKS: readonly RiskDefinition[] = [
     'ephemeralcontainers',
     'lets the holder add containers to running pods (pods/ephemeralcontainers)',
   ),
+  {
+    id: 'pods-create',
+    summary:
+      'lets the holder create or change pods, or objects that make pods (deployments, replica sets, stateful sets, daemon sets, jobs, cron jobs, replication controllers); a pod can run as any ServiceAccount of its namespace and mount its Secrets, so the holder can act with those',
+    carriedBy: (rule) =>
+      POD_MAKERS.some(([group, resources]) => ruleGrantsAny(rule, group, resources, ['create', 'update', 'patch'])),
+  },
   {
     id: 'namespace-write',
     summary: 'lets the holder create, change or delete namespaces',

@@ -97,7 +97,13 @@ export const developerProfile: Profile = {
     { apiGroups: ['autoscaling'], resources: ['horizontalpodautoscalers'], verbs: CHANGE_AND_DELETE },
     { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: CHANGE_AND_DELETE },
   ],
-  declaredRisks: [],
+  declaredRisks: [
+    {
+      risk: 'pods-create',
+      justification:
+        'Developing means running workloads. A pod can run as any ServiceAccount of its namespace: grant this profile only on namespaces whose ServiceAccounts and Secrets the holder may use.',
+    },
+  ],
   maxVisaSeconds: 1 * DAY,
   recordSessions: false,
   directMode: 'allowed',
@@ -149,7 +155,13 @@ export const deployerProfile: Profile = {
     { apiGroups: [CORE_GROUP], resources: ['services', 'configmaps'], verbs: CHANGE },
     { apiGroups: ['batch'], resources: ['jobs', 'cronjobs'], verbs: CHANGE },
   ],
-  declaredRisks: [],
+  declaredRisks: [
+    {
+      risk: 'pods-create',
+      justification:
+        'Rolling out a release changes pod templates. A pod can run as any ServiceAccount of its namespace: grant this profile only on namespaces whose ServiceAccounts and Secrets the holder may use.',
+    },
+  ],
   maxVisaSeconds: 12 * HOUR,
   recordSessions: false,
   directMode: 'allowed',

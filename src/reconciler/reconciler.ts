@@ -10,6 +10,7 @@ import { effectiveState } from '../domain/visa.ts';
 import type { Person, Visa } from '../domain/model.ts';
 import { expireVisa } from '../domain/visa.ts';
 import { KubevisaError } from '../domain/errors.ts';
+import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
 import type { Store, StoredVisa } from '../store/store.ts';
 import type { ManagedRoleBinding, ManagedServiceAccount, ReconcilerCluster } from './cluster-port.ts';
 import { desiredRoleBinding, desiredServiceAccount, ownerOf, roleBindingDrifted } from './desired.ts';
@@ -24,6 +25,11 @@ export interface ReconcilerOptions {
   crashAfterIntent?: boolean;
   /** Told about every pass (for metrics, alerts and tests). */
   onPass?: (report: PassReport) => void;
+  /**
+   * Namespaces protected besides those always protected (the policy's `protectedNamespaces`): no binding is ever
+   * written there, whatever a visa row says (one written before an upgrade, or by hand into the database).
+   */
+  protectedNamespaces?: readonly string[];
 }
 
 export interface PassReport {
@@ -34,6 +40,8 @@ export interface PassReport {
   deleted: string[];
   repaired: string[];
   missingNamespaces: string[];
+  /** Protected namespaces a granting visa named, where no binding was written (absent when none). */
+  protectedNamespaces?: string[];
   error?: string;
 }
 
@@ -63,6 +71,7 @@ export class Reconciler {
   private readonly backoff = new Map<string, number>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private readonly reportedMissing = new Set<string>();
+  private readonly reportedProtected = new Set<string>();
   private readonly stopWatches: (() => void)[] = [];
   private readonly lastReport = new Map<string, PassReport>();
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -226,6 +235,12 @@ export class Reconciler {
       const sa = desiredServiceAccount(visa.personEmail, visa.personId);
       wantSas.set(sa.metadata.name, sa);
       for (const namespace of visa.namespaces) {
+        // Defence in depth: requests and approvals refuse these, but a row can predate that or be written by hand.
+        if (isProtectedNamespace(namespace, this.options.protectedNamespaces)) {
+          (report.protectedNamespaces ??= []).push(namespace);
+          await this.reportProtectedNamespace(cluster.name, visa, namespace);
+          continue;
+        }
         const rb = desiredRoleBinding(visa, namespace);
         wantRbs.set(`${namespace}/${rb.metadata.name}`, { rb, visa });
       }
@@ -391,6 +406,26 @@ export class Reconciler {
         reason: `namespace '${namespace}' does not exist in cluster '${cluster}'; kubevisa does not create namespaces`,
       }),
     );
+  }
+
+  private async reportProtectedNamespace(cluster: string, visa: Visa, namespace: string) {
+    const id = `${cluster}/${namespace}/${visa.id}`;
+    if (this.reportedProtected.has(id)) return;
+    await this.store.transaction((tx) =>
+      tx.appendAudit({
+        at: this.now(),
+        actor: 'system',
+        action: 'cluster.protected-namespace-refused',
+        cluster,
+        namespace,
+        visaId: visa.id,
+        personId: visa.personId,
+        engagementId: visa.engagementId,
+        outcome: 'refused',
+        reason: `visa ${visa.id} names namespace '${namespace}', which is protected: kubevisa never writes a binding there`,
+      }),
+    );
+    this.reportedProtected.add(id);
   }
 
   private scheduleRetry(name: string) {

@@ -8,6 +8,7 @@ import { endVisaAndExtensions, endVisasInTx, type ActingAs } from '../app/visas.
 import { canEndEngagement, canRevoke, canSeeVisa, isHolder } from '../domain/access.ts';
 import { createEngagement, endEngagement, isContractorOf, isSponsorOf } from '../domain/engagement.ts';
 import { Conflict, Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
+import { protectedCeilingWarnings } from '../domain/protected-namespaces.ts';
 import type { Actor, Engagement, Person, Policy, Profile, Visa } from '../domain/model.ts';
 import { parseDuration, parseInstant } from '../domain/time.ts';
 import {
@@ -107,7 +108,11 @@ export class AccessService {
 
   // ---- engagements ----
 
-  async createEngagement(caller: Caller, body: EngagementBody): Promise<Engagement> {
+  /**
+   * Creates an engagement. `warnings` says what its ceiling's patterns match but will never grant (protected
+   * namespaces such as kube-system under `kube*`); they are in the audit event too.
+   */
+  async createEngagement(caller: Caller, body: EngagementBody): Promise<Engagement & { warnings: string[] }> {
     const now = this.now();
     const profiles = (await this.store.listProfiles()).map((p) => p.name);
     const engagement = createEngagement(
@@ -122,8 +127,15 @@ export class AccessService {
         ceiling: body.ceiling,
         maxVisaSeconds: parseDuration(body.maxVisaDuration, 'maxVisaDuration'),
       },
-      { now, actor: caller.actor, knownProfiles: profiles, knownClusters: this.options.clusterNames() },
+      {
+        now,
+        actor: caller.actor,
+        knownProfiles: profiles,
+        knownClusters: this.options.clusterNames(),
+        protectedNamespaces: this.policy.protectedNamespaces ?? [],
+      },
     );
+    const warnings = protectedCeilingWarnings(engagement.ceiling.namespacePatterns, this.policy.protectedNamespaces);
     const taken = await this.store.listEngagements({ status: 'active' });
     if (taken.some((e) => e.name === engagement.name)) {
       throw new InvalidInput(`an active engagement named '${engagement.name}' already exists: choose another name`);
@@ -140,9 +152,10 @@ export class AccessService {
           contractors: saved.contractors,
           sponsor: saved.sponsor,
           endsAt: saved.endsAt,
+          ...(warnings.length > 0 ? { warnings } : {}),
         },
       });
-      return saved;
+      return { ...saved, warnings };
     });
   }
 

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
 import type { Policy } from '../domain/model.ts';
+import { validateProtectedNamespaces } from '../domain/protected-namespaces.ts';
 import { parseDuration } from '../domain/time.ts';
 
 export interface ClusterConfig {
@@ -107,6 +108,7 @@ export function parseServerConfig(input: unknown, baseDir: string): ServerConfig
     'sessionDuration',
     'accessTokenDuration',
     'resyncInterval',
+    'protectedNamespaces',
     ...EXTENSION_SECTIONS,
   ];
   for (const key of Object.keys(input)) {
@@ -149,7 +151,11 @@ export function parseServerConfig(input: unknown, baseDir: string): ServerConfig
       ...(caFile ? { caFile: at(caFile) } : {}),
     };
   }
-  const policy = parsePolicy(input.policy);
+  // Top level rather than under `policy`: a boundary no policy rule can open, carried with the policy to every check.
+  const policy: Policy = {
+    ...parsePolicy(input.policy),
+    protectedNamespaces: validateProtectedNamespaces(input.protectedNamespaces, 'config: protectedNamespaces'),
+  };
   const duration = (field: string, fallback: number) =>
     input[field] === undefined ? fallback : parseDuration(input[field], `config ${field}`);
   const accessTokenSeconds = duration('accessTokenDuration', 600);

@@ -182,7 +182,9 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     ),
     handler: async (request, reply, caller) => {
       reply.code(201);
-      return engagementView(await options.access.createEngagement(caller!, body(request)));
+      const created = await options.access.createEngagement(caller!, body(request));
+      // What the ceiling matches but will never grant (protected namespaces), said once, in the answer.
+      return { ...engagementView(created), ...(created.warnings.length > 0 ? { warnings: created.warnings } : {}) };
     },
   });
   route({

@@ -25,6 +25,7 @@ import { extensions } from './extensions.ts';
 import { identityOf } from '../identity/wire.ts';
 import { loadOrCreateSecretBox } from './secret-box.ts';
 import { SessionService } from './session-service.ts';
+import { protectOwnNamespace } from './own-namespace.ts';
 import { startCredentialRenewal } from './credential-renewal.ts';
 
 export interface RunningServer {
@@ -104,7 +105,9 @@ export async function startServer(
         ),
     });
     void renewal.renewDue();
+    const policy = protectOwnNamespace(config.policy);
     const reconciler = new Reconciler({
+      protectedNamespaces: policy.protectedNamespaces ?? [],
       store,
       clusters,
       resyncIntervalMs: config.resyncIntervalMs,
@@ -114,7 +117,7 @@ export async function startServer(
     events.on('clusters-changed', (names) => reconciler.kick(names));
     const access = new AccessService({
       store,
-      policy: config.policy,
+      policy,
       clusterNames: () => [...clusters.keys()],
       onClustersChanged: (names) => {
         events.emit('clusters-changed', names);

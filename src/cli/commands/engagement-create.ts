@@ -47,7 +47,7 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
   if (starts !== undefined) body.startsAt = instantValue(starts, 'starts');
 
   const client = await clientFrom(values);
-  const engagement = await client.post<EngagementJson>('/api/v1/engagements', body);
+  const engagement = await client.post<EngagementJson & { warnings?: string[] }>('/api/v1/engagements', body);
   const now = Date.now();
   await emit(
     io,
@@ -58,6 +58,7 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
       `  contractors: ${engagement.contractors.join(', ')}; sponsor: ${engagement.sponsor}`,
       `  from ${engagement.startsAt} until ${timeWithRelative(engagement.endsAt, now)}`,
       `  ceiling: clusters ${engagement.ceiling.clusters.join(', ')}; namespaces ${engagement.ceiling.namespacePatterns.join(', ')}; profiles ${engagement.ceiling.profiles.join(', ')}`,
+      ...(engagement.warnings ?? []).map((warning) => `  note: ${warning}`),
       `Contractors can now run 'kubevisa request --engagement ${engagement.id} …'.`,
     ].join('\n'),
   );
