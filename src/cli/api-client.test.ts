@@ -59,12 +59,30 @@ describe('answers', () => {
   });
 
   test('an error answer that is not problem+json is reported with its status, as a likely wrong server', async () => {
-    api.on('GET', '/api/v1/me', { status: 502, contentType: 'text/html', body: '<h1>Bad Gateway</h1>' });
+    api.on('GET', '/api/v1/me', { status: 404, contentType: 'text/html', body: '<h1>Not Found</h1>' });
     try {
       const client = await loggedInClient();
       await assert.rejects(client.get('/api/v1/me'), {
         code: 'ERR_UNEXPECTED_RESPONSE',
-        message: /answered GET \/api\/v1\/me with HTTP 502 .*is .* a kubevisa server/,
+        message: /answered GET \/api\/v1\/me with HTTP 404 .*is .* a kubevisa server/,
+      });
+    } finally {
+      api.on('GET', '/api/v1/me', { status: 200, body: CAROL });
+    }
+  });
+
+  test("a proxy's error page is not echoed: the addresses behind the server stay out of the message", async () => {
+    // What Envoy answers when its upstream is down.
+    const page =
+      'upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: delayed connect error: 111; upstream 10.0.0.7:6443';
+    api.on('GET', '/api/v1/me', { status: 503, contentType: 'text/plain', body: page });
+    try {
+      const client = await loggedInClient();
+      await assert.rejects(client.get('/api/v1/me'), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'ERR_UNEXPECTED_RESPONSE');
+        assert.match(error.message, /answered GET \/api\/v1\/me with HTTP 503 and no kubevisa error; a proxy in front/);
+        assert.doesNotMatch(error.message, /10\.0\.0\.7|6443|upstream/);
+        return true;
       });
     } finally {
       api.on('GET', '/api/v1/me', { status: 200, body: CAROL });

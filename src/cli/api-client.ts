@@ -194,9 +194,17 @@ export class ApiClient {
       const message = problem.detail || problem.title || `HTTP ${raw.status}`;
       throw new ApiError(message, { status: raw.status, code: problem.code || `ERR_HTTP_${raw.status}`, problem });
     }
-    const snippet = raw.body.toString('utf8').slice(0, 200).replace(/\s+/g, ' ').trim();
+    // A body that is not kubevisa's own error (a proxy's error page, say) may name addresses behind the server:
+    // it is shown only when debugging.
+    const snippet = process.env.KUBEVISA_DEBUG
+      ? raw.body.toString('utf8').slice(0, 200).replace(/\s+/g, ' ').trim()
+      : '';
+    const what =
+      raw.status >= 500
+        ? `a proxy in front of it may have failed: try again in a minute; if it keeps failing, tell a kubevisa admin`
+        : `is ${this.server} a kubevisa server of the same version as this CLI?`;
     throw new UnexpectedResponse(
-      `the server at ${this.server} answered ${method} ${path} with HTTP ${raw.status}${snippet ? ` (${snippet})` : ''} and no problem+json error; is ${this.server} a kubevisa server of the same version as this CLI?`,
+      `the server at ${this.server} answered ${method} ${path} with HTTP ${raw.status}${snippet ? ` (${snippet})` : ''} and no kubevisa error; ${what}`,
     );
   }
 

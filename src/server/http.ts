@@ -13,6 +13,7 @@ import type { AuditSource } from '../store/store.ts';
 import type { AccessService, Caller } from './access-service.ts';
 import type { SessionService } from './session-service.ts';
 import { engagementView, personView, profileView, visaView } from './views.ts';
+import { publicProblem } from './public-errors.ts';
 import type { Profile } from '../domain/model.ts';
 
 export interface ApiOptions {
@@ -401,7 +402,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
         );
         return reply.redirect(target, 302);
       } catch (error) {
-        const message = error instanceof KubevisaError ? error.message : 'the login failed';
+        const message = error instanceof KubevisaError ? publicProblem(error).message : 'the login failed';
         return reply
           .code(error instanceof KubevisaError ? error.status : 500)
           .type('text/html; charset=utf-8')
@@ -546,7 +547,15 @@ interface FastifyLikeError {
 
 function sendProblem(reply: FastifyReply, request: FastifyRequest, error: unknown) {
   if (error instanceof KubevisaError) {
-    return problem(reply, error.status, error.code, error.message, { ...(error.details ?? {}) });
+    // The caller learns what happened and what to do; upstream addresses and paths stay in the server log.
+    const shown = publicProblem(error);
+    if (shown.withheld) {
+      const cause = error.cause instanceof Error ? ` (cause: ${error.cause.message})` : '';
+      process.stderr.write(
+        `kubevisa server: ${request.method} ${request.url.split('?')[0]} answered ${error.status} ${error.code}: ${error.message}${cause}\n`,
+      );
+    }
+    return problem(reply, error.status, error.code, shown.message, shown.details);
   }
   const e = error as FastifyLikeError;
   if (e.validation && e.validation.length > 0) {
