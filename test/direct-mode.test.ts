@@ -4,6 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Profile } from '../src/domain/model.ts';
@@ -19,7 +20,7 @@ import {
   startKubevisaEnv,
   type KubevisaEnv,
 } from './support/kubevisa-env.ts';
-import { eventually } from './support/kubectl.ts';
+import { eventually, kubectl } from './support/kubectl.ts';
 
 const { directMode: _viewerDirectMode, ...viewerRules } = viewerProfile;
 /** Viewer's rules with session recording: gateway-only, and saying nothing about direct mode. */
@@ -98,7 +99,8 @@ function cli(args: string[], extraEnv: Record<string, string> = {}) {
 before(async () => {
   env = await startKubevisaEnv({ autoApproval: false, extraProfiles: [recordedViewer, execViewer] });
   await env.startInProcess();
-  for (const ns of ['dm-view', 'dm-rec', 'dm-exec', 'dm-short', 'dm-cli']) await env.kOk(['create', 'namespace', ns]);
+  for (const ns of ['dm-view', 'dm-rec', 'dm-exec', 'dm-short', 'dm-cli', 'dm-revoke'])
+    await env.kOk(['create', 'namespace', ns]);
   admin = (await loginAs(env.serverUrl, people.sam)).token;
   approver = (await loginAs(env.serverUrl, people.ann)).token;
   cora = await loginAs(env.serverUrl, people.cora);
@@ -262,6 +264,41 @@ describe('direct mode policy', () => {
     } finally {
       await revoke(visa.id);
     }
+  });
+});
+
+describe('direct mode after a revoke', () => {
+  test("real kubectl works with a --direct kubeconfig; after a revoke its next call prints the visa's words and id, and the plugin prints no token", async () => {
+    const visa = await grant('viewer', ['dm-revoke']);
+    const kubeconfig = join(env.dir, 'cora-revoke.kubeconfig');
+    const written = await cli(['kubeconfig', '--cluster', CLUSTER, '--direct', '--kubeconfig', kubeconfig]);
+    assert.equal(written.code, 0, written.stderr);
+    const kubectlAsCora = (args: string[]) =>
+      kubectl(env.cp.binaries.kubectl, args, { kubeconfig, env: { KUBEVISA_CONFIG_DIR: coraCli } });
+
+    await eventually('kubectl lists pods with the direct token', 15_000, async () => {
+      const listed = await kubectlAsCora(['get', 'pods', '-n', 'dm-revoke']);
+      return listed.code === 0;
+    });
+    assert.ok(existsSync(join(coraCli, 'credentials', `${CLUSTER}.json`)), 'the token is cached');
+
+    await revoke(visa.id, 'contract paused');
+    const refused = await kubectlAsCora(['get', 'pods', '-n', 'dm-revoke']);
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      refused.stderr,
+      new RegExp(
+        `visa ${visa.id} \\(viewer on dm-revoke in cluster 'test'\\) was revoked by sam@corp\\.example at [0-9T:.Z-]+: contract paused; request a new one with 'kubevisa request --cluster test --ns dm-revoke --profile viewer`,
+      ),
+    );
+    assert.match(refused.stderr, /\[ERR_VISA_ENDED\]/);
+    assert.doesNotMatch(refused.stderr, /forbidden|Unauthorized/i, 'no raw RBAC or authentication error');
+    assert.ok(!existsSync(join(coraCli, 'credentials', `${CLUSTER}.json`)), 'the cached token is removed');
+
+    const plugin = await cli(['credential', '--cluster', CLUSTER, '--direct']);
+    assert.equal(plugin.code, 1);
+    assert.equal(plugin.stdout, '', 'no token printed');
+    assert.match(plugin.stderr, new RegExp(`visa ${visa.id} .* was revoked by sam@corp\\.example`));
   });
 });
 

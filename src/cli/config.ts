@@ -3,7 +3,8 @@
  * `~/.config/kubevisa` (created 0700). It holds
  *   - `config.json`: which server to talk to and which CA to trust (not secret);
  *   - `session.json`: the session secret that buys access tokens, plus the last access token (secret);
- *   - `credentials/<cluster>.json`: the last direct-mode cluster token per cluster (secret).
+ *   - `credentials/<cluster>.json`: the last direct-mode cluster token per cluster (secret);
+ *   - `credentials/<cluster>.last-call`: when `kubevisa credential --direct` last ran for the cluster (not secret).
  * Secret files are written 0600 through a temporary file and a rename, so a crash or a concurrent
  * `kubevisa credential` (kubectl runs several) never sees half a file, and they are refused when anyone
  * else could read them: a secret that may have leaked must not be used silently.
@@ -66,6 +67,10 @@ export function sessionFile(dir: string): string {
 }
 export function credentialFile(dir: string, cluster: string): string {
   return join(dir, 'credentials', `${checkClusterName(cluster)}.json`);
+}
+/** Not `.json`: a cluster name may hold dots, and no cluster's credential file may share this name. */
+export function lastCallFile(dir: string, cluster: string): string {
+  return join(dir, 'credentials', `${checkClusterName(cluster)}.last-call`);
 }
 
 // Cluster names become file names here and path segments in URLs: allow only what cannot climb out of
@@ -149,6 +154,35 @@ export async function readCredential(dir: string, cluster: string): Promise<Cach
 
 export async function writeCredential(dir: string, credential: CachedCredential): Promise<void> {
   await writeFileAtomically(credentialFile(dir, credential.cluster), JSON.stringify(credential, null, 2) + '\n');
+}
+
+/** Removes the cached token for `cluster` (after the server refused to renew it); no error when there is none. */
+export async function removeCredential(dir: string, cluster: string): Promise<void> {
+  await rm(credentialFile(dir, cluster), { force: true });
+}
+
+/** When `kubevisa credential --direct` last ran for `cluster` (epoch ms), or undefined when it never did. */
+export async function readLastCall(dir: string, cluster: string): Promise<number | undefined> {
+  const file = lastCallFile(dir, cluster);
+  const parsed = await readJsonFile(file, { secret: false });
+  if (parsed === undefined) return undefined;
+  const at = Date.parse(
+    requireString(asRecord(parsed, file, 'a kubevisa call record'), 'at', file, 'a kubevisa call record'),
+  );
+  if (!Number.isFinite(at)) {
+    throw new BadStateFile(
+      `${file} does not hold an RFC 3339 'at'. Remove it; the next kubectl command writes it again.`,
+    );
+  }
+  return at;
+}
+
+/** Records that `kubevisa credential --direct` ran for `cluster` at `at` (epoch ms). Holds no secret. */
+export async function writeLastCall(dir: string, cluster: string, at: number): Promise<void> {
+  await writeFileAtomically(
+    lastCallFile(dir, cluster),
+    JSON.stringify({ cluster, at: new Date(at).toISOString() }) + '\n',
+  );
 }
 
 /** Removes every cached cluster token (after logout, or a login that may be someone else). */

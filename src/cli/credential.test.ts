@@ -49,6 +49,12 @@ async function writeCachedCredential(token: string, expirationTimestamp: string,
   return file;
 }
 
+async function writeLastCall(at: string): Promise<void> {
+  const file = join(sandbox.configDir, 'credentials', 'prod.last-call');
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  await writeFile(file, JSON.stringify({ cluster: 'prod', at }), { mode: 0o600 });
+}
+
 describe('direct mode', () => {
   test('fetches a cluster token, prints an ExecCredential and caches it 0600', async () => {
     const expires = inMinutes(10);
@@ -100,6 +106,64 @@ describe('direct mode', () => {
     assert.equal(result.code, 1);
     assert.equal(result.stdout, '');
     assert.equal(result.stderr, 'kubevisa: you hold no active visa for cluster prod [ERR_FORBIDDEN]\n');
+  });
+
+  test('a call within 30 s of the previous one asks the server even with a valid cached token', async () => {
+    await writeCachedCredential('sa-cached', inMinutes(10));
+    await writeLastCall(new Date(Date.now() - 5_000).toISOString());
+    api.on('POST', '/api/v1/clusters/prod/credential', {
+      status: 200,
+      body: { token: 'sa-rechecked', expirationTimestamp: inMinutes(10) },
+    });
+    const result = await sandbox.runOk(['credential', '--cluster', 'prod', '--direct']);
+    assert.equal(parseCredential(result.stdout).status.token, 'sa-rechecked');
+    assert.deepEqual(api.calls(), ['POST /api/v1/sessions/token', 'POST /api/v1/clusters/prod/credential']);
+  });
+
+  test('a call long after the previous one answers from the cache, and records when it ran without any secret', async () => {
+    await writeCachedCredential('sa-cached', inMinutes(10));
+    await writeLastCall(new Date(Date.now() - 10 * 60_000).toISOString());
+    const before = Date.now();
+    const result = await sandbox.runOk(['credential', '--cluster', 'prod', '--direct']);
+    assert.equal(parseCredential(result.stdout).status.token, 'sa-cached');
+    assert.deepEqual(api.calls(), []);
+    const state = await readFile(join(sandbox.configDir, 'credentials', 'prod.last-call'), 'utf8');
+    const recorded = JSON.parse(state) as { cluster: string; at: string };
+    assert.equal(recorded.cluster, 'prod');
+    assert.ok(Date.parse(recorded.at) >= before - 1000);
+    assert.doesNotMatch(state, /sa-cached|kvs_/, 'no token or session secret in it');
+  });
+
+  test("after a revoke the repeated call prints the visa's words, no token, exits 1 and drops the cached token", async () => {
+    const file = await writeCachedCredential('sa-cached', inMinutes(9));
+    await writeLastCall(new Date(Date.now() - 2_000).toISOString());
+    const words =
+      "visa v_cut (viewer on payments in cluster 'prod') was revoked by sam@corp.example at 2026-03-02T09:59:00Z: work done; request a new one with 'kubevisa request --cluster prod --ns payments --profile viewer --for DURATION --reason TEXT'";
+    api.on('POST', '/api/v1/clusters/prod/credential', problem(403, 'ERR_VISA_ENDED', words));
+    const result = await sandbox.run(['credential', '--cluster', 'prod', '--direct']);
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, '');
+    assert.equal(result.stderr, `kubevisa: ${words} [ERR_VISA_ENDED]\n`);
+    await assert.rejects(stat(file), { code: 'ENOENT' });
+    // The next call has nothing cached to fall back on: it asks again and is refused again.
+    const next = await sandbox.run(['credential', '--cluster', 'prod', '--direct']);
+    assert.equal(next.code, 1);
+    assert.equal(next.stdout, '');
+  });
+
+  test('when the server cannot be reached on a repeated call, the cached token is used and the person is told', async () => {
+    const gone = await FakeApi.start();
+    await gone.close();
+    await seedLogin(sandbox, gone.url, { accessToken: 'at-saved', accessTokenExpiresAt: inMinutes(5) });
+    const expires = inMinutes(8);
+    await writeCachedCredential('sa-cached', expires);
+    await writeLastCall(new Date(Date.now() - 1_000).toISOString());
+    const result = await sandbox.runOk(['credential', '--cluster', 'prod', '--direct']);
+    assert.equal(parseCredential(result.stdout).status.token, 'sa-cached');
+    assert.match(
+      result.stderr,
+      new RegExp(`could not ask the kubevisa server about cluster 'prod' .*valid until ${expires}`),
+    );
   });
 
   test('refuses a cache file that others can read', async () => {

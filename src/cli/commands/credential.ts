@@ -10,17 +10,41 @@
  * CLI's own small modules: the import-graph test fails if yaml, @kubernetes/client-node or any other
  * package becomes reachable.
  *
+ * Direct mode and a revoke. A revoke deletes the RoleBindings, not the ServiceAccount, so a cached direct token
+ * still authenticates and kubectl only shows a raw RBAC refusal; kubectl tells the plugin nothing about why it
+ * runs (KUBERNETES_EXEC_INFO carries only `interactive` and the cluster). What it does is run the plugin again at
+ * once after a 401, and a person runs the refused command again. So a direct call that comes within
+ * RECHECK_WITHIN_MS of the previous one for the same cluster (remembered in credentials/<cluster>.last-call,
+ * which holds no secret) asks the server instead of the cache: the server then either issues a fresh token or
+ * refuses in the visa's own words (who revoked it, when, why, how to ask again). On a refusal nothing is printed
+ * on stdout, the cached token is removed and the exit status is 1.
+ *
  * Errors go to stderr and exit 1; kubectl shows that text to the person.
  */
 import type { ClusterCredentialJson } from '../api-types.ts';
-import { checkClusterName, configDir, readCredential, readSession, writeCredential } from '../config.ts';
-import { NotLoggedIn, UnexpectedResponse } from '../errors.ts';
-import { UsageError, type CommandRun } from '../framework.ts';
+import {
+  checkClusterName,
+  configDir,
+  readCredential,
+  readLastCall,
+  readSession,
+  removeCredential,
+  writeCredential,
+  writeLastCall,
+} from '../config.ts';
+import { ApiError, NotLoggedIn, ServerTimeout, ServerUnreachable, UnexpectedResponse } from '../errors.ts';
+import { UsageError, type CommandRun, type Io } from '../framework.ts';
 
 /** A cached token is handed out only while it stays valid for at least this long (milliseconds). */
 const MIN_REMAINING_MS = 60_000;
 /** kubectl waits for the plugin; a stuck server should not hang it for long (milliseconds). */
 const FETCH_TIMEOUT_MS = 20_000;
+/**
+ * A direct call this soon after the previous one for the same cluster asks the server rather than the cache
+ * (milliseconds): kubectl's own re-run after a 401 comes within a second, a person's retry of a refused command
+ * within seconds. In a burst of kubectl commands each one asks the server, which the audit trail then shows.
+ */
+export const RECHECK_WITHIN_MS = 30_000;
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
   if (positionals.length > 0) {
@@ -32,7 +56,7 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
   }
   const dir = configDir();
   const now = Date.now();
-  const credential = values.direct === true ? await directToken(dir, cluster, now) : await gatewayToken(dir, now);
+  const credential = values.direct === true ? await directToken(dir, cluster, now, io) : await gatewayToken(dir, now);
   io.out(
     JSON.stringify({
       apiVersion: 'client.authentication.k8s.io/v1',
@@ -67,15 +91,41 @@ async function gatewayToken(dir: string, now: number): Promise<Token> {
 }
 
 /** A TokenRequest token for the person's ServiceAccount in the cluster, from the cache or the server. */
-async function directToken(dir: string, cluster: string, now: number): Promise<Token> {
+async function directToken(dir: string, cluster: string, now: number, io: Io): Promise<Token> {
   const cached = await readCredential(dir, cluster);
-  if (cached && stillValid(cached.expirationTimestamp, now)) return cached;
+  const previousCall = await readLastCall(dir, cluster);
+  await writeLastCall(dir, cluster, now);
+  // A previous call dated after now means the clock moved back: ask the server rather than guess.
+  const repeated = previousCall !== undefined && previousCall > now - RECHECK_WITHIN_MS;
+  const usable = cached !== undefined && stillValid(cached.expirationTimestamp, now) ? cached : undefined;
+  if (usable && !repeated) return usable;
 
   const session = await readSession(dir);
-  if (!session) throw notLoggedIn();
+  if (!session) {
+    await removeCredential(dir, cluster);
+    throw notLoggedIn();
+  }
   const { connect } = await import('../api-client.ts');
-  const client = await connect({ configDir: dir, server: session.server, timeoutMs: FETCH_TIMEOUT_MS });
-  const answer = await client.post<ClusterCredentialJson>(`/api/v1/clusters/${encodeURIComponent(cluster)}/credential`);
+  let answer: ClusterCredentialJson | undefined;
+  let server: string;
+  try {
+    const client = await connect({ configDir: dir, server: session.server, timeoutMs: FETCH_TIMEOUT_MS });
+    server = client.server;
+    answer = await client.post<ClusterCredentialJson>(`/api/v1/clusters/${encodeURIComponent(cluster)}/credential`);
+  } catch (error) {
+    if (error instanceof NotLoggedIn || (error instanceof ApiError && error.status >= 400 && error.status < 500)) {
+      // The server refused: the cached token must not be handed out again, by this call or the next.
+      await removeCredential(dir, cluster);
+      throw error;
+    }
+    if (usable && (error instanceof ServerUnreachable || error instanceof ServerTimeout)) {
+      io.err(
+        `kubevisa: could not ask the kubevisa server about cluster '${cluster}' (${error.message}); using the cached token, valid until ${usable.expirationTimestamp}\n`,
+      );
+      return usable;
+    }
+    throw error;
+  }
   if (
     typeof answer?.token !== 'string' ||
     answer.token === '' ||
@@ -83,11 +133,11 @@ async function directToken(dir: string, cluster: string, now: number): Promise<T
     !Number.isFinite(Date.parse(answer.expirationTimestamp))
   ) {
     throw new UnexpectedResponse(
-      `the server at ${client.server} answered POST /api/v1/clusters/${cluster}/credential without a token and an RFC 3339 expirationTimestamp; is it a kubevisa server of the same version as this CLI?`,
+      `the server at ${server} answered POST /api/v1/clusters/${cluster}/credential without a token and an RFC 3339 expirationTimestamp; is it a kubevisa server of the same version as this CLI?`,
     );
   }
   await writeCredential(dir, {
-    server: client.server,
+    server,
     cluster,
     token: answer.token,
     expirationTimestamp: answer.expirationTimestamp,
