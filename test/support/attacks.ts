@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { people } from './kubevisa-env.ts';
+import { loginAs, people } from './kubevisa-env.ts';
 import {
   apiRefusal,
   apiserverSaw,
@@ -579,7 +579,6 @@ export const ATTACKS: AttackCase[] = [
     attack: "the token of a session that was logged out (a copy kept from the person's laptop)",
     expect: "401 'session has ended' at the gateway, 401 ERR_UNAUTHENTICATED at the API",
     run: async (t) => {
-      const { loginAs } = await import('./kubevisa-env.ts');
       const second = await loginAs(t.env.serverUrl, people.cora);
       const trusted = await gatewayGet(`/api/v1/namespaces/${GRANTED}/configmaps?limit=1`, second.token);
       assert.equal(trusted.status, 200, 'trusted (and cached) while the session lives');
