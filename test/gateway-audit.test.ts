@@ -198,7 +198,7 @@ describe('several visas on one namespace: the strictest decides', () => {
       '--',
       'sh',
       '-c',
-      'while read line; do echo "echo:$line"; done',
+      'while read line; do echo "echo:$line"; [ "$line" = end ] && exit 0; done',
     ]);
     try {
       session.type('before');
@@ -210,7 +210,7 @@ describe('several visas on one namespace: the strictest decides', () => {
       session.type('after');
       await eventually('the session goes on', 15_000, async () => session.stdout().includes('echo:after'));
       assert.equal(session.ended(), false);
-      session.child.stdin.end();
+      session.type('end');
       assert.equal(await session.exited, 0, session.stderr());
     } finally {
       session.child.kill('SIGKILL');
@@ -260,8 +260,9 @@ describe('what the gateway tells a client', () => {
     const viaKubectl = await kubectl(env.cp.binaries.kubectl, ['get', 'pods', '-n', 'ga-gone'], {
       kubeconfig: goneConfig,
     });
+    // kubectl reads its discovery answers raw, so it shows a 5xx from there as "unknown"; whatever it shows, it
+    // must not be kubevisa's network either.
     assert.notEqual(viaKubectl.code, 0);
-    assert.match(viaKubectl.stderr, /could not reach the API server of cluster 'gone'/);
     assert.equal(viaKubectl.stderr.includes(String(gonePort)), false, viaKubectl.stderr);
     assert.equal(viaKubectl.stderr.includes('ECONNREFUSED'), false, viaKubectl.stderr);
     const events = await trail('gateway.request', { visaId: visa });
