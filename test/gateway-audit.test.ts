@@ -12,6 +12,7 @@ import { debuggerProfile } from '../src/rbac/profiles.ts';
 import { gateways } from '../src/gateway/wire.ts';
 import type { AuditEvent } from '../src/store/store.ts';
 import { eventually, kubectl } from './support/kubectl.ts';
+import { startFlood } from './support/gateway-flood.ts';
 
 let env: KubevisaEnv;
 let admin: string;
@@ -110,7 +111,7 @@ before(async () => {
     description: 'debugger without recording (tests)',
   };
   env = await startKubevisaEnv({ tls: true, autoApproval: false, extraProfiles: [plain] });
-  for (const ns of ['ga-both', 'ga-late']) await env.kOk(['create', 'namespace', ns]);
+  for (const ns of ['ga-both', 'ga-late', 'ga-flood']) await env.kOk(['create', 'namespace', ns]);
   [gonePort] = (await freePorts(1)) as [number];
   const goneKubeconfig = join(env.dir, 'gone.kubeconfig');
   await writeFile(
@@ -268,5 +269,48 @@ describe('what the gateway tells a client', () => {
     const events = await trail('gateway.request', { visaId: visa });
     assert.ok(events.length > 0, 'the failed requests are in the trail');
     assert.match(String(events[0]!.details.upstreamError), /ECONNREFUSED/, 'the detail is kept for operators');
+  });
+});
+
+describe('a flood of anonymous requests', () => {
+  test('100 000 anonymous requests grow the trail by a handful of events, every one counted, and a contractor is still served', async () => {
+    await grant('viewer', ['ga-flood']);
+    await gateway().flushAudit();
+    const head = (await env.server!.store.getAuditHead())?.seq ?? 0;
+    const flood = startFlood({
+      port: env.serverPort,
+      ca: readFileSync(join(env.dir, 'pki', 'ca.crt')),
+      path: `/clusters/${CLUSTER}/api/v1/namespaces/ga-flood/pods`,
+      requests: 100_000,
+      connections: 4,
+      from: '127.0.0.2',
+    });
+    const result = await flood.done;
+    assert.equal(result.answered, 100_000);
+    assert.equal((result.statuses[401] ?? 0) + (result.statuses[429] ?? 0), 100_000, JSON.stringify(result.statuses));
+    assert.ok(
+      (result.statuses[429] ?? 0) > 90_000,
+      `most are refused before any work: ${JSON.stringify(result.statuses)}`,
+    );
+    await gateway().flushAudit();
+    const grown = await env.server!.store.listAudit({ afterSeq: head, limit: 10_000 });
+    const fromFlood = grown.filter((e) => e.source?.address === '127.0.0.2');
+    assert.ok(
+      fromFlood.length <= 5,
+      `a handful of events for the flood: ${JSON.stringify(fromFlood.map((e) => [e.action, e.details.count]))}`,
+    );
+    assert.ok(grown.length <= 10, `the trail grew by ${grown.length}: ${JSON.stringify(grown.map((e) => e.action))}`);
+    assert.equal(fromFlood.filter((e) => e.action === 'gateway.refused').length, 1, 'the first refusal in full');
+    const summaries = fromFlood.filter((e) => e.action === 'gateway.refused.summary');
+    assert.ok(summaries.length >= 1);
+    assert.equal(
+      summaries.reduce((sum, e) => sum + Number(e.details.count), 0),
+      100_000 - 1,
+      'every other refusal is counted in a summary',
+    );
+    const agents = summaries[0]!.details.userAgents as { userAgent: string; count: number }[];
+    assert.ok(agents.length <= 5 && agents.every((a) => a.userAgent.startsWith('flood/')));
+    const served = await gk(['get', 'pods', '-n', 'ga-flood']);
+    assert.equal(served.code, 0, served.stderr);
   });
 });

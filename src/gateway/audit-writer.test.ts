@@ -112,3 +112,36 @@ describe('the gateway audit writer thread', () => {
     }
   });
 });
+
+describe('the audit batch queue is bounded', () => {
+  test('when the writer falls behind, the queue stops taking what may give way, and keeps every relayed event', async () => {
+    const written: NewAuditEvent[] = [];
+    let release: () => void = () => {};
+    const stalled = new Promise<void>((resolve) => (release = resolve));
+    const batcher = new AuditBatcher({
+      sink: {
+        write: async (events) => {
+          await stalled;
+          written.push(...events);
+        },
+        close: async () => {},
+      },
+      delayMs: 1,
+      maxQueued: 10,
+      onError: () => {},
+    });
+    for (let i = 0; i < 10; i++) assert.equal(batcher.offer(event(i, 'refusal')), true);
+    assert.equal(batcher.hasRoom, false, 'full: the gateway admits nothing new');
+    assert.equal(batcher.offer(event(10, 'refusal')), false, 'a refusal summary gives way');
+    // Requests relayed before the queue filled still end, and their events are kept.
+    for (let i = 0; i < 5; i++) batcher.add(event(100 + i, 'relayed'));
+    assert.equal(batcher.queued, 15);
+    const flushed = batcher.flush();
+    release();
+    await flushed;
+    assert.equal(batcher.hasRoom, true);
+    assert.equal(written.filter((e) => e.actor === 'relayed').length, 5);
+    assert.equal(written.length, 15);
+    await batcher.close();
+  });
+});

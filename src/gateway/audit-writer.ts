@@ -86,17 +86,23 @@ export class AuditThread implements AuditSink {
   }
 }
 
+/** Default bound of the queue of events waiting to be written. */
+export const DEFAULT_MAX_QUEUED_EVENTS = 20_000;
+
 export class AuditBatcher {
   private queue: NewAuditEvent[] = [];
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private readonly sink: AuditSink;
   private readonly delayMs: number;
+  private readonly maxQueued: number;
   private readonly onError: (error: Error) => void;
 
-  constructor(options: { sink: AuditSink; delayMs?: number; onError: (error: Error) => void }) {
+  /** `maxQueued`: events waiting at most (default 20 000) before `hasRoom` turns false and `offer` refuses. */
+  constructor(options: { sink: AuditSink; delayMs?: number; maxQueued?: number; onError: (error: Error) => void }) {
     this.sink = options.sink;
     this.delayMs = options.delayMs ?? 250;
+    this.maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED_EVENTS;
     this.onError = options.onError;
   }
 
@@ -106,9 +112,30 @@ export class AuditBatcher {
    */
   healthy = true;
 
+  /**
+   * Room for more: when false, the gateway admits no new request (503), so the queue can only grow by the events of
+   * requests already relayed, which are never dropped.
+   */
+  get hasRoom(): boolean {
+    return this.queue.length < this.maxQueued;
+  }
+
+  /** Events waiting to be written. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Queues the event of something kubevisa did (a relayed request, a stream): always taken. */
   add(event: NewAuditEvent): void {
     this.queue.push(event);
     this.schedule(this.delayMs);
+  }
+
+  /** Queues an event that may give way (refusal samples and summaries): taken only while there is room. */
+  offer(event: NewAuditEvent): boolean {
+    if (!this.hasRoom) return false;
+    this.add(event);
+    return true;
   }
 
   private schedule(delayMs: number): void {

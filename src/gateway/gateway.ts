@@ -14,7 +14,8 @@ import type { NewAuditEvent, Store } from '../store/store.ts';
 import { AuditBatcher, storeSink, type AuditSink } from './audit-writer.ts';
 import type { GrantIndex, PersonEntry } from './grants.ts';
 import { allowedUpgrade, downstreamRawHeaders, hasBearerSubprotocol, upstreamHeaders } from './headers.ts';
-import { RateLimiter } from './rate-limit.ts';
+import { AddressLimiter, clientKey, RateLimiter, type AddressLimits } from './rate-limit.ts';
+import { RefusalSampler } from './refusals.ts';
 import { auditedQuery, NonCanonicalPath, requestInfo, splitGatewayUrl, type RequestInfo } from './request-info.ts';
 import { StreamRegistry, type OpenStream } from './streams.ts';
 import { startRecording, type Recording } from './recording.ts';
@@ -45,6 +46,12 @@ export interface GatewayOptions {
   clusters: Map<string, UpstreamCluster>;
   /** Per person; default 50 requests/s sustained, bursts of 100. */
   rateLimit?: { ratePerSecond: number; burst: number };
+  /** Per client address, checked before any other work (see AddressLimits for the defaults). */
+  addressLimits?: Partial<AddressLimits>;
+  /** Audit events waiting to be written at most before new requests are refused with 503 (default 20 000). */
+  maxQueuedAuditEvents?: number;
+  /** How often counted refusals are written as one summary per source, in ms (default 60 000). */
+  refusalSummaryIntervalMs?: number;
   /** Largest request body relayed, in bytes (default 8 MiB). */
   maxBodyBytes?: number;
   /** How long a verified token is trusted before its session is checked again, in ms (default 5000). */
@@ -76,6 +83,27 @@ interface CachedToken extends Authenticated {
 
 const MAX_CACHED_TOKENS = 10_000;
 
+/** A request the gateway answers itself, with a refusal. */
+interface Refused {
+  ok: false;
+  status: number;
+  reason: string;
+  message: string;
+  retryAfter?: number;
+  auth?: Authenticated;
+  cluster?: string;
+  info?: RequestInfo;
+  /**
+   * Anyone can cause it without a valid token (a bad path, an unknown cluster, no token, a refused upgrade): it counts
+   * against the client address's refusal budget.
+   */
+  anonymous?: boolean;
+  /** It can come in floods (429, 503): counted and sampled per source rather than written one by one. */
+  sampled?: boolean;
+  /** Refused by the address check itself, before anything was taken from the address's budget. */
+  screened?: boolean;
+}
+
 export class Gateway {
   readonly streams = new StreamRegistry((s) => {
     const allowed = this.stillAdmits(s, this.now());
@@ -86,7 +114,10 @@ export class Gateway {
   private readonly now: () => number;
   private readonly tokenCache = new Map<string, CachedToken>();
   private readonly limiter: RateLimiter;
+  private readonly addresses: AddressLimiter;
   private readonly audit: AuditBatcher;
+  private readonly refusals: RefusalSampler;
+  private readonly summaryTimer: NodeJS.Timeout;
   private readonly maxBodyBytes: number;
   /** Relayed requests and streams whose audit event is not yet queued (shutdown waits for them). */
   private unrecorded = 0;
@@ -97,11 +128,19 @@ export class Gateway {
     this.now = options.now ?? Date.now;
     this.limiter = new RateLimiter(options.rateLimit ?? { ratePerSecond: 50, burst: 100 });
     this.maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
+    this.addresses = new AddressLimiter(options.addressLimits);
     this.audit = new AuditBatcher({
       sink: options.auditSink ?? storeSink(options.store),
+      ...(options.maxQueuedAuditEvents !== undefined ? { maxQueued: options.maxQueuedAuditEvents } : {}),
       onError:
         options.onAuditError ?? ((e) => process.stderr.write(`kubevisa gateway: audit write failed: ${e.message}\n`)),
     });
+    this.refusals = new RefusalSampler({
+      offer: (event) => this.audit.offer(event),
+      ...(options.refusalSummaryIntervalMs !== undefined ? { intervalMs: options.refusalSummaryIntervalMs } : {}),
+    });
+    this.summaryTimer = setInterval(() => this.refusals.flush(this.now()), this.refusals.intervalMs);
+    this.summaryTimer.unref();
   }
 
   // ---- plain requests ----
@@ -117,14 +156,16 @@ export class Gateway {
 
   private async handleAsync(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const startedAt = this.now();
-    const admitted = await this.admit(req);
+    const address = clientKey(req.socket.remoteAddress);
+    const admitted = this.screen(address, startedAt) ?? (await this.admit(req));
     if (!admitted.ok) {
       if (admitted.retryAfter !== undefined) res.setHeader('retry-after', String(admitted.retryAfter));
       sendStatus(res, admitted.status, admitted.reason, admitted.message);
-      this.recordRefusal(req, admitted, startedAt);
+      this.recordRefusal(req, address, admitted, startedAt);
       return;
     }
     const { upstream, info, person, visaId, visas, query } = admitted;
+    this.addresses.settle(address, this.now(), false);
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > this.maxBodyBytes) {
       sendStatus(res, 413, 'RequestEntityTooLarge', `the request body is larger than ${this.maxBodyBytes} bytes`);
@@ -245,23 +286,35 @@ export class Gateway {
 
   private async upgradeAsync(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const startedAt = this.now();
+    const address = clientKey(req.socket.remoteAddress);
+    const refuse = (refusal: Refused) => {
+      this.recordRefusal(req, address, refusal, startedAt);
+      rawStatus(socket, refusal.status, refusal.reason, refusal.message, refusal.retryAfter);
+    };
+    const screened = this.screen(address, startedAt);
+    if (screened) return refuse(screened);
     const protocol = allowedUpgrade(req.headers.upgrade);
     if (protocol === undefined)
-      return rawStatus(socket, 400, 'BadRequest', 'only WebSocket and SPDY/3.1 upgrades are relayed');
+      return refuse({
+        ok: false,
+        status: 400,
+        reason: 'BadRequest',
+        message: 'only WebSocket and SPDY/3.1 upgrades are relayed',
+        anonymous: true,
+      });
     if (hasBearerSubprotocol(req.rawHeaders)) {
-      return rawStatus(
-        socket,
-        400,
-        'BadRequest',
-        'bearer tokens in WebSocket subprotocols are not accepted: authenticate with the Authorization header',
-      );
+      return refuse({
+        ok: false,
+        status: 400,
+        reason: 'BadRequest',
+        message: 'bearer tokens in WebSocket subprotocols are not accepted: authenticate with the Authorization header',
+        anonymous: true,
+      });
     }
     const admitted = await this.admit(req);
-    if (!admitted.ok) {
-      this.recordRefusal(req, admitted, startedAt);
-      return rawStatus(socket, admitted.status, admitted.reason, admitted.message, admitted.retryAfter);
-    }
+    if (!admitted.ok) return refuse(admitted);
     const { upstream, info, person, visaId, visas, query } = admitted;
+    this.addresses.settle(address, this.now(), false);
     const session = info.subresource === 'exec' || info.subresource === 'attach';
     const recorded = admitted.recordSessions && session;
     if (recorded && protocol !== 'websocket') {
@@ -426,6 +479,24 @@ export class Gateway {
 
   // ---- shared checks ----
 
+  /**
+   * The check made before any other work on a request, token verification included: the client address's budget.
+   * An address that keeps causing refusals without a valid token is answered 429 at once until it slows down.
+   */
+  private screen(address: string, now: number): Refused | undefined {
+    const wait = this.addresses.take(address, now);
+    if (wait === 0) return undefined;
+    return {
+      ok: false,
+      status: 429,
+      reason: 'TooManyRequests',
+      message: `too many requests from your address: retry in ${wait} s`,
+      retryAfter: wait,
+      sampled: true,
+      screened: true,
+    };
+  }
+
   private async admit(req: IncomingMessage): Promise<
     | {
         ok: true;
@@ -441,23 +512,14 @@ export class Gateway {
         query: string;
         auth: Authenticated;
       }
-    | {
-        ok: false;
-        status: number;
-        reason: string;
-        message: string;
-        retryAfter?: number;
-        auth?: Authenticated;
-        cluster?: string;
-        info?: RequestInfo;
-      }
+    | Refused
   > {
     let split;
     try {
       split = splitGatewayUrl(req.url ?? '');
     } catch (error) {
       if (error instanceof NonCanonicalPath)
-        return { ok: false, status: 400, reason: 'BadRequest', message: `refused: ${error.message}` };
+        return { ok: false, status: 400, reason: 'BadRequest', message: `refused: ${error.message}`, anonymous: true };
       throw error;
     }
     const upstream = this.options.clusters.get(split.cluster);
@@ -467,6 +529,7 @@ export class Gateway {
         status: 404,
         reason: 'NotFound',
         message: `kubevisa manages no cluster named '${split.cluster}'`,
+        anonymous: true,
       };
     if (this.stopping) {
       return {
@@ -475,6 +538,7 @@ export class Gateway {
         reason: 'ServiceUnavailable',
         message: 'the kubevisa server is stopping: retry in a moment',
         retryAfter: 1,
+        sampled: true,
       };
     }
     if (!this.audit.healthy) {
@@ -484,12 +548,32 @@ export class Gateway {
         reason: 'ServiceUnavailable',
         message: 'the audit trail cannot be written right now, so kubevisa relays nothing: try again shortly',
         retryAfter: 5,
+        sampled: true,
+      };
+    }
+    if (!this.audit.hasRoom) {
+      // Back-pressure: the events of requests already relayed are never dropped, so new ones wait instead.
+      return {
+        ok: false,
+        status: 503,
+        reason: 'ServiceUnavailable',
+        message: 'kubevisa is writing a backlog of audit events and relays nothing new until it has: retry in a moment',
+        retryAfter: 1,
+        sampled: true,
       };
     }
     const info = requestInfo(req.method ?? 'GET', split.path, split.query);
     const auth = await this.authenticate(req);
     if ('error' in auth)
-      return { ok: false, status: 401, reason: 'Unauthorized', message: auth.error, cluster: split.cluster, info };
+      return {
+        ok: false,
+        status: 401,
+        reason: 'Unauthorized',
+        message: auth.error,
+        cluster: split.cluster,
+        info,
+        anonymous: true,
+      };
     const now = this.now();
     const wait = this.limiter.take(auth.personId, now);
     if (wait > 0) {
@@ -502,6 +586,7 @@ export class Gateway {
         auth,
         cluster: split.cluster,
         info,
+        sampled: true,
       };
     }
     const decision = this.options.index.decide(auth.personId, split.cluster, info.namespace, now);
@@ -636,7 +721,9 @@ export class Gateway {
     }, reason);
   }
 
+  /** Writes the refusal summaries and everything queued (tests and shutdown; timers do it otherwise). */
   flushAudit(): Promise<void> {
+    this.refusals.flush(this.now());
     return this.audit.flush();
   }
 
@@ -649,6 +736,8 @@ export class Gateway {
     this.streams.closeWhere(() => true, 'server stopping');
     const deadline = Date.now() + waitMs;
     while (this.unrecorded > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    clearInterval(this.summaryTimer);
+    this.refusals.flush(this.now());
     await this.audit.close();
   }
 
@@ -720,13 +809,39 @@ export class Gateway {
     this.audit.add(event);
   }
 
-  private recordRefusal(
-    req: IncomingMessage,
-    refusal: { status: number; message: string; auth?: Authenticated; cluster?: string; info?: RequestInfo },
-    startedAt: number,
-  ): void {
-    this.audit.add({
-      at: this.now(),
+  /**
+   * Refusals of authenticated requests are written one by one (a person's rate limit bounds them); those anyone can
+   * cause, and 429s and 503s, are counted and sampled per source (see refusals.ts).
+   */
+  private recordRefusal(req: IncomingMessage, address: string, refusal: Refused, startedAt: number): void {
+    const now = this.now();
+    // A refusal answered by screen() itself (429) took nothing from the address's budget.
+    if (!refusal.screened) this.addresses.settle(address, now, refusal.anonymous === true);
+    if (refusal.auth && !refusal.sampled) {
+      this.audit.add(this.refusalEvent(req, refusal, startedAt, now));
+      return;
+    }
+    const userAgent = req.headers['user-agent'];
+    this.refusals.refused(
+      {
+        key: refusal.auth ? `person:${refusal.auth.personId}` : `addr:${address}`,
+        at: now,
+        status: refusal.status,
+        message: refusal.message,
+        path: (req.url ?? '').split('?')[0]!,
+        address,
+        ...(typeof userAgent === 'string' ? { userAgent } : {}),
+        actor: refusal.auth?.email ?? 'anonymous',
+        ...(refusal.auth ? { personId: refusal.auth.personId } : {}),
+        ...(refusal.cluster ? { cluster: refusal.cluster } : {}),
+      },
+      () => this.refusalEvent(req, refusal, startedAt, now),
+    );
+  }
+
+  private refusalEvent(req: IncomingMessage, refusal: Refused, startedAt: number, now: number): NewAuditEvent {
+    return {
+      at: now,
       actor: refusal.auth?.email ?? 'anonymous',
       action: 'gateway.refused',
       ...(refusal.auth ? { personId: refusal.auth.personId } : {}),
@@ -736,13 +851,13 @@ export class Gateway {
       reason: refusal.message.slice(0, 300),
       details: {
         status: refusal.status,
-        durationMs: this.now() - startedAt,
+        durationMs: now - startedAt,
         ...(refusal.info
           ? { verb: refusal.info.verb, ...(refusal.info.resource ? { resource: refusal.info.resource } : {}) }
           : {}),
       },
       source: sourceOf(req),
-    });
+    };
   }
 }
 

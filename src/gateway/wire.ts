@@ -10,7 +10,8 @@ import { InvalidInput } from '../domain/errors.ts';
 import type { Extension, ServerContext } from '../server/context.ts';
 import type { Store } from '../store/store.ts';
 import type { SqliteStore } from '../store/sqlite.ts';
-import { AuditThread } from './audit-writer.ts';
+import { AuditThread, DEFAULT_MAX_QUEUED_EVENTS } from './audit-writer.ts';
+import { DEFAULT_ADDRESS_LIMITS } from './rate-limit.ts';
 import { Gateway, type UpstreamCluster } from './gateway.ts';
 import { GrantIndex } from './grants.ts';
 import { identities } from '../identity/wire.ts';
@@ -28,11 +29,30 @@ export interface GatewayHandle {
 export const gateways = new WeakMap<ServerContext, GatewayHandle>();
 
 export const wireGateway: Extension = async (context) => {
-  const raw = context.config.extensions.gateway as { ratePerSecond?: unknown; burst?: unknown } | undefined;
+  const raw = context.config.extensions.gateway as Record<string, unknown> | undefined;
   const rateLimit = {
     ratePerSecond: numberOr(raw?.ratePerSecond, 50, 'gateway.ratePerSecond'),
     burst: numberOr(raw?.burst, 100, 'gateway.burst'),
   };
+  const addressLimits = {
+    ratePerSecond: numberOr(
+      raw?.addressRatePerSecond,
+      DEFAULT_ADDRESS_LIMITS.ratePerSecond,
+      'gateway.addressRatePerSecond',
+    ),
+    burst: numberOr(raw?.addressBurst, DEFAULT_ADDRESS_LIMITS.burst, 'gateway.addressBurst'),
+    refusalsPerSecond: numberOr(
+      raw?.addressRefusalsPerSecond,
+      DEFAULT_ADDRESS_LIMITS.refusalsPerSecond,
+      'gateway.addressRefusalsPerSecond',
+    ),
+    refusalBurst: numberOr(
+      raw?.addressRefusalBurst,
+      DEFAULT_ADDRESS_LIMITS.refusalBurst,
+      'gateway.addressRefusalBurst',
+    ),
+  };
+  const maxQueuedAuditEvents = numberOr(raw?.auditQueueLimit, DEFAULT_MAX_QUEUED_EVENTS, 'gateway.auditQueueLimit');
   const clusters = new Map<string, UpstreamCluster>();
   for (const c of context.config.clusters) clusters.set(c.name, upstreamFor(c.name, c.kubeconfig));
   const index = new GrantIndex(context.store);
@@ -43,6 +63,8 @@ export const wireGateway: Extension = async (context) => {
     index,
     clusters,
     rateLimit,
+    addressLimits,
+    maxQueuedAuditEvents,
     recordingsDir: join(context.config.dataDir, 'recordings'),
     onRequest: (request) => context.events.emit('gateway-request', request),
     onStreamCut: (cut) => context.events.emit('stream-cut', cut),
