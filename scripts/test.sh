@@ -11,7 +11,9 @@ if [[ $# -gt 0 ]]; then targets=("$@"); else targets=('src/**/*.test.ts' 'test/*
 started=$(date +%s)
 status=0
 # Readable progress for people on stdout; the TAP stream is kept for the closing summary.
-node --disable-warning=ExperimentalWarning --test --test-concurrency=2 --test-timeout=300000 \
+# --disable-proto=throw, as every kubevisa process runs: node --test passes it on to each test file's process, so
+# the servers the tests start in-process (and their worker threads) run with it too.
+node --disable-warning=ExperimentalWarning --disable-proto=throw --test --test-concurrency=2 --test-timeout=300000 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tap" \
   "${targets[@]}" || status=$?

@@ -363,7 +363,8 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
         details: { reason: 'no_id_token' },
       });
     }
-    const claims: Record<string, unknown> = { ...idToken };
+    // Prototype-less: a claim the IdP did not send reads as undefined, never as something inherited.
+    const claims = Object.assign(Object.create(null) as Record<string, unknown>, idToken);
     if (
       (claims[emailClaim] === undefined || claims[groupsClaim] === undefined) &&
       metadata.userinfo_endpoint !== undefined

@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
+import { own } from '../domain/own.ts';
 import { parseDuration } from '../domain/time.ts';
 import type { Caller } from '../server/access-service.ts';
 import type { ServerContext } from '../server/context.ts';
@@ -265,15 +266,17 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
       const engagements = await store.listEngagements();
       return {
         items: options.mappings.map((m) => {
-          const engagement = m.engagement && engagements.filter((e) => e.name === m.engagement!.name).at(-1);
+          const spec = own(m, 'engagement');
+          const role = own(m, 'role');
+          const engagement = spec && engagements.filter((e) => e.name === spec.name).at(-1);
           return {
             group: m.group,
             // Which SCIM identity provider's group counts: any, unless the mapping names one.
-            scimIdp: m.idp ?? 'any',
-            ...(m.role ? { role: m.role } : {}),
-            ...(m.engagement
+            scimIdp: own(m, 'idp') ?? 'any',
+            ...(role ? { role } : {}),
+            ...(spec
               ? {
-                  engagement: m.engagement.name,
+                  engagement: spec.name,
                   engagementId: engagement?.id ?? null,
                   engagementStatus: engagement?.status ?? 'not created yet (no member so far)',
                   contractors: engagement?.contractors ?? [],

@@ -26,6 +26,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
+import { findForbiddenKey, ownData } from '../domain/own.ts';
 import type { PersonRole } from '../domain/model.ts';
 import { parseDuration } from '../domain/time.ts';
 import { isValidIdpName } from '../scim/tokens.ts';
@@ -185,7 +186,18 @@ function httpUrl(raw: Raw, key: string, path: string): string {
   return value.replace(/\/+$/, '');
 }
 
-export function parseScimConfig(raw: unknown): ScimConfig {
+/**
+ * The section as prototype-less objects, so every `raw.field` below reads an own property or nothing; keys such
+ * as `__proto__` are refused with their path.
+ */
+function section(raw: unknown, name: string): unknown {
+  const forbidden = findForbiddenKey(raw, name);
+  if (forbidden !== undefined) throw refuse(forbidden, 'is not a configuration field (it names an object prototype)');
+  return ownData(raw);
+}
+
+export function parseScimConfig(input: unknown): ScimConfig {
+  const raw = section(input, 'scim');
   if (raw === undefined) return { enabled: false, maxResults: 200 };
   if (raw === true) return { enabled: true, maxResults: 200 };
   if (!isObject(raw)) throw refuse('scim', 'must be an object such as { maxResults: 200 }, or true');
@@ -328,7 +340,8 @@ function parseOffboarding(raw: unknown): OffboardingConfig {
 }
 
 /** @param baseDir the config file's folder: relative `tokenFile` paths resolve against it. */
-export function parseIdentityConfig(raw: unknown, baseDir: string): IdentityConfig {
+export function parseIdentityConfig(input: unknown, baseDir: string): IdentityConfig {
+  const raw = section(input, 'identity');
   const value = raw === undefined ? {} : raw;
   if (!isObject(value)) throw refuse('identity', 'must be an object (see docs/identity.md)');
   onlyKnown(value, 'identity.', [

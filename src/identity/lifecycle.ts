@@ -13,6 +13,7 @@
  * groups, so a crash between the SCIM commit and the offboarding commit is repaired at the next start.
  */
 import { EngagementNotActive, Unauthenticated } from '../domain/errors.ts';
+import { own } from '../domain/own.ts';
 import type { Person } from '../domain/model.ts';
 import { isContractorOf } from '../domain/engagement.ts';
 import type { OidcIdentity } from '../auth/oidc-rp.ts';
@@ -119,7 +120,9 @@ export class IdentityLifecycle {
   private async scimSuspenderStillProvisions(personId: string, users: readonly ScimUserRecord[]): Promise<boolean> {
     const last = (await this.store.listOffboardings({ personId })).at(-1);
     if (last?.trigger !== 'scim') return false;
-    const by = (last.receipt.trigger as { by?: unknown } | undefined)?.by;
+    const trigger = own(last.receipt, 'trigger');
+    const by =
+      typeof trigger === 'object' && trigger !== null && !Array.isArray(trigger) ? own(trigger, 'by') : undefined;
     return users.some((u) => by === `scim:${u.provisionedBy}`);
   }
 
@@ -322,7 +325,7 @@ export class IdentityLifecycle {
     const caller = systemCaller(by);
     const active = await this.store.listEngagements({ status: 'active' });
     for (const mapping of this.mappings) {
-      const spec = mapping.engagement;
+      const spec = own(mapping, 'engagement');
       if (spec === undefined) continue;
       const engagement = active.find((e) => e.name === spec.name);
       const member = wanted.has(spec.name);
@@ -364,7 +367,8 @@ export class IdentityLifecycle {
     caller: Caller,
     reason: string,
   ): Promise<void> {
-    const spec = mapping.engagement!;
+    const spec = own(mapping, 'engagement');
+    if (spec === undefined) return;
     // An engagement of that name that has ended stays ended: a mapping never revives a closed contract.
     const ended = (await this.store.listEngagements({ status: 'ended' })).find((e) => e.name === spec.name);
     if (ended) {
@@ -378,7 +382,7 @@ export class IdentityLifecycle {
         vendor: spec.vendor,
         contractors: [email],
         sponsor: spec.sponsor,
-        ...(spec.startsAt !== undefined ? { startsAt: spec.startsAt } : {}),
+        ...(own(spec, 'startsAt') !== undefined ? { startsAt: spec.startsAt! } : {}),
         endsAt: spec.endsAt,
         ceiling: spec.ceiling,
         maxVisaDuration: spec.maxVisaDuration,

@@ -6,6 +6,7 @@
 import { InvalidInput } from '../domain/errors.ts';
 import type { PersonRole, Policy } from '../domain/model.ts';
 import { isNamespacePattern } from '../domain/names.ts';
+import { own } from '../domain/own.ts';
 import { parseDuration, parseInstant } from '../domain/time.ts';
 import type { GroupMapping } from './config.ts';
 
@@ -22,7 +23,7 @@ export function validateMappings(
 ): void {
   mappings.forEach((mapping, index) => {
     const path = `identity.groupMappings[${index}].engagement`;
-    const engagement = mapping.engagement;
+    const engagement = own(mapping, 'engagement');
     if (engagement === undefined) return;
     const refuse = (field: string, problem: string) =>
       new InvalidInput(`config: '${path}.${field}' ${problem}`, { details: { field: `${path}.${field}` } });
@@ -54,7 +55,8 @@ export function validateMappings(
     }
     const endsAt = parseInstant(engagement.endsAt, `config ${path}.endsAt`);
     if (endsAt <= known.now) throw refuse('endsAt', `(${engagement.endsAt}) is in the past: the contract has ended`);
-    if (engagement.startsAt !== undefined && parseInstant(engagement.startsAt, `config ${path}.startsAt`) >= endsAt) {
+    const startsAt = own(engagement, 'startsAt');
+    if (startsAt !== undefined && parseInstant(startsAt, `config ${path}.startsAt`) >= endsAt) {
       throw refuse('startsAt', 'must be before endsAt');
     }
     parseDuration(engagement.maxVisaDuration, `config ${path}.maxVisaDuration`);
@@ -76,18 +78,22 @@ export interface GroupMembership {
 /** Does `mapping` apply to someone in `groups`? A mapping that names an `idp` ignores other IdPs' SCIM groups. */
 export function matches(groups: readonly GroupMembership[], mapping: GroupMapping): boolean {
   const wanted = mapping.group.toLowerCase();
+  const idp = own(mapping, 'idp');
   return groups.some(
     (g) =>
       g.name.toLowerCase() === wanted &&
-      (mapping.idp === undefined || g.scimIdp === undefined || g.scimIdp === mapping.idp),
+      (idp === undefined || own(g, 'scimIdp') === undefined || own(g, 'scimIdp') === idp),
   );
 }
 
 /** The names of the mapped engagements that `groups` make someone a contractor of. */
 export function engagementsFor(groups: readonly GroupMembership[], mappings: readonly GroupMapping[]): Set<string> {
-  return new Set(
-    mappings.filter((m) => m.engagement !== undefined && matches(groups, m)).map((m) => m.engagement!.name),
-  );
+  const names = new Set<string>();
+  for (const mapping of mappings) {
+    const engagement = own(mapping, 'engagement');
+    if (engagement !== undefined && matches(groups, mapping)) names.add(engagement.name);
+  }
+  return names;
 }
 
 /** Roles the core configuration gives (the same rules as a login: admin and auditor lists and groups, approver groups). */
@@ -114,7 +120,11 @@ export function rolesFor(
   groups: readonly GroupMembership[],
   mappings: readonly GroupMapping[],
 ): PersonRole[] {
-  const mapped = mappings.filter((m) => m.role !== undefined && matches(groups, m)).map((m) => m.role!);
+  // Own properties only: an engagement mapping has no `role`, and nothing inherited may give it one.
+  const mapped = mappings.flatMap((m) => {
+    const role = own(m, 'role');
+    return role !== undefined && matches(groups, m) ? [role] : [];
+  });
   const all = new Set<PersonRole>([...base, ...mapped]);
   return (['admin', 'approver', 'auditor'] as const).filter((role) => all.has(role));
 }

@@ -5,6 +5,7 @@
  * kubevisa interprets a handful of attributes (userName, externalId, active, emails, displayName; a group's
  * displayName and members) and keeps every other attribute as sent, so an IdP reads back what it wrote.
  */
+import { findForbiddenKey } from '../domain/own.ts';
 import type { ScimGroupRecord, ScimUserRecord } from '../store/identity-records.ts';
 import type { JsonObject, JsonValue } from '../store/store.ts';
 import { badRequest } from './errors.ts';
@@ -36,6 +37,17 @@ export interface GroupFields {
 
 function isObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Keys such as `__proto__` or `constructor` are never attributes: refused wherever they sit in the body. */
+function refuseForbiddenKeys(body: JsonObject): void {
+  const forbidden = findForbiddenKey(body);
+  if (forbidden !== undefined) {
+    throw badRequest(
+      'invalidValue',
+      `the body holds the key ${forbidden}, which is not a SCIM attribute and is never accepted`,
+    );
+  }
 }
 
 /** Attribute names compare case-insensitively in SCIM (RFC 7643 §2.1). */
@@ -137,6 +149,7 @@ function without(body: JsonObject, names: string[]): JsonObject {
  */
 export function readUser(body: unknown): UserFields {
   if (!isObject(body)) throw badRequest('invalidSyntax', 'the body must be a JSON object (a SCIM User)');
+  refuseForbiddenKeys(body);
   requireSchema(body, USER_SCHEMA, 'User');
   const userName = name(body, 'userName', true) as string;
   const externalId = name(body, 'externalId', false);
@@ -174,6 +187,7 @@ export function readUser(body: unknown): UserFields {
  */
 export function readGroup(body: unknown): GroupFields {
   if (!isObject(body)) throw badRequest('invalidSyntax', 'the body must be a JSON object (a SCIM Group)');
+  refuseForbiddenKeys(body);
   requireSchema(body, GROUP_SCHEMA, 'Group');
   const displayName = name(body, 'displayName', true) as string;
   const externalId = name(body, 'externalId', false);

@@ -4,6 +4,7 @@
  * never leaks here and vice versa).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { findForbiddenKey } from '../domain/own.ts';
 import type { ScimTokenRecord } from '../store/identity-records.ts';
 import type { Store } from '../store/store.ts';
 import { SCIM_CONTENT_TYPE, ScimError, scimErrorBody } from './errors.ts';
@@ -83,14 +84,31 @@ export function registerScimRoutes(app: FastifyInstance, options: ScimRoutesOpti
         ['application/scim+json', 'application/json'],
         { parseAs: 'string', bodyLimit: SCIM_BODY_LIMIT_BYTES },
         (_request, body, done) => {
+          let parsed: unknown;
           try {
-            done(null, body === '' ? undefined : JSON.parse(body as string));
+            parsed = body === '' ? undefined : JSON.parse(body as string);
           } catch (error) {
             done(
               new ScimError(400, `the body is not valid JSON: ${(error as Error).message}`, 'invalidSyntax'),
               undefined,
             );
+            return;
           }
+          // JSON.parse keeps `__proto__` as an own key; code that later merges or walks the body must never see
+          // one (or `constructor`, `prototype`), so such a body is refused before any handler runs.
+          const forbidden = findForbiddenKey(parsed);
+          if (forbidden !== undefined) {
+            done(
+              new ScimError(
+                400,
+                `the body holds the key ${forbidden}, which is not a SCIM attribute and is never accepted`,
+                'invalidValue',
+              ),
+              undefined,
+            );
+            return;
+          }
+          done(null, parsed);
         },
       );
 

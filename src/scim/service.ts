@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Conflict, KubevisaError, NotFound } from '../domain/errors.ts';
+import { own } from '../domain/own.ts';
 import type { NewScimGroup, NewScimUser, ScimGroupRecord, ScimUserRecord } from '../store/identity-records.ts';
 import type { JsonObject, Store, StoreTx } from '../store/store.ts';
 import { badRequest, ScimError } from './errors.ts';
@@ -120,7 +121,7 @@ export class ScimService {
         active: current.active,
       };
       const patched = applyPatch(view, operations);
-      if (patched.id !== current.id)
+      if (own(patched, 'id') !== current.id)
         throw new ScimError(400, "'id' is set by kubevisa and cannot change", 'mutability');
       return readUser(patched);
     });
@@ -261,7 +262,7 @@ export class ScimService {
         members: current.members.map((value) => ({ value })),
       };
       const patched = applyPatch(view, operations);
-      if (patched.id !== current.id)
+      if (own(patched, 'id') !== current.id)
         throw new ScimError(400, "'id' is set by kubevisa and cannot change", 'mutability');
       return readGroup(patched);
     });

@@ -15,6 +15,7 @@ import {
   isWellFormedSessionSecret,
 } from '../auth/session-secrets.ts';
 import { InvalidInput, NotFound, Unauthenticated } from '../domain/errors.ts';
+import { own } from '../domain/own.ts';
 import type { Actor, Person, PersonRole } from '../domain/model.ts';
 import type { AuditSource, Store } from '../store/store.ts';
 import type { SecretBox } from './secret-box.ts';
@@ -270,8 +271,11 @@ export class SessionService {
     const now = this.now();
     const session = await this.store.getSessionBySecretHash(hashSessionSecret(sessionSecret));
     if (!session) throw new Unauthenticated('unknown session: run kubevisa login');
-    if (session.revokedAt !== undefined)
-      throw new Unauthenticated(`this session was ended (${session.revokeReason ?? 'revoked'}): run kubevisa login`);
+    // Optional fields are read as own properties: nothing inherited can end (or keep) a session.
+    if (own(session, 'revokedAt') !== undefined)
+      throw new Unauthenticated(
+        `this session was ended (${own(session, 'revokeReason') ?? 'revoked'}): run kubevisa login`,
+      );
     if (session.expiresAt <= now) throw new Unauthenticated('this session has expired: run kubevisa login');
     const person = await this.store.getPerson(session.personId);
     if (!person || person.status !== 'active') {
@@ -279,8 +283,9 @@ export class SessionService {
         `${person?.email ?? 'this person'} is ${person?.status ?? 'unknown'} in kubevisa: access ended`,
       );
     }
-    if (session.idpTokenExpiresAt !== undefined && session.idpTokenExpiresAt <= now)
-      await this.refreshAtIdp(session.id, session.idpRefreshTokenCiphertext, person);
+    const idpTokenExpiresAt = own(session, 'idpTokenExpiresAt');
+    if (idpTokenExpiresAt !== undefined && idpTokenExpiresAt <= now)
+      await this.refreshAtIdp(session.id, own(session, 'idpRefreshTokenCiphertext'), person);
     const access = await this.options.tokens.issue({
       personId: person.id,
       email: person.email,
@@ -336,7 +341,7 @@ export class SessionService {
   async authenticate(token: string): Promise<{ actor: Actor; sessionId: string; person: Person }> {
     const verified = await this.options.tokens.verify(token, this.now());
     const session = await this.store.getSession(verified.sessionId);
-    if (!session || session.revokedAt !== undefined)
+    if (!session || own(session, 'revokedAt') !== undefined)
       throw new Unauthenticated('this session was ended: run kubevisa login');
     if (session.expiresAt <= this.now()) throw new Unauthenticated('this session has expired: run kubevisa login');
     const person = await this.store.getPerson(verified.personId);
