@@ -6,6 +6,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { connect as connectTcp } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { freePorts } from '../src/devcluster/control-plane.ts';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { debuggerProfile } from '../src/rbac/profiles.ts';
@@ -90,6 +92,32 @@ function interactive(args: string[], extraEnv: Record<string, string> = {}) {
     stderr: () => stderr,
     type: (line: string) => child.stdin.write(`${line}\n`),
   };
+}
+
+/**
+ * Sends raw HTTP/1.1 over TLS from a loopback address of its own (one per case, so each is the first refusal its
+ * source ever had) and returns the status lines of the answers.
+ */
+function rawFrom(from: string, text: string): Promise<string[]> {
+  return new Promise((resolve) => {
+    const tcp = connectTcp({ host: '127.0.0.1', port: env.serverPort, localAddress: from });
+    const socket = connectTls({
+      socket: tcp,
+      ca: readFileSync(join(env.dir, 'pki', 'ca.crt')),
+      servername: 'localhost',
+    });
+    let received = '';
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(received.match(/HTTP\/1\.1 \d{3}/g) ?? []);
+    };
+    const timer = setTimeout(done, 10_000);
+    socket.on('data', (c: Buffer) => (received += c.toString('latin1')));
+    socket.on('error', done);
+    socket.on('close', done);
+    socket.on('secureConnect', () => socket.write(text));
+  });
 }
 
 function gateway() {
@@ -312,5 +340,154 @@ describe('a flood of anonymous requests', () => {
     assert.ok(agents.length <= 5 && agents.every((a) => a.userAgent.startsWith('flood/')));
     const served = await gk(['get', 'pods', '-n', 'ga-flood']);
     assert.equal(served.code, 0, served.stderr);
+  });
+});
+
+describe('every refusal and every stream reaches the audit trail', () => {
+  before(async () => {
+    // A recorded visa on ga-late, whatever the cases above left there.
+    await grant('debugger', ['ga-late']);
+  });
+
+  test('a refusal of each class leaves a trace: full for authenticated ones, first-in-full or counted for the rest', async () => {
+    const ns = (namespace: string) => `/clusters/${CLUSTER}/api/v1/namespaces/${namespace}`;
+    const exec = `${ns('ga-late')}/pods/app/exec?command=true&stdout=true`;
+    const token = `Authorization: Bearer ${cora.token}`;
+    const plain = (path: string, headers: string[] = []) =>
+      [
+        `GET ${path} HTTP/1.1`,
+        'Host: localhost',
+        'User-Agent: refusal-classes',
+        ...headers,
+        'Connection: close',
+        '',
+        '',
+      ].join('\r\n');
+    const upgrade = (upgradeTo: string, headers: string[]) =>
+      [
+        `GET ${exec} HTTP/1.1`,
+        'Host: localhost',
+        'User-Agent: refusal-classes',
+        'Connection: Upgrade',
+        `Upgrade: ${upgradeTo}`,
+        'Sec-WebSocket-Version: 13',
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+        ...headers,
+        '',
+        '',
+      ].join('\r\n');
+    const cases: { from: string; what: string; status: number; request: string }[] = [
+      { from: '127.0.0.10', what: 'non-canonical path', status: 400, request: plain(`${ns('ga-late')}/%2e%2e/pods`) },
+      { from: '127.0.0.11', what: 'unknown cluster', status: 404, request: plain('/clusters/nope/api/v1/pods') },
+      { from: '127.0.0.12', what: 'no token', status: 401, request: plain(`${ns('ga-late')}/pods`) },
+      {
+        from: '127.0.0.13',
+        what: 'namespace not covered',
+        status: 403,
+        request: plain(`${ns('ga-elsewhere')}/pods`, [token]),
+      },
+      {
+        from: '127.0.0.14',
+        what: 'body too large',
+        status: 413,
+        request: [
+          `POST ${ns('ga-late')}/configmaps HTTP/1.1`,
+          'Host: localhost',
+          token,
+          'Content-Type: application/json',
+          'Content-Length: 9000000',
+          'Connection: close',
+          '',
+          '',
+        ].join('\r\n'),
+      },
+      {
+        from: '127.0.0.16',
+        what: 'SPDY for a recorded session',
+        status: 400,
+        request: upgrade('SPDY/3.1', [token, 'X-Stream-Protocol-Version: v4.channel.k8s.io']),
+      },
+      {
+        from: '127.0.0.17',
+        what: 'bearer token in a WebSocket subprotocol',
+        status: 400,
+        request: upgrade('websocket', [
+          'Sec-WebSocket-Protocol: base64url.bearer.authorization.k8s.io.dG9rZW4, v5.channel.k8s.io',
+        ]),
+      },
+      { from: '127.0.0.18', what: 'an upgrade to another protocol', status: 400, request: upgrade('h2c', [token]) },
+    ];
+    for (const c of cases) assert.deepEqual(await rawFrom(c.from, c.request), [`HTTP/1.1 ${c.status}`], c.what);
+    // Past its refusal budget, an address is answered 429 before any work: counted, with its samples, in a summary.
+    const flood = Array.from({ length: 24 }, () =>
+      plain(`${ns('ga-late')}/pods`).replace('Connection: close', 'Connection: keep-alive'),
+    );
+    const answered: string[] = [];
+    for (let round = 0; round < 15 && !answered.includes('HTTP/1.1 429'); round++)
+      answered.push(...(await rawFrom('127.0.0.15', flood.join('') + plain(`${ns('ga-late')}/pods`))));
+    assert.ok(answered.includes('HTTP/1.1 429'), 'the address is limited');
+    await gateway().flushAudit();
+    const refused = await env.server!.store.listAudit({ action: 'gateway.refused', limit: 10_000 });
+    for (const c of cases) {
+      const trace = refused.filter((e) => e.source?.address === c.from);
+      assert.equal(trace.length, 1, `${c.what}: one event`);
+      assert.equal(trace[0]!.details.status, c.status, c.what);
+      if (c.status === 403 || c.status === 413 || c.what.startsWith('SPDY'))
+        assert.equal(trace[0]!.personId, cora.personId, `${c.what}: the person is named`);
+    }
+    const summaries = await env.server!.store.listAudit({ action: 'gateway.refused.summary', limit: 10_000 });
+    const limited = summaries.filter((e) => e.source?.address === '127.0.0.15');
+    assert.ok(
+      limited.some((e) => Number((e.details.statuses as Record<string, number>)['429']) > 0),
+      `the 429s are counted: ${JSON.stringify(limited.map((e) => e.details.statuses))}`,
+    );
+  });
+
+  test("an exec's start is in the trail while it runs, durably before its bytes flow; its end when it closes", async () => {
+    const session = interactive([
+      'exec',
+      '-i',
+      '-n',
+      'ga-late',
+      'app',
+      '--',
+      'sh',
+      '-c',
+      'while read line; do echo "open:$line"; [ "$line" = end ] && exit 0; done',
+    ]);
+    try {
+      session.type('one');
+      await eventually('the session runs', 15_000, async () => session.stdout().includes('open:one'));
+      // No flush: a recorded session's start is written before the session is spliced.
+      const started = (
+        await env.server!.store.listAudit({ action: 'gateway.stream.started', personId: cora.personId, limit: 10_000 })
+      ).find((e) => e.details.subresource === 'exec' && JSON.stringify(e.details.query).includes('open:'));
+      assert.ok(started, 'the start is in the trail');
+      assert.equal(started.namespace, 'ga-late');
+      assert.ok(started.details.recording, 'it names the recording');
+      assert.equal(session.ended(), false, 'while the exec is still open');
+      const streamId = started.details.streamId;
+      assert.equal((await trail('gateway.stream')).filter((e) => e.details.streamId === streamId).length, 0);
+      session.type('end');
+      assert.equal(await session.exited, 0, session.stderr());
+      await eventually('the end is in the trail', 10_000, async () =>
+        (await trail('gateway.stream')).some((e) => e.details.streamId === streamId),
+      );
+    } finally {
+      session.child.kill('SIGKILL');
+    }
+  });
+
+  test("a watch's start is in the trail while it runs", async () => {
+    const watch = interactive(['get', 'pods', '-n', 'ga-late', '-w']);
+    try {
+      await eventually('the watch shows the pod', 15_000, async () => /app/.test(watch.stdout()));
+      await eventually('the start of the watch is in the trail', 10_000, async () =>
+        (await trail('gateway.stream.started')).some((e) => e.namespace === 'ga-late' && e.details.verb === 'watch'),
+      );
+      assert.equal(watch.ended(), false);
+    } finally {
+      watch.child.kill('SIGKILL');
+    }
   });
 });

@@ -145,3 +145,32 @@ describe('the audit batch queue is bounded', () => {
     await batcher.close();
   });
 });
+
+describe('durable audit events', () => {
+  test('durable() resolves only once the event is written, and fails (taking it back) when it cannot be', async () => {
+    const written: NewAuditEvent[] = [];
+    let failing = false;
+    const batcher = new AuditBatcher({
+      sink: {
+        write: async (events) => {
+          if (failing) throw new Error('disk full');
+          written.push(...events);
+        },
+        close: async () => {},
+      },
+      delayMs: 60_000,
+      onError: () => {},
+    });
+    batcher.add(event(1, 'queued before'));
+    await batcher.durable(event(2, 'session started'));
+    assert.deepEqual(
+      written.map((e) => e.actor),
+      ['queued before', 'session started'],
+      'written at once, in order, without waiting for the batch timer',
+    );
+    failing = true;
+    await assert.rejects(batcher.durable(event(3, 'not durable')), /could not be written/);
+    assert.equal(batcher.queued, 0, 'a session that did not start is not recorded as started');
+    await batcher.close().catch(() => undefined);
+  });
+});

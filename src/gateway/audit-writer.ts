@@ -131,6 +131,23 @@ export class AuditBatcher {
     this.schedule(this.delayMs);
   }
 
+  /**
+   * Writes the event now, with everything queued before it, and resolves once it is durable; rejects (and takes the
+   * event back) if it could not be written. For what must be in the trail before it happens: a recorded session.
+   */
+  async durable(event: NewAuditEvent): Promise<void> {
+    this.add(event);
+    // A drain that was just finishing when the event came may end without it: then the next one takes it.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await this.flush();
+      if (!this.queue.includes(event)) return;
+      if (!this.healthy) break;
+    }
+    const left = this.queue.indexOf(event);
+    if (left !== -1) this.queue.splice(left, 1);
+    throw new Error('the audit trail could not be written');
+  }
+
   /** Queues an event that may give way (refusal samples and summaries): taken only while there is room. */
   offer(event: NewAuditEvent): boolean {
     if (!this.hasRoom) return false;

@@ -145,6 +145,12 @@ describe('audit back-pressure', () => {
     await gateway.flushAudit();
     const recorded = written.filter((e) => e.action === 'gateway.request');
     assert.equal(recorded.length, relayed, 'every relayed request is in the trail, none dropped');
+    // The 503s gave way while the queue was full, and were counted: their trace is the summary written after.
+    const summaries = written.filter((e) => e.action === 'gateway.refused.summary');
+    assert.equal(
+      summaries.reduce((n, e) => n + Number((e.details!.statuses as Record<string, number>)['503'] ?? 0), 0),
+      refused.length,
+    );
     const again = await get('/clusters/prod/api/v1/namespaces/shop/pods');
     assert.equal(again.status, 200, 'relaying resumes once the trail has caught up');
   });

@@ -100,8 +100,11 @@ interface Refused {
   anonymous?: boolean;
   /** It can come in floods (429, 503): counted and sampled per source rather than written one by one. */
   sampled?: boolean;
-  /** Refused by the address check itself, before anything was taken from the address's budget. */
-  screened?: boolean;
+  /**
+   * The address's budget is already settled: refused by the address check itself (nothing was taken), or after
+   * admission (what was taken has been given back).
+   */
+  settled?: boolean;
 }
 
 export class Gateway {
@@ -168,12 +171,25 @@ export class Gateway {
     this.addresses.settle(address, this.now(), false);
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > this.maxBodyBytes) {
-      sendStatus(res, 413, 'RequestEntityTooLarge', `the request body is larger than ${this.maxBodyBytes} bytes`);
+      const refusal: Refused = {
+        ok: false,
+        status: 413,
+        reason: 'RequestEntityTooLarge',
+        message: `the request body is larger than ${this.maxBodyBytes} bytes`,
+        auth: admitted.auth,
+        cluster: upstream.name,
+        info,
+        settled: true,
+      };
+      sendStatus(res, refusal.status, refusal.reason, refusal.message);
+      this.recordRefusal(req, address, refusal, startedAt);
       return;
     }
     const socketIn = req.socket.bytesRead;
     const socketOut = req.socket.bytesWritten;
     const streaming = info.verb === 'watch' || /(?:^|&)follow=(?:true|1)(?:&|$)/.test(query);
+    // Ties a stream's start event to its end event.
+    const streamId = streaming ? randomUUID() : undefined;
     // The body goes upstream framed by the gateway exactly as Node's parser framed it here: with its Content-Length,
     // or chunked; a body that is not forwarded is not announced. Copying the client's framing would let a chunked
     // DELETE (Node sends DELETE bodies unframed), `Connection: Content-Length` or a GET with a Content-Length
@@ -230,6 +246,12 @@ export class Gateway {
       res.writeHead(status, downstreamRawHeaders(upstreamRes.rawHeaders));
       // Watches and followed logs must reach kubectl as they happen, headers first.
       if (streaming) res.flushHeaders();
+      // A watch or `logs -f` can run for days: its start is in the trail as it opens, not only when it ends.
+      if (streamId !== undefined && status >= 200 && status < 300) {
+        this.audit.add(
+          this.startedEvent(req, { person, visaId, visas, cluster: upstream.name, info, query, streamId }),
+        );
+      }
       upstreamRes.pipe(res);
     });
     upstreamReq.on('error', (error) => {
@@ -254,6 +276,7 @@ export class Gateway {
         bytesOut: req.socket.bytesWritten - socketOut,
         ...(closeReason ? { closeReason } : !res.writableFinished ? { closeReason: 'client went away' } : {}),
         ...(upstreamError ? { upstreamError } : {}),
+        ...(streamId ? { streamId } : {}),
       });
     });
     if (!forwardsBody) {
@@ -318,13 +341,19 @@ export class Gateway {
     const session = info.subresource === 'exec' || info.subresource === 'attach';
     const recorded = admitted.recordSessions && session;
     if (recorded && protocol !== 'websocket') {
-      return rawStatus(
-        socket,
-        400,
-        'BadRequest',
-        "this visa's profile records exec and attach sessions, which needs the WebSocket protocol: kubectl 1.30 and later use it unless KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false",
-      );
+      return refuse({
+        ok: false,
+        status: 400,
+        reason: 'BadRequest',
+        message:
+          "this visa's profile records exec and attach sessions, which needs the WebSocket protocol: kubectl 1.30 and later use it unless KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false",
+        auth: admitted.auth,
+        cluster: upstream.name,
+        info,
+        settled: true,
+      });
     }
+    const streamId = randomUUID();
     let recording: Recording | undefined;
     if (recorded && this.options.recordingsDir) {
       const day = new Date(startedAt).toISOString().slice(0, 10);
@@ -338,6 +367,39 @@ export class Gateway {
             : {}),
         },
       );
+    }
+    const started = () =>
+      this.startedEvent(req, {
+        person,
+        visaId,
+        visas,
+        cluster: upstream.name,
+        info,
+        query,
+        streamId,
+        protocol,
+        ...(recording ? { recording: recording.file } : {}),
+      });
+    if (recorded) {
+      // A recorded session is in the trail, durably, before a single byte of it flows: a crash cannot lose it.
+      try {
+        await this.audit.durable(started());
+      } catch {
+        await recording?.close().catch(() => undefined);
+        return refuse({
+          ok: false,
+          status: 503,
+          reason: 'ServiceUnavailable',
+          message:
+            'the audit trail cannot be written right now, so kubevisa opens no recorded session: try again shortly',
+          retryAfter: 5,
+          auth: admitted.auth,
+          cluster: upstream.name,
+          info,
+          sampled: true,
+          settled: true,
+        });
+      }
     }
     let closeReason: string | undefined;
     let upstreamError: string | undefined;
@@ -392,6 +454,7 @@ export class Gateway {
           bytesIn,
           bytesOut,
           upgrade: protocol,
+          streamId,
           ...(closeReason ? { closeReason } : {}),
           ...(upstreamError ? { upstreamError } : {}),
           ...(recording && saved
@@ -402,6 +465,7 @@ export class Gateway {
     };
     upstreamReq.on('upgrade', (upstreamRes, upSocket, upHead) => {
       upstreamSocket = upSocket;
+      if (!recorded) this.audit.add(started());
       // Spliced only now that upstream has said 101 (CVE-2018-1002105).
       const lines = [`HTTP/1.1 101 ${upstreamRes.statusMessage ?? 'Switching Protocols'}`];
       for (let i = 0; i < upstreamRes.rawHeaders.length; i += 2)
@@ -493,7 +557,7 @@ export class Gateway {
       message: `too many requests from your address: retry in ${wait} s`,
       retryAfter: wait,
       sampled: true,
-      screened: true,
+      settled: true,
     };
   }
 
@@ -722,9 +786,11 @@ export class Gateway {
   }
 
   /** Writes the refusal summaries and everything queued (tests and shutdown; timers do it otherwise). */
-  flushAudit(): Promise<void> {
+  async flushAudit(): Promise<void> {
+    // What is queued first, so that the summaries find room.
+    await this.audit.flush();
     this.refusals.flush(this.now());
-    return this.audit.flush();
+    await this.audit.flush();
   }
 
   /**
@@ -737,6 +803,7 @@ export class Gateway {
     const deadline = Date.now() + waitMs;
     while (this.unrecorded > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     clearInterval(this.summaryTimer);
+    await this.audit.flush();
     this.refusals.flush(this.now());
     await this.audit.close();
   }
@@ -765,6 +832,8 @@ export class Gateway {
       closeReason?: string;
       /** Why the cluster could not be reached (an address, a port, a TLS error): kept here, never sent to the client. */
       upstreamError?: string;
+      /** A stream's id, also in its `gateway.stream.started` event. */
+      streamId?: string;
       upgrade?: string;
       recording?: { file: string; bytes: number; sha256: string };
     },
@@ -802,11 +871,52 @@ export class Gateway {
         ...(r.upgrade ? { protocol: r.upgrade } : {}),
         ...(r.recording ? { recording: r.recording } : {}),
         ...(r.upstreamError ? { upstreamError: r.upstreamError } : {}),
+        ...(r.streamId ? { streamId: r.streamId } : {}),
         query: auditedQuery(r.query),
       },
       source: sourceOf(req),
     };
     this.audit.add(event);
+  }
+
+  /** A stream (watch, `logs -f`, exec, attach, port-forward) has opened: its end is recorded when it closes. */
+  private startedEvent(
+    req: IncomingMessage,
+    r: {
+      person: PersonEntry;
+      visaId: string;
+      visas: readonly { id: string }[];
+      cluster: string;
+      info: RequestInfo;
+      query: string;
+      streamId: string;
+      protocol?: string;
+      recording?: string;
+    },
+  ): NewAuditEvent {
+    return {
+      at: this.now(),
+      actor: r.person.email,
+      action: 'gateway.stream.started',
+      personId: r.person.id,
+      visaId: r.visaId,
+      cluster: r.cluster,
+      ...(r.info.namespace ? { namespace: r.info.namespace } : {}),
+      outcome: 'ok',
+      details: {
+        streamId: r.streamId,
+        verb: r.info.verb,
+        ...(r.info.apiGroup ? { apiGroup: r.info.apiGroup } : {}),
+        ...(r.info.resource ? { resource: r.info.resource } : {}),
+        ...(r.info.name ? { name: r.info.name } : {}),
+        ...(r.info.subresource ? { subresource: r.info.subresource } : {}),
+        visaIds: r.visas.map((v) => v.id),
+        ...(r.protocol ? { protocol: r.protocol } : {}),
+        ...(r.recording ? { recording: r.recording } : {}),
+        query: auditedQuery(r.query),
+      },
+      source: sourceOf(req),
+    };
   }
 
   /**
@@ -815,8 +925,7 @@ export class Gateway {
    */
   private recordRefusal(req: IncomingMessage, address: string, refusal: Refused, startedAt: number): void {
     const now = this.now();
-    // A refusal answered by screen() itself (429) took nothing from the address's budget.
-    if (!refusal.screened) this.addresses.settle(address, now, refusal.anonymous === true);
+    if (!refusal.settled) this.addresses.settle(address, now, refusal.anonymous === true);
     if (refusal.auth && !refusal.sampled) {
       this.audit.add(this.refusalEvent(req, refusal, startedAt, now));
       return;
