@@ -18,6 +18,7 @@ import { loadOrCreateSigningKey } from '../../src/auth/signing-key.ts';
 import { loadKubeConfig } from '../../src/cluster/kubeconfig.ts';
 import { freePorts } from '../../src/devcluster/control-plane.ts';
 import { serviceAccountName } from '../../src/domain/names.ts';
+import { gateways } from '../../src/gateway/wire.ts';
 import { LocalCa } from '../../src/pki/certs.ts';
 import { createScimToken, scim, trustScimCa, type ScimAnswer } from './identity.ts';
 import { eventually, kubectl, type KubectlResult } from './kubectl.ts';
@@ -360,6 +361,16 @@ export const call = (
 
 export const scimCall = (token: string | undefined, method: string, path: string, body?: unknown) =>
   scim(current!.env.serverUrl, token, method, path, body);
+
+/** Writes the gateway's queued audit events, so a test reads the trail as it stands. */
+export async function flushGatewayAudit(): Promise<void> {
+  await gateways.get(current!.env.server!.context)!.gateway.flushAudit();
+}
+
+/** The CA the server's certificate chains to (for clients of the attack table's own). */
+export function serverCa(): Buffer {
+  return ca;
+}
 
 /** kubectl through the gateway as Cora. */
 export function kubectlAsCora(args: string[]): Promise<KubectlResult> {

@@ -20,6 +20,7 @@ import {
   DECOY,
   decoySaw,
   exchange,
+  flushGatewayAudit,
   gatewayGet,
   gatewayRefusal,
   GONE,
@@ -33,6 +34,7 @@ import {
   rawRequest,
   scimCall,
   scimRefusal,
+  serverCa,
   signToken,
   statusLines,
   tokenHeader,
@@ -42,7 +44,8 @@ import {
   type AttackEnv,
 } from './attack-env.ts';
 import { eventually } from './kubectl.ts';
-import { USER_SCHEMA } from '../../src/scim/schema.ts';
+import { PATCH_OP_SCHEMA, USER_SCHEMA } from '../../src/scim/schema.ts';
+import { startFlood } from './gateway-flood.ts';
 
 export interface AttackCase {
   /** Stable id: area and number (GW gateway identity, PATH, NS namespaces, UPG upgrades, TOK tokens, …). */
@@ -83,6 +86,33 @@ function adminOnly(method: string, path: string, body: unknown, fragment: RegExp
     const answer = await call(method, path, t.cora.token, body);
     assertRefused(apiRefusal(answer), 403, fragment);
   };
+}
+
+/** A SCIM user provisioned by the `okta` identity provider; returns its id. */
+async function provisionedByOkta(t: AttackEnv, email: string): Promise<string> {
+  const created = await scimCall(t.scimOkta, 'POST', '/Users', {
+    schemas: [USER_SCHEMA],
+    userName: email,
+    emails: [{ value: email, primary: true }],
+    active: true,
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  return String(created.body.id);
+}
+
+/** Every person's roles, as an admin lists them. */
+async function rolesOfEveryone(t: AttackEnv): Promise<Record<string, unknown>> {
+  const listed = await call('GET', '/api/v1/persons', t.admin.token);
+  assert.equal(listed.status, 200, JSON.stringify(listed.body));
+  return Object.fromEntries((listed.body.items ?? []).map((p) => [String(p.email), p.roles]));
+}
+
+/** The server runs in this process: no object here (or there) has gained what the attacks try to plant. */
+function assertPrototypesClean(): void {
+  for (const probe of [{}, [], Object.create(Object.prototype)] as Record<string, unknown>[]) {
+    for (const name of ['role', 'revokedAt', 'admin'])
+      assert.equal(probe[name], undefined, `a prototype gained '${name}'`);
+  }
 }
 
 export const ATTACKS: AttackCase[] = [
@@ -858,6 +888,59 @@ export const ATTACKS: AttackCase[] = [
     },
   },
 
+  {
+    id: 'SCIM-005',
+    attack:
+      'SCIM PATCH at paths built to reach Object.prototype: __proto__.role, constructor.prototype.role, toString.role, __proto__.revokedAt',
+    expect: "400 invalidPath each; nothing in the server gains a property; every person's roles and sessions unchanged",
+    run: async (t) => {
+      const userId = await provisionedByOkta(t, 'erin@vendor.example');
+      const rolesBefore = await rolesOfEveryone(t);
+      for (const path of ['__proto__.role', 'constructor.prototype.role', 'toString.role', '__proto__.revokedAt']) {
+        const answer = await scimCall(
+          t.scimOkta,
+          'PATCH',
+          `/Users/${userId}`,
+          `{"schemas":["${PATCH_OP_SCHEMA}"],"Operations":[{"op":"add","path":"${path}","value":"admin"}]}`,
+        );
+        assertRefused(scimRefusal(answer), 400, /"scimType":"invalidPath"/);
+        assertPrototypesClean();
+      }
+      assert.deepEqual(await rolesOfEveryone(t), rolesBefore);
+      assert.equal((await call('GET', '/api/v1/me', t.cora.token)).status, 200, "Cora's session still works");
+    },
+  },
+  {
+    id: 'SCIM-006',
+    attack:
+      'SCIM PATCH and POST with value keys built to reach Object.prototype ("__proto__.role", {"__proto__": {…}})',
+    expect: '400 invalidValue each; nothing in the server gains a property',
+    run: async (t) => {
+      const userId = await provisionedByOkta(t, 'finn@vendor.example');
+      const attempts: [string, string, string][] = [
+        [
+          'PATCH',
+          `/Users/${userId}`,
+          `{"schemas":["${PATCH_OP_SCHEMA}"],"Operations":[{"op":"add","value":{"__proto__.role":"admin"}}]}`,
+        ],
+        [
+          'PATCH',
+          `/Users/${userId}`,
+          `{"schemas":["${PATCH_OP_SCHEMA}"],"Operations":[{"op":"add","path":"name","value":{"__proto__":{"role":"admin"}}}]}`,
+        ],
+        [
+          'POST',
+          '/Users',
+          `{"schemas":["${USER_SCHEMA}"],"userName":"gus@vendor.example","__proto__":{"role":"admin"}}`,
+        ],
+      ];
+      for (const [method, path, body] of attempts) {
+        assertRefused(scimRefusal(await scimCall(t.scimOkta, method, path, body)), 400, /"scimType":"invalidValue"/);
+        assertPrototypesClean();
+      }
+    },
+  },
+
   // ---- the browser side: no ambient credentials, no open redirects ----
   {
     id: 'WEB-001',
@@ -1022,6 +1105,34 @@ export const ATTACKS: AttackCase[] = [
       );
       assertRefused(gatewayRefusal(answer), 401, /must be a kubevisa bearer token/);
       await assertApiserverSawNothing(marker);
+    },
+  },
+  {
+    id: 'FLOOD-001',
+    attack: 'a flood of 5 000 anonymous requests from one address (to grow the audit trail and starve contractors)',
+    expect:
+      "each answered 401 or, past the address's refusal budget, 429 before any work; the trail grows by a handful of events; a contractor is still served",
+    run: async (t) => {
+      await flushGatewayAudit();
+      const head = (await t.env.server!.store.getAuditHead())?.seq ?? 0;
+      const flood = startFlood({
+        port: t.env.serverPort,
+        ca: serverCa(),
+        path: `/clusters/${CLUSTER}/api/v1/namespaces/${GRANTED}/configmaps`,
+        requests: 5000,
+        connections: 4,
+        from: '127.0.0.3',
+      });
+      const result = await flood.done;
+      assert.equal(result.answered, 5000);
+      assert.equal((result.statuses[401] ?? 0) + (result.statuses[429] ?? 0), 5000, JSON.stringify(result.statuses));
+      assert.ok((result.statuses[429] ?? 0) > 4000, `most refused before any work: ${JSON.stringify(result.statuses)}`);
+      const served = await gatewayGet(`/api/v1/namespaces/${GRANTED}/configmaps?limit=1`, t.cora.token);
+      assert.equal(served.status, 200, served.raw.slice(0, 200));
+      await flushGatewayAudit();
+      const grown = await t.env.server!.store.listAudit({ afterSeq: head, limit: 10_000 });
+      const fromFlood = grown.filter((e) => e.source?.address === '127.0.0.3');
+      assert.ok(fromFlood.length <= 5, `a handful of events: ${JSON.stringify(fromFlood.map((e) => e.action))}`);
     },
   },
 ];
