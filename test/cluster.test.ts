@@ -135,7 +135,7 @@ describe('install', () => {
       {
         apiGroups: ['rbac.authorization.k8s.io'],
         resources: ['clusterroles'],
-        verbs: ['bind'],
+        verbs: ['bind', 'escalate', 'update'],
         resourceNames: ['kubevisa:profile:debugger', 'kubevisa:profile:developer', 'kubevisa:profile:viewer'],
       },
     ]);
@@ -381,13 +381,17 @@ describe('what kubevisa’s credential is refused', () => {
     }
   });
 
-  test('escalate, RBAC writes beyond RoleBindings, and namespace writes (SelfSubjectAccessReview)', async () => {
+  test('escalate and updates beyond the profile ClusterRoles, other RBAC writes, and namespace writes (SelfSubjectAccessReview)', async () => {
     const rbacGroup = 'rbac.authorization.k8s.io';
     const refused = [
       { verb: 'escalate', group: rbacGroup, resource: 'clusterroles' },
+      { verb: 'escalate', group: rbacGroup, resource: 'clusterroles', name: 'cluster-admin' },
+      { verb: 'escalate', group: rbacGroup, resource: 'clusterroles', name: 'kubevisa:controller' },
       { verb: 'escalate', group: rbacGroup, resource: 'roles', namespace: 'payments' },
       { verb: 'create', group: rbacGroup, resource: 'clusterroles' },
-      { verb: 'update', group: rbacGroup, resource: 'clusterroles', name: 'kubevisa:profile:viewer' },
+      { verb: 'update', group: rbacGroup, resource: 'clusterroles', name: 'admin' },
+      { verb: 'patch', group: rbacGroup, resource: 'clusterroles', name: 'kubevisa:profile:viewer' },
+      { verb: 'delete', group: rbacGroup, resource: 'clusterroles', name: 'kubevisa:profile:viewer' },
       { verb: 'create', group: rbacGroup, resource: 'clusterrolebindings' },
       { verb: 'create', group: rbacGroup, resource: 'roles', namespace: 'payments' },
       { verb: 'impersonate', resource: 'users' },
@@ -402,6 +406,9 @@ describe('what kubevisa’s credential is refused', () => {
       assert.equal(await client.canI(question), false, JSON.stringify(question));
     }
     for (const question of [
+      // Restoring a profile someone widened (see kubevisaControllerRbac): those roles, by name, nothing else.
+      { verb: 'update', group: rbacGroup, resource: 'clusterroles', name: 'kubevisa:profile:viewer' },
+      { verb: 'escalate', group: rbacGroup, resource: 'clusterroles', name: 'kubevisa:profile:viewer' },
       { verb: 'create', group: rbacGroup, resource: 'rolebindings', namespace: 'payments' },
       { verb: 'watch', group: rbacGroup, resource: 'rolebindings' },
       { verb: 'list', group: rbacGroup, resource: 'clusterrolebindings' },

@@ -421,7 +421,7 @@ describe('the exposure scan', () => {
     assert.deepEqual(shadow.details['secrets'], ['ci/deployer-token']);
   });
 
-  test('drift: an edited visa RoleBinding is repaired and alerted; a widened profile ClusterRole is reported', async () => {
+  test('drift: an edited visa RoleBinding is repaired and alerted; a widened profile ClusterRole is restored and alerted', async () => {
     const { visa } = await requestAndApprove({ namespaces: ['granted'] });
     const name = `kubevisa-${String(visa.id)}`;
     await eventually(
@@ -484,14 +484,15 @@ describe('the exposure scan', () => {
       ]),
     ]);
     try {
-      const result = await scan();
-      const drift = findingsOf(result, 'drift').find((f) => f.reason === 'profile-changed');
-      assert.equal(drift?.severity, 'critical');
-      assert.match(drift.summary, /grants more \(apiGroups=\[""\] resources=\[secrets\] verbs=\[get\]\)/);
-      await waitForAlert(
-        'drift-detected alert',
-        (a) => a.event === 'drift-detected' && a.details['findingId'] === drift.id,
+      // The reconciler puts the reviewed rules back at once (a scan in between may still see the widening) and
+      // says so; the scan then finds nothing left to report.
+      const repaired = await waitForAlert(
+        'drift-repaired alert for the profile',
+        (a) => a.event === 'drift-repaired' && a.title === 'Drift repaired: ClusterRole kubevisa:profile:viewer',
       );
+      assert.match(repaired.text, /adding apiGroups=\[""\] resources=\[secrets\] verbs=\[get\]; kubevisa restored/);
+      const result = await scan();
+      assert.equal(findingsOf(result, 'drift').filter((f) => f.reason === 'profile-changed').length, 0);
     } finally {
       const restored = JSON.parse(original) as { metadata: Record<string, unknown> };
       delete restored.metadata['resourceVersion'];

@@ -138,6 +138,95 @@ describe('drift', () => {
     );
   });
 
+  test('a profile ClusterRole widened by hand is restored at once, audited, and the widening grants nothing', async () => {
+    await env.kOk(['create', 'namespace', 'r-profile']);
+    await env.kOk(['create', 'secret', 'generic', 'db', '-n', 'r-profile', '--from-literal=password=hunter2']);
+    const id = await request(['r-profile']);
+    assert.equal((await call('POST', `/api/v1/visas/${id}/approve`, approver, {})).status, 200);
+    await eventually('RoleBinding created', 5000, () => rbExists('r-profile', id));
+    const asCora = ['--as', `system:serviceaccount:kubevisa-visas:${serviceAccountName(people.cora.email)}`];
+    const rules = async () =>
+      env.kOk(['get', 'clusterrole', 'kubevisa:profile:viewer', '-o', 'jsonpath={.rules[*].resources}']);
+    assert.doesNotMatch(await rules(), /secrets/);
+
+    // Someone with cluster-admin adds `secrets get` to the profile every viewer visa binds.
+    await env.kOk([
+      'patch',
+      'clusterrole',
+      'kubevisa:profile:viewer',
+      '--type=json',
+      '-p',
+      JSON.stringify([
+        { op: 'add', path: '/rules/-', value: { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list'] } },
+      ]),
+    ]);
+    await eventually('the widening is undone', 10_000, async () => !/secrets/.test(await rules()));
+    const read = await env.k(['get', 'secret', 'db', '-n', 'r-profile', ...asCora]);
+    assert.notEqual(read.code, 0, read.stdout);
+    assert.match(read.stderr, /Forbidden|cannot get resource "secrets"/);
+    assert.equal((await env.k(['get', 'pods', '-n', 'r-profile', ...asCora])).code, 0, 'the viewer visa still works');
+
+    const repairs = await env.server!.store.listAudit({ action: 'cluster.drift.repaired' });
+    const repair = repairs.find((event) => event.details['name'] === 'kubevisa:profile:viewer');
+    assert.ok(repair, 'the repair is in the audit trail');
+    assert.equal(repair.details['added'], 'apiGroups=[""] resources=[secrets] verbs=[get,list]');
+    assert.match(String(repair.details['before']), /resources=\[secrets\]/);
+    assert.doesNotMatch(String(repair.details['after']), /secrets/);
+  });
+
+  test('a widened profile kubevisa may not restore has its bindings withdrawn until it can (fail closed)', async () => {
+    const id = await request(['r-profile']);
+    assert.equal((await call('POST', `/api/v1/visas/${id}/approve`, approver, {})).status, 200);
+    await eventually('RoleBinding created', 5000, () => rbExists('r-profile', id));
+    // kubevisa's credential as an install from before it could restore profiles: no escalate, no update.
+    const controller = JSON.parse(await env.kOk(['get', 'clusterrole', 'kubevisa:controller', '-o', 'json'])) as {
+      metadata: Record<string, unknown>;
+      rules: { verbs: string[]; resourceNames?: string[] }[];
+    };
+    const older = {
+      ...controller,
+      rules: controller.rules.map((rule) =>
+        rule.verbs.includes('escalate') ? { ...rule, verbs: rule.verbs.filter((v) => v === 'bind') } : rule,
+      ),
+    };
+    await env.kOk(['replace', '-f', '-'], JSON.stringify(older));
+    try {
+      await env.kOk([
+        'patch',
+        'clusterrole',
+        'kubevisa:profile:viewer',
+        '--type=json',
+        '-p',
+        JSON.stringify([
+          { op: 'add', path: '/rules/-', value: { apiGroups: [''], resources: ['secrets'], verbs: ['get'] } },
+        ]),
+      ]);
+      await eventually('the viewer bindings are withdrawn', 10_000, async () => !(await rbExists('r-profile', id)));
+      const failed = await env.server!.store.listAudit({ action: 'cluster.drift.repair-failed' });
+      assert.match(
+        failed.at(-1)?.reason ?? '',
+        /kubevisa:profile:viewer differs from its reviewed profile and could not be restored.*withdrawn/,
+      );
+    } finally {
+      const current = JSON.parse(await env.kOk(['get', 'clusterrole', 'kubevisa:controller', '-o', 'json'])) as {
+        metadata: Record<string, unknown>;
+      };
+      await env.kOk(['replace', '-f', '-'], JSON.stringify({ ...controller, metadata: current.metadata }));
+    }
+    // With its right back, the next pass restores the profile and the binding.
+    await eventually('the profile is restored', 15_000, async () => {
+      const rules = await env.kOk([
+        'get',
+        'clusterrole',
+        'kubevisa:profile:viewer',
+        '-o',
+        'jsonpath={.rules[*].resources}',
+      ]);
+      return !/secrets/.test(rules);
+    });
+    await eventually('the binding is back', 10_000, () => rbExists('r-profile', id));
+  });
+
   test('an unreachable cluster at a deadline is retried and repaired as soon as it answers', async () => {
     const id = await request(['r-unreach'], '6s');
     assert.equal((await call('POST', `/api/v1/visas/${id}/approve`, approver, {})).status, 200);

@@ -13,9 +13,11 @@ import { connectionOf, loadKubeConfig, type ClusterConnection, type KubeconfigSo
 import {
   CONTROLLER_SERVICE_ACCOUNT,
   PERSON_SERVICE_ACCOUNT_SELECTOR,
+  PROFILE_CLUSTER_ROLE_SELECTOR,
   SYSTEM_NAMESPACE,
   VISAS_NAMESPACE,
   VISA_ROLE_BINDING_SELECTOR,
+  type ClusterRole,
   type ClusterRoleBinding,
   type Role,
   type RoleBinding,
@@ -83,6 +85,10 @@ export type RoleBindingEvent =
   /** The watch had to start over (its resourceVersion was compacted away): compare everything now. */
   | { type: 'RESYNC' };
 
+/** A change to a profile ClusterRole, or a notice that changes may have been missed (RESYNC). */
+export type ProfileClusterRoleEvent =
+  { type: 'ADDED' | 'MODIFIED' | 'DELETED'; clusterRole: ClusterRole } | { type: 'RESYNC' };
+
 /** A SelfSubjectAccessReview question: may kubevisa's credential do this? */
 export interface AccessQuestion {
   verb: string;
@@ -125,6 +131,16 @@ export interface ClusterClient {
   replaceRoleBinding(binding: RoleBinding): Promise<RoleBinding>;
   /** Deletes a RoleBinding. @returns false when it was already gone (not an error). */
   deleteRoleBinding(namespace: string, name: string): Promise<boolean>;
+
+  /** The profile ClusterRoles installed in the cluster (`kubevisa:profile:*`, labelled with their profile). */
+  listProfileClusterRoles(): Promise<ClusterRole[]>;
+  /**
+   * Puts a profile ClusterRole's rules back (drift repair); `role.metadata.resourceVersion` must be the one read.
+   * kubevisa may do this only for the profiles installed with it (update and escalate by resourceName).
+   * @throws InvalidInput for any other ClusterRole; ResourceVersionConflict when it changed meanwhile;
+   *   ClusterForbidden when kubevisa's credential lacks the right (installed by an older version).
+   */
+  replaceProfileClusterRole(role: ClusterRole): Promise<ClusterRole>;
 
   /** Every person ServiceAccount in `kubevisa-visas`. */
   listManagedServiceAccounts(): Promise<ServiceAccount[]>;
@@ -180,6 +196,11 @@ export interface ClusterClient {
    */
   watchManagedRoleBindings(
     onEvent: (event: RoleBindingEvent) => void,
+    onError: (error: KubevisaError) => void,
+  ): () => void;
+  /** Watches the profile ClusterRoles, like `watchManagedRoleBindings` (same resumption, retries and hints). */
+  watchProfileClusterRoles(
+    onEvent: (event: ProfileClusterRoleEvent) => void,
     onError: (error: KubevisaError) => void,
   ): () => void;
 }
@@ -366,6 +387,34 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
       }
     },
 
+    async listProfileClusterRoles() {
+      const list = await apis.rbac
+        .listClusterRole({ labelSelector: PROFILE_CLUSTER_ROLE_SELECTOR })
+        .catch(fail('list profile ClusterRoles'));
+      return list.items.map((item) => toClusterRole(item, name));
+    },
+
+    async replaceProfileClusterRole(role) {
+      const { name: roleName, resourceVersion } = role.metadata;
+      if (!roleName.startsWith('kubevisa:profile:')) {
+        throw new InvalidInput(
+          `kubevisa only ever rewrites profile ClusterRoles (kubevisa:profile:*), not ${roleName}`,
+          {
+            details: { field: 'metadata.name', value: roleName },
+          },
+        );
+      }
+      if (resourceVersion === undefined || resourceVersion === '') {
+        throw new InvalidInput(`replaceProfileClusterRole ${roleName}: metadata.resourceVersion is required`, {
+          details: { field: 'metadata.resourceVersion' },
+        });
+      }
+      const replaced = await apis.rbac
+        .replaceClusterRole({ name: roleName, body: role })
+        .catch(fail(`restore ClusterRole ${roleName}`));
+      return toClusterRole(replaced, name);
+    },
+
     async listManagedServiceAccounts() {
       const accounts: ServiceAccount[] = [];
       let next: string | undefined;
@@ -494,13 +543,35 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
     },
 
     watchManagedRoleBindings(onEvent, onError) {
-      return watchRoleBindings({
+      return watchObjects({
         kubeConfig,
         name,
         server: connection.server,
         timeoutMs,
         watchTimeoutSeconds,
-        onEvent,
+        path: '/apis/rbac.authorization.k8s.io/v1/rolebindings',
+        labelSelector: VISA_ROLE_BINDING_SELECTOR,
+        what: 'visa RoleBindings',
+        convert: (object) => toRoleBinding(object, name),
+        onObject: (type, roleBinding) => onEvent({ type, roleBinding }),
+        onResync: () => onEvent({ type: 'RESYNC' }),
+        onError,
+      });
+    },
+
+    watchProfileClusterRoles(onEvent, onError) {
+      return watchObjects({
+        kubeConfig,
+        name,
+        server: connection.server,
+        timeoutMs,
+        watchTimeoutSeconds,
+        path: '/apis/rbac.authorization.k8s.io/v1/clusterroles',
+        labelSelector: PROFILE_CLUSTER_ROLE_SELECTOR,
+        what: 'profile ClusterRoles',
+        convert: (object) => toClusterRole(object, name),
+        onObject: (type, clusterRole) => onEvent({ type, clusterRole }),
+        onResync: () => onEvent({ type: 'RESYNC' }),
         onError,
       });
     },
@@ -566,24 +637,32 @@ function withoutServerFields<T extends { metadata: { resourceVersion?: string; u
   return { ...object, metadata };
 }
 
-interface WatchOptions {
+interface WatchOptions<T> {
   kubeConfig: ReturnType<typeof loadKubeConfig>;
   name: string;
   server: string;
   timeoutMs: number;
   watchTimeoutSeconds: number;
-  onEvent: (event: RoleBindingEvent) => void;
+  /** The collection's path, cluster-wide, e.g. `/apis/rbac.authorization.k8s.io/v1/rolebindings`. */
+  path: string;
+  labelSelector: string;
+  /** What is watched, for error messages (`visa RoleBindings`). */
+  what: string;
+  /** Reads one object the server sent; what it throws is reported to `onError` as the cluster's fault. */
+  convert: (object: unknown) => T;
+  onObject: (type: 'ADDED' | 'MODIFIED' | 'DELETED', value: T) => void;
+  /** The watch had to start over: the consumer must compare everything. */
+  onResync: () => void;
   onError: (error: KubevisaError) => void;
 }
 
-function watchRoleBindings(options: WatchOptions): () => void {
-  const { name, onEvent, onError } = options;
+function watchObjects<T>(options: WatchOptions<T>): () => void {
+  const { name, onError, path } = options;
   const watch = new Watch(options.kubeConfig);
-  const path = '/apis/rbac.authorization.k8s.io/v1/rolebindings';
   const context = {
     cluster: name,
     server: options.server,
-    action: 'watch visa RoleBindings',
+    action: `watch ${options.what}`,
     timeoutMs: options.timeoutMs,
   };
   let stopped = false;
@@ -605,13 +684,13 @@ function watchRoleBindings(options: WatchOptions): () => void {
   const backoff = () => Math.min(WATCH_MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures - 1, 16));
 
   // A failure in the consumer's handler is the consumer's bug, not the cluster's: reported as such.
-  const deliver = (event: RoleBindingEvent) => {
+  const deliver = (handler: () => void) => {
     try {
-      onEvent(event);
+      handler();
     } catch (error) {
       onError(
         new KubevisaError(
-          `cluster '${name}': the RoleBinding watch's event handler threw: ${error instanceof Error ? error.message : String(error)}`,
+          `cluster '${name}': the ${options.what} watch's event handler threw: ${error instanceof Error ? error.message : String(error)}`,
           { status: 500, details: { cluster: name }, cause: error },
         ),
       );
@@ -626,7 +705,7 @@ function watchRoleBindings(options: WatchOptions): () => void {
       if (status['code'] === 410) {
         // The resourceVersion was compacted away: start over from the current state and say so.
         resourceVersion = undefined;
-        deliver({ type: 'RESYNC' });
+        deliver(options.onResync);
       } else {
         // Shaped like Watch's own non-200 error, so the Status inside is read like any other answer.
         report({ statusCode: typeof status['code'] === 'number' ? status['code'] : 500, body: status });
@@ -638,14 +717,14 @@ function watchRoleBindings(options: WatchOptions): () => void {
     if (typeof version === 'string') resourceVersion = version;
     failures = 0;
     if (phase !== 'ADDED' && phase !== 'MODIFIED' && phase !== 'DELETED') return;
-    let roleBinding: RoleBinding;
+    let value: T;
     try {
-      roleBinding = toRoleBinding(object, name);
+      value = options.convert(object);
     } catch (error) {
       report(error);
       return;
     }
-    deliver({ type: phase, roleBinding });
+    deliver(() => options.onObject(phase, value));
   };
 
   async function start(): Promise<void> {
@@ -670,7 +749,7 @@ function watchRoleBindings(options: WatchOptions): () => void {
     };
     try {
       const query = {
-        labelSelector: VISA_ROLE_BINDING_SELECTOR,
+        labelSelector: options.labelSelector,
         allowWatchBookmarks: true,
         timeoutSeconds: options.watchTimeoutSeconds,
         resourceVersion,

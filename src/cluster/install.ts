@@ -3,6 +3,10 @@
  * or replaces kubevisa's namespaces, the profile ClusterRoles and kubevisa's own least-privilege RBAC, then issues
  * a token for kubevisa's ServiceAccount and returns a kubeconfig with it. From then on kubevisa never uses the
  * admin's credential; it renews its own token through the `kubevisa:self-token` Role (`renewOwnToken`).
+ *
+ * kubevisa's RBAC includes `update` and `escalate` on exactly the installed profile ClusterRoles, so the
+ * reconciler can restore a profile widened by hand; why that and nothing less or more: `kubevisaControllerRbac`
+ * in objects.ts and docs/security.md ("kubevisa's own cluster credential").
  */
 import type { KubevisaError } from '../domain/errors.ts';
 import type { Instant, Profile } from '../domain/model.ts';

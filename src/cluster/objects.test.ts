@@ -128,13 +128,17 @@ describe('kubevisaControllerRbac', () => {
   const rbac = kubevisaControllerRbac(['viewer', 'developer', 'viewer']);
   const allRules = [...rbac.clusterRole.rules, ...rbac.visasRole.rules, ...rbac.selfTokenRole.rules];
 
-  it('lets kubevisa bind exactly the named profile ClusterRoles', () => {
-    const bind = rbac.clusterRole.rules.filter((rule) => rule.verbs.includes('bind'));
-    assert.deepEqual(bind, [
+  it('lets kubevisa bind, and restore in place, exactly the named profile ClusterRoles', () => {
+    const profileRules = rbac.clusterRole.rules.filter((rule) =>
+      ['bind', 'escalate', 'update'].some(
+        (verb) => rule.verbs.includes(verb) && rule.resources?.includes('clusterroles'),
+      ),
+    );
+    assert.deepEqual(profileRules, [
       {
         apiGroups: ['rbac.authorization.k8s.io'],
         resources: ['clusterroles'],
-        verbs: ['bind'],
+        verbs: ['bind', 'escalate', 'update'],
         resourceNames: ['kubevisa:profile:developer', 'kubevisa:profile:viewer'],
       },
     ]);
@@ -145,9 +149,13 @@ describe('kubevisaControllerRbac', () => {
     assert.ok(none.clusterRole.rules.every((rule) => !rule.verbs.includes('bind')));
   });
 
-  it('has no escalate, no wildcard, no Secrets, no ClusterRoleBinding writes, no user or group impersonation', () => {
+  it('has no escalate beyond the profiles, no wildcard, no Secrets, no ClusterRoleBinding writes, no user or group impersonation', () => {
     for (const rule of allRules) {
-      assert.ok(!rule.verbs.includes('escalate'), JSON.stringify(rule));
+      if (rule.verbs.includes('escalate')) {
+        assert.ok(
+          rule.resourceNames?.length && rule.resourceNames.every((name) => name.startsWith('kubevisa:profile:')),
+        );
+      }
       assert.ok(![...rule.verbs, ...(rule.resources ?? []), ...(rule.apiGroups ?? [])].includes('*'));
     }
     const grants = (apiGroup: string, resource: string, verbs: string[]) =>
@@ -157,7 +165,19 @@ describe('kubevisaControllerRbac', () => {
       grants('rbac.authorization.k8s.io', 'clusterrolebindings', ['create', 'update', 'patch', 'delete']),
       false,
     );
-    assert.equal(grants('rbac.authorization.k8s.io', 'clusterroles', ['create', 'update', 'patch', 'delete']), false);
+    assert.equal(grants('rbac.authorization.k8s.io', 'clusterroles', ['create', 'patch', 'delete']), false);
+    const unnamed = allRules.filter((rule) => (rule.resourceNames ?? []).length === 0);
+    assert.equal(
+      unnamed.some((rule) =>
+        ruleGrants(rule, {
+          apiGroup: 'rbac.authorization.k8s.io',
+          resource: 'clusterroles',
+          verbs: ['update', 'escalate', 'bind'],
+        }),
+      ),
+      false,
+      'update, escalate and bind only by name',
+    );
     assert.equal(grants('rbac.authorization.k8s.io', 'roles', ['create', 'update', 'patch', 'delete']), false);
     assert.equal(grants('', 'users', ['impersonate']), false);
     assert.equal(grants('', 'groups', ['impersonate']), false);

@@ -58,6 +58,8 @@ export const DESCRIPTION_ANNOTATION = 'kubevisa.io/description';
  * reconciler that deleted "every managed binding not desired" must never find those.
  */
 export const VISA_ROLE_BINDING_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${VISA_LABEL}`;
+/** Selects the profile ClusterRoles (`kubevisa:profile:<name>`). */
+export const PROFILE_CLUSTER_ROLE_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${PROFILE_LABEL}`;
 /** Selects the person ServiceAccounts (in `kubevisa-visas`). */
 export const PERSON_SERVICE_ACCOUNT_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${PERSON_LABEL}`;
 
@@ -242,14 +244,23 @@ export interface KubevisaControllerRbac {
 const READ = ['get', 'list', 'watch'];
 
 /**
- * kubevisa's least-privilege RBAC. What it deliberately lacks: `escalate`, `bind` on anything but the profile
- * ClusterRoles, ClusterRoleBinding writes, Secrets, impersonation of users, groups or ServiceAccounts outside
- * `kubevisa-visas`, and tokens for any ServiceAccount but the person ones and its own.
+ * kubevisa's least-privilege RBAC. What it deliberately lacks: `escalate` and `bind` on anything but the profile
+ * ClusterRoles, creating or deleting ClusterRoles, ClusterRoleBinding writes, Secrets, impersonation of users,
+ * groups or ServiceAccounts outside `kubevisa-visas`, and tokens for any ServiceAccount but the person ones and
+ * its own.
  *
  * Kubernetes lets a RoleBinding to a ClusterRole be created (or updated) only by someone who holds every
  * permission in it or has `bind` on it; so the `bind` rule, limited by resourceNames, is what confines kubevisa to
  * the profiles. An empty resourceNames list would mean *every* ClusterRole, so with no profiles the rule is left
  * out entirely.
+ *
+ * The same rule carries `update` and `escalate` on exactly those profile ClusterRoles, so the reconciler can put
+ * back a profile someone widened by hand (a widened profile widens every visa that uses it). Kubernetes checks
+ * the rules of the object written, not the change: without `escalate`, restoring a role needs the writer to hold
+ * every rule in it cluster-wide (for developer: creating pods in every namespace), which is far more than this;
+ * `bind` does not count, and creating or re-creating a role cannot be limited by name. The cost, weighed in
+ * install.ts: a stolen kubevisa credential could write any rules into the profile ClusterRoles (never any other
+ * role), while kubevisa itself only ever writes the linted, reviewed rules from its store.
  * @param profileNames the installed profiles' names (not ClusterRole names); order and duplicates do not matter.
  */
 export function kubevisaControllerRbac(profileNames: readonly string[]): KubevisaControllerRbac {
@@ -267,7 +278,7 @@ export function kubevisaControllerRbac(profileNames: readonly string[]): Kubevis
     clusterRules.push({
       apiGroups: [RBAC_GROUP],
       resources: ['clusterroles'],
-      verbs: ['bind'],
+      verbs: ['bind', 'escalate', 'update'],
       resourceNames: profileRoleNames,
     });
   }

@@ -1,12 +1,13 @@
 /**
  * Drift of the objects kubevisa manages, as findings: a visa's RoleBinding edited, deleted or copied by someone
- * else, and a profile ClusterRole whose rules no longer match the reviewed profile. The reconciler repairs visa
- * RoleBindings within seconds (and the audit trail records each repair); a profile ClusterRole is only rewritten by
- * `kubevisa install`, so its drift stays until someone acts — a widened profile widens every visa that uses it.
+ * else, and a profile ClusterRole whose rules no longer match the reviewed profile. The reconciler repairs both
+ * within a second of the watch event (and the audit trail records each repair, `cluster.drift.repaired` for a
+ * profile); a finding here means the repair has not happened (yet): a widened profile widens every visa using it.
  * Pure: desired objects are built by the caller with the same builders the reconciler uses.
  */
 import { roleBindingDifferences, type ClusterRole, type RoleBinding } from '../cluster/objects.ts';
-import type { Instant, PolicyRule } from '../domain/model.ts';
+import type { Instant } from '../domain/model.ts';
+import { ruleSetDifference } from '../rbac/rules.ts';
 import type { Finding } from './findings.ts';
 
 export interface DesiredBinding {
@@ -83,7 +84,7 @@ export function driftFindings(input: DriftInput): Finding[] {
       kind: 'drift',
       severity: added.length > 0 ? 'critical' : 'medium',
       reason: 'profile-changed',
-      summary: `profile ClusterRole ${name} differs from the reviewed profile${added.length > 0 ? `: it grants more (${added.join('; ')})` : ''}${removed.length > 0 ? `${added.length > 0 ? ' and' : ':'} lacks ${removed.join('; ')}` : ''}; every visa with this profile is affected until 'kubevisa install' restores it`,
+      summary: `profile ClusterRole ${name} differs from the reviewed profile${added.length > 0 ? `: it grants more (${added.join('; ')})` : ''}${removed.length > 0 ? `${added.length > 0 ? ' and' : ':'} lacks ${removed.join('; ')}` : ''}; every visa with this profile is affected until the reconciler restores it (see the audit trail for cluster.drift.repaired or cluster.drift.repair-failed)`,
       role: `ClusterRole ${name}`,
       managed: true,
       builtin: false,
@@ -112,29 +113,4 @@ function driftFinding(
     builtin: false,
     details,
   };
-}
-
-/** Rules (as canonical text) in `a` and not in `b`. */
-function ruleSetDifference(a: readonly PolicyRule[], b: readonly PolicyRule[]): string[] {
-  const inB = new Set(b.map(canonicalRule));
-  return [...new Set(a.map(canonicalRule))].filter((rule) => !inB.has(rule));
-}
-
-function canonicalRule(rule: PolicyRule): string {
-  const list = (name: string, values: readonly string[] | undefined) =>
-    values !== undefined && values.length > 0
-      ? `${name}=[${[...values]
-          .map((v) => (v === '' ? '""' : v))
-          .sort()
-          .join(',')}]`
-      : '';
-  return [
-    list('apiGroups', rule.apiGroups),
-    list('resources', rule.resources),
-    list('resourceNames', rule.resourceNames),
-    list('nonResourceURLs', rule.nonResourceURLs),
-    list('verbs', rule.verbs),
-  ]
-    .filter((part) => part !== '')
-    .join(' ');
 }

@@ -21,6 +21,9 @@ export const ALERTING_ACTIONS: ReadonlyMap<string, AlertEvent> = new Map([
   ['cluster.rolebinding.repair-delete', 'drift-repaired'],
   // Only when it re-creates a binding someone deleted (the service tells, see VisaContext.recreated).
   ['cluster.rolebinding.create', 'drift-repaired'],
+  // A profile ClusterRole edited by hand and put back by the reconciler, or one it could not put back.
+  ['cluster.drift.repaired', 'drift-repaired'],
+  ['cluster.drift.repair-failed', 'drift-detected'],
 ]);
 
 /** What the alert needs besides the audit event: the visa it is about and its engagement's sponsor. */
@@ -67,6 +70,9 @@ export function alertFromAudit(event: AuditEvent, context: VisaContext): Alert |
     ...(event.visaId !== undefined ? { visaId: event.visaId } : {}),
     details: { auditSeq: event.seq, action: event.action, actor: event.actor } as JsonObject,
   };
+  if (event.action === 'cluster.drift.repaired' || event.action === 'cluster.drift.repair-failed') {
+    return profileDriftAlert(event, base);
+  }
   switch (kind) {
     case 'visa-requested':
       return {
@@ -111,6 +117,27 @@ export function alertFromAudit(event: AuditEvent, context: VisaContext): Alert |
     default:
       return undefined;
   }
+}
+
+/** A profile ClusterRole edited by hand: put back by the reconciler, or (critical) not put back. */
+function profileDriftAlert(event: AuditEvent, base: Omit<Alert, 'severity' | 'title' | 'text'>): Alert {
+  const name = String(event.details['name'] ?? '?');
+  const cluster = event.cluster ?? '?';
+  const added = String(event.details['added'] ?? '');
+  if (event.action === 'cluster.drift.repair-failed') {
+    return {
+      ...base,
+      severity: 'critical',
+      title: `Drift not repaired: ClusterRole ${name}`,
+      text: `ClusterRole ${name} in cluster ${cluster} differs from its reviewed profile and kubevisa could not restore it: ${event.reason ?? ''}. Run 'kubevisa install' for this cluster, and check the cluster's audit log for who edited it.`,
+    };
+  }
+  return {
+    ...base,
+    severity: 'warning',
+    title: `Drift repaired: ClusterRole ${name}`,
+    text: `Someone changed profile ClusterRole ${name} in cluster ${cluster}${added === '' ? '' : `, adding ${added}`}; kubevisa restored the reviewed rules. Check the cluster's audit log for who edited it.`,
+  };
 }
 
 /** The notice before a visa ends, to its holder and sponsor. */

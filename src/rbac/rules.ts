@@ -41,6 +41,35 @@ export function listsVerb(rule: PolicyRule, verb: string): boolean {
   return rule.verbs.includes(verb);
 }
 
+/**
+ * A rule as canonical text (lists sorted, empty ones left out), for comparing rule sets whatever the order in
+ * which kube-apiserver or a person wrote them: `apiGroups=[""] resources=[secrets] verbs=[get]`.
+ */
+export function canonicalRule(rule: PolicyRule): string {
+  const list = (name: string, values: readonly string[] | undefined) =>
+    values !== undefined && values.length > 0
+      ? `${name}=[${[...values]
+          .map((v) => (v === '' ? '""' : v))
+          .sort()
+          .join(',')}]`
+      : '';
+  return [
+    list('apiGroups', rule.apiGroups),
+    list('resources', rule.resources),
+    list('resourceNames', rule.resourceNames),
+    list('nonResourceURLs', rule.nonResourceURLs),
+    list('verbs', rule.verbs),
+  ]
+    .filter((part) => part !== '')
+    .join(' ');
+}
+
+/** Rules (as canonical text) in `a` and not in `b`: what `a` grants beyond `b`, rule by rule. */
+export function ruleSetDifference(a: readonly PolicyRule[], b: readonly PolicyRule[]): string[] {
+  const inB = new Set(b.map(canonicalRule));
+  return [...new Set(a.map(canonicalRule))].filter((rule) => !inB.has(rule));
+}
+
 function apiGroupMatches(rule: PolicyRule, apiGroup: string): boolean {
   return (rule.apiGroups ?? []).some((group) => group === '*' || group === apiGroup);
 }

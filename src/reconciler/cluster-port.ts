@@ -2,7 +2,7 @@
  * What the reconciler needs from a cluster: the narrow slice of ClusterClient it calls, so tests and future
  * engines (another client library, a fake for unit tests) plug in here.
  */
-import type { RoleBinding, ServiceAccount } from '../cluster/objects.ts';
+import type { ClusterRole, RoleBinding, ServiceAccount } from '../cluster/objects.ts';
 
 export type ManagedRoleBinding = RoleBinding;
 export type ManagedServiceAccount = ServiceAccount;
@@ -17,4 +17,10 @@ export interface ReconcilerCluster {
   deleteServiceAccount(name: string): Promise<unknown>;
   /** Calls `onChange` on every change to a managed RoleBinding; returns a function that stops watching. */
   watchManagedRoleBindings(onChange: () => void, onError: (error: Error) => void): () => void;
+  /** The profile ClusterRoles installed in the cluster. */
+  listProfileClusterRoles(): Promise<ClusterRole[]>;
+  /** Puts a profile ClusterRole's rules back, at the resourceVersion read. */
+  replaceProfileClusterRole(role: ClusterRole): Promise<unknown>;
+  /** Calls `onChange` on every change to a profile ClusterRole; returns a function that stops watching. */
+  watchProfileClusterRoles(onChange: () => void, onError: (error: Error) => void): () => void;
 }

@@ -14,6 +14,7 @@ import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
 import type { Store, StoredVisa } from '../store/store.ts';
 import type { ManagedRoleBinding, ManagedServiceAccount, ReconcilerCluster } from './cluster-port.ts';
 import { desiredRoleBinding, desiredServiceAccount, ownerOf, roleBindingDrifted } from './desired.ts';
+import { profileDrift, rulesSummary } from './profiles.ts';
 
 export interface ReconcilerOptions {
   store: Store;
@@ -72,6 +73,7 @@ export class Reconciler {
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private readonly reportedMissing = new Set<string>();
   private readonly reportedProtected = new Set<string>();
+  private readonly reportedRepairFailures = new Set<string>();
   private readonly stopWatches: (() => void)[] = [];
   private readonly lastReport = new Map<string, PassReport>();
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -91,6 +93,11 @@ export class Reconciler {
     for (const [name, cluster] of this.clusters) {
       this.stopWatches.push(
         cluster.watchManagedRoleBindings(
+          () => this.kick([name]),
+          () => this.kick([name]),
+        ),
+        // A profile widened by hand widens every visa that uses it: restored as fast as a binding.
+        cluster.watchProfileClusterRoles(
           () => this.kick([name]),
           () => this.kick([name]),
         ),
@@ -215,8 +222,12 @@ export class Reconciler {
   }
 
   private async converge(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
+    // 0. The profiles first: a binding is only as narrow as the ClusterRole it points to.
+    const untrusted = await this.convergeProfiles(cluster, report);
     const now = this.now();
-    const granting = (await this.store.listVisasGrantingAt(now)).filter((v) => v.cluster === cluster.name);
+    const granting = (await this.store.listVisasGrantingAt(now)).filter(
+      (v) => v.cluster === cluster.name && !untrusted.has(v.profile),
+    );
     const persons = new Map<string, Person>();
     for (const visa of granting) {
       if (!persons.has(visa.personId)) {
@@ -322,6 +333,72 @@ export class Reconciler {
       });
     }
     await this.changeAll(cluster.name, bindings);
+  }
+
+  /**
+   * Puts back every installed profile ClusterRole whose rules differ from the profile in the store (someone edited
+   * it by hand), each repair audited as `cluster.drift.repaired` with what was added and removed. A role kubevisa
+   * cannot restore (its credential predates the right to, or the role changed again meanwhile) is audited as
+   * `cluster.drift.repair-failed`; when it grants more than reviewed, its profile is returned so this pass
+   * withdraws the bindings to it (fail closed) until a later pass restores it.
+   */
+  private async convergeProfiles(cluster: ReconcilerCluster, report: PassReport): Promise<Set<string>> {
+    const [profiles, installed] = await Promise.all([this.store.listProfiles(), cluster.listProfileClusterRoles()]);
+    const untrusted = new Set<string>();
+    const repairs: Change[] = [];
+    for (const drift of profileDrift(profiles, installed)) {
+      const { profile, desired, actual, added, removed } = drift;
+      const name = desired.metadata.name;
+      repairs.push({
+        kind: 'drift.repaired',
+        payload: {
+          object: 'ClusterRole',
+          name,
+          profile,
+          before: rulesSummary(actual.rules),
+          after: rulesSummary(desired.rules),
+          added: added.join('; '),
+          removed: removed.join('; '),
+        },
+        write: () =>
+          cluster.replaceProfileClusterRole({
+            ...desired,
+            metadata: { ...desired.metadata, resourceVersion: actual.metadata.resourceVersion ?? '' },
+          }),
+        done: () => report.repaired.push(`ClusterRole ${name}`),
+        failed: async (error) => {
+          if (added.length > 0) untrusted.add(profile);
+          await this.reportRepairFailed(cluster.name, name, actual.metadata.resourceVersion ?? '', error, added);
+          return true;
+        },
+      });
+    }
+    await this.changeAll(cluster.name, repairs);
+    return untrusted;
+  }
+
+  private async reportRepairFailed(
+    cluster: string,
+    name: string,
+    resourceVersion: string,
+    error: unknown,
+    added: readonly string[],
+  ) {
+    const id = `${cluster}/${name}@${resourceVersion}`;
+    if (this.reportedRepairFailures.has(id)) return;
+    const why = error instanceof Error ? error.message : String(error);
+    await this.store.transaction((tx) =>
+      tx.appendAudit({
+        at: this.now(),
+        actor: 'system',
+        action: 'cluster.drift.repair-failed',
+        cluster,
+        outcome: 'error',
+        reason: `ClusterRole ${name} differs from its reviewed profile and could not be restored: ${why}${added.length > 0 ? '; the bindings of visas with this profile are withdrawn until it is' : ''}`,
+        details: { object: 'ClusterRole', name, added: added.join('; ') },
+      }),
+    );
+    this.reportedRepairFailures.add(id);
   }
 
   /**
