@@ -4,6 +4,7 @@
  */
 import { isContractorOf, isSponsorOf } from './engagement.ts';
 import type { Actor, Engagement, Policy, Visa } from './model.ts';
+import { inAnyGroup } from './roles.ts';
 
 /**
  * True when the actor may approve or deny requests under the engagement: the sponsor, an admin, a person with the
@@ -16,7 +17,7 @@ export function canApprove(actor: Actor, engagement: Engagement, policy: Policy)
     isSponsorOf(actor.email, engagement) ||
     actor.roles.includes('admin') ||
     actor.roles.includes('approver') ||
-    actor.groups.some((group) => policy.approverGroups.includes(group))
+    inAnyGroup(actor.groups, policy.approverGroups)
   );
 }
 

@@ -3,7 +3,8 @@ import { describe, test } from 'node:test';
 import { defaultPolicy } from '../server/config.ts';
 import { rulesBeyondDiscovery } from './cluster-probe.ts';
 import { parseIdentityConfig, parseScimConfig } from './config.ts';
-import { configuredRoles, engagementsFor, inGroup, rolesFor, validateMappings } from './mapping.ts';
+import { configuredRoles, inGroup } from '../domain/roles.ts';
+import { engagementsFor, rolesFor, validateMappings } from './mapping.ts';
 import { overallStatus, pendingStep, summarize, type Receipt } from './receipt.ts';
 
 const NOW = Date.UTC(2030, 0, 15, 9);

@@ -14,6 +14,7 @@
  */
 import { EngagementNotActive, Unauthenticated } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
+import { configuredRoles } from '../domain/roles.ts';
 import type { Person } from '../domain/model.ts';
 import { isContractorOf } from '../domain/engagement.ts';
 import type { OidcIdentity } from '../auth/oidc-rp.ts';
@@ -24,7 +25,7 @@ import type { ScimUserRecord } from '../store/identity-records.ts';
 import type { Store } from '../store/store.ts';
 import type { GroupMapping, IdentityConfig } from './config.ts';
 import type { DirectoryUser, SyncReport } from './directory.ts';
-import { configuredRoles, engagementsFor, rolesFor, type GroupMembership } from './mapping.ts';
+import { engagementsFor, rolesFor, type GroupMembership } from './mapping.ts';
 import type { OffboardingOrchestrator } from './offboarding.ts';
 
 export interface IdentityLifecycleOptions {

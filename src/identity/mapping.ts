@@ -4,9 +4,10 @@
  * implies. The lifecycle applies the result to the store.
  */
 import { InvalidInput } from '../domain/errors.ts';
-import type { PersonRole, Policy } from '../domain/model.ts';
+import type { PersonRole } from '../domain/model.ts';
 import { isNamespacePattern } from '../domain/names.ts';
 import { own } from '../domain/own.ts';
+import { PERSON_ROLES, sameGroup } from '../domain/roles.ts';
 import { parseDuration, parseInstant } from '../domain/time.ts';
 import type { GroupMapping } from './config.ts';
 
@@ -63,12 +64,6 @@ export function validateMappings(
   });
 }
 
-/** Group names compare case-insensitively: IdPs are inconsistent about case between SCIM and claims. */
-export function inGroup(groups: readonly string[], group: string): boolean {
-  const wanted = group.toLowerCase();
-  return groups.some((g) => g.toLowerCase() === wanted);
-}
-
 /** A group someone is in, and the SCIM identity provider that provisioned it (none: directory or login claim). */
 export interface GroupMembership {
   name: string;
@@ -77,11 +72,10 @@ export interface GroupMembership {
 
 /** Does `mapping` apply to someone in `groups`? A mapping that names an `idp` ignores other IdPs' SCIM groups. */
 export function matches(groups: readonly GroupMembership[], mapping: GroupMapping): boolean {
-  const wanted = mapping.group.toLowerCase();
   const idp = own(mapping, 'idp');
   return groups.some(
     (g) =>
-      g.name.toLowerCase() === wanted &&
+      sameGroup(g.name, mapping.group) &&
       (idp === undefined || own(g, 'scimIdp') === undefined || own(g, 'scimIdp') === idp),
   );
 }
@@ -96,24 +90,6 @@ export function engagementsFor(groups: readonly GroupMembership[], mappings: rea
   return names;
 }
 
-/** Roles the core configuration gives (the same rules as a login: admin and auditor lists and groups, approver groups). */
-export function configuredRoles(
-  email: string,
-  groups: readonly string[],
-  config: {
-    roles: { admins: string[]; adminGroups: string[]; auditors: string[]; auditorGroups: string[] };
-    policy: Policy;
-  },
-): PersonRole[] {
-  const inAny = (list: string[]) => list.some((g) => inGroup(groups, g));
-  const lower = email.toLowerCase();
-  const roles: PersonRole[] = [];
-  if (config.roles.admins.includes(lower) || inAny(config.roles.adminGroups)) roles.push('admin');
-  if (inAny(config.policy.approverGroups)) roles.push('approver');
-  if (config.roles.auditors.includes(lower) || inAny(config.roles.auditorGroups)) roles.push('auditor');
-  return roles;
-}
-
 /** The person's roles: what the core configuration gives plus what role mappings give, in a stable order. */
 export function rolesFor(
   base: readonly PersonRole[],
@@ -126,5 +102,5 @@ export function rolesFor(
     return role !== undefined && matches(groups, m) ? [role] : [];
   });
   const all = new Set<PersonRole>([...base, ...mapped]);
-  return (['admin', 'approver', 'auditor'] as const).filter((role) => all.has(role));
+  return PERSON_ROLES.filter((role) => all.has(role));
 }

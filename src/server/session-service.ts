@@ -16,6 +16,7 @@ import {
 } from '../auth/session-secrets.ts';
 import { InvalidInput, NotFound, Unauthenticated } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
+import { configuredRoles } from '../domain/roles.ts';
 import type { Actor, Person, PersonRole } from '../domain/model.ts';
 import type { AuditSource, Store } from '../store/store.ts';
 import type { SecretBox } from './secret-box.ts';
@@ -366,14 +367,7 @@ export class SessionService {
   }
 
   private rolesFor(identity: OidcIdentity): PersonRole[] {
-    const { roles, policy } = this.options.config;
-    const email = identity.email.toLowerCase();
-    const inAny = (groups: string[]) => identity.groups.some((g) => groups.includes(g));
-    const result: PersonRole[] = [];
-    if (roles.admins.includes(email) || inAny(roles.adminGroups)) result.push('admin');
-    if (inAny(policy.approverGroups)) result.push('approver');
-    if (roles.auditors.includes(email) || inAny(roles.auditorGroups)) result.push('auditor');
-    return result;
+    return configuredRoles(identity.email, identity.groups, this.options.config);
   }
 }
 

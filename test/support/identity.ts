@@ -7,7 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDevIdp, type DevIdp } from '../../src/auth/dev-idp.ts';
+import { startDevIdp, type DevIdp, type DevIdpAccount } from '../../src/auth/dev-idp.ts';
 import { freePorts } from '../../src/devcluster/control-plane.ts';
 import { parseServerConfig, type ServerConfig } from '../../src/server/config.ts';
 import { startServer, type RunningServer } from '../../src/server/main.ts';
@@ -33,16 +33,20 @@ export function withIdentitySections(config: ServerConfig, sections: { scim?: un
   if (sections.identity !== undefined) config.extensions.identity = sections.identity;
 }
 
-/** The real server and OIDC provider, no cluster: enough for SCIM, tokens and login gating. */
+/**
+ * The real server and OIDC provider, no cluster: enough for SCIM, tokens and login gating. `options.accounts` are
+ * IdP accounts beside `people`; `options.oidc` adds fields to the server's `oidc` section.
+ */
 export async function startLightEnv(
   sections: { scim?: unknown; identity?: unknown } = { scim: {} },
+  options: { accounts?: DevIdpAccount[]; oidc?: Record<string, unknown> } = {},
 ): Promise<LightEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'kubevisa-scim-'));
   const [port] = await freePorts(1);
   const serverUrl = `http://127.0.0.1:${port}`;
   const clientSecret = 'scim-client-secret';
   const idp = await startDevIdp({
-    accounts: Object.values(people).map((p) => ({ ...p, name: p.sub })),
+    accounts: [...Object.values(people).map((p) => ({ ...p, name: p.sub })), ...(options.accounts ?? [])],
     clients: [{ clientId: 'kubevisa', clientSecret, redirectUris: [`${serverUrl}/api/v1/login/callback`] }],
   });
   const dataDir = join(dir, 'data');
@@ -57,6 +61,7 @@ export async function startLightEnv(
         clientSecret,
         scopes: 'openid email profile offline_access groups',
         allowInsecureHttp: true,
+        ...options.oidc,
       },
       roles: { adminGroups: ['kubevisa-admins'] },
       clusters: [],
