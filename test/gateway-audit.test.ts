@@ -139,7 +139,8 @@ before(async () => {
     description: 'debugger without recording (tests)',
   };
   env = await startKubevisaEnv({ tls: true, autoApproval: false, extraProfiles: [plain] });
-  for (const ns of ['ga-both', 'ga-late', 'ga-flood']) await env.kOk(['create', 'namespace', ns]);
+  for (const ns of ['ga-both', 'ga-late', 'ga-flood', 'ga-watch', 'ga-expire', 'ga-cut'])
+    await env.kOk(['create', 'namespace', ns]);
   [gonePort] = (await freePorts(1)) as [number];
   const goneKubeconfig = join(env.dir, 'gone.kubeconfig');
   await writeFile(
@@ -177,6 +178,7 @@ before(async () => {
   assert.equal(created.status, 201, JSON.stringify(created.body));
   await runningPod('ga-both');
   await runningPod('ga-late');
+  await runningPod('ga-cut');
   kubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora');
 });
 after(async () => {
@@ -488,6 +490,75 @@ describe('every refusal and every stream reaches the audit trail', () => {
       assert.equal(watch.ended(), false);
     } finally {
       watch.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('when access ends, an open stream says why', () => {
+  /** `kubectl get configmaps -w` through the gateway, once it shows the namespace's first ConfigMap. */
+  async function openWatch(namespace: string) {
+    const watch = interactive(['get', 'configmaps', '-n', namespace, '-w']);
+    await eventually(`the watch on ${namespace} shows its ConfigMap`, 15_000, async () =>
+      watch.stdout().includes('kube-root-ca.crt'),
+    );
+    await eventually(`the watch on ${namespace} is open at the gateway`, 5000, async () =>
+      gateway()
+        .streams.all()
+        .some((s) => s.namespace === namespace && s.kind === 'watch'),
+    );
+    return watch;
+  }
+
+  test('kubectl get -w, cut by a revoke, prints who revoked which visa and why', async () => {
+    const visa = await grant('viewer', ['ga-watch']);
+    const watch = await openWatch('ga-watch');
+    try {
+      const revoked = await call('POST', `/api/v1/visas/${visa}/revoke`, admin, { reason: 'contract paused' });
+      assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+      await watch.exited;
+      const output = watch.stdout() + watch.stderr();
+      assert.match(output, new RegExp(`visa ${visa} was revoked by sam@corp\\.example: contract paused`), output);
+      assert.match(output, /Forbidden/);
+    } finally {
+      watch.child.kill('SIGKILL');
+    }
+  });
+
+  test('kubectl get -w, closed at expiry, prints which visa ended and when', async () => {
+    const visa = await grant('viewer', ['ga-expire'], '8s');
+    const watch = await openWatch('ga-expire');
+    try {
+      await watch.exited;
+      const output = watch.stdout() + watch.stderr();
+      assert.match(output, new RegExp(`visa ${visa} ended at \\d{4}-\\d{2}-\\d{2}T`), output);
+      assert.match(output, /Expired/);
+    } finally {
+      watch.child.kill('SIGKILL');
+    }
+  });
+
+  test('kubectl exec, cut by a revoke, prints which visa was revoked, by whom and why', async () => {
+    const visa = await grant('debugger-plain', ['ga-cut']);
+    const session = interactive([
+      'exec',
+      '-i',
+      '-n',
+      'ga-cut',
+      'app',
+      '--',
+      'sh',
+      '-c',
+      'while read line; do echo "cut:$line"; done',
+    ]);
+    try {
+      session.type('one');
+      await eventually('the session runs', 15_000, async () => session.stdout().includes('cut:one'));
+      const revoked = await call('POST', `/api/v1/visas/${visa}/revoke`, admin, { reason: 'engagement on hold' });
+      assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+      assert.notEqual(await session.exited, 0);
+      assert.match(session.stderr(), new RegExp(`visa ${visa} was revoked by sam@corp\\.example: engagement on hold`));
+    } finally {
+      session.child.kill('SIGKILL');
     }
   });
 });

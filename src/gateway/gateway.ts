@@ -17,10 +17,11 @@ import { allowedUpgrade, downstreamRawHeaders, hasBearerSubprotocol, upstreamHea
 import { AddressLimiter, clientKey, RateLimiter, type AddressLimits } from './rate-limit.ts';
 import { RefusalSampler } from './refusals.ts';
 import { auditedQuery, NonCanonicalPath, requestInfo, splitGatewayUrl, type RequestInfo } from './request-info.ts';
-import { StreamRegistry, type OpenStream } from './streams.ts';
-import { startRecording, type Recording } from './recording.ts';
+import { StreamRegistry, type EndNotice, type OpenStream } from './streams.ts';
+import { CLOSE_FRAME, channelFrame, FrameBoundary, startRecording, type Recording } from './recording.ts';
 import { randomUUID } from 'node:crypto';
 import { Unauthenticated } from '../domain/errors.ts';
+import type { Visa } from '../domain/model.ts';
 import { join } from 'node:path';
 
 export interface UpstreamCluster {
@@ -206,8 +207,16 @@ export class Gateway {
       if (chunked) headers['transfer-encoding'] = 'chunked';
       else headers['content-length'] = String(declared);
     }
+    // A watch that access ends gets a last event saying why (see close below), which plain JSON can only be appended
+    // to if the stream is not compressed: watches are asked for uncompressed. kube-apiserver never compresses them
+    // anyway (each event is flushed as it happens); another server that does gets its watches closed without it.
+    if (info.verb === 'watch') delete headers['accept-encoding'];
     let closeReason: string | undefined;
     let upstreamError: string | undefined;
+    /** The watch's response while the gateway may still append a JSON event to it. */
+    let appendableWatch: IncomingMessage | undefined;
+    /** The last byte relayed ended an event: an event appended now cannot be torn into one being relayed. */
+    let betweenEvents = true;
     const upstreamReq = httpsRequest({
       // Watches and followed logs hold their connection for as long as they run: they get their own, so they can
       // never use up the pool that ordinary requests share.
@@ -228,8 +237,17 @@ export class Gateway {
       session: false,
       recorded: false,
       startedAt,
-      close: (reason) => {
+      close: (reason, notice) => {
         closeReason = reason;
+        if (notice && appendableWatch && betweenEvents && !res.destroyed && !res.writableEnded) {
+          // As kube-apiserver ends a watch it must stop: a last ERROR event with a Status, which kubectl prints.
+          appendableWatch.unpipe(res);
+          upstreamReq.destroy();
+          res.end(watchErrorEvent(notice));
+          // A client that does not read its last event does not keep the stream open.
+          setTimeout(() => res.destroy(), 5000).unref();
+          return;
+        }
         upstreamReq.destroy();
         res.destroy();
       },
@@ -251,6 +269,16 @@ export class Gateway {
         this.audit.add(
           this.startedEvent(req, { person, visaId, visas, cluster: upstream.name, info, query, streamId }),
         );
+      }
+      if (
+        info.verb === 'watch' &&
+        status === 200 &&
+        /^application\/json\s*(;|$)/i.test(String(upstreamRes.headers['content-type'] ?? '')) &&
+        (upstreamRes.headers['content-encoding'] ?? 'identity') === 'identity'
+      ) {
+        appendableWatch = upstreamRes;
+        // Events are JSON objects each followed by a newline, and JSON text never holds a raw newline.
+        upstreamRes.on('data', (chunk: Buffer) => (betweenEvents = chunk[chunk.length - 1] === 0x0a));
       }
       upstreamRes.pipe(res);
     });
@@ -404,6 +432,10 @@ export class Gateway {
     let closeReason: string | undefined;
     let upstreamError: string | undefined;
     let upstreamSocket: Duplex | undefined;
+    /** Frame boundaries of what upstream sends, for sessions that speak the channel protocol over WebSocket. */
+    let frames: FrameBoundary | undefined;
+    /** The client is being told why the session ends: its socket ends once that is written, not at once. */
+    let telling = false;
     let bytesIn = 0;
     let bytesOut = 0;
     const upstreamReq = httpsRequest({
@@ -429,8 +461,19 @@ export class Gateway {
       session,
       recorded,
       startedAt,
-      close: (reason) => {
+      close: (reason, notice) => {
         closeReason = reason;
+        if (notice && frames?.atBoundary && upstreamSocket && !socket.destroyed) {
+          // kubectl prints a Status on the error channel as the session's error: it then says why it ended.
+          telling = true;
+          upstreamSocket.unpipe(socket);
+          upstreamReq.destroy();
+          upstreamSocket.destroy();
+          const status = Buffer.from(JSON.stringify(statusObject(notice.code, notice.reason, notice.message)));
+          socket.end(Buffer.concat([channelFrame(3, status), CLOSE_FRAME]));
+          setTimeout(() => socket.destroy(), 5000).unref();
+          return;
+        }
         upstreamReq.destroy();
         upstreamSocket?.destroy();
         socket.destroy();
@@ -477,9 +520,15 @@ export class Gateway {
         if (upHead.length > 0) recording.output(upHead);
         if (head.length > 0) recording.input(head);
       }
+      const negotiated = String(upstreamRes.headers['sec-websocket-protocol'] ?? '');
+      if (protocol === 'websocket' && /^v[45]\.channel\.k8s\.io$/.test(negotiated)) {
+        frames = new FrameBoundary();
+        if (upHead.length > 0) frames.push(upHead);
+      }
       upSocket.on('data', (c: Buffer) => {
         bytesOut += c.length;
         recording?.output(c);
+        frames?.push(c);
       });
       socket.on('data', (c: Buffer) => {
         bytesIn += c.length;
@@ -488,7 +537,7 @@ export class Gateway {
       socket.pipe(upSocket);
       upSocket.pipe(socket);
       const end = () => {
-        socket.destroy();
+        if (!telling) socket.destroy();
         upSocket.destroy();
         finish(101);
       };
@@ -756,32 +805,53 @@ export class Gateway {
     for (const [token, entry] of this.tokenCache) if (entry.sessionId === sessionId) this.tokenCache.delete(token);
   }
 
-  /**
-   * Would the stream be admitted, as it runs, if it were opened now? Some visa must still cover it, and an exec or
-   * attach session that is not recorded may not go on once a visa that requires recording covers its namespace; a
-   * recorded one stays recorded whichever visas cover it later.
-   */
   private stillAdmits(s: OpenStream, now: number): boolean {
-    const decision = this.options.index.decide(s.personId, s.cluster, s.namespace, now);
-    return decision.ok && !(s.session && decision.recordSessions && !s.recorded);
+    return this.mustStop(s, now) === undefined;
   }
 
-  /** Closes every open stream the index no longer allows, recording `reason`. */
-  recheckStreams(reason: string): number {
+  /**
+   * Why the stream may not go on, or undefined when it would be admitted, as it runs, if it were opened now: some
+   * visa must still cover it, and an exec or attach session that is not recorded may not go on once a visa that
+   * requires recording covers its namespace (a recorded one stays recorded whichever visas cover it later).
+   */
+  private mustStop(
+    s: OpenStream,
+    now: number,
+    ended: ReadonlyMap<string, EndedVisa> = new Map(),
+  ): EndNotice | undefined {
+    const decision = this.options.index.decide(s.personId, s.cluster, s.namespace, now);
+    if (!decision.ok) return endNotice(s, ended, now);
+    if (s.session && decision.recordSessions && !s.recorded) {
+      return {
+        message: `kubevisa closed this session: a visa that records sessions now covers namespace '${s.namespace}' and this session is not recorded; open it again with kubectl 1.30 or later (WebSocket), which can be recorded`,
+        reason: 'Forbidden',
+        code: 403,
+      };
+    }
+    return undefined;
+  }
+
+  /**
+   * Closes every open stream the index no longer allows, recording `reason`. `ended` holds what is known of visas
+   * that just ended (from the event that ended them, or the store): each stream is told which of its visas ended and
+   * why, in the words of that visa's end (who revoked it, their reason; or when it expired).
+   */
+  recheckStreams(reason: string, ended: ReadonlyMap<string, EndedVisa> = new Map()): number {
     const now = this.now();
     return this.streams.closeWhere((s) => {
-      const cut = !this.stillAdmits(s, now);
-      if (cut) this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason });
-      return cut;
+      const notice = this.mustStop(s, now, ended);
+      if (notice === undefined) return false;
+      this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason });
+      return notice;
     }, reason);
   }
 
-  /** Closes every open stream of a person. */
+  /** Closes every open stream of a person (offboarded), telling each why. */
   closePerson(personId: string, reason: string): number {
     return this.streams.closeWhere((s) => {
-      const cut = s.personId === personId;
-      if (cut) this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason });
-      return cut;
+      if (s.personId !== personId) return false;
+      this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason });
+      return { message: `your access through kubevisa was ended: ${reason}`, reason: 'Forbidden', code: 403 };
     }, reason);
   }
 
@@ -1004,9 +1074,46 @@ function sourceOf(req: IncomingMessage) {
   };
 }
 
+/** What the gateway knows of a visa that ended, to tell the streams it backed. */
+export type EndedVisa = Pick<Visa, 'id' | 'state' | 'notAfter'> & Partial<Pick<Visa, 'endedBy' | 'endReason'>>;
+
+/**
+ * Why a stream's access ended, naming each of its visas and how it ended: revoked (by whom, why) is 403 Forbidden;
+ * if every one simply expired, 410 Expired, as kube-apiserver answers a watch it ends.
+ */
+function endNotice(stream: OpenStream, ended: ReadonlyMap<string, EndedVisa>, now: number): EndNotice {
+  let expiredOnly = true;
+  const parts = stream.visas.map(({ id, notAfter }) => {
+    const visa = ended.get(id);
+    if (visa && (visa.state === 'revoked' || visa.state === 'cancelled')) {
+      expiredOnly = false;
+      const by = visa.endedBy ? ` by ${visa.endedBy}` : '';
+      return `visa ${id} was ${visa.state}${by}${visa.endReason ? `: ${visa.endReason}` : ''}`;
+    }
+    const end = visa?.notAfter ?? notAfter;
+    if (end <= now || visa?.state === 'expired') return `visa ${id} ended at ${new Date(end).toISOString()}`;
+    expiredOnly = false;
+    return `visa ${id} no longer grants access here`;
+  });
+  return {
+    message: `${parts.join('; ')}. To go on, request a new visa with 'kubevisa request'`,
+    reason: expiredOnly ? 'Expired' : 'Forbidden',
+    code: expiredOnly ? 410 : 403,
+  };
+}
+
+/** The last event of a watch that access ended: kubectl prints its Status, as for kube-apiserver's own. */
+function watchErrorEvent(notice: EndNotice): string {
+  return `${JSON.stringify({ type: 'ERROR', object: statusObject(notice.code, notice.reason, notice.message) })}\n`;
+}
+
 /** A Kubernetes-shaped Status, which kubectl prints as the error. */
+function statusObject(code: number, reason: string, message: string) {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
 function statusBody(code: number, reason: string, message: string): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+  return JSON.stringify(statusObject(code, reason, message));
 }
 
 function sendStatus(res: ServerResponse, code: number, reason: string, message: string): void {

@@ -120,3 +120,72 @@ export async function startRecording(
       }),
   };
 }
+
+/**
+ * Where WebSocket frames begin in one direction of a connection, followed from their headers only (payloads are
+ * skipped, never copied): so that the gateway can tell whether a frame of its own may be put on the wire now
+ * without tearing one being relayed or splitting a fragmented message.
+ */
+export class FrameBoundary {
+  private header: number[] = [];
+  /** Payload bytes of the current frame still to come. */
+  private remaining = 0;
+  /** A data message was begun by a frame without FIN: only its continuation may come next. */
+  private midMessage = false;
+
+  get atBoundary(): boolean {
+    return this.remaining === 0 && this.header.length === 0 && !this.midMessage;
+  }
+
+  push(chunk: Buffer): void {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.remaining > 0) {
+        const skipped = Math.min(this.remaining, chunk.length - i);
+        this.remaining -= skipped;
+        i += skipped;
+        continue;
+      }
+      this.header.push(chunk[i++]!);
+      const h = this.header;
+      if (h.length < 2) continue;
+      const length7 = h[1]! & 0x7f;
+      const extended = length7 === 126 ? 2 : length7 === 127 ? 8 : 0;
+      if (h.length < 2 + extended + (h[1]! & 0x80 ? 4 : 0)) continue;
+      let length = length7;
+      if (extended > 0) {
+        length = 0;
+        for (let b = 0; b < extended; b++) length = length * 256 + h[2 + b]!;
+      }
+      const opcode = h[0]! & 0x0f;
+      // Control frames (close, ping, pong) may come between the fragments of a message and end nothing.
+      if (opcode < 0x8) this.midMessage = (h[0]! & 0x80) === 0;
+      this.header = [];
+      this.remaining = length;
+    }
+  }
+}
+
+/**
+ * A server-to-client binary message on a channel of the Kubernetes streaming protocol (`v4`/`v5.channel.k8s.io`):
+ * the first payload byte is the channel (3 is the error channel, which carries a Status).
+ */
+export function channelFrame(channel: number, data: Buffer): Buffer {
+  const length = data.length + 1;
+  const header =
+    length < 126
+      ? Buffer.from([0x82, length])
+      : length < 65_536
+        ? Buffer.from([0x82, 126, length >> 8, length & 0xff])
+        : Buffer.concat([Buffer.from([0x82, 127]), bigEndian64(length)]);
+  return Buffer.concat([header, Buffer.from([channel]), data]);
+}
+
+/** A close frame with status 1000 (normal closure). */
+export const CLOSE_FRAME = Buffer.from([0x88, 0x02, 0x03, 0xe8]);
+
+function bigEndian64(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}

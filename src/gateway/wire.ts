@@ -12,7 +12,7 @@ import type { Store } from '../store/store.ts';
 import type { SqliteStore } from '../store/sqlite.ts';
 import { AuditThread, DEFAULT_MAX_QUEUED_EVENTS } from './audit-writer.ts';
 import { DEFAULT_ADDRESS_LIMITS } from './rate-limit.ts';
-import { Gateway, type UpstreamCluster } from './gateway.ts';
+import { Gateway, type EndedVisa, type UpstreamCluster } from './gateway.ts';
 import { GrantIndex } from './grants.ts';
 import { identities } from '../identity/wire.ts';
 
@@ -87,12 +87,27 @@ export const wireGateway: Extension = async (context) => {
     );
     deadlineTimer.unref();
   };
+  /**
+   * The visas of open streams that the rebuilt index no longer holds (ended, perhaps through another server process),
+   * read from the store so that the streams they backed are told how each ended.
+   */
+  const endedVisasOfOpenStreams = async (): Promise<Map<string, EndedVisa>> => {
+    const ids = new Set<string>();
+    for (const stream of gateway.streams.all())
+      for (const visa of stream.visas) if (!index.holds(visa.id)) ids.add(visa.id);
+    const ended = new Map<string, EndedVisa>();
+    for (const id of ids) {
+      const visa = await context.store.getVisa(id);
+      if (visa) ended.set(id, visa);
+    }
+    return ended;
+  };
   let rebuilding: Promise<void> | undefined;
   const rebuild = (reason: string) => {
     rebuilding ??= index
       .rebuild()
-      .then(() => {
-        gateway.recheckStreams(reason);
+      .then(async () => {
+        gateway.recheckStreams(reason, await endedVisasOfOpenStreams());
         armDeadline();
       })
       .catch((error: Error) => {
@@ -106,7 +121,7 @@ export const wireGateway: Extension = async (context) => {
   context.events.on('visas-ended', (visas, reason) => {
     // At once, from the event: the rebuild below only confirms it.
     index.removeVisas(visas.map((v) => v.id));
-    gateway.recheckStreams(reason);
+    gateway.recheckStreams(reason, new Map(visas.map((v) => [v.id, v])));
     void rebuild(reason);
   });
   context.events.on('visas-changed', () => void rebuild('visa changed'));
