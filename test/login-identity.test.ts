@@ -1,5 +1,6 @@
 // What a login takes from the identity provider, against the real server and the real OIDC provider: the roles
-// its groups give (one rule for a login and for identity mapping).
+// its groups give (one rule for a login and for identity mapping), and the email, which must be verified — the
+// first login with an email owns that email's person, visas and roles.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { identityOf } from '../src/identity/wire.ts';
@@ -45,5 +46,59 @@ describe('one role rule for a login and for identity mapping', () => {
       [[['admin'], ['admin', 'auditor']]],
       'the only change is the mapped role: no pass corrected what the login decided',
     );
+  });
+});
+
+/** The IdP sends no email_verified claim for Vic, `false` for Una, `true` for Val. */
+const vic: TestPerson = { sub: 'vic', email: 'vic@vendor.example', password: 'vic-pw', groups: [] };
+const una: TestPerson = { sub: 'una', email: 'una@vendor.example', password: 'una-pw', groups: [] };
+const val: TestPerson = { sub: 'val', email: 'val@vendor.example', password: 'val-pw', groups: [] };
+const accounts = [
+  { ...vic, name: 'Vic', emailVerified: 'absent' as const },
+  { ...una, name: 'Una', emailVerified: false },
+  { ...val, name: 'Val', emailVerified: true },
+];
+
+describe('a login needs an email the identity provider says is verified', () => {
+  let strict: LightEnv;
+  let trusting: LightEnv;
+  before(async () => {
+    strict = await startLightEnv({ scim: {} }, { accounts });
+    trusting = await startLightEnv({ scim: {} }, { accounts, oidc: { emailsVerifiedByIdp: true } });
+  });
+  after(async () => {
+    await strict?.stop();
+    await trusting?.stop();
+  });
+
+  const refusals = async (env: LightEnv, email: string) =>
+    (await env.server.store.listAudit({ action: 'login.refused' })).filter((e) => e.actor === email);
+
+  test('without an email_verified claim the login is refused with what to do, audited, and no person is made', async () => {
+    await assert.rejects(
+      loginAs(strict.serverUrl, vic),
+      /did not say that vic@vendor\.example is verified \(no email_verified claim\).*oidc\.emailsVerifiedByIdp: true/,
+    );
+    const [refusal, ...more] = await refusals(strict, vic.email);
+    assert.deepEqual(more, []);
+    assert.equal(refusal?.outcome, 'refused');
+    assert.equal(refusal?.details.reason, 'email_not_verified');
+    assert.equal(refusal?.details.emailVerified, 'unknown');
+    assert.equal(refusal?.details.subject, vic.sub);
+    assert.equal(await strict.server.store.getPersonByEmail(vic.email), undefined, 'the email owns nothing');
+  });
+
+  test('email_verified: false is refused, and email_verified: true logs in', async () => {
+    await assert.rejects(loginAs(strict.serverUrl, una), /says una@vendor\.example is not verified/);
+    assert.equal((await refusals(strict, una.email))[0]?.details.emailVerified, 'unverified');
+    const session = await loginAs(strict.serverUrl, val);
+    assert.equal((await api(strict.serverUrl, 'GET', '/api/v1/me', { token: session.token })).status, 200);
+  });
+
+  test('with oidc.emailsVerifiedByIdp the missing claim is accepted, an explicit false still is not', async () => {
+    const session = await loginAs(trusting.serverUrl, vic);
+    const me = await api(trusting.serverUrl, 'GET', '/api/v1/me', { token: session.token });
+    assert.equal(me.body.email, vic.email);
+    await assert.rejects(loginAs(trusting.serverUrl, una), /not verified/);
   });
 });

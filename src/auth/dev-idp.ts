@@ -34,8 +34,8 @@ export interface DevIdpAccount {
   /** Subject (`sub`): never changes for the account. */
   sub: string;
   email: string;
-  /** `email_verified` claim. Default true. */
-  emailVerified?: boolean;
+  /** `email_verified` claim. Default true; `'absent'` leaves the claim out, as some IdPs do. */
+  emailVerified?: boolean | 'absent';
   /** `name` claim. */
   name: string;
   /** Password for the login form (a test value: compared in constant time, stored in plain memory). */
@@ -389,7 +389,7 @@ ${form}
           return {
             sub: account.sub,
             email: account.email,
-            email_verified: account.emailVerified ?? true,
+            ...(account.emailVerified === 'absent' ? {} : { email_verified: account.emailVerified ?? true }),
             name: account.name,
             groups: [...account.groups],
           };

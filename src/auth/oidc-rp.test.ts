@@ -48,6 +48,14 @@ const ACCOUNTS = [
     password: PASSWORD,
     groups: ['contractors'],
   },
+  {
+    sub: 'dave-sub',
+    email: 'dave@vendor.example',
+    emailVerified: 'absent' as const,
+    name: 'Dave Unsaid',
+    password: PASSWORD,
+    groups: [],
+  },
 ];
 const CLIENTS = [
   { clientId: 'kubevisa', clientSecret: SECRET, redirectUris: [REDIRECT_URI] },
@@ -102,7 +110,7 @@ async function startForgingIdp(forge: boolean): Promise<{ issuer: string; server
     } else if (req.url === '/token') {
       req.resume();
       const now = Math.floor(Date.now() / 1000);
-      void new SignJWT({ email: 'alice@vendor.example', groups: ['contractors'] })
+      void new SignJWT({ email: 'alice@vendor.example', email_verified: true, groups: ['contractors'] })
         .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
         .setIssuer(issuer)
         .setAudience('kubevisa')
@@ -443,8 +451,27 @@ describe('OIDC relying party against the in-process dev IdP', () => {
       await assert.rejects(rp.pollDeviceAuthorization(device.deviceCode), isUnauthenticated('email_not_verified'));
     });
 
+    it('refuses a person whose email the IdP does not say is verified (no email_verified claim)', async () => {
+      await assert.rejects(browserLogin(rp, 'dave-sub'), (error: unknown) => {
+        isUnauthenticated('email_not_verified')(error);
+        assert.match((error as Error).message, /did not say that dave@vendor\.example is verified/);
+        assert.match((error as Error).message, /oidc\.emailsVerifiedByIdp: true/);
+        return true;
+      });
+    });
+
+    it('with emailsVerifiedByIdp, accepts an email without the claim but still refuses email_verified: false', async () => {
+      const party = await createOidcRelyingParty(rpOptions({ emailsVerifiedByIdp: true }));
+      assert.equal((await browserLogin(party, 'dave-sub')).identity.email, 'dave@vendor.example');
+      await assert.rejects(browserLogin(party, 'bob-sub'), isUnauthenticated('email_not_verified'));
+    });
+
+    it('a custom email claim, which nothing verifies, needs emailsVerifiedByIdp', async () => {
+      await assert.rejects(createOidcRelyingParty(rpOptions({ emailClaim: 'upn' })), /emailsVerifiedByIdp/);
+    });
+
     it('refuses a login without the configured email claim', async () => {
-      const party = await createOidcRelyingParty(rpOptions({ emailClaim: 'work_email' }));
+      const party = await createOidcRelyingParty(rpOptions({ emailClaim: 'work_email', emailsVerifiedByIdp: true }));
       await assert.rejects(browserLogin(party, 'alice-sub'), isUnauthenticated('no_email'));
     });
 

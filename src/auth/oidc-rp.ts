@@ -43,8 +43,18 @@ export interface OidcRelyingPartyOptions {
   redirectUri: string;
   /** Space-separated scopes. Default {@link DEFAULT_SCOPES}; must contain `openid`. */
   scopes?: string;
-  /** Claim holding the person's email. Default `email`. */
+  /**
+   * Claim holding the person's email. Default `email`. Another claim (Entra ID's `upn`) carries no verification
+   * of its own, so it needs {@link emailsVerifiedByIdp}.
+   */
   emailClaim?: string;
+  /**
+   * The IdP only issues addresses it controls (an Entra ID tenant's UPNs, a Google Workspace domain), so an email
+   * without an `email_verified` claim counts as verified. Default false: the login needs `email_verified: true`,
+   * because the first login with an email owns that email's person, visas and roles. An explicit
+   * `email_verified: false` is refused either way. See docs/identity.md for each IdP.
+   */
+  emailsVerifiedByIdp?: boolean;
   /** Claim holding the person's groups. Default `groups`. */
   groupsClaim?: string;
   /** The only algorithm accepted for ID token signatures. Default `RS256`. */
@@ -286,6 +296,12 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
   if (!scopes.includes('openid')) throw new InvalidInput('scopes must include openid', { details: { scopes } });
   const scope = scopes.join(' ');
   const emailClaim = options.emailClaim ?? 'email';
+  const emailsVerifiedByIdp = options.emailsVerifiedByIdp === true;
+  if (emailClaim !== 'email' && !emailsVerifiedByIdp) {
+    throw new InvalidInput(
+      `emailClaim '${emailClaim}' has no email_verified claim to vouch for it: set emailsVerifiedByIdp (oidc.emailsVerifiedByIdp: true) only if the identity provider issues that claim solely for addresses it controls (docs/identity.md)`,
+    );
+  }
   const groupsClaim = options.groupsClaim ?? 'groups';
   const now = options.now ?? Date.now;
   const timeoutSeconds = options.timeoutSeconds ?? 10;
@@ -366,7 +382,9 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
     // Prototype-less: a claim the IdP did not send reads as undefined, never as something inherited.
     const claims = Object.assign(Object.create(null) as Record<string, unknown>, idToken);
     if (
-      (claims[emailClaim] === undefined || claims[groupsClaim] === undefined) &&
+      (claims[emailClaim] === undefined ||
+        claims[groupsClaim] === undefined ||
+        (!emailsVerifiedByIdp && claims.email_verified === undefined)) &&
       metadata.userinfo_endpoint !== undefined
     ) {
       let userinfo: client.UserInfoResponse;
@@ -391,17 +409,32 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
         },
       );
     }
-    // Some IdPs send the string "false". Only meaningful for the standard claim; a custom email claim
-    // (such as Entra ID's upn) is vouched for by the IdP itself.
-    if (emailClaim === 'email' && (claims.email_verified === false || claims.email_verified === 'false')) {
+    const email = rawEmail.trim().toLowerCase();
+    // Some IdPs send the strings "true" / "false". Only the standard claim speaks of `email`; a custom email claim
+    // is accepted only with emailsVerifiedByIdp (checked when the relying party is created).
+    const verified = emailClaim === 'email' ? claims.email_verified : undefined;
+    const verdict =
+      verified === true || verified === 'true'
+        ? 'verified'
+        : verified === false || verified === 'false'
+          ? 'unverified'
+          : 'unknown';
+    if (verdict === 'unverified' || (verdict === 'unknown' && !emailsVerifiedByIdp)) {
       throw new Unauthenticated(
-        'the identity provider says this email address is not verified; verify it at the IdP and log in again',
+        verdict === 'unverified'
+          ? `the identity provider says ${email} is not verified; verify the address at the identity provider and log in again`
+          : `the identity provider did not say that ${email} is verified (no email_verified claim), and kubevisa only accepts verified addresses: verify it at the identity provider, or, if this identity provider only issues addresses it controls, ask an admin to set oidc.emailsVerifiedByIdp: true (docs/identity.md)`,
         {
-          details: { reason: 'email_not_verified' },
+          details: {
+            reason: 'email_not_verified',
+            email,
+            emailVerified: verdict,
+            issuer: idToken.iss,
+            subject: idToken.sub,
+          },
         },
       );
     }
-    const email = rawEmail.trim().toLowerCase();
 
     const rawGroups = claims[groupsClaim];
     const groupList = Array.isArray(rawGroups) ? rawGroups : typeof rawGroups === 'string' ? [rawGroups] : [];

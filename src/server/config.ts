@@ -39,6 +39,11 @@ export interface ServerConfig {
     groupsClaim?: string;
     /** Allow an `http://` issuer on loopback (the demo IdP). */
     allowInsecureHttp?: boolean;
+    /**
+     * The IdP only issues email addresses it controls, so a login without `email_verified` is accepted (default
+     * false: `email_verified: true` is required). Per IdP: docs/identity.md.
+     */
+    emailsVerifiedByIdp?: boolean;
   };
   /** Emails and IdP groups that hold kubevisa roles. */
   roles: { admins: string[]; adminGroups: string[]; auditors: string[]; auditorGroups: string[] };
@@ -90,6 +95,14 @@ function strings(raw: Raw, field: string, path: string): string[] {
     throw new InvalidInput(`config: '${path}${field}' must be a list of strings`);
   }
   return value as string[];
+}
+
+function flag(raw: Raw, field: string, path: string): boolean {
+  const value = raw[field];
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new InvalidInput(`config: '${path}${field}' must be true or false`);
+  }
+  return value === true;
 }
 
 /** Validates a parsed configuration object; relative paths resolve against `baseDir`. */
@@ -177,6 +190,7 @@ export function parseServerConfig(input: unknown, baseDir: string): ServerConfig
       ...(oidcRaw.emailClaim !== undefined ? { emailClaim: text(oidcRaw, 'emailClaim', 'oidc.')! } : {}),
       ...(oidcRaw.groupsClaim !== undefined ? { groupsClaim: text(oidcRaw, 'groupsClaim', 'oidc.')! } : {}),
       allowInsecureHttp: oidcRaw.allowInsecureHttp === true,
+      emailsVerifiedByIdp: flag(oidcRaw, 'emailsVerifiedByIdp', 'oidc.'),
     },
     roles: {
       admins: lower(strings(rolesRaw, 'admins', 'roles.')),

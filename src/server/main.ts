@@ -78,6 +78,7 @@ export async function startServer(
       ...(config.oidc.emailClaim ? { emailClaim: config.oidc.emailClaim } : {}),
       ...(config.oidc.groupsClaim ? { groupsClaim: config.oidc.groupsClaim } : {}),
       allowInsecureHttpForLoopback: config.oidc.allowInsecureHttp === true,
+      emailsVerifiedByIdp: config.oidc.emailsVerifiedByIdp === true,
     });
 
     const clusters = new Map<string, ClusterClient>();

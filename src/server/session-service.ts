@@ -113,7 +113,12 @@ export class SessionService {
       throw new Unauthenticated('the login expired before it was completed: run kubevisa login again');
     }
     const deviceCode = this.options.secretBox.open(String(login.payload.deviceCode));
-    const result = await this.options.rp.pollDeviceAuthorization(deviceCode);
+    let result: Awaited<ReturnType<OidcRelyingParty['pollDeviceAuthorization']>>;
+    try {
+      result = await this.options.rp.pollDeviceAuthorization(deviceCode);
+    } catch (error) {
+      return this.refuseIdentity(error, login.id, source);
+    }
     if (result.status === 'pending') return { status: 'pending' };
     await this.store.transaction((tx) => tx.deleteLogin(login.id));
     return this.createSession(result, source);
@@ -164,7 +169,12 @@ export class SessionService {
       nonce: string;
       codeVerifier: string;
     };
-    const result = await this.options.rp.exchangeCode(callbackUrl, secrets);
+    let result: OidcLogin;
+    try {
+      result = await this.options.rp.exchangeCode(callbackUrl, secrets);
+    } catch (error) {
+      return this.refuseIdentity(error, login.id, source);
+    }
     const answer = await this.createSession(result, source);
     const oneTimeCode = `c_${randomBytes(24).toString('base64url')}`;
     await this.store.transaction(async (tx) => {
@@ -201,6 +211,36 @@ export class SessionService {
       throw new Unauthenticated('the PKCE verifier does not match this login: run kubevisa login again');
     }
     return JSON.parse(this.options.secretBox.open(String(login.payload.answer))) as SessionAnswer;
+  }
+
+  /**
+   * The IdP answered for someone kubevisa does not accept (an email it does not vouch for): the refusal is
+   * audited and the pending login dropped, so the CLI's next poll is told the login is over. Any other error
+   * goes on as it is.
+   */
+  private async refuseIdentity(error: unknown, loginId: string, source: AuditSource | undefined): Promise<never> {
+    if (error instanceof Unauthenticated && error.details?.reason === 'email_not_verified') {
+      const details = error.details;
+      const now = this.now();
+      await this.store.transaction(async (tx) => {
+        await tx.deleteLogin(loginId);
+        await tx.appendAudit({
+          at: now,
+          actor: typeof details.email === 'string' ? details.email : 'unknown',
+          action: 'login.refused',
+          outcome: 'refused',
+          reason: error.message,
+          details: {
+            reason: 'email_not_verified',
+            emailVerified: String(details.emailVerified),
+            issuer: String(details.issuer),
+            subject: String(details.subject),
+          },
+          ...(source ? { source } : {}),
+        });
+      });
+    }
+    throw error;
   }
 
   // ---- sessions ----
