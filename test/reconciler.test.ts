@@ -227,6 +227,71 @@ describe('drift', () => {
     await eventually('the binding is back', 10_000, () => rbExists('r-profile', id));
   });
 
+  test("kubevisa's own ClusterRole widened by hand is put back; a subject added to its binding is reported", async () => {
+    const rules = () => env.kOk(['get', 'clusterrole', 'kubevisa:controller', '-o', 'jsonpath={.rules[*].resources}']);
+    await env.kOk([
+      'patch',
+      'clusterrole',
+      'kubevisa:controller',
+      '--type=json',
+      '-p',
+      JSON.stringify([
+        { op: 'add', path: '/rules/-', value: { apiGroups: [''], resources: ['secrets'], verbs: ['list'] } },
+      ]),
+    ]);
+    await eventually(
+      'the widening of kubevisa:controller is undone',
+      10_000,
+      async () => !/secrets/.test(await rules()),
+    );
+    const repaired = await env.server!.store.listAudit({ action: 'cluster.drift.repaired' });
+    assert.ok(
+      repaired.some(
+        (event) =>
+          event.details['object'] === 'ClusterRole kubevisa:controller' &&
+          event.details['added'] === 'apiGroups=[""] resources=[secrets] verbs=[list]',
+      ),
+      'the repair is in the audit trail',
+    );
+
+    const subject = { kind: 'User', name: 'mallory@evil.example', apiGroup: 'rbac.authorization.k8s.io' };
+    await env.kOk([
+      'patch',
+      'clusterrolebinding',
+      'kubevisa:controller',
+      '--type=json',
+      '-p',
+      JSON.stringify([{ op: 'add', path: '/subjects/-', value: subject }]),
+    ]);
+    try {
+      await eventually('the extra subject is reported', 10_000, async () => {
+        const detected = await env.server!.store.listAudit({ action: 'cluster.drift.detected' });
+        return detected.some(
+          (event) =>
+            event.details['object'] === 'ClusterRoleBinding kubevisa:controller' &&
+            event.details['added'] === 'subject User mallory@evil.example',
+        );
+      });
+      const subjects = await env.kOk([
+        'get',
+        'clusterrolebinding',
+        'kubevisa:controller',
+        '-o',
+        'jsonpath={.subjects[*].name}',
+      ]);
+      assert.match(subjects, /mallory/, 'kubevisa never writes its own bindings');
+    } finally {
+      await env.kOk([
+        'patch',
+        'clusterrolebinding',
+        'kubevisa:controller',
+        '--type=json',
+        '-p',
+        '[{"op":"remove","path":"/subjects/1"}]',
+      ]);
+    }
+  });
+
   test('an unreachable cluster at a deadline is retried and repaired as soon as it answers', async () => {
     const id = await request(['r-unreach'], '6s');
     assert.equal((await call('POST', `/api/v1/visas/${id}/approve`, approver, {})).status, 200);

@@ -13,8 +13,12 @@ import { connectionOf, loadKubeConfig, type ClusterConnection, type KubeconfigSo
 import {
   CONTROLLER_SERVICE_ACCOUNT,
   PERSON_SERVICE_ACCOUNT_SELECTOR,
+  CONTROLLER_CLUSTER_ROLE,
+  OWN_OBJECT_SELECTOR,
   PROFILE_CLUSTER_ROLE_SELECTOR,
+  SELF_TOKEN_ROLE,
   SYSTEM_NAMESPACE,
+  VISAS_ROLE,
   VISAS_NAMESPACE,
   VISA_ROLE_BINDING_SELECTOR,
   type ClusterRole,
@@ -85,6 +89,16 @@ export type RoleBindingEvent =
   /** The watch had to start over (its resourceVersion was compacted away): compare everything now. */
   | { type: 'RESYNC' };
 
+/** kubevisa's own RBAC as found in a cluster; an absent field is an object that does not exist. */
+export interface OwnRbac {
+  clusterRole?: ClusterRole;
+  clusterRoleBinding?: ClusterRoleBinding;
+  visasRole?: Role;
+  visasRoleBinding?: RoleBinding;
+  selfTokenRole?: Role;
+  selfTokenRoleBinding?: RoleBinding;
+}
+
 /** A change to a profile ClusterRole, or a notice that changes may have been missed (RESYNC). */
 export type ProfileClusterRoleEvent =
   { type: 'ADDED' | 'MODIFIED' | 'DELETED'; clusterRole: ClusterRole } | { type: 'RESYNC' };
@@ -141,6 +155,14 @@ export interface ClusterClient {
    *   ClusterForbidden when kubevisa's credential lacks the right (installed by an older version).
    */
   replaceProfileClusterRole(role: ClusterRole): Promise<ClusterRole>;
+  /** kubevisa's own RBAC objects (see `kubevisaControllerRbac`), read one by one. */
+  readOwnRbac(): Promise<OwnRbac>;
+  /**
+   * Puts back one of kubevisa's own roles (`kubevisa:controller`, `kubevisa:visas`, `kubevisa:self-token`) at the
+   * resourceVersion read. Kubernetes accepts only rules kubevisa holds, so this can narrow its rights, never widen.
+   * @throws InvalidInput for any other role; ClusterForbidden when it would need a rule kubevisa lacks.
+   */
+  replaceOwnRole(role: ClusterRole | Role): Promise<unknown>;
 
   /** Every person ServiceAccount in `kubevisa-visas`. */
   listManagedServiceAccounts(): Promise<ServiceAccount[]>;
@@ -203,6 +225,11 @@ export interface ClusterClient {
     onEvent: (event: ProfileClusterRoleEvent) => void,
     onError: (error: KubevisaError) => void,
   ): () => void;
+  /**
+   * Watches kubevisa's own ClusterRole, ClusterRoleBinding, Roles and RoleBindings (four watches, one per kind),
+   * calling `onChange` on any change: a hint to compare them with what they should be.
+   */
+  watchOwnRbac(onChange: () => void, onError: (error: KubevisaError) => void): () => void;
 }
 
 export type ClusterClientOptions = KubeconfigSource & {
@@ -415,6 +442,85 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
       return toClusterRole(replaced, name);
     },
 
+    async readOwnRbac() {
+      const read = async <T>(what: string, call: () => Promise<unknown>, convert: (item: unknown) => T) => {
+        try {
+          return convert(await call());
+        } catch (error) {
+          if (statusCode(error) === 404) return undefined;
+          return fail(`read ${what}`)(error);
+        }
+      };
+      const [clusterRole, clusterRoleBinding, visasRole, visasRoleBinding, selfTokenRole, selfTokenRoleBinding] =
+        await Promise.all([
+          read(
+            `ClusterRole ${CONTROLLER_CLUSTER_ROLE}`,
+            () => apis.rbac.readClusterRole({ name: CONTROLLER_CLUSTER_ROLE }),
+            (item) => toClusterRole(item, name),
+          ),
+          read(
+            `ClusterRoleBinding ${CONTROLLER_CLUSTER_ROLE}`,
+            () => apis.rbac.readClusterRoleBinding({ name: CONTROLLER_CLUSTER_ROLE }),
+            (item) => toClusterRoleBinding(item, name),
+          ),
+          read(
+            `Role ${VISAS_NAMESPACE}/${VISAS_ROLE}`,
+            () => apis.rbac.readNamespacedRole({ namespace: VISAS_NAMESPACE, name: VISAS_ROLE }),
+            (item) => toRole(item, name),
+          ),
+          read(
+            `RoleBinding ${VISAS_NAMESPACE}/${VISAS_ROLE}`,
+            () => apis.rbac.readNamespacedRoleBinding({ namespace: VISAS_NAMESPACE, name: VISAS_ROLE }),
+            (item) => toRoleBinding(item, name),
+          ),
+          read(
+            `Role ${SYSTEM_NAMESPACE}/${SELF_TOKEN_ROLE}`,
+            () => apis.rbac.readNamespacedRole({ namespace: SYSTEM_NAMESPACE, name: SELF_TOKEN_ROLE }),
+            (item) => toRole(item, name),
+          ),
+          read(
+            `RoleBinding ${SYSTEM_NAMESPACE}/${SELF_TOKEN_ROLE}`,
+            () => apis.rbac.readNamespacedRoleBinding({ namespace: SYSTEM_NAMESPACE, name: SELF_TOKEN_ROLE }),
+            (item) => toRoleBinding(item, name),
+          ),
+        ]);
+      return {
+        ...(clusterRole ? { clusterRole } : {}),
+        ...(clusterRoleBinding ? { clusterRoleBinding } : {}),
+        ...(visasRole ? { visasRole } : {}),
+        ...(visasRoleBinding ? { visasRoleBinding } : {}),
+        ...(selfTokenRole ? { selfTokenRole } : {}),
+        ...(selfTokenRoleBinding ? { selfTokenRoleBinding } : {}),
+      };
+    },
+
+    async replaceOwnRole(role) {
+      const { name: roleName, resourceVersion } = role.metadata;
+      if (resourceVersion === undefined || resourceVersion === '') {
+        throw new InvalidInput(`replaceOwnRole ${roleName}: metadata.resourceVersion is required`, {
+          details: { field: 'metadata.resourceVersion' },
+        });
+      }
+      if (role.kind === 'ClusterRole' && roleName === CONTROLLER_CLUSTER_ROLE) {
+        return apis.rbac
+          .replaceClusterRole({ name: roleName, body: role })
+          .catch(fail(`restore ClusterRole ${roleName}`));
+      }
+      const ownRoles: Record<string, string> = { [VISAS_ROLE]: VISAS_NAMESPACE, [SELF_TOKEN_ROLE]: SYSTEM_NAMESPACE };
+      const namespace = role.kind === 'Role' ? role.metadata.namespace : undefined;
+      if (namespace === undefined || ownRoles[roleName] !== namespace) {
+        throw new InvalidInput(
+          `kubevisa only ever rewrites its own roles, not ${role.kind} ${namespace ? `${namespace}/` : ''}${roleName}`,
+          {
+            details: { field: 'metadata.name', value: roleName },
+          },
+        );
+      }
+      return apis.rbac
+        .replaceNamespacedRole({ namespace, name: roleName, body: role })
+        .catch(fail(`restore Role ${namespace}/${roleName}`));
+    },
+
     async listManagedServiceAccounts() {
       const accounts: ServiceAccount[] = [];
       let next: string | undefined;
@@ -557,6 +663,32 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
         onResync: () => onEvent({ type: 'RESYNC' }),
         onError,
       });
+    },
+
+    watchOwnRbac(onChange, onError) {
+      const kinds = [
+        ['clusterroles', toClusterRole],
+        ['clusterrolebindings', toClusterRoleBinding],
+        ['roles', toRole],
+        ['rolebindings', toRoleBinding],
+      ] as const;
+      const stops = kinds.map(([resource, convert]) =>
+        watchObjects<unknown>({
+          kubeConfig,
+          name,
+          server: connection.server,
+          timeoutMs,
+          watchTimeoutSeconds,
+          path: `/apis/rbac.authorization.k8s.io/v1/${resource}`,
+          labelSelector: OWN_OBJECT_SELECTOR,
+          what: `kubevisa's own ${resource}`,
+          convert: (object) => convert(object, name),
+          onObject: () => onChange(),
+          onResync: onChange,
+          onError,
+        }),
+      );
+      return () => stops.forEach((stop) => stop());
     },
 
     watchProfileClusterRoles(onEvent, onError) {

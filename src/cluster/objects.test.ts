@@ -130,9 +130,7 @@ describe('kubevisaControllerRbac', () => {
 
   it('lets kubevisa bind, and restore in place, exactly the named profile ClusterRoles', () => {
     const profileRules = rbac.clusterRole.rules.filter((rule) =>
-      ['bind', 'escalate', 'update'].some(
-        (verb) => rule.verbs.includes(verb) && rule.resources?.includes('clusterroles'),
-      ),
+      (rule.resourceNames ?? []).some((name) => name.startsWith('kubevisa:profile:')),
     );
     assert.deepEqual(profileRules, [
       {
@@ -178,7 +176,18 @@ describe('kubevisaControllerRbac', () => {
       false,
       'update, escalate and bind only by name',
     );
-    assert.equal(grants('rbac.authorization.k8s.io', 'roles', ['create', 'update', 'patch', 'delete']), false);
+    assert.equal(grants('rbac.authorization.k8s.io', 'roles', ['create', 'patch', 'delete']), false);
+    // Updates of its own roles only, by name: Kubernetes then accepts only rules kubevisa already holds.
+    const updatable = allRules
+      .filter((rule) => rule.verbs.includes('update') && rule.resources?.some((r) => r.endsWith('roles')))
+      .flatMap((rule) => rule.resourceNames ?? ['(any)']);
+    assert.deepEqual(updatable.sort(), [
+      'kubevisa:controller',
+      'kubevisa:profile:developer',
+      'kubevisa:profile:viewer',
+      'kubevisa:self-token',
+      'kubevisa:visas',
+    ]);
     assert.equal(grants('', 'users', ['impersonate']), false);
     assert.equal(grants('', 'groups', ['impersonate']), false);
     assert.equal(grants('authentication.k8s.io', 'userextras/scopes', ['impersonate']), false);
@@ -197,6 +206,7 @@ describe('kubevisaControllerRbac', () => {
         'serviceaccounts:get,list,watch,create,update,patch,delete',
         'serviceaccounts/token:create',
         'serviceaccounts:impersonate',
+        'roles:update',
       ],
     );
     assert.deepEqual(rbac.visasRoleBinding.roleRef, {
@@ -210,6 +220,12 @@ describe('kubevisaControllerRbac', () => {
     assert.equal(rbac.selfTokenRole.metadata.namespace, 'kubevisa-system');
     assert.deepEqual(rbac.selfTokenRole.rules, [
       { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'], resourceNames: ['kubevisa'] },
+      {
+        apiGroups: ['rbac.authorization.k8s.io'],
+        resources: ['roles'],
+        verbs: ['update'],
+        resourceNames: ['kubevisa:self-token'],
+      },
     ]);
   });
 

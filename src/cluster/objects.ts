@@ -58,6 +58,8 @@ export const DESCRIPTION_ANNOTATION = 'kubevisa.io/description';
  * reconciler that deleted "every managed binding not desired" must never find those.
  */
 export const VISA_ROLE_BINDING_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${VISA_LABEL}`;
+/** Selects kubevisa's own objects (its namespaces, ServiceAccount and RBAC), never a visa's or a person's. */
+export const OWN_OBJECT_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${COMPONENT_LABEL}=${COMPONENT_VALUE}`;
 /** Selects the profile ClusterRoles (`kubevisa:profile:<name>`). */
 export const PROFILE_CLUSTER_ROLE_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${PROFILE_LABEL}`;
 /** Selects the person ServiceAccounts (in `kubevisa-visas`). */
@@ -283,6 +285,14 @@ export function kubevisaControllerRbac(profileNames: readonly string[]): Kubevis
     });
   }
   clusterRules.push(
+    // Putting back its own ClusterRole when someone widened it. Kubernetes lets a role be written only with rules
+    // the writer holds (no escalate here), so this can narrow kubevisa's rights to the reviewed ones, never widen.
+    {
+      apiGroups: [RBAC_GROUP],
+      resources: ['clusterroles'],
+      verbs: ['update'],
+      resourceNames: [CONTROLLER_CLUSTER_ROLE],
+    },
     // Exposure scans resolve every binding in the cluster to subjects and rules.
     {
       apiGroups: [RBAC_GROUP],
@@ -319,6 +329,8 @@ export function kubevisaControllerRbac(profileNames: readonly string[]): Kubevis
         { apiGroups: [CORE_GROUP], resources: ['serviceaccounts/token'], verbs: ['create'] },
         // Gateway mode: a namespaced Role, so only ServiceAccounts of kubevisa-visas can be impersonated.
         { apiGroups: [CORE_GROUP], resources: ['serviceaccounts'], verbs: ['impersonate'] },
+        // Putting this Role back when someone widened it (only ever to rules kubevisa holds, see above).
+        { apiGroups: [RBAC_GROUP], resources: ['roles'], verbs: ['update'], resourceNames: [VISAS_ROLE] },
       ],
     },
     visasRoleBinding: {
@@ -339,6 +351,7 @@ export function kubevisaControllerRbac(profileNames: readonly string[]): Kubevis
           verbs: ['create'],
           resourceNames: [CONTROLLER_SERVICE_ACCOUNT],
         },
+        { apiGroups: [RBAC_GROUP], resources: ['roles'], verbs: ['update'], resourceNames: [SELF_TOKEN_ROLE] },
       ],
     },
     selfTokenRoleBinding: {

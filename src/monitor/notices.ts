@@ -24,6 +24,8 @@ export const ALERTING_ACTIONS: ReadonlyMap<string, AlertEvent> = new Map([
   // A profile ClusterRole edited by hand and put back by the reconciler, or one it could not put back.
   ['cluster.drift.repaired', 'drift-repaired'],
   ['cluster.drift.repair-failed', 'drift-detected'],
+  // kubevisa's own RBAC changed in a way it does not write back (a binding, a narrowed role).
+  ['cluster.drift.detected', 'drift-detected'],
 ]);
 
 /** What the alert needs besides the audit event: the visa it is about and its engagement's sponsor. */
@@ -70,9 +72,7 @@ export function alertFromAudit(event: AuditEvent, context: VisaContext): Alert |
     ...(event.visaId !== undefined ? { visaId: event.visaId } : {}),
     details: { auditSeq: event.seq, action: event.action, actor: event.actor } as JsonObject,
   };
-  if (event.action === 'cluster.drift.repaired' || event.action === 'cluster.drift.repair-failed') {
-    return profileDriftAlert(event, base);
-  }
+  if (event.action.startsWith('cluster.drift.')) return rbacDriftAlert(event, base);
   switch (kind) {
     case 'visa-requested':
       return {
@@ -119,24 +119,27 @@ export function alertFromAudit(event: AuditEvent, context: VisaContext): Alert |
   }
 }
 
-/** A profile ClusterRole edited by hand: put back by the reconciler, or (critical) not put back. */
-function profileDriftAlert(event: AuditEvent, base: Omit<Alert, 'severity' | 'title' | 'text'>): Alert {
-  const name = String(event.details['name'] ?? '?');
+/**
+ * A profile ClusterRole or one of kubevisa's own RBAC objects edited by hand: put back by the reconciler, or
+ * (critical) not put back.
+ */
+function rbacDriftAlert(event: AuditEvent, base: Omit<Alert, 'severity' | 'title' | 'text'>): Alert {
+  const object = String(event.details['object'] ?? '?');
   const cluster = event.cluster ?? '?';
   const added = String(event.details['added'] ?? '');
-  if (event.action === 'cluster.drift.repair-failed') {
+  if (event.action !== 'cluster.drift.repaired') {
     return {
       ...base,
       severity: 'critical',
-      title: `Drift not repaired: ClusterRole ${name}`,
-      text: `ClusterRole ${name} in cluster ${cluster} differs from its reviewed profile and kubevisa could not restore it: ${event.reason ?? ''}. Run 'kubevisa install' for this cluster, and check the cluster's audit log for who edited it.`,
+      title: `Drift not repaired: ${object}`,
+      text: `${object} in cluster ${cluster} differs from what kubevisa installed and was not put back: ${event.reason ?? ''}. Check the cluster's audit log for who edited it.`,
     };
   }
   return {
     ...base,
     severity: 'warning',
-    title: `Drift repaired: ClusterRole ${name}`,
-    text: `Someone changed profile ClusterRole ${name} in cluster ${cluster}${added === '' ? '' : `, adding ${added}`}; kubevisa restored the reviewed rules. Check the cluster's audit log for who edited it.`,
+    title: `Drift repaired: ${object}`,
+    text: `Someone changed ${object} in cluster ${cluster}${added === '' ? '' : `, adding ${added}`}; kubevisa restored the reviewed rules. Check the cluster's audit log for who edited it.`,
   };
 }
 

@@ -2,7 +2,8 @@
  * What the reconciler needs from a cluster: the narrow slice of ClusterClient it calls, so tests and future
  * engines (another client library, a fake for unit tests) plug in here.
  */
-import type { ClusterRole, RoleBinding, ServiceAccount } from '../cluster/objects.ts';
+import type { OwnRbac } from '../cluster/client.ts';
+import type { ClusterRole, Role, RoleBinding, ServiceAccount } from '../cluster/objects.ts';
 
 export type ManagedRoleBinding = RoleBinding;
 export type ManagedServiceAccount = ServiceAccount;
@@ -23,4 +24,10 @@ export interface ReconcilerCluster {
   replaceProfileClusterRole(role: ClusterRole): Promise<unknown>;
   /** Calls `onChange` on every change to a profile ClusterRole; returns a function that stops watching. */
   watchProfileClusterRoles(onChange: () => void, onError: (error: Error) => void): () => void;
+  /** kubevisa's own RBAC objects as they are. */
+  readOwnRbac(): Promise<OwnRbac>;
+  /** Puts back one of kubevisa's own roles, at the resourceVersion read. */
+  replaceOwnRole(role: ClusterRole | Role): Promise<unknown>;
+  /** Calls `onChange` on every change to kubevisa's own RBAC objects; returns a function that stops watching. */
+  watchOwnRbac(onChange: () => void, onError: (error: Error) => void): () => void;
 }

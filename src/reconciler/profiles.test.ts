@@ -67,7 +67,7 @@ describe('alerts for a profile ClusterRole edited by hand', () => {
   it('says what was added and that it was restored', () => {
     const alert = alertFromAudit(
       event('cluster.drift.repaired', {
-        object: 'ClusterRole',
+        object: 'ClusterRole kubevisa:profile:viewer',
         name: 'kubevisa:profile:viewer',
         added: 'apiGroups=[""] resources=[secrets] verbs=[get]',
       }),
@@ -83,11 +83,14 @@ describe('alerts for a profile ClusterRole edited by hand', () => {
 
   it('is critical when kubevisa could not restore it', () => {
     const alert = alertFromAudit(
-      event('cluster.drift.repair-failed', { object: 'ClusterRole', name: 'kubevisa:profile:viewer' }),
+      event('cluster.drift.repair-failed', { object: 'ClusterRole kubevisa:profile:viewer' }),
       {},
     );
     assert.equal(alert?.event, 'drift-detected');
     assert.equal(alert?.severity, 'critical');
-    assert.match(alert?.text ?? '', /could not restore it: forbidden\. Run 'kubevisa install'/);
+    assert.match(
+      alert?.text ?? '',
+      /kubevisa:profile:viewer in cluster prod differs from what kubevisa installed and was not put back: forbidden\./,
+    );
   });
 });

@@ -14,6 +14,8 @@ import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
 import type { Store, StoredVisa } from '../store/store.ts';
 import type { ManagedRoleBinding, ManagedServiceAccount, ReconcilerCluster } from './cluster-port.ts';
 import { desiredRoleBinding, desiredServiceAccount, ownerOf, roleBindingDrifted } from './desired.ts';
+import { kubevisaControllerRbac, PROFILE_LABEL } from '../cluster/objects.ts';
+import { ownRbacDrift } from './own-rbac.ts';
 import { profileDrift, rulesSummary } from './profiles.ts';
 
 export interface ReconcilerOptions {
@@ -98,6 +100,10 @@ export class Reconciler {
         ),
         // A profile widened by hand widens every visa that uses it: restored as fast as a binding.
         cluster.watchProfileClusterRoles(
+          () => this.kick([name]),
+          () => this.kick([name]),
+        ),
+        cluster.watchOwnRbac(
           () => this.kick([name]),
           () => this.kick([name]),
         ),
@@ -222,8 +228,9 @@ export class Reconciler {
   }
 
   private async converge(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
-    // 0. The profiles first: a binding is only as narrow as the ClusterRole it points to.
-    const untrusted = await this.convergeProfiles(cluster, report);
+    // 0. The profiles and kubevisa's own RBAC first: a binding is only as narrow as the ClusterRole it points to.
+    const { untrusted, installed } = await this.convergeProfiles(cluster, report);
+    await this.convergeOwnRbac(cluster, report, installed);
     const now = this.now();
     const granting = (await this.store.listVisasGrantingAt(now)).filter(
       (v) => v.cluster === cluster.name && !untrusted.has(v.profile),
@@ -342,7 +349,10 @@ export class Reconciler {
    * `cluster.drift.repair-failed`; when it grants more than reviewed, its profile is returned so this pass
    * withdraws the bindings to it (fail closed) until a later pass restores it.
    */
-  private async convergeProfiles(cluster: ReconcilerCluster, report: PassReport): Promise<Set<string>> {
+  private async convergeProfiles(
+    cluster: ReconcilerCluster,
+    report: PassReport,
+  ): Promise<{ untrusted: Set<string>; installed: string[] }> {
     const [profiles, installed] = await Promise.all([this.store.listProfiles(), cluster.listProfileClusterRoles()]);
     const untrusted = new Set<string>();
     const repairs: Change[] = [];
@@ -352,7 +362,7 @@ export class Reconciler {
       repairs.push({
         kind: 'drift.repaired',
         payload: {
-          object: 'ClusterRole',
+          object: `ClusterRole ${name}`,
           name,
           profile,
           before: rulesSummary(actual.rules),
@@ -374,7 +384,85 @@ export class Reconciler {
       });
     }
     await this.changeAll(cluster.name, repairs);
-    return untrusted;
+    const names = installed.map((role) => role.metadata.labels[PROFILE_LABEL] ?? '').filter((name) => name !== '');
+    return { untrusted, installed: names };
+  }
+
+  /**
+   * Puts back kubevisa's own roles when someone widened them (`cluster.drift.repaired`), and reports what it cannot
+   * or must not write back — a narrowed or missing role, any change to its bindings — as `cluster.drift.detected`,
+   * once per version of the object.
+   */
+  private async convergeOwnRbac(cluster: ReconcilerCluster, report: PassReport, profiles: string[]): Promise<void> {
+    const actual = await cluster.readOwnRbac();
+    // Which profiles kubevisa may bind is install's choice (a leftover profile role is not in the list); drift is a
+    // name in the list that is not an installed profile role.
+    const listed = (actual.clusterRole?.rules ?? [])
+      .filter((rule) => rule.verbs.includes('bind'))
+      .flatMap((rule) => rule.resourceNames ?? [])
+      .map((name) => name.replace(/^kubevisa:profile:/, ''));
+    const drifts = ownRbacDrift(kubevisaControllerRbac(profiles.filter((profile) => listed.includes(profile))), actual);
+    const repairs: Change[] = [];
+    for (const drift of drifts) {
+      const details = { object: drift.object, added: drift.added.join('; '), removed: drift.removed.join('; ') };
+      const restore = drift.restore;
+      if (restore === undefined) {
+        await this.reportDrift(
+          cluster.name,
+          drift.object,
+          drift.resourceVersion,
+          details,
+          'kubevisa does not write its own bindings back',
+        );
+        continue;
+      }
+      repairs.push({
+        kind: 'drift.repaired',
+        payload: { ...details, name: restore.metadata.name },
+        write: () => cluster.replaceOwnRole(restore),
+        done: () => report.repaired.push(drift.object),
+        failed: async (error) => {
+          const why = error instanceof Error ? error.message : String(error);
+          await this.reportDrift(
+            cluster.name,
+            drift.object,
+            drift.resourceVersion,
+            details,
+            `it could not be restored: ${why}`,
+          );
+          return true;
+        },
+      });
+    }
+    await this.changeAll(cluster.name, repairs);
+  }
+
+  private async reportDrift(
+    cluster: string,
+    object: string,
+    resourceVersion: string,
+    details: Record<string, string>,
+    why: string,
+  ) {
+    const id = `${cluster}/${object}@${resourceVersion}`;
+    if (this.reportedRepairFailures.has(id)) return;
+    await this.store.transaction((tx) =>
+      tx.appendAudit({
+        at: this.now(),
+        actor: 'system',
+        action: 'cluster.drift.detected',
+        cluster,
+        outcome: 'error',
+        reason: `kubevisa's own ${object} differs from what 'kubevisa install' made (${[
+          details['added'] ? `added: ${details['added']}` : '',
+          details['removed'] ? `missing: ${details['removed']}` : '',
+        ]
+          .filter((part) => part !== '')
+          .join('; ')}); ${why}. Run 'kubevisa install' for this cluster`,
+        details,
+      }),
+    );
+    this.reportedRepairFailures.add(id);
   }
 
   private async reportRepairFailed(
@@ -394,8 +482,8 @@ export class Reconciler {
         action: 'cluster.drift.repair-failed',
         cluster,
         outcome: 'error',
-        reason: `ClusterRole ${name} differs from its reviewed profile and could not be restored: ${why}${added.length > 0 ? '; the bindings of visas with this profile are withdrawn until it is' : ''}`,
-        details: { object: 'ClusterRole', name, added: added.join('; ') },
+        reason: `ClusterRole ${name} differs from its reviewed profile and could not be restored: ${why}${added.length > 0 ? '; the bindings of visas with this profile are withdrawn until it is' : ''}. Run 'kubevisa install' for this cluster`,
+        details: { object: `ClusterRole ${name}`, name, added: added.join('; ') },
       }),
     );
     this.reportedRepairFailures.add(id);
