@@ -13,7 +13,7 @@ import type { TokenIssuer } from '../auth/access-tokens.ts';
 import type { NewAuditEvent, Store } from '../store/store.ts';
 import { AuditBatcher, storeSink, type AuditSink } from './audit-writer.ts';
 import type { GrantIndex, PersonEntry } from './grants.ts';
-import { allowedUpgrade, downstreamRawHeaders, hasBearerSubprotocol, upstreamHeaders } from './headers.ts';
+import { allowedUpgrade, downstreamRawHeaders, rawHeader, hasBearerSubprotocol, upstreamHeaders } from './headers.ts';
 import { AddressLimiter, clientKey, RateLimiter, type AddressLimits } from './rate-limit.ts';
 import { RefusalSampler } from './refusals.ts';
 import { auditedQuery, NonCanonicalPath, requestInfo, splitGatewayUrl, type RequestInfo } from './request-info.ts';
@@ -273,8 +273,8 @@ export class Gateway {
       if (
         info.verb === 'watch' &&
         status === 200 &&
-        /^application\/json\s*(;|$)/i.test(String(upstreamRes.headers['content-type'] ?? '')) &&
-        (upstreamRes.headers['content-encoding'] ?? 'identity') === 'identity'
+        /^application\/json\s*(;|$)/i.test(rawHeader(upstreamRes.rawHeaders, 'content-type') ?? '') &&
+        (rawHeader(upstreamRes.rawHeaders, 'content-encoding') ?? 'identity') === 'identity'
       ) {
         appendableWatch = upstreamRes;
         // Events are JSON objects each followed by a newline, and JSON text never holds a raw newline.
@@ -520,7 +520,7 @@ export class Gateway {
         if (upHead.length > 0) recording.output(upHead);
         if (head.length > 0) recording.input(head);
       }
-      const negotiated = String(upstreamRes.headers['sec-websocket-protocol'] ?? '');
+      const negotiated = rawHeader(upstreamRes.rawHeaders, 'sec-websocket-protocol') ?? '';
       if (protocol === 'websocket' && /^v[45]\.channel\.k8s\.io$/.test(negotiated)) {
         frames = new FrameBoundary();
         if (upHead.length > 0) frames.push(upHead);

@@ -22,6 +22,8 @@ const ALWAYS_DROPPED = new Set([
   'forwarded',
   'x-real-ip',
   'x-client-ip',
+  // Not a header anyone sends; refused as a name so it can never address an object's prototype.
+  '__proto__',
 ]);
 const DROPPED_PREFIXES = ['impersonate-', 'x-remote-', 'x-forwarded-'];
 
@@ -51,7 +53,8 @@ export function upstreamHeaders(
   upgrade?: string,
 ): Record<string, string | string[]> {
   const listed = connectionListed(rawHeaders);
-  const out: Record<string, string | string[]> = {};
+  // No prototype: a client's header called `constructor` or `toString` must not find a function already there.
+  const out = Object.create(null) as Record<string, string | string[]>;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
     if (isDroppedHeader(name) || listed.has(name)) continue;
@@ -79,6 +82,17 @@ const RESPONSE_DROPPED = new Set([
   'upgrade',
   'trailer',
 ]);
+
+/**
+ * The first value of header `lowerName` in a raw list. Answers from upstream are read this way, never through
+ * `IncomingMessage.headers`: Node builds that object by assignment, which throws for a header named `__proto__`
+ * under `--disable-proto=throw`, and what a pod answers through kube-apiserver must not stop the server.
+ */
+export function rawHeader(rawHeaders: string[], lowerName: string): string | undefined {
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    if (rawHeaders[i]!.toLowerCase() === lowerName) return rawHeaders[i + 1];
+  return undefined;
+}
 
 /** Upstream response headers for the client, as a flat raw list, minus hop-by-hop ones. */
 export function downstreamRawHeaders(rawHeaders: string[]): string[] {

@@ -5,6 +5,7 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { ProtoSafeIncomingMessage } from './safe-incoming.ts';
 import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { RawRoute } from './context.ts';
@@ -76,6 +77,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       };
       // Limits against slow or oversized requests (slowloris, header floods), for the API and the gateway alike.
       const limits = {
+        IncomingMessage: ProtoSafeIncomingMessage,
         maxHeaderSize: MAX_HEADER_BYTES,
         headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: 120_000,

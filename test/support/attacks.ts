@@ -1093,6 +1093,28 @@ export const ATTACKS: AttackCase[] = [
     },
   },
   {
+    id: 'LIM-007',
+    attack:
+      'a request header named __proto__ (every kubevisa process runs with --disable-proto=throw, and Node builds request.headers by assignment)',
+    expect: 'the server stays up: the gateway serves the request without that header, the API answers as usual',
+    run: async (t) => {
+      const marker = mark('proto-header');
+      const relayed = await exchange(
+        rawRequest('GET', `/clusters/${CLUSTER}${configmaps(GRANTED, marker)}`, [
+          bearer(t.cora.token),
+          '__proto__: {"role":"admin"}',
+          '__PROTO__: x',
+        ]),
+      );
+      assert.equal(relayed.status, 200, relayed.raw.slice(0, 300));
+      const seen = await apiserverSaw(marker);
+      assert.ok(seen.length > 0, 'the request reached kube-apiserver');
+      const api = await exchange(rawRequest('GET', '/api/v1/me', [bearer(t.cora.token), '__proto__: x']));
+      assert.equal(api.status, 200, api.raw.slice(0, 300));
+      assertPrototypesClean();
+    },
+  },
+  {
     id: 'GW-011',
     attack: "Basic credentials built from kubevisa's own cluster credential",
     expect: "401 'must be a kubevisa bearer token'; nothing forwarded",
