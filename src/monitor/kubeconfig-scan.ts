@@ -63,6 +63,8 @@ export interface ScanKubeconfigInput {
 }
 
 const DAY_MS = 86_400_000;
+/** The largest distance from 1970 a JavaScript Date can represent, in milliseconds. */
+const MAX_DATE_MS = 8.64e15;
 
 /** One report per context of the file. @throws Error with a readable message when the text is not a kubeconfig. */
 export function scanKubeconfig(input: ScanKubeconfigInput): ContextReport[] {
@@ -70,7 +72,14 @@ export function scanKubeconfig(input: ScanKubeconfigInput): ContextReport[] {
   if (document.errors.length > 0) {
     throw new Error(`${input.file} is not valid YAML: ${document.errors[0]?.message.split('\n')[0] ?? ''}`);
   }
-  const root: unknown = document.toJS();
+  let root: unknown;
+  try {
+    root = document.toJS();
+  } catch (error) {
+    // yaml resolves aliases here: an alias to no anchor, or more alias expansions than it allows (a document built
+    // to blow up in memory), is a refusal of this file like any other YAML error.
+    throw new Error(`${input.file} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  }
   if (!isRecord(root)) throw new Error(`${input.file} is not a kubeconfig (no mapping at the top)`);
   if (!isMap(document.contents) || (document.get('contexts') !== undefined && !isSeq(document.get('contexts')))) {
     throw new Error(`${input.file} is not a kubeconfig ('contexts' is not a list)`);
@@ -180,7 +189,10 @@ export function describeToken(token: string, where: string, now: number): Creden
       fingerprint: print,
     };
   }
-  const exp = typeof claims['exp'] === 'number' ? claims['exp'] * 1000 : undefined;
+  const expClaim = claims['exp'];
+  // An `exp` past what a date can hold (±8.64e15 ms) is, in effect, no expiry at all.
+  const expBeyondDates = typeof expClaim === 'number' && !(Math.abs(expClaim * 1000) <= MAX_DATE_MS);
+  const exp = typeof expClaim === 'number' && !expBeyondDates ? expClaim * 1000 : undefined;
   const legacyAccount =
     claims['iss'] === 'kubernetes/serviceaccount'
       ? `${stringOf(claims['kubernetes.io/serviceaccount/namespace'])}/${stringOf(claims['kubernetes.io/serviceaccount/service-account.name'])}`
@@ -206,7 +218,7 @@ export function describeToken(token: string, where: string, now: number): Creden
       kind: account !== undefined ? 'serviceaccount-token' : 'bearer-token',
       risk: 'critical',
       ...(identity ? { identity } : {}),
-      description: `a JWT (${where}) without an expiry: it works until its signing key changes`,
+      description: `a JWT (${where}) ${expBeyondDates ? 'whose expiry lies past any real date' : 'without an expiry'}: it works until its signing key changes`,
       fingerprint: print,
     };
   }

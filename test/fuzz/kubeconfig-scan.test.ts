@@ -18,13 +18,14 @@ const SECRET_MARK = 'S3CRET';
 const jwt = (header: string, claims: string, signature: string) =>
   `${Buffer.from(header).toString('base64url')}.${Buffer.from(claims).toString('base64url')}.${signature}`;
 
-// Open points (docs/security.md lists them), left out of the inputs until kubeconfig-scan.ts handles them: an `exp`
-// claim outside JavaScript's Date range (|exp| > 8.64e12 s) makes the scan throw a RangeError, and YAML with an
-// unresolved alias (`contexts: *missing`) or more aliases than yaml's limit (a billion-laughs document) makes it throw
-// yaml's ReferenceError, neither naming the file nor saying which entry is at fault.
+// `exp` claims reach far past JavaScript's Date range (|exp| > 8.64e12 s), and the tricky YAML includes unresolved
+// aliases and a document with more alias expansions than yaml allows: each must still be a report or a refusal that
+// names the file.
 const DATE_RANGE_SECONDS = 8.64e12;
+const BEYOND_DATES = fc.constantFrom(String(DATE_RANGE_SECONDS + 1), '-1e300', '1e308', '9007199254740993');
 const claimValue = fc.oneof(
   fc.integer({ min: -DATE_RANGE_SECONDS, max: DATE_RANGE_SECONDS }).map(String),
+  BEYOND_DATES,
   fc.constantFrom('"2026"', 'null', 'true', '{}', '[]', '1.5e9', '-0'),
   jsonText,
 );
@@ -160,6 +161,13 @@ const trickyYaml = fc.constantFrom(
   'users: [{name: u, user: {token: !!int 5}}]\ncontexts: [{name: c, context: {user: u}}]',
   '"\\ud800": x',
   'contexts: [{name: 1, context: 2}]',
+  'contexts: *missing',
+  'contexts:\n- name: x\n  context: *nowhere',
+  [
+    'a: &a [x, x, x, x, x, x, x, x, x, x]',
+    ...'bcdefghi'.split('').map((n, i) => `${n}: &${n} [${Array(10).fill(`*${'abcdefghi'[i]}`).join(', ')}]`),
+    'contexts: []',
+  ].join('\n'),
 );
 const anyText = fc.oneof(
   { weight: 6, arbitrary: kubeconfigShaped },
