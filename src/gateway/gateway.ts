@@ -16,7 +16,14 @@ import type { GrantIndex, PersonEntry } from './grants.ts';
 import { allowedUpgrade, downstreamRawHeaders, rawHeader, hasBearerSubprotocol, upstreamHeaders } from './headers.ts';
 import { AddressLimiter, clientKey, RateLimiter, type AddressLimits } from './rate-limit.ts';
 import { RefusalSampler } from './refusals.ts';
-import { auditedQuery, NonCanonicalPath, requestInfo, splitGatewayUrl, type RequestInfo } from './request-info.ts';
+import {
+  auditedQuery,
+  NonCanonicalPath,
+  queryFlag,
+  requestInfo,
+  splitGatewayUrl,
+  type RequestInfo,
+} from './request-info.ts';
 import { StreamRegistry, type EndNotice, type OpenStream } from './streams.ts';
 import { CLOSE_FRAME, channelFrame, FrameBoundary, startRecording, type Recording } from './recording.ts';
 import { randomUUID } from 'node:crypto';
@@ -188,7 +195,7 @@ export class Gateway {
     }
     const socketIn = req.socket.bytesRead;
     const socketOut = req.socket.bytesWritten;
-    const streaming = info.verb === 'watch' || /(?:^|&)follow=(?:true|1)(?:&|$)/.test(query);
+    const streaming = info.verb === 'watch' || queryFlag(query, 'follow');
     // Ties a stream's start event to its end event.
     const streamId = streaming ? randomUUID() : undefined;
     // The body goes upstream framed by the gateway exactly as Node's parser framed it here: with its Content-Length,

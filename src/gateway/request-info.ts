@@ -59,7 +59,32 @@ export function splitGatewayUrl(rawUrl: string): { cluster: string; path: string
   return { cluster, path: path === '/' ? '/' : path.replace(/\/$/, '') || '/', query };
 }
 
-const WATCH_PARAM = /(?:^|&)watch=(?:true|1)(?:&|$)/;
+/**
+ * A boolean query parameter read as kube-apiserver reads it (Go's `url.ParseQuery`, then its string-to-bool
+ * conversion): the first value of the parameter whose decoded name is `key` counts, and any value but "0" or
+ * "false" (in any case) is true, an empty one included; a pair Go cannot parse (a ';', a bad escape) is skipped.
+ * Reading it any other way would let `?watch=yes` or `?w%61tch=1` be a watch upstream and a list here.
+ */
+export function queryFlag(query: string, key: string): boolean {
+  for (const pair of query.split('&')) {
+    if (pair === '' || pair.includes(';')) continue;
+    const at = pair.indexOf('=');
+    const name = goUnescape(at === -1 ? pair : pair.slice(0, at));
+    const value = goUnescape(at === -1 ? '' : pair.slice(at + 1));
+    if (name !== key || value === undefined) continue;
+    return !(value === '0' || value.toLowerCase() === 'false');
+  }
+  return false;
+}
+
+/** Go's `url.QueryUnescape`: '+' is a space; undefined where an escape is malformed. */
+function goUnescape(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text.replaceAll('+', ' '));
+  } catch {
+    return undefined;
+  }
+}
 /** Path segments kube-apiserver's RequestInfo reads as the verb (k8s.io/apiserver/pkg/endpoints/request). */
 const SPECIAL_VERBS = new Set(['watch', 'proxy']);
 const NAMESPACE_SUBRESOURCES = new Set(['status', 'finalize']);
@@ -97,7 +122,7 @@ export function requestInfo(method: string, path: string, query: string): Reques
     if (rest.length > 2 && !NAMESPACE_SUBRESOURCES.has(rest[2]!)) rest = rest.slice(2);
   }
   const [resource, name, subresource] = rest.map((p) => decodeURIComponent(p));
-  const verb = specialVerb ?? verbOf(method, name, WATCH_PARAM.test(query));
+  const verb = specialVerb ?? verbOf(method, name, queryFlag(query, 'watch'));
   return {
     ...base,
     apiGroup,
@@ -115,7 +140,8 @@ function verbOf(method: string, name: string | undefined, watching: boolean): st
   switch (method) {
     case 'GET':
     case 'HEAD':
-      return watching ? 'watch' : name === undefined ? 'list' : 'get';
+      // As kube-apiserver: `watch` turns a list into a watch; a GET of one named object stays a get.
+      return name !== undefined ? 'get' : watching ? 'watch' : 'list';
     case 'POST':
       return 'create';
     case 'PUT':
@@ -150,6 +176,7 @@ export function auditedQuery(query: string): Record<string, string | string[]> {
   const command = params.getAll('command');
   if (command.length > 0) kept.command = command.map((c) => c.slice(0, 200));
   const ports = params.getAll('ports');
-  if (ports.length > 0) kept.ports = ports;
+  // A port is at most a few digits; anything longer is cut like every other value a client writes into the trail.
+  if (ports.length > 0) kept.ports = ports.map((p) => p.slice(0, 20));
   return kept;
 }
