@@ -255,7 +255,8 @@ describe('a second SCIM identity provider', () => {
     const mappings = await call('GET', '/api/v1/identity/mappings', admin);
     const gamma = (mappings.body.items ?? []).find((m) => m.group === 'scim-gamma');
     assert.equal(gamma?.scimIdp, 'okta');
-    // Entra takes the group names first and puts its own user, and one with cora's email, in them.
+    // Entra takes the group names first and puts its own user in them; a user with cora's email (Okta provisioned
+    // her) is refused, not merged.
     const dana = await asEntra('POST', '/Users', { schemas: [USER], userName: 'dana@vendor.example', active: true });
     assert.equal(dana.status, 201, JSON.stringify(dana.body));
     const twin = await asEntra('POST', '/Users', {
@@ -264,12 +265,14 @@ describe('a second SCIM identity provider', () => {
       emails: [{ primary: true, value: people.cora.email }],
       active: true,
     });
-    assert.equal(twin.status, 201, JSON.stringify(twin.body));
+    assert.equal(twin.status, 409, JSON.stringify(twin.body));
+    assert.equal(twin.body.scimType, 'uniqueness');
+    assert.equal(String(twin.body.detail).includes(scimIds.cora!), false, "Okta's user id is not named");
     for (const name of ['scim-gamma', 'scim-admins']) {
       const squatted = await asEntra('POST', '/Groups', {
         schemas: [GROUP],
         displayName: name,
-        members: [{ value: String(dana.body.id) }, { value: String(twin.body.id) }],
+        members: [{ value: String(dana.body.id) }],
       });
       assert.equal(squatted.status, 201, JSON.stringify(squatted.body));
     }
@@ -300,9 +303,9 @@ describe('SCIM deactivation of a contractor with an active visa and an open watc
     });
     await watch.waitFor(/^app\s/m);
     const exited = new Promise<number>((resolve) => watch.child.once('exit', () => resolve(Date.now())));
-    // Entra (previous suite) still lists a user with cora's email as active: one IdP deactivating her is enough.
+    // Entra (previous suite) could not provision a user with cora's email: Okta alone acts on her.
     const twins = await asEntra('GET', `/Users?filter=${encodeURIComponent('userName eq "cora-at-entra"')}`);
-    assert.equal(twins.body.Resources?.[0]?.active, true);
+    assert.equal(twins.body.totalResults, 0);
 
     const deactivated = await asOkta('PATCH', `/Users/${scimIds.cora}`, {
       schemas: [PATCH],
@@ -507,6 +510,15 @@ describe('a person two SCIM identity providers provision', () => {
   test('either IdP deactivating them suspends them, only the one that did can bring them back, and a DELETE at either is for good', async () => {
     const person = async () => (await env.server!.store.getPersonByEmail(people.ann.email))!;
     assert.equal((await person()).status, 'active');
+    // Ann logged in before any identity provider provisioned her: an admin links her to both, so both may act on her.
+    for (const idp of ['okta', 'entra']) {
+      const linked = await call('POST', '/api/v1/identity/links', admin, {
+        person: people.ann.email,
+        idp,
+        reason: `${idp} provisions staff`,
+      });
+      assert.equal(linked.status, 201, JSON.stringify(linked.body));
+    }
     const provision = async (as: typeof asOkta, userName: string) => {
       const created = await as('POST', '/Users', {
         schemas: [USER],

@@ -634,4 +634,46 @@ export const commands: CommandSpec[] = [
     options: { ...connection, ...outputOption },
     load: () => import('./commands/scim-token-revoke.ts'),
   },
+  {
+    path: ['identity', 'link'],
+    summary: 'Let a SCIM identity provider provision and offboard a person it did not provision first (admin)',
+    usage: 'kubevisa identity link PERSON --idp NAME --reason TEXT',
+    positionals: ['PERSON'],
+    examples: [
+      'kubevisa identity link cora@vendor.example --idp entra --reason "CHG-42: Entra provisions contractors"',
+    ],
+    options: {
+      idp: { type: 'string', description: 'the identity provider, as its SCIM token was created', placeholder: 'NAME' },
+      reason: { type: 'string', description: 'why (kept in the audit trail; required)', placeholder: 'TEXT' },
+      ...connection,
+      ...outputOption,
+    },
+    load: async () => ({ run: (await import('./commands/identity-link.ts')).link }),
+  },
+  {
+    path: ['identity', 'unlink'],
+    summary: "Stop a SCIM identity provider's changes from reaching a person (admin)",
+    usage: 'kubevisa identity unlink PERSON --idp NAME',
+    positionals: ['PERSON'],
+    examples: ['kubevisa identity unlink cora@vendor.example --idp entra'],
+    options: {
+      idp: { type: 'string', description: 'the identity provider to unlink', placeholder: 'NAME' },
+      ...connection,
+      ...outputOption,
+    },
+    load: async () => ({ run: (await import('./commands/identity-link.ts')).unlink }),
+  },
+  {
+    path: ['identity', 'links'],
+    summary: 'List which SCIM identity providers act on whom, and how each came to (admins, auditors)',
+    usage: 'kubevisa identity links [PERSON] [--idp NAME] [-o json|yaml]',
+    positionals: ['PERSON'],
+    examples: ['kubevisa identity links', 'kubevisa identity links cora@vendor.example'],
+    options: {
+      idp: { type: 'string', description: 'only links to this identity provider', placeholder: 'NAME' },
+      ...connection,
+      ...outputOption,
+    },
+    load: async () => ({ run: (await import('./commands/identity-link.ts')).list }),
+  },
 ];

@@ -5,16 +5,17 @@
  * - SCIM tokens, per identity provider: create (shown once), list, rotate (old one kept for a grace period),
  *   revoke;
  * - offboarding with a receipt: start it for a person, read a receipt, list receipts;
- * - the group mappings in force, and a directory sync on demand.
+ * - the group mappings in force, and a directory sync on demand;
+ * - which SCIM identity providers may act on whom: list, link (an admin's decision), unlink.
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
+import { Conflict, Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
 import { parseDuration } from '../domain/time.ts';
 import type { Caller } from '../server/access-service.ts';
 import type { ServerContext } from '../server/context.ts';
-import type { ScimTokenRecord } from '../store/identity-records.ts';
+import type { ScimLinkRecord, ScimTokenRecord } from '../store/identity-records.ts';
 import { generateScimToken, isLive, isValidIdpName } from '../scim/tokens.ts';
 import type { GroupMapping } from './config.ts';
 import type { DirectorySync } from './directory.ts';
@@ -29,6 +30,8 @@ export interface AdminRoutesOptions {
   waitMs: number;
   /** Called after a token change so the SCIM endpoint stops accepting a revoked token at once. */
   onTokensChanged: () => void;
+  /** Called after a link to `email` was made or removed (the groups that count for them may have changed). */
+  onLinksChanged?: (email: string, by: string) => Promise<void>;
   now?: () => number;
 }
 
@@ -78,6 +81,28 @@ export function tokenView(record: ScimTokenRecord, now: number): ScimTokenView {
     ...(record.revokedBy !== undefined ? { revokedBy: record.revokedBy } : {}),
   };
 }
+
+export interface ScimLinkView {
+  email: string;
+  idp: string;
+  how: ScimLinkRecord['how'];
+  by: string;
+  reason?: string;
+  createdAt: string;
+}
+
+export function linkView(link: ScimLinkRecord): ScimLinkView {
+  return {
+    email: link.email,
+    idp: link.idp,
+    how: link.how,
+    by: link.by,
+    ...(link.reason !== undefined ? { reason: link.reason } : {}),
+    createdAt: new Date(link.createdAt).toISOString(),
+  };
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
 export function registerAdminRoutes(context: ServerContext, options: AdminRoutesOptions): void {
   const { app, store } = context;
@@ -285,6 +310,116 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
           };
         }),
       };
+    },
+  });
+
+  /** A person by id or email; someone who has not logged in yet is named by email. */
+  const personOf = async (idOrEmail: string): Promise<{ email: string; personId?: string }> => {
+    const person = (await store.getPerson(idOrEmail)) ?? (await store.getPersonByEmail(idOrEmail.toLowerCase()));
+    if (person) return { email: person.email, personId: person.id };
+    if (!EMAIL.test(idOrEmail)) {
+      throw new NotFound(`no person '${idOrEmail}': name them by email (someone who has not logged in yet too)`);
+    }
+    return { email: idOrEmail.trim().toLowerCase() };
+  };
+
+  app.route({
+    method: 'GET',
+    url: '/api/v1/identity/links',
+    schema: { querystring: obj({ person: str(254), idp: str(63) }) },
+    handler: async (request) => {
+      const caller = await context.authenticate(request);
+      requireStaff(caller, 'read which identity providers act on whom');
+      const query = request.query as { person?: string; idp?: string };
+      const email = query.person === undefined ? undefined : (await personOf(query.person)).email;
+      const links = await store.listScimLinks({
+        ...(email !== undefined ? { email } : {}),
+        ...(query.idp !== undefined ? { idp: query.idp } : {}),
+      });
+      return { items: links.map(linkView) };
+    },
+  });
+
+  app.route({
+    method: 'POST',
+    url: '/api/v1/identity/links',
+    schema: { body: obj({ person: str(254), idp: str(63), reason: str(500) }, ['person', 'idp', 'reason']) },
+    handler: async (request, reply) => {
+      const caller = await context.authenticate(request);
+      requireAdmin(caller, 'link a person to an identity provider');
+      const body = request.body as { person: string; idp: string; reason: string };
+      if (!isValidIdpName(body.idp)) {
+        throw new InvalidInput(
+          `idp '${body.idp}' is not a valid name: use the name its SCIM token was created for (e.g. okta, entra)`,
+        );
+      }
+      const { email, personId } = await personOf(body.person);
+      const at = now();
+      const link = await store.transaction(async (tx) => {
+        if ((await tx.listScimLinks({ email })).some((l) => l.idp === body.idp)) {
+          throw new Conflict(`${email} is already linked to identity provider '${body.idp}'`, {
+            details: { email, idp: body.idp },
+          });
+        }
+        const created = await tx.insertScimLink({
+          email,
+          idp: body.idp,
+          how: 'linked',
+          by: caller.actor.email,
+          reason: body.reason,
+          createdAt: at,
+        });
+        await tx.appendAudit({
+          at,
+          actor: caller.actor.email,
+          ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+          action: 'identity.link.created',
+          ...(personId !== undefined ? { personId } : {}),
+          outcome: 'ok',
+          reason: body.reason,
+          details: { email, idp: body.idp, how: 'linked' },
+          ...(caller.source ? { source: caller.source } : {}),
+        });
+        return created;
+      });
+      await options.onLinksChanged?.(email, caller.actor.email);
+      reply.code(201);
+      return linkView(link);
+    },
+  });
+
+  app.route({
+    method: 'DELETE',
+    url: '/api/v1/identity/links/:idp/:person',
+    handler: async (request) => {
+      const caller = await context.authenticate(request);
+      requireAdmin(caller, 'unlink a person from an identity provider');
+      const { idp, person } = params(request) as { idp: string; person: string };
+      const { email, personId } = await personOf(person);
+      const at = now();
+      const removed = await store.transaction(async (tx) => {
+        const link = (await tx.listScimLinks({ email })).find((l) => l.idp === idp);
+        if (!link) {
+          throw new NotFound(
+            `${email} is not linked to identity provider '${idp}': GET /api/v1/identity/links lists links`,
+          );
+        }
+        await tx.deleteScimLink(email, idp);
+        await tx.appendAudit({
+          at,
+          actor: caller.actor.email,
+          ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+          action: 'identity.link.deleted',
+          ...(personId !== undefined ? { personId } : {}),
+          outcome: 'ok',
+          reason: `'${idp}' no longer acts on ${email}`,
+          details: { email, idp, how: link.how },
+          ...(caller.source ? { source: caller.source } : {}),
+        });
+        return link;
+      });
+      await options.onLinksChanged?.(email, caller.actor.email);
+      return linkView(removed);
     },
   });
 

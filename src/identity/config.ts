@@ -9,6 +9,7 @@
  * identity:
  *   groupSource: auto              # auto | scim | directory | login
  *   requireProvisioned: false      # refuse logins of people the IdP did not provision (SCIM or sync)
+ *   claimExistingPeople: [okta]    # SCIM IdPs that may take charge of people who exist and are linked to none
  *   onRefreshFailure: suspend      # suspend | end-session
  *   groupMappings:
  *     - group: vendor-acme
@@ -108,6 +109,11 @@ export interface IdentityConfig {
   groupSource: GroupSource;
   /** Refuse logins of people no SCIM user (or directory entry) describes (default false). */
   requireProvisioned: boolean;
+  /**
+   * SCIM identity providers that may take charge of a person who already exists in kubevisa (logged in through
+   * OIDC) and is linked to no identity provider (default none: an admin links each). See identity/ownership.ts.
+   */
+  claimExistingPeople: string[];
   /** When the IdP refuses to refresh a login: end that session only, or also suspend the person (default). */
   onRefreshFailure: 'end-session' | 'suspend';
   sync?: SyncConfig;
@@ -278,6 +284,12 @@ function parseIdp(raw: unknown, path: string): string {
   return raw;
 }
 
+function parseIdpList(raw: unknown, path: string): string[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) throw refuse(path, 'must be a list of SCIM identity provider names, such as [okta]');
+  return raw.map((item: unknown, index) => parseIdp(item, `${path}[${index}]`));
+}
+
 function parseSync(raw: unknown, baseDir: string): SyncConfig | undefined {
   if (raw === undefined) return undefined;
   if (!isObject(raw)) throw refuse('identity.sync', 'must be { provider, url, tokenFile, interval }');
@@ -348,6 +360,7 @@ export function parseIdentityConfig(input: unknown, baseDir: string): IdentityCo
     'groupMappings',
     'groupSource',
     'requireProvisioned',
+    'claimExistingPeople',
     'onRefreshFailure',
     'sync',
     'offboarding',
@@ -360,6 +373,7 @@ export function parseIdentityConfig(input: unknown, baseDir: string): IdentityCo
     groupMappings: parseMappings(value.groupMappings),
     groupSource: oneOf(value, 'groupSource', 'identity.', ['auto', 'scim', 'directory', 'login'] as const, 'auto'),
     requireProvisioned: value.requireProvisioned === true,
+    claimExistingPeople: parseIdpList(value.claimExistingPeople, 'identity.claimExistingPeople'),
     onRefreshFailure: oneOf(value, 'onRefreshFailure', 'identity.', ['suspend', 'end-session'] as const, 'suspend'),
     ...(sync !== undefined ? { sync } : {}),
     offboarding: parseOffboarding(value.offboarding),

@@ -27,6 +27,7 @@ import type { GroupMapping, IdentityConfig } from './config.ts';
 import type { DirectoryUser, SyncReport } from './directory.ts';
 import { engagementsFor, rolesFor, type GroupMembership } from './mapping.ts';
 import type { OffboardingOrchestrator } from './offboarding.ts';
+import { linkedIdps } from './ownership.ts';
 
 export interface IdentityLifecycleOptions {
   store: Store;
@@ -36,7 +37,7 @@ export interface IdentityLifecycleOptions {
   serverConfig: Pick<ServerConfig, 'roles' | 'policy'>;
   /** Failures no caller waits for (a mapping that could not be applied after a login). */
   report: (message: string, error: unknown) => void;
-  /** Told when the sync refuses to act (too many offboardings at once). */
+  /** Told when the sync refuses to act (too many offboardings at once) or SCIM ownership refuses a user. */
   alert: (message: string) => Promise<void>;
   now?: () => number;
 }
@@ -72,10 +73,27 @@ export class IdentityLifecycle {
     const by = `scim:${idp}`;
     const email = after?.email ?? before?.email;
     const person = email === undefined ? undefined : await this.store.getPersonByEmail(email);
-    if (email !== undefined && person !== undefined) {
+    const linked = email === undefined ? new Set<string>() : await linkedIdps(this.store, email);
+    if (email !== undefined && person !== undefined && !linked.has(idp)) {
+      // An identity provider acts only on the people linked to it (identity/ownership.ts): one an admin unlinked
+      // keeps its SCIM user, but its deactivation or deletion no longer reaches the person.
+      if (after === undefined || !after.active || before?.active !== after.active) {
+        await this.store.transaction((tx) =>
+          tx.appendAudit({
+            at: this.now(),
+            actor: by,
+            action: 'scim.user.ignored',
+            personId: person.id,
+            outcome: 'refused',
+            reason: `${idp} is not linked to ${email}: its ${after === undefined ? 'deletion' : `active=${String(after.active)}`} does not act on the person`,
+            details: { email, idp, userId: (after ?? before)?.id ?? null },
+          }),
+        );
+      }
+    } else if (email !== undefined && person !== undefined) {
       // Someone may be provisioned by two IdPs. Any one of them deactivating or deleting them ends their access
       // (fail closed): otherwise a second, less trusted SCIM client could keep someone in by listing them active.
-      const remaining = await this.store.listScimUsersByEmail(email);
+      const remaining = (await this.store.listScimUsersByEmail(email)).filter((u) => linked.has(u.provisionedBy));
       if (after === undefined) {
         const others = [...new Set(remaining.map((u) => u.provisionedBy))];
         const reason =
@@ -180,12 +198,23 @@ export class IdentityLifecycle {
     });
   }
 
+  /** The SCIM users of `email` whose identity provider is linked to it: the only ones that speak for the person. */
+  private async linkedScimUsers(email: string): Promise<ScimUserRecord[]> {
+    const linked = await linkedIdps(this.store, email);
+    return (await this.store.listScimUsersByEmail(email)).filter((user) => linked.has(user.provisionedBy));
+  }
+
+  /** Tells the admins (the identity alert webhook and the audit trail), as a refused sync does. */
+  raiseAlert(message: string): Promise<void> {
+    return this.options.alert(message);
+  }
+
   // ---- logins (SessionService hooks) ----
 
   /** Refuses a login the IdP has deactivated (SCIM or directory), or, by policy, one it never provisioned. */
   async beforeLogin(identity: OidcIdentity): Promise<void> {
     const email = identity.email.toLowerCase();
-    const scimUsers = await this.store.listScimUsersByEmail(email);
+    const scimUsers = await this.linkedScimUsers(email);
     const entry = this.directory.get(email);
     let refusal: string | undefined;
     if (scimUsers.some((u) => !u.active)) {
@@ -296,7 +325,7 @@ export class IdentityLifecycle {
    */
   async groupsOf(email: string): Promise<GroupMembership[]> {
     const source = this.options.config.groupSource;
-    const scimUsers = await this.store.listScimUsersByEmail(email);
+    const scimUsers = await this.linkedScimUsers(email);
     if (source === 'scim' || (source === 'auto' && scimUsers.length > 0)) {
       const groups = new Map<string, GroupMembership>();
       for (const user of scimUsers.filter((u) => u.active)) {
@@ -403,6 +432,7 @@ export class IdentityLifecycle {
   async reconcileAll(): Promise<void> {
     for (const user of await this.store.listScimUsers()) {
       if (user.email === undefined) continue;
+      if (!(await linkedIdps(this.store, user.email)).has(user.provisionedBy)) continue;
       const person = await this.store.getPersonByEmail(user.email);
       if (!user.active && person?.status === 'active') {
         await this.options.offboarding.start({

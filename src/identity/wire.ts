@@ -18,6 +18,7 @@ import { DirectorySync } from './directory.ts';
 import { IdentityLifecycle } from './lifecycle.ts';
 import { validateMappings } from './mapping.ts';
 import { OffboardingOrchestrator, type OffboardingAlert } from './offboarding.ts';
+import { createScimOwnership } from './ownership.ts';
 import type { Receipt } from './receipt.ts';
 
 export interface IdentityHandle {
@@ -142,6 +143,11 @@ export const wireIdentity: Extension = async (context) => {
       maxResults: scimConfig.maxResults,
       onUserChanged: (change) => lifecycle.onUserChanged(change),
       onGroupChanged: (change) => lifecycle.onGroupChanged(change),
+      ownership: createScimOwnership({
+        store: context.store,
+        policy: config,
+        alert: (message) => lifecycle.raiseAlert(message),
+      }),
     });
     const routes = registerScimRoutes(context.app, {
       service: scim,
@@ -175,6 +181,7 @@ export const wireIdentity: Extension = async (context) => {
     ...(sync ? { sync } : {}),
     waitMs: config.offboarding.waitMs,
     onTokensChanged: () => invalidateTokens(),
+    onLinksChanged: (email, by) => lifecycle.applyMappings(email, by),
   });
 
   const handle: IdentityHandle = {

@@ -46,3 +46,26 @@ export interface ScimErrorBody {
 export function scimErrorBody(status: number, detail: string, scimType?: ScimType): ScimErrorBody {
   return { schemas: [SCIM_ERROR_SCHEMA], status: String(status), ...(scimType ? { scimType } : {}), detail };
 }
+
+/**
+ * 409 `uniqueness`: an identity provider sent a user whose email belongs to a person it may not act on (another
+ * identity provider's, or someone who exists and is linked to none; see identity/ownership.ts). The message is
+ * for the identity provider and names no other identity provider or user; `facts` are for the audit trail.
+ */
+export class ScimEmailTaken extends ScimError {
+  static override code = 'ERR_SCIM_EMAIL_TAKEN';
+  readonly email: string;
+  readonly facts: Readonly<Record<string, string | string[]>>;
+
+  constructor(email: string, idp: string, facts: Record<string, string | string[]>) {
+    super(
+      409,
+      `a person with the email ${email} is already provisioned by another identity provider, or exists in kubevisa ` +
+        `without a link to '${idp}': kubevisa does not merge people across identity providers. If '${idp}' should ` +
+        `manage them, a kubevisa admin links them first: kubevisa identity link ${email} --idp ${idp}`,
+      'uniqueness',
+    );
+    this.email = email;
+    this.facts = facts;
+  }
+}

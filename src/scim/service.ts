@@ -9,7 +9,7 @@ import { Conflict, KubevisaError, NotFound } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
 import type { NewScimGroup, NewScimUser, ScimGroupRecord, ScimUserRecord } from '../store/identity-records.ts';
 import type { JsonObject, Store, StoreTx } from '../store/store.ts';
-import { badRequest, ScimError } from './errors.ts';
+import { badRequest, ScimEmailTaken, ScimError } from './errors.ts';
 import { parseFilter } from './filter.ts';
 import { applyPatch, readPatch } from './patch.ts';
 import { project, readGroup, readUser, renderGroup, renderUser, etagOf } from './resources.ts';
@@ -37,6 +37,24 @@ export interface GroupChange {
   after?: ScimGroupRecord;
 }
 
+/** An identity provider sends a user whose linking email is `email`: created with it, or changed to it. */
+export interface EmailClaim {
+  idp: string;
+  email: string;
+  userName: string;
+}
+
+/** Which identity provider may send which email (identity/ownership.ts implements it). */
+export interface ScimOwnership {
+  /**
+   * Runs inside the write's transaction: returns to let the write go on (recording any new link in `tx`), or
+   * throws ScimEmailTaken, which rolls the write back.
+   */
+  claim(tx: StoreTx, claim: EmailClaim, at: number): Promise<void>;
+  /** After a refused write rolled back: records and reports the refusal (in its own transaction). */
+  refused(client: ScimClient, claim: EmailClaim, refusal: ScimEmailTaken): Promise<void>;
+}
+
 export interface ScimServiceOptions {
   store: Store;
   /** `https://kubevisa.example/scim/v2`: the base of every `location`. */
@@ -48,6 +66,8 @@ export interface ScimServiceOptions {
   onUserChanged?: (change: UserChange) => Promise<void>;
   /** Awaited after each committed group change (group mappings are re-applied here). */
   onGroupChanged?: (change: GroupChange) => Promise<void>;
+  /** Decides which emails an identity provider may send; without it, any (tests of the SCIM protocol alone). */
+  ownership?: ScimOwnership;
 }
 
 export interface ListQuery {
@@ -82,21 +102,51 @@ export class ScimService {
   async createUser(client: ScimClient, body: unknown): Promise<JsonObject> {
     const fields = readUser(body);
     const now = this.now();
-    const created = await this.store.transaction(async (tx) => {
-      const taken = await tx.getScimUserByUserName(fields.userName);
-      if (taken) throw uniqueness(`a User with userName '${fields.userName}' already exists (id ${taken.id})`);
-      const user = await tx.insertScimUser({
-        id: randomUUID(),
-        ...fields,
-        provisionedBy: client.idp,
-        createdAt: now,
-        updatedAt: now,
-      });
-      await this.audit(tx, client, 'scim.user.created', now, userDetails(user));
-      return user;
-    });
+    const claim =
+      fields.email === undefined ? undefined : { idp: client.idp, email: fields.email, userName: fields.userName };
+    const created = await this.claiming(client, claim, () =>
+      this.store.transaction(async (tx) => {
+        const taken = await tx.getScimUserByUserName(fields.userName);
+        // Another identity provider's user id is never named: the caller may not know it exists.
+        if (taken) {
+          throw uniqueness(
+            `a User with userName '${fields.userName}' already exists${taken.provisionedBy === client.idp ? ` (id ${taken.id})` : ''}`,
+          );
+        }
+        if (claim !== undefined) await this.options.ownership?.claim(tx, claim, now);
+        const user = await tx.insertScimUser({
+          id: randomUUID(),
+          ...fields,
+          provisionedBy: client.idp,
+          createdAt: now,
+          updatedAt: now,
+        });
+        await this.audit(tx, client, 'scim.user.created', now, userDetails(user));
+        return user;
+      }),
+    );
     await this.options.onUserChanged?.({ idp: client.idp, after: created });
     return renderUser(created, [], this.options.baseUrl);
+  }
+
+  /**
+   * Runs a user write; when ownership refused its email (the write rolled back), the refusal is recorded and
+   * reported before the identity provider gets its 409.
+   */
+  private async claiming<T>(
+    client: ScimClient,
+    claim: EmailClaim | undefined | (() => EmailClaim | undefined),
+    write: () => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await write();
+    } catch (error) {
+      const claimed = typeof claim === 'function' ? claim() : claim;
+      if (error instanceof ScimEmailTaken && claimed !== undefined) {
+        await this.options.ownership?.refused(client, claimed, error);
+      }
+      throw error;
+    }
   }
 
   async getUser(client: ScimClient, id: string, query: ListQuery = {}): Promise<JsonObject> {
@@ -135,28 +185,39 @@ export class ScimService {
     next: (current: ScimUserRecord) => ReturnType<typeof readUser>,
   ): Promise<JsonObject> {
     const now = this.now();
-    const { before, after } = await this.store.transaction(async (tx) => {
-      const current = await tx.getScimUser(id);
-      // Each identity provider sees and changes only the users it provisioned.
-      if (!current || current.provisionedBy !== client.idp) throw notFound('User', id);
-      checkIfMatch(ifMatch, current.version);
-      const fields = next(current);
-      const taken = await tx.getScimUserByUserName(fields.userName);
-      if (taken && taken.id !== id) throw uniqueness(`another User already has userName '${fields.userName}'`);
-      const replacement: NewScimUser = {
-        id,
-        ...fields,
-        provisionedBy: current.provisionedBy,
-        createdAt: current.createdAt,
-        updatedAt: now,
-      };
-      const updated = await tx.updateScimUser(replacement, current.version);
-      await this.audit(tx, client, action, now, {
-        ...userDetails(updated),
-        ...(current.active !== updated.active ? { activeBefore: current.active } : {}),
-      });
-      return { before: current, after: updated };
-    });
+    let claim: EmailClaim | undefined;
+    const { before, after } = await this.claiming(
+      client,
+      () => claim,
+      () =>
+        this.store.transaction(async (tx) => {
+          const current = await tx.getScimUser(id);
+          // Each identity provider sees and changes only the users it provisioned.
+          if (!current || current.provisionedBy !== client.idp) throw notFound('User', id);
+          checkIfMatch(ifMatch, current.version);
+          const fields = next(current);
+          const taken = await tx.getScimUserByUserName(fields.userName);
+          if (taken && taken.id !== id) throw uniqueness(`another User already has userName '${fields.userName}'`);
+          // A user whose email changes is a claim on the new email, as if it were created with it.
+          if (fields.email !== undefined && fields.email !== current.email) {
+            claim = { idp: client.idp, email: fields.email, userName: fields.userName };
+            await this.options.ownership?.claim(tx, claim, now);
+          }
+          const replacement: NewScimUser = {
+            id,
+            ...fields,
+            provisionedBy: current.provisionedBy,
+            createdAt: current.createdAt,
+            updatedAt: now,
+          };
+          const updated = await tx.updateScimUser(replacement, current.version);
+          await this.audit(tx, client, action, now, {
+            ...userDetails(updated),
+            ...(current.active !== updated.active ? { activeBefore: current.active } : {}),
+          });
+          return { before: current, after: updated };
+        }),
+    );
     await this.options.onUserChanged?.({ idp: client.idp, before, after });
     const groups = await this.store.listScimGroupsOfUser(id);
     return renderUser(after, groups, this.options.baseUrl);
@@ -220,7 +281,11 @@ export class ScimService {
     const now = this.now();
     const created = await this.store.transaction(async (tx) => {
       const taken = await tx.getScimGroupByDisplayName(fields.displayName);
-      if (taken) throw uniqueness(`a Group named '${fields.displayName}' already exists (id ${taken.id})`);
+      if (taken) {
+        throw uniqueness(
+          `a Group named '${fields.displayName}' already exists${taken.provisionedBy === client.idp ? ` (id ${taken.id})` : ''}`,
+        );
+      }
       await requireMembers(tx, fields.members, client.idp);
       const group = await tx.insertScimGroup({
         id: randomUUID(),

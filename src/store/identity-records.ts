@@ -88,6 +88,30 @@ export interface ScimTokenPatch {
   revokedBy?: string;
 }
 
+/**
+ * How a SCIM identity provider came to act on the person with an email: it provisioned the email first
+ * (`provisioned`), took charge of someone who already existed because the configuration lets it (`claimed`), an
+ * admin linked it (`linked`), or it provisioned the email before links existed (`migrated`).
+ */
+export type ScimLinkHow = 'provisioned' | 'claimed' | 'linked' | 'migrated';
+export const SCIM_LINK_HOWS: readonly ScimLinkHow[] = ['provisioned', 'claimed', 'linked', 'migrated'];
+
+/**
+ * A SCIM identity provider that may act on (provision, deactivate, delete, assert the groups of) the person with
+ * `email`. Keyed by email, not person: an IdP provisions people before their first login.
+ */
+export interface ScimLinkRecord {
+  /** Lower-cased by the store. */
+  email: string;
+  /** The identity provider's name, as its SCIM token was created (`okta`). */
+  idp: string;
+  how: ScimLinkHow;
+  /** `scim:okta` for a link an IdP made by provisioning or claiming; the admin's email for `linked`. */
+  by: string;
+  reason?: string;
+  createdAt: Instant;
+}
+
 export type OffboardingStatus = 'proving' | 'proven' | 'unproven';
 export const OFFBOARDING_STATUSES: readonly OffboardingStatus[] = ['proving', 'proven', 'unproven'];
 
@@ -173,6 +197,20 @@ export function mapScimToken(row: Row): ScimTokenRecord {
   };
 }
 
+export const SCIM_LINK_COLUMNS = 'email, idp, how, linked_by, reason, created_at';
+
+export function mapScimLink(row: Row): ScimLinkRecord {
+  const t = 'scim_links';
+  return {
+    email: text(row, t, 'email'),
+    idp: text(row, t, 'idp'),
+    how: oneOf(row, t, 'how', SCIM_LINK_HOWS),
+    by: text(row, t, 'linked_by'),
+    ...definedOnly({ reason: optionalText(row, t, 'reason') }),
+    createdAt: integer(row, t, 'created_at'),
+  };
+}
+
 export const OFFBOARDING_COLUMNS = 'id, person_id, status, trigger, receipt_json, created_at, updated_at';
 
 export function mapOffboarding(row: Row): OffboardingRecord {
@@ -225,6 +263,14 @@ export const IDENTITY_PERSISTED_COLUMNS = {
     revokedAt: 'revoked_at',
     revokedBy: 'revoked_by',
   } satisfies Record<keyof ScimTokenRecord, string>,
+  scim_links: {
+    email: 'email',
+    idp: 'idp',
+    how: 'how',
+    by: 'linked_by',
+    reason: 'reason',
+    createdAt: 'created_at',
+  } satisfies Record<keyof ScimLinkRecord, string>,
   offboardings: {
     id: 'id',
     personId: 'person_id',

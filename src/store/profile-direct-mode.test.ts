@@ -53,7 +53,9 @@ describe('profile directMode in the store', () => {
 
   test('a profile stored before the column existed reads back without directMode', async () => {
     const path = await freshPath();
-    const before = SQLITE_MIGRATIONS.filter((migration) => migration.name !== 'profiles: direct mode');
+    // The database as the build before had it: every migration before this one, none after.
+    const directMode = SQLITE_MIGRATIONS.find((migration) => migration.name === 'profiles: direct mode')!;
+    const before = SQLITE_MIGRATIONS.filter((migration) => migration.version < directMode.version);
     await (await openSqliteStore({ path, migrations: before })).close();
     // A profile written by the build before, without the column.
     const db = new DatabaseSync(path);

@@ -322,6 +322,27 @@ END;
 ALTER TABLE profiles ADD COLUMN direct_mode TEXT CHECK (direct_mode IS NULL OR direct_mode IN ('allowed', 'denied'));
 `,
   },
+  {
+    version: 6,
+    name: 'identity: which SCIM identity providers act on whom',
+    // Keyed by email, like SCIM users: an identity provider provisions people before their first login. Users
+    // provisioned before this migration keep their identity provider's link.
+    sql: `
+CREATE TABLE scim_links (
+  email TEXT NOT NULL,
+  idp TEXT NOT NULL,
+  how TEXT NOT NULL CHECK (how IN ('provisioned', 'claimed', 'linked', 'migrated')),
+  linked_by TEXT NOT NULL,
+  reason TEXT,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (email, idp)
+) STRICT;
+CREATE INDEX scim_links_idp ON scim_links (idp);
+INSERT INTO scim_links (email, idp, how, linked_by, created_at)
+  SELECT email, provisioned_by, 'migrated', 'scim:' || provisioned_by, MIN(created_at)
+  FROM scim_users WHERE email IS NOT NULL GROUP BY email, provisioned_by;
+`,
+  },
 ];
 
 /**

@@ -50,10 +50,12 @@ import { AUDIT_CHECKPOINT_COLUMNS, mapAuditCheckpoint, mapAuditRecord } from './
 import {
   OFFBOARDING_COLUMNS,
   SCIM_GROUP_COLUMNS,
+  SCIM_LINK_COLUMNS,
   SCIM_TOKEN_COLUMNS,
   SCIM_USER_COLUMNS,
   mapOffboarding,
   mapScimGroup,
+  mapScimLink,
   mapScimToken,
   mapScimUser,
   type NewScimGroup,
@@ -62,6 +64,7 @@ import {
   type OffboardingRecord,
   type OffboardingStatus,
   type ScimGroupRecord,
+  type ScimLinkRecord,
   type ScimTokenPatch,
   type ScimTokenRecord,
   type ScimUserRecord,
@@ -1276,6 +1279,51 @@ export class SqliteTx implements StoreTx {
     const group = await this.getScimGroup(id);
     if (group === undefined) throw new NotFound(`SCIM group ${id} does not exist`, { details: { id } });
     return group;
+  }
+
+  async listScimLinks(filter: { email?: string; idp?: string } = {}): Promise<ScimLinkRecord[]> {
+    const where: string[] = [];
+    const params: Params = {};
+    if (filter.email !== undefined) {
+      where.push('email = :email');
+      params.email = filter.email.toLowerCase();
+    }
+    if (filter.idp !== undefined) {
+      where.push('idp = :idp');
+      params.idp = filter.idp;
+    }
+    return this.many(
+      `SELECT ${SCIM_LINK_COLUMNS} FROM scim_links ${where.length > 0 ? `WHERE ${where.join(' AND ')} ` : ''}` +
+        'ORDER BY created_at, rowid',
+      params,
+    ).map(mapScimLink);
+  }
+
+  async insertScimLink(link: ScimLinkRecord): Promise<ScimLinkRecord> {
+    const email = link.email.toLowerCase();
+    if (this.one('SELECT 1 FROM scim_links WHERE email = :email AND idp = :idp', { email, idp: link.idp })) {
+      throw new Conflict(`${email} is already linked to identity provider ${link.idp}`, {
+        details: { email, idp: link.idp },
+      });
+    }
+    this.write(
+      `INSERT INTO scim_links (${SCIM_LINK_COLUMNS}) VALUES (:email, :idp, :how, :linked_by, :reason, :created_at)`,
+      {
+        email,
+        idp: link.idp,
+        how: link.how,
+        linked_by: link.by,
+        reason: orNull(link.reason),
+        created_at: link.createdAt,
+      },
+    );
+    return { ...link, email };
+  }
+
+  async deleteScimLink(email: string, idp: string): Promise<boolean> {
+    return (
+      this.write('DELETE FROM scim_links WHERE email = :email AND idp = :idp', { email: email.toLowerCase(), idp }) > 0
+    );
   }
 
   async getScimToken(id: string): Promise<ScimTokenRecord | undefined> {

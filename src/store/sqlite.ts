@@ -40,6 +40,7 @@ import type {
   OffboardingRecord,
   PendingLogin,
   ScimGroupRecord,
+  ScimLinkRecord,
   ScimTokenRecord,
   ScimUserRecord,
   Session,
@@ -629,6 +630,9 @@ class SqliteStoreImpl implements SqliteStore {
   }
   listScimTokens(): Promise<ScimTokenRecord[]> {
     return this.read((r) => r.listScimTokens());
+  }
+  listScimLinks(filter?: { email?: string; idp?: string }): Promise<ScimLinkRecord[]> {
+    return this.read((r) => r.listScimLinks(filter));
   }
   getOffboarding(id: string): Promise<OffboardingRecord | undefined> {
     return this.read((r) => r.getOffboarding(id));

@@ -26,6 +26,7 @@ import type {
   OffboardingRecord,
   OffboardingStatus,
   ScimGroupRecord,
+  ScimLinkRecord,
   ScimTokenPatch,
   ScimTokenRecord,
   ScimUserRecord,
@@ -38,6 +39,7 @@ export type {
   OffboardingRecord,
   OffboardingStatus,
   ScimGroupRecord,
+  ScimLinkRecord,
   ScimTokenPatch,
   ScimTokenRecord,
   ScimUserRecord,
@@ -355,6 +357,8 @@ export interface StoreReader {
   getScimToken(id: string): Promise<ScimTokenRecord | undefined>;
   /** Every token, revoked and expired ones included (the caller decides), ordered by createdAt, then id. */
   listScimTokens(): Promise<ScimTokenRecord[]>;
+  /** Links of one email (compared lower-cased) and/or one identity provider; ordered by createdAt, then insertion. */
+  listScimLinks(filter?: { email?: string; idp?: string }): Promise<ScimLinkRecord[]>;
   getOffboarding(id: string): Promise<OffboardingRecord | undefined>;
   /** Ordered by createdAt, then id. */
   listOffboardings(filter?: OffboardingFilter): Promise<OffboardingRecord[]>;
@@ -461,6 +465,10 @@ export interface StoreTx extends StoreReader {
   insertScimToken(token: ScimTokenRecord): Promise<ScimTokenRecord>;
   /** A revoked token keeps its first revocation. Throws NotFound for an unknown id. */
   updateScimToken(id: string, patch: ScimTokenPatch): Promise<ScimTokenRecord>;
+  /** Lower-cases the email. Throws Conflict when the email is already linked to that identity provider. */
+  insertScimLink(link: ScimLinkRecord): Promise<ScimLinkRecord>;
+  /** Returns whether a link was deleted. */
+  deleteScimLink(email: string, idp: string): Promise<boolean>;
   /** Throws Conflict when the id exists. */
   insertOffboarding(record: OffboardingRecord): Promise<OffboardingRecord>;
   /** Replaces status, receipt and updatedAt. Throws NotFound for an unknown id. */
