@@ -15,6 +15,7 @@ import type { AccessService, Caller } from './access-service.ts';
 import type { SessionService } from './session-service.ts';
 import { engagementView, personView, profileView, visaView } from './views.ts';
 import { publicProblem } from './public-errors.ts';
+import { AddressLimiter, clientKey } from '../gateway/rate-limit.ts';
 import type { Profile } from '../domain/model.ts';
 
 export interface ApiOptions {
@@ -59,6 +60,17 @@ const obj = (properties: Record<string, Schema>, required: string[] = []) => ({
   properties,
 });
 const reasonBody = obj({ reason: str(500) }, ['reason']);
+
+/** Logins one client address may start: 60 at once, then one a second (device and browser flows together). */
+const LOGIN_START_LIMITS = { ratePerSecond: 1, burst: 60, refusalsPerSecond: 1, refusalBurst: 60 };
+
+/** A client address started more logins than its budget allows; the answer carries Retry-After. */
+class LoginStartsLimited extends KubevisaError {
+  static override code = 'ERR_RATE_LIMITED';
+  constructor(message: string) {
+    super(message, { status: 429 });
+  }
+}
 
 export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -150,6 +162,23 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       throw new Unauthenticated('a kubevisa access token is required (Authorization: Bearer …): run kubevisa login');
     const { actor, sessionId } = await options.sessions.authenticate(match[1]);
     return { actor, sessionId, source: sourceOf(request) };
+  };
+  // Starting a login is open to anyone and costs a pending login in the store and, for the device flow, a call to
+  // the identity provider: without a budget per client address, one client could make kubevisa flood the
+  // organisation's IdP until it throttles everyone's logins. The budget is checked before any of that work.
+  const loginStarts = new AddressLimiter(LOGIN_START_LIMITS);
+  const limitLoginStart = (request: FastifyRequest, reply: FastifyReply): void => {
+    const key = clientKey(request.socket.remoteAddress);
+    const now = Date.now();
+    const wait = loginStarts.take(key, now);
+    if (wait > 0) {
+      reply.header('retry-after', String(wait));
+      throw new LoginStartsLimited(
+        `too many logins started from this address: try again in ${wait} s (kubevisa login waits for you; a script that logs in repeatedly should keep its session instead)`,
+      );
+    }
+    // Only the request budget applies here; the second budget of the limiter is for refusals, which this is not.
+    loginStarts.settle(key, now, false);
   };
   const params = (request: FastifyRequest) => request.params as Record<string, string>;
   const body = <T>(request: FastifyRequest) => request.body as T;
@@ -359,7 +388,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     url: '/api/v1/login/device',
     summary: 'Start a device-code login',
     auth: false,
-    handler: async (_r, reply) => {
+    handler: async (request, reply) => {
+      limitLoginStart(request, reply);
       const started = await options.sessions.startDeviceLogin();
       reply.code(201);
       return { ...started, expiresAt: new Date(started.expiresAt).toISOString() };
@@ -389,7 +419,10 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       'codeChallenge',
       'state',
     ]),
-    handler: async (request) => options.sessions.startBrowserLogin(body(request)),
+    handler: async (request, reply) => {
+      limitLoginStart(request, reply);
+      return options.sessions.startBrowserLogin(body(request));
+    },
   });
   route({
     method: 'GET',
