@@ -18,6 +18,7 @@ export const ALERT_EVENTS = [
   'drift-detected',
   'drift-repaired',
   'audit-verification-failed',
+  'scim-user-refused',
 ] as const;
 export type AlertEvent = (typeof ALERT_EVENTS)[number];
 

@@ -51,6 +51,26 @@ describe('alerts from the audit trail', () => {
     assert.equal(alertFromAudit(event('gateway.request'), { visa }), undefined);
   });
 
+  test('a SCIM user refused for an email its identity provider may not act on is a warning that says what to do', () => {
+    const refused = alertFromAudit(
+      event('scim.user.refused', {
+        actor: 'scim:entra',
+        visaId: undefined,
+        cluster: undefined,
+        outcome: 'refused',
+        reason:
+          "identity provider 'entra' sent user 'x' with the email sam@corp.example, which …: refused (409), not merged",
+        details: { email: 'sam@corp.example', idp: 'entra', linkedTo: ['okta'] },
+      }),
+      {},
+    );
+    assert.equal(refused?.event, 'scim-user-refused');
+    assert.equal(refused.severity, 'warning');
+    assert.equal(refused.personEmail, 'sam@corp.example');
+    assert.match(refused.text, /kubevisa identity link sam@corp\.example --idp entra/);
+    assert.deepEqual(refused.details.linkedTo, ['okta']);
+  });
+
   test('a repair after an edit, and a re-creation after a deletion, are drift repairs; a first creation is not', () => {
     const details = { namespace: 'payments', name: 'kubevisa-v_1', visaId: 'v_1' };
     const edited = alertFromAudit(event('cluster.rolebinding.repair-delete', { namespace: 'payments', details }), {

@@ -26,6 +26,8 @@ export const ALERTING_ACTIONS: ReadonlyMap<string, AlertEvent> = new Map([
   ['cluster.drift.repair-failed', 'drift-detected'],
   // kubevisa's own RBAC changed in a way it does not write back (a binding, a narrowed role).
   ['cluster.drift.detected', 'drift-detected'],
+  // A SCIM identity provider sent a user for someone it may not act on (identity/ownership.ts).
+  ['scim.user.refused', 'scim-user-refused'],
 ]);
 
 /** What the alert needs besides the audit event: the visa it is about and its engagement's sponsor. */
@@ -73,6 +75,18 @@ export function alertFromAudit(event: AuditEvent, context: VisaContext): Alert |
     details: { auditSeq: event.seq, action: event.action, actor: event.actor } as JsonObject,
   };
   if (event.action.startsWith('cluster.drift.')) return rbacDriftAlert(event, base);
+  if (kind === 'scim-user-refused') {
+    const email = String(event.details['email'] ?? '?');
+    const idp = String(event.details['idp'] ?? '?');
+    return {
+      ...base,
+      severity: 'warning',
+      title: `SCIM user refused: ${idp} sent ${email}`,
+      text: `${event.reason ?? `${idp} sent a user for ${email}, which it may not act on`}. If ${idp} should manage this person, link them with 'kubevisa identity link ${email} --idp ${idp}'; otherwise check who holds ${idp}'s SCIM token.`,
+      personEmail: email,
+      details: { ...base.details, idp, email, linkedTo: event.details['linkedTo'] ?? [] },
+    };
+  }
   switch (kind) {
     case 'visa-requested':
       return {
