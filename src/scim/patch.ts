@@ -131,6 +131,12 @@ function checkName(name: string, where: string, path: string): void {
   }
 }
 
+/** A schema URN is not an attribute name, but none of its segments may name a prototype property either. */
+function refuseForbiddenUrn(urn: string, where: string, path: string): void {
+  const segment = urn.split(':').find((part) => isForbiddenName(part));
+  if (segment !== undefined) checkName(segment, where, path);
+}
+
 /** Extension URNs a path may name as a whole: the enterprise one and any the resource carries or declares. */
 function extensionsOf(resource: Node): string[] {
   const declared = field(resource, 'schemas');
@@ -204,12 +210,12 @@ function parsePath(path: string, extensions: readonly string[], where: string, a
     if (whole !== undefined) {
       if (filterText !== undefined)
         throw invalidPath(where, path, 'filters a whole extension, which is not multi-valued');
-      for (const segment of whole.split(':')) if (isForbiddenName(segment)) checkName(segment, where, path);
+      refuseForbiddenUrn(whole, where, path);
       return { attribute: whole };
     }
     const cut = head.lastIndexOf(':');
     const urn = head.slice(0, cut);
-    for (const segment of urn.split(':')) if (isForbiddenName(segment)) checkName(segment, where, path);
+    refuseForbiddenUrn(urn, where, path);
     names = head.slice(cut + 1);
     if (!CORE_SCHEMAS.includes(urn.toLowerCase())) {
       extension = extensions.find((known) => known.toLowerCase() === urn.toLowerCase()) ?? urn;
