@@ -90,4 +90,33 @@ describe('anonymous floods of the API', () => {
     const elsewhere = await post('/api/v1/login/device', '127.0.0.2');
     assert.equal(elsewhere.status, 201, JSON.stringify(elsewhere.body));
   });
+
+  test('polling one device login 50 times at once asks the identity provider once per interval, not once per poll', async () => {
+    const started = await post('/api/v1/login/device', '127.0.0.3');
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const intervalSeconds = Number(started.body.intervalSeconds);
+    assert.ok(intervalSeconds >= 1, JSON.stringify(started.body));
+    // The server runs in this process: its calls to the identity provider go through this process's fetch.
+    const tokenRequests: string[] = [];
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (url.startsWith(env.idp.issuer) && /token/.test(new URL(url).pathname)) tokenRequests.push(url);
+      return realFetch(input, init);
+    };
+    const t0 = Date.now();
+    const statuses: number[] = [];
+    try {
+      for (let i = 0; i < 50; i++)
+        statuses.push((await post(`/api/v1/login/device/${String(started.body.loginId)}/poll`, '127.0.0.3')).status);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+    const elapsedSeconds = (Date.now() - t0) / 1000;
+    assert.deepEqual(new Set(statuses), new Set([202]), 'every poll is told to wait (202 pending)');
+    assert.ok(
+      tokenRequests.length <= 1 + Math.ceil(elapsedSeconds / intervalSeconds),
+      `${tokenRequests.length} token requests in ${elapsedSeconds.toFixed(1)} s (interval ${intervalSeconds} s)`,
+    );
+  });
 });

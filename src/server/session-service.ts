@@ -62,6 +62,13 @@ export class SessionService {
   private readonly store: Store;
   private readonly now: () => number;
   private readonly hooks: SessionLifecycleHooks[] = [];
+  /**
+   * When each pending device login may next ask the IdP (hashed login id → instant). kubevisa is the OAuth client
+   * that polls the IdP's token endpoint, so it keeps RFC 8628's interval (5 s more after `slow_down`) whatever its own
+   * callers do: a poll that comes sooner is told to wait without asking, and anyone holding a login id cannot make
+   * kubevisa hammer the IdP. Set before the IdP is asked, so that polls at once do not all get through.
+   */
+  private readonly nextDevicePoll = new Map<string, number>();
 
   constructor(options: SessionServiceOptions) {
     this.options = options;
@@ -112,14 +119,26 @@ export class SessionService {
       await this.store.transaction((tx) => tx.deleteLogin(login.id));
       throw new Unauthenticated('the login expired before it was completed: run kubevisa login again');
     }
+    if ((this.nextDevicePoll.get(login.id) ?? 0) > now) return { status: 'pending' };
+    const intervalMs = Math.max(1, Number(login.payload.intervalSeconds) || 5) * 1000;
+    this.nextDevicePoll.set(login.id, now + intervalMs);
+    if (this.nextDevicePoll.size > 1000) {
+      // Logins expire: their entries go once they could no longer be polled anyway.
+      for (const [id, at] of this.nextDevicePoll) if (at < now - LOGIN_TTL_MS) this.nextDevicePoll.delete(id);
+    }
     const deviceCode = this.options.secretBox.open(String(login.payload.deviceCode));
     let result: Awaited<ReturnType<OidcRelyingParty['pollDeviceAuthorization']>>;
     try {
       result = await this.options.rp.pollDeviceAuthorization(deviceCode);
     } catch (error) {
+      this.nextDevicePoll.delete(login.id);
       return this.refuseIdentity(error, login.id, source);
     }
-    if (result.status === 'pending') return { status: 'pending' };
+    if (result.status === 'pending') {
+      if (result.slowDown) this.nextDevicePoll.set(login.id, now + intervalMs + 5000);
+      return { status: 'pending' };
+    }
+    this.nextDevicePoll.delete(login.id);
     await this.store.transaction((tx) => tx.deleteLogin(login.id));
     return this.createSession(result, source);
   }
