@@ -44,6 +44,8 @@ export interface Demo {
 }
 
 export const DEMO_CLUSTER = 'demo';
+/** The name the demo's identity provider goes by in SCIM tokens and the audit trail (`scim:demo-idp`). */
+export const DEMO_SCIM_IDP = 'demo-idp';
 
 export async function startDemo(options: { dir: string; onProgress?: (message: string) => void }): Promise<Demo> {
   const progress = options.onProgress ?? (() => {});
@@ -113,16 +115,20 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
       onProgress: (m: string) => progress(`  ${m}`),
     });
     const config = parseServerConfig(
-      localServerConfig({
-        port: serverPort,
-        dataDir,
-        issuer: idp.issuer,
-        clientSecret,
-        clusterName: DEMO_CLUSTER,
-        credential,
-        tls: { certFile: serving.certFile, keyFile: serving.keyFile, caFile: ca.certFile },
-        scim: true,
-      }),
+      {
+        ...localServerConfig({
+          port: serverPort,
+          dataDir,
+          issuer: idp.issuer,
+          clientSecret,
+          clusterName: DEMO_CLUSTER,
+          credential,
+          tls: { certFile: serving.certFile, keyFile: serving.keyFile, caFile: ca.certFile },
+          scim: true,
+        }),
+        // The demo's identity provider holds everyone, the people who logged in before it provisioned them too.
+        identity: { claimExistingPeople: [DEMO_SCIM_IDP] },
+      },
       dir,
     );
     await writeFile(

@@ -7,10 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CommandRun } from '../framework.ts';
-import { startDemo } from '../../demo/demo.ts';
-
-/** The name the demo's identity provider goes by in SCIM tokens and the audit trail (`scim:demo-idp`). */
-const DEMO_SCIM_IDP = 'demo-idp';
+import { DEMO_SCIM_IDP, startDemo } from '../../demo/demo.ts';
 
 export const run: CommandRun = async ({ values, io }) => {
   const dir = typeof values.dir === 'string' ? resolve(values.dir) : await mkdtemp(join(tmpdir(), 'kubevisa-demo-'));
