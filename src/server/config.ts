@@ -8,6 +8,7 @@ import { InvalidInput } from '../domain/errors.ts';
 import type { Policy } from '../domain/model.ts';
 import { validateProtectedNamespaces } from '../domain/protected-namespaces.ts';
 import { parseDuration } from '../domain/time.ts';
+import { findForbiddenKey, ownData } from '../domain/own.ts';
 
 export interface ClusterConfig {
   name: string;
@@ -106,7 +107,14 @@ function flag(raw: Raw, field: string, path: string): boolean {
 }
 
 /** Validates a parsed configuration object; relative paths resolve against `baseDir`. */
-export function parseServerConfig(input: unknown, baseDir: string): ServerConfig {
+export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfig {
+  // A key such as `__proto__` or `constructor` anywhere in the file is refused, and every field is then read from a
+  // prototype-less copy: a field the file leaves out reads as undefined even if something polluted Object.prototype.
+  const forbidden = findForbiddenKey(parsed, 'config');
+  if (forbidden !== undefined) {
+    throw new InvalidInput(`config: '${forbidden}' is not a field kubevisa knows, and such names are never allowed`);
+  }
+  const input = ownData(parsed);
   if (!isObject(input)) throw new InvalidInput('config: the file must hold an object');
   const known = [
     'listen',
