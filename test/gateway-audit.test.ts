@@ -14,13 +14,15 @@ import { debuggerProfile } from '../src/rbac/profiles.ts';
 import { gateways } from '../src/gateway/wire.ts';
 import type { AuditEvent } from '../src/store/store.ts';
 import { eventually, kubectl } from './support/kubectl.ts';
-import { startFlood } from './support/gateway-flood.ts';
+import { floodFromMany, loopbackAddresses, startFlood } from './support/gateway-flood.ts';
 
 let env: KubevisaEnv;
 let admin: string;
 let approver: string;
 let cora: { token: string; personId: string };
 let kubeconfig: string;
+/** Client addresses the gateway tracks (smaller than the default, so that a test can fill the table). */
+const ADDRESS_TABLE_SIZE = 2000;
 /** A cluster kubevisa manages whose API server cannot be reached: nothing listens on its port. */
 const GONE = 'gone';
 let gonePort: number;
@@ -139,7 +141,7 @@ before(async () => {
     description: 'debugger without recording (tests)',
   };
   env = await startKubevisaEnv({ tls: true, autoApproval: false, extraProfiles: [plain] });
-  for (const ns of ['ga-both', 'ga-late', 'ga-flood', 'ga-watch', 'ga-expire', 'ga-cut'])
+  for (const ns of ['ga-both', 'ga-late', 'ga-flood', 'ga-many', 'ga-watch', 'ga-expire', 'ga-cut'])
     await env.kOk(['create', 'namespace', ns]);
   [gonePort] = (await freePorts(1)) as [number];
   const goneKubeconfig = join(env.dir, 'gone.kubeconfig');
@@ -158,6 +160,10 @@ before(async () => {
     { mode: 0o600 },
   );
   env.config.clusters.push({ name: GONE, kubeconfig: goneKubeconfig });
+  env.config.extensions.gateway = {
+    ...(env.config.extensions.gateway as Record<string, unknown> | undefined),
+    addressTableSize: ADDRESS_TABLE_SIZE,
+  };
   await env.startInProcess();
   admin = (await loginAs(env.serverUrl, people.sam)).token;
   approver = (await loginAs(env.serverUrl, people.ann)).token;
@@ -342,6 +348,64 @@ describe('a flood of anonymous requests', () => {
     assert.ok(agents.length <= 5 && agents.every((a) => a.userAgent.startsWith('flood/')));
     const served = await gk(['get', 'pods', '-n', 'ga-flood']);
     assert.equal(served.code, 0, served.stderr);
+  });
+});
+
+describe('a flood of anonymous requests from many addresses', () => {
+  test('3000 addresses grow the trail by at most 20 events in full, 20 summaries and one overall summary a minute, which counts them all; a contractor from a new address is still served', async () => {
+    await grant('viewer', ['ga-many']);
+    // The contractor's token is one the gateway has verified: the ceiling on unauthenticated work never holds it back.
+    const before = await gk(['get', 'pods', '-n', 'ga-many']);
+    assert.equal(before.code, 0, before.stderr);
+    await gateway().flushAudit();
+    const head = (await env.server!.store.getAuditHead())?.seq ?? 0;
+    const addresses = loopbackAddresses(3000);
+    const result = await floodFromMany({
+      port: env.serverPort,
+      ca: readFileSync(join(env.dir, 'pki', 'ca.crt')),
+      path: `/clusters/${CLUSTER}/api/v1/namespaces/ga-many/pods`,
+      addresses,
+    });
+    assert.equal(result.answered, 3000);
+    assert.equal((result.statuses[401] ?? 0) + (result.statuses[503] ?? 0), 3000, JSON.stringify(result.statuses));
+    // More addresses than the gateway tracks have just been active: a new one still gets a budget of its own.
+    const served = await rawFrom(
+      '127.0.0.40',
+      [
+        `GET /clusters/${CLUSTER}/api/v1/namespaces/ga-many/pods HTTP/1.1`,
+        'Host: localhost',
+        `Authorization: Bearer ${cora.token}`,
+        'Connection: close',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    assert.deepEqual(served, ['HTTP/1.1 200'], 'the contractor from a new address is served');
+    await gateway().flushAudit();
+    const flooded = new Set(addresses);
+    const grown = (await env.server!.store.listAudit({ afterSeq: head, limit: 10_000 })).filter(
+      (e) => flooded.has(e.source?.address ?? '') || e.action === 'gateway.refused.overall',
+    );
+    const overall = grown.filter((e) => e.action === 'gateway.refused.overall');
+    // One interval, or two if the minute's timer fired during the flood.
+    assert.ok(overall.length >= 1 && overall.length <= 2, `${overall.length} overall summaries`);
+    const inFull = grown.filter((e) => e.action === 'gateway.refused').length;
+    assert.ok(inFull <= 20 * overall.length, `${inFull} written in full`);
+    assert.ok(
+      grown.length <= 41 * overall.length,
+      `the trail grew by ${grown.length}: ${JSON.stringify(grown.map((e) => e.action))}`,
+    );
+    const sum = (field: string) => overall.reduce((n, e) => n + Number(e.details[field]), 0);
+    assert.equal(sum('count'), 3000, 'the overall summary counts every request refused');
+    assert.equal(sum('sources'), 3000, 'and every address');
+    assert.equal(sum('writtenInFull'), inFull);
+    const top = overall[0]!.details.topSources as { address: string; count: number }[];
+    assert.ok(top.length > 0 && top.length <= 10 && top.every((t) => flooded.has(t.address)));
+    const agents = overall[0]!.details.userAgents as { userAgent: string }[];
+    assert.ok(
+      agents.length <= 5 && agents.every((a) => a.userAgent.startsWith('many/') && a.userAgent.length <= 100),
+      'a few user agents, truncated',
+    );
   });
 });
 

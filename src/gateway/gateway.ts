@@ -14,7 +14,14 @@ import type { NewAuditEvent, Store } from '../store/store.ts';
 import { AuditBatcher, storeSink, type AuditSink } from './audit-writer.ts';
 import type { GrantIndex, PersonEntry } from './grants.ts';
 import { allowedUpgrade, downstreamRawHeaders, rawHeader, hasBearerSubprotocol, upstreamHeaders } from './headers.ts';
-import { AddressLimiter, clientKey, RateLimiter, type AddressLimits } from './rate-limit.ts';
+import {
+  AddressLimiter,
+  clientKey,
+  RateLimiter,
+  WorkCeiling,
+  type AddressLimits,
+  type WorkCeilingLimits,
+} from './rate-limit.ts';
 import { RefusalSampler } from './refusals.ts';
 import {
   auditedQuery,
@@ -56,6 +63,8 @@ export interface GatewayOptions {
   rateLimit?: { ratePerSecond: number; burst: number };
   /** Per client address, checked before any other work (see AddressLimits for the defaults). */
   addressLimits?: Partial<AddressLimits>;
+  /** Across all addresses, for requests without a token the gateway already verified (see WorkCeilingLimits). */
+  unauthenticatedCeiling?: Partial<WorkCeilingLimits>;
   /** Audit events waiting to be written at most before new requests are refused with 503 (default 20 000). */
   maxQueuedAuditEvents?: number;
   /** How often counted refusals are written as one summary per source, in ms (default 60 000). */
@@ -126,6 +135,9 @@ export class Gateway {
   private readonly tokenCache = new Map<string, CachedToken>();
   private readonly limiter: RateLimiter;
   private readonly addresses: AddressLimiter;
+  private readonly ceiling: WorkCeiling;
+  /** Requests being checked that hold a unit of the ceiling on unauthenticated work. */
+  private readonly holdingCeiling = new WeakSet<IncomingMessage>();
   private readonly audit: AuditBatcher;
   private readonly refusals: RefusalSampler;
   private readonly summaryTimer: NodeJS.Timeout;
@@ -140,6 +152,7 @@ export class Gateway {
     this.limiter = new RateLimiter(options.rateLimit ?? { ratePerSecond: 50, burst: 100 });
     this.maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
     this.addresses = new AddressLimiter(options.addressLimits);
+    this.ceiling = new WorkCeiling(options.unauthenticatedCeiling);
     this.audit = new AuditBatcher({
       sink: options.auditSink ?? storeSink(options.store),
       ...(options.maxQueuedAuditEvents !== undefined ? { maxQueued: options.maxQueuedAuditEvents } : {}),
@@ -168,7 +181,7 @@ export class Gateway {
   private async handleAsync(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const startedAt = this.now();
     const address = clientKey(req.socket.remoteAddress);
-    const admitted = this.screen(address, startedAt) ?? (await this.admit(req));
+    const admitted = this.screen(req, address, startedAt) ?? (await this.admit(req));
     if (!admitted.ok) {
       if (admitted.retryAfter !== undefined) res.setHeader('retry-after', String(admitted.retryAfter));
       sendStatus(res, admitted.status, admitted.reason, admitted.message);
@@ -176,7 +189,7 @@ export class Gateway {
       return;
     }
     const { upstream, info, person, visaId, visas, query } = admitted;
-    this.addresses.settle(address, this.now(), false);
+    this.settle(req, address, this.now(), false);
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > this.maxBodyBytes) {
       const refusal: Refused = {
@@ -349,7 +362,7 @@ export class Gateway {
       this.recordRefusal(req, address, refusal, startedAt);
       rawStatus(socket, refusal.status, refusal.reason, refusal.message, refusal.retryAfter);
     };
-    const screened = this.screen(address, startedAt);
+    const screened = this.screen(req, address, startedAt);
     if (screened) return refuse(screened);
     const protocol = allowedUpgrade(req.headers.upgrade);
     if (protocol === undefined)
@@ -372,7 +385,7 @@ export class Gateway {
     const admitted = await this.admit(req);
     if (!admitted.ok) return refuse(admitted);
     const { upstream, info, person, visaId, visas, query } = admitted;
-    this.addresses.settle(address, this.now(), false);
+    this.settle(req, address, this.now(), false);
     const session = info.subresource === 'exec' || info.subresource === 'attach';
     const recorded = admitted.recordSessions && session;
     if (recorded && protocol !== 'websocket') {
@@ -603,18 +616,58 @@ export class Gateway {
    * The check made before any other work on a request, token verification included: the client address's budget.
    * An address that keeps causing refusals without a valid token is answered 429 at once until it slows down.
    */
-  private screen(address: string, now: number): Refused | undefined {
+  private screen(req: IncomingMessage, address: string, now: number): Refused | undefined {
     const wait = this.addresses.take(address, now);
-    if (wait === 0) return undefined;
+    if (wait > 0)
+      return {
+        ok: false,
+        status: 429,
+        reason: 'TooManyRequests',
+        message: `too many requests from your address: retry in ${wait} s`,
+        retryAfter: wait,
+        sampled: true,
+        settled: true,
+      };
+    if (this.knownToken(req, now)) return undefined;
+    const overall = this.ceiling.take(now);
+    if (overall === 0) {
+      this.holdingCeiling.add(req);
+      return undefined;
+    }
+    // Refused before any work, as an unauthenticated refusal of this address too.
+    this.addresses.settle(address, now, true);
     return {
       ok: false,
-      status: 429,
-      reason: 'TooManyRequests',
-      message: `too many requests from your address: retry in ${wait} s`,
-      retryAfter: wait,
+      status: 503,
+      reason: 'ServiceUnavailable',
+      message: `the gateway is refusing requests without a verified kubevisa token for a moment (too many from many addresses): retry in ${overall} s`,
+      retryAfter: overall,
       sampled: true,
       settled: true,
     };
+  }
+
+  /**
+   * Does the request carry the one bearer token the gateway verified recently (a map lookup, no verification)?
+   * Such requests are never held back by the ceiling on unauthenticated work, so a contractor is served through a
+   * flood from any number of addresses; the token is still checked in full as usual.
+   */
+  private knownToken(req: IncomingMessage, now: number): boolean {
+    let token: string | undefined;
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      if (req.rawHeaders[i]!.toLowerCase() !== 'authorization') continue;
+      if (token !== undefined) return false;
+      token = req.rawHeaders[i + 1]!;
+    }
+    if (token === undefined || !token.startsWith('Bearer ')) return false;
+    const cached = this.tokenCache.get(token.slice('Bearer '.length));
+    return cached !== undefined && now < cached.expiresAt;
+  }
+
+  /** Ends the check of a request `screen` let through: what it held is spent if it was refused unauthenticated. */
+  private settle(req: IncomingMessage, address: string, now: number, refusedUnauthenticated: boolean): void {
+    this.addresses.settle(address, now, refusedUnauthenticated);
+    if (this.holdingCeiling.delete(req) && !refusedUnauthenticated) this.ceiling.giveBack(now);
   }
 
   private async admit(req: IncomingMessage): Promise<
@@ -1002,7 +1055,7 @@ export class Gateway {
    */
   private recordRefusal(req: IncomingMessage, address: string, refusal: Refused, startedAt: number): void {
     const now = this.now();
-    if (!refusal.settled) this.addresses.settle(address, now, refusal.anonymous === true);
+    if (!refusal.settled) this.settle(req, address, now, refusal.anonymous === true);
     if (refusal.auth && !refusal.sampled) {
       this.audit.add(this.refusalEvent(req, refusal, startedAt, now));
       return;

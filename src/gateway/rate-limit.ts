@@ -34,7 +34,13 @@ export interface AddressLimits {
    */
   refusalsPerSecond: number;
   refusalBurst: number;
-  /** Addresses tracked at once (default 10 000); past that, new addresses share one bucket until old ones go idle. */
+  /**
+   * Addresses tracked at once (default 10 000). Past that, a new address takes the place of the one used least
+   * recently, which starts afresh if it comes back: so no address, however many others are active, ever waits for a
+   * slot. Evicting lets a source with more addresses than the table reset its own budgets, but such a source gets a
+   * fresh budget with each new address anyway: per-address limits bound one source, and the ceiling on
+   * unauthenticated work (`WorkCeiling`) bounds them all together.
+   */
   maxAddresses: number;
 }
 
@@ -52,23 +58,17 @@ interface AddressBucket {
   at: number;
 }
 
-const SHARED = 'shared';
-
 /**
  * Two token buckets per client address, checked before anything else is done with a request: one for all requests,
- * one for the refusals of unauthenticated ones. The map is bounded and kept in order of last use, so the address
- * evicted first is the one idle longest, and only once its buckets would be full again anyway.
+ * one for the refusals of unauthenticated ones. The map is bounded and kept in order of last use (a use moves an
+ * address to the end), so when it is full the address evicted is the one idle longest, in constant time.
  */
 export class AddressLimiter {
   private readonly buckets = new Map<string, AddressBucket>();
   private readonly limits: AddressLimits;
-  /** After this long without requests, an address's buckets are full again and it can be forgotten. */
-  private readonly idleMs: number;
 
   constructor(limits: Partial<AddressLimits> = {}) {
     this.limits = { ...DEFAULT_ADDRESS_LIMITS, ...limits };
-    const l = this.limits;
-    this.idleMs = Math.ceil(Math.max(l.burst / l.ratePerSecond, l.refusalBurst / l.refusalsPerSecond) * 1000);
   }
 
   /**
@@ -102,16 +102,10 @@ export class AddressLimiter {
       // Most recently used last: the first entry is always the one idle longest.
       this.buckets.delete(key);
     } else {
-      if (this.buckets.size >= this.limits.maxAddresses) {
-        const [oldestKey, oldest] = this.buckets.entries().next().value!;
-        if (now - oldest.at >= this.idleMs) this.buckets.delete(oldestKey);
-        else {
-          key = SHARED;
-          bucket = this.buckets.get(SHARED);
-          if (bucket !== undefined) this.buckets.delete(SHARED);
-        }
-      }
-      bucket ??= { tokens: this.limits.burst, refusals: this.limits.refusalBurst, at: now };
+      // A shared bucket for the addresses that find no room would let a flood from many addresses lock out anyone
+      // arriving from a new one: the least recently used address makes room instead.
+      if (this.buckets.size >= this.limits.maxAddresses) this.buckets.delete(this.buckets.keys().next().value!);
+      bucket = { tokens: this.limits.burst, refusals: this.limits.refusalBurst, at: now };
     }
     const seconds = Math.max(0, now - bucket.at) / 1000;
     bucket.tokens = Math.min(this.limits.burst, bucket.tokens + seconds * this.limits.ratePerSecond);
@@ -119,6 +113,58 @@ export class AddressLimiter {
     bucket.at = now;
     this.buckets.set(key, bucket);
     return bucket;
+  }
+}
+
+export interface WorkCeilingLimits {
+  /**
+   * Requests without a token the gateway already knows that may be checked per second across all addresses
+   * (default 1000), and at once (default 2000). A check's unit is given back when the request turns out to be
+   * authenticated, so what the ceiling counts is refusals of unauthenticated requests, and checks in flight.
+   */
+  perSecond: number;
+  burst: number;
+}
+
+export const DEFAULT_WORK_CEILING: WorkCeilingLimits = { perSecond: 1000, burst: 2000 };
+
+/**
+ * One budget for the unauthenticated work of all client addresses together. Per-address limits stop one source; a
+ * source with many addresses (an IPv6 /48 holds 65 536 /64s) gets a fresh budget with each, and could make the
+ * gateway verify tokens and write refusals as fast as it can send. Past this ceiling, requests without a token the
+ * gateway already verified are answered at once, before any work; those with such a token are never held back by it.
+ */
+export class WorkCeiling {
+  private readonly limits: WorkCeilingLimits;
+  private units: number;
+  private at: number | undefined;
+
+  constructor(limits: Partial<WorkCeilingLimits> = {}) {
+    this.limits = { ...DEFAULT_WORK_CEILING, ...limits };
+    this.units = this.limits.burst;
+  }
+
+  /** 0 when the check of an unauthenticated request may go on (it holds one unit); otherwise the seconds to wait. */
+  take(now: number): number {
+    this.refill(now);
+    if (this.units < 1) return Math.ceil((1 - this.units) / this.limits.perSecond);
+    this.units -= 1;
+    return 0;
+  }
+
+  /** Gives back the unit a request held, because it was not refused as unauthenticated. */
+  giveBack(now: number): void {
+    this.refill(now);
+    this.units = Math.min(this.limits.burst, this.units + 1);
+  }
+
+  private refill(now: number): void {
+    if (this.at !== undefined)
+      this.units = Math.min(
+        this.limits.burst,
+        this.units + (Math.max(0, now - this.at) / 1000) * this.limits.perSecond,
+      );
+    this.at = now;
   }
 }
 

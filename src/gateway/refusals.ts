@@ -2,10 +2,18 @@
  * Refusals that anyone can cause in bulk — requests with no valid token, non-canonical paths, unknown clusters, a
  * person hammering past their rate — are counted and sampled, not chained one by one: otherwise whoever can reach
  * the gateway decides how fast the audit trail grows, and fills the disk until kubevisa fails closed for everyone.
- * Per source (a client address, or a person for their own 429s) the first refusal is written in full; the ones
- * after it are counted, with a few samples and the user agents seen, and written as one `gateway.refused.summary`
- * event per interval. Summaries are what gives way when the audit queue is full: they are kept (merged, bounded)
- * and offered again at the next interval, never at the expense of events of requests that were relayed.
+ *
+ * How much the trail grows is bounded per interval whatever the number of sources. Refusals of unauthenticated
+ * requests (counted against the client address) are written in full only for the first refusal of a new address,
+ * and only `maxFullPerInterval` times per interval across all addresses; those addresses (at most `maxAddresses`
+ * at once) get a `gateway.refused.summary` of their own for each interval in which they are refused again. Every
+ * unauthenticated refusal, whichever of these it also went to, is counted in one `gateway.refused.overall` event per
+ * interval: how many requests from how many addresses, the top addresses by count, statuses, samples and user
+ * agents (truncated). A person's own refusals (their 429s and 503s) are bounded by the people there are: their first
+ * is written in full, the rest in one summary per person and interval.
+ *
+ * Summaries are what gives way when the audit queue is full: they are kept (merged, bounded) and offered again at
+ * the next interval, never at the expense of events of requests that were relayed.
  */
 import type { JsonObject, NewAuditEvent } from '../store/store.ts';
 
@@ -30,12 +38,14 @@ export interface RefusalSamplerOptions {
   offer(event: NewAuditEvent): boolean;
   /** How often summaries are written, in ms (default 60 000). */
   intervalMs?: number;
-  /**
-   * Most sources tracked at once (default 1000); beyond that, refusals are counted under one overflow source. With
-   * the interval, it bounds what a flood from many addresses can write: at most one full event and one summary per
-   * tracked source and interval, and one overflow summary.
-   */
-  maxSources?: number;
+  /** Refusals of unauthenticated requests written in full per interval, across all addresses (default 20). */
+  maxFullPerInterval?: number;
+  /** Addresses with a summary of their own at once (default 20); the others are in the overall summary only. */
+  maxAddresses?: number;
+  /** People tracked at once (default 1000); beyond that, their refusals are counted in the overall summary. */
+  maxPeople?: number;
+  /** Distinct addresses counted exactly per interval (default 65 536); beyond that the count says "at least". */
+  maxCountedSources?: number;
 }
 
 /** Samples and user agents kept per source and interval: enough to see what was tried, bounded whatever is sent. */
@@ -44,12 +54,13 @@ const MAX_USER_AGENTS = 5;
 const USER_AGENT_CHARS = 100;
 const PATH_CHARS = 100;
 const MESSAGE_CHARS = 200;
-const OVERFLOW = 'overflow';
+/** Addresses whose counts the overall summary keeps (space-saving: exact unless more addresses than this). */
+const TOP_TRACKED = 100;
+/** Addresses the overall summary names. */
+const TOP_NAMED = 10;
 
-interface Bucket {
-  actor: string;
-  personId?: string;
-  address: string;
+/** What was refused, counted, with a few samples and user agents. */
+interface Tally {
   count: number;
   firstAt: number;
   lastAt: number;
@@ -57,122 +68,239 @@ interface Bucket {
   samples: { status: number; reason: string; path: string }[];
   userAgents: Map<string, number>;
   otherUserAgents: number;
-  /** Start of the interval in which this source was last refused (a quiet source is forgotten after one more). */
+}
+
+interface Bucket extends Tally {
+  actor: string;
+  personId?: string;
+  address: string;
+  /** Interval in which this source was last refused (a quiet source is forgotten after one more). */
   lastActiveInterval: number;
 }
 
+interface Overall extends Tally {
+  writtenInFull: number;
+  sources: Set<string>;
+  sourcesCapped: boolean;
+  /** Space-saving counters: `count` may overstate a source's refusals by at most `error`. */
+  top: Map<string, { count: number; error: number }>;
+}
+
+function emptyTally(): Tally {
+  return {
+    count: 0,
+    firstAt: 0,
+    lastAt: 0,
+    statuses: new Map(),
+    samples: [],
+    userAgents: new Map(),
+    otherUserAgents: 0,
+  };
+}
+
+function emptyOverall(): Overall {
+  return { ...emptyTally(), writtenInFull: 0, sources: new Set(), sourcesCapped: false, top: new Map() };
+}
+
 export class RefusalSampler {
-  private readonly sources = new Map<string, Bucket>();
+  private readonly addresses = new Map<string, Bucket>();
+  private readonly people = new Map<string, Bucket>();
+  private overall = emptyOverall();
   private readonly offer: (event: NewAuditEvent) => boolean;
   readonly intervalMs: number;
-  private readonly maxSources: number;
+  private readonly maxFullPerInterval: number;
+  private readonly maxAddresses: number;
+  private readonly maxPeople: number;
+  private readonly maxCountedSources: number;
   private interval = 0;
+  private fullThisInterval = 0;
 
   constructor(options: RefusalSamplerOptions) {
     this.offer = options.offer;
     this.intervalMs = options.intervalMs ?? 60_000;
-    this.maxSources = options.maxSources ?? 1000;
-  }
-
-  /** Counts one refusal; the first from a source is written in full (`full()` builds that event only then). */
-  refused(refusal: Refusal, full: () => NewAuditEvent): void {
-    let key = refusal.key;
-    let bucket = this.sources.get(key);
-    if (bucket === undefined) {
-      if (this.sources.size >= this.maxSources) {
-        key = OVERFLOW;
-        bucket = this.sources.get(key);
-      }
-      if (bucket === undefined) {
-        bucket = {
-          actor: key === OVERFLOW ? 'anonymous' : refusal.actor,
-          ...(key !== OVERFLOW && refusal.personId ? { personId: refusal.personId } : {}),
-          address: key === OVERFLOW ? 'many' : refusal.address,
-          count: 0,
-          firstAt: refusal.at,
-          lastAt: refusal.at,
-          statuses: new Map(),
-          samples: [],
-          userAgents: new Map(),
-          otherUserAgents: 0,
-          lastActiveInterval: this.interval,
-        };
-        this.sources.set(key, bucket);
-        if (key !== OVERFLOW && this.offer(full())) return;
-      }
-    }
-    this.count(bucket, refusal);
-  }
-
-  private count(bucket: Bucket, refusal: Refusal): void {
-    if (bucket.count === 0) bucket.firstAt = refusal.at;
-    bucket.count++;
-    bucket.lastAt = refusal.at;
-    bucket.lastActiveInterval = this.interval;
-    bucket.statuses.set(refusal.status, (bucket.statuses.get(refusal.status) ?? 0) + 1);
-    const path = refusal.path.slice(0, PATH_CHARS);
-    const reason = refusal.message.slice(0, MESSAGE_CHARS);
-    if (
-      bucket.samples.length < MAX_SAMPLES &&
-      !bucket.samples.some((s) => s.status === refusal.status && s.reason === reason && s.path === path)
-    )
-      bucket.samples.push({ status: refusal.status, reason, path });
-    const userAgent = (refusal.userAgent ?? '').slice(0, USER_AGENT_CHARS);
-    const seen = bucket.userAgents.get(userAgent);
-    if (seen !== undefined) bucket.userAgents.set(userAgent, seen + 1);
-    else if (bucket.userAgents.size < MAX_USER_AGENTS) bucket.userAgents.set(userAgent, 1);
-    else bucket.otherUserAgents++;
-  }
-
-  /** Sources being tracked now (bounded by `maxSources` + 1). */
-  get size(): number {
-    return this.sources.size;
+    this.maxFullPerInterval = options.maxFullPerInterval ?? 20;
+    this.maxAddresses = options.maxAddresses ?? 20;
+    this.maxPeople = options.maxPeople ?? 1000;
+    this.maxCountedSources = options.maxCountedSources ?? 65_536;
   }
 
   /**
-   * Writes one summary per source refused since the last flush, and forgets sources quiet for a whole interval. A
-   * summary the audit queue cannot take now stays, and keeps counting, until the next flush.
+   * Counts one refusal; the first of a person, or of a new address while this interval's budget lasts, is written in
+   * full (`full()` builds that event only then).
+   */
+  refused(refusal: Refusal, full: () => NewAuditEvent): void {
+    if (refusal.personId !== undefined) {
+      let bucket = this.people.get(refusal.key);
+      if (bucket === undefined && this.people.size < this.maxPeople) {
+        bucket = this.newBucket(refusal);
+        this.people.set(refusal.key, bucket);
+        if (this.offer(full())) return;
+      }
+      if (bucket !== undefined) this.count(bucket, refusal);
+      else this.countOverall(refusal, false);
+      return;
+    }
+    let bucket = this.addresses.get(refusal.key);
+    let inFull = false;
+    if (bucket === undefined && this.fullThisInterval < this.maxFullPerInterval && this.roomForAddress()) {
+      bucket = this.newBucket(refusal);
+      this.addresses.set(refusal.key, bucket);
+      inFull = this.offer(full());
+      if (inFull) this.fullThisInterval++;
+    }
+    if (bucket !== undefined && !inFull) this.count(bucket, refusal);
+    this.countOverall(refusal, inFull);
+  }
+
+  /**
+   * Is there a slot for one more address with a summary of its own? One whose refusals since the last summary are all
+   * written already (none counted) gives its slot up: that keeps the slots for the sources still being refused.
+   */
+  private roomForAddress(): boolean {
+    if (this.addresses.size < this.maxAddresses) return true;
+    for (const [key, bucket] of this.addresses)
+      if (bucket.count === 0) {
+        this.addresses.delete(key);
+        return true;
+      }
+    return false;
+  }
+
+  private newBucket(refusal: Refusal): Bucket {
+    return {
+      ...emptyTally(),
+      actor: refusal.actor,
+      ...(refusal.personId ? { personId: refusal.personId } : {}),
+      address: refusal.address,
+      lastActiveInterval: this.interval,
+    };
+  }
+
+  private count(bucket: Bucket, refusal: Refusal): void {
+    bucket.lastActiveInterval = this.interval;
+    tally(bucket, refusal);
+  }
+
+  private countOverall(refusal: Refusal, inFull: boolean): void {
+    const overall = this.overall;
+    tally(overall, refusal);
+    if (inFull) overall.writtenInFull++;
+    if (!overall.sources.has(refusal.key)) {
+      if (overall.sources.size < this.maxCountedSources) overall.sources.add(refusal.key);
+      else overall.sourcesCapped = true;
+    }
+    const counter = overall.top.get(refusal.address);
+    if (counter !== undefined) counter.count++;
+    else if (overall.top.size < TOP_TRACKED) overall.top.set(refusal.address, { count: 1, error: 0 });
+    else {
+      // Space-saving: the newcomer takes the place of the smallest counter and inherits its count as possible error,
+      // so a source refused more than count/TOP_TRACKED times is always among those kept.
+      let smallest: [string, { count: number; error: number }] | undefined;
+      for (const entry of overall.top)
+        if (smallest === undefined || entry[1].count < smallest[1].count) smallest = entry;
+      overall.top.delete(smallest![0]);
+      overall.top.set(refusal.address, { count: smallest![1].count + 1, error: smallest![1].count });
+    }
+  }
+
+  /** Sources being tracked now, addresses and people (bounded by `maxAddresses` + `maxPeople`). */
+  get size(): number {
+    return this.addresses.size + this.people.size;
+  }
+
+  /**
+   * Writes one summary per tracked source refused since the last flush and the overall summary, forgets sources quiet
+   * for a whole interval, and opens the next interval's budget of full events. A summary the audit queue cannot take
+   * now stays, and keeps counting, until the next flush.
    */
   flush(now: number): void {
     const interval = this.interval;
     this.interval++;
-    for (const [key, bucket] of this.sources) {
-      if (bucket.count === 0) {
-        if (bucket.lastActiveInterval < interval) this.sources.delete(key);
-        continue;
+    this.fullThisInterval = 0;
+    for (const sources of [this.addresses, this.people]) {
+      for (const [key, bucket] of sources) {
+        if (bucket.count === 0) {
+          if (bucket.lastActiveInterval < interval) sources.delete(key);
+          continue;
+        }
+        if (!this.offer(summaryEvent(bucket, now, this.intervalMs))) continue;
+        Object.assign(bucket, emptyTally());
       }
-      if (!this.offer(summaryEvent(bucket, now, this.intervalMs))) continue;
-      bucket.count = 0;
-      bucket.statuses.clear();
-      bucket.samples = [];
-      bucket.userAgents.clear();
-      bucket.otherUserAgents = 0;
     }
+    if (this.overall.count > 0 && this.offer(overallEvent(this.overall, now, this.intervalMs)))
+      this.overall = emptyOverall();
   }
 }
 
-function summaryEvent(bucket: Bucket, now: number, intervalMs: number): NewAuditEvent {
+function tally(t: Tally, refusal: Refusal): void {
+  if (t.count === 0) t.firstAt = refusal.at;
+  t.count++;
+  t.lastAt = refusal.at;
+  t.statuses.set(refusal.status, (t.statuses.get(refusal.status) ?? 0) + 1);
+  const path = refusal.path.slice(0, PATH_CHARS);
+  const reason = refusal.message.slice(0, MESSAGE_CHARS);
+  if (
+    t.samples.length < MAX_SAMPLES &&
+    !t.samples.some((s) => s.status === refusal.status && s.reason === reason && s.path === path)
+  )
+    t.samples.push({ status: refusal.status, reason, path });
+  const userAgent = (refusal.userAgent ?? '').slice(0, USER_AGENT_CHARS);
+  const seen = t.userAgents.get(userAgent);
+  if (seen !== undefined) t.userAgents.set(userAgent, seen + 1);
+  else if (t.userAgents.size < MAX_USER_AGENTS) t.userAgents.set(userAgent, 1);
+  else t.otherUserAgents++;
+}
+
+function tallyDetails(t: Tally, intervalMs: number): JsonObject {
   const statuses: JsonObject = {};
-  for (const [status, n] of bucket.statuses) statuses[String(status)] = n;
-  // A list, not an object keyed by user agent: the client chooses that text, `__proto__` included.
-  const userAgents = [...bucket.userAgents].map(([userAgent, count]) => ({ userAgent, count }));
+  for (const [status, n] of t.statuses) statuses[String(status)] = n;
+  return {
+    count: t.count,
+    firstAt: t.firstAt,
+    lastAt: t.lastAt,
+    intervalMs,
+    statuses,
+    samples: t.samples.map((s) => ({ ...s })),
+    // A list, not an object keyed by user agent: the client chooses that text, `__proto__` included.
+    userAgents: [...t.userAgents].map(([userAgent, count]) => ({ userAgent, count })),
+    otherUserAgents: t.otherUserAgents,
+  };
+}
+
+const iso = (at: number) => new Date(at).toISOString();
+
+function summaryEvent(bucket: Bucket, now: number, intervalMs: number): NewAuditEvent {
   return {
     at: now,
     actor: bucket.actor,
     action: 'gateway.refused.summary',
     ...(bucket.personId ? { personId: bucket.personId } : {}),
     outcome: 'refused',
-    reason: `${bucket.count} request(s) refused from ${bucket.address} between ${new Date(bucket.firstAt).toISOString()} and ${new Date(bucket.lastAt).toISOString()}`,
-    details: {
-      count: bucket.count,
-      firstAt: bucket.firstAt,
-      lastAt: bucket.lastAt,
-      intervalMs,
-      statuses,
-      samples: bucket.samples.map((s) => ({ ...s })),
-      userAgents,
-      otherUserAgents: bucket.otherUserAgents,
-    },
+    reason: `${bucket.count} request(s) refused from ${bucket.address} between ${iso(bucket.firstAt)} and ${iso(bucket.lastAt)}`,
+    details: tallyDetails(bucket, intervalMs),
     source: { address: bucket.address },
+  };
+}
+
+function overallEvent(overall: Overall, now: number, intervalMs: number): NewAuditEvent {
+  const sources = `${overall.sourcesCapped ? 'at least ' : ''}${overall.sources.size}`;
+  const top = [...overall.top]
+    .sort((a, b) => b[1].count - a[1].count)
+    .slice(0, TOP_NAMED)
+    .map(([address, c]) => ({ address, count: c.count, ...(c.error > 0 ? { maxOvercount: c.error } : {}) }));
+  return {
+    at: now,
+    actor: 'anonymous',
+    action: 'gateway.refused.overall',
+    outcome: 'refused',
+    reason: `${overall.count} request(s) without a verified token refused from ${sources} address(es) between ${iso(overall.firstAt)} and ${iso(overall.lastAt)}`,
+    details: {
+      ...tallyDetails(overall, intervalMs),
+      sources: overall.sources.size,
+      sourcesCapped: overall.sourcesCapped,
+      writtenInFull: overall.writtenInFull,
+      topSources: top,
+    },
+    source: { address: 'many' },
   };
 }

@@ -11,7 +11,7 @@ import type { Extension, ServerContext } from '../server/context.ts';
 import type { Store } from '../store/store.ts';
 import type { SqliteStore } from '../store/sqlite.ts';
 import { AuditThread, DEFAULT_MAX_QUEUED_EVENTS } from './audit-writer.ts';
-import { DEFAULT_ADDRESS_LIMITS } from './rate-limit.ts';
+import { DEFAULT_ADDRESS_LIMITS, DEFAULT_WORK_CEILING } from './rate-limit.ts';
 import { Gateway, type EndedVisa, type UpstreamCluster } from './gateway.ts';
 import { GrantIndex } from './grants.ts';
 import { identities } from '../identity/wire.ts';
@@ -51,6 +51,15 @@ export const wireGateway: Extension = async (context) => {
       DEFAULT_ADDRESS_LIMITS.refusalBurst,
       'gateway.addressRefusalBurst',
     ),
+    maxAddresses: numberOr(raw?.addressTableSize, DEFAULT_ADDRESS_LIMITS.maxAddresses, 'gateway.addressTableSize'),
+  };
+  const unauthenticatedCeiling = {
+    perSecond: numberOr(
+      raw?.unauthenticatedPerSecond,
+      DEFAULT_WORK_CEILING.perSecond,
+      'gateway.unauthenticatedPerSecond',
+    ),
+    burst: numberOr(raw?.unauthenticatedBurst, DEFAULT_WORK_CEILING.burst, 'gateway.unauthenticatedBurst'),
   };
   const maxQueuedAuditEvents = numberOr(raw?.auditQueueLimit, DEFAULT_MAX_QUEUED_EVENTS, 'gateway.auditQueueLimit');
   const clusters = new Map<string, UpstreamCluster>();
@@ -64,6 +73,7 @@ export const wireGateway: Extension = async (context) => {
     clusters,
     rateLimit,
     addressLimits,
+    unauthenticatedCeiling,
     maxQueuedAuditEvents,
     recordingsDir: join(context.config.dataDir, 'recordings'),
     onRequest: (request) => context.events.emit('gateway-request', request),

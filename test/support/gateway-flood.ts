@@ -113,3 +113,80 @@ export function startFlood(options: FloodOptions): { done: Promise<FloodResult>;
     },
   };
 }
+
+export interface ManyAddressFloodOptions {
+  port: number;
+  ca: Buffer;
+  /** Path below the gateway, e.g. `/clusters/test/api/v1/namespaces/x/pods`. */
+  path: string;
+  /** Local addresses to send from, one request each, on a connection of its own (loopback 127.0.0.0/8 on Linux). */
+  addresses: string[];
+  /** Connections open at once (default 32). */
+  concurrency?: number;
+  /** Give up (and reject) after this long, in ms (default 120 000). */
+  timeoutMs?: number;
+}
+
+/** `count` loopback addresses, none of them 127.0.0.x (which the tests use one by one): 127.(1+i/62500).x.y. */
+export function loopbackAddresses(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => {
+    const block = Math.floor(i / 62_500);
+    const n = i % 62_500;
+    return `127.${1 + block}.${Math.floor(n / 250)}.${(n % 250) + 1}`;
+  });
+}
+
+/**
+ * One anonymous request from each of many addresses (the way a source holding a whole IPv6 /48 would send them):
+ * resolves with the count of each status once every one has been answered.
+ */
+export async function floodFromMany(options: ManyAddressFloodOptions): Promise<FloodResult> {
+  const statuses: Record<number, number> = {};
+  const started = performance.now();
+  let next = 0;
+  let answered = 0;
+  const one = (from: string, i: number) =>
+    new Promise<void>((resolve, reject) => {
+      const tcp = connectTcp({ host: '127.0.0.1', port: options.port, localAddress: from });
+      const socket = connect({ socket: tcp, ca: options.ca, servername: 'localhost' });
+      let received = '';
+      socket.on('secureConnect', () =>
+        socket.write(
+          `GET ${options.path}?n=${i} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: many/${i % 50}/${'x'.repeat(180)}\r\n` +
+            (i % 2 === 0 ? 'Authorization: Bearer not-a-token\r\n' : '') +
+            'Connection: close\r\n\r\n',
+        ),
+      );
+      socket.on('data', (c: Buffer) => {
+        received += c.toString('latin1');
+        const status = /^HTTP\/1\.1 (\d{3})/.exec(received);
+        if (status) {
+          statuses[Number(status[1])] = (statuses[Number(status[1])] ?? 0) + 1;
+          answered++;
+          socket.destroy();
+          resolve();
+        }
+      });
+      socket.on('error', reject);
+      socket.on('close', () => reject(new Error(`the connection from ${from} closed unanswered`)));
+    });
+  const worker = async () => {
+    while (next < options.addresses.length) {
+      const i = next++;
+      await one(options.addresses[i]!, i);
+    }
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`the flood did not end within ${options.timeoutMs ?? 120_000} ms (${answered} answered)`)),
+      options.timeoutMs ?? 120_000,
+    );
+  });
+  try {
+    await Promise.race([Promise.all(Array.from({ length: options.concurrency ?? 32 }, worker)), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+  return { sent: options.addresses.length, answered, statuses, ms: performance.now() - started };
+}
