@@ -34,8 +34,11 @@ export interface DevIdpAccount {
   /** Subject (`sub`): never changes for the account. */
   sub: string;
   email: string;
-  /** `email_verified` claim. Default true; `'absent'` leaves the claim out, as some IdPs do. */
-  emailVerified?: boolean | 'absent';
+  /**
+   * `email_verified` claim. Default true; `'absent'` leaves the claim out, as some IdPs do; another string is sent
+   * as it is (some IdPs send "true" / "false" as strings).
+   */
+  emailVerified?: boolean | 'absent' | (string & {});
   /** `name` claim. */
   name: string;
   /** Password for the login form (a test value: compared in constant time, stored in plain memory). */

@@ -410,15 +410,17 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
       );
     }
     const email = rawEmail.trim().toLowerCase();
-    // Some IdPs send the strings "true" / "false". Only the standard claim speaks of `email`; a custom email claim
-    // is accepted only with emailsVerifiedByIdp (checked when the relying party is created).
+    // Some IdPs send the strings "true" / "false", in any case. Only the standard claim speaks of `email`; a custom
+    // email claim is accepted only with emailsVerifiedByIdp (checked when the relying party is created). A claim
+    // that is sent but is not true ("False", 0, "no") is a refusal, never "not said": emailsVerifiedByIdp only
+    // stands in for a claim the IdP does not send.
     const verified = emailClaim === 'email' ? claims.email_verified : undefined;
     const verdict =
-      verified === true || verified === 'true'
+      verified === true || (typeof verified === 'string' && verified.trim().toLowerCase() === 'true')
         ? 'verified'
-        : verified === false || verified === 'false'
-          ? 'unverified'
-          : 'unknown';
+        : verified === undefined || verified === null
+          ? 'unknown'
+          : 'unverified';
     if (verdict === 'unverified' || (verdict === 'unknown' && !emailsVerifiedByIdp)) {
       throw new Unauthenticated(
         verdict === 'unverified'

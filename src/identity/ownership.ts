@@ -25,6 +25,12 @@ import type { Store, StoreTx } from '../store/store.ts';
 export interface OwnershipPolicy {
   /** Identity providers that may claim people who exist and are linked to no identity provider (default none). */
   claimExistingPeople: readonly string[];
+  /**
+   * Lower-cased emails the server configuration gives a role (`roles.admins`, `roles.auditors`): people who count as
+   * existing before their first login, so the first identity provider to send their email does not take charge of
+   * an admin it was never given.
+   */
+  configuredPeople?: readonly string[];
 }
 
 /** What an identity provider may do with an email it sends. */
@@ -63,7 +69,8 @@ export async function linkedIdps(reader: Pick<StoreTx, 'listScimLinks'>, email: 
 
 const WHY: Record<'linked-elsewhere' | 'existing-person', string> = {
   'linked-elsewhere': 'is linked to another identity provider',
-  'existing-person': 'belongs to a person who exists in kubevisa and is linked to no identity provider',
+  'existing-person':
+    'belongs to a person who exists in kubevisa (or whom its configuration gives a role) and is linked to no identity provider',
 };
 
 /**
@@ -85,7 +92,7 @@ export function createScimOwnership(options: {
       const decision = decideClaim({
         idp: claim.idp,
         links,
-        personExists: person !== undefined,
+        personExists: person !== undefined || (options.policy.configuredPeople ?? []).includes(claim.email),
         policy: options.policy,
       });
       if (!decision.allowed) {

@@ -145,7 +145,10 @@ export const wireIdentity: Extension = async (context) => {
       onGroupChanged: (change) => lifecycle.onGroupChanged(change),
       ownership: createScimOwnership({
         store: context.store,
-        policy: config,
+        policy: {
+          claimExistingPeople: config.claimExistingPeople,
+          configuredPeople: [...context.config.roles.admins, ...context.config.roles.auditors],
+        },
         alert: (message) => lifecycle.raiseAlert(message),
       }),
     });
