@@ -42,6 +42,15 @@ export const OUTSIDE = 'atk-out';
 /** Every raw request sent by the table carries this User-Agent. */
 export const UA = 'kubevisa-attack-table';
 export const KUBEVISA_SA = 'system:serviceaccount:kubevisa-system:kubevisa';
+/** An identity provider account whose ID token carries no `email_verified` claim (the server does not trust it). */
+export const NOVA = {
+  sub: 'nova',
+  email: 'nova@vendor.example',
+  password: 'nova-pw',
+  groups: ['vendor-acme'],
+  name: 'Nova',
+  emailVerified: 'absent' as const,
+};
 
 export interface Login {
   token: string;
@@ -112,11 +121,17 @@ let current: AttackEnv | undefined;
 /** Writes `parts` on one TLS connection (`gapMs` apart) and collects everything until the server closes it. */
 export function exchange(
   parts: string | (string | Buffer)[],
-  options: { waitMs?: number; gapMs?: number } = {},
+  options: { waitMs?: number; gapMs?: number; localAddress?: string } = {},
 ): Promise<Answer> {
   const port = current!.env.serverPort;
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
+    const socket = connect({
+      host: '127.0.0.1',
+      port,
+      ca,
+      servername: 'localhost',
+      ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
+    });
     let text = '';
     let settled = false;
     const finish = (closed: boolean) => {
@@ -485,7 +500,7 @@ export async function startAttackEnv(): Promise<AttackEnv> {
   auditEvents.length = 0;
   auditOffset = 0;
   auditPartial = '';
-  const env = await startKubevisaEnv({ tls: true, autoApproval: false, extraConfig: { scim: {} } });
+  const env = await startKubevisaEnv({ tls: true, autoApproval: false, extraConfig: { scim: {} }, accounts: [NOVA] });
   try {
     ca = await readFile(join(env.dir, 'pki', 'ca.crt'));
     trustScimCa(ca);

@@ -11,7 +11,7 @@ import { LocalCa } from '../../src/pki/certs.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { completeLoginWithHttp, startDevIdp, type DevIdp } from '../../src/auth/dev-idp.ts';
+import { completeLoginWithHttp, startDevIdp, type DevIdp, type DevIdpAccount } from '../../src/auth/dev-idp.ts';
 import { installIntoDataDir, localServerConfig } from '../../src/demo/local-setup.ts';
 import { freePorts, startControlPlane, type ControlPlane } from '../../src/devcluster/control-plane.ts';
 import type { Profile } from '../../src/domain/model.ts';
@@ -68,6 +68,8 @@ export async function startKubevisaEnv(
      * tests read what kube-apiserver itself allows through a direct token.
      */
     directMode?: boolean;
+    /** Identity provider accounts beside `people`. */
+    accounts?: DevIdpAccount[];
   } = {},
 ): Promise<KubevisaEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'kubevisa-e2e-'));
@@ -93,7 +95,7 @@ export async function startKubevisaEnv(
   }
   const clientSecret = 'e2e-client-secret';
   const idp = await startDevIdp({
-    accounts: Object.values(people).map((p) => ({ ...p, name: p.sub })),
+    accounts: [...Object.values(people).map((p) => ({ ...p, name: p.sub })), ...(options.accounts ?? [])],
     clients: [{ clientId: 'kubevisa', clientSecret, redirectUris: [`${serverUrl}/api/v1/login/callback`] }],
   });
   const dataDir = join(dir, 'data');
