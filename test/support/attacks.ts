@@ -47,7 +47,7 @@ import {
 } from './attack-env.ts';
 import { eventually } from './kubectl.ts';
 import { PATCH_OP_SCHEMA, USER_SCHEMA } from '../../src/scim/schema.ts';
-import { startFlood } from './gateway-flood.ts';
+import { floodFromMany, loopbackAddresses, startFlood } from './gateway-flood.ts';
 
 export interface AttackCase {
   /** Stable id: area and number (GW gateway identity, PATH, NS namespaces, UPG upgrades, TOK tokens, …). */
@@ -1320,6 +1320,40 @@ export const ATTACKS: AttackCase[] = [
       const grown = await t.env.server!.store.listAudit({ afterSeq: head, limit: 10_000 });
       const fromFlood = grown.filter((e) => e.source?.address === '127.0.0.3');
       assert.ok(fromFlood.length <= 5, `a handful of events: ${JSON.stringify(fromFlood.map((e) => e.action))}`);
+    },
+  },
+  {
+    id: 'FLOOD-002',
+    attack:
+      'one anonymous request from each of 1 000 addresses (as from an IPv6 /48), to grow the trail past any per-address sampling',
+    expect:
+      'each answered 401 (or 503 past the ceiling on unauthenticated work); the trail grows by at most 20 events in full and one gateway.refused.overall that counts all 1 000; a contractor is still served',
+    run: async (t) => {
+      await flushGatewayAudit();
+      const head = (await t.env.server!.store.getAuditHead())?.seq ?? 0;
+      const addresses = loopbackAddresses(1000);
+      const result = await floodFromMany({
+        port: t.env.serverPort,
+        ca: serverCa(),
+        path: `/clusters/${CLUSTER}/api/v1/namespaces/${GRANTED}/configmaps`,
+        addresses,
+      });
+      assert.equal((result.statuses[401] ?? 0) + (result.statuses[503] ?? 0), 1000, JSON.stringify(result.statuses));
+      const served = await gatewayGet(`/api/v1/namespaces/${GRANTED}/configmaps?limit=1`, t.cora.token);
+      assert.equal(served.status, 200, served.raw.slice(0, 200));
+      await flushGatewayAudit();
+      const flooded = new Set(addresses);
+      const grown = (await t.env.server!.store.listAudit({ afterSeq: head, limit: 10_000 })).filter(
+        (e) => flooded.has(e.source?.address ?? '') || e.action === 'gateway.refused.overall',
+      );
+      const overall = grown.filter((e) => e.action === 'gateway.refused.overall');
+      // One interval, or two if the minute's timer fired during the flood.
+      assert.ok(overall.length >= 1 && overall.length <= 2, `${overall.length} overall summaries`);
+      assert.ok(grown.length <= 21 * overall.length, `the trail grew by ${grown.length}`);
+      assert.equal(
+        overall.reduce((n, e) => n + Number(e.details.count), 0),
+        1000,
+      );
     },
   },
 ];
