@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
 import { Unauthenticated } from '../domain/errors.ts';
@@ -18,6 +18,22 @@ async function listen(server: Server): Promise<string> {
 async function close(server: Server): Promise<void> {
   server.closeAllConnections();
   await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+}
+
+/** One raw HTTP/1.1 GET with extra header lines; resolves with the status code. */
+function rawGet(url: string, headerLines: string[]): Promise<number> {
+  const { hostname, port, pathname } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () =>
+      socket.write(
+        [`GET ${pathname} HTTP/1.1`, `Host: ${hostname}`, ...headerLines, 'Connection: close', '', ''].join('\r\n'),
+      ),
+    );
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+  });
 }
 
 describe('dev IdP', () => {
@@ -42,6 +58,12 @@ describe('dev IdP', () => {
   });
   after(async () => {
     await idp.stop();
+  });
+
+  it('keeps serving after a request with a header named __proto__ (the demo runs with --disable-proto=throw)', async () => {
+    const discovery = `${idp.issuer}/.well-known/openid-configuration`;
+    assert.equal(await rawGet(discovery, ['__proto__: {"admin":true}']), 200);
+    assert.equal(await rawGet(discovery, []), 200);
   });
 
   it('listens on 127.0.0.1 and advertises the device flow, PKCE S256, refresh tokens and the groups scope', async () => {

@@ -29,6 +29,7 @@ import type {
 
 import { KubevisaError, Unauthenticated } from '../domain/errors.ts';
 import { constantTimeEqual } from './session-secrets.ts';
+import { ProtoSafeIncomingMessage } from '../server/safe-incoming.ts';
 
 export interface DevIdpAccount {
   /** Subject (`sub`): never changes for the account. */
@@ -279,7 +280,8 @@ export async function startDevIdp(options: DevIdpOptions): Promise<DevIdp> {
   const store = new MemoryStore();
   const clientIds = new Set(options.clients.map((client) => client.clientId));
 
-  const server: Server = createServer();
+  // The demo runs with --disable-proto=throw too: a `__proto__` header must not stop the identity provider.
+  const server: Server = createServer({ IncomingMessage: ProtoSafeIncomingMessage });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', () => {

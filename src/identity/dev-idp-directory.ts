@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { DevIdp, DevIdpAccount } from '../auth/dev-idp.ts';
 import { constantTimeEqual } from '../auth/session-secrets.ts';
 import { DirectoryUnavailable, type DirectoryUser, type IdentityDirectory } from './directory.ts';
+import { ProtoSafeIncomingMessage } from '../server/safe-incoming.ts';
 
 export interface DevIdpDirectoryServer {
   url: string;
@@ -40,18 +41,21 @@ export async function serveDevIdpDirectory(options: {
       { id: a.sub, email: a.email.toLowerCase(), active: true, groups: [...a.groups] },
     ]),
   );
-  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-    const send = (status: number, body: unknown) => {
-      response.writeHead(status, { 'content-type': 'application/json' });
-      response.end(JSON.stringify(body));
-    };
-    const presented = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? '';
-    if (!constantTimeEqual(presented, token)) return send(401, { error: 'a valid bearer token is required' });
-    if (request.method !== 'GET' || new URL(request.url ?? '/', 'http://x').pathname !== '/users') {
-      return send(404, { error: 'only GET /users is served' });
-    }
-    return send(200, { users: [...entries.values()] });
-  });
+  const server = createServer(
+    { IncomingMessage: ProtoSafeIncomingMessage },
+    (request: IncomingMessage, response: ServerResponse) => {
+      const send = (status: number, body: unknown) => {
+        response.writeHead(status, { 'content-type': 'application/json' });
+        response.end(JSON.stringify(body));
+      };
+      const presented = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? '';
+      if (!constantTimeEqual(presented, token)) return send(401, { error: 'a valid bearer token is required' });
+      if (request.method !== 'GET' || new URL(request.url ?? '/', 'http://x').pathname !== '/users') {
+        return send(404, { error: 'only GET /users is served' });
+      }
+      return send(200, { users: [...entries.values()] });
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
