@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { KubevisaError } from '../domain/errors.ts';
 import type { Profile, Visa } from '../domain/model.ts';
 import { serviceAccountName } from '../domain/names.ts';
 import { aProfile, holder, HOUR, MINUTE, NOW } from '../domain/testing/fixtures.ts';
@@ -27,6 +28,11 @@ const debuggerProfile = aProfile({
   recordSessions: true,
   directMode: 'denied',
 });
+
+/** What the cluster port throws for a ServiceAccount that is gone or was made again. */
+class MadeAgain extends KubevisaError {
+  static override code = 'ERR_OBJECT_MISSING';
+}
 
 function aVisa(overrides: Partial<Visa> = {}): Visa {
   return {
@@ -59,18 +65,25 @@ interface World {
   holderAfter?: string | undefined;
   /** What kube-apiserver answers as the token's expiry; default now + the seconds asked. */
   tokenExpiresAt?: number;
+  /** The ServiceAccount is made again (another uid) right after this many records of direct tokens. */
+  remadeAfterRecords?: number;
+  /** Visas approved while the first record is being written (a pass binding them may be running). */
+  approvedDuringRecord?: Visa[];
 }
 
 function setUp(world: World = {}) {
   const audit: NewAuditEvent[] = [];
   const minted: { sa: string; seconds: number }[] = [];
   const passes: string[] = [];
+  /** Everything the service did at the cluster, in order. */
+  const steps: string[] = [];
+  let uid = 'uid-1';
+  let visas = world.visas ?? [aVisa()];
   let holderNow = 'holderBefore' in world ? world.holderBefore : holder.personId;
   const service = new CredentialService({
     now: () => NOW,
     store: {
-      listVisas: async ({ personId, cluster }) =>
-        (world.visas ?? [aVisa()]).filter((v) => v.personId === personId && v.cluster === cluster),
+      listVisas: async ({ personId, cluster }) => visas.filter((v) => v.personId === personId && v.cluster === cluster),
       getProfile: async (name) => (world.profiles ?? [viewer, debuggerProfile]).find((p) => p.name === name),
       getSession: async (id) => (id === 's_1' ? { expiresAt: world.sessionExpiresAt ?? NOW + 12 * HOUR } : undefined),
       appendAudit: async (event) => {
@@ -81,15 +94,24 @@ function setUp(world: World = {}) {
       name === 'prod'
         ? {
             allowsDirectMode: world.directCluster ?? true,
-            serviceAccountHolder: async () => holderNow,
+            serviceAccount: async () => ({ holder: holderNow, uid }),
+            recordDirectTokens: async (_sa, expectedUid, until) => {
+              if (expectedUid !== uid) throw new MadeAgain('the ServiceAccount was made again');
+              steps.push(`record until ${until - NOW}`);
+              if (steps.filter((step) => step.startsWith('record')).length === world.remadeAfterRecords) uid = 'uid-2';
+              if (world.approvedDuringRecord) visas = [...visas, ...world.approvedDuringRecord];
+            },
             mintToken: async (sa, seconds) => {
+              steps.push('mint');
               minted.push({ sa, seconds });
               return { token: 'sa-token', expirationTimestamp: world.tokenExpiresAt ?? NOW + seconds * 1000 };
             },
           }
         : undefined,
     reconciler: {
-      whenSettled: async () => {},
+      whenSettled: async () => {
+        steps.push('settled');
+      },
       reconcileNow: async (cluster) => {
         passes.push(cluster);
         if ('holderAfter' in world) holderNow = world.holderAfter;
@@ -97,7 +119,7 @@ function setUp(world: World = {}) {
     },
   });
   const caller = { actor: holder, sessionId: 's_1', source: { address: '192.0.2.1' } };
-  return { service, caller, audit, minted, passes };
+  return { service, caller, audit, minted, passes, steps };
 }
 
 async function refusal<T extends Error>(promise: Promise<unknown>, type: new (...args: never[]) => T): Promise<T> {

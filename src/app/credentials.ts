@@ -16,10 +16,16 @@
  * outlives its visa, would be harmless for RBAC once the RoleBindings are gone, but it would break the promise
  * that a credential never outlives the access it stands for, and it would still authenticate as the person.
  *
+ * Later visas. A token carries the ServiceAccount by name, so a binding added after it was issued would reach it
+ * too. Before the token is handed out, the ServiceAccount records until when its direct tokens may live
+ * (`kubevisa.io/direct-tokens-until`); the reconciler never adds a binding direct mode must not carry to a
+ * ServiceAccount whose tokens may still live, but makes it again first (a new uid ends every old token), and it does
+ * the same when the person's session ends.
+ *
  * When the person holds no visa there any more, the refusal carries the words of the most recent one that ended
  * (who revoked it, when and why), so `kubevisa credential --direct` can tell kubectl's user what happened.
  */
-import { Forbidden, NotFound, Conflict } from '../domain/errors.ts';
+import { Forbidden, NotFound, Conflict, KubevisaError } from '../domain/errors.ts';
 import type { Actor, Instant, Profile, Visa } from '../domain/model.ts';
 import { serviceAccountName } from '../domain/names.ts';
 import { formatDuration, formatInstant } from '../domain/time.ts';
@@ -69,8 +75,17 @@ export interface CredentialStore {
 export interface DirectCluster {
   /** The cluster's `directMode` setting. */
   allowsDirectMode: boolean;
-  /** The person id a ServiceAccount of that name in `kubevisa-visas` was made for; undefined when there is none. */
-  serviceAccountHolder(name: string): Promise<string | undefined>;
+  /**
+   * The ServiceAccount of that name in `kubevisa-visas`: the person id it was made for and its uid; undefined when
+   * there is none.
+   */
+  serviceAccount(name: string): Promise<{ holder: string | undefined; uid: string } | undefined>;
+  /**
+   * Records on the ServiceAccount with that uid that its direct tokens may live until `until` (a later instant
+   * already recorded is kept).
+   * @throws ObjectMissing (code ERR_OBJECT_MISSING) when it is gone or was made again meanwhile.
+   */
+  recordDirectTokens(name: string, uid: string, until: Instant): Promise<void>;
   /** A TokenRequest token; `expirationTimestamp` as kube-apiserver answered it. */
   mintToken(
     serviceAccountName: string,
@@ -125,8 +140,9 @@ export class CredentialService {
     }
     const now = this.#now();
     try {
-      const { deadline, allowing } = await this.#decide(caller, clusterName, cluster, now);
-      const token = await this.#mint(caller, clusterName, cluster, deadline);
+      // Refusals are decided before the cluster is touched, and again once the token's record is in place.
+      await this.#decide(caller, clusterName, cluster, now);
+      const { token, deadline, allowing } = await this.#mint(caller, clusterName, cluster);
       await this.#options.store.appendAudit({
         ...this.#event(caller, clusterName, now),
         action: 'credential.issued',
@@ -226,22 +242,36 @@ export class CredentialService {
     caller: CredentialCaller,
     clusterName: string,
     cluster: DirectCluster,
-    deadline: Instant,
-  ): Promise<DirectCredential> {
+  ): Promise<{ token: DirectCredential; deadline: Instant; allowing: Visa[] }> {
     const saName = serviceAccountName(caller.actor.email);
     await this.#options.reconciler.whenSettled(clusterName);
     // The token is only minted for a ServiceAccount made for this person. One approved a moment ago may not exist
     // yet, and after an email changed hands one of this name may still be the previous holder's until the
     // reconciler re-makes it: converge once, then refuse rather than hand out someone else's identity.
-    const owned = async () => (await cluster.serviceAccountHolder(saName)) === caller.actor.personId;
-    if (!(await owned())) {
+    const owned = async () => {
+      const account = await cluster.serviceAccount(saName);
+      return account?.holder === caller.actor.personId ? account : undefined;
+    };
+    let account = await owned();
+    if (account === undefined) {
       await this.#options.reconciler.reconcileNow(clusterName);
-      if (!(await owned())) {
-        throw new Conflict(
-          `your ServiceAccount on cluster '${clusterName}' is not ready yet; retry in a few seconds (kubectl does on its own)`,
-        );
-      }
+      account = await owned();
+      if (account === undefined) throw notReady(clusterName);
     }
+    // Recorded before the token exists: from here on the reconciler makes the ServiceAccount again before it binds
+    // anything a direct token must not carry. A pass that read the ServiceAccount before the record may be binding a
+    // visa approved meanwhile, so the policy is decided again once no such pass runs.
+    const record = async (until: Instant) => {
+      try {
+        await cluster.recordDirectTokens(saName, account.uid, until);
+      } catch (error) {
+        if (error instanceof KubevisaError && error.code === 'ERR_OBJECT_MISSING') throw notReady(clusterName);
+        throw error;
+      }
+    };
+    await record(this.#now() + DIRECT_TOKEN_SECONDS * 1000 + DIRECT_TOKEN_MARGIN_MS);
+    await this.#options.reconciler.whenSettled(clusterName);
+    const { deadline, allowing } = await this.#decide(caller, clusterName, cluster, this.#now());
     const issued = await cluster.mintToken(saName, DIRECT_TOKEN_SECONDS);
     if (issued.expirationTimestamp > deadline) {
       // Only a clock far ahead on the cluster's side gets here; the token is withheld, never handed out.
@@ -250,7 +280,10 @@ export class CredentialService {
         { details: { reason: 'token-outlives-access', cluster: clusterName, endsAt: formatInstant(deadline) } },
       );
     }
-    return issued;
+    // Covers the token's real expiry (the wait above may have been long), and proves it was minted for the
+    // ServiceAccount that carries the record: one made again in between never got it, and its token is withheld.
+    await record(issued.expirationTimestamp + DIRECT_TOKEN_MARGIN_MS);
+    return { token: issued, deadline, allowing };
   }
 
   #event(caller: CredentialCaller, cluster: string, at: Instant) {
@@ -263,6 +296,12 @@ export class CredentialService {
       ...(caller.source ? { source: caller.source } : {}),
     };
   }
+}
+
+function notReady(clusterName: string): Conflict {
+  return new Conflict(
+    `your ServiceAccount on cluster '${clusterName}' is not ready yet; retry in a few seconds (kubectl does on its own)`,
+  );
 }
 
 /** Why a visa's profile rules direct mode out, or undefined when it allows it. */

@@ -7,11 +7,12 @@ import { Watch } from '@kubernetes/client-node';
 import { InvalidInput, KubevisaError } from '../domain/errors.ts';
 import type { Instant } from '../domain/model.ts';
 import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
-import { MAX_DURATION_SECONDS } from '../domain/time.ts';
-import { ClusterRequestFailed, NamespaceMissing, UnexpectedTokenExpiry } from './errors.ts';
+import { formatInstant, MAX_DURATION_SECONDS } from '../domain/time.ts';
+import { ClusterRequestFailed, NamespaceMissing, ObjectMissing, UnexpectedTokenExpiry } from './errors.ts';
 import { connectionOf, loadKubeConfig, type ClusterConnection, type KubeconfigSource } from './kubeconfig.ts';
 import {
   CONTROLLER_SERVICE_ACCOUNT,
+  DIRECT_TOKENS_UNTIL_ANNOTATION,
   PERSON_SERVICE_ACCOUNT_SELECTOR,
   CONTROLLER_CLUSTER_ROLE,
   OWN_OBJECT_SELECTOR,
@@ -173,6 +174,16 @@ export interface ClusterClient {
   createServiceAccount(account: ServiceAccount): Promise<ServiceAccount>;
   /** Deletes a person ServiceAccount, which invalidates every token it was issued. @returns false if already gone. */
   deleteServiceAccount(name: string): Promise<boolean>;
+  /** A person ServiceAccount in `kubevisa-visas`; undefined when there is none. */
+  getServiceAccount(name: string): Promise<ServiceAccount | undefined>;
+  /**
+   * Records on a person ServiceAccount that direct-mode tokens issued for it may live until `until` (annotation
+   * `kubevisa.io/direct-tokens-until`; a later instant already recorded is kept), on the ServiceAccount with this
+   * uid only: one made again since was never given those tokens.
+   * @throws ObjectMissing when it is gone or was made again (another uid); ResourceVersionConflict when it kept
+   *   changing while being written.
+   */
+  recordDirectTokens(name: string, uid: string, until: Instant): Promise<void>;
   /**
    * A TokenRequest token for a person ServiceAccount in `kubevisa-visas`.
    * @param expirationSeconds lifetime in seconds: an integer ≥ 600, never exactly 3607.
@@ -560,6 +571,47 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
       } catch (error) {
         if (statusCode(error) === 404) return false;
         return fail(`delete ServiceAccount ${VISAS_NAMESPACE}/${accountName}`)(error);
+      }
+    },
+
+    async getServiceAccount(accountName) {
+      try {
+        return toServiceAccount(
+          await apis.core.readNamespacedServiceAccount({ namespace: VISAS_NAMESPACE, name: accountName }),
+          name,
+        );
+      } catch (error) {
+        if (statusCode(error) === 404) return undefined;
+        return fail(`read ServiceAccount ${VISAS_NAMESPACE}/${accountName}`)(error);
+      }
+    },
+
+    async recordDirectTokens(accountName, uid, until) {
+      const action = `record direct tokens on ServiceAccount ${VISAS_NAMESPACE}/${accountName}`;
+      // Read-modify-write at the resourceVersion read, so a concurrent record of a later instant is never lowered.
+      for (let attempt = 1; ; attempt++) {
+        const current = await apis.core
+          .readNamespacedServiceAccount({ namespace: VISAS_NAMESPACE, name: accountName })
+          .catch((error: unknown) => (statusCode(error) === 404 ? undefined : fail(action)(error)));
+        if (current === undefined || current.metadata?.uid !== uid) {
+          throw new ObjectMissing(`cannot ${action}: it was deleted or made again meanwhile`, {
+            details: { cluster: name },
+          });
+        }
+        const annotations = current.metadata.annotations ?? {};
+        const recorded = Date.parse(annotations[DIRECT_TOKENS_UNTIL_ANNOTATION] ?? '');
+        if (Number.isFinite(recorded) && recorded >= until) return;
+        current.metadata.annotations = { ...annotations, [DIRECT_TOKENS_UNTIL_ANNOTATION]: formatInstant(until) };
+        try {
+          await apis.core.replaceNamespacedServiceAccount({
+            namespace: VISAS_NAMESPACE,
+            name: accountName,
+            body: current,
+          });
+          return;
+        } catch (error) {
+          if (statusCode(error) !== 409 || attempt >= 3) return fail(action)(error);
+        }
       }
     },
 

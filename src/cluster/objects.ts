@@ -47,6 +47,17 @@ export const NOT_AFTER_ANNOTATION = 'kubevisa.io/not-after';
 export const PERSON_ANNOTATION = 'kubevisa.io/person';
 /** Annotation on the person's ServiceAccount: kubevisa's person id. */
 export const PERSON_ID_ANNOTATION = 'kubevisa.io/person-id';
+/**
+ * Annotation on the person's ServiceAccount: until when direct-mode tokens issued for it may live (RFC 3339, UTC; the
+ * latest one). Written before a token is handed out; while it lies ahead, a binding that direct mode must not carry
+ * is only ever added to a new ServiceAccount (see the reconciler), so the old tokens die with the old one.
+ */
+export const DIRECT_TOKENS_UNTIL_ANNOTATION = 'kubevisa.io/direct-tokens-until';
+/**
+ * Annotation on a person's ServiceAccount made again to end its direct tokens (RFC 3339, UTC): kube-apiserver may
+ * still accept the old tokens for its token cache's 10 s after that.
+ */
+export const ROTATED_AT_ANNOTATION = 'kubevisa.io/rotated-at';
 /** Annotation: the reason (ticket) the visa was granted for. */
 export const REASON_ANNOTATION = 'kubevisa.io/reason';
 /** Annotation on a profile ClusterRole: the profile's description. */

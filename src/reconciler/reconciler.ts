@@ -5,9 +5,13 @@
  * deadline timer (activations at notBefore, expiries at notAfter), on a kick after every committed change, on
  * a watch of managed RoleBindings (drift), and on a periodic full resync — any one of them is enough to
  * converge, so a missed event or a crash at any step is repaired by the next pass.
+ *
+ * Direct-mode tokens (see direct-tokens.ts) are ended by making the person's ServiceAccount again before a binding
+ * they must not carry is added, and when the person's session ends; such bindings then wait out kube-apiserver's
+ * token cache.
  */
 import { effectiveState } from '../domain/visa.ts';
-import type { Person, Visa } from '../domain/model.ts';
+import type { Instant, Person, Profile, Visa } from '../domain/model.ts';
 import { expireVisa } from '../domain/visa.ts';
 import { KubevisaError } from '../domain/errors.ts';
 import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
@@ -17,6 +21,16 @@ import { desiredRoleBinding, desiredServiceAccount, ownerOf, roleBindingDrifted 
 import { kubevisaControllerRbac, PROFILE_LABEL } from '../cluster/objects.ts';
 import { ownRbacDrift } from './own-rbac.ts';
 import { profileDrift, rulesSummary } from './profiles.ts';
+import {
+  directModeMayCarry,
+  directTokensUntil,
+  hasLiveDirectTokens,
+  heldUntil,
+  rotatedAt,
+  rotatedServiceAccount,
+} from './direct-tokens.ts';
+import { formatInstant } from '../domain/time.ts';
+import { PERSON_ANNOTATION } from '../cluster/objects.ts';
 
 export interface ReconcilerOptions {
   store: Store;
@@ -33,6 +47,12 @@ export interface ReconcilerOptions {
    * written there, whatever a visa row says (one written before an upgrade, or by hand into the database).
    */
   protectedNamespaces?: readonly string[];
+  /**
+   * Whether the cluster's configuration allows direct mode (`clusters[].directMode`); default: none does. Where it
+   * does not, no binding is added to a ServiceAccount whose direct tokens may still live (issued before a change of
+   * configuration) without ending them first.
+   */
+  allowsDirectMode?: (cluster: string) => boolean;
 }
 
 export interface PassReport {
@@ -45,6 +65,10 @@ export interface PassReport {
   missingNamespaces: string[];
   /** Protected namespaces a granting visa named, where no binding was written (absent when none). */
   protectedNamespaces?: string[];
+  /** Person ServiceAccounts made again to end their direct tokens (absent when none). */
+  rotated?: string[];
+  /** Bindings waiting for kube-apiserver's token cache to forget a ServiceAccount made again (absent when none). */
+  held?: string[];
   error?: string;
 }
 
@@ -57,12 +81,16 @@ interface Change {
   kind: string;
   payload: Record<string, string | undefined>;
   visa?: Visa;
+  /** The person concerned, when no visa names them. */
+  personId?: string;
   write: () => Promise<unknown>;
   done: () => void;
   /** Handles an expected failure (returns true) so the pass goes on; anything else fails the pass. */
   failed?: (error: unknown) => Promise<boolean>;
 }
 const MAX_BACKOFF_MS = 30_000;
+/** The intent and audit kind (`cluster.serviceaccount.rotated`) of a person ServiceAccount made again. */
+const ROTATION_KIND = 'serviceaccount.rotated';
 
 export class Reconciler {
   private readonly store: Store;
@@ -78,6 +106,10 @@ export class Reconciler {
   private readonly reportedRepairFailures = new Set<string>();
   private readonly stopWatches: (() => void)[] = [];
   private readonly lastReport = new Map<string, PassReport>();
+  /** Per cluster: people whose direct tokens must end (person id → why), until a pass has done it. */
+  private readonly endRequests = new Map<string, Map<string, string>>();
+  /** Per cluster: the pass that creates held bindings once the token cache has forgotten the old tokens. */
+  private readonly holdTimers = new Map<string, { at: Instant; timer: NodeJS.Timeout }>();
   private deadlineTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -119,6 +151,7 @@ export class Reconciler {
     clearTimeout(this.deadlineTimer);
     clearInterval(this.resyncTimer);
     for (const timer of this.retryTimers.values()) clearTimeout(timer);
+    for (const { timer } of this.holdTimers.values()) clearTimeout(timer);
     for (const stop of this.stopWatches) stop();
   }
 
@@ -143,6 +176,20 @@ export class Reconciler {
       // The `finally` of a pass starts the queued one synchronously, so the loop sees it.
       await Promise.resolve();
     }
+  }
+
+  /**
+   * Ends every direct-mode token the person may still hold, on every cluster: each ServiceAccount of theirs whose
+   * direct tokens may still live is made again (audited as `cluster.serviceaccount.rotated` with `reason`). Their
+   * bindings stay. Resolves when the passes that do it are over; a pass that fails keeps the request for its retry.
+   */
+  async endDirectTokens(personId: string, reason: string): Promise<void> {
+    for (const name of this.clusters.keys()) {
+      const requests = this.endRequests.get(name) ?? new Map<string, string>();
+      requests.set(personId, reason);
+      this.endRequests.set(name, requests);
+    }
+    await Promise.all([...this.clusters.keys()].map((name) => this.reconcileNow(name).catch(() => undefined)));
   }
 
   status(): PassReport[] {
@@ -229,7 +276,7 @@ export class Reconciler {
 
   private async converge(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
     // 0. The profiles and kubevisa's own RBAC first: a binding is only as narrow as the ClusterRole it points to.
-    const { untrusted, installed } = await this.convergeProfiles(cluster, report);
+    const { untrusted, installed, profiles } = await this.convergeProfiles(cluster, report);
     await this.convergeOwnRbac(cluster, report, installed);
     const now = this.now();
     const granting = (await this.store.listVisasGrantingAt(now)).filter(
@@ -307,21 +354,60 @@ export class Reconciler {
       });
     }
     await this.changeAll(cluster.name, deletions);
-    // 2. Identities, then the bindings that grant them access.
+
+    // 2. Direct tokens end before anything they must not carry is bound (see direct-tokens.ts).
+    const profileByName = new Map(profiles.map((profile) => [profile.name, profile]));
+    const clusterAllowsDirect = this.options.allowsDirectMode?.(cluster.name) ?? false;
+    const mayCarry = (visa: Visa) => directModeMayCarry(visa, profileByName.get(visa.profile), clusterAllowsDirect);
+    const newBindings = [...wantRbs].filter(([key]) => !haveRbByKey.has(key));
+    const rotated = new Map<string, Instant>();
+    for (const sa of haveSas) {
+      const at = rotatedAt(sa);
+      if (at !== undefined && haveSaNames.has(sa.metadata.name)) rotated.set(sa.metadata.name, at);
+    }
+    await this.endDirectTokensBeforeBinding(cluster, report, {
+      kept: haveSas.filter((sa) => haveSaNames.has(sa.metadata.name)),
+      wantSas,
+      newBindings: newBindings.map(([, { rb, visa }]) => ({ saName: rb.subjects[0]?.name ?? '', visa })),
+      mayCarry,
+      rotated,
+    });
+
+    // 3. Identities, then the bindings that grant them access.
+    // A ServiceAccount deleted by a rotation that did not finish (a crash, a failed create) may have live tokens in
+    // kube-apiserver's cache: it is made as a rotated one.
+    const unfinishedRotations = new Set(
+      (await this.store.listPendingIntents({ cluster: cluster.name }))
+        .filter((intent) => intent.kind === ROTATION_KIND)
+        .map((intent) => String(intent.payload['name'] ?? '')),
+    );
     const identities: Change[] = [];
-    for (const [name, sa] of wantSas) {
+    for (const [name, desired] of wantSas) {
       if (haveSaNames.has(name)) continue;
+      const rotating = unfinishedRotations.has(name);
+      const at = this.now();
+      const sa = rotating ? rotatedServiceAccount(desired, at) : desired;
       identities.push({
         kind: 'serviceaccount.create',
-        payload: { name, person: sa.metadata.annotations['kubevisa.io/person'] },
+        payload: { name, person: sa.metadata.annotations[PERSON_ANNOTATION] },
         write: () => cluster.createServiceAccount(sa),
-        done: () => report.created.push(`serviceaccount/${name}`),
+        done: () => {
+          report.created.push(`serviceaccount/${name}`);
+          if (rotating) rotated.set(name, at);
+        },
       });
     }
     await this.changeAll(cluster.name, identities);
     const bindings: Change[] = [];
-    for (const [key, { rb, visa }] of wantRbs) {
-      if (haveRbByKey.has(key)) continue;
+    let wakeAt = Infinity;
+    for (const [key, { rb, visa }] of newBindings) {
+      const holdUntil = mayCarry(visa) ? undefined : heldUntil(rotated.get(rb.subjects[0]?.name ?? ''), this.now());
+      if (holdUntil !== undefined) {
+        // The old ServiceAccount's tokens may still authenticate (by name) from kube-apiserver's cache.
+        (report.held ??= []).push(key);
+        wakeAt = Math.min(wakeAt, holdUntil);
+        continue;
+      }
       bindings.push({
         kind: 'rolebinding.create',
         payload: { namespace: rb.metadata.namespace, name: rb.metadata.name, visaId: visa.id },
@@ -340,6 +426,94 @@ export class Reconciler {
       });
     }
     await this.changeAll(cluster.name, bindings);
+    if (wakeAt !== Infinity) this.wakeAt(cluster.name, wakeAt);
+  }
+
+  /**
+   * Makes again each kept person ServiceAccount whose direct tokens may still live when a binding they must not
+   * carry is about to be added for it, when its person's direct tokens were asked to end, or when the person has no
+   * live session left (a direct token never outlives the session). Each is audited as `cluster.serviceaccount.rotated`
+   * with the reason; the bindings it already has are untouched.
+   */
+  private async endDirectTokensBeforeBinding(
+    cluster: ReconcilerCluster,
+    report: PassReport,
+    input: {
+      kept: ManagedServiceAccount[];
+      wantSas: Map<string, ManagedServiceAccount>;
+      newBindings: { saName: string; visa: Visa }[];
+      mayCarry: (visa: Visa) => boolean;
+      rotated: Map<string, Instant>;
+    },
+  ): Promise<void> {
+    const now = this.now();
+    const requests = this.endRequests.get(cluster.name) ?? new Map<string, string>();
+    const rotations: Change[] = [];
+    const handled = new Set<string>();
+    for (const sa of input.kept) {
+      const name = sa.metadata.name;
+      const personId = ownerOf(sa);
+      const desired = input.wantSas.get(name);
+      if (personId === undefined || desired === undefined || !hasLiveDirectTokens(sa, now)) continue;
+      handled.add(personId);
+      const barred = input.newBindings.find((binding) => binding.saName === name && !input.mayCarry(binding.visa));
+      let reason: string | undefined;
+      if (barred !== undefined) {
+        reason = `visa ${barred.visa.id} (profile '${barred.visa.profile}') is about to be bound and direct mode must not carry it`;
+      } else if (requests.has(personId)) {
+        reason = requests.get(personId);
+      } else if (!(await this.hasLiveSession(personId, now))) {
+        reason = 'the person has no live kubevisa session, and a direct token never outlives it';
+      }
+      if (reason === undefined) continue;
+      const until = directTokensUntil(sa) ?? now;
+      rotations.push({
+        kind: ROTATION_KIND,
+        payload: {
+          name,
+          person: sa.metadata.annotations[PERSON_ANNOTATION],
+          reason,
+          directTokensUntil: Number.isFinite(until) ? formatInstant(until) : 'unreadable',
+          ...(barred ? { visaId: barred.visa.id } : {}),
+        },
+        personId,
+        write: async () => {
+          await cluster.deleteServiceAccount(name);
+          // Stamped after the delete: the old tokens' cache entries can be no younger than this.
+          const at = this.now();
+          input.rotated.set(name, at);
+          await cluster.createServiceAccount(rotatedServiceAccount(desired, at));
+        },
+        done: () => {
+          (report.rotated ??= []).push(name);
+          requests.delete(personId);
+        },
+      });
+    }
+    // A request for someone with no live direct token here has nothing left to do.
+    for (const personId of requests.keys()) if (!handled.has(personId)) requests.delete(personId);
+    await this.changeAll(cluster.name, rotations);
+  }
+
+  private async hasLiveSession(personId: string, now: Instant): Promise<boolean> {
+    const sessions = await this.store.listSessionsOfPerson(personId);
+    return sessions.some((session) => session.revokedAt === undefined && session.expiresAt > now);
+  }
+
+  /** Runs a pass of the cluster at `at` (or earlier, if one is already due sooner). */
+  private wakeAt(name: string, at: Instant) {
+    const current = this.holdTimers.get(name);
+    if (this.stopped || (current !== undefined && current.at <= at)) return;
+    if (current !== undefined) clearTimeout(current.timer);
+    const timer = setTimeout(
+      () => {
+        this.holdTimers.delete(name);
+        this.kick([name]);
+      },
+      Math.max(0, at - this.now()),
+    );
+    timer.unref();
+    this.holdTimers.set(name, { at, timer });
   }
 
   /**
@@ -352,7 +526,7 @@ export class Reconciler {
   private async convergeProfiles(
     cluster: ReconcilerCluster,
     report: PassReport,
-  ): Promise<{ untrusted: Set<string>; installed: string[] }> {
+  ): Promise<{ untrusted: Set<string>; installed: string[]; profiles: Profile[] }> {
     const [profiles, installed] = await Promise.all([this.store.listProfiles(), cluster.listProfileClusterRoles()]);
     const untrusted = new Set<string>();
     const repairs: Change[] = [];
@@ -385,7 +559,7 @@ export class Reconciler {
     }
     await this.changeAll(cluster.name, repairs);
     const names = installed.map((role) => role.metadata.labels[PROFILE_LABEL] ?? '').filter((name) => name !== '');
-    return { untrusted, installed: names };
+    return { untrusted, installed: names, profiles };
   }
 
   /**
@@ -507,6 +681,7 @@ export class Reconciler {
             kind: change.kind,
             cluster,
             ...(change.visa ? { visaId: change.visa.id, personId: change.visa.personId } : {}),
+            ...(!change.visa && change.personId ? { personId: change.personId } : {}),
             payload: clean(change.payload),
             createdAt: now,
           }),
@@ -544,6 +719,7 @@ export class Reconciler {
           ...(payload.namespace ? { namespace: payload.namespace } : {}),
           ...(payload.visaId ? { visaId: payload.visaId } : {}),
           ...(change.visa ? { personId: change.visa.personId, engagementId: change.visa.engagementId } : {}),
+          ...(!change.visa && change.personId ? { personId: change.personId } : {}),
           outcome: 'ok',
           details: payload,
         });

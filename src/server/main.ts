@@ -107,7 +107,9 @@ export async function startServer(
     });
     void renewal.renewDue();
     const policy = protectOwnNamespace(config.policy);
+    const directModeClusters = new Set(config.clusters.filter((c) => c.directMode === true).map((c) => c.name));
     const reconciler = new Reconciler({
+      allowsDirectMode: (name) => directModeClusters.has(name),
       protectedNamespaces: policy.protectedNamespaces ?? [],
       store,
       clusters,
@@ -135,12 +137,22 @@ export async function startServer(
       config,
       onSessionEnded: (sessionId) => events.emit('session-ended', sessionId),
     });
+    // A direct token never outlives the session it was issued under: the person's are ended with it.
+    events.on('session-ended', (sessionId) => {
+      void store
+        .getSession(sessionId)
+        .then((session) => session && reconciler.endDirectTokens(session.personId, `session ${sessionId} ended`))
+        .catch((error: unknown) =>
+          process.stderr.write(
+            `kubevisa: ending the direct tokens of session ${sessionId} failed (the next reconcile pass retries): ${error instanceof Error ? error.message : String(error)}\n`,
+          ),
+        );
+    });
 
     // The identity lifecycle (src/identity) offboards and proves every step with a live call (the receipt).
     const offboard = (caller: Caller, idOrEmail: string, reason: string) =>
       identityOf(context).offboardByAdmin(caller, idOrEmail, reason);
 
-    const directModeClusters = new Set(config.clusters.filter((c) => c.directMode === true).map((c) => c.name));
     const credentials = new CredentialService({
       store: {
         listVisas: (filter) => store.listVisas(filter),
@@ -155,9 +167,13 @@ export async function startServer(
         if (!cluster) return undefined;
         return {
           allowsDirectMode: directModeClusters.has(name),
-          serviceAccountHolder: async (saName) =>
-            (await cluster.listManagedServiceAccounts()).find((sa) => sa.metadata.name === saName)?.metadata
-              .annotations?.[PERSON_ID_ANNOTATION],
+          serviceAccount: async (saName) => {
+            const account = await cluster.getServiceAccount(saName);
+            return (
+              account && { holder: account.metadata.annotations[PERSON_ID_ANNOTATION], uid: account.metadata.uid ?? '' }
+            );
+          },
+          recordDirectTokens: (saName, uid, until) => cluster.recordDirectTokens(saName, uid, until),
           mintToken: (saName, seconds) => cluster.createServiceAccountToken(saName, seconds),
         };
       },

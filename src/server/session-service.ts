@@ -29,7 +29,10 @@ export interface SessionServiceOptions {
   secretBox: SecretBox;
   config: Pick<ServerConfig, 'roles' | 'policy' | 'sessionSeconds' | 'accessTokenSeconds'>;
   now?: () => number;
-  /** Told when a session ends (logout), so caches of its tokens (the gateway's) drop them at once. */
+  /**
+   * Told when a session ends (logout, or the IdP no longer vouches for it), so caches of its tokens (the gateway's)
+   * drop them at once and direct-mode tokens issued under it are ended.
+   */
   onSessionEnded?: (sessionId: string) => void;
 }
 
@@ -364,6 +367,7 @@ export class SessionService {
       // The IdP gave no refresh token, so it cannot be asked again whether the person is still valid: the session
       // lasts no longer than the IdP's own grant.
       await this.store.transaction((tx) => tx.revokeSession(sessionId, now, 'the identity provider grant expired'));
+      this.options.onSessionEnded?.(sessionId);
       throw new Unauthenticated('your identity provider login has expired and cannot be refreshed: run kubevisa login');
     }
     try {
@@ -392,6 +396,7 @@ export class SessionService {
           reason: 'identity provider refused refresh',
         });
       });
+      this.options.onSessionEnded?.(sessionId);
       for (const hook of this.hooks) await hook.idpRefreshRefused?.(person, sessionId);
       throw new Unauthenticated('your identity provider no longer accepts this login: run kubevisa login');
     }
