@@ -17,6 +17,7 @@ import * as client from 'openid-client';
 import { InvalidInput, KubevisaError, Unauthenticated } from '../domain/errors.ts';
 import type { Instant } from '../domain/model.ts';
 import { IdentityProviderUnavailable, LoginDenied, LoginExpired } from './errors.ts';
+import { foldsIntoAscii } from '../domain/case-folding.ts';
 
 /**
  * Scopes requested by default. `groups` is not among them because IdPs disagree about it: Dex, Okta and the
@@ -407,6 +408,12 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
         {
           details: { reason: 'no_email', claim: emailClaim },
         },
+      );
+    }
+    if (foldsIntoAscii(rawEmail)) {
+      throw new Unauthenticated(
+        `the email address the identity provider sent holds a character that changes case into a plain letter (such as the Kelvin sign), so kubevisa cannot tell it from another person's address: ask your identity provider's admin to give you a plain address`,
+        { details: { reason: 'email_case_folding', claim: emailClaim } },
       );
     }
     const email = rawEmail.trim().toLowerCase();

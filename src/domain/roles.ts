@@ -4,6 +4,7 @@
  * and by the approval check (access.ts): a second copy drifts, and did — a login compared group names exactly
  * while mapping ignored case, so the same person got other roles depending on which ran last.
  */
+import { foldsIntoAscii } from './case-folding.ts';
 import type { PersonRole, Policy } from './model.ts';
 
 /** The roles in the order they are listed everywhere (API, audit). */
@@ -26,6 +27,8 @@ export interface RoleConfig {
  * through), and a group that differs only in case is the same group to the people who configured it.
  */
 export function sameGroup(a: string, b: string): boolean {
+  // A name holding a character that lower-cases into ASCII (the Kelvin sign) must match exactly.
+  if (foldsIntoAscii(a) || foldsIntoAscii(b)) return a === b;
   return a.toLowerCase() === b.toLowerCase();
 }
 

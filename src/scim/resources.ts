@@ -10,6 +10,7 @@ import type { ScimGroupRecord, ScimUserRecord } from '../store/identity-records.
 import type { JsonObject, JsonValue } from '../store/store.ts';
 import { badRequest } from './errors.ts';
 import { ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA } from './schema.ts';
+import { foldsIntoAscii } from '../domain/case-folding.ts';
 
 /** Longest userName, displayName or externalId accepted, in characters. */
 export const MAX_NAME_LENGTH = 256;
@@ -171,6 +172,18 @@ export function readUser(body: unknown): UserFields {
   const emailsKey = keyOf(resource, 'emails');
   if (emailsKey !== undefined) resource[emailsKey] = emails;
   const email = linkingEmail(emails, userName);
+  // Lower-cased, `\u212Aate@…` (Kelvin sign) would link to kate@…: such an address is never taken apart from its case.
+  for (const [what, value] of [
+    ['userName', userName],
+    ['the linking email', email ?? ''],
+  ] as const) {
+    if (foldsIntoAscii(value)) {
+      throw badRequest(
+        'invalidValue',
+        `${what} holds a character that changes case into a plain letter (such as the Kelvin sign), which would make it another person's address: send a plain address`,
+      );
+    }
+  }
   return {
     userName,
     ...(externalId !== undefined ? { externalId } : {}),

@@ -43,6 +43,15 @@ export const OUTSIDE = 'atk-out';
 export const UA = 'kubevisa-attack-table';
 export const KUBEVISA_SA = 'system:serviceaccount:kubevisa-system:kubevisa';
 /** An identity provider account whose ID token carries no `email_verified` claim (the server does not trust it). */
+/** An account whose verified email is the admin's address spelt with the Kelvin sign (U+212A) for its `s`… `k`. */
+export const KELVIN = {
+  sub: 'kelvin',
+  email: '\u212Aelvin-sam@corp.example',
+  password: 'kelvin-pw',
+  groups: ['\u212Aubevisa-admins'],
+  name: 'Kelvin',
+};
+
 export const NOVA = {
   sub: 'nova',
   email: 'nova@vendor.example',
@@ -500,7 +509,12 @@ export async function startAttackEnv(): Promise<AttackEnv> {
   auditEvents.length = 0;
   auditOffset = 0;
   auditPartial = '';
-  const env = await startKubevisaEnv({ tls: true, autoApproval: false, extraConfig: { scim: {} }, accounts: [NOVA] });
+  const env = await startKubevisaEnv({
+    tls: true,
+    autoApproval: false,
+    extraConfig: { scim: {} },
+    accounts: [NOVA, KELVIN],
+  });
   try {
     ca = await readFile(join(env.dir, 'pki', 'ca.crt'));
     trustScimCa(ca);

@@ -31,6 +31,7 @@ import {
   headerValues,
   kubectlAsCora,
   mark,
+  KELVIN,
   NOVA,
   OUTSIDE,
   rawRequest,
@@ -1044,6 +1045,46 @@ export const ATTACKS: AttackCase[] = [
       );
       assert.equal(refused.length, 1);
       assert.equal(refused[0]!.details.reason, 'email_not_verified');
+    },
+  },
+  {
+    id: 'OIDC-002',
+    attack:
+      'a login whose verified email and admin group are spelt with the Kelvin sign (U+212A), which lower-cases to a plain k (to be taken for kelvin-sam@corp.example and kubevisa-admins)',
+    expect:
+      "401 ERR_UNAUTHENTICATED 'changes case into a plain letter'; no person is made under the look-alike address",
+    run: async (t) => {
+      const started = await call('POST', '/api/v1/login/device', undefined);
+      assert.equal(started.status, 201, JSON.stringify(started.body));
+      await completeLoginWithHttp({
+        url: String(started.body.verificationUriComplete),
+        login: KELVIN.email,
+        password: KELVIN.password,
+      });
+      let polled = await call('POST', `/api/v1/login/device/${String(started.body.loginId)}/poll`, undefined);
+      for (let i = 0; i < 100 && polled.status === 202; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        polled = await call('POST', `/api/v1/login/device/${String(started.body.loginId)}/poll`, undefined);
+      }
+      assertRefused(apiRefusal(polled), 401, /ERR_UNAUTHENTICATED.*changes case into a plain letter/);
+      assert.equal(await t.env.server!.store.getPersonByEmail('kelvin-sam@corp.example'), undefined);
+    },
+  },
+  {
+    id: 'SCIM-008',
+    attack:
+      "SCIM provisioning of a user whose userName and email use the Kelvin sign (U+212A) for 'k' (lower-cased, another person's address)",
+    expect: "400 invalidValue 'changes case into a plain letter'; no SCIM user stored",
+    run: async (t) => {
+      const before = (await t.env.server!.store.listScimUsers()).length;
+      const answer = await scimCall(t.scimOkta, 'POST', '/Users', {
+        schemas: [USER_SCHEMA],
+        userName: '\u212Aate@vendor.example',
+        emails: [{ value: '\u212Aate@vendor.example', primary: true }],
+        active: true,
+      });
+      assertRefused(scimRefusal(answer), 400, /invalidValue.*changes case into a plain letter/);
+      assert.equal((await t.env.server!.store.listScimUsers()).length, before);
     },
   },
   {
