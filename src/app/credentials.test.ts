@@ -317,6 +317,39 @@ describe('direct credentials', () => {
     assert.deepEqual(audit, []);
   });
 
+  test('records until when the token may live on the ServiceAccount before minting it, then covers its real expiry', async () => {
+    const { service, caller, steps } = setUp({ tokenExpiresAt: NOW + 605_000 });
+    await service.issueDirect(caller, 'prod');
+    const margin = DIRECT_TOKEN_MARGIN_MS;
+    assert.deepEqual(steps, [
+      'settled',
+      `record until ${600_000 + margin}`,
+      'settled',
+      'mint',
+      `record until ${605_000 + margin}`,
+    ]);
+  });
+
+  test('decides again after the record: a gateway-only visa approved meanwhile rules the token out', async () => {
+    const later = aVisa({ id: 'v_debug', profile: 'debugger', state: 'approved' });
+    const { service, caller, minted, audit } = setUp({ approvedDuringRecord: [later] });
+    const error = await refusal(service.issueDirect(caller, 'prod'), DirectModeDenied);
+    assert.match(error.message, /v_debug/);
+    assert.deepEqual(minted, []);
+    assert.equal(audit.at(-1)!.action, 'credential.refused');
+  });
+
+  test('withholds a token minted while the ServiceAccount was made again, since that one carries no record', async () => {
+    const { service, caller, minted, audit } = setUp({ remadeAfterRecords: 1 });
+    await assert.rejects(service.issueDirect(caller, 'prod'), { code: 'ERR_CONFLICT', message: /retry/ });
+    assert.equal(minted.length, 1, 'a token was minted');
+    assert.equal(
+      audit.some((event) => event.action === 'credential.issued'),
+      false,
+      'and never handed out',
+    );
+  });
+
   test('a ServiceAccount made for someone else is re-made by a reconcile pass first, or the request is refused', async () => {
     const remade = setUp({ holderBefore: 'p_other', holderAfter: holder.personId });
     assert.equal((await remade.service.issueDirect(remade.caller, 'prod')).token, 'sa-token');
