@@ -39,7 +39,7 @@ const call = (method: string, path: string, token: string, body?: unknown) =>
 before(async () => {
   env = await startKubevisaEnv({ tls: true, autoApproval: false });
   trustScimCa(await readFile(env.config.tls!.caFile!));
-  for (const ns of ['ob-scim', 'ob-admin']) await env.kOk(['create', 'namespace', ns]);
+  for (const ns of ['ob-scim', 'ob-admin', 'ob-direct']) await env.kOk(['create', 'namespace', ns]);
   withIdentitySections(env.config, {
     scim: {},
     // The server answers `kubevisa offboard` within 25 s, inside the CLI's own limit.
@@ -141,6 +141,7 @@ function assertStreamsStep(receipt: Receipt, namespace: string) {
   assert.match(step.detail, new RegExp(`exec/attach on ${CLUSTER}/${namespace}`));
   assert.match(step.detail, new RegExp(`watch on ${CLUSTER}/${namespace}`));
   assert.match(step.detail, /a fresh read of the gateway's registry at \S+ holds none of the person's streams/);
+  assert.match(step.detail, /no direct-mode credential was ever issued to the person/);
 }
 
 function cli(args: string[]) {
@@ -233,5 +234,53 @@ describe('the offboarding receipt proves the open streams were cut', () => {
     } finally {
       streams.kill();
     }
+  });
+
+  test('a person who was given a direct-mode credential: the streams-closed proof says such streams are beyond the gateway, never claims them', async () => {
+    const engagement = await call('POST', '/api/v1/engagements', admin.token, {
+      name: 'streams-direct',
+      vendor: 'Acme',
+      contractors: [people.eve.email],
+      sponsor: people.sam.email,
+      endsAt: inDays(5),
+      ceiling: { clusters: [CLUSTER], namespacePatterns: ['ob-direct'], profiles: ['viewer'] },
+      maxVisaDuration: '8h',
+    });
+    assert.equal(engagement.status, 201, JSON.stringify(engagement.body));
+    const eve = await loginAs(env.serverUrl, people.eve);
+    const requested = await call('POST', '/api/v1/visas', eve.token, {
+      engagement: 'streams-direct',
+      profile: 'viewer',
+      cluster: CLUSTER,
+      namespaces: ['ob-direct'],
+      duration: '1h',
+      reason: 'direct-mode caveat',
+    });
+    assert.equal(requested.status, 201, JSON.stringify(requested.body));
+    const approved = await call('POST', `/api/v1/visas/${String(requested.body.id)}/approve`, approver, {});
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    const credential = await call('POST', `/api/v1/clusters/${CLUSTER}/credential`, eve.token);
+    assert.equal(credential.status, 200, JSON.stringify(credential.body));
+
+    const offboarded = await call('POST', `/api/v1/persons/${eve.personId}/offboard`, admin.token, {
+      reason: 'contract ended',
+    });
+    assert.ok(offboarded.status < 300, JSON.stringify(offboarded.body));
+    const listed = await call(
+      'GET',
+      `/api/v1/offboardings?person=${encodeURIComponent(people.eve.email)}`,
+      admin.token,
+    );
+    const id = String((listed.body.items ?? []).at(-1)?.id);
+    let receipt: Receipt | undefined;
+    await eventually('the receipt is proven', 60_000, async () => {
+      receipt = (await call('GET', `/api/v1/offboardings/${id}`, admin.token)).body as unknown as Receipt;
+      return receipt.status === 'proven';
+    });
+    const step = receipt!.steps.find((s) => s.id === 'streams-closed')!;
+    assert.match(
+      step.detail,
+      /NOT covered: 1 direct-mode credential\(s\) were issued to the person \(the last at \S+\), and a stream opened with one straight at kube-apiserver/,
+    );
   });
 });

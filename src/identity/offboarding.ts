@@ -516,6 +516,20 @@ export class OffboardingOrchestrator {
     }
   }
 
+  /**
+   * Streams opened with a direct-mode token go straight to kube-apiserver, which never re-authorizes an open stream
+   * and offers no way to cut one: the registry cannot see them, so the proof says so rather than claim them.
+   */
+  private async directModeCaveat(person: Person): Promise<string> {
+    const issued = (
+      await this.store.listAudit({ personId: person.id, action: 'credential.issued', newestFirst: true, limit: 1000 })
+    ).filter((event) => event.details.mode === 'direct');
+    if (issued.length === 0)
+      return '; no direct-mode credential was ever issued to the person, so every stream of theirs went through the gateway';
+    const last = new Date(issued[0]!.at).toISOString();
+    return `; NOT covered: ${issued.length} direct-mode credential(s) were issued to the person (the last at ${last}), and a stream opened with one straight at kube-apiserver (a watch, logs -f) is outside the gateway: the ServiceAccount's deletion refuses every new request, but kube-apiserver lets such an open stream run until it ends`;
+  }
+
   private async proveStreamsClosed(
     id: string,
     person: Person,
@@ -541,7 +555,7 @@ export class OffboardingOrchestrator {
           `${left.length} stream(s) of the person were still open after the commit (${describeStreams(left)}); ${closedNow} closed now, checked again in the next round`,
         ];
       }
-      const checked = `a fresh read of the gateway's registry at ${new Date(this.now()).toISOString()} holds none of the person's streams`;
+      const checked = `a fresh read of the gateway's registry at ${new Date(this.now()).toISOString()} holds none of the person's streams${await this.directModeCaveat(person)}`;
       if (atCommit === undefined) {
         return [
           'proven',
