@@ -1,9 +1,9 @@
 // Direct mode end to end: the real server and control plane decide who may take a TokenRequest token (kubectl
 // straight to kube-apiserver, no gateway), for how long, and what a refusal tells the person, through the API and
 // through `kubevisa credential --direct` / `kubevisa kubeconfig --direct`.
+import { runCli } from '../src/cli/testing/run-cli.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,7 +13,6 @@ import { startServer } from '../src/server/main.ts';
 import {
   api,
   CLUSTER,
-  cliPath,
   inDays,
   loginAs,
   people,
@@ -74,26 +73,9 @@ function claims(jwt: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
 }
 
-/** Runs the real CLI with cora's state folder. */
+/** Runs the real CLI with the test's state folder. */
 function cli(args: string[], extraEnv: Record<string, string> = {}) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    // The test runner marks its own children through NODE_TEST_CONTEXT; the CLI is not one of them.
-    const { NODE_TEST_CONTEXT: _marker, ...inherited } = process.env;
-    const child = spawn(cliPath, args, {
-      env: { ...inherited, KUBEVISA_CONFIG_DIR: coraCli, ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { configDir: coraCli, timeoutMs: 60_000, env: extraEnv });
 }
 
 before(async () => {

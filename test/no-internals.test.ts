@@ -2,9 +2,9 @@
 // route a contractor calls that reaches the cluster (a direct-mode credential) and the CLI command kubectl runs for
 // it answer with the cluster's name, what happened and what to do, and nothing of kube-apiserver's host:port, the
 // server's file paths or the raw Node error; the server log keeps the detail. Real control plane, server and CLI.
+import { runCli } from '../src/cli/testing/run-cli.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,6 @@ import { viewerProfile } from '../src/rbac/profiles.ts';
 import {
   api,
   CLUSTER,
-  cliPath,
   inDays,
   loginAs,
   people,
@@ -101,23 +100,9 @@ function assertNoInternals(text: string, where: string) {
   }
 }
 
+/** Runs the real CLI with the test's state folder. */
 function cli(args: string[]) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(cliPath, args, {
-      env: { ...process.env, KUBEVISA_CONFIG_DIR: cliDir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { configDir: cliDir, timeoutMs: 60_000 });
 }
 
 /** Collects what the in-process server writes to its log (stderr) while `work` runs. */

@@ -2,9 +2,9 @@
 // kubectl: a contractor holds a `kubectl exec` and a watch open through the gateway; a SCIM DELETE (and, for
 // another contractor, an admin's `kubevisa offboard`) ends them, and the receipt carries a `streams-closed` step,
 // proven, counting them, with a summary that says what actually happened.
+import { runCli } from '../src/cli/testing/run-cli.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,6 @@ import type { Receipt } from '../src/identity/receipt.ts';
 import {
   api,
   CLUSTER,
-  cliPath,
   inDays,
   loginAs,
   people,
@@ -144,23 +143,9 @@ function assertStreamsStep(receipt: Receipt, namespace: string) {
   assert.match(step.detail, /no direct-mode credential was ever issued to the person/);
 }
 
+/** Runs the real CLI with the test's state folder. */
 function cli(args: string[]) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(cliPath, args, {
-      env: { ...process.env, KUBEVISA_CONFIG_DIR: cliDir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { configDir: cliDir, timeoutMs: 150_000 });
 }
 
 describe('the offboarding receipt proves the open streams were cut', () => {

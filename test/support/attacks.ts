@@ -118,6 +118,24 @@ function assertPrototypesClean(): void {
   }
 }
 
+/** A device login by `account` at the demo identity provider, polled until kubevisa answers (at most ~10 s). */
+async function deviceLoginAnswer(account: { email: string; password: string }) {
+  const started = await call('POST', '/api/v1/login/device', undefined);
+  assert.equal(started.status, 201, JSON.stringify(started.body));
+  await completeLoginWithHttp({
+    url: String(started.body.verificationUriComplete),
+    login: account.email,
+    password: account.password,
+  });
+  const poll = () => call('POST', `/api/v1/login/device/${String(started.body.loginId)}/poll`, undefined);
+  let polled = await poll();
+  for (let i = 0; i < 100 && polled.status === 202; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    polled = await poll();
+  }
+  return polled;
+}
+
 export const ATTACKS: AttackCase[] = [
   // ---- who Kubernetes sees: only the gateway chooses ----
   {
@@ -1022,18 +1040,7 @@ export const ATTACKS: AttackCase[] = [
     expect:
       "401 ERR_UNAUTHENTICATED 'did not say that … is verified (no email_verified claim)' with what to do; no person is made; login.refused audited",
     run: async (t) => {
-      const started = await call('POST', '/api/v1/login/device', undefined);
-      assert.equal(started.status, 201, JSON.stringify(started.body));
-      await completeLoginWithHttp({
-        url: String(started.body.verificationUriComplete),
-        login: NOVA.email,
-        password: NOVA.password,
-      });
-      let polled = await call('POST', `/api/v1/login/device/${String(started.body.loginId)}/poll`, undefined);
-      for (let i = 0; i < 100 && polled.status === 202; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        polled = await call('POST', `/api/v1/login/device/${String(started.body.loginId)}/poll`, undefined);
-      }
+      const polled = await deviceLoginAnswer(NOVA);
       assertRefused(
         apiRefusal(polled),
         401,
@@ -1054,18 +1061,7 @@ export const ATTACKS: AttackCase[] = [
     expect:
       "401 ERR_UNAUTHENTICATED 'changes case into a plain letter'; no person is made under the look-alike address",
     run: async (t) => {
-      const started = await call('POST', '/api/v1/login/device', undefined);
-      assert.equal(started.status, 201, JSON.stringify(started.body));
-      await completeLoginWithHttp({
-        url: String(started.body.verificationUriComplete),
-        login: KELVIN.email,
-        password: KELVIN.password,
-      });
-      let polled = await call('POST', `/api/v1/login/device/${String(started.body.loginId)}/poll`, undefined);
-      for (let i = 0; i < 100 && polled.status === 202; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        polled = await call('POST', `/api/v1/login/device/${String(started.body.loginId)}/poll`, undefined);
-      }
+      const polled = await deviceLoginAnswer(KELVIN);
       assertRefused(apiRefusal(polled), 401, /ERR_UNAUTHENTICATED.*changes case into a plain letter/);
       assert.equal(await t.env.server!.store.getPersonByEmail('kelvin-sam@corp.example'), undefined);
     },

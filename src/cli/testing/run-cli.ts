@@ -63,11 +63,15 @@ export async function makeSandbox(): Promise<Sandbox> {
   };
 }
 
-function runCli(args: string[], options: RunOptions & { configDir: string; home: string }): Promise<CliResult> {
+/**
+ * Runs `bin/kubevisa` with `configDir` as its state folder (and `home` as HOME, when given), without the test
+ * runner's and the desktop's variables; for end-to-end tests that drive the CLI against a real server.
+ */
+export function runCli(args: string[], options: RunOptions & { configDir: string; home?: string }): Promise<CliResult> {
   const env: Record<string, string | undefined> = {
     ...process.env,
     KUBEVISA_CONFIG_DIR: options.configDir,
-    HOME: options.home,
+    ...(options.home !== undefined ? { HOME: options.home } : {}),
     // The Node that runs the tests is Node 24; bin/kubevisa then uses it instead of looking for one.
     PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`,
     DISPLAY: undefined,
