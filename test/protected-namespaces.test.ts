@@ -155,5 +155,20 @@ describe('the reconciler', () => {
     const refused = await env.server!.store.listAudit({ action: 'cluster.protected-namespace-refused' });
     assert.deepEqual(refused.map((event) => event.namespace).sort(), ['kube-system', 'vault']);
     assert.ok(refused.every((event) => event.visaId === forced.id && event.outcome === 'refused'));
+
+    // The gateway reads the same row the same way: through to kubeapps, never to kube-system or vault.
+    env.server!.context.events.emit('visas-changed');
+    const through = (namespace: string) =>
+      api(env.serverUrl, 'GET', `/clusters/${CLUSTER}/api/v1/namespaces/${namespace}/configmaps?limit=1`, {
+        token: cora.token,
+      });
+    await eventually('the gateway admits the forced visa in kubeapps', 15_000, async () => {
+      return (await through('kubeapps')).status === 200;
+    });
+    for (const namespace of ['kube-system', 'vault']) {
+      const answer = await through(namespace);
+      assert.equal(answer.status, 403, JSON.stringify(answer.body));
+      assert.match(String(answer.body.message), new RegExp(`do not cover namespace '${namespace}'`));
+    }
   });
 });

@@ -6,13 +6,13 @@ import type { Store } from '../store/store.ts';
 import { GrantIndex } from './grants.ts';
 
 /** The three reads a rebuild makes, over plain values. */
-function indexOver(visas: Visa[], profiles: Profile[]): Promise<GrantIndex> {
+function indexOver(visas: Visa[], profiles: Profile[], protectedNamespaces: string[] = []): Promise<GrantIndex> {
   const store = {
     listVisasInStates: async () => visas,
     listPersons: async () => [aPerson()],
     listProfiles: async () => profiles,
   } as unknown as Store;
-  const index = new GrantIndex(store);
+  const index = new GrantIndex(store, protectedNamespaces);
   return index.rebuild().then(() => index);
 }
 
@@ -89,5 +89,18 @@ describe('grant index: several visas on one namespace', () => {
     assert.equal(decision.grant.visaId, 'v_weak');
     assert.equal(index.holds('v_rec'), false);
     assert.equal(index.holds('v_weak'), true);
+  });
+});
+
+describe('grant index: protected namespaces', () => {
+  test('a visa row naming a protected namespace never admits a request there; its other namespaces still work', async () => {
+    const index = await indexOver(
+      [activeVisa('v_forced', 'debugger-plain', ['kube-system', 'kubevisa-visas', 'vault', 'shop'], NOW + HOUR)],
+      [plain],
+      ['vault'],
+    );
+    for (const namespace of ['kube-system', 'kubevisa-visas', 'vault'])
+      assert.equal(index.decide('p_carol', 'prod', namespace, NOW).ok, false, namespace);
+    assert.equal(index.decide('p_carol', 'prod', 'shop', NOW).ok, true);
   });
 });

@@ -5,6 +5,7 @@
  */
 import type { Person, Visa } from '../domain/model.ts';
 import { serviceAccountName } from '../domain/names.ts';
+import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
 import type { Store } from '../store/store.ts';
 
 export interface Grant {
@@ -45,8 +46,12 @@ export class GrantIndex {
   private persons = new Map<string, PersonEntry>();
   private readonly store: Store;
 
-  constructor(store: Store) {
+  private readonly protectedNamespaces: readonly string[];
+
+  /** @param protectedNamespaces what the config protects beyond the always-protected namespaces. */
+  constructor(store: Store, protectedNamespaces: readonly string[] = []) {
     this.store = store;
+    this.protectedNamespaces = protectedNamespaces;
   }
 
   /** Visas ended through an event: terminal, so a rebuild that read the store earlier must not bring them back. */
@@ -66,7 +71,7 @@ export class GrantIndex {
     for (const visa of visas) {
       if (this.endedVisas.has(visa.id)) continue;
       const list = byPerson.get(visa.personId) ?? [];
-      list.push(toGrant(visa, recorded.has(visa.profile)));
+      list.push(toGrant(visa, recorded.has(visa.profile), this.protectedNamespaces));
       byPerson.set(visa.personId, list);
     }
     this.byPerson = byPerson;
@@ -160,12 +165,14 @@ export class GrantIndex {
   }
 }
 
-function toGrant(visa: Visa, recordSessions: boolean): Grant {
+function toGrant(visa: Visa, recordSessions: boolean, protectedNamespaces: readonly string[]): Grant {
   return {
     visaId: visa.id,
     personId: visa.personId,
     cluster: visa.cluster,
-    namespaces: new Set(visa.namespaces),
+    // A visa row naming a protected namespace (written by hand, or before the namespace was protected) never lets
+    // the gateway through to it, whatever RBAC would say: the same rule the API and the reconciler apply.
+    namespaces: new Set(visa.namespaces.filter((namespace) => !isProtectedNamespace(namespace, protectedNamespaces))),
     notBefore: visa.notBefore,
     notAfter: visa.notAfter,
     profile: visa.profile,

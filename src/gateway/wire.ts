@@ -64,7 +64,7 @@ export const wireGateway: Extension = async (context) => {
   const maxQueuedAuditEvents = numberOr(raw?.auditQueueLimit, DEFAULT_MAX_QUEUED_EVENTS, 'gateway.auditQueueLimit');
   const clusters = new Map<string, UpstreamCluster>();
   for (const c of context.config.clusters) clusters.set(c.name, upstreamFor(c.name, c.kubeconfig));
-  const index = new GrantIndex(context.store);
+  const index = new GrantIndex(context.store, context.protectedNamespaces);
   await index.rebuild();
   const gateway = new Gateway({
     store: context.store,

@@ -53,6 +53,8 @@ export interface ServerContext {
   url: string;
   store: Store;
   clusters: Map<string, ClusterClient>;
+  /** Namespaces beyond the always-protected ones that no visa may grant (the config's, and the server's own). */
+  protectedNamespaces: readonly string[];
   reconciler: Reconciler;
   access: AccessService;
   sessions: SessionService;

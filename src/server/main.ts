@@ -209,6 +209,7 @@ export async function startServer(
       url,
       store,
       clusters,
+      protectedNamespaces: policy.protectedNamespaces ?? [],
       reconciler,
       access,
       sessions,
