@@ -110,6 +110,11 @@ export class Reconciler {
   private readonly endRequests = new Map<string, Map<string, string>>();
   /** Per cluster: the pass that creates held bindings once the token cache has forgotten the old tokens. */
   private readonly holdTimers = new Map<string, { at: Instant; timer: NodeJS.Timeout }>();
+  /**
+   * Per cluster: person ServiceAccounts deleted while their direct tokens might still live (name → when), so one made
+   * again under the same name within kube-apiserver's token cache is made as a rotated one and its bindings wait.
+   */
+  private readonly deletedWithDirectTokens = new Map<string, Map<string, Instant>>();
   private deadlineTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -338,6 +343,9 @@ export class Reconciler {
         },
       });
     }
+    const recentlyDeleted = this.deletedWithDirectTokens.get(cluster.name) ?? new Map<string, Instant>();
+    this.deletedWithDirectTokens.set(cluster.name, recentlyDeleted);
+    for (const [name, at] of recentlyDeleted) if (heldUntil(at, now) === undefined) recentlyDeleted.delete(name);
     for (const sa of haveSas) {
       const want = wantSas.get(sa.metadata.name);
       // A ServiceAccount of the wanted name that was made for someone else (an email that passed from one person to
@@ -346,7 +354,11 @@ export class Reconciler {
       deletions.push({
         kind: want ? 'serviceaccount.repair-delete' : 'serviceaccount.delete',
         payload: { name: sa.metadata.name, person: sa.metadata.annotations?.['kubevisa.io/person'] ?? '' },
-        write: () => cluster.deleteServiceAccount(sa.metadata.name),
+        write: async () => {
+          await cluster.deleteServiceAccount(sa.metadata.name);
+          // The old tokens' cache entries can be no younger than this; the name may be bound again in that time.
+          if (hasLiveDirectTokens(sa, now)) recentlyDeleted.set(sa.metadata.name, this.now());
+        },
         done: () => {
           haveSaNames.delete(sa.metadata.name);
           report.deleted.push(`serviceaccount/${sa.metadata.name}`);
@@ -384,8 +396,11 @@ export class Reconciler {
     const identities: Change[] = [];
     for (const [name, desired] of wantSas) {
       if (haveSaNames.has(name)) continue;
-      const rotating = unfinishedRotations.has(name);
-      const at = this.now();
+      // Made again within the token cache of one deleted with live direct tokens: old tokens may still authenticate
+      // by name, so it is made as a rotated one (stamped with the deletion) and what it must not carry waits.
+      const deletedAt = recentlyDeleted.get(name);
+      const rotating = unfinishedRotations.has(name) || deletedAt !== undefined;
+      const at = deletedAt ?? this.now();
       const sa = rotating ? rotatedServiceAccount(desired, at) : desired;
       identities.push({
         kind: 'serviceaccount.create',
