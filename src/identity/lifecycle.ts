@@ -28,6 +28,7 @@ import type { DirectoryUser, SyncReport } from './directory.ts';
 import { engagementsFor, rolesFor, type GroupMembership } from './mapping.ts';
 import type { OffboardingOrchestrator } from './offboarding.ts';
 import { linkedIdps } from './ownership.ts';
+import { foldsIntoAscii } from '../domain/case-folding.ts';
 
 export interface IdentityLifecycleOptions {
   store: Store;
@@ -262,7 +263,25 @@ export class IdentityLifecycle {
     const startedAt = this.now();
     const by = `sync:${directory}`;
     const config = this.options.config.sync;
-    const snapshot = new Map(users.map((u) => [u.email.toLowerCase(), u]));
+    // An address with a character that lower-cases into ASCII (the Kelvin sign) would stand for someone else's once
+    // lower-cased (`\u212Aate@…` for kate@…): such entries are left out, so they can neither keep nor end anyone.
+    const lookAlikes = users.filter((u) => foldsIntoAscii(u.email));
+    if (lookAlikes.length > 0) {
+      const reason = `the directory lists ${lookAlikes.length} address(es) holding a character that changes case into a plain letter (such as the Kelvin sign); they were ignored, since lower-cased they read as another person's address: fix them at the directory`;
+      await this.store.transaction((tx) =>
+        tx.appendAudit({
+          at: startedAt,
+          actor: by,
+          action: 'identity.sync-entries-ignored',
+          outcome: 'refused',
+          reason,
+          details: { emails: lookAlikes.map((u) => u.email).slice(0, 100) },
+        }),
+      );
+      await this.options.alert(reason);
+    }
+    const listed = users.filter((u) => !foldsIntoAscii(u.email));
+    const snapshot = new Map(listed.map((u) => [u.email.toLowerCase(), u]));
     const persons = await this.store.listPersons();
     const toOffboard = persons.filter((p) => {
       if (p.status !== 'active') return false;
@@ -307,7 +326,7 @@ export class IdentityLifecycle {
       await this.options.access.reactivatePerson(systemCaller(by), person.id, `active again in ${directory}`);
       reactivated.push(person.email);
     }
-    for (const user of users) {
+    for (const user of listed) {
       const before = previous.get(user.email);
       if (before === undefined || before.active !== user.active || !sameGroups(before.groups, user.groups)) {
         await this.applyMappings(user.email, by);

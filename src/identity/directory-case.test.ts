@@ -1,0 +1,65 @@
+/**
+ * A directory entry whose address holds a character that lower-cases into ASCII (the Kelvin sign) is ignored and
+ * alerted: lower-cased it would read as another person's address and keep them in (or change their groups).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { defaultPolicy } from '../server/config.ts';
+import type { AccessService } from '../server/access-service.ts';
+import { openSqliteStore } from '../store/sqlite.ts';
+import { parseIdentityConfig } from './config.ts';
+import { IdentityLifecycle } from './lifecycle.ts';
+import type { OffboardingOrchestrator } from './offboarding.ts';
+
+test('a directory that lists only \\u212Aate@… (Kelvin sign) does not keep kate@… in: she is offboarded as unlisted, and the entry is audited and alerted', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kubevisa-directory-case-'));
+  const store = await openSqliteStore({ path: join(dir, 'kubevisa.db') });
+  try {
+    const kate = await store.transaction((tx) =>
+      tx.upsertPersonFromLogin({
+        issuer: 'https://idp.example',
+        subject: 'kate',
+        email: 'kate@vendor.example',
+        displayName: 'Kate',
+        groups: [],
+        now: Date.now(),
+      }),
+    );
+    const started: { personId: string; reason: string }[] = [];
+    const alerts: string[] = [];
+    const lifecycle = new IdentityLifecycle({
+      store,
+      access: {} as AccessService,
+      offboarding: {
+        start: async (input: { personId: string; reason: string }) => {
+          started.push({ personId: input.personId, reason: input.reason });
+        },
+      } as unknown as OffboardingOrchestrator,
+      config: parseIdentityConfig({}, dir),
+      serverConfig: {
+        roles: { admins: [], adminGroups: [], auditors: [], auditorGroups: [] },
+        policy: defaultPolicy,
+      },
+      report: () => {},
+      alert: async (message) => {
+        alerts.push(message);
+      },
+    });
+    const report = await lifecycle.applyDirectory(
+      [{ id: 'u1', email: '\u212Aate@vendor.example', active: true, groups: ['vendor-acme'] }],
+      'dev-idp',
+    );
+    assert.deepEqual(report.offboarded, ['kate@vendor.example']);
+    assert.deepEqual(started, [{ personId: kate.id, reason: 'no longer listed by dev-idp' }]);
+    assert.equal(alerts.length, 1);
+    assert.match(alerts[0]!, /changes case into a plain letter/);
+    const ignored = await store.listAudit({ action: 'identity.sync-entries-ignored' });
+    assert.deepEqual(ignored[0]?.details.emails, ['\u212Aate@vendor.example']);
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
