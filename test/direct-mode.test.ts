@@ -10,15 +10,7 @@ import { join } from 'node:path';
 import type { Profile } from '../src/domain/model.ts';
 import { viewerProfile } from '../src/rbac/profiles.ts';
 import { startServer } from '../src/server/main.ts';
-import {
-  api,
-  CLUSTER,
-  inDays,
-  loginAs,
-  people,
-  startKubevisaEnv,
-  type KubevisaEnv,
-} from './support/kubevisa-env.ts';
+import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { eventually, kubectl } from './support/kubectl.ts';
 
 const { directMode: _viewerDirectMode, ...viewerRules } = viewerProfile;

@@ -13,15 +13,7 @@ import { writeConfig, writeSession } from '../src/cli/config.ts';
 import type { PersonJson } from '../src/cli/api-types.ts';
 import type { Profile } from '../src/domain/model.ts';
 import { viewerProfile } from '../src/rbac/profiles.ts';
-import {
-  api,
-  CLUSTER,
-  inDays,
-  loginAs,
-  people,
-  startKubevisaEnv,
-  type KubevisaEnv,
-} from './support/kubevisa-env.ts';
+import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { eventually } from './support/kubectl.ts';
 
 let env: KubevisaEnv;

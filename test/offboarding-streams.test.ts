@@ -12,15 +12,7 @@ import { writeConfig, writeSession } from '../src/cli/config.ts';
 import type { PersonJson } from '../src/cli/api-types.ts';
 import { gateways } from '../src/gateway/wire.ts';
 import type { Receipt } from '../src/identity/receipt.ts';
-import {
-  api,
-  CLUSTER,
-  inDays,
-  loginAs,
-  people,
-  startKubevisaEnv,
-  type KubevisaEnv,
-} from './support/kubevisa-env.ts';
+import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { eventually, kubectlBackground } from './support/kubectl.ts';
 import { createScimToken, scim, trustScimCa, withIdentitySections } from './support/identity.ts';
 
