@@ -126,7 +126,7 @@ test('counts the streams the commit closed and proves with a fresh read that non
     assert.equal(step.count, 2);
     assert.match(
       step.detail,
-      /^2 stream\(s\) open at the commit closed \(exec\/attach on prod\/payments, watch on prod\/payments\); a fresh read of the gateway's registry at \S+ holds none of the person's streams$/,
+      /^2 stream\(s\) open at the commit closed \(exec\/attach on prod\/payments, watch on prod\/payments\); a fresh read of the gateway's registry at \S+ holds none of the person's streams; no direct-mode credential was ever issued to the person, so every stream of theirs went through the gateway$/,
     );
     assert.equal(registry.open.size, 1, "another person's stream stays open");
     assert.match(receipt.summary, /^cora@vendor\.example deprovisioned \(deleted at okta\)\. All \d+ steps proven/);
