@@ -5,6 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { startControlPlane, type ControlPlane } from '../src/devcluster/control-plane.ts';
 import { eventually, kubectl, kubectlBackground, kubectlOk } from './support/kubectl.ts';
@@ -289,6 +292,38 @@ describe('cleanup', () => {
       started.pids.every((pid) => !alive(pid)),
     );
     await eventually('the work folder is removed', 10_000, async () => !existsSync(started.workDir));
+  });
+
+  test('a start during which kwok crashes is retried from scratch and succeeds, saying so', async () => {
+    // kwok v0.8.0 sometimes dies while it builds its CEL environments; a kwok that exits at once on its first run
+    // stands in for that crash, the real kwok runs after it.
+    const dir = await mkdtemp(join(tmpdir(), 'kubevisa-kwok-crash-'));
+    const mark = join(dir, 'crashed-once');
+    const wrapper = join(dir, 'kwok');
+    await writeFile(
+      wrapper,
+      `#!/bin/sh\nif [ ! -f '${mark}' ]; then touch '${mark}'; echo 'simulated kwok crash' >&2; exit 2; fi\nexec '${cp.binaries.kwok}' "$@"\n`,
+      { mode: 0o755 },
+    );
+    const progress: string[] = [];
+    const retried = await startControlPlane({
+      binaries: { ...cp.binaries, kwok: wrapper },
+      onProgress: (message) => progress.push(message),
+    });
+    try {
+      assert.ok(existsSync(mark), 'the first kwok ran and crashed');
+      assert.ok(
+        progress.some((m) => /kwok crashed while starting .*starting again \(1\/2\)/.test(m)),
+        progress.join('\n'),
+      );
+      const node = await kubectlOk(cp.binaries.kubectl, ['get', 'nodes', '-o', 'name'], {
+        kubeconfig: retried.adminKubeconfig,
+      });
+      assert.match(node, /node\/kwok-node-0/);
+    } finally {
+      await retried.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('stop() ends every process', async () => {

@@ -62,7 +62,9 @@ const nodeName = 'kwok-node-0';
 /**
  * Ports are picked free and released before the components bind them, so another process on the machine (a
  * parallel test file starting its own control plane) can take one in between. Such a start is retried from
- * scratch with new ports, a few times, instead of failing the caller.
+ * scratch with new ports, a few times, instead of failing the caller. So is a start during which kwok died: kwok
+ * v0.8.0 now and then crashes while it builds its first CEL environments (easycel v0.6.0 caches types in a global
+ * map without a lock, and two of kwok's controllers can fill it at once), before the node is ever Ready.
  */
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const binaries = options.binaries ?? (await kubernetesBinaries({ onProgress: options.onProgress ?? (() => {}) }));
@@ -70,10 +72,14 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     try {
       return await startControlPlaneOnce({ ...options, binaries });
     } catch (error) {
-      const portTaken = /address already in use/i.test((error as Error).message);
-      if (!portTaken || attempt >= 3) throw error;
+      const message = (error as Error).message;
+      const portTaken = /address already in use/i.test(message);
+      const kwokCrashed = /^kwok exited while waiting for /.test(message);
+      if (!(portTaken || kwokCrashed) || attempt >= 3) throw error;
       options.onProgress?.(
-        `a port was taken by another process while starting; retrying with new ports (${attempt}/2)`,
+        portTaken
+          ? `a port was taken by another process while starting; retrying with new ports (${attempt}/2)`
+          : `kwok crashed while starting (a known kwok v0.8.0 race); starting again (${attempt}/2)`,
       );
     }
   }
