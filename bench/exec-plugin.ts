@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { completeLoginWithHttp } from '../src/auth/dev-idp.ts';
+import { completeLoginWithHttp } from '../src/dev/idp.ts';
 import { api, cliPath, CLUSTER, inDays, loginAs, people, startKubevisaEnv } from '../test/support/kubevisa-env.ts';
 import { kubectl, kubectlBackground } from '../test/support/kubectl.ts';
 

@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { createClusterClient } from '../src/cluster/client.ts';
 import { installKubevisa } from '../src/cluster/install.ts';
 import type { PolicyRule } from '../src/domain/model.ts';
-import { startControlPlane } from '../src/devcluster/control-plane.ts';
+import { startControlPlane } from '../src/dev/cluster/control-plane.ts';
 import { analyzeExposure, buildDirectory, type ExposureInput } from '../src/monitor/exposure.ts';
 import type { MatrixRow } from '../src/monitor/matrix.ts';
 import type { BindingLike, ClusterRoleLike, RbacObjects, RoleLike, SubjectLike } from '../src/monitor/rbac-index.ts';

@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import { request as httpsRequest, Agent } from 'node:https';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
-import { freePorts } from '../src/devcluster/control-plane.ts';
+import { freePorts } from '../src/dev/cluster/control-plane.ts';
 import {
   api,
   CLUSTER,

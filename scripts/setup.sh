@@ -35,3 +35,11 @@ fi
 KUBEVISA_K8S_BIN=$("$kv_root/scripts/k8s-binaries.sh" | tail -n 1)
 export KUBEVISA_K8S_BIN
 kv_log "Kubernetes binaries: $KUBEVISA_K8S_BIN"
+
+# Further parts, one file per capability (PostgreSQL, Chromium, Helm, Hydra, the console's build...), each
+# idempotent and sourced in name order so it can export what the tests need.
+for kv_part in "$kv_root"/scripts/setup.d/*.sh; do
+  [[ -e "$kv_part" ]] || continue
+  # shellcheck source=/dev/null
+  . "$kv_part"
+done

@@ -29,7 +29,7 @@ import { InvalidInput, type KubevisaError } from '../src/domain/errors.ts';
 import type { Visa } from '../src/domain/model.ts';
 import { roleBindingName, serviceAccountName } from '../src/domain/names.ts';
 import { debuggerProfile, developerProfile, viewerProfile } from '../src/rbac/profiles.ts';
-import { freePorts, startControlPlane, type ControlPlane } from '../src/devcluster/control-plane.ts';
+import { freePorts, startControlPlane, type ControlPlane } from '../src/dev/cluster/control-plane.ts';
 import { eventually, kubectl, kubectlOk } from './support/kubectl.ts';
 
 const CLUSTER = 'test';

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
-import { startControlPlane, type ControlPlane } from '../src/devcluster/control-plane.ts';
+import { startControlPlane, type ControlPlane } from '../src/dev/cluster/control-plane.ts';
 import { eventually, kubectl, kubectlBackground, kubectlOk } from './support/kubectl.ts';
 
 let cp: ControlPlane;
@@ -260,7 +260,7 @@ describe('the kwok node answers like a kubelet', () => {
 describe('cleanup', () => {
   test('a control plane whose owner is killed leaves no process and no folder behind', async () => {
     const script = `
-      import { startControlPlane } from ${JSON.stringify(new URL('../src/devcluster/control-plane.ts', import.meta.url).href)};
+      import { startControlPlane } from ${JSON.stringify(new URL('../src/dev/cluster/control-plane.ts', import.meta.url).href)};
       const cp = await startControlPlane({ binaries: ${JSON.stringify(cp.binaries)} });
       console.log(JSON.stringify({ pids: cp.pids, workDir: cp.workDir }));
       setInterval(() => {}, 1000);

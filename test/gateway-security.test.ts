@@ -18,7 +18,7 @@ import { connect } from 'node:tls';
 import { loadOrCreateSigningKey } from '../src/auth/signing-key.ts';
 import { loadKubeConfig } from '../src/cluster/kubeconfig.ts';
 import { serviceAccountName } from '../src/domain/names.ts';
-import { LocalCa } from '../src/pki/certs.ts';
+import { LocalCa } from '../src/dev/ca.ts';
 import { HEADERS_TIMEOUT_MS, MAX_HEADER_BYTES, MAX_HEADER_COUNT } from '../src/server/http.ts';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { eventually, kubectl } from './support/kubectl.ts';

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { serviceAccountName } from '../src/domain/names.ts';
-import { serveDevIdpDirectory, type DevIdpDirectoryServer } from '../src/identity/dev-idp-directory.ts';
+import { serveDevIdpDirectory, type DevIdpDirectoryServer } from '../src/dev/idp-directory.ts';
 import type { Receipt } from '../src/identity/receipt.ts';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { completeLoginWithHttp } from '../src/auth/dev-idp.ts';
+import { completeLoginWithHttp } from '../src/dev/idp.ts';
 import { api, cliPath, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { eventually, kubectlBackground } from './support/kubectl.ts';
 

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT, exportJWK } from 'jose';
 
 import { InvalidInput, Unauthenticated } from '../domain/errors.ts';
-import { completeLoginWithHttp, startDevIdp, type DevIdp } from './dev-idp.ts';
+import { completeLoginWithHttp, startDevIdp, type DevIdp } from '../dev/idp.ts';
 import { IdentityProviderUnavailable, LoginDenied, LoginExpired } from './errors.ts';
 import {
   DEFAULT_SCOPES,

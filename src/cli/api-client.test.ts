@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
-import { LocalCa } from '../pki/certs.ts';
+import { LocalCa } from '../dev/ca.ts';
 import { ApiClient, normalizeServerUrl } from './api-client.ts';
 import { readSession, writeSession } from './config.ts';
 import { ApiError } from './errors.ts';

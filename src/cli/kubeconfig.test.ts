@@ -9,7 +9,7 @@ import { access, constants, mkdir, readFile, stat, writeFile } from 'node:fs/pro
 import { dirname, join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test, type TestContext } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { LocalCa } from '../pki/certs.ts';
+import { LocalCa } from '../dev/ca.ts';
 import { FakeApi, SESSION_SECRET } from './testing/fake-api.ts';
 import { KUBEVISA_BIN, makeSandbox, seedLogin, type Sandbox } from './testing/run-cli.ts';
 

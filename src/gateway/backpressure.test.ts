@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TokenIssuer } from '../auth/access-tokens.ts';
 import { aPerson, aProfile, aRequestedVisa } from '../domain/testing/fixtures.ts';
-import { LocalCa } from '../pki/certs.ts';
+import { LocalCa } from '../dev/ca.ts';
 import type { NewAuditEvent, Store } from '../store/store.ts';
 import { Gateway } from './gateway.ts';
 import { GrantIndex } from './grants.ts';

@@ -13,7 +13,7 @@ import { ScimService } from '../scim/service.ts';
 import type { Caller } from '../server/access-service.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
 import { parseIdentityConfig, parseScimConfig } from './config.ts';
-import { createDevIdpDirectory } from './dev-idp-directory.ts';
+import { createDevIdpDirectory } from '../dev/idp-directory.ts';
 import { DirectorySync } from './directory.ts';
 import { IdentityLifecycle } from './lifecycle.ts';
 import { validateMappings } from './mapping.ts';

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { LocalCa } from '../pki/certs.ts';
+import { LocalCa } from '../dev/ca.ts';
 import { describeToken, scanKubeconfig } from './kubeconfig-scan.ts';
 
 // Real time: the certificates below are issued now by openssl.

@@ -16,10 +16,10 @@ import type { Duplex } from 'node:stream';
 import { connect } from 'node:tls';
 import { loadOrCreateSigningKey } from '../../src/auth/signing-key.ts';
 import { loadKubeConfig } from '../../src/cluster/kubeconfig.ts';
-import { freePorts } from '../../src/devcluster/control-plane.ts';
+import { freePorts } from '../../src/dev/cluster/control-plane.ts';
 import { serviceAccountName } from '../../src/domain/names.ts';
 import { gateways } from '../../src/gateway/wire.ts';
-import { LocalCa } from '../../src/pki/certs.ts';
+import { LocalCa } from '../../src/dev/ca.ts';
 import { createScimToken, scim, trustScimCa, type ScimAnswer } from './identity.ts';
 import { eventually, kubectl, type KubectlResult } from './kubectl.ts';
 import {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { completeLoginWithHttp } from '../../src/auth/dev-idp.ts';
+import { completeLoginWithHttp } from '../../src/dev/idp.ts';
 import { loginAs, people } from './kubevisa-env.ts';
 import {
   apiRefusal,

@@ -4,7 +4,7 @@
  */
 import type { CommandRun } from '../framework.ts';
 import { UsageError } from '../framework.ts';
-import { completeLoginWithHttp } from '../../auth/dev-idp.ts';
+import { completeLoginWithHttp } from '../../dev/idp.ts';
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
   const url = positionals[0];

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CommandRun } from '../framework.ts';
-import { DEMO_SCIM_IDP, startDemo } from '../../demo/demo.ts';
+import { DEMO_SCIM_IDP, startDemo } from '../../dev/demo.ts';
 
 export const run: CommandRun = async ({ values, io }) => {
   const dir = typeof values.dir === 'string' ? resolve(values.dir) : await mkdtemp(join(tmpdir(), 'kubevisa-demo-'));

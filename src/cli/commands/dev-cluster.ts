@@ -1,6 +1,6 @@
 /** `kubevisa dev cluster`: a local control plane for manual use, until Ctrl-C. */
 import type { CommandRun } from '../framework.ts';
-import { startControlPlane } from '../../devcluster/control-plane.ts';
+import { startControlPlane } from '../../dev/cluster/control-plane.ts';
 
 export const run: CommandRun = async ({ io }) => {
   const started = Date.now();

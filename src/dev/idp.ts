@@ -28,7 +28,7 @@ import type {
 } from 'oidc-provider';
 
 import { KubevisaError, Unauthenticated } from '../domain/errors.ts';
-import { constantTimeEqual } from './session-secrets.ts';
+import { constantTimeEqual } from '../auth/session-secrets.ts';
 import { ProtoSafeIncomingMessage } from '../server/safe-incoming.ts';
 
 export interface DevIdpAccount {

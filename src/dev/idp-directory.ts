@@ -11,9 +11,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import type { DevIdp, DevIdpAccount } from '../auth/dev-idp.ts';
+import type { DevIdp, DevIdpAccount } from './idp.ts';
 import { constantTimeEqual } from '../auth/session-secrets.ts';
-import { DirectoryUnavailable, type DirectoryUser, type IdentityDirectory } from './directory.ts';
+import { DirectoryUnavailable, type DirectoryUser, type IdentityDirectory } from '../identity/directory.ts';
 import { ProtoSafeIncomingMessage } from '../server/safe-incoming.ts';
 
 export interface DevIdpDirectoryServer {

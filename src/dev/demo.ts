@@ -6,11 +6,11 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { LocalCa } from '../pki/certs.ts';
+import { LocalCa } from './ca.ts';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
-import { startControlPlane, type ControlPlane } from '../devcluster/control-plane.ts';
-import { startDevIdp, completeLoginWithHttp, type DevIdp } from '../auth/dev-idp.ts';
+import { startControlPlane, type ControlPlane } from './cluster/control-plane.ts';
+import { startDevIdp, completeLoginWithHttp, type DevIdp } from './idp.ts';
 import { installIntoDataDir, localServerConfig } from './local-setup.ts';
 import { parseServerConfig } from '../server/config.ts';
 import { startServer, type RunningServer } from '../server/main.ts';

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { stringify } from 'yaml';
-import { LocalCa } from '../pki/certs.ts';
+import { LocalCa } from '../ca.ts';
 import { kubernetesBinaries, type KubernetesBinaries } from './binaries.ts';
 import { criLogLine, kwokConfigYaml } from './kwok-config.ts';
 import { logTail, startProcess, startReaper, type ManagedProcess } from './processes.ts';

@@ -4,8 +4,8 @@ import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
 import { Unauthenticated } from '../domain/errors.ts';
-import { DevIdpError, completeLoginWithHttp, startDevIdp, type DevIdp } from './dev-idp.ts';
-import { createOidcRelyingParty, newAuthorizationRequestSecrets, type OidcRelyingParty } from './oidc-rp.ts';
+import { DevIdpError, completeLoginWithHttp, startDevIdp, type DevIdp } from './idp.ts';
+import { createOidcRelyingParty, newAuthorizationRequestSecrets, type OidcRelyingParty } from '../auth/oidc-rp.ts';
 
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
 const PASSWORD = 'p4ssw0rd-for-tests';

@@ -16,7 +16,7 @@ export interface KubernetesBinaries {
   kwok: string;
 }
 
-const script = fileURLToPath(new URL('../../scripts/k8s-binaries.sh', import.meta.url));
+const script = fileURLToPath(new URL('../../../scripts/k8s-binaries.sh', import.meta.url));
 
 export function binariesIn(dir: string): KubernetesBinaries {
   return {
