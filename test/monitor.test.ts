@@ -503,7 +503,7 @@ describe('the exposure scan', () => {
   test('only admins and auditors may scan', async () => {
     const answer = await call('POST', `/api/v1/monitoring/scans/${CLUSTER}`, cora.token, {});
     assert.equal(answer.status, 403);
-    assert.equal(answer.body['code'], 'ERR_FORBIDDEN');
+    assert.equal(answer.body['code'], 'ERR_NOT_AN_AUDITOR');
     const unknown = await call('POST', '/api/v1/monitoring/scans/nope', admin, {});
     assert.equal(unknown.status, 404);
   });

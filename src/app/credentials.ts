@@ -26,12 +26,13 @@
  * (who revoked it, when and why), so `kubevisa credential --direct` can tell kubectl's user what happened.
  */
 import { Forbidden, NotFound, Conflict, KubevisaError } from '../domain/errors.ts';
-import type { Actor, Instant, Profile, Visa } from '../domain/model.ts';
+import type { Instant, Profile, Visa } from '../domain/model.ts';
 import { serviceAccountName } from '../domain/names.ts';
 import { formatDuration, formatInstant } from '../domain/time.ts';
 import { effectiveState, isGranting } from '../domain/visa.ts';
 import { describeBlockers, directModeBlockers } from '../rbac/direct-mode.ts';
-import type { AuditSource, NewAuditEvent } from '../store/store.ts';
+import type { NewAuditEvent } from '../store/store.ts';
+import type { Caller } from './caller.ts';
 
 /** The lifetime every direct token asks for: TokenRequest's minimum, and the 10-minute ceiling. */
 export const DIRECT_TOKEN_SECONDS = 600;
@@ -52,13 +53,6 @@ export class VisaEnded extends Forbidden {
 /** The person holds no visa on the cluster and never held one that ended. */
 export class NoActiveVisa extends Forbidden {
   static override code = 'ERR_NO_ACTIVE_VISA';
-}
-
-/** Who asks: the authenticated caller of the API. */
-export interface CredentialCaller {
-  actor: Actor;
-  sessionId?: string;
-  source?: AuditSource;
 }
 
 /** The store reads the use case needs, and one durable audit append. */
@@ -131,7 +125,7 @@ export class CredentialService {
    *   DirectModeDenied when the cluster, a visa's profile or the time left rules direct mode out; Conflict when the
    *   person's ServiceAccount is not ready yet.
    */
-  async issueDirect(caller: CredentialCaller, clusterName: string): Promise<DirectCredential> {
+  async issueDirect(caller: Caller, clusterName: string): Promise<DirectCredential> {
     const cluster = this.#options.cluster(clusterName);
     if (!cluster) {
       throw new NotFound(
@@ -172,7 +166,7 @@ export class CredentialService {
 
   /** Checks the policy; returns the instant the token must not outlive and the visas that allow it. */
   async #decide(
-    caller: CredentialCaller,
+    caller: Caller,
     clusterName: string,
     cluster: DirectCluster,
     now: Instant,
@@ -239,7 +233,7 @@ export class CredentialService {
   }
 
   async #mint(
-    caller: CredentialCaller,
+    caller: Caller,
     clusterName: string,
     cluster: DirectCluster,
   ): Promise<{ token: DirectCredential; deadline: Instant; allowing: Visa[] }> {
@@ -286,7 +280,7 @@ export class CredentialService {
     return { token: issued, deadline, allowing };
   }
 
-  #event(caller: CredentialCaller, cluster: string, at: Instant) {
+  #event(caller: Caller, cluster: string, at: Instant) {
     return {
       at,
       actor: caller.actor.email,

@@ -1,28 +1,364 @@
 /**
- * Ending visas: the one operation every actor goes through — a person revoking or cancelling, monitoring revoking
- * stale access, an engagement ending, offboarding. Ending a visa is one transaction: its state change, the end of
- * every extension chained to it (an extension starts at its parent's notAfter, so a parent cut short must take its
- * extensions with it), and an audit event for each. "May this caller do it" is the caller's `authorize` check, run
- * on the very row the transaction changes; "do it as this actor" is `as`. kubevisa's own actors (`systemActor`)
- * pass no check, because no permission rule would ever let them through.
+ * Visas: request, read, approve, deny, cancel, revoke, extend. Each operation a person calls asks "may this caller do
+ * it" (the domain's permission rules, src/domain/permissions.ts, and the lifecycle's own approval rules) before "do it
+ * as this actor"; kubevisa's own actors (monitoring revoking stale access) call the `…As` operation directly, since
+ * no permission rule would ever let a role-less system actor through.
  *
- * Telling the reconciler and the gateway is left to the caller, after the commit (each has its own channel).
+ * Ending visas is the one path every actor goes through — a person revoking or cancelling, monitoring, an
+ * engagement ending, offboarding. Ending a visa is one transaction: its state change, the end of every extension
+ * chained to it (an extension starts at its parent's notAfter, so a parent cut short must take its extensions with
+ * it), and an audit event for each. The reconciler and the gateway are told after the commit.
  */
-import { Conflict, NotFound } from '../domain/errors.ts';
-import type { Actor, Engagement, Instant, Visa } from '../domain/model.ts';
-import { endVisa, extensionsOf, revokeVisa } from '../domain/visa.ts';
-import type { AuditSource, Store, StoredVisa, StoreTx } from '../store/store.ts';
+import { Conflict, Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
+import type { Actor, Engagement, Instant, Person, Profile, Visa } from '../domain/model.ts';
+import { canRevoke, canSeeEngagement, canSeeVisa, isHolder } from '../domain/permissions.ts';
+import { parseDuration, parseInstant } from '../domain/time.ts';
+import {
+  approveVisa,
+  cancelVisa,
+  denyVisa,
+  endVisa,
+  extendVisa,
+  extensionsOf,
+  requestVisa,
+  revokeVisa,
+} from '../domain/visa.ts';
+import { newId } from '../store/ids.ts';
+import type { Store, StoredVisa, StoreTx } from '../store/store.ts';
+import type { Caller } from './caller.ts';
+import { announceChanged, announceEnded, auditAs, findEngagement, withEffectiveState, type AppPorts } from './ports.ts';
 
-/** Who the change is recorded as: the actor, and for a person the session and client it came from. */
-export interface ActingAs {
-  actor: Actor;
-  sessionId?: string;
-  source?: AuditSource;
+export interface VisaRequestBody {
+  engagement?: string;
+  cluster: string;
+  namespaces: string[];
+  profile: string;
+  duration: string;
+  startsAt?: string;
+  reason: string;
+}
+
+export type VisaServiceOptions = AppPorts;
+
+export class VisaService {
+  private readonly options: VisaServiceOptions;
+  private readonly now: () => number;
+
+  constructor(options: VisaServiceOptions) {
+    this.options = options;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Requests a visa for the caller (the holder), under the named engagement or the one that covers the cluster. */
+  async request(caller: Caller, body: VisaRequestBody): Promise<Visa> {
+    const { store, policy } = this.options;
+    const now = this.now();
+    const person = await this.requirePerson(caller);
+    const engagement = await this.engagementForRequest(caller, body);
+    const profile = await this.requireProfile(body.profile);
+    const visa = requestVisa(
+      {
+        id: newId('v_'),
+        cluster: body.cluster,
+        namespaces: body.namespaces,
+        profile: body.profile,
+        durationSeconds: parseDuration(body.duration, 'duration'),
+        ...(body.startsAt !== undefined ? { startsAt: parseInstant(body.startsAt, 'startsAt') } : {}),
+        reason: body.reason,
+      },
+      { person, engagement, profile, policy, now },
+    );
+    const clusters = this.options.clusterNames();
+    if (!clusters.includes(visa.cluster)) {
+      throw new InvalidInput(
+        `cluster '${visa.cluster}' is not managed by kubevisa: known clusters are ${clusters.join(', ') || '(none)'}`,
+      );
+    }
+    const saved = await store.transaction(async (tx) => {
+      const inserted = await tx.insertVisa(visa);
+      await auditAs(tx, caller, {
+        action: 'visa.requested',
+        visa: inserted,
+        reason: inserted.reason,
+        at: now,
+        details: {
+          namespaces: inserted.namespaces,
+          profile: inserted.profile,
+          requestedSeconds: inserted.requestedSeconds,
+        },
+      });
+      if (inserted.state === 'approved') {
+        await auditAs(tx, caller, {
+          action: 'visa.approved',
+          visa: inserted,
+          at: now,
+          details: { automatic: true, by: inserted.approvals[0]?.by ?? 'policy' },
+        });
+      }
+      return inserted;
+    });
+    if (saved.state === 'approved') announceChanged(this.options.events, [saved.cluster]);
+    return withEffectiveState(saved, now);
+  }
+
+  private async engagementForRequest(caller: Caller, body: VisaRequestBody): Promise<Engagement> {
+    const { store } = this.options;
+    if (body.engagement !== undefined) {
+      const named = await findEngagement(store, body.engagement);
+      // Someone who may not see it is told it does not exist.
+      if (!canSeeEngagement(caller.actor, named)) throw new NotFound(`engagement '${body.engagement}' not found`);
+      return named;
+    }
+    const mine = (await store.listEngagements({ status: 'active', contractor: caller.actor.email })).filter((e) =>
+      e.ceiling.clusters.includes(body.cluster),
+    );
+    if (mine.length === 1 && mine[0]) return mine[0];
+    if (mine.length === 0) {
+      throw new Forbidden(
+        `${caller.actor.email} has no active engagement that covers cluster '${body.cluster}': ask your sponsor or an admin`,
+      );
+    }
+    throw new InvalidInput(
+      `several engagements cover cluster '${body.cluster}' (${mine.map((e) => e.name).join(', ')}): name one with 'engagement'`,
+    );
+  }
+
+  /** The visas the caller may see, filtered. */
+  async list(
+    caller: Caller,
+    filter: { state?: string; cluster?: string; engagement?: string; person?: string },
+  ): Promise<Visa[]> {
+    const { store, policy } = this.options;
+    const now = this.now();
+    const visas = await store.listVisas({
+      ...(filter.cluster ? { cluster: filter.cluster } : {}),
+      ...(filter.engagement ? { engagementId: filter.engagement } : {}),
+      ...(filter.person ? { personId: filter.person } : {}),
+    });
+    const engagements = new Map((await store.listEngagements()).map((e) => [e.id, e]));
+    return visas
+      .map((v) => withEffectiveState(v, now))
+      .filter((v) => {
+        const engagement = engagements.get(v.engagementId);
+        return engagement !== undefined && canSeeVisa(caller.actor, v, engagement, policy);
+      })
+      .filter((v) => filter.state === undefined || v.state === filter.state);
+  }
+
+  /** One visa; NotFound for one the caller may not see. */
+  async get(caller: Caller, id: string): Promise<Visa> {
+    const { store, policy } = this.options;
+    const visa = await store.getVisa(id);
+    const engagement = visa && (await store.getEngagement(visa.engagementId));
+    if (!visa || !engagement || !canSeeVisa(caller.actor, visa, engagement, policy)) throw visaNotFound(id);
+    return withEffectiveState(visa, this.now());
+  }
+
+  /** Approves (sponsor, admins, approvers; never the holder or a contractor of the engagement); may only narrow. */
+  async approve(
+    caller: Caller,
+    id: string,
+    body: { comment?: string; namespaces?: string[]; duration?: string },
+  ): Promise<Visa> {
+    const { policy } = this.options;
+    const options = {
+      ...(body.comment !== undefined ? { comment: body.comment } : {}),
+      ...(body.namespaces !== undefined ? { namespaces: body.namespaces } : {}),
+      ...(body.duration !== undefined ? { durationSeconds: parseDuration(body.duration, 'duration') } : {}),
+    };
+    // approveVisa asks canApprove itself: who may approve is part of the lifecycle's rules.
+    const visa = await this.changeVisa(caller, id, 'approve', (visa, engagement, now) =>
+      approveVisa(visa, caller.actor, { engagement, policy, now }, options),
+    );
+    if (visa.state === 'approved' || visa.state === 'active') announceChanged(this.options.events, [visa.cluster]);
+    return visa;
+  }
+
+  /** Denies a request (whoever may approve it). */
+  async deny(caller: Caller, id: string, reason: string): Promise<Visa> {
+    const { policy } = this.options;
+    return this.changeVisa(caller, id, 'deny', (visa, engagement, now) =>
+      denyVisa(visa, caller.actor, { engagement, policy, now }, reason),
+    );
+  }
+
+  /** The holder cancels their request or visa (and its extensions). */
+  async cancel(caller: Caller, id: string): Promise<Visa> {
+    // Only the holder may cancel: cancelVisa itself says so to anyone else.
+    return this.endOne(caller, id, 'cancelled by the holder', this.mayEnd(caller, false), (visa, actor, reason, now) =>
+      cancelVisa(visa, actor, now, reason),
+    );
+  }
+
+  /** Revokes a visa now (its holder, and whoever may approve under its engagement), with its extensions. */
+  async revoke(caller: Caller, id: string, reason: string): Promise<Visa> {
+    return this.endOne(caller, id, reason, this.mayEnd(caller, true), revokeVisa);
+  }
+
+  /**
+   * Revokes a visa and its extensions as `as`, asking no permission (monitoring's `revokeStale`).
+   * @returns undefined when the visa does not exist.
+   * @throws InvalidTransition when it no longer grants (already ended); Conflict when it kept changing meanwhile.
+   */
+  async revokeAs(as: Caller, id: string, reason: string): Promise<Visa | undefined> {
+    const now = this.now();
+    const outcome = await endVisaAndExtensions(this.options.store, { visaId: id, as, reason, now });
+    if (outcome === undefined) return undefined;
+    announceEnded(this.options.events, [outcome.visa, ...outcome.extensions], reason);
+    return withEffectiveState(outcome.visa, now);
+  }
+
+  /** "May this caller end this visa": see it, and for a revoke be its holder or someone who may approve. */
+  private mayEnd(caller: Caller, revoking: boolean) {
+    const { policy } = this.options;
+    return (visa: StoredVisa, engagement: Engagement) => {
+      if (!canSeeVisa(caller.actor, visa, engagement, policy)) throw visaNotFound(visa.id);
+      if (revoking && !canRevoke(caller.actor, visa, engagement, policy)) {
+        throw new Forbidden(
+          `${caller.actor.email} may not revoke visa ${visa.id}: the holder, the sponsor, approvers and admins may`,
+        );
+      }
+    };
+  }
+
+  private async endOne(
+    caller: Caller,
+    id: string,
+    reason: string,
+    authorize: (visa: StoredVisa, engagement: Engagement) => void,
+    end: (visa: Visa, actor: Actor, reason: string, now: number) => Visa,
+  ): Promise<Visa> {
+    const now = this.now();
+    const outcome = await endVisaAndExtensions(this.options.store, {
+      visaId: id,
+      as: caller,
+      reason,
+      now,
+      authorize,
+      end,
+    });
+    if (outcome === undefined) throw visaNotFound(id);
+    announceEnded(this.options.events, [outcome.visa, ...outcome.extensions], reason);
+    return withEffectiveState(outcome.visa, now);
+  }
+
+  /** The holder asks to extend a visa: a new request, starting at its end, that needs a new approval. */
+  async extend(caller: Caller, id: string, body: { duration: string; reason: string }): Promise<Visa> {
+    const { store, policy } = this.options;
+    const now = this.now();
+    const current = await this.get(caller, id);
+    if (!isHolder(caller.actor, current))
+      throw new Forbidden(`only the holder (${current.personEmail}) may extend visa ${id}`);
+    const engagement = await store.getEngagement(current.engagementId);
+    if (!engagement) throw new NotFound(`engagement '${current.engagementId}' not found`);
+    const person = await this.requirePerson(caller);
+    const profile = await this.requireProfile(current.profile);
+    const extension = extendVisa(
+      current,
+      { id: newId('v_'), durationSeconds: parseDuration(body.duration, 'duration'), reason: body.reason },
+      { person, engagement, profile, policy, now },
+    );
+    const saved = await store.transaction(async (tx) => {
+      const inserted = await tx.insertVisa(extension);
+      await auditAs(tx, caller, {
+        action: 'visa.extension-requested',
+        visa: inserted,
+        reason: body.reason,
+        at: now,
+        details: { extends: id },
+      });
+      return inserted;
+    });
+    if (saved.state === 'approved') announceChanged(this.options.events, [saved.cluster]);
+    return withEffectiveState(saved, now);
+  }
+
+  /** Load, decide, commit with optimistic concurrency and audit; the domain function throws refusals. */
+  private async changeVisa(
+    caller: Caller,
+    id: string,
+    verb: string,
+    decide: (visa: Visa, engagement: Engagement, now: number) => Visa,
+  ): Promise<Visa> {
+    // The reconciler records activations and expiries on the same rows; when it wins the race, decide again on
+    // the fresh row (the decision is pure) instead of answering the person with a conflict they did not cause.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.changeVisaOnce(caller, id, verb, decide);
+      } catch (error) {
+        if (!isStaleVersion(error) || attempt >= ATTEMPTS) throw error;
+      }
+    }
+  }
+
+  private async changeVisaOnce(
+    caller: Caller,
+    id: string,
+    verb: string,
+    decide: (visa: Visa, engagement: Engagement, now: number) => Visa,
+  ): Promise<Visa> {
+    const { store, policy } = this.options;
+    const now = this.now();
+    // One read: the decision is made on exactly the row whose version the write then requires.
+    const stored = await store.getVisa(id);
+    const engagement = stored && (await store.getEngagement(stored.engagementId));
+    if (!stored || !engagement || !canSeeVisa(caller.actor, stored, engagement, policy)) throw visaNotFound(id);
+    const visa = withEffectiveState(stored, now);
+    const next = decide(visa, engagement, now);
+    return store.transaction(async (tx) => {
+      const saved = await tx.updateVisa(next, stored.version);
+      const action = saved.state === visa.state ? `visa.${verb}` : `visa.${saved.state}`;
+      const approval = saved.approvals[saved.approvals.length - 1];
+      await auditAs(tx, caller, {
+        action: action === 'visa.requested' ? 'visa.approval-recorded' : action,
+        visa: saved,
+        ...(saved.endReason ? { reason: saved.endReason } : {}),
+        at: now,
+        details: {
+          state: saved.state,
+          namespaces: saved.namespaces,
+          notBefore: saved.notBefore,
+          notAfter: saved.notAfter,
+          ...(verb === 'approve' && approval
+            ? { approvals: saved.approvals.length, requiredApprovals: saved.requiredApprovals }
+            : {}),
+        },
+      });
+      return withEffectiveState(saved, now);
+    });
+  }
+
+  private async requirePerson(caller: Caller): Promise<Person> {
+    const person = await this.options.store.getPerson(caller.actor.personId);
+    if (!person) throw new NotFound(`person ${caller.actor.personId} not found`);
+    return person;
+  }
+
+  private async requireProfile(name: string): Promise<Profile> {
+    const { store } = this.options;
+    const profile = await store.getProfile(name);
+    if (!profile) {
+      const known = (await store.listProfiles()).map((p) => p.name);
+      throw new InvalidInput(`unknown profile '${name}': known profiles are ${known.join(', ')}`, {
+        details: { field: 'profile', allowed: known },
+      });
+    }
+    return profile;
+  }
+}
+
+function visaNotFound(id: string): NotFound {
+  return new NotFound(`visa '${id}' not found: 'kubevisa visas' lists the ones you can see`);
+}
+
+/** Only the store's stale-version conflict (it names the versions) is worth another decision on a fresh row. */
+function isStaleVersion(error: unknown): boolean {
+  return error instanceof Conflict && error.details?.expectedVersion !== undefined;
 }
 
 export interface EndVisaRequest {
   visaId: string;
-  as: ActingAs;
+  as: Caller;
   reason: string;
   now: Instant;
   /**
@@ -58,9 +394,7 @@ export async function endVisaAndExtensions(store: Store, request: EndVisaRequest
     try {
       return await store.transaction((tx) => endOnce(tx, request));
     } catch (error) {
-      // Only the store's stale-version conflict (it names the versions) is worth another decision on a fresh row.
-      const staleVersion = error instanceof Conflict && error.details?.expectedVersion !== undefined;
-      if (!staleVersion || attempt >= ATTEMPTS) throw error;
+      if (!isStaleVersion(error) || attempt >= ATTEMPTS) throw error;
     }
   }
 }
@@ -96,7 +430,7 @@ async function endOnce(tx: StoreTx, request: EndVisaRequest): Promise<EndVisaOut
 export async function endVisasInTx(
   tx: StoreTx,
   visas: readonly StoredVisa[],
-  as: ActingAs,
+  as: Caller,
   reason: string,
   now: Instant,
 ): Promise<Visa[]> {
@@ -115,7 +449,7 @@ export async function endVisasInTx(
 async function endExtensions(
   tx: StoreTx,
   parents: readonly Visa[],
-  as: ActingAs,
+  as: Caller,
   now: Instant,
   reasonFor: (parent: Visa) => string,
 ): Promise<Visa[]> {
@@ -141,7 +475,7 @@ async function endExtensions(
   return ended;
 }
 
-function auditEnded(tx: StoreTx, visa: Visa, as: ActingAs, reason: string, now: Instant, parentId?: string) {
+function auditEnded(tx: StoreTx, visa: Visa, as: Caller, reason: string, now: Instant, parentId?: string) {
   return tx.appendAudit({
     at: now,
     actor: as.actor.email,

@@ -1,10 +1,5 @@
 /** Refusals of the audit capability, with stable codes (see src/domain/errors.ts). */
-import { Forbidden, KubevisaError } from '../domain/errors.ts';
-
-/** Reading the trail is for admins and auditors. */
-export class NotAnAuditor extends Forbidden {
-  static override code = 'ERR_NOT_AN_AUDITOR';
-}
+import { KubevisaError } from '../domain/errors.ts';
 
 /**
  * The database holds less of the audit trail than a signed checkpoint says it had, or another event where the

@@ -17,12 +17,12 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidInput } from '../domain/errors.ts';
 import { formatInstant } from '../domain/time.ts';
-import type { Caller } from '../server/access-service.ts';
+import type { Caller } from '../app/caller.ts';
+import { engagementView } from '../app/views.ts';
+import { requireAuditReader } from '../domain/permissions.ts';
 import type { ServerContext } from '../server/context.ts';
-import { engagementView } from '../server/views.ts';
 import type { AuditCheckpoint, AuditEvent, JsonObject } from '../store/store.ts';
 import { parseCheckpoint, type CheckpointRecord } from './checkpoints.ts';
-import { NotAnAuditor } from './errors.ts';
 import { AUDIT_QUERY_SCHEMA, auditFilterOf, type AuditQuery } from './filters.ts';
 import type { AuditService, EvidenceScope } from './service.ts';
 
@@ -38,17 +38,11 @@ export function checkpointView(checkpoint: AuditCheckpoint) {
   return { ...checkpoint, time: formatInstant(checkpoint.at) };
 }
 
-function requireAuditReader(caller: Caller): void {
-  if (!caller.actor.roles.includes('admin') && !caller.actor.roles.includes('auditor')) {
-    throw new NotAnAuditor(`${caller.actor.email} may not read the audit trail: admins and auditors may`);
-  }
-}
-
 export function registerAuditRoutes(context: ServerContext, service: AuditService): void {
   const { app, store } = context;
   const reader = async (request: FastifyRequest): Promise<Caller> => {
     const caller = await context.authenticate(request);
-    requireAuditReader(caller);
+    requireAuditReader(caller.actor, 'read the audit trail');
     return caller;
   };
   /** Records who pulled what out of the trail; throws (and so refuses the export) if it cannot be kept. */
@@ -170,10 +164,7 @@ export function registerAuditRoutes(context: ServerContext, service: AuditServic
     },
     handler: async (request) => {
       const caller = await reader(request);
-      const engagement = await context.access.getEngagement(
-        caller,
-        (request.body as { engagement: string }).engagement,
-      );
+      const engagement = await context.engagements.get(caller, (request.body as { engagement: string }).engagement);
       const end = await service.createCheckpoint();
       const [first] = await store.listAudit({ engagementId: engagement.id, limit: 1 });
       // The window starts at the newest checkpoint before the engagement's first event, so the pack's first
@@ -210,7 +201,7 @@ export function registerAuditRoutes(context: ServerContext, service: AuditServic
     handler: async (request, reply) => {
       const caller = await reader(request);
       const idOrName = (request.params as { engagement: string }).engagement;
-      const engagement = await context.access.getEngagement(caller, idOrName);
+      const engagement = await context.engagements.get(caller, idOrName);
       const { after, through } = request.query as { after: string; through: string };
       const scope: EvidenceScope = {
         engagementId: engagement.id,

@@ -2,7 +2,7 @@
  * The engagement (the contract) as pure functions: creating one from validated input, ending it, and asking
  * whether it is in force. Every function returns a new object; arguments are never changed.
  */
-import { Forbidden, InvalidInput, InvalidTransition } from './errors.ts';
+import { InvalidInput, InvalidTransition } from './errors.ts';
 import type { Actor, Ceiling, Engagement, Instant } from './model.ts';
 import { isDnsLabel, isNamespacePattern } from './names.ts';
 import { requireCeilingNamesNoProtected } from './protected-namespaces.ts';
@@ -43,7 +43,7 @@ export interface EngagementInput {
 
 export interface EngagementContext {
   now: Instant;
-  /** The caller: must be an admin. */
+  /** Who creates it (authorized by the caller: see permissions.ts `requireAdmin`). */
   actor: Actor;
   /** Names of the profiles that exist. */
   knownProfiles: readonly string[];
@@ -56,12 +56,11 @@ export interface EngagementContext {
 /**
  * Validates the input and returns a new active engagement. Emails are lower-cased; every list is checked for
  * duplicates and against what exists.
- * @throws Forbidden when the actor is not an admin; InvalidInput naming the first bad field and what is allowed.
+ * Whether the actor may is not asked here: a person must be an admin (app/engagements.ts asks), and kubevisa's own
+ * actors (identity group mappings) create engagements without a role.
+ * @throws InvalidInput naming the first bad field and what is allowed.
  */
 export function createEngagement(input: EngagementInput, ctx: EngagementContext): Engagement {
-  if (!ctx.actor.roles.includes('admin')) {
-    throw new Forbidden(`only admins may create engagements; ${ctx.actor.email} is not an admin`);
-  }
   const id = requireText(input.id, 'id', 128);
   const name = requireText(input.name, 'name', 63);
   if (!isDnsLabel(name)) {

@@ -63,6 +63,10 @@ export class SelfApproval extends Forbidden {
 export class NotAnApprover extends Forbidden {
   static override code = 'ERR_NOT_AN_APPROVER';
 }
+/** What admins and auditors may read (the audit trail, exposure scans, usage, receipts) was asked by someone else. */
+export class NotAnAuditor extends Forbidden {
+  static override code = 'ERR_NOT_AN_AUDITOR';
+}
 /** The person is suspended or deprovisioned: nothing may be requested or granted for them. */
 export class PersonNotActive extends Forbidden {
   static override code = 'ERR_PERSON_NOT_ACTIVE';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { canApprove } from './access.ts';
+import { canApprove } from './permissions.ts';
 import { configuredRoles, inAnyGroup, inGroup, sameGroup, type RoleConfig } from './roles.ts';
 import type { Actor, Engagement, Policy } from './model.ts';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { systemActor } from './access.ts';
+import { systemActor } from './permissions.ts';
 import { endEngagement } from './engagement.ts';
 import {
   Conflict,

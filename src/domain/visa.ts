@@ -4,7 +4,7 @@
  * changed. `active` and `expired` follow from the window and the clock (see `effectiveState`), so a stored
  * `approved` visa needs no write to become active.
  */
-import { canApprove, isHolder, systemActor } from './access.ts';
+import { canApprove, isHolder, systemActor } from './permissions.ts';
 import { inactiveReason, isContractorOf } from './engagement.ts';
 import {
   Conflict,

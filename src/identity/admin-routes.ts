@@ -10,10 +10,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Conflict, Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
+import { Conflict, InvalidInput, NotFound } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
 import { parseDuration } from '../domain/time.ts';
-import type { Caller } from '../server/access-service.ts';
+import type { Caller } from '../app/caller.ts';
+import { requireAdmin as requireAdminRole, requireAuditReader } from '../domain/permissions.ts';
 import type { ServerContext } from '../server/context.ts';
 import type { ScimLinkRecord, ScimTokenRecord } from '../store/identity-records.ts';
 import { generateScimToken, isLive, isValidIdpName } from '../scim/tokens.ts';
@@ -45,13 +46,11 @@ const obj = (properties: Record<string, Schema>, required: string[] = []) => ({
 });
 
 function requireAdmin(caller: Caller, what: string): void {
-  if (!caller.actor.roles.includes('admin')) throw new Forbidden(`only admins may ${what}`);
+  requireAdminRole(caller.actor, what);
 }
 
 function requireStaff(caller: Caller, what: string): void {
-  const roles = caller.actor.roles;
-  if (!roles.includes('admin') && !roles.includes('auditor'))
-    throw new Forbidden(`only admins and auditors may ${what}`);
+  requireAuditReader(caller.actor, what);
 }
 
 export interface ScimTokenView {

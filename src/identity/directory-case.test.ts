@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { defaultPolicy } from '../server/config.ts';
-import type { AccessService } from '../server/access-service.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import { parseIdentityConfig } from './config.ts';
 import { IdentityLifecycle } from './lifecycle.ts';
@@ -32,7 +31,11 @@ test('a directory that lists only \\u212Aate@… (Kelvin sign) does not keep kat
     const alerts: string[] = [];
     const lifecycle = new IdentityLifecycle({
       store,
-      access: {} as AccessService,
+      people: { reactivateAs: () => assert.fail('nobody is reactivated here') },
+      engagements: {
+        createAs: () => assert.fail('no engagement is created here'),
+        setContractorAs: () => assert.fail('no contractor changes here'),
+      },
       offboarding: {
         start: async (input: { personId: string; reason: string }) => {
           started.push({ personId: input.personId, reason: input.reason });

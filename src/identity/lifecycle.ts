@@ -14,12 +14,13 @@
  */
 import { EngagementNotActive, Unauthenticated } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
-import { configuredRoles } from '../domain/roles.ts';
+import { configuredRoles, type RoleConfig } from '../domain/roles.ts';
 import type { Person } from '../domain/model.ts';
 import { isContractorOf } from '../domain/engagement.ts';
 import type { OidcIdentity } from '../auth/oidc-rp.ts';
-import type { AccessService, Caller } from '../server/access-service.ts';
-import type { ServerConfig } from '../server/config.ts';
+import type { Caller } from '../app/caller.ts';
+import type { EngagementService } from '../app/engagements.ts';
+import type { PeopleService } from '../app/people.ts';
 import type { GroupChange, UserChange } from '../scim/service.ts';
 import type { ScimUserRecord } from '../store/identity-records.ts';
 import type { Store } from '../store/store.ts';
@@ -32,10 +33,11 @@ import { foldsIntoAscii } from '../domain/case-folding.ts';
 
 export interface IdentityLifecycleOptions {
   store: Store;
-  access: AccessService;
+  people: Pick<PeopleService, 'reactivateAs'>;
+  engagements: Pick<EngagementService, 'createAs' | 'setContractorAs'>;
   offboarding: OffboardingOrchestrator;
   config: IdentityConfig;
-  serverConfig: Pick<ServerConfig, 'roles' | 'policy'>;
+  serverConfig: RoleConfig;
   /** Failures no caller waits for (a mapping that could not be applied after a login). */
   report: (message: string, error: unknown) => void;
   /** Told when the sync refuses to act (too many offboardings at once) or SCIM ownership refuses a user. */
@@ -43,9 +45,12 @@ export interface IdentityLifecycleOptions {
   now?: () => number;
 }
 
-/** A system actor with the admin role, named after what acts (`scim:okta`, `sync:dev-idp`, `idp-refresh`). */
+/**
+ * kubevisa acting for the identity provider, named after what acts (`scim:okta`, `sync:dev-idp`, `idp-refresh`). It
+ * holds no role: it acts through the application layer's `…As` operations, which ask no permission.
+ */
 export function systemCaller(name: string): Caller {
-  return { actor: { personId: 'system', email: name, roles: ['admin'], groups: [] } };
+  return { actor: { personId: 'system', email: name, roles: [], groups: [] } };
 }
 
 export class IdentityLifecycle {
@@ -129,7 +134,7 @@ export class IdentityLifecycle {
         // Only a suspension by SCIM active=false is lifted here, and only once the identity provider that made it
         // lists the person as active again: another IdP cannot undo it, nor lift a suspension by the directory
         // sync or a refused refresh. A person an admin or a SCIM DELETE deprovisioned stays out for good.
-        await this.options.access.reactivatePerson(systemCaller(by), person.id, `active again at ${idp} (SCIM)`);
+        await this.options.people.reactivateAs(systemCaller(by), person.id, `active again at ${idp} (SCIM)`);
       }
     }
     if (before?.email !== undefined && before.email !== after?.email) await this.applyMappingsSafely(before.email, by);
@@ -323,7 +328,7 @@ export class IdentityLifecycle {
       // Only undo what a sync did: a suspension by SCIM or by a refused refresh is not the directory's to lift.
       const last = (await this.store.listOffboardings({ personId: person.id })).at(-1);
       if (last?.trigger !== 'sync') continue;
-      await this.options.access.reactivatePerson(systemCaller(by), person.id, `active again in ${directory}`);
+      await this.options.people.reactivateAs(systemCaller(by), person.id, `active again in ${directory}`);
       reactivated.push(person.email);
     }
     for (const user of listed) {
@@ -382,7 +387,7 @@ export class IdentityLifecycle {
       if (member && engagement === undefined) {
         await this.createMappedEngagement(mapping, lower, caller, reason);
       } else if (engagement !== undefined && member !== isContractorOf(lower, engagement)) {
-        await this.options.access.setEngagementContractor(caller, engagement.id, lower, member, reason);
+        await this.options.engagements.setContractorAs(caller, engagement.id, lower, member, reason);
       }
     }
     if (person !== undefined && person.status === 'active') {
@@ -426,7 +431,7 @@ export class IdentityLifecycle {
       );
     }
     try {
-      await this.options.access.createEngagement(caller, {
+      await this.options.engagements.createAs(caller, {
         name: spec.name,
         vendor: spec.vendor,
         contractors: [email],
@@ -440,7 +445,7 @@ export class IdentityLifecycle {
       // Two first members at once (an IdP pushing a group's members in parallel): the other one created it.
       const created = (await this.store.listEngagements({ status: 'active' })).find((e) => e.name === spec.name);
       if (created === undefined) throw error;
-      await this.options.access.setEngagementContractor(caller, created.id, email, true, reason);
+      await this.options.engagements.setContractorAs(caller, created.id, email, true, reason);
     }
   }
 

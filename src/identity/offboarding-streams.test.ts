@@ -8,8 +8,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { createTokenIssuer } from '../auth/access-tokens.ts';
 import { Unauthenticated } from '../domain/errors.ts';
-import { AccessService } from '../server/access-service.ts';
-import { defaultPolicy } from '../server/config.ts';
+import { AppEvents } from '../app/events.ts';
+import { PeopleService } from '../app/people.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
 import { systemCaller } from './lifecycle.ts';
@@ -58,14 +58,10 @@ async function setUp(email: string, registry: FakeRegistry | undefined) {
       now: Date.now(),
     }),
   );
-  const access = new AccessService({
-    store,
-    policy: defaultPolicy,
-    clusterNames: () => [],
-    onClustersChanged: () => {},
-    // As the server wires it: the gateway closes the person's streams when told.
-    onPersonDeprovisioned: (p, reason) => registry?.closeOf(p.id, reason, { commit: true }),
-  });
+  const events = new AppEvents();
+  // As the server wires it: the gateway closes the person's streams when told.
+  events.on('person-deprovisioned', (p, reason) => registry?.closeOf(p.id, reason, { commit: true }));
+  const people = new PeopleService({ store, clusterNames: () => [], events });
   const { privateKey } = generateKeyPairSync('ed25519');
   const tokens = createTokenIssuer({
     issuer: 'https://kv.test',
@@ -76,7 +72,7 @@ async function setUp(email: string, registry: FakeRegistry | undefined) {
   const alerts: OffboardingAlert[] = [];
   const offboarding = new OffboardingOrchestrator({
     store,
-    access,
+    people,
     sessions: {
       async authenticate() {
         throw new Unauthenticated('access ended for this person');
@@ -181,7 +177,7 @@ test('a stream that survived the commit is closed by the proof and proven in the
       status: 'deprovisioned',
       trigger: { kind: 'admin', by: 'sam@corp.example' },
       reason: 'contract ended',
-      caller: systemCaller('sam@corp.example'),
+      caller: { actor: { personId: 'p_sam', email: 'sam@corp.example', roles: ['admin'], groups: [] } },
     });
     const unproven = await settled(offboarding, started.id, 'unproven');
     const first = unproven.steps.find((s) => s.id === 'streams-closed')!;

@@ -14,11 +14,10 @@ import { ClusterUnreachable } from '../cluster/errors.ts';
 import type { RoleBinding, ServiceAccount } from '../cluster/objects.ts';
 import { Unauthenticated } from '../domain/errors.ts';
 import { serviceAccountName } from '../domain/names.ts';
-import { AccessService } from '../server/access-service.ts';
-import { defaultPolicy } from '../server/config.ts';
+import { AppEvents } from '../app/events.ts';
+import { PeopleService } from '../app/people.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
-import { systemCaller } from './lifecycle.ts';
 import { OffboardingOrchestrator, type OffboardingAlert } from './offboarding.ts';
 
 const EMAIL = 'cora@vendor.example';
@@ -128,12 +127,7 @@ test('an unreachable cluster leaves the receipt unproven with an alert; it is re
       metadata: { name: serviceAccountName(EMAIL), namespace: 'kubevisa-visas', labels: {}, annotations: {} },
     },
   ];
-  const access = new AccessService({
-    store,
-    policy: defaultPolicy,
-    clusterNames: () => ['prod'],
-    onClustersChanged: () => {},
-  });
+  const people = new PeopleService({ store, clusterNames: () => ['prod'], events: new AppEvents() });
   const { privateKey } = generateKeyPairSync('ed25519');
   const tokens = createTokenIssuer({
     issuer: 'https://kv.test',
@@ -145,7 +139,7 @@ test('an unreachable cluster leaves the receipt unproven with an alert; it is re
   const reconciles: string[] = [];
   const offboarding = new OffboardingOrchestrator({
     store,
-    access,
+    people,
     sessions: {
       async authenticate() {
         throw new Unauthenticated('access ended for this person');
@@ -196,7 +190,7 @@ test('an unreachable cluster leaves the receipt unproven with an alert; it is re
       status: 'deprovisioned',
       trigger: { kind: 'admin', by: 'sam@corp.example' },
       reason: 'contract ended',
-      caller: systemCaller('sam@corp.example'),
+      caller: { actor: { personId: 'p_sam', email: 'sam@corp.example', roles: ['admin'], groups: [] } },
     });
     reachable = false;
     assert.equal(started.status, 'proving');

@@ -24,8 +24,10 @@ import { NotFound, Unauthenticated } from '../domain/errors.ts';
 import type { Person } from '../domain/model.ts';
 import { effectiveState } from '../domain/visa.ts';
 import type { Reconciler } from '../reconciler/reconciler.ts';
-import type { AccessService, Caller } from '../server/access-service.ts';
-import type { SessionService } from '../server/session-service.ts';
+import type { Caller } from '../app/caller.ts';
+import type { PeopleService } from '../app/people.ts';
+import type { SessionService } from '../app/sessions.ts';
+import { requireAdmin } from '../domain/permissions.ts';
 import type { OffboardingRecord } from '../store/identity-records.ts';
 import type { JsonObject, Store, StoreTx } from '../store/store.ts';
 import { ClusterProbe, rulesBeyondDiscovery, type CanaryToken } from './cluster-probe.ts';
@@ -46,7 +48,7 @@ export interface OffboardingStart {
   status: 'suspended' | 'deprovisioned';
   trigger: { kind: TriggerKind; by: string };
   reason: string;
-  /** Who acts: the admin for `kubevisa offboard`, a system actor (with the admin role) for the IdP's triggers. */
+  /** Who acts: the admin for `kubevisa offboard` (trigger `admin`: checked), a system actor for the IdP's triggers. */
   caller: Caller;
 }
 
@@ -87,7 +89,7 @@ export interface OffboardingAlert {
 
 export interface OffboardingOptions {
   store: Store;
-  access: AccessService;
+  people: Pick<PeopleService, 'offboardAs'>;
   sessions: Pick<SessionService, 'authenticate'>;
   tokens: TokenIssuer;
   clusters: Map<string, ClusterClient>;
@@ -151,6 +153,8 @@ export class OffboardingOrchestrator {
    * @throws NotFound for an unknown person; Forbidden when the caller is not an admin.
    */
   async start(input: OffboardingStart): Promise<Receipt> {
+    // An admin's offboarding is a person's act and needs the role; the IdP's triggers are kubevisa's own.
+    if (input.trigger.kind === 'admin') requireAdmin(input.caller.actor, 'offboard a person');
     const person = await this.store.getPerson(input.personId);
     if (!person) throw new NotFound(`no person '${input.personId}'`);
     return this.exclusive(person.id, async () => {
@@ -163,7 +167,7 @@ export class OffboardingOrchestrator {
       }
       const canaries = await this.mintCanaries(person.email);
       const openBefore = this.streams?.openOf(person.id) ?? [];
-      const result = await this.options.access.offboardPerson(input.caller, person.id, input.reason, {
+      const result = await this.options.people.offboardAs(input.caller, person.id, input.reason, {
         status: input.status,
       });
       const committedAt = this.now();

@@ -10,7 +10,7 @@ import { InvalidInput, NotFound } from '../domain/errors.ts';
 import type { Extension, ServerContext } from '../server/context.ts';
 import { registerScimRoutes, SCIM_PREFIX } from '../scim/routes.ts';
 import { ScimService } from '../scim/service.ts';
-import type { Caller } from '../server/access-service.ts';
+import type { Caller } from '../app/caller.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
 import { parseIdentityConfig, parseScimConfig } from './config.ts';
 import { createDevIdpDirectory } from '../dev/idp-directory.ts';
@@ -98,7 +98,7 @@ export const wireIdentity: Extension = async (context) => {
 
   const offboarding = new OffboardingOrchestrator({
     store: context.store,
-    access: context.access,
+    people: context.people,
     sessions: context.sessions,
     tokens: context.tokens,
     clusters: context.clusters,
@@ -109,7 +109,8 @@ export const wireIdentity: Extension = async (context) => {
   });
   const lifecycle = new IdentityLifecycle({
     store: context.store,
-    access: context.access,
+    people: context.people,
+    engagements: context.engagements,
     offboarding,
     config,
     serverConfig: context.config,

@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { anEngagement, DAY, HOUR, NOW } from '../domain/testing/fixtures.ts';
+import { anEngagement, aPolicy, DAY, HOUR, NOW } from '../domain/testing/fixtures.ts';
 import type { Visa } from '../domain/model.ts';
-import { ServerEvents } from '../server/context.ts';
+import { AppEvents } from '../app/events.ts';
+import { VisaService } from '../app/visas.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
 import { AlertDispatcher } from './alert-delivery.ts';
@@ -63,8 +64,9 @@ beforeEach(async () => {
   });
 });
 
-function monitor(options: { revokeStale?: boolean; alerts: Alert[]; events?: ServerEvents; usage?: UsageTracker }) {
-  const events = options.events ?? new ServerEvents();
+function monitor(options: { revokeStale?: boolean; alerts: Alert[]; events?: AppEvents; usage?: UsageTracker }) {
+  const events = options.events ?? new AppEvents();
+  const visas = new VisaService({ store, policy: aPolicy(), clusterNames: () => [], events, now: () => clock });
   const monitoring: MonitoringConfig = {
     staleAfterMs: DAY,
     revokeStale: options.revokeStale ?? false,
@@ -96,7 +98,7 @@ function monitor(options: { revokeStale?: boolean; alerts: Alert[]; events?: Ser
     monitoring,
     alertsConfig: { sinks: [], retry: DEFAULT_RETRY, attemptTimeoutMs: 1000, expiryNoticeMs: HOUR },
     revoke: async (visaId, reason) => {
-      await revokeAsMonitor(store, events, visaId, reason, clock);
+      await revokeAsMonitor(visas, visaId, reason);
     },
     log: (message) => assert.fail(`unexpected log: ${message}`),
     now: () => clock,
@@ -131,7 +133,7 @@ describe('stale visas', () => {
 
   test('are revoked as system:monitoring when configured, and the reconciler and gateway are told', async () => {
     const alerts: Alert[] = [];
-    const events = new ServerEvents();
+    const events = new AppEvents();
     const told: string[] = [];
     events.on('clusters-changed', (clusters) => told.push(`clusters-changed ${clusters.join(',')}`));
     events.on('visas-ended', (visas, reason) => told.push(`visas-ended ${visas[0]?.id} ${reason}`));

@@ -16,9 +16,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Forbidden, Unauthenticated } from '../domain/errors.ts';
-import type { PersonRole } from '../domain/model.ts';
-import type { Caller } from '../server/access-service.ts';
+import { Unauthenticated } from '../domain/errors.ts';
+import type { Caller } from '../app/caller.ts';
+import { requireAuditReader } from '../domain/permissions.ts';
 import type { Extension, ServerContext } from '../server/context.ts';
 import { AlertDispatcher, webhookSink } from './alert-delivery.ts';
 import { parseAuditLine, parseAuditPayload, type AuditUse } from './audit-log.ts';
@@ -94,7 +94,7 @@ export const wireMonitoring: Extension = async (context: ServerContext) => {
     alertsConfig,
     log,
     async revoke(visaId, reason) {
-      await revokeAsMonitor(store, events, visaId, reason, Date.now());
+      await revokeAsMonitor(context.visas, visaId, reason);
     },
   });
   await service.restoreUsage();
@@ -193,10 +193,7 @@ export const wireMonitoring: Extension = async (context: ServerContext) => {
   // ——— Routes ———
   const requireStaff = async (request: FastifyRequest): Promise<Caller> => {
     const caller = await context.authenticate(request);
-    const allowed: PersonRole[] = ['admin', 'auditor'];
-    if (!caller.actor.roles.some((role) => allowed.includes(role))) {
-      throw new Forbidden('only admins and auditors may see exposure scans and usage');
-    }
+    requireAuditReader(caller.actor, 'see exposure scans and usage');
     return caller;
   };
   const clusterParam = {

@@ -1,44 +1,23 @@
 /**
  * What the composition root hands to each capability that plugs into the server (SCIM, audit, monitoring,
- * the gateway): the shared services, typed events, a way to register API routes (with kubevisa's bearer
+ * the gateway): the application services (src/app/), the event bus, a way to register API routes (with kubevisa's bearer
  * authentication) and raw routes that bypass the API framework for speed (the gateway).
  */
-import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TokenIssuer } from '../auth/access-tokens.ts';
 import type { ClusterClient } from '../cluster/client.ts';
-import type { Person, Visa } from '../domain/model.ts';
 import type { Reconciler } from '../reconciler/reconciler.ts';
 import type { Store } from '../store/store.ts';
-import type { AccessService, Caller } from './access-service.ts';
+import type { Caller } from '../app/caller.ts';
+import type { CredentialService } from '../app/credentials.ts';
+import type { EngagementService } from '../app/engagements.ts';
+import type { AppEvents } from '../app/events.ts';
+import type { PeopleService } from '../app/people.ts';
+import type { SessionService } from '../app/sessions.ts';
+import type { VisaService } from '../app/visas.ts';
 import type { ServerConfig } from './config.ts';
-import type { SessionService } from './session-service.ts';
-
-export interface ServerEventMap {
-  /** Visas stopped granting (revoked, cancelled, ended with their engagement). */
-  'visas-ended': [visas: Visa[], reason: string];
-  /** Something changed that the reconciler must converge in these clusters. */
-  'clusters-changed': [clusters: string[]];
-  /** A person was deprovisioned (offboarded by an admin or by the identity provider). */
-  'person-deprovisioned': [person: Person, reason: string];
-  /** Any visa was created or changed state (for indexes such as the gateway's). */
-  'visas-changed': [];
-  /** A kubevisa session ended (logout): its access tokens must stop working everywhere at once. */
-  'session-ended': [sessionId: string];
-  /**
-   * The gateway answered a request (emit once per request, after the answer): monitoring records the person's and
-   * visa's last use (staleness) and counts requests by status. `at` in epoch ms; `visaId` when one visa covered it.
-   */
-  'gateway-request': [request: { personId: string; visaId?: string; cluster: string; status: number; at: number }];
-  /** The gateway closed an open stream because its visa ended (expired, revoked, offboarded): counted in metrics. */
-  'stream-cut': [cut: { cluster: string; visaId: string; reason: string }];
-  /** The audit trail failed verification (wrong hash, gap, rollback): monitoring raises an alert. */
-  'audit-verification-failed': [failure: { at: number; message: string; seq?: number }];
-}
-
-export class ServerEvents extends EventEmitter<ServerEventMap> {}
 
 export interface RawRoute {
   /** Path prefix the route owns, e.g. `/clusters/`. */
@@ -56,10 +35,13 @@ export interface ServerContext {
   /** Namespaces beyond the always-protected ones that no visa may grant (the config's, and the server's own). */
   protectedNamespaces: readonly string[];
   reconciler: Reconciler;
-  access: AccessService;
+  visas: VisaService;
+  engagements: EngagementService;
+  people: PeopleService;
   sessions: SessionService;
+  credentials: CredentialService;
   tokens: TokenIssuer;
-  events: ServerEvents;
+  events: AppEvents;
   app: FastifyInstance;
   /** kubevisa bearer authentication for extension routes; throws Unauthenticated. */
   authenticate(request: FastifyRequest): Promise<Caller>;

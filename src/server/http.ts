@@ -11,20 +11,26 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { RawRoute } from './context.ts';
 import { KubevisaError, Unauthenticated } from '../domain/errors.ts';
 import type { AuditSource } from '../store/store.ts';
-import type { AccessService, Caller } from './access-service.ts';
-import type { SessionService } from './session-service.ts';
-import { engagementView, personView, profileView, visaView } from './views.ts';
+import type { Caller } from '../app/caller.ts';
+import type { CredentialService } from '../app/credentials.ts';
+import type { EngagementService } from '../app/engagements.ts';
+import type { PeopleService } from '../app/people.ts';
+import type { SessionService } from '../app/sessions.ts';
+import type { VisaService } from '../app/visas.ts';
+import { engagementView, personView, profileView, visaView } from '../app/views.ts';
 import { publicProblem } from './public-errors.ts';
 import { AddressLimiter, clientKey } from '../gateway/rate-limit.ts';
 import type { Profile } from '../domain/model.ts';
 
 export interface ApiOptions {
-  access: AccessService;
+  visas: VisaService;
+  engagements: EngagementService;
+  people: PeopleService;
   sessions: SessionService;
+  /** Direct-mode credentials. */
+  credentials: Pick<CredentialService, 'issueDirect'>;
   profiles: () => Promise<Profile[]>;
   clusters: () => { name: string; server: string; caData?: string; directMode?: boolean }[];
-  /** Direct-mode credential for the caller on a cluster. */
-  issueClusterCredential: (caller: Caller, cluster: string) => Promise<{ token: string; expirationTimestamp: string }>;
   /** Offboards a person and proves each step (the receipt). */
   offboard: (caller: Caller, idOrEmail: string, reason: string) => Promise<unknown>;
   /** Routes served before the API framework sees the request (the gateway); read on every request. */
@@ -155,14 +161,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     });
   };
 
-  const authenticate = async (request: FastifyRequest): Promise<Caller> => {
-    const header = request.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header) : null;
-    if (!match?.[1])
-      throw new Unauthenticated('a kubevisa access token is required (Authorization: Bearer …): run kubevisa login');
-    const { actor, sessionId } = await options.sessions.authenticate(match[1]);
-    return { actor, sessionId, source: sourceOf(request) };
-  };
+  const authenticate = bearerAuthenticator(options.sessions);
   // Starting a login is open to anyone and costs a pending login in the store and, for the device flow, a call to
   // the identity provider: without a budget per client address, one client could make kubevisa flood the
   // organisation's IdP until it throttles everyone's logins. The budget is checked before any of that work.
@@ -188,7 +187,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     url: '/api/v1/me',
     summary: 'The caller',
     auth: true,
-    handler: async (_r, _p, caller) => personView(await options.access.me(caller!)),
+    handler: async (_r, _p, caller) => personView(await options.people.me(caller!)),
   });
   route({
     method: 'POST',
@@ -214,7 +213,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     ),
     handler: async (request, reply, caller) => {
       reply.code(201);
-      const created = await options.access.createEngagement(caller!, body(request));
+      const created = await options.engagements.create(caller!, body(request));
       // What the ceiling matches but will never grant (protected namespaces), said once, in the answer.
       return { ...engagementView(created), ...(created.warnings.length > 0 ? { warnings: created.warnings } : {}) };
     },
@@ -224,15 +223,14 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     url: '/api/v1/engagements',
     summary: 'Engagements the caller may see',
     auth: true,
-    handler: async (_r, _p, caller) => ({ items: (await options.access.listEngagements(caller!)).map(engagementView) }),
+    handler: async (_r, _p, caller) => ({ items: (await options.engagements.list(caller!)).map(engagementView) }),
   });
   route({
     method: 'GET',
     url: '/api/v1/engagements/:id',
     summary: 'One engagement',
     auth: true,
-    handler: async (request, _p, caller) =>
-      engagementView(await options.access.getEngagement(caller!, params(request).id!)),
+    handler: async (request, _p, caller) => engagementView(await options.engagements.get(caller!, params(request).id!)),
   });
   route({
     method: 'POST',
@@ -242,7 +240,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     body: reasonBody,
     handler: async (request, _p, caller) =>
       engagementView(
-        await options.access.endEngagement(caller!, params(request).id!, body<{ reason: string }>(request).reason),
+        await options.engagements.end(caller!, params(request).id!, body<{ reason: string }>(request).reason),
       ),
   });
   route({
@@ -282,7 +280,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     ),
     handler: async (request, reply, caller) => {
       reply.code(201);
-      return visaView(await options.access.requestVisa(caller!, body(request)));
+      return visaView(await options.visas.request(caller!, body(request)));
     },
   });
   route({
@@ -292,7 +290,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     auth: true,
     querystring: obj({ state: str(16), cluster: str(63), engagement: str(63), person: str(64) }),
     handler: async (request, _p, caller) => ({
-      items: (await options.access.listVisas(caller!, request.query as Record<string, string>)).map(visaView),
+      items: (await options.visas.list(caller!, request.query as Record<string, string>)).map(visaView),
     }),
   });
   route({
@@ -300,7 +298,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     url: '/api/v1/visas/:id',
     summary: 'One visa',
     auth: true,
-    handler: async (request, _p, caller) => visaView(await options.access.getVisa(caller!, params(request).id!)),
+    handler: async (request, _p, caller) => visaView(await options.visas.get(caller!, params(request).id!)),
   });
   route({
     method: 'POST',
@@ -313,9 +311,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       duration: str(32),
     }),
     handler: async (request, _p, caller) =>
-      visaView(
-        await options.access.approve(caller!, params(request).id!, (request.body ?? {}) as { comment?: string }),
-      ),
+      visaView(await options.visas.approve(caller!, params(request).id!, (request.body ?? {}) as { comment?: string })),
   });
   route({
     method: 'POST',
@@ -324,14 +320,14 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     auth: true,
     body: reasonBody,
     handler: async (request, _p, caller) =>
-      visaView(await options.access.deny(caller!, params(request).id!, body<{ reason: string }>(request).reason)),
+      visaView(await options.visas.deny(caller!, params(request).id!, body<{ reason: string }>(request).reason)),
   });
   route({
     method: 'POST',
     url: '/api/v1/visas/:id/cancel',
     summary: 'Cancel your own request or visa',
     auth: true,
-    handler: async (request, _p, caller) => visaView(await options.access.cancel(caller!, params(request).id!)),
+    handler: async (request, _p, caller) => visaView(await options.visas.cancel(caller!, params(request).id!)),
   });
   route({
     method: 'POST',
@@ -340,7 +336,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     auth: true,
     body: reasonBody,
     handler: async (request, _p, caller) =>
-      visaView(await options.access.revoke(caller!, params(request).id!, body<{ reason: string }>(request).reason)),
+      visaView(await options.visas.revoke(caller!, params(request).id!, body<{ reason: string }>(request).reason)),
   });
   route({
     method: 'POST',
@@ -350,7 +346,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     body: obj({ duration: str(32), reason: str(500) }, ['duration', 'reason']),
     handler: async (request, reply, caller) => {
       reply.code(201);
-      return visaView(await options.access.extend(caller!, params(request).id!, body(request)));
+      return visaView(await options.visas.extend(caller!, params(request).id!, body(request)));
     },
   });
   route({
@@ -358,7 +354,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     url: '/api/v1/persons',
     summary: 'Persons (admins, approvers, auditors)',
     auth: true,
-    handler: async (_r, _p, caller) => ({ items: (await options.access.listPersons(caller!)).map(personView) }),
+    handler: async (_r, _p, caller) => ({ items: (await options.people.list(caller!)).map(personView) }),
   });
   route({
     method: 'POST',
@@ -381,7 +377,10 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     url: '/api/v1/clusters/:name/credential',
     summary: 'A short-lived token for your identity on a cluster (direct mode)',
     auth: true,
-    handler: async (request, _p, caller) => options.issueClusterCredential(caller!, params(request).name!),
+    handler: async (request, _p, caller) => {
+      const issued = await options.credentials.issueDirect(caller!, params(request).name!);
+      return { token: issued.token, expirationTimestamp: new Date(issued.expirationTimestamp).toISOString() };
+    },
   });
   route({
     method: 'POST',
@@ -475,7 +474,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     summary: 'Log out',
     auth: true,
     handler: async (_r, _p, caller) => {
-      await options.sessions.logout(caller!.sessionId!, caller!.actor);
+      await options.sessions.logout(caller!);
       return undefined;
     },
   });
@@ -506,7 +505,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 }
 
 /** kubevisa bearer authentication for API routes (extensions use it too). */
-export function bearerAuthenticator(sessions: SessionService) {
+export function bearerAuthenticator(sessions: Pick<SessionService, 'authenticate'>) {
   return async (request: FastifyRequest): Promise<Caller> => {
     const header = request.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header) : null;

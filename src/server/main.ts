@@ -17,14 +17,18 @@ import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { Reconciler } from '../reconciler/reconciler.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
-import { AccessService, type Caller } from './access-service.ts';
+import type { Caller } from '../app/caller.ts';
+import { EngagementService } from '../app/engagements.ts';
+import { AppEvents } from '../app/events.ts';
+import { PeopleService } from '../app/people.ts';
+import { SessionService } from '../app/sessions.ts';
+import { VisaService } from '../app/visas.ts';
+import { loadOrCreateSecretBox } from '../auth/secret-box.ts';
 import type { ServerConfig } from './config.ts';
 import { bearerAuthenticator, buildApi } from './http.ts';
-import { ServerEvents, type RawRoute, type ServerContext } from './context.ts';
+import type { RawRoute, ServerContext } from './context.ts';
 import { extensions } from './extensions.ts';
 import { identityOf } from '../identity/wire.ts';
-import { loadOrCreateSecretBox } from './secret-box.ts';
-import { SessionService } from './session-service.ts';
 import { protectOwnNamespace } from './own-namespace.ts';
 import { startCredentialRenewal } from './credential-renewal.ts';
 
@@ -116,19 +120,12 @@ export async function startServer(
       resyncIntervalMs: config.resyncIntervalMs,
       crashAfterIntent: process.env.KUBEVISA_FAULT === 'crash-after-intent',
     });
-    const events = new ServerEvents();
+    const events = new AppEvents();
     events.on('clusters-changed', (names) => reconciler.kick(names));
-    const access = new AccessService({
-      store,
-      policy,
-      clusterNames: () => [...clusters.keys()],
-      onClustersChanged: (names) => {
-        events.emit('clusters-changed', names);
-        events.emit('visas-changed');
-      },
-      onVisasEnded: (visas, reason) => events.emit('visas-ended', visas, reason),
-      onPersonDeprovisioned: (person, reason) => events.emit('person-deprovisioned', person, reason),
-    });
+    const ports = { store, policy, clusterNames: () => [...clusters.keys()], events };
+    const visas = new VisaService(ports);
+    const engagements = new EngagementService(ports);
+    const people = new PeopleService(ports);
     const sessions = new SessionService({
       store,
       rp,
@@ -179,16 +176,14 @@ export async function startServer(
       },
       reconciler,
     });
-    const issueClusterCredential = async (caller: Caller, name: string) => {
-      const issued = await credentials.issueDirect(caller, name);
-      return { token: issued.token, expirationTimestamp: new Date(issued.expirationTimestamp).toISOString() };
-    };
-
     const rawRoutes: RawRoute[] = [];
     const app = await buildApi({
       rawRoutes,
-      access,
+      visas,
+      engagements,
+      people,
       sessions,
+      credentials,
       profiles: () => store.listProfiles(),
       clusters: () =>
         [...clusters.values()].map((c) => ({
@@ -197,7 +192,6 @@ export async function startServer(
           ...(c.connection.certificateAuthorityData ? { caData: c.connection.certificateAuthorityData } : {}),
           directMode: directModeClusters.has(c.name),
         })),
-      issueClusterCredential,
       offboard,
       ...(config.tls
         ? { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } }
@@ -211,8 +205,11 @@ export async function startServer(
       clusters,
       protectedNamespaces: policy.protectedNamespaces ?? [],
       reconciler,
-      access,
+      visas,
+      engagements,
+      people,
       sessions,
+      credentials,
       tokens,
       events,
       app,

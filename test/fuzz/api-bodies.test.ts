@@ -1,5 +1,5 @@
 // Properties of the API's JSON bodies: the real HTTP layer (src/server/http.ts: fastify, the route schemas, the
-// problem+json errors) over the real application service and domain validators (src/server/access-service.ts,
+// problem+json errors) over the real application service and domain validators (src/app/,
 // src/domain) and a real SQLite store. Whatever body a caller sends: a success whose result obeys the rules, or a 4xx
 // problem+json with a stable code that changed nothing; never a 5xx. And no approval body, however odd, grants more
 // than was asked for. Authentication is not what is fuzzed here: the session service answers for three fixed tokens
@@ -15,9 +15,12 @@ import { Forbidden, Unauthenticated } from '../../src/domain/errors.ts';
 import type { Actor, Person, Policy } from '../../src/domain/model.ts';
 import { isDnsLabel, isNamespacePattern, matchesAnyPattern } from '../../src/domain/names.ts';
 import { SHIPPED_PROFILES } from '../../src/rbac/profiles.ts';
-import { AccessService } from '../../src/server/access-service.ts';
+import { EngagementService } from '../../src/app/engagements.ts';
+import { AppEvents } from '../../src/app/events.ts';
+import { PeopleService } from '../../src/app/people.ts';
+import { VisaService } from '../../src/app/visas.ts';
 import { buildApi } from '../../src/server/http.ts';
-import type { SessionService } from '../../src/server/session-service.ts';
+import type { SessionService } from '../../src/app/sessions.ts';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite.ts';
 import { checkAsync, PROTOTYPE_KEYS } from './fuzz.ts';
 import { jsonText, objectText } from './json-text.ts';
@@ -36,7 +39,7 @@ const POLICY: Policy = {
 let dir: string;
 let store: SqliteStore;
 let app: FastifyInstance;
-let access: AccessService;
+let visas: VisaService;
 const tokens = new Map<string, Actor>();
 let cora: Actor;
 
@@ -102,7 +105,8 @@ before(async () => {
   cora = await person('cora@vendor.example', [], []);
   const ann = await person('ann@corp.example', ['approvers'], []);
   tokens.set('admin', admin).set('cora', cora).set('ann', ann);
-  access = new AccessService({ store, policy: POLICY, clusterNames: () => [CLUSTER], onClustersChanged: () => {} });
+  const ports = { store, policy: POLICY, clusterNames: () => [CLUSTER], events: new AppEvents() };
+  visas = new VisaService(ports);
   const sessions = {
     authenticate: async (token: string) => {
       const actor = tokens.get(token);
@@ -114,11 +118,13 @@ before(async () => {
     throw new Forbidden('not part of this test');
   };
   app = await buildApi({
-    access,
+    visas,
+    engagements: new EngagementService(ports),
+    people: new PeopleService(ports),
     sessions,
+    credentials: { issueDirect: refuse },
     profiles: () => store.listProfiles(),
     clusters: () => [],
-    issueClusterCredential: refuse,
     offboard: refuse,
     rawRoutes: [],
   });
@@ -306,7 +312,7 @@ const approvalBody = body({
 
 // ---------------------------------------------------------------------------------------------------------------
 
-describe('fuzzing the API bodies (src/server/http.ts, src/server/access-service.ts, src/domain)', () => {
+describe('fuzzing the API bodies (src/server/http.ts, src/app/, src/domain)', () => {
   test('POST /api/v1/engagements: an engagement within the rules, or a 4xx that changed nothing', async () => {
     await checkAsync(
       'api: engagement bodies',
@@ -377,7 +383,7 @@ describe('fuzzing the API bodies (src/server/http.ts, src/server/access-service.
       'api: approval bodies',
       200,
       fc.asyncProperty(approvalBody, async (payload) => {
-        const visa = await access.requestVisa(
+        const visa = await visas.request(
           { actor: cora },
           {
             engagement: 'acme',
@@ -405,7 +411,7 @@ describe('fuzzing the API bodies (src/server/http.ts, src/server/access-service.
   });
 
   test('every other route with a body answers a body it cannot use with a 4xx, never a 5xx', async () => {
-    const visa = await access.requestVisa(
+    const visa = await visas.request(
       { actor: cora },
       {
         engagement: 'acme',

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canApprove, canEndEngagement, canRevoke, canSeeVisa, isHolder, systemActor } from './access.ts';
+import { canApprove, canEndEngagement, canRevoke, canSeeVisa, isHolder, systemActor } from './permissions.ts';
 import {
   admin,
   anActor,

@@ -16,18 +16,26 @@ import {
 } from '../auth/session-secrets.ts';
 import { InvalidInput, NotFound, Unauthenticated } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
-import { configuredRoles } from '../domain/roles.ts';
+import { configuredRoles, type RoleConfig } from '../domain/roles.ts';
 import type { Actor, Person, PersonRole } from '../domain/model.ts';
 import type { AuditSource, Store } from '../store/store.ts';
-import type { SecretBox } from './secret-box.ts';
-import type { ServerConfig } from './config.ts';
+import type { SecretBox } from '../auth/secret-box.ts';
+import type { Caller } from './caller.ts';
+
+/** What sessions read from the server configuration. */
+export interface SessionSettings extends RoleConfig {
+  /** How long a session lasts, in seconds. */
+  sessionSeconds: number;
+  /** How long an access token lasts, in seconds. */
+  accessTokenSeconds: number;
+}
 
 export interface SessionServiceOptions {
   store: Store;
   rp: OidcRelyingParty;
   tokens: TokenIssuer;
   secretBox: SecretBox;
-  config: Pick<ServerConfig, 'roles' | 'policy' | 'sessionSeconds' | 'accessTokenSeconds'>;
+  config: SessionSettings;
   now?: () => number;
   /**
    * Told when a session ends (logout, or the IdP no longer vouches for it), so caches of its tokens (the gateway's)
@@ -414,7 +422,10 @@ export class SessionService {
     return { actor: actorOf(person), sessionId: session.id, person };
   }
 
-  async logout(sessionId: string, actor: Actor): Promise<void> {
+  /** Ends the caller's own session. */
+  async logout(caller: Caller): Promise<void> {
+    const { actor, sessionId } = caller;
+    if (sessionId === undefined) throw new InvalidInput('only a person logged in to kubevisa has a session to end');
     const now = this.now();
     await this.store.transaction(async (tx) => {
       await tx.revokeSession(sessionId, now, 'logged out');
