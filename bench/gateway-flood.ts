@@ -10,10 +10,9 @@
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Agent, request as httpsRequest } from 'node:https';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { openSqliteStore } from '../src/store/sqlite.ts';
+import { openStore } from '../src/store/open.ts';
 import { startFlood, type FloodOptions, type FloodResult } from '../test/support/gateway-flood.ts';
 import {
   api,
@@ -158,9 +157,7 @@ async function main() {
     server.kill('SIGTERM');
     await waitForExit(server);
     server = undefined;
-    const store = await openSqliteStore({
-      path: env.config.store.path ?? join(env.config.dataDir, 'kubevisa.db'),
-    });
+    const store = await openStore(env.config.store, { dataDir: env.config.dataDir });
     let floodEvents: number;
     try {
       floodEvents = (await store.listAudit({ limit: 10_000 })).filter((e) => e.source?.address === FLOOD_FROM).length;

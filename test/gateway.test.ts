@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { debuggerProfile } from '../src/rbac/profiles.ts';
-import { openSqliteStore } from '../src/store/sqlite.ts';
+import { openStore } from '../src/store/open.ts';
 import { gateways } from '../src/gateway/wire.ts';
 import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';
 
@@ -467,7 +467,7 @@ describe('stopping the server', () => {
         gateway.streams.all().some((s) => s.namespace === 'gw-stop' && s.kind === 'watch'),
       );
       const server = env.server!;
-      const dbPath = server.context.config.store.path ?? join(server.context.config.dataDir, 'kubevisa.db');
+      const { config } = server.context;
       await server.stop();
       env.server = undefined;
       await eventually(
@@ -475,7 +475,7 @@ describe('stopping the server', () => {
         5000,
         async () => watch.child.exitCode !== null || watch.child.signalCode !== null,
       );
-      const store = await openSqliteStore({ path: dbPath });
+      const store = await openStore(config.store, { dataDir: config.dataDir });
       try {
         const events = await store.listAudit({ visaId: String(visa.id), limit: 100 });
         const requests = events.filter((e) => e.action === 'gateway.request');

@@ -48,20 +48,16 @@ export const wireAudit: Extension = async (context) => {
   // bring back access revoked since).
   await service.assertNotRolledBack();
 
-  const guards = 'restoredGuards' in store ? store.restoredGuards : undefined;
-  const restored = Array.isArray(guards) ? guards.filter((name): name is string => typeof name === 'string') : [];
-  if (restored.length > 0) {
-    report('append-only triggers were missing and have been recreated', restored.join(', '));
-    await store.transaction((tx) =>
-      tx.appendAudit({
-        at: Date.now(),
-        actor: 'system',
-        action: 'audit.guards-restored',
-        outcome: 'error',
-        reason: 'append-only triggers of the audit trail were removed outside kubevisa',
-        details: { triggers: restored },
-      }),
-    );
+  // The engine's own checks of the trail's protections (SQLite: append-only triggers someone with the file
+  // dropped, now recreated). What they found is evidence of tampering and goes into the trail.
+  const findings = await store.checkIntegrity();
+  if (findings.length > 0) {
+    for (const finding of findings) report(finding.reason, JSON.stringify(finding.details));
+    await store.transaction(async (tx) => {
+      for (const finding of findings) {
+        await tx.appendAudit({ at: Date.now(), actor: 'system', outcome: 'error', ...finding });
+      }
+    });
   }
   await service.checkpointIfMoved();
 

@@ -1,89 +1,22 @@
 /**
  * Gateway request and stream events go to the audit trail in batches every 250 ms, written in chunks of at most
- * 128 events per transaction. With a SQLite file the chunks are written by a worker thread (audit-worker.ts), so
- * the event loop that relays requests never runs SQLite or waits for an fsync; otherwise (another engine, an
- * in-memory database) by the store in this thread, with the event loop free between chunks. A failure to write
- * is reported, the events are kept for the next try, and the batcher reports itself unhealthy so the gateway
- * fails closed.
+ * 128 events per transaction, through the store's audit appender: each engine brings its fastest durable way
+ * (SQLite writes them from a worker thread, so the event loop that relays requests never runs SQLite or waits
+ * for an fsync). A failure to write is reported, the events are kept for the next try, and the batcher reports
+ * itself unhealthy so the gateway fails closed.
  */
-import { Worker } from 'node:worker_threads';
-import type { NewAuditEvent, Store } from '../store/store.ts';
-import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './audit-worker.ts';
+import { transactionAppender } from '../store/appender.ts';
+import type { AuditAppender, NewAuditEvent, Store } from '../store/store.ts';
 
 /** Most events written in one transaction. */
 const CHUNK = 128;
 
-/** Appends events to the trail in one transaction; resolves once they are durable. */
-export interface AuditSink {
-  write(events: NewAuditEvent[]): Promise<void>;
-  close(): Promise<void>;
-}
+/** Appends events to the trail in one transaction; resolves once they are durable (the store's appender). */
+export type AuditSink = AuditAppender;
 
-/** Writes through the store in this thread: for engines and databases a second connection cannot reach. */
-export function storeSink(store: Store): AuditSink {
-  return {
-    write: (events) =>
-      store.transaction(async (tx) => {
-        for (const event of events) await tx.appendAudit(event);
-      }),
-    close: async () => {},
-  };
-}
-
-/** Writes through a worker thread with its own connection to the SQLite file at `path`. */
-export class AuditThread implements AuditSink {
-  private worker: Worker | undefined;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
-  private nextId = 1;
-  private closed = false;
-  private readonly data: AuditWorkerData;
-
-  constructor(data: AuditWorkerData) {
-    this.data = data;
-  }
-
-  write(events: NewAuditEvent[]): Promise<void> {
-    return this.send({ id: this.nextId++, events });
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.worker === undefined) return;
-    await this.send({ id: this.nextId++, close: true }).catch(() => undefined);
-    await this.worker?.terminate();
-    this.worker = undefined;
-  }
-
-  private send(request: AuditWorkerRequest): Promise<void> {
-    // After close, nothing starts a new thread that nobody would stop.
-    if (this.closed && !('close' in request)) return Promise.reject(new Error('the audit writer is closed'));
-    const worker = this.worker ?? this.start();
-    return new Promise<void>((resolve, reject) => {
-      this.pending.set(request.id, { resolve, reject });
-      worker.postMessage(request);
-    });
-  }
-
-  /** Started on first use, and again after a crash, so one lost thread does not stop the trail for good. */
-  private start(): Worker {
-    const worker = new Worker(new URL('./audit-worker.ts', import.meta.url), { workerData: this.data });
-    worker.unref();
-    worker.on('message', (reply: AuditWorkerReply) => {
-      const waiting = this.pending.get(reply.id);
-      this.pending.delete(reply.id);
-      if (reply.ok) waiting?.resolve();
-      else waiting?.reject(Object.assign(new Error(reply.message), reply.code ? { code: reply.code } : {}));
-    });
-    const fail = (error: Error) => {
-      if (this.worker === worker) this.worker = undefined;
-      for (const [, waiting] of this.pending) waiting.reject(error);
-      this.pending.clear();
-    };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`the audit writer thread stopped (exit code ${code})`)));
-    this.worker = worker;
-    return worker;
-  }
+/** Writes through the store's transactions in this thread: what a gateway given no appender uses. */
+export function storeSink(store: Pick<Store, 'transaction'>): AuditSink {
+  return transactionAppender(store);
 }
 
 /** Default bound of the queue of events waiting to be written. */

@@ -8,9 +8,7 @@ import { join } from 'node:path';
 import { loadKubeConfig, connectionOf } from '../cluster/kubeconfig.ts';
 import { InvalidInput } from '../domain/errors.ts';
 import type { Extension, ServerContext } from '../server/context.ts';
-import type { Store } from '../store/store.ts';
-import type { SqliteStore } from '../store/sqlite.ts';
-import { AuditThread, DEFAULT_MAX_QUEUED_EVENTS } from './audit-writer.ts';
+import { DEFAULT_MAX_QUEUED_EVENTS } from './audit-writer.ts';
 import { DEFAULT_ADDRESS_LIMITS, DEFAULT_WORK_CEILING } from './rate-limit.ts';
 import { Gateway, type EndedVisa, type UpstreamCluster } from './gateway.ts';
 import { GrantIndex } from './grants.ts';
@@ -78,7 +76,8 @@ export const wireGateway: Extension = async (context) => {
     recordingsDir: join(context.config.dataDir, 'recordings'),
     onRequest: (request) => context.events.emit('gateway-request', request),
     onStreamCut: (cut) => context.events.emit('stream-cut', cut),
-    ...auditSinkFor(context.store),
+    // The engine's own way of appending batches (SQLite: a thread of its own, off this event loop).
+    auditSink: context.store.openAuditAppender(),
   });
   gateways.set(context, { gateway, index });
 
@@ -200,13 +199,6 @@ export const wireGateway: Extension = async (context) => {
     }
   });
 };
-
-/** A SQLite file gets the gateway's audit written by a thread of its own; anything else by the store here. */
-function auditSinkFor(store: Store): { auditSink?: AuditThread } {
-  if (store.engine !== 'sqlite') return {};
-  const path = (store as SqliteStore).path;
-  return path === ':memory:' ? {} : { auditSink: new AuditThread({ path }) };
-}
 
 function numberOr(value: unknown, fallback: number, field: string): number {
   if (value === undefined) return fallback;

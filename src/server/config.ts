@@ -9,6 +9,7 @@ import type { Policy } from '../domain/model.ts';
 import { validateProtectedNamespaces } from '../domain/protected-namespaces.ts';
 import { parseDuration } from '../domain/time.ts';
 import { findForbiddenKey, ownData } from '../domain/own.ts';
+import { parseStoreConfig, type StoreConfig } from '../store/config.ts';
 
 export interface ClusterConfig {
   name: string;
@@ -28,9 +29,10 @@ export interface ServerConfig {
   publicUrl?: string;
   /** TLS certificate and key (PEM files); without them the server speaks plain HTTP (loopback development only). */
   tls?: { certFile: string; keyFile: string; caFile?: string };
-  /** Keys and the SQLite database live here (created 0700). */
+  /** Keys (and the SQLite database, locked by one server at a time) live here (created 0700). */
   dataDir: string;
-  store: { engine: 'sqlite'; path?: string };
+  /** Which store engine and how to reach it (src/store/config.ts); default SQLite in `dataDir`. */
+  store: StoreConfig;
   oidc: {
     issuer: string;
     clientId: string;
@@ -182,14 +184,13 @@ export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfi
   const accessTokenSeconds = duration('accessTokenDuration', 600);
   if (accessTokenSeconds > 900) throw new InvalidInput(`config: 'accessTokenDuration' must be at most 15m`);
   const dataDir = at(text(input, 'dataDir', '')!);
-  const storeRaw = isObject(input.store) ? input.store : {};
-  const storePath = text(storeRaw, 'path', 'store.', false);
+  const store = parseStoreConfig(input.store, at);
   return {
     listen: { host, port },
     ...(input.publicUrl !== undefined ? { publicUrl: text(input, 'publicUrl', '')! } : {}),
     ...(tls ? { tls } : {}),
     dataDir,
-    store: { engine: 'sqlite', ...(storePath ? { path: at(storePath) } : {}) },
+    store,
     oidc: {
       issuer: text(oidcRaw, 'issuer', 'oidc.')!,
       clientId: text(oidcRaw, 'clientId', 'oidc.')!,

@@ -6,7 +6,6 @@
 import { mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { createTokenIssuer } from '../auth/access-tokens.ts';
 import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
 import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
@@ -15,7 +14,7 @@ import { CredentialService } from '../app/credentials.ts';
 import { PERSON_ID_ANNOTATION } from '../cluster/objects.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { Reconciler } from '../reconciler/reconciler.ts';
-import { openSqliteStore } from '../store/sqlite.ts';
+import { openStore } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
 import type { Caller } from '../app/caller.ts';
 import { EngagementService } from '../app/engagements.ts';
@@ -56,7 +55,7 @@ export async function startServer(
     config.publicUrl ??
     `${scheme}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
 
-  const store = await openSqliteStore({ path: config.store.path ?? join(config.dataDir, 'kubevisa.db') });
+  const store = await openStore(config.store, { dataDir: config.dataDir, onNotice: progress });
   try {
     const now = Date.now();
     await store.transaction(async (tx) => {

@@ -25,7 +25,12 @@ import { StoreUnavailable } from './errors.ts';
 import { integer, text } from './rows.ts';
 import { AUDIT_GUARD_TRIGGERS, SQLITE_MIGRATIONS, type Migration } from './sqlite-schema.ts';
 import { AuditHeadCache, SqliteTx, StatementCache, translateSqliteError } from './sqlite-tx.ts';
+import { transactionAppender } from './appender.ts';
+import { lockDataFolder, type FolderLock } from './sqlite-lock.ts';
+import { SqliteAuditThread } from './sqlite-audit-thread.ts';
 import type {
+  AuditAppender,
+  IntegrityFinding,
   AuditCheckpoint,
   AuditCheckpointFilter,
   AuditEvent,
@@ -73,6 +78,14 @@ export interface SqliteStoreOptions {
    * on its own (benchmarks compare the two).
    */
   maxGroupSize?: number;
+  /**
+   * Folders to hold the exclusive lock of (sqlite-lock.ts) for as long as the store is open, taken before the
+   * database is touched: what the server passes (its data folder), so a second server on it refuses at once.
+   * Default none (tests, the audit thread's second connection in the same process).
+   */
+  lockFolders?: readonly string[];
+  /** Told what the operator should know about the open (a stale lock taken over); default: nothing. */
+  onNotice?: (message: string) => void;
 }
 
 export interface SqliteStore extends Store {
@@ -133,10 +146,23 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     throw new InvalidInput(`maxGroupSize must be a whole number >= 1; got ${maxGroupSize}`);
   }
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  const locks: FolderLock[] = [];
+  const releaseLocks = async () => {
+    for (const lock of locks.splice(0).reverse()) await lock.release();
+  };
+  try {
+    for (const folder of new Set(options.lockFolders ?? [])) {
+      locks.push(await lockDataFolder(folder, options.onNotice ? { onNotice: options.onNotice } : {}));
+    }
+  } catch (error) {
+    await releaseLocks();
+    throw error;
+  }
   let db: DatabaseSync;
   try {
     db = new DatabaseSync(options.path, { enableForeignKeyConstraints: true });
   } catch (error) {
+    await releaseLocks();
     throw new StoreUnavailable(`cannot open the database ${options.path}: ${String(error)}`, { cause: error });
   }
   let reader: DatabaseSync | undefined;
@@ -159,11 +185,15 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
       path: options.path,
       appliedMigrations: applied,
       restoredGuards,
+      schemaVersion: migrations.length,
+      busyTimeoutMs,
       maxGroupSize,
+      releaseLocks,
     });
   } catch (error) {
     reader?.close();
     db.close();
+    await releaseLocks();
     throw error;
   }
 }
@@ -298,6 +328,11 @@ class SqliteStoreImpl implements SqliteStore {
   /** The read connection and its statements; undefined for `:memory:`, whose reads use `db` between groups. */
   private readonly reader: { db: DatabaseSync; statements: StatementCache } | undefined;
   private readonly maxGroupSize: number;
+  private readonly schemaVersion: number;
+  private readonly busyTimeoutMs: number;
+  private readonly releaseLocks: () => Promise<void>;
+  /** Guards restored (at open or by a later check) not yet returned by `checkIntegrity`. */
+  private unreportedGuards: string[];
   private readonly auditHead = new AuditHeadCache();
   private readonly queue: Job[] = [];
   private draining = false;
@@ -309,12 +344,19 @@ class SqliteStoreImpl implements SqliteStore {
     path: string;
     appliedMigrations: readonly number[];
     restoredGuards: readonly string[];
+    schemaVersion: number;
+    busyTimeoutMs: number;
     maxGroupSize: number;
+    releaseLocks: () => Promise<void>;
   }) {
     this.db = options.db;
     this.path = options.path;
     this.appliedMigrations = options.appliedMigrations;
     this.restoredGuards = options.restoredGuards;
+    this.unreportedGuards = [...options.restoredGuards];
+    this.schemaVersion = options.schemaVersion;
+    this.busyTimeoutMs = options.busyTimeoutMs;
+    this.releaseLocks = options.releaseLocks;
     this.maxGroupSize = options.maxGroupSize;
     this.statements = new StatementCache(options.db);
     this.reader =
@@ -507,6 +549,37 @@ class SqliteStoreImpl implements SqliteStore {
     return this.exclusive(() => run(this.statements));
   }
 
+  openAuditAppender(): AuditAppender {
+    this.assertOpen();
+    // A :memory: database is private to its connection: no thread can reach it.
+    if (this.path === ':memory:') return transactionAppender(this);
+    return new SqliteAuditThread({ path: this.path, busyTimeoutMs: this.busyTimeoutMs });
+  }
+
+  async checkIntegrity(): Promise<IntegrityFinding[]> {
+    this.assertNotInsideOwnTransaction();
+    this.assertOpen();
+    // DDL needs the write connection with no group open.
+    const restored = await this.exclusive(async () => {
+      this.assertOpen();
+      try {
+        return restoreAuditGuards(this.db, this.schemaVersion);
+      } catch (error) {
+        throw translateSqliteError(error);
+      }
+    });
+    const names = [...new Set([...this.unreportedGuards, ...restored])];
+    this.unreportedGuards = [];
+    if (names.length === 0) return [];
+    return [
+      {
+        action: 'audit.guards-restored',
+        reason: 'append-only triggers of the audit trail were removed outside kubevisa',
+        details: { triggers: names },
+      },
+    ];
+  }
+
   async close(): Promise<void> {
     this.assertNotInsideOwnTransaction();
     await this.exclusive(async () => {
@@ -514,6 +587,7 @@ class SqliteStoreImpl implements SqliteStore {
       this.closed = true;
       this.reader?.db.close();
       this.db.close();
+      await this.releaseLocks();
     });
   }
 

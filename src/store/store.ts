@@ -7,6 +7,20 @@
  * Times are instants in epoch milliseconds (UTC), as in the domain model; durations name their unit.
  * Reads return `undefined` for a missing row; writes that need an existing row throw `NotFound`, and writes that
  * would clash with existing data throw `Conflict` (both from src/domain/errors.ts).
+ *
+ * What an engine provides (and nothing outside src/store/ knows which engine it has):
+ *  - `Store`: the reads of every aggregate (`PeopleReads`, `EngagementReads`, `VisaReads`, `IntentReads`,
+ *    `AuditReads`, `CatalogReads`, `IdentityReads`), `transaction()` giving a `StoreTx` with their writes,
+ *    and `close()`. Durable before a commit resolves; StoreUnavailable (503) when it cannot be.
+ *  - The audit chain (audit-chain.ts): `appendAudit` links each event to the head under a lock the engine
+ *    holds until commit, so concurrent transactions and processes build one chain without gaps.
+ *  - `openAuditAppender()`: its fastest durable way to append batches (group commit), for the gateway.
+ *  - `checkIntegrity()`: its checks of the trail's append-only protections (SQLite triggers, PostgreSQL
+ *    triggers and grants), each finding returned once for the audit capability to record.
+ *  - Registration in open.ts (`openStore(config, context)`): its config shape, parsed strictly in config.ts,
+ *    and its opener. Engine-specific locking (SQLite's data-folder lock) happens inside its opener.
+ *  - Passing the conformance suites (conformance.ts: `storeConformanceSuite(name, openFresh)`), which use
+ *    only this interface.
  */
 import type {
   Engagement,
@@ -273,8 +287,12 @@ export interface ClusterRecord {
 /** Input of `upsertCluster`: `now` becomes `createdAt` on insert and `updatedAt` always. */
 export type ClusterInput = Omit<ClusterRecord, 'createdAt' | 'updatedAt'> & { now: Instant };
 
-/** Every read, available both inside a transaction and directly on the store. */
-export interface StoreReader {
+// The interface is split by aggregate: each has its reads (on the store and inside a transaction) and its writes
+// (inside a transaction only). A use case or capability can ask for just the part it touches
+// (`VisaReads & VisaWrites`), and an engine implements them all. The conformance suite is split the same way.
+
+/** People (from OIDC logins), their kubevisa sessions, and logins still in progress. */
+export interface PeopleReads {
   getPerson(id: string): Promise<Person | undefined>;
   /** Compared lower-cased. */
   getPersonByEmail(email: string): Promise<Person | undefined>;
@@ -282,10 +300,70 @@ export interface StoreReader {
   /** Ordered by email. */
   listPersons(): Promise<Person[]>;
 
+  getSession(id: string): Promise<Session | undefined>;
+  /**
+   * The session whose secret hashes to `secretHash`, revoked or expired ones included (the caller decides).
+   * Looking up by a hash of a high-entropy secret is safe against timing: no secret is compared here.
+   */
+  getSessionBySecretHash(secretHash: string): Promise<Session | undefined>;
+  /** Ordered by createdAt, then id. */
+  listSessionsOfPerson(personId: string): Promise<Session[]>;
+
+  /** Expired logins included (the caller decides). */
+  getLogin(id: string): Promise<PendingLogin | undefined>;
+  getLoginByLookupKey(lookupKey: string): Promise<PendingLogin | undefined>;
+}
+
+export interface PeopleWrites {
+  /**
+   * Creates the person for (issuer, subject) with a new `p_` id, status active and no roles, or refreshes the
+   * email, display name and groups of the existing one. Never changes status or roles.
+   * Throws Conflict when the email already belongs to another identity (the email is what grants access).
+   */
+  upsertPersonFromLogin(login: PersonLogin): Promise<Person>;
+  /** Throws NotFound for an unknown id. */
+  setPersonStatus(id: string, status: PersonStatus, now: Instant): Promise<Person>;
+  /** Throws NotFound for an unknown id. */
+  setPersonRoles(id: string, roles: PersonRole[], now: Instant): Promise<Person>;
+
+  /** Throws NotFound when the person does not exist, Conflict when the id or secret hash exists. */
+  insertSession(session: NewSession): Promise<Session>;
+  /** Throws NotFound for an unknown id. */
+  updateSession(id: string, patch: SessionPatch): Promise<Session>;
+  /**
+   * Marks the session revoked and drops its IdP refresh token. Idempotent: a revoked session keeps its first
+   * revocation time and reason. Throws NotFound for an unknown id.
+   */
+  revokeSession(id: string, now: Instant, reason: string): Promise<Session>;
+  /** Revokes every session of the person not revoked yet; returns how many were revoked now. */
+  revokeSessionsOfPerson(personId: string, now: Instant, reason: string): Promise<number>;
+
+  /** Throws Conflict when the id or lookup key exists. */
+  insertLogin(login: PendingLogin): Promise<PendingLogin>;
+  /** Throws NotFound for an unknown id. */
+  updateLogin(id: string, patch: PendingLoginPatch): Promise<PendingLogin>;
+  /** Returns whether a login was deleted. */
+  deleteLogin(id: string): Promise<boolean>;
+  /** Deletes logins with expiresAt ≤ now; returns how many. */
+  deleteExpiredLogins(now: Instant): Promise<number>;
+}
+
+/** Engagements: the contracts visas are granted under. */
+export interface EngagementReads {
   getEngagement(id: string): Promise<Engagement | undefined>;
   /** Ordered by start, then id. */
   listEngagements(filter?: EngagementFilter): Promise<Engagement[]>;
+}
 
+export interface EngagementWrites {
+  /** Throws Conflict when the id exists. */
+  insertEngagement(engagement: Engagement): Promise<Engagement>;
+  /** Replaces every field but the id. Throws NotFound for an unknown id. */
+  updateEngagement(engagement: Engagement): Promise<Engagement>;
+}
+
+/** Visas, with the queries the reconciler and the gateway's index read them by. */
+export interface VisaReads {
   getVisa(id: string): Promise<StoredVisa | undefined>;
   /** Ordered by requestedAt, then id. */
   listVisas(filter?: VisaFilter): Promise<StoredVisa[]>;
@@ -301,24 +379,35 @@ export interface StoreReader {
    * (a visa with notAfter = t is over at t). Ordered by notAfter, then id: the reconciler's deadline queue.
    */
   listVisasEndingBefore(t: Instant, states?: readonly VisaState[]): Promise<StoredVisa[]>;
+}
 
+export interface VisaWrites {
+  /** Stores version 1. Throws Conflict when the id exists, NotFound when the engagement or person does not. */
+  insertVisa(visa: Visa): Promise<StoredVisa>;
+  /**
+   * Replaces every field but the id and increments the version. With `expectedVersion`, throws Conflict unless
+   * the stored version is exactly that (someone else changed the visa since it was read). Throws NotFound for
+   * an unknown id.
+   */
+  updateVisa(visa: Visa, expectedVersion?: number): Promise<StoredVisa>;
+}
+
+/** The reconciler's durable intents (written before a cluster change, completed after it). */
+export interface IntentReads {
   getIntent(id: string): Promise<Intent | undefined>;
   /** Intents not completed yet, oldest first (createdAt, then id). */
   listPendingIntents(filter?: IntentFilter): Promise<Intent[]>;
+}
 
-  getSession(id: string): Promise<Session | undefined>;
-  /**
-   * The session whose secret hashes to `secretHash`, revoked or expired ones included (the caller decides).
-   * Looking up by a hash of a high-entropy secret is safe against timing: no secret is compared here.
-   */
-  getSessionBySecretHash(secretHash: string): Promise<Session | undefined>;
-  /** Ordered by createdAt, then id. */
-  listSessionsOfPerson(personId: string): Promise<Session[]>;
+export interface IntentWrites {
+  /** Throws Conflict when the id exists. */
+  insertIntent(intent: NewIntent): Promise<Intent>;
+  /** Idempotent: a completed intent keeps its first completion time. Throws NotFound for an unknown id. */
+  completeIntent(id: string, now: Instant): Promise<Intent>;
+}
 
-  /** Expired logins included (the caller decides). */
-  getLogin(id: string): Promise<PendingLogin | undefined>;
-  getLoginByLookupKey(lookupKey: string): Promise<PendingLogin | undefined>;
-
+/** The hash-chained audit trail and its signed checkpoints. */
+export interface AuditReads {
   /** Ordered by seq. */
   listAudit(filter?: AuditFilter): Promise<AuditEvent[]>;
   /** The newest event's seq and hash, or undefined when the trail is empty (what a checkpoint signs). */
@@ -328,7 +417,24 @@ export interface StoreReader {
   listAuditRecords(filter?: AuditFilter): Promise<AuditRecord[]>;
   /** Ordered by id (oldest first unless `newestFirst`). */
   listAuditCheckpoints(filter?: AuditCheckpointFilter): Promise<AuditCheckpoint[]>;
+}
 
+export interface AuditWrites {
+  /**
+   * Appends to the hash chain, inside this transaction: if the transaction rolls back, the event was never
+   * written and its seq is reused by the next one. Appends are serialised so the chain stays linear under
+   * concurrent transactions (and, on an engine several processes share, under concurrent processes).
+   */
+  appendAudit(event: NewAuditEvent): Promise<AuditEvent>;
+  /**
+   * Records a signed checkpoint. Throws Conflict when it does not name the trail's event at its seq exactly, or
+   * covers less of the trail than the newest checkpoint already stored.
+   */
+  appendAuditCheckpoint(checkpoint: NewAuditCheckpoint): Promise<AuditCheckpoint>;
+}
+
+/** What the server is configured with: managed clusters, RBAC profiles, small settings. */
+export interface CatalogReads {
   getCluster(name: string): Promise<ClusterRecord | undefined>;
   /** Ordered by name. */
   listClusters(): Promise<ClusterRecord[]>;
@@ -338,8 +444,25 @@ export interface StoreReader {
   listProfiles(): Promise<Profile[]>;
 
   getSetting(key: string): Promise<JsonValue | undefined>;
+}
 
-  // Identity lifecycle (issue 7): SCIM users and groups, SCIM tokens, offboarding receipts.
+export interface CatalogWrites {
+  /** Creates or replaces the cluster's connection facts; `createdAt` survives replacement. */
+  upsertCluster(cluster: ClusterInput): Promise<ClusterRecord>;
+  /** Returns whether a cluster was deleted. */
+  deleteCluster(name: string): Promise<boolean>;
+
+  /** Creates or replaces the profile. */
+  upsertProfile(profile: Profile): Promise<Profile>;
+  /** Returns whether a profile was deleted. */
+  deleteProfile(name: string): Promise<boolean>;
+
+  /** Small server state (e.g. a fencing token, the last checkpoint). */
+  putSetting(key: string, value: JsonValue, now: Instant): Promise<void>;
+}
+
+/** Identity lifecycle (issue 7): SCIM users and groups, SCIM tokens and links, offboarding receipts. */
+export interface IdentityReads {
   getScimUser(id: string): Promise<ScimUserRecord | undefined>;
   /** Compared case-insensitively. */
   getScimUserByUserName(userName: string): Promise<ScimUserRecord | undefined>;
@@ -364,84 +487,7 @@ export interface StoreReader {
   listOffboardings(filter?: OffboardingFilter): Promise<OffboardingRecord[]>;
 }
 
-/** The unit of work: every read and every write. Unusable once its transaction has ended. */
-export interface StoreTx extends StoreReader {
-  /**
-   * Creates the person for (issuer, subject) with a new `p_` id, status active and no roles, or refreshes the
-   * email, display name and groups of the existing one. Never changes status or roles.
-   * Throws Conflict when the email already belongs to another identity (the email is what grants access).
-   */
-  upsertPersonFromLogin(login: PersonLogin): Promise<Person>;
-  /** Throws NotFound for an unknown id. */
-  setPersonStatus(id: string, status: PersonStatus, now: Instant): Promise<Person>;
-  /** Throws NotFound for an unknown id. */
-  setPersonRoles(id: string, roles: PersonRole[], now: Instant): Promise<Person>;
-
-  /** Throws Conflict when the id exists. */
-  insertEngagement(engagement: Engagement): Promise<Engagement>;
-  /** Replaces every field but the id. Throws NotFound for an unknown id. */
-  updateEngagement(engagement: Engagement): Promise<Engagement>;
-
-  /** Stores version 1. Throws Conflict when the id exists, NotFound when the engagement or person does not. */
-  insertVisa(visa: Visa): Promise<StoredVisa>;
-  /**
-   * Replaces every field but the id and increments the version. With `expectedVersion`, throws Conflict unless
-   * the stored version is exactly that (someone else changed the visa since it was read). Throws NotFound for
-   * an unknown id.
-   */
-  updateVisa(visa: Visa, expectedVersion?: number): Promise<StoredVisa>;
-
-  /** Throws Conflict when the id exists. */
-  insertIntent(intent: NewIntent): Promise<Intent>;
-  /** Idempotent: a completed intent keeps its first completion time. Throws NotFound for an unknown id. */
-  completeIntent(id: string, now: Instant): Promise<Intent>;
-
-  /** Throws NotFound when the person does not exist, Conflict when the id or secret hash exists. */
-  insertSession(session: NewSession): Promise<Session>;
-  /** Throws NotFound for an unknown id. */
-  updateSession(id: string, patch: SessionPatch): Promise<Session>;
-  /**
-   * Marks the session revoked and drops its IdP refresh token. Idempotent: a revoked session keeps its first
-   * revocation time and reason. Throws NotFound for an unknown id.
-   */
-  revokeSession(id: string, now: Instant, reason: string): Promise<Session>;
-  /** Revokes every session of the person not revoked yet; returns how many were revoked now. */
-  revokeSessionsOfPerson(personId: string, now: Instant, reason: string): Promise<number>;
-
-  /** Throws Conflict when the id or lookup key exists. */
-  insertLogin(login: PendingLogin): Promise<PendingLogin>;
-  /** Throws NotFound for an unknown id. */
-  updateLogin(id: string, patch: PendingLoginPatch): Promise<PendingLogin>;
-  /** Returns whether a login was deleted. */
-  deleteLogin(id: string): Promise<boolean>;
-  /** Deletes logins with expiresAt ≤ now; returns how many. */
-  deleteExpiredLogins(now: Instant): Promise<number>;
-
-  /**
-   * Appends to the hash chain, inside this transaction: if the transaction rolls back, the event was never
-   * written and its seq is reused by the next one. Appends are serialised so the chain stays linear under
-   * concurrent transactions.
-   */
-  appendAudit(event: NewAuditEvent): Promise<AuditEvent>;
-  /**
-   * Records a signed checkpoint. Throws Conflict when it does not name the trail's event at its seq exactly, or
-   * covers less of the trail than the newest checkpoint already stored.
-   */
-  appendAuditCheckpoint(checkpoint: NewAuditCheckpoint): Promise<AuditCheckpoint>;
-
-  /** Creates or replaces the cluster's connection facts; `createdAt` survives replacement. */
-  upsertCluster(cluster: ClusterInput): Promise<ClusterRecord>;
-  /** Returns whether a cluster was deleted. */
-  deleteCluster(name: string): Promise<boolean>;
-
-  /** Creates or replaces the profile. */
-  upsertProfile(profile: Profile): Promise<Profile>;
-  /** Returns whether a profile was deleted. */
-  deleteProfile(name: string): Promise<boolean>;
-
-  /** Small server state (e.g. a fencing token, the last checkpoint). */
-  putSetting(key: string, value: JsonValue, now: Instant): Promise<void>;
-
+export interface IdentityWrites {
   /** Stores version 1. Throws Conflict when the id exists or the userName is taken (case-insensitively). */
   insertScimUser(user: NewScimUser): Promise<ScimUserRecord>;
   /**
@@ -478,6 +524,49 @@ export interface StoreTx extends StoreReader {
   ): Promise<OffboardingRecord>;
 }
 
+/** Every read, available both inside a transaction and directly on the store. */
+export interface StoreReader
+  extends PeopleReads, EngagementReads, VisaReads, IntentReads, AuditReads, CatalogReads, IdentityReads {}
+
+/** The unit of work: every read and every write. Unusable once its transaction has ended. */
+export interface StoreTx
+  extends
+    StoreReader,
+    PeopleWrites,
+    EngagementWrites,
+    VisaWrites,
+    IntentWrites,
+    AuditWrites,
+    CatalogWrites,
+    IdentityWrites {}
+
+/**
+ * Appends audit events off the caller's hot path: the gateway hands it batches of request events. Each `write`
+ * appends its events, in order, to the one chain in one transaction and resolves once they are durable; when it
+ * rejects, none of them was kept (the caller keeps them and tries again). The engine picks the fastest durable
+ * route it has (SQLite: a worker thread with its own connection, so the event loop never runs SQLite or waits
+ * for an fsync); it must keep the chain one chain with every other writer (`tx.appendAudit`, other processes).
+ */
+export interface AuditAppender {
+  write(events: readonly NewAuditEvent[]): Promise<void>;
+  /** Lets pending writes finish, then releases what the appender holds (a thread, connections). */
+  close(): Promise<void>;
+}
+
+/**
+ * Something an engine's integrity check found wrong (and repaired), for the audit capability to put in the
+ * trail as an event with outcome `error`: e.g. SQLite's append-only triggers dropped by someone with the file
+ * (`audit.guards-restored`).
+ */
+export interface IntegrityFinding {
+  /** The audit action to record it as. */
+  action: string;
+  /** One sentence for the operator. */
+  reason: string;
+  details: JsonObject;
+}
+
+/** A name for messages and metrics only: no code outside src/store/ may branch on it. */
 export type StoreEngine = 'sqlite' | 'postgres';
 
 export interface Store extends StoreReader {
@@ -493,6 +582,17 @@ export interface Store extends StoreReader {
    * file), it rejects with StoreUnavailable (503) and none of the transaction was kept: callers fail closed.
    */
   transaction<T>(work: (tx: StoreTx) => Promise<T>): Promise<T>;
+  /**
+   * A new appender for batches of audit events (the gateway's request events). The caller closes it before
+   * closing the store.
+   */
+  openAuditAppender(): AuditAppender;
+  /**
+   * Runs the engine's integrity checks of the audit trail's protections (repairing what it can) and returns what
+   * was found wrong since the store was opened and not returned before: each finding is returned once. Empty
+   * when all is well.
+   */
+  checkIntegrity(): Promise<IntegrityFinding[]>;
   /** Waits for running transactions, then closes. Every later call rejects. */
   close(): Promise<void>;
 }

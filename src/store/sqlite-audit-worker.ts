@@ -1,12 +1,12 @@
 /**
- * The gateway's audit writer thread. It opens its own connection to the same SQLite database and appends the
- * batches the gateway posts, each in one transaction (one fsync), so neither the ~15 µs of SQLite work per event
- * nor the commit's fsync runs on the event loop that relays requests. The chain stays one chain: every group
+ * The SQLite engine's audit writer thread (see sqlite-audit-thread.ts). It opens its own connection to the same
+ * SQLite database and appends the batches the gateway posts, each in one transaction (one fsync), so neither the
+ * ~15 µs of SQLite work per event nor the commit's fsync runs on the event loop that relays requests. The chain stays one chain: every group
  * commit, here and in the main thread, re-reads the head under SQLite's write lock before linking to it.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { openSqliteStore } from '../store/sqlite.ts';
-import type { NewAuditEvent } from '../store/store.ts';
+import { openSqliteStore } from './sqlite.ts';
+import type { IntegrityFinding, NewAuditEvent } from './store.ts';
 
 export interface AuditWorkerData {
   path: string;
@@ -18,7 +18,9 @@ export type AuditWorkerReply = { id: number; ok: true } | { id: number; ok: fals
 const port = parentPort!;
 const data = workerData as AuditWorkerData;
 let opening: ReturnType<typeof openSqliteStore> | undefined;
-const reportedGuards = new Set<string>();
+/** Integrity findings of this thread's open not yet in the trail (kept until a batch carrying them commits). */
+let unrecorded: IntegrityFinding[] = [];
+const checked = new WeakSet<object>();
 
 /** Opened on first use; a failed open is tried again by the next batch (the batcher keeps its events). */
 function open(): ReturnType<typeof openSqliteStore> {
@@ -44,22 +46,19 @@ async function handle(request: AuditWorkerRequest): Promise<AuditWorkerReply> {
       return { id: request.id, ok: true };
     }
     // Opening re-creates append-only triggers that were dropped while the server ran; that is evidence of
-    // tampering and goes into the trail, as it does when the server starts.
-    const restored = store.restoredGuards.filter((name) => !reportedGuards.has(name));
+    // tampering and goes into the trail, as it does when the server starts. Checked once per open: not per batch.
+    if (!checked.has(store)) {
+      checked.add(store);
+      unrecorded = [...unrecorded, ...(await store.checkIntegrity())];
+    }
+    const findings = unrecorded;
     await store.transaction(async (tx) => {
-      if (restored.length > 0) {
-        await tx.appendAudit({
-          at: Date.now(),
-          actor: 'system',
-          action: 'audit.guards-restored',
-          outcome: 'error',
-          reason: 'append-only triggers of the audit trail were removed outside kubevisa',
-          details: { triggers: restored },
-        });
+      for (const finding of findings) {
+        await tx.appendAudit({ at: Date.now(), actor: 'system', outcome: 'error', ...finding });
       }
       for (const event of request.events) await tx.appendAudit(event);
     });
-    for (const name of restored) reportedGuards.add(name);
+    unrecorded = unrecorded.filter((finding) => !findings.includes(finding));
     return { id: request.id, ok: true };
   } catch (error) {
     const e = error as Error & { code?: string };
