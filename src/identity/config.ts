@@ -19,7 +19,8 @@
  *     - group: kubevisa-approvers
  *       idp: okta                  # only Okta's SCIM group of this name counts
  *       role: approver
- *   sync: { provider: dev-idp, url: http://127.0.0.1:9000, tokenFile: ./directory.token, interval: 5m }
+ *   sync: { provider: okta, url: https://acme.okta.com, tokenFile: ./okta.token, interval: 5m }   # or entra,
+ *                                  # google, keycloak, dev-idp: docs/identity-providers/
  *   offboarding: { wait: 30s, retryInterval: 5s, maxRetryInterval: 5m, tokenProofTimeout: 30s,
  *                  alertWebhook: https://hooks.slack.com/services/… }
  * ```
@@ -69,15 +70,68 @@ export interface GroupMapping {
 
 export type GroupSource = 'auto' | 'scim' | 'directory' | 'login';
 
-export interface SyncConfig {
-  /** Which directory implementation: `dev-idp` (the development IdP's directory); see docs/identity.md. */
-  provider: 'dev-idp';
-  /** Base URL of the directory API. */
-  url: string;
-  /** Bearer token for the directory API (read from `tokenFile` when given there). A credential: never logged. */
-  token?: string;
+/** The directory implementations `identity.sync.provider` names (src/identity/directories/). */
+export const DIRECTORY_PROVIDERS = ['okta', 'entra', 'google', 'keycloak', 'dev-idp'] as const;
+export type DirectoryProvider = (typeof DIRECTORY_PROVIDERS)[number];
+
+/**
+ * Where a directory is and the credential that reads it. Secrets are named by file (absolute paths, resolved
+ * against the config's folder): each is read again whenever a new access token is needed, so a rotated secret
+ * takes effect without a restart. See docs/identity-providers/.
+ */
+export type DirectorySource =
+  | {
+      /** The development IdP's directory (src/dev/idp-directory.ts): demo and tests. */
+      provider: 'dev-idp';
+      url: string;
+      /** Bearer token (from `token` or `tokenFile`). A credential: never logged. */
+      token?: string;
+    }
+  | {
+      provider: 'okta';
+      /** The org URL, e.g. https://acme.okta.com. */
+      url: string;
+      /** File holding an Okta API token (`SSWS`). */
+      tokenFile: string;
+    }
+  | {
+      provider: 'entra';
+      /** Directory (tenant) id or verified domain. */
+      tenant: string;
+      clientId: string;
+      clientSecretFile: string;
+      /** Which user attribute is the person's email (default userPrincipalName). */
+      emailAttribute: 'userPrincipalName' | 'mail';
+      /** Microsoft Graph's base URL (default https://graph.microsoft.com). */
+      graphUrl: string;
+      /** Default https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token. */
+      tokenUrl: string;
+    }
+  | {
+      provider: 'google';
+      /** The service account's JSON key file. */
+      keyFile: string;
+      /** The admin the service account acts as (domain-wide delegation). */
+      subject: string;
+      /** Default my_customer. */
+      customer: string;
+      /** The Admin SDK's base URL (default https://admin.googleapis.com). */
+      url: string;
+    }
+  | {
+      provider: 'keycloak';
+      /** The Keycloak server's base URL (with `/auth` for versions before 17). */
+      url: string;
+      realm: string;
+      clientId: string;
+      clientSecretFile: string;
+    };
+
+export type SyncConfig = DirectorySource & {
   /** How often the directory is read, in ms (default 5 min, at least 1 s). */
   intervalMs: number;
+  /** How long one read (every page, every mapped group) may take, in ms (default 2 min). */
+  timeoutMs: number;
   /** What happens to a kubevisa person the directory no longer lists (default offboard). */
   missingUsers: 'offboard' | 'ignore';
   /**
@@ -85,7 +139,7 @@ export interface SyncConfig {
    * not offboard everybody: beyond this the sync refuses, alerts, and offboards nobody.
    */
   maxOffboardsPerRun: number;
-}
+};
 
 export interface OffboardingConfig {
   /** How long the API waits for the receipt to be complete before answering with it as it is, in ms (30 s). */
@@ -290,37 +344,129 @@ function parseIdpList(raw: unknown, path: string): string[] {
   return raw.map((item: unknown, index) => parseIdp(item, `${path}[${index}]`));
 }
 
+/** Fields every provider takes, beside its own. */
+const SYNC_COMMON = ['provider', 'interval', 'timeout', 'missingUsers', 'maxOffboardsPerRun'] as const;
+const SYNC_FIELDS: Record<DirectoryProvider, readonly string[]> = {
+  'dev-idp': ['url', 'token', 'tokenFile'],
+  okta: ['url', 'tokenFile'],
+  entra: ['tenant', 'clientId', 'clientSecretFile', 'emailAttribute', 'graphUrl', 'tokenUrl'],
+  google: ['keyFile', 'subject', 'customer', 'url'],
+  keycloak: ['url', 'realm', 'clientId', 'clientSecretFile'],
+};
+
+/**
+ * A directory API URL: https, or http only on a loopback address (a credential never crosses a network in clear
+ * text; tests and a local proxy use loopback).
+ */
+function directoryUrl(raw: Raw, key: string, path: string, fallback?: string): string {
+  if (raw[key] === undefined && fallback !== undefined) return fallback;
+  const value = httpUrl(raw, key, path);
+  const url = new URL(value);
+  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
+  if (url.protocol === 'http:' && !loopback) {
+    throw refuse(
+      `${path}${key}`,
+      `must be an https URL (the directory credential would travel in clear text): ${value}`,
+    );
+  }
+  if (url.search !== '' || url.hash !== '') throw refuse(`${path}${key}`, 'must not carry a query or a fragment');
+  return value;
+}
+
+/** A secret file's absolute path, after checking that it can be read and is not empty. */
+function secretFile(raw: Raw, key: string, path: string, baseDir: string, holds: string): string {
+  const file = resolve(baseDir, text(raw, key, path));
+  let content: string;
+  try {
+    content = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw refuse(
+      `${path}${key}`,
+      `cannot be read (${(error as Error).message}): give the path of a file holding ${holds}`,
+    );
+  }
+  if (content === '') throw refuse(`${path}${key}`, `is empty: it must hold ${holds}`);
+  return file;
+}
+
+function parseSource(raw: Raw, provider: DirectoryProvider, at: string, baseDir: string): DirectorySource {
+  switch (provider) {
+    case 'dev-idp': {
+      if (raw.token !== undefined && raw.tokenFile !== undefined)
+        throw refuse(at.slice(0, -1), "takes 'token' or 'tokenFile', not both");
+      let token = optionalText(raw, 'token', at);
+      if (raw.tokenFile !== undefined) {
+        token = readFileSync(secretFile(raw, 'tokenFile', at, baseDir, 'the directory token'), 'utf8').trim();
+      }
+      return { provider, url: httpUrl(raw, 'url', at), ...(token !== undefined ? { token } : {}) };
+    }
+    case 'okta':
+      return {
+        provider,
+        url: directoryUrl(raw, 'url', at),
+        tokenFile: secretFile(raw, 'tokenFile', at, baseDir, 'an Okta API token'),
+      };
+    case 'entra': {
+      const tenant = text(raw, 'tenant', at);
+      if (!/^[A-Za-z0-9.-]+$/.test(tenant)) {
+        throw refuse(`${at}tenant`, 'must be the directory (tenant) id or a verified domain, such as corp.example');
+      }
+      return {
+        provider,
+        tenant,
+        clientId: text(raw, 'clientId', at),
+        clientSecretFile: secretFile(raw, 'clientSecretFile', at, baseDir, "the app registration's client secret"),
+        emailAttribute: oneOf(raw, 'emailAttribute', at, ['userPrincipalName', 'mail'] as const, 'userPrincipalName'),
+        graphUrl: directoryUrl(raw, 'graphUrl', at, 'https://graph.microsoft.com'),
+        tokenUrl: directoryUrl(
+          raw,
+          'tokenUrl',
+          at,
+          `https://login.microsoftonline.com/${encodeURIComponent(tenant)}/oauth2/v2.0/token`,
+        ),
+      };
+    }
+    case 'google': {
+      const subject = text(raw, 'subject', at);
+      if (!/^[^@\s]+@[^@\s]+$/.test(subject)) {
+        throw refuse(`${at}subject`, 'must be the email of the admin the service account acts as');
+      }
+      return {
+        provider,
+        keyFile: secretFile(raw, 'keyFile', at, baseDir, "the service account's JSON key"),
+        subject,
+        customer: optionalText(raw, 'customer', at) ?? 'my_customer',
+        url: directoryUrl(raw, 'url', at, 'https://admin.googleapis.com'),
+      };
+    }
+    case 'keycloak':
+      return {
+        provider,
+        url: directoryUrl(raw, 'url', at),
+        realm: text(raw, 'realm', at),
+        clientId: text(raw, 'clientId', at),
+        clientSecretFile: secretFile(raw, 'clientSecretFile', at, baseDir, "the client's secret"),
+      };
+  }
+}
+
 function parseSync(raw: unknown, baseDir: string): SyncConfig | undefined {
   if (raw === undefined) return undefined;
-  if (!isObject(raw)) throw refuse('identity.sync', 'must be { provider, url, tokenFile, interval }');
   const at = 'identity.sync.';
-  onlyKnown(raw, at, ['provider', 'url', 'token', 'tokenFile', 'interval', 'missingUsers', 'maxOffboardsPerRun']);
-  const provider = oneOf(raw, 'provider', at, ['dev-idp'] as const, 'dev-idp');
-  if (raw.provider === undefined)
+  if (!isObject(raw))
+    throw refuse('identity.sync', `must be { provider, … }; providers: ${DIRECTORY_PROVIDERS.join(', ')}`);
+  if (raw.provider === undefined) {
     throw refuse(
       `${at}provider`,
-      "is required; the implemented provider is 'dev-idp' (see docs/identity.md for Okta, Entra ID, Keycloak)",
+      `is required: one of ${DIRECTORY_PROVIDERS.join(', ')} (docs/identity-providers/ has a page for each)`,
     );
-  if (raw.token !== undefined && raw.tokenFile !== undefined)
-    throw refuse(at.slice(0, -1), "takes 'token' or 'tokenFile', not both");
-  let token = optionalText(raw, 'token', at);
-  const tokenFile = optionalText(raw, 'tokenFile', at);
-  if (tokenFile !== undefined) {
-    try {
-      token = readFileSync(resolve(baseDir, tokenFile), 'utf8').trim();
-    } catch (error) {
-      throw refuse(
-        `${at}tokenFile`,
-        `cannot be read (${(error as Error).message}): give the path of a file holding the directory token`,
-      );
-    }
-    if (token === '') throw refuse(`${at}tokenFile`, 'is empty: it must hold the directory token');
   }
+  const provider = oneOf(raw, 'provider', at, DIRECTORY_PROVIDERS, 'okta');
+  onlyKnown(raw, at, [...SYNC_COMMON, ...SYNC_FIELDS[provider]]);
   return {
-    provider,
-    url: httpUrl(raw, 'url', at),
-    ...(token !== undefined ? { token } : {}),
+    ...parseSource(raw, provider, at, baseDir),
     intervalMs: durationMs(raw, 'interval', at, 5 * 60_000),
+    timeoutMs: durationMs(raw, 'timeout', at, 2 * 60_000),
     missingUsers: oneOf(raw, 'missingUsers', at, ['offboard', 'ignore'] as const, 'offboard'),
     maxOffboardsPerRun: wholeNumber(raw, 'maxOffboardsPerRun', at, 10, 1, 100_000),
   };

@@ -3,8 +3,9 @@
  * status and groups) and a loop that hands each snapshot to the identity lifecycle, which offboards the people
  * the directory no longer lists as active and re-applies group mappings.
  *
- * Implemented: `dev-idp` (dev-idp-directory.ts). The shapes of the Okta, Microsoft Entra ID and Keycloak admin
- * APIs an implementation would read are in docs/identity.md.
+ * Implemented: `okta`, `entra` (Microsoft Graph), `google` (Admin SDK Directory) and `keycloak` (Admin REST) in
+ * directories/, each reading its API's documented REST shapes, and `dev-idp` (src/dev/idp-directory.ts) for the demo
+ * and tests. docs/identity-providers/ has one page per provider.
  */
 import { KubevisaError } from '../domain/errors.ts';
 
@@ -15,6 +16,11 @@ export interface DirectoryUser {
   email: string;
   /** false when the account is disabled, suspended or deprovisioned at the IdP. */
   active: boolean;
+  /**
+   * true when the IdP lists the account as deprovisioned or deleted (Okta `DEPROVISIONED`, Entra's and Google's
+   * deleted users still in their recycle bins), not merely suspended: the person is deprovisioned, as if missing.
+   */
+  deprovisioned?: boolean;
   /** Group names, as group mappings name them. */
   groups: string[];
 }
@@ -27,6 +33,12 @@ export interface IdentityDirectory {
    * fails: a missing user is offboarded.
    */
   listUsers(signal: AbortSignal): Promise<DirectoryUser[]>;
+  /**
+   * A cheap proof that the directory can be read with the configured credential (a token, the first page of
+   * users), run at server start so a mistake stops the start instead of every sync failing quietly. Without it,
+   * the start-up check reads the whole list.
+   */
+  check?(signal: AbortSignal): Promise<void>;
 }
 
 /** The directory could not be read; nothing is offboarded on a failed read. */

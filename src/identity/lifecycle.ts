@@ -316,9 +316,14 @@ export class IdentityLifecycle {
       const entry = snapshot.get(person.email);
       await this.options.offboarding.start({
         personId: person.id,
-        status: entry === undefined ? 'deprovisioned' : 'suspended',
+        status: entry === undefined || entry.deprovisioned === true ? 'deprovisioned' : 'suspended',
         trigger: { kind: 'sync', by },
-        reason: entry === undefined ? `no longer listed by ${directory}` : `disabled in ${directory}`,
+        reason:
+          entry === undefined
+            ? `no longer listed by ${directory}`
+            : entry.deprovisioned === true
+              ? `deprovisioned or deleted in ${directory}`
+              : `disabled in ${directory}`,
         caller: systemCaller(by),
       });
       offboarded.push(person.email);

@@ -6,14 +6,14 @@
  * The rest of the server reaches the offboarding orchestrator through `identityOf(context)` (main.ts's
  * `offboard` delegates to it for `POST /api/v1/persons/:id/offboard`).
  */
-import { InvalidInput, NotFound } from '../domain/errors.ts';
+import { NotFound } from '../domain/errors.ts';
 import type { Extension, ServerContext } from '../server/context.ts';
 import { registerScimRoutes, SCIM_PREFIX } from '../scim/routes.ts';
 import { ScimService } from '../scim/service.ts';
 import type { Caller } from '../app/caller.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
 import { parseIdentityConfig, parseScimConfig } from './config.ts';
-import { createDevIdpDirectory } from '../dev/idp-directory.ts';
+import { checkDirectoryAtStart, createDirectory } from './directories/index.ts';
 import { DirectorySync } from './directory.ts';
 import { IdentityLifecycle } from './lifecycle.ts';
 import { validateMappings } from './mapping.ts';
@@ -61,6 +61,14 @@ export const wireIdentity: Extension = async (context) => {
     const why = error instanceof Error ? error.message : String(error);
     process.stderr.write(`kubevisa identity: ${message}: ${why}\n`);
   };
+  // Before anything starts: a directory that cannot be read stops the server here, with what to fix.
+  const directory = config.sync
+    ? createDirectory(config.sync, {
+        groups: config.groupMappings.map((m) => m.group),
+        report: (note) => report('directory sync', new Error(note)),
+      })
+    : undefined;
+  if (directory) await checkDirectoryAtStart(directory);
   const webhook = config.offboarding.alertWebhook;
   const postAlert = async (text: string) => {
     if (webhook === undefined) return;
@@ -164,17 +172,12 @@ export const wireIdentity: Extension = async (context) => {
   }
 
   let sync: DirectorySync | undefined;
-  if (config.sync) {
-    if (config.sync.provider !== 'dev-idp') {
-      throw new InvalidInput(`config: 'identity.sync.provider' '${String(config.sync.provider)}' is not implemented`);
-    }
+  if (config.sync && directory) {
     sync = new DirectorySync({
-      directory: createDevIdpDirectory({
-        url: config.sync.url,
-        ...(config.sync.token ? { token: config.sync.token } : {}),
-      }),
+      directory,
       intervalMs: config.sync.intervalMs,
-      apply: (users, directory) => lifecycle.applyDirectory(users, directory),
+      timeoutMs: config.sync.timeoutMs,
+      apply: (users, directoryName) => lifecycle.applyDirectory(users, directoryName),
       report,
     });
   }
