@@ -27,3 +27,14 @@ export class IdentityProviderUnavailable extends KubevisaError {
     super(message, { ...options, status: 502 });
   }
 }
+
+/**
+ * The identity provider does not offer the device authorization grant (RFC 8628): its discovery document has no
+ * `device_authorization_endpoint` (Ory Hydra v2.3, for one). The browser login still works.
+ */
+export class DeviceLoginUnsupported extends KubevisaError {
+  static override code = 'ERR_DEVICE_LOGIN_UNSUPPORTED';
+  constructor(message: string) {
+    super(message, { status: 501 });
+  }
+}

@@ -12,11 +12,12 @@
  * (Without that option openid-client trusts an ID token from the token endpoint on the strength of TLS alone,
  * as OIDC Core §3.1.3.7 allows.)
  */
+import { createHash } from 'node:crypto';
 import * as client from 'openid-client';
 
 import { InvalidInput, KubevisaError, Unauthenticated } from '../domain/errors.ts';
 import type { Instant } from '../domain/model.ts';
-import { IdentityProviderUnavailable, LoginDenied, LoginExpired } from './errors.ts';
+import { DeviceLoginUnsupported, IdentityProviderUnavailable, LoginDenied, LoginExpired } from './errors.ts';
 import { foldsIntoAscii } from '../domain/case-folding.ts';
 
 /**
@@ -29,6 +30,10 @@ const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 /** RFC 7636 §4.1: 43 to 128 unreserved characters. */
 const CODE_VERIFIER_PATTERN = /^[A-Za-z0-9\-._~]{43,128}$/;
 const EMAIL_PATTERN = /^[^@\s]+@[^@\s]+$/;
+/** How long the answer to one refresh is reused for the same refresh token, in ms. */
+const REFRESH_REUSE_MS = 60_000;
+/** Bounds that memory: past this many refreshes a minute, new ones are not remembered (only shared in flight). */
+const MAX_REMEMBERED_REFRESHES = 10_000;
 /** Longest IdP-supplied error description copied into a message, in characters. */
 const MAX_DESCRIPTION = 200;
 
@@ -460,6 +465,9 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
     return { issuer: idToken.iss, subject: idToken.sub, email, displayName, groups };
   }
 
+  /** Refreshes in flight or just answered, by the refresh token's SHA-256 (see `refresh`). */
+  const recentRefreshes = new Map<string, { result: Promise<RefreshResult>; until: Instant }>();
+
   function checkSecrets(secrets: AuthorizationRequestSecrets): void {
     requireText(secrets.state, 'state');
     requireText(secrets.nonce, 'nonce');
@@ -468,10 +476,43 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
     }
   }
 
+  async function refreshOnce(refreshToken: string): Promise<RefreshResult> {
+    let response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
+    try {
+      response = await client.refreshTokenGrant(config, refreshToken);
+    } catch (error) {
+      throw classify(error, 'refresh');
+    }
+    const tokens = tokensOf(response);
+    // Many IdPs do not rotate refresh tokens: keep using the one we have.
+    tokens.refreshToken ??= refreshToken;
+    if (response.id_token === undefined) return { tokens, identity: undefined };
+    return { tokens, identity: await identityOf(response) };
+  }
+
+  function checkSubject(result: RefreshResult, refreshOptions: { expectedSubject?: string }): RefreshResult {
+    if (
+      result.identity !== undefined &&
+      refreshOptions.expectedSubject !== undefined &&
+      result.identity.subject !== refreshOptions.expectedSubject
+    ) {
+      // OIDC Core §12.2: a refreshed ID token must name the same subject; anything else is not this session.
+      throw new Unauthenticated('the identity provider renewed the session for a different subject', {
+        details: { reason: 'subject_changed' },
+      });
+    }
+    return result;
+  }
+
   return {
     issuer: metadata.issuer,
 
     async startDeviceAuthorization(): Promise<DeviceAuthorization> {
+      if (metadata.device_authorization_endpoint === undefined) {
+        throw new DeviceLoginUnsupported(
+          `the identity provider ${metadata.issuer} does not offer device login (its discovery document has no device_authorization_endpoint): log in with the browser instead (kubevisa login --browser)`,
+        );
+      }
       let response: client.DeviceAuthorizationResponse;
       try {
         response = await client.initiateDeviceAuthorization(config, { scope });
@@ -540,26 +581,34 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
       return { identity: await identityOf(response), tokens: tokensOf(response) };
     },
 
-    async refresh(refreshToken: string, refreshOptions: { expectedSubject?: string } = {}): Promise<RefreshResult> {
+    refresh(refreshToken: string, refreshOptions: { expectedSubject?: string } = {}): Promise<RefreshResult> {
       requireText(refreshToken, 'refreshToken');
-      let response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
-      try {
-        response = await client.refreshTokenGrant(config, refreshToken);
-      } catch (error) {
-        throw classify(error, 'refresh');
+      // IdPs that rotate refresh tokens (Ory Hydra, Okta, Keycloak with rotation on) take each one once: a second
+      // use is taken as theft and revokes the whole grant, which kubevisa would read as a deprovisioning. Two
+      // kubectl processes renewing one session at the same moment must not do that, so every refresh of one
+      // token shares one request, and when the IdP rotated the token, its answer is reused for a minute after (a
+      // caller that read the session just before the rotated token was stored presents the old one).
+      const key = createHash('sha256').update(refreshToken).digest('base64url');
+      const at = now();
+      for (const [k, entry] of recentRefreshes) if (entry.until <= at) recentRefreshes.delete(k);
+      const shared = recentRefreshes.get(key);
+      if (shared !== undefined) return shared.result.then((result) => checkSubject(result, refreshOptions));
+      const result = refreshOnce(refreshToken);
+      if (recentRefreshes.size < MAX_REMEMBERED_REFRESHES) {
+        recentRefreshes.set(key, { result, until: at + REFRESH_REUSE_MS });
+        result.then(
+          // Only a rotated token needs its answer kept: a token the IdP did not replace is asked about again, so a
+          // deprovisioning is seen at the next renewal, not a minute later.
+          (answer) => {
+            if (answer.tokens.refreshToken === refreshToken) recentRefreshes.delete(key);
+          },
+          // An outage is not an answer to remember either: the next caller asks the IdP again.
+          (error: unknown) => {
+            if (!(error instanceof Unauthenticated)) recentRefreshes.delete(key);
+          },
+        );
       }
-      const tokens = tokensOf(response);
-      // Many IdPs do not rotate refresh tokens: keep using the one we have.
-      tokens.refreshToken ??= refreshToken;
-      if (response.id_token === undefined) return { tokens, identity: undefined };
-      const identity = await identityOf(response);
-      if (refreshOptions.expectedSubject !== undefined && identity.subject !== refreshOptions.expectedSubject) {
-        // OIDC Core §12.2: a refreshed ID token must name the same subject; anything else is not this session.
-        throw new Unauthenticated('the identity provider renewed the session for a different subject', {
-          details: { reason: 'subject_changed' },
-        });
-      }
-      return { tokens, identity };
+      return result.then((answer) => checkSubject(answer, refreshOptions));
     },
   };
 }
