@@ -6,15 +6,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from '../src/dev/cluster/control-plane.ts';
 import { parseServerConfig } from '../src/server/config.ts';
 import { startServer, type RunningServer } from '../src/server/main.ts';
 import { hashSessionSecret } from '../src/auth/session-secrets.ts';
-import { api } from './support/kubevisa-env.ts';
-import { eventually } from './support/kubectl.ts';
+import { api, cliPath } from './support/kubevisa-env.ts';
+import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';
 import { startHydra, type Hydra, type HydraAccount } from './support/hydra.ts';
 
 const accounts = {
@@ -178,6 +178,34 @@ describe('Ory Hydra v2.3.0 as the identity provider', () => {
     );
   });
 
+  test('kubevisa login --browser (the real CLI) logs in through Hydra and stores a session that works', async () => {
+    const opened = join(dir, 'opened-url');
+    const bin = join(dir, 'bin');
+    await mkdir(bin, { recursive: true });
+    // A stand-in for xdg-open that hands the URL to this test, which then plays the browser.
+    await writeFile(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s' "$1" > ${JSON.stringify(opened)}\n`);
+    await chmod(join(bin, 'xdg-open'), 0o755);
+    const configDir = join(dir, 'cli-sam');
+    const login = kubectlBackground(cliPath, ['login', '--server', serverUrl, '--browser'], {
+      kubeconfig: '',
+      env: { KUBEVISA_CONFIG_DIR: configDir, PATH: `${bin}:${process.env.PATH}`, DISPLAY: ':0' },
+      timeoutMs: 60_000,
+    });
+    await eventually('the CLI opened the browser', 20_000, async () =>
+      (await readFile(opened, 'utf8').catch(() => '')).startsWith('http'),
+    );
+    const callback = await hydra.browserLogin(await readFile(opened, 'utf8'), accounts.sam);
+    const back = await api(serverUrl, 'GET', callback.pathname + callback.search);
+    assert.equal(back.status, 302, JSON.stringify(back.body));
+    assert.equal((await fetch(back.location!, { signal: AbortSignal.timeout(10_000) })).status, 200);
+    await login.waitFor(/Logged in to .* as .*sam@corp\.example/);
+    const stored = JSON.parse(await readFile(join(configDir, 'session.json'), 'utf8')) as { sessionSecret: string };
+    const token = await renew(stored.sessionSecret);
+    const me = await api(serverUrl, 'GET', '/api/v1/me', { token: String(token.body.accessToken) });
+    assert.equal(me.body.email, 'sam@corp.example');
+    assert.ok((me.body.roles as string[]).includes('admin'), 'kubevisa-admins in the groups claim Hydra signed');
+  });
+
   test('device login: Hydra v2.3.0 offers no device authorization grant, and kubevisa says so', async () => {
     const discovery = (await (await fetch(`${hydra.issuer}/.well-known/openid-configuration`)).json()) as Record<
       string,
@@ -188,6 +216,13 @@ describe('Ory Hydra v2.3.0 as the identity provider', () => {
     const started = await api(serverUrl, 'POST', '/api/v1/login/device');
     assert.equal(started.status, 501, JSON.stringify(started.body));
     assert.match(String(started.body.detail), /does not offer device login .*kubevisa login --browser/);
+    const cli = await kubectl(cliPath, ['login', '--server', serverUrl, '--device'], {
+      kubeconfig: '',
+      env: { KUBEVISA_CONFIG_DIR: join(dir, 'cli-device') },
+      timeoutMs: 30_000,
+    });
+    assert.notEqual(cli.code, 0);
+    assert.match(cli.stderr, /does not offer device login .*kubevisa login --browser/);
   });
 });
 
