@@ -49,6 +49,16 @@ if [[ ! "$go_minor" =~ ^[0-9]+$ ]] || (( go_minor < MIN_GO_MINOR )); then
 fi
 
 mkdir -p "$out"
+# One build at a time per cache: a second caller (another test run, another checkout) waits for the first
+# instead of compiling the same binaries beside it, then finds them built.
+exec 9>"$out.lock"
+if ! flock -n 9; then
+  log "another build of these binaries is running; waiting for it (up to 30 minutes)"
+  flock -w 1800 9 || { log "gave up waiting for the other build after 30 minutes; is it stuck? Remove $out.lock if no build runs."; exit 1; }
+  missing=()
+  for b in "${BINARIES[@]}"; do [[ -x "$out/$b" ]] || missing+=("$b"); done
+  if [[ ${#missing[@]} -eq 0 ]]; then echo "$out"; exit 0; fi
+fi
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$K8S_VERSION") -X k8s.io/component-base/version.gitTreeState=clean"
 declare -A pkg=(
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
