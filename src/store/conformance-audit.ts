@@ -1,5 +1,5 @@
 /**
- * Conformance of the audit trail's store API beyond appending (conformance.ts): the filters of the audit
+ * Conformance of the audit trail's store API beyond appending (conformance-audit-chain.ts): the filters of the audit
  * endpoints, events as chain records, and signed checkpoints. Every engine runs it through
  * storeConformanceSuite.
  */

@@ -1,6 +1,6 @@
 /**
  * Conformance of the identity-lifecycle records (SCIM users, groups and tokens; offboarding receipts): the same
- * behaviour on every engine. storeConformanceSuite runs it; it only uses the Store interface.
+ * behaviour on every engine. conformance.ts runs it; it only uses the Store interface.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';

@@ -5,6 +5,7 @@
  * the main thread, re-reads the head under SQLite's write lock before linking to it.
  */
 import { Worker } from 'node:worker_threads';
+import { StoreUnavailable } from './errors.ts';
 import type { AuditAppender, NewAuditEvent } from './store.ts';
 import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './sqlite-audit-worker.ts';
 
@@ -33,7 +34,8 @@ export class SqliteAuditThread implements AuditAppender {
 
   private send(request: AuditWorkerRequest): Promise<void> {
     // After close, nothing starts a new thread that nobody would stop.
-    if (this.closed && !('close' in request)) return Promise.reject(new Error('the audit writer is closed'));
+    if (this.closed && !('close' in request))
+      return Promise.reject(new StoreUnavailable('the audit appender is closed'));
     const worker = this.worker ?? this.start();
     return new Promise<void>((resolve, reject) => {
       this.pending.set(request.id, { resolve, reject });

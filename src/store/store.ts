@@ -549,7 +549,7 @@ export interface StoreTx
  */
 export interface AuditAppender {
   write(events: readonly NewAuditEvent[]): Promise<void>;
-  /** Lets pending writes finish, then releases what the appender holds (a thread, connections). */
+  /** Lets pending writes finish, then releases what the appender holds (a thread, connections); later writes reject. */
   close(): Promise<void>;
 }
 
