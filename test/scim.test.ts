@@ -382,6 +382,38 @@ describe('refusals in SCIM shape, changing nothing', () => {
     assertScimError(await asOkta('GET', '/Users?startIndex=abc'), 400, 'invalidValue');
   });
 
+  test('filters on unknown attributes or that are not comparisons of an attribute get 400 invalidFilter', async () => {
+    for (const [path, filter] of [
+      ['/Users', 'fooBar eq "x"'],
+      ['/Users', '1 eq 1'],
+      ['/Users', 'active gt true'],
+      ['/Groups', 'userName eq "x"'],
+      ['/Groups', 'members[nope eq "x"]'],
+    ]) {
+      const answer = await asOkta('GET', `${path}?filter=${encodeURIComponent(filter!)}`);
+      assertScimError(answer, 400, 'invalidFilter');
+      assert.match(String(answer.body.detail), /attribute|boolean|multi-valued/, filter);
+    }
+  });
+
+  test('a request line or headers too long get 431 in SCIM shape on /scim/v2, problem+json elsewhere', async () => {
+    const longFilter = `userName eq "${'a'.repeat(20 * 1024)}"`;
+    const line = await asOkta('GET', `/Users?filter=${encodeURIComponent(longFilter)}`);
+    assertScimError(line, 431);
+    assert.match(String(line.body.detail), /larger than 16 KiB.*\.search/);
+    const headers = await scim(env.serverUrl, okta, 'GET', '/Users', undefined, { 'x-padding': 'b'.repeat(20 * 1024) });
+    assertScimError(headers, 431);
+    const apiAnswer = await api(env.serverUrl, 'GET', '/api/v1/me', {
+      token: env.admin,
+      headers: { 'x-padding': 'b'.repeat(20 * 1024) },
+    });
+    assert.equal(apiAnswer.status, 431);
+    assert.equal(apiAnswer.body.code, 'ERR_HEADERS_TOO_LARGE');
+    // Just under the limit still works.
+    const fits = await asOkta('GET', `/Users?filter=${encodeURIComponent(`userName eq "${'a'.repeat(2000)}"`)}`);
+    assert.equal(fits.status, 200);
+  });
+
   test('malformed PATCH bodies get 400 and leave the user as it was', async () => {
     const created = await asOkta('POST', '/Users', {
       schemas: [USER],

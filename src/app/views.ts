@@ -17,8 +17,13 @@ export function visaView(visa: Visa) {
     state: visa.state,
     requestedAt: iso(visa.requestedAt),
     requestedDuration: formatDuration(visa.requestedSeconds),
-    notBefore: iso(visa.notBefore),
-    notAfter: iso(visa.notAfter),
+    // Until approval the window is not fixed (it starts at approval, or at a later start the request asked for):
+    // a requested visa shows the duration asked and that start, never an end counted from the request.
+    ...(visa.state !== 'requested'
+      ? { notBefore: iso(visa.notBefore), notAfter: iso(visa.notAfter) }
+      : visa.notBefore > visa.requestedAt
+        ? { notBefore: iso(visa.notBefore) }
+        : {}),
     approvals: visa.approvals.map((a) => ({ ...a, at: iso(a.at) })),
     requiredApprovals: visa.requiredApprovals,
     ...(visa.extends ? { extends: visa.extends } : {}),

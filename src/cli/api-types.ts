@@ -11,10 +11,17 @@ export type PersonJson = Omit<Person, 'createdAt' | 'updatedAt'> & { createdAt: 
 
 export type ApprovalJson = Omit<Approval, 'at'> & { at: Rfc3339 };
 
-export type VisaJson = Omit<Visa, 'requestedAt' | 'notBefore' | 'notAfter' | 'decidedAt' | 'endedAt' | 'approvals'> & {
+export type VisaJson = Omit<
+  Visa,
+  'requestedAt' | 'requestedSeconds' | 'notBefore' | 'notAfter' | 'decidedAt' | 'endedAt' | 'approvals'
+> & {
   requestedAt: Rfc3339;
-  notBefore: Rfc3339;
-  notAfter: Rfc3339;
+  /** The length asked for, e.g. `8h` or `1h30m`. */
+  requestedDuration: string;
+  /** Fixed at approval; while requested, present only when the request asked for a later start. */
+  notBefore?: Rfc3339;
+  /** Fixed at approval; absent while requested. */
+  notAfter?: Rfc3339;
   decidedAt?: Rfc3339;
   endedAt?: Rfc3339;
   approvals: ApprovalJson[];

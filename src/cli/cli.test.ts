@@ -479,3 +479,77 @@ describe('session and tokens', () => {
     await assert.rejects(stat(join(sandbox.configDir, 'session.json')), { code: 'ENOENT' });
   });
 });
+
+describe('the one obvious argument', () => {
+  test('audit evidence takes the engagement as people type it, or as --engagement', async () => {
+    api.on('POST', '/api/v1/audit/evidence', problem(404, 'ERR_NOT_FOUND', 'no engagement acme-2026'));
+    const positional = await sandbox.run(['audit', 'evidence', 'acme-2026']);
+    assert.equal(positional.code, 1, positional.stderr);
+    assert.deepEqual(api.requests.at(-1)?.body, { engagement: 'acme-2026' });
+    const option = await sandbox.run(['audit', 'evidence', '--engagement', 'acme-2026']);
+    assert.equal(option.code, 1, option.stderr);
+    assert.deepEqual(api.requests.at(-1)?.body, { engagement: 'acme-2026' });
+  });
+
+  test('the same argument given twice differently, or two of them, exit 2 and send nothing', async () => {
+    for (const args of [
+      ['audit', 'evidence', 'acme-2026', '--engagement', 'other'],
+      ['audit', 'evidence', 'acme-2026', 'other'],
+      ['scim', 'token', 'create', 'okta', '--idp', 'entra'],
+      ['scan', 'cluster', 'prod', 'staging'],
+    ]) {
+      const result = await sandbox.run(args);
+      assert.equal(result.code, 2, args.join(' '));
+      assert.match(result.stderr, /given twice|too many arguments/, args.join(' '));
+    }
+    assert.deepEqual(api.calls(), []);
+  });
+
+  test('scim token create and scan cluster take theirs positionally', async () => {
+    api.on('POST', '/api/v1/scim/tokens', {
+      status: 201,
+      body: { id: 'st_1', idp: 'okta', token: 'kvscim_x', createdAt: new Date().toISOString() },
+    });
+    await sandbox.run(['scim', 'token', 'create', 'okta']);
+    assert.deepEqual(api.requests.at(-1)?.body, { idp: 'okta' });
+    api.on('POST', '/api/v1/monitoring/scans/prod', problem(404, 'ERR_NOT_FOUND', 'no cluster prod'));
+    await sandbox.run(['scan', 'cluster', 'prod']);
+    assert.equal(api.requests.at(-1)?.path, '/api/v1/monitoring/scans/prod');
+  });
+
+  test('a command that takes no argument refuses a stray one with exit 2', async () => {
+    for (const args of [
+      ['whoami', 'carol'],
+      ['visas', 'requested'],
+      ['logout', 'now'],
+      ['demo', 'start'],
+    ]) {
+      const result = await sandbox.run(args);
+      assert.equal(result.code, 2, args.join(' '));
+      assert.match(result.stderr, new RegExp(`unexpected argument '${args[1]}'`), args.join(' '));
+    }
+    assert.deepEqual(api.calls(), []);
+  });
+});
+
+describe('scan cluster', () => {
+  test('without findings prints the summary alone, no empty-table line before it', async () => {
+    api.on('POST', '/api/v1/monitoring/scans/prod', {
+      status: 200,
+      body: {
+        cluster: 'prod',
+        scannedAt: new Date().toISOString(),
+        durations: { listMs: 3, analyzeMs: 2 },
+        counts: { bindings: 12, subjects: 7 },
+        coverage: { roleBindings: 'listed' },
+        findings: [],
+        changes: { added: [], resolved: [] },
+      },
+    });
+    const result = await sandbox.runOk(['scan', 'cluster', 'prod']);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /^Cluster prod: 12 bindings, 7 subjects, scanned in 5 ms; no finding shown\.\n$/);
+    const json = await sandbox.runOk(['scan', 'cluster', 'prod', '-o', 'json']);
+    assert.deepEqual((JSON.parse(json.stdout) as { findings: unknown[] }).findings, []);
+  });
+});

@@ -34,9 +34,10 @@ export const commands: CommandSpec[] = [
   {
     path: ['login'],
     summary: 'Log in to a kubevisa server at your company identity provider (browser or device code)',
-    usage: 'kubevisa login [--server URL] [--browser | --device] [--ca-file FILE]',
+    usage: 'kubevisa login [URL | --server URL] [--browser | --device] [--ca-file FILE]',
+    positionals: ['URL'],
     examples: [
-      'kubevisa login --server https://kubevisa.example.com',
+      'kubevisa login https://kubevisa.example.com',
       'kubevisa login --device                  # on a machine without a browser: enter a code elsewhere',
       'kubevisa login --server https://kubevisa.internal:8443 --ca-file ./kubevisa-ca.pem',
     ],
@@ -281,9 +282,11 @@ export const commands: CommandSpec[] = [
   {
     path: ['kubeconfig'],
     summary: 'Add a kubectl context for a cluster that gets short-lived tokens from kubevisa (no secret on disk)',
-    usage: 'kubevisa kubeconfig --cluster NAME [--direct] [--kubeconfig FILE] [--context-name NAME] [--namespace NS]',
+    usage:
+      'kubevisa kubeconfig CLUSTER | --cluster NAME [--direct] [--kubeconfig FILE] [--context-name NAME] [--namespace NS]',
+    positionals: ['CLUSTER'],
     examples: [
-      'kubevisa kubeconfig --cluster prod && kubectl get pods -n payments',
+      'kubevisa kubeconfig prod && kubectl get pods -n payments',
       'kubevisa kubeconfig --cluster edge-7 --direct          # straight to the cluster, not through the gateway',
       'kubevisa kubeconfig --cluster prod --kubeconfig ./prod.kubeconfig --namespace payments',
     ],
@@ -312,7 +315,8 @@ export const commands: CommandSpec[] = [
   {
     path: ['credential'],
     summary: 'Print a short-lived token for kubectl as an ExecCredential (kubectl runs this for you)',
-    usage: 'kubevisa credential --cluster NAME [--direct]',
+    usage: 'kubevisa credential CLUSTER | --cluster NAME [--direct]',
+    positionals: ['CLUSTER'],
     examples: ['kubevisa credential --cluster prod     # what kubectl runs; see kubevisa kubeconfig'],
     options: {
       cluster: { type: 'string', description: 'the cluster (required)', placeholder: 'NAME' },
@@ -326,8 +330,9 @@ export const commands: CommandSpec[] = [
   {
     path: ['server'],
     summary: 'Run the kubevisa server (API, reconciler) from a config file',
-    usage: 'kubevisa server --config FILE',
-    examples: ['kubevisa server --config /etc/kubevisa/server.yaml'],
+    usage: 'kubevisa server FILE | --config FILE',
+    positionals: ['FILE'],
+    examples: ['kubevisa server /etc/kubevisa/server.yaml', 'kubevisa server --config ./kubevisa-demo/server.yaml'],
     options: {
       config: { type: 'string', short: 'c', description: 'server config (YAML or JSON)', placeholder: 'FILE' },
     },
@@ -336,7 +341,8 @@ export const commands: CommandSpec[] = [
   {
     path: ['install'],
     summary: "Install kubevisa into a cluster (once, as an admin) and write kubevisa's own least-privilege credential",
-    usage: 'kubevisa install --cluster NAME [--kubeconfig ADMIN_KUBECONFIG] [--data-dir DIR]',
+    usage: 'kubevisa install CLUSTER | --cluster NAME [--kubeconfig ADMIN_KUBECONFIG] [--data-dir DIR]',
+    positionals: ['CLUSTER'],
     examples: ['kubevisa install --cluster prod --kubeconfig ~/.kube/prod-admin --data-dir /var/lib/kubevisa'],
     options: {
       cluster: { type: 'string', description: 'the name kubevisa will use for this cluster', placeholder: 'NAME' },
@@ -396,9 +402,10 @@ export const commands: CommandSpec[] = [
     summary:
       'Scan a whole cluster: shadow access, broad groups, risky permissions, legacy tokens, drift (admins, auditors)',
     usage:
-      'kubevisa scan cluster [--cluster NAME] [--all] [--min-severity S] | [--subject S] [--namespace NS] [--verb V] [--resource R] [--matrix]',
+      'kubevisa scan cluster [CLUSTER | --cluster NAME] [--all] [--min-severity S] | [--subject S] [--namespace NS] [--verb V] [--resource R] [--matrix]',
+    positionals: ['CLUSTER'],
     examples: [
-      'kubevisa scan cluster --cluster prod',
+      'kubevisa scan cluster prod',
       'kubevisa scan cluster --cluster prod --verb get --resource secrets     # who can read Secrets, where',
       'kubevisa scan cluster --cluster prod --subject cora@vendor.example -o json',
     ],
@@ -526,10 +533,11 @@ export const commands: CommandSpec[] = [
         path: ['audit', 'verify'],
         summary: 'Verify the audit trail: on the server, or offline on an exported file; exits 1 on any fault',
         usage:
-          'kubevisa audit verify [--checkpoint FILE…] | kubevisa audit verify --from FILE [--checkpoint FILE…] [--public-key FILE]',
+          'kubevisa audit verify [--checkpoint FILE…] | kubevisa audit verify FILE | --from FILE [--checkpoint FILE…] [--public-key FILE]',
+        positionals: ['FILE'],
         examples: [
           'kubevisa audit verify',
-          'kubevisa audit verify --from events.jsonl --checkpoint checkpoints.json --public-key public-key.pem',
+          'kubevisa audit verify events.jsonl --checkpoint checkpoints.json --public-key public-key.pem',
           'kubevisa audit verify --checkpoint kept-checkpoint.json   # was the trail rolled back since?',
         ],
         options: {
@@ -562,8 +570,12 @@ export const commands: CommandSpec[] = [
       {
         path: ['audit', 'evidence'],
         summary: "Write an engagement's evidence pack (events, checkpoints, public key, how to verify it offline)",
-        usage: 'kubevisa audit evidence --engagement ID [--out DIR]',
-        examples: ['kubevisa audit evidence --engagement acme-q3 --out ./evidence-acme'],
+        usage: 'kubevisa audit evidence ENGAGEMENT | --engagement ID [--out DIR]',
+        positionals: ['ENGAGEMENT'],
+        examples: [
+          'kubevisa audit evidence acme-2026',
+          'kubevisa audit evidence --engagement acme-q3 --out ./evidence-acme',
+        ],
         options: {
           engagement: { type: 'string', description: 'the engagement (id or name)', placeholder: 'ID' },
           out: {
@@ -581,11 +593,9 @@ export const commands: CommandSpec[] = [
   {
     path: ['scim', 'token', 'create'],
     summary: "Create a SCIM bearer token for one identity provider's provisioning (admin); shown once",
-    usage: 'kubevisa scim token create --idp NAME [-o json]',
-    examples: [
-      'kubevisa scim token create --idp okta',
-      'kubevisa scim token create --idp entra -o json | jq -r .token',
-    ],
+    usage: 'kubevisa scim token create IDP | --idp NAME [-o json]',
+    positionals: ['IDP'],
+    examples: ['kubevisa scim token create okta', 'kubevisa scim token create --idp entra -o json | jq -r .token'],
     options: {
       idp: {
         type: 'string',

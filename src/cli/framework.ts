@@ -46,6 +46,15 @@ export class UsageError extends KubevisaError {
   static override code = 'ERR_USAGE';
 }
 
+/** Refuses arguments a command does not take (a stray word is a mistake to point out, never to ignore). */
+export function noPositionals(positionals: string[], command: string): void {
+  if (positionals.length > 0) {
+    throw new UsageError(
+      `unexpected argument '${positionals[0]}': 'kubevisa ${command}' takes options only. Run 'kubevisa ${command} --help'.`,
+    );
+  }
+}
+
 export function parseCommandArgs(spec: CommandSpec, argv: string[]) {
   const options = {
     ...(spec.options ?? {}),

@@ -4,7 +4,7 @@
  * start-up path must stay a few tens of milliseconds.
  */
 import { commands } from './commands.ts';
-import { helpText, parseCommandArgs, UsageError, type CommandSpec, type Io } from './framework.ts';
+import { helpText, noPositionals, parseCommandArgs, UsageError, type CommandSpec, type Io } from './framework.ts';
 
 const io: Io = {
   out: (text) => void process.stdout.write(text),
@@ -58,6 +58,7 @@ async function main(argv: string[]): Promise<number> {
       io.out(helpText(spec));
       return 0;
     }
+    if (spec.positionals === undefined) noPositionals(parsed.positionals, spec.path.join(' '));
     const module = await spec.load();
     return (await module.run({ values: parsed.values, positionals: parsed.positionals, io })) ?? 0;
   } catch (error) {

@@ -76,13 +76,32 @@ export function singlePositional(positionals: string[], what: string, command: s
   return positionals[0];
 }
 
-export function noPositionals(positionals: string[], command: string): void {
-  if (positionals.length > 0) {
+/**
+ * A command's one obvious argument, typed as people type it (`kubevisa audit evidence acme-2026`) or as its option
+ * (`--engagement acme-2026`). Both at once must agree; undefined when neither is given.
+ */
+export function positionalOrOption(
+  values: ParsedValues,
+  positionals: string[],
+  name: string,
+  command: string,
+): string | undefined {
+  if (positionals.length > 1) {
     throw new UsageError(
-      `unexpected argument '${positionals[0]}': 'kubevisa ${command}' takes options only. Run 'kubevisa ${command} --help'.`,
+      `too many arguments (${positionals.join(' ')}): 'kubevisa ${command}' takes one, the ${name} (or --${name}). Run 'kubevisa ${command} --help'.`,
     );
   }
+  const positional = positionals[0];
+  const option = optionalString(values, name);
+  if (positional !== undefined && option !== undefined && positional !== option) {
+    throw new UsageError(
+      `the ${name} is given twice, as '${positional}' and as --${name} '${option}': give it once. Run 'kubevisa ${command} --help'.`,
+    );
+  }
+  return positional ?? option;
 }
+
+export { noPositionals } from './framework.ts';
 
 /**
  * An API client for `--server` / `--ca-file` (relative CA paths are taken from the working folder). `timeoutMs`:

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { coarseDuration, nextStep, relativeTime, visaTable } from './present.ts';
+import { coarseDuration, describeVisa, nextStep, relativeTime, visaTable } from './present.ts';
 import { aVisa } from './testing/fake-api.ts';
 
 const NOW = Date.parse('2026-03-02T10:00:00Z');
@@ -23,8 +23,21 @@ describe('relative times', () => {
 
 describe('visas for people', () => {
   test('the table shows the deadline with how far away it is', () => {
-    const { rows } = visaTable([aVisa({ notAfter: '2026-03-02T18:00:00Z', namespaces: ['a', 'b'] }, NOW)], NOW);
-    assert.deepEqual(rows[0]?.slice(2, 7), ['prod', 'a,b', 'developer', 'requested', '2026-03-02T18:00:00Z (in 8h)']);
+    const visa = aVisa({ state: 'active', notAfter: '2026-03-02T18:00:00Z', namespaces: ['a', 'b'] }, NOW);
+    const { rows } = visaTable([visa], NOW);
+    assert.deepEqual(rows[0]?.slice(2, 7), ['prod', 'a,b', 'developer', 'active', '2026-03-02T18:00:00Z (in 8h)']);
+  });
+
+  test('a pending request shows the duration asked, not an end counted from the request', () => {
+    // As the API sends it: no window until approval fixes one.
+    const { notBefore: _start, notAfter: _end, ...pending } = aVisa({ requestedDuration: '1m' }, NOW);
+    const { rows } = visaTable([pending], NOW);
+    assert.equal(rows[0]?.[5], 'requested');
+    assert.equal(rows[0]?.[6], '1m from approval');
+    assert.match(describeVisa(pending, NOW), /window: {2}1m from approval \(fixed when approved\)\n/);
+    assert.doesNotMatch(describeVisa(pending, NOW), /ends in/);
+    const later = { ...pending, requestedDuration: '2h', notBefore: '2026-03-03T09:00:00Z' };
+    assert.equal(visaTable([later], NOW).rows[0]?.[6], '2h from 2026-03-03T09:00:00Z (or approval, if later)');
   });
 
   test('the next step follows the state', () => {

@@ -44,7 +44,7 @@ export function visaTable(visas: VisaJson[], nowMs: number): { columns: string[]
       (v.namespaces ?? []).join(','),
       v.profile ?? '',
       v.state ?? '',
-      timeWithRelative(v.notAfter, nowMs),
+      v.state === 'requested' ? pendingWindow(v) : timeWithRelative(v.notAfter, nowMs),
       oneLine(v.reason ?? '', 60),
     ]),
   };
@@ -56,7 +56,9 @@ export function describeVisa(visa: VisaJson, nowMs: number): string {
     `Visa ${visa.id}: ${visa.state}`,
     `  who:     ${visa.personEmail}`,
     `  access:  profile ${visa.profile} on cluster ${visa.cluster}, namespace${visa.namespaces.length === 1 ? '' : 's'} ${visa.namespaces.join(', ')}`,
-    `  window:  ${visa.notBefore} → ${visa.notAfter}${windowNote(visa, nowMs)}`,
+    visa.state === 'requested'
+      ? `  window:  ${pendingWindow(visa)} (fixed when approved)`
+      : `  window:  ${visa.notBefore} → ${visa.notAfter}${windowNote(visa, nowMs)}`,
     `  reason:  ${oneLine(visa.reason, 200)}`,
   ];
   if (visa.extends) lines.push(`  extends: ${visa.extends}`);
@@ -65,9 +67,19 @@ export function describeVisa(visa: VisaJson, nowMs: number): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * What a request asks for, as long as it waits: the duration, counted from approval or from the start it asked
+ * for, whichever is later. Its end is not known before approval, so none is shown.
+ */
+export function pendingWindow(visa: VisaJson): string {
+  return visa.notBefore === undefined
+    ? `${visa.requestedDuration} from approval`
+    : `${visa.requestedDuration} from ${visa.notBefore} (or approval, if later)`;
+}
+
 function windowNote(visa: VisaJson, nowMs: number): string {
-  const start = Date.parse(visa.notBefore);
-  const end = Date.parse(visa.notAfter);
+  const start = Date.parse(visa.notBefore ?? '');
+  const end = Date.parse(visa.notAfter ?? '');
   if (!Number.isFinite(start) || !Number.isFinite(end)) return '';
   if (nowMs < start) return ` (starts ${relativeTime(visa.notBefore, nowMs)})`;
   if (nowMs < end) return ` (ends ${relativeTime(visa.notAfter, nowMs)})`;
@@ -84,7 +96,7 @@ export function nextStep(visa: VisaJson, nowMs: number): string {
       return `Next: ${needed} approval${needed === 1 ? '' : 's'} needed from the engagement's sponsor or an approver (${approvals} so far). Follow it with 'kubevisa visas'; once it is active, run '${kubeconfig}' and use kubectl.`;
     }
     case 'approved':
-      return Date.parse(visa.notBefore) > nowMs
+      return Date.parse(visa.notBefore ?? '') > nowMs
         ? `Next: approved; access starts ${relativeTime(visa.notBefore, nowMs)} (${visa.notBefore}). Run '${kubeconfig}' once, then use kubectl.`
         : `Next: approved; access is being set up in the cluster. Run '${kubeconfig}' once, then use kubectl.`;
     case 'active':

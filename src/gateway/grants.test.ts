@@ -104,3 +104,44 @@ describe('grant index: protected namespaces', () => {
     assert.equal(index.decide('p_carol', 'prod', 'shop', NOW).ok, true);
   });
 });
+
+describe('grant index: an approved visa that has not started', () => {
+  const approved = (id: string, namespaces: string[], notBefore: number): Visa => ({
+    ...aRequestedVisa(),
+    id,
+    profile: 'debugger-plain',
+    namespaces,
+    state: 'approved',
+    notBefore,
+    notAfter: notBefore + HOUR,
+  });
+
+  test('the refusal says when it starts, for its namespace and for cluster-wide requests', async () => {
+    const start = NOW + 2 * HOUR + 5 * 60_000;
+    const index = await indexOver(
+      [approved('v_later', ['shop'], start), activeVisa('v_now', 'debugger-plain', ['other'], NOW + HOUR)],
+      [plain],
+    );
+    const forShop = index.decide('p_carol', 'prod', 'shop', NOW);
+    assert.equal(forShop.ok, false);
+    if (forShop.ok) return;
+    assert.match(forShop.reason, /visa v_later for namespace 'shop' on cluster 'prod' starts at /);
+    assert.ok(forShop.reason.includes(new Date(start).toISOString()), forShop.reason);
+    assert.match(forShop.reason, /in 2 h 5 min/);
+    assert.doesNotMatch(forShop.reason, /do not cover/);
+
+    const alone = await indexOver([approved('v_later', ['shop'], NOW + 30_000)], [plain]);
+    const discovery = alone.decide('p_carol', 'prod', undefined, NOW);
+    assert.ok(!discovery.ok && /visa v_later for cluster 'prod' starts at .* \(in 30 s\)/.test(discovery.reason));
+    assert.equal(alone.decide('p_carol', 'prod', 'shop', NOW + 30_000).ok, true, 'and from then on it grants');
+  });
+
+  test('a namespace no visa will ever cover is still refused as not covered', async () => {
+    const index = await indexOver(
+      [approved('v_later', ['shop'], NOW + HOUR), activeVisa('v_now', 'debugger-plain', ['other'], NOW + HOUR)],
+      [plain],
+    );
+    const decision = index.decide('p_carol', 'prod', 'payments', NOW);
+    assert.ok(!decision.ok && /do not cover namespace 'payments'/.test(decision.reason));
+  });
+});

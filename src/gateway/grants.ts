@@ -139,6 +139,15 @@ export class GrantIndex {
     }
     if (covering !== undefined && strictest !== undefined)
       return { ok: true, person, grants: covering, grant: strictest, recordSessions: strictest.recordSessions };
+    const upcoming = nextStart(grants ?? [], cluster, namespace, now);
+    if (upcoming !== undefined) {
+      const where =
+        namespace === undefined ? `cluster '${cluster}'` : `namespace '${namespace}' on cluster '${cluster}'`;
+      return {
+        ok: false,
+        reason: `your visa ${upcoming.visaId} for ${where} starts at ${new Date(upcoming.notBefore).toISOString()} (in ${startsIn(upcoming.notBefore - now)}): it is approved, try again then`,
+      };
+    }
     if (!onCluster)
       return {
         ok: false,
@@ -163,6 +172,26 @@ export class GrantIndex {
     }
     return next;
   }
+}
+
+/** The grant that starts soonest after `now` on the cluster (covering the namespace, if one is named). */
+function nextStart(grants: Grant[], cluster: string, namespace: string | undefined, now: number): Grant | undefined {
+  let next: Grant | undefined;
+  for (const grant of grants) {
+    if (grant.cluster !== cluster || grant.notBefore <= now || grant.notBefore >= grant.notAfter) continue;
+    if (namespace !== undefined && !grant.namespaces.has(namespace)) continue;
+    if (next === undefined || grant.notBefore < next.notBefore) next = grant;
+  }
+  return next;
+}
+
+/** `45 s`, `12 min`, `3 h 5 min`: how long until a start, rounded up to the unit shown. */
+function startsIn(ms: number): string {
+  const seconds = Math.ceil(ms / 1000);
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.ceil(seconds / 60);
+  if (minutes < 60) return `${minutes} min`;
+  return `${Math.floor(minutes / 60)} h${minutes % 60 ? ` ${minutes % 60} min` : ''}`;
 }
 
 function toGrant(visa: Visa, recordSessions: boolean, protectedNamespaces: readonly string[]): Grant {

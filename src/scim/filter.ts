@@ -7,7 +7,7 @@
 import { parse, type Filter } from 'scim2-parse-filter';
 import type { JsonObject, JsonValue } from '../store/store.ts';
 import { badRequest } from './errors.ts';
-import { GROUP_SCHEMA, USER_SCHEMA } from './schema.ts';
+import { attributeAt, GROUP_SCHEMA, USER_SCHEMA, type Attribute, type ResourceKind } from './schema.ts';
 
 /** Longest filter accepted, in characters: a filter is a query, not a program. */
 export const MAX_FILTER_LENGTH = 4096;
@@ -24,10 +24,12 @@ export interface ParsedFilter {
 }
 
 /**
- * Parses and compiles a filter.
+ * Parses and compiles a filter over resources of `kinds` (default both: a search at the root). Every attribute it
+ * names must be one of theirs, and each comparison one RFC 7644 allows on its type. `'any'` skips that check: a
+ * PATCH value path addresses whatever attributes the stored resource holds (patch.ts checks those names itself).
  * @throws ScimError 400 `invalidFilter` naming what is wrong.
  */
-export function parseFilter(text: string): ParsedFilter {
+export function parseFilter(text: string, kinds: readonly ResourceKind[] | 'any' = ['User', 'Group']): ParsedFilter {
   if (text.length > MAX_FILTER_LENGTH) {
     throw badRequest('invalidFilter', `the filter is longer than ${MAX_FILTER_LENGTH} characters`);
   }
@@ -41,11 +43,80 @@ export function parseFilter(text: string): ParsedFilter {
         'Use RFC 7644 syntax, e.g. userName eq "ana@example.com" or externalId eq "00u1" and active eq true',
     );
   }
+  if (kinds !== 'any') checkAttributes(ast, kinds, undefined);
   const predicate = (resource: JsonObject) => evaluate(ast, resource, '');
   if (ast.op === 'eq' && 'compValue' in ast && typeof ast.compValue === 'string') {
     return { predicate, equality: { attribute: bareName(ast.attrPath), value: ast.compValue } };
   }
   return { predicate };
+}
+
+/** ATTRNAME with at most one subAttr (RFC 7644 §3.10, figure 1); `$ref` is a sub-attribute SCIM itself defines. */
+const ATTRIBUTE_PATH = /^[a-z][a-z0-9_-]*(?:\.(?:[a-z][a-z0-9_-]*|\$ref))?$/;
+const ORDERING = new Set(['gt', 'ge', 'lt', 'le']);
+
+function invalidFilter(message: string) {
+  return badRequest('invalidFilter', message);
+}
+
+/**
+ * Refuses a filter on an attribute the resources do not have (a typo such as `usrName eq "x"` must not silently
+ * match nothing, and `1 eq 1` is not a filter at all), a value path on an attribute that is not a multi-valued
+ * complex one, and `gt`/`ge`/`lt`/`le` on a boolean (RFC 7644 §3.4.2.2).
+ */
+function checkAttributes(filter: Filter, kinds: readonly ResourceKind[], parent: string | undefined): void {
+  switch (filter.op) {
+    case 'and':
+    case 'or':
+      for (const f of filter.filters) checkAttributes(f, kinds, parent);
+      return;
+    case 'not':
+      checkAttributes(filter.filter, kinds, parent);
+      return;
+    case '[]': {
+      const { path, attribute } = knownAttribute(filter.attrPath, kinds, parent);
+      if (parent !== undefined || attribute === 'common' || !attribute.multiValued || attribute.type !== 'complex') {
+        throw invalidFilter(
+          `'${filter.attrPath}[…]' filters the values of a multi-valued attribute, which '${filter.attrPath}' is not here; e.g. emails[type eq "work"] or members[value eq "ID"]`,
+        );
+      }
+      checkAttributes(filter.valFilter, kinds, path);
+      return;
+    }
+    case 'pr':
+      knownAttribute(filter.attrPath, kinds, parent);
+      return;
+    default: {
+      const { attribute } = knownAttribute(filter.attrPath, kinds, parent);
+      if (ORDERING.has(filter.op) && attribute !== 'common' && attribute.type === 'boolean') {
+        throw invalidFilter(`'${filter.attrPath}' is a boolean: compare it with eq or ne, not ${filter.op}`);
+      }
+    }
+  }
+}
+
+function knownAttribute(
+  attrPath: unknown,
+  kinds: readonly ResourceKind[],
+  parent: string | undefined,
+): { path: string; attribute: Attribute | 'common' } {
+  const text = String(attrPath);
+  const bare = bareName(text);
+  const cut = bare.startsWith('urn:') ? bare.lastIndexOf(':') + 1 : 0;
+  const local = bare.slice(cut);
+  if (typeof attrPath !== 'string' || !ATTRIBUTE_PATH.test(local)) {
+    throw invalidFilter(
+      `${JSON.stringify(text)} is not an attribute name: a filter compares an attribute with a value, e.g. userName eq "ana@example.com"`,
+    );
+  }
+  const path = parent === undefined ? bare : `${parent}.${bare}`;
+  const attribute = attributeAt(path, kinds);
+  if (attribute === undefined) {
+    throw invalidFilter(
+      `'${parent === undefined ? text : `${parent}[${text}]`}' is not an attribute of ${kinds.join(' or ')} here: GET /Schemas lists them (userName, externalId, emails.value, displayName, members.value…)`,
+    );
+  }
+  return { path, attribute };
 }
 
 /** `urn:…:User:userName` → `username`; extension paths keep their URN. Lower-cased. */

@@ -158,7 +158,7 @@ function parseValueFilter(text: string, attributePath: string, where: string, pa
   try {
     // The whole value path is itself a filter expression: evaluated on a one-item wrapper, it keeps the filter's
     // case rules (member ids compare exactly, other strings case-insensitively).
-    predicate = parseFilter(`${attributePath}[${text}]`).predicate;
+    predicate = parseFilter(`${attributePath}[${text}]`, 'any').predicate;
   } catch (error) {
     throw invalidPath(where, path, `has a filter that does not parse (${(error as Error).message})`);
   }

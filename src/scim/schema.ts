@@ -16,7 +16,7 @@ const SCHEMA_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Schema';
 export const DEFAULT_MAX_RESULTS = 200;
 
 type AttributeType = 'string' | 'boolean' | 'complex' | 'reference' | 'dateTime';
-interface Attribute {
+export interface Attribute {
   name: string;
   type: AttributeType;
   multiValued: boolean;
@@ -121,6 +121,46 @@ const GROUP_ATTRIBUTES: Attribute[] = [
     ],
   }),
 ];
+
+export type ResourceKind = 'User' | 'Group';
+
+/** Attributes every resource has (RFC 7643 §3.1), beside its schema's own. */
+const COMMON_PATHS = [
+  'id',
+  'externalid',
+  'schemas',
+  'meta',
+  ...['created', 'lastmodified', 'resourcetype', 'location', 'version'].map((m) => `meta.${m}`),
+];
+
+function pathsOf(attributes: Attribute[], prefix: string): [string, Attribute][] {
+  return attributes.flatMap((a) => {
+    const path = `${prefix}${a.name.toLowerCase()}`;
+    return [[path, a] as [string, Attribute], ...pathsOf(a.subAttributes ?? [], `${path}.`)];
+  });
+}
+
+const ATTRIBUTES_BY_KIND: Record<ResourceKind, ReadonlyMap<string, Attribute>> = {
+  User: new Map([
+    ...pathsOf(USER_ATTRIBUTES, ''),
+    ...pathsOf(ENTERPRISE_ATTRIBUTES, `${ENTERPRISE_USER_SCHEMA.toLowerCase()}:`),
+  ]),
+  Group: new Map(pathsOf(GROUP_ATTRIBUTES, '')),
+};
+
+/**
+ * The attribute a lower-cased path without the core schema URN names (`name.givenname`, `emails.value`,
+ * `urn:…:enterprise:2.0:user:department`), in any of `kinds`: what filters and sortBy may use. `common` for the
+ * attributes every resource has (id, externalId, meta.*), undefined for an unknown one.
+ */
+export function attributeAt(path: string, kinds: readonly ResourceKind[]): Attribute | 'common' | undefined {
+  if (COMMON_PATHS.includes(path)) return 'common';
+  for (const kind of kinds) {
+    const found = ATTRIBUTES_BY_KIND[kind].get(path);
+    if (found) return found;
+  }
+  return undefined;
+}
 
 export function serviceProviderConfig(baseUrl: string, maxResults: number) {
   return {

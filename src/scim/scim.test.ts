@@ -80,6 +80,43 @@ describe('filters', () => {
       assert.throws(() => parseFilter(text), scimType('invalidFilter'), text.slice(0, 40));
     }
   });
+
+  test('refuses unknown attributes, non-attributes and comparisons RFC 7644 does not allow with invalidFilter', () => {
+    for (const [text, kinds] of [
+      ['fooBar eq "x"', ['User']],
+      ['1 eq 1', ['User']],
+      ['"userName" eq "x"', ['User']],
+      ['usrName eq "cora@vendor.example"', ['User']],
+      ['members eq "u1"', ['User']],
+      ['userName eq "x"', ['Group']],
+      ['name.nickname eq "x"', ['User']],
+      ['urn:example:custom:2.0:User:badge eq "x"', ['User']],
+      [`${ENTERPRISE_USER_SCHEMA}:shoeSize eq "x"`, ['User']],
+      ['userName[value eq "x"]', ['User']],
+      ['emails[nope eq "x"]', ['User']],
+      ['active gt false', ['User']],
+      ['fooBar pr', ['User']],
+      ['userName eq "x" and fooBar eq "y"', ['User']],
+    ] as const) {
+      assert.throws(() => parseFilter(text, kinds), scimType('invalidFilter'), text);
+    }
+  });
+
+  test('accepts every attribute of the schemas, with or without the core URN, in any case', () => {
+    for (const [text, kinds] of [
+      ['USERNAME eq "x"', ['User']],
+      [`${USER_SCHEMA}:userName eq "x"`, ['User']],
+      ['name.givenName sw "C"', ['User']],
+      ['emails[type eq "work" and primary eq true]', ['User']],
+      ['meta.lastModified gt "2026-01-01T00:00:00Z"', ['User']],
+      [`${ENTERPRISE_USER_SCHEMA}:manager.value eq "m1"`, ['User']],
+      ['members[value eq "u1"]', ['Group']],
+      ['displayName eq "Ops" and externalId pr', ['Group']],
+      ['id eq "x" or members.value eq "u1"', ['User', 'Group']],
+    ] as const) {
+      assert.doesNotThrow(() => parseFilter(text, kinds), text);
+    }
+  });
 });
 
 describe('users and groups', () => {

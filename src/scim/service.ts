@@ -245,7 +245,7 @@ export class ScimService {
   async listUsers(client: ScimClient, query: ListQuery): Promise<ListResponse> {
     const page = readPaging(query, this.options.maxResults);
     let candidates: ScimUserRecord[];
-    const parsed = query.filter !== undefined ? parseFilter(query.filter) : undefined;
+    const parsed = query.filter !== undefined ? parseFilter(query.filter, ['User']) : undefined;
     if (parsed?.equality?.attribute === 'username') {
       // Okta and Entra ID look a user up by userName before every create: answer from the index.
       const found = await this.store.getScimUserByUserName(parsed.equality.value);
@@ -390,7 +390,7 @@ export class ScimService {
 
   async listGroups(client: ScimClient, query: ListQuery): Promise<ListResponse> {
     const page = readPaging(query, this.options.maxResults);
-    const parsed = query.filter !== undefined ? parseFilter(query.filter) : undefined;
+    const parsed = query.filter !== undefined ? parseFilter(query.filter, ['Group']) : undefined;
     let candidates: ScimGroupRecord[];
     if (parsed?.equality?.attribute === 'displayname') {
       const found = await this.store.getScimGroupByDisplayName(parsed.equality.value);

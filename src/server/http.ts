@@ -6,6 +6,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { ProtoSafeIncomingMessage } from './safe-incoming.ts';
+import { headBytes, PARSER_HEADER_BYTES, refuseOversizedHead } from './oversized-head.ts';
 import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { RawRoute } from './context.ts';
@@ -89,6 +90,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void) => {
       const route = (url: string | undefined) => options.rawRoutes.find((r) => url?.startsWith(r.prefix));
       const onRequest = (request: IncomingMessage, response: ServerResponse) => {
+        if (headBytes(request) > MAX_HEADER_BYTES) return refuseOversizedHead(request, response, MAX_HEADER_BYTES);
         const raw = route(request.url);
         if (raw) raw.handle(request, response);
         else handler(request, response);
@@ -96,7 +98,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       // Limits against slow or oversized requests (slowloris, header floods), for the API and the gateway alike.
       const limits = {
         IncomingMessage: ProtoSafeIncomingMessage,
-        maxHeaderSize: MAX_HEADER_BYTES,
+        // Above MAX_HEADER_BYTES, so that the check in onRequest answers in the endpoint's own shape.
+        maxHeaderSize: PARSER_HEADER_BYTES,
         headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: 120_000,
         keepAliveTimeout: 65_000,
@@ -108,6 +111,10 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
         : createHttpServer(limits, onRequest);
       server.maxHeadersCount = MAX_HEADER_COUNT;
       server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (headBytes(request) > MAX_HEADER_BYTES) {
+          socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          return;
+        }
         const raw = route(request.url);
         if (raw?.upgrade) raw.upgrade(request, socket, head);
         else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');

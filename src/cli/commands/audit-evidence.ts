@@ -20,7 +20,7 @@ import { finished } from 'node:stream/promises';
 import { parseCheckpoint, parseCheckpointPublicKey } from '../../audit/checkpoints.ts';
 import { verifyExportFile } from '../../audit/verify-file.ts';
 import { UsageError, type CommandRun } from '../framework.ts';
-import { clientFrom, emit, noPositionals, optionalString, outputFormat, requiredString } from '../options.ts';
+import { clientFrom, emit, positionalOrOption, optionalString, outputFormat } from '../options.ts';
 import { streamGet, type CheckpointJson } from './audit-shared.ts';
 
 interface EvidenceManifest {
@@ -35,8 +35,12 @@ interface EvidenceManifest {
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
   const format = outputFormat(values);
-  noPositionals(positionals, 'audit evidence');
-  const engagement = requiredString(values, 'engagement', 'audit evidence', 'the engagement (id or name) to collect');
+  const engagement = positionalOrOption(values, positionals, 'engagement', 'audit evidence');
+  if (engagement === undefined || engagement.trim() === '') {
+    throw new UsageError(
+      "name the engagement (id or name) to collect: 'kubevisa audit evidence acme-2026'. Run 'kubevisa audit evidence --help'.",
+    );
+  }
   const client = await clientFrom(values);
   const manifest = await client.post<EvidenceManifest>('/api/v1/audit/evidence', { engagement });
   const day = manifest.generatedAt.slice(0, 10);

@@ -23,7 +23,7 @@ import { KubevisaError } from '../../domain/errors.ts';
 import { connect } from '../api-client.ts';
 import { configDir } from '../config.ts';
 import { render, UsageError, type CommandRun, type Io } from '../framework.ts';
-import { noPositionals, optionalString, outputFormat, stringList } from '../options.ts';
+import { positionalOrOption, optionalString, outputFormat, stringList } from '../options.ts';
 
 /** A whole trail may take a while to verify on the server (hundreds of thousands of events a second). */
 const VERIFY_TIMEOUT_MS = 15 * 60_000;
@@ -31,9 +31,9 @@ const REMEMBERED_FILE = 'audit-checkpoints.json';
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
   const format = outputFormat(values);
-  noPositionals(positionals, 'audit verify');
+
   const checkpoints = (await Promise.all(stringList(values, 'checkpoint').map(readCheckpoints))).flat();
-  const from = optionalString(values, 'from');
+  const from = positionalOrOption(values, positionals, 'from', 'audit verify');
   const keyFile = optionalString(values, 'public-key');
   if (from === undefined && keyFile !== undefined) {
     throw new UsageError('--public-key goes with --from: the server checks signatures with its own key');

@@ -47,10 +47,15 @@ const FETCH_TIMEOUT_MS = 20_000;
 export const RECHECK_WITHIN_MS = 30_000;
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
-  if (positionals.length > 0) {
-    throw new UsageError(`unexpected argument '${positionals[0]}': use kubevisa credential --cluster NAME`);
+  // Options only through options.ts would load the API client on kubectl's every call: the same rule, inline.
+  const given = typeof values.cluster === 'string' ? values.cluster : undefined;
+  if (positionals.length > 1 || (positionals[0] !== undefined && given !== undefined && positionals[0] !== given)) {
+    throw new UsageError(
+      `unexpected argument '${positionals.at(-1)}': use kubevisa credential NAME (or --cluster NAME), the cluster once`,
+    );
   }
-  const cluster = typeof values.cluster === 'string' ? checkClusterName(values.cluster) : undefined;
+  const named = positionals[0] ?? given;
+  const cluster = named !== undefined ? checkClusterName(named) : undefined;
   if (cluster === undefined) {
     throw new UsageError('missing --cluster NAME: the cluster kubectl wants a token for (see kubevisa kubeconfig)');
   }

@@ -6,13 +6,14 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { CommandRun } from '../framework.ts';
+import { positionalOrOption } from '../options.ts';
 import { UsageError } from '../framework.ts';
 import { installKubevisa } from '../../cluster/install.ts';
 import { SHIPPED_PROFILES } from '../../rbac/profiles.ts';
 import { isDnsLabel } from '../../domain/names.ts';
 
-export const run: CommandRun = async ({ values, io }) => {
-  const cluster = values.cluster;
+export const run: CommandRun = async ({ values, positionals, io }) => {
+  const cluster = positionalOrOption(values, positionals, 'cluster', 'install');
   if (typeof cluster !== 'string' || !isDnsLabel(cluster)) {
     throw new UsageError('--cluster NAME is required: a DNS label such as prod or staging-eu');
   }

@@ -18,7 +18,7 @@ import { checkClusterName, isErrno, writeFileAtomically } from '../config.ts';
 import { BadKubeconfig, UnexpectedResponse } from '../errors.ts';
 import { UsageError, type CommandRun } from '../framework.ts';
 import { upsertContext, type ExecPlugin } from '../kubeconfig-file.ts';
-import { clientFrom, noPositionals, optionalString, requiredString } from '../options.ts';
+import { clientFrom, positionalOrOption, optionalString, requiredString } from '../options.ts';
 
 const command = 'kubeconfig';
 
@@ -28,8 +28,14 @@ class DirectModeDenied extends Forbidden {
 }
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
-  noPositionals(positionals, command);
-  const cluster = checkClusterName(requiredString(values, 'cluster', command, 'the cluster to add a context for'));
+  const cluster = checkClusterName(
+    requiredString(
+      { cluster: positionalOrOption(values, positionals, 'cluster', command) },
+      'cluster',
+      command,
+      'the cluster to add a context for',
+    ),
+  );
   const direct = values.direct === true;
   const contextName = optionalString(values, 'context-name') ?? `kubevisa-${cluster}${direct ? '-direct' : ''}`;
   const namespace = optionalString(values, 'namespace');

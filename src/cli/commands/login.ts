@@ -21,7 +21,7 @@ import type { BrowserLoginJson, DeviceLoginJson, SessionJson } from '../api-type
 import { configDir, readConfig, removeCredentials, writeConfig, writeSession } from '../config.ts';
 import { ApiError, LoginFailed, UnexpectedResponse } from '../errors.ts';
 import { UsageError, type CommandRun, type Io } from '../framework.ts';
-import { emit, noPositionals, optionalString, outputFormat } from '../options.ts';
+import { emit, positionalOrOption, optionalString, outputFormat } from '../options.ts';
 import { coarseDuration, personLine, relativeTime } from '../present.ts';
 
 /** Longest wait for a device login, whatever the server's code expiry says (milliseconds). */
@@ -33,7 +33,7 @@ const SLOW_DOWN_STEP_MS = 5_000;
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
   const format = outputFormat(values);
-  noPositionals(positionals, 'login');
+
   if (values.browser === true && values.device === true) {
     throw new UsageError('choose one of --browser and --device, not both');
   }
@@ -42,7 +42,7 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
 
   const dir = configDir();
   const config = await readConfig(dir);
-  const serverText = optionalString(values, 'server') ?? config.server;
+  const serverText = positionalOrOption(values, positionals, 'server', 'login') ?? config.server;
   if (serverText === undefined) {
     throw new UsageError(
       "missing --server URL: the kubevisa server to log in to, e.g. 'kubevisa login --server https://kubevisa.example.com' (remembered afterwards)",

@@ -7,7 +7,7 @@
 import { resourceLabel } from '../../monitor/matrix.ts';
 import type { CallOptions } from '../api-client.ts';
 import { render, UsageError, type CommandRun } from '../framework.ts';
-import { clientFrom, noPositionals, optionalString, outputFormat } from '../options.ts';
+import { clientFrom, positionalOrOption, optionalString, outputFormat } from '../options.ts';
 import { oneLine } from '../present.ts';
 
 interface FindingJson {
@@ -42,12 +42,12 @@ const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
   const format = outputFormat(values);
-  noPositionals(positionals, 'scan cluster');
+
   const minimum = optionalString(values, 'min-severity') ?? 'low';
   if (!SEVERITIES.includes(minimum))
     throw new UsageError(`unknown --min-severity '${minimum}': use ${SEVERITIES.join(', ')}`);
   const client = await clientFrom(values);
-  let cluster = optionalString(values, 'cluster');
+  let cluster = positionalOrOption(values, positionals, 'cluster', 'scan cluster');
   if (cluster === undefined) {
     const known = (await client.get<{ items?: { name: string }[] }>('/api/v1/clusters')).items ?? [];
     if (known.length !== 1) {
@@ -105,19 +105,23 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
       rank(f.severity) <= rank(minimum),
   );
   const added = new Set(scan.changes.added);
-  await render(
-    io,
-    format,
-    { ...scan, findings: shown },
-    {
-      columns: ['SEVERITY', 'KIND', 'REASON', 'NEW', 'FINDING'],
-      rows: shown.map((f) => [f.severity, f.kind, f.reason, added.has(f.id) ? 'new' : '', oneLine(f.summary, 200)]),
-    },
-  );
-  if (format === undefined || format === 'table') {
+  const forPeople = format === undefined || format === 'table';
+  // With nothing to list, the summary below says so: a table's "No resources found." would only stand before it.
+  if (!forPeople || shown.length > 0) {
+    await render(
+      io,
+      format,
+      { ...scan, findings: shown },
+      {
+        columns: ['SEVERITY', 'KIND', 'REASON', 'NEW', 'FINDING'],
+        rows: shown.map((f) => [f.severity, f.kind, f.reason, added.has(f.id) ? 'new' : '', oneLine(f.summary, 200)]),
+      },
+    );
+  }
+  if (forPeople) {
     const hidden = scan.findings.length - shown.length;
     io.err(
-      `Cluster ${scan.cluster}: ${scan.counts['bindings'] ?? 0} bindings, ${scan.counts['subjects'] ?? 0} subjects, scanned in ${scan.durations.listMs + scan.durations.analyzeMs} ms; ${shown.length} finding(s) shown${hidden > 0 ? `, ${hidden} hidden (Kubernetes defaults, visas by design, or below --min-severity: --all shows them)` : ''}.\n` +
+      `Cluster ${scan.cluster}: ${scan.counts['bindings'] ?? 0} bindings, ${scan.counts['subjects'] ?? 0} subjects, scanned in ${scan.durations.listMs + scan.durations.analyzeMs} ms; ${shown.length === 0 ? 'no finding' : `${shown.length} finding(s)`} shown${hidden > 0 ? `, ${hidden} hidden (Kubernetes defaults, visas by design, or below --min-severity: --all shows them)` : ''}.\n` +
         Object.entries(scan.coverage)
           .filter(([, state]) => state !== 'listed' && state !== 'audit log')
           .map(([what, state]) => `  ${what}: ${state}\n`)

@@ -3,14 +3,13 @@
  * provider's SCIM provisioning. The token is printed once; the server keeps only its hash.
  */
 import type { CommandRun } from '../framework.ts';
-import { clientFrom, emit, noPositionals, outputFormat, requiredString } from '../options.ts';
+import { clientFrom, emit, positionalOrOption, outputFormat, requiredString } from '../options.ts';
 import { newTokenText, type NewScimTokenJson } from './scim-token-shared.ts';
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
   const format = outputFormat(values);
-  noPositionals(positionals, 'scim token create');
   const idp = requiredString(
-    values,
+    { idp: positionalOrOption(values, positionals, 'idp', 'scim token create') },
     'idp',
     'scim token create',
     'the identity provider the token is for, e.g. okta or entra',

@@ -1,11 +1,12 @@
 /** `kubevisa server --config FILE`: runs the API and the reconciler until SIGINT/SIGTERM. */
 import type { CommandRun } from '../framework.ts';
+import { positionalOrOption } from '../options.ts';
 import { UsageError } from '../framework.ts';
 import { loadServerConfig } from '../../server/config.ts';
 import { startServer } from '../../server/main.ts';
 
-export const run: CommandRun = async ({ values, io }) => {
-  const file = values.config;
+export const run: CommandRun = async ({ values, positionals, io }) => {
+  const file = positionalOrOption(values, positionals, 'config', 'server');
   if (typeof file !== 'string')
     throw new UsageError("--config FILE is required: see 'kubevisa server --help' for the file's shape");
   const config = await loadServerConfig(file);

@@ -71,7 +71,7 @@ export function aVisa(overrides: Partial<VisaJson> = {}, now = Date.now()): Visa
     profile: 'developer',
     reason: 'JIRA-123',
     requestedAt: iso(now - 60_000),
-    requestedSeconds: 8 * 3600,
+    requestedDuration: '8h',
     notBefore: iso(now),
     notAfter: iso(now + 3 * 3600_000 + 30_000),
     state: 'requested',
