@@ -11,7 +11,6 @@ import { connect as connectTls } from 'node:tls';
 import { freePorts } from '../src/dev/cluster/control-plane.ts';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { debuggerProfile } from '../src/rbac/profiles.ts';
-import { gateways } from '../src/gateway/wire.ts';
 import type { AuditEvent } from '../src/store/store.ts';
 import { eventually, kubectl } from './support/kubectl.ts';
 import { floodFromMany, loopbackAddresses, startFlood } from './support/gateway-flood.ts';
@@ -123,7 +122,7 @@ function rawFrom(from: string, text: string): Promise<string[]> {
 }
 
 function gateway() {
-  return gateways.get(env.server!.context)!.gateway;
+  return env.server!.capabilities.gateway.gateway;
 }
 
 /** The person's gateway events of `action`, after writing out whatever the gateway has queued. */

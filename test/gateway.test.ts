@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { debuggerProfile } from '../src/rbac/profiles.ts';
 import { openStore } from '../src/store/open.ts';
-import { gateways } from '../src/gateway/wire.ts';
 import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';
 
 let env: KubevisaEnv;
@@ -253,7 +252,7 @@ describe('kubectl through the gateway', () => {
     );
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /got typed-input/);
-    const handle = gateways.get(env.server!.context)!;
+    const handle = env.server!.capabilities.gateway;
     await eventually('the recording is in the audit trail', 5000, async () => {
       await handle.gateway.flushAudit();
       const events = await env.server!.store.listAudit({
@@ -340,7 +339,7 @@ describe('kubectl through the gateway', () => {
 
   test('every request is in the audit trail with its attributes, never the raw query', async () => {
     await gk(['get', 'pods', '-n', 'gw-debug', '-l', 'run=app'], kubeconfig);
-    await (await import('../src/gateway/wire.ts')).gateways.get(env.server!.context)!.gateway.flushAudit();
+    await env.server!.capabilities.gateway.gateway.flushAudit();
     const events = await env.server!.store.listAudit({
       action: 'gateway.request',
       personId: cora.personId,
@@ -389,7 +388,7 @@ describe('cutting streams', () => {
     try {
       await watch.waitFor(/app/);
       await forward.waitFor(/Forwarding from/);
-      const { gateway } = (await import('../src/gateway/wire.ts')).gateways.get(env.server!.context)!;
+      const { gateway } = env.server!.capabilities.gateway;
       await eventually(
         'three streams open',
         5000,
@@ -462,7 +461,7 @@ describe('stopping the server', () => {
     });
     try {
       await watch.waitFor(/kube-root-ca/);
-      const { gateway } = gateways.get(env.server!.context)!;
+      const { gateway } = env.server!.capabilities.gateway;
       await eventually('the watch is open at the gateway', 5000, async () =>
         gateway.streams.all().some((s) => s.namespace === 'gw-stop' && s.kind === 'watch'),
       );

@@ -3,7 +3,6 @@
 // first login with an email owns that email's person, visas and roles.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { identityOf } from '../src/identity/wire.ts';
 import { api, loginAs, type TestPerson } from './support/kubevisa-env.ts';
 import { startLightEnv, type LightEnv } from './support/identity.ts';
 
@@ -35,8 +34,8 @@ describe('one role rule for a login and for identity mapping', () => {
     assert.deepEqual(created?.details.roles, ['admin'], 'the login gave the configured role (roles.adminGroups)');
     const me = async () => (await api(env.serverUrl, 'GET', '/api/v1/me', { token: session.token })).body.roles;
     assert.deepEqual(await me(), ['admin', 'auditor'], 'and the mapping after the login added the mapped role');
-    await identityOf(env.server.context).lifecycle.reconcileAll();
-    await identityOf(env.server.context).lifecycle.applyMappings(dora.email, 'test');
+    await env.server.capabilities.identity.lifecycle.reconcileAll();
+    await env.server.capabilities.identity.lifecycle.applyMappings(dora.email, 'test');
     assert.deepEqual(await me(), ['admin', 'auditor'], 'a mapping pass agrees with the login');
     const changes = (await env.server.store.listAudit({ action: 'person.roles-changed' }))
       .filter((e) => e.details.email === dora.email)

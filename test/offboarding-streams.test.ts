@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeConfig, writeSession } from '../src/cli/config.ts';
 import type { PersonJson } from '../src/cli/api-types.ts';
-import { gateways } from '../src/gateway/wire.ts';
 import type { Receipt } from '../src/identity/receipt.ts';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { eventually, kubectlBackground } from './support/kubectl.ts';
@@ -109,7 +108,7 @@ async function openStreams(token: string, personId: string, namespace: string, n
     timeoutMs: 150_000,
   });
   await watch.waitFor(/^app\s/m);
-  const { gateway } = gateways.get(env.server!.context)!;
+  const { gateway } = env.server!.capabilities.gateway;
   await eventually('the exec and the watch are open in the gateway', 15_000, async () => {
     const open = gateway.streams.all().filter((s) => s.personId === personId);
     return open.some((s) => s.kind === 'upgrade') && open.some((s) => s.kind === 'watch');

@@ -14,7 +14,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { identityOf } from '../src/identity/wire.ts';
 import { api, cliPath, loginAs, people, type TestPerson } from './support/kubevisa-env.ts';
 import { createScimToken, scim, startLightEnv, type LightEnv, type ScimAnswer } from './support/identity.ts';
 
@@ -244,7 +243,7 @@ describe('SCIM requests aimed at object prototypes are refused and change nothin
 
 describe('after every attack', () => {
   test('a mapping pass gives nobody a role, and every session still works', async () => {
-    await identityOf(env.server.context).lifecycle.reconcileAll();
+    await env.server.capabilities.identity.lifecycle.reconcileAll();
     // A real group change runs the mapping for cora: she is an auditor while in the group, and only then.
     const added = await scim(env.serverUrl, okta, 'PATCH', `/Groups/${groupId}`, {
       schemas: [PATCH],

@@ -440,6 +440,22 @@ describe('refusals', () => {
     // Routes the capabilities add are described too.
     assert.ok(paths['/api/v1/audit/events']?.get, 'audit');
     assert.ok(paths['/api/v1/persons/{id}/offboarding']?.post, 'identity');
+    // Each operation says who may call it, from the same declaration that serves and guards the route.
+    const auth = (path: string, method: string) =>
+      (paths[path]?.[method] as Record<string, unknown>)['x-kubevisa-auth'];
+    assert.equal(auth('/api/v1/persons/{id}/offboard', 'post'), 'admin');
+    assert.equal(auth('/api/v1/audit/events', 'get'), 'auditor');
+    assert.equal(auth('/api/v1/monitoring/audit-events/{cluster}', 'post'), 'token');
+    assert.equal(auth('/api/v1/login/device', 'post'), 'none');
+    for (const [path, operations] of Object.entries(paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const declared = (operation as Record<string, unknown>)['x-kubevisa-auth'];
+        assert.ok(
+          ['none', 'token', 'session', 'admin', 'auditor', 'staff'].includes(String(declared)),
+          `${method} ${path}`,
+        );
+      }
+    }
   });
 });
 

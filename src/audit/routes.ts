@@ -14,12 +14,11 @@
  * anything is sent: if that record cannot be made durable, nothing is exported.
  */
 import { Readable } from 'node:stream';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply } from 'fastify';
 import { InvalidInput } from '../domain/errors.ts';
 import { formatInstant } from '../domain/time.ts';
 import type { Caller } from '../app/caller.ts';
 import { engagementView } from '../app/views.ts';
-import { requireAuditReader } from '../domain/permissions.ts';
 import type { ServerContext } from '../server/context.ts';
 import type { AuditCheckpoint, AuditEvent, JsonObject } from '../store/store.ts';
 import { parseCheckpoint, type CheckpointRecord } from './checkpoints.ts';
@@ -39,12 +38,7 @@ export function checkpointView(checkpoint: AuditCheckpoint) {
 }
 
 export function registerAuditRoutes(context: ServerContext, service: AuditService): void {
-  const { app, store } = context;
-  const reader = async (request: FastifyRequest): Promise<Caller> => {
-    const caller = await context.authenticate(request);
-    requireAuditReader(caller.actor, 'read the audit trail');
-    return caller;
-  };
+  const { store, route } = context;
   /** Records who pulled what out of the trail; throws (and so refuses the export) if it cannot be kept. */
   const recordExport = (caller: Caller, action: string, details: JsonObject, engagementId?: string) =>
     store.transaction((tx) =>
@@ -63,12 +57,14 @@ export function registerAuditRoutes(context: ServerContext, service: AuditServic
   const stream = (reply: FastifyReply, lines: AsyncGenerator<string>) =>
     reply.type(NDJSON).header('cache-control', 'no-store').send(Readable.from(lines));
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/audit/events',
-    schema: { querystring: AUDIT_QUERY_SCHEMA },
+    summary: 'Search the audit trail (paged by seq)',
+    auth: 'auditor',
+    refusal: 'read the audit trail',
+    querystring: AUDIT_QUERY_SCHEMA,
     handler: async (request) => {
-      await reader(request);
       const query = request.query as AuditQuery;
       const filter = await auditFilterOf(query, store);
       const items = await store.listAudit(filter);
@@ -85,12 +81,14 @@ export function registerAuditRoutes(context: ServerContext, service: AuditServic
     },
   });
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/audit/export',
-    schema: { querystring: AUDIT_QUERY_SCHEMA },
-    handler: async (request, reply) => {
-      const caller = await reader(request);
+    summary: 'Every matching audit event as JSON lines (streamed; recorded in the trail)',
+    auth: 'auditor',
+    refusal: 'read the audit trail',
+    querystring: AUDIT_QUERY_SCHEMA,
+    handler: async (request, reply, caller) => {
       const query = request.query as AuditQuery;
       if (query.order === 'desc' || query.limit !== undefined || query.before !== undefined) {
         throw new InvalidInput('an export runs oldest first over every match: leave out order, limit and before');
@@ -101,48 +99,54 @@ export function registerAuditRoutes(context: ServerContext, service: AuditServic
     },
   });
 
-  app.route({
+  route({
     method: 'POST',
     url: '/api/v1/audit/checkpoints',
-    handler: async (request, reply) => {
-      await reader(request);
+    summary: "Sign a checkpoint of the trail's head now",
+    auth: 'auditor',
+    refusal: 'read the audit trail',
+    handler: async (_request, reply) => {
       reply.code(201);
       return checkpointView(await service.createCheckpoint());
     },
   });
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/audit/checkpoints',
-    handler: async (request) => {
-      await reader(request);
+    summary: 'Every signed checkpoint',
+    auth: 'auditor',
+    refusal: 'read the audit trail',
+    handler: async () => {
       return { items: (await service.listCheckpoints()).map(checkpointView) };
     },
   });
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/audit/public-key',
-    handler: async (request) => {
-      await reader(request);
+    summary: 'The key checkpoints are signed with',
+    auth: 'auditor',
+    refusal: 'read the audit trail',
+    handler: async () => {
       return { algorithm: 'Ed25519', keyId: service.key.keyId, publicKeyPem: service.key.publicKeyPem };
     },
   });
 
-  app.route({
+  route({
     method: 'POST',
     url: '/api/v1/audit/verify',
-    schema: {
-      body: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          checkpoints: { type: 'array', maxItems: MAX_CHECKPOINTS_IN_REQUEST, items: { type: 'object' } },
-        },
+    summary: 'Verify the trail (optionally against checkpoints kept elsewhere)',
+    auth: 'auditor',
+    refusal: 'read the audit trail',
+    body: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        checkpoints: { type: 'array', maxItems: MAX_CHECKPOINTS_IN_REQUEST, items: { type: 'object' } },
       },
     },
     handler: async (request) => {
-      await reader(request);
       const body = (request.body ?? {}) as { checkpoints?: unknown[] };
       const kept: CheckpointRecord[] = (body.checkpoints ?? []).map((value, index) =>
         parseCheckpoint(value, `checkpoints[${index}]`),
@@ -151,19 +155,19 @@ export function registerAuditRoutes(context: ServerContext, service: AuditServic
     },
   });
 
-  app.route({
+  route({
     method: 'POST',
     url: '/api/v1/audit/evidence',
-    schema: {
-      body: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['engagement'],
-        properties: { engagement: { type: 'string', minLength: 1, maxLength: 64 } },
-      },
+    summary: "Start an engagement's evidence pack: a fresh checkpoint and the window",
+    auth: 'auditor',
+    refusal: 'read the audit trail',
+    body: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['engagement'],
+      properties: { engagement: { type: 'string', minLength: 1, maxLength: 64 } },
     },
-    handler: async (request) => {
-      const caller = await reader(request);
+    handler: async (request, _reply, caller) => {
       const engagement = await context.engagements.get(caller, (request.body as { engagement: string }).engagement);
       const end = await service.createCheckpoint();
       const [first] = await store.listAudit({ engagementId: engagement.id, limit: 1 });
@@ -187,19 +191,19 @@ export function registerAuditRoutes(context: ServerContext, service: AuditServic
     },
   });
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/audit/evidence/:engagement/events',
-    schema: {
-      querystring: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['after', 'through'],
-        properties: { after: AUDIT_QUERY_SCHEMA.properties.after, through: AUDIT_QUERY_SCHEMA.properties.through },
-      },
+    summary: "An evidence pack's events as JSON lines, other engagements redacted",
+    auth: 'auditor',
+    refusal: 'read the audit trail',
+    querystring: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['after', 'through'],
+      properties: { after: AUDIT_QUERY_SCHEMA.properties.after, through: AUDIT_QUERY_SCHEMA.properties.through },
     },
-    handler: async (request, reply) => {
-      const caller = await reader(request);
+    handler: async (request, reply, caller) => {
       const idOrName = (request.params as { engagement: string }).engagement;
       const engagement = await context.engagements.get(caller, idOrName);
       const { after, through } = request.query as { after: string; through: string };

@@ -4,21 +4,23 @@
  * optional periodic verification whose failures reach the monitoring capability as `audit-verification-failed`.
  */
 import { join } from 'node:path';
-import type { Extension, ServerContext } from '../server/context.ts';
+import type { ServerContext } from '../server/context.ts';
 import { loadOrCreateCheckpointKey } from './checkpoints.ts';
 import { parseAuditConfig } from './config.ts';
 import { LATEST_CHECKPOINT_FILE } from './latest-file.ts';
 import { registerAuditRoutes } from './routes.ts';
 import { AuditService } from './service.ts';
 
-/** The audit service of a running server, for tests and benchmarks. */
-export const auditServices = new WeakMap<ServerContext, AuditService>();
+/** What the audit capability hands back to the composition root (tests and benchmarks reach the service through it). */
+export interface AuditHandle {
+  service: AuditService;
+}
 
 function report(what: string, error: unknown): void {
   process.stderr.write(`kubevisa audit: ${what}: ${error instanceof Error ? error.message : String(error)}\n`);
 }
 
-export const wireAudit: Extension = async (context) => {
+export async function wireAudit(context: ServerContext): Promise<AuditHandle> {
   const config = parseAuditConfig(context.config.extensions.audit, context.config.dataDir);
   const key = await loadOrCreateCheckpointKey(config.keyFile);
   const { store, events } = context;
@@ -42,7 +44,6 @@ export const wireAudit: Extension = async (context) => {
         .catch((error: unknown) => report('could not record a failed verification', error));
     },
   });
-  auditServices.set(context, service);
 
   // Before anything else writes: a database restored from an older copy must not be written on (it may also
   // bring back access revoked since).
@@ -80,4 +81,5 @@ export const wireAudit: Extension = async (context) => {
     // A final checkpoint, so a restart (or a restore) is checked against everything written until now.
     await service.checkpointIfMoved().catch((error: unknown) => report('final checkpoint failed', error));
   });
-};
+  return { service };
+}

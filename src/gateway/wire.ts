@@ -7,12 +7,12 @@ import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { loadKubeConfig, connectionOf } from '../cluster/kubeconfig.ts';
 import { InvalidInput } from '../domain/errors.ts';
-import type { Extension, ServerContext } from '../server/context.ts';
+import type { ServerContext } from '../server/context.ts';
 import { DEFAULT_MAX_QUEUED_EVENTS } from './audit-writer.ts';
 import { DEFAULT_ADDRESS_LIMITS, DEFAULT_WORK_CEILING } from './rate-limit.ts';
 import { Gateway, type EndedVisa, type UpstreamCluster } from './gateway.ts';
 import { GrantIndex } from './grants.ts';
-import { identities } from '../identity/wire.ts';
+import type { OffboardingOrchestrator } from '../identity/offboarding.ts';
 
 /** How often the index is rebuilt from the store anyway: also how fast revocations made by other server processes arrive. */
 const REBUILD_INTERVAL_MS = 2000;
@@ -23,10 +23,17 @@ export interface GatewayHandle {
   index: GrantIndex;
 }
 
-/** The running gateway of a server, for tests and benchmarks. */
-export const gateways = new WeakMap<ServerContext, GatewayHandle>();
+/** What the gateway needs from other capabilities, handed over by the composition root. */
+export interface GatewayNeeds {
+  /** The identity capability's offboarding: the gateway adds its proofs (it refuses the person; streams closed). */
+  offboarding: Pick<OffboardingOrchestrator, 'addProof' | 'attachStreams'>;
+}
 
-export const wireGateway: Extension = async (context) => {
+export async function wireGateway(context: ServerContext, needs: GatewayNeeds): Promise<GatewayHandle> {
+  // Without it an offboarding receipt would lack the gateway's proofs and nobody would notice: refuse to start.
+  if (needs?.offboarding === undefined) {
+    throw new Error('the gateway is wired without the identity capability: offboarding receipts would lack its proofs');
+  }
   const raw = context.config.extensions.gateway as Record<string, unknown> | undefined;
   const rateLimit = {
     ratePerSecond: numberOr(raw?.ratePerSecond, 50, 'gateway.ratePerSecond'),
@@ -79,7 +86,6 @@ export const wireGateway: Extension = async (context) => {
     // The engine's own way of appending batches (SQLite: a thread of its own, off this event loop).
     auditSink: context.store.openAuditAppender(),
   });
-  gateways.set(context, { gateway, index });
 
   let deadlineTimer: NodeJS.Timeout | undefined;
   const armDeadline = () => {
@@ -145,7 +151,7 @@ export const wireGateway: Extension = async (context) => {
   periodic.unref();
 
   // The offboarding receipt proves, through this gateway's own checks, that the person is refused.
-  identities.get(context)?.offboarding.addProof({
+  needs.offboarding.addProof({
     id: 'gateway-refuses',
     step: 'the gateway refuses the person',
     proof:
@@ -170,7 +176,7 @@ export const wireGateway: Extension = async (context) => {
   });
 
   // ...and, from this gateway's registry, that the person's open streams were closed.
-  identities.get(context)?.offboarding.attachStreams({
+  needs.offboarding.attachStreams({
     openOf: (personId) =>
       gateway.streams
         .all()
@@ -198,7 +204,8 @@ export const wireGateway: Extension = async (context) => {
       upstream.streamAgent.destroy();
     }
   });
-};
+  return { gateway, index };
+}
 
 function numberOr(value: unknown, fallback: number, field: string): number {
   if (value === undefined) return fallback;

@@ -9,12 +9,11 @@
  * - which SCIM identity providers may act on whom: list, link (an admin's decision), unlink.
  */
 import { randomBytes } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { Conflict, InvalidInput, NotFound } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
 import { parseDuration } from '../domain/time.ts';
 import type { Caller } from '../app/caller.ts';
-import { requireAdmin as requireAdminRole, requireAuditReader } from '../domain/permissions.ts';
 import type { ServerContext } from '../server/context.ts';
 import type { ScimLinkRecord, ScimTokenRecord } from '../store/identity-records.ts';
 import { generateScimToken, isLive, isValidIdpName } from '../scim/tokens.ts';
@@ -44,14 +43,6 @@ const obj = (properties: Record<string, Schema>, required: string[] = []) => ({
   required,
   properties,
 });
-
-function requireAdmin(caller: Caller, what: string): void {
-  requireAdminRole(caller.actor, what);
-}
-
-function requireStaff(caller: Caller, what: string): void {
-  requireAuditReader(caller.actor, what);
-}
 
 export interface ScimTokenView {
   id: string;
@@ -104,7 +95,7 @@ export function linkView(link: ScimLinkRecord): ScimLinkView {
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
 export function registerAdminRoutes(context: ServerContext, options: AdminRoutesOptions): void {
-  const { app, store } = context;
+  const { route, store } = context;
   const now = options.now ?? Date.now;
   const params = (request: FastifyRequest) => request.params as Record<string, string>;
 
@@ -135,13 +126,14 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     return { ...tokenView(record, at), token, scimUrl: `${context.url}/scim/v2` };
   };
 
-  app.route({
+  route({
     method: 'POST',
     url: '/api/v1/scim/tokens',
-    schema: { body: obj({ idp: str(63) }, ['idp']) },
-    handler: async (request, reply) => {
-      const caller = await context.authenticate(request);
-      requireAdmin(caller, 'create SCIM tokens');
+    summary: 'Create a SCIM token for an identity provider (shown once)',
+    auth: 'admin',
+    refusal: 'create SCIM tokens',
+    body: obj({ idp: str(63) }, ['idp']),
+    handler: async (request, reply, caller) => {
       const { idp } = request.body as { idp: string };
       if (!isValidIdpName(idp)) {
         throw new InvalidInput(
@@ -153,24 +145,26 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     },
   });
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/scim/tokens',
-    handler: async (request) => {
-      const caller = await context.authenticate(request);
-      requireStaff(caller, 'list SCIM tokens');
+    summary: 'SCIM tokens (never their secrets)',
+    auth: 'auditor',
+    refusal: 'list SCIM tokens',
+    handler: async () => {
       const at = now();
       return { items: (await store.listScimTokens()).map((t) => tokenView(t, at)) };
     },
   });
 
-  app.route({
+  route({
     method: 'POST',
     url: '/api/v1/scim/tokens/:id/rotate',
-    schema: { body: obj({ grace: str(32) }) },
-    handler: async (request, reply) => {
-      const caller = await context.authenticate(request);
-      requireAdmin(caller, 'rotate SCIM tokens');
+    summary: 'Rotate a SCIM token (the old one is kept for a grace period)',
+    auth: 'admin',
+    refusal: 'rotate SCIM tokens',
+    body: obj({ grace: str(32) }),
+    handler: async (request, reply, caller) => {
       const old = await store.getScimToken(params(request).id!);
       if (!old) throw new NotFound(`no SCIM token '${params(request).id}': 'kubevisa scim token list' shows them`);
       if (!isLive(old, now()))
@@ -200,12 +194,13 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     },
   });
 
-  app.route({
+  route({
     method: 'DELETE',
     url: '/api/v1/scim/tokens/:id',
-    handler: async (request) => {
-      const caller = await context.authenticate(request);
-      requireAdmin(caller, 'revoke SCIM tokens');
+    summary: 'Revoke a SCIM token',
+    auth: 'admin',
+    refusal: 'revoke SCIM tokens',
+    handler: async (request, _reply, caller) => {
       const at = now();
       const id = params(request).id!;
       const revoked = await store.transaction(async (tx) => {
@@ -226,13 +221,14 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     },
   });
 
-  app.route({
+  route({
     method: 'POST',
     url: '/api/v1/persons/:id/offboarding',
-    schema: { body: obj({ reason: str(500), wait: { type: 'boolean' } }, ['reason']) },
-    handler: async (request, reply: FastifyReply) => {
-      const caller = await context.authenticate(request);
-      requireAdmin(caller, 'offboard a person');
+    summary: 'Offboard a person and answer with the receipt (or at once with wait=false)',
+    auth: 'admin',
+    refusal: 'offboard a person',
+    body: obj({ reason: str(500), wait: { type: 'boolean' } }, ['reason']),
+    handler: async (request, reply, caller) => {
       const body = request.body as { reason: string; wait?: boolean };
       const idOrEmail = params(request).id!;
       const person = (await store.getPerson(idOrEmail)) ?? (await store.getPersonByEmail(idOrEmail.toLowerCase()));
@@ -251,25 +247,27 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     },
   });
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/offboardings/:id',
+    summary: 'One offboarding receipt',
+    auth: 'auditor',
+    refusal: 'read offboarding receipts',
     handler: async (request) => {
-      const caller = await context.authenticate(request);
-      requireStaff(caller, 'read offboarding receipts');
       const receipt = await options.offboarding.get(params(request).id!);
       if (!receipt) throw new NotFound(`no offboarding '${params(request).id}'`);
       return receipt;
     },
   });
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/offboardings',
-    schema: { querystring: obj({ person: str(254) }) },
+    summary: 'Offboarding receipts',
+    auth: 'auditor',
+    refusal: 'read offboarding receipts',
+    querystring: obj({ person: str(254) }),
     handler: async (request) => {
-      const caller = await context.authenticate(request);
-      requireStaff(caller, 'read offboarding receipts');
       const filter = (request.query as { person?: string }).person;
       let personId: string | undefined;
       if (filter !== undefined) {
@@ -281,12 +279,13 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     },
   });
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/identity/mappings',
-    handler: async (request) => {
-      const caller = await context.authenticate(request);
-      requireStaff(caller, 'read group mappings');
+    summary: 'The group mappings in force',
+    auth: 'auditor',
+    refusal: 'read group mappings',
+    handler: async () => {
       const engagements = await store.listEngagements();
       return {
         items: options.mappings.map((m) => {
@@ -322,13 +321,14 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     return { email: idOrEmail.trim().toLowerCase() };
   };
 
-  app.route({
+  route({
     method: 'GET',
     url: '/api/v1/identity/links',
-    schema: { querystring: obj({ person: str(254), idp: str(63) }) },
+    summary: 'Which SCIM identity providers may act on whom',
+    auth: 'auditor',
+    refusal: 'read which identity providers act on whom',
+    querystring: obj({ person: str(254), idp: str(63) }),
     handler: async (request) => {
-      const caller = await context.authenticate(request);
-      requireStaff(caller, 'read which identity providers act on whom');
       const query = request.query as { person?: string; idp?: string };
       const email = query.person === undefined ? undefined : (await personOf(query.person)).email;
       const links = await store.listScimLinks({
@@ -339,13 +339,14 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     },
   });
 
-  app.route({
+  route({
     method: 'POST',
     url: '/api/v1/identity/links',
-    schema: { body: obj({ person: str(254), idp: str(63), reason: str(500) }, ['person', 'idp', 'reason']) },
-    handler: async (request, reply) => {
-      const caller = await context.authenticate(request);
-      requireAdmin(caller, 'link a person to an identity provider');
+    summary: 'Link a person to a SCIM identity provider',
+    auth: 'admin',
+    refusal: 'link a person to an identity provider',
+    body: obj({ person: str(254), idp: str(63), reason: str(500) }, ['person', 'idp', 'reason']),
+    handler: async (request, reply, caller) => {
       const body = request.body as { person: string; idp: string; reason: string };
       if (!isValidIdpName(body.idp)) {
         throw new InvalidInput(
@@ -387,12 +388,13 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     },
   });
 
-  app.route({
+  route({
     method: 'DELETE',
     url: '/api/v1/identity/links/:idp/:person',
-    handler: async (request) => {
-      const caller = await context.authenticate(request);
-      requireAdmin(caller, 'unlink a person from an identity provider');
+    summary: 'Unlink a person from a SCIM identity provider',
+    auth: 'admin',
+    refusal: 'unlink a person from an identity provider',
+    handler: async (request, _reply, caller) => {
       const { idp, person } = params(request) as { idp: string; person: string };
       const { email, personId } = await personOf(person);
       const at = now();
@@ -422,12 +424,13 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     },
   });
 
-  app.route({
+  route({
     method: 'POST',
     url: '/api/v1/identity/sync',
-    handler: async (request) => {
-      const caller = await context.authenticate(request);
-      requireAdmin(caller, 'run a directory sync');
+    summary: 'Run a directory sync now',
+    auth: 'admin',
+    refusal: 'run a directory sync',
+    handler: async () => {
       if (!options.sync)
         throw new InvalidInput("no directory sync is configured: add 'identity.sync' to the server config");
       const report = await options.sync.runOnce();

@@ -3,11 +3,11 @@
  * the directory sync, the login hooks (refuse deactivated people, apply mappings, suspend on a refused refresh)
  * and offboarding with receipts, with its API routes.
  *
- * The rest of the server reaches the offboarding orchestrator through `identityOf(context)` (main.ts's
- * `offboard` delegates to it for `POST /api/v1/persons/:id/offboard`).
+ * It returns its handle: the composition root passes the offboarding orchestrator to the gateway (which adds its
+ * proofs) and serves `POST /api/v1/persons/:id/offboard` through `offboardByAdmin`.
  */
 import { NotFound } from '../domain/errors.ts';
-import type { Extension, ServerContext } from '../server/context.ts';
+import type { ServerContext } from '../server/context.ts';
 import { registerScimRoutes, SCIM_PREFIX } from '../scim/routes.ts';
 import { ScimService } from '../scim/service.ts';
 import type { Caller } from '../app/caller.ts';
@@ -33,21 +33,12 @@ export interface IdentityHandle {
   offboardByAdmin(caller: Caller, idOrEmail: string, reason: string): Promise<Receipt>;
 }
 
-/** The identity lifecycle of a running server. */
-export const identities = new WeakMap<ServerContext, IdentityHandle>();
-
-export function identityOf(context: ServerContext): IdentityHandle {
-  const handle = identities.get(context);
-  if (!handle) throw new Error('the identity extension is not wired into this server');
-  return handle;
-}
-
 /** Delay before the start-up repair runs, so it does not compete with the first reconcile, in ms. */
 const STARTUP_REPAIR_DELAY_MS = 1000;
 /** The level-triggered repair (SCIM state vs persons, mappings) also runs this often, in ms. */
 const REPAIR_INTERVAL_MS = 5 * 60_000;
 
-export const wireIdentity: Extension = async (context) => {
+export async function wireIdentity(context: ServerContext): Promise<IdentityHandle> {
   const scimConfig = parseScimConfig(context.config.extensions.scim);
   // Relative paths (identity.sync.tokenFile) resolve against the server's working directory.
   const config = parseIdentityConfig(context.config.extensions.identity, process.cwd());
@@ -146,6 +137,11 @@ export const wireIdentity: Extension = async (context) => {
   let invalidateTokens = () => {};
   if (scimConfig.enabled) {
     const baseUrl = `${context.url}${SCIM_PREFIX}`;
+    context.declarePrefix({
+      prefix: SCIM_PREFIX,
+      summary: "SCIM 2.0 (RFC 7644), with an identity provider's SCIM token",
+      auth: 'token',
+    });
     scim = new ScimService({
       store: context.store,
       baseUrl,
@@ -210,7 +206,6 @@ export const wireIdentity: Extension = async (context) => {
       return offboarding.waitFor(started.id, config.offboarding.waitMs);
     },
   };
-  identities.set(context, handle);
 
   // Level-triggered repair once the server is up, then periodically: open receipts resume, SCIM state and
   // persons are brought back in line (a crash between two commits), mappings re-applied.
@@ -236,4 +231,5 @@ export const wireIdentity: Extension = async (context) => {
     await sync?.stop();
     await offboarding.stop();
   });
-};
+  return handle;
+}

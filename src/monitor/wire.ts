@@ -15,11 +15,8 @@
  * `audit-verification-failed` raises an alert.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Unauthenticated } from '../domain/errors.ts';
-import type { Caller } from '../app/caller.ts';
-import { requireAuditReader } from '../domain/permissions.ts';
-import type { Extension, ServerContext } from '../server/context.ts';
+import type { ServerContext } from '../server/context.ts';
 import { AlertDispatcher, webhookSink } from './alert-delivery.ts';
 import { parseAuditLine, parseAuditPayload, type AuditUse } from './audit-log.ts';
 import { tailFile, type Tail, type TailPosition } from './audit-log-tail.ts';
@@ -41,7 +38,7 @@ const log = (message: string): void => {
   process.stderr.write(`kubevisa monitoring: ${message}\n`);
 };
 
-export const wireMonitoring: Extension = async (context: ServerContext) => {
+export async function wireMonitoring(context: ServerContext): Promise<MonitoringHandle> {
   const clusterNames = [...context.clusters.keys()];
   const monitoring = parseMonitoringConfig(context.config.extensions['monitoring'], {
     baseDir: context.config.dataDir,
@@ -191,11 +188,7 @@ export const wireMonitoring: Extension = async (context: ServerContext) => {
   }
 
   // ——— Routes ———
-  const requireStaff = async (request: FastifyRequest): Promise<Caller> => {
-    const caller = await context.authenticate(request);
-    requireAuditReader(caller.actor, 'see exposure scans and usage');
-    return caller;
-  };
+  const { route } = context;
   const clusterParam = {
     type: 'object',
     required: ['cluster'],
@@ -203,10 +196,12 @@ export const wireMonitoring: Extension = async (context: ServerContext) => {
   };
   const text = (maxLength: number) => ({ type: 'string', minLength: 1, maxLength });
 
-  context.app.route({
+  route({
     method: 'GET',
     url: '/metrics',
-    handler: async (request: FastifyRequest, reply: FastifyReply) => {
+    summary: 'Prometheus metrics (the bearer token configured in monitoring.metrics, when set)',
+    auth: 'token',
+    handler: async (request, reply) => {
       if (
         monitoring.metricsToken !== undefined &&
         !bearerMatches(request.headers.authorization, monitoring.metricsToken)
@@ -217,25 +212,25 @@ export const wireMonitoring: Extension = async (context: ServerContext) => {
       return metrics.text();
     },
   });
-  context.app.route({
+  route({
     method: 'POST',
     url: '/api/v1/monitoring/scans/:cluster',
-    schema: {
-      params: clusterParam,
-      querystring: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          matrix: { type: 'string', enum: ['true', 'false'] },
-          subject: text(320),
-          namespace: text(63),
-          verb: text(63),
-          resource: text(253),
-        },
+    summary: 'Scan a cluster now (exposure; with a filter or matrix=true, who can do what)',
+    auth: 'auditor',
+    refusal: 'see exposure scans and usage',
+    params: clusterParam,
+    querystring: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        matrix: { type: 'string', enum: ['true', 'false'] },
+        subject: text(320),
+        namespace: text(63),
+        verb: text(63),
+        resource: text(253),
       },
     },
-    handler: async (request: FastifyRequest) => {
-      await requireStaff(request);
+    handler: async (request) => {
       const { cluster } = request.params as { cluster: string };
       const query = request.query as Record<string, string | undefined>;
       const filter = {
@@ -248,12 +243,14 @@ export const wireMonitoring: Extension = async (context: ServerContext) => {
       return service.scan(cluster, wantMatrix ? { matrix: filter } : {});
     },
   });
-  context.app.route({
+  route({
     method: 'GET',
     url: '/api/v1/monitoring/scans/:cluster',
-    schema: { params: clusterParam },
-    handler: async (request: FastifyRequest, reply: FastifyReply) => {
-      await requireStaff(request);
+    summary: "A cluster's latest stored scan",
+    auth: 'auditor',
+    refusal: 'see exposure scans and usage',
+    params: clusterParam,
+    handler: async (request, reply) => {
       const { cluster } = request.params as { cluster: string };
       const latest = await service.latestScan(cluster);
       if (latest === undefined) {
@@ -271,20 +268,24 @@ export const wireMonitoring: Extension = async (context: ServerContext) => {
       return latest;
     },
   });
-  context.app.route({
+  route({
     method: 'GET',
     url: '/api/v1/monitoring/usage',
-    handler: async (request: FastifyRequest) => {
-      await requireStaff(request);
+    summary: 'Last use of every granting visa, stale ones marked',
+    auth: 'auditor',
+    refusal: 'see exposure scans and usage',
+    handler: async () => {
       return service.usageReport();
     },
   });
-  context.app.route({
+  route({
     method: 'POST',
     url: '/api/v1/monitoring/audit-events/:cluster',
+    summary: "kube-apiserver's audit webhook backend (the token configured in monitoring.auditWebhook)",
+    auth: 'token',
     bodyLimit: AUDIT_WEBHOOK_BODY_LIMIT,
-    schema: { params: clusterParam },
-    handler: async (request: FastifyRequest, reply: FastifyReply) => {
+    params: clusterParam,
+    handler: async (request, reply) => {
       const { cluster } = request.params as { cluster: string };
       const token = monitoring.auditWebhookTokens.get(cluster);
       // Unknown cluster and wrong token answer the same, so the route does not reveal which clusters exist.
@@ -305,15 +306,16 @@ export const wireMonitoring: Extension = async (context: ServerContext) => {
     await alerts.stop();
     await service.saveUsage();
   });
-  // For tests and other capabilities in this process: the service behind the routes.
-  monitors.set(context, { service, usage, alerts, metrics });
-};
+  return { service, usage, alerts, metrics };
+}
 
-/** What the extension built, per server context (tests reach the monitor through it; nothing else should). */
-export const monitors = new WeakMap<
-  ServerContext,
-  { service: MonitorService; usage: UsageTracker; alerts: AlertDispatcher; metrics: MonitorMetrics }
->();
+/** What monitoring hands back to the composition root (tests reach the monitor through it). */
+export interface MonitoringHandle {
+  service: MonitorService;
+  usage: UsageTracker;
+  alerts: AlertDispatcher;
+  metrics: MonitorMetrics;
+}
 
 /** Constant-time check of `Authorization: Bearer <expected>` (hashes first so lengths never leak). */
 function bearerMatches(header: string | undefined, expected: string): boolean {

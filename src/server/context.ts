@@ -18,6 +18,7 @@ import type { PeopleService } from '../app/people.ts';
 import type { SessionService } from '../app/sessions.ts';
 import type { VisaService } from '../app/visas.ts';
 import type { ServerConfig } from './config.ts';
+import type { PrefixDeclaration, RouteSpec } from './routes.ts';
 
 export interface RawRoute {
   /** Path prefix the route owns, e.g. `/clusters/`. */
@@ -43,12 +44,13 @@ export interface ServerContext {
   tokens: TokenIssuer;
   events: AppEvents;
   app: FastifyInstance;
-  /** kubevisa bearer authentication for extension routes; throws Unauthenticated. */
+  /** Declares and serves an API route (see routes.ts): the one way to add one. */
+  route(spec: RouteSpec): void;
+  /** Declares a tree served under a protocol of its own (SCIM), so the OpenAPI document lists it. */
+  declarePrefix(declaration: PrefixDeclaration): void;
+  /** kubevisa bearer authentication, for handlers that need the caller outside route(); throws Unauthenticated. */
   authenticate(request: FastifyRequest): Promise<Caller>;
   addRawRoute(route: RawRoute): void;
   /** Runs when the server stops, in reverse order of registration. */
   onStop(stop: () => Promise<void> | void): void;
 }
-
-/** A capability that plugs into the server: it registers routes and listeners, and its own stop hooks. */
-export type Extension = (context: ServerContext) => Promise<void>;

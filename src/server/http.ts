@@ -10,6 +10,7 @@ import { headBytes, PARSER_HEADER_BYTES, refuseOversizedHead } from './oversized
 import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { RawRoute } from './context.ts';
+import { createRouter, openApiDocument, type Router, type Schema } from './routes.ts';
 import { KubevisaError, Unauthenticated } from '../domain/errors.ts';
 import type { AuditSource } from '../store/store.ts';
 import type { Caller } from '../app/caller.ts';
@@ -32,23 +33,10 @@ export interface ApiOptions {
   credentials: Pick<CredentialService, 'issueDirect'>;
   profiles: () => Promise<Profile[]>;
   clusters: () => { name: string; server: string; caData?: string; directMode?: boolean }[];
-  /** Offboards a person and proves each step (the receipt). */
-  offboard: (caller: Caller, idOrEmail: string, reason: string) => Promise<unknown>;
   /** Routes served before the API framework sees the request (the gateway); read on every request. */
   rawRoutes: RawRoute[];
   https?: { cert: Buffer; key: Buffer };
   logger?: boolean;
-}
-
-type Schema = Record<string, unknown>;
-interface RouteSpec {
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-  url: string;
-  summary: string;
-  auth: boolean;
-  body?: Schema;
-  querystring?: Schema;
-  handler: (request: FastifyRequest, reply: FastifyReply, caller: Caller | undefined) => Promise<unknown>;
 }
 
 const BODY_LIMIT_BYTES = 64 * 1024;
@@ -79,7 +67,13 @@ class LoginStartsLimited extends KubevisaError {
   }
 }
 
-export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
+/** The API server: fastify, and the router every route of the API is declared with. */
+export interface Api {
+  app: FastifyInstance;
+  router: Router;
+}
+
+export async function buildApi(options: ApiOptions): Promise<Api> {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -129,46 +123,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     problem(reply, 404, 'ERR_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`),
   );
 
-  const routes: RouteSpec[] = [];
-  // Routes the capabilities register later (audit, identity, monitoring, SCIM) belong in the document too.
-  const extensionRoutes: { method: string; url: string; body?: Schema; querystring?: Schema }[] = [];
-  app.addHook('onRoute', (options) => {
-    const url = options.url ?? '';
-    if (!url.startsWith('/api/v1/') && !url.startsWith('/scim/v2')) return;
-    if (routes.some((r) => r.url === url && r.method === options.method)) return;
-    for (const method of [options.method].flat()) {
-      if (method === 'HEAD' || method === 'OPTIONS') continue;
-      const schema = (options.schema ?? {}) as { body?: Schema; querystring?: Schema };
-      extensionRoutes.push({
-        method,
-        url,
-        ...(schema.body ? { body: schema.body } : {}),
-        ...(schema.querystring ? { querystring: schema.querystring } : {}),
-      });
-    }
-  });
-  const route = (spec: RouteSpec) => {
-    routes.push(spec);
-    app.route({
-      method: spec.method,
-      url: spec.url,
-      schema: {
-        ...(spec.body ? { body: spec.body } : {}),
-        ...(spec.querystring ? { querystring: spec.querystring } : {}),
-      },
-      handler: async (request, reply) => {
-        const caller = spec.auth ? await authenticate(request) : undefined;
-        const result = await spec.handler(request, reply, caller);
-        if (result === undefined) {
-          if (!reply.sent) reply.code(204).send();
-          return reply;
-        }
-        return result;
-      },
-    });
-  };
-
-  const authenticate = bearerAuthenticator(options.sessions);
+  const router = createRouter(app, bearerAuthenticator(options.sessions));
+  const route = router.route;
   // Starting a login is open to anyone and costs a pending login in the store and, for the device flow, a call to
   // the identity provider: without a budget per client address, one client could make kubevisa flood the
   // organisation's IdP until it throttles everyone's logins. The budget is checked before any of that work.
@@ -193,14 +149,15 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'GET',
     url: '/api/v1/me',
     summary: 'The caller',
-    auth: true,
-    handler: async (_r, _p, caller) => personView(await options.people.me(caller!)),
+    auth: 'session',
+    handler: async (_r, _p, caller) => personView(await options.people.me(caller)),
   });
   route({
     method: 'POST',
     url: '/api/v1/engagements',
     summary: 'Create an engagement (admins)',
-    auth: true,
+    auth: 'admin',
+    refusal: 'create engagements',
     body: obj(
       {
         name: str(63),
@@ -220,7 +177,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     ),
     handler: async (request, reply, caller) => {
       reply.code(201);
-      const created = await options.engagements.create(caller!, body(request));
+      const created = await options.engagements.create(caller, body(request));
       // What the ceiling matches but will never grant (protected namespaces), said once, in the answer.
       return { ...engagementView(created), ...(created.warnings.length > 0 ? { warnings: created.warnings } : {}) };
     },
@@ -229,39 +186,39 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'GET',
     url: '/api/v1/engagements',
     summary: 'Engagements the caller may see',
-    auth: true,
-    handler: async (_r, _p, caller) => ({ items: (await options.engagements.list(caller!)).map(engagementView) }),
+    auth: 'session',
+    handler: async (_r, _p, caller) => ({ items: (await options.engagements.list(caller)).map(engagementView) }),
   });
   route({
     method: 'GET',
     url: '/api/v1/engagements/:id',
     summary: 'One engagement',
-    auth: true,
-    handler: async (request, _p, caller) => engagementView(await options.engagements.get(caller!, params(request).id!)),
+    auth: 'session',
+    handler: async (request, _p, caller) => engagementView(await options.engagements.get(caller, params(request).id!)),
   });
   route({
     method: 'POST',
     url: '/api/v1/engagements/:id/end',
     summary: 'End an engagement and revoke every visa under it',
-    auth: true,
+    auth: 'session',
     body: reasonBody,
     handler: async (request, _p, caller) =>
       engagementView(
-        await options.engagements.end(caller!, params(request).id!, body<{ reason: string }>(request).reason),
+        await options.engagements.end(caller, params(request).id!, body<{ reason: string }>(request).reason),
       ),
   });
   route({
     method: 'GET',
     url: '/api/v1/profiles',
     summary: 'Profiles',
-    auth: true,
+    auth: 'session',
     handler: async () => ({ items: (await options.profiles()).map(profileView) }),
   });
   route({
     method: 'GET',
     url: '/api/v1/profiles/:name',
     summary: 'One profile',
-    auth: true,
+    auth: 'session',
     handler: async (request, reply) => {
       const profile = (await options.profiles()).find((p) => p.name === params(request).name);
       if (!profile) return problem(reply, 404, 'ERR_NOT_FOUND', `no profile '${params(request).name}'`);
@@ -272,7 +229,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'POST',
     url: '/api/v1/visas',
     summary: 'Request a visa',
-    auth: true,
+    auth: 'session',
     body: obj(
       {
         engagement: str(63),
@@ -287,105 +244,97 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     ),
     handler: async (request, reply, caller) => {
       reply.code(201);
-      return visaView(await options.visas.request(caller!, body(request)));
+      return visaView(await options.visas.request(caller, body(request)));
     },
   });
   route({
     method: 'GET',
     url: '/api/v1/visas',
     summary: 'Visas the caller may see',
-    auth: true,
+    auth: 'session',
     querystring: obj({ state: str(16), cluster: str(63), engagement: str(63), person: str(64) }),
     handler: async (request, _p, caller) => ({
-      items: (await options.visas.list(caller!, request.query as Record<string, string>)).map(visaView),
+      items: (await options.visas.list(caller, request.query as Record<string, string>)).map(visaView),
     }),
   });
   route({
     method: 'GET',
     url: '/api/v1/visas/:id',
     summary: 'One visa',
-    auth: true,
-    handler: async (request, _p, caller) => visaView(await options.visas.get(caller!, params(request).id!)),
+    auth: 'session',
+    handler: async (request, _p, caller) => visaView(await options.visas.get(caller, params(request).id!)),
   });
   route({
     method: 'POST',
     url: '/api/v1/visas/:id/approve',
     summary: 'Approve (approvers; never the holder; may only narrow)',
-    auth: true,
+    auth: 'session',
     body: obj({
       comment: str(500),
       namespaces: { type: 'array', items: { type: 'string', maxLength: 253 }, minItems: 1, maxItems: 50 },
       duration: str(32),
     }),
     handler: async (request, _p, caller) =>
-      visaView(await options.visas.approve(caller!, params(request).id!, (request.body ?? {}) as { comment?: string })),
+      visaView(await options.visas.approve(caller, params(request).id!, (request.body ?? {}) as { comment?: string })),
   });
   route({
     method: 'POST',
     url: '/api/v1/visas/:id/deny',
     summary: 'Deny a request',
-    auth: true,
+    auth: 'session',
     body: reasonBody,
     handler: async (request, _p, caller) =>
-      visaView(await options.visas.deny(caller!, params(request).id!, body<{ reason: string }>(request).reason)),
+      visaView(await options.visas.deny(caller, params(request).id!, body<{ reason: string }>(request).reason)),
   });
   route({
     method: 'POST',
     url: '/api/v1/visas/:id/cancel',
     summary: 'Cancel your own request or visa',
-    auth: true,
-    handler: async (request, _p, caller) => visaView(await options.visas.cancel(caller!, params(request).id!)),
+    auth: 'session',
+    handler: async (request, _p, caller) => visaView(await options.visas.cancel(caller, params(request).id!)),
   });
   route({
     method: 'POST',
     url: '/api/v1/visas/:id/revoke',
     summary: 'Revoke a visa now',
-    auth: true,
+    auth: 'session',
     body: reasonBody,
     handler: async (request, _p, caller) =>
-      visaView(await options.visas.revoke(caller!, params(request).id!, body<{ reason: string }>(request).reason)),
+      visaView(await options.visas.revoke(caller, params(request).id!, body<{ reason: string }>(request).reason)),
   });
   route({
     method: 'POST',
     url: '/api/v1/visas/:id/extend',
     summary: 'Ask to extend a visa (needs a new approval)',
-    auth: true,
+    auth: 'session',
     body: obj({ duration: str(32), reason: str(500) }, ['duration', 'reason']),
     handler: async (request, reply, caller) => {
       reply.code(201);
-      return visaView(await options.visas.extend(caller!, params(request).id!, body(request)));
+      return visaView(await options.visas.extend(caller, params(request).id!, body(request)));
     },
   });
   route({
     method: 'GET',
     url: '/api/v1/persons',
     summary: 'Persons (admins, approvers, auditors)',
-    auth: true,
-    handler: async (_r, _p, caller) => ({ items: (await options.people.list(caller!)).map(personView) }),
-  });
-  route({
-    method: 'POST',
-    url: '/api/v1/persons/:id/offboard',
-    summary: 'Offboard a person: revoke everything, delete their identities, end their sessions (admins)',
-    auth: true,
-    body: reasonBody,
-    handler: async (request, _p, caller) =>
-      options.offboard(caller!, params(request).id!, body<{ reason: string }>(request).reason),
+    auth: 'staff',
+    refusal: 'list persons',
+    handler: async (_r, _p, caller) => ({ items: (await options.people.list(caller)).map(personView) }),
   });
   route({
     method: 'GET',
     url: '/api/v1/clusters',
     summary: 'Clusters kubevisa manages',
-    auth: true,
+    auth: 'session',
     handler: async () => ({ items: options.clusters() }),
   });
   route({
     method: 'POST',
     url: '/api/v1/clusters/:name/credential',
     summary: 'A short-lived token for your identity on a cluster (direct mode)',
-    auth: true,
+    auth: 'session',
     handler: async (request, _p, caller) => {
-      const issued = await options.credentials.issueDirect(caller!, params(request).name!);
+      const issued = await options.credentials.issueDirect(caller, params(request).name!);
       return { token: issued.token, expirationTimestamp: new Date(issued.expirationTimestamp).toISOString() };
     },
   });
@@ -393,7 +342,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'POST',
     url: '/api/v1/login/device',
     summary: 'Start a device-code login',
-    auth: false,
+    auth: 'none',
     handler: async (request, reply) => {
       limitLoginStart(request, reply);
       const started = await options.sessions.startDeviceLogin();
@@ -405,7 +354,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'POST',
     url: '/api/v1/login/device/:loginId/poll',
     summary: 'Poll a device-code login',
-    auth: false,
+    auth: 'none',
     handler: async (request, reply) => {
       const result = await options.sessions.pollDeviceLogin(params(request).loginId!, sourceOf(request));
       if ('status' in result) {
@@ -419,7 +368,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'POST',
     url: '/api/v1/login/browser',
     summary: 'Start a browser login (PKCE, loopback redirect)',
-    auth: false,
+    auth: 'none',
     body: obj({ redirectUri: str(200), codeChallenge: str(128), state: str(128) }, [
       'redirectUri',
       'codeChallenge',
@@ -434,7 +383,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'GET',
     url: '/api/v1/login/callback',
     summary: "The identity provider's redirect back to kubevisa",
-    auth: false,
+    auth: 'none',
     handler: async (request, reply) => {
       try {
         const target = await options.sessions.finishBrowserLogin(
@@ -457,7 +406,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'POST',
     url: '/api/v1/login/exchange',
     summary: 'Trade the one-time login code and PKCE verifier for a session',
-    auth: false,
+    auth: 'none',
     body: obj({ code: str(200), codeVerifier: str(128) }, ['code', 'codeVerifier']),
     handler: async (request) => {
       const { code, codeVerifier } = body<{ code: string; codeVerifier: string }>(request);
@@ -468,7 +417,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'POST',
     url: '/api/v1/sessions/token',
     summary: 'A fresh access token for a session',
-    auth: false,
+    auth: 'none',
     body: obj({ sessionSecret: str(200) }, ['sessionSecret']),
     handler: async (request) => {
       const issued = await options.sessions.issueAccessToken(body<{ sessionSecret: string }>(request).sessionSecret);
@@ -479,36 +428,21 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     method: 'DELETE',
     url: '/api/v1/sessions/current',
     summary: 'Log out',
-    auth: true,
+    auth: 'session',
     handler: async (_r, _p, caller) => {
-      await options.sessions.logout(caller!);
+      await options.sessions.logout(caller);
       return undefined;
     },
   });
 
   let openapi: ReturnType<typeof openApiDocument> | undefined;
   app.get('/api/v1/openapi.json', async () => {
-    // Built on first use, once every capability has registered its routes.
-    openapi ??= openApiDocument([
-      ...routes,
-      ...extensionRoutes
-        .filter(
-          (r) => r.url !== '/api/v1/openapi.json' && !routes.some((c) => c.url === r.url && c.method === r.method),
-        )
-        .map((r) => ({
-          method: r.method as RouteSpec['method'],
-          url: r.url,
-          summary: `${r.method} ${r.url}`,
-          auth: !r.url.startsWith('/scim/'),
-          ...(r.body ? { body: r.body } : {}),
-          ...(r.querystring ? { querystring: r.querystring } : {}),
-          handler: async () => undefined,
-        })),
-    ]);
+    // Built on first use, once every capability has declared its routes.
+    openapi ??= openApiDocument(router.declared());
     return openapi;
   });
   app.get('/healthz', async () => ({ status: 'ok' }));
-  return app;
+  return { app, router };
 }
 
 /** kubevisa bearer authentication for API routes (extensions use it too). */
@@ -653,58 +587,4 @@ function validationMessage(
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-function openApiDocument(routes: RouteSpec[]) {
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const r of routes) {
-    const path = r.url.replace(/:([A-Za-z]+)/g, '{$1}');
-    const parameters = [...r.url.matchAll(/:([A-Za-z]+)/g)].map((m) => ({
-      name: m[1],
-      in: 'path',
-      required: true,
-      schema: { type: 'string' },
-    }));
-    if (r.querystring) {
-      for (const [name, schema] of Object.entries(
-        (r.querystring as { properties: Record<string, unknown> }).properties,
-      )) {
-        parameters.push({ name: name as string, in: 'query', required: false, schema: schema as { type: string } });
-      }
-    }
-    (paths[path] ??= {})[r.method.toLowerCase()] = {
-      summary: r.summary,
-      ...(r.auth ? { security: [{ bearer: [] }] } : {}),
-      ...(parameters.length > 0 ? { parameters } : {}),
-      ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: r.body } } } } : {}),
-      responses: {
-        '200': { description: 'OK' },
-        default: {
-          description: 'An error',
-          content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-        },
-      },
-    };
-  }
-  return {
-    openapi: '3.1.0',
-    info: { title: 'kubevisa API', version: 'v1' },
-    paths,
-    components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
-      schemas: {
-        Problem: {
-          type: 'object',
-          required: ['type', 'title', 'status', 'code', 'detail'],
-          properties: {
-            type: { type: 'string' },
-            title: { type: 'string' },
-            status: { type: 'integer' },
-            code: { type: 'string' },
-            detail: { type: 'string' },
-          },
-        },
-      },
-    },
-  };
 }

@@ -10,13 +10,12 @@ import { createTokenIssuer } from '../auth/access-tokens.ts';
 import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
 import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
 import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
-import { CredentialService } from '../app/credentials.ts';
+import { CredentialService, type DirectCluster } from '../app/credentials.ts';
 import { PERSON_ID_ANNOTATION } from '../cluster/objects.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { Reconciler } from '../reconciler/reconciler.ts';
 import { openStore } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
-import type { Caller } from '../app/caller.ts';
 import { EngagementService } from '../app/engagements.ts';
 import { AppEvents } from '../app/events.ts';
 import { PeopleService } from '../app/people.ts';
@@ -26,8 +25,7 @@ import { loadOrCreateSecretBox } from '../auth/secret-box.ts';
 import type { ServerConfig } from './config.ts';
 import { bearerAuthenticator, buildApi } from './http.ts';
 import type { RawRoute, ServerContext } from './context.ts';
-import { extensions } from './extensions.ts';
-import { identityOf } from '../identity/wire.ts';
+import { wireCapabilities, type Capabilities } from './extensions.ts';
 import { protectOwnNamespace } from './own-namespace.ts';
 import { startCredentialRenewal } from './credential-renewal.ts';
 
@@ -38,6 +36,8 @@ export interface RunningServer {
   clusters: Map<string, ClusterClient>;
   /** Everything the capabilities were wired with (tests reach the services through it). */
   context: ServerContext;
+  /** The wired capabilities' handles (tests and benchmarks reach the gateway, identity, audit, monitoring here). */
+  capabilities: Capabilities;
   /** Renews kubevisa's own cluster credentials past half their life at `now` (a timer does it every 10 minutes). */
   renewClusterCredentials(now?: number): Promise<string[]>;
   stop(): Promise<void>;
@@ -145,10 +145,6 @@ export async function startServer(
         );
     });
 
-    // The identity lifecycle (src/identity) offboards and proves every step with a live call (the receipt).
-    const offboard = (caller: Caller, idOrEmail: string, reason: string) =>
-      identityOf(context).offboardByAdmin(caller, idOrEmail, reason);
-
     const credentials = new CredentialService({
       store: {
         listVisas: (filter) => store.listVisas(filter),
@@ -160,23 +156,12 @@ export async function startServer(
       },
       cluster: (name) => {
         const cluster = clusters.get(name);
-        if (!cluster) return undefined;
-        return {
-          allowsDirectMode: directModeClusters.has(name),
-          serviceAccount: async (saName) => {
-            const account = await cluster.getServiceAccount(saName);
-            return (
-              account && { holder: account.metadata.annotations[PERSON_ID_ANNOTATION], uid: account.metadata.uid ?? '' }
-            );
-          },
-          recordDirectTokens: (saName, uid, until) => cluster.recordDirectTokens(saName, uid, until),
-          mintToken: (saName, seconds) => cluster.createServiceAccountToken(saName, seconds),
-        };
+        return cluster && directClusterOf(cluster, directModeClusters.has(name));
       },
       reconciler,
     });
     const rawRoutes: RawRoute[] = [];
-    const app = await buildApi({
+    const { app, router } = await buildApi({
       rawRoutes,
       visas,
       engagements,
@@ -191,7 +176,6 @@ export async function startServer(
           ...(c.connection.certificateAuthorityData ? { caData: c.connection.certificateAuthorityData } : {}),
           directMode: directModeClusters.has(c.name),
         })),
-      offboard,
       ...(config.tls
         ? { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } }
         : {}),
@@ -212,11 +196,33 @@ export async function startServer(
       tokens,
       events,
       app,
+      route: (spec) => router.route(spec),
+      declarePrefix: (declaration) => router.declarePrefix(declaration),
       authenticate: bearerAuthenticator(sessions),
       addRawRoute: (route) => rawRoutes.push(route),
       onStop: (stop) => stops.push(stop),
     };
-    for (const wire of extensions) await wire(context);
+    const capabilities = await wireCapabilities(context);
+    // Offboarding is the identity capability's (it proves every step with a live call: the receipt).
+    router.route({
+      method: 'POST',
+      url: '/api/v1/persons/:id/offboard',
+      summary: 'Offboard a person: revoke everything, delete their identities, end their sessions (admins)',
+      auth: 'admin',
+      refusal: 'offboard a person',
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['reason'],
+        properties: { reason: { type: 'string', minLength: 1, maxLength: 500 } },
+      },
+      handler: async (request, _reply, caller) =>
+        capabilities.identity.offboardByAdmin(
+          caller,
+          (request.params as { id: string }).id,
+          (request.body as { reason: string }).reason,
+        ),
+    });
     await app.listen({ host: config.listen.host, port });
     progress(`reconciling ${clusters.size} cluster(s)`);
     await reconciler.start();
@@ -227,6 +233,7 @@ export async function startServer(
       reconciler,
       clusters,
       context,
+      capabilities,
       renewClusterCredentials: (now) => renewal.renewDue(now),
       async stop() {
         renewal.stop();
@@ -240,6 +247,19 @@ export async function startServer(
     await store.close();
     throw error;
   }
+}
+
+/** A managed cluster as direct-mode credentials see it (app/credentials.ts). */
+function directClusterOf(cluster: ClusterClient, allowsDirectMode: boolean): DirectCluster {
+  return {
+    allowsDirectMode,
+    serviceAccount: async (name) => {
+      const account = await cluster.getServiceAccount(name);
+      return account && { holder: account.metadata.annotations[PERSON_ID_ANNOTATION], uid: account.metadata.uid ?? '' };
+    },
+    recordDirectTokens: (name, uid, until) => cluster.recordDirectTokens(name, uid, until),
+    mintToken: (name, seconds) => cluster.createServiceAccountToken(name, seconds),
+  };
 }
 
 async function freePort(host: string): Promise<number> {

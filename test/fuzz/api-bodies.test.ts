@@ -117,7 +117,7 @@ before(async () => {
   const refuse = async () => {
     throw new Forbidden('not part of this test');
   };
-  app = await buildApi({
+  ({ app } = await buildApi({
     visas,
     engagements: new EngagementService(ports),
     people: new PeopleService(ports),
@@ -125,9 +125,8 @@ before(async () => {
     credentials: { issueDirect: refuse },
     profiles: () => store.listProfiles(),
     clusters: () => [],
-    offboard: refuse,
     rawRoutes: [],
-  });
+  }));
   await app.ready();
   const engagement = await call(
     'POST',

@@ -18,7 +18,6 @@ import { loadOrCreateSigningKey } from '../../src/auth/signing-key.ts';
 import { loadKubeConfig } from '../../src/cluster/kubeconfig.ts';
 import { freePorts } from '../../src/dev/cluster/control-plane.ts';
 import { serviceAccountName } from '../../src/domain/names.ts';
-import { gateways } from '../../src/gateway/wire.ts';
 import { LocalCa } from '../../src/dev/ca.ts';
 import { createScimToken, scim, trustScimCa, type ScimAnswer } from './identity.ts';
 import { eventually, kubectl, type KubectlResult } from './kubectl.ts';
@@ -388,7 +387,7 @@ export const scimCall = (token: string | undefined, method: string, path: string
 
 /** Writes the gateway's queued audit events, so a test reads the trail as it stands. */
 export async function flushGatewayAudit(): Promise<void> {
-  await gateways.get(current!.env.server!.context)!.gateway.flushAudit();
+  await current!.env.server!.capabilities.gateway.gateway.flushAudit();
 }
 
 /** The CA the server's certificate chains to (for clients of the attack table's own). */
