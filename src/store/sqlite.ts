@@ -15,7 +15,9 @@
  * writer.
  *
  * Open one store per database file per process: two stores on the same file in one process do not share the
- * queue, and one waiting for the other's write lock would block the event loop the other needs to finish.
+ * queue, and one waiting for the other's write lock would block the event loop the other needs to finish. (The
+ * gateway's audit thread, sqlite-audit-thread.ts, has its own event loop.) A server opens it through open.ts, which
+ * also holds the data folder's lock (sqlite-lock.ts), so a second server cannot open the same file at all.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { DatabaseSync, constants as sqliteConstants, type StatementSync } from 'node:sqlite';

@@ -1,17 +1,23 @@
-// One kubevisa server per SQLite data folder, with real server processes (`bin/kubevisa server`) and a real OIDC
-// provider: a second server on the same folder refuses at once, naming the first one's PID, before it touches the
-// identity provider (its issuer here is a tripwire that counts connections); after the first is killed with
-// SIGKILL, the next server takes the stale lock over, says so, and starts.
+// The store seam as a running server sees it, with real server processes (`bin/kubevisa server`) and a real OIDC
+// provider, no cluster needed:
+// - one kubevisa server per SQLite data folder: a second server on the same folder refuses at once, naming the
+//   first one's PID, before it touches the identity provider (its issuer here is a tripwire that counts
+//   connections); after the first is killed with SIGKILL, the next server takes the stale lock over, says so, and
+//   starts;
+// - the engine's integrity check at start: an append-only trigger dropped while no server ran is recreated and
+//   the audit trail records it.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { DatabaseSync } from 'node:sqlite';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startDevIdp, type DevIdp } from '../src/dev/idp.ts';
+import { openStore } from '../src/store/open.ts';
 
 const cliPath = fileURLToPath(new URL('../bin/kubevisa', import.meta.url));
 const LOCK_FILE = 'kubevisa.lock';
@@ -128,4 +134,35 @@ test('a second server on the same data folder refuses at once, naming the first 
   third.child.kill('SIGTERM');
   assert.equal(await exitWithin(third, 30_000), 0, third.output());
   await assert.rejects(stat(join(dataDir, LOCK_FILE)), /ENOENT/);
+});
+
+test('an append-only trigger dropped while no server ran is recreated at start and recorded in the trail', async () => {
+  const dataDir = join(dir, 'tampered');
+  const configFile = await writeConfig('tampered.json', dataDir, idp.issuer);
+  const first = startServer(configFile);
+  await ready(first);
+  first.child.kill('SIGTERM');
+  assert.equal(await exitWithin(first, 30_000), 0, first.output());
+
+  // Someone with the file (not kubevisa) drops a guard of the trail.
+  const raw = new DatabaseSync(join(dataDir, 'kubevisa.db'));
+  raw.exec('DROP TRIGGER audit_events_no_delete');
+  raw.close();
+
+  const second = startServer(configFile);
+  await ready(second);
+  second.child.kill('SIGTERM');
+  assert.equal(await exitWithin(second, 30_000), 0, second.output());
+  assert.match(second.output(), /append-only triggers of the audit trail were removed outside kubevisa/);
+
+  const store = await openStore({ engine: 'sqlite' }, { dataDir });
+  try {
+    const recorded = await store.listAudit({ action: 'audit.guards-restored' });
+    assert.equal(recorded.length, 1, JSON.stringify(recorded));
+    assert.deepEqual(recorded[0]!.details.triggers, ['audit_events_no_delete']);
+    assert.equal(recorded[0]!.outcome, 'error');
+    assert.deepEqual(await store.checkIntegrity(), [], 'the trigger is back');
+  } finally {
+    await store.close();
+  }
 });
