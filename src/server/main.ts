@@ -26,6 +26,7 @@ import type { ServerConfig } from './config.ts';
 import { bearerAuthenticator, buildApi } from './http.ts';
 import type { RawRoute, ServerContext } from './context.ts';
 import { wireCapabilities, type Capabilities } from './extensions.ts';
+import { assertPortFree } from './port.ts';
 import { protectOwnNamespace } from './own-namespace.ts';
 import { startCredentialRenewal } from './credential-renewal.ts';
 
@@ -48,6 +49,9 @@ export async function startServer(
   options: { onProgress?: (message: string) => void } = {},
 ): Promise<RunningServer> {
   const progress = options.onProgress ?? (() => {});
+  // Before anything else starts (the data folder, the store and its lock, the IdP, the reconciler): a taken port is
+  // reported as such, naming who holds it.
+  if (config.listen.port !== 0) await assertPortFree(config.listen.host, config.listen.port);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const scheme = config.tls ? 'https' : 'http';
