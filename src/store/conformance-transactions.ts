@@ -62,15 +62,19 @@ export function transactionConformanceSuite(openFresh: OpenFresh): void {
     test('a read outside a transaction never sees a write that is later rolled back', () =>
       withStore(async (store) => {
         let written!: () => void;
+        let read!: () => void;
         const writtenSignal = new Promise<void>((resolve) => (written = resolve));
+        const readSignal = new Promise<void>((resolve) => (read = resolve));
         const failing = store.transaction(async (tx) => {
           await tx.upsertPersonFromLogin(login('ghost@vendor.example'));
           written();
-          await sleep(20);
+          // Stay open until the read has run (bounded, for an engine whose reads wait for open transactions).
+          await Promise.race([readSignal, sleep(2000)]);
           throw new Error('abort');
         });
         await writtenSignal;
         const seen = await store.getPersonByEmail('ghost@vendor.example');
+        read();
         await assert.rejects(failing, /abort/);
         assert.equal(seen, undefined);
         assert.equal(await store.getPersonByEmail('ghost@vendor.example'), undefined);

@@ -1,0 +1,260 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { verifyChain } from './audit-chain.ts';
+import { storeConformanceSuite } from './conformance.ts';
+import { openPostgresStore, runtimeRoleGrants, type PostgresStore } from './postgres/store.ts';
+import { POSTGRES_MIGRATIONS } from './postgres/migrations.ts';
+import { createTestDatabase, type TestDatabase } from './postgres/test-database.ts';
+import type { PersonStatus } from '../domain/model.ts';
+import type { PersonLogin, Store } from './store.ts';
+
+const T0 = Date.UTC(2030, 0, 15, 9, 0, 0);
+let database: TestDatabase;
+let schemas = 0;
+const storeSchemas = new Map<Store, string>();
+
+before(async () => {
+  database = await createTestDatabase();
+});
+after(async () => {
+  await database.drop();
+});
+
+async function openIn(schema: string): Promise<PostgresStore> {
+  const store = await openPostgresStore({ url: database.url, schema, now: () => T0 });
+  storeSchemas.set(store, schema);
+  return store;
+}
+
+/** A store in a schema of its own: fresh and empty, as every conformance test needs. */
+async function openFresh(): Promise<PostgresStore> {
+  const schema = `s${++schemas}`;
+  await database.admin(`CREATE SCHEMA ${schema}`);
+  return openIn(schema);
+}
+
+storeConformanceSuite('postgres', openFresh, {
+  reopen: async (previous) => {
+    const schema = storeSchemas.get(previous);
+    assert.ok(schema, 'store was not opened by this harness');
+    return openIn(schema);
+  },
+});
+
+const appendOne = (store: Store, action = 'visa.requested') =>
+  store.transaction((tx) => tx.appendAudit({ at: T0, actor: 'system', action, outcome: 'ok', details: {} }));
+
+describe('postgres store', () => {
+  test('applies every migration once; a second open applies none', async () => {
+    const first = await openFresh();
+    try {
+      assert.deepEqual(
+        first.appliedMigrations,
+        POSTGRES_MIGRATIONS.map((m) => m.version),
+      );
+      const second = await openIn(storeSchemas.get(first) ?? '');
+      assert.deepEqual(second.appliedMigrations, []);
+      await second.close();
+    } finally {
+      await first.close();
+    }
+  });
+
+  test('refuses a database whose schema is newer than this build knows, and changes nothing', async () => {
+    const store = await openFresh();
+    const schema = storeSchemas.get(store) ?? '';
+    await store.close();
+    await database.admin(`INSERT INTO ${schema}.schema_migrations VALUES (99, 'from the future', 0)`);
+    await assert.rejects(openIn(schema), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'ERR_STORE_UNAVAILABLE');
+      assert.match(error.message, /schema version 99 is newer than this kubevisa knows/);
+      return true;
+    });
+    const { rows } = await database.admin(`SELECT count(*)::int AS n FROM ${schema}.schema_migrations`);
+    assert.equal(rows[0].n, POSTGRES_MIGRATIONS.length + 1);
+  });
+
+  test('stores opening together on an empty schema migrate it once', async () => {
+    const schema = `s${++schemas}`;
+    await database.admin(`CREATE SCHEMA ${schema}`);
+    const stores = await Promise.all([openIn(schema), openIn(schema), openIn(schema)]);
+    try {
+      const applied = stores.map((s) => s.appliedMigrations.length).sort();
+      assert.deepEqual(applied, [0, 0, POSTGRES_MIGRATIONS.length]);
+    } finally {
+      for (const s of stores) await s.close();
+    }
+  });
+
+  test('triggers refuse UPDATE, DELETE and TRUNCATE of audit events and checkpoints, even by the owner', async () => {
+    const store = await openFresh();
+    const schema = storeSchemas.get(store) ?? '';
+    try {
+      const event = await appendOne(store);
+      await store.transaction((tx) =>
+        tx.appendAuditCheckpoint({ at: T0, seq: event.seq, hash: event.hash, keyId: 'k', signature: 'sig' }),
+      );
+      for (const statement of [
+        `UPDATE ${schema}.audit_events SET actor = 'mallory'`,
+        `DELETE FROM ${schema}.audit_events`,
+        `TRUNCATE ${schema}.audit_events`,
+        `UPDATE ${schema}.audit_checkpoints SET seq = 0`,
+        `DELETE FROM ${schema}.audit_checkpoints`,
+        `TRUNCATE ${schema}.audit_checkpoints`,
+      ]) {
+        await assert.rejects(database.admin(statement), /append-only/, statement);
+      }
+      await assert.rejects(
+        database.admin(
+          `INSERT INTO ${schema}.audit_events (seq, at, actor, action, outcome, details_json, prev_hash, hash) ` +
+            `VALUES (7, 0, 'mallory', 'x', 'ok', '{}', 'p', 'h')`,
+        ),
+        /does not extend the head/,
+      );
+      const events = await store.listAudit();
+      assert.equal(events.length, 1);
+      assert.equal(events[0]?.actor, 'system');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a runtime role set up as documented may read and append the trail but not UPDATE or DELETE it', async () => {
+    const store = await openFresh();
+    const schema = storeSchemas.get(store) ?? '';
+    await store.close();
+    const role = await database.createRole('runtime');
+    for (const statement of runtimeRoleGrants(role, schema)) await database.admin(statement);
+    const url = new URL(database.url);
+    url.username = role;
+    const runtime = await openPostgresStore({ url: url.toString(), schema });
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      const event = await appendOne(runtime);
+      assert.equal(event.seq, 1);
+      await runtime.transaction((tx) =>
+        tx.upsertPersonFromLogin({
+          issuer: 'i',
+          subject: 's',
+          email: 'a@b.example',
+          displayName: 'A',
+          groups: [],
+          now: T0,
+        }),
+      );
+      for (const statement of [
+        `UPDATE ${schema}.audit_events SET actor = 'mallory'`,
+        `DELETE FROM ${schema}.audit_events`,
+        `TRUNCATE ${schema}.audit_events`,
+        `ALTER TABLE ${schema}.audit_events DISABLE TRIGGER audit_events_no_update`,
+        `DROP TRIGGER audit_events_no_delete ON ${schema}.audit_events`,
+      ]) {
+        await assert.rejects(client.query(statement), /permission denied|must be owner/, statement);
+      }
+      const findings = await runtime.checkIntegrity();
+      assert.ok(findings.length > 0);
+      assert.deepEqual(
+        findings.filter((f) => !f.ok),
+        [],
+        'the documented runtime role passes every integrity check',
+      );
+      assert.equal(verifyChain(await runtime.listAudit()).ok, true);
+    } finally {
+      await client.end();
+      await runtime.close();
+    }
+  });
+
+  test('the integrity check reports a disabled trigger and an owner role; the owner’s next open restores it', async () => {
+    const store = await openFresh();
+    const schema = storeSchemas.get(store) ?? '';
+    try {
+      await database.admin(`ALTER TABLE ${schema}.audit_events DISABLE TRIGGER audit_events_no_delete`);
+      await database.admin(`DROP TRIGGER audit_checkpoints_no_update ON ${schema}.audit_checkpoints`);
+      const failed = (await store.checkIntegrity()).filter((f) => !f.ok);
+      const messages = failed.map((f) => f.message).join('\n');
+      assert.match(messages, /audit_events_no_delete on audit_events is disabled/);
+      assert.match(messages, /audit_checkpoints_no_update on audit_checkpoints is missing/);
+      assert.match(messages, /owns audit_events/, 'the test role owns the tables, and the check says so');
+      const again = await openIn(schema);
+      assert.deepEqual([...again.restoredGuards].sort(), ['audit_checkpoints_no_update', 'audit_events_no_delete']);
+      const triggersNow = (await again.checkIntegrity()).filter((f) => f.check === 'audit-trigger' && !f.ok);
+      assert.deepEqual(triggersNow, []);
+      await again.close();
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a transaction whose failed statement was caught is not committed', async () => {
+    const store = await openFresh();
+    try {
+      const person = (): PersonLogin => ({
+        issuer: 'i',
+        subject: 's1',
+        email: 'a@b.example',
+        displayName: 'A',
+        groups: [],
+        now: T0,
+      });
+      const alice = await store.transaction((tx) => tx.upsertPersonFromLogin(person()));
+      await assert.rejects(
+        store.transaction(async (tx) => {
+          await tx.putSetting('k', 1, T0);
+          // A value the table's CHECK constraint refuses: the statement fails inside PostgreSQL.
+          await tx.setPersonStatus(alice.id, 'on-holiday' as PersonStatus, T0).catch(() => undefined);
+        }),
+        (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'ERR_STORE_UNAVAILABLE');
+          assert.match(error.message, /rolled back because one of its statements failed/);
+          return true;
+        },
+      );
+      assert.equal(await store.getSetting('k'), undefined);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('the group-commit appender writes many concurrent appends as one chain', async () => {
+    const store = await openFresh();
+    try {
+      await appendOne(store, 'before');
+      const appender = store.auditAppender();
+      const results = await Promise.all(
+        Array.from({ length: 300 }, (_, i) =>
+          appender.append([
+            { at: T0 + i, actor: 'system', action: 'gateway.request', outcome: 'ok', details: { i } },
+            { at: T0 + i, actor: 'system', action: 'gateway.request.end', outcome: 'ok', details: { i } },
+          ]),
+        ),
+      );
+      for (const [first, second] of results) assert.equal((second?.seq ?? 0) - (first?.seq ?? 0), 1);
+      await appendOne(store, 'after');
+      const events = await store.listAudit({ limit: 10000 });
+      assert.equal(events.length, 602);
+      assert.equal(verifyChain(events).ok, true);
+      assert.equal(events.at(-1)?.action, 'after');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('refuses a URL that is not postgres:// with a message naming the field', async () => {
+    await assert.rejects(openPostgresStore({ url: 'mysql://x@y/z' }), /store.url must start with postgres:\/\//);
+  });
+
+  test('an unreachable database is StoreUnavailable and the message holds no password', async () => {
+    await assert.rejects(
+      openPostgresStore({ url: 'postgres://kv@127.0.0.1:1/kv', password: 'hunter2-secret', connectTimeoutMs: 2000 }),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'ERR_STORE_UNAVAILABLE');
+        assert.doesNotMatch(error.message, /hunter2/);
+        assert.match(error.message, /kv@127.0.0.1:1\/kv/);
+        return true;
+      },
+    );
+  });
+});

@@ -1,0 +1,561 @@
+/**
+ * The PostgreSQL store: `pg` (node-postgres) with a pool of connections, one connection per transaction at READ
+ * COMMITTED. PostgreSQL makes a transaction durable before COMMIT returns (synchronous_commit on, the server's
+ * default), so `transaction()` resolves only once its work survives a crash; when the connection breaks at any
+ * point, the call rejects with StoreUnavailable and the caller fails closed.
+ *
+ * Concurrency is the database's, not a queue's: transactions run side by side, optimistic versions and unique
+ * keys refuse the loser of a race, and appends to the audit chain take one advisory lock (audit-append.ts), so
+ * several kubevisa processes on one database keep one chain. Gateway-scale audit volume goes through the
+ * group-commit appender (appender.ts), which writes many events per transaction.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import pg from 'pg';
+import type { Engagement, Instant, Person, Profile, VisaState } from '../../domain/model.ts';
+import { InvalidInput } from '../../domain/errors.ts';
+import { StoreUnavailable } from '../errors.ts';
+import { text } from '../rows.ts';
+import type {
+  AuditCheckpoint,
+  AuditCheckpointFilter,
+  AuditEvent,
+  AuditFilter,
+  AuditRecord,
+  ClusterRecord,
+  EngagementFilter,
+  Intent,
+  IntentFilter,
+  JsonValue,
+  OffboardingFilter,
+  OffboardingRecord,
+  PendingLogin,
+  ScimGroupRecord,
+  ScimLinkRecord,
+  ScimTokenRecord,
+  ScimUserRecord,
+  Session,
+  Store,
+  StoreReader,
+  StoreTx,
+  StoredVisa,
+  VisaFilter,
+} from '../store.ts';
+import { lockAuditChain } from './audit-append.ts';
+import { PostgresAuditAppender, type AuditAppenderOptions } from './appender.ts';
+import { applyMigrations } from './migrate.ts';
+import { APPEND_ONLY_TABLES, AUDIT_GUARD_TRIGGERS, POSTGRES_MIGRATIONS, type PostgresMigration } from './migrations.ts';
+import { STORE_TYPES, bind, isUnavailable, translatePgError } from './sql.ts';
+import { PgTx } from './tx.ts';
+
+/** Connections kept by default: enough for the API, the reconciler and the audit appender at once. */
+export const DEFAULT_POOL_SIZE = 10;
+/** How long to wait for a connection before failing with StoreUnavailable by default, in milliseconds. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+
+export interface PostgresStoreOptions {
+  /**
+   * `postgres://user@host:port/database` (a `postgresql://` URL, as libpq takes). A password in the URL works
+   * but is discouraged: give it as `password` (read from a file or the environment by the caller) so it never
+   * sits in a configuration file or a process listing.
+   */
+  url: string;
+  password?: string;
+  /** The schema kubevisa's tables live in; default the role's search_path (normally `public`). */
+  schema?: string;
+  /** Clock for the store's own bookkeeping (when a migration was applied); default `Date.now`. */
+  now?: () => Instant;
+  /** Most connections open at once; default 10. */
+  poolSize?: number;
+  /** How long to wait for a connection, in milliseconds; default 5000. */
+  connectTimeoutMs?: number;
+  /** The migrations to apply; default the released schema. Tests pass their own list. */
+  migrations?: readonly PostgresMigration[];
+  /** Shown in pg_stat_activity; default `kubevisa`. */
+  applicationName?: string;
+}
+
+/** One finding of the engine's integrity check. */
+export interface IntegrityFinding {
+  /** Stable name of the check: `audit-trigger`, `audit-privilege`, `audit-owner`. */
+  check: string;
+  ok: boolean;
+  message: string;
+}
+
+export interface PostgresStore extends Store {
+  readonly engine: 'postgres';
+  /** Versions of the migrations this open applied, in order; empty when the schema was already current. */
+  readonly appliedMigrations: readonly number[];
+  /** Append-only triggers this open found missing or disabled and put back (it runs as their owner). */
+  readonly restoredGuards: readonly string[];
+  /**
+   * What guards the audit trail here: every append-only trigger present and enabled, and whether the role the
+   * store runs as could change audit rows (UPDATE, DELETE, TRUNCATE) or drop the guards (owner).
+   */
+  checkIntegrity(): Promise<IntegrityFinding[]>;
+  /** An audit appender that commits many concurrent appends in one transaction (see appender.ts). */
+  auditAppender(options?: AuditAppenderOptions): PostgresAuditAppender;
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** The connection settings for `options`, the password never in anything that gets logged or thrown. */
+function poolConfig(options: PostgresStoreOptions): pg.PoolConfig {
+  let url: URL;
+  try {
+    url = new URL(options.url);
+  } catch {
+    throw new InvalidInput('store.url must be a URL like postgres://kubevisa@db.example:5432/kubevisa', {
+      details: { field: 'store.url' },
+    });
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new InvalidInput(`store.url must start with postgres:// (got ${url.protocol}//)`, {
+      details: { field: 'store.url' },
+    });
+  }
+  if (options.schema !== undefined && !SCHEMA_NAME.test(options.schema)) {
+    throw new InvalidInput(`store schema '${options.schema}' must be lower-case letters, digits and _`, {
+      details: { field: 'store.schema' },
+    });
+  }
+  const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
+  if (!Number.isSafeInteger(poolSize) || poolSize < 1) {
+    throw new InvalidInput(`store pool size must be a whole number >= 1; got ${poolSize}`);
+  }
+  const password = options.password ?? (url.password === '' ? undefined : decodeURIComponent(url.password));
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+    port: url.port === '' ? 5432 : Number(url.port),
+    user: decodeURIComponent(url.username) || 'kubevisa',
+    database: decodeURIComponent(url.pathname.replace(/^\//, '')) || 'kubevisa',
+    ...(password === undefined ? {} : { password }),
+    ...(url.searchParams.get('sslmode') === 'require' ? { ssl: true } : {}),
+    max: poolSize,
+    min: Math.min(2, poolSize),
+    connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+    application_name: options.applicationName ?? 'kubevisa',
+    // A transaction left open by a stuck process would hold the audit chain's lock: the server ends it.
+    options: `-c idle_in_transaction_session_timeout=60000${options.schema === undefined ? '' : ` -c search_path=${options.schema}`}`,
+    types: STORE_TYPES,
+  };
+}
+
+/** `user@host:port/database` of a URL, without any password: what messages may show. */
+export function describeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${decodeURIComponent(parsed.username) || 'kubevisa'}@${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+/**
+ * Which store transaction the current async context runs inside: a direct read from inside a callback would not
+ * see its own uncommitted writes, and enough of them would wait for pool connections the callbacks hold.
+ */
+const activeTransaction = new AsyncLocalStorage<{ store: PostgresStoreImpl; tx: PgTx }>();
+
+/** Connects, applies pending migrations under a lock, checks the audit guards and returns the store. */
+export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
+  const config = poolConfig(options);
+  const where = describeUrl(options.url);
+  const pool = new pg.Pool(config);
+  // An idle connection the server closed (a restart) is dropped by the pool; the next call opens a new one. The
+  // handler is what stops node from treating it as an uncaught error.
+  pool.on('error', () => undefined);
+  try {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw new StoreUnavailable(`cannot connect to PostgreSQL at ${where}: ${messageOf(error)}`, { cause: error });
+    }
+    try {
+      const applied = await applyMigrations(
+        client,
+        options.migrations ?? POSTGRES_MIGRATIONS,
+        (options.now ?? Date.now)(),
+      );
+      const restoredGuards = await restoreAuditGuards(client);
+      // A second connection ready at once: the first read during the first transaction need not wait for one.
+      (await pool.connect()).release();
+      return new PostgresStoreImpl(pool, applied, restoredGuards);
+    } finally {
+      client.release();
+    }
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    throw error;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Triggers of the audit tables that are missing or disabled in the current schema. */
+async function auditGuardState(db: pg.ClientBase | pg.Pool): Promise<{ missing: string[]; disabled: string[] }> {
+  const { rows } = await db.query(
+    'SELECT t.tgname AS name, t.tgenabled AS enabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid ' +
+      'WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal',
+  );
+  const present = new Map(rows.map((row: Record<string, unknown>) => [text(row, 'pg_trigger', 'name'), row.enabled]));
+  const missing: string[] = [];
+  const disabled: string[] = [];
+  for (const guard of AUDIT_GUARD_TRIGGERS) {
+    const state = present.get(guard.name);
+    if (state === undefined) missing.push(guard.name);
+    else if (state === 'D') disabled.push(guard.name);
+  }
+  return { missing, disabled };
+}
+
+/**
+ * Puts back append-only triggers someone dropped or disabled, when this role owns the audit tables (a runtime
+ * role without ownership cannot, and the integrity check reports it instead). Returns what it put back.
+ */
+async function restoreAuditGuards(client: pg.ClientBase): Promise<string[]> {
+  const { missing, disabled } = await auditGuardState(client);
+  if (missing.length === 0 && disabled.length === 0) return [];
+  const owner = await client.query(
+    "SELECT bool_and(pg_has_role(current_user, c.relowner, 'USAGE')) AS owns FROM pg_class c " +
+      "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname IN ('audit_events', 'audit_checkpoints')",
+  );
+  if (owner.rows[0]?.owns !== true) return [];
+  await client.query('BEGIN');
+  try {
+    for (const guard of AUDIT_GUARD_TRIGGERS) {
+      if (missing.includes(guard.name)) await client.query(guard.sql);
+      if (disabled.includes(guard.name)) await client.query(`ALTER TABLE ${guard.table} ENABLE TRIGGER ${guard.name}`);
+    }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw translatePgError(error);
+  }
+  return [...missing, ...disabled];
+}
+
+/**
+ * The statements that give `role` what kubevisa needs at run time and nothing more on the audit trail: read and
+ * write every table, but on audit_events and audit_checkpoints only SELECT and INSERT. Run them as the schema's
+ * owner after migrations (docs/operations.md shows them; the tests run exactly these).
+ */
+export function runtimeRoleGrants(role: string, schema = 'public'): string[] {
+  if (!SCHEMA_NAME.test(role) || !SCHEMA_NAME.test(schema)) {
+    throw new InvalidInput('role and schema names must be lower-case letters, digits and _');
+  }
+  const audit = APPEND_ONLY_TABLES.map((table) => `${schema}.${table}`).join(', ');
+  return [
+    `GRANT USAGE ON SCHEMA ${schema} TO ${role}`,
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${schema} TO ${role}`,
+    `REVOKE UPDATE, DELETE, TRUNCATE ON ${audit} FROM ${role}`,
+    `GRANT USAGE ON ALL SEQUENCES IN SCHEMA ${schema} TO ${role}`,
+  ];
+}
+
+class PostgresStoreImpl implements PostgresStore {
+  readonly engine = 'postgres';
+  readonly appliedMigrations: readonly number[];
+  readonly restoredGuards: readonly string[];
+  private readonly pool: pg.Pool;
+  private readonly running = new Set<Promise<unknown>>();
+  private readonly appenders = new Set<PostgresAuditAppender>();
+  private closed = false;
+
+  constructor(pool: pg.Pool, appliedMigrations: readonly number[], restoredGuards: readonly string[]) {
+    this.pool = pool;
+    this.appliedMigrations = appliedMigrations;
+    this.restoredGuards = restoredGuards;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoreUnavailable('the store is closed');
+  }
+
+  private assertNotInsideOwnTransaction(): void {
+    const active = activeTransaction.getStore();
+    if (active !== undefined && active.store === this && active.tx.isLive) {
+      throw new Error(
+        'store called from inside its own transaction callback: use the `tx` argument for reads and writes',
+      );
+    }
+  }
+
+  /** A pooled connection, or StoreUnavailable when none can be had (database down, pool exhausted too long). */
+  async connect(): Promise<pg.PoolClient> {
+    this.assertOpen();
+    try {
+      return await this.pool.connect();
+    } catch (error) {
+      throw new StoreUnavailable(`cannot reach PostgreSQL: ${messageOf(error)}; nothing was changed, try again`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** Runs `body` counted as running, so close() waits for it. */
+  private track<T>(body: Promise<T>): Promise<T> {
+    this.running.add(body);
+    const forget = () => this.running.delete(body);
+    body.then(forget, forget);
+    return body;
+  }
+
+  async transaction<T>(work: (tx: StoreTx) => Promise<T>): Promise<T> {
+    this.assertNotInsideOwnTransaction();
+    this.assertOpen();
+    return this.track(this.runTransaction(work));
+  }
+
+  private async runTransaction<T>(work: (tx: StoreTx) => Promise<T>): Promise<T> {
+    const client = await this.connect();
+    // A connection that failed mid-way is destroyed, never handed to the next caller in an unknown state.
+    let broken: Error | undefined;
+    try {
+      try {
+        await client.query('BEGIN');
+      } catch (error) {
+        broken = error instanceof Error ? error : new Error(String(error));
+        throw translatePgError(error);
+      }
+      const tx = new PgTx(client, lockAuditChain);
+      let value: T;
+      try {
+        value = await activeTransaction.run({ store: this, tx }, () => work(tx));
+      } catch (error) {
+        tx.end();
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackError) {
+          broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+        }
+        throw error;
+      }
+      tx.end();
+      let committed: pg.QueryResult;
+      try {
+        committed = await client.query('COMMIT');
+      } catch (error) {
+        broken = error instanceof Error ? error : new Error(String(error));
+        throw new StoreUnavailable(
+          isUnavailable(error)
+            ? `the database went away while committing (${messageOf(error)}): the change was not acknowledged`
+            : `the change could not be committed, so it was not made (${messageOf(error)})`,
+          { cause: error },
+        );
+      }
+      // PostgreSQL answers COMMIT of a transaction a failed statement aborted with ROLLBACK: nothing was kept.
+      if (committed.command === 'ROLLBACK') {
+        throw new StoreUnavailable(
+          'the transaction was rolled back because one of its statements failed; a tx call that throws must end ' +
+            'the transaction',
+        );
+      }
+      return value;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** Runs reads outside any transaction, on any pooled connection: each sees the latest committed state. */
+  private async read<T>(reads: (reader: StoreReader) => Promise<T>): Promise<T> {
+    this.assertNotInsideOwnTransaction();
+    this.assertOpen();
+    const reader = new PgTx(this.pool);
+    try {
+      return await this.track(reads(reader));
+    } finally {
+      reader.end();
+    }
+  }
+
+  auditAppender(options: AuditAppenderOptions = {}): PostgresAuditAppender {
+    this.assertOpen();
+    const appender = new PostgresAuditAppender({ ...options, connect: () => this.connect() });
+    this.appenders.add(appender);
+    return appender;
+  }
+
+  async checkIntegrity(): Promise<IntegrityFinding[]> {
+    this.assertOpen();
+    const findings: IntegrityFinding[] = [];
+    const { missing, disabled } = await this.track(auditGuardState(this.pool));
+    for (const guard of AUDIT_GUARD_TRIGGERS) {
+      const state = missing.includes(guard.name) ? 'missing' : disabled.includes(guard.name) ? 'disabled' : 'present';
+      findings.push({
+        check: 'audit-trigger',
+        ok: state === 'present',
+        message: `append-only trigger ${guard.name} on ${guard.table} is ${state}`,
+      });
+    }
+    const { rows } = await this.track(
+      this.pool.query(
+        bind(
+          'SELECT c.relname AS table_name, ' +
+            "has_table_privilege(c.oid, 'UPDATE') AS can_update, has_table_privilege(c.oid, 'DELETE') AS can_delete, " +
+            "has_table_privilege(c.oid, 'TRUNCATE') AS can_truncate, pg_has_role(c.relowner, 'USAGE') AS owns " +
+            'FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(:tables::text[])',
+          { tables: `{${APPEND_ONLY_TABLES.join(',')}}` },
+        ),
+      ),
+    );
+    for (const row of rows) {
+      const table = text(row, 'pg_class', 'table_name');
+      const changes = ['UPDATE', 'DELETE', 'TRUNCATE'].filter((verb) => row[`can_${verb.toLowerCase()}`] === true);
+      findings.push({
+        check: 'audit-privilege',
+        ok: changes.length === 0,
+        message:
+          changes.length === 0
+            ? `this role may only read and insert into ${table}`
+            : `this role holds ${changes.join(', ')} on ${table}; run kubevisa as a role without them (docs/operations.md)`,
+      });
+      findings.push({
+        check: 'audit-owner',
+        ok: row.owns !== true,
+        message:
+          row.owns === true
+            ? `this role owns ${table} and could drop or disable its triggers; run kubevisa as a role that does not`
+            : `this role does not own ${table}`,
+      });
+    }
+    return findings;
+  }
+
+  async close(): Promise<void> {
+    this.assertNotInsideOwnTransaction();
+    if (this.closed) return;
+    this.closed = true;
+    for (const appender of this.appenders) await appender.close();
+    await Promise.allSettled([...this.running]);
+    await this.pool.end();
+  }
+
+  getPerson(id: string): Promise<Person | undefined> {
+    return this.read((r) => r.getPerson(id));
+  }
+  getPersonByEmail(email: string): Promise<Person | undefined> {
+    return this.read((r) => r.getPersonByEmail(email));
+  }
+  getPersonBySubject(issuer: string, subject: string): Promise<Person | undefined> {
+    return this.read((r) => r.getPersonBySubject(issuer, subject));
+  }
+  listPersons(): Promise<Person[]> {
+    return this.read((r) => r.listPersons());
+  }
+  getEngagement(id: string): Promise<Engagement | undefined> {
+    return this.read((r) => r.getEngagement(id));
+  }
+  listEngagements(filter?: EngagementFilter): Promise<Engagement[]> {
+    return this.read((r) => r.listEngagements(filter));
+  }
+  getVisa(id: string): Promise<StoredVisa | undefined> {
+    return this.read((r) => r.getVisa(id));
+  }
+  listVisas(filter?: VisaFilter): Promise<StoredVisa[]> {
+    return this.read((r) => r.listVisas(filter));
+  }
+  listVisasGrantingAt(now: Instant): Promise<StoredVisa[]> {
+    return this.read((r) => r.listVisasGrantingAt(now));
+  }
+  listVisasInStates(states: readonly VisaState[]): Promise<StoredVisa[]> {
+    return this.read((r) => r.listVisasInStates(states));
+  }
+  listVisasEndingBefore(t: Instant, states?: readonly VisaState[]): Promise<StoredVisa[]> {
+    return this.read((r) => r.listVisasEndingBefore(t, states));
+  }
+  getIntent(id: string): Promise<Intent | undefined> {
+    return this.read((r) => r.getIntent(id));
+  }
+  listPendingIntents(filter?: IntentFilter): Promise<Intent[]> {
+    return this.read((r) => r.listPendingIntents(filter));
+  }
+  getSession(id: string): Promise<Session | undefined> {
+    return this.read((r) => r.getSession(id));
+  }
+  getSessionBySecretHash(secretHash: string): Promise<Session | undefined> {
+    return this.read((r) => r.getSessionBySecretHash(secretHash));
+  }
+  listSessionsOfPerson(personId: string): Promise<Session[]> {
+    return this.read((r) => r.listSessionsOfPerson(personId));
+  }
+  getLogin(id: string): Promise<PendingLogin | undefined> {
+    return this.read((r) => r.getLogin(id));
+  }
+  getLoginByLookupKey(lookupKey: string): Promise<PendingLogin | undefined> {
+    return this.read((r) => r.getLoginByLookupKey(lookupKey));
+  }
+  listAudit(filter?: AuditFilter): Promise<AuditEvent[]> {
+    return this.read((r) => r.listAudit(filter));
+  }
+  getAuditHead(): Promise<{ seq: number; hash: string } | undefined> {
+    return this.read((r) => r.getAuditHead());
+  }
+  getAuditEvent(seq: number): Promise<AuditEvent | undefined> {
+    return this.read((r) => r.getAuditEvent(seq));
+  }
+  listAuditRecords(filter?: AuditFilter): Promise<AuditRecord[]> {
+    return this.read((r) => r.listAuditRecords(filter));
+  }
+  listAuditCheckpoints(filter?: AuditCheckpointFilter): Promise<AuditCheckpoint[]> {
+    return this.read((r) => r.listAuditCheckpoints(filter));
+  }
+  getCluster(name: string): Promise<ClusterRecord | undefined> {
+    return this.read((r) => r.getCluster(name));
+  }
+  listClusters(): Promise<ClusterRecord[]> {
+    return this.read((r) => r.listClusters());
+  }
+  getProfile(name: string): Promise<Profile | undefined> {
+    return this.read((r) => r.getProfile(name));
+  }
+  listProfiles(): Promise<Profile[]> {
+    return this.read((r) => r.listProfiles());
+  }
+  getSetting(key: string): Promise<JsonValue | undefined> {
+    return this.read((r) => r.getSetting(key));
+  }
+  getScimUser(id: string): Promise<ScimUserRecord | undefined> {
+    return this.read((r) => r.getScimUser(id));
+  }
+  getScimUserByUserName(userName: string): Promise<ScimUserRecord | undefined> {
+    return this.read((r) => r.getScimUserByUserName(userName));
+  }
+  listScimUsersByEmail(email: string): Promise<ScimUserRecord[]> {
+    return this.read((r) => r.listScimUsersByEmail(email));
+  }
+  listScimUsers(): Promise<ScimUserRecord[]> {
+    return this.read((r) => r.listScimUsers());
+  }
+  getScimGroup(id: string): Promise<ScimGroupRecord | undefined> {
+    return this.read((r) => r.getScimGroup(id));
+  }
+  getScimGroupByDisplayName(displayName: string): Promise<ScimGroupRecord | undefined> {
+    return this.read((r) => r.getScimGroupByDisplayName(displayName));
+  }
+  listScimGroups(): Promise<ScimGroupRecord[]> {
+    return this.read((r) => r.listScimGroups());
+  }
+  listScimGroupsOfUser(userId: string): Promise<ScimGroupRecord[]> {
+    return this.read((r) => r.listScimGroupsOfUser(userId));
+  }
+  getScimToken(id: string): Promise<ScimTokenRecord | undefined> {
+    return this.read((r) => r.getScimToken(id));
+  }
+  listScimTokens(): Promise<ScimTokenRecord[]> {
+    return this.read((r) => r.listScimTokens());
+  }
+  listScimLinks(filter?: { email?: string; idp?: string }): Promise<ScimLinkRecord[]> {
+    return this.read((r) => r.listScimLinks(filter));
+  }
+  getOffboarding(id: string): Promise<OffboardingRecord | undefined> {
+    return this.read((r) => r.getOffboarding(id));
+  }
+  listOffboardings(filter?: OffboardingFilter): Promise<OffboardingRecord[]> {
+    return this.read((r) => r.listOffboardings(filter));
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Throwaway databases on the test machine's PostgreSQL (127.0.0.1:5432, trust authentication, user postgres),
+ * for tests and benchmarks: each run creates its own `kv_test_<random>` database and drops it at the end, so
+ * runs in parallel never see each other's data. `KUBEVISA_TEST_POSTGRES_URL` points elsewhere (it must name a
+ * role allowed to create databases).
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/** The administrative connection: the server's `postgres` database. */
+export const TEST_POSTGRES_URL =
+  process.env.KUBEVISA_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface TestDatabase {
+  /** URL of the new database, same server and role as the administrative one. */
+  url: string;
+  name: string;
+  /** Runs one statement on the new database as the administrative role. */
+  admin(sql: string): Promise<pg.QueryResult>;
+  /** Creates a login role `<database>_<suffix>` (roles belong to the server, so drop() removes it too). */
+  createRole(suffix: string): Promise<string>;
+  /** Drops the database (ending any connection left open) and the roles created for it. */
+  drop(): Promise<void>;
+}
+
+async function withClient<T>(url: string, body: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  await client.connect();
+  try {
+    return await body(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates an empty database; fails with the server's own message when PostgreSQL cannot be reached. */
+export async function createTestDatabase(prefix = 'kv_test'): Promise<TestDatabase> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  await withClient(TEST_POSTGRES_URL, (client) => client.query(`CREATE DATABASE ${name}`));
+  const url = new URL(TEST_POSTGRES_URL);
+  url.pathname = `/${name}`;
+  const roles: string[] = [];
+  return {
+    url: url.toString(),
+    name,
+    admin: (sql) => withClient(url.toString(), (client) => client.query(sql)),
+    createRole: async (suffix) => {
+      const role = `${name}_${suffix}`;
+      await withClient(TEST_POSTGRES_URL, (client) => client.query(`CREATE ROLE ${role} LOGIN`));
+      roles.push(role);
+      return role;
+    },
+    drop: () =>
+      withClient(TEST_POSTGRES_URL, async (client) => {
+        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        for (const role of roles) await client.query(`DROP ROLE IF EXISTS ${role}`);
+      }),
+  };
+}
