@@ -5,7 +5,6 @@
  * To add an engine: give its config shape in config.ts and one entry in `ENGINES` below.
  */
 import { dirname, join } from 'node:path';
-import { InvalidInput } from '../domain/errors.ts';
 import { parseStoreConfig, readStorePassword, type StoreConfig } from './config.ts';
 import { openSqliteStore } from './sqlite.ts';
 import type { Store } from './store.ts';
@@ -54,11 +53,9 @@ const ENGINES: Openers = {
   },
 };
 
-/** Until the PostgreSQL engine lands (src/store/postgres/), `engine: postgres` is refused, never run on SQLite. */
-async function openPostgres(_connection: PostgresConnectionOptions, _context: StoreOpenContext): Promise<Store> {
-  throw new InvalidInput(
-    `config: store engine 'postgres' is not available in this build of kubevisa yet; use engine: sqlite`,
-  );
+/** The PostgreSQL engine (src/store/postgres/), loaded only when a configuration names it. */
+async function openPostgres(connection: PostgresConnectionOptions, _context: StoreOpenContext): Promise<Store> {
+  return (await import('./postgres/store.ts')).openPostgresStore(connection);
 }
 
 /**

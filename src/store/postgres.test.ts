@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { verifyChain } from './audit-chain.ts';
 import { storeConformanceSuite } from './conformance.ts';
+import { openStore } from './open.ts';
 import { openPostgresStore, runtimeRoleGrants, type PostgresStore } from './postgres/store.ts';
 import { POSTGRES_MIGRATIONS } from './postgres/migrations.ts';
 import { createTestDatabase, type TestDatabase } from './postgres/test-database.ts';
@@ -153,13 +157,14 @@ describe('postgres store', () => {
       ]) {
         await assert.rejects(client.query(statement), /permission denied|must be owner/, statement);
       }
-      const findings = await runtime.checkIntegrity();
+      const findings = await runtime.inspectAuditProtections();
       assert.ok(findings.length > 0);
       assert.deepEqual(
         findings.filter((f) => !f.ok),
         [],
         'the documented runtime role passes every integrity check',
       );
+      assert.deepEqual(await runtime.checkIntegrity(), [], 'nothing for the trail to record');
       assert.equal(verifyChain(await runtime.listAudit()).ok, true);
     } finally {
       await client.end();
@@ -173,16 +178,30 @@ describe('postgres store', () => {
     try {
       await database.admin(`ALTER TABLE ${schema}.audit_events DISABLE TRIGGER audit_events_no_delete`);
       await database.admin(`DROP TRIGGER audit_checkpoints_no_update ON ${schema}.audit_checkpoints`);
-      const failed = (await store.checkIntegrity()).filter((f) => !f.ok);
+      const failed = (await store.inspectAuditProtections()).filter((f) => !f.ok);
       const messages = failed.map((f) => f.message).join('\n');
       assert.match(messages, /audit_events_no_delete on audit_events is disabled/);
       assert.match(messages, /audit_checkpoints_no_update on audit_checkpoints is missing/);
       assert.match(messages, /owns audit_events/, 'the test role owns the tables, and the check says so');
       const again = await openIn(schema);
       assert.deepEqual([...again.restoredGuards].sort(), ['audit_checkpoints_no_update', 'audit_events_no_delete']);
-      const triggersNow = (await again.checkIntegrity()).filter((f) => f.check === 'audit-trigger' && !f.ok);
+      const triggersNow = (await again.inspectAuditProtections()).filter((f) => f.check === 'audit-trigger' && !f.ok);
       assert.deepEqual(triggersNow, []);
+      // What the audit capability records, each once: the restoration and a role (a superuser here) that could
+      // change or unguard the trail.
+      const recorded = await again.checkIntegrity();
+      assert.deepEqual(recorded.map((f) => f.action).sort(), [
+        'audit.guards-restored',
+        'audit.role-can-change-trail',
+        'audit.role-owns-trail',
+      ]);
+      assert.deepEqual(await again.checkIntegrity(), []);
       await again.close();
+      // The first store, still open, finds the guards back in place and restores nothing more.
+      assert.deepEqual((await store.checkIntegrity()).map((f) => f.action).sort(), [
+        'audit.role-can-change-trail',
+        'audit.role-owns-trail',
+      ]);
     } finally {
       await store.close();
     }
@@ -222,7 +241,7 @@ describe('postgres store', () => {
     const store = await openFresh();
     try {
       await appendOne(store, 'before');
-      const appender = store.auditAppender();
+      const appender = store.openAuditAppender();
       const results = await Promise.all(
         Array.from({ length: 300 }, (_, i) =>
           appender.append([
@@ -240,6 +259,45 @@ describe('postgres store', () => {
     } finally {
       await store.close();
     }
+  });
+
+  test('the store factory opens engine postgres from config, the password read from a file', async () => {
+    const schema = `s${++schemas}`;
+    await database.admin(`CREATE SCHEMA ${schema}`);
+    const role = await database.createRole('factory');
+    await database.admin(`ALTER ROLE ${role} SET search_path = ${schema}`);
+    await database.admin(`GRANT ALL ON SCHEMA ${schema} TO ${role}`);
+    const dataDir = await mkdtemp(join(tmpdir(), 'kubevisa-pg-'));
+    const passwordFile = join(dataDir, 'db-password');
+    await writeFile(passwordFile, 'not-checked-by-trust-auth\n', { mode: 0o600 });
+    const url = new URL(database.url);
+    url.username = role;
+    const store = await openStore({ engine: 'postgres', url: url.toString(), passwordFile }, { dataDir });
+    try {
+      assert.equal(store.engine, 'postgres');
+      await appendOne(store);
+      assert.equal((await store.getAuditHead())?.seq, 1);
+      const { rows } = await database.admin(`SELECT count(*)::int AS n FROM ${schema}.audit_events`);
+      assert.equal(rows[0].n, 1, 'the tables live in the role’s schema');
+    } finally {
+      await store.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('a password from the environment never appears in the error of a failed open', async () => {
+    const env = { KV_DB_PASSWORD: 'hunter2-from-env' };
+    await assert.rejects(
+      openStore(
+        { engine: 'postgres', url: 'postgres://kv@127.0.0.1:1/kv', passwordEnv: 'KV_DB_PASSWORD' },
+        { dataDir: tmpdir(), env },
+      ),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'ERR_STORE_UNAVAILABLE');
+        assert.doesNotMatch(`${error.message} ${String(error.cause)}`, /hunter2/);
+        return true;
+      },
+    );
   });
 
   test('refuses a URL that is not postgres:// with a message naming the field', async () => {

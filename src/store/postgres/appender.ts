@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { StoreUnavailable } from '../errors.ts';
-import type { AuditEvent, NewAuditEvent } from '../store.ts';
+import type { AuditAppender, AuditEvent, NewAuditEvent } from '../store.ts';
 import { chainEvents, insertChained, lockAuditChain } from './audit-append.ts';
 import { isUnavailable, translatePgError } from './sql.ts';
 
@@ -26,7 +26,7 @@ interface Waiting {
   reject: (error: unknown) => void;
 }
 
-export class PostgresAuditAppender {
+export class PostgresAuditAppender implements AuditAppender {
   private readonly connect: () => Promise<pg.PoolClient>;
   private readonly maxBatchEvents: number;
   private readonly queue: Waiting[] = [];
@@ -49,6 +49,11 @@ export class PostgresAuditAppender {
       this.queue.push({ events, resolve, reject });
       this.flushing ??= this.flush();
     });
+  }
+
+  /** As `append`, for callers that need no result (the gateway). */
+  async write(events: readonly NewAuditEvent[]): Promise<void> {
+    await this.append(events);
   }
 
   /** Appends one event; resolves with it as stored once it is durable. */

@@ -24,6 +24,7 @@ import type {
   ClusterRecord,
   EngagementFilter,
   Intent,
+  IntegrityFinding,
   IntentFilter,
   JsonValue,
   OffboardingFilter,
@@ -74,10 +75,12 @@ export interface PostgresStoreOptions {
   applicationName?: string;
 }
 
-/** One finding of the engine's integrity check. */
-export interface IntegrityFinding {
+/** One check of the audit trail's protections, passed or not (what `inspectAuditProtections` lists). */
+export interface ProtectionCheck {
   /** Stable name of the check: `audit-trigger`, `audit-privilege`, `audit-owner`. */
   check: string;
+  /** The trigger or table checked. */
+  subject: string;
   ok: boolean;
   message: string;
 }
@@ -89,12 +92,12 @@ export interface PostgresStore extends Store {
   /** Append-only triggers this open found missing or disabled and put back (it runs as their owner). */
   readonly restoredGuards: readonly string[];
   /**
-   * What guards the audit trail here: every append-only trigger present and enabled, and whether the role the
-   * store runs as could change audit rows (UPDATE, DELETE, TRUNCATE) or drop the guards (owner).
+   * What guards the audit trail here, every check passed or not: each append-only trigger present and enabled,
+   * and whether the role the store runs as could change audit rows (UPDATE, DELETE, TRUNCATE) or drop the
+   * guards (owner). `checkIntegrity` reports the failed ones.
    */
-  checkIntegrity(): Promise<IntegrityFinding[]>;
-  /** An audit appender that commits many concurrent appends in one transaction (see appender.ts). */
-  auditAppender(options?: AuditAppenderOptions): PostgresAuditAppender;
+  inspectAuditProtections(): Promise<ProtectionCheck[]>;
+  openAuditAppender(options?: AuditAppenderOptions): PostgresAuditAppender;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -264,12 +267,17 @@ class PostgresStoreImpl implements PostgresStore {
   private readonly pool: pg.Pool;
   private readonly running = new Set<Promise<unknown>>();
   private readonly appenders = new Set<PostgresAuditAppender>();
+  /** Guards restored at open not yet returned by `checkIntegrity`. */
+  private unreportedGuards: string[];
+  /** Failed protections already returned by `checkIntegrity` (action:subject): each is reported once. */
+  private readonly reported = new Set<string>();
   private closed = false;
 
   constructor(pool: pg.Pool, appliedMigrations: readonly number[], restoredGuards: readonly string[]) {
     this.pool = pool;
     this.appliedMigrations = appliedMigrations;
     this.restoredGuards = restoredGuards;
+    this.unreportedGuards = [...restoredGuards];
   }
 
   private assertOpen(): void {
@@ -373,21 +381,72 @@ class PostgresStoreImpl implements PostgresStore {
     }
   }
 
-  auditAppender(options: AuditAppenderOptions = {}): PostgresAuditAppender {
+  /** The group-commit appender (appender.ts): many concurrent batches per transaction. */
+  openAuditAppender(options: AuditAppenderOptions = {}): PostgresAuditAppender {
     this.assertOpen();
     const appender = new PostgresAuditAppender({ ...options, connect: () => this.connect() });
     this.appenders.add(appender);
     return appender;
   }
 
+  /**
+   * Puts back guards it can (as their owner), then reports each failed protection once per open: restored
+   * triggers, triggers still missing or disabled (this role cannot restore them), and a role that could change
+   * or unguard the trail (it may, e.g. a superuser in a test; the trail records that it ran so).
+   */
   async checkIntegrity(): Promise<IntegrityFinding[]> {
+    this.assertNotInsideOwnTransaction();
     this.assertOpen();
+    const client = await this.connect();
+    let restored: string[];
+    try {
+      restored = [...this.unreportedGuards, ...(await restoreAuditGuards(client))];
+    } finally {
+      client.release();
+    }
+    this.unreportedGuards = [];
     const findings: IntegrityFinding[] = [];
+    if (restored.length > 0) {
+      findings.push({
+        action: 'audit.guards-restored',
+        reason: 'append-only triggers of the audit trail were removed or disabled outside kubevisa',
+        details: { triggers: restored },
+      });
+    }
+    const failed = (await this.inspectAuditProtections()).filter((check) => !check.ok);
+    const report = (action: string, reason: string, subjects: string[]) => {
+      const fresh = subjects.filter((subject) => !this.reported.has(`${action}:${subject}`));
+      if (fresh.length === 0) return;
+      for (const subject of fresh) this.reported.add(`${action}:${subject}`);
+      findings.push({ action, reason, details: { subjects: fresh } });
+    };
+    report(
+      'audit.guards-missing',
+      'append-only triggers of the audit trail are missing or disabled and this role cannot restore them',
+      failed.filter((check) => check.check === 'audit-trigger').map((check) => check.subject),
+    );
+    report(
+      'audit.role-can-change-trail',
+      'kubevisa runs as a role that may UPDATE, DELETE or TRUNCATE the audit trail (docs/operations.md)',
+      failed.filter((check) => check.check === 'audit-privilege').map((check) => check.subject),
+    );
+    report(
+      'audit.role-owns-trail',
+      'kubevisa runs as the owner of the audit tables, which could disable their triggers (docs/operations.md)',
+      failed.filter((check) => check.check === 'audit-owner').map((check) => check.subject),
+    );
+    return findings;
+  }
+
+  async inspectAuditProtections(): Promise<ProtectionCheck[]> {
+    this.assertOpen();
+    const findings: ProtectionCheck[] = [];
     const { missing, disabled } = await this.track(auditGuardState(this.pool));
     for (const guard of AUDIT_GUARD_TRIGGERS) {
       const state = missing.includes(guard.name) ? 'missing' : disabled.includes(guard.name) ? 'disabled' : 'present';
       findings.push({
         check: 'audit-trigger',
+        subject: guard.name,
         ok: state === 'present',
         message: `append-only trigger ${guard.name} on ${guard.table} is ${state}`,
       });
@@ -408,6 +467,7 @@ class PostgresStoreImpl implements PostgresStore {
       const changes = ['UPDATE', 'DELETE', 'TRUNCATE'].filter((verb) => row[`can_${verb.toLowerCase()}`] === true);
       findings.push({
         check: 'audit-privilege',
+        subject: table,
         ok: changes.length === 0,
         message:
           changes.length === 0
@@ -416,6 +476,7 @@ class PostgresStoreImpl implements PostgresStore {
       });
       findings.push({
         check: 'audit-owner',
+        subject: table,
         ok: row.owns !== true,
         message:
           row.owns === true
