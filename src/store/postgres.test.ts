@@ -18,31 +18,56 @@ let database: TestDatabase;
 let schemas = 0;
 const storeSchemas = new Map<Store, string>();
 
+/** The least-privilege role kubevisa runs as in production (docs/operations.md); the conformance suites use it. */
+let runtimeRole: string;
+const storeRoles = new Map<Store, string>();
+
 before(async () => {
   database = await createTestDatabase();
+  runtimeRole = await database.createRole('runtime');
 });
 after(async () => {
   await database.drop();
 });
 
-async function openIn(schema: string): Promise<PostgresStore> {
-  const store = await openPostgresStore({ url: database.url, schema, now: () => T0 });
+function urlAs(role: string | undefined): string {
+  const url = new URL(database.url);
+  if (role !== undefined) url.username = role;
+  return url.toString();
+}
+
+/** Opens the store in `schema`, as the test's superuser or as `role`. */
+async function openIn(schema: string, role?: string): Promise<PostgresStore> {
+  const store = await openPostgresStore({ url: urlAs(role), schema, now: () => T0 });
   storeSchemas.set(store, schema);
+  if (role !== undefined) storeRoles.set(store, role);
   return store;
 }
 
-/** A store in a schema of its own: fresh and empty, as every conformance test needs. */
+/** A store in a schema of its own, fresh and empty, opened by the superuser (the schema's owner here). */
 async function openFresh(): Promise<PostgresStore> {
   const schema = `s${++schemas}`;
   await database.admin(`CREATE SCHEMA ${schema}`);
   return openIn(schema);
 }
 
-storeConformanceSuite('postgres', openFresh, {
+/**
+ * As production runs: the owner migrates the fresh schema, the runtime role gets the documented grants and the
+ * store runs as that role (so its integrity check has nothing to report).
+ */
+async function openFreshAsRuntimeRole(): Promise<PostgresStore> {
+  const owner = await openFresh();
+  const schema = storeSchemas.get(owner) ?? '';
+  await owner.close();
+  for (const statement of runtimeRoleGrants(runtimeRole, schema)) await database.admin(statement);
+  return openIn(schema, runtimeRole);
+}
+
+storeConformanceSuite('postgres', openFreshAsRuntimeRole, {
   reopen: async (previous) => {
     const schema = storeSchemas.get(previous);
     assert.ok(schema, 'store was not opened by this harness');
-    return openIn(schema);
+    return openIn(schema, storeRoles.get(previous));
   },
 });
 
@@ -128,7 +153,7 @@ describe('postgres store', () => {
     const store = await openFresh();
     const schema = storeSchemas.get(store) ?? '';
     await store.close();
-    const role = await database.createRole('runtime');
+    const role = await database.createRole('documented');
     for (const statement of runtimeRoleGrants(role, schema)) await database.admin(statement);
     const url = new URL(database.url);
     url.username = role;
