@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,12 @@ async function freshDir(): Promise<string> {
   return dir;
 }
 
+/** A process's start time as /proc gives it (what the lock records to tell a PID's holders apart). */
+function procStartOf(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+}
+
 /** The PID of a process that has exited (a crashed server's, as its lock file still names it). */
 async function deadPid(): Promise<number> {
   const child = spawn(process.execPath, ['-e', '']);
@@ -26,8 +33,8 @@ async function deadPid(): Promise<number> {
   return child.pid!;
 }
 
-function lockContent(pid: number, host = hostname()): string {
-  return `${JSON.stringify({ pid, host, nonce: 'n-' + pid, since: '2030-01-15T09:00:00.000Z' })}\n`;
+function lockContent(pid: number, host = hostname(), extra: { started?: string } = {}): string {
+  return `${JSON.stringify({ pid, host, nonce: 'n-' + pid, since: '2030-01-15T09:00:00.000Z', ...extra })}\n`;
 }
 
 function isLocked(pattern: RegExp): (error: unknown) => boolean {
@@ -105,7 +112,7 @@ describe("the SQLite engine's data-folder lock", () => {
     const folder = await freshDir();
     const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
     try {
-      const content = lockContent(holder.pid!);
+      const content = lockContent(holder.pid!, hostname(), { started: procStartOf(holder.pid!) });
       await writeFile(join(folder, LOCK_FILE), content);
       await assert.rejects(
         lockDataFolder(folder),
@@ -131,6 +138,20 @@ describe("the SQLite engine's data-folder lock", () => {
     const now = JSON.parse(await readFile(join(folder, LOCK_FILE), 'utf8')) as { pid: number };
     assert.equal(now.pid, process.pid);
     await lock.release();
+  });
+
+  test('a lock naming a live PID that a later process was given (another start time) is stale', async () => {
+    const folder = await freshDir();
+    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
+    try {
+      await writeFile(join(folder, LOCK_FILE), lockContent(holder.pid!, hostname(), { started: '1' }));
+      const notices: string[] = [];
+      const lock = await lockDataFolder(folder, { onNotice: (message) => notices.push(message) });
+      assert.match(notices[0] ?? '', new RegExp(`from PID ${holder.pid}, which no longer runs`));
+      await lock.release();
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 
   test('a lock from another host, or one kubevisa did not write, is refused with what to do', async () => {

@@ -7,10 +7,12 @@
  * The lock is a file, `kubevisa.lock`, naming the holder's PID and host. It is created whole or not at all (written
  * under a private name, then hard-linked into place, which fails if the name exists: O_EXCL without the window in
  * which another process could read it empty). A lock whose holder is gone (same host, PID no longer running: a
- * crash, a kill -9) is stale and taken over, and the caller is told so. A holder on another host cannot be checked,
- * so it is refused like a live one; the message says how to clear it.
+ * crash, a kill -9; on Linux also a PID now used by a process that started later) is stale and taken over, and
+ * the caller is told so. A holder on another host cannot be checked, so it is refused like a live one; the message
+ * says how to clear it.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +36,8 @@ interface Holder {
   /** Tells this holding apart from an earlier one by a process that got the same PID. */
   nonce: string;
   since: string;
+  /** The holder's start time from /proc (Linux), to tell it apart from a later process with the same PID. */
+  started?: string;
 }
 
 export interface FolderLock {
@@ -42,14 +46,36 @@ export interface FolderLock {
   release(): Promise<void>;
 }
 
-function isAlive(pid: number): boolean {
+/**
+ * The state and start time (clock ticks since boot) of a process, from Linux's /proc; undefined elsewhere or when
+ * it cannot be read. The start time tells a holder apart from a later process that was given the same PID.
+ */
+function processStat(pid: number): { state: string; started: string } | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid … starttime …": comm may hold spaces and parentheses, so split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const state = fields[0];
+    const started = fields[19];
+    return state === undefined || started === undefined ? undefined : { state, started };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the process that wrote `holder` still runs (on this host). */
+function isAlive(holder: Holder): boolean {
+  try {
+    process.kill(holder.pid, 0);
   } catch (error) {
     // EPERM: it runs, as another user.
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+  const stat = processStat(holder.pid);
+  if (stat === undefined) return true;
+  // A zombie has exited (its parent has not collected it yet); another start time is another process.
+  if (stat.state === 'Z' || stat.state === 'X') return false;
+  return holder.started === undefined || holder.started === stat.started;
 }
 
 async function readHolder(file: string): Promise<Holder | 'gone' | 'unreadable'> {
@@ -67,7 +93,8 @@ async function readHolder(file: string): Promise<Holder | 'gone' | 'unreadable'>
       (parsed.pid as number) > 0 &&
       typeof parsed.host === 'string' &&
       typeof parsed.nonce === 'string' &&
-      typeof parsed.since === 'string'
+      typeof parsed.since === 'string' &&
+      (parsed.started === undefined || typeof parsed.started === 'string')
     ) {
       return parsed as Holder;
     }
@@ -125,6 +152,8 @@ export async function lockDataFolder(
     nonce: randomBytes(12).toString('base64url'),
     since: new Date().toISOString(),
   };
+  const started = processStat(process.pid)?.started;
+  if (started !== undefined) mine.started = started;
   const content = `${JSON.stringify(mine)}\n`;
   // Each round either takes the lock, refuses, or removes one stale lock; a few rounds cover a race with
   // another server starting at the same moment.
@@ -139,8 +168,8 @@ export async function lockDataFolder(
         { details: { folder, lockFile: file } },
       );
     }
-    if (holder.host !== hostname() || isAlive(holder.pid)) throw refusal(folder, file, holder);
-    await removeStale(folder, file, holder, options.onNotice);
+    if (holder.host !== hostname() || isAlive(holder)) throw refusal(folder, file, holder);
+    await removeStale(folder, file, holder, mine, options.onNotice);
   }
   throw new StoreLocked(`could not take the lock ${file}: other servers keep taking it; is one starting now?`, {
     details: { folder, lockFile: file },
@@ -155,13 +184,14 @@ async function removeStale(
   folder: string,
   file: string,
   stale: Holder,
+  mine: Holder,
   onNotice: ((message: string) => void) | undefined,
 ): Promise<void> {
   const guard = `${file}.takeover`;
-  if (!(await createExclusive(guard, `${JSON.stringify({ ...stale, pid: process.pid, host: hostname() })}\n`))) {
+  if (!(await createExclusive(guard, `${JSON.stringify(mine)}\n`))) {
     const other = await readHolder(guard);
     // A takeover that died half-way leaves its guard behind; a live one finishes by itself.
-    if (other === 'unreadable' || (other !== 'gone' && other.host === hostname() && !isAlive(other.pid))) {
+    if (other === 'unreadable' || (other !== 'gone' && other.host === hostname() && !isAlive(other))) {
       await unlink(guard).catch(() => undefined);
     } else {
       await sleep(20);
