@@ -556,7 +556,8 @@ describe('discovery', () => {
     assert.equal(config.status, 200);
     assert.equal((config.body.patch as { supported: boolean }).supported, true);
     assert.equal((config.body.filter as { supported: boolean }).supported, true);
-    assert.equal((config.body.bulk as { supported: boolean }).supported, false);
+    assert.deepEqual(config.body.bulk, { supported: true, maxOperations: 1000, maxPayloadSize: 1024 * 1024 });
+    assert.deepEqual(config.body.sort, { supported: true });
     assert.equal((config.body.authenticationSchemes as { type: string }[])[0]?.type, 'oauthbearertoken');
     const types = await asOkta('GET', '/ResourceTypes');
     assert.deepEqual(

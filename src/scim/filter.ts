@@ -13,7 +13,13 @@ import { attributeAt, GROUP_SCHEMA, USER_SCHEMA, type Attribute, type ResourceKi
 export const MAX_FILTER_LENGTH = 4096;
 
 /** Attribute paths (lower-cased, without schema URN) compared exactly. */
-const CASE_EXACT = new Set(['id', 'externalid', 'members.value', 'groups.value', 'meta.version']);
+export const CASE_EXACT: ReadonlySet<string> = new Set([
+  'id',
+  'externalid',
+  'members.value',
+  'groups.value',
+  'meta.version',
+]);
 
 export type ScimPredicate = (resource: JsonObject) => boolean;
 
@@ -120,7 +126,7 @@ function knownAttribute(
 }
 
 /** `urn:…:User:userName` → `username`; extension paths keep their URN. Lower-cased. */
-function bareName(path: string): string {
+export function bareName(path: string): string {
   const lower = path.toLowerCase();
   for (const core of [USER_SCHEMA, GROUP_SCHEMA]) {
     const prefix = `${core.toLowerCase()}:`;
@@ -130,7 +136,7 @@ function bareName(path: string): string {
 }
 
 /** Splits a path into its steps; an extension URN is one step (`urn:…:User`, then `department`). */
-function steps(path: string): string[] {
+export function steps(path: string): string[] {
   const bare = bareName(path);
   if (bare.startsWith('urn:')) {
     const cut = bare.lastIndexOf(':');
@@ -139,7 +145,7 @@ function steps(path: string): string[] {
   return bare.split('.');
 }
 
-function child(value: JsonValue | undefined, name: string): JsonValue | undefined {
+export function child(value: JsonValue | undefined, name: string): JsonValue | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
   const key = Object.keys(value).find((k) => k.toLowerCase() === name);
   return key === undefined ? undefined : value[key];

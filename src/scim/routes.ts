@@ -8,12 +8,13 @@ import { findForbiddenKey } from '../domain/own.ts';
 import type { ScimTokenRecord } from '../store/identity-records.ts';
 import type { Store } from '../store/store.ts';
 import { SCIM_CONTENT_TYPE, ScimError, scimErrorBody } from './errors.ts';
-import { resourceTypes, schemas, serviceProviderConfig } from './schema.ts';
-import { toScimError, type ListQuery, type ScimClient, type ScimService } from './service.ts';
+import { resourceTypes, schemas, serviceProviderConfig, type ResourceKind } from './schema.ts';
+import { BULK_MAX_OPERATIONS, runBulk } from './bulk.ts';
+import { readSearchRequest, toScimError, type ListQuery, type ScimClient, type ScimService } from './service.ts';
 import { matchScimToken } from './tokens.ts';
 
 export const SCIM_PREFIX = '/scim/v2';
-/** Largest SCIM request body, in bytes: a group PUT with thousands of members fits. */
+/** Largest SCIM request body, in bytes: a group PUT with thousands of members fits; also Bulk's maxPayloadSize. */
 export const SCIM_BODY_LIMIT_BYTES = 1024 * 1024;
 /** How long the token list is cached between store reads, in ms (revocations through this server are immediate). */
 const TOKEN_CACHE_MS = 2000;
@@ -125,7 +126,7 @@ export function registerScimRoutes(app: FastifyInstance, options: ScimRoutesOpti
           404,
           scimErrorBody(
             404,
-            `no such SCIM endpoint: ${request.method} ${request.url.split('?')[0]}; kubevisa serves /Users, /Groups, /ServiceProviderConfig, /ResourceTypes and /Schemas`,
+            `no such SCIM endpoint: ${request.method} ${request.url.split('?')[0]}; kubevisa serves /Users, /Groups, /.search, /Bulk, /ServiceProviderConfig, /ResourceTypes and /Schemas`,
           ),
         ),
       );
@@ -144,7 +145,14 @@ export function registerScimRoutes(app: FastifyInstance, options: ScimRoutesOpti
 
       scim.get('/ServiceProviderConfig', async (request, reply) => {
         await authenticate(request);
-        return send(reply, 200, serviceProviderConfig(options.baseUrl, options.maxResults));
+        return send(
+          reply,
+          200,
+          serviceProviderConfig(options.baseUrl, options.maxResults, {
+            bulkMaxOperations: BULK_MAX_OPERATIONS,
+            bulkMaxPayloadBytes: SCIM_BODY_LIMIT_BYTES,
+          }),
+        );
       });
       scim.get('/ResourceTypes', async (request, reply) => {
         await authenticate(request);
@@ -240,12 +248,32 @@ export function registerScimRoutes(app: FastifyInstance, options: ScimRoutesOpti
         return reply.code(204).send();
       });
 
-      for (const path of ['/Bulk', '/Me']) {
-        scim.all(path, async (request) => {
-          await authenticate(request);
-          throw new ScimError(501, `${path} is not supported by kubevisa (see /ServiceProviderConfig)`);
-        });
-      }
+      const search = (kinds: readonly ResourceKind[]) => async (request: FastifyRequest, reply: FastifyReply) => {
+        const client = await authenticate(request);
+        return send(reply, 200, await options.service.search(client, readSearchRequest(request.body), kinds));
+      };
+      scim.post('/.search', search(['User', 'Group']));
+      scim.post('/Users/.search', search(['User']));
+      scim.post('/Groups/.search', search(['Group']));
+
+      scim.post('/Bulk', async (request, reply) => {
+        const client = await authenticate(request);
+        return send(
+          reply,
+          200,
+          await runBulk({ service: options.service, onInternalError: options.onInternalError }, client, request.body),
+        );
+      });
+
+      // RFC 7644 §3.11 lets a service provider answer 501 when it has no resource for the authenticated subject:
+      // a kubevisa SCIM token authenticates an identity provider, never a User, so /Me aliases nothing.
+      scim.all('/Me', async (request) => {
+        const client = await authenticate(request);
+        throw new ScimError(
+          501,
+          `/Me is not supported: the SCIM token authenticates the identity provider '${client.idp}', which is not a User. Use /Users/ID (see /ServiceProviderConfig)`,
+        );
+      });
     },
     { prefix: SCIM_PREFIX },
   );

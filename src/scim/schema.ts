@@ -1,13 +1,16 @@
 /**
  * The SCIM discovery documents (RFC 7643 §5–7, RFC 7644 §4): ServiceProviderConfig, ResourceTypes and Schemas
  * for the core User (with the enterprise extension) and Group. Identity providers read these to learn what
- * kubevisa supports: PATCH and filters yes; bulk, sort and password changes no.
+ * kubevisa supports: PATCH, filters, sorting, search and bulk yes; password changes and /Me no.
  */
 export const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
 export const GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 export const ENTERPRISE_USER_SCHEMA = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
 export const LIST_RESPONSE_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:ListResponse';
 export const PATCH_OP_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+export const SEARCH_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest';
+export const BULK_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest';
+export const BULK_RESPONSE_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkResponse';
 const SERVICE_PROVIDER_CONFIG_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig';
 const RESOURCE_TYPE_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ResourceType';
 const SCHEMA_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Schema';
@@ -162,22 +165,26 @@ export function attributeAt(path: string, kinds: readonly ResourceKind[]): Attri
   return undefined;
 }
 
-export function serviceProviderConfig(baseUrl: string, maxResults: number) {
+export function serviceProviderConfig(
+  baseUrl: string,
+  maxResults: number,
+  limits: { bulkMaxOperations: number; bulkMaxPayloadBytes: number },
+) {
   return {
     schemas: [SERVICE_PROVIDER_CONFIG_SCHEMA],
     documentationUri: 'https://github.com/kubevisa/kubevisa/blob/main/docs/identity.md',
     patch: { supported: true },
-    bulk: { supported: false, maxOperations: 0, maxPayloadSize: 0 },
+    bulk: { supported: true, maxOperations: limits.bulkMaxOperations, maxPayloadSize: limits.bulkMaxPayloadBytes },
     filter: { supported: true, maxResults },
     changePassword: { supported: false },
-    sort: { supported: false },
+    sort: { supported: true },
     etag: { supported: true },
     authenticationSchemes: [
       {
         type: 'oauthbearertoken',
         name: 'Bearer token',
         description:
-          "A per-IdP token created with 'kubevisa scim token create --idp NAME', sent as 'Authorization: Bearer TOKEN'.",
+          "A per-IdP token created with 'kubevisa scim token create NAME', sent as 'Authorization: Bearer TOKEN'. It authenticates the identity provider, not a User, so /Me answers 501 (RFC 7644 §3.11).",
         primary: true,
       },
     ],

@@ -10,10 +10,11 @@ import { own } from '../domain/own.ts';
 import type { NewScimGroup, NewScimUser, ScimGroupRecord, ScimUserRecord } from '../store/identity-records.ts';
 import type { JsonObject, Store, StoreTx } from '../store/store.ts';
 import { badRequest, ScimEmailTaken, ScimError } from './errors.ts';
-import { parseFilter } from './filter.ts';
+import { parseFilter, type ParsedFilter } from './filter.ts';
 import { applyPatch, readPatch } from './patch.ts';
 import { project, readGroup, readUser, renderGroup, renderUser, etagOf } from './resources.ts';
-import { LIST_RESPONSE_SCHEMA } from './schema.ts';
+import { LIST_RESPONSE_SCHEMA, SEARCH_REQUEST_SCHEMA, type ResourceKind } from './schema.ts';
+import { readSort, sortResources } from './sort.ts';
 
 /** Who is calling: the identity provider the bearer token belongs to. */
 export interface ScimClient {
@@ -21,6 +22,8 @@ export interface ScimClient {
   tokenId: string;
   /** Socket address, for the audit trail. */
   address: string;
+  /** Set when the write is one operation of a bulk request (its index in `Operations`, its bulkId). */
+  bulk?: { operation: number; bulkId?: string };
 }
 
 export interface UserChange {
@@ -76,6 +79,8 @@ export interface ListQuery {
   count?: string;
   attributes?: string;
   excludedAttributes?: string;
+  sortBy?: string;
+  sortOrder?: string;
 }
 
 export interface ListResponse {
@@ -90,6 +95,11 @@ export class ScimService {
   private readonly options: ScimServiceOptions;
   private readonly store: Store;
   private readonly now: () => number;
+
+  /** The base of every `location`. */
+  get baseUrl(): string {
+    return this.options.baseUrl;
+  }
 
   constructor(options: ScimServiceOptions) {
     this.options = options;
@@ -243,9 +253,26 @@ export class ScimService {
   }
 
   async listUsers(client: ScimClient, query: ListQuery): Promise<ListResponse> {
+    return this.search(client, query, ['User']);
+  }
+
+  /**
+   * Lists (GET /Users, GET /Groups) and searches (POST /.search at the root or under a resource type): the
+   * caller's own resources of `kinds` that match the filter, sorted, one page of them.
+   */
+  async search(client: ScimClient, query: ListQuery, kinds: readonly ResourceKind[]): Promise<ListResponse> {
     const page = readPaging(query, this.options.maxResults);
+    const sort = readSort(query.sortBy, query.sortOrder, kinds);
+    const parsed = query.filter !== undefined ? parseFilter(query.filter, kinds) : undefined;
+    const rendered: JsonObject[] = [];
+    if (kinds.includes('User')) rendered.push(...(await this.renderedUsers(client, parsed)));
+    if (kinds.includes('Group')) rendered.push(...(await this.renderedGroups(client, parsed, query)));
+    const matching = parsed ? rendered.filter(parsed.predicate) : rendered;
+    return listResponse(sortResources(matching, sort), page, query);
+  }
+
+  private async renderedUsers(client: ScimClient, parsed: ParsedFilter | undefined): Promise<JsonObject[]> {
     let candidates: ScimUserRecord[];
-    const parsed = query.filter !== undefined ? parseFilter(query.filter, ['User']) : undefined;
     if (parsed?.equality?.attribute === 'username') {
       // Okta and Entra ID look a user up by userName before every create: answer from the index.
       const found = await this.store.getScimUserByUserName(parsed.equality.value);
@@ -255,9 +282,7 @@ export class ScimService {
     }
     candidates = candidates.filter((user) => user.provisionedBy === client.idp);
     const groupsOf = await this.groupsByUser();
-    const rendered = candidates.map((user) => renderUser(user, groupsOf.get(user.id) ?? [], this.options.baseUrl));
-    const matching = parsed ? rendered.filter(parsed.predicate) : rendered;
-    return listResponse(matching, page, query);
+    return candidates.map((user) => renderUser(user, groupsOf.get(user.id) ?? [], this.options.baseUrl));
   }
 
   private async groupsByUser(): Promise<Map<string, ScimGroupRecord[]>> {
@@ -389,8 +414,14 @@ export class ScimService {
   }
 
   async listGroups(client: ScimClient, query: ListQuery): Promise<ListResponse> {
-    const page = readPaging(query, this.options.maxResults);
-    const parsed = query.filter !== undefined ? parseFilter(query.filter, ['Group']) : undefined;
+    return this.search(client, query, ['Group']);
+  }
+
+  private async renderedGroups(
+    client: ScimClient,
+    parsed: ParsedFilter | undefined,
+    query: ListQuery,
+  ): Promise<JsonObject[]> {
     let candidates: ScimGroupRecord[];
     if (parsed?.equality?.attribute === 'displayname') {
       const found = await this.store.getScimGroupByDisplayName(parsed.equality.value);
@@ -400,9 +431,7 @@ export class ScimService {
     }
     candidates = candidates.filter((group) => group.provisionedBy === client.idp);
     const names = excludesMembers(query) ? new Map<string, string>() : await this.memberNames();
-    const rendered = candidates.map((group) => renderGroup(group, names, this.options.baseUrl));
-    const matching = parsed ? rendered.filter(parsed.predicate) : rendered;
-    return listResponse(matching, page, query);
+    return candidates.map((group) => renderGroup(group, names, this.options.baseUrl));
   }
 
   /** Display names of users (`displayName`, else `userName`), for the members' `display`. */
@@ -426,7 +455,7 @@ export class ScimService {
       actor: `scim:${client.idp}`,
       action,
       outcome: 'ok',
-      details: { ...details, tokenId: client.tokenId },
+      details: { ...details, tokenId: client.tokenId, ...(client.bulk ? { bulk: client.bulk } : {}) },
       source: { address: client.address },
     });
   }
@@ -511,6 +540,70 @@ function listResponse(
     itemsPerPage: slice.length,
     Resources: slice.map((r) => project(r, query.attributes, query.excludedAttributes)),
   };
+}
+
+/**
+ * A SearchRequest body (RFC 7644 §3.4.3) as the query a GET list takes: the same parameters, with
+ * `attributes` and `excludedAttributes` as lists and `startIndex` / `count` as numbers.
+ * @throws ScimError 400 `invalidSyntax` or `invalidValue` saying what to send instead.
+ */
+export function readSearchRequest(body: unknown): ListQuery {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw badRequest(
+      'invalidSyntax',
+      `the body must be a SearchRequest: { "schemas": ["${SEARCH_REQUEST_SCHEMA}"], "filter": … }`,
+    );
+  }
+  const request = body as JsonObject;
+  const value = (name: string) => {
+    const key = Object.keys(request).find((k) => k.toLowerCase() === name.toLowerCase());
+    return key === undefined ? undefined : request[key];
+  };
+  const schemas = value('schemas');
+  if (
+    !Array.isArray(schemas) ||
+    !schemas.some((s) => typeof s === 'string' && s.toLowerCase() === SEARCH_REQUEST_SCHEMA.toLowerCase())
+  ) {
+    throw badRequest('invalidSyntax', `a search must list '${SEARCH_REQUEST_SCHEMA}' in 'schemas'`);
+  }
+  const known = new Set([
+    'schemas',
+    'filter',
+    'sortby',
+    'sortorder',
+    'startindex',
+    'count',
+    'attributes',
+    'excludedattributes',
+  ]);
+  const unknown = Object.keys(request).find((k) => !known.has(k.toLowerCase()));
+  if (unknown !== undefined) {
+    throw badRequest('invalidSyntax', `'${unknown}' is not a SearchRequest parameter: use ${[...known].join(', ')}`);
+  }
+  const query: ListQuery = {};
+  for (const name of ['filter', 'sortBy', 'sortOrder'] as const) {
+    const given = value(name);
+    if (given === undefined || given === null) continue;
+    if (typeof given !== 'string') throw badRequest('invalidValue', `'${name}' must be a string`);
+    query[name] = given;
+  }
+  for (const name of ['startIndex', 'count'] as const) {
+    const given = value(name);
+    if (given === undefined || given === null) continue;
+    if (typeof given !== 'number' && typeof given !== 'string')
+      throw badRequest('invalidValue', `'${name}' must be a whole number`);
+    query[name] = String(given);
+  }
+  for (const name of ['attributes', 'excludedAttributes'] as const) {
+    const given = value(name);
+    if (given === undefined || given === null) continue;
+    const list = typeof given === 'string' ? [given] : given;
+    if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) {
+      throw badRequest('invalidValue', `'${name}' must be a list of attribute names, e.g. ["userName", "emails"]`);
+    }
+    query[name] = list.join(',');
+  }
+  return query;
 }
 
 /** Store errors that reach the SCIM edge in SCIM terms (a race lost to another writer, a vanished member). */
