@@ -173,6 +173,8 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
+      // As in connect() below: a connection ended by the server while checked out must not crash the process.
+      client.on('error', () => undefined);
     } catch (error) {
       throw new StoreUnavailable(`cannot connect to PostgreSQL at ${where}: ${messageOf(error)}`, { cause: error });
     }
@@ -267,6 +269,7 @@ class PostgresStoreImpl implements PostgresStore {
   private readonly pool: pg.Pool;
   private readonly running = new Set<Promise<unknown>>();
   private readonly appenders = new Set<PostgresAuditAppender>();
+  private readonly guardedClients = new WeakSet<pg.PoolClient>();
   /** Guards restored at open not yet returned by `checkIntegrity`. */
   private unreportedGuards: string[];
   /** Failed protections already returned by `checkIntegrity` (action:subject): each is reported once. */
@@ -297,7 +300,15 @@ class PostgresStoreImpl implements PostgresStore {
   async connect(): Promise<pg.PoolClient> {
     this.assertOpen();
     try {
-      return await this.pool.connect();
+      const client = await this.pool.connect();
+      // A checked-out connection the server ends (a restart, an administrator) emits 'error' on the client, not
+      // the pool; without a listener that would crash the process. The statement in flight, or the next one,
+      // fails with the same error, which the transaction turns into StoreUnavailable and the client is destroyed.
+      if (!this.guardedClients.has(client)) {
+        client.on('error', () => undefined);
+        this.guardedClients.add(client);
+      }
+      return client;
     } catch (error) {
       throw new StoreUnavailable(`cannot reach PostgreSQL: ${messageOf(error)}; nothing was changed, try again`, {
         cause: error,
