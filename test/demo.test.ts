@@ -4,12 +4,13 @@
 // printed SCIM commands provision and delete the contractor — and Ctrl-C stops everything.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliPath } from './support/kubevisa-env.ts';
+import { login, run } from './support/demo-journey.ts';
 import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';
 
 let dir: string;
@@ -22,37 +23,6 @@ after(async () => {
   if (demo && demo.child.exitCode === null) demo.child.kill('SIGKILL');
   await rm(dir, { recursive: true, force: true });
 });
-
-function run(args: string[], env: Record<string, string>, timeoutMs = 30_000, command = cliPath) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-async function login(serverUrl: string, caFile: string, configDir: string, email: string, password: string) {
-  const env = { KUBEVISA_CONFIG_DIR: configDir };
-  const pending = kubectlBackground(cliPath, ['login', '--server', serverUrl, '--ca-file', caFile, '--device'], {
-    kubeconfig: '',
-    env,
-    timeoutMs: 60_000,
-  });
-  const [url] = await pending.waitFor(/http:\/\/127\.0\.0\.1:\d+\/device\?user_code=[A-Z0-9-]+/);
-  const approved = await run(['demo', 'idp-login', url, '--login', email, '--password', password], env);
-  assert.equal(approved.code, 0, approved.stderr);
-  await pending.waitFor(/Logged in to .* as .*<[^>]+>/);
-  await new Promise((resolve) => pending.child.once('exit', resolve));
-  assert.equal(pending.child.exitCode, 0);
-}
 
 test('the demo journey: login, request, approve, kubectl, revoke, SCIM provisioning and deletion, Ctrl-C', async () => {
   demo = kubectlBackground(cliPath, ['demo', '--dir', dir], { kubeconfig: '', timeoutMs: 300_000 });

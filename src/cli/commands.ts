@@ -330,11 +330,20 @@ export const commands: CommandSpec[] = [
   {
     path: ['server'],
     summary: 'Run the kubevisa server (API, reconciler) from a config file',
-    usage: 'kubevisa server FILE | --config FILE',
+    usage: 'kubevisa server FILE | --config FILE [--config FILE…]',
     positionals: ['FILE'],
-    examples: ['kubevisa server /etc/kubevisa/server.yaml', 'kubevisa server --config ./kubevisa-demo/server.yaml'],
+    examples: [
+      'kubevisa server /etc/kubevisa/server.yaml',
+      'kubevisa server --config /etc/kubevisa/server.yaml --config /etc/kubevisa/secrets/secrets.yaml   # secrets kept apart',
+    ],
     options: {
-      config: { type: 'string', short: 'c', description: 'server config (YAML or JSON)', placeholder: 'FILE' },
+      config: {
+        type: 'string',
+        short: 'c',
+        multiple: true,
+        description: 'server config (YAML or JSON); several are merged in order, later fields win',
+        placeholder: 'FILE',
+      },
     },
     load: () => import('./commands/server.ts'),
   },
@@ -356,6 +365,21 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/install.ts'),
   },
   {
+    path: ['uninstall'],
+    summary: 'Remove kubevisa from a cluster (as an admin): visa RoleBindings, profiles, its RBAC and namespaces',
+    usage: 'kubevisa uninstall [--kubeconfig ADMIN_KUBECONFIG] [-o json]',
+    examples: [
+      'kubevisa uninstall --kubeconfig ~/.kube/prod-admin',
+      'kubevisa uninstall --kubeconfig ~/.kube/kind-admin -o json   # the removed objects, for scripts',
+    ],
+    options: {
+      kubeconfig: { type: 'string', description: 'an admin kubeconfig (default: $KUBECONFIG)', placeholder: 'FILE' },
+      cluster: { type: 'string', description: 'a name for the cluster in messages (default: cluster)', placeholder: 'NAME' },
+      ...outputOption,
+    },
+    load: () => import('./commands/uninstall.ts'),
+  },
+  {
     path: ['profile', 'lint'],
     summary: 'Check a profile file for risky RBAC rules; exits non-zero on a finding',
     usage: 'kubevisa profile lint FILE [FILE…] [-o json]',
@@ -367,9 +391,19 @@ export const commands: CommandSpec[] = [
   {
     path: ['demo'],
     summary: 'Run the whole system locally (control plane, identity provider, server) and print the journey',
-    usage: 'kubevisa demo [--dir DIR]',
-    examples: ['kubevisa demo', 'kubevisa demo --dir /tmp/kv-demo'],
+    usage: 'kubevisa demo [--kubeconfig ADMIN_KUBECONFIG] [--dir DIR]',
+    examples: [
+      'kubevisa demo',
+      'kubevisa demo --kubeconfig ~/.kube/config   # in a cluster you have (kind, minikube, k3d); Ctrl-C removes it all',
+      'kubevisa demo --dir /tmp/kv-demo',
+    ],
     options: {
+      kubeconfig: {
+        type: 'string',
+        description:
+          'a cluster-admin kubeconfig of an existing cluster: run there instead of starting a local control plane',
+        placeholder: 'FILE',
+      },
       dir: {
         type: 'string',
         description: 'where the demo keeps its files (default: a new temporary folder)',

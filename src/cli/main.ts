@@ -3,6 +3,7 @@
  * command's module when that command runs: kubectl calls `kubevisa credential` on every request, so the
  * start-up path must stay a few tens of milliseconds.
  */
+import { readFileSync } from 'node:fs';
 import { commands } from './commands.ts';
 import { helpText, noPositionals, parseCommandArgs, UsageError, type CommandSpec, type Io } from './framework.ts';
 
@@ -31,12 +32,29 @@ function overview(): string {
     'Commands:',
     ...commands.map((c) => `  ${c.path.join(' ').padEnd(width)}  ${c.summary}`),
     '',
-    "Run 'kubevisa COMMAND --help' for a command's options and examples.",
+    "Run 'kubevisa COMMAND --help' for a command's options and examples; 'kubevisa --version' for the version.",
     '',
   ].join('\n');
 }
 
+/** The version in the package.json next to the sources: `../../` in a clone, `../../../` in the npm package. */
+function version(): string {
+  for (const path of ['../../package.json', '../../../package.json']) {
+    try {
+      const manifest = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };
+      if (manifest.name === 'kubevisa' && typeof manifest.version === 'string') return manifest.version;
+    } catch {
+      // Not at this depth: try the next.
+    }
+  }
+  return 'unknown';
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === '--version' || argv[0] === 'version') {
+    io.out(`kubevisa ${version()} (Node.js ${process.version})\n`);
+    return 0;
+  }
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     io.out(overview());
     return argv.length === 0 ? 2 : 0;

@@ -131,3 +131,8 @@ export class UnexpectedTokenExpiry extends ClusterRequestFailed {
     return `cluster '${this.cluster}' issued a token that would outlive your visa, so kubevisa withheld it; use the kubevisa gateway, and tell a kubevisa admin (${LOGGED})`;
   }
 }
+
+/** `kubevisa uninstall` on an installation a Helm release owns: Helm must remove it, or its release record lies. */
+export class InstalledByHelm extends ClusterRequestFailed {
+  static override code = 'ERR_INSTALLED_BY_HELM';
+}

@@ -11,19 +11,22 @@
 import type { KubevisaError } from '../domain/errors.ts';
 import type { Instant, Profile } from '../domain/model.ts';
 import { createClusterClient, validateTokenSeconds, type ClusterClient } from './client.ts';
-import { ClusterRequestFailed } from './errors.ts';
+import { ClusterRequestFailed, InstalledByHelm } from './errors.ts';
 import { connectionOf, loadKubeConfig, tokenKubeconfigYaml } from './kubeconfig.ts';
 import {
+  CONTROLLER_CLUSTER_ROLE,
   CONTROLLER_USERNAME,
-  MANAGED_BY_LABEL,
-  MANAGED_BY_VALUE,
+  PROFILE_CLUSTER_ROLE_SELECTOR,
   PROFILE_LABEL,
+  SYSTEM_NAMESPACE,
+  VISA_ROLE_BINDING_SELECTOR,
   controllerServiceAccount,
   kubevisaControllerRbac,
   kubevisaNamespaces,
   profileClusterRole,
   type ClusterRole,
   type ClusterRoleBinding,
+  type Namespace,
   type Role,
   type RoleBinding,
   type ServiceAccount,
@@ -75,8 +78,7 @@ export async function installKubevisa(options: InstallOptions): Promise<InstallR
 
   // Everything that can be refused is checked before the cluster is touched.
   validateTokenSeconds(tokenSeconds);
-  const profileRoles = options.profiles.map(profileClusterRole);
-  const rbac = kubevisaControllerRbac(options.profiles.map((profile) => profile.name));
+  const wanted = installObjects(options.profiles);
 
   const source = { kubeconfigPath: options.adminKubeconfigPath };
   const kubeConfig = loadKubeConfig(source, clusterName);
@@ -84,14 +86,32 @@ export async function installKubevisa(options: InstallOptions): Promise<InstallR
   const apis = makeApis(kubeConfig, timeoutMs);
   const objects = new AdminObjects(apis, clusterName, connection.server, timeoutMs);
 
-  for (const namespace of kubevisaNamespaces()) {
-    const created = await objects.ensureNamespace(namespace.metadata.name, namespace.metadata.labels);
-    progress(`namespace ${namespace.metadata.name} ${created ? 'created' : 'already there'}`);
+  const installedNames = new Set<string>();
+  for (const object of wanted) {
+    const where = object.metadata.namespace === undefined ? '' : `${object.metadata.namespace}/`;
+    const label = `${object.kind} ${where}${object.metadata.name}`;
+    switch (object.kind) {
+      case 'Namespace':
+        progress(`${label} ${(await objects.ensureNamespace(object.metadata.name, object.metadata.labels)) ? 'created' : 'already there'}`);
+        break;
+      case 'ClusterRole':
+        progress(`${label} ${await objects.applyClusterRole(object)}`);
+        if (object.metadata.labels[PROFILE_LABEL] !== undefined) installedNames.add(object.metadata.name);
+        break;
+      case 'ClusterRoleBinding':
+        progress(`${label} ${await objects.applyClusterRoleBinding(object)}`);
+        break;
+      case 'Role':
+        progress(`${label} ${await objects.applyRole(object)}`);
+        break;
+      case 'RoleBinding':
+        progress(`${label} ${await objects.applyRoleBinding(object)}`);
+        break;
+      case 'ServiceAccount':
+        progress(`${label} ${(await objects.ensureServiceAccount(object)) ? 'created' : 'already there'}`);
+        break;
+    }
   }
-  for (const role of profileRoles) {
-    progress(`ClusterRole ${role.metadata.name} ${await objects.applyClusterRole(role)}`);
-  }
-  const installedNames = new Set(profileRoles.map((role) => role.metadata.name));
   for (const leftover of await objects.listProfileClusterRoles()) {
     if (!installedNames.has(leftover)) {
       progress(
@@ -99,24 +119,6 @@ export async function installKubevisa(options: InstallOptions): Promise<InstallR
       );
     }
   }
-  progress(`ClusterRole ${rbac.clusterRole.metadata.name} ${await objects.applyClusterRole(rbac.clusterRole)}`);
-  progress(
-    `ClusterRoleBinding ${rbac.clusterRoleBinding.metadata.name} ${await objects.applyClusterRoleBinding(rbac.clusterRoleBinding)}`,
-  );
-  for (const [role, binding] of [
-    [rbac.visasRole, rbac.visasRoleBinding],
-    [rbac.selfTokenRole, rbac.selfTokenRoleBinding],
-  ] as const) {
-    progress(`Role ${role.metadata.namespace}/${role.metadata.name} ${await objects.applyRole(role)}`);
-    progress(
-      `RoleBinding ${binding.metadata.namespace}/${binding.metadata.name} ${await objects.applyRoleBinding(binding)}`,
-    );
-  }
-  const account = controllerServiceAccount();
-  const accountCreated = await objects.ensureServiceAccount(account);
-  progress(
-    `ServiceAccount ${account.metadata.namespace}/${account.metadata.name} ${accountCreated ? 'created' : 'already there'}`,
-  );
 
   // The admin issues kubevisa's first token; every later one kubevisa gets for itself.
   const admin = createClusterClient({ name: clusterName, ...source, requestTimeoutMs: timeoutMs });
@@ -142,6 +144,141 @@ export async function installKubevisa(options: InstallOptions): Promise<InstallR
     profileClusterRoles: [...installedNames].sort(),
   };
 }
+
+/** One object kubevisa's installation puts in a cluster. */
+export type InstallObject = Namespace | ClusterRole | ClusterRoleBinding | Role | RoleBinding | ServiceAccount;
+
+/**
+ * Everything an installation puts in a cluster, in the order it is applied: kubevisa's namespaces, the profile
+ * ClusterRoles, kubevisa's own least-privilege RBAC and its ServiceAccount. The one source of truth for
+ * `kubevisa install` and for the Helm chart's and plain manifests' RBAC (`scripts/generate-deploy.ts` writes them
+ * from this list; test/helm.test.ts proves they match).
+ * @throws RiskyProfile or InvalidInput when a profile is refused (nothing is built).
+ */
+export function installObjects(profiles: readonly Profile[]): InstallObject[] {
+  const rbac = kubevisaControllerRbac(profiles.map((profile) => profile.name));
+  return [
+    ...kubevisaNamespaces(),
+    ...profiles.map(profileClusterRole),
+    rbac.clusterRole,
+    rbac.clusterRoleBinding,
+    rbac.visasRole,
+    rbac.visasRoleBinding,
+    rbac.selfTokenRole,
+    rbac.selfTokenRoleBinding,
+    controllerServiceAccount(),
+  ];
+}
+
+export interface UninstallOptions {
+  /** A kubeconfig with cluster-admin rights; used for this call only. */
+  adminKubeconfigPath: string;
+  /** kubevisa's name for the cluster, in messages. */
+  clusterName: string;
+  /** Progress messages for people (default: none). */
+  onProgress?: (message: string) => void;
+  /** Each request is aborted after this many milliseconds (default 10000). */
+  requestTimeoutMs?: number;
+  /** How long to wait for kubevisa's namespaces to finish deleting, in milliseconds (default 60000). */
+  namespaceDeletionTimeoutMs?: number;
+}
+
+/**
+ * Removes everything kubevisa put in a cluster: every visa RoleBinding (in any namespace), the profile ClusterRoles,
+ * kubevisa's own ClusterRole and ClusterRoleBinding, and its namespaces (which hold the person ServiceAccounts,
+ * kubevisa's ServiceAccount and its Roles). Every token kubevisa or a person was given dies with its
+ * ServiceAccount. Idempotent: what is already gone is skipped.
+ * @returns what was deleted, one line per object (`RoleBinding payments/kubevisa-v1`).
+ * @throws InstalledByHelm when a Helm release owns the installation (then `helm uninstall` removes it); cluster
+ *   errors when the admin's credential cannot do the work.
+ */
+export async function uninstallKubevisa(options: UninstallOptions): Promise<{ removed: string[] }> {
+  const { clusterName } = options;
+  const progress = options.onProgress ?? (() => {});
+  const timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const kubeConfig = loadKubeConfig({ kubeconfigPath: options.adminKubeconfigPath }, clusterName);
+  const connection = connectionOf(kubeConfig, clusterName);
+  const apis = makeApis(kubeConfig, timeoutMs);
+  const fail = (action: string) => (error: unknown) => {
+    throw toClusterError(error, { cluster: clusterName, server: connection.server, action, timeoutMs });
+  };
+  const removed: string[] = [];
+  const remove = async (what: string, call: () => Promise<unknown>) => {
+    try {
+      await call();
+    } catch (error) {
+      if (kubernetesStatusOf(error)?.code === 404) return;
+      fail(`delete ${what}`)(error);
+    }
+    removed.push(what);
+    progress(`${what} deleted`);
+  };
+
+  const ownRole = await apis.rbac.readClusterRole({ name: CONTROLLER_CLUSTER_ROLE }).catch((error: unknown) => {
+    if (kubernetesStatusOf(error)?.code === 404) return undefined;
+    return fail(`read ClusterRole ${CONTROLLER_CLUSTER_ROLE}`)(error);
+  });
+  const release = ownRole?.metadata?.annotations?.[HELM_RELEASE_ANNOTATION];
+  if (release !== undefined) {
+    const namespace = ownRole?.metadata?.annotations?.[HELM_RELEASE_NAMESPACE_ANNOTATION] ?? SYSTEM_NAMESPACE;
+    throw new InstalledByHelm(
+      `cluster '${clusterName}': kubevisa was installed by Helm release '${release}' in namespace '${namespace}'; remove it with: helm uninstall ${release} -n ${namespace} (nothing was deleted)`,
+      { details: { cluster: clusterName, release, namespace } },
+    );
+  }
+
+  const bindings = await apis.rbac
+    .listRoleBindingForAllNamespaces({ labelSelector: VISA_ROLE_BINDING_SELECTOR })
+    .catch(fail('list visa RoleBindings'));
+  for (const binding of bindings.items) {
+    const namespace = binding.metadata?.namespace ?? '';
+    const name = binding.metadata?.name ?? '';
+    await remove(`RoleBinding ${namespace}/${name}`, () =>
+      apis.rbac.deleteNamespacedRoleBinding({ namespace, name }),
+    );
+  }
+  await remove(`ClusterRoleBinding ${CONTROLLER_CLUSTER_ROLE}`, () =>
+    apis.rbac.deleteClusterRoleBinding({ name: CONTROLLER_CLUSTER_ROLE }),
+  );
+  await remove(`ClusterRole ${CONTROLLER_CLUSTER_ROLE}`, () =>
+    apis.rbac.deleteClusterRole({ name: CONTROLLER_CLUSTER_ROLE }),
+  );
+  const profiles = await apis.rbac
+    .listClusterRole({ labelSelector: PROFILE_CLUSTER_ROLE_SELECTOR })
+    .catch(fail('list profile ClusterRoles'));
+  for (const role of profiles.items) {
+    const name = role.metadata?.name ?? '';
+    if (!name.startsWith('kubevisa:profile:')) continue;
+    await remove(`ClusterRole ${name}`, () => apis.rbac.deleteClusterRole({ name }));
+  }
+  const namespaces = kubevisaNamespaces().map((namespace) => namespace.metadata.name);
+  for (const name of namespaces) await remove(`Namespace ${name}`, () => apis.core.deleteNamespace({ name }));
+
+  // A namespace is gone only once kube-controller-manager has emptied it; until then its ServiceAccounts (and
+  // their tokens) may still exist, so the command waits and says so if it takes too long.
+  const deadline = Date.now() + (options.namespaceDeletionTimeoutMs ?? 60_000);
+  for (const name of namespaces) {
+    for (;;) {
+      const exists = await apis.core.readNamespace({ name }).then(
+        () => true,
+        (error: unknown) => (kubernetesStatusOf(error)?.code === 404 ? false : fail(`read namespace ${name}`)(error)),
+      );
+      if (!exists) break;
+      if (Date.now() > deadline) {
+        throw new ClusterRequestFailed(
+          `cluster '${clusterName}': namespace ${name} is still being deleted; is kube-controller-manager running? Check with: kubectl get namespace ${name} -o yaml`,
+          { details: { cluster: clusterName, namespace: name } },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+  return { removed };
+}
+
+/** Set by Helm on every object of a release (helm.sh/helm/v4 pkg/action/validate.go). */
+const HELM_RELEASE_ANNOTATION = 'meta.helm.sh/release-name';
+const HELM_RELEASE_NAMESPACE_ANNOTATION = 'meta.helm.sh/release-namespace';
 
 /**
  * kubevisa renews its own credential with the credential it has (Role `kubevisa:self-token`), before it expires.
@@ -207,7 +344,7 @@ class AdminObjects {
 
   async listProfileClusterRoles(): Promise<string[]> {
     const list = await this.apis.rbac
-      .listClusterRole({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${PROFILE_LABEL}` })
+      .listClusterRole({ labelSelector: PROFILE_CLUSTER_ROLE_SELECTOR })
       .catch((error: unknown) => {
         throw this.error('list profile ClusterRoles', error);
       });

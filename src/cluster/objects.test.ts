@@ -6,6 +6,7 @@ import { aProfile, aRequestedVisa, CONTRACTOR_EMAIL } from '../domain/testing/fi
 import { ruleGrants } from '../rbac/rules.ts';
 import { SHIPPED_PROFILES, viewerProfile } from '../rbac/profiles.ts';
 import {
+  PROFILE_CLUSTER_ROLE_SELECTOR,
   VISA_ROLE_BINDING_SELECTOR,
   isManaged,
   isVisaRoleBinding,
@@ -106,8 +107,11 @@ describe('profileClusterRole', () => {
     assert.equal(role.metadata.name, 'kubevisa:profile:viewer');
     assert.deepEqual(role.metadata.labels, {
       'app.kubernetes.io/managed-by': 'kubevisa',
+      // Selected by part-of, which `helm install` leaves alone (it sets managed-by to Helm).
+      'app.kubernetes.io/part-of': 'kubevisa',
       'kubevisa.io/profile': 'viewer',
     });
+    assert.equal(PROFILE_CLUSTER_ROLE_SELECTOR, 'app.kubernetes.io/part-of=kubevisa,kubevisa.io/profile');
     assert.deepEqual(role.rules, viewerProfile.rules);
     assert.notEqual(role.rules[0], viewerProfile.rules[0]);
     role.rules[0]!.verbs.push('delete');

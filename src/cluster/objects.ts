@@ -38,6 +38,14 @@ export const VISA_LABEL = 'kubevisa.io/visa';
 export const PERSON_LABEL = 'kubevisa.io/person';
 /** Label on a profile ClusterRole: the profile's name. */
 export const PROFILE_LABEL = 'kubevisa.io/profile';
+/**
+ * Label on kubevisa's own objects (namespaces, ServiceAccount, RBAC) and profile ClusterRoles. Selectors for those
+ * use it rather than managed-by, because `helm install` and `helm upgrade` set managed-by to `Helm` on everything in
+ * the chart (helm.sh/helm/v4 pkg/action/validate.go, setMetadataVisitor); visa RoleBindings and person
+ * ServiceAccounts are only ever made by kubevisa itself and keep managed-by=kubevisa.
+ */
+export const PART_OF_LABEL = 'app.kubernetes.io/part-of';
+export const PART_OF_VALUE = 'kubevisa';
 /** Label on kubevisa's own objects (namespaces, ServiceAccount, RBAC), which no reconciler may remove. */
 export const COMPONENT_LABEL = 'app.kubernetes.io/component';
 export const COMPONENT_VALUE = 'controller';
@@ -70,9 +78,9 @@ export const DESCRIPTION_ANNOTATION = 'kubevisa.io/description';
  */
 export const VISA_ROLE_BINDING_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${VISA_LABEL}`;
 /** Selects kubevisa's own objects (its namespaces, ServiceAccount and RBAC), never a visa's or a person's. */
-export const OWN_OBJECT_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${COMPONENT_LABEL}=${COMPONENT_VALUE}`;
-/** Selects the profile ClusterRoles (`kubevisa:profile:<name>`). */
-export const PROFILE_CLUSTER_ROLE_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${PROFILE_LABEL}`;
+export const OWN_OBJECT_SELECTOR = `${PART_OF_LABEL}=${PART_OF_VALUE},${COMPONENT_LABEL}=${COMPONENT_VALUE}`;
+/** Selects the profile ClusterRoles (`kubevisa:profile:<name>`), installed by `kubevisa install` or by Helm. */
+export const PROFILE_CLUSTER_ROLE_SELECTOR = `${PART_OF_LABEL}=${PART_OF_VALUE},${PROFILE_LABEL}`;
 /** Selects the person ServiceAccounts (in `kubevisa-visas`). */
 export const PERSON_SERVICE_ACCOUNT_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${PERSON_LABEL}`;
 
@@ -209,7 +217,7 @@ export function profileClusterRole(profile: Profile): ClusterRole {
     kind: 'ClusterRole',
     metadata: {
       name: profileClusterRoleName(profile.name),
-      labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [PROFILE_LABEL]: profile.name },
+      labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [PART_OF_LABEL]: PART_OF_VALUE, [PROFILE_LABEL]: profile.name },
       annotations: { [DESCRIPTION_ANNOTATION]: profile.description },
     },
     rules: profile.rules.map(copyRule),
@@ -453,7 +461,7 @@ function subjectKey(subject: Subject): string {
 }
 
 function controllerLabels(): Record<string, string> {
-  return { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [COMPONENT_LABEL]: COMPONENT_VALUE };
+  return { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [PART_OF_LABEL]: PART_OF_VALUE, [COMPONENT_LABEL]: COMPONENT_VALUE };
 }
 
 // Profiles are deeply frozen and share rule objects; the ClusterRole gets its own copies.

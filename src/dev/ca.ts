@@ -41,6 +41,11 @@ export class LocalCa {
     this.keyFile = join(dir, 'ca.key');
   }
 
+  /** The CA that `create` made in `dir` earlier (its ca.crt and ca.key), to issue more certificates. */
+  static open(dir: string): LocalCa {
+    return new LocalCa(dir);
+  }
+
   /** Creates a new CA (ten years) in `dir`, which must exist. */
   static async create(dir: string, commonName: string): Promise<LocalCa> {
     const ca = new LocalCa(dir);

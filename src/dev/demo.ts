@@ -1,10 +1,16 @@
 /**
- * The demo: a local control plane, a local identity provider with a contractor and a sponsor, kubevisa
- * installed into the cluster with its least-privilege credential, the server on SQLite (serving SCIM, so an
- * identity provider's provisioning and offboarding can be tried too), and an engagement created through the API
- * by the sponsor — everything a newcomer needs to walk the whole journey.
+ * The demo: a local control plane (or a cluster the user already has, `kubevisa demo --kubeconfig`), a local
+ * identity provider with a contractor and a sponsor, kubevisa installed into the cluster with its least-privilege
+ * credential, the server on SQLite (serving SCIM, so an identity provider's provisioning and offboarding can be tried
+ * too), and an engagement created through the API by the sponsor — everything a newcomer needs to walk the whole
+ * journey. In an existing cluster, stopping the demo removes everything it put there (`uninstallKubevisa` and the
+ * demo namespaces it created), and leaves what was there before alone.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { stringify } from 'yaml';
+import { uninstallKubevisa } from '../cluster/install.ts';
+import { loadKubeConfig } from '../cluster/kubeconfig.ts';
+import { DEFAULT_REQUEST_TIMEOUT_MS, kubernetesStatusOf, makeApis, type Apis } from '../cluster/transport.ts';
 import { request as httpsRequest } from 'node:https';
 import { LocalCa } from './ca.ts';
 import { join } from 'node:path';
@@ -12,7 +18,7 @@ import { createServer } from 'node:net';
 import { startControlPlane, type ControlPlane } from './cluster/control-plane.ts';
 import { startDevIdp, completeLoginWithHttp, type DevIdp } from './idp.ts';
 import { installIntoDataDir, localServerConfig } from './local-setup.ts';
-import { parseServerConfig } from '../server/config.ts';
+import { parseServerConfig, type ServerConfig } from '../server/config.ts';
 import { startServer, type RunningServer } from '../server/main.ts';
 import { SCIM_PREFIX } from '../scim/routes.ts';
 
@@ -30,14 +36,22 @@ export interface Demo {
   /** SCIM 2.0 base URL for an identity provider's provisioning (a token from `kubevisa scim token create`). */
   scimUrl: string;
   clusterName: string;
-  kubectl: string;
+  /** kube-apiserver's URL. */
+  apiServerUrl: string;
+  /** The folder of the demo's own kubectl (a local control plane), undefined in an existing cluster (yours is used). */
+  kubectlDir: string | undefined;
+  /** The cluster-admin kubeconfig: the local control plane's, or the one given. kubevisa uses it only to install. */
   adminKubeconfig: string;
+  /** The server's config file the demo wrote (`kubevisa server --config` accepts it), and the config it runs with. */
+  configFile: string;
+  config: ServerConfig;
   contractor: DemoPerson;
   sponsor: DemoPerson;
   /** The CA that signs the server's certificate: kubectl and the CLI trust it for the demo. */
   caFile: string;
   engagementId: string;
-  controlPlane: ControlPlane;
+  /** The local control plane, undefined in an existing cluster. */
+  controlPlane: ControlPlane | undefined;
   idp: DevIdp;
   server: RunningServer;
   stop(): Promise<void>;
@@ -47,7 +61,17 @@ export const DEMO_CLUSTER = 'demo';
 /** The name the demo's identity provider goes by in SCIM tokens and the audit trail (`scim:demo-idp`). */
 export const DEMO_SCIM_IDP = 'demo-idp';
 
-export async function startDemo(options: { dir: string; onProgress?: (message: string) => void }): Promise<Demo> {
+/** Labels the namespaces the demo creates, so it removes exactly those (never one that was there before). */
+export const DEMO_NAMESPACE_LABEL = 'kubevisa.io/demo';
+/** The demo's namespaces: the contractor may reach payments and staging-*, never finance. */
+export const DEMO_NAMESPACES = ['payments', 'staging-web', 'finance'] as const;
+
+export async function startDemo(options: {
+  dir: string;
+  /** A cluster-admin kubeconfig of an existing cluster: the demo runs there instead of starting a control plane. */
+  adminKubeconfig?: string;
+  onProgress?: (message: string) => void;
+}): Promise<Demo> {
   const progress = options.onProgress ?? (() => {});
   const dir = options.dir;
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -56,10 +80,32 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
     for (const s of stops.reverse()) await s();
   };
   try {
-    const controlPlane = await startControlPlane({ onProgress: progress });
-    stops.push(() => controlPlane.stop());
+    let controlPlane: ControlPlane | undefined;
+    let adminKubeconfig: string;
+    if (options.adminKubeconfig === undefined) {
+      const started = await startControlPlane({ onProgress: progress });
+      controlPlane = started;
+      stops.push(() => started.stop());
+      adminKubeconfig = started.adminKubeconfig;
+    } else {
+      adminKubeconfig = options.adminKubeconfig;
+      const admin = adminKubeconfig;
+      // Registered before anything is created, so a failure half-way still cleans up.
+      stops.push(async () => {
+        progress(`removing kubevisa from the cluster (${admin})`);
+        await uninstallKubevisa({
+          adminKubeconfigPath: admin,
+          clusterName: DEMO_CLUSTER,
+          onProgress: (m) => progress(`  ${m}`),
+        });
+      });
+    }
+    const apis = clusterApis(adminKubeconfig);
+    const apiServerUrl = loadKubeConfig({ kubeconfigPath: adminKubeconfig }, DEMO_CLUSTER).getCurrentCluster()!.server;
     progress('creating demo namespaces and workloads');
-    await seedCluster(controlPlane);
+    const created: string[] = [];
+    if (controlPlane === undefined) stops.push(() => removeDemoNamespaces(apis, created, progress));
+    await seedCluster(apis, created);
 
     const serverPort = await freePort();
     // kubectl sends no credential over plain HTTP, so the gateway needs TLS even on loopback: a demo CA signs it.
@@ -109,31 +155,38 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
     progress(`installing kubevisa into cluster '${DEMO_CLUSTER}' (admin credential used once)`);
     const dataDir = join(dir, 'server');
     const credential = await installIntoDataDir({
-      adminKubeconfig: controlPlane.adminKubeconfig,
+      adminKubeconfig,
       clusterName: DEMO_CLUSTER,
       dataDir,
       onProgress: (m: string) => progress(`  ${m}`),
     });
-    const config = parseServerConfig(
-      {
-        ...localServerConfig({
-          port: serverPort,
-          dataDir,
-          issuer: idp.issuer,
-          clientSecret,
-          clusterName: DEMO_CLUSTER,
-          credential,
-          tls: { certFile: serving.certFile, keyFile: serving.keyFile, caFile: ca.certFile },
-          scim: true,
-        }),
-        // The demo's identity provider holds everyone, the people who logged in before it provisioned them too.
-        identity: { claimExistingPeople: [DEMO_SCIM_IDP] },
-      },
-      dir,
-    );
+    const rawConfig = {
+      ...localServerConfig({
+        port: serverPort,
+        dataDir,
+        issuer: idp.issuer,
+        clientSecret,
+        clusterName: DEMO_CLUSTER,
+        credential,
+        tls: { certFile: serving.certFile, keyFile: serving.keyFile, caFile: ca.certFile },
+        scim: true,
+      }),
+      // The demo's identity provider holds everyone, the people who logged in before it provisioned them too.
+      identity: { claimExistingPeople: [DEMO_SCIM_IDP] },
+    };
+    const config = parseServerConfig(rawConfig, dir);
+    // The config file as a person writes one (what `kubevisa server --config` reads, through the same parser), so
+    // it can be the start of a real one. The demo IdP's client secret is not written.
+    const configFile = join(dir, 'server.yaml');
+    const { oidc } = rawConfig as { oidc: Record<string, unknown> };
     await writeFile(
-      join(dir, 'server.yaml'),
-      JSON.stringify({ ...config, oidc: { ...config.oidc, clientSecret: '(demo secret, not written)' } }, null, 2),
+      configFile,
+      [
+        "# The kubevisa demo's server config: `kubevisa server --config server.yaml` reads this file.",
+        "# oidc.clientSecret: the demo identity provider's secret is not written; put your identity provider's here.",
+        stringify({ ...rawConfig, oidc: { ...oidc, clientSecret: 'REPLACE-WITH-YOUR-CLIENT-SECRET' } }),
+      ].join('\n'),
+      { mode: 0o600 },
     );
     progress('starting the kubevisa server');
     const server = await startServer(config, { onProgress: (m) => progress(`  ${m}`) });
@@ -146,8 +199,11 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
       serverUrl,
       scimUrl: `${serverUrl}${SCIM_PREFIX}`,
       clusterName: DEMO_CLUSTER,
-      kubectl: controlPlane.binaries.kubectl,
-      adminKubeconfig: controlPlane.adminKubeconfig,
+      apiServerUrl,
+      kubectlDir: controlPlane?.binaries.dir,
+      adminKubeconfig,
+      configFile,
+      config,
       contractor,
       sponsor,
       caFile: ca.certFile,
@@ -163,61 +219,84 @@ export async function startDemo(options: { dir: string; onProgress?: (message: s
   }
 }
 
-async function seedCluster(cp: ControlPlane) {
-  const run = async (args: string[], input?: string) => {
-    const { spawn } = await import('node:child_process');
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(cp.binaries.kubectl, args, {
-        env: { ...process.env, KUBECONFIG: cp.adminKubeconfig },
-        stdio: ['pipe', 'ignore', 'pipe'],
-      });
-      let err = '';
-      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-      child.on('error', reject);
-      child.on('close', (code) =>
-        code === 0 ? resolve() : reject(new Error(`kubectl ${args.join(' ')}: ${err.trim()}`)),
-      );
-      child.stdin.end(input ?? '');
-    });
-  };
-  const manifests = [
-    ...['payments', 'staging-web', 'finance'].map((name) => ({
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name },
-    })),
-  ];
-  await run(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: manifests }));
-  const pods = [
-    ['payments', 'payments-api'],
-    ['staging-web', 'web'],
-    ['finance', 'ledger'],
-  ];
-  for (const [namespace] of pods) await waitForDefaultServiceAccount(run, namespace!);
-  await run(
-    ['apply', '-f', '-'],
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'List',
-      items: pods.map(([namespace, name]) => ({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name, namespace, labels: { app: name } },
-        spec: { containers: [{ name: 'app', image: 'registry.example/app:1', ports: [{ containerPort: 8080 }] }] },
-      })),
-    }),
-  );
+function clusterApis(adminKubeconfig: string): Apis {
+  return makeApis(loadKubeConfig({ kubeconfigPath: adminKubeconfig }, DEMO_CLUSTER), DEFAULT_REQUEST_TIMEOUT_MS);
 }
 
-async function waitForDefaultServiceAccount(run: (args: string[]) => Promise<void>, namespace: string) {
+/**
+ * The demo namespaces with one pod each, through the API (no kubectl needed). A namespace that already exists is
+ * used as it is, never written to and never removed; `created` collects the ones the demo made. The pods run the pause image, which
+ * every node already holds (it is the pods' sandbox image), so nothing is pulled from the internet.
+ */
+async function seedCluster(apis: Apis, created: string[]): Promise<void> {
+  const pods: Record<(typeof DEMO_NAMESPACES)[number], string> = {
+    payments: 'payments-api',
+    'staging-web': 'web',
+    finance: 'ledger',
+  };
+  for (const namespace of DEMO_NAMESPACES) {
+    try {
+      await apis.core.createNamespace({ body: { metadata: { name: namespace, labels: { [DEMO_NAMESPACE_LABEL]: 'true' } } } });
+      created.push(namespace);
+    } catch (error) {
+      if (kubernetesStatusOf(error)?.reason !== 'AlreadyExists') throw error;
+    }
+  }
+  // Pods only where the demo made the namespace: one that was there before is never written to.
+  for (const namespace of DEMO_NAMESPACES.filter((name) => created.includes(name))) {
+    await waitForDefaultServiceAccount(apis, namespace);
+    const name = pods[namespace];
+    try {
+      await apis.core.createNamespacedPod({
+        namespace,
+        body: {
+          metadata: { name, namespace, labels: { app: name, [DEMO_NAMESPACE_LABEL]: 'true' } },
+          spec: {
+            containers: [
+              {
+                name: 'app',
+                image: 'registry.k8s.io/pause:3.10',
+                imagePullPolicy: 'IfNotPresent',
+                ports: [{ containerPort: 8080 }],
+                securityContext: {
+                  allowPrivilegeEscalation: false,
+                  runAsNonRoot: true,
+                  runAsUser: 65535,
+                  capabilities: { drop: ['ALL'] },
+                  seccompProfile: { type: 'RuntimeDefault' },
+                },
+              },
+            ],
+          },
+        },
+      });
+    } catch (error) {
+      if (kubernetesStatusOf(error)?.reason !== 'AlreadyExists') throw error;
+    }
+  }
+}
+
+// kube-controller-manager makes a namespace's default ServiceAccount; a pod created before it exists is refused.
+async function waitForDefaultServiceAccount(apis: Apis, namespace: string) {
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {
-      await run(['get', 'serviceaccount', 'default', '-n', namespace]);
+      await apis.core.readNamespacedServiceAccount({ namespace, name: 'default' });
       return;
     } catch (error) {
       if (Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
+async function removeDemoNamespaces(apis: Apis, created: readonly string[], progress: (message: string) => void) {
+  for (const name of created) {
+    try {
+      await apis.core.deleteNamespace({ name });
+      progress(`  Namespace ${name} deleted (the demo created it)`);
+    } catch (error) {
+      if (kubernetesStatusOf(error)?.code !== 404) throw error;
     }
   }
 }

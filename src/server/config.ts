@@ -3,7 +3,7 @@
  * front with messages that name the field and what is allowed. Paths are resolved against the file's folder.
  */
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
 import type { Policy } from '../domain/model.ts';
 import { validateProtectedNamespaces } from '../domain/protected-namespaces.ts';
@@ -13,8 +13,17 @@ import { parseStoreConfig, type StoreConfig } from '../store/config.ts';
 
 export interface ClusterConfig {
   name: string;
-  /** kubevisa's own credential for the cluster (written by `kubevisa install`). */
+  /**
+   * kubevisa's own credential for the cluster (written by `kubevisa install`). For an in-cluster cluster, the file
+   * kubevisa writes from the pod's ServiceAccount: `<dataDir>/clusters/<name>.in-cluster.kubeconfig`.
+   */
   kubeconfig: string;
+  /**
+   * The cluster kubevisa runs in, reached with the pod's ServiceAccount (token renewed by the kubelet) rather than a
+   * kubeconfig: `inCluster: true` in the file (src/cluster/in-cluster.ts). `serviceAccountDir` is where the token and
+   * CA are mounted (default /var/run/secrets/kubernetes.io/serviceaccount).
+   */
+  inCluster?: { serviceAccountDir?: string };
   /**
    * Whether people may take direct tokens for this cluster (kubectl straight to kube-apiserver, bypassing the
    * gateway's per-request audit, recording and stream cutting), for profiles that allow it. Absent means false.
@@ -151,17 +160,34 @@ export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfi
   const lower = (list: string[]) => list.map((s) => s.toLowerCase());
   const clustersRaw = input.clusters ?? [];
   if (!Array.isArray(clustersRaw)) throw new InvalidInput(`config: 'clusters' must be a list of { name, kubeconfig }`);
-  const clusters = clustersRaw.map((c, i) => {
+  const dataDir = at(text(input, 'dataDir', '')!);
+  const clusters = clustersRaw.map((c, i): ClusterConfig => {
     if (!isObject(c)) throw new InvalidInput(`config: 'clusters[${i}]' must be { name, kubeconfig }`);
     const directMode = c.directMode ?? false;
     if (typeof directMode !== 'boolean') {
       throw new InvalidInput(`config: 'clusters[${i}].directMode' must be true or false (default false)`);
     }
-    return {
-      name: text(c, 'name', `clusters[${i}].`)!,
-      kubeconfig: at(text(c, 'kubeconfig', `clusters[${i}].`)!),
-      directMode,
-    };
+    const name = text(c, 'name', `clusters[${i}].`)!;
+    if (c.inCluster !== undefined && c.inCluster !== false) {
+      if (c.inCluster !== true) throw new InvalidInput(`config: 'clusters[${i}].inCluster' must be true or false`);
+      if (c.kubeconfig !== undefined) {
+        throw new InvalidInput(
+          `config: 'clusters[${i}]' has both 'inCluster' and 'kubeconfig'; an in-cluster cluster uses the pod's ServiceAccount, so remove one`,
+        );
+      }
+      const serviceAccountDir = text(c, 'serviceAccountDir', `clusters[${i}].`, false);
+      // The name becomes a file name: only a DNS label, never a path.
+      if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name)) {
+        throw new InvalidInput(`config: 'clusters[${i}].name' must be a DNS label (such as local) for an in-cluster cluster`);
+      }
+      return {
+        name,
+        kubeconfig: join(dataDir, 'clusters', `${name}.in-cluster.kubeconfig`),
+        directMode,
+        inCluster: serviceAccountDir === undefined ? {} : { serviceAccountDir: at(serviceAccountDir) },
+      };
+    }
+    return { name, kubeconfig: at(text(c, 'kubeconfig', `clusters[${i}].`)!), directMode };
   });
   const tlsRaw = input.tls;
   let tls: ServerConfig['tls'];
@@ -183,7 +209,6 @@ export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfi
     input[field] === undefined ? fallback : parseDuration(input[field], `config ${field}`);
   const accessTokenSeconds = duration('accessTokenDuration', 600);
   if (accessTokenSeconds > 900) throw new InvalidInput(`config: 'accessTokenDuration' must be at most 15m`);
-  const dataDir = at(text(input, 'dataDir', '')!);
   const store = parseStoreConfig(input.store, at);
   return {
     listen: { host, port },
@@ -264,7 +289,36 @@ function parsePolicy(raw: unknown): Policy {
   };
 }
 
-export async function loadServerConfig(file: string): Promise<ServerConfig> {
+/**
+ * Loads one config file, or several merged in order (`kubevisa server --config a.yaml --config b.yaml`): a later
+ * file's fields replace an earlier one's, objects merged field by field and lists replaced whole. This keeps
+ * secrets (a Kubernetes Secret mounted as a file) apart from the rest (a ConfigMap). Relative paths resolve against
+ * the first file's folder.
+ */
+export async function loadServerConfig(files: string | readonly string[]): Promise<ServerConfig> {
+  const list = typeof files === 'string' ? [files] : files;
+  if (list.length === 0) throw new InvalidInput('at least one config file is needed');
+  let merged: unknown;
+  for (const file of list) {
+    const parsed = await readConfigFile(file);
+    const forbidden = findForbiddenKey(parsed, file);
+    if (forbidden !== undefined) {
+      throw new InvalidInput(`config: '${forbidden}' is not a field kubevisa knows, and such names are never allowed`);
+    }
+    merged = merged === undefined ? parsed : mergeConfig(merged, parsed);
+  }
+  return parseServerConfig(merged, dirname(resolve(list[0]!)));
+}
+
+function mergeConfig(base: unknown, override: unknown): unknown {
+  if (!isObject(base) || !isObject(override)) return override;
+  const out: Raw = Object.create(null) as Raw;
+  for (const [key, value] of Object.entries(base)) out[key] = value;
+  for (const [key, value] of Object.entries(override)) out[key] = key in out ? mergeConfig(out[key], value) : value;
+  return out;
+}
+
+async function readConfigFile(file: string): Promise<unknown> {
   let textContent: string;
   try {
     textContent = await readFile(file, 'utf8');
@@ -278,5 +332,5 @@ export async function loadServerConfig(file: string): Promise<ServerConfig> {
   } catch (error) {
     throw new InvalidInput(`config file ${file} is not valid YAML/JSON: ${(error as Error).message}`);
   }
-  return parseServerConfig(parsed, dirname(resolve(file)));
+  return parsed;
 }

@@ -6,10 +6,13 @@
 import { mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { dirname } from 'node:path';
 import { createTokenIssuer } from '../auth/access-tokens.ts';
 import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
 import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
 import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
+import { startInClusterCredential, type InClusterCredential } from '../cluster/in-cluster.ts';
+import { reloadTlsOnChange, type SecureContextTarget } from '../pki/tls-reload.ts';
 import { CredentialService, type DirectCluster } from '../app/credentials.ts';
 import { PERSON_ID_ANNOTATION } from '../cluster/objects.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
@@ -89,6 +92,7 @@ export async function startServer(
     });
 
     const clusters = new Map<string, ClusterClient>();
+    const inCluster = await startInClusterCredentials(config, clusters);
     for (const c of config.clusters) {
       const client = createClusterClient({ name: c.name, kubeconfigPath: c.kubeconfig });
       clusters.set(c.name, client);
@@ -105,7 +109,8 @@ export async function startServer(
     }
     const renewal = startCredentialRenewal({
       clusters,
-      kubeconfigFiles: new Map(config.clusters.map((c) => [c.name, c.kubeconfig])),
+      // In-cluster credentials are renewed by the kubelet, never by kubevisa.
+      kubeconfigFiles: new Map(config.clusters.filter((c) => !c.inCluster).map((c) => [c.name, c.kubeconfig])),
       store,
       onError: (cluster, error) =>
         process.stderr.write(
@@ -184,7 +189,7 @@ export async function startServer(
         ? { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } }
         : {}),
     });
-    const stops: (() => Promise<void> | void)[] = [];
+    const stops: (() => Promise<void> | void)[] = [() => inCluster.forEach((credential) => credential.stop())];
     const context: ServerContext = {
       config,
       url,
@@ -227,9 +232,18 @@ export async function startServer(
           (request.body as { reason: string }).reason,
         ),
     });
+    // Kubernetes' readiness probe: ready once the first reconcile pass has run and while the store answers.
+    let reconciling = false;
+    app.get('/readyz', async (_request, reply) => {
+      if (!reconciling) return reply.code(503).send({ status: 'starting' });
+      await store.listProfiles();
+      return { status: 'ready' };
+    });
     await app.listen({ host: config.listen.host, port });
+    if (config.tls) stops.push(reloadServingCertificate(app.server as unknown as SecureContextTarget, config.tls));
     progress(`reconciling ${clusters.size} cluster(s)`);
     await reconciler.start();
+    reconciling = true;
     progress(`kubevisa server listening on ${url}`);
     return {
       url,
@@ -264,6 +278,43 @@ function directClusterOf(cluster: ClusterClient, allowsDirectMode: boolean): Dir
     recordDirectTokens: (name, uid, until) => cluster.recordDirectTokens(name, uid, until),
     mintToken: (name, seconds) => cluster.createServiceAccountToken(name, seconds),
   };
+}
+
+/** Writes each in-cluster cluster's kubeconfig from the pod's ServiceAccount and keeps it current (in-cluster.ts). */
+async function startInClusterCredentials(config: ServerConfig, clusters: Map<string, ClusterClient>) {
+  const started: InClusterCredential[] = [];
+  for (const c of config.clusters) {
+    if (!c.inCluster) continue;
+    await mkdir(dirname(c.kubeconfig), { recursive: true, mode: 0o700 });
+    started.push(
+      await startInClusterCredential({
+        clusterName: c.name,
+        file: c.kubeconfig,
+        source: c.inCluster,
+        onRenewed: (token) => clusters.get(c.name)?.useToken(token),
+        onError: (error) =>
+          process.stderr.write(
+            `kubevisa: reading the renewed ServiceAccount token for '${c.name}' failed: ${error.message}\n`,
+          ),
+      }),
+    );
+  }
+  return started;
+}
+
+/** A certificate renewed in place (cert-manager, a Service CA) is served without a restart (pki/tls-reload.ts). */
+function reloadServingCertificate(server: SecureContextTarget, tls: { certFile: string; keyFile: string }) {
+  const reload = reloadTlsOnChange({
+    server,
+    certFile: tls.certFile,
+    keyFile: tls.keyFile,
+    initial: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+    onError: (error) =>
+      process.stderr.write(
+        `kubevisa: the renewed TLS certificate is not served yet (retried in 10 s): ${error.message}\n`,
+      ),
+  });
+  return () => reload.stop();
 }
 
 async function freePort(host: string): Promise<number> {

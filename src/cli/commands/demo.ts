@@ -1,24 +1,44 @@
 /**
  * `kubevisa demo`: the whole system on this machine, with the exact commands to walk the journey, as a contractor,
- * a sponsor and an identity provider (SCIM).
+ * a sponsor and an identity provider (SCIM). With `--kubeconfig`, in a cluster the user already has (kind, minikube,
+ * k3d, a cloud test cluster) instead of a local control plane built from Go modules; Ctrl-C removes from it
+ * everything the demo put there.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { access, constants, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CommandRun } from '../framework.ts';
+import { UsageError, type CommandRun } from '../framework.ts';
 import { DEMO_SCIM_IDP, startDemo } from '../../dev/demo.ts';
 
 export const run: CommandRun = async ({ values, io }) => {
   const dir = typeof values.dir === 'string' ? resolve(values.dir) : await mkdtemp(join(tmpdir(), 'kubevisa-demo-'));
+  const adminKubeconfig = typeof values.kubeconfig === 'string' ? resolve(values.kubeconfig) : undefined;
+  if (adminKubeconfig !== undefined) {
+    try {
+      await access(adminKubeconfig, constants.R_OK);
+    } catch (error) {
+      throw new UsageError(`--kubeconfig ${adminKubeconfig} cannot be read (${(error as Error).message}): give a cluster-admin kubeconfig`);
+    }
+  }
   const started = Date.now();
-  io.err('Starting the kubevisa demo: a local Kubernetes v1.37.2 control plane, an identity provider, the server.\n');
-  io.err(
-    'The first run builds the Kubernetes binaries from Go modules (about 8 minutes on 2 cores); later runs take ~15 s.\n',
-  );
-  const demo = await startDemo({ dir, onProgress: (m) => io.err(`  ${m}\n`) });
-  const cli = join(dirname(dirname(dirname(fileURLToPath(import.meta.url)))), '..', 'bin', 'kubevisa');
-  const kv = resolve(cli);
+  if (adminKubeconfig === undefined) {
+    io.err('Starting the kubevisa demo: a local Kubernetes v1.37.2 control plane, an identity provider, the server.\n');
+    io.err(
+      'The first run builds the Kubernetes binaries from Go modules (about 8 minutes on 2 cores); later runs take ~15 s.\n',
+    );
+  } else {
+    io.err(`Starting the kubevisa demo in the cluster of ${adminKubeconfig}: an identity provider and the server here.\n`);
+    io.err('Ctrl-C removes from the cluster everything the demo put there.\n');
+  }
+  const demo = await startDemo({
+    dir,
+    ...(adminKubeconfig === undefined ? {} : { adminKubeconfig }),
+    onProgress: (m) => io.err(`  ${m}\n`),
+  });
+  // This very command line, by absolute path (bin/kubevisa in a clone, the package's launcher when installed).
+  const kv = fileURLToPath(new URL('../../../bin/kubevisa', import.meta.url));
+  const kubectlPath = demo.kubectlDir === undefined ? '' : ` PATH=${demo.kubectlDir}:$PATH`;
   const c = demo.contractor;
   const s = demo.sponsor;
   io.out(
@@ -26,13 +46,15 @@ export const run: CommandRun = async ({ values, io }) => {
       '',
       `kubevisa demo ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       `  server:     ${demo.serverUrl}`,
-      `  cluster:    ${demo.clusterName} (kube-apiserver ${demo.controlPlane.apiServerUrl}); namespaces payments, staging-web, finance`,
+      `  cluster:    ${demo.clusterName} (kube-apiserver ${demo.apiServerUrl}); namespaces payments, staging-web, finance`,
+      `  admin:      ${demo.adminKubeconfig} (cluster-admin; see what kubevisa did: kubectl --kubeconfig ${demo.adminKubeconfig} get rolebindings -A -l app.kubernetes.io/managed-by=kubevisa)`,
+      `  config:     ${demo.configFile} (the server's config: kubevisa server --config ${demo.configFile})`,
       `  engagement: acme-2026 (${demo.engagementId}): ${c.email} may reach payments and staging-* until the contract ends`,
       `  people:     contractor ${c.email} (password '${c.password}'), sponsor and admin ${s.email} (password '${s.password}')`,
       `  files:      ${demo.dir}`,
       '',
       '1. As the contractor, in a new terminal:',
-      `   export KUBEVISA_CONFIG_DIR=${c.configDir} KUBECONFIG=${c.kubeconfig} PATH=${demo.controlPlane.binaries.dir}:$PATH`,
+      `   export KUBEVISA_CONFIG_DIR=${c.configDir} KUBECONFIG=${c.kubeconfig}${kubectlPath}`,
       `   ${kv} login --server ${demo.serverUrl} --ca-file ${demo.caFile} --device`,
       `   #  open the URL it prints and log in as ${c.email} / ${c.password}; without a browser, run:`,
       `   #  ${kv} demo idp-login 'URL' --login ${c.email} --password ${c.password}`,
@@ -76,6 +98,10 @@ export const run: CommandRun = async ({ values, io }) => {
   });
   io.err('\nstopping the demo ...\n');
   await demo.stop();
-  io.err('stopped: every process ended.\n');
+  io.err(
+    adminKubeconfig === undefined
+      ? 'stopped: every process ended.\n'
+      : 'stopped: every process ended, and everything the demo put in the cluster is removed.\n',
+  );
   return 0;
 };

@@ -1,0 +1,49 @@
+/**
+ * Serving certificates that change under a running server: cert-manager (or OpenShift's service CA) renews the
+ * Secret mounted as `tls.crt` / `tls.key`, and the kubelet swaps the files in place. The server picks the new pair
+ * up without a restart; connections already open keep the certificate they were made with.
+ */
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import { readFile } from 'node:fs/promises';
+
+/** Something whose serving certificate can be replaced (node:https and node:tls servers). */
+export interface SecureContextTarget {
+  setSecureContext(options: SecureContextOptions): void;
+}
+
+/** How often the files are compared, in milliseconds (default 10 s). */
+export const DEFAULT_TLS_CHECK_MS = 10_000;
+
+/**
+ * Re-reads `certFile` and `keyFile` every `checkIntervalMs` and, when either changed and the pair makes a valid
+ * context (a certificate matching its key), installs it. A half-written or mismatched pair (the certificate already
+ * renewed, the key not yet) is skipped and tried again at the next check, never installed.
+ * @returns check() to compare now (true when a new pair was installed) and stop().
+ */
+export function reloadTlsOnChange(options: {
+  server: SecureContextTarget;
+  certFile: string;
+  keyFile: string;
+  /** The pair the server started with, so only a change installs anything. */
+  initial: { cert: Buffer; key: Buffer };
+  checkIntervalMs?: number;
+  onReloaded?: () => void;
+  onError?: (error: Error) => void;
+}): { check(): Promise<boolean>; stop(): void } {
+  let current = options.initial;
+  const check = async () => {
+    const [cert, key] = await Promise.all([readFile(options.certFile), readFile(options.keyFile)]);
+    if (cert.equals(current.cert) && key.equals(current.key)) return false;
+    // Throws for a key that does not match the certificate, before the server is touched.
+    createSecureContext({ cert, key });
+    options.server.setSecureContext({ cert, key });
+    current = { cert, key };
+    options.onReloaded?.();
+    return true;
+  };
+  const timer = setInterval(() => {
+    check().catch((error: unknown) => options.onError?.(error instanceof Error ? error : new Error(String(error))));
+  }, options.checkIntervalMs ?? DEFAULT_TLS_CHECK_MS);
+  timer.unref();
+  return { check, stop: () => clearInterval(timer) };
+}
