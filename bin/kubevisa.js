@@ -4,7 +4,8 @@
 // runs the TypeScript sources directly. scripts/build-package.ts copies this file to dist/bin/kubevisa.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import process from 'node:process';
+import { URL, fileURLToPath } from 'node:url';
 
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {

@@ -37,7 +37,8 @@ export const MANIFEST_HELM_ARGS = [
 export function rbacTemplate(): string {
   const documents = installObjects(SHIPPED_PROFILES).map((object) => {
     const yaml = stringify(object, { lineWidth: 0 }).trimEnd();
-    if (yaml.includes('{{')) throw new Error(`${object.kind} ${object.metadata.name} holds '{{', which Helm would read as a template`);
+    if (yaml.includes('{{'))
+      throw new Error(`${object.kind} ${object.metadata.name} holds '{{', which Helm would read as a template`);
     // Helm's --create-namespace makes the release namespace; the chart makes it only when asked (plain manifests).
     return object.kind === 'Namespace' && object.metadata.name === SYSTEM_NAMESPACE
       ? `{{- if .Values.createSystemNamespace }}\n${yaml}\n{{- end }}`

@@ -28,9 +28,30 @@ async function kubevisaObjects(): Promise<string[]> {
   for (const namespace of ['kubevisa-system', 'kubevisa-visas']) {
     if ((await k(['get', 'namespace', namespace])).code === 0) found.push(`namespace/${namespace}`);
   }
-  const clusterScoped = await kOk(['get', 'clusterroles,clusterrolebindings', '-l', 'app.kubernetes.io/part-of=kubevisa', '-o', 'name']);
-  const controller = await k(['get', 'clusterrole/kubevisa:controller', 'clusterrolebinding/kubevisa:controller', '-o', 'name']);
-  const bindings = await kOk(['get', 'rolebindings', '-A', '-l', 'app.kubernetes.io/managed-by=kubevisa', '-o', 'name']);
+  const clusterScoped = await kOk([
+    'get',
+    'clusterroles,clusterrolebindings',
+    '-l',
+    'app.kubernetes.io/part-of=kubevisa',
+    '-o',
+    'name',
+  ]);
+  const controller = await k([
+    'get',
+    'clusterrole/kubevisa:controller',
+    'clusterrolebinding/kubevisa:controller',
+    '-o',
+    'name',
+  ]);
+  const bindings = await kOk([
+    'get',
+    'rolebindings',
+    '-A',
+    '-l',
+    'app.kubernetes.io/managed-by=kubevisa',
+    '-o',
+    'name',
+  ]);
   const profiles = await kOk(['get', 'clusterroles', '-o', 'name']);
   return [
     ...found,
@@ -60,13 +81,20 @@ after(async () => {
 
 test('demo --kubeconfig installs into the existing cluster, reaches a revoked watch, and Ctrl-C removes all it made', async () => {
   assert.deepEqual(await kubevisaObjects(), [], 'nothing of kubevisa before');
-  demo = kubectlBackground(cliPath, ['demo', '--kubeconfig', cp.adminKubeconfig, '--dir', dir], { kubeconfig: '', timeoutMs: 300_000 });
+  demo = kubectlBackground(cliPath, ['demo', '--kubeconfig', cp.adminKubeconfig, '--dir', dir], {
+    kubeconfig: '',
+    timeoutMs: 300_000,
+  });
   await demo.waitFor(/Press Ctrl-C to stop everything/, 120_000);
   const out = demo.output();
   const serverUrl = /server:\s+(https\S+)/.exec(out)![1]!;
   const caFile = /--ca-file (\S+)/.exec(out)![1]!;
   assert.match(out, new RegExp(`kube-apiserver ${cp.apiServerUrl.replaceAll('.', '\\.')}`), 'the existing cluster');
-  assert.doesNotMatch(out, /Kubernetes v1\.37\.2 control plane|builds the Kubernetes binaries/, 'no local control plane');
+  assert.doesNotMatch(
+    out,
+    /Kubernetes v1\.37\.2 control plane|builds the Kubernetes binaries/,
+    'no local control plane',
+  );
 
   // The stumbles: the admin kubeconfig's path is printed, and the written server.yaml is a config the server loads.
   assert.equal(/admin:\s+(\S+)/.exec(out)?.[1], cp.adminKubeconfig);
@@ -93,7 +121,21 @@ test('demo --kubeconfig installs into the existing cluster, reaches a revoked wa
   await login(serverUrl, caFile, cora.KUBEVISA_CONFIG_DIR, 'cora@vendor.example', 'cora');
   await login(serverUrl, caFile, sam.KUBEVISA_CONFIG_DIR, 'sam@corp.example', 'sam');
   const requested = await run(
-    ['request', '--cluster', 'demo', '--ns', 'payments', '--profile', 'developer', '--for', '1h', '--reason', 'JIRA-1', '-o', 'json'],
+    [
+      'request',
+      '--cluster',
+      'demo',
+      '--ns',
+      'payments',
+      '--profile',
+      'developer',
+      '--for',
+      '1h',
+      '--reason',
+      'JIRA-1',
+      '-o',
+      'json',
+    ],
     cora,
   );
   assert.equal(requested.code, 0, requested.stderr);
@@ -102,15 +144,25 @@ test('demo --kubeconfig installs into the existing cluster, reaches a revoked wa
   assert.equal(approved.code, 0, approved.stderr);
   assert.equal((await run(['kubeconfig', '--cluster', 'demo'], cora)).code, 0);
   await eventually('kubectl get pods -n payments works through the gateway', 15_000, async () => {
-    const r = await kubectl(cp.binaries.kubectl, ['get', 'pods', '-n', 'payments'], { kubeconfig: cora.KUBECONFIG, env: cora });
+    const r = await kubectl(cp.binaries.kubectl, ['get', 'pods', '-n', 'payments'], {
+      kubeconfig: cora.KUBECONFIG,
+      env: cora,
+    });
     if (r.code !== 0) throw new Error(r.stderr);
     return r.stdout.includes('payments-api');
   });
-  const watch = kubectlBackground(cp.binaries.kubectl, ['get', 'pods', '-n', 'payments', '-w'], { kubeconfig: cora.KUBECONFIG, env: cora });
+  const watch = kubectlBackground(cp.binaries.kubectl, ['get', 'pods', '-n', 'payments', '-w'], {
+    kubeconfig: cora.KUBECONFIG,
+    env: cora,
+  });
   await watch.waitFor(/payments-api/);
   const revoked = await run(['revoke', visa.id, '--reason', 'done'], sam);
   assert.equal(revoked.code, 0, revoked.stderr);
-  await eventually('the open watch is closed by the revoke', 5000, async () => watch.child.exitCode !== null || watch.child.signalCode !== null);
+  await eventually(
+    'the open watch is closed by the revoke',
+    5000,
+    async () => watch.child.exitCode !== null || watch.child.signalCode !== null,
+  );
 
   demo.child.kill('SIGINT');
   await new Promise((resolve) => demo!.child.once('exit', resolve));
@@ -118,10 +170,19 @@ test('demo --kubeconfig installs into the existing cluster, reaches a revoked wa
   assert.match(demo.output(), /everything the demo put in the cluster is removed/);
   assert.deepEqual(await kubevisaObjects(), [], 'every object kubevisa created is gone');
   await eventually('the namespaces the demo created are gone', 60_000, async () =>
-    (await Promise.all(['payments', 'staging-web'].map(async (ns) => (await k(['get', 'namespace', ns])).code !== 0))).every(Boolean),
+    (
+      await Promise.all(['payments', 'staging-web'].map(async (ns) => (await k(['get', 'namespace', ns])).code !== 0))
+    ).every(Boolean),
   );
-  assert.match(await kOk(['get', 'configmap', 'ledger-settings', '-n', 'finance', '-o', 'jsonpath={.data.owner}']), /finance-team/);
-  assert.equal((await kOk(['get', 'pods', '-n', 'finance', '-o', 'name'])).trim(), '', 'nothing written to a namespace that was there');
+  assert.match(
+    await kOk(['get', 'configmap', 'ledger-settings', '-n', 'finance', '-o', 'jsonpath={.data.owner}']),
+    /finance-team/,
+  );
+  assert.equal(
+    (await kOk(['get', 'pods', '-n', 'finance', '-o', 'name'])).trim(),
+    '',
+    'nothing written to a namespace that was there',
+  );
 });
 
 test('kubevisa uninstall removes an installation, says so when there is none, and leaves a Helm release to Helm', async () => {
@@ -129,21 +190,55 @@ test('kubevisa uninstall removes an installation, says so when there is none, an
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Examples?:[\s\S]*kubevisa uninstall --kubeconfig/);
   const data = join(dir, 'install-data');
-  const installed = await run(['install', '--cluster', 'existing', '--kubeconfig', cp.adminKubeconfig, '--data-dir', data], {}, 60_000);
+  const installed = await run(
+    ['install', '--cluster', 'existing', '--kubeconfig', cp.adminKubeconfig, '--data-dir', data],
+    {},
+    60_000,
+  );
   assert.equal(installed.code, 0, installed.stderr);
   // A visa binding kubevisa made in some namespace goes too.
   await kOk(['create', 'namespace', 'team-a']);
-  await kOk(['create', 'rolebinding', 'kubevisa-v-test', '-n', 'team-a', '--clusterrole', 'kubevisa:profile:viewer', '--serviceaccount', 'kubevisa-visas:someone']);
-  await kOk(['label', 'rolebinding', 'kubevisa-v-test', '-n', 'team-a', 'app.kubernetes.io/managed-by=kubevisa', 'kubevisa.io/visa=v-test']);
+  await kOk([
+    'create',
+    'rolebinding',
+    'kubevisa-v-test',
+    '-n',
+    'team-a',
+    '--clusterrole',
+    'kubevisa:profile:viewer',
+    '--serviceaccount',
+    'kubevisa-visas:someone',
+  ]);
+  await kOk([
+    'label',
+    'rolebinding',
+    'kubevisa-v-test',
+    '-n',
+    'team-a',
+    'app.kubernetes.io/managed-by=kubevisa',
+    'kubevisa.io/visa=v-test',
+  ]);
   assert.ok((await kubevisaObjects()).length > 0);
 
   // Owned by a Helm release: refused, nothing deleted.
-  await kOk(['annotate', 'clusterrole', 'kubevisa:controller', 'meta.helm.sh/release-name=kv', 'meta.helm.sh/release-namespace=kubevisa-system']);
+  await kOk([
+    'annotate',
+    'clusterrole',
+    'kubevisa:controller',
+    'meta.helm.sh/release-name=kv',
+    'meta.helm.sh/release-namespace=kubevisa-system',
+  ]);
   const refused = await run(['uninstall', '--kubeconfig', cp.adminKubeconfig], {}, 60_000);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /helm uninstall kv -n kubevisa-system .*\[ERR_INSTALLED_BY_HELM\]/);
   assert.equal((await k(['get', 'namespace', 'kubevisa-visas'])).code, 0, 'nothing was deleted');
-  await kOk(['annotate', 'clusterrole', 'kubevisa:controller', 'meta.helm.sh/release-name-', 'meta.helm.sh/release-namespace-']);
+  await kOk([
+    'annotate',
+    'clusterrole',
+    'kubevisa:controller',
+    'meta.helm.sh/release-name-',
+    'meta.helm.sh/release-namespace-',
+  ]);
 
   const removed = await run(['uninstall', '--kubeconfig', cp.adminKubeconfig, '-o', 'json'], {}, 90_000);
   assert.equal(removed.code, 0, removed.stderr);

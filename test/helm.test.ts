@@ -24,7 +24,11 @@ import {
 } from '../scripts/generate-deploy.ts';
 import { kubectl, kubectlOk } from './support/kubectl.ts';
 
-type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> } } & Record<string, unknown>;
+type Doc = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+} & Record<string, unknown>;
 
 let helm: string;
 let cp: ControlPlane;
@@ -40,7 +44,14 @@ function run(command: string, args: string[]): Promise<{ code: number; stdout: s
 }
 
 async function render(...set: string[]): Promise<Doc[]> {
-  const args = ['template', 'kubevisa', CHART_DIR, '--namespace', 'kubevisa-system', ...set.flatMap((s) => ['--set', s])];
+  const args = [
+    'template',
+    'kubevisa',
+    CHART_DIR,
+    '--namespace',
+    'kubevisa-system',
+    ...set.flatMap((s) => ['--set', s]),
+  ];
   const result = await run(helm, args);
   assert.equal(result.code, 0, result.stderr);
   return parseAllDocuments(result.stdout)
@@ -86,7 +97,8 @@ test("the chart's RBAC template is generated from installObjects(), the objects 
     `${o.kind} ${o.metadata.namespace ?? ''}/${o.metadata.name}`;
   const byKey = new Map(rendered.map((o) => [key(o), o]));
   const expected = installObjects(SHIPPED_PROFILES);
-  for (const object of expected) assert.deepEqual(byKey.get(key(object)), JSON.parse(JSON.stringify(object)), key(object));
+  for (const object of expected)
+    assert.deepEqual(byKey.get(key(object)), JSON.parse(JSON.stringify(object)), key(object));
   const withoutNamespace = await render();
   assert.ok(!withoutNamespace.some((o) => key(o) === 'Namespace /kubevisa-system'), 'Helm makes the release namespace');
   assert.ok(withoutNamespace.some((o) => key(o) === 'Namespace /kubevisa-visas'));
@@ -113,9 +125,24 @@ test('helm lint passes; a release outside kubevisa-system and replicas on SQLite
 });
 
 test('the Deployment is hardened and probed; optional parts render when enabled; the config passes the server parser', async () => {
-  const docs = await render(...APPLIED, 'serviceMonitor.enabled=true', 'tls.certManager.enabled=true', 'tls.certManager.issuerRef.name=ca');
+  const docs = await render(
+    ...APPLIED,
+    'serviceMonitor.enabled=true',
+    'tls.certManager.enabled=true',
+    'tls.certManager.issuerRef.name=ca',
+  );
   const kinds = new Set(docs.map((d) => d.kind));
-  for (const kind of ['Deployment', 'Service', 'Ingress', 'NetworkPolicy', 'PodDisruptionBudget', 'ServiceMonitor', 'Certificate', 'ConfigMap', 'Secret']) {
+  for (const kind of [
+    'Deployment',
+    'Service',
+    'Ingress',
+    'NetworkPolicy',
+    'PodDisruptionBudget',
+    'ServiceMonitor',
+    'Certificate',
+    'ConfigMap',
+    'Secret',
+  ]) {
     assert.ok(kinds.has(kind), `${kind} is rendered`);
   }
   const deployment = docs.find((d) => d.kind === 'Deployment') as unknown as {
@@ -157,12 +184,26 @@ test('the Deployment is hardened and probed; optional parts render when enabled;
   assert.match(secret.stringData['secrets.yaml']!, /url: postgres:\/\/kubevisa@db\.example:5432\/kubevisa/);
   assert.doesNotMatch(configMap.data['server.yaml']!, /s3cret|postgres:\/\//, 'no secret in the ConfigMap');
   await writeFile(join(dir, 'server.yaml'), configMap.data['server.yaml']!);
-  await writeFile(join(dir, 'secrets.yaml'), secret.stringData['secrets.yaml']!.replace(/\n\s*store:\n\s*url: .*$/m, ''));
-  assert.deepEqual(container.args, ['server', '--config', '/etc/kubevisa/config/server.yaml', '--config', '/etc/kubevisa/secrets/secrets.yaml']);
+  await writeFile(
+    join(dir, 'secrets.yaml'),
+    secret.stringData['secrets.yaml']!.replace(/\n\s*store:\n\s*url: .*$/m, ''),
+  );
+  assert.deepEqual(container.args, [
+    'server',
+    '--config',
+    '/etc/kubevisa/config/server.yaml',
+    '--config',
+    '/etc/kubevisa/secrets/secrets.yaml',
+  ]);
   const config = await loadServerConfig([join(dir, 'server.yaml'), join(dir, 'secrets.yaml')]);
   assert.equal(config.oidc.clientSecret, 's3cret');
   assert.deepEqual(config.clusters, [
-    { name: 'local', kubeconfig: '/var/lib/kubevisa/clusters/local.in-cluster.kubeconfig', directMode: false, inCluster: {} },
+    {
+      name: 'local',
+      kubeconfig: '/var/lib/kubevisa/clusters/local.in-cluster.kubeconfig',
+      directMode: false,
+      inCluster: {},
+    },
   ]);
   assert.equal(config.tls?.certFile, '/etc/kubevisa/tls/tls.crt');
   assert.equal(config.listen.host, '0.0.0.0');
@@ -171,8 +212,21 @@ test('the Deployment is hardened and probed; optional parts render when enabled;
 test('applies to the control plane: dry run, then for real; pods pass PodSecurity restricted; exactly the RBAC kubevisa needs', async () => {
   // The namespace enforces PodSecurity restricted, so a pod that breaks it is refused.
   await kOk(['create', 'namespace', 'kubevisa-system']);
-  await kOk(['label', 'namespace', 'kubevisa-system', 'pod-security.kubernetes.io/enforce=restricted', 'pod-security.kubernetes.io/warn=restricted']);
-  const rendered = await run(helm, ['template', 'kubevisa', CHART_DIR, '--namespace', 'kubevisa-system', ...APPLIED.flatMap((s) => ['--set', s])]);
+  await kOk([
+    'label',
+    'namespace',
+    'kubevisa-system',
+    'pod-security.kubernetes.io/enforce=restricted',
+    'pod-security.kubernetes.io/warn=restricted',
+  ]);
+  const rendered = await run(helm, [
+    'template',
+    'kubevisa',
+    CHART_DIR,
+    '--namespace',
+    'kubevisa-system',
+    ...APPLIED.flatMap((s) => ['--set', s]),
+  ]);
   assert.equal(rendered.code, 0, rendered.stderr);
   const dryRun = await k(['apply', '--dry-run=server', '-f', '-'], rendered.stdout);
   assert.equal(dryRun.code, 0, dryRun.stderr);
@@ -181,14 +235,25 @@ test('applies to the control plane: dry run, then for real; pods pass PodSecurit
 
   const applied = await k(['apply', '-f', '-'], rendered.stdout);
   assert.equal(applied.code, 0, applied.stderr);
-  const docs = parseAllDocuments(rendered.stdout).map((d) => d.toJS() as Doc | null).filter((d): d is Doc => d !== null);
+  const docs = parseAllDocuments(rendered.stdout)
+    .map((d) => d.toJS() as Doc | null)
+    .filter((d): d is Doc => d !== null);
   for (const doc of docs) {
     const args = ['get', doc.kind.toLowerCase(), doc.metadata.name, '-o', 'name'];
     if (doc.metadata.namespace) args.push('-n', doc.metadata.namespace);
     assert.equal((await k(args)).code, 0, `${doc.kind} ${doc.metadata.name} exists`);
   }
   await eventually(async () => {
-    const pods = await kOk(['get', 'pods', '-n', 'kubevisa-system', '-l', 'app.kubernetes.io/name=kubevisa', '-o', 'name']);
+    const pods = await kOk([
+      'get',
+      'pods',
+      '-n',
+      'kubevisa-system',
+      '-l',
+      'app.kubernetes.io/name=kubevisa',
+      '-o',
+      'name',
+    ]);
     return pods.trim().split('\n').filter(Boolean).length === 2;
   }, 'the Deployment makes its two pods in the restricted namespace');
 
@@ -203,7 +268,15 @@ test('applies to the control plane: dry run, then for real; pods pass PodSecurit
     assert.deepEqual(extra, [...expectedRules(objects, namespace)].sort(), `rights in ${namespace}`);
   }
   // The human-facing view says the same, and a few things kubevisa must never be able to do.
-  const listed = await kOk(['auth', 'can-i', '--list', '-n', 'kubevisa-visas', '--as', 'system:serviceaccount:kubevisa-system:kubevisa']);
+  const listed = await kOk([
+    'auth',
+    'can-i',
+    '--list',
+    '-n',
+    'kubevisa-visas',
+    '--as',
+    'system:serviceaccount:kubevisa-system:kubevisa',
+  ]);
   assert.match(listed, /serviceaccounts\/token\s+\[\]\s+\[\]\s+\[create\]/);
   const as = ['--as', 'system:serviceaccount:kubevisa-system:kubevisa'];
   for (const forbidden of [
@@ -238,7 +311,9 @@ async function rulesOf(user: string, namespace: string): Promise<Set<string>> {
       ['create', '-f', '-', '-o', 'json', '--as', user],
       JSON.stringify({ apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectRulesReview', spec: { namespace } }),
     ),
-  ) as { status: { resourceRules?: PolicyRule[]; nonResourceRules?: { verbs: string[]; nonResourceURLs: string[] }[] } };
+  ) as {
+    status: { resourceRules?: PolicyRule[]; nonResourceRules?: { verbs: string[]; nonResourceURLs: string[] }[] };
+  };
   const rules = new Set<string>();
   for (const rule of review.status.resourceRules ?? []) for (const atom of atoms(rule)) rules.add(atom);
   for (const rule of review.status.nonResourceRules ?? []) {
@@ -250,13 +325,17 @@ async function rulesOf(user: string, namespace: string): Promise<Set<string>> {
 /** The rules installObjects() gives kubevisa's ServiceAccount that apply in `namespace`. */
 function expectedRules(objects: InstallObject[], namespace: string): Set<string> {
   const subjectIsKubevisa = (o: InstallObject) =>
-    'subjects' in o && o.subjects.some((s) => s.kind === 'ServiceAccount' && s.name === 'kubevisa' && s.namespace === 'kubevisa-system');
+    'subjects' in o &&
+    o.subjects.some((s) => s.kind === 'ServiceAccount' && s.name === 'kubevisa' && s.namespace === 'kubevisa-system');
   const rules = new Set<string>();
   for (const binding of objects.filter(subjectIsKubevisa)) {
     if (binding.kind === 'RoleBinding' && binding.metadata.namespace !== namespace) continue;
     if (binding.kind !== 'RoleBinding' && binding.kind !== 'ClusterRoleBinding') continue;
     const role = objects.find(
-      (o) => o.kind === binding.roleRef.kind && o.metadata.name === binding.roleRef.name && (o.kind === 'ClusterRole' || o.metadata.namespace === namespace),
+      (o) =>
+        o.kind === binding.roleRef.kind &&
+        o.metadata.name === binding.roleRef.name &&
+        (o.kind === 'ClusterRole' || o.metadata.namespace === namespace),
     );
     assert.ok(role && 'rules' in role, `${binding.roleRef.kind} ${binding.roleRef.name} is installed`);
     for (const rule of role.rules) for (const atom of atoms(rule)) rules.add(atom);

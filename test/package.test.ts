@@ -27,7 +27,11 @@ let cp: ControlPlane | undefined;
 let idp: DevIdp | undefined;
 let server: ChildProcess | undefined;
 
-function exec(command: string, args: string[], options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}) {
+function exec(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+) {
   return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(
       command,
@@ -39,7 +43,8 @@ function exec(command: string, args: string[], options: { cwd?: string; env?: Re
         timeout: options.timeoutMs ?? 60_000,
         maxBuffer: 16 * 1024 * 1024,
       },
-      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -64,21 +69,38 @@ after(async () => {
 });
 
 test('npm pack ships compiled JavaScript and a deliberate file list: no TypeScript, tests or sources', async () => {
-  const packed = await exec('npm', ['pack', '--json', '--pack-destination', dir], { cwd: repoRoot, timeoutMs: 300_000 });
+  const packed = await exec('npm', ['pack', '--json', '--pack-destination', dir], {
+    cwd: repoRoot,
+    timeoutMs: 300_000,
+  });
   assert.equal(packed.code, 0, packed.stderr);
   const [info] = JSON.parse(packed.stdout) as { filename: string; files: { path: string }[] }[];
   tarball = join(dir, info!.filename);
   const files = info!.files.map((f) => f.path);
-  for (const required of ['package.json', 'README.md', 'dist/bin/kubevisa', 'dist/src/cli/main.js', 'dist/src/server/main.js', 'dist/src/gateway/audit-worker.js', 'dist/scripts/k8s-binaries.sh']) {
+  for (const required of [
+    'package.json',
+    'README.md',
+    'dist/bin/kubevisa',
+    'dist/src/cli/main.js',
+    'dist/src/server/main.js',
+    'dist/src/gateway/audit-worker.js',
+    'dist/scripts/k8s-binaries.sh',
+  ]) {
     assert.ok(files.includes(required), `${required} is in the package`);
   }
-  const unwanted = files.filter((f) => /\.ts$|\.test\.|(^|\/)test\/(?!k8s\/go\.(mod|sum)$)|^src\/|^bench\/|^deploy\/|node_modules/.test(f));
+  const unwanted = files.filter((f) =>
+    /\.ts$|\.test\.|(^|\/)test\/(?!k8s\/go\.(mod|sum)$)|^src\/|^bench\/|^deploy\/|node_modules/.test(f),
+  );
   assert.deepEqual(unwanted, [], 'no TypeScript, tests, benchmarks or raw sources');
 });
 
 test('installs from the tarball into an empty folder; npx kubevisa --help and --version work with no dev tool', async () => {
   await writeFile(join(image, 'package.json'), JSON.stringify({ name: 'kubevisa-image', private: true }));
-  const installed = await exec('npm', ['install', '--prefer-offline', '--omit=dev', '--no-audit', '--no-fund', tarball], { cwd: image, timeoutMs: 300_000 });
+  const installed = await exec(
+    'npm',
+    ['install', '--prefer-offline', '--omit=dev', '--no-audit', '--no-fund', tarball],
+    { cwd: image, timeoutMs: 300_000 },
+  );
   assert.equal(installed.code, 0, installed.stderr);
   const modules = await readdir(join(image, 'node_modules'));
   for (const devOnly of ['typescript', 'eslint', 'prettier', 'vite', 'playwright-core', 'fast-check']) {
@@ -112,12 +134,19 @@ test('the main commands against a real server started by the image entrypoint, t
   const pki = join(state, 'pki');
   await mkdir(pki, { recursive: true });
   const ca = await LocalCa.create(pki, 'kubevisa-package-test');
-  const serving = await ca.issue({ name: 'server', commonName: 'kubevisa', ipAddresses: ['127.0.0.1'], usage: 'server' });
+  const serving = await ca.issue({
+    name: 'server',
+    commonName: 'kubevisa',
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
   const port = 20_000 + Math.floor(Math.random() * 10_000);
   const serverUrl = `https://127.0.0.1:${port}`;
   idp = await startDevIdp({
     accounts: [people.cora, people.sam].map((p) => ({ ...p, name: p.sub })),
-    clients: [{ clientId: 'kubevisa', clientSecret: 'package-test', redirectUris: [`${serverUrl}/api/v1/login/callback`] }],
+    clients: [
+      { clientId: 'kubevisa', clientSecret: 'package-test', redirectUris: [`${serverUrl}/api/v1/login/callback`] },
+    ],
   });
   const configFile = join(state, 'server.yaml');
   await writeFile(
@@ -143,7 +172,10 @@ test('the main commands against a real server started by the image entrypoint, t
   const [node, ...nodeArgs] = entrypoint.map((word) => word.replace('/opt/kubevisa', image));
   assert.equal(node, '/nodejs/bin/node');
   assert.ok(existsSync(nodeArgs[nodeArgs.length - 1]!), `the entrypoint's script exists: ${nodeArgs.join(' ')}`);
-  server = spawn(process.execPath, [...nodeArgs, 'server', '--config', configFile], { cwd: data, stdio: ['ignore', 'pipe', 'pipe'] });
+  server = spawn(process.execPath, [...nodeArgs, 'server', '--config', configFile], {
+    cwd: data,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let serverOutput = '';
   server.stdout!.on('data', (c: Buffer) => (serverOutput += c.toString()));
   server.stderr!.on('data', (c: Buffer) => (serverOutput += c.toString()));
@@ -171,11 +203,49 @@ test('the main commands against a real server started by the image entrypoint, t
 
   const ends = new Date(Date.now() + 10 * 86_400_000).toISOString();
   const engagement = await npx(
-    ['engagement', 'create', '--name', 'pkg', '--vendor', 'Acme', '--contractor', people.cora.email, '--sponsor', people.sam.email, '--ends', ends, '--cluster', 'test', '--ns-pattern', 'staging-*', '--profile', 'viewer', '--max-visa', '8h'],
+    [
+      'engagement',
+      'create',
+      '--name',
+      'pkg',
+      '--vendor',
+      'Acme',
+      '--contractor',
+      people.cora.email,
+      '--sponsor',
+      people.sam.email,
+      '--ends',
+      ends,
+      '--cluster',
+      'test',
+      '--ns-pattern',
+      'staging-*',
+      '--profile',
+      'viewer',
+      '--max-visa',
+      '8h',
+    ],
     sam,
   );
   assert.equal(engagement.code, 0, engagement.stderr);
-  const requested = await npx(['request', '--cluster', 'test', '--ns', 'staging-pkg', '--profile', 'viewer', '--for', '1h', '--reason', 'PKG-1', '-o', 'json'], cora);
+  const requested = await npx(
+    [
+      'request',
+      '--cluster',
+      'test',
+      '--ns',
+      'staging-pkg',
+      '--profile',
+      'viewer',
+      '--for',
+      '1h',
+      '--reason',
+      'PKG-1',
+      '-o',
+      'json',
+    ],
+    cora,
+  );
   assert.equal(requested.code, 0, requested.stderr);
   const visa = JSON.parse(requested.stdout) as { id: string; state: string };
   assert.equal(visa.state, 'active', 'viewer on staging-* is auto-approved');
@@ -184,19 +254,30 @@ test('the main commands against a real server started by the image entrypoint, t
 
   const written = await npx(['kubeconfig', '--cluster', 'test'], cora);
   assert.equal(written.code, 0, written.stderr);
-  const kubeconfig = parse(await readFile(cora.KUBECONFIG, 'utf8')) as { users: { user: { exec: { command: string } } }[] };
+  const kubeconfig = parse(await readFile(cora.KUBECONFIG, 'utf8')) as {
+    users: { user: { exec: { command: string } } }[];
+  };
   const plugin = kubeconfig.users[0]!.user.exec.command;
-  assert.ok(plugin.startsWith(join(image, 'node_modules', 'kubevisa')), `kubectl's credential plugin is the package's own: ${plugin}`);
+  assert.ok(
+    plugin.startsWith(join(image, 'node_modules', 'kubevisa')),
+    `kubectl's credential plugin is the package's own: ${plugin}`,
+  );
   const kubectlEnv = { ...cora, PATH: `${nodeDir}:${process.env.PATH ?? ''}` };
   await eventually('kubectl reaches staging-pkg through the gateway', 20_000, async () => {
-    const pods = await kubectl(cp!.binaries.kubectl, ['get', 'pods', '-n', 'staging-pkg'], { kubeconfig: cora.KUBECONFIG, env: kubectlEnv });
+    const pods = await kubectl(cp!.binaries.kubectl, ['get', 'pods', '-n', 'staging-pkg'], {
+      kubeconfig: cora.KUBECONFIG,
+      env: kubectlEnv,
+    });
     if (pods.code !== 0) throw new Error(pods.stderr);
     return true;
   });
   const revoked = await npx(['revoke', visa.id, '--reason', 'done'], sam);
   assert.equal(revoked.code, 0, revoked.stderr);
   await eventually('kubectl is refused after the revoke', 10_000, async () => {
-    const pods = await kubectl(cp!.binaries.kubectl, ['get', 'pods', '-n', 'staging-pkg'], { kubeconfig: cora.KUBECONFIG, env: kubectlEnv });
+    const pods = await kubectl(cp!.binaries.kubectl, ['get', 'pods', '-n', 'staging-pkg'], {
+      kubeconfig: cora.KUBECONFIG,
+      env: kubectlEnv,
+    });
     return pods.code !== 0;
   });
 });

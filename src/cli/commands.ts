@@ -374,7 +374,11 @@ export const commands: CommandSpec[] = [
     ],
     options: {
       kubeconfig: { type: 'string', description: 'an admin kubeconfig (default: $KUBECONFIG)', placeholder: 'FILE' },
-      cluster: { type: 'string', description: 'a name for the cluster in messages (default: cluster)', placeholder: 'NAME' },
+      cluster: {
+        type: 'string',
+        description: 'a name for the cluster in messages (default: cluster)',
+        placeholder: 'NAME',
+      },
       ...outputOption,
     },
     load: () => import('./commands/uninstall.ts'),

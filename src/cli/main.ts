@@ -41,7 +41,10 @@ function overview(): string {
 function version(): string {
   for (const path of ['../../package.json', '../../../package.json']) {
     try {
-      const manifest = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };
+      const manifest = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as {
+        name?: unknown;
+        version?: unknown;
+      };
       if (manifest.name === 'kubevisa' && typeof manifest.version === 'string') return manifest.version;
     } catch {
       // Not at this depth: try the next.

@@ -92,7 +92,9 @@ export async function installKubevisa(options: InstallOptions): Promise<InstallR
     const label = `${object.kind} ${where}${object.metadata.name}`;
     switch (object.kind) {
       case 'Namespace':
-        progress(`${label} ${(await objects.ensureNamespace(object.metadata.name, object.metadata.labels)) ? 'created' : 'already there'}`);
+        progress(
+          `${label} ${(await objects.ensureNamespace(object.metadata.name, object.metadata.labels)) ? 'created' : 'already there'}`,
+        );
         break;
       case 'ClusterRole':
         progress(`${label} ${await objects.applyClusterRole(object)}`);
@@ -233,9 +235,7 @@ export async function uninstallKubevisa(options: UninstallOptions): Promise<{ re
   for (const binding of bindings.items) {
     const namespace = binding.metadata?.namespace ?? '';
     const name = binding.metadata?.name ?? '';
-    await remove(`RoleBinding ${namespace}/${name}`, () =>
-      apis.rbac.deleteNamespacedRoleBinding({ namespace, name }),
-    );
+    await remove(`RoleBinding ${namespace}/${name}`, () => apis.rbac.deleteNamespacedRoleBinding({ namespace, name }));
   }
   await remove(`ClusterRoleBinding ${CONTROLLER_CLUSTER_ROLE}`, () =>
     apis.rbac.deleteClusterRoleBinding({ name: CONTROLLER_CLUSTER_ROLE }),

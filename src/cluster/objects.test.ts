@@ -107,11 +107,11 @@ describe('profileClusterRole', () => {
     assert.equal(role.metadata.name, 'kubevisa:profile:viewer');
     assert.deepEqual(role.metadata.labels, {
       'app.kubernetes.io/managed-by': 'kubevisa',
-      // Selected by part-of, which `helm install` leaves alone (it sets managed-by to Helm).
+      // Own objects are selected by part-of, which `helm install` leaves alone (it sets managed-by to Helm).
       'app.kubernetes.io/part-of': 'kubevisa',
       'kubevisa.io/profile': 'viewer',
     });
-    assert.equal(PROFILE_CLUSTER_ROLE_SELECTOR, 'app.kubernetes.io/part-of=kubevisa,kubevisa.io/profile');
+    assert.equal(PROFILE_CLUSTER_ROLE_SELECTOR, 'kubevisa.io/profile');
     assert.deepEqual(role.rules, viewerProfile.rules);
     assert.notEqual(role.rules[0], viewerProfile.rules[0]);
     role.rules[0]!.verbs.push('delete');

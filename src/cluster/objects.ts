@@ -79,8 +79,11 @@ export const DESCRIPTION_ANNOTATION = 'kubevisa.io/description';
 export const VISA_ROLE_BINDING_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${VISA_LABEL}`;
 /** Selects kubevisa's own objects (its namespaces, ServiceAccount and RBAC), never a visa's or a person's. */
 export const OWN_OBJECT_SELECTOR = `${PART_OF_LABEL}=${PART_OF_VALUE},${COMPONENT_LABEL}=${COMPONENT_VALUE}`;
-/** Selects the profile ClusterRoles (`kubevisa:profile:<name>`), installed by `kubevisa install` or by Helm. */
-export const PROFILE_CLUSTER_ROLE_SELECTOR = `${PART_OF_LABEL}=${PART_OF_VALUE},${PROFILE_LABEL}`;
+/**
+ * Selects the profile ClusterRoles (`kubevisa:profile:<name>`), installed by `kubevisa install` or by Helm: the
+ * kubevisa-only key alone, so profiles installed before the part-of label existed are found too.
+ */
+export const PROFILE_CLUSTER_ROLE_SELECTOR = PROFILE_LABEL;
 /** Selects the person ServiceAccounts (in `kubevisa-visas`). */
 export const PERSON_SERVICE_ACCOUNT_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${PERSON_LABEL}`;
 

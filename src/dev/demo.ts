@@ -160,7 +160,7 @@ export async function startDemo(options: {
       dataDir,
       onProgress: (m: string) => progress(`  ${m}`),
     });
-    const rawConfig = {
+    const rawConfig: Record<string, unknown> = {
       ...localServerConfig({
         port: serverPort,
         dataDir,
@@ -178,7 +178,7 @@ export async function startDemo(options: {
     // The config file as a person writes one (what `kubevisa server --config` reads, through the same parser), so
     // it can be the start of a real one. The demo IdP's client secret is not written.
     const configFile = join(dir, 'server.yaml');
-    const { oidc } = rawConfig as { oidc: Record<string, unknown> };
+    const oidc = rawConfig.oidc as Record<string, unknown>;
     await writeFile(
       configFile,
       [
@@ -236,7 +236,9 @@ async function seedCluster(apis: Apis, created: string[]): Promise<void> {
   };
   for (const namespace of DEMO_NAMESPACES) {
     try {
-      await apis.core.createNamespace({ body: { metadata: { name: namespace, labels: { [DEMO_NAMESPACE_LABEL]: 'true' } } } });
+      await apis.core.createNamespace({
+        body: { metadata: { name: namespace, labels: { [DEMO_NAMESPACE_LABEL]: 'true' } } },
+      });
       created.push(namespace);
     } catch (error) {
       if (kubernetesStatusOf(error)?.reason !== 'AlreadyExists') throw error;

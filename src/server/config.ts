@@ -178,7 +178,9 @@ export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfi
       const serviceAccountDir = text(c, 'serviceAccountDir', `clusters[${i}].`, false);
       // The name becomes a file name: only a DNS label, never a path.
       if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name)) {
-        throw new InvalidInput(`config: 'clusters[${i}].name' must be a DNS label (such as local) for an in-cluster cluster`);
+        throw new InvalidInput(
+          `config: 'clusters[${i}].name' must be a DNS label (such as local) for an in-cluster cluster`,
+        );
       }
       return {
         name,
@@ -301,9 +303,12 @@ export async function loadServerConfig(files: string | readonly string[]): Promi
   let merged: unknown;
   for (const file of list) {
     const parsed = await readConfigFile(file);
-    const forbidden = findForbiddenKey(parsed, file);
+    // Refused before merging, which would otherwise walk the key.
+    const forbidden = findForbiddenKey(parsed, 'config');
     if (forbidden !== undefined) {
-      throw new InvalidInput(`config: '${forbidden}' is not a field kubevisa knows, and such names are never allowed`);
+      throw new InvalidInput(
+        `config: '${forbidden}' (in ${file}) is not a field kubevisa knows, and such names are never allowed`,
+      );
     }
     merged = merged === undefined ? parsed : mergeConfig(merged, parsed);
   }

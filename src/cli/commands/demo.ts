@@ -18,7 +18,9 @@ export const run: CommandRun = async ({ values, io }) => {
     try {
       await access(adminKubeconfig, constants.R_OK);
     } catch (error) {
-      throw new UsageError(`--kubeconfig ${adminKubeconfig} cannot be read (${(error as Error).message}): give a cluster-admin kubeconfig`);
+      throw new UsageError(
+        `--kubeconfig ${adminKubeconfig} cannot be read (${(error as Error).message}): give a cluster-admin kubeconfig`,
+      );
     }
   }
   const started = Date.now();
@@ -28,7 +30,9 @@ export const run: CommandRun = async ({ values, io }) => {
       'The first run builds the Kubernetes binaries from Go modules (about 8 minutes on 2 cores); later runs take ~15 s.\n',
     );
   } else {
-    io.err(`Starting the kubevisa demo in the cluster of ${adminKubeconfig}: an identity provider and the server here.\n`);
+    io.err(
+      `Starting the kubevisa demo in the cluster of ${adminKubeconfig}: an identity provider and the server here.\n`,
+    );
     io.err('Ctrl-C removes from the cluster everything the demo put there.\n');
   }
   const demo = await startDemo({
