@@ -1,6 +1,6 @@
 /**
- * What the reconciler needs from a cluster: the narrow slice of ClusterClient it calls, so tests and future
- * engines (another client library, a fake for unit tests) plug in here.
+ * What the reconciler needs from a cluster: the narrow slice of ClusterClient it calls, and all it calls. The real
+ * ClusterClient fits it; so does the in-memory fake the reconciler's unit tests run on (testing/fake-cluster.ts).
  */
 import type { OwnRbac } from '../cluster/client.ts';
 import type { ClusterRole, Role, RoleBinding, ServiceAccount } from '../cluster/objects.ts';

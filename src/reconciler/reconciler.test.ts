@@ -1,0 +1,210 @@
+// The reconciler against a fake of its narrow cluster port (testing/fake-cluster.ts) and a real SQLite store in
+// memory, with a clock the test moves: what a granting visa makes in the cluster, what expiry and revocation remove
+// (always before anything is added), drift repaired, bindings nobody wants removed, and namespaces it must not or
+// cannot write. The same behaviour against a real kube-apiserver is covered by the end-to-end tests in test/.
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { systemCaller, type Caller } from '../app/caller.ts';
+import { EngagementService } from '../app/engagements.ts';
+import { AppEvents } from '../app/events.ts';
+import { VisaService } from '../app/visas.ts';
+import { PERSON_ANNOTATION } from '../cluster/objects.ts';
+import type { Actor } from '../domain/model.ts';
+import { serviceAccountName } from '../domain/names.ts';
+import { DAY, HOUR, MINUTE, NOW } from '../domain/testing/fixtures.ts';
+import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
+import { openSqliteStore } from '../store/sqlite.ts';
+import type { Store } from '../store/store.ts';
+import { Reconciler } from './reconciler.ts';
+import { FakeCluster } from './testing/fake-cluster.ts';
+
+const EMAIL = 'carol@vendor.example';
+let store: Store;
+let clock: number;
+let cluster: FakeCluster;
+let reconciler: Reconciler;
+let visas: VisaService;
+let carol: Caller;
+let approver: Caller;
+
+beforeEach(async () => {
+  clock = NOW;
+  store = await openSqliteStore({ path: ':memory:' });
+  await store.transaction(async (tx) => {
+    for (const profile of SHIPPED_PROFILES) await tx.upsertProfile(profile);
+  });
+  const person = async (subject: string, email: string, roles: Actor['roles']) => {
+    const saved = await store.transaction(async (tx) => {
+      const p = await tx.upsertPersonFromLogin({
+        issuer: 'https://idp.example',
+        subject,
+        email,
+        displayName: subject,
+        groups: [],
+        now: NOW - DAY,
+      });
+      return tx.setPersonRoles(p.id, roles, NOW - DAY);
+    });
+    return { actor: { personId: saved.id, email: saved.email, roles: saved.roles, groups: [] } };
+  };
+  carol = await person('carol', EMAIL, []);
+  approver = await person('abe', 'abe@corp.example', ['approver']);
+  const ports = {
+    store,
+    policy: {
+      requiredApprovals: 1,
+      approverGroups: [],
+      autoApproval: [],
+      maxVisaSeconds: 7 * 86_400,
+      expiryNoticeSeconds: 900,
+    },
+    clusterNames: () => ['prod'],
+    events: new AppEvents(),
+    now: () => clock,
+  };
+  visas = new VisaService(ports);
+  await new EngagementService(ports).createAs(systemCaller('test'), {
+    name: 'acme',
+    vendor: 'Acme',
+    contractors: [EMAIL],
+    sponsor: 'sam@corp.example',
+    endsAt: new Date(NOW + 30 * DAY).toISOString(),
+    ceiling: {
+      clusters: ['prod'],
+      namespacePatterns: ['payments', 'billing', 'gone'],
+      profiles: ['viewer'],
+    },
+    maxVisaDuration: '3d',
+  });
+  cluster = new FakeCluster({
+    name: 'prod',
+    namespaces: ['payments', 'billing', 'kube-system'],
+    profiles: SHIPPED_PROFILES,
+  });
+  reconciler = new Reconciler({ store, clusters: new Map([['prod', cluster]]), now: () => clock });
+});
+afterEach(async () => {
+  reconciler.stop();
+  await store.close();
+});
+
+async function grant(namespaces: string[], duration = '2h') {
+  const requested = await visas.request(carol, {
+    cluster: 'prod',
+    namespaces,
+    profile: 'viewer',
+    duration,
+    reason: 'JIRA-1',
+  });
+  return visas.approve(approver, requested.id, {});
+}
+
+describe('the reconciler', () => {
+  test("makes the person's ServiceAccount, then one RoleBinding per granted namespace, each after a durable intent", async () => {
+    const visa = await grant(['payments', 'billing']);
+    const report = await reconciler.reconcileNow('prod');
+    assert.equal(report.error, undefined);
+    const sa = serviceAccountName(EMAIL);
+    // The identity first, then the bindings (written concurrently, so in no particular order).
+    assert.equal(cluster.writes[0], `create serviceaccount ${sa}`);
+    assert.deepEqual(cluster.writes.slice(1).sort(), [
+      `create rolebinding billing/kubevisa-${visa.id}`,
+      `create rolebinding payments/kubevisa-${visa.id}`,
+    ]);
+    const binding = cluster.roleBindings.get(`payments/kubevisa-${visa.id}`)!;
+    assert.equal(binding.roleRef.name, 'kubevisa:profile:viewer');
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: sa, namespace: 'kubevisa-visas' }]);
+    assert.equal(binding.metadata.labels['kubevisa.io/visa'], visa.id);
+    assert.equal(cluster.serviceAccounts.get(sa)?.metadata.annotations[PERSON_ANNOTATION], EMAIL);
+    assert.equal((await store.getVisa(visa.id))?.state, 'active', 'the activation is recorded');
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), [], 'every intent is completed');
+    const created = await store.listAudit({ visaId: visa.id });
+    assert.ok(
+      created.some((e) => e.action === 'cluster.rolebinding.create'),
+      created.map((e) => e.action).join(),
+    );
+    // Converged: a second pass writes nothing.
+    const before = cluster.writes.length;
+    await reconciler.reconcileNow('prod');
+    assert.equal(cluster.writes.length, before);
+  });
+
+  test('at notAfter the visa is recorded expired and its bindings and the ServiceAccount go', async () => {
+    const visa = await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    clock = NOW + HOUR + MINUTE;
+    const report = await reconciler.reconcileNow('prod');
+    assert.deepEqual(report.deleted.sort(), [
+      `payments/kubevisa-${visa.id}`,
+      `serviceaccount/${serviceAccountName(EMAIL)}`,
+    ]);
+    assert.equal(cluster.roleBindings.size, 0);
+    assert.equal(cluster.serviceAccounts.size, 0);
+    const stored = await store.getVisa(visa.id);
+    assert.equal(stored?.state, 'expired');
+    const [expired] = await store.listAudit({ visaId: visa.id, action: 'visa.expired' });
+    assert.equal(expired?.actor, 'system');
+  });
+
+  test('removes access before it adds any: a revoked visa goes before a new one is bound', async () => {
+    const old = await grant(['payments']);
+    await reconciler.reconcileNow('prod');
+    await visas.revoke(carol, old.id, 'done with it');
+    const next = await grant(['billing']);
+    cluster.writes.length = 0;
+    await reconciler.reconcileNow('prod');
+    assert.deepEqual(cluster.writes, [
+      `delete rolebinding payments/kubevisa-${old.id}`,
+      `create rolebinding billing/kubevisa-${next.id}`,
+    ]);
+  });
+
+  test('a binding edited by someone else is deleted and made again; one nobody wants is removed', async () => {
+    const visa = await grant(['payments']);
+    await reconciler.reconcileNow('prod');
+    const key = `payments/kubevisa-${visa.id}`;
+    const edited = cluster.roleBindings.get(key)!;
+    cluster.roleBindings.set(key, { ...edited, roleRef: { ...edited.roleRef, name: 'cluster-admin' } });
+    cluster.roleBindings.set('billing/kubevisa-v_stray', {
+      ...edited,
+      metadata: {
+        ...edited.metadata,
+        namespace: 'billing',
+        name: 'kubevisa-v_stray',
+        labels: { ...edited.metadata.labels, 'kubevisa.io/visa': 'v_stray' },
+      },
+    });
+    const report = await reconciler.reconcileNow('prod');
+    assert.deepEqual(report.repaired, [key]);
+    assert.deepEqual(report.deleted, ['billing/kubevisa-v_stray']);
+    assert.equal(cluster.roleBindings.get(key)?.roleRef.name, 'kubevisa:profile:viewer');
+    assert.equal(cluster.roleBindings.has('billing/kubevisa-v_stray'), false);
+  });
+
+  test('never writes a protected namespace, and reports one that does not exist without stopping the pass', async () => {
+    // Rows written around the API's own refusal (an older version, or by hand).
+    const visa = await grant(['payments']);
+    await store.transaction(async (tx) => {
+      const row = (await tx.getVisa(visa.id))!;
+      await tx.updateVisa({ ...row, namespaces: ['payments', 'kube-system', 'gone'] }, row.version);
+    });
+    const report = await reconciler.reconcileNow('prod');
+    assert.equal(report.error, undefined);
+    assert.deepEqual(report.protectedNamespaces, ['kube-system']);
+    assert.deepEqual(report.missingNamespaces, ['gone']);
+    assert.deepEqual([...cluster.roleBindings.keys()], [`payments/kubevisa-${visa.id}`]);
+  });
+
+  test('a profile ClusterRole widened by hand is put back before any binding to it is made', async () => {
+    const [name, role] = [...cluster.profileRoles].find(([n]) => n === 'kubevisa:profile:viewer')!;
+    cluster.profileRoles.set(name, {
+      ...role,
+      rules: [...role.rules, { apiGroups: [''], resources: ['secrets'], verbs: ['get'] }],
+    });
+    const visa = await grant(['payments']);
+    await reconciler.reconcileNow('prod');
+    assert.equal(cluster.writes[0], `replace clusterrole ${name}`);
+    assert.ok(cluster.writes.indexOf(`create rolebinding payments/kubevisa-${visa.id}`) > 0);
+    assert.ok(!cluster.profileRoles.get(name)!.rules.some((r) => r.resources?.includes('secrets')));
+  });
+});

@@ -1,0 +1,129 @@
+/**
+ * An in-memory cluster behind the reconciler's narrow port (cluster-port.ts), for unit tests of the reconciler: it
+ * keeps the objects the reconciler manages, refuses a RoleBinding in a namespace that does not exist as
+ * kube-apiserver does, tells watchers of every change, and logs each write in order so a test can check that
+ * access is removed before anything is added. Integration tests run the real ClusterClient against kube-apiserver.
+ */
+import type { OwnRbac } from '../../cluster/client.ts';
+import { NamespaceMissing } from '../../cluster/errors.ts';
+import {
+  kubevisaControllerRbac,
+  profileClusterRole,
+  type ClusterRole,
+  type Role,
+  type RoleBinding,
+  type ServiceAccount,
+} from '../../cluster/objects.ts';
+import type { Profile } from '../../domain/model.ts';
+import type { ReconcilerCluster } from '../cluster-port.ts';
+
+export class FakeCluster implements ReconcilerCluster {
+  readonly name: string;
+  /** Namespaces that exist (a RoleBinding anywhere else is refused with NamespaceMissing). */
+  readonly namespaces: Set<string>;
+  /** Managed RoleBindings by `namespace/name`. */
+  readonly roleBindings = new Map<string, RoleBinding>();
+  /** Person ServiceAccounts by name. */
+  readonly serviceAccounts = new Map<string, ServiceAccount>();
+  readonly profileRoles = new Map<string, ClusterRole>();
+  ownRbac: OwnRbac;
+  /** Every write, in order: `create rolebinding payments/kubevisa-v_1`, `delete serviceaccount x`… */
+  readonly writes: string[] = [];
+  private readonly watchers = new Set<() => void>();
+  private version = 1;
+
+  constructor(options: { name: string; namespaces: string[]; profiles: readonly Profile[] }) {
+    this.name = options.name;
+    this.namespaces = new Set(options.namespaces);
+    for (const profile of options.profiles) {
+      const role = profileClusterRole(profile);
+      this.profileRoles.set(role.metadata.name, this.stamp(role));
+    }
+    this.ownRbac = kubevisaControllerRbac(options.profiles.map((p) => p.name));
+  }
+
+  private stamp<T extends { metadata: object }>(object: T): T {
+    return { ...object, metadata: { ...object.metadata, resourceVersion: String(this.version++) } };
+  }
+
+  private changed(): void {
+    for (const watcher of this.watchers) watcher();
+  }
+
+  private watch(onChange: () => void): () => void {
+    this.watchers.add(onChange);
+    return () => this.watchers.delete(onChange);
+  }
+
+  async listManagedRoleBindings(): Promise<RoleBinding[]> {
+    return structuredClone([...this.roleBindings.values()]);
+  }
+
+  async createRoleBinding(binding: RoleBinding): Promise<unknown> {
+    const { namespace, name } = binding.metadata;
+    if (!this.namespaces.has(namespace)) {
+      throw new NamespaceMissing(`namespace '${namespace}' does not exist`, { details: { cluster: this.name } });
+    }
+    this.writes.push(`create rolebinding ${namespace}/${name}`);
+    this.roleBindings.set(`${namespace}/${name}`, this.stamp(structuredClone(binding)));
+    this.changed();
+    return binding;
+  }
+
+  async deleteRoleBinding(namespace: string, name: string): Promise<unknown> {
+    this.writes.push(`delete rolebinding ${namespace}/${name}`);
+    const existed = this.roleBindings.delete(`${namespace}/${name}`);
+    this.changed();
+    return existed;
+  }
+
+  async listManagedServiceAccounts(): Promise<ServiceAccount[]> {
+    return structuredClone([...this.serviceAccounts.values()]);
+  }
+
+  async createServiceAccount(account: ServiceAccount): Promise<unknown> {
+    this.writes.push(`create serviceaccount ${account.metadata.name}`);
+    const uid = `uid-${this.version}`;
+    this.serviceAccounts.set(
+      account.metadata.name,
+      this.stamp({ ...structuredClone(account), metadata: { ...account.metadata, uid } }),
+    );
+    return account;
+  }
+
+  async deleteServiceAccount(name: string): Promise<unknown> {
+    this.writes.push(`delete serviceaccount ${name}`);
+    return this.serviceAccounts.delete(name);
+  }
+
+  watchManagedRoleBindings(onChange: () => void): () => void {
+    return this.watch(onChange);
+  }
+
+  async listProfileClusterRoles(): Promise<ClusterRole[]> {
+    return structuredClone([...this.profileRoles.values()]);
+  }
+
+  async replaceProfileClusterRole(role: ClusterRole): Promise<unknown> {
+    this.writes.push(`replace clusterrole ${role.metadata.name}`);
+    this.profileRoles.set(role.metadata.name, this.stamp(structuredClone(role)));
+    return role;
+  }
+
+  watchProfileClusterRoles(onChange: () => void): () => void {
+    return this.watch(onChange);
+  }
+
+  async readOwnRbac(): Promise<OwnRbac> {
+    return structuredClone(this.ownRbac);
+  }
+
+  async replaceOwnRole(role: ClusterRole | Role): Promise<unknown> {
+    this.writes.push(`replace own role ${role.metadata.name}`);
+    return role;
+  }
+
+  watchOwnRbac(onChange: () => void): () => void {
+    return this.watch(onChange);
+  }
+}
