@@ -83,7 +83,8 @@ test('npm pack ships compiled JavaScript and a deliberate file list: no TypeScri
     'dist/bin/kubevisa',
     'dist/src/cli/main.js',
     'dist/src/server/main.js',
-    'dist/src/gateway/audit-worker.js',
+    'dist/src/store/sqlite-audit-worker.js',
+    'dist/src/audit/verify-worker.js',
     'dist/scripts/k8s-binaries.sh',
   ]) {
     assert.ok(files.includes(required), `${required} is in the package`);
