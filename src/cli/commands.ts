@@ -32,6 +32,37 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/dev-cluster.ts'),
   },
   {
+    path: ['store', 'migrate'],
+    summary: "Move a server's state from its SQLite file into an empty PostgreSQL database (server stopped)",
+    usage:
+      'kubevisa store migrate --from sqlite:PATH --to postgres:URL [--password-file FILE | --password-env NAME] [-o json]',
+    examples: [
+      'kubevisa store migrate --from sqlite:/var/lib/kubevisa/kubevisa.db \\\n' +
+        '    --to postgres:postgres://kubevisa_owner@db.internal:5432/kubevisa --password-file /etc/kubevisa/db-owner-password',
+      'KV_DB_PASSWORD=… kubevisa store migrate --from sqlite:./data/kubevisa.db --to postgres:postgres://kv@127.0.0.1/kv --password-env KV_DB_PASSWORD -o json',
+    ],
+    options: {
+      from: { type: 'string', description: 'the SQLite database to copy, as sqlite:PATH', placeholder: 'sqlite:PATH' },
+      to: {
+        type: 'string',
+        description: 'the empty PostgreSQL database to fill, as postgres:URL (no password in the URL)',
+        placeholder: 'postgres:URL',
+      },
+      'password-file': {
+        type: 'string',
+        description: "file holding the PostgreSQL role's password",
+        placeholder: 'FILE',
+      },
+      'password-env': {
+        type: 'string',
+        description: "environment variable holding the PostgreSQL role's password",
+        placeholder: 'NAME',
+      },
+      ...outputOption,
+    },
+    load: () => import('./commands/store.ts'),
+  },
+  {
     path: ['login'],
     summary: 'Log in to a kubevisa server at your company identity provider (browser or device code)',
     usage: 'kubevisa login [URL | --server URL] [--browser | --device] [--ca-file FILE]',

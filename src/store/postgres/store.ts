@@ -98,6 +98,8 @@ export interface PostgresStore extends Store {
    */
   inspectAuditProtections(): Promise<ProtectionCheck[]>;
   openAuditAppender(options?: AuditAppenderOptions): PostgresAuditAppender;
+  /** A pooled connection for the engine's own tools (import-sqlite.ts); the caller releases it. */
+  connect(): Promise<pg.PoolClient>;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
