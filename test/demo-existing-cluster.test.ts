@@ -98,7 +98,7 @@ test('demo --kubeconfig installs into the existing cluster, reaches a revoked wa
 
   // The stumbles: the admin kubeconfig's path is printed, and the written server.yaml is a config the server loads.
   assert.equal(/admin:\s+(\S+)/.exec(out)?.[1], cp.adminKubeconfig);
-  const configFile = /config:\s+(\S+)/.exec(out)![1]!;
+  const configFile = /^\s+config:\s+(\S+) \(the server's config/m.exec(out)![1]!;
   const config = await loadServerConfig(configFile);
   assert.equal(`https://127.0.0.1:${config.listen.port}`, serverUrl);
   assert.equal(config.clusters[0]!.name, 'demo');
