@@ -4,12 +4,12 @@
 // what each provider refuses.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, verify } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, verify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DirectoryUser, IdentityDirectory } from '../src/identity/directory.ts';
-import { createEntraDirectory } from '../src/identity/directories/entra.ts';
+import { createEntraDirectory, type EntraOptions } from '../src/identity/directories/entra.ts';
 import { createGoogleDirectory, GOOGLE_SCOPES } from '../src/identity/directories/google.ts';
 import { nextLink } from '../src/identity/directories/okta.ts';
 import { createKeycloakDirectory } from '../src/identity/directories/keycloak.ts';
@@ -182,16 +182,24 @@ describe('Okta (Management API, SSWS API token)', () => {
 
 describe('Microsoft Entra ID (Graph, client credentials)', () => {
   const tenant = '72f988bf-86f1-41af-91ab-2d7cd011db47';
-  test('follows @odata.nextLink, honours Retry-After, lists deleted users and transitive group members', async () => {
-    const server = await replay(fixture('entra'));
-    const { waits, sleep } = recordedSleeps();
-    const directory = createEntraDirectory({
+  /** Entra ID read from `server`, the token endpoint included. */
+  const entra = (server: ReplayServer, options: Partial<EntraOptions> & { clientSecret: string }) =>
+    createEntraDirectory({
       tenant,
-      clientId: '535fb089-9ff3-47b6-9bfb-4f1264799865',
-      clientSecretFile: secret('entra.secret', 'qWgdYAmab0YSkuL1qKv5bPX'),
+      clientId: 'c',
+      clientSecretFile: secret(`entra-${randomUUID()}.secret`, options.clientSecret),
       emailAttribute: 'userPrincipalName',
       graphUrl: server.url,
       tokenUrl: `${server.url}/${tenant}/oauth2/v2.0/token`,
+      groups: [],
+      ...options,
+    });
+  test('follows @odata.nextLink, honours Retry-After, lists deleted users and transitive group members', async () => {
+    const server = await replay(fixture('entra'));
+    const { waits, sleep } = recordedSleeps();
+    const directory = entra(server, {
+      clientId: '535fb089-9ff3-47b6-9bfb-4f1264799865',
+      clientSecret: 'qWgdYAmab0YSkuL1qKv5bPX',
       groups: ['vendor-acme'],
       sleep,
     });
@@ -235,13 +243,9 @@ describe('Microsoft Entra ID (Graph, client credentials)', () => {
 
   test('with emailAttribute: mail, reads mail', async () => {
     const server = await replay(fixture('entra'));
-    const directory = createEntraDirectory({
-      tenant,
-      clientId: 'c',
-      clientSecretFile: secret('entra2.secret', 's'),
+    const directory = entra(server, {
+      clientSecret: 's',
       emailAttribute: 'mail',
-      graphUrl: server.url,
-      tokenUrl: `${server.url}/${tenant}/oauth2/v2.0/token`,
       groups: ['vendor-acme'],
       sleep: () => Promise.resolve(),
     });
@@ -269,15 +273,7 @@ describe('Microsoft Entra ID (Graph, client credentials)', () => {
         'POST',
       ),
     );
-    const directory = createEntraDirectory({
-      tenant,
-      clientId: 'c',
-      clientSecretFile: secret('entra3.secret', 'wrong-secret-value'),
-      emailAttribute: 'userPrincipalName',
-      graphUrl: server.url,
-      tokenUrl: `${server.url}/${tenant}/oauth2/v2.0/token`,
-      groups: [],
-    });
+    const directory = entra(server, { clientSecret: 'wrong-secret-value' });
     await assert.rejects(directory.check!(AbortSignal.timeout(5000)), (error: Error) => {
       assert.match(
         error.message,
@@ -306,15 +302,7 @@ describe('Microsoft Entra ID (Graph, client credentials)', () => {
         },
       }),
     );
-    const directory = createEntraDirectory({
-      tenant,
-      clientId: 'c',
-      clientSecretFile: secret('entra4.secret', 's'),
-      emailAttribute: 'userPrincipalName',
-      graphUrl: server.url,
-      tokenUrl: `${server.url}/${tenant}/oauth2/v2.0/token`,
-      groups: [],
-    });
+    const directory = entra(server, { clientSecret: 's' });
     await assert.rejects(
       directory.check!(AbortSignal.timeout(5000)),
       /HTTP 403 \(Authorization_RequestDenied: Insufficient privileges to complete the operation\.\): grant the app the application permissions User\.Read\.All and GroupMember\.Read\.All/,

@@ -100,7 +100,7 @@ export type DirectorySource =
       tenant: string;
       clientId: string;
       clientSecretFile: string;
-      /** Which user attribute is the person's email (default userPrincipalName). */
+      /** Which user attribute is the person's email: userPrincipalName (default; what `oidc.emailClaim: upn` logs in with) or mail. */
       emailAttribute: 'userPrincipalName' | 'mail';
       /** Microsoft Graph's base URL (default https://graph.microsoft.com). */
       graphUrl: string;
@@ -126,6 +126,12 @@ export type DirectorySource =
       clientId: string;
       clientSecretFile: string;
     };
+
+/** One provider's fields, without the `provider` tag. */
+export type DirectorySourceOf<P extends DirectoryProvider> = Omit<
+  Extract<DirectorySource, { provider: P }>,
+  'provider'
+>;
 
 export type SyncConfig = DirectorySource & {
   /** How often the directory is read, in ms (default 5 min, at least 1 s). */

@@ -13,28 +13,12 @@
  */
 import { clientCredentials } from './credentials.ts';
 import { DirectoryHttp, isRecord, ownString, ownValue, retryAfterMs, walkPages } from './http.ts';
-import { assembleSnapshot, distinctGroups, type ReadUser } from './snapshot.ts';
+import { assembleSnapshot, distinctGroups, type ProviderWiring, type ReadUser } from './snapshot.ts';
+import type { DirectorySourceOf } from '../config.ts';
 import { DirectoryUnavailable, type DirectoryUser, type IdentityDirectory } from '../directory.ts';
 
-export interface EntraOptions {
-  /** Directory (tenant) id or a verified domain. */
-  tenant: string;
-  clientId: string;
-  clientSecretFile: string;
-  /** Which attribute is the person's email: `userPrincipalName` (default, what `oidc.emailClaim: upn` logs in with) or `mail`. */
-  emailAttribute: 'userPrincipalName' | 'mail';
-  /** Graph's base URL (default https://graph.microsoft.com; national clouds differ). */
-  graphUrl: string;
-  /** Token endpoint (default https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token). */
-  tokenUrl: string;
-  groups: string[];
-  report?: (note: string) => void;
-  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-}
-
-export function entraTokenUrl(tenant: string): string {
-  return `https://login.microsoftonline.com/${encodeURIComponent(tenant)}/oauth2/v2.0/token`;
-}
+/** `identity.sync` for Entra ID (fields documented in config.ts), and what the server wires in. */
+export type EntraOptions = DirectorySourceOf<'entra'> & ProviderWiring;
 
 export function createEntraDirectory(options: EntraOptions): IdentityDirectory {
   const graph = new URL(options.graphUrl);

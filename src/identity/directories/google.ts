@@ -17,24 +17,16 @@
  */
 import { googleServiceAccount } from './credentials.ts';
 import { DirectoryHttp, DirectoryRefused, ownString, ownValue, walkPages } from './http.ts';
-import { assembleSnapshot, distinctGroups, type ReadUser } from './snapshot.ts';
+import { assembleSnapshot, distinctGroups, type ProviderWiring, type ReadUser } from './snapshot.ts';
+import type { DirectorySourceOf } from '../config.ts';
 import { DirectoryUnavailable, type DirectoryUser, type IdentityDirectory } from '../directory.ts';
 
-export interface GoogleOptions {
-  /** The service account's JSON key file. */
-  keyFile: string;
-  /** The admin the service account acts as (domain-wide delegation needs one). */
-  subject: string;
-  /** `my_customer` (default: the subject's own account) or a customer id such as `C03az79cb`. */
-  customer: string;
-  /** The API's base URL (default https://admin.googleapis.com). */
-  url: string;
-  groups: string[];
-  report?: (note: string) => void;
-  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-  /** Jitter source for the backoff (tests make it 0). */
-  random?: () => number;
-}
+/** `identity.sync` for Google (fields documented in config.ts), and what the server wires in. */
+export type GoogleOptions = DirectorySourceOf<'google'> &
+  ProviderWiring & {
+    /** Jitter source for the backoff (tests make it 0). */
+    random?: () => number;
+  };
 
 export const GOOGLE_SCOPES = [
   'https://www.googleapis.com/auth/admin.directory.user.readonly',

@@ -7,8 +7,9 @@
  *   `@odata.nextLink`) naming another host is refused, never followed: an answer must not be able to send the
  *   API token elsewhere.
  * - **Throttling waits, within the read's deadline.** The provider says how long (`Retry-After`, Okta's
- *   `X-Rate-Limit-Reset`, Google's `rateLimitExceeded` with exponential backoff); a wait longer than what is left
- *   of the read fails the read now (nobody is offboarded on a failed read) instead of sleeping past it.
+ *   `X-Rate-Limit-Reset`, Google's `rateLimitExceeded` with exponential backoff). A single wait longer than a
+ *   minute fails the read at once, and a wait is cut short when the read's deadline (`identity.sync.timeout`)
+ *   passes; either way nobody is offboarded on a failed read, and the next sync tries again.
  * - **Every failure is a DirectoryUnavailable** naming the provider, the request and the provider's own error
  *   text, never the credential.
  */
@@ -75,7 +76,7 @@ export function retryAfterMs(headers: Headers, now = Date.now()): number | undef
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
-/** The deadline the caller's signal carries is unknown to fetch; waits are bounded by this instead. */
+/** The longest single throttling wait a read accepts, in ms; a longer one fails the read now. */
 const MAX_SINGLE_WAIT_MS = 60_000;
 
 export class DirectoryHttp {

@@ -9,47 +9,24 @@ import { createEntraDirectory } from './entra.ts';
 import { createGoogleDirectory } from './google.ts';
 import { createKeycloakDirectory } from './keycloak.ts';
 import { createOktaDirectory } from './okta.ts';
+import type { ProviderWiring } from './snapshot.ts';
 
-export interface DirectoryWiring {
-  /** The group names the group mappings use: only these groups' members are read. */
-  groups: string[];
-  /** Notes an admin should see (users without email, a mapped group that does not exist). */
-  report?: (note: string) => void;
-}
-
-export function createDirectory(sync: SyncConfig, wiring: DirectoryWiring): IdentityDirectory {
-  const common = { groups: wiring.groups, ...(wiring.report ? { report: wiring.report } : {}) };
+/**
+ * The directory `identity.sync` names. `wiring.groups` are the group names the group mappings use: only these
+ * groups' members are read.
+ */
+export function createDirectory(sync: SyncConfig, wiring: ProviderWiring): IdentityDirectory {
   switch (sync.provider) {
     case 'dev-idp':
       return createDevIdpDirectory({ url: sync.url, ...(sync.token ? { token: sync.token } : {}) });
     case 'okta':
-      return createOktaDirectory({ url: sync.url, tokenFile: sync.tokenFile, ...common });
+      return createOktaDirectory({ ...sync, ...wiring });
     case 'entra':
-      return createEntraDirectory({
-        tenant: sync.tenant,
-        clientId: sync.clientId,
-        clientSecretFile: sync.clientSecretFile,
-        emailAttribute: sync.emailAttribute,
-        graphUrl: sync.graphUrl,
-        tokenUrl: sync.tokenUrl,
-        ...common,
-      });
+      return createEntraDirectory({ ...sync, ...wiring });
     case 'google':
-      return createGoogleDirectory({
-        keyFile: sync.keyFile,
-        subject: sync.subject,
-        customer: sync.customer,
-        url: sync.url,
-        ...common,
-      });
+      return createGoogleDirectory({ ...sync, ...wiring });
     case 'keycloak':
-      return createKeycloakDirectory({
-        url: sync.url,
-        realm: sync.realm,
-        clientId: sync.clientId,
-        clientSecretFile: sync.clientSecretFile,
-        ...common,
-      });
+      return createKeycloakDirectory({ ...sync, ...wiring });
   }
 }
 

@@ -12,21 +12,16 @@
  */
 import { clientCredentials } from './credentials.ts';
 import { DirectoryHttp, ownString, ownValue, retryAfterMs } from './http.ts';
-import { assembleSnapshot, distinctGroups, type ReadUser } from './snapshot.ts';
+import { assembleSnapshot, distinctGroups, type ProviderWiring, type ReadUser } from './snapshot.ts';
+import type { DirectorySourceOf } from '../config.ts';
 import { DirectoryUnavailable, type DirectoryUser, type IdentityDirectory } from '../directory.ts';
 
-export interface KeycloakOptions {
-  /** The server's base URL, e.g. `https://sso.corp.example` (older versions: `…/auth`). */
-  url: string;
-  realm: string;
-  clientId: string;
-  clientSecretFile: string;
-  groups: string[];
-  report?: (note: string) => void;
-  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-  /** Page size (default 100). */
-  pageSize?: number;
-}
+/** `identity.sync` for Keycloak (fields documented in config.ts), and what the server wires in. */
+export type KeycloakOptions = DirectorySourceOf<'keycloak'> &
+  ProviderWiring & {
+    /** Page size (default 100). */
+    pageSize?: number;
+  };
 
 /** Pages read by `first`/`max` are bounded like link-walked ones. */
 const MAX_OFFSET_PAGES = 10_000;

@@ -15,20 +15,13 @@
  */
 import { DirectoryHttp, ownString, ownValue, retryAfterMs, sleepFor, walkPages } from './http.ts';
 import { readSecretFile } from './credentials.ts';
-import { assembleSnapshot, distinctGroups, type ReadUser } from './snapshot.ts';
+import { assembleSnapshot, distinctGroups, type ProviderWiring, type ReadUser } from './snapshot.ts';
+import type { DirectorySourceOf } from '../config.ts';
 import type { DirectoryUser, IdentityDirectory } from '../directory.ts';
 import { DirectoryUnavailable } from '../directory.ts';
 
-export interface OktaOptions {
-  /** The org's URL, e.g. `https://acme.okta.com`. */
-  url: string;
-  /** File holding the API token (created under Security → API → Tokens). */
-  tokenFile: string;
-  /** Group names the group mappings use. */
-  groups: string[];
-  report?: (note: string) => void;
-  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-}
+/** `identity.sync` for Okta (fields documented in config.ts), and what the server wires in. */
+export type OktaOptions = DirectorySourceOf<'okta'> & ProviderWiring;
 
 const ACTIVE = new Set(['ACTIVE', 'RECOVERY', 'PASSWORD_EXPIRED', 'LOCKED_OUT']);
 const PAGE = 200;

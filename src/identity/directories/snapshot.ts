@@ -12,6 +12,16 @@
  */
 import type { DirectoryUser } from '../directory.ts';
 
+/** What the server hands every provider beside its configuration. */
+export interface ProviderWiring {
+  /** The group names the group mappings use: only these groups' members are read. */
+  groups: string[];
+  /** Notes an admin should see (users without email, a mapped group that does not exist). */
+  report?: (note: string) => void;
+  /** Waiting, replaceable in tests of the throttling rules. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
 export interface ReadUser {
   id: string;
   /** As the provider spells it; lower-cased here. */
