@@ -48,6 +48,14 @@ if ! command -v "${CC:-gcc}" >/dev/null 2>&1; then
 fi
 
 mkdir -p "$out"
+# One build at a time per cache: a second caller (another test run, another checkout) waits for the first
+# instead of compiling Hydra beside it, then finds it built.
+exec 9>"$out.lock"
+if ! flock -n 9; then
+  log "another build of Hydra is running; waiting for it (up to 40 minutes)"
+  flock -w 2400 9 || { log "gave up waiting for the other build after 40 minutes; is it stuck? Remove $out.lock if no build runs."; exit 1; }
+  if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
+fi
 work=$(mktemp -d "$out/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 log "building Ory Hydra $HYDRA_VERSION into $out"
