@@ -192,27 +192,27 @@ export async function startHydra(options: {
     });
   };
 
-  // Ready when the admin API says so (migrations of the in-memory database run first).
-  const deadline = Date.now() + 90_000;
+  // Ready when the admin API says so (migrations of the in-memory database run first) and the public JWKS answers.
+  // The first JWKS request makes Hydra generate its ID token key (RSA 4096): on a loaded machine that takes many
+  // seconds, and a request given up early makes Hydra start over, so that one waits as long as the deadline allows.
+  const deadline = Date.now() + 180_000;
+  const remaining = () => Math.max(1000, deadline - Date.now());
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       await stop();
       throw new Error(`Hydra exited during start-up: ${output}`);
     }
-    const ready = await fetch(`${adminUrl}/health/ready`, { signal: AbortSignal.timeout(2000) }).then(
-      (r) => r.ok,
-      () => false,
-    );
-    const discovery = ready
-      ? await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(2000) }).then(
-          (r) => r.ok,
-          () => false,
-        )
-      : false;
-    if (discovery) break;
+    const ok = (url: string, timeoutMs: number) =>
+      fetch(url, { signal: AbortSignal.timeout(timeoutMs) }).then(
+        (r) => r.ok,
+        () => false,
+      );
+    if ((await ok(`${adminUrl}/health/ready`, 2000)) && (await ok(`${issuer}/.well-known/jwks.json`, remaining()))) {
+      break;
+    }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`Hydra did not become ready in 90 s: ${output}`);
+      throw new Error(`Hydra did not become ready in 180 s: ${output}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
