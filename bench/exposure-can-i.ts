@@ -8,8 +8,8 @@
  *   selfsubjectreviews.authentication.k8s.io        []                  []               [create]
  *                                                   [/api/*]            []               [get]
  */
-import type { Permissions } from '../src/monitor/matrix.ts';
-import { resourceLabel } from '../src/monitor/matrix.ts';
+import type { Permissions } from '../src/rbac/matrix.ts';
+import { resourceLabel } from '../src/rbac/matrix.ts';
 
 /**
  * Permission facts as `resource|name|verb` (one per resource name; '' for every object) and `url:<url>|verb`: the

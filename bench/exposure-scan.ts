@@ -24,8 +24,8 @@ import { installKubevisa } from '../src/cluster/install.ts';
 import type { PolicyRule } from '../src/domain/model.ts';
 import { startControlPlane } from '../src/dev/cluster/control-plane.ts';
 import { analyzeExposure, buildDirectory, type ExposureInput } from '../src/monitor/exposure.ts';
-import type { MatrixRow } from '../src/monitor/matrix.ts';
-import type { BindingLike, ClusterRoleLike, RbacObjects, RoleLike, SubjectLike } from '../src/monitor/rbac-index.ts';
+import type { MatrixRow } from '../src/rbac/matrix.ts';
+import type { BindingLike, ClusterRoleLike, RbacObjects, RoleLike, SubjectLike } from '../src/rbac/rbac-index.ts';
 import { SHIPPED_PROFILES } from '../src/rbac/profiles.ts';
 import { canIFacts, compareFacts, permissionFacts } from './exposure-can-i.ts';
 

@@ -14,7 +14,7 @@
  * and for a TokenRequest (bound) token, `user.extra["authentication.kubernetes.io/credential-id"]: ["JTI=…"]`.
  */
 import type { Instant } from '../domain/model.ts';
-import { SERVICE_ACCOUNT_PREFIX } from './rbac-index.ts';
+import { SERVICE_ACCOUNT_PREFIX } from '../rbac/rbac-index.ts';
 
 export interface AuditUse {
   at: Instant;

@@ -7,7 +7,7 @@ import { viewerProfile } from '../rbac/profiles.ts';
 import { driftFindings } from './drift.ts';
 import { analyzeExposure, buildDirectory, type ExposureInput } from './exposure.ts';
 import { diffFindings, isAlertable, type Finding } from './findings.ts';
-import { compactRules, filterMatrix, permissionMatrix, resourceLabel } from './matrix.ts';
+import { compactRules, filterMatrix, permissionMatrix, resourceLabel } from '../rbac/matrix.ts';
 import {
   buildRbacIndex,
   identityOf,
@@ -17,7 +17,7 @@ import {
   type RbacObjects,
   type RoleLike,
   type SubjectLike,
-} from './rbac-index.ts';
+} from '../rbac/rbac-index.ts';
 
 const meta = (name: string, namespace?: string, labels: Record<string, string> = {}) => ({
   name,

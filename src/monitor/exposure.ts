@@ -12,7 +12,7 @@
  */
 import type { Instant, PersonStatus } from '../domain/model.ts';
 import { type Finding, type FindingDetail, type Severity, severityRank, sortFindings } from './findings.ts';
-import { permissionMatrix, type MatrixRow } from './matrix.ts';
+import { permissionMatrix, type MatrixRow } from '../rbac/matrix.ts';
 import {
   AUTHENTICATED_GROUP,
   buildRbacIndex,
@@ -23,7 +23,7 @@ import {
   type RbacIndex,
   type RbacObjects,
   type SubjectInfo,
-} from './rbac-index.ts';
+} from '../rbac/rbac-index.ts';
 
 /** The namespace of the visa holders' ServiceAccounts (cluster/objects.ts VISAS_NAMESPACE). */
 export const VISAS_NAMESPACE = 'kubevisa-visas';

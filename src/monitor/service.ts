@@ -19,7 +19,7 @@ import type { AlertsConfig, MonitoringConfig } from './config.ts';
 import { driftFindings, type DesiredBinding } from './drift.ts';
 import { analyzeExposure, buildDirectory, VISAS_NAMESPACE } from './exposure.ts';
 import { diffFindings, isAlertable, sortFindings, type Finding } from './findings.ts';
-import { filterMatrix, type MatrixFilter, type MatrixRow } from './matrix.ts';
+import { filterMatrix, type MatrixFilter, type MatrixRow } from '../rbac/matrix.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import {
   ALERTING_ACTIONS,

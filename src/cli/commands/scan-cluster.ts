@@ -4,7 +4,7 @@
  * bindings to broad groups, risky permissions, legacy tokens, drift. With --subject, --namespace, --verb or
  * --resource (or --matrix): who can do what where. Exits 1 when a shown finding is critical or high.
  */
-import { resourceLabel } from '../../monitor/matrix.ts';
+import { resourceLabel } from '../../rbac/matrix.ts';
 import type { CallOptions } from '../api-client.ts';
 import { render, UsageError, type CommandRun } from '../framework.ts';
 import { clientFrom, positionalOrOption, optionalString, outputFormat } from '../options.ts';

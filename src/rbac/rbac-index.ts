@@ -14,7 +14,7 @@
  *   `system:authenticated`.
  */
 import type { PolicyRule } from '../domain/model.ts';
-import { RISKS } from '../rbac/lint.ts';
+import { RISKS } from './lint.ts';
 
 // ——— Input shapes (structural: kubevisa's cluster types fit them; tests build them as plain values) ———
 
