@@ -96,6 +96,7 @@ test('a second server on the same data folder refuses at once, naming the first 
   const dataDir = join(dir, 'data');
   const first = startServer(await writeConfig('first.json', dataDir, idp.issuer));
   await ready(first);
+  assert.match(first.output(), new RegExp(`opening the store: sqlite ${join(dataDir, 'kubevisa.db')}`));
 
   // The second server's IdP is a tripwire: any connection to it means the server went on past the lock.
   let connections = 0;

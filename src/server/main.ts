@@ -17,7 +17,7 @@ import { CredentialService, type DirectCluster } from '../app/credentials.ts';
 import { PERSON_ID_ANNOTATION } from '../cluster/objects.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { Reconciler } from '../reconciler/reconciler.ts';
-import { openStore } from '../store/open.ts';
+import { defaultSqlitePath, describeStore, openStore } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
 import { EngagementService } from '../app/engagements.ts';
 import { AppEvents } from '../app/events.ts';
@@ -62,6 +62,8 @@ export async function startServer(
     config.publicUrl ??
     `${scheme}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
 
+  // Says where the state is, never a secret (the config holds only where the store's password comes from).
+  progress(`opening the store: ${describeStore(config.store, defaultSqlitePath(config.dataDir))}`);
   const store = await openStore(config.store, { dataDir: config.dataDir, onNotice: progress });
   try {
     const now = Date.now();
