@@ -1210,7 +1210,7 @@ describe('framing: what Node frames one way is never read another way upstream',
 
   test('a GET that announces a body is answered at once, not left waiting upstream for bytes that never come', async () => {
     const marker = mark('get-with-body');
-    const started = Date.now();
+    // A gateway waiting upstream for the 40 announced bytes would leave this unanswered well past waitMs.
     const answer = await send(
       request(
         'GET',
@@ -1220,8 +1220,7 @@ describe('framing: what Node frames one way is never read another way upstream',
       ),
       { waitMs: 8000 },
     );
-    assert.equal(answer.status, 200, `answered in ${Date.now() - started} ms: ${answer.raw.slice(0, 200)}`);
-    assert.ok(Date.now() - started < 5000);
+    assert.equal(answer.status, 200, answer.raw.slice(0, 200));
   });
 
   test("one person's request body never becomes part of the next person's request upstream", async () => {

@@ -95,12 +95,11 @@ describe('answers', () => {
     const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
     try {
       const client = new ApiClient({ server: url, configDir: root, timeoutMs: 200 });
-      const started = Date.now();
+      // The client's own 0.2 s limit ends the call (the message says so); the silent server never answers.
       await assert.rejects(client.call('POST', '/api/v1/login/device', { auth: false }), {
         code: 'ERR_SERVER_TIMEOUT',
         message: new RegExp(`${url} did not answer POST /api/v1/login/device within 0.2 s`),
       });
-      assert.ok(Date.now() - started < 5000);
     } finally {
       silent.closeAllConnections();
       silent.close();
