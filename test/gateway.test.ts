@@ -379,34 +379,41 @@ describe('cutting streams', () => {
     );
     const kubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora-cut');
     const watch = kubectlBackground(env.cp.binaries.kubectl, ['get', 'pods', '-n', 'gw-cut', '-w'], { kubeconfig });
-    const exec = kubectlBackground(env.cp.binaries.kubectl, ['exec', '-n', 'gw-cut', 'app', '--', 'sleep', '60'], {
-      kubeconfig,
-    });
+    // The exec prints a line once it runs in the pod, then waits: seen running before the revoke, it cannot pass
+    // the "ended" check below by having failed at once.
+    const exec = kubectlBackground(
+      env.cp.binaries.kubectl,
+      ['exec', '-n', 'gw-cut', 'app', '--', 'sh', '-c', 'echo exec-running; sleep 60'],
+      { kubeconfig },
+    );
     const forward = kubectlBackground(env.cp.binaries.kubectl, ['port-forward', '-n', 'gw-cut', 'pod/app', ':8080'], {
       kubeconfig,
     });
     try {
       await watch.waitFor(/app/);
+      await exec.waitFor(/exec-running/);
       await forward.waitFor(/Forwarding from/);
       const { gateway } = env.server!.capabilities.gateway;
-      await eventually(
-        'three streams open',
-        5000,
-        async () => gateway.streams.all().filter((s) => s.namespace === 'gw-cut').length >= 2,
+      const cutStreams = () => gateway.streams.all().filter((s) => s.namespace === 'gw-cut');
+      await eventually('three streams open', 5000, async () => cutStreams().length === 3);
+      assert.deepEqual(
+        cutStreams()
+          .map((s) => `${s.kind}${s.session ? ' session' : ''}`)
+          .sort(),
+        ['upgrade', 'upgrade session', 'watch'],
+        'the watch, the port-forward and the exec session',
       );
+      const revokedAt = Date.now();
       const revoked = await call('POST', `/api/v1/visas/${String(visa.id)}/revoke`, admin, { reason: 'cut test' });
       assert.equal(revoked.status, 200);
-      assert.equal(
-        gateway.streams.all().filter((s) => s.namespace === 'gw-cut').length,
-        0,
-        'closed before the revoke call returned',
-      );
-      await eventually(
-        'watch ended',
-        5000,
-        async () => watch.child.exitCode !== null || watch.child.signalCode !== null,
-      );
-      await eventually('exec ended', 5000, async () => exec.child.exitCode !== null || exec.child.signalCode !== null);
+      assert.equal(cutStreams().length, 0, 'closed before the revoke call returned');
+      const ended = (p: typeof watch) => p.child.exitCode !== null || p.child.signalCode !== null;
+      await eventually('watch ended', 5000, async () => ended(watch));
+      await eventually('exec ended', 5000, async () => ended(exec));
+      await eventually('port-forward ended', 5000, async () => ended(forward));
+      // `sleep 60` in the pod was cut, not finished: the exec ended long before its command would have.
+      assert.ok(Date.now() - revokedAt < 60_000);
+      assert.notEqual(exec.child.exitCode, 0, `the cut exec does not report success: ${exec.output()}`);
       const refused = await gk(['get', 'pods', '-n', 'gw-cut'], kubeconfig);
       assert.notEqual(refused.code, 0);
       await gateway.flushAudit();
@@ -422,7 +429,7 @@ describe('cutting streams', () => {
     }
   });
 
-  test('a watch is closed at notAfter', async () => {
+  test('a watch is closed at notAfter, by the gateway', async () => {
     const visa = await grant('viewer', ['gw-expire'], '6s');
     await eventually(
       'RoleBinding in gw-expire',
@@ -431,14 +438,34 @@ describe('cutting streams', () => {
     );
     const kubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora-expire');
     const watch = kubectlBackground(env.cp.binaries.kubectl, ['get', 'pods', '-n', 'gw-expire', '-w'], { kubeconfig });
+    let endedAt: number | undefined;
+    watch.child.once('exit', () => (endedAt = Date.now()));
     try {
       await watch.waitFor(/app/);
+      const notAfter = Date.parse(String(visa.notAfter));
+      // Upper bound: the gateway arms a timer for the earliest notAfter of its index and closes the stream when it
+      // fires; what follows is event-loop lag and kubectl noticing the end (milliseconds, seconds on a loaded
+      // machine). Nothing else would end this watch soon: kube-apiserver keeps a watch open for 30 to 60 minutes
+      // (--min-request-timeout 1800 s) and kubectl -w reconnects, and the reconciler's removal of the RoleBinding
+      // does not touch an open watch. So 20 s after notAfter separates "the gateway cut it" from "something else
+      // did, much later" with room for a slow machine.
+      const boundMs = 20_000;
       await eventually(
         'the watch ends at the deadline',
-        15_000,
-        async () => watch.child.exitCode !== null || watch.child.signalCode !== null,
+        notAfter + boundMs - Date.now(),
+        async () => endedAt !== undefined,
       );
-      assert.ok(Date.now() >= Date.parse(String(visa.notAfter)) - 50, 'not before the deadline');
+      assert.ok(endedAt! >= notAfter, `ended ${notAfter - endedAt!} ms before notAfter`);
+      assert.ok(endedAt! <= notAfter + boundMs, `ended ${endedAt! - notAfter} ms after notAfter`);
+      // And it was the gateway's deadline that ended it: the trail records the watch cut for that reason.
+      await env.server!.capabilities.gateway.gateway.flushAudit();
+      const events = await env.server!.store.listAudit({ visaId: String(visa.id), limit: 100 });
+      assert.ok(
+        events.some(
+          (e) => e.action === 'gateway.request' && e.details.verb === 'watch' && e.reason === 'visa expired',
+        ),
+        `the watch cut at notAfter is recorded: ${JSON.stringify(events.map((e) => [e.action, e.details.verb, e.reason]))}`,
+      );
     } finally {
       watch.child.kill('SIGKILL');
     }

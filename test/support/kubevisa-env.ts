@@ -41,7 +41,10 @@ export const people = {
 
 export interface KubevisaEnv {
   dir: string;
+  /** The control plane of cluster `CLUSTER`. */
   cp: ControlPlane;
+  /** Every cluster the server manages, `CLUSTER` and the `extraClusters`, each its own control plane. */
+  clusters: Map<string, ControlPlane>;
   idp: DevIdp;
   serverPort: number;
   serverUrl: string;
@@ -50,8 +53,11 @@ export interface KubevisaEnv {
   /** The server in this process (undefined while a test runs it as a child process). */
   server: RunningServer | undefined;
   startInProcess(): Promise<RunningServer>;
-  /** A kubeconfig that reaches the cluster through the kubevisa gateway with a kubevisa access token (TLS environments). */
-  writeGatewayKubeconfig(accessToken: string, name: string): Promise<string>;
+  /**
+   * A kubeconfig that reaches a cluster (default `CLUSTER`) through the kubevisa gateway with a kubevisa access token
+   * (TLS environments).
+   */
+  writeGatewayKubeconfig(accessToken: string, name: string, cluster?: string): Promise<string>;
   stop(): Promise<void>;
   k(args: string[], kubeconfig?: string): ReturnType<typeof kubectl>;
   kOk(args: string[], input?: string): Promise<string>;
@@ -70,10 +76,17 @@ export async function startKubevisaEnv(
     directMode?: boolean;
     /** Identity provider accounts beside `people`. */
     accounts?: DevIdpAccount[];
+    /**
+     * Have kube-apiserver send its audit events to the server's audit webhook
+     * (`/api/v1/monitoring/audit-events/<cluster>`) with this bearer token. The server's port is chosen before the
+     * control plane starts for this; the test still configures `monitoring.auditWebhook` with the same token.
+     */
+    auditWebhookToken?: string;
+    /** More clusters, each a control plane of its own with kubevisa installed, beside `CLUSTER`. */
+    extraClusters?: string[];
   } = {},
 ): Promise<KubevisaEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'kubevisa-e2e-'));
-  const cp = await startControlPlane();
   // The server binds its port seconds after it is chosen; taking it from below the kernel's ephemeral range
   // (where every port-0 bind of a parallel test lands) keeps anyone else from grabbing it in between.
   const serverPort = await freePortBelowEphemeralRange();
@@ -93,18 +106,39 @@ export async function startKubevisaEnv(
     tls = { ...serving, caFile: ca.certFile };
     trustedCa = await readFile(ca.certFile);
   }
+  // kube-apiserver reads its audit webhook's address once, at start: the server's address is known by now.
+  const cp = await startControlPlane(
+    options.auditWebhookToken === undefined
+      ? {}
+      : {
+          auditWebhook: {
+            url: `${serverUrl}/api/v1/monitoring/audit-events/${CLUSTER}`,
+            bearerToken: options.auditWebhookToken,
+            ...(tls ? { caFile: tls.caFile } : {}),
+          },
+        },
+  );
   const clientSecret = 'e2e-client-secret';
   const idp = await startDevIdp({
     accounts: [...Object.values(people).map((p) => ({ ...p, name: p.sub })), ...(options.accounts ?? [])],
     clients: [{ clientId: 'kubevisa', clientSecret, redirectUris: [`${serverUrl}/api/v1/login/callback`] }],
   });
+  const clusters = new Map<string, ControlPlane>([[CLUSTER, cp]]);
+  for (const name of options.extraClusters ?? []) clusters.set(name, await startControlPlane());
   const dataDir = join(dir, 'data');
-  const credential = await installIntoDataDir({
-    adminKubeconfig: cp.adminKubeconfig,
-    clusterName: CLUSTER,
-    dataDir,
-    ...(options.extraProfiles ? { extraProfiles: options.extraProfiles } : {}),
-  });
+  const credentials = new Map<string, string>();
+  for (const [name, plane] of clusters) {
+    credentials.set(
+      name,
+      await installIntoDataDir({
+        adminKubeconfig: plane.adminKubeconfig,
+        clusterName: name,
+        dataDir,
+        ...(options.extraProfiles ? { extraProfiles: options.extraProfiles } : {}),
+      }),
+    );
+  }
+  const credential = credentials.get(CLUSTER)!;
   const localConfig = localServerConfig({
     port: serverPort,
     dataDir,
@@ -118,8 +152,10 @@ export async function startKubevisaEnv(
   });
   const rawConfig = {
     ...localConfig,
-    clusters: (localConfig.clusters as Record<string, unknown>[]).map((cluster) => ({
-      ...cluster,
+    clusters: [...credentials].map(([name, kubeconfig]) => ({
+      ...(localConfig.clusters as Record<string, unknown>[])[0],
+      name,
+      kubeconfig,
       directMode: options.directMode ?? true,
     })),
     ...options.extraConfig,
@@ -130,6 +166,7 @@ export async function startKubevisaEnv(
   const env: KubevisaEnv = {
     dir,
     cp,
+    clusters,
     idp,
     serverPort,
     serverUrl,
@@ -150,10 +187,10 @@ export async function startKubevisaEnv(
     async stop() {
       await env.server?.stop();
       await idp.stop();
-      await cp.stop();
+      for (const plane of clusters.values()) await plane.stop();
       await rm(dir, { recursive: true, force: true });
     },
-    async writeGatewayKubeconfig(accessToken, name) {
+    async writeGatewayKubeconfig(accessToken, name, cluster = CLUSTER) {
       if (!tls) throw new Error('the gateway needs a TLS environment: startKubevisaEnv({ tls: true })');
       const file = join(dir, `${name}.kubeconfig`);
       await writeFile(
@@ -163,13 +200,13 @@ export async function startKubevisaEnv(
           kind: 'Config',
           clusters: [
             {
-              name: CLUSTER,
-              cluster: { server: `${serverUrl}/clusters/${CLUSTER}`, 'certificate-authority': tls.caFile },
+              name: cluster,
+              cluster: { server: `${serverUrl}/clusters/${cluster}`, 'certificate-authority': tls.caFile },
             },
           ],
           users: [{ name, user: { token: accessToken } }],
-          contexts: [{ name: CLUSTER, context: { cluster: CLUSTER, user: name } }],
-          'current-context': CLUSTER,
+          contexts: [{ name: cluster, context: { cluster, user: name } }],
+          'current-context': cluster,
         }),
         { mode: 0o600 },
       );

@@ -25,6 +25,22 @@ export interface ControlPlaneOptions {
   onProgress?: (message: string) => void;
   /** Give up waiting for readiness after this many milliseconds (default 60000). */
   readyTimeoutMs?: number;
+  /**
+   * Also send kube-apiserver's audit events to this webhook (its audit webhook backend, in batch mode with small
+   * batches so events arrive within about a second), beside the audit log file. The URL is fixed before
+   * kube-apiserver starts, so the receiver's address must be chosen up front (it need not answer yet: the
+   * backend retries a batch a few times, then drops it).
+   */
+  auditWebhook?: AuditWebhookTarget;
+}
+
+export interface AuditWebhookTarget {
+  /** Where kube-apiserver POSTs each `EventList`, e.g. `http://127.0.0.1:20123/api/v1/monitoring/audit-events/test`. */
+  url: string;
+  /** Sent as `Authorization: Bearer <token>`. */
+  bearerToken: string;
+  /** The CA that signed the receiver's certificate (https URLs). */
+  caFile?: string;
 }
 
 export interface ControlPlane {
@@ -55,6 +71,13 @@ export interface ControlPlane {
   readonly pids: number[];
   /** The process id of one component (`etcd`, `kube-apiserver`, `kwok`, …), e.g. to freeze it in a test. */
   pidOf(name: string): number | undefined;
+  /**
+   * Stops kube-apiserver alone (SIGTERM; etcd and the rest keep running): the cluster is unreachable until
+   * startApiServer(). Connections to its port are refused meanwhile.
+   */
+  stopApiServer(): Promise<void>;
+  /** Starts kube-apiserver again on the same port with the same flags and waits until it is ready. */
+  startApiServer(): Promise<void>;
 }
 
 const nodeName = 'kwok-node-0';
@@ -200,46 +223,60 @@ async function startControlPlaneOnce(options: ControlPlaneOptions = {}): Promise
     });
     processes.push(etcd);
 
+    let auditWebhookArgs: string[] = [];
+    if (options.auditWebhook) {
+      const webhookKubeconfig = join(workDir, 'audit-webhook.kubeconfig');
+      await writeFile(webhookKubeconfig, auditWebhookKubeconfig(options.auditWebhook), { mode: 0o600 });
+      auditWebhookArgs = [
+        `--audit-webhook-config-file=${webhookKubeconfig}`,
+        '--audit-webhook-mode=batch',
+        // Small, quick batches: a test waits for events in about a second, not the default 30 s / 400 events.
+        '--audit-webhook-batch-max-wait=500ms',
+        '--audit-webhook-batch-max-size=100',
+        '--audit-webhook-initial-backoff=200ms',
+      ];
+    }
+    const apiserverArgs = [
+      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+      `--secure-port=${apiPort}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      // The endpoint reconciler refuses loopback addresses; nothing here needs the kubernetes Service endpoints.
+      '--endpoint-reconciler-type=none',
+      `--cert-dir=${join(workDir, 'apiserver-certs')}`,
+      `--tls-cert-file=${serving.certFile}`,
+      `--tls-private-key-file=${serving.keyFile}`,
+      `--client-ca-file=${ca.certFile}`,
+      '--authorization-mode=RBAC',
+      `--service-account-issuer=${serviceAccountIssuer}`,
+      `--service-account-key-file=${saPub}`,
+      `--service-account-signing-key-file=${saKey}`,
+      // Tokens must end when they say they end; extension would hide expiry bugs.
+      '--service-account-extend-token-expiration=false',
+      '--service-cluster-ip-range=10.0.0.0/24',
+      `--audit-policy-file=${auditPolicy}`,
+      `--audit-log-path=${auditLogFile}`,
+      '--audit-log-format=json',
+      '--audit-log-mode=blocking',
+      ...auditWebhookArgs,
+      '--kubelet-preferred-address-types=InternalIP',
+      `--kubelet-client-certificate=${admin.certFile}`,
+      `--kubelet-client-key=${admin.keyFile}`,
+      '--allow-privileged=true',
+      '--v=1',
+    ];
+    const launchApiServer = () =>
+      startProcess({ name: 'kube-apiserver', command: binaries.kubeApiserver, pidFile, workDir, args: apiserverArgs });
+    const apiServerReady = () =>
+      waitFor('kube-apiserver /readyz', readyTimeoutMs, [etcd, currentApiServer()], async () => {
+        const { status } = await adminGet(apiServerUrl, '/readyz', ca.certFile, admin);
+        return status === 200;
+      });
+    const currentApiServer = () => processes.find((p) => p.name === 'kube-apiserver')!;
+
     progress('starting kube-apiserver');
-    const apiserver = startProcess({
-      name: 'kube-apiserver',
-      command: binaries.kubeApiserver,
-      pidFile,
-      workDir,
-      args: [
-        `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-        `--secure-port=${apiPort}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        // The endpoint reconciler refuses loopback addresses; nothing here needs the kubernetes Service endpoints.
-        '--endpoint-reconciler-type=none',
-        `--cert-dir=${join(workDir, 'apiserver-certs')}`,
-        `--tls-cert-file=${serving.certFile}`,
-        `--tls-private-key-file=${serving.keyFile}`,
-        `--client-ca-file=${ca.certFile}`,
-        '--authorization-mode=RBAC',
-        `--service-account-issuer=${serviceAccountIssuer}`,
-        `--service-account-key-file=${saPub}`,
-        `--service-account-signing-key-file=${saKey}`,
-        // Tokens must end when they say they end; extension would hide expiry bugs.
-        '--service-account-extend-token-expiration=false',
-        '--service-cluster-ip-range=10.0.0.0/24',
-        `--audit-policy-file=${auditPolicy}`,
-        `--audit-log-path=${auditLogFile}`,
-        '--audit-log-format=json',
-        '--audit-log-mode=blocking',
-        '--kubelet-preferred-address-types=InternalIP',
-        `--kubelet-client-certificate=${admin.certFile}`,
-        `--kubelet-client-key=${admin.keyFile}`,
-        '--allow-privileged=true',
-        '--v=1',
-      ],
-    });
-    processes.push(apiserver);
-    await waitFor('kube-apiserver /readyz', readyTimeoutMs, [etcd, apiserver], async () => {
-      const { status } = await adminGet(apiServerUrl, '/readyz', ca.certFile, admin);
-      return status === 200;
-    });
+    processes.push(launchApiServer());
+    await apiServerReady();
     progress(`kube-apiserver ready after ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     const kubeconfigArgs = [`--kubeconfig=${adminKubeconfig}`];
@@ -376,11 +413,38 @@ async function startControlPlaneOnce(options: ControlPlaneOptions = {}): Promise
         return processes.map((p) => p.pid);
       },
       pidOf: (name) => processes.find((p) => p.name === name)?.pid,
+      async stopApiServer() {
+        await currentApiServer().stop();
+      },
+      async startApiServer() {
+        if (stopped) throw new Error('the control plane was stopped');
+        if (!currentApiServer().hasExited()) return;
+        // Same place in the list, so stop() still ends it before etcd.
+        processes[processes.indexOf(currentApiServer())] = launchApiServer();
+        await apiServerReady();
+      },
     };
   } catch (error) {
     await stop();
     throw error;
   }
+}
+
+/** The kubeconfig kube-apiserver's audit webhook backend reads: the receiver as its cluster, a bearer token. */
+function auditWebhookKubeconfig(target: AuditWebhookTarget): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [
+      {
+        name: 'audit-receiver',
+        cluster: { server: target.url, ...(target.caFile ? { 'certificate-authority': target.caFile } : {}) },
+      },
+    ],
+    users: [{ name: 'kube-apiserver', user: { token: target.bearerToken } }],
+    contexts: [{ name: 'audit', context: { cluster: 'audit-receiver', user: 'kube-apiserver' } }],
+    'current-context': 'audit',
+  });
 }
 
 function tokenKubeconfig(server: string, caFile: string, token: string): string {
