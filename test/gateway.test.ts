@@ -461,9 +461,7 @@ describe('cutting streams', () => {
       await env.server!.capabilities.gateway.gateway.flushAudit();
       const events = await env.server!.store.listAudit({ visaId: String(visa.id), limit: 100 });
       assert.ok(
-        events.some(
-          (e) => e.action === 'gateway.request' && e.details.verb === 'watch' && e.reason === 'visa expired',
-        ),
+        events.some((e) => e.action === 'gateway.request' && e.details.verb === 'watch' && e.reason === 'visa expired'),
         `the watch cut at notAfter is recorded: ${JSON.stringify(events.map((e) => [e.action, e.details.verb, e.reason]))}`,
       );
     } finally {

@@ -548,7 +548,10 @@ describe('kubevisa scan cluster and scan usage', () => {
     });
     const usage = await cli(['scan', 'usage', '-o', 'json']);
     const report = JSON.parse(usage.stdout) as { visas: { id: string; stale: boolean }[] };
-    assert.ok(report.visas.some((v) => v.stale), usage.stdout);
+    assert.ok(
+      report.visas.some((v) => v.stale),
+      usage.stdout,
+    );
     assert.equal(usage.code, 1, `stale access exits 1: ${usage.stderr}`);
   });
 });

@@ -160,7 +160,10 @@ describe('one cluster down', () => {
       const shortVisa = await grant(cora.token, CLUSTER, 'mc-expire', '8s');
       await eventually('the test bindings while east is down', 30_000, async () =>
         (
-          await Promise.all([bindingExists(CLUSTER, 'mc-down', testVisa), bindingExists(CLUSTER, 'mc-expire', shortVisa)])
+          await Promise.all([
+            bindingExists(CLUSTER, 'mc-down', testVisa),
+            bindingExists(CLUSTER, 'mc-expire', shortVisa),
+          ])
         ).every(Boolean),
       );
       const testKubeconfig = await env.writeGatewayKubeconfig(cora.token, 'cora-down-test', CLUSTER);
@@ -172,13 +175,17 @@ describe('one cluster down', () => {
       assert.match(unreachable.stderr, /unreachable|BadGateway|502|503/i, unreachable.stderr);
 
       // Expiry and revocation on test while east is still down.
-      await eventually('the short test visa removed at expiry', 40_000, async () =>
-        !(await bindingExists(CLUSTER, 'mc-expire', shortVisa)),
+      await eventually(
+        'the short test visa removed at expiry',
+        40_000,
+        async () => !(await bindingExists(CLUSTER, 'mc-expire', shortVisa)),
       );
       const revoked = await call('POST', `/api/v1/visas/${testVisa}/revoke`, admin, { reason: 'east is down' });
       assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
-      await eventually('the revoked test binding removed', 20_000, async () =>
-        !(await bindingExists(CLUSTER, 'mc-down', testVisa)),
+      await eventually(
+        'the revoked test binding removed',
+        20_000,
+        async () => !(await bindingExists(CLUSTER, 'mc-down', testVisa)),
       );
       const afterRevoke = await gatewayK(testKubeconfig, ['get', 'pods', '-n', 'mc-down']);
       assert.notEqual(afterRevoke.code, 0, 'the gateway refuses the revoked visa');
@@ -197,17 +204,22 @@ describe('one cluster down', () => {
     for (const cluster of BOTH) await grant(carl.token, cluster, 'mc-app');
     const sa = serviceAccountName(people.carl.email);
     await eventually('carl has a ServiceAccount in both clusters', 20_000, async () =>
-      (
-        await Promise.all(BOTH.map((c) => adminK(c, ['get', 'serviceaccount', sa, '-n', 'kubevisa-visas'])))
-      ).every((r) => r.code === 0),
+      (await Promise.all(BOTH.map((c) => adminK(c, ['get', 'serviceaccount', sa, '-n', 'kubevisa-visas'])))).every(
+        (r) => r.code === 0,
+      ),
     );
     const east = env.clusters.get(EAST)!;
     await east.stopApiServer();
     try {
-      const started = await call('POST', `/api/v1/persons/${encodeURIComponent(people.carl.email)}/offboarding`, admin, {
-        reason: 'contract ended',
-        wait: false,
-      });
+      const started = await call(
+        'POST',
+        `/api/v1/persons/${encodeURIComponent(people.carl.email)}/offboarding`,
+        admin,
+        {
+          reason: 'contract ended',
+          wait: false,
+        },
+      );
       assert.equal(started.status, 201, JSON.stringify(started.body));
       const id = String(started.body.id);
       const receipt = async () => (await call('GET', `/api/v1/offboardings/${id}`, admin)).body as unknown as Receipt;

@@ -8,7 +8,7 @@ import { after, afterEach, before, beforeEach, describe, test } from 'node:test'
 import { parse as parseYaml } from 'yaml';
 import { commands } from './commands.ts';
 import { writeCredential } from './config.ts';
-import { aVisa, CAROL, FakeApi, problem, SESSION_SECRET } from './testing/fake-api.ts';
+import { aReceipt, aReceiptStep, aVisa, CAROL, FakeApi, problem, SESSION_SECRET } from './testing/fake-api.ts';
 import { makeSandbox, seedLogin, type Sandbox } from './testing/run-cli.ts';
 
 let api: FakeApi;
@@ -222,7 +222,6 @@ describe('requests and decisions', () => {
           id: 'e_new',
           status: 'active',
           startsAt: '2026-03-01T00:00:00Z',
-          maxVisaSeconds: 28_800,
           createdAt: '2026-03-01T00:00:00Z',
           createdBy: 'admin@corp.example',
           ...body,
@@ -267,47 +266,47 @@ describe('requests and decisions', () => {
 
   test('offboard prints the receipt as a table and exits 1 when a step failed', async () => {
     api.on('POST', '/api/v1/persons/carol%40vendor.example/offboard', {
-      status: 200,
-      body: {
-        person: CAROL,
-        steps: [
-          { step: 'revoke-visas', ok: true, detail: '2 visas revoked' },
-          { step: 'delete-service-accounts', ok: false, detail: 'cluster edge-7 unreachable' },
-        ],
-      },
+      status: 201,
+      body: aReceipt([
+        aReceiptStep('visas', {
+          detail: 'no live visa or pending request (2 ended by this or an earlier offboarding)',
+        }),
+        aReceiptStep('cluster/edge-7/serviceaccount', {
+          status: 'unproven',
+          detail: "could not be checked: cluster 'edge-7' is unreachable",
+        }),
+      ]),
     });
     const result = await sandbox.run(['offboard', 'carol@vendor.example', '--reason', 'contract ended']);
     assert.equal(result.code, 1);
     assert.match(result.stdout, /^STEP\s+RESULT\s+DETAIL\n/);
-    assert.match(result.stdout, /delete-service-accounts\s+FAILED\s+cluster edge-7 unreachable/);
+    assert.match(
+      result.stdout,
+      /cluster edge-7: ServiceAccount deleted\s+FAILED\s+could not be checked: cluster 'edge-7'/,
+    );
     assert.match(
       result.stderr,
-      /offboarding carol@vendor\.example is incomplete: 1 of 2 step\(s\) failed \(delete-service-accounts\)/,
+      /offboarding carol@vendor\.example is incomplete: 1 of 2 step\(s\) failed \(cluster edge-7: ServiceAccount deleted\)/,
     );
     assert.deepEqual(api.requests.at(-1)?.body, { reason: 'contract ended' });
   });
 
   test('offboard prints each proven step, the streams it closed, and the summary that says who offboarded', async () => {
     api.on('POST', '/api/v1/persons/carol%40vendor.example/offboard', {
-      status: 200,
-      body: {
-        id: 'o_1',
-        status: 'proven',
-        person: { id: 'p_carol', email: 'carol@vendor.example', status: 'deprovisioned' },
-        steps: [
-          { id: 'sessions', step: 'every kubevisa session ended', status: 'proven', ok: true, detail: 'all 1 revoked' },
-          {
-            id: 'streams-closed',
-            step: 'open streams closed (kubectl exec, attach, port-forward, watch, logs -f)',
-            status: 'proven',
-            ok: true,
+      status: 201,
+      body: aReceipt(
+        [
+          aReceiptStep('sessions', { detail: 'all 1 session(s) are revoked or expired' }),
+          aReceiptStep('streams-closed', {
             count: 1,
             detail: '1 stream(s) open at the commit closed (exec/attach on prod/payments)',
-          },
+          }),
         ],
-        summary:
-          'carol@vendor.example offboarded by sam@corp.example: contract ended. All 2 steps proven by live calls in 11.0 s.',
-      },
+        {
+          summary:
+            'carol@vendor.example offboarded by sam@corp.example: contract ended. All 2 steps proven by live calls in 11.0 s.',
+        },
+      ),
     });
     const result = await sandbox.run(['offboard', 'carol@vendor.example', '--reason', 'contract ended']);
     assert.equal(result.code, 0, result.stderr);
@@ -323,21 +322,19 @@ describe('requests and decisions', () => {
 
   test('offboard exits 1 and says so while a step is still being proven', async () => {
     api.on('POST', '/api/v1/persons/carol%40vendor.example/offboard', {
-      status: 200,
-      body: {
-        id: 'o_2',
-        status: 'proving',
-        person: { id: 'p_carol', email: 'carol@vendor.example', status: 'deprovisioned' },
-        steps: [
-          {
-            step: 'cluster prod: a token issued before offboarding is refused by kube-apiserver',
+      status: 201,
+      body: aReceipt(
+        [
+          aReceiptStep('cluster/prod/token', {
             status: 'pending',
-            ok: false,
             detail: 'waiting for the ServiceAccount to be deleted',
-          },
+          }),
         ],
-        summary: 'carol@vendor.example offboarded by sam@corp.example: left. 0 of 1 steps proven so far.',
-      },
+        {
+          id: 'o_2',
+          summary: 'carol@vendor.example offboarded by sam@corp.example: left. 0 of 1 steps proven so far.',
+        },
+      ),
     });
     const result = await sandbox.run(['offboard', 'carol@vendor.example', '--reason', 'left']);
     assert.equal(result.code, 1);
@@ -355,7 +352,7 @@ describe('requests and decisions', () => {
             description: 'viewer + logs + exec',
             rules: [],
             declaredRisks: [{ risk: 'pods-exec', justification: 'debugging' }],
-            maxVisaSeconds: 14_400,
+            maxVisaDuration: '4h',
             recordSessions: true,
           },
         ],

@@ -2,7 +2,7 @@
 import type { Items, ProfileJson } from '../api-types.ts';
 import { render, type CommandRun } from '../framework.ts';
 import { clientFrom, noPositionals, outputFormat } from '../options.ts';
-import { coarseDuration, oneLine } from '../present.ts';
+import { oneLine } from '../present.ts';
 
 export const run: CommandRun = async ({ values, positionals, io }) => {
   const format = outputFormat(values);
@@ -18,7 +18,7 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
       columns: ['NAME', 'MAX VISA', 'DECLARED RISKS', 'RECORDED', 'DESCRIPTION'],
       rows: items.map((p) => [
         p.name,
-        typeof p.maxVisaSeconds === 'number' ? coarseDuration(p.maxVisaSeconds) : '',
+        p.maxVisaDuration ?? '',
         (p.declaredRisks ?? []).map((r) => r.risk).join(',') || '-',
         p.recordSessions ? 'yes' : 'no',
         oneLine(p.description ?? '', 80),

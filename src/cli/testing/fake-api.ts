@@ -12,7 +12,8 @@ import {
 } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { PersonJson, VisaJson } from '../api-types.ts';
+import type { OffboardReceiptJson, PersonJson, VisaJson } from '../api-types.ts';
+import type { ReceiptStep } from '../../identity/receipt.ts';
 
 export interface RecordedRequest {
   method: string;
@@ -39,8 +40,6 @@ export const SESSION_SECRET = 'kvs_test-secret-0000000000000000000000000000000';
 
 export const CAROL: PersonJson = {
   id: 'p_carol',
-  issuer: 'https://idp.example',
-  subject: 'carol',
   email: 'carol@vendor.example',
   displayName: 'Carol Contractor',
   groups: ['vendors'],
@@ -77,6 +76,73 @@ export function aVisa(overrides: Partial<VisaJson> = {}, now = Date.now()): Visa
     state: 'requested',
     approvals: [],
     requiredApprovals: 1,
+    ...overrides,
+  };
+}
+
+/**
+ * A step of an offboarding receipt with the id and wording the server uses (src/identity/offboarding.ts), proven
+ * unless `status` says otherwise.
+ */
+export function aReceiptStep(
+  id: 'visas' | 'sessions' | 'streams-closed' | `cluster/${string}/serviceaccount` | `cluster/${string}/token`,
+  overrides: Partial<ReceiptStep> = {},
+): ReceiptStep {
+  const cluster = /^cluster\/([^/]+)\//.exec(id)?.[1];
+  const wording: Record<string, { step: string; proof: string }> = {
+    visas: {
+      step: 'every visa revoked (or request cancelled)',
+      proof: 'store read: no visa of the person is requested, approved or active',
+    },
+    sessions: {
+      step: 'every kubevisa session ended',
+      proof: 'store read: every session of the person is revoked or expired',
+    },
+    'streams-closed': {
+      step: 'open streams closed (kubectl exec, attach, port-forward, watch, logs -f)',
+      proof:
+        "the gateway's registry of open streams: the person's streams registered before the commit are gone, and a fresh read after it holds none of theirs",
+    },
+    serviceaccount: {
+      step: `cluster ${cluster}: ServiceAccount deleted`,
+      proof:
+        'fresh list of ServiceAccounts in kubevisa-visas: the person’s is gone, so every token it was issued is void',
+    },
+    token: {
+      step: `cluster ${cluster}: a token issued before offboarding is refused by kube-apiserver`,
+      proof:
+        'a TokenRequest token minted and accepted before the offboarding, presented again until kube-apiserver answers 401',
+    },
+  };
+  const status = overrides.status ?? 'proven';
+  return {
+    id,
+    ...wording[cluster === undefined ? id : id.slice(id.lastIndexOf('/') + 1)]!,
+    ...(cluster !== undefined ? { cluster } : {}),
+    status,
+    ok: status === 'proven',
+    detail: 'proven',
+    attempts: 1,
+    ...overrides,
+  };
+}
+
+/** An offboarding receipt as the server answers it, for Carol, offboarded by sam@corp.example. */
+export function aReceipt(steps: ReceiptStep[], overrides: Partial<OffboardReceiptJson> = {}): OffboardReceiptJson {
+  const status = steps.every((s) => s.status === 'proven')
+    ? 'proven'
+    : steps.some((s) => s.status === 'unproven')
+      ? 'unproven'
+      : 'proving';
+  return {
+    id: 'o_1',
+    person: { id: CAROL.id, email: CAROL.email, status: 'deprovisioned' },
+    trigger: { kind: 'admin', by: 'sam@corp.example', reason: 'contract ended' },
+    status,
+    startedAt: '2026-03-01T09:00:00Z',
+    steps,
+    timings: { committed: 0 },
+    summary: `${CAROL.email} offboarded by sam@corp.example: contract ended.`,
     ...overrides,
   };
 }
