@@ -456,9 +456,14 @@ export class OffboardingOrchestrator {
     if (status === 'unproven' && before.status !== 'unproven') {
       await this.options.alert({ kind: 'unproven', receipt, steps: steps.filter((s) => s.status === 'unproven') });
     }
-    if (status === 'proven' && before.status === 'unproven') {
-      const finallyProven = steps.filter((s) => before.steps.some((b) => b.id === s.id && b.status !== 'proven'));
-      await this.options.alert({ kind: 'proven-after-retry', receipt, steps: finallyProven });
+    if (status === 'proven') {
+      // Whoever was told it was unproven is told it is now proven. Not only when the round before was unproven: a
+      // step can pass through pending on the way (waiting out kube-apiserver's token cache once the cluster is
+      // back), and the process may have restarted in between; the trail says which steps were ever unproven.
+      const once = await this.stepsOnceUnproven(record);
+      const finallyProven = steps.filter((s) => once.has(s.id));
+      if (finallyProven.length > 0)
+        await this.options.alert({ kind: 'proven-after-retry', receipt, steps: finallyProven });
     }
     return receipt;
   }
@@ -692,6 +697,16 @@ export class OffboardingOrchestrator {
             `kube-apiserver still ACCEPTS a token issued before offboarding ${Math.round(waited / 1000)} s after the ServiceAccount was deleted`,
           ];
     });
+  }
+
+  /** The ids of the steps of this offboarding that a round ever recorded as unproven (from the audit trail). */
+  private async stepsOnceUnproven(record: OffboardingRecord): Promise<Set<string>> {
+    const events = await this.store.listAudit({
+      action: 'offboarding.step-unproven',
+      personId: record.personId,
+      limit: 10_000,
+    });
+    return new Set(events.filter((e) => e.details.offboardingId === record.id).map((e) => String(e.details.step)));
   }
 
   private async auditTransitions(
