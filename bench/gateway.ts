@@ -130,6 +130,8 @@ async function main() {
     },
   });
   const results: Record<string, unknown> = {};
+  /** What failed while being measured: reported with the results, and the run exits 1. */
+  const failures: string[] = [];
   let server: Awaited<ReturnType<typeof startServerProcess>> | undefined;
   const children: { kill: (s?: NodeJS.Signals) => void }[] = [];
   try {
@@ -228,6 +230,12 @@ async function main() {
           log(
             `${endpointName} c=${connections} ${name}: ${round(result.rps)} req/s p50 ${round(result.p50, 2)} ms p99 ${round(result.p99, 2)} ms errors ${result.errors}`,
           );
+          // Requests per second of failures (non-2xx answers, socket errors) would be a measure of the refusal path.
+          if (result.errors > 0) {
+            failures.push(
+              `${endpointName} c=${connections} ${name}: ${result.errors} of ${result.requests} requests failed`,
+            );
+          }
         }
         const d = row.direct as { rps: number; p99ms: number };
         const g = row.gateway as { rps: number; p99ms: number };
@@ -320,11 +328,11 @@ async function main() {
         await new Promise((r) => setTimeout(r, 300));
         const args =
           kind === 'exec'
-            ? ['exec', '-n', 'bench-stream', 'app', '--', 'sleep', '60']
+            ? ['exec', '-n', 'bench-stream', 'app', '--', 'sh', '-c', 'echo exec-running; sleep 60']
             : ['port-forward', '-n', 'bench-stream', 'pod/app', ':8080'];
         const proc = kubectlBackground(env.cp.binaries.kubectl, args, { kubeconfig: gwKubeconfig });
         if (kind === 'portForward') await proc.waitFor(/Forwarding from/);
-        else await new Promise((r) => setTimeout(r, 700));
+        else await proc.waitFor(/exec-running/);
         const exited = new Promise<number>((resolve) => proc.child.once('exit', () => resolve(performance.now())));
         const t0 = performance.now();
         await call('POST', `/api/v1/visas/${visaId}/revoke`, admin, { reason: 'bench' });
@@ -340,6 +348,9 @@ async function main() {
         proc.child.kill('SIGKILL');
       }
     }
+    const execFailed = streamMs.exec!.filter((n) => Number.isNaN(n)).length;
+    if (execFailed > 0)
+      failures.push(`exec: ${execFailed} of ${streamMs.exec!.length} trials did not end within 10 s of the revoke`);
     const execSorted = streamMs.exec!.filter((n) => !Number.isNaN(n)).sort((a, b) => a - b);
     results.execClosedMs = {
       trials: execSorted.length,
@@ -400,8 +411,15 @@ async function main() {
     }
     await env.stop();
   }
+  if (failures.length > 0) results.failures = failures;
   process.stdout.write(JSON.stringify(results, null, 2) + '\n');
   if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2));
+  if (failures.length > 0) {
+    process.stderr.write(
+      `[bench] these figures include failures, not only the measured path:\n  ${failures.join('\n  ')}\n`,
+    );
+    process.exitCode = 1;
+  }
 }
 
 await main();

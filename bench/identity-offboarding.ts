@@ -153,6 +153,10 @@ async function main() {
 
       const gatewayStatus = await get(`${gatewayUrl}/pods`, cora.token, serverCa);
       const gatewayRefusedMs = performance.now() - t0;
+      // A time "to refusal" means nothing unless the answer was the refusal.
+      if (gatewayStatus !== 401) {
+        throw new Error(`round ${round}: the gateway answered ${gatewayStatus} right after the deactivation, not 401`);
+      }
       const closedTimes = await Promise.all(watches.map((w) => w.closed));
       const streamsClosedMs = Math.max(...closedTimes) - t0;
       let directRefusedMs = Number.NaN;
@@ -168,10 +172,18 @@ async function main() {
         const items = ((await call('GET', `/api/v1/offboardings?person=${people.cora.email}`, admin)).body.items ??
           []) as unknown as Receipt[];
         receipt = items.length > before ? items[items.length - 1] : undefined;
-        if (receipt && receipt.status !== 'proving') break;
+        // `unproven` is not an end: the orchestrator retries it until it is proven.
+        if (receipt?.status === 'proven') break;
         await sleep(100);
       }
       const receiptSeenMs = performance.now() - t0;
+      if (Number.isNaN(directRefusedMs))
+        throw new Error(`round ${round}: the direct token was still accepted after 30 s`);
+      if (receipt?.status !== 'proven') {
+        throw new Error(
+          `round ${round}: the receipt is ${receipt?.status ?? 'missing'} after 60 s, not proven: ${receipt?.summary ?? ''}`,
+        );
+      }
       const result = {
         round,
         scimPatchMs: Math.round(t0 - sent),
