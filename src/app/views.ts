@@ -2,12 +2,7 @@
 import type { Engagement, Person, Profile, Visa } from '../domain/model.ts';
 import { formatDuration, formatInstant } from '../domain/time.ts';
 
-// Overloaded so an instant that is always there is typed `string` in the views (the CLI's wire types read them).
-function iso(ms: number): string;
-function iso(ms: number | undefined): string | undefined;
-function iso(ms: number | undefined): string | undefined {
-  return ms === undefined ? undefined : formatInstant(ms);
-}
+const iso = (ms: number | undefined) => (ms === undefined ? undefined : formatInstant(ms));
 
 export function visaView(visa: Visa) {
   return {

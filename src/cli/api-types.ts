@@ -2,19 +2,41 @@
  * The JSON shapes of docs/api.md as the CLI receives them: the domain's types with every instant as an
  * RFC 3339 UTC string instead of epoch milliseconds. Types only: nothing here runs.
  */
-import type { engagementView, personView, profileView, visaView } from '../app/views.ts';
-import type { Ceiling } from '../domain/model.ts';
+import type { profileView } from '../app/views.ts';
+import type { Approval, Ceiling, Engagement, Person, Visa } from '../domain/model.ts';
 import type { Receipt } from '../identity/receipt.ts';
 
 /** An RFC 3339 timestamp, `Z` on output from the server. */
 export type Rfc3339 = string;
 
-// The server's own views (src/app/views.ts), so the CLI and its tests' fake API read exactly what the server
-// writes: a field renamed there fails to compile here.
-export type PersonJson = ReturnType<typeof personView>;
-export type VisaJson = ReturnType<typeof visaView>;
-export type ApprovalJson = VisaJson['approvals'][number];
-export type EngagementJson = ReturnType<typeof engagementView>;
+export type PersonJson = Omit<Person, 'createdAt' | 'updatedAt'> & { createdAt: Rfc3339; updatedAt: Rfc3339 };
+
+export type ApprovalJson = Omit<Approval, 'at'> & { at: Rfc3339 };
+
+export type VisaJson = Omit<
+  Visa,
+  'requestedAt' | 'requestedSeconds' | 'notBefore' | 'notAfter' | 'decidedAt' | 'endedAt' | 'approvals'
+> & {
+  requestedAt: Rfc3339;
+  /** The length asked for, e.g. `8h` or `1h30m`. */
+  requestedDuration: string;
+  /** Fixed at approval; while requested, present only when the request asked for a later start. */
+  notBefore?: Rfc3339;
+  /** Fixed at approval; absent while requested. */
+  notAfter?: Rfc3339;
+  decidedAt?: Rfc3339;
+  endedAt?: Rfc3339;
+  approvals: ApprovalJson[];
+};
+
+export type EngagementJson = Omit<Engagement, 'startsAt' | 'endsAt' | 'endedAt' | 'createdAt'> & {
+  startsAt: Rfc3339;
+  endsAt: Rfc3339;
+  endedAt?: Rfc3339;
+  createdAt: Rfc3339;
+};
+
+/** The server's own view (src/app/views.ts): `maxVisaDuration` as the server writes it, e.g. `4h`. */
 export type ProfileJson = ReturnType<typeof profileView>;
 
 export interface Items<T> {

@@ -40,6 +40,8 @@ export const SESSION_SECRET = 'kvs_test-secret-0000000000000000000000000000000';
 
 export const CAROL: PersonJson = {
   id: 'p_carol',
+  issuer: 'https://idp.example',
+  subject: 'carol',
   email: 'carol@vendor.example',
   displayName: 'Carol Contractor',
   groups: ['vendors'],
