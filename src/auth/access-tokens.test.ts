@@ -7,11 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT, exportJWK } from 'jose';
 
 import { InvalidInput, Unauthenticated } from '../domain/errors.ts';
-import {
-  ACCESS_TOKEN_TYPE,
-  createTokenIssuer,
-  type TokenIssuer,
-} from './access-tokens.ts';
+import { ACCESS_TOKEN_TYPE, createTokenIssuer, type TokenIssuer } from './access-tokens.ts';
 
 const ISSUER = 'https://kubevisa.test';
 const AUDIENCE = 'kubevisa';
