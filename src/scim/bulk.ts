@@ -179,25 +179,53 @@ export async function runBulk(options: BulkOptions, caller: ScimClient, body: un
   const failedBulkIds = new Set<string>();
   const results = new Map<number, BulkOperationResult>();
   const creators = new Set(operations.flatMap((o) => (o.method === 'POST' && o.bulkId ? [o.bulkId] : [])));
+  // Each operation's references are found once, and an operation is looked at again only when one of the
+  // operations it waits for has finished: a megabyte of operations chained in reverse order costs one walk of
+  // the payload, not one walk per operation that runs (which a SCIM token holder could turn into minutes of CPU).
+  const references = new Map(operations.map((o) => [o.index, [...new Set(referencesOf(o))]]));
+  const waitingFor = new Map<number, number>();
+  const dependents = new Map<string, Operation[]>();
+  const queued = new Set<number>();
+  let ready: Operation[] = [];
+  for (const operation of operations) {
+    const refs = references.get(operation.index)!;
+    for (const id of refs) {
+      const list = dependents.get(id);
+      if (list) list.push(operation);
+      else dependents.set(id, [operation]);
+    }
+    const unresolved = refs.filter((id) => creators.has(id)).length;
+    waitingFor.set(operation.index, unresolved);
+    // One that names an unknown bulkId is failed right away, in its place in the request.
+    if (unresolved === 0 || unresolved < refs.length) {
+      ready.push(operation);
+      queued.add(operation.index);
+    }
+  }
   let errors = 0;
-  let pending = operations;
-  while (pending.length > 0 && (failOnErrors === undefined || errors < failOnErrors)) {
-    const waiting: Operation[] = [];
-    let progressed = false;
-    for (const operation of pending) {
-      if (failOnErrors !== undefined && errors >= failOnErrors) break;
-      const references = referencesOf(operation);
-      const unknown = references.find((id) => !creators.has(id) || failedBulkIds.has(id));
-      const unresolved = references.filter((id) => !created.has(id));
+  const stopped = (): boolean => failOnErrors !== undefined && errors >= failOnErrors;
+  while (ready.length > 0 && !stopped()) {
+    const next: Operation[] = [];
+    const release = (bulkId: string, succeeded: boolean): void => {
+      for (const dependent of dependents.get(bulkId) ?? []) {
+        if (queued.has(dependent.index)) continue;
+        const left = waitingFor.get(dependent.index)! - 1;
+        waitingFor.set(dependent.index, left);
+        if (!succeeded || left === 0) {
+          next.push(dependent);
+          queued.add(dependent.index);
+        }
+      }
+    };
+    for (const operation of ready) {
+      if (stopped()) break;
+      const unknown = references.get(operation.index)!.find((id) => !creators.has(id) || failedBulkIds.has(id));
       let result: BulkOperationResult;
       if (unknown !== undefined) {
         result = failure(
           operation,
           new ScimError(409, `bulkId '${unknown}' names no operation of this request that created a resource`),
         );
-      } else if (unresolved.length > 0) {
-        waiting.push(operation);
-        continue;
       } else {
         // Each operation is its own request to the service, audited as one, with where it came from.
         const client: ScimClient = {
@@ -206,31 +234,33 @@ export async function runBulk(options: BulkOptions, caller: ScimClient, body: un
         };
         result = await runOne(options, client, operation, created);
       }
-      progressed = true;
       results.set(operation.index, result);
-      if (Number(result.status) >= 400) {
-        errors += 1;
-        if (operation.method === 'POST' && operation.bulkId) failedBulkIds.add(operation.bulkId);
+      const failed = Number(result.status) >= 400;
+      if (failed) errors += 1;
+      if (operation.method === 'POST' && operation.bulkId) {
+        if (failed) failedBulkIds.add(operation.bulkId);
+        release(operation.bulkId, !failed);
       }
     }
-    if (!progressed) {
-      // What is left refers to each other in a cycle: none of it can run.
-      for (const operation of waiting) {
-        results.set(
-          operation.index,
-          failure(
-            operation,
-            new ScimError(
-              409,
-              `the bulkId references of this operation form a cycle with others: ${referencesOf(operation).join(', ')}`,
-            ),
+    // Next round in the request's order, as a client reading the response expects.
+    ready = next.sort((a, b) => a.index - b.index);
+  }
+  if (!stopped()) {
+    // What never became ready refers to each other in a cycle: none of it can run.
+    for (const operation of operations) {
+      if (queued.has(operation.index)) continue;
+      results.set(
+        operation.index,
+        failure(
+          operation,
+          new ScimError(
+            409,
+            `the bulkId references of this operation form a cycle with others: ${references.get(operation.index)!.join(', ')}`,
           ),
-        );
-        errors += 1;
-      }
-      break;
+        ),
+      );
+      errors += 1;
     }
-    pending = waiting;
   }
   return {
     schemas: [BULK_RESPONSE_SCHEMA],
