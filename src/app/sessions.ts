@@ -156,8 +156,15 @@ export class SessionService {
 
   // ---- browser flow ----
 
-  async startBrowserLogin(body: { redirectUri: string; codeChallenge: string; state: string }) {
-    if (!LOOPBACK_REDIRECT.test(body.redirectUri)) {
+  /**
+   * `ownRedirectUri`: a redirect on kubevisa's own origin that the caller (the web console, never the public route)
+   * accepts besides the CLI's loopback listener.
+   */
+  async startBrowserLogin(
+    body: { redirectUri: string; codeChallenge: string; state: string },
+    ownRedirectUri?: string,
+  ) {
+    if (body.redirectUri !== ownRedirectUri && !LOOPBACK_REDIRECT.test(body.redirectUri)) {
       throw new InvalidInput(
         'redirectUri must be a loopback URL such as http://127.0.0.1:PORT/callback (the CLI listens there)',
       );

@@ -4,6 +4,7 @@
  * capability wired without what it needs fails to start instead of silently losing a duty.
  */
 import { wireAudit, type AuditHandle } from '../audit/wire.ts';
+import { wireConsole } from '../console/wire.ts';
 import { wireGateway, type GatewayHandle } from '../gateway/wire.ts';
 import { wireIdentity, type IdentityHandle } from '../identity/wire.ts';
 import { wireMonitoring, type MonitoringHandle } from '../monitor/wire.ts';
@@ -21,7 +22,7 @@ export interface Capabilities {
 export type Extension = (context: ServerContext, capabilities: Capabilities) => Promise<unknown>;
 
 /** Further capabilities, wired in this order after the core ones. */
-export const extensions: Extension[] = [];
+export const extensions: Extension[] = [wireConsole];
 
 export async function wireCapabilities(context: ServerContext): Promise<Capabilities> {
   const identity = await wireIdentity(context);

@@ -1,0 +1,7 @@
+export function AuditTimeline() {
+  return (
+    <section>
+      <h1>Audit</h1>
+    </section>
+  );
+}
