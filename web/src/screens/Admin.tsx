@@ -577,24 +577,45 @@ function ScimTokens() {
 }
 
 interface ConsoleStatus {
-  alerts: { webhook: boolean; prometheus: boolean; detail: string };
-  audit: { verified: boolean; detail: string };
+  alerts: {
+    sinks: { name: string; type: string; events: string[] | 'all' }[];
+    expiryNoticeSeconds: number;
+    metricsProtected: boolean;
+    staleAfterDays: number;
+    revokeStale: boolean;
+    scanIntervalSeconds: number;
+  };
 }
 
 function Status() {
   const status = useLoad(() => get<ConsoleStatus>('/api/v1/console/status'), []);
+  const alerts = status.data?.alerts;
   return (
     <>
       <h2>Alerts & status</h2>
       <Alert kind="error">{status.error}</Alert>
-      {status.data && (
+      {alerts && (
         <dl className="facts">
-          <dt>Alert webhook</dt>
-          <dd>{status.data.alerts.webhook ? 'configured' : 'not configured'}</dd>
-          <dt>Prometheus</dt>
-          <dd>{status.data.alerts.prometheus ? '/metrics served' : 'off'}</dd>
-          <dt>Alerts</dt>
-          <dd>{status.data.alerts.detail}</dd>
+          <dt>Alert sinks</dt>
+          <dd>
+            {alerts.sinks.length === 0
+              ? 'none configured: alerts only reach /metrics and the audit trail'
+              : alerts.sinks
+                  .map((s) => `${s.name} (${s.type}, ${s.events === 'all' ? 'every event' : s.events.join(', ')})`)
+                  .join('; ')}
+          </dd>
+          <dt>Expiry notice</dt>
+          <dd>{Math.round(alerts.expiryNoticeSeconds / 60)} min before a visa ends</dd>
+          <dt>Stale access</dt>
+          <dd>
+            after {alerts.staleAfterDays} day(s) unused, {alerts.revokeStale ? 'revoked' : 'alerted'}
+          </dd>
+          <dt>Exposure scans</dt>
+          <dd>
+            {alerts.scanIntervalSeconds > 0 ? `every ${Math.round(alerts.scanIntervalSeconds / 60)} min` : 'on demand'}
+          </dd>
+          <dt>/metrics</dt>
+          <dd>{alerts.metricsProtected ? 'needs a bearer token' : 'open'}</dd>
         </dl>
       )}
     </>
