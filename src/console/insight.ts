@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { Forbidden, NotFound } from '../domain/errors.ts';
-import type { Caller } from '../server/access-service.ts';
+import type { Caller } from '../app/caller.ts';
 import type { ServerContext } from '../server/context.ts';
 import { analyzeExposure, buildDirectory, type ExposureAnalysis } from '../monitor/exposure.ts';
 import { parseAlertsConfig, parseMonitoringConfig } from '../monitor/config.ts';

@@ -10,7 +10,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { KubevisaError } from '../domain/errors.ts';
-import type { Caller } from '../server/access-service.ts';
+import type { Caller } from '../app/caller.ts';
 import type { ServerContext } from '../server/context.ts';
 
 /** How often the audit head is read while at least one console listens, in milliseconds. */

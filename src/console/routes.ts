@@ -1,7 +1,7 @@
 /** The console's own API routes under `/api/v1/console/` (everything else it shows comes from the ordinary API). */
 import { Forbidden, InvalidInput, KubevisaError, Unauthenticated } from '../domain/errors.ts';
 import type { ServerContext } from '../server/context.ts';
-import { personView } from '../server/views.ts';
+import { personView } from '../app/views.ts';
 import { SECURITY_HEADERS } from './assets.ts';
 import type { LiveEvents } from './live.ts';
 import { CALLBACK_PATH, type ConsoleSessions } from './session.ts';
@@ -60,7 +60,7 @@ export function registerConsoleRoutes(context: ServerContext, options: ConsoleRo
     const secret = consoleSessions.secretOf(request);
     if (secret === undefined) return { signedIn: false };
     const caller = await context.authenticate(request);
-    const me = await context.access.me(caller);
+    const me = await context.people.me(caller);
     const serverUrl = context.url;
     return {
       signedIn: true,
@@ -82,7 +82,7 @@ export function registerConsoleRoutes(context: ServerContext, options: ConsoleRo
     } catch (error) {
       if (!(error instanceof Unauthenticated)) throw error;
     }
-    if (caller?.sessionId !== undefined) await context.sessions.logout(caller.sessionId, caller.actor);
+    if (caller?.sessionId !== undefined) await context.sessions.logout(caller);
     consoleSessions.signOut(request, reply);
     return reply.code(204).send();
   });

@@ -16,7 +16,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { constantTimeEqual } from '../auth/session-secrets.ts';
 import { Forbidden, KubevisaError, Unauthenticated } from '../domain/errors.ts';
 import { AddressLimiter, clientKey } from '../gateway/rate-limit.ts';
-import type { SessionService } from '../server/session-service.ts';
+import type { SessionService } from '../app/sessions.ts';
 import { readCookies, serializeCookie } from './cookies.ts';
 
 /** `__Secure-`: browsers accept it only with the Secure flag from an HTTPS origin. */
