@@ -6,6 +6,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 
 export const DEFAULT_ASSETS_DIR = fileURLToPath(new URL('../../web/dist/', import.meta.url));
@@ -62,6 +63,8 @@ export function serveConsoleAssets(app: FastifyInstance, assetsDir: string = DEF
     return reply.send(html);
   };
   for (const url of CONSOLE_PAGES) app.get(url, page);
+  // Hashed asset names never change content, so each is compressed once (the script is ~250 KB, ~75 KB gzipped).
+  const gzipped = new Map<string, Buffer>();
   app.get('/assets/:name', async (request, reply) => {
     const name = (request.params as { name: string }).name;
     const type = TYPES[extname(name)];
@@ -79,10 +82,15 @@ export function serveConsoleAssets(app: FastifyInstance, assetsDir: string = DEF
         });
     }
     // Built asset names carry a hash of their content: they never change, so browsers may keep them.
-    return secure(reply)
-      .header('cache-control', 'public, max-age=31536000, immutable')
-      .type(type)
-      .send(await readFile(file));
+    secure(reply).header('cache-control', 'public, max-age=31536000, immutable').header('vary', 'accept-encoding');
+    const content = await readFile(file);
+    if (!/\bgzip\b/.test(String(request.headers['accept-encoding'] ?? ''))) return reply.type(type).send(content);
+    let compressed = gzipped.get(file);
+    if (compressed === undefined) {
+      compressed = gzipSync(content);
+      if (gzipped.size < 200) gzipped.set(file, compressed);
+    }
+    return reply.type(type).header('content-encoding', 'gzip').send(compressed);
   });
 }
 

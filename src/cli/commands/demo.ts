@@ -50,6 +50,7 @@ export const run: CommandRun = async ({ values, io }) => {
       '',
       `kubevisa demo ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       `  server:     ${demo.serverUrl}`,
+      `  console:    ${demo.serverUrl}/ (sign in as either person below; the demo CA signs its certificate: ${demo.caFile})`,
       `  cluster:    ${demo.clusterName} (kube-apiserver ${demo.apiServerUrl}); namespaces payments, staging-web, finance`,
       `  admin:      ${demo.adminKubeconfig} (cluster-admin; see what kubevisa did: kubectl --kubeconfig ${demo.adminKubeconfig} get rolebindings -A -l app.kubernetes.io/managed-by=kubevisa)`,
       `  config:     ${demo.configFile} (the server's config: kubevisa server --config ${demo.configFile})`,
