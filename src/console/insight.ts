@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { Forbidden, NotFound } from '../domain/errors.ts';
-import type { Caller } from '../app/caller.ts';
 import type { ServerContext } from '../server/context.ts';
 import { analyzeExposure, buildDirectory, type ExposureAnalysis } from '../monitor/exposure.ts';
 import { parseAlertsConfig, parseMonitoringConfig } from '../monitor/config.ts';
@@ -16,20 +15,6 @@ import { accessRows, cellDetail, pageOfRows, type AccessQuery, type AccessRow } 
 const ANALYSIS_TTL_MS = 15_000;
 /** Largest recording the console replays, in bytes. */
 const MAX_RECORDING_BYTES = 20 * 1024 * 1024;
-
-const STAFF = ['admin', 'approver', 'auditor'];
-
-export function requireStaff(caller: Caller, what: string): void {
-  if (!caller.actor.roles.some((role) => STAFF.includes(role))) {
-    throw new Forbidden(`only admins, approvers and auditors may ${what}`);
-  }
-}
-
-export function requireAuditReader(caller: Caller, what: string): void {
-  if (!caller.actor.roles.includes('admin') && !caller.actor.roles.includes('auditor')) {
-    throw new Forbidden(`only admins and auditors may ${what}`);
-  }
-}
 
 interface Analysed {
   at: number;

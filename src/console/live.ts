@@ -7,7 +7,7 @@
  * trail's head, read every half second while anyone listens. Every decision kubevisa takes is audited, so the head
  * also catches what raises no server event (a new request, a denial) and what another replica did.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { KubevisaError } from '../domain/errors.ts';
 import type { Caller } from '../app/caller.ts';
@@ -78,9 +78,8 @@ export class LiveEvents {
     return this.listeners.size;
   }
 
-  /** The SSE route's handler. */
-  async serve(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const caller = await this.context.authenticate(request);
+  /** The SSE route's handler, for an authenticated caller. */
+  async serve(caller: Caller, reply: FastifyReply): Promise<void> {
     if (this.listeners.size >= MAX_STREAMS) throw new TooManyStreams('too many consoles are listening: retry later');
     let mine = 0;
     for (const l of this.listeners) if (l.caller.actor.personId === caller.actor.personId) mine++;
