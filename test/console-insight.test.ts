@@ -130,7 +130,9 @@ test('who has access: thousands of subjects, paged by the server, virtualised, w
 
   // The last rows come from a later page of the server's answer, loaded when scrolled to.
   await matrix.evaluate((el) => (el.scrollTop = el.scrollHeight));
-  await matrix.locator('[data-subject="User:dev-01999@corp.example"]').waitFor({ timeout: 20_000 });
+  const lastRow = matrix.locator(`[aria-rowindex="${total}"][data-subject]`);
+  await lastRow.waitFor({ timeout: 20_000 });
+  assert.ok(total > 200, 'the last row lies beyond the first page of 200');
 
   // Shadow access is flagged: a vendor's person bound directly, outside kubevisa.
   await page.getByLabel('Show').selectOption('findings');
@@ -149,7 +151,7 @@ test('who has access: thousands of subjects, paged by the server, virtualised, w
   assert.match(await cell.innerText(), /left/);
   await cell.click();
   const drill = page.getByRole('region', { name: 'What stands behind this access' });
-  await drill.getByText(`RoleBinding ci-rec/kubevisa-${visaId}`, { exact: false }).waitFor();
+  await drill.getByText(`RoleBinding ci-rec/kubevisa-${visaId}`, { exact: false }).first().waitFor();
   await drill.getByText('pods/exec').first().waitFor();
   await drill.getByText('visa.approved').first().waitFor();
   await page.screenshot({ path: join(shots, 'who-has-access-drilldown.png'), fullPage: true });
