@@ -16,7 +16,7 @@ import { startDevIdp } from '../src/dev/idp.ts';
 import { parseServerConfig } from '../src/server/config.ts';
 import { startServer } from '../src/server/main.ts';
 import { analyzeExposure, buildDirectory } from '../src/monitor/exposure.ts';
-import type { BindingLike, RoleLike } from '../src/monitor/rbac-index.ts';
+import type { BindingLike, RoleLike } from '../src/rbac/rbac-index.ts';
 import { accessRows, pageOfRows } from '../src/console/access-matrix.ts';
 import { DEFAULT_ASSETS_DIR } from '../src/console/assets.ts';
 import { openBrowser, signIn } from '../test/support/browser.ts';

@@ -10,8 +10,8 @@
 import type { Visa } from '../domain/model.ts';
 import type { ExposureAnalysis } from '../monitor/exposure.ts';
 import type { Finding } from '../monitor/findings.ts';
-import type { Grant } from '../monitor/rbac-index.ts';
-import { permissionsOfGrants, type Permissions } from '../monitor/matrix.ts';
+import type { Grant } from '../rbac/rbac-index.ts';
+import { permissionsOfGrants, type Permissions } from '../rbac/matrix.ts';
 
 export interface AccessCell {
   /** '' for cluster scope. */
