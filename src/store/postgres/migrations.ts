@@ -355,6 +355,22 @@ ${AUDIT_GUARD_SQL}
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_checkpoints FROM PUBLIC;
 `,
   },
+  {
+    version: 3,
+    name: 'audit guards search their own schema before temporary tables',
+    // PostgreSQL searches pg_temp first unless a search_path names it: a role allowed to create temporary tables
+    // could shadow audit_events with its own and make the "extends the head" check read a forged head. Naming
+    // the schema, then pg_temp last, makes the guards read only the real tables.
+    sql: `
+DO $$
+BEGIN
+  EXECUTE format('ALTER FUNCTION kubevisa_refuse_audit_change() SET search_path = %I, pg_temp', current_schema());
+  EXECUTE format('ALTER FUNCTION kubevisa_audit_extends_head() SET search_path = %I, pg_temp', current_schema());
+  EXECUTE format('ALTER FUNCTION kubevisa_checkpoint_follows_trail() SET search_path = %I, pg_temp', current_schema());
+END
+$$;
+`,
+  },
 ];
 
 /** The tables the runtime role may only read and insert into. */

@@ -10,6 +10,8 @@
  * group-commit appender (appender.ts), which writes many events per transaction.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import type { Engagement, Instant, Person, Profile, VisaState } from '../../domain/model.ts';
 import { InvalidInput } from '../../domain/errors.ts';
@@ -135,7 +137,7 @@ function poolConfig(options: PostgresStoreOptions): pg.PoolConfig {
     user: decodeURIComponent(url.username) || 'kubevisa',
     database: decodeURIComponent(url.pathname.replace(/^\//, '')) || 'kubevisa',
     ...(password === undefined ? {} : { password }),
-    ...(url.searchParams.get('sslmode') === 'require' ? { ssl: true } : {}),
+    ...tlsOf(url),
     max: poolSize,
     min: Math.min(2, poolSize),
     connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -144,6 +146,63 @@ function poolConfig(options: PostgresStoreOptions): pg.PoolConfig {
     // A transaction left open by a stuck process would hold the audit chain's lock: the server ends it.
     options: `-c idle_in_transaction_session_timeout=60000${options.schema === undefined ? '' : ` -c search_path=${options.schema}`}`,
     types: STORE_TYPES,
+  };
+}
+
+/**
+ * TLS from the URL's libpq parameters. Unlike libpq, nothing falls back to plain text and `require` verifies the
+ * server's certificate too (against `sslrootcert` or the system's CAs): a store that holds the audit trail must not
+ * be reachable by someone in the middle. `verify-ca` skips only the host-name check, `verify-full` does both, and a
+ * mode node-postgres cannot honour (`allow`, `prefer`) is refused instead of being silently ignored.
+ */
+function tlsOf(url: URL): { ssl?: ConnectionOptions } {
+  const mode = url.searchParams.get('sslmode') ?? 'disable';
+  const known = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey'];
+  const unknown = [...url.searchParams.keys()].filter((key) => key.startsWith('ssl') && !known.includes(key));
+  if (unknown.length > 0) {
+    throw new InvalidInput(`store.url: ${unknown.join(', ')} is not supported; use ${known.join(', ')}`, {
+      details: { field: 'store.url' },
+    });
+  }
+  if (mode === 'disable') {
+    if (known.slice(1).some((key) => url.searchParams.has(key))) {
+      throw new InvalidInput(
+        'store.url names TLS files but no sslmode: add sslmode=verify-full (or verify-ca, require)',
+        {
+          details: { field: 'store.url' },
+        },
+      );
+    }
+    return {};
+  }
+  if (mode !== 'require' && mode !== 'verify-ca' && mode !== 'verify-full') {
+    throw new InvalidInput(
+      `store.url sslmode=${mode} is not supported: use verify-full (recommended), verify-ca, require or disable; kubevisa never falls back to plain text`,
+      { details: { field: 'store.url' } },
+    );
+  }
+  const file = (key: string): string | undefined => {
+    const path = url.searchParams.get(key);
+    if (path === null) return undefined;
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new InvalidInput(`store.url ${key}=${path} cannot be read: ${(error as Error).message}`, {
+        details: { field: 'store.url' },
+      });
+    }
+  };
+  const ca = file('sslrootcert');
+  const cert = file('sslcert');
+  const key = file('sslkey');
+  return {
+    ssl: {
+      rejectUnauthorized: true,
+      ...(ca === undefined ? {} : { ca }),
+      ...(cert === undefined ? {} : { cert }),
+      ...(key === undefined ? {} : { key }),
+      ...(mode === 'verify-full' ? {} : { checkServerIdentity: () => undefined }),
+    },
   };
 }
 
