@@ -172,12 +172,13 @@ test('a contractor reaches no approver or admin page nor their API; CSRF, cookie
   }
 
   const cookies = await cora.context.cookies(env.serverUrl + '/api/v1/me');
-  const session = cookies.find((c) => c.name === '__Secure-kubevisa-console');
+  const session = cookies.find((c) => c.name === '__Host-kubevisa-console');
   assert.ok(session, 'the session cookie is set');
   assert.equal(session.httpOnly, true);
   assert.equal(session.secure, true);
   assert.equal(session.sameSite, 'Strict');
-  assert.equal(session.path, '/api/');
+  assert.equal(session.path, '/', '__Host- cookies must have Path=/');
+  assert.equal(session.domain, new URL(env.serverUrl).hostname, 'a host-only cookie, no Domain');
   assert.equal(
     cookies.some((c) => c.value.includes(session.value) && c.name !== session.name),
     false,
@@ -235,7 +236,7 @@ test('a contractor reaches no approver or admin page nor their API; CSRF, cookie
   await cora.page.getByRole('button', { name: 'Sign out' }).click();
   await cora.page.getByRole('link', { name: /sign in/i }).waitFor();
   const replay = await api(env.serverUrl, 'GET', '/api/v1/me', {
-    headers: { cookie: `__Secure-kubevisa-console=${session.value}` },
+    headers: { cookie: `__Host-kubevisa-console=${session.value}` },
   });
   assert.equal(replay.status, 401, 'the session ended on the server, not only in the browser');
   assert.deepEqual(cora.errorsOn(env.serverUrl), []);

@@ -19,10 +19,15 @@ import { AddressLimiter, clientKey } from '../gateway/rate-limit.ts';
 import type { SessionService } from '../app/sessions.ts';
 import { readCookies, serializeCookie } from './cookies.ts';
 
-/** `__Secure-`: browsers accept it only with the Secure flag from an HTTPS origin. */
-export const SESSION_COOKIE = '__Secure-kubevisa-console';
-const LOGIN_COOKIE = '__Secure-kubevisa-console-login';
-const SESSION_COOKIE_PATH = '/api/';
+/**
+ * `__Host-`: browsers accept it only with the Secure flag, from this very host (no Domain), for Path=/. So no other
+ * host, not even a sibling subdomain, can plant its own session or login cookie in front of ours ("cookie tossing",
+ * found by attack with the `__Secure-` prefix, which allows a Domain). The gateway drops Cookie headers.
+ */
+export const SESSION_COOKIE = '__Host-kubevisa-console';
+const LOGIN_COOKIE = '__Host-kubevisa-console-login';
+const SESSION_COOKIE_PATH = '/';
+const LOGIN_COOKIE_PATH = '/';
 export const CALLBACK_PATH = '/api/v1/console/callback';
 export const CSRF_HEADER = 'x-csrf-token';
 /** A pending sign-in lives this long, in seconds (the IdP's login page included). */
@@ -153,7 +158,7 @@ export class ConsoleSessions {
     reply.header(
       'set-cookie',
       serializeCookie(LOGIN_COOKIE, `${state}.${verifier}.${Buffer.from(target).toString('base64url')}`, {
-        path: CALLBACK_PATH,
+        path: LOGIN_COOKIE_PATH,
         maxAgeSeconds: LOGIN_COOKIE_SECONDS,
         sameSite: 'Lax',
       }),
@@ -170,7 +175,7 @@ export class ConsoleSessions {
     const [state, verifier, encodedTarget] = (readCookies(request.headers.cookie).get(LOGIN_COOKIE) ?? '').split('.');
     reply.header(
       'set-cookie',
-      serializeCookie(LOGIN_COOKIE, '', { path: CALLBACK_PATH, maxAgeSeconds: 0, sameSite: 'Lax' }),
+      serializeCookie(LOGIN_COOKIE, '', { path: LOGIN_COOKIE_PATH, maxAgeSeconds: 0, sameSite: 'Lax' }),
     );
     if (!state || !verifier || !query.state || !constantTimeEqual(query.state, state)) {
       throw new Unauthenticated(
@@ -185,7 +190,7 @@ export class ConsoleSessions {
     });
     const target = Buffer.from(encodedTarget ?? '', 'base64url').toString('utf8');
     reply.header('set-cookie', [
-      serializeCookie(LOGIN_COOKIE, '', { path: CALLBACK_PATH, maxAgeSeconds: 0, sameSite: 'Lax' }),
+      serializeCookie(LOGIN_COOKIE, '', { path: LOGIN_COOKIE_PATH, maxAgeSeconds: 0, sameSite: 'Lax' }),
       serializeCookie(SESSION_COOKIE, answer.sessionSecret, {
         path: SESSION_COOKIE_PATH,
         maxAgeSeconds: Math.max(0, Math.floor((answer.sessionExpiresAt - this.now()) / 1000)),

@@ -31,3 +31,14 @@ test('the gateway reads upstream answers from rawHeaders only, never through Inc
   const source = await readFile(new URL('./gateway.ts', import.meta.url), 'utf8');
   assert.doesNotMatch(source, /(upstreamRes|answer|response)\.headers\b/);
 });
+
+test('a Cookie header (the console’s session secret, sent by a browser) never goes upstream', () => {
+  const out = upstreamHeaders(
+    ['Cookie', '__Host-kubevisa-console=secret', 'cookie', 'other=1', 'Accept', 'a'],
+    { bearerToken: 't', impersonateUser: 'system:serviceaccount:kubevisa-visas:x' },
+    'upstream:6443',
+  );
+  assert.equal(Object.hasOwn(out, 'cookie'), false);
+  assert.equal(JSON.stringify(out).includes('secret'), false);
+  assert.equal(out.accept, 'a');
+});

@@ -22,6 +22,8 @@ const ALWAYS_DROPPED = new Set([
   'forwarded',
   'x-real-ip',
   'x-client-ip',
+  // A browser holding the console's session cookie (Path=/) sends it here too: a kubevisa secret never goes upstream.
+  'cookie',
   // Not a header anyone sends; refused as a name so it can never address an object's prototype.
   '__proto__',
 ]);
