@@ -123,6 +123,17 @@ export async function buildApi(options: ApiOptions): Promise<Api> {
     problem(reply, 404, 'ERR_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`),
   );
 
+  // API and SCIM answers hold people's data and secrets (a session, a SCIM token shown once): no cache keeps them
+  // unless a route says otherwise, and no browser second-guesses their type.
+  app.addHook('onSend', async (request, reply, payload) => {
+    reply.header('x-content-type-options', 'nosniff');
+    const path = request.url;
+    if ((path.startsWith('/api/') || path.startsWith('/scim/')) && !reply.hasHeader('cache-control')) {
+      reply.header('cache-control', 'no-store');
+    }
+    return payload;
+  });
+
   const router = createRouter(app, bearerAuthenticator(options.sessions));
   const route = router.route;
   // Starting a login is open to anyone and costs a pending login in the store and, for the device flow, a call to

@@ -133,6 +133,25 @@ describe('a declared route', () => {
   });
 });
 
+describe('every API and SCIM answer', () => {
+  test('is never cached and says nosniff, answers and refusals alike', async () => {
+    for (const [url, token] of [
+      ['/api/v1/test/staff', 'ada'],
+      ['/api/v1/test/admin', 'cora'],
+      ['/api/v1/nowhere', undefined],
+      ['/scim/v2/Users', undefined],
+    ] as const) {
+      const answer = await app.inject({
+        method: 'GET',
+        url,
+        ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}),
+      });
+      assert.equal(answer.headers['cache-control'], 'no-store', url);
+      assert.equal(answer.headers['x-content-type-options'], 'nosniff', url);
+    }
+  });
+});
+
 describe('the OpenAPI document', () => {
   test('lists every declared route and every route of a declared prefix, each with its auth', async () => {
     const answer = await app.inject({ method: 'GET', url: '/api/v1/openapi.json' });
