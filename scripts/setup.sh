@@ -28,7 +28,7 @@ kv_log "node $(node --version)"
 lock_hash=$(sha256sum "$kv_root/package-lock.json" | cut -c1-16)
 if [[ ! -f "$kv_root/node_modules/.kubevisa-lock-$lock_hash" ]]; then
   kv_log "installing npm dependencies (npm ci, ~20 s)"
-  (cd "$kv_root" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  (cd "$kv_root" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >&2)
   touch "$kv_root/node_modules/.kubevisa-lock-$lock_hash"
 fi
 
