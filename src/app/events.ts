@@ -21,6 +21,8 @@ export interface AppEventMap {
    * visa's last use (staleness) and counts requests by status. `at` in epoch ms; `visaId` when one visa covered it.
    */
   'gateway-request': [request: { personId: string; visaId?: string; cluster: string; status: number; at: number }];
+  /** The gateway refused a request for a configured cluster: counted in metrics, not a use of any visa. */
+  'gateway-refusal': [refusal: { cluster: string; status: number }];
   /** The gateway closed an open stream because its visa ended (expired, revoked, offboarded): counted in metrics. */
   'stream-cut': [cut: { cluster: string; visaId: string; reason: string }];
   /** The audit trail failed verification (wrong hash, gap, rollback): monitoring raises an alert. */

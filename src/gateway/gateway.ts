@@ -83,6 +83,8 @@ export interface GatewayOptions {
   recordingsDir?: string;
   /** Told about every relayed request when it ends (last use, metrics). */
   onRequest?: (request: { personId: string; visaId: string; cluster: string; status: number; at: number }) => void;
+  /** Told about every refusal of a request for a configured cluster (metrics; not a use of any visa). */
+  onRefusal?: (refusal: { cluster: string; status: number }) => void;
   /** Told about every stream the gateway closed because access ended. */
   onStreamCut?: (cut: { cluster: string; visaId: string; reason: string }) => void;
 }
@@ -1056,6 +1058,8 @@ export class Gateway {
   private recordRefusal(req: IncomingMessage, address: string, refusal: Refused, startedAt: number): void {
     const now = this.now();
     if (!refusal.settled) this.settle(req, address, now, refusal.anonymous === true);
+    // Only named clusters are configured ones (an unknown name is refused without one), so labels stay bounded.
+    if (refusal.cluster) this.options.onRefusal?.({ cluster: refusal.cluster, status: refusal.status });
     if (refusal.auth && !refusal.sampled) {
       this.audit.add(this.refusalEvent(req, refusal, startedAt, now));
       return;

@@ -82,6 +82,7 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
     maxQueuedAuditEvents,
     recordingsDir: join(context.config.dataDir, 'recordings'),
     onRequest: (request) => context.events.emit('gateway-request', request),
+    onRefusal: (refusal) => context.events.emit('gateway-refusal', refusal),
     onStreamCut: (cut) => context.events.emit('stream-cut', cut),
     // The engine's own way of appending batches (SQLite: a thread of its own, off this event loop).
     auditSink: context.store.openAuditAppender(),

@@ -11,7 +11,7 @@
  *   POST /api/v1/monitoring/audit-events/:cluster   kube-apiserver's audit webhook backend (its own bearer token)
  *
  * Server events it listens to (src/server/context.ts): visa changes kick the audit trail follower (lifecycle
- * alerts); `gateway-request` records last use and counts requests; `stream-cut` counts cuts;
+ * alerts); `gateway-request` records last use and counts requests, `gateway-refusal` counts refusals; `stream-cut` counts cuts;
  * `audit-verification-failed` raises an alert.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -137,6 +137,9 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
     usage.recordUse(request.personId, request.visaId, request.at);
     metrics.gatewayRequests.inc({ cluster: request.cluster, code: String(request.status) });
   });
+  events.on('gateway-refusal', (refusal) =>
+    metrics.gatewayRequests.inc({ cluster: refusal.cluster, code: String(refusal.status) }),
+  );
   events.on('stream-cut', (cut) => metrics.streamCuts.inc({ cluster: cut.cluster, reason: cut.reason }));
   events.on('audit-verification-failed', (failure) => alerts.publish(auditFailureAlert(failure)));
 
