@@ -66,7 +66,6 @@ const kOk = (args: string[], input?: string) =>
 
 // What the rendered chart is applied with: the optional parts Kubernetes knows without extra CRDs turned on.
 const APPLIED = [
-  'replicas=2',
   'store.engine=postgres',
   'secrets.postgresUrl=postgres://kubevisa@db.example:5432/kubevisa',
   'secrets.postgresPassword=pg-s3cret',
@@ -122,6 +121,22 @@ test('helm lint passes; a release outside kubevisa-system and replicas on SQLite
   const replicas = await run(helm, ['template', 'kubevisa', CHART_DIR, '-n', 'kubevisa-system', '--set', 'replicas=3']);
   assert.notEqual(replicas.code, 0);
   assert.match(replicas.stderr, /replicas > 1 needs store.engine: postgres/);
+  // Not on PostgreSQL either, until replicas coordinate: a revoke on one must cut the streams open on the others.
+  const onPostgres = await run(helm, [
+    'template',
+    'kubevisa',
+    CHART_DIR,
+    '-n',
+    'kubevisa-system',
+    '--set',
+    'replicas=2',
+    '--set',
+    'store.engine=postgres',
+    '--set',
+    'secrets.postgresUrl=postgres://kubevisa@db.example:5432/kubevisa',
+  ]);
+  assert.notEqual(onPostgres.code, 0);
+  assert.match(onPostgres.stderr, /kubevisa runs one replica for now/);
 });
 
 test('the Deployment is hardened and probed; optional parts render when enabled; the config passes the server parser', async () => {
@@ -137,7 +152,6 @@ test('the Deployment is hardened and probed; optional parts render when enabled;
     'Service',
     'Ingress',
     'NetworkPolicy',
-    'PodDisruptionBudget',
     'ServiceMonitor',
     'Certificate',
     'ConfigMap',
@@ -166,7 +180,7 @@ test('the Deployment is hardened and probed; optional parts render when enabled;
   };
   const pod = deployment.spec.template.spec;
   const container = pod.containers[0]!;
-  assert.equal(deployment.spec.replicas, 2);
+  assert.equal(deployment.spec.replicas, 1);
   assert.equal(pod.serviceAccountName, 'kubevisa');
   assert.equal(pod.automountServiceAccountToken, true);
   assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
@@ -260,8 +274,8 @@ test('applies to the control plane: dry run, then for real; pods pass PodSecurit
       '-o',
       'name',
     ]);
-    return pods.trim().split('\n').filter(Boolean).length === 2;
-  }, 'the Deployment makes its two pods in the restricted namespace');
+    return pods.trim().split('\n').filter(Boolean).length === 1;
+  }, 'the Deployment makes its pod in the restricted namespace');
 
   // What kubevisa's ServiceAccount may do, beyond what any ServiceAccount may, is exactly installObjects()'s rules.
   await kOk(['create', 'namespace', 'helm-baseline']);
