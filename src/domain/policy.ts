@@ -7,6 +7,15 @@ import type { AutoApprovalRule, Engagement, Instant, Policy, Profile, WorkingHou
 import { matchesAnyPattern } from './names.ts';
 
 /** What an auto-approval rule is matched against. */
+/** The policy a server runs with when its config names none: one approval, at most 7 days, notice an hour before. */
+export const defaultPolicy: Policy = {
+  requiredApprovals: 1,
+  approverGroups: [],
+  autoApproval: [],
+  maxVisaSeconds: 7 * 86_400,
+  expiryNoticeSeconds: 3600,
+};
+
 export interface ApprovalSubject {
   cluster: string;
   namespaces: readonly string[];

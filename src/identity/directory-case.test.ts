@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { defaultPolicy } from '../server/config.ts';
+import { defaultPolicy } from '../domain/policy.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import { parseIdentityConfig } from './config.ts';
 import { IdentityLifecycle } from './lifecycle.ts';

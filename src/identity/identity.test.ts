@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { defaultPolicy } from '../server/config.ts';
+import { defaultPolicy } from '../domain/policy.ts';
 import { rulesBeyondDiscovery } from './cluster-probe.ts';
 import { parseIdentityConfig, parseScimConfig } from './config.ts';
 import { configuredRoles, inGroup } from '../domain/roles.ts';

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
 import type { Policy } from '../domain/model.ts';
 import { validateProtectedNamespaces } from '../domain/protected-namespaces.ts';
+import { defaultPolicy } from '../domain/policy.ts';
 import { parseDuration } from '../domain/time.ts';
 import { findForbiddenKey, ownData } from '../domain/own.ts';
 import { parseStoreConfig, type StoreConfig } from '../store/config.ts';
@@ -76,14 +77,6 @@ export interface ServerConfig {
 
 /** Top-level sections that belong to a capability rather than to the core configuration. */
 export const EXTENSION_SECTIONS = ['scim', 'identity', 'audit', 'monitoring', 'alerts', 'gateway'] as const;
-
-export const defaultPolicy: Policy = {
-  requiredApprovals: 1,
-  approverGroups: [],
-  autoApproval: [],
-  maxVisaSeconds: 7 * 86_400,
-  expiryNoticeSeconds: 3600,
-};
 
 type Raw = Record<string, unknown>;
 
