@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { api, loginAs, type TestPerson } from './support/kubevisa-env.ts';
-import { startLightEnv, type LightEnv } from './support/identity.ts';
+import { createScimToken, scim, startLightEnv, type LightEnv } from './support/identity.ts';
 
 /** In the admin group and a mapped group, both spelled with another case than the configuration's. */
 const dora: TestPerson = {
@@ -31,20 +31,64 @@ describe('one role rule for a login and for identity mapping', () => {
     const created = (await env.server.store.listAudit({ action: 'session.created' })).find(
       (e) => e.actor === dora.email,
     );
-    assert.deepEqual(created?.details.roles, ['admin'], 'the login gave the configured role (roles.adminGroups)');
+    assert.deepEqual(
+      created?.details.roles,
+      ['admin', 'auditor'],
+      'the login gave the configured role (roles.adminGroups) and the mapped one at once',
+    );
     const me = async () => (await api(env.serverUrl, 'GET', '/api/v1/me', { token: session.token })).body.roles;
-    assert.deepEqual(await me(), ['admin', 'auditor'], 'and the mapping after the login added the mapped role');
+    assert.deepEqual(await me(), ['admin', 'auditor']);
     await env.server.capabilities.identity.lifecycle.reconcileAll();
     await env.server.capabilities.identity.lifecycle.applyMappings(dora.email, 'test');
     assert.deepEqual(await me(), ['admin', 'auditor'], 'a mapping pass agrees with the login');
     const changes = (await env.server.store.listAudit({ action: 'person.roles-changed' }))
       .filter((e) => e.details.email === dora.email)
       .map((e) => [e.details.before, e.details.after]);
-    assert.deepEqual(
-      changes,
-      [[['admin'], ['admin', 'auditor']]],
-      'the only change is the mapped role: no pass corrected what the login decided',
+    assert.deepEqual(changes, [], 'no mapping pass corrected what the login decided');
+  });
+});
+
+/** Her login claim names no group; only the identity provider's SCIM provisioning puts her in a mapped one. */
+const erin: TestPerson = { sub: 'erin', email: 'erin@corp.example', password: 'erin-pw', groups: [] };
+
+describe('a login takes its mapped roles from the groups the sync would use (SCIM), not only from its claim', () => {
+  let env: LightEnv;
+  before(async () => {
+    env = await startLightEnv(
+      { scim: {}, identity: { groupMappings: [{ group: 'scim-auditors', idp: 'okta', role: 'auditor' }] } },
+      { accounts: [{ ...erin, name: 'Erin' }] },
     );
+  });
+  after(async () => {
+    await env?.stop();
+  });
+
+  test('a SCIM group mapped to a role gives it at the login itself, and no pass has to correct it', async () => {
+    const okta = (await createScimToken(env.serverUrl, env.admin, 'okta')).token;
+    const user = await scim(env.serverUrl, okta, 'POST', '/Users', {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'],
+      userName: erin.email,
+      emails: [{ primary: true, value: erin.email }],
+      active: true,
+    });
+    assert.equal(user.status, 201, JSON.stringify(user.body));
+    const group = await scim(env.serverUrl, okta, 'POST', '/Groups', {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+      displayName: 'scim-auditors',
+      members: [{ value: String(user.body.id) }],
+    });
+    assert.equal(group.status, 201, JSON.stringify(group.body));
+
+    await loginAs(env.serverUrl, erin);
+    const created = (await env.server.store.listAudit({ action: 'session.created' })).find(
+      (e) => e.actor === erin.email,
+    );
+    assert.deepEqual(created?.details.roles, ['auditor'], 'the login gave the mapped role at once');
+    await env.server.capabilities.identity.lifecycle.applyMappings(erin.email, 'test');
+    const changes = (await env.server.store.listAudit({ action: 'person.roles-changed' })).filter(
+      (e) => e.details.email === erin.email,
+    );
+    assert.deepEqual(changes, [], 'the mapping pass after the login found nothing to change');
   });
 });
 

@@ -59,6 +59,12 @@ export interface SessionAnswer {
 export interface SessionLifecycleHooks {
   /** Before a session is created: throw Unauthenticated to refuse the login (e.g. deactivated by SCIM). */
   beforeLogin?(identity: OidcIdentity): Promise<void>;
+  /**
+   * The roles a person logging in holds: what the core configuration gives for the login's email and groups
+   * (`base`) plus what the identity lifecycle's group mappings give. The one derivation both the login and the
+   * identity sync use, so a login never drops a mapped role that the next sync would give back.
+   */
+  rolesAtLogin?(identity: OidcIdentity, base: readonly PersonRole[]): Promise<PersonRole[]>;
   /** After a session was created for the person (their groups and roles refreshed from the login). */
   afterLogin?(person: Person): Promise<void>;
   /** The IdP refused to refresh a session's grant; the session is already revoked when this runs. */
@@ -286,7 +292,7 @@ export class SessionService {
     const now = this.now();
     for (const hook of this.hooks) await hook.beforeLogin?.(login.identity);
     const secret = generateSessionSecret();
-    const roles = this.rolesFor(login.identity);
+    const roles = await this.rolesFor(login.identity);
     const { person, session } = await this.store.transaction(async (tx) => {
       const upserted = await tx.upsertPersonFromLogin({ ...login.identity, now });
       if (upserted.status !== 'active') {
@@ -448,8 +454,11 @@ export class SessionService {
     this.options.onSessionEnded?.(sessionId);
   }
 
-  private rolesFor(identity: OidcIdentity): PersonRole[] {
-    return configuredRoles(identity.email, identity.groups, this.options.config);
+  private async rolesFor(identity: OidcIdentity): Promise<PersonRole[]> {
+    const base = configuredRoles(identity.email, identity.groups, this.options.config);
+    let roles = base;
+    for (const hook of this.hooks) if (hook.rolesAtLogin) roles = await hook.rolesAtLogin(identity, roles);
+    return roles;
   }
 }
 

@@ -15,7 +15,7 @@
 import { EngagementNotActive, Unauthenticated } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
 import { configuredRoles, type RoleConfig } from '../domain/roles.ts';
-import type { Person } from '../domain/model.ts';
+import type { Person, PersonRole } from '../domain/model.ts';
 import { isContractorOf } from '../domain/engagement.ts';
 import type { OidcIdentity } from '../auth/oidc-rp.ts';
 import type { Caller } from '../app/caller.ts';
@@ -238,6 +238,17 @@ export class IdentityLifecycle {
     throw new Unauthenticated(refusal);
   }
 
+  /**
+   * The roles of someone logging in: `base` (the core configuration's, for the login's email and groups) plus the
+   * mapped roles their groups give, judged as the sync judges them ({@link rolesFor}), with the login's own group
+   * claim standing for the person's groups where no SCIM or directory source applies. A failure to read the groups
+   * refuses the login rather than answering with fewer (or more) roles than the person holds.
+   */
+  async rolesAtLogin(identity: OidcIdentity, base: readonly PersonRole[]): Promise<PersonRole[]> {
+    if (this.mappings.length === 0) return [...base];
+    return rolesFor(base, await this.groupsOf(identity.email.toLowerCase(), identity.groups), this.mappings);
+  }
+
   /** The login itself stands even when a mapping cannot be applied: it is audited and re-applied later. */
   async afterLogin(person: Person): Promise<void> {
     await this.applyMappingsSafely(person.email, 'login');
@@ -352,7 +363,7 @@ export class IdentityLifecycle {
    * The groups the configured source says `email` is in (none for someone deactivated there), each SCIM group
    * with the identity provider that provisioned it, for mappings that trust only one.
    */
-  async groupsOf(email: string): Promise<GroupMembership[]> {
+  async groupsOf(email: string, loginClaim?: readonly string[]): Promise<GroupMembership[]> {
     const source = this.options.config.groupSource;
     const scimUsers = await this.linkedScimUsers(email);
     if (source === 'scim' || (source === 'auto' && scimUsers.length > 0)) {
@@ -367,6 +378,7 @@ export class IdentityLifecycle {
     if (source === 'directory' || (source === 'auto' && entry !== undefined)) {
       return entry?.active ? entry.groups.map((name) => ({ name })) : [];
     }
+    if (loginClaim !== undefined) return loginClaim.map((name) => ({ name }));
     const person = await this.store.getPersonByEmail(email);
     return person?.status === 'active' ? person.groups.map((name) => ({ name })) : [];
   }

@@ -129,6 +129,7 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
   });
   context.sessions.addLifecycleHooks({
     beforeLogin: (identity) => lifecycle.beforeLogin(identity),
+    rolesAtLogin: (identity, base) => lifecycle.rolesAtLogin(identity, base),
     afterLogin: (person) => lifecycle.afterLogin(person),
     idpRefreshRefused: (person, sessionId) => lifecycle.idpRefreshRefused(person, sessionId),
   });
