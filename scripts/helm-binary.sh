@@ -39,7 +39,15 @@ if [[ ! "$go_minor" =~ ^[0-9]+$ ]] || (( go_minor < MIN_GO_MINOR )); then
 fi
 
 mkdir -p "$out"
-log "building helm $HELM_VERSION into $out (about 2 minutes on 2 cores; later runs reuse the cache)"
+# One build at a time per cache: a second caller (another test run, another checkout) waits for the first
+# instead of compiling Helm beside it, then finds it built.
+exec 9>"$out.lock"
+if ! flock -n 9; then
+  log "another build of Helm is running; waiting for it (up to 40 minutes)"
+  flock -w 2400 9 || { log "gave up waiting for the other build after 40 minutes; is it stuck? Remove $out.lock if no build runs."; exit 1; }
+  if [[ -x "$out/helm" ]]; then echo "$out/helm"; exit 0; fi
+fi
+log "building helm $HELM_VERSION into $out (2 minutes on 2 cores when quiet, about 28 minutes measured beside other builds; later runs reuse the cache)"
 start=$(date +%s)
 cd "$module_dir"
 # The version Helm reports (helm version) is set the way Helm's own Makefile sets it.
