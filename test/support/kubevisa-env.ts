@@ -17,6 +17,7 @@ import { freePorts, startControlPlane, type ControlPlane } from '../../src/dev/c
 import type { Profile } from '../../src/domain/model.ts';
 import { parseServerConfig, type ServerConfig } from '../../src/server/config.ts';
 import { startServer, type RunningServer } from '../../src/server/main.ts';
+import { createTestDatabase, type TestDatabase } from '../../src/store/postgres/test-database.ts';
 import { kubectl, kubectlOk } from './kubectl.ts';
 
 export const CLUSTER = 'test';
@@ -50,6 +51,13 @@ export interface KubevisaEnv {
   serverUrl: string;
   configFile: string;
   config: ServerConfig;
+  /** The store engine the server runs on. */
+  store: 'sqlite' | 'postgres';
+  /**
+   * The PostgreSQL database of a `store: 'postgres'` environment: pass it as `postgresUrl` to run more servers on
+   * the same database.
+   */
+  postgresUrl: string | undefined;
   /** The server in this process (undefined while a test runs it as a child process). */
   server: RunningServer | undefined;
   startInProcess(): Promise<RunningServer>;
@@ -84,9 +92,27 @@ export async function startKubevisaEnv(
     auditWebhookToken?: string;
     /** More clusters, each a control plane of its own with kubevisa installed, beside `CLUSTER`. */
     extraClusters?: string[];
+    /**
+     * The server's store: 'sqlite' (default, a file in the data folder) or 'postgres', a database of its own on the
+     * test PostgreSQL (test-database.ts), created here and dropped by stop().
+     */
+    store?: 'sqlite' | 'postgres';
+    /**
+     * With `store: 'postgres'`: an existing database to run on instead (e.g. another environment's `postgresUrl`,
+     * for several servers on one database). The environment neither migrates ahead of the server nor drops it.
+     */
+    postgresUrl?: string;
   } = {},
 ): Promise<KubevisaEnv> {
+  const engine = options.store ?? 'sqlite';
+  if (options.postgresUrl !== undefined && engine !== 'postgres') {
+    throw new Error("startKubevisaEnv: postgresUrl is for store: 'postgres'");
+  }
   const dir = await mkdtemp(join(tmpdir(), 'kubevisa-e2e-'));
+  // A database of its own unless one was given: tests in parallel never share state.
+  const database: TestDatabase | undefined =
+    engine === 'postgres' && options.postgresUrl === undefined ? await createTestDatabase('kv_e2e') : undefined;
+  const postgresUrl = engine === 'postgres' ? (options.postgresUrl ?? database?.url) : undefined;
   // The server binds its port seconds after it is chosen; taking it from below the kernel's ephemeral range
   // (where every port-0 bind of a parallel test lands) keeps anyone else from grabbing it in between.
   const serverPort = await freePortBelowEphemeralRange();
@@ -158,6 +184,7 @@ export async function startKubevisaEnv(
       kubeconfig,
       directMode: options.directMode ?? true,
     })),
+    ...(postgresUrl === undefined ? {} : { store: { engine: 'postgres', url: postgresUrl } }),
     ...options.extraConfig,
   };
   const configFile = join(dir, 'server.json');
@@ -172,6 +199,8 @@ export async function startKubevisaEnv(
     serverUrl,
     configFile,
     config,
+    store: engine,
+    postgresUrl,
     server: undefined,
     async startInProcess() {
       env.server = await startServer(config);
@@ -188,6 +217,7 @@ export async function startKubevisaEnv(
       await env.server?.stop();
       await idp.stop();
       for (const plane of clusters.values()) await plane.stop();
+      await database?.drop();
       await rm(dir, { recursive: true, force: true });
     },
     async writeGatewayKubeconfig(accessToken, name, cluster = CLUSTER) {
