@@ -17,6 +17,11 @@ export interface AppEventMap {
   /** A kubevisa session ended (logout): its access tokens must stop working everywhere at once. */
   'session-ended': [sessionId: string];
   /**
+   * Changes made by other server processes may have gone unheard (the connection that hears them broke and came
+   * back): whatever is cached from the store (the gateway's index and verified tokens) must be read again.
+   */
+  'changes-missed': [];
+  /**
    * The gateway answered a request (emit once per request, after the answer): monitoring records the person's and
    * visa's last use (staleness) and counts requests by status. `at` in epoch ms; `visaId` when one visa covered it.
    */

@@ -21,6 +21,8 @@ import type { Actor, Person, PersonRole } from '../domain/model.ts';
 import type { AuditSource, Store } from '../store/store.ts';
 import type { SecretBox } from '../auth/secret-box.ts';
 import type { Caller } from './caller.ts';
+import { extendTurn, releaseTurn, takeTurn } from './turns.ts';
+import { IdentityProviderUnavailable } from '../auth/errors.ts';
 
 /** What sessions read from the server configuration. */
 export interface SessionSettings extends RoleConfig {
@@ -72,6 +74,10 @@ export interface SessionLifecycleHooks {
 }
 
 const LOGIN_TTL_MS = 10 * 60_000;
+/** How long one server may hold a session's refresh turn: past the IdP client's own time limit (10 s), in ms. */
+const REFRESH_HOLD_MS = 30_000;
+/** How long a renewal waits for another server's, in ms. */
+const REFRESH_WAIT_MS = 15_000;
 const LOOPBACK_REDIRECT = /^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d{1,5}(\/[A-Za-z0-9._~\-/]*)?$/;
 
 export class SessionService {
@@ -79,14 +85,6 @@ export class SessionService {
   private readonly store: Store;
   private readonly now: () => number;
   private readonly hooks: SessionLifecycleHooks[] = [];
-  /**
-   * When each pending device login may next ask the IdP (hashed login id → instant). kubevisa is the OAuth client
-   * that polls the IdP's token endpoint, so it keeps RFC 8628's interval (5 s more after `slow_down`) whatever its own
-   * callers do: a poll that comes sooner is told to wait without asking, and anyone holding a login id cannot make
-   * kubevisa hammer the IdP. Set before the IdP is asked, so that polls at once do not all get through.
-   */
-  private readonly nextDevicePoll = new Map<string, number>();
-
   constructor(options: SessionServiceOptions) {
     this.options = options;
     this.store = options.store;
@@ -111,7 +109,6 @@ export class SessionService {
         payload: {
           deviceCode: this.options.secretBox.seal(device.deviceCode),
           intervalSeconds: device.intervalSeconds,
-          nextPollAt: now,
         },
         createdAt: now,
         expiresAt: Math.min(device.expiresAt, now + LOGIN_TTL_MS),
@@ -133,30 +130,34 @@ export class SessionService {
     const login = await this.store.getLogin(hashLoginId(loginId));
     if (!login || login.kind !== 'device') throw new NotFound('unknown login: start again with kubevisa login');
     if (login.expiresAt <= now) {
-      await this.store.transaction((tx) => tx.deleteLogin(login.id));
+      await this.store.transaction(async (tx) => {
+        await tx.deleteLogin(login.id);
+        await tx.deleteLogin(devicePollTurn(login.id));
+      });
       throw new Unauthenticated('the login expired before it was completed: run kubevisa login again');
     }
-    if ((this.nextDevicePoll.get(login.id) ?? 0) > now) return { status: 'pending' };
+    // kubevisa is the OAuth client polling the IdP, so it keeps RFC 8628's interval (5 s more after `slow_down`)
+    // whatever its own callers do, across every server on the store: a poll that comes sooner, to any of them, is told
+    // to wait without asking, and anyone holding a login id cannot make kubevisa hammer the IdP.
     const intervalMs = Math.max(1, Number(login.payload.intervalSeconds) || 5) * 1000;
-    this.nextDevicePoll.set(login.id, now + intervalMs);
-    if (this.nextDevicePoll.size > 1000) {
-      // Logins expire: their entries go once they could no longer be polled anyway.
-      for (const [id, at] of this.nextDevicePoll) if (at < now - LOGIN_TTL_MS) this.nextDevicePoll.delete(id);
-    }
+    const turn = devicePollTurn(login.id);
+    if (!(await takeTurn(this.store, turn, 'device-poll', now, intervalMs))) return { status: 'pending' };
     const deviceCode = this.options.secretBox.open(String(login.payload.deviceCode));
     let result: Awaited<ReturnType<OidcRelyingParty['pollDeviceAuthorization']>>;
     try {
       result = await this.options.rp.pollDeviceAuthorization(deviceCode);
     } catch (error) {
-      this.nextDevicePoll.delete(login.id);
+      await releaseTurn(this.store, turn);
       return this.refuseIdentity(error, login.id, source);
     }
     if (result.status === 'pending') {
-      if (result.slowDown) this.nextDevicePoll.set(login.id, now + intervalMs + 5000);
+      if (result.slowDown) await extendTurn(this.store, turn, now + intervalMs + 5000);
       return { status: 'pending' };
     }
-    this.nextDevicePoll.delete(login.id);
-    await this.store.transaction((tx) => tx.deleteLogin(login.id));
+    await this.store.transaction(async (tx) => {
+      await tx.deleteLogin(login.id);
+      await tx.deleteLogin(turn);
+    });
     return this.createSession(result, source);
   }
 
@@ -368,8 +369,7 @@ export class SessionService {
       );
     }
     const idpTokenExpiresAt = own(session, 'idpTokenExpiresAt');
-    if (idpTokenExpiresAt !== undefined && idpTokenExpiresAt <= now)
-      await this.refreshAtIdp(session.id, own(session, 'idpRefreshTokenCiphertext'), person);
+    if (idpTokenExpiresAt !== undefined && idpTokenExpiresAt <= now) await this.refreshAtIdp(session.id, person);
     const access = await this.options.tokens.issue({
       personId: person.id,
       email: person.email,
@@ -381,8 +381,48 @@ export class SessionService {
     return { accessToken: access.token, expiresAt: access.expiresAt };
   }
 
-  /** The IdP is asked again when its token is due: a refused refresh ends the session (deprovisioned at the IdP). */
-  private async refreshAtIdp(sessionId: string, sealedRefreshToken: string | undefined, person: Person) {
+  /**
+   * The IdP is asked again when its token is due: a refused refresh ends the session (deprovisioned at the IdP).
+   * One server at a time asks for one session (a turn in the store): an IdP that rotates refresh tokens takes a second
+   * use of one as theft and revokes the grant, and two kubectl processes renewing at once may reach two servers. The
+   * others wait for the holder's answer and use it.
+   */
+  private async refreshAtIdp(sessionId: string, person: Person) {
+    const turn = `${sessionId}.idp-refresh`;
+    const waitUntil = this.now() + REFRESH_WAIT_MS;
+    while (!(await takeTurn(this.store, turn, 'idp-refresh', this.now(), REFRESH_HOLD_MS))) {
+      if (this.now() >= waitUntil)
+        throw new IdentityProviderUnavailable(
+          'another kubevisa server is renewing this session at the identity provider and has not finished: try again in a moment',
+        );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (!(await this.refreshIsDue(sessionId))) return;
+    }
+    try {
+      // Read again under the turn: the last holder may have renewed it, rotating the token read before.
+      if (!(await this.refreshIsDue(sessionId))) return;
+      const session = await this.store.getSession(sessionId);
+      await this.refreshHeld(sessionId, session && own(session, 'idpRefreshTokenCiphertext'), person);
+    } finally {
+      // A turn not given back (the store is down) frees itself when it expires.
+      await releaseTurn(this.store, turn).catch((error: unknown) =>
+        process.stderr.write(
+          `kubevisa: giving back the refresh turn of session ${sessionId} failed (it expires by itself): ${error instanceof Error ? error.message : String(error)}\n`,
+        ),
+      );
+    }
+  }
+
+  /** Whether the session's IdP token is (still) due for renewal; an ended session refuses. */
+  private async refreshIsDue(sessionId: string): Promise<boolean> {
+    const session = await this.store.getSession(sessionId);
+    if (!session || own(session, 'revokedAt') !== undefined)
+      throw new Unauthenticated('this session was ended: run kubevisa login');
+    const idpTokenExpiresAt = own(session, 'idpTokenExpiresAt');
+    return idpTokenExpiresAt !== undefined && idpTokenExpiresAt <= this.now();
+  }
+
+  private async refreshHeld(sessionId: string, sealedRefreshToken: string | undefined, person: Person) {
     const now = this.now();
     if (!sealedRefreshToken) {
       // The IdP gave no refresh token, so it cannot be asked again whether the person is still valid: the session
@@ -464,6 +504,11 @@ export class SessionService {
 
 export function actorOf(person: Person): Actor {
   return { personId: person.id, email: person.email, roles: person.roles, groups: person.groups };
+}
+
+/** The turn that lets one server at a time ask the IdP about a device login (its id hashed, as the login's). */
+function devicePollTurn(hashedLoginId: string): string {
+  return `${hashedLoginId}.poll`;
 }
 
 /** Login handles are bearer secrets too: only their hash is stored. */

@@ -2,11 +2,16 @@
  * Encrypts secrets kubevisa must keep but never show (the IdP refresh token of a session) with AES-256-GCM
  * under a key in the data folder (mode 0600), so a copy of the database alone reveals none of them.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { readFile, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface SecretBox {
+  /**
+   * Names the key without revealing it (an HMAC of a fixed label under the key): servers sharing one store compare
+   * it to make sure they all open what the others sealed.
+   */
+  readonly keyId: string;
   seal(plaintext: string): string;
   open(sealed: string): string;
 }
@@ -27,6 +32,7 @@ export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox>
   }
   if (key.length !== 32) throw new Error(`${file} does not hold a 32-byte key`);
   return {
+    keyId: createHmac('sha256', key).update('kubevisa secret-box key id v1').digest('base64url').slice(0, 22),
     seal(plaintext) {
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', key, iv);

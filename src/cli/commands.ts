@@ -366,6 +366,7 @@ export const commands: CommandSpec[] = [
     examples: [
       'kubevisa server /etc/kubevisa/server.yaml',
       'kubevisa server --config /etc/kubevisa/server.yaml --config /etc/kubevisa/secrets/secrets.yaml   # secrets kept apart',
+      'kubevisa server /etc/kubevisa/server.yaml --adopt-keys   # once, after replacing the keys on purpose',
     ],
     options: {
       config: {
@@ -374,6 +375,11 @@ export const commands: CommandSpec[] = [
         multiple: true,
         description: 'server config (YAML or JSON); several are merged in order, later fields win',
         placeholder: 'FILE',
+      },
+      'adopt-keys': {
+        type: 'boolean',
+        description:
+          "record this server's signing key, secret key and public URL as the ones every server on the store must use (after replacing them on purpose; stop the other servers first)",
       },
     },
     load: () => import('./commands/server.ts'),

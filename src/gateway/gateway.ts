@@ -862,6 +862,11 @@ export class Gateway {
     for (const [token, entry] of this.tokenCache) if (entry.personId === personId) this.tokenCache.delete(token);
   }
 
+  /** Drops every cached token (changes may have been missed): each is checked against the store at its next use. */
+  forgetAllTokens(): void {
+    this.tokenCache.clear();
+  }
+
   /** Drops cached tokens of a session that ended (logout), so its next request is refused. */
   forgetSession(sessionId: string): void {
     for (const [token, entry] of this.tokenCache) if (entry.sessionId === sessionId) this.tokenCache.delete(token);

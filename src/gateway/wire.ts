@@ -14,7 +14,10 @@ import { Gateway, type EndedVisa, type UpstreamCluster } from './gateway.ts';
 import { GrantIndex } from './grants.ts';
 import type { OffboardingOrchestrator } from '../identity/offboarding.ts';
 
-/** How often the index is rebuilt from the store anyway: also how fast revocations made by other server processes arrive. */
+/**
+ * How often the index is rebuilt from the store anyway: the bound on how long a revocation made by another server
+ * process can go unseen when its notification was lost (replicas/fanout.ts delivers it at once otherwise).
+ */
 const REBUILD_INTERVAL_MS = 2000;
 const TOKEN_REREAD_MS = 60_000;
 
@@ -142,6 +145,11 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
   });
   context.events.on('visas-changed', () => void rebuild('visa changed'));
   context.events.on('session-ended', (sessionId) => gateway.forgetSession(sessionId));
+  context.events.on('changes-missed', () => {
+    // Another server process may have ended sessions or visas unheard: every cached token is checked again.
+    gateway.forgetAllTokens();
+    void rebuild('access changed');
+  });
   context.events.on('person-deprovisioned', (person, reason) => {
     index.markDeprovisioned(person.id);
     gateway.forgetPerson(person.id);

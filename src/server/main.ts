@@ -25,6 +25,8 @@ import { PeopleService } from '../app/people.ts';
 import { SessionService } from '../app/sessions.ts';
 import { VisaService } from '../app/visas.ts';
 import { loadOrCreateSecretBox } from '../auth/secret-box.ts';
+import { startFanout } from '../replicas/fanout.ts';
+import { checkSharedKeys } from '../replicas/shared-keys.ts';
 import type { ServerConfig } from './config.ts';
 import { bearerAuthenticator, buildApi } from './http.ts';
 import type { RawRoute, ServerContext } from './context.ts';
@@ -49,7 +51,11 @@ export interface RunningServer {
 
 export async function startServer(
   config: ServerConfig,
-  options: { onProgress?: (message: string) => void } = {},
+  options: {
+    onProgress?: (message: string) => void;
+    /** Record this server's keys and public URL as the ones every server on the store must use (`--adopt-keys`). */
+    adoptKeys?: boolean;
+  } = {},
 ): Promise<RunningServer> {
   const progress = options.onProgress ?? (() => {});
   // Before anything else starts (the data folder, the store and its lock, the IdP, the reconciler): a taken port is
@@ -80,6 +86,12 @@ export async function startServer(
       keyId: signingKey.keyId,
     });
     const secretBox = await loadOrCreateSecretBox(config.dataDir);
+    // Servers sharing the store must verify each other's tokens and open each other's sealed secrets.
+    await checkSharedKeys(
+      store,
+      { signingKeyId: signingKey.keyId, secretBoxKeyId: secretBox.keyId, issuer: config.publicUrl ?? '' },
+      { now, ...(options.adoptKeys === true ? { adopt: true } : {}) },
+    );
     progress(`connecting to the identity provider ${config.oidc.issuer}`);
     const rp = await createOidcRelyingParty({
       issuerUrl: config.oidc.issuer,
@@ -136,24 +148,33 @@ export async function startServer(
     const visas = new VisaService(ports);
     const engagements = new EngagementService(ports);
     const people = new PeopleService(ports);
+    // What this process announces reaches the other server processes on the same store, and theirs reach it.
+    const changeFeed = store.openChangeFeed();
+    const fanout = startFanout({
+      events,
+      feed: changeFeed,
+      store,
+      deaf: process.env.KUBEVISA_FAULT === 'deaf-to-replicas',
+    });
     const sessions = new SessionService({
       store,
       rp,
       tokens,
       secretBox,
       config,
-      onSessionEnded: (sessionId) => events.emit('session-ended', sessionId),
-    });
-    // A direct token never outlives the session it was issued under: the person's are ended with it.
-    events.on('session-ended', (sessionId) => {
-      void store
-        .getSession(sessionId)
-        .then((session) => session && reconciler.endDirectTokens(session.personId, `session ${sessionId} ended`))
-        .catch((error: unknown) =>
-          process.stderr.write(
-            `kubevisa: ending the direct tokens of session ${sessionId} failed (the next reconcile pass retries): ${error instanceof Error ? error.message : String(error)}\n`,
-          ),
-        );
+      onSessionEnded: (sessionId) => {
+        events.emit('session-ended', sessionId);
+        // A direct token never outlives the session it was issued under: the person's are ended with it, here only
+        // (the other processes hear 'session-ended' to drop cached tokens, not to end direct tokens again).
+        void store
+          .getSession(sessionId)
+          .then((session) => session && reconciler.endDirectTokens(session.personId, `session ${sessionId} ended`))
+          .catch((error: unknown) =>
+            process.stderr.write(
+              `kubevisa: ending the direct tokens of session ${sessionId} failed (the next reconcile pass retries): ${error instanceof Error ? error.message : String(error)}\n`,
+            ),
+          );
+      },
     });
 
     const credentials = new CredentialService({
@@ -191,7 +212,13 @@ export async function startServer(
         ? { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } }
         : {}),
     });
-    const stops: (() => Promise<void> | void)[] = [() => inCluster.forEach((credential) => credential.stop())];
+    const stops: (() => Promise<void> | void)[] = [
+      () => inCluster.forEach((credential) => credential.stop()),
+      async () => {
+        await fanout.stop();
+        await changeFeed.close();
+      },
+    ];
     const context: ServerContext = {
       config,
       url,

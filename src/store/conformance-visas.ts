@@ -175,6 +175,9 @@ export function visaConformanceSuite(openFresh: OpenFresh): void {
         assert.deepEqual(await ids({ cluster: 'staging' }), ['v2', 'v3']);
         assert.deepEqual(await ids({ cluster: 'staging', state: 'active' }), ['v3']);
         assert.deepEqual(await ids({ personId: alice.id, states: ['active', 'revoked'], cluster: 'prod' }), ['v1']);
+        assert.deepEqual(await ids({ ids: ['v4', 'v2', 'nope'] }), ['v2', 'v4']);
+        assert.deepEqual(await ids({ ids: [] }), []);
+        assert.deepEqual(await ids({ ids: ['v1', 'v2'], state: 'active' }), ['v1']);
       }));
 
     test('lists the visas granting at an instant: approved or active and notBefore <= now < notAfter', () =>

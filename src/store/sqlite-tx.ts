@@ -542,6 +542,10 @@ export class SqliteTx implements StoreTx {
       clauses.push('cluster = :cluster');
       params.cluster = filter.cluster;
     }
+    if (filter.ids !== undefined) {
+      if (filter.ids.length === 0) return [];
+      clauses.push(`id IN (${inList('i', filter.ids, params)})`);
+    }
     const where = clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`;
     return this.many(`SELECT ${VISA_COLUMNS} FROM visas ${where} ORDER BY requested_at, rowid`, params).map(mapVisa);
   }

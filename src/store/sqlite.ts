@@ -32,6 +32,7 @@ import { lockDataFolder, type FolderLock } from './sqlite-lock.ts';
 import { SqliteAuditThread } from './sqlite-audit-thread.ts';
 import type {
   AuditAppender,
+  ChangeFeed,
   IntegrityFinding,
   AuditCheckpoint,
   AuditCheckpointFilter,
@@ -556,6 +557,12 @@ class SqliteStoreImpl implements SqliteStore {
     // A :memory: database is private to its connection: no thread can reach it.
     if (this.path === ':memory:') return transactionAppender(this);
     return new SqliteAuditThread({ path: this.path, busyTimeoutMs: this.busyTimeoutMs });
+  }
+
+  /** One process per data folder (the lock): there is nobody to tell, and nobody tells it anything. */
+  openChangeFeed(): ChangeFeed {
+    this.assertOpen();
+    return { publish: async () => undefined, subscribe: () => undefined, close: async () => undefined };
   }
 
   async checkIntegrity(): Promise<IntegrityFinding[]> {

@@ -96,6 +96,8 @@ export interface VisaFilter {
   personId?: string;
   engagementId?: string;
   cluster?: string;
+  /** Only these visas (a receiver of a change re-reading what another process ended). Empty: none. */
+  ids?: readonly string[];
 }
 
 /**
@@ -566,6 +568,48 @@ export interface IntegrityFinding {
   details: JsonObject;
 }
 
+/**
+ * What one server process tells the others after it committed a change that ends or changes access. Only ids and
+ * short reasons travel (never a secret, never a whole record): each receiver re-reads what it needs from the store.
+ */
+export type AccessChange =
+  /** These visas stopped granting; `reason` as the process that ended them said it (e.g. `revoked by …`). */
+  | { kind: 'visas-ended'; visaIds: string[]; reason: string }
+  /** Some visa was created or changed state: indexes re-read the store. */
+  | { kind: 'visas-changed' }
+  /** These kubevisa sessions ended (logout, the IdP refused a refresh): their access tokens stop working. */
+  | { kind: 'sessions-ended'; sessionIds: string[] }
+  /** A person was deprovisioned (offboarded). */
+  | { kind: 'person-deprovisioned'; personId: string; reason: string }
+  /** The reconciler must converge these clusters. */
+  | { kind: 'clusters-changed'; clusters: string[] };
+
+/** Told what other processes on the same store announced. */
+export interface ChangeListener {
+  /** A change another process committed and published. */
+  change(change: AccessChange): void;
+  /**
+   * Changes may have been missed (the feed's connection broke and came back; whatever was sent meanwhile is lost):
+   * everything cached from the store must be read again.
+   */
+  missed(): void;
+}
+
+/**
+ * Carries AccessChanges between the server processes that share one store. On an engine only one process can use
+ * (SQLite, whose data folder is locked) there is no one else to tell: `publish` delivers to nobody and listeners
+ * hear nothing. On PostgreSQL: LISTEN/NOTIFY on a dedicated connection that reconnects by itself and reports each
+ * gap through `missed`. Delivery is at most once and never guaranteed: callers keep a periodic re-check.
+ */
+export interface ChangeFeed {
+  /** Sends to every other process; resolves once the engine accepted it. Rejects with StoreUnavailable. */
+  publish(change: AccessChange): Promise<void>;
+  /** Starts delivering to `listener` (changes this process published itself are not delivered). */
+  subscribe(listener: ChangeListener): void;
+  /** Stops listening and releases the connection. */
+  close(): Promise<void>;
+}
+
 /** A name for messages and metrics only: no code outside src/store/ may branch on it. */
 export type StoreEngine = 'sqlite' | 'postgres';
 
@@ -587,6 +631,11 @@ export interface Store extends StoreReader {
    * closing the store.
    */
   openAuditAppender(): AuditAppender;
+  /**
+   * A new feed of changes between the processes sharing this store (see ChangeFeed). The caller closes it before
+   * closing the store.
+   */
+  openChangeFeed(): ChangeFeed;
   /**
    * Runs the engine's integrity checks of the audit trail's protections (repairing what it can) and returns what
    * was found wrong since the store was opened and not returned before: each finding is returned once. Empty

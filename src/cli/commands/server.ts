@@ -15,7 +15,10 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
   if (files.length === 0)
     throw new UsageError("--config FILE is required: see 'kubevisa server --help' for the file's shape");
   const config = await loadServerConfig(files);
-  const server = await startServer(config, { onProgress: (m) => io.err(`${m}\n`) });
+  const server = await startServer(config, {
+    onProgress: (m) => io.err(`${m}\n`),
+    adoptKeys: values['adopt-keys'] === true,
+  });
   io.out(`kubevisa server ready at ${server.url}\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());

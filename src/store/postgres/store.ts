@@ -10,6 +10,7 @@
  * group-commit appender (appender.ts), which writes many events per transaction.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
@@ -23,6 +24,7 @@ import type {
   AuditEvent,
   AuditFilter,
   AuditRecord,
+  ChangeFeed,
   ClusterRecord,
   EngagementFilter,
   Intent,
@@ -49,6 +51,7 @@ import { applyMigrations } from './migrate.ts';
 import { APPEND_ONLY_TABLES, AUDIT_GUARD_TRIGGERS, POSTGRES_MIGRATIONS, type PostgresMigration } from './migrations.ts';
 import { STORE_TYPES, bind, isUnavailable, translatePgError } from './sql.ts';
 import { PgTx } from './tx.ts';
+import { PostgresChangeFeed } from './change-feed.ts';
 
 /** Connections kept by default: enough for the API, the reconciler and the audit appender at once. */
 export const DEFAULT_POOL_SIZE = 10;
@@ -246,9 +249,13 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         (options.now ?? Date.now)(),
       );
       const restoredGuards = await restoreAuditGuards(client);
+      const schema = await client.query('SELECT current_schema() AS name');
       // A second connection ready at once: the first read during the first transaction need not wait for one.
       (await pool.connect()).release();
-      return new PostgresStoreImpl(pool, applied, restoredGuards);
+      return new PostgresStoreImpl(pool, applied, restoredGuards, {
+        clientConfig: config,
+        channel: changeChannel(String(schema.rows[0]?.name ?? 'public')),
+      });
     } finally {
       client.release();
     }
@@ -260,6 +267,17 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The NOTIFY channel of the installation in `schema`: channels are per database, so installations in two schemas of
+ * one database must not hear each other.
+ */
+export function changeChannel(schema: string): string {
+  const plain = `kubevisa_changes_${schema}`;
+  return /^[a-z0-9_]{1,63}$/.test(plain)
+    ? plain
+    : `kubevisa_changes_${createHash('sha256').update(schema).digest('hex').slice(0, 32)}`;
 }
 
 /** Triggers of the audit tables that are missing or disabled in the current schema. */
@@ -330,6 +348,8 @@ class PostgresStoreImpl implements PostgresStore {
   private readonly pool: pg.Pool;
   private readonly running = new Set<Promise<unknown>>();
   private readonly appenders = new Set<PostgresAuditAppender>();
+  private readonly feeds = new Set<PostgresChangeFeed>();
+  private readonly feedSettings: { clientConfig: pg.ClientConfig; channel: string };
   private readonly guardedClients = new WeakSet<pg.PoolClient>();
   /** Guards restored at open not yet returned by `checkIntegrity`. */
   private unreportedGuards: string[];
@@ -337,8 +357,14 @@ class PostgresStoreImpl implements PostgresStore {
   private readonly reported = new Set<string>();
   private closed = false;
 
-  constructor(pool: pg.Pool, appliedMigrations: readonly number[], restoredGuards: readonly string[]) {
+  constructor(
+    pool: pg.Pool,
+    appliedMigrations: readonly number[],
+    restoredGuards: readonly string[],
+    feedSettings: { clientConfig: pg.ClientConfig; channel: string },
+  ) {
     this.pool = pool;
+    this.feedSettings = feedSettings;
     this.appliedMigrations = appliedMigrations;
     this.restoredGuards = restoredGuards;
     this.unreportedGuards = [...restoredGuards];
@@ -461,6 +487,28 @@ class PostgresStoreImpl implements PostgresStore {
     return appender;
   }
 
+  /** LISTEN/NOTIFY between the processes on this database and schema (change-feed.ts). */
+  openChangeFeed(): ChangeFeed {
+    this.assertOpen();
+    const feed = new PostgresChangeFeed({
+      ...this.feedSettings,
+      query: async (text, values) => {
+        const client = await this.connect();
+        let broken: Error | undefined;
+        try {
+          await this.track(client.query(text, values));
+        } catch (error) {
+          broken = error instanceof Error ? error : new Error(String(error));
+          throw translatePgError(error);
+        } finally {
+          client.release(broken);
+        }
+      },
+    });
+    this.feeds.add(feed);
+    return feed;
+  }
+
   /**
    * Puts back guards it can (as their owner), then reports each failed protection once per open: restored
    * triggers, triggers still missing or disabled (this role cannot restore them), and a role that could change
@@ -563,6 +611,7 @@ class PostgresStoreImpl implements PostgresStore {
     this.assertNotInsideOwnTransaction();
     if (this.closed) return;
     this.closed = true;
+    for (const feed of this.feeds) await feed.close();
     for (const appender of this.appenders) await appender.close();
     await Promise.allSettled([...this.running]);
     await this.pool.end();

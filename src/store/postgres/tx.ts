@@ -476,6 +476,10 @@ export class PgTx implements StoreTx {
       clauses.push('cluster = :cluster');
       params.cluster = filter.cluster;
     }
+    if (filter.ids !== undefined) {
+      if (filter.ids.length === 0) return [];
+      clauses.push(`id IN (${inList('i', filter.ids, params)})`);
+    }
     const where = clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`;
     return await this.manyMap(`SELECT ${VISA_COLUMNS} FROM visas ${where} ORDER BY requested_at, ord`, params, mapVisa);
   }

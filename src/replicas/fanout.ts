@@ -1,0 +1,188 @@
+/**
+ * Several kubevisa servers on one store: what one of them announces on its event bus after a commit that ends or
+ * changes access (visas ended or changed, sessions ended, a person deprovisioned, clusters to converge) is sent to
+ * the others through the store's change feed, and what the others sent is announced on this bus, so the gateway
+ * here cuts streams and drops cached tokens for a revoke, logout or offboarding handled anywhere.
+ *
+ * Only ids travel; the receiver re-reads each visa and person from the store and announces only what the store says
+ * has ended, so a forged or stale notification cannot end anyone's access. Delivery is best effort: the gateway's
+ * periodic re-read of the store (gateway/wire.ts) bounds what a lost notification can keep alive, and a broken feed
+ * connection is reported as `changes-missed` so caches are re-read at once.
+ */
+import type { AppEvents } from '../app/events.ts';
+import type { Person, Visa } from '../domain/model.ts';
+import type { AccessChange, ChangeFeed, Store } from '../store/store.ts';
+
+/** Visa states that no longer grant anything: the only ones a received `visas-ended` may announce. */
+const ENDED_STATES: ReadonlySet<Visa['state']> = new Set(['revoked', 'expired', 'cancelled', 'denied']);
+/** Ids read from the store per query (SQLite limits bound parameters). */
+const READ_CHUNK = 500;
+
+export interface FanoutOptions {
+  events: AppEvents;
+  feed: ChangeFeed;
+  store: Pick<Store, 'listVisas' | 'getPerson'>;
+  /**
+   * Ignore what other processes send (fault injection: proves that the periodic re-check alone ends access when
+   * every notification is lost). Default false.
+   */
+  deaf?: boolean;
+  /** Told what failed (a publish, a re-read); default stderr. Messages carry ids, never secrets. */
+  onError?: (message: string) => void;
+}
+
+export interface Fanout {
+  /** Sends what is still queued, then stops (the feed is closed by its owner). */
+  stop(): Promise<void>;
+}
+
+export function startFanout(options: FanoutOptions): Fanout {
+  const { events, feed, store } = options;
+  const report = options.onError ?? ((message: string) => process.stderr.write(`kubevisa: ${message}\n`));
+  /** True while announcing what another process sent: it must not be sent back out. */
+  let relaying = false;
+  let queued: AccessChange[] = [];
+  let flushing: Promise<void> | undefined;
+
+  // ---- out: this process's announcements, batched per turn of the event loop ----
+
+  const send = (change: AccessChange) => {
+    if (relaying) return;
+    queued.push(change);
+    flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      const batch = coalesce(queued);
+      queued = [];
+      flushing = undefined;
+      for (const item of batch) {
+        try {
+          await feed.publish(item);
+        } catch (error) {
+          report(
+            `telling the other kubevisa processes of '${item.kind}' failed; they see it at their next re-check: ${messageOf(error)}`,
+          );
+        }
+      }
+    });
+  };
+  const onEnded = (visas: Visa[], reason: string) =>
+    send({ kind: 'visas-ended', visaIds: visas.map((v) => v.id), reason });
+  const onChanged = () => send({ kind: 'visas-changed' });
+  const onSession = (sessionId: string) => send({ kind: 'sessions-ended', sessionIds: [sessionId] });
+  const onPerson = (person: Person, reason: string) =>
+    send({ kind: 'person-deprovisioned', personId: person.id, reason });
+  const onClusters = (clusters: string[]) => send({ kind: 'clusters-changed', clusters });
+  events.on('visas-ended', onEnded);
+  events.on('visas-changed', onChanged);
+  events.on('session-ended', onSession);
+  events.on('person-deprovisioned', onPerson);
+  events.on('clusters-changed', onClusters);
+
+  // ---- in: what the others sent, re-read from the store and announced here ----
+
+  const announce = (emit: () => void) => {
+    relaying = true;
+    try {
+      emit();
+    } finally {
+      relaying = false;
+    }
+  };
+  const receive = async (change: AccessChange): Promise<void> => {
+    switch (change.kind) {
+      case 'visas-ended': {
+        const ended: Visa[] = [];
+        for (let i = 0; i < change.visaIds.length; i += READ_CHUNK) {
+          const visas = await store.listVisas({ ids: change.visaIds.slice(i, i + READ_CHUNK) });
+          ended.push(...visas.filter((visa) => ENDED_STATES.has(visa.state)));
+        }
+        if (ended.length > 0) announce(() => events.emit('visas-ended', ended, change.reason));
+        return;
+      }
+      case 'visas-changed':
+        announce(() => events.emit('visas-changed'));
+        return;
+      case 'sessions-ended':
+        announce(() => change.sessionIds.forEach((id) => events.emit('session-ended', id)));
+        return;
+      case 'person-deprovisioned': {
+        const person = await store.getPerson(change.personId);
+        if (person && person.status !== 'active')
+          announce(() => events.emit('person-deprovisioned', person, change.reason));
+        return;
+      }
+      case 'clusters-changed':
+        announce(() => events.emit('clusters-changed', change.clusters));
+        return;
+    }
+  };
+  feed.subscribe({
+    change(change) {
+      if (options.deaf === true) return;
+      receive(change).catch((error: unknown) =>
+        // The periodic re-check (gateway/wire.ts) still picks the change up from the store.
+        report(`reading '${change.kind}' sent by another kubevisa process failed: ${messageOf(error)}`),
+      );
+    },
+    missed() {
+      if (options.deaf === true) return;
+      announce(() => events.emit('changes-missed'));
+    },
+  });
+
+  return {
+    async stop() {
+      events.off('visas-ended', onEnded);
+      events.off('visas-changed', onChanged);
+      events.off('session-ended', onSession);
+      events.off('person-deprovisioned', onPerson);
+      events.off('clusters-changed', onClusters);
+      await flushing;
+    },
+  };
+}
+
+/**
+ * One change per kind where changes merge (ended visas per reason, sessions, clusters; `visas-changed` once), in
+ * the order kinds first appeared; each deprovisioning on its own.
+ */
+export function coalesce(changes: readonly AccessChange[]): AccessChange[] {
+  const out: AccessChange[] = [];
+  const endedByReason = new Map<string, Extract<AccessChange, { kind: 'visas-ended' }>>();
+  let sessions: Extract<AccessChange, { kind: 'sessions-ended' }> | undefined;
+  let clusters: Extract<AccessChange, { kind: 'clusters-changed' }> | undefined;
+  let changed = false;
+  for (const change of changes) {
+    switch (change.kind) {
+      case 'visas-ended': {
+        const known = endedByReason.get(change.reason);
+        if (known) known.visaIds.push(...change.visaIds);
+        else {
+          const fresh = { ...change, visaIds: [...change.visaIds] };
+          endedByReason.set(change.reason, fresh);
+          out.push(fresh);
+        }
+        break;
+      }
+      case 'sessions-ended':
+        if (sessions) sessions.sessionIds.push(...change.sessionIds);
+        else out.push((sessions = { ...change, sessionIds: [...change.sessionIds] }));
+        break;
+      case 'clusters-changed':
+        if (clusters) clusters.clusters.push(...change.clusters.filter((c) => !clusters!.clusters.includes(c)));
+        else out.push((clusters = { ...change, clusters: [...new Set(change.clusters)] }));
+        break;
+      case 'visas-changed':
+        if (!changed) out.push(change);
+        changed = true;
+        break;
+      case 'person-deprovisioned':
+        out.push(change);
+        break;
+    }
+  }
+  return out;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,123 @@
+/**
+ * How an AccessChange travels as text between processes (PostgreSQL NOTIFY payloads): JSON, tagged with the sending
+ * process so it can skip its own, split so that no payload exceeds what the engine carries (PostgreSQL: under 8000
+ * bytes). Decoding refuses anything that is not exactly a change: a payload anyone with the database could send must
+ * not reach a listener as something else.
+ */
+import type { AccessChange } from './store.ts';
+
+/** Largest payload produced, in bytes: PostgreSQL refuses 8000 and more, and the rest is a margin. */
+export const MAX_PAYLOAD_BYTES = 7600;
+/** Reasons are cut to this many characters: they are for messages, and ids are what receivers act on. */
+const MAX_REASON = 500;
+/** Ids are the store's (`v_…`, `s_…`, `p_…`) and cluster names (DNS labels): short and plain. */
+const ID = /^[A-Za-z0-9._:-]{1,253}$/;
+
+interface Envelope {
+  /** The sending process. */
+  o: string;
+  c: AccessChange;
+}
+
+/** The payloads that carry `change` from process `origin`, each at most MAX_PAYLOAD_BYTES. */
+export function encodeChange(origin: string, change: AccessChange): string[] {
+  const fixed = limitReason(change);
+  const list = idsOf(fixed);
+  if (list === undefined) return [JSON.stringify({ o: origin, c: fixed } satisfies Envelope)];
+  // Every id costs its length plus quotes and a comma in JSON; the envelope around an empty list is measured once.
+  const overhead = Buffer.byteLength(JSON.stringify({ o: origin, c: withIds(fixed, []) }));
+  const payloads: string[] = [];
+  let chunk: string[] = [];
+  let size = overhead;
+  for (const id of list) {
+    const cost = Buffer.byteLength(id) + 3;
+    if (chunk.length > 0 && size + cost > MAX_PAYLOAD_BYTES) {
+      payloads.push(JSON.stringify({ o: origin, c: withIds(fixed, chunk) }));
+      chunk = [];
+      size = overhead;
+    }
+    chunk.push(id);
+    size += cost;
+  }
+  if (chunk.length > 0) payloads.push(JSON.stringify({ o: origin, c: withIds(fixed, chunk) }));
+  return payloads;
+}
+
+/** The sender and the change in `payload`, or undefined when it is not one `encodeChange` makes. */
+export function decodeChange(payload: string): { origin: string; change: AccessChange } | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(payload);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(parsed) || typeof parsed.o !== 'string' || !isRecord(parsed.c)) return undefined;
+  const c = parsed.c;
+  const ids = (value: unknown): string[] | undefined =>
+    Array.isArray(value) && value.every((id) => typeof id === 'string' && ID.test(id))
+      ? (value as string[])
+      : undefined;
+  const reason = typeof c.reason === 'string' ? c.reason.slice(0, MAX_REASON) : undefined;
+  let change: AccessChange | undefined;
+  switch (c.kind) {
+    case 'visas-ended': {
+      const visaIds = ids(c.visaIds);
+      if (visaIds && reason !== undefined) change = { kind: 'visas-ended', visaIds, reason };
+      break;
+    }
+    case 'visas-changed':
+      change = { kind: 'visas-changed' };
+      break;
+    case 'sessions-ended': {
+      const sessionIds = ids(c.sessionIds);
+      if (sessionIds) change = { kind: 'sessions-ended', sessionIds };
+      break;
+    }
+    case 'person-deprovisioned':
+      if (typeof c.personId === 'string' && ID.test(c.personId) && reason !== undefined)
+        change = { kind: 'person-deprovisioned', personId: c.personId, reason };
+      break;
+    case 'clusters-changed': {
+      const clusters = ids(c.clusters);
+      if (clusters) change = { kind: 'clusters-changed', clusters };
+      break;
+    }
+  }
+  return change === undefined ? undefined : { origin: parsed.o, change };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function limitReason(change: AccessChange): AccessChange {
+  if (change.kind === 'visas-ended' || change.kind === 'person-deprovisioned')
+    return { ...change, reason: change.reason.slice(0, MAX_REASON) };
+  return change;
+}
+
+function idsOf(change: AccessChange): string[] | undefined {
+  switch (change.kind) {
+    case 'visas-ended':
+      return change.visaIds;
+    case 'sessions-ended':
+      return change.sessionIds;
+    case 'clusters-changed':
+      return change.clusters;
+    default:
+      return undefined;
+  }
+}
+
+function withIds(change: AccessChange, ids: string[]): AccessChange {
+  switch (change.kind) {
+    case 'visas-ended':
+      return { ...change, visaIds: ids };
+    case 'sessions-ended':
+      return { ...change, sessionIds: ids };
+    case 'clusters-changed':
+      return { ...change, clusters: ids };
+    default:
+      return change;
+  }
+}
