@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AppEvents } from '../app/events.ts';
+import type { Person, Visa } from '../domain/model.ts';
+import type { AccessChange, ChangeFeed, ChangeListener, StoredVisa } from '../store/store.ts';
+import { coalesce, startFanout } from './fanout.ts';
+
+/** Two processes' feeds joined by a wire: what one publishes the other hears. */
+function pairedFeeds(): [ChangeFeed & { sent: AccessChange[] }, ChangeFeed & { sent: AccessChange[] }] {
+  const listeners: (ChangeListener | undefined)[] = [undefined, undefined];
+  const make = (me: 0 | 1) => {
+    const sent: AccessChange[] = [];
+    return {
+      sent,
+      publish: async (change: AccessChange) => {
+        sent.push(change);
+        listeners[1 - me]?.change(change);
+      },
+      subscribe: (listener: ChangeListener) => void (listeners[me] = listener),
+      close: async () => undefined,
+    };
+  };
+  return [make(0), make(1)];
+}
+
+const visa = (id: string, state: Visa['state']) => ({ id, state }) as StoredVisa;
+const person = (id: string, status: Person['status']) => ({ id, status }) as Person;
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+test('what one process announces is announced by the other, once, and never sent back', async () => {
+  const [feedA, feedB] = pairedFeeds();
+  const a = new AppEvents();
+  const b = new AppEvents();
+  const stored = new Map([
+    ['v1', visa('v1', 'revoked')],
+    ['v2', visa('v2', 'active')],
+  ]);
+  const store = {
+    listVisas: async (filter?: { ids?: readonly string[] }) =>
+      (filter?.ids ?? []).flatMap((id) => (stored.has(id) ? [stored.get(id)!] : [])),
+    getPerson: async (id: string) => (id === 'p1' ? person('p1', 'deprovisioned') : person(id, 'active')),
+  };
+  const fanA = startFanout({ events: a, feed: feedA, store });
+  const fanB = startFanout({ events: b, feed: feedB, store });
+  const heard: string[] = [];
+  b.on('visas-ended', (visas, reason) => heard.push(`ended ${visas.map((v) => v.id).join(',')} (${reason})`));
+  b.on('session-ended', (id) => heard.push(`session ${id}`));
+  b.on('person-deprovisioned', (p) => heard.push(`deprovisioned ${p.id}`));
+  b.on('clusters-changed', (names) => heard.push(`clusters ${names.join(',')}`));
+
+  // v2 is active in the store: a notification saying it ended (forged, or stale) ends nothing.
+  a.emit('visas-ended', [visa('v1', 'revoked'), visa('v2', 'revoked')], 'revoked by ann');
+  a.emit('session-ended', 's1');
+  a.emit('person-deprovisioned', person('p1', 'deprovisioned'), 'left');
+  a.emit('person-deprovisioned', person('p2', 'deprovisioned'), 'forged');
+  a.emit('clusters-changed', ['prod']);
+  a.emit('clusters-changed', ['prod', 'dev']);
+  await settle();
+  assert.deepEqual(heard, ['ended v1 (revoked by ann)', 'session s1', 'deprovisioned p1', 'clusters prod,dev']);
+  // B relayed nothing back to A.
+  assert.deepEqual(feedB.sent, []);
+  assert.deepEqual(
+    feedA.sent.map((c) => c.kind),
+    ['visas-ended', 'sessions-ended', 'person-deprovisioned', 'person-deprovisioned', 'clusters-changed'],
+  );
+  await fanA.stop();
+  await fanB.stop();
+});
+
+test('a gap in the feed makes the process re-read its caches; a deaf process hears nothing', async () => {
+  let listener: ChangeListener | undefined;
+  const feed: ChangeFeed = {
+    publish: async () => undefined,
+    subscribe: (l) => void (listener = l),
+    close: async () => undefined,
+  };
+  const events = new AppEvents();
+  let missed = 0;
+  events.on('changes-missed', () => missed++);
+  const store = { listVisas: async () => [], getPerson: async () => undefined };
+  const fan = startFanout({ events, feed, store });
+  listener?.missed();
+  assert.equal(missed, 1);
+  await fan.stop();
+
+  const deafEvents = new AppEvents();
+  let heard = 0;
+  deafEvents.on('changes-missed', () => heard++);
+  deafEvents.on('visas-changed', () => heard++);
+  const deaf = startFanout({ events: deafEvents, feed, store, deaf: true });
+  listener?.missed();
+  listener?.change({ kind: 'visas-changed' });
+  assert.equal(heard, 0);
+  await deaf.stop();
+});
+
+test('merges one turn of announcements into one change per kind', () => {
+  assert.deepEqual(
+    coalesce([
+      { kind: 'visas-changed' },
+      { kind: 'visas-ended', visaIds: ['v1'], reason: 'r' },
+      { kind: 'visas-ended', visaIds: ['v2'], reason: 'r' },
+      { kind: 'visas-ended', visaIds: ['v3'], reason: 'other' },
+      { kind: 'visas-changed' },
+      { kind: 'sessions-ended', sessionIds: ['s1'] },
+      { kind: 'sessions-ended', sessionIds: ['s2'] },
+    ]),
+    [
+      { kind: 'visas-changed' },
+      { kind: 'visas-ended', visaIds: ['v1', 'v2'], reason: 'r' },
+      { kind: 'visas-ended', visaIds: ['v3'], reason: 'other' },
+      { kind: 'sessions-ended', sessionIds: ['s1', 's2'] },
+    ],
+  );
+});

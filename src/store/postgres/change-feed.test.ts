@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { AccessChange, ChangeListener } from '../store.ts';
+import { openPostgresStore, type PostgresStore } from './store.ts';
+import { createTestDatabase, type TestDatabase } from './test-database.ts';
+
+let database: TestDatabase;
+const stores: PostgresStore[] = [];
+
+before(async () => {
+  database = await createTestDatabase('fanout_feed');
+  await database.admin('CREATE SCHEMA other');
+});
+after(async () => {
+  for (const store of stores) await store.close();
+  await database.drop();
+});
+
+async function open(schema?: string): Promise<PostgresStore> {
+  const store = await openPostgresStore({ url: database.url, ...(schema ? { schema } : {}) });
+  stores.push(store);
+  return store;
+}
+
+/** A listener that records what it hears and lets a test wait for it. */
+function recorder() {
+  const heard: AccessChange[] = [];
+  let missed = 0;
+  const waiters: (() => void)[] = [];
+  const listener: ChangeListener = {
+    change(change) {
+      heard.push(change);
+      waiters.splice(0).forEach((wake) => wake());
+    },
+    missed() {
+      missed++;
+      waiters.splice(0).forEach((wake) => wake());
+    },
+  };
+  return {
+    listener,
+    heard,
+    missed: () => missed,
+    async until(done: () => boolean, what: string) {
+      const deadline = Date.now() + 10_000;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve);
+          setTimeout(resolve, 50);
+        });
+      }
+    },
+  };
+}
+
+test('carries changes between processes on one schema, not to itself nor to another schema, and across a killed connection', async () => {
+  const [a, b, elsewhere] = [await open(), await open(), await open('other')];
+  const [feedA, feedB, feedElsewhere] = [a.openChangeFeed(), b.openChangeFeed(), elsewhere.openChangeFeed()];
+  const [atA, atB, atElsewhere] = [recorder(), recorder(), recorder()];
+  feedA.subscribe(atA.listener);
+  feedB.subscribe(atB.listener);
+  feedElsewhere.subscribe(atElsewhere.listener);
+  // The first connection reports a gap too: what was sent while caches were filled is lost.
+  await atB.until(() => atB.missed() === 1 && atA.missed() === 1 && atElsewhere.missed() === 1, 'the first LISTEN');
+
+  const visaIds = Array.from({ length: 1200 }, (_, i) => `v_${i}_abcdefghijklmnopqrstu`);
+  await feedA.publish({ kind: 'visas-ended', visaIds, reason: 'revoked by ann@corp.example' });
+  const received = () => atB.heard.flatMap((c) => (c.kind === 'visas-ended' ? c.visaIds : []));
+  await atB.until(() => received().length === visaIds.length, 'every ended visa');
+  assert.deepEqual(received(), visaIds);
+  await feedB.publish({ kind: 'sessions-ended', sessionIds: ['s_1'] });
+  await atA.until(() => atA.heard.length === 1, "B's change at A");
+  assert.deepEqual(atA.heard, [{ kind: 'sessions-ended', sessionIds: ['s_1'] }]);
+  assert.equal(atElsewhere.heard.length, 0, 'another schema hears nothing');
+
+  // An administrator (or a failover) ends B's listening connection: B reconnects, says it may have missed changes,
+  // and hears the next ones.
+  const killed = await database.admin(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kubevisa-changes:${process.pid}' AND datname = current_database()`,
+  );
+  assert.ok(killed.rowCount! >= 2);
+  await atB.until(() => atB.missed() === 2, 'the gap after the connection was killed');
+  atB.heard.length = 0;
+  await feedA.publish({ kind: 'person-deprovisioned', personId: 'p_1', reason: 'left' });
+  await atB.until(() => atB.heard.length === 1, 'a change after the reconnect');
+  assert.deepEqual(atB.heard, [{ kind: 'person-deprovisioned', personId: 'p_1', reason: 'left' }]);
+});
