@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { DAY, HOUR, NOW } from '../domain/testing/fixtures.ts';
 import type { Actor, PersonRole } from '../domain/model.ts';
+import { formatInstant } from '../domain/time.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
@@ -171,6 +172,91 @@ describe('engagements', () => {
     assert.equal((await store.getEngagement(engagement.id))?.status, 'active');
   });
 
+  test('admins move the end date either way, the sponsor only earlier; nobody else, and a refusal changes nothing', async () => {
+    const engagement = await anEngagement();
+    const later = iso(NOW + 60 * DAY);
+    await onlyThese(
+      ['ada'],
+      {
+        sam: 'ERR_FORBIDDEN',
+        aud: 'ERR_FORBIDDEN',
+        abe: 'ERR_FORBIDDEN',
+        carol: 'ERR_FORBIDDEN',
+        eve: 'ERR_NOT_FOUND',
+      },
+      (caller) => engagements.changeEnd(caller, engagement.id, later, 'renewed'),
+    );
+    assert.equal((await store.getEngagement(engagement.id))?.endsAt, NOW + 60 * DAY);
+    const earlier = await engagements.changeEnd(callers.sam!, engagement.name, iso(NOW + 10 * DAY), 'scope cut');
+    assert.equal(earlier.engagement.endsAt, NOW + 10 * DAY);
+    const [event] = await store.listAudit({ action: 'engagement.end-changed', engagementId: engagement.id });
+    assert.ok(event, 'the change is audited');
+  });
+
+  test('an earlier end shortens the visas running past it and ends those that would start after it, audited', async () => {
+    const running = await aVisa();
+    const engagement = (await store.getEngagement(running.engagementId))!;
+    const request = (startsAt: number, duration: string) =>
+      visas.request(callers.carol!, {
+        engagement: engagement.name,
+        cluster: CLUSTER,
+        namespaces: ['payments'],
+        profile: 'viewer',
+        duration,
+        startsAt: iso(startsAt),
+        reason: 'JIRA-2',
+      });
+    const later = await visas.approve(callers.abe!, (await request(NOW + 3 * HOUR, '2h')).id, {});
+    const pending = await request(NOW + 4 * HOUR, '1h');
+    const short = await visas.approve(callers.abe!, (await request(NOW, '30m')).id, {});
+    told = [];
+
+    const changed = await engagements.changeEnd(callers.ada!, engagement.id, iso(NOW + HOUR), 'contract cut short');
+
+    assert.deepEqual(
+      changed.visasShortened.map((v) => v.id),
+      [running.id],
+    );
+    assert.deepEqual(changed.visasEnded.map((v) => v.id).sort(), [later.id, pending.id].sort());
+    assert.equal((await store.getVisa(running.id))?.notAfter, NOW + HOUR, 'the running visa ends with the engagement');
+    assert.equal((await store.getVisa(running.id))?.state, 'approved', 'and keeps working until then');
+    assert.equal((await store.getVisa(later.id))?.state, 'revoked');
+    assert.equal((await store.getVisa(pending.id))?.state, 'cancelled');
+    assert.equal((await store.getVisa(short.id))?.notAfter, short.notAfter, 'a visa ending in time is left alone');
+    const [shortened] = await store.listAudit({ action: 'visa.shortened' });
+    assert.equal(shortened?.visaId, running.id);
+    assert.deepEqual(shortened?.details, { from: formatInstant(running.notAfter), to: formatInstant(NOW + HOUR) });
+    assert.ok(told.includes(`clusters-changed ${CLUSTER}`), 'the reconciler and the gateway are told');
+  });
+
+  test('a later end never lengthens a visa', async () => {
+    const visa = await aVisa();
+    const changed = await engagements.changeEnd(callers.ada!, visa.engagementId, iso(NOW + 90 * DAY), 'renewed');
+    assert.deepEqual(changed.visasShortened, []);
+    assert.deepEqual(changed.visasEnded, []);
+    assert.equal((await store.getVisa(visa.id))?.notAfter, visa.notAfter);
+    assert.deepEqual(await store.listAudit({ action: 'visa.shortened' }), []);
+  });
+
+  test('a date in the past, the same date, no reason or an ended engagement is refused and changes nothing', async () => {
+    const engagement = await anEngagement();
+    const attempts: [string, string, string][] = [
+      [iso(NOW - HOUR), 'late', 'ERR_INVALID_INPUT'],
+      [iso(NOW + 30 * DAY), 'same', 'ERR_INVALID_INPUT'],
+      ['next tuesday', 'vague', 'ERR_INVALID_INPUT'],
+      [iso(NOW + 2 * DAY), '', 'ERR_INVALID_INPUT'],
+    ];
+    for (const [endsAt, reason, code] of attempts) {
+      await assert.rejects(engagements.changeEnd(callers.ada!, engagement.id, endsAt, reason), { code });
+    }
+    assert.equal((await store.getEngagement(engagement.id))?.endsAt, NOW + 30 * DAY);
+    await engagements.end(callers.ada!, engagement.id, 'over');
+    await assert.rejects(engagements.changeEnd(callers.ada!, engagement.id, iso(NOW + DAY), 'revive'), {
+      code: 'ERR_INVALID_TRANSITION',
+    });
+    assert.deepEqual(await store.listAudit({ action: 'engagement.end-changed' }), []);
+  });
+
   test('a contractor leaving through the identity lifecycle loses their visas under it, as kubevisa itself', async () => {
     const visa = await aVisa();
     const engagement = (await store.getEngagement(visa.engagementId))!;
@@ -232,6 +318,22 @@ describe('visas', () => {
       ['aud', 'eve'],
     );
     assert.equal((await visas.get(callers.ada!, visa.id)).state, 'active');
+  });
+
+  test("the queue's verdict is what approving would do now, changing nothing", async () => {
+    const visa = await aVisa('requested');
+    const [forAbe] = await visas.reviewRequests(callers.abe!);
+    assert.equal(forAbe?.visa.id, visa.id);
+    assert.deepEqual(forAbe?.verdict, { kind: 'grants', notBefore: NOW, notAfter: NOW + 2 * HOUR });
+    const [forCarol] = await visas.reviewRequests(callers.carol!);
+    assert.equal(forCarol?.verdict.kind, 'refused');
+    assert.equal(forCarol?.verdict.kind === 'refused' && forCarol.verdict.code, 'ERR_SELF_APPROVAL');
+    await engagements.changeEnd(callers.ada!, visa.engagementId, iso(NOW + HOUR), 'cut');
+    const [shortened] = await visas.reviewRequests(callers.abe!);
+    assert.equal(shortened?.verdict.kind === 'grants' && shortened.verdict.notAfter, NOW + HOUR);
+    assert.match(String(shortened?.verdict.kind === 'grants' && shortened.verdict.shortened), /engagement ends/);
+    assert.deepEqual(await visas.reviewRequests(callers.eve!), []);
+    assert.equal((await store.getVisa(visa.id))?.state, 'requested', 'the review approved nothing');
   });
 
   test('only the holder cancels a request or asks to extend a visa', async () => {

@@ -4,12 +4,20 @@
  * actors (identity group mappings) call directly. The state change and its audit events commit in one transaction;
  * the reconciler and the gateway are told after the commit.
  */
-import { createEngagement, endEngagement, isContractorOf, isSponsorOf } from '../domain/engagement.ts';
+import {
+  changeEngagementEnd,
+  createEngagement,
+  endEngagement,
+  isContractorOf,
+  isSponsorOf,
+} from '../domain/engagement.ts';
 import { Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
 import type { Engagement, Visa } from '../domain/model.ts';
-import { canEndEngagement, canSeeEngagement, requireAdmin } from '../domain/permissions.ts';
+import { canChangeEngagementEnd, canEndEngagement, canSeeEngagement, requireAdmin } from '../domain/permissions.ts';
 import { protectedCeilingWarnings } from '../domain/protected-namespaces.ts';
-import { parseDuration, parseInstant } from '../domain/time.ts';
+import { formatInstant, parseDuration, parseInstant } from '../domain/time.ts';
+import { requireReason } from '../domain/validate.ts';
+import { clipToEngagementEnd } from '../domain/visa.ts';
 import { newId } from '../store/ids.ts';
 import type { Caller } from './caller.ts';
 import { announceEnded, auditAs, findEngagement, type AppPorts } from './ports.ts';
@@ -137,6 +145,81 @@ export class EngagementService {
     });
     announceEnded(this.options.events, closed, `engagement '${ended.name}' ended`);
     return ended;
+  }
+
+  /**
+   * Moves an engagement's end date (admins; its sponsor only to an earlier date). An earlier end applies to the
+   * visas under it at once: one that would start at or after the new end is ended, one that runs past it is
+   * shortened to end there; a later end changes no visa (longer access is a new request and its approval). The
+   * change and each visa it touches are audited in one transaction.
+   */
+  async changeEnd(
+    caller: Caller,
+    idOrName: string,
+    endsAt: string,
+    reason: string,
+  ): Promise<{ engagement: Engagement; visasEnded: Visa[]; visasShortened: Visa[] }> {
+    const found = await this.get(caller, idOrName);
+    const instant = parseInstant(endsAt, 'endsAt');
+    if (!canChangeEngagementEnd(caller.actor, found, instant)) {
+      throw new Forbidden(
+        isSponsorOf(caller.actor.email, found)
+          ? `the sponsor may only bring engagement '${found.name}' to an earlier end than ${formatInstant(found.endsAt)}; an admin may extend it`
+          : `only an admin or the sponsor (${found.sponsor}) may change the end date of engagement '${found.name}'`,
+      );
+    }
+    return this.changeEndAs(caller, found.id, instant, reason);
+  }
+
+  /** Moves an engagement's end date as `as`, asking no permission. See {@link changeEnd}. */
+  async changeEndAs(
+    as: Caller,
+    engagementId: string,
+    endsAt: number,
+    reason: string,
+  ): Promise<{ engagement: Engagement; visasEnded: Visa[]; visasShortened: Visa[] }> {
+    const now = this.now();
+    const why = requireReason(reason);
+    let ended: Visa[] = [];
+    const shortened: Visa[] = [];
+    const engagement = await this.options.store.transaction(async (tx) => {
+      const current = await tx.getEngagement(engagementId);
+      if (!current) throw new NotFound(`engagement '${engagementId}' not found`);
+      const saved = await tx.updateEngagement(changeEngagementEnd(current, endsAt, now));
+      await auditAs(tx, as, {
+        action: 'engagement.end-changed',
+        engagementId: saved.id,
+        reason: why,
+        at: now,
+        details: { from: formatInstant(current.endsAt), to: formatInstant(saved.endsAt) },
+      });
+      if (saved.endsAt > current.endsAt) return saved;
+      const toEnd = [];
+      for (const visa of await tx.listVisas({ engagementId: saved.id })) {
+        const effect = clipToEngagementEnd(visa, saved.endsAt, now);
+        if (effect?.kind === 'end') toEnd.push(visa);
+        if (effect?.kind !== 'clip') continue;
+        const clipped = await tx.updateVisa(effect.visa, visa.version);
+        await auditAs(tx, as, {
+          action: 'visa.shortened',
+          visa: clipped,
+          reason: `engagement '${saved.name}' now ends at ${formatInstant(saved.endsAt)}: ${why}`,
+          at: now,
+          details: { from: formatInstant(visa.notAfter), to: formatInstant(clipped.notAfter) },
+        });
+        shortened.push(clipped);
+      }
+      const endReason = `engagement '${saved.name}' now ends at ${formatInstant(saved.endsAt)}, before this visa would start`;
+      ended = await endVisasInTx(tx, toEnd, as, endReason, now);
+      return saved;
+    });
+    announceEnded(
+      this.options.events,
+      ended,
+      `engagement '${engagement.name}' ends earlier`,
+      shortened.map((v) => v.cluster),
+    );
+    return { engagement, visasEnded: ended, visasShortened: shortened };
   }
 
   /** Adds or removes one contractor (admins). See {@link setContractorAs}. */

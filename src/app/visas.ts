@@ -9,10 +9,10 @@
  * chained to it (an extension starts at its parent's notAfter, so a parent cut short must take its extensions with
  * it), and an audit event for each. The reconciler and the gateway are told after the commit.
  */
-import { Conflict, Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
+import { Conflict, Forbidden, InvalidInput, KubevisaError, NotFound } from '../domain/errors.ts';
 import type { Actor, Engagement, Instant, Person, Profile, Visa } from '../domain/model.ts';
 import { canRevoke, canSeeEngagement, canSeeVisa, isHolder } from '../domain/permissions.ts';
-import { parseDuration, parseInstant } from '../domain/time.ts';
+import { formatDuration, formatInstant, parseDuration, parseInstant } from '../domain/time.ts';
 import {
   approveVisa,
   cancelVisa,
@@ -27,6 +27,12 @@ import { newId } from '../store/ids.ts';
 import type { Store, StoredVisa, StoreTx } from '../store/store.ts';
 import type { Caller } from './caller.ts';
 import { announceChanged, announceEnded, auditAs, findEngagement, withEffectiveState, type AppPorts } from './ports.ts';
+
+/** What approving a request as asked would do now (see `VisaService.reviewRequests`). */
+export type ApprovalVerdict =
+  | { kind: 'grants'; notBefore: Instant; notAfter: Instant; shortened?: string }
+  | { kind: 'needs-more'; missing: number }
+  | { kind: 'refused'; code: string; message: string };
 
 export interface VisaRequestBody {
   engagement?: string;
@@ -152,6 +158,51 @@ export class VisaService {
     const engagement = visa && (await store.getEngagement(visa.engagementId));
     if (!visa || !engagement || !canSeeVisa(caller.actor, visa, engagement, policy)) throw visaNotFound(id);
     return withEffectiveState(visa, this.now());
+  }
+
+  /**
+   * The policy's verdict on each pending request the caller may see, should the caller approve it as asked, now:
+   * the same rules `approve` runs, on the stored request, changing nothing. `grants` gives the window approval would
+   * fix (shorter than asked when the engagement ends sooner or the policy was tightened), `needs-more` how many
+   * approvals would still be missing, `refused` the error approving would meet (the same code and words).
+   */
+  async reviewRequests(caller: Caller): Promise<{ visa: Visa; verdict: ApprovalVerdict }[]> {
+    const { store, policy } = this.options;
+    const now = this.now();
+    const requests = await this.list(caller, { state: 'requested' });
+    const engagements = new Map((await store.listEngagements()).map((e) => [e.id, e]));
+    return requests.map((visa) => {
+      const engagement = engagements.get(visa.engagementId)!;
+      try {
+        const decided = approveVisa(visa, caller.actor, { engagement, policy, now });
+        if (decided.state === 'requested') {
+          return {
+            visa,
+            verdict: { kind: 'needs-more', missing: decided.requiredApprovals - decided.approvals.length },
+          };
+        }
+        const askedMs = visa.requestedSeconds * 1000;
+        return {
+          visa,
+          verdict: {
+            kind: 'grants',
+            notBefore: decided.notBefore,
+            notAfter: decided.notAfter,
+            ...(decided.notAfter - decided.notBefore < askedMs
+              ? {
+                  shortened:
+                    decided.notAfter === engagement.endsAt
+                      ? `the engagement ends at ${formatInstant(engagement.endsAt)}`
+                      : `the policy allows at most ${formatDuration(policy.maxVisaSeconds)}`,
+                }
+              : {}),
+          },
+        };
+      } catch (error) {
+        if (!(error instanceof KubevisaError)) throw error;
+        return { visa, verdict: { kind: 'refused', code: error.code, message: error.message } };
+      }
+    });
   }
 
   /** Approves (sponsor, admins, approvers; never the holder or a contractor of the engagement); may only narrow. */

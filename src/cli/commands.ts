@@ -291,6 +291,24 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/engagement-end.ts'),
   },
   {
+    path: ['engagement', 'set-end'],
+    summary:
+      "Move an engagement's end date: an earlier end ends or shortens the visas past it, a later one changes none (admin; sponsor only earlier)",
+    usage: 'kubevisa engagement set-end ID --ends TIME --reason TEXT',
+    positionals: ['ID'],
+    examples: [
+      'kubevisa engagement set-end acme-2026 --ends 2026-05-31T18:00:00Z --reason "scope reduced"',
+      'kubevisa engagement set-end e_acme --ends 2026-09-30T18:00:00Z --reason "contract renewed" -o json',
+    ],
+    options: {
+      ends: { type: 'string', description: 'the new end, RFC 3339 with offset (required)', placeholder: 'TIME' },
+      ...reasonOption('the end date moves'),
+      ...connection,
+      ...outputOption,
+    },
+    load: () => import('./commands/engagement-set-end.ts'),
+  },
+  {
     path: ['profile', 'list'],
     summary: 'List the access profiles (named, reviewed RBAC rule sets) you can request',
     usage: 'kubevisa profile list [-o json|yaml]',

@@ -1,7 +1,8 @@
 /**
  * Live updates for open consoles over Server-Sent Events (`GET /api/v1/console/events`). An event only says *what
  * kind* of thing changed (`visas`, `audit`); the page then reads what changed through the API with its own
- * authorization, so an event can never show someone what they may not read.
+ * authorization, so an event can never show someone what they may not read. `audit` is sent only to admins and
+ * auditors, who may read the trail; to anyone else its rhythm would tell when others act.
  *
  * Two sources: the server's own events (a revoke, an approval, an ended engagement: sent at once), and the audit
  * trail's head, read every half second while anyone listens. Every decision kubevisa takes is audited, so the head
@@ -11,6 +12,7 @@ import type { FastifyReply } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { KubevisaError } from '../domain/errors.ts';
 import type { Caller } from '../app/caller.ts';
+import { isAuditReader } from '../domain/permissions.ts';
 import type { ServerContext } from '../server/context.ts';
 
 /** How often the audit head is read while at least one console listens, in milliseconds. */
@@ -113,9 +115,12 @@ export class LiveEvents {
     this.startPolling();
   }
 
-  /** Tells every listener (a session that ends is told `signed-out` alone, before its stream closes). */
-  private broadcast(kind: LiveKind): void {
-    for (const l of this.listeners) l.send(kind);
+  /**
+   * Tells every listener `for` admits (a session that ends is told `signed-out` alone, before its stream closes).
+   * `audit` goes only to those who may read the trail: when it moves is itself a fact about who does what.
+   */
+  private broadcast(kind: LiveKind, to: (caller: Caller) => boolean = () => true): void {
+    for (const l of this.listeners) if (to(l.caller)) l.send(kind);
   }
 
   private startPolling(): void {
@@ -137,7 +142,7 @@ export class LiveEvents {
       this.auditSeq = seq;
       if (before === undefined || seq <= before) return;
       const added = await this.context.store.listAudit({ afterSeq: before, limit: 1000 });
-      this.broadcast('audit');
+      this.broadcast('audit', (caller) => isAuditReader(caller.actor));
       // Gateway requests are audited one by one; only decisions change what a console shows besides the trail.
       if (added.length >= 1000 || added.some((e) => !e.action.startsWith('gateway.'))) this.broadcast('visas');
     } catch (error) {

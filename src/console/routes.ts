@@ -11,6 +11,7 @@ import type { LiveEvents } from './live.ts';
 import { CALLBACK_PATH, type ConsoleSessions } from './session.ts';
 import { AccessMatrices, alertsStatus, readRecording } from './insight.ts';
 import type { AccessQuery } from './access-matrix.ts';
+import { approvalQueue } from './queue.ts';
 
 const text = (maxLength: number) => ({ type: 'string', minLength: 1, maxLength });
 const queryOf = (properties: Record<string, unknown>) => ({ type: 'object', additionalProperties: false, properties });
@@ -108,6 +109,15 @@ export function registerConsoleRoutes(context: ServerContext, options: ConsoleRo
     summary: 'Live updates (Server-Sent Events): which kind of thing changed',
     auth: 'session',
     handler: (request, reply, caller) => live.serve(caller, reply),
+  });
+
+  context.route({
+    method: 'GET',
+    url: '/api/v1/console/queue',
+    summary:
+      "Pending requests the caller may see, each with the policy's verdict on approving it and the profile's findings",
+    auth: 'session',
+    handler: (_request, _reply, caller) => approvalQueue(context, caller),
   });
 
   const matrices = new AccessMatrices(context);

@@ -109,6 +109,30 @@ export function endEngagement(engagement: Engagement, actor: Actor, now: Instant
   return { ...engagement, status: 'ended', endedAt: now, endedBy: actor.email, endReason: requireReason(reason) };
 }
 
+/**
+ * Moves an active engagement's end date. The new end must lie in the future and after the start; it may be earlier
+ * (the contract was cut short) or later (it was renewed). What that means for the visas under it is
+ * `clipToEngagementEnd` (visa.ts): an earlier end ends or shortens them, a later one leaves them as they are, since
+ * longer access needs a request and an approval of its own.
+ * @throws InvalidTransition when the engagement has ended; InvalidInput for a date in the past, before the start,
+ *   or equal to the current end.
+ */
+export function changeEngagementEnd(engagement: Engagement, endsAt: Instant, now: Instant): Engagement {
+  if (engagement.status !== 'active') {
+    throw new InvalidTransition(
+      `engagement '${engagement.name}' already ended${engagement.endedAt === undefined ? '' : ` at ${formatInstant(engagement.endedAt)}`}; its end date can no longer change`,
+      { details: { engagement: engagement.id, status: engagement.status } },
+    );
+  }
+  if (endsAt === engagement.endsAt) {
+    throw new InvalidInput(`endsAt: engagement '${engagement.name}' already ends at ${formatInstant(endsAt)}`, {
+      details: { field: 'endsAt', value: formatInstant(endsAt) },
+    });
+  }
+  const dates = validateDates({ startsAt: engagement.startsAt, endsAt }, now);
+  return { ...engagement, endsAt: dates.endsAt };
+}
+
 /** True when the engagement has not been ended and `now` is within [startsAt, endsAt). */
 export function isEngagementActive(engagement: Engagement, now: Instant): boolean {
   return inactiveReason(engagement, now) === undefined;
@@ -160,7 +184,10 @@ function validateEmails(value: unknown, field: string): string[] {
   return emails;
 }
 
-function validateDates(input: EngagementInput, now: Instant): { startsAt: Instant; endsAt: Instant } {
+function validateDates(
+  input: Pick<EngagementInput, 'startsAt' | 'endsAt'>,
+  now: Instant,
+): { startsAt: Instant; endsAt: Instant } {
   const startsAt = input.startsAt ?? now;
   for (const [field, value] of [
     ['startsAt', startsAt],

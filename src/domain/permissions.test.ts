@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canApprove, canEndEngagement, canRevoke, canSeeVisa, isHolder, systemActor } from './permissions.ts';
+import {
+  canApprove,
+  canChangeEngagementEnd,
+  canEndEngagement,
+  canRevoke,
+  canSeeVisa,
+  isHolder,
+  systemActor,
+} from './permissions.ts';
 import {
   admin,
   anActor,
@@ -80,5 +88,16 @@ describe('visa visibility and revocation', () => {
     assert.equal(canEndEngagement(sponsor, engagement), true);
     assert.equal(canEndEngagement(groupMember, engagement), false);
     assert.equal(canEndEngagement(holder, engagement), false);
+  });
+
+  it('lets admins move the end date either way and the sponsor only earlier', () => {
+    const earlier = engagement.endsAt - 1;
+    const later = engagement.endsAt + 1;
+    assert.equal(canChangeEngagementEnd(admin, engagement, later), true);
+    assert.equal(canChangeEngagementEnd(admin, engagement, earlier), true);
+    assert.equal(canChangeEngagementEnd(sponsor, engagement, earlier), true);
+    assert.equal(canChangeEngagementEnd(sponsor, engagement, later), false);
+    assert.equal(canChangeEngagementEnd(approverRole, engagement, earlier), false);
+    assert.equal(canChangeEngagementEnd(holder, engagement, earlier), false);
   });
 });

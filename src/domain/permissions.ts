@@ -8,7 +8,7 @@
  */
 import { isContractorOf, isSponsorOf } from './engagement.ts';
 import { Forbidden, NotAnAuditor } from './errors.ts';
-import type { Actor, Engagement, Policy, Visa } from './model.ts';
+import type { Actor, Engagement, Instant, Policy, Visa } from './model.ts';
 import { inAnyGroup } from './roles.ts';
 
 /** True for an admin. */
@@ -88,6 +88,14 @@ export function canSeeVisa(actor: Actor, visa: Visa, engagement: Engagement, pol
 /** True when the actor may end the engagement early: an admin or its sponsor. */
 export function canEndEngagement(actor: Actor, engagement: Engagement): boolean {
   return isAdmin(actor) || isSponsorOf(actor.email, engagement);
+}
+
+/**
+ * True when the actor may move the engagement's end date to `endsAt`: an admin either way; its sponsor only to an
+ * earlier date (ending it sooner is theirs to decide, as ending it now is; a longer contract is an admin's).
+ */
+export function canChangeEngagementEnd(actor: Actor, engagement: Engagement, endsAt: Instant): boolean {
+  return isAdmin(actor) || (isSponsorOf(actor.email, engagement) && endsAt < engagement.endsAt);
 }
 
 /**

@@ -331,6 +331,24 @@ export function closeVisasOfEngagement(
 }
 
 /**
+ * What an engagement's new, earlier end means for one of its visas: a visa (or pending request) that would only
+ * start at or after the new end is ended (`end`); one that runs past it is shortened to end there (`clip`, a new
+ * object); any other (finished, or ending in time) is left alone (undefined). A later end never reaches here: it
+ * leaves every visa as it is.
+ */
+export function clipToEngagementEnd(
+  visa: Visa,
+  endsAt: Instant,
+  now: Instant,
+): { kind: 'end' } | { kind: 'clip'; visa: Visa } | undefined {
+  const state = effectiveState(visa, now);
+  if (state !== 'requested' && state !== 'approved' && state !== 'active') return undefined;
+  if (visa.notBefore >= endsAt) return { kind: 'end' };
+  if (visa.notAfter > endsAt) return { kind: 'clip', visa: { ...visa, notAfter: endsAt } };
+  return undefined;
+}
+
+/**
  * The state at `now`: an approved visa is `active` within [notBefore, notAfter) and `expired` from notAfter on
  * (a stored `active` one too); every other state is as stored.
  */

@@ -219,6 +219,23 @@ export async function buildApi(options: ApiOptions): Promise<Api> {
       ),
   });
   route({
+    method: 'POST',
+    url: '/api/v1/engagements/:id/end-date',
+    summary:
+      "Move an engagement's end date (admins; its sponsor only earlier): an earlier end ends or shortens the visas past it",
+    auth: 'session',
+    body: obj({ endsAt: str(64), reason: str(500) }, ['endsAt', 'reason']),
+    handler: async (request, _p, caller) => {
+      const { endsAt, reason } = body<{ endsAt: string; reason: string }>(request);
+      const changed = await options.engagements.changeEnd(caller, params(request).id!, endsAt, reason);
+      return {
+        ...engagementView(changed.engagement),
+        visasEnded: changed.visasEnded.map((v) => v.id),
+        visasShortened: changed.visasShortened.map((v) => v.id),
+      };
+    },
+  });
+  route({
     method: 'GET',
     url: '/api/v1/profiles',
     summary: 'Profiles',
