@@ -4,12 +4,19 @@
  * connections, each extends the head it read, and the lock is released only when its transaction commits or rolls
  * back, which is what keeps the chain one line without gaps. The events themselves go in with one INSERT however
  * many there are (arrays unnested server-side), so a batch costs one round trip.
+ *
+ * The database enforces the line whatever a process believes: the primary key on seq and the trigger that refuses
+ * an insert not extending the head (migrations.ts v2). That is what lets a process append from the head it last
+ * saw (`KnownHead`) without reading it first (`insertChainedAtKnownHead`): if another process appended since,
+ * the statement is refused and nothing was written, and the caller takes the lock and reads the head instead.
  */
+import { InvalidInput } from '../../domain/errors.ts';
 import { GENESIS_HASH, auditContentHash, auditContentTextWith, canonicalJson, linkAuditHash } from '../audit-chain.ts';
 import type { UnhashedAuditEvent } from '../audit-chain.ts';
 import { AUDIT_COLUMNS } from '../mappers.ts';
 import { decodeJsonObject, definedOnly, integer, text } from '../rows.ts';
 import type { AuditEvent, NewAuditEvent } from '../store.ts';
+import pg from 'pg';
 import type { Queryable } from './sql.ts';
 
 export interface AuditHead {
@@ -36,6 +43,73 @@ export async function lockAuditChain(db: Queryable): Promise<AuditHead | undefin
   return row === undefined
     ? undefined
     : { seq: integer(row, 'audit_events', 'seq'), hash: text(row, 'audit_events', 'hash') };
+}
+
+/**
+ * The chain as one database transaction holds it: the lock taken and the head read at the first append, then
+ * extended in memory by each later append of the same transaction. A commit group (commit-groups.ts) shares one
+ * across its members: `mark()` before a member, `restore()` after rolling that member back to its savepoint (its
+ * appends are gone, and so is the lock if it was taken inside: PostgreSQL releases an advisory lock taken in a
+ * rolled-back savepoint).
+ */
+export class ChainHold {
+  private readonly db: Queryable;
+  private held: { head: AuditHead | undefined } | undefined;
+
+  constructor(db: Queryable) {
+    this.db = db;
+  }
+
+  /** The head to extend: locks the chain and reads it on first use in this transaction. */
+  async head(): Promise<AuditHead | undefined> {
+    this.held ??= { head: await lockAuditChain(this.db) };
+    return this.held.head;
+  }
+
+  /** Records the head after an append (made while holding the lock). */
+  advance(head: AuditHead | undefined): void {
+    this.held = { head };
+  }
+
+  /** The head as of the last append, if this transaction appended; undefined otherwise. */
+  get appended(): AuditHead | undefined {
+    return this.held?.head;
+  }
+
+  forget(): void {
+    this.held = undefined;
+  }
+
+  /** The state to go back to if what follows is rolled back to a savepoint taken now. */
+  mark(): { head: AuditHead | undefined } | undefined {
+    return this.held;
+  }
+
+  restore(mark: { head: AuditHead | undefined } | undefined): void {
+    this.held = mark;
+  }
+}
+
+/**
+ * The newest head this process saw committed (by its own commits). A guess, never trusted: another process may
+ * have appended since, which the database's guards catch. It only moves forward.
+ */
+export class KnownHead {
+  private known: AuditHead | undefined;
+
+  get(): AuditHead | undefined {
+    return this.known;
+  }
+
+  /** After a COMMIT that returned: `head` is in the database. */
+  committed(head: AuditHead | undefined): void {
+    if (head !== undefined && (this.known === undefined || head.seq > this.known.seq)) this.known = head;
+  }
+
+  /** After a failure whose outcome is unknown (a lost connection): read the head again next time. */
+  forget(): void {
+    this.known = undefined;
+  }
 }
 
 /** An event ready to insert: as it will read back, and its details as the canonical JSON that was hashed. */
@@ -73,6 +147,42 @@ export function chainEvent(input: NewAuditEvent, head: AuditHead | undefined): C
   };
   const contentHash = auditContentHash(auditContentTextWith(unhashed, detailsJson));
   return { event: { ...unhashed, hash: linkAuditHash(unhashed.seq, unhashed.prevHash, contentHash) }, detailsJson };
+}
+
+const OUTCOMES: readonly string[] = ['ok', 'refused', 'error'];
+
+/**
+ * Refuses, before anything is written, an event the audit table would refuse: a commit group inserts a member's
+ * events after the member has returned (commit-groups.ts), when a refusal could no longer be its alone. The table
+ * takes text without NUL characters, an integer time and one of the known outcomes.
+ */
+export function assertInsertable(event: AuditEvent): void {
+  const texts: [string, string | undefined][] = [
+    ['actor', event.actor],
+    ['sessionId', event.sessionId],
+    ['action', event.action],
+    ['visaId', event.visaId],
+    ['engagementId', event.engagementId],
+    ['personId', event.personId],
+    ['cluster', event.cluster],
+    ['namespace', event.namespace],
+    ['reason', event.reason],
+    ['source.address', event.source?.address],
+    ['source.userAgent', event.source?.userAgent],
+  ];
+  for (const [field, value] of texts) {
+    if (value?.includes('\u0000') === true) {
+      throw new InvalidInput(`audit event ${field} contains a NUL character, which the store cannot hold`, {
+        details: { field },
+      });
+    }
+  }
+  if (!Number.isSafeInteger(event.at)) {
+    throw new InvalidInput(`audit event time must be a whole number of milliseconds; got ${event.at}`);
+  }
+  if (!OUTCOMES.includes(event.outcome)) {
+    throw new InvalidInput(`audit event outcome must be one of ${OUTCOMES.join(', ')}; got ${String(event.outcome)}`);
+  }
 }
 
 /** Chains `inputs` one after the other from `head`; returns them and the new head. */
@@ -114,9 +224,8 @@ const INSERT_MANY =
   ARRAY_TYPES.map((type, index) => `$${index + 1}::${type}[]`).join(', ') +
   ')';
 
-/** Inserts chained events in one statement (one round trip), in seq order. */
-export async function insertChained(db: Queryable, chained: readonly ChainedEvent[]): Promise<void> {
-  if (chained.length === 0) return;
+/** The statement's parameters for `chained`: one array per column. */
+function columnsOf(chained: readonly ChainedEvent[]): (string | number | null)[][] {
   const columns: (string | number | null)[][] = ARRAY_TYPES.map(() => []);
   for (const { event, detailsJson } of chained) {
     const values = [
@@ -140,5 +249,64 @@ export async function insertChained(db: Queryable, chained: readonly ChainedEven
     ];
     values.forEach((value, index) => columns[index]?.push(value));
   }
-  await db.query({ name: 'kv_audit_insert_many', text: INSERT_MANY, values: columns });
+  return columns;
+}
+
+/** Inserts chained events in one statement (one round trip), in seq order. */
+export async function insertChained(db: Queryable, chained: readonly ChainedEvent[]): Promise<void> {
+  if (chained.length === 0) return;
+  await db.query({ name: 'kv_audit_insert_many', text: INSERT_MANY, values: columnsOf(chained) });
+}
+
+/** A value as an SQL literal: numbers checked to be integers, text quoted by node-postgres. */
+function literal(value: string | number | null): string {
+  if (value === null) return 'NULL';
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new Error(`audit event value ${value} is not an integer`);
+    return String(value);
+  }
+  return pg.escapeLiteral(value);
+}
+
+/**
+ * The INSERT of `chained` as SQL text with the values inlined, for the simple-query protocol, which (unlike a
+ * statement with parameters) can carry several statements in one round trip: a commit group sends a member's
+ * events together with the savepoint statements that end it (commit-groups.ts).
+ */
+export function insertChainedSql(chained: readonly ChainedEvent[]): string {
+  if (chained.length === 0) return '';
+  const columns = columnsOf(chained);
+  const rows = chained.map((_, row) => `(${columns.map((column) => literal(column[row] ?? null)).join(', ')})`);
+  return `INSERT INTO audit_events (${AUDIT_COLUMNS}) VALUES ${rows.join(', ')}`;
+}
+
+/**
+ * One statement, run outside any explicit transaction, so it is a transaction of its own: it takes the chain's
+ * lock (waiting for a transaction that holds it), inserts, and commits, in one round trip. The lock is what keeps
+ * it from slipping in between another transaction's reading of the head and its insert.
+ */
+const INSERT_MANY_LOCKED =
+  `WITH chain_lock AS (SELECT pg_advisory_xact_lock(${AUDIT_LOCK_CLASS}, hashtext('kubevisa.audit.' || current_schema())) AS locked) ` +
+  `INSERT INTO audit_events (${AUDIT_COLUMNS}) SELECT events.* FROM chain_lock, unnest(` +
+  ARRAY_TYPES.map((type, index) => `$${index + 1}::${type}[]`).join(', ') +
+  ') AS events';
+
+/** SQLSTATEs of an insert that does not extend the head: seq taken (23505), the guard trigger's refusal (23000). */
+const NOT_THE_HEAD = new Set(['23505', '23000']);
+
+/**
+ * Inserts events chained from a head the caller believes current and commits them, in one round trip, on a
+ * connection with no transaction open. Returns false, having written nothing, when the head has moved (another
+ * process appended): the caller then appends the usual way. Other errors are thrown.
+ */
+export async function insertChainedAtKnownHead(db: Queryable, chained: readonly ChainedEvent[]): Promise<boolean> {
+  if (chained.length === 0) return true;
+  try {
+    await db.query({ name: 'kv_audit_insert_many_locked', text: INSERT_MANY_LOCKED, values: columnsOf(chained) });
+    return true;
+  } catch (error) {
+    const code = error instanceof Error && 'code' in error ? error.code : undefined;
+    if (typeof code === 'string' && NOT_THE_HEAD.has(code)) return false;
+    throw error;
+  }
 }

@@ -1,13 +1,15 @@
 /**
- * The PostgreSQL store: `pg` (node-postgres) with a pool of connections, one connection per transaction at READ
- * COMMITTED. PostgreSQL makes a transaction durable before COMMIT returns (synchronous_commit on, the server's
- * default), so `transaction()` resolves only once its work survives a crash; when the connection breaks at any
- * point, the call rejects with StoreUnavailable and the caller fails closed.
+ * The PostgreSQL store: `pg` (node-postgres) with a pool of connections at READ COMMITTED. PostgreSQL makes a
+ * transaction durable before COMMIT returns (synchronous_commit on, the server's default), so `transaction()`
+ * resolves only once its work survives a crash; when the connection breaks at any point, the call rejects with
+ * StoreUnavailable and the caller fails closed.
  *
- * Concurrency is the database's, not a queue's: transactions run side by side, optimistic versions and unique
- * keys refuse the loser of a race, and appends to the audit chain take one advisory lock (audit-append.ts), so
- * several kubevisa processes on one database keep one chain. Gateway-scale audit volume goes through the
- * group-commit appender (appender.ts), which writes many events per transaction.
+ * A process's transactions are committed in groups (commit-groups.ts): run one after another in savepoints of one
+ * database transaction, one COMMIT for all. Between processes, concurrency is the database's: optimistic versions
+ * and unique keys refuse the loser of a race, and appends to the audit chain take one advisory lock
+ * (audit-append.ts), so several kubevisa processes on one database keep one chain. Gateway-scale audit volume goes
+ * through the group-commit appender (appender.ts), which writes many events per statement. Direct reads run on
+ * any pooled connection and see what is committed.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
@@ -45,11 +47,12 @@ import type {
   StoredVisa,
   VisaFilter,
 } from '../store.ts';
-import { lockAuditChain } from './audit-append.ts';
+import { KnownHead } from './audit-append.ts';
 import { PostgresAuditAppender, type AuditAppenderOptions } from './appender.ts';
+import { CommitGroups } from './commit-groups.ts';
 import { applyMigrations } from './migrate.ts';
 import { APPEND_ONLY_TABLES, AUDIT_GUARD_TRIGGERS, POSTGRES_MIGRATIONS, type PostgresMigration } from './migrations.ts';
-import { STORE_TYPES, bind, isUnavailable, translatePgError } from './sql.ts';
+import { STORE_TYPES, bind, translatePgError } from './sql.ts';
 import { PgTx } from './tx.ts';
 import { PostgresChangeFeed } from './change-feed.ts';
 
@@ -78,6 +81,11 @@ export interface PostgresStoreOptions {
   migrations?: readonly PostgresMigration[];
   /** Shown in pg_stat_activity; default `kubevisa`. */
   applicationName?: string;
+  /**
+   * Most transactions committed together (commit-groups.ts); default 100. 1 commits each transaction on its own
+   * (still one at a time).
+   */
+  maxGroupSize?: number;
 }
 
 /** One check of the audit trail's protections, passed or not (what `inspectAuditProtections` lists). */
@@ -252,10 +260,17 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       const schema = await client.query('SELECT current_schema() AS name');
       // A second connection ready at once: the first read during the first transaction need not wait for one.
       (await pool.connect()).release();
-      return new PostgresStoreImpl(pool, applied, restoredGuards, {
-        clientConfig: config,
-        channel: changeChannel(String(schema.rows[0]?.name ?? 'public')),
-      });
+      // The commit groups' connection, in pipeline mode (commit-groups.ts); one is enough, they run one at a time.
+      const groupPool = new pg.Pool({ ...config, max: 1, min: 0, pipeline: true });
+      groupPool.on('error', () => undefined);
+      return new PostgresStoreImpl(
+        pool,
+        groupPool,
+        applied,
+        restoredGuards,
+        { clientConfig: config, channel: changeChannel(String(schema.rows[0]?.name ?? 'public')) },
+        options.maxGroupSize,
+      );
     } finally {
       client.release();
     }
@@ -346,11 +361,15 @@ class PostgresStoreImpl implements PostgresStore {
   readonly appliedMigrations: readonly number[];
   readonly restoredGuards: readonly string[];
   private readonly pool: pg.Pool;
+  private readonly groupPool: pg.Pool;
   private readonly running = new Set<Promise<unknown>>();
   private readonly appenders = new Set<PostgresAuditAppender>();
   private readonly feeds = new Set<PostgresChangeFeed>();
   private readonly feedSettings: { clientConfig: pg.ClientConfig; channel: string };
   private readonly guardedClients = new WeakSet<pg.PoolClient>();
+  /** The chain's head as this process last committed it: where the audit appender starts. */
+  private readonly knownHead = new KnownHead();
+  private readonly groups: CommitGroups;
   /** Guards restored at open not yet returned by `checkIntegrity`. */
   private unreportedGuards: string[];
   /** Failed protections already returned by `checkIntegrity` (action:subject): each is reported once. */
@@ -359,15 +378,25 @@ class PostgresStoreImpl implements PostgresStore {
 
   constructor(
     pool: pg.Pool,
+    groupPool: pg.Pool,
     appliedMigrations: readonly number[],
     restoredGuards: readonly string[],
     feedSettings: { clientConfig: pg.ClientConfig; channel: string },
+    maxGroupSize: number | undefined,
   ) {
     this.pool = pool;
+    this.groupPool = groupPool;
     this.feedSettings = feedSettings;
     this.appliedMigrations = appliedMigrations;
     this.restoredGuards = restoredGuards;
     this.unreportedGuards = [...restoredGuards];
+    this.groups = new CommitGroups({
+      // Transactions accepted before close() still run: close waits for them.
+      connect: () => this.checkout(this.groupPool),
+      knownHead: this.knownHead,
+      ...(maxGroupSize === undefined ? {} : { maxGroupSize }),
+      runInside: (tx, body) => activeTransaction.run({ store: this, tx }, body),
+    });
   }
 
   private assertOpen(): void {
@@ -386,8 +415,12 @@ class PostgresStoreImpl implements PostgresStore {
   /** A pooled connection, or StoreUnavailable when none can be had (database down, pool exhausted too long). */
   async connect(): Promise<pg.PoolClient> {
     this.assertOpen();
+    return this.checkout();
+  }
+
+  private async checkout(pool = this.pool): Promise<pg.PoolClient> {
     try {
-      const client = await this.pool.connect();
+      const client = await pool.connect();
       // A checked-out connection the server ends (a restart, an administrator) emits 'error' on the client, not
       // the pool; without a listener that would crash the process. The statement in flight, or the next one,
       // fails with the same error, which the transaction turns into StoreUnavailable and the client is destroyed.
@@ -414,57 +447,7 @@ class PostgresStoreImpl implements PostgresStore {
   async transaction<T>(work: (tx: StoreTx) => Promise<T>): Promise<T> {
     this.assertNotInsideOwnTransaction();
     this.assertOpen();
-    return this.track(this.runTransaction(work));
-  }
-
-  private async runTransaction<T>(work: (tx: StoreTx) => Promise<T>): Promise<T> {
-    const client = await this.connect();
-    // A connection that failed mid-way is destroyed, never handed to the next caller in an unknown state.
-    let broken: Error | undefined;
-    try {
-      try {
-        await client.query('BEGIN');
-      } catch (error) {
-        broken = error instanceof Error ? error : new Error(String(error));
-        throw translatePgError(error);
-      }
-      const tx = new PgTx(client, lockAuditChain);
-      let value: T;
-      try {
-        value = await activeTransaction.run({ store: this, tx }, () => work(tx));
-      } catch (error) {
-        tx.end();
-        try {
-          await client.query('ROLLBACK');
-        } catch (rollbackError) {
-          broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-        }
-        throw error;
-      }
-      tx.end();
-      let committed: pg.QueryResult;
-      try {
-        committed = await client.query('COMMIT');
-      } catch (error) {
-        broken = error instanceof Error ? error : new Error(String(error));
-        throw new StoreUnavailable(
-          isUnavailable(error)
-            ? `the database went away while committing (${messageOf(error)}): the change was not acknowledged`
-            : `the change could not be committed, so it was not made (${messageOf(error)})`,
-          { cause: error },
-        );
-      }
-      // PostgreSQL answers COMMIT of a transaction a failed statement aborted with ROLLBACK: nothing was kept.
-      if (committed.command === 'ROLLBACK') {
-        throw new StoreUnavailable(
-          'the transaction was rolled back because one of its statements failed; a tx call that throws must end ' +
-            'the transaction',
-        );
-      }
-      return value;
-    } finally {
-      client.release(broken);
-    }
+    return this.track(this.groups.run(work));
   }
 
   /** Runs reads outside any transaction, on any pooled connection: each sees the latest committed state. */
@@ -482,7 +465,11 @@ class PostgresStoreImpl implements PostgresStore {
   /** The group-commit appender (appender.ts): many concurrent batches per transaction. */
   openAuditAppender(options: AuditAppenderOptions = {}): PostgresAuditAppender {
     this.assertOpen();
-    const appender = new PostgresAuditAppender({ ...options, connect: () => this.connect() });
+    const appender = new PostgresAuditAppender({
+      ...options,
+      connect: () => this.checkout(),
+      knownHead: this.knownHead,
+    });
     this.appenders.add(appender);
     return appender;
   }
@@ -615,6 +602,7 @@ class PostgresStoreImpl implements PostgresStore {
     for (const appender of this.appenders) await appender.close();
     await Promise.allSettled([...this.running]);
     await this.pool.end();
+    await this.groupPool.end();
   }
 
   getPerson(id: string): Promise<Person | undefined> {

@@ -88,7 +88,7 @@ import type {
   VisaFilter,
 } from '../store.ts';
 
-import { chainEvents, insertChained, type AuditHead } from './audit-append.ts';
+import { assertInsertable, chainEvents, insertChained, type ChainHold, type ChainedEvent } from './audit-append.ts';
 import { bind, translatePgError, type Params, type PgRow, type Queryable, type SqlValue } from './sql.ts';
 
 /** Default and ceiling of `listAudit`'s page size (as the SQLite engine). */
@@ -224,6 +224,25 @@ function visaParams(v: Visa): Params {
   };
 }
 
+/** Column types of `visas` other than text: INSERT … SELECT does not infer a parameter's type from its column. */
+const VISA_COLUMN_TYPES: Record<string, string> = {
+  requested_at: 'bigint',
+  requested_seconds: 'bigint',
+  not_before: 'bigint',
+  not_after: 'bigint',
+  required_approvals: 'integer',
+  decided_at: 'bigint',
+  ended_at: 'bigint',
+  version: 'integer',
+};
+
+/**
+ * The visa's engagement and person exist (as its foreign keys demand): checked in the writing statement, so a
+ * missing one writes nothing without a failed statement (which would abort the transaction).
+ */
+const VISA_REFERENCES_EXIST =
+  'EXISTS (SELECT 1 FROM engagements WHERE id = :engagement_id) AND EXISTS (SELECT 1 FROM persons WHERE id = :person_id)';
+
 /** `a = :a, b = :b` for every key of `params` but the listed ones. */
 function assignments(params: Params, except: readonly string[]): string {
   return Object.keys(params)
@@ -234,23 +253,33 @@ function assignments(params: Params, except: readonly string[]): string {
 
 export class PgTx implements StoreTx {
   private readonly db: Queryable;
-  private readonly lockChain: ((db: Queryable) => Promise<AuditHead | undefined>) | undefined;
-  /** The chain's head while this transaction holds its lock (read once, then extended in memory). */
-  private chainHead: { head: AuditHead | undefined } | undefined;
+  private readonly chain: ChainHold | undefined;
   private live = true;
+  /** The first statement of this transaction that PostgreSQL refused (which aborts the transaction). */
+  private refused: unknown;
+  /** Audit events appended (chained, in memory) and not yet inserted: see appendAudit. */
+  private pendingAudit: ChainedEvent[] = [];
 
   /**
-   * `db` runs the statements: one client inside a transaction, the pool for direct reads. `lockChain` (given to
-   * transactions only) takes the audit chain's lock and returns its head.
+   * `db` runs the statements: one client inside a transaction, the pool for direct reads. `chain` (given to
+   * transactions only) holds the audit chain for the database transaction this one runs in.
    */
-  constructor(db: Queryable, lockChain?: (db: Queryable) => Promise<AuditHead | undefined>) {
+  constructor(db: Queryable, chain?: ChainHold) {
     this.db = db;
-    this.lockChain = lockChain;
+    this.chain = chain;
   }
 
   /** Whether the transaction (or read) this object belongs to is still running. */
   get isLive(): boolean {
     return this.live;
+  }
+
+  /**
+   * The error of a statement PostgreSQL refused, if any: the database transaction is then aborted, even when the
+   * callback caught the error and went on, so nothing of it may be committed.
+   */
+  get failedStatement(): unknown {
+    return this.refused;
   }
 
   /** Called by the owner when the transaction ends; every later call is refused. */
@@ -264,14 +293,20 @@ export class PgTx implements StoreTx {
     }
   }
 
-  private async run(sql: string, params: Params): Promise<{ rows: PgRow[]; rowCount: number }> {
-    this.assertLive();
+  /** Runs one statement; a refusal is remembered (see failedStatement) and thrown as the store's error. */
+  private async query(config: Parameters<Queryable['query']>[0]): ReturnType<Queryable['query']> {
     try {
-      const result = await this.db.query(bind(sql, params));
-      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+      return await this.db.query(config);
     } catch (error) {
+      this.refused ??= error;
       throw translatePgError(error);
     }
+  }
+
+  private async run(sql: string, params: Params): Promise<{ rows: PgRow[]; rowCount: number }> {
+    this.assertLive();
+    const result = await this.query(bind(sql, params));
+    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
   }
 
   private async one(sql: string, params: Params = {}): Promise<Row | undefined> {
@@ -516,21 +551,37 @@ export class PgTx implements StoreTx {
     );
   }
 
+  /**
+   * One statement when it succeeds (inside a commit group every round trip is spent holding the chain's lock): the
+   * references are checked by the statement itself, and only a refusal runs the queries that say why.
+   */
   async insertVisa(visa: Visa): Promise<StoredVisa> {
+    const params = { ...visaParams(visa), version: 1 };
+    const columns = Object.keys(params);
+    const row = await this.one(
+      `INSERT INTO visas (${columns.join(', ')}) ` +
+        `SELECT ${columns.map((c) => `:${c}::${VISA_COLUMN_TYPES[c] ?? 'text'}`).join(', ')} ` +
+        `WHERE ${VISA_REFERENCES_EXIST} ON CONFLICT (id) DO NOTHING RETURNING ${VISA_COLUMNS}`,
+      params,
+    );
+    if (row !== undefined) return mapVisa(row);
     if (await this.exists('visas', 'id', visa.id)) {
       throw new Conflict(`visa ${visa.id} already exists`, { details: { visaId: visa.id } });
     }
     await this.assertVisaReferences(visa);
-    const params = { ...visaParams(visa), version: 1 };
-    const columns = Object.keys(params);
-    await this.write(
-      `INSERT INTO visas (${columns.join(', ')}) VALUES (${columns.map((c) => `:${c}`).join(', ')})`,
-      params,
-    );
-    return this.mustGetVisa(visa.id);
+    throw new Conflict(`visa ${visa.id} could not be inserted; try again`, { details: { visaId: visa.id } });
   }
 
   async updateVisa(visa: Visa, expectedVersion?: number): Promise<StoredVisa> {
+    const params: Params = visaParams(visa);
+    const guard = expectedVersion === undefined ? '' : ' AND version = :expected_version';
+    if (expectedVersion !== undefined) params.expected_version = expectedVersion;
+    const row = await this.one(
+      `UPDATE visas SET ${assignments(visaParams(visa), ['id'])}, version = version + 1 ` +
+        `WHERE id = :id${guard} AND ${VISA_REFERENCES_EXIST} RETURNING ${VISA_COLUMNS}`,
+      params,
+    );
+    if (row !== undefined) return mapVisa(row);
     const current = await this.one('SELECT version FROM visas WHERE id = :id', { id: visa.id });
     if (current === undefined) throw new NotFound(`visa ${visa.id} does not exist`, { details: { visaId: visa.id } });
     const currentVersion = integer(current, 'visas', 'version');
@@ -542,19 +593,9 @@ export class PgTx implements StoreTx {
       );
     }
     await this.assertVisaReferences(visa);
-    const params = visaParams(visa);
-    // The version guard in the WHERE clause is what keeps the update safe on engines where another connection
-    // can commit between the read above and this write; on SQLite the write lock already excludes that.
-    const changed = await this.write(
-      `UPDATE visas SET ${assignments(params, ['id'])}, version = version + 1 WHERE id = :id AND version = :version`,
-      { ...params, version: currentVersion },
-    );
-    if (changed === 0) {
-      throw new Conflict(`visa ${visa.id} was changed by someone else; reload it and decide again`, {
-        details: { visaId: visa.id },
-      });
-    }
-    return this.mustGetVisa(visa.id);
+    throw new Conflict(`visa ${visa.id} was changed by someone else; reload it and decide again`, {
+      details: { visaId: visa.id },
+    });
   }
 
   private async assertVisaReferences(visa: Visa): Promise<void> {
@@ -566,12 +607,6 @@ export class PgTx implements StoreTx {
     if (!(await this.exists('persons', 'id', visa.personId))) {
       throw new NotFound(`person ${visa.personId} does not exist`, { details: { personId: visa.personId } });
     }
-  }
-
-  private async mustGetVisa(id: string): Promise<StoredVisa> {
-    const visa = await this.getVisa(id);
-    if (visa === undefined) throw new NotFound(`visa ${id} does not exist`, { details: { visaId: id } });
-    return visa;
   }
 
   // ---- intents ----
@@ -789,22 +824,26 @@ export class PgTx implements StoreTx {
   // ---- audit ----
 
   async getAuditHead(): Promise<{ seq: number; hash: string } | undefined> {
+    await this.flushAudit();
     const row = await this.one('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
     if (row === undefined) return undefined;
     return { seq: integer(row, 'audit_events', 'seq'), hash: text(row, 'audit_events', 'hash') };
   }
 
   async getAuditEvent(seq: number): Promise<AuditEvent | undefined> {
+    await this.flushAudit();
     const row = await this.one(`SELECT ${AUDIT_COLUMNS} FROM audit_events WHERE seq = :seq`, { seq });
     return row === undefined ? undefined : mapAudit(row);
   }
 
   async listAudit(filter: AuditFilter = {}): Promise<AuditEvent[]> {
+    await this.flushAudit();
     const { sql, params } = auditQuery(filter);
     return await this.manyMap(sql, params, mapAudit);
   }
 
   async listAuditRecords(filter: AuditFilter = {}): Promise<AuditRecord[]> {
+    await this.flushAudit();
     const { sql, params } = auditQuery(filter);
     return await this.manyMap(sql, params, mapAuditRecord);
   }
@@ -825,6 +864,8 @@ export class PgTx implements StoreTx {
   }
 
   async appendAuditCheckpoint(checkpoint: NewAuditCheckpoint): Promise<AuditCheckpoint> {
+    // The checkpoint's own guard (a trigger) reads the trail too.
+    await this.flushAudit();
     const [latest] = await this.listAuditCheckpoints({ newestFirst: true, limit: 1 });
     if (latest !== undefined && checkpoint.seq < latest.seq) {
       throw new Conflict(
@@ -864,29 +905,41 @@ export class PgTx implements StoreTx {
     };
   }
 
+  /**
+   * Chains the event from the head (the chain's lock is taken, and the head read, at the first append of the
+   * database transaction) and keeps it in memory: the owner of the transaction inserts what `takePendingAudit`
+   * gives it before the transaction ends, in the round trip that ends it (commit-groups.ts), and a read of the
+   * trail inside the transaction inserts it first. So an append costs no round trip of its own while the chain
+   * is locked.
+   */
   async appendAudit(event: NewAuditEvent): Promise<AuditEvent> {
     this.assertLive();
-    if (this.lockChain === undefined) throw new Error('audit events can only be appended inside a transaction');
-    // The chain's lock is taken at the first append and held until this transaction ends; later appends of the
-    // same transaction extend the head it read, without reading it again.
-    if (this.chainHead === undefined) {
-      try {
-        this.chainHead = { head: await this.lockChain(this.db) };
-      } catch (error) {
-        throw translatePgError(error);
-      }
-    }
-    const { chained, head } = chainEvents([event], this.chainHead.head);
+    const chain = this.chain;
+    if (chain === undefined) throw new Error('audit events can only be appended inside a transaction');
+    const { chained, head } = chainEvents([event], await chain.head().catch((error: unknown) => this.fail(error)));
     this.assertLive();
-    try {
-      await insertChained(this.db, chained);
-    } catch (error) {
-      throw translatePgError(error);
-    }
-    this.chainHead = { head };
+    for (const { event: appended } of chained) assertInsertable(appended);
+    this.pendingAudit.push(...chained);
+    chain.advance(head);
     const [appended] = chained;
     if (appended === undefined) throw new Error('no event was chained');
     return appended.event;
+  }
+
+  /** The appended events not yet inserted, handed to the owner, who inserts them (and is then responsible). */
+  takePendingAudit(): ChainedEvent[] {
+    return this.pendingAudit.splice(0);
+  }
+
+  /** Inserts the pending events: before anything in this transaction reads the trail. */
+  private async flushAudit(): Promise<void> {
+    const pending = this.takePendingAudit();
+    if (pending.length > 0) await insertChained({ query: (config) => this.query(config) }, pending);
+  }
+
+  private fail(error: unknown): never {
+    this.refused ??= error;
+    throw translatePgError(error);
   }
 
   // ---- clusters ----
