@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { verifyChain } from '../src/store/audit-chain.ts';
 import { openPostgresStore, type PostgresStore } from '../src/store/postgres/store.ts';
-import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.ts';
+import { TEST_POSTGRES_URL, createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.ts';
 import type { AuditEvent } from '../src/store/store.ts';
 
 const writerPath = fileURLToPath(new URL('./support/postgres-writer.ts', import.meta.url));
@@ -165,7 +165,14 @@ describe('PostgreSQL engine with several processes', () => {
   });
 });
 
-/** The machine's cluster, as Debian's postgresql-common names it: `<version> main`. */
+/**
+ * The cluster to restart, as Debian's postgresql-common names it: `<version> main`, the machine's, unless
+ * KUBEVISA_TEST_POSTGRES_CLUSTER names another (one of its own, with KUBEVISA_TEST_POSTGRES_URL pointing at it, so
+ * the restart does not cut off other tests using the machine's).
+ */
+const CLUSTER_NAME = process.env.KUBEVISA_TEST_POSTGRES_CLUSTER ?? 'main';
+const CLUSTER_PORT = new URL(TEST_POSTGRES_URL).port || '5432';
+
 function clusterVersion(): string {
   const versions = readdirSync('/etc/postgresql').sort();
   const version = versions.at(-1);
@@ -198,13 +205,13 @@ describe('PostgreSQL restarted under load', () => {
       // again; the writers' connections break mid-transaction.
       const restart = spawnSync(
         'pg_ctlcluster',
-        ['--skip-systemctl-redirect', version, 'main', 'restart', '-m', 'fast'],
+        ['--skip-systemctl-redirect', version, CLUSTER_NAME, 'restart', '-m', 'fast'],
         { encoding: 'utf8', timeout: 120_000 },
       );
       assert.equal(restart.status, 0, `pg_ctlcluster restart failed: ${restart.stderr}`);
       await until(
         'PostgreSQL to accept connections again',
-        () => spawnSync('pg_isready', ['-q', '-h', '127.0.0.1', '-p', '5432']).status === 0,
+        () => spawnSync('pg_isready', ['-q', '-h', '127.0.0.1', '-p', CLUSTER_PORT]).status === 0,
       );
       const before = writers.map((w) => w.acked.size);
       await until('every writer to be acknowledged again after the restart', () =>
