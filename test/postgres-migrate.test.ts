@@ -175,3 +175,49 @@ test('kubevisa store migrate refuses a URL with a password in it and a --from th
   assert.equal(badFrom.status, 2);
   assert.match(badFrom.stderr, /--from must name the SQLite database as sqlite:PATH/);
 });
+
+test('kubevisa store migrate refuses a --from file that does not exist, and creates none', async () => {
+  const target = await createTestDatabase('kv_test_migrate_typo');
+  try {
+    const typo = join(dir, 'kubevisa-typo.db');
+    const run = kubevisa('store', 'migrate', '--from', `sqlite:${typo}`, '--to', `postgres:${target.url}`);
+    assert.equal(run.status, 1, run.stdout + run.stderr);
+    assert.match(run.stderr, /there is no SQLite database at .*kubevisa-typo\.db: check --from/);
+    const { existsSync } = await import('node:fs');
+    assert.equal(existsSync(typo), false, 'the mistyped path was not created');
+  } finally {
+    await target.drop();
+  }
+});
+
+test('a column name in the SQLite file never becomes SQL: a file whose columns differ is refused, nothing copied', async () => {
+  const target = await createTestDatabase('kv_test_migrate_columns');
+  const folder = await mkdtemp(join(tmpdir(), 'kubevisa-migrate-columns-'));
+  try {
+    const path = join(folder, 'kubevisa.db');
+    await (await openSqliteStore({ path, lockFolders: [folder] })).close();
+    // A name SQLite reads as harmless, PostgreSQL (which nests block comments) as the rest of an INSERT … SELECT
+    // that would store the migrating role's name.
+    const crafted =
+      '/* /* */ NULL AS x FROM clusters -- */ ca_data) SELECT $1::text, $2::text, $3::text, $4::bigint, ' +
+      "$5::bigint, 'ran as ' || current_user WHERE $6::text IS NULL --";
+    const { DatabaseSync } = await import('node:sqlite');
+    const raw = new DatabaseSync(path);
+    raw.exec('ALTER TABLE clusters DROP COLUMN ca_data');
+    raw.exec(`ALTER TABLE clusters ADD COLUMN "${crafted.replace(/"/g, '""')}" TEXT`);
+    raw.exec("INSERT INTO clusters (name, server, created_at, updated_at) VALUES ('prod', 'https://p:6443', 1, 1)");
+    raw.close();
+
+    const run = kubevisa('store', 'migrate', '--from', `sqlite:${path}`, '--to', `postgres:${target.url}`);
+    assert.equal(run.status, 1, run.stdout + run.stderr);
+    assert.match(
+      run.stderr,
+      /the SQLite table clusters does not have kubevisa's columns \(unknown: "\/\* \/\* \*\/ NULL.*nothing was copied/,
+    );
+    const rows = await target.admin('SELECT name, ca_data FROM clusters');
+    assert.deepEqual(rows.rows, [], 'nothing was copied, and no SQL from the file ran');
+  } finally {
+    await target.drop();
+    await rm(folder, { recursive: true, force: true });
+  }
+});

@@ -5,6 +5,7 @@
  * PostgreSQL, after the copy; the copied events keep their bytes (details_json as stored), seqs and hashes, and
  * the target's own triggers check that each one extends the chain as it goes in.
  */
+import { existsSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { InvalidInput } from '../../domain/errors.ts';
 import { verifyChain, type ChainVerdict } from '../audit-chain.ts';
@@ -88,6 +89,12 @@ export async function copySqliteToPostgres(
   target: PostgresStoreOptions,
   progress: (update: MigrationProgress) => void = () => undefined,
 ): Promise<SqliteToPostgresReport> {
+  // Opening a SQLite path creates the file: a mistyped --from would be "migrated" as an empty installation.
+  if (!existsSync(sqlitePath)) {
+    throw new InvalidInput(
+      `there is no SQLite database at ${sqlitePath}: check --from (sqlite:PATH to the server's kubevisa.db); nothing was copied`,
+    );
+  }
   const source = await openSqliteStore({ path: sqlitePath, lockFolders: [lockFolder] });
   try {
     progress({ step: 'verify-source' });
@@ -151,13 +158,11 @@ async function copyTables(
     }
     const tables: Record<string, number> = {};
     for (const table of COPIED_TABLES) {
-      const columns = raw
-        .prepare(`SELECT name FROM pragma_table_info('${table}')`)
-        .all()
-        .map((row) => String(row.name));
+      const columns = await matchingColumns(raw, client, table);
+      const quoted = columns.map(quoteIdentifier).join(', ');
       const total = Number(raw.prepare(`SELECT count(*) AS n FROM ${table}`).get()?.n ?? 0);
       const order = table === 'audit_events' ? 'seq' : table === 'audit_checkpoints' ? 'id' : 'rowid';
-      const select = raw.prepare(`SELECT ${columns.join(', ')} FROM ${table} ORDER BY ${order}`);
+      const select = raw.prepare(`SELECT ${quoted} FROM ${table} ORDER BY ${order}`);
       let copied = 0;
       let batch: unknown[][] = [];
       const flush = async () => {
@@ -170,7 +175,7 @@ async function copyTables(
           });
           return `(${placeholders.join(', ')})`;
         });
-        await client.query(`INSERT INTO ${table} (${columns.join(', ')}) VALUES ${tuples.join(', ')}`, values);
+        await client.query(`INSERT INTO ${table} (${quoted}) VALUES ${tuples.join(', ')}`, values);
         copied += batch.length;
         batch = [];
         progress({ step: 'copy', table, copied, total });
@@ -192,4 +197,45 @@ async function copyTables(
   } finally {
     client.release(broken);
   }
+}
+
+/** A plain lower-case SQL name: what every kubevisa column is called in both engines. */
+const COLUMN_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** Quotes a name for SQL (both dialects: double quotes, doubled inside); only plain names reach it. */
+function quoteIdentifier(name: string): string {
+  if (!COLUMN_NAME.test(name)) throw new Error(`not a plain column name: ${JSON.stringify(name)}`);
+  return `"${name}"`;
+}
+
+/**
+ * The columns to copy for `table`: those the SQLite file declares, each of which must be one of the target's own
+ * as PostgreSQL's catalogue names them (the target may have more, filled by their defaults, such as an ordering
+ * column only this engine keeps). Column names in the file are data, written by whoever could write the file: one
+ * that is not the target's is never put into SQL; the file is refused (it was not written by this version of
+ * kubevisa, or was altered) before anything is copied.
+ */
+async function matchingColumns(raw: DatabaseSync, client: import('pg').PoolClient, table: string): Promise<string[]> {
+  const { rows } = await client.query<{ column_name: string }>(
+    'SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ' +
+      'ORDER BY ordinal_position',
+    [table],
+  );
+  const target = rows.map((row) => row.column_name);
+  const source = new Set(
+    raw
+      .prepare('SELECT name FROM pragma_table_info(?)')
+      .all(table)
+      .map((row) => String(row.name)),
+  );
+  const unknown = [...source].filter((name) => !target.includes(name));
+  if (target.length === 0 || source.size === 0 || unknown.length > 0) {
+    throw new InvalidInput(
+      `the SQLite table ${table} does not have kubevisa's columns` +
+        (unknown.length > 0 ? ` (unknown: ${unknown.map((n) => JSON.stringify(n)).join(', ')})` : '') +
+        ': the file was not written by this version of kubevisa or was altered; nothing was copied',
+      { details: { table, unknown } },
+    );
+  }
+  return target.filter((name) => source.has(name));
 }
