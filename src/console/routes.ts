@@ -12,6 +12,7 @@ import { CALLBACK_PATH, type ConsoleSessions } from './session.ts';
 import { AccessMatrices, alertsStatus, readRecording } from './insight.ts';
 import type { AccessQuery } from './access-matrix.ts';
 import { approvalQueue } from './queue.ts';
+import { peopleOverview } from './people.ts';
 
 const text = (maxLength: number) => ({ type: 'string', minLength: 1, maxLength });
 const queryOf = (properties: Record<string, unknown>) => ({ type: 'object', additionalProperties: false, properties });
@@ -118,6 +119,15 @@ export function registerConsoleRoutes(context: ServerContext, options: ConsoleRo
       "Pending requests the caller may see, each with the policy's verdict on approving it and the profile's findings",
     auth: 'session',
     handler: (_request, _reply, caller) => approvalQueue(context, caller),
+  });
+
+  context.route({
+    method: 'GET',
+    url: '/api/v1/console/people',
+    summary: 'Every person with what the identity providers say of them and their sessions (no secrets)',
+    auth: 'auditor',
+    refusal: "read people's sessions and identity provider status",
+    handler: () => peopleOverview(context),
   });
 
   const matrices = new AccessMatrices(context);

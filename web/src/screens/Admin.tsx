@@ -166,7 +166,7 @@ function Engagements({ session }: { session: Session }) {
           </thead>
           <tbody>
             {(list.data?.items ?? []).map((e) => (
-              <tr key={e.id}>
+              <tr key={e.id} data-engagement={e.name}>
                 <td>{e.name}</td>
                 <td>{e.vendor}</td>
                 <td>{e.contractors.join(', ')}</td>
@@ -176,13 +176,94 @@ function Engagements({ session }: { session: Session }) {
                 </td>
                 <td>{when(e.endsAt)}</td>
                 <td>{e.status}</td>
-                <td>{e.status === 'active' && <EndEngagement engagement={e} />}</td>
+                <td>
+                  {e.status === 'active' && (
+                    <div className="actions">
+                      <ChangeEnd engagement={e} />
+                      <EndEngagement engagement={e} />
+                    </div>
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
         </table>
       </div>
     </>
+  );
+}
+
+/**
+ * Moves the end date. An earlier end ends or shortens the visas past it (said before and after); a later one changes
+ * no visa: longer access is a new request.
+ */
+function ChangeEnd({ engagement }: { engagement: Engagement }) {
+  const [open, setOpen] = useState(false);
+  const [date, setDate] = useState(engagement.endsAt.slice(0, 10));
+  const [time, setTime] = useState(engagement.endsAt.slice(11, 16));
+  const [reason, setReason] = useState('');
+  const [outcome, setOutcome] = useState<string>();
+  const action = useAction();
+  if (!open) {
+    return (
+      <>
+        <button type="button" className="secondary" onClick={() => setOpen(true)}>
+          Change end date…
+        </button>
+        {outcome && (
+          <p className="alert notice" role="status">
+            {outcome}
+          </p>
+        )}
+      </>
+    );
+  }
+  const endsAt = `${date}T${time || '00:00'}:00Z`;
+  const earlier = Date.parse(endsAt) < Date.parse(engagement.endsAt);
+  return (
+    <form
+      className="inline-form"
+      aria-label={`Change the end date of ${engagement.name}`}
+      onSubmit={(e) => {
+        e.preventDefault();
+        void action
+          .run(async () => {
+            const changed = await post<Engagement & { visasEnded: string[]; visasShortened: string[] }>(
+              `/api/v1/engagements/${engagement.id}/end-date`,
+              { endsAt, reason },
+            );
+            setOutcome(
+              `Now ends ${when(changed.endsAt)}: ${changed.visasShortened.length} visa(s) shortened, ${changed.visasEnded.length} ended.`,
+            );
+          })
+          .then((ok) => ok && setOpen(false));
+      }}
+    >
+      <label>
+        New end (UTC)
+        <input type="date" name="endsOn" value={date} onChange={(e) => setDate(e.target.value)} required />
+      </label>
+      <label>
+        Time (UTC)
+        <input type="time" name="endsTime" value={time} onChange={(e) => setTime(e.target.value)} />
+      </label>
+      <label>
+        Reason
+        <input name="reason" value={reason} onChange={(e) => setReason(e.target.value)} required maxLength={500} />
+      </label>
+      <p className="muted">
+        {earlier
+          ? 'Earlier: visas running past the new end are shortened to it, and those that would start after it are ended.'
+          : 'Later: no visa is lengthened; longer access needs a new request.'}
+      </p>
+      <button type="submit" className={earlier ? 'danger' : undefined} disabled={action.busy}>
+        Move the end date
+      </button>
+      <button type="button" className="secondary" onClick={() => setOpen(false)}>
+        Cancel
+      </button>
+      <Alert kind="error">{action.error}</Alert>
+    </form>
   );
 }
 
@@ -353,10 +434,35 @@ interface Receipt {
   steps: Step[];
 }
 
+interface PersonSession {
+  id: string;
+  createdAt: string;
+  lastUsedAt?: string;
+  expiresAt: string;
+  revokedAt?: string;
+  revokeReason?: string;
+  state: 'open' | 'expired' | 'ended';
+}
+
+interface PersonOverview extends Person {
+  issuer: string;
+  identityProviders: { idp: string; active: boolean; userName: string; updatedAt: string }[];
+  sessions: PersonSession[];
+}
+
+/** What the identity providers say: each SCIM record's provider and state, or that only sign-ins know the person. */
+function idpStatus(p: PersonOverview): string {
+  if (p.identityProviders.length === 0) return `no SCIM record (signs in through ${p.issuer})`;
+  return p.identityProviders
+    .map((r) => `${r.idp}: ${r.active ? 'active' : 'deactivated'} (as ${r.userName}, ${when(r.updatedAt)})`)
+    .join('; ');
+}
+
 function People() {
   const live = useLive('visas');
-  const people = useLoad(() => get<{ items: Person[] }>('/api/v1/persons'), [live]);
+  const people = useLoad(() => get<{ items: PersonOverview[] }>('/api/v1/console/people'), [live]);
   const [offboarding, setOffboarding] = useState<Person>();
+  const [shown, setShown] = useState<string>();
   return (
     <>
       <h2>People</h2>
@@ -371,17 +477,31 @@ function People() {
               <th scope="col">Roles</th>
               <th scope="col">Groups</th>
               <th scope="col">Status</th>
+              <th scope="col">Identity provider</th>
+              <th scope="col">Sessions</th>
               <th scope="col">Action</th>
             </tr>
           </thead>
           <tbody>
             {(people.data?.items ?? []).map((p) => (
-              <tr key={p.id}>
+              <tr key={p.id} data-person={p.email}>
                 <td>{p.email}</td>
                 <td>{p.displayName}</td>
                 <td>{p.roles.join(', ') || '—'}</td>
                 <td>{p.groups.join(', ') || '—'}</td>
                 <td>{p.status}</td>
+                <td data-idp-status>{idpStatus(p)}</td>
+                <td>
+                  <button
+                    type="button"
+                    className="secondary"
+                    aria-expanded={shown === p.id}
+                    onClick={() => setShown(shown === p.id ? undefined : p.id)}
+                  >
+                    {p.sessions.filter((s) => s.state === 'open').length} open of {p.sessions.length}
+                  </button>
+                  {shown === p.id && <Sessions sessions={p.sessions} />}
+                </td>
                 <td>
                   {p.status === 'active' && (
                     <button type="button" className="danger" onClick={() => setOffboarding(p)}>
@@ -395,6 +515,20 @@ function People() {
         </table>
       </div>
     </>
+  );
+}
+
+function Sessions({ sessions }: { sessions: PersonSession[] }) {
+  if (sessions.length === 0) return <p className="muted">never signed in</p>;
+  return (
+    <ul className="sessions" aria-label="Sessions">
+      {sessions.map((s) => (
+        <li key={s.id} data-session={s.state}>
+          <code>{s.id}</code> {s.state}: from {when(s.createdAt)}, last used {when(s.lastUsedAt)},{' '}
+          {s.revokedAt ? `ended ${when(s.revokedAt)} (${s.revokeReason ?? ''})` : `ends ${when(s.expiresAt)}`}
+        </li>
+      ))}
+    </ul>
   );
 }
 

@@ -5,10 +5,22 @@ import { useAction, useLoad, useNow } from '../hooks.ts';
 import { useLive } from '../live.ts';
 import { ago, when } from '../time.ts';
 
+/** What approving a request as asked would do now, as the server's policy sees it. */
+type Verdict =
+  | { kind: 'grants'; notBefore: string; notAfter: string; shortened?: string }
+  | { kind: 'needs-more'; missing: number }
+  | { kind: 'refused'; code: string; message: string };
+
+/** A pending request with the policy's verdict and the profile linter's findings. */
+interface Reviewed extends Visa {
+  verdict: Verdict;
+  findings: { risk: string; message: string; justification?: string }[];
+}
+
 /** What approvers decide: pending requests and extensions, and the visas about to end. */
 export function Queue({ session }: { session: Session }) {
   const live = useLive('visas');
-  const pending = useLoad(() => get<{ items: Visa[] }>(`/api/v1/visas${query({ state: 'requested' })}`), [live]);
+  const pending = useLoad(() => get<{ items: Reviewed[] }>('/api/v1/console/queue'), [live]);
   const active = useLoad(() => get<{ items: Visa[] }>(`/api/v1/visas${query({ state: 'active' })}`), [live]);
   const profiles = useLoad(() => get<{ items: Profile[] }>('/api/v1/profiles'), []);
   const now = useNow(30_000);
@@ -64,13 +76,32 @@ export function Queue({ session }: { session: Session }) {
   );
 }
 
+function VerdictText({ verdict }: { verdict: Verdict }) {
+  if (verdict.kind === 'refused') {
+    return (
+      <span className="verdict refused">
+        approving would be refused: {verdict.message} ({verdict.code})
+      </span>
+    );
+  }
+  if (verdict.kind === 'needs-more') {
+    return <span className="verdict">your approval counts; {verdict.missing} more approval(s) needed after it</span>;
+  }
+  return (
+    <span className="verdict ok">
+      approving grants it from {when(verdict.notBefore)} to {when(verdict.notAfter)}
+      {verdict.shortened ? ` (shorter than asked: ${verdict.shortened})` : ''}
+    </span>
+  );
+}
+
 function Request({
   visa,
   profile,
   session,
   now,
 }: {
-  visa: Visa;
+  visa: Reviewed;
   profile: Profile | undefined;
   session: Session;
   now: number;
@@ -104,6 +135,10 @@ function Request({
           {visa.approvals.length} of {visa.requiredApprovals} approval(s)
           {visa.extends ? ` · extension of ${visa.extends}` : ''}
         </dd>
+        <dt>Verdict</dt>
+        <dd data-verdict={visa.verdict.kind}>
+          <VerdictText verdict={visa.verdict} />
+        </dd>
         <dt>Risks</dt>
         <dd>
           {profile === undefined
@@ -115,6 +150,25 @@ function Request({
                     {r.risk}: {r.justification}
                   </span>
                 ))}
+        </dd>
+        <dt>Linter</dt>
+        <dd data-findings>
+          {visa.findings.length === 0 ? (
+            `no finding on ${visa.profile}'s rules`
+          ) : (
+            <ul className="findings">
+              {visa.findings.map((f) => (
+                <li key={`${f.risk} ${f.message}`}>
+                  <span className="badge risk">{f.risk}</span> {f.message}
+                  {f.justification === undefined ? (
+                    <strong> — not declared</strong>
+                  ) : (
+                    <span className="muted"> — declared: {f.justification}</span>
+                  )}
+                </li>
+              ))}
+            </ul>
+          )}
         </dd>
       </dl>
       {own ? (
