@@ -201,13 +201,27 @@ function ChainStatus() {
   );
 }
 
+interface EvidenceManifest {
+  engagement: Engagement;
+  generatedAt: string;
+  window: { afterSeq: number; throughSeq: number };
+  checkpoints: unknown[];
+  publicKey: { algorithm: string; keyId: string; publicKeyPem: string };
+}
+
+/**
+ * An engagement's evidence pack as the CLI writes it (`kubevisa audit evidence`): the events of a window closed by a
+ * checkpoint signed now (other engagements' events redacted to their hashes), the signed checkpoints, the public
+ * key and the engagement, each a file the auditor downloads and verifies offline with `kubevisa audit verify`.
+ */
 function EvidencePack() {
   const engagements = useLoad(() => get<{ items: Engagement[] }>('/api/v1/engagements'), []);
   const [engagement, setEngagement] = useState('');
-  const [pack, setPack] = useState<string>();
+  const [pack, setPack] = useState<{ name: string; files: [string, string][] }>();
   const action = useAction();
   const chosen = engagement || engagements.data?.items[0]?.id || '';
-  useEffect(() => () => void (pack && URL.revokeObjectURL(pack)), [pack]);
+  useEffect(() => () => pack?.files.forEach(([, url]) => URL.revokeObjectURL(url)), [pack]);
+  const file = (text: string, type: string) => URL.createObjectURL(new Blob([text], { type }));
   return (
     <form
       className="inline-form"
@@ -215,8 +229,24 @@ function EvidencePack() {
       onSubmit={(e) => {
         e.preventDefault();
         void action.run(async () => {
-          const body = await post<unknown>('/api/v1/audit/evidence', { engagement: chosen });
-          setPack(URL.createObjectURL(new Blob([JSON.stringify(body, null, 2)], { type: 'application/json' })));
+          const manifest = await post<EvidenceManifest>('/api/v1/audit/evidence', { engagement: chosen });
+          const response = await fetch(
+            `/api/v1/audit/evidence/${encodeURIComponent(manifest.engagement.id)}/events${query({
+              after: manifest.window.afterSeq,
+              through: manifest.window.throughSeq,
+            })}`,
+            { credentials: 'same-origin' },
+          );
+          if (!response.ok) throw new Error(`the pack's events could not be read (HTTP ${response.status})`);
+          setPack({
+            name: manifest.engagement.name,
+            files: [
+              ['events.jsonl', file(await response.text(), 'application/x-ndjson')],
+              ['checkpoints.json', file(`${JSON.stringify(manifest.checkpoints, null, 2)}\n`, 'application/json')],
+              ['public-key.pem', file(manifest.publicKey.publicKeyPem, 'application/x-pem-file')],
+              ['engagement.json', file(`${JSON.stringify(manifest.engagement, null, 2)}\n`, 'application/json')],
+            ],
+          });
         });
       }}
     >
@@ -234,9 +264,22 @@ function EvidencePack() {
         Make the pack
       </button>
       {pack && (
-        <a href={pack} download={`kubevisa-evidence-${chosen}.json`}>
-          Download the pack
-        </a>
+        <div role="region" aria-label={`Evidence pack of ${pack.name}`}>
+          <p>
+            Download each file:{' '}
+            {pack.files.map(([name, url]) => (
+              <a key={name} href={url} download={name} className="file-link">
+                {name}
+              </a>
+            ))}
+          </p>
+          <p className="muted">
+            Check it offline:{' '}
+            <code>
+              kubevisa audit verify --from events.jsonl --checkpoint checkpoints.json --public-key public-key.pem
+            </code>
+          </p>
+        </div>
       )}
       <Alert kind="error">{action.error}</Alert>
     </form>
