@@ -1,7 +1,7 @@
 /**
  * The people page's own facts (admins and auditors): for each person, what the identity providers say of them
- * (their SCIM records: which provider, active or deactivated, when it last wrote; or none, when only sign-ins know
- * them) and their kubevisa sessions (when each began, was last used, ends or was ended; never a secret).
+ * (their SCIM records: which provider, active or deactivated, whether it is linked to them and so acts on them, when
+ * it last wrote; or none, when only sign-ins know them) and their kubevisa sessions (when each began, was last used, ends or was ended; never a secret).
  */
 import { personView } from '../app/views.ts';
 import type { ServerContext } from '../server/context.ts';

@@ -446,7 +446,7 @@ interface PersonSession {
 
 interface PersonOverview extends Person {
   issuer: string;
-  identityProviders: { idp: string; active: boolean; userName: string; updatedAt: string }[];
+  identityProviders: { idp: string; active: boolean; linked: boolean; userName: string; updatedAt: string }[];
   sessions: PersonSession[];
 }
 
@@ -454,7 +454,10 @@ interface PersonOverview extends Person {
 function idpStatus(p: PersonOverview): string {
   if (p.identityProviders.length === 0) return `no SCIM record (signs in through ${p.issuer})`;
   return p.identityProviders
-    .map((r) => `${r.idp}: ${r.active ? 'active' : 'deactivated'} (as ${r.userName}, ${when(r.updatedAt)})`)
+    .map(
+      (r) =>
+        `${r.idp}: ${r.active ? 'active' : 'deactivated'} (as ${r.userName}, ${when(r.updatedAt)}${r.linked ? '' : '; not linked, so it does not act on them'})`,
+    )
     .join('; ');
 }
 
