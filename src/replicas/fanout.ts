@@ -51,9 +51,13 @@ export function startFanout(options: FanoutOptions): Fanout {
     queued.push(change);
     flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       const batch = coalesce(queued);
+      // Ended visas make every receiver re-read the store anyway: a `visas-changed` beside them would only race
+      // them (and cut the same streams under a vaguer reason).
+      const ends = batch.some((change) => change.kind === 'visas-ended');
       queued = [];
       flushing = undefined;
       for (const item of batch) {
+        if (ends && item.kind === 'visas-changed') continue;
         try {
           await feed.publish(item);
         } catch (error) {

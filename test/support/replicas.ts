@@ -1,0 +1,80 @@
+/**
+ * Several `kubevisa server` processes on one environment's PostgreSQL database, as replicas behind one public URL:
+ * each listens on its own port and shares the environment's data folder (its keys and cluster credentials), as
+ * replicas mounting one Secret do.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cliPath, waitForExit, type KubevisaEnv } from './kubevisa-env.ts';
+
+export interface Replica {
+  name: string;
+  /** Its own address (the public URL, the token issuer, is the environment's `serverUrl`). */
+  url: string;
+  child: ChildProcess;
+  /** What it wrote to stdout and stderr so far. */
+  output: () => string;
+}
+
+/**
+ * The config of one replica: the environment's, on `port`, under the environment's URL as its public URL, with
+ * `changes` over it. Returns the file.
+ */
+export async function writeReplicaConfig(
+  env: KubevisaEnv,
+  name: string,
+  port: number,
+  changes: Record<string, unknown> = {},
+): Promise<string> {
+  const raw = JSON.parse(await readFile(env.configFile, 'utf8')) as Record<string, unknown>;
+  const file = join(env.dir, `${name}.json`);
+  const config = { ...raw, listen: { host: '127.0.0.1', port }, publicUrl: env.serverUrl, ...changes };
+  await writeFile(file, JSON.stringify(config), { mode: 0o600 });
+  return file;
+}
+
+/** Spawns `kubevisa server --config FILE`; resolves once it is ready, or once it exited (`ready: false`). */
+export async function spawnServer(
+  configFile: string,
+  extraEnv: Record<string, string> = {},
+  timeoutMs = 60_000,
+): Promise<{ child: ChildProcess; output: () => string; ready: boolean }> {
+  const child = spawn(cliPath, ['server', '--config', configFile], {
+    env: { ...process.env, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (output.includes('kubevisa server ready')) return { child, output: () => output, ready: true };
+    if (child.exitCode !== null || child.signalCode !== null) return { child, output: () => output, ready: false };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`kubevisa server did not become ready in ${timeoutMs / 1000} s: ${output}`);
+}
+
+/** Starts replica `name` on `port`; throws with its output when it does not start. */
+export async function startReplica(
+  env: KubevisaEnv,
+  name: string,
+  port: number,
+  extraEnv: Record<string, string> = {},
+): Promise<Replica> {
+  const started = await spawnServer(await writeReplicaConfig(env, name, port), extraEnv);
+  if (!started.ready) throw new Error(`replica ${name} exited: ${started.output()}`);
+  return { name, url: `https://127.0.0.1:${port}`, child: started.child, output: started.output };
+}
+
+/** SIGTERM, then SIGKILL after 10 s, for every process still running. */
+export async function stopAll(children: Iterable<ChildProcess>): Promise<void> {
+  for (const child of children) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    child.kill('SIGTERM');
+    await Promise.race([waitForExit(child), new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    child.kill('SIGKILL');
+  }
+}
