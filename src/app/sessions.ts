@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { TokenIssuer } from '../auth/access-tokens.ts';
-import type { OidcIdentity, OidcLogin, OidcRelyingParty } from '../auth/oidc-rp.ts';
+import type { OidcIdentity, OidcLogin, OidcRelyingParty, RefreshResult } from '../auth/oidc-rp.ts';
 import { newAuthorizationRequestSecrets } from '../auth/oidc-rp.ts';
 import {
   constantTimeEqual,
@@ -18,7 +18,7 @@ import { InvalidInput, NotFound, Unauthenticated } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
 import { configuredRoles, type RoleConfig } from '../domain/roles.ts';
 import type { Actor, Person, PersonRole } from '../domain/model.ts';
-import type { AuditSource, Store } from '../store/store.ts';
+import type { AuditSource, Session, Store } from '../store/store.ts';
 import type { SecretBox } from '../auth/secret-box.ts';
 import type { Caller } from './caller.ts';
 import { extendTurn, releaseTurn, takeTurn } from './turns.ts';
@@ -74,8 +74,12 @@ export interface SessionLifecycleHooks {
 }
 
 const LOGIN_TTL_MS = 10 * 60_000;
-/** How long one server may hold a session's refresh turn: past the IdP client's own time limit (10 s), in ms. */
-const REFRESH_HOLD_MS = 30_000;
+/**
+ * How long one server may hold a session's refresh turn, in ms: past what one refresh can take, up to three IdP
+ * requests (token, signing keys, userinfo) of at most oidc.timeoutSeconds each (10 s by default). A turn taken over
+ * from a holder still waiting would present its refresh token a second time.
+ */
+const REFRESH_HOLD_MS = 60_000;
 /** How long a renewal waits for another server's, in ms. */
 const REFRESH_WAIT_MS = 15_000;
 const LOOPBACK_REDIRECT = /^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d{1,5}(\/[A-Za-z0-9._~\-/]*)?$/;
@@ -402,7 +406,7 @@ export class SessionService {
       // Read again under the turn: the last holder may have renewed it, rotating the token read before.
       if (!(await this.refreshIsDue(sessionId))) return;
       const session = await this.store.getSession(sessionId);
-      await this.refreshHeld(sessionId, session && own(session, 'idpRefreshTokenCiphertext'), person);
+      if (session) await this.refreshHeld(session, person);
     } finally {
       // A turn not given back (the store is down) frees itself when it expires.
       await releaseTurn(this.store, turn).catch((error: unknown) =>
@@ -422,8 +426,17 @@ export class SessionService {
     return idpTokenExpiresAt !== undefined && idpTokenExpiresAt <= this.now();
   }
 
-  private async refreshHeld(sessionId: string, sealedRefreshToken: string | undefined, person: Person) {
+  /**
+   * Asks the IdP with the refresh token of `session` (read under the turn) and stores the answer, or ends the session.
+   * The answer is written by compare-and-set over the grant that was read, so a holder that stalled past its turn
+   * (another server has renewed since) never writes back a refresh token that one has already used.
+   */
+  private async refreshHeld(session: Session, person: Person) {
     const now = this.now();
+    const sessionId = session.id;
+    const sealedRefreshToken = own(session, 'idpRefreshTokenCiphertext');
+    const due = own(session, 'idpTokenExpiresAt');
+    if (due === undefined) return;
     if (!sealedRefreshToken) {
       // The IdP gave no refresh token, so it cannot be asked again whether the person is still valid: the session
       // lasts no longer than the IdP's own grant.
@@ -431,18 +444,10 @@ export class SessionService {
       this.options.onSessionEnded?.(sessionId);
       throw new Unauthenticated('your identity provider login has expired and cannot be refreshed: run kubevisa login');
     }
+    const refreshToken = this.options.secretBox.open(sealedRefreshToken);
+    let refreshed: RefreshResult;
     try {
-      const refreshed = await this.options.rp.refresh(this.options.secretBox.open(sealedRefreshToken), {
-        expectedSubject: person.subject,
-      });
-      await this.store.transaction((tx) =>
-        tx.updateSession(sessionId, {
-          ...(refreshed.tokens.refreshToken
-            ? { idpRefreshTokenCiphertext: this.options.secretBox.seal(refreshed.tokens.refreshToken) }
-            : {}),
-          idpTokenExpiresAt: refreshed.tokens.accessTokenExpiresAt ?? null,
-        }),
-      );
+      refreshed = await this.options.rp.refresh(refreshToken, { expectedSubject: person.subject });
     } catch (error) {
       if (!(error instanceof Unauthenticated)) throw error;
       await this.store.transaction(async (tx) => {
@@ -461,6 +466,19 @@ export class SessionService {
       for (const hook of this.hooks) await hook.idpRefreshRefused?.(person, sessionId);
       throw new Unauthenticated('your identity provider no longer accepts this login: run kubevisa login');
     }
+    // The IdP answered, so a rotating IdP has spent the old token: the new one is what the session keeps.
+    const stored = await this.store.transaction((tx) =>
+      tx.swapSessionGrant(
+        sessionId,
+        { idpRefreshTokenCiphertext: sealedRefreshToken, idpTokenExpiresAt: due },
+        {
+          idpRefreshTokenCiphertext: this.options.secretBox.seal(refreshed.tokens.refreshToken ?? refreshToken),
+          idpTokenExpiresAt: refreshed.tokens.accessTokenExpiresAt ?? null,
+        },
+      ),
+    );
+    // Not stored: the session ended meanwhile (refreshIsDue refuses), or another server renewed it and its token stands.
+    if (!stored) await this.refreshIsDue(sessionId);
   }
 
   /** Verifies a bearer access token and returns who is calling; the session and person are checked live. */

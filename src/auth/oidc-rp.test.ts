@@ -444,6 +444,64 @@ describe('OIDC relying party against the in-process dev IdP', () => {
     });
   });
 
+  describe('refresh with an IdP that rotates refresh tokens (the public client)', () => {
+    /** Default scopes, so the ID token lacks groups and every login and refresh asks userinfo too. */
+    const rotating = (overrides: Partial<OidcRelyingPartyOptions> = {}) =>
+      createOidcRelyingParty(
+        rpOptions({ clientId: 'kubevisa-public', clientSecret: undefined, scopes: undefined, ...overrides }),
+      );
+
+    it('refused renewals take no room: after 10 000 of them, two renewals of one token at once still share one request', async () => {
+      // A clock that stands still, so nothing remembered could expire while the refusals are made.
+      const at = Date.now();
+      const party = await rotating({ now: () => at });
+      const login = await browserLogin(party, 'alice-sub');
+      for (let batch = 0; batch < 50; batch++) {
+        const refusals = Array.from({ length: 200 }, (_, i) => party.refresh(`dead-${batch}-${i}`));
+        for (const refusal of await Promise.allSettled(refusals)) assert.equal(refusal.status, 'rejected');
+      }
+      const token = login.tokens.refreshToken ?? '';
+      const [a, b] = await Promise.all([party.refresh(token), party.refresh(token)]);
+      assert.equal(a.tokens.refreshToken, b.tokens.refreshToken);
+      // Had the token been used twice, the IdP would have revoked the grant and this would be refused.
+      await party.refresh(a.tokens.refreshToken ?? '');
+    });
+
+    it('a userinfo outage after the IdP rotated the token returns the new tokens, without identity', async () => {
+      const party = await rotating();
+      const login = await browserLogin(party, 'alice-sub');
+      idp.failNextUserinfo('outage');
+      const renewed = await party.refresh(login.tokens.refreshToken ?? '', { expectedSubject: 'alice-sub' });
+      assert.notEqual(renewed.tokens.refreshToken, login.tokens.refreshToken);
+      assert.equal(renewed.identity, undefined);
+      // The grant is intact and the identity is read at the next refresh.
+      const next = await party.refresh(renewed.tokens.refreshToken ?? '', { expectedSubject: 'alice-sub' });
+      assert.equal(next.identity?.email, 'alice@vendor.example');
+    });
+
+    it('checks the subject of a renewed ID token even when userinfo cannot be asked', async () => {
+      const party = await rotating();
+      const login = await browserLogin(party, 'alice-sub');
+      idp.failNextUserinfo('outage');
+      await assert.rejects(
+        party.refresh(login.tokens.refreshToken ?? '', { expectedSubject: 'mallory-sub' }),
+        isUnauthenticated('subject_changed'),
+      );
+    });
+
+    it('reports an access token refused at userinfo as such, not as a client configuration problem', async () => {
+      const party = await rotating();
+      idp.failNextUserinfo('revoke-token');
+      await assert.rejects(browserLogin(party, 'alice-sub'), (error: unknown) => {
+        assert.ok(error instanceof IdentityProviderUnavailable, String(error));
+        assert.deepEqual(error.details, { reason: 'invalid_token', status: 401, endpoint: 'userinfo' });
+        assert.match(error.message, /userinfo endpoint refused the access token it had just issued/);
+        assert.doesNotMatch(error.message, /client/);
+        return true;
+      });
+    });
+  });
+
   describe('identity', () => {
     it('refuses a person whose email the IdP marks as not verified', async () => {
       const device = await rp.startDeviceAuthorization();

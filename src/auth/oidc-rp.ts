@@ -30,9 +30,12 @@ const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 /** RFC 7636 §4.1: 43 to 128 unreserved characters. */
 const CODE_VERIFIER_PATTERN = /^[A-Za-z0-9\-._~]{43,128}$/;
 const EMAIL_PATTERN = /^[^@\s]+@[^@\s]+$/;
-/** How long the answer to one refresh is reused for the same refresh token, in ms. */
+/** How long the answer to a refresh that rotated the token is reused for the old token, in ms. */
 const REFRESH_REUSE_MS = 60_000;
-/** Bounds that memory: past this many refreshes a minute, new ones are not remembered (only shared in flight). */
+/**
+ * Bounds that memory: past this many answers the oldest is forgotten first. Refreshes in flight are shared whatever
+ * their number (it is bounded by the requests being served).
+ */
 const MAX_REMEMBERED_REFRESHES = 10_000;
 /** Longest IdP-supplied error description copied into a message, in characters. */
 const MAX_DESCRIPTION = 200;
@@ -129,7 +132,11 @@ export interface AuthorizationRequestSecrets {
 
 export interface RefreshResult {
   tokens: OidcTokens;
-  /** Fresh identity when the IdP sent a new ID token (groups may have changed); undefined otherwise. */
+  /**
+   * Fresh identity when the IdP sent a new ID token (groups may have changed); undefined otherwise, and when the IdP
+   * could not complete it (its userinfo endpoint failed): the tokens are returned all the same, because the IdP has
+   * already spent the old refresh token, and the identity is read again at the next refresh.
+   */
   identity: OidcIdentity | undefined;
 }
 
@@ -266,8 +273,18 @@ function classify(error: unknown, phase: Phase): KubevisaError {
     return new Unauthenticated(`the identity provider refused the login (${describeOAuthError(error)})`, { details });
   }
   if (error instanceof client.WWWAuthenticateChallengeError) {
-    // A 401 challenge at the token endpoint is about kubevisa's own client authentication, not the person.
     const reason = error.cause[0]?.parameters.error ?? 'unauthorized';
+    if (phase === 'userinfo') {
+      // Userinfo is asked with the access token the IdP has just issued, not with kubevisa's client credentials: a
+      // challenge there (RFC 6750 invalid_token) says that token is no longer good, e.g. the grant was revoked in the
+      // meantime. Not taken as news about the person either: the next token request is the IdP's verdict.
+      const description = error.cause[0]?.parameters.error_description?.slice(0, MAX_DESCRIPTION);
+      return new IdentityProviderUnavailable(
+        `the identity provider's userinfo endpoint refused the access token it had just issued (HTTP ${error.status}, ${reason}${description ? `: ${description}` : ''}): the grant may have been revoked at the identity provider meanwhile; try again, and log in again if this persists`,
+        { details: { reason, status: error.status, endpoint: 'userinfo' }, cause: error },
+      );
+    }
+    // A 401 challenge at the token endpoint is about kubevisa's own client authentication, not the person.
     return new IdentityProviderUnavailable(
       `the identity provider refused kubevisa's client authentication (HTTP ${error.status}, ${reason}); check the OIDC client id and secret`,
       { details: { reason, status: error.status }, cause: error },
@@ -465,8 +482,10 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
     return { issuer: idToken.iss, subject: idToken.sub, email, displayName, groups };
   }
 
-  /** Refreshes in flight or just answered, by the refresh token's SHA-256 (see `refresh`). */
-  const recentRefreshes = new Map<string, { result: Promise<RefreshResult>; until: Instant }>();
+  // Refreshes in flight, and answers that rotated the refresh token, by the refresh token's SHA-256 (see `refresh`).
+  // Answers are remembered in the order they came, each for REFRESH_REUSE_MS: the oldest is always first.
+  const refreshesInFlight = new Map<string, Promise<RefreshAnswer>>();
+  const rotatedAnswers = new Map<string, { result: RefreshAnswer; until: Instant }>();
 
   function checkSecrets(secrets: AuthorizationRequestSecrets): void {
     requireText(secrets.state, 'state');
@@ -476,7 +495,10 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
     }
   }
 
-  async function refreshOnce(refreshToken: string): Promise<RefreshResult> {
+  /** A refresh's answer with the subject of its ID token, which the identity may lack. */
+  type RefreshAnswer = RefreshResult & { subject: string | undefined };
+
+  async function refreshOnce(refreshToken: string): Promise<RefreshAnswer> {
     let response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
     try {
       response = await client.refreshTokenGrant(config, refreshToken);
@@ -486,22 +508,31 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
     const tokens = tokensOf(response);
     // Many IdPs do not rotate refresh tokens: keep using the one we have.
     tokens.refreshToken ??= refreshToken;
-    if (response.id_token === undefined) return { tokens, identity: undefined };
-    return { tokens, identity: await identityOf(response) };
+    if (response.id_token === undefined) return { tokens, identity: undefined, subject: undefined };
+    // The ID token is validated by now, so its subject is known even when userinfo cannot be asked.
+    const subject = response.claims()?.sub;
+    try {
+      return { tokens, identity: await identityOf(response), subject };
+    } catch (error) {
+      // A rotating IdP has spent the old refresh token: dropping the new one over an outage at userinfo would leave the
+      // session with a token whose next use revokes the grant. A refusal (Unauthenticated) still ends the renewal.
+      if (error instanceof IdentityProviderUnavailable) return { tokens, identity: undefined, subject };
+      throw error;
+    }
   }
 
-  function checkSubject(result: RefreshResult, refreshOptions: { expectedSubject?: string }): RefreshResult {
+  function checkSubject(result: RefreshAnswer, refreshOptions: { expectedSubject?: string }): RefreshResult {
     if (
-      result.identity !== undefined &&
+      result.subject !== undefined &&
       refreshOptions.expectedSubject !== undefined &&
-      result.identity.subject !== refreshOptions.expectedSubject
+      result.subject !== refreshOptions.expectedSubject
     ) {
       // OIDC Core §12.2: a refreshed ID token must name the same subject; anything else is not this session.
       throw new Unauthenticated('the identity provider renewed the session for a different subject', {
         details: { reason: 'subject_changed' },
       });
     }
-    return result;
+    return { tokens: result.tokens, identity: result.identity };
   }
 
   return {
@@ -584,31 +615,43 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
     refresh(refreshToken: string, refreshOptions: { expectedSubject?: string } = {}): Promise<RefreshResult> {
       requireText(refreshToken, 'refreshToken');
       // IdPs that rotate refresh tokens (Ory Hydra, Okta, Keycloak with rotation on) take each one once: a second
-      // use is taken as theft and revokes the whole grant, which kubevisa would read as a deprovisioning. Two
-      // kubectl processes renewing one session at the same moment must not do that, so every refresh of one
-      // token shares one request, and when the IdP rotated the token, its answer is reused for a minute after (a
-      // caller that read the session just before the rotated token was stored presents the old one).
+      // use is taken as theft and revokes the whole grant, which kubevisa would read as a deprovisioning. Two callers
+      // renewing with one token at the same moment must not do that, so every refresh of one token in flight shares one
+      // request, and when the IdP rotated the token, its answer is reused for a minute after (a caller that read the
+      // token just before the rotated one was stored presents the old one). Across servers, the store makes sure only
+      // one renews a session (src/app/sessions.ts).
       const key = createHash('sha256').update(refreshToken).digest('base64url');
       const at = now();
-      for (const [k, entry] of recentRefreshes) if (entry.until <= at) recentRefreshes.delete(k);
-      const shared = recentRefreshes.get(key);
-      if (shared !== undefined) return shared.result.then((result) => checkSubject(result, refreshOptions));
-      const result = refreshOnce(refreshToken);
-      if (recentRefreshes.size < MAX_REMEMBERED_REFRESHES) {
-        recentRefreshes.set(key, { result, until: at + REFRESH_REUSE_MS });
-        result.then(
-          // Only a rotated token needs its answer kept: a token the IdP did not replace is asked about again, so a
-          // deprovisioning is seen at the next renewal, not a minute later.
+      for (const [k, entry] of rotatedAnswers) {
+        if (entry.until > at) break;
+        rotatedAnswers.delete(k);
+      }
+      const known = rotatedAnswers.get(key);
+      if (known !== undefined && known.until > at)
+        return Promise.resolve(known.result).then((answer) => checkSubject(answer, refreshOptions));
+      let pending = refreshesInFlight.get(key);
+      if (pending === undefined) {
+        const started = refreshOnce(refreshToken);
+        pending = started;
+        refreshesInFlight.set(key, started);
+        started.then(
           (answer) => {
-            if (answer.tokens.refreshToken === refreshToken) recentRefreshes.delete(key);
+            refreshesInFlight.delete(key);
+            // Only a rotated token needs its answer kept: a token the IdP did not replace is asked about again, so a
+            // deprovisioning is seen at the next renewal, not a minute later.
+            if (answer.tokens.refreshToken === refreshToken) return;
+            rotatedAnswers.set(key, { result: answer, until: now() + REFRESH_REUSE_MS });
+            if (rotatedAnswers.size > MAX_REMEMBERED_REFRESHES) {
+              const oldest = rotatedAnswers.keys().next().value;
+              if (oldest !== undefined) rotatedAnswers.delete(oldest);
+            }
           },
-          // An outage is not an answer to remember either: the next caller asks the IdP again.
-          (error: unknown) => {
-            if (!(error instanceof Unauthenticated)) recentRefreshes.delete(key);
-          },
+          // Neither a refusal nor an outage is remembered: the next caller asks the IdP again, and refused tokens
+          // (anyone can make up one) take no room.
+          () => refreshesInFlight.delete(key),
         );
       }
-      return result.then((answer) => checkSubject(answer, refreshOptions));
+      return pending.then((answer) => checkSubject(answer, refreshOptions));
     },
   };
 }

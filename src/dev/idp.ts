@@ -78,6 +78,12 @@ export interface DevIdp {
    * sessions at the IdP end, and every refresh_token grant for it fails with invalid_grant.
    */
   disableAccount(sub: string): void;
+  /**
+   * Makes the next request to the userinfo endpoint fail as a company IdP's can: `'outage'` drops the connection
+   * without an answer (a crash or a timeout at the IdP); `'revoke-token'` revokes the access token it presents first,
+   * so the provider itself answers 401 invalid_token (the grant was revoked meanwhile).
+   */
+  failNextUserinfo(how: 'outage' | 'revoke-token'): void;
   /** Stops listening and closes open connections. */
   stop(): Promise<void>;
 }
@@ -425,6 +431,21 @@ ${form}
 
   const provider = new Provider(issuer, configuration);
   const providerListener = provider.callback();
+  let userinfoFailure: 'outage' | 'revoke-token' | undefined;
+
+  /** Applies a failure asked for by failNextUserinfo; true when the request was dropped. */
+  function failUserinfo(req: IncomingMessage, res: ServerResponse): boolean {
+    const how = userinfoFailure;
+    userinfoFailure = undefined;
+    if (how === 'outage') {
+      res.destroy();
+      return true;
+    }
+    const presented = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    // Opaque access tokens are stored under their own value, as oidc-provider revokes them.
+    if (presented !== undefined) store.delete(`AccessToken:${presented}`);
+    return false;
+  }
 
   async function autoConsent(req: IncomingMessage, res: ServerResponse, interaction: Interaction): Promise<void> {
     const clientId = String(interaction.params.client_id ?? '');
@@ -519,7 +540,10 @@ ${form}
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', issuer).pathname;
     const match = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|abort))?$/.exec(path);
-    const handled = match === null ? providerListener(req, res) : handleInteraction(req, res, match[1] ?? '', match[2]);
+    let handled: Promise<unknown>;
+    if (match !== null) handled = handleInteraction(req, res, match[1] ?? '', match[2]);
+    else if (path === '/me' && userinfoFailure !== undefined && failUserinfo(req, res)) handled = Promise.resolve();
+    else handled = providerListener(req, res);
     handled.catch((error: unknown) => {
       // Interaction errors (expired interaction, missing cookie) become an error page; no stack leaves.
       const description = error instanceof Error ? error.message : 'unexpected error';
@@ -543,6 +567,9 @@ ${form}
       disabled.add(sub);
       // End the IdP sessions too, so a browser that is still signed in cannot get a new code silently.
       store.deleteByAccount('Session', sub);
+    },
+    failNextUserinfo(how: 'outage' | 'revoke-token'): void {
+      userinfoFailure = how;
     },
     async stop(): Promise<void> {
       await new Promise<void>((resolve, reject) => {

@@ -154,16 +154,60 @@ export function peopleConformanceSuite(openFresh: OpenFresh): void {
           tx.updateSession(session.id, { lastUsedAt: T0 + MINUTE, idpTokenExpiresAt: T0 + 2 * HOUR }),
         );
         assert.deepEqual(touched, { ...session, lastUsedAt: T0 + MINUTE, idpTokenExpiresAt: T0 + 2 * HOUR });
-        const cleared = await store.transaction((tx) =>
-          tx.updateSession(session.id, { idpRefreshTokenCiphertext: null, idpTokenExpiresAt: null }),
-        );
-        assert.equal('idpRefreshTokenCiphertext' in cleared, false);
+        const cleared = await store.transaction((tx) => tx.updateSession(session.id, { idpTokenExpiresAt: null }));
+        assert.equal(cleared.idpRefreshTokenCiphertext, 'ciphertext');
         assert.equal('idpTokenExpiresAt' in cleared, false);
         assert.equal(cleared.lastUsedAt, T0 + MINUTE);
         await assert.rejects(
           store.transaction((tx) => tx.updateSession('s_none', { lastUsedAt: T0 })),
           isNotFound,
         );
+      }));
+
+    test('the IdP grant changes only by compare-and-set: a caller holding what it read wins once, a stale one never', () =>
+      withStore(async (store) => {
+        const alice = await store.transaction((tx) => tx.upsertPersonFromLogin(login('alice@vendor.example')));
+        const session = await store.transaction((tx) =>
+          tx.insertSession({
+            personId: alice.id,
+            secretHash: 'h1',
+            createdAt: T0,
+            expiresAt: T0 + 12 * HOUR,
+            idpRefreshTokenCiphertext: 'sealed-1',
+            idpTokenExpiresAt: T0 + HOUR,
+          }),
+        );
+        const read = { idpRefreshTokenCiphertext: 'sealed-1', idpTokenExpiresAt: T0 + HOUR };
+        const held = { idpRefreshTokenCiphertext: 'sealed-1', idpTokenExpiresAt: T0 + HOUR + MINUTE };
+        // Two callers read the same grant and both try to take it: exactly one does.
+        const taken = await Promise.all([
+          store.transaction((tx) => tx.swapSessionGrant(session.id, read, held)),
+          store.transaction((tx) => tx.swapSessionGrant(session.id, read, held)),
+        ]);
+        assert.deepEqual(
+          taken.sort((a, b) => Number(a) - Number(b)),
+          [false, true],
+        );
+        // The holder stores the renewed grant; a caller still holding the first read cannot write its token back.
+        const renewed = { idpRefreshTokenCiphertext: 'sealed-2', idpTokenExpiresAt: T0 + 2 * HOUR };
+        assert.equal(await store.transaction((tx) => tx.swapSessionGrant(session.id, held, renewed)), true);
+        assert.equal(
+          await store.transaction((tx) =>
+            tx.swapSessionGrant(session.id, read, { idpRefreshTokenCiphertext: 'sealed-1', idpTokenExpiresAt: null }),
+          ),
+          false,
+        );
+        assert.deepEqual(await store.getSession(session.id), { ...session, ...renewed });
+        // An expiry the IdP did not give is cleared; a revoked session and an unknown id are never written.
+        const open = { idpRefreshTokenCiphertext: 'sealed-3', idpTokenExpiresAt: null };
+        assert.equal(await store.transaction((tx) => tx.swapSessionGrant(session.id, renewed, open)), true);
+        assert.equal('idpTokenExpiresAt' in ((await store.getSession(session.id)) ?? {}), false);
+        await store.transaction((tx) => tx.updateSession(session.id, { idpTokenExpiresAt: T0 + 3 * HOUR }));
+        const current = { idpRefreshTokenCiphertext: 'sealed-3', idpTokenExpiresAt: T0 + 3 * HOUR };
+        await store.transaction((tx) => tx.revokeSession(session.id, T0 + MINUTE, 'logout'));
+        assert.equal(await store.transaction((tx) => tx.swapSessionGrant(session.id, current, renewed)), false);
+        assert.equal((await store.getSession(session.id))?.idpRefreshTokenCiphertext, undefined);
+        assert.equal(await store.transaction((tx) => tx.swapSessionGrant('s_none', current, renewed)), false);
       }));
 
     test('refuses a session for an unknown person, or with a taken id or secret hash', () =>

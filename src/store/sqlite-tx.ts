@@ -90,6 +90,7 @@ import type {
   PendingLoginPatch,
   PersonLogin,
   Session,
+  SessionGrant,
   SessionPatch,
   StoreTx,
   StoredVisa,
@@ -739,7 +740,6 @@ export class SqliteTx implements StoreTx {
     const columns: [string, SQLInputValue | undefined][] = [
       ['expires_at', patch.expiresAt],
       ['last_used_at', patch.lastUsedAt],
-      ['idp_refresh_token_ciphertext', patch.idpRefreshTokenCiphertext],
       ['idp_token_expires_at', patch.idpTokenExpiresAt],
     ];
     const sets: string[] = [];
@@ -750,6 +750,27 @@ export class SqliteTx implements StoreTx {
     }
     if (sets.length > 0) this.write(`UPDATE sessions SET ${sets.join(', ')} WHERE id = :id`, params);
     return this.mustGetSession(id);
+  }
+
+  async swapSessionGrant(
+    id: string,
+    expected: SessionGrant,
+    next: { idpRefreshTokenCiphertext: string; idpTokenExpiresAt: Instant | null },
+  ): Promise<boolean> {
+    // One statement: the engine checks and writes the row at once, so of two callers only one sees its expectation hold.
+    const written = this.write(
+      'UPDATE sessions SET idp_refresh_token_ciphertext = :next_ciphertext, idp_token_expires_at = :next_expires_at ' +
+        'WHERE id = :id AND revoked_at IS NULL AND idp_refresh_token_ciphertext = :ciphertext ' +
+        'AND idp_token_expires_at = :expires_at',
+      {
+        id,
+        ciphertext: expected.idpRefreshTokenCiphertext,
+        expires_at: expected.idpTokenExpiresAt,
+        next_ciphertext: next.idpRefreshTokenCiphertext,
+        next_expires_at: next.idpTokenExpiresAt,
+      },
+    );
+    return written === 1;
   }
 
   async revokeSession(id: string, now: Instant, reason: string): Promise<Session> {

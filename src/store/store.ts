@@ -140,12 +140,20 @@ export interface Session {
 }
 export type NewSession = Omit<Session, 'id' | 'lastUsedAt' | 'revokedAt' | 'revokeReason'> & { id?: string };
 
-/** Fields of a session that may change; `undefined` leaves a field as it is, `null` clears it. */
+/**
+ * Fields of a session that may change; `undefined` leaves a field as it is, `null` clears it. The IdP refresh token is
+ * not among them: it changes only by `swapSessionGrant`, so nothing can write back a token another caller has used.
+ */
 export interface SessionPatch {
   expiresAt?: Instant;
   lastUsedAt?: Instant;
-  idpRefreshTokenCiphertext?: string | null;
   idpTokenExpiresAt?: Instant | null;
+}
+
+/** A session's hold on its IdP grant, as read: the sealed refresh token and when the IdP's token is due. */
+export interface SessionGrant {
+  idpRefreshTokenCiphertext: string;
+  idpTokenExpiresAt: Instant;
 }
 
 /** Short-lived state of a device-code or browser login that has not finished yet. */
@@ -332,6 +340,17 @@ export interface PeopleWrites {
   insertSession(session: NewSession): Promise<Session>;
   /** Throws NotFound for an unknown id. */
   updateSession(id: string, patch: SessionPatch): Promise<Session>;
+  /**
+   * Compare-and-set of the session's IdP grant: writes `next` only when the session is not revoked and still holds
+   * exactly `expected`, and returns whether it wrote (false for an unknown id). Of the callers that read one grant,
+   * only one can change it: so one server of many takes a renewal at the IdP, and a caller that stalled cannot write
+   * back a refresh token that another has already used.
+   */
+  swapSessionGrant(
+    id: string,
+    expected: SessionGrant,
+    next: { idpRefreshTokenCiphertext: string; idpTokenExpiresAt: Instant | null },
+  ): Promise<boolean>;
   /**
    * Marks the session revoked and drops its IdP refresh token. Idempotent: a revoked session keeps its first
    * revocation time and reason. Throws NotFound for an unknown id.
