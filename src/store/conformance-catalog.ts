@@ -53,6 +53,55 @@ export function catalogConformanceSuite(openFresh: OpenFresh): void {
         );
       }));
 
+    test('a registered cluster round-trips, refuses a second of the same name, renews its credential, goes', () =>
+      withStore(async (store) => {
+        const edge = {
+          name: 'edge-1',
+          sealedKubeconfig: 'v1.iv.sealed-kubeconfig.tag',
+          directMode: true,
+          registeredBy: 'ada@corp.example',
+          registeredAt: T0,
+          credentialExpiresAt: T0 + DAY,
+          updatedAt: T0,
+        };
+        assert.deepEqual(await store.transaction((tx) => tx.insertRegisteredCluster(edge)), edge);
+        const plain = { ...edge, name: 'edge-0', directMode: false, credentialExpiresAt: undefined };
+        delete plain.credentialExpiresAt;
+        await store.transaction((tx) => tx.insertRegisteredCluster(plain));
+        await assert.rejects(
+          store.transaction((tx) => tx.insertRegisteredCluster({ ...edge, sealedKubeconfig: 'other' })),
+          (error: Error & { code?: string }) => error.code === 'ERR_CONFLICT',
+        );
+        assert.deepEqual(await store.getRegisteredCluster('edge-1'), edge);
+        assert.deepEqual(await store.listRegisteredClusters(), [plain, edge]);
+        const renewed = await store.transaction((tx) =>
+          tx.updateRegisteredClusterCredential('edge-1', {
+            sealedKubeconfig: 'v1.iv.renewed.tag',
+            credentialExpiresAt: T0 + 2 * DAY,
+            now: T0 + DAY / 2,
+          }),
+        );
+        assert.deepEqual(renewed, {
+          ...edge,
+          sealedKubeconfig: 'v1.iv.renewed.tag',
+          credentialExpiresAt: T0 + 2 * DAY,
+          updatedAt: T0 + DAY / 2,
+        });
+        await assert.rejects(
+          store.transaction((tx) =>
+            tx.updateRegisteredClusterCredential('none', { sealedKubeconfig: 'x', now: T0 + DAY }),
+          ),
+          (error: Error & { code?: string }) => error.code === 'ERR_NOT_FOUND',
+        );
+        assert.equal(await store.transaction((tx) => tx.deleteRegisteredCluster('edge-1')), true);
+        assert.equal(await store.transaction((tx) => tx.deleteRegisteredCluster('edge-1')), false);
+        assert.equal(await store.getRegisteredCluster('edge-1'), undefined);
+        assert.deepEqual(
+          (await store.listRegisteredClusters()).map((c) => c.name),
+          ['edge-0'],
+        );
+      }));
+
     test('a profile round-trips its rules and declared risks; an upsert replaces it', () =>
       withStore(async (store) => {
         const debuggerProfile = profileFixture('debugger');

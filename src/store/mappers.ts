@@ -25,7 +25,15 @@ import {
   text,
   type Row,
 } from './rows.ts';
-import type { AuditEvent, ClusterRecord, Intent, PendingLogin, Session, StoredVisa } from './store.ts';
+import type {
+  AuditEvent,
+  ClusterRecord,
+  Intent,
+  PendingLogin,
+  RegisteredClusterRecord,
+  Session,
+  StoredVisa,
+} from './store.ts';
 
 export const PERSON_COLUMNS =
   'id, issuer, subject, email, display_name, groups_json, roles_json, status, created_at, updated_at';
@@ -199,6 +207,35 @@ export function mapCluster(row: Row): ClusterRecord {
     ...definedOnly({ caData: optionalText(row, t, 'ca_data'), credentialRef: optionalText(row, t, 'credential_ref') }),
     createdAt: integer(row, t, 'created_at'),
     updatedAt: integer(row, t, 'updated_at'),
+  };
+}
+
+export const REGISTERED_CLUSTER_COLUMNS =
+  'name, sealed_kubeconfig, direct_mode, registered_by, registered_at, credential_expires_at, updated_at';
+
+export function mapRegisteredCluster(row: Row): RegisteredClusterRecord {
+  const t = 'registered_clusters';
+  return {
+    name: text(row, t, 'name'),
+    sealedKubeconfig: text(row, t, 'sealed_kubeconfig'),
+    directMode: integer(row, t, 'direct_mode') === 1,
+    registeredBy: text(row, t, 'registered_by'),
+    registeredAt: integer(row, t, 'registered_at'),
+    ...definedOnly({ credentialExpiresAt: optionalInteger(row, t, 'credential_expires_at') }),
+    updatedAt: integer(row, t, 'updated_at'),
+  };
+}
+
+/** The named parameters of a registered_clusters row (both engines write it the same way). */
+export function registeredClusterParams(cluster: RegisteredClusterRecord): Record<string, string | number | null> {
+  return {
+    name: cluster.name,
+    sealed_kubeconfig: cluster.sealedKubeconfig,
+    direct_mode: cluster.directMode ? 1 : 0,
+    registered_by: cluster.registeredBy,
+    registered_at: cluster.registeredAt,
+    credential_expires_at: cluster.credentialExpiresAt ?? null,
+    updated_at: cluster.updatedAt,
   };
 }
 

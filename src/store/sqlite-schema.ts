@@ -343,6 +343,22 @@ INSERT INTO scim_links (email, idp, how, linked_by, created_at)
   FROM scim_users WHERE email IS NOT NULL GROUP BY email, provisioned_by;
 `,
   },
+  {
+    version: 7,
+    name: 'clusters registered at run time',
+    // Kept apart from `clusters` (every managed cluster's connection facts): only these carry a credential, sealed.
+    sql: `
+CREATE TABLE registered_clusters (
+  name TEXT PRIMARY KEY,
+  sealed_kubeconfig TEXT NOT NULL,
+  direct_mode INTEGER NOT NULL CHECK (direct_mode IN (0, 1)),
+  registered_by TEXT NOT NULL,
+  registered_at INTEGER NOT NULL,
+  credential_expires_at INTEGER,
+  updated_at INTEGER NOT NULL
+) STRICT;
+`,
+  },
 ];
 
 /**

@@ -40,6 +40,7 @@ import type {
   AuditFilter,
   AuditRecord,
   ClusterRecord,
+  RegisteredClusterRecord,
   EngagementFilter,
   Intent,
   IntentFilter,
@@ -674,6 +675,12 @@ class SqliteStoreImpl implements SqliteStore {
   }
   listClusters(): Promise<ClusterRecord[]> {
     return this.read((r) => r.listClusters());
+  }
+  getRegisteredCluster(name: string): Promise<RegisteredClusterRecord | undefined> {
+    return this.read((r) => r.getRegisteredCluster(name));
+  }
+  listRegisteredClusters(): Promise<RegisteredClusterRecord[]> {
+    return this.read((r) => r.listRegisteredClusters());
   }
   getProfile(name: string): Promise<Profile | undefined> {
     return this.read((r) => r.getProfile(name));

@@ -297,6 +297,26 @@ export interface ClusterRecord {
 /** Input of `upsertCluster`: `now` becomes `createdAt` on insert and `updatedAt` always. */
 export type ClusterInput = Omit<ClusterRecord, 'createdAt' | 'updatedAt'> & { now: Instant };
 
+/**
+ * A cluster an admin registered at run time (`kubevisa cluster add`), beside those of the start-up configuration.
+ * Its kubeconfig holds kubevisa's credential: the store keeps it only sealed (auth/secret-box.ts), so a copy of the
+ * database alone reveals no credential; no API returns it.
+ */
+export interface RegisteredClusterRecord {
+  name: string;
+  /** kubevisa's kubeconfig for the cluster (YAML), sealed by the server's secret box. */
+  sealedKubeconfig: string;
+  /** Whether people may take direct-mode tokens for this cluster (see `clusters[].directMode`). */
+  directMode: boolean;
+  /** Email of the admin who registered it. */
+  registeredBy: string;
+  registeredAt: Instant;
+  /** When the credential in the kubeconfig expires (its JWT `exp`); absent when it does not say. */
+  credentialExpiresAt?: Instant;
+  /** Last change: registration or a renewal of the credential. */
+  updatedAt: Instant;
+}
+
 // The interface is split by aggregate: each has its reads (on the store and inside a transaction) and its writes
 // (inside a transaction only). A use case or capability can ask for just the part it touches
 // (`VisaReads & VisaWrites`), and an engine implements them all. The conformance suite is split the same way.
@@ -459,6 +479,9 @@ export interface CatalogReads {
   getCluster(name: string): Promise<ClusterRecord | undefined>;
   /** Ordered by name. */
   listClusters(): Promise<ClusterRecord[]>;
+  getRegisteredCluster(name: string): Promise<RegisteredClusterRecord | undefined>;
+  /** Ordered by name. */
+  listRegisteredClusters(): Promise<RegisteredClusterRecord[]>;
 
   getProfile(name: string): Promise<Profile | undefined>;
   /** Ordered by name. */
@@ -472,6 +495,15 @@ export interface CatalogWrites {
   upsertCluster(cluster: ClusterInput): Promise<ClusterRecord>;
   /** Returns whether a cluster was deleted. */
   deleteCluster(name: string): Promise<boolean>;
+  /** Registers a cluster. Throws Conflict when one of that name is registered already. */
+  insertRegisteredCluster(cluster: RegisteredClusterRecord): Promise<RegisteredClusterRecord>;
+  /** Replaces a registered cluster's sealed kubeconfig after a renewal. Throws NotFound when it is not registered. */
+  updateRegisteredClusterCredential(
+    name: string,
+    credential: { sealedKubeconfig: string; credentialExpiresAt?: Instant; now: Instant },
+  ): Promise<RegisteredClusterRecord>;
+  /** Returns whether a registered cluster was deleted. */
+  deleteRegisteredCluster(name: string): Promise<boolean>;
 
   /** Creates or replaces the profile. */
   upsertProfile(profile: Profile): Promise<Profile>;

@@ -25,6 +25,7 @@ export const COPIED_TABLES: readonly string[] = [
   'sessions',
   'pending_logins',
   'clusters',
+  'registered_clusters',
   'profiles',
   'settings',
   'scim_users',

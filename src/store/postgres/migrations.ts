@@ -371,6 +371,22 @@ END
 $$;
 `,
   },
+  {
+    version: 4,
+    name: 'clusters registered at run time',
+    // Kept apart from `clusters` (every managed cluster's connection facts): only these carry a credential, sealed.
+    sql: `
+CREATE TABLE registered_clusters (
+  name TEXT PRIMARY KEY,
+  sealed_kubeconfig TEXT NOT NULL,
+  direct_mode INTEGER NOT NULL CHECK (direct_mode IN (0, 1)),
+  registered_by TEXT NOT NULL,
+  registered_at BIGINT NOT NULL,
+  credential_expires_at BIGINT,
+  updated_at BIGINT NOT NULL
+);
+`,
+  },
 ];
 
 /** The tables the runtime role may only read and insert into. */

@@ -28,6 +28,7 @@ import type {
   AuditRecord,
   ChangeFeed,
   ClusterRecord,
+  RegisteredClusterRecord,
   EngagementFilter,
   Intent,
   IntegrityFinding,
@@ -679,6 +680,12 @@ class PostgresStoreImpl implements PostgresStore {
   }
   listClusters(): Promise<ClusterRecord[]> {
     return this.read((r) => r.listClusters());
+  }
+  getRegisteredCluster(name: string): Promise<RegisteredClusterRecord | undefined> {
+    return this.read((r) => r.getRegisteredCluster(name));
+  }
+  listRegisteredClusters(): Promise<RegisteredClusterRecord[]> {
+    return this.read((r) => r.listRegisteredClusters());
   }
   getProfile(name: string): Promise<Profile | undefined> {
     return this.read((r) => r.getProfile(name));

@@ -20,6 +20,9 @@ import { newId } from '../ids.ts';
 import {
   AUDIT_COLUMNS,
   CLUSTER_COLUMNS,
+  REGISTERED_CLUSTER_COLUMNS,
+  mapRegisteredCluster,
+  registeredClusterParams,
   ENGAGEMENT_COLUMNS,
   INTENT_COLUMNS,
   LOGIN_COLUMNS,
@@ -69,6 +72,7 @@ import type {
   AuditRecord,
   ClusterInput,
   ClusterRecord,
+  RegisteredClusterRecord,
   EngagementFilter,
   Intent,
   IntentFilter,
@@ -994,6 +998,56 @@ export class PgTx implements StoreTx {
 
   async deleteCluster(name: string): Promise<boolean> {
     return (await this.write('DELETE FROM clusters WHERE name = :name', { name })) > 0;
+  }
+
+  async getRegisteredCluster(name: string): Promise<RegisteredClusterRecord | undefined> {
+    const row = await this.one(`SELECT ${REGISTERED_CLUSTER_COLUMNS} FROM registered_clusters WHERE name = :name`, {
+      name,
+    });
+    return row === undefined ? undefined : mapRegisteredCluster(row);
+  }
+
+  async listRegisteredClusters(): Promise<RegisteredClusterRecord[]> {
+    return await this.manyMap(
+      `SELECT ${REGISTERED_CLUSTER_COLUMNS} FROM registered_clusters ORDER BY name`,
+      mapRegisteredCluster,
+    );
+  }
+
+  async insertRegisteredCluster(cluster: RegisteredClusterRecord): Promise<RegisteredClusterRecord> {
+    try {
+      await this.write(
+        `INSERT INTO registered_clusters (${REGISTERED_CLUSTER_COLUMNS}) VALUES (:name, :sealed_kubeconfig, ` +
+          ':direct_mode, :registered_by, :registered_at, :credential_expires_at, :updated_at)',
+        registeredClusterParams(cluster),
+      );
+    } catch (error) {
+      throw translatePgError(error);
+    }
+    return cluster;
+  }
+
+  async updateRegisteredClusterCredential(
+    name: string,
+    credential: { sealedKubeconfig: string; credentialExpiresAt?: Instant; now: Instant },
+  ): Promise<RegisteredClusterRecord> {
+    const changed = await this.write(
+      'UPDATE registered_clusters SET sealed_kubeconfig = :sealed, credential_expires_at = :expires, ' +
+        'updated_at = :now WHERE name = :name',
+      {
+        name,
+        sealed: credential.sealedKubeconfig,
+        expires: orNull(credential.credentialExpiresAt),
+        now: credential.now,
+      },
+    );
+    const stored = changed > 0 ? await this.getRegisteredCluster(name) : undefined;
+    if (stored === undefined) throw new NotFound(`no registered cluster '${name}'`);
+    return stored;
+  }
+
+  async deleteRegisteredCluster(name: string): Promise<boolean> {
+    return (await this.write('DELETE FROM registered_clusters WHERE name = :name', { name })) > 0;
   }
 
   // ---- profiles ----
