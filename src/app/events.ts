@@ -10,6 +10,10 @@ export interface AppEventMap {
   'visas-ended': [visas: Visa[], reason: string];
   /** Something changed that the reconciler must converge in these clusters. */
   'clusters-changed': [clusters: string[]];
+  /** A cluster was registered at run time (or found registered by another replica): serve it from now on. */
+  'cluster-added': [name: string];
+  /** A registered cluster was removed: stop serving it. */
+  'cluster-removed': [name: string];
   /** A person was deprovisioned (offboarded by an admin or by the identity provider). */
   'person-deprovisioned': [person: Person, reason: string];
   /** Any visa was created or changed state (for indexes such as the gateway's). */

@@ -684,6 +684,58 @@ export const commands: CommandSpec[] = [
     ];
   })(),
   {
+    path: ['cluster', 'add'],
+    summary: "Register a cluster at run time with kubevisa's kubeconfig for it (admin); checked before it is kept",
+    usage: 'kubevisa cluster add NAME --kubeconfig FILE [--direct-mode] [-o json]',
+    positionals: ['NAME'],
+    examples: [
+      "kubevisa cluster add edge-7 --kubeconfig ./edge/clusters/edge-7.kubeconfig   # 'kubevisa install edge-7 --data-dir ./edge' wrote it",
+      'kubevisa cluster add lab --kubeconfig lab.kubeconfig --direct-mode -o json',
+    ],
+    options: {
+      kubeconfig: {
+        type: 'string',
+        description:
+          "the kubeconfig 'kubevisa install' wrote for the cluster (required; sent once, kept encrypted, never shown)",
+        placeholder: 'FILE',
+      },
+      'direct-mode': {
+        type: 'boolean',
+        description: 'let people take direct-mode tokens for this cluster (default off: the gateway only)',
+      },
+      ...connection,
+      ...outputOption,
+    },
+    load: async () => ({ run: (await import('./commands/cluster.ts')).add }),
+  },
+  {
+    path: ['cluster', 'list'],
+    summary: 'List managed clusters: source (config or registered), reachable, last pass, credential expiry (staff)',
+    usage: 'kubevisa cluster list [-o json|yaml]',
+    examples: [
+      'kubevisa cluster list',
+      "kubevisa cluster list -o json | jq -r '.items[] | select(.reachable | not) | .name'",
+    ],
+    options: { ...connection, ...outputOption },
+    load: async () => ({ run: (await import('./commands/cluster.ts')).list }),
+  },
+  {
+    path: ['cluster', 'remove'],
+    summary: 'Stop managing a registered cluster (admin); --force revokes its granting visas first',
+    usage: 'kubevisa cluster remove NAME [--force]',
+    positionals: ['NAME'],
+    examples: ['kubevisa cluster remove edge-7', 'kubevisa cluster remove edge-7 --force   # revokes its visas first'],
+    options: {
+      force: {
+        type: 'boolean',
+        description: 'revoke the visas that still grant access there first (each audited as a revoke); default: refuse',
+      },
+      ...connection,
+      ...outputOption,
+    },
+    load: async () => ({ run: (await import('./commands/cluster.ts')).remove }),
+  },
+  {
     path: ['scim', 'token', 'create'],
     summary: "Create a SCIM bearer token for one identity provider's provisioning (admin); shown once",
     usage: 'kubevisa scim token create IDP | --idp NAME [-o json]',

@@ -5,7 +5,7 @@
  */
 import { Agent } from 'node:https';
 import { join } from 'node:path';
-import { loadKubeConfig, connectionOf } from '../cluster/kubeconfig.ts';
+import { loadKubeConfig, connectionOf, type KubeconfigSource } from '../cluster/kubeconfig.ts';
 import { InvalidInput } from '../domain/errors.ts';
 import type { ServerContext } from '../server/context.ts';
 import { DEFAULT_MAX_QUEUED_EVENTS } from './audit-writer.ts';
@@ -71,7 +71,26 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
   };
   const maxQueuedAuditEvents = numberOr(raw?.auditQueueLimit, DEFAULT_MAX_QUEUED_EVENTS, 'gateway.auditQueueLimit');
   const clusters = new Map<string, UpstreamCluster>();
-  for (const c of context.config.clusters) clusters.set(c.name, upstreamFor(c.name, c.kubeconfig));
+  const serve = (name: string) => {
+    const source = context.clusterRegistry.kubeconfigSource(name);
+    if (source === undefined) return;
+    drop(name);
+    clusters.set(
+      name,
+      upstreamFor(name, () => context.clusterRegistry.kubeconfigSource(name) ?? source),
+    );
+  };
+  const drop = (name: string) => {
+    const upstream = clusters.get(name);
+    if (!upstream) return;
+    clusters.delete(name);
+    upstream.agent.destroy();
+    upstream.streamAgent.destroy();
+  };
+  for (const name of context.clusters.keys()) serve(name);
+  // Clusters registered or removed at run time (server/cluster-registry.ts): served, or refused, from then on.
+  context.events.on('cluster-added', serve);
+  context.events.on('cluster-removed', drop);
   const index = new GrantIndex(context.store, context.protectedNamespaces);
   await index.rebuild();
   const gateway = new Gateway({
@@ -222,12 +241,12 @@ function numberOr(value: unknown, fallback: number, field: string): number {
   return value;
 }
 
-function upstreamFor(name: string, kubeconfigPath: string): UpstreamCluster {
+/** An upstream whose kubeconfig `source()` gives (a file, or a registered cluster's text), re-read after renewals. */
+function upstreamFor(name: string, source: () => KubeconfigSource): UpstreamCluster {
   const read = () => {
-    const kubeConfig = loadKubeConfig({ kubeconfigPath }, name);
+    const kubeConfig = loadKubeConfig(source(), name);
     const user = kubeConfig.getCurrentUser();
-    if (!user?.token)
-      throw new InvalidInput(`cluster '${name}': kubevisa's kubeconfig ${kubeconfigPath} has no bearer token`);
+    if (!user?.token) throw new InvalidInput(`cluster '${name}': kubevisa's kubeconfig for it has no bearer token`);
     return { token: user.token, connection: connectionOf(kubeConfig, name) };
   };
   let current = read();

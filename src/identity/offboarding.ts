@@ -135,7 +135,15 @@ export class OffboardingOrchestrator {
     this.options = options;
     this.store = options.store;
     this.now = options.now ?? Date.now;
-    for (const [name, cluster] of options.clusters) this.probes.set(name, new ClusterProbe({ cluster, now: this.now }));
+  }
+
+  /** A probe per managed cluster, read on every use: clusters registered or removed at run time count too. */
+  private currentProbes(): Map<string, ClusterProbe> {
+    for (const name of this.probes.keys()) if (!this.options.clusters.has(name)) this.probes.delete(name);
+    for (const [name, cluster] of this.options.clusters) {
+      if (!this.probes.has(name)) this.probes.set(name, new ClusterProbe({ cluster, now: this.now }));
+    }
+    return this.probes;
   }
 
   addProof(proof: ExtraProof): void {
@@ -280,7 +288,7 @@ export class OffboardingOrchestrator {
 
   private async mintCanaries(email: string): Promise<Map<string, CanaryState>> {
     const entries = await Promise.all(
-      [...this.probes].map(async ([name, probe]): Promise<[string, CanaryState]> => {
+      [...this.currentProbes()].map(async ([name, probe]): Promise<[string, CanaryState]> => {
         try {
           const canary = await withTimeout(
             probe.mintCanary(email),
@@ -321,7 +329,7 @@ export class OffboardingOrchestrator {
       ),
       ...this.extraProofs.map((p) => pendingStep(`extra/${p.id}`, p.step, p.proof)),
     ];
-    for (const name of this.probes.keys()) {
+    for (const name of this.currentProbes().keys()) {
       steps.push(
         pendingStep(
           `cluster/${name}/rolebindings`,
@@ -436,7 +444,9 @@ export class OffboardingOrchestrator {
       await this.proveStoreSteps(person, before, open, attempt);
       await this.proveStreamsClosed(id, person, open, attempt);
       await Promise.all(
-        [...this.probes].map(([name, probe]) => this.proveCluster(id, name, probe, person, started, open, attempt)),
+        [...this.currentProbes()].map(([name, probe]) =>
+          this.proveCluster(id, name, probe, person, started, open, attempt),
+        ),
       );
     }
 

@@ -53,7 +53,7 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
   const metrics = new MonitorMetrics({
     async visaCounts() {
       const now = Date.now();
-      const activeByCluster = new Map<string, number>(clusterNames.map((name) => [name, 0]));
+      const activeByCluster = new Map<string, number>([...context.clusters.keys()].map((name) => [name, 0]));
       for (const visa of await store.listVisasGrantingAt(now)) {
         activeByCluster.set(visa.cluster, (activeByCluster.get(visa.cluster) ?? 0) + 1);
       }
@@ -116,7 +116,8 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
   every(AUDIT_FOLLOW_INTERVAL_MS, 'following the audit trail', () => service.followAudit());
   every(monitoring.checkIntervalMs, 'checking visas', () => service.checkVisas());
   every(USAGE_SAVE_INTERVAL_MS, 'saving last use', () => service.saveUsage());
-  const scanAll = () => Promise.all(clusterNames.map((name) => service.scan(name)));
+  // Read on every run: clusters registered at run time are scanned too.
+  const scanAll = () => Promise.all([...context.clusters.keys()].map((name) => service.scan(name)));
   if (monitoring.scanIntervalMs > 0) {
     every(monitoring.scanIntervalMs, 'scanning clusters', scanAll);
     // The baseline scan runs in the background so start-up does not wait for large clusters.

@@ -104,7 +104,8 @@ export class Reconciler {
   private readonly reportedMissing = new Set<string>();
   private readonly reportedProtected = new Set<string>();
   private readonly reportedRepairFailures = new Set<string>();
-  private readonly stopWatches: (() => void)[] = [];
+  /** Per cluster: how to stop its watches. */
+  private readonly stopWatches = new Map<string, (() => void)[]>();
   private readonly lastReport = new Map<string, PassReport>();
   /** Per cluster: people whose direct tokens must end (person id → why), until a pass has done it. */
   private readonly endRequests = new Map<string, Map<string, string>>();
@@ -118,6 +119,7 @@ export class Reconciler {
   private deadlineTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private started = false;
 
   constructor(options: ReconcilerOptions) {
     this.options = options;
@@ -129,26 +131,55 @@ export class Reconciler {
   /** Repairs whatever an earlier process left half-done, then keeps every cluster converged. */
   async start(): Promise<void> {
     await Promise.all([...this.clusters.keys()].map((name) => this.reconcileNow(name)));
-    for (const [name, cluster] of this.clusters) {
-      this.stopWatches.push(
-        cluster.watchManagedRoleBindings(
-          () => this.kick([name]),
-          () => this.kick([name]),
-        ),
-        // A profile widened by hand widens every visa that uses it: restored as fast as a binding.
-        cluster.watchProfileClusterRoles(
-          () => this.kick([name]),
-          () => this.kick([name]),
-        ),
-        cluster.watchOwnRbac(
-          () => this.kick([name]),
-          () => this.kick([name]),
-        ),
-      );
-    }
+    this.started = true;
+    for (const [name, cluster] of this.clusters) this.watch(name, cluster);
     const interval = this.options.resyncIntervalMs ?? 30_000;
     this.resyncTimer = setInterval(() => this.kick([...this.clusters.keys()]), interval);
     this.resyncTimer.unref();
+  }
+
+  /**
+   * Manages one more cluster from now on (registered at run time): watched, and converged at once once started. A
+   * cluster that does not answer only fails its own passes (retried with backoff); the others go on.
+   */
+  addCluster(name: string, cluster: ReconcilerCluster): void {
+    this.removeCluster(name);
+    this.clusters.set(name, cluster);
+    if (!this.started || this.stopped) return;
+    this.watch(name, cluster);
+    this.kick([name]);
+  }
+
+  /** Stops managing a cluster: its watches and timers end and no pass starts for it (one under way finishes). */
+  removeCluster(name: string): void {
+    this.clusters.delete(name);
+    for (const stop of this.stopWatches.get(name) ?? []) stop();
+    this.stopWatches.delete(name);
+    clearTimeout(this.retryTimers.get(name));
+    this.retryTimers.delete(name);
+    clearTimeout(this.holdTimers.get(name)?.timer);
+    this.holdTimers.delete(name);
+    this.again.delete(name);
+    this.backoff.delete(name);
+    this.lastReport.delete(name);
+  }
+
+  private watch(name: string, cluster: ReconcilerCluster): void {
+    this.stopWatches.set(name, [
+      cluster.watchManagedRoleBindings(
+        () => this.kick([name]),
+        () => this.kick([name]),
+      ),
+      // A profile widened by hand widens every visa that uses it: restored as fast as a binding.
+      cluster.watchProfileClusterRoles(
+        () => this.kick([name]),
+        () => this.kick([name]),
+      ),
+      cluster.watchOwnRbac(
+        () => this.kick([name]),
+        () => this.kick([name]),
+      ),
+    ]);
   }
 
   stop(): void {
@@ -157,7 +188,7 @@ export class Reconciler {
     clearInterval(this.resyncTimer);
     for (const timer of this.retryTimers.values()) clearTimeout(timer);
     for (const { timer } of this.holdTimers.values()) clearTimeout(timer);
-    for (const stop of this.stopWatches) stop();
+    for (const stops of this.stopWatches.values()) for (const stop of stops) stop();
   }
 
   /** Schedules a pass for these clusters (coalesced: one running pass plus at most one queued). */

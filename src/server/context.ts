@@ -17,6 +17,7 @@ import type { AppEvents } from '../app/events.ts';
 import type { PeopleService } from '../app/people.ts';
 import type { SessionService } from '../app/sessions.ts';
 import type { VisaService } from '../app/visas.ts';
+import type { ClusterRegistry } from './cluster-registry.ts';
 import type { ServerConfig } from './config.ts';
 import type { PrefixDeclaration, RouteSpec } from './routes.ts';
 
@@ -36,6 +37,8 @@ export interface ServerContext {
   /** Namespaces beyond the always-protected ones that no visa may grant (the config's, and the server's own). */
   protectedNamespaces: readonly string[];
   reconciler: Reconciler;
+  /** Clusters registered at run time, and where each managed cluster's kubeconfig is read from. */
+  clusterRegistry: ClusterRegistry;
   visas: VisaService;
   engagements: EngagementService;
   people: PeopleService;

@@ -2,7 +2,8 @@
  * kubevisa's own credential for each cluster is a TokenRequest token (24 h from `kubevisa install`). Before half
  * of its life has passed, kubevisa asks for a new one with the rights `install` gave it for exactly that
  * (`serviceaccounts/token` on its own ServiceAccount), writes the kubeconfig file anew (0600, atomically), and
- * switches its clients to it; the gateway re-reads the file. Without this a server would lose every cluster a
+ * switches its clients to it; the gateway re-reads the file. A cluster registered at run time keeps its kubeconfig
+ * sealed in the store instead of a file: the renewed one is sealed and stored the same way. Without this a server would lose every cluster a
  * day after install.
  */
 import { rename, readFile, writeFile } from 'node:fs/promises';
@@ -24,6 +25,11 @@ export interface CredentialRenewal {
 export function startCredentialRenewal(options: {
   clusters: Map<string, ClusterClient>;
   kubeconfigFiles: Map<string, string>;
+  /** Clusters registered at run time, whose kubeconfig the store keeps (sealed) instead of a file. */
+  registered?: {
+    kubeconfigOf(name: string): string | undefined;
+    save(name: string, kubeconfigYaml: string): Promise<void>;
+  };
   store: Store;
   /** How often to check, in ms (default 10 minutes). */
   intervalMs?: number;
@@ -33,9 +39,10 @@ export function startCredentialRenewal(options: {
     const renewed: string[] = [];
     for (const [name, client] of options.clusters) {
       const file = options.kubeconfigFiles.get(name);
-      if (!file) continue;
+      const registered = file === undefined ? options.registered?.kubeconfigOf(name) : undefined;
+      if (file === undefined && registered === undefined) continue;
       try {
-        const life = tokenLife(await readFile(file, 'utf8'));
+        const life = tokenLife(file !== undefined ? await readFile(file, 'utf8') : registered!);
         if (!life || now < life.issuedAt + (life.expiresAt - life.issuedAt) / 2) continue;
         let seconds = Math.max(
           MIN_SECONDS,
@@ -43,9 +50,13 @@ export function startCredentialRenewal(options: {
         );
         if (seconds === EXTENDED_SECONDS) seconds -= 1;
         const fresh = await renewOwnToken(client, seconds);
-        const temporary = `${file}.renew`;
-        await writeFile(temporary, fresh.kubeconfigYaml, { mode: 0o600 });
-        await rename(temporary, file);
+        if (file !== undefined) {
+          const temporary = `${file}.renew`;
+          await writeFile(temporary, fresh.kubeconfigYaml, { mode: 0o600 });
+          await rename(temporary, file);
+        } else {
+          await options.registered!.save(name, fresh.kubeconfigYaml);
+        }
         const token = tokenLife(fresh.kubeconfigYaml)?.token;
         if (token) client.useToken(token);
         await options.store.transaction((tx) =>
@@ -71,7 +82,7 @@ export function startCredentialRenewal(options: {
 }
 
 /** The bearer token of a kubeconfig and its JWT `iat`/`exp`, in epoch ms; undefined for a token that is not a JWT. */
-function tokenLife(kubeconfigYaml: string): { token: string; issuedAt: number; expiresAt: number } | undefined {
+export function tokenLife(kubeconfigYaml: string): { token: string; issuedAt: number; expiresAt: number } | undefined {
   const token = /token: *"?([A-Za-z0-9._-]+)"?/.exec(kubeconfigYaml)?.[1];
   const payload = token?.split('.')[1];
   if (!token || !payload) return undefined;

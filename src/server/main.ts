@@ -34,6 +34,11 @@ import { wireCapabilities, type Capabilities } from './extensions.ts';
 import { assertPortFree } from './port.ts';
 import { protectOwnNamespace } from './own-namespace.ts';
 import { startCredentialRenewal } from './credential-renewal.ts';
+import { ClusterRegistry } from './cluster-registry.ts';
+import { declareClusterRoutes } from './cluster-routes.ts';
+
+/** How often each server reads the registered clusters from the store (those another replica added or removed), ms. */
+const REGISTRY_SYNC_INTERVAL_MS = 10_000;
 
 export interface RunningServer {
   url: string;
@@ -121,18 +126,8 @@ export async function startServer(
         }),
       );
     }
-    const renewal = startCredentialRenewal({
-      clusters,
-      // In-cluster credentials are renewed by the kubelet, never by kubevisa.
-      kubeconfigFiles: new Map(config.clusters.filter((c) => !c.inCluster).map((c) => [c.name, c.kubeconfig])),
-      store,
-      onError: (cluster, error) =>
-        process.stderr.write(
-          `kubevisa: renewing kubevisa's credential for cluster '${cluster}' failed: ${error.message}\n`,
-        ),
-    });
-    void renewal.renewDue();
     const policy = protectOwnNamespace(config.policy);
+    // Live: a cluster registered at run time with --direct-mode joins it (cluster-registry.ts).
     const directModeClusters = new Set(config.clusters.filter((c) => c.directMode === true).map((c) => c.name));
     const reconciler = new Reconciler({
       allowsDirectMode: (name) => directModeClusters.has(name),
@@ -192,6 +187,34 @@ export async function startServer(
       },
       reconciler,
     });
+    const clusterRegistry = new ClusterRegistry({
+      store,
+      secretBox,
+      clusters,
+      configured: new Map(config.clusters.map((c) => [c.name, c.kubeconfig])),
+      directMode: directModeClusters,
+      reconciler,
+      events,
+      visas,
+      onError: (cluster, error) =>
+        process.stderr.write(`kubevisa: serving registered cluster '${cluster}' failed: ${error.message}\n`),
+    });
+    await clusterRegistry.sync();
+    const renewal = startCredentialRenewal({
+      clusters,
+      registered: {
+        kubeconfigOf: (name) => clusterRegistry.registeredKubeconfig(name),
+        save: async (name, kubeconfigYaml) => clusterRegistry.saveRenewedKubeconfig(name, kubeconfigYaml),
+      },
+      // In-cluster credentials are renewed by the kubelet, never by kubevisa.
+      kubeconfigFiles: new Map(config.clusters.filter((c) => !c.inCluster).map((c) => [c.name, c.kubeconfig])),
+      store,
+      onError: (cluster, error) =>
+        process.stderr.write(
+          `kubevisa: renewing kubevisa's credential for cluster '${cluster}' failed: ${error.message}\n`,
+        ),
+    });
+    void renewal.renewDue();
     const rawRoutes: RawRoute[] = [];
     const { app, router } = await buildApi({
       rawRoutes,
@@ -226,6 +249,7 @@ export async function startServer(
       clusters,
       protectedNamespaces: policy.protectedNamespaces ?? [],
       reconciler,
+      clusterRegistry,
       visas,
       engagements,
       people,
@@ -241,6 +265,11 @@ export async function startServer(
       onStop: (stop) => stops.push(stop),
     };
     const capabilities = await wireCapabilities(context);
+    declareClusterRoutes(context, clusterRegistry);
+    // Another replica on the same store may register or remove clusters: each converges on the store's list.
+    const registrySync = setInterval(() => void clusterRegistry.sync(), REGISTRY_SYNC_INTERVAL_MS);
+    registrySync.unref();
+    stops.push(() => clearInterval(registrySync));
     // Offboarding is the identity capability's (it proves every step with a live call: the receipt).
     router.route({
       method: 'POST',

@@ -33,6 +33,9 @@ export const run: CommandRun = async ({ values, positionals, io }) => {
   await writeFile(file, result.kubeconfigYaml, { mode: 0o600 });
   io.err(`Installed kubevisa in cluster '${cluster}' in ${((Date.now() - started) / 1000).toFixed(1)} s.\n`);
   io.out(`${file}\n`);
-  io.err(`Add it to the server's config:\n  clusters:\n    - name: ${cluster}\n      kubeconfig: ${file}\n`);
+  io.err(
+    `Add it to the server's config:\n  clusters:\n    - name: ${cluster}\n      kubeconfig: ${file}\n` +
+      `or register it with a running server: kubevisa cluster add ${cluster} --kubeconfig ${file}\n`,
+  );
   return 0;
 };

@@ -78,6 +78,26 @@ export interface ControlPlane {
   stopApiServer(): Promise<void>;
   /** Starts kube-apiserver again on the same port with the same flags and waits until it is ready. */
   startApiServer(): Promise<void>;
+  /**
+   * Starts one more kube-apiserver on this control plane's etcd, under a key prefix of its own: a separate cluster
+   * (its own objects, RBAC and ServiceAccount signing key) for the price of one process. It has no controllers,
+   * scheduler or node: enough for RBAC, ServiceAccounts and TokenRequest, which is what kubevisa writes. stop() of
+   * the control plane ends it too.
+   */
+  addApiServer(name: string): Promise<ExtraApiServer>;
+}
+
+/** A kube-apiserver sharing a control plane's etcd (see `ControlPlane.addApiServer`). */
+export interface ExtraApiServer {
+  readonly name: string;
+  /** `https://127.0.0.1:<port>` */
+  readonly apiServerUrl: string;
+  /** Kubeconfig with a cluster-admin client certificate (group system:masters). */
+  readonly adminKubeconfig: string;
+  /** Stops this kube-apiserver alone: connections to its port are refused until start(). */
+  stop(): Promise<void>;
+  /** Starts it again on the same port and waits until it is ready. */
+  start(): Promise<void>;
 }
 
 const nodeName = 'kwok-node-0';
@@ -422,6 +442,73 @@ async function startControlPlaneOnce(options: ControlPlaneOptions = {}): Promise
         // Same place in the list, so stop() still ends it before etcd.
         processes[processes.indexOf(currentApiServer())] = launchApiServer();
         await apiServerReady();
+      },
+      async addApiServer(name) {
+        if (stopped) throw new Error('the control plane was stopped');
+        if (!/^[a-z0-9-]{1,40}$/.test(name)) throw new Error(`extra API server name '${name}' must be a DNS label`);
+        const dir = join(workDir, `apiserver-${name}`);
+        await mkdir(dir);
+        const [port] = await freePorts(1);
+        const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+        const key = join(dir, 'sa.key');
+        const pub = join(dir, 'sa.pub');
+        await writeFile(key, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+        await writeFile(pub, keys.publicKey.export({ type: 'spki', format: 'pem' }));
+        const url = `https://127.0.0.1:${port}`;
+        const kubeconfig = join(dir, 'admin.kubeconfig');
+        await writeFile(
+          kubeconfig,
+          stringify({
+            apiVersion: 'v1',
+            kind: 'Config',
+            clusters: [{ name, cluster: { server: url, 'certificate-authority': ca.certFile } }],
+            users: [{ name: 'admin', user: { 'client-certificate': admin.certFile, 'client-key': admin.keyFile } }],
+            contexts: [{ name, context: { cluster: name, user: 'admin', namespace: 'default' } }],
+            'current-context': name,
+          }),
+          { mode: 0o600 },
+        );
+        const replaced: Record<string, string> = {
+          '--secure-port': String(port),
+          '--cert-dir': join(dir, 'certs'),
+          '--service-account-key-file': pub,
+          '--service-account-signing-key-file': key,
+          '--audit-log-path': join(dir, 'audit.log'),
+        };
+        const args = [
+          ...apiserverArgs
+            .filter((arg) => !arg.startsWith('--audit-webhook-'))
+            .map((arg) => {
+              const flag = arg.split('=')[0]!;
+              return flag in replaced ? `${flag}=${replaced[flag]}` : arg;
+            }),
+          // Its own key space in the shared etcd: a cluster of its own.
+          `--etcd-prefix=/registry-${name}`,
+        ];
+        const processName = `kube-apiserver-${name}`;
+        const launch = () =>
+          startProcess({ name: processName, command: binaries.kubeApiserver, pidFile, workDir, args });
+        const current = () => processes.find((p) => p.name === processName)!;
+        const ready = () =>
+          waitFor(`${processName} /readyz`, readyTimeoutMs, [etcd, current()], async () => {
+            const { status } = await adminGet(url, '/readyz', ca.certFile, admin);
+            return status === 200;
+          });
+        // Before etcd in the list, so stop() ends it first.
+        processes.splice(processes.indexOf(etcd) + 1, 0, launch());
+        await ready();
+        return {
+          name,
+          apiServerUrl: url,
+          adminKubeconfig: kubeconfig,
+          stop: () => current().stop(),
+          async start() {
+            if (stopped) throw new Error('the control plane was stopped');
+            if (!current().hasExited()) return;
+            processes[processes.indexOf(current())] = launch();
+            await ready();
+          },
+        };
       },
     };
   } catch (error) {

@@ -1,0 +1,193 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { AppEvents } from '../app/events.ts';
+import type { VisaService } from '../app/visas.ts';
+import { loadOrCreateSecretBox, type SecretBox } from '../auth/secret-box.ts';
+import type { ClusterClient, OwnRbac } from '../cluster/client.ts';
+import { ClusterUnreachable } from '../cluster/errors.ts';
+import { tokenKubeconfigYaml } from '../cluster/kubeconfig.ts';
+import { kubevisaControllerRbac } from '../cluster/objects.ts';
+import type { Reconciler } from '../reconciler/reconciler.ts';
+import { openSqliteStore } from '../store/sqlite.ts';
+import type { Store } from '../store/store.ts';
+import { ClusterRegistry } from './cluster-registry.ts';
+
+const NOW = Date.parse('2026-12-03T12:00:00Z');
+const admin = { actor: { email: 'ada@corp.example', roles: ['admin'] } } as never;
+
+/** A kubeconfig whose token is a JWT living a day from NOW (the life renewal and `list` read). */
+function kubeconfig(server = 'https://127.0.0.1:6443'): { yaml: string; token: string } {
+  const claims = { iat: NOW / 1000, exp: NOW / 1000 + 86_400, sub: 'system:serviceaccount:kubevisa-system:kubevisa' };
+  const token = ['eyJhbGciOiJSUzI1NiJ9', Buffer.from(JSON.stringify(claims)).toString('base64url'), 'c2ln'].join('.');
+  return {
+    yaml: tokenKubeconfigYaml({ clusterName: 'x', connection: { server, insecureSkipTlsVerify: false }, token }),
+    token,
+  };
+}
+
+function installedRbac(): OwnRbac {
+  const rbac = kubevisaControllerRbac(['viewer']);
+  return {
+    clusterRole: rbac.clusterRole,
+    clusterRoleBinding: rbac.clusterRoleBinding,
+    visasRole: rbac.visasRole,
+    visasRoleBinding: rbac.visasRoleBinding,
+    selfTokenRole: rbac.selfTokenRole,
+    selfTokenRoleBinding: rbac.selfTokenRoleBinding,
+  };
+}
+
+/** What the fake clusters answer, by server address. */
+const behaviour = new Map<string, { answers: boolean; rbac: OwnRbac }>();
+
+function fakeClient(name: string, kubeconfigYaml: string): ClusterClient {
+  const server = /server: (\S+)/.exec(kubeconfigYaml)![1]!;
+  const answer = () => behaviour.get(server) ?? { answers: true, rbac: installedRbac() };
+  return {
+    name,
+    server,
+    caData: undefined,
+    connection: { server, insecureSkipTlsVerify: false },
+    async whoAmI() {
+      if (!answer().answers) throw new ClusterUnreachable(`cluster '${name}' did not answer at ${server}`);
+      return { username: 'system:serviceaccount:kubevisa-system:kubevisa', groups: [] };
+    },
+    async readOwnRbac() {
+      return answer().rbac;
+    },
+  } as unknown as ClusterClient;
+}
+
+function fakeReconciler() {
+  const managed = new Set<string>();
+  return {
+    managed,
+    reconciler: {
+      addCluster: (name: string) => managed.add(name),
+      removeCluster: (name: string) => managed.delete(name),
+      status: () => [],
+      reconcileNow: async (name: string) => ({ cluster: name }),
+    } as unknown as Reconciler,
+  };
+}
+
+let dir: string;
+let store: Store;
+let secretBox: SecretBox;
+
+function registry(configured: Map<string, string> = new Map()) {
+  const clusters = new Map<string, ClusterClient>();
+  const { managed, reconciler } = fakeReconciler();
+  const events = new AppEvents();
+  const told: string[] = [];
+  events.on('cluster-added', (name) => told.push(`+${name}`));
+  events.on('cluster-removed', (name) => told.push(`-${name}`));
+  const made = new ClusterRegistry({
+    store,
+    secretBox,
+    clusters,
+    configured,
+    directMode: new Set(),
+    reconciler,
+    events,
+    visas: {} as VisaService,
+    createClient: fakeClient,
+    now: () => NOW,
+  });
+  return { registry: made, clusters, managed, told };
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kubevisa-registry-'));
+  store = await openSqliteStore({ path: ':memory:' });
+  secretBox = await loadOrCreateSecretBox(dir);
+});
+
+after(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('cluster registry', () => {
+  test('an add that fails a check says which and stores nothing', async () => {
+    const { registry: r, clusters, told } = registry(new Map([['prod', '/etc/kubevisa/prod.kubeconfig']]));
+    const good = kubeconfig().yaml;
+    behaviour.set('https://127.0.0.1:1', { answers: false, rbac: {} });
+    behaviour.set('https://127.0.0.1:2', { answers: true, rbac: { ...installedRbac(), selfTokenRole: undefined } });
+    const refusals: [Parameters<ClusterRegistry['add']>[1], RegExp][] = [
+      [{ name: 'Edge_1', kubeconfig: good }, /is not allowed: use a DNS label/],
+      [{ name: 'prod', kubeconfig: good }, /start-up configuration/],
+      [{ name: 'edge-1', kubeconfig: 'clusters: [ {' }, /cannot load the kubeconfig given/],
+      [
+        { name: 'edge-1', kubeconfig: good.replace(/token: .*/, 'username: someone') },
+        /has no bearer token|no current context/,
+      ],
+      [{ name: 'edge-1', kubeconfig: kubeconfig('https://127.0.0.1:1').yaml }, /does not answer with the kubeconfig/],
+      [
+        { name: 'edge-1', kubeconfig: kubeconfig('https://127.0.0.1:2').yaml },
+        /kubevisa is not installed .*Role kubevisa-system\/kubevisa:self-token missing/,
+      ],
+    ];
+    for (const [input, message] of refusals) {
+      await assert.rejects(r.add(admin, input), (error: Error) => message.test(error.message), String(message));
+    }
+    assert.deepEqual(await store.listRegisteredClusters(), []);
+    assert.equal(clusters.size, 0);
+    assert.deepEqual(told, []);
+  });
+
+  test('an added cluster is served at once and stored sealed; a second of that name is refused', async () => {
+    const { registry: r, clusters, managed, told } = registry();
+    const { yaml, token } = kubeconfig('https://127.0.0.1:7001');
+    const added = await r.add(admin, { name: 'edge-1', kubeconfig: yaml, directMode: true });
+    assert.equal(added.source, 'registered');
+    assert.equal(added.reachable, true);
+    assert.equal(added.credentialExpiresAt, new Date(NOW + 86_400_000).toISOString());
+    assert.equal(JSON.stringify(added).includes(token), false);
+    assert.ok(clusters.has('edge-1') && managed.has('edge-1'));
+    assert.deepEqual(told, ['+edge-1']);
+    const [record] = await store.listRegisteredClusters();
+    assert.equal(record!.sealedKubeconfig.includes(token), false);
+    assert.equal(secretBox.open(record!.sealedKubeconfig), yaml);
+    const [event] = await store.listAudit({ action: 'cluster.registered' });
+    assert.equal(event!.actor, 'ada@corp.example');
+    assert.equal(JSON.stringify(event).includes(token), false);
+    await assert.rejects(r.add(admin, { name: 'edge-1', kubeconfig: yaml }), /registered already/);
+  });
+
+  test('another server on the same store serves what was registered, and drops what was removed', async () => {
+    const first = registry();
+    const second = registry();
+    await first.registry.add(admin, { name: 'edge-2', kubeconfig: kubeconfig('https://127.0.0.1:7002').yaml });
+    await second.registry.sync();
+    assert.ok(second.clusters.has('edge-1') && second.clusters.has('edge-2'));
+    assert.deepEqual(second.registry.kubeconfigSource('edge-2'), {
+      kubeconfigYaml: kubeconfig('https://127.0.0.1:7002').yaml,
+    });
+    const removed = await first.registry.remove(admin, 'edge-2');
+    assert.deepEqual(removed, { name: 'edge-2', revoked: [], denied: [], bindingsRemoved: true });
+    await second.registry.sync();
+    assert.equal(second.clusters.has('edge-2'), false);
+    assert.equal(second.managed.has('edge-2'), false);
+    assert.deepEqual(second.told, ['+edge-1', '+edge-2', '-edge-2']);
+    assert.equal(await store.getCluster('edge-2'), undefined);
+  });
+
+  test('remove refuses a configured cluster and one that is not registered', async () => {
+    const { registry: r } = registry(new Map([['prod', '/etc/kubevisa/prod.kubeconfig']]));
+    await assert.rejects(r.remove(admin, 'prod'), /start-up configuration: remove it there/);
+    await assert.rejects(r.remove(admin, 'nowhere'), /no registered cluster 'nowhere'/);
+  });
+
+  test('a renewed credential is sealed, stored and served', async () => {
+    const { registry: r } = registry();
+    await r.sync();
+    const renewed = kubeconfig('https://127.0.0.1:7001').yaml.replace('c2ln', 'bmV3');
+    await r.saveRenewedKubeconfig('edge-1', renewed);
+    assert.equal(r.registeredKubeconfig('edge-1'), renewed);
+    assert.equal(secretBox.open((await store.getRegisteredCluster('edge-1'))!.sealedKubeconfig), renewed);
+  });
+});

@@ -1,0 +1,401 @@
+/**
+ * Clusters registered at run time (`kubevisa cluster add`), beside those of the start-up configuration. An added
+ * cluster is checked first — its kubeconfig loads and carries a bearer token, the cluster answers, kubevisa's own
+ * RBAC is installed there — and only then stored, its kubeconfig sealed by the secret box (the store never holds it
+ * in clear, no API returns it, nothing logs it). From then on the reconciler, the gateway, monitoring and direct mode
+ * see it as they see a configured one, without a restart; removing it stops them, after its granting visas were
+ * revoked through the application layer (so each revoke is audited like any other).
+ *
+ * The store is the truth: `sync()` opens every registered cluster this process does not serve yet and drops those
+ * gone, so a server restarted, or another replica on the same database, converges on the same set of clusters.
+ */
+import { readFile } from 'node:fs/promises';
+import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
+import { loadKubeConfig, type KubeconfigSource } from '../cluster/kubeconfig.ts';
+import type { Caller } from '../app/caller.ts';
+import type { AppEvents } from '../app/events.ts';
+import type { VisaService } from '../app/visas.ts';
+import type { SecretBox } from '../auth/secret-box.ts';
+import { Conflict, InvalidInput, KubevisaError, NotFound } from '../domain/errors.ts';
+import type { Reconciler } from '../reconciler/reconciler.ts';
+import type { RegisteredClusterRecord, Store } from '../store/store.ts';
+import { tokenLife } from './credential-renewal.ts';
+
+/** A DNS label: the name is a path segment of the gateway (`/clusters/<name>`) and a Kubernetes label value. */
+const CLUSTER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** How long `list` waits for a cluster to answer before it calls it unreachable, in ms. */
+const PROBE_TIMEOUT_MS = 3000;
+/** How long an add waits for the new cluster to answer each check, in ms. */
+const ADD_TIMEOUT_MS = 10_000;
+/** How long a removal waits for the reconciler to delete the revoked visas' bindings, in ms. */
+const REMOVE_SETTLE_MS = 10_000;
+
+/** What `GET /api/v1/clusters/status` shows of one cluster: never a credential. */
+export interface ClusterStatus {
+  name: string;
+  source: 'config' | 'registered';
+  server: string;
+  directMode: boolean;
+  /** Whether the cluster answered kubevisa's own credential just now (SelfSubjectReview). */
+  reachable: boolean;
+  /** Why it did not answer, when it did not. */
+  unreachableReason?: string;
+  /** The reconciler's last pass over it: when it ended, and its error if it failed. */
+  lastPass?: { finishedAt: string; error?: string };
+  /** When kubevisa's credential for it expires (RFC 3339); absent when the credential does not say. */
+  credentialExpiresAt?: string;
+  registeredBy?: string;
+  registeredAt?: string;
+}
+
+export interface ClusterRegistryOptions {
+  store: Store;
+  secretBox: SecretBox;
+  /** The server's live map of managed clusters, shared with every capability: the registry adds to it and removes. */
+  clusters: Map<string, ClusterClient>;
+  /** The clusters of the start-up configuration, with their kubeconfig files: never registered nor removed here. */
+  configured: ReadonlyMap<string, string>;
+  /** The live set of clusters that allow direct mode, shared with the reconciler and the credential service. */
+  directMode: Set<string>;
+  reconciler: Reconciler;
+  events: AppEvents;
+  visas: VisaService;
+  /** Builds a client (tests may shorten its timeouts); default `createClusterClient`. */
+  createClient?: (name: string, kubeconfigYaml: string) => ClusterClient;
+  now?: () => number;
+  onError?: (cluster: string, error: Error) => void;
+}
+
+export class ClusterRegistry {
+  readonly #o: ClusterRegistryOptions;
+  readonly #now: () => number;
+  /** Registered clusters this process serves, with their current kubeconfig (in memory only, never logged). */
+  readonly #served = new Map<string, { kubeconfigYaml: string; record: RegisteredClusterRecord }>();
+  #syncing: Promise<void> | undefined;
+
+  constructor(options: ClusterRegistryOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Where the gateway reads a cluster's kubeconfig from (re-read after renewals): a file, or the unsealed text. */
+  kubeconfigSource(name: string): KubeconfigSource | undefined {
+    const file = this.#o.configured.get(name);
+    if (file !== undefined) return { kubeconfigPath: file };
+    const served = this.#served.get(name);
+    return served && { kubeconfigYaml: served.kubeconfigYaml };
+  }
+
+  /** The current kubeconfig of a registered cluster, for credential renewal; undefined for any other. */
+  registeredKubeconfig(name: string): string | undefined {
+    return this.#served.get(name)?.kubeconfigYaml;
+  }
+
+  /** Stores a renewed credential (sealed) and serves it from now on. */
+  async saveRenewedKubeconfig(name: string, kubeconfigYaml: string): Promise<void> {
+    const served = this.#served.get(name);
+    if (!served) return;
+    const expiresAt = tokenLife(kubeconfigYaml)?.expiresAt;
+    served.record = await this.#o.store.transaction((tx) =>
+      tx.updateRegisteredClusterCredential(name, {
+        sealedKubeconfig: this.#o.secretBox.seal(kubeconfigYaml),
+        ...(expiresAt !== undefined ? { credentialExpiresAt: expiresAt } : {}),
+        now: this.#now(),
+      }),
+    );
+    served.kubeconfigYaml = kubeconfigYaml;
+  }
+
+  /** Serves every registered cluster not served yet, drops those no longer registered (coalesced). */
+  sync(): Promise<void> {
+    this.#syncing ??= this.#sync().finally(() => (this.#syncing = undefined));
+    return this.#syncing;
+  }
+
+  async #sync(): Promise<void> {
+    const records = await this.#o.store.listRegisteredClusters();
+    const names = new Set(records.map((r) => r.name));
+    for (const name of this.#served.keys()) if (!names.has(name)) this.#detach(name);
+    for (const record of records) {
+      if (this.#served.has(record.name)) continue;
+      try {
+        this.#attach(record, this.#o.secretBox.open(record.sealedKubeconfig));
+      } catch (error) {
+        this.#o.onError?.(record.name, error as Error);
+      }
+    }
+  }
+
+  /**
+   * Checks and registers a cluster. Nothing is stored unless every check passed.
+   * @throws InvalidInput (bad name, kubeconfig, unreachable cluster, kubevisa not installed there); Conflict (name
+   *   taken by a configured or registered cluster).
+   */
+  async add(caller: Caller, input: { name: string; kubeconfig: string; directMode?: boolean }): Promise<ClusterStatus> {
+    const { name } = input;
+    if (!CLUSTER_NAME.test(name)) {
+      throw new InvalidInput(
+        `cluster name '${name}' is not allowed: use a DNS label (1–63 lower-case letters, digits or '-', e.g. edge-7)`,
+      );
+    }
+    if (this.#o.configured.has(name)) {
+      throw new Conflict(`cluster '${name}' is in the server's start-up configuration: register it under another name`);
+    }
+    if (this.#o.clusters.has(name) || (await this.#o.store.getRegisteredCluster(name))) {
+      throw new Conflict(`cluster '${name}' is registered already: 'kubevisa cluster list' shows the clusters`);
+    }
+    const kubeconfigYaml = input.kubeconfig;
+    const kubeConfig = loadKubeConfig({ kubeconfigYaml }, name);
+    if (!kubeConfig.getCurrentUser()?.token) {
+      throw new InvalidInput(
+        `cluster '${name}': the kubeconfig's current user has no bearer token; give the kubeconfig 'kubevisa install' wrote for the cluster`,
+      );
+    }
+    const client = this.#client(name, kubeconfigYaml);
+    await checkReachableAndInstalled(client);
+    const now = this.#now();
+    const expiresAt = tokenLife(kubeconfigYaml)?.expiresAt;
+    const record: RegisteredClusterRecord = {
+      name,
+      sealedKubeconfig: this.#o.secretBox.seal(kubeconfigYaml),
+      directMode: input.directMode === true,
+      registeredBy: caller.actor.email,
+      registeredAt: now,
+      ...(expiresAt !== undefined ? { credentialExpiresAt: expiresAt } : {}),
+      updatedAt: now,
+    };
+    await this.#o.store.transaction(async (tx) => {
+      await tx.insertRegisteredCluster(record);
+      await tx.upsertCluster({
+        name,
+        server: client.server,
+        ...(client.caData ? { caData: client.caData } : {}),
+        credentialRef: 'registered',
+        now,
+      });
+      await tx.appendAudit({
+        at: now,
+        actor: caller.actor.email,
+        ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+        action: 'cluster.registered',
+        cluster: name,
+        outcome: 'ok',
+        details: { server: client.server, directMode: record.directMode },
+        ...(caller.source ? { source: caller.source } : {}),
+      });
+    });
+    this.#attach(record, kubeconfigYaml, client);
+    return (await this.status([name]))[0]!;
+  }
+
+  /**
+   * Removes a registered cluster. With granting visas (approved or active) it refuses unless `force`, which revokes
+   * each of them first as `caller` (audited as any revoke) and gives the reconciler a moment to delete their bindings.
+   * Requests still pending for it are denied as `caller`.
+   * @returns the visas revoked, the requests denied, and whether the revoked visas' bindings are known to be gone
+   *   (false when the cluster is away).
+   */
+  async remove(
+    caller: Caller,
+    name: string,
+    options: { force?: boolean } = {},
+  ): Promise<{ name: string; revoked: string[]; denied: string[]; bindingsRemoved: boolean }> {
+    if (this.#o.configured.has(name)) {
+      throw new InvalidInput(
+        `cluster '${name}' comes from the server's start-up configuration: remove it there and restart the server`,
+      );
+    }
+    if (!(await this.#o.store.getRegisteredCluster(name))) {
+      throw new NotFound(`no registered cluster '${name}': 'kubevisa cluster list' shows the clusters`);
+    }
+    const now = this.#now();
+    const granting = (await this.#o.store.listVisas({ cluster: name, states: ['approved', 'active'] })).filter(
+      (v) => v.notAfter > now,
+    );
+    if (granting.length > 0 && options.force !== true) {
+      throw new Conflict(
+        `cluster '${name}' still has ${granting.length} granting visa(s) (${granting.map((v) => v.id).join(', ')}): revoke them, or remove it with --force, which revokes them first`,
+        { details: { visas: granting.map((v) => v.id) } },
+      );
+    }
+    const revoked: string[] = [];
+    for (const visa of granting) {
+      try {
+        await this.#o.visas.revoke(caller, visa.id, `cluster '${name}' removed from kubevisa`);
+        revoked.push(visa.id);
+      } catch (error) {
+        // An extension ends with the visa it extends: it may have been revoked by the loop already.
+        if (!(error instanceof KubevisaError && error.code === 'ERR_INVALID_TRANSITION')) throw error;
+      }
+    }
+    // A request left pending would otherwise be approvable for a cluster nobody manages any more.
+    const denied: string[] = [];
+    for (const visa of await this.#o.store.listVisas({ cluster: name, state: 'requested' })) {
+      try {
+        await this.#o.visas.deny(caller, visa.id, `cluster '${name}' removed from kubevisa`);
+        denied.push(visa.id);
+      } catch (error) {
+        if (!(error instanceof KubevisaError && error.code === 'ERR_INVALID_TRANSITION')) throw error;
+      }
+    }
+    let bindingsRemoved = granting.length === 0;
+    if (granting.length > 0 && this.#o.clusters.has(name)) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const pass = await Promise.race([
+        this.#o.reconciler.reconcileNow(name).catch(() => undefined),
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), REMOVE_SETTLE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      bindingsRemoved = pass !== undefined && pass.error === undefined;
+    }
+    await this.#o.store.transaction(async (tx) => {
+      await tx.deleteRegisteredCluster(name);
+      await tx.deleteCluster(name);
+      await tx.appendAudit({
+        at: this.#now(),
+        actor: caller.actor.email,
+        ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+        action: 'cluster.removed',
+        cluster: name,
+        outcome: 'ok',
+        details: { force: options.force === true, revokedVisas: revoked, deniedRequests: denied, bindingsRemoved },
+        ...(caller.source ? { source: caller.source } : {}),
+      });
+    });
+    this.#detach(name);
+    return { name, revoked, denied, bindingsRemoved };
+  }
+
+  /** Every managed cluster (or those named), probed now, at most PROBE_TIMEOUT_MS each and all at once. */
+  async status(names?: readonly string[]): Promise<ClusterStatus[]> {
+    const wanted = (names ?? [...this.#o.clusters.keys()]).filter((n) => this.#o.clusters.has(n)).sort();
+    const passes = new Map(this.#o.reconciler.status().map((report) => [report.cluster, report]));
+    return Promise.all(
+      wanted.map(async (name): Promise<ClusterStatus> => {
+        const client = this.#o.clusters.get(name)!;
+        const served = this.#served.get(name);
+        const answer = await probe(client);
+        const pass = passes.get(name);
+        const expiresAt = served ? served.record.credentialExpiresAt : await configuredExpiry(this.#o.configured, name);
+        return {
+          name,
+          source: served ? 'registered' : 'config',
+          server: client.server,
+          directMode: this.#o.directMode.has(name),
+          reachable: answer.ok,
+          ...(answer.ok ? {} : { unreachableReason: answer.reason }),
+          ...(pass
+            ? {
+                lastPass: {
+                  finishedAt: new Date(pass.finishedAt).toISOString(),
+                  ...(pass.error ? { error: pass.error } : {}),
+                },
+              }
+            : {}),
+          ...(expiresAt !== undefined ? { credentialExpiresAt: new Date(expiresAt).toISOString() } : {}),
+          ...(served
+            ? {
+                registeredBy: served.record.registeredBy,
+                registeredAt: new Date(served.record.registeredAt).toISOString(),
+              }
+            : {}),
+        };
+      }),
+    );
+  }
+
+  #client(name: string, kubeconfigYaml: string): ClusterClient {
+    return this.#o.createClient
+      ? this.#o.createClient(name, kubeconfigYaml)
+      : createClusterClient({ name, kubeconfigYaml, requestTimeoutMs: ADD_TIMEOUT_MS });
+  }
+
+  #attach(record: RegisteredClusterRecord, kubeconfigYaml: string, client?: ClusterClient): void {
+    if (this.#o.configured.has(record.name)) {
+      throw new Conflict(`registered cluster '${record.name}' has the name of a configured one: it is not served`);
+    }
+    const cluster = client ?? this.#client(record.name, kubeconfigYaml);
+    this.#served.set(record.name, { kubeconfigYaml, record });
+    this.#o.clusters.set(record.name, cluster);
+    if (record.directMode) this.#o.directMode.add(record.name);
+    else this.#o.directMode.delete(record.name);
+    this.#o.reconciler.addCluster(record.name, cluster);
+    this.#o.events.emit('cluster-added', record.name);
+  }
+
+  #detach(name: string): void {
+    if (!this.#served.delete(name)) return;
+    this.#o.reconciler.removeCluster(name);
+    this.#o.clusters.delete(name);
+    this.#o.directMode.delete(name);
+    this.#o.events.emit('cluster-removed', name);
+  }
+}
+
+/** The checks of an add, each with an error that says what is wrong and what to do. */
+async function checkReachableAndInstalled(client: ClusterClient): Promise<void> {
+  const where = `cluster '${client.name}' at ${client.server}`;
+  try {
+    await client.whoAmI();
+  } catch (error) {
+    throw new InvalidInput(
+      `${where} does not answer with the kubeconfig given: ${(error as Error).message}. Check the server address, its CA and that the token is current`,
+      { cause: error },
+    );
+  }
+  let own;
+  try {
+    own = await client.readOwnRbac();
+  } catch (error) {
+    throw new InvalidInput(
+      `${where} answered, but kubevisa's own RBAC could not be read with this credential: ${(error as Error).message}. Give the kubeconfig 'kubevisa install' wrote`,
+      { cause: error },
+    );
+  }
+  const missing = Object.entries({
+    'ClusterRole kubevisa:controller': own.clusterRole,
+    'ClusterRoleBinding kubevisa:controller': own.clusterRoleBinding,
+    'Role kubevisa-visas/kubevisa:visas': own.visasRole,
+    'RoleBinding kubevisa-visas/kubevisa:visas': own.visasRoleBinding,
+    'Role kubevisa-system/kubevisa:self-token': own.selfTokenRole,
+    'RoleBinding kubevisa-system/kubevisa:self-token': own.selfTokenRoleBinding,
+  })
+    .filter(([, object]) => object === undefined)
+    .map(([object]) => object);
+  if (missing.length > 0) {
+    throw new InvalidInput(
+      `kubevisa is not installed in ${where}: ${missing.join(', ')} missing. Run 'kubevisa install --kubeconfig <admin kubeconfig>' there and register the kubeconfig it writes`,
+      { details: { missing } },
+    );
+  }
+}
+
+async function probe(client: ClusterClient): Promise<{ ok: true } | { ok: false; reason: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.whoAmI(),
+      new Promise((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
+      }),
+    ]);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, reason: error instanceof KubevisaError ? error.message : (error as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function configuredExpiry(configured: ReadonlyMap<string, string>, name: string): Promise<number | undefined> {
+  const file = configured.get(name);
+  if (file === undefined) return undefined;
+  try {
+    return tokenLife(await readFile(file, 'utf8'))?.expiresAt;
+  } catch {
+    // A file that cannot be read is reported by the renewal and by every pass; the listing just leaves it out.
+    return undefined;
+  }
+}
