@@ -192,6 +192,45 @@ describe('commit groups on PostgreSQL', () => {
     }
   });
 
+  test('events the database refuses after their transaction returned lose its group, and only its group', async () => {
+    const { store, schema } = await openFresh();
+    try {
+      await store.transaction(marker('test.before'));
+      // The events of a member go in after its callback returned, pipelined ahead of the next member's statements;
+      // a trigger refusing one stands in for a database that stops serving at that moment.
+      await database.admin(`
+        CREATE FUNCTION ${schema}.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.action = 'test.poison' THEN RAISE EXCEPTION 'poisoned'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER poison BEFORE INSERT ON ${schema}.audit_events
+          FOR EACH ROW EXECUTE FUNCTION ${schema}.poison();
+      `);
+      const put = (key: string) =>
+        store.transaction(async (tx) => {
+          await tx.appendAudit(auditFixture(`test.${key}`));
+          await tx.putSetting(key, key, T0);
+        });
+      const results = await Promise.allSettled([put('a'), put('poison'), put('b')]);
+      for (const result of results) {
+        assert.equal(result.status, 'rejected');
+        assert.ok(result.reason instanceof StoreUnavailable, String(result.reason));
+        assert.match((result.reason as Error).message, /database transaction was lost .*poisoned/);
+      }
+      // Asked for after the group was lost: a group of its own, which commits.
+      await put('after');
+      for (const key of ['a', 'poison', 'b']) assert.equal(await store.getSetting(key), undefined, key);
+      assert.equal(await store.getSetting('after'), 'after');
+      assert.deepEqual(
+        (await trail(store)).map((event) => event.action),
+        ['test.before', 'test.after'],
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
   test('groups of at most maxGroupSize follow one another in call order', async () => {
     const { store } = await openFresh({ maxGroupSize: 2 });
     try {

@@ -67,6 +67,12 @@ function settle(query: Promise<pg.QueryResult | pg.QueryResult[]>): Promise<Sett
   );
 }
 
+/** The error of the first control statement that failed, if one did (waits for them all). */
+async function firstFailure(controls: Promise<Settled>[]): Promise<unknown> {
+  for (const control of await Promise.all(controls)) if (!control.ok) return control.error ?? new Error('failed');
+  return undefined;
+}
+
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
@@ -130,10 +136,11 @@ export class CommitGroups {
     const chain = new ChainHold(client);
     const done: { job: Job; value: unknown }[] = [];
     let broken: Error | undefined;
-    // The control statements are pipelined (the connection is in pipeline mode): sent without waiting, the member
-    // that follows sends its statements behind them. Whether one succeeded is checked before that member's outcome
-    // counts; if one failed, what followed it ran in an aborted transaction, and the group is lost.
-    let control: Promise<Settled> | undefined = settle(client.query('BEGIN; SAVEPOINT kv_tx'));
+    // The control statements are pipelined (the connection is in pipeline mode): sent without waiting, and the
+    // member that follows sends its statements behind them. If one failed, what followed it ran in an aborted
+    // transaction (or in one a later ROLLBACK TO had cleared, without the failed member's events), so all of them
+    // are checked before the COMMIT is sent, and any failure loses the group.
+    const controls: Promise<Settled>[] = [settle(client.query('BEGIN; SAVEPOINT kv_tx'))];
     /** The member being run: refused too if something unforeseen throws. */
     let current: Job | undefined;
     try {
@@ -143,23 +150,25 @@ export class CommitGroups {
         current = job;
         const mark = chain.mark();
         const outcome = await this.runMember(client, chain, job);
-        const opened = await control;
-        if (opened !== undefined && !opened.ok) {
-          broken = asError(opened.error);
-          this.lose(job, undefined, done, opened.error);
-          return;
-        }
         if (outcome.ok) {
           // The member's events, then its savepoint released (its work joins the group's) and the next one opened.
           // The events were checked when appended (audit-append.ts) and the chain is locked: only a database
           // that stopped serving refuses this, and then the group is lost anyway.
           const events = insertChainedSql(outcome.events);
-          control = settle(
-            client.query(`${events === '' ? '' : `${events}; `}RELEASE SAVEPOINT kv_tx; SAVEPOINT kv_tx`),
+          controls.push(
+            settle(client.query(`${events === '' ? '' : `${events}; `}RELEASE SAVEPOINT kv_tx; SAVEPOINT kv_tx`)),
           );
           done.push({ job, value: outcome.value });
           current = undefined;
           continue;
+        }
+        // A control statement that failed before this member makes its failure the group's (its statements ran in
+        // an aborted transaction); those sent before it have been answered by now.
+        const lost = await firstFailure(controls);
+        if (lost !== undefined) {
+          broken = asError(lost);
+          this.lose(job, undefined, done, lost);
+          return;
         }
         // Undo this member only. Its appends go, and the lock too if this member took it.
         chain.restore(mark);
@@ -171,29 +180,24 @@ export class CommitGroups {
           return;
         }
         // The savepoint is still in place, and empty: the next member starts in it.
-        control = undefined;
         current = undefined;
         job.reject(outcome.error);
       }
+      const lost = await firstFailure(controls);
+      if (lost !== undefined) {
+        broken = asError(lost);
+        this.lose(undefined, undefined, done, lost);
+        return;
+      }
       if (done.length === 0) {
-        const opened = await control;
         try {
-          if (opened !== undefined && !opened.ok) throw opened.error;
           await client.query('ROLLBACK');
         } catch (error) {
           broken = asError(error);
         }
         return;
       }
-      // COMMIT goes behind the last member's events: one round trip for both, and the flush.
-      const committing = settle(client.query('COMMIT'));
-      const ended = await control;
-      const committed = await committing;
-      if (ended !== undefined && !ended.ok) {
-        broken = asError(ended.error);
-        this.lose(undefined, undefined, done, ended.error);
-        return;
-      }
+      const committed = await settle(client.query('COMMIT'));
       if (!committed.ok) {
         const error = committed.error;
         broken = asError(error);
