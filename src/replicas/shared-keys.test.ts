@@ -17,7 +17,10 @@ test('records the first server keys, accepts the same, refuses others by name an
       (error: unknown) => {
         assert.ok(error instanceof ReplicaKeysDiffer);
         assert.equal(error.code, 'ERR_REPLICA_KEYS_DIFFER');
-        assert.match(error.message, /secret key \(session-encryption\.key\) and the public URL/);
+        assert.match(
+          error.message,
+          /this server's secret key \(session-encryption\.key\) and public URL \(publicUrl\) differ from/,
+        );
         assert.match(error.message, /--adopt-keys/);
         return true;
       },

@@ -33,9 +33,9 @@ export class ReplicaKeysDiffer extends KubevisaError {
 }
 
 const LABELS: Record<keyof SharedKeyFacts, string> = {
-  signingKeyId: 'the access-token signing key (access-token-signing-key.pem)',
-  secretBoxKeyId: 'the secret key (session-encryption.key)',
-  issuer: 'the public URL (publicUrl)',
+  signingKeyId: 'access-token signing key (access-token-signing-key.pem)',
+  secretBoxKeyId: 'secret key (session-encryption.key)',
+  issuer: 'public URL (publicUrl)',
 };
 
 /**
@@ -75,7 +75,7 @@ export async function checkSharedKeys(
       return 'adopted';
     }
     throw new ReplicaKeysDiffer(
-      `this server's ${differ.map((key) => LABELS[key]).join(' and ')} differ from what the other kubevisa servers on this store use` +
+      `this server's ${differ.map((key) => LABELS[key]).join(' and ')} ${differ.length === 1 ? 'differs' : 'differ'} from what the other kubevisa servers on this store use` +
         (differ.includes('issuer') ? ` (recorded ${recorded.issuer}, this server ${facts.issuer})` : '') +
         ': tokens it issued would be refused by them, and secrets they sealed would not open here. Give every server the same key files ' +
         '(mount them from one Secret) and the same publicUrl. If you replaced the keys or the URL on purpose, stop every server and start ' +
