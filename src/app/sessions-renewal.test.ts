@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { createTokenIssuer } from '../auth/access-tokens.ts';
-import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
+import { createOidcRelyingParty, type OidcRelyingParty } from '../auth/oidc-rp.ts';
 import { loadOrCreateSecretBox, type SecretBox } from '../auth/secret-box.ts';
 import { hashSessionSecret } from '../auth/session-secrets.ts';
 import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
@@ -69,7 +69,7 @@ before(async () => {
   folder = await mkdtemp(join(tmpdir(), 'kubevisa-renewal-'));
   secretBox = await loadOrCreateSecretBox(folder);
   idp = await startDevIdp({
-    accounts: ['una', 'vic'].map((name) => ({
+    accounts: ['una', 'vic', 'wes'].map((name) => ({
       sub: `${name}-sub`,
       email: `${name}@vendor.example`,
       name,
@@ -84,19 +84,25 @@ after(async () => {
   await rm(folder, { recursive: true, force: true });
 });
 
-/** One kubevisa server's session service: its own relying party (default scopes, so userinfo is asked too). */
-async function server(store: Store): Promise<SessionService> {
-  const key = await loadOrCreateSigningKey(folder);
-  const rp = await createOidcRelyingParty({
+function relyingParty(): Promise<OidcRelyingParty> {
+  return createOidcRelyingParty({
     issuerUrl: idp.issuer,
     clientId: 'kubevisa-public',
     redirectUri: CALLBACK,
     allowInsecureHttpForLoopback: true,
     now: clock,
   });
+}
+
+/**
+ * One kubevisa server's session service: its own relying party unless given one (default scopes, so userinfo is
+ * asked too).
+ */
+async function server(store: Store, rp?: OidcRelyingParty): Promise<SessionService> {
+  const key = await loadOrCreateSigningKey(folder);
   return new SessionService({
     store,
-    rp,
+    rp: rp ?? (await relyingParty()),
     secretBox,
     tokens: createTokenIssuer({
       issuer: 'https://kv.example',
@@ -143,7 +149,7 @@ for (const engine of engines) {
     });
 
     test('two servers renewing one session at once: one asks the IdP, both serve, and the grant lives on', async () => {
-      const [a, b] = await Promise.all(shared.stores.map(server));
+      const [a, b] = await Promise.all(shared.stores.map((store) => server(store)));
       const secret = await login(a!, 'una-sub');
       const before = await shared.stores[0].getSessionBySecretHash(hashSessionSecret(secret));
       offset = IDP_TOKEN_DUE_MS;
@@ -160,7 +166,7 @@ for (const engine of engines) {
     });
 
     test('a userinfo outage right after the IdP rotated the refresh token: served, and the new token is kept', async () => {
-      const [a] = await Promise.all(shared.stores.map(server));
+      const [a] = await Promise.all(shared.stores.map((store) => server(store)));
       const secret = await login(a!, 'vic-sub');
       offset = IDP_TOKEN_DUE_MS;
       idp.failNextUserinfo('outage');
@@ -170,6 +176,42 @@ for (const engine of engines) {
       assert.deepEqual(outcomes(await Promise.allSettled([a!.issueAccessToken(secret)])), ['issued']);
       const session = await shared.stores[0].getSessionBySecretHash(hashSessionSecret(secret));
       assert.equal(session?.revokedAt, undefined, session?.revokeReason);
+    });
+
+    test('a renewal that stalled after the IdP answered, past its turn, does not write back a token used since', async () => {
+      // Two requests of one session on one server share its relying party, which reuses a rotation's answer.
+      const rp = await relyingParty();
+      let stalled!: () => void;
+      const reachedGate = new Promise<void>((resolve) => (stalled = resolve));
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      const slow: OidcRelyingParty = {
+        ...rp,
+        issuer: rp.issuer,
+        async refresh(token, options) {
+          const answer = await rp.refresh(token, options);
+          stalled();
+          await gate;
+          return answer;
+        },
+      };
+      const a = await server(shared.stores[0], slow);
+      const b = await server(shared.stores[1], rp);
+      const secret = await login(b, 'wes-sub');
+      offset = IDP_TOKEN_DUE_MS;
+      const first = a.issueAccessToken(secret);
+      await reachedGate;
+      // The first request's turn (45 s) lapses; the next one takes over and is given the rotated token from the relying
+      // party's memory of it (a minute), and a later one renews again.
+      offset = IDP_TOKEN_DUE_MS + 46_000;
+      await b.issueAccessToken(secret);
+      offset = 2 * IDP_TOKEN_DUE_MS;
+      await b.issueAccessToken(secret);
+      open();
+      assert.deepEqual(outcomes(await Promise.allSettled([first])), ['issued']);
+      // Had the stalled request stored its (already used) token over the current one, this renewal would present it.
+      offset = 3 * IDP_TOKEN_DUE_MS;
+      assert.deepEqual(outcomes(await Promise.allSettled([b.issueAccessToken(secret)])), ['issued']);
     });
   });
 }

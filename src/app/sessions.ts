@@ -76,10 +76,11 @@ export interface SessionLifecycleHooks {
 const LOGIN_TTL_MS = 10 * 60_000;
 /**
  * How long one server may hold a session's refresh turn, in ms: past what one refresh can take, up to three IdP
- * requests (token, signing keys, userinfo) of at most oidc.timeoutSeconds each (10 s by default). A turn taken over
- * from a holder still waiting would present its refresh token a second time.
+ * requests (token, signing keys, userinfo) of at most oidc.timeoutSeconds each (10 s by default), since a turn taken
+ * over from a holder still waiting presents its refresh token a second time. Shorter than the minute for which the
+ * relying party reuses a rotation's answer, so a turn taken over on the holder's own server is answered from it.
  */
-const REFRESH_HOLD_MS = 60_000;
+const REFRESH_HOLD_MS = 45_000;
 /** How long a renewal waits for another server's, in ms. */
 const REFRESH_WAIT_MS = 15_000;
 const LOOPBACK_REDIRECT = /^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d{1,5}(\/[A-Za-z0-9._~\-/]*)?$/;
