@@ -232,6 +232,75 @@ describe('postgres store', () => {
     }
   });
 
+  test('a trigger enabled only for replication, a guard function replaced, and a trigger re-pointed are found and put back', async () => {
+    const store = await openFresh();
+    const schema = storeSchemas.get(store) ?? '';
+    try {
+      await appendOne(store);
+      // Each leaves the trigger "enabled" by name: 'R' fires only when session_replication_role = replica.
+      await database.admin(`ALTER TABLE ${schema}.audit_events ENABLE REPLICA TRIGGER audit_events_no_update`);
+      await database.admin(
+        `CREATE OR REPLACE FUNCTION ${schema}.kubevisa_refuse_audit_change() RETURNS trigger LANGUAGE plpgsql ` +
+          `AS $$ BEGIN RETURN NULL; END $$`,
+      );
+      await database.admin(`DROP TRIGGER audit_checkpoints_follow_trail ON ${schema}.audit_checkpoints`);
+      await database.admin(
+        `CREATE TRIGGER audit_checkpoints_follow_trail BEFORE INSERT ON ${schema}.audit_checkpoints ` +
+          `FOR EACH ROW WHEN (false) EXECUTE FUNCTION ${schema}.kubevisa_checkpoint_follows_trail()`,
+      );
+      const failed = (await store.inspectAuditProtections()).filter((f) => f.check === 'audit-trigger' && !f.ok);
+      const messages = failed.map((f) => f.message).join('\n');
+      assert.match(messages, /audit_events_no_update on audit_events is disabled \(it does not fire/);
+      assert.match(messages, /guard function kubevisa_refuse_audit_change was replaced/);
+      assert.match(messages, /audit_checkpoints_follow_trail on audit_checkpoints is altered/);
+
+      const again = await openIn(schema);
+      assert.deepEqual([...again.restoredGuards].sort(), [
+        'audit_checkpoints_follow_trail',
+        'audit_events_no_update',
+        'kubevisa_refuse_audit_change',
+      ]);
+      assert.deepEqual(
+        (await again.inspectAuditProtections()).filter((f) => f.check === 'audit-trigger' && !f.ok),
+        [],
+      );
+      await again.close();
+      // Put back for real: the guards refuse again, even for the owner.
+      await assert.rejects(
+        database.admin(`UPDATE ${schema}.audit_events SET actor = 'nobody'`),
+        /append-only: UPDATE refused/,
+      );
+      await assert.rejects(database.admin(`DELETE FROM ${schema}.audit_events`), /append-only: DELETE refused/);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('the documented runtime role cannot write the migrations table (it could claim a newer schema)', async () => {
+    const store = await openFresh();
+    const schema = storeSchemas.get(store) ?? '';
+    await store.close();
+    const role = await database.createRole('nomigrate');
+    for (const statement of runtimeRoleGrants(role, schema)) await database.admin(statement);
+    const url = new URL(database.url);
+    url.username = role;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      for (const statement of [
+        `INSERT INTO ${schema}.schema_migrations (version, name, applied_at) VALUES (99, 'x', 0)`,
+        `UPDATE ${schema}.schema_migrations SET version = 99 WHERE version = 1`,
+        `DELETE FROM ${schema}.schema_migrations`,
+      ]) {
+        await assert.rejects(client.query(statement), /permission denied/, statement);
+      }
+      const runtime = await openPostgresStore({ url: url.toString(), schema });
+      await runtime.close();
+    } finally {
+      await client.end();
+    }
+  });
+
   test('a transaction whose failed statement was caught is not committed', async () => {
     const store = await openFresh();
     try {

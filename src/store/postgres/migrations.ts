@@ -25,7 +25,15 @@ export const GENESIS_HASH_SQL = `'${'0'.repeat(64)}'`;
  * requires each to be present and enabled, and an open by the tables' owner recreates or re-enables any that is
  * not (someone with owner rights dropped or disabled it). Released text: never edit, add a migration instead.
  */
-export const AUDIT_GUARD_TRIGGERS: readonly { table: string; name: string; sql: string }[] = [
+export const AUDIT_GUARD_TRIGGERS: readonly {
+  table: string;
+  name: string;
+  sql: string;
+  /** The function it runs. */
+  fn: string;
+  /** pg_trigger.tgtype as created: ROW 1, BEFORE 2, INSERT 4, DELETE 8, UPDATE 16, TRUNCATE 32. */
+  type: number;
+}[] = [
   ['audit_events', 'no_update', 'BEFORE UPDATE', 'ROW', 'kubevisa_refuse_audit_change'],
   ['audit_events', 'no_delete', 'BEFORE DELETE', 'ROW', 'kubevisa_refuse_audit_change'],
   ['audit_events', 'no_truncate', 'BEFORE TRUNCATE', 'STATEMENT', 'kubevisa_refuse_audit_change'],
@@ -38,6 +46,13 @@ export const AUDIT_GUARD_TRIGGERS: readonly { table: string; name: string; sql: 
   table: table as string,
   name: `${table}_${suffix}`,
   sql: `CREATE TRIGGER ${table}_${suffix} ${when} ON ${table} FOR EACH ${level} EXECUTE FUNCTION ${fn}()`,
+  fn: fn as string,
+  type:
+    (level === 'ROW' ? 1 : 0) +
+    2 +
+    ({ 'BEFORE INSERT': 4, 'BEFORE DELETE': 8, 'BEFORE UPDATE': 16, 'BEFORE TRUNCATE': 32 } as Record<string, number>)[
+      when as string
+    ]!,
 }));
 
 const AUDIT_GUARD_SQL = AUDIT_GUARD_TRIGGERS.map((guard) => `${guard.sql};`).join('\n');
@@ -391,3 +406,19 @@ CREATE TABLE registered_clusters (
 
 /** The tables the runtime role may only read and insert into. */
 export const APPEND_ONLY_TABLES: readonly string[] = ['audit_events', 'audit_checkpoints'];
+
+/**
+ * The guard functions the triggers run, as migration 2 created them and migration 3 pinned their search_path: the
+ * body (`pg_proc.prosrc`, the text between the dollar quotes) and the statement that puts it back. The integrity
+ * check compares each with the database, so a function replaced by one that does nothing (the owner can) is found,
+ * not only a trigger dropped or disabled.
+ */
+export const AUDIT_GUARD_FUNCTIONS: readonly { name: string; body: string; createSql: string }[] = [
+  ...(POSTGRES_MIGRATIONS.find((m) => m.version === 2)?.sql ?? '').matchAll(
+    /CREATE FUNCTION (kubevisa_[a-z_]+)\(\)[^$]*\$\$([\s\S]*?)\$\$;/g,
+  ),
+].map((match) => ({
+  name: match[1]!,
+  body: match[2]!,
+  createSql: match[0].replace(/^CREATE FUNCTION/, 'CREATE OR REPLACE FUNCTION'),
+}));

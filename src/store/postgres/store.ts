@@ -52,7 +52,13 @@ import { KnownHead } from './audit-append.ts';
 import { PostgresAuditAppender, type AuditAppenderOptions } from './appender.ts';
 import { CommitGroups } from './commit-groups.ts';
 import { applyMigrations } from './migrate.ts';
-import { APPEND_ONLY_TABLES, AUDIT_GUARD_TRIGGERS, POSTGRES_MIGRATIONS, type PostgresMigration } from './migrations.ts';
+import {
+  APPEND_ONLY_TABLES,
+  AUDIT_GUARD_FUNCTIONS,
+  AUDIT_GUARD_TRIGGERS,
+  POSTGRES_MIGRATIONS,
+  type PostgresMigration,
+} from './migrations.ts';
 import { STORE_TYPES, bind, translatePgError } from './sql.ts';
 import { PgTx } from './tx.ts';
 import { PostgresChangeFeed } from './change-feed.ts';
@@ -296,30 +302,77 @@ export function changeChannel(schema: string): string {
     : `kubevisa_changes_${createHash('sha256').update(schema).digest('hex').slice(0, 32)}`;
 }
 
-/** Triggers of the audit tables that are missing or disabled in the current schema. */
-async function auditGuardState(db: pg.ClientBase | pg.Pool): Promise<{ missing: string[]; disabled: string[] }> {
-  const { rows } = await db.query(
-    'SELECT t.tgname AS name, t.tgenabled AS enabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid ' +
-      'WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal',
-  );
-  const present = new Map(rows.map((row: Record<string, unknown>) => [text(row, 'pg_trigger', 'name'), row.enabled]));
-  const missing: string[] = [];
-  const disabled: string[] = [];
-  for (const guard of AUDIT_GUARD_TRIGGERS) {
-    const state = present.get(guard.name);
-    if (state === undefined) missing.push(guard.name);
-    else if (state === 'D') disabled.push(guard.name);
-  }
-  return { missing, disabled };
+interface AuditGuardState {
+  /** Guard triggers not there. */
+  missing: string[];
+  /** Guard triggers there but not firing in ordinary sessions (disabled, or enabled only for replication). */
+  disabled: string[];
+  /** Guard triggers on other events or running another function, and guard functions whose body or path changed. */
+  altered: string[];
 }
 
 /**
- * Puts back append-only triggers someone dropped or disabled, when this role owns the audit tables (a runtime
- * role without ownership cannot, and the integrity check reports it instead). Returns what it put back.
+ * The append-only guards as the database holds them in the current schema, compared with what the migrations
+ * made: each trigger present, firing (`tgenabled` O or A: 'R' fires only under session_replication_role = replica,
+ * 'D' never), on the same events for every row or statement with no column list or WHEN condition, running its
+ * function; each function with its released body and its pinned search_path.
+ */
+async function auditGuardState(db: pg.ClientBase | pg.Pool): Promise<AuditGuardState> {
+  const triggers = await db.query(
+    'SELECT c.relname AS table_name, t.tgname AS name, t.tgenabled AS enabled, t.tgtype AS type, ' +
+      'p.proname AS fn, p.pronamespace = current_schema()::regnamespace AS fn_here, ' +
+      'cardinality(t.tgattr::int2[]) = 0 AS all_columns, t.tgqual IS NULL AS unconditional ' +
+      'FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid ' +
+      'WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal',
+  );
+  const present = new Map(
+    triggers.rows.map((row: Record<string, unknown>) => [
+      `${text(row, 'pg_trigger', 'table_name')}.${text(row, 'pg_trigger', 'name')}`,
+      row,
+    ]),
+  );
+  const state: AuditGuardState = { missing: [], disabled: [], altered: [] };
+  for (const guard of AUDIT_GUARD_TRIGGERS) {
+    const row = present.get(`${guard.table}.${guard.name}`);
+    if (row === undefined) state.missing.push(guard.name);
+    else if (
+      Number(row.type) !== guard.type ||
+      row.fn !== guard.fn ||
+      row.fn_here !== true ||
+      row.all_columns !== true ||
+      row.unconditional !== true
+    )
+      state.altered.push(guard.name);
+    else if (row.enabled !== 'O' && row.enabled !== 'A') state.disabled.push(guard.name);
+  }
+  const functions = await db.query(
+    "SELECT p.proname AS name, p.prosrc AS body, array_to_string(p.proconfig, ';') AS config, " +
+      'p.prosecdef AS definer, current_schema() AS schema FROM pg_proc p ' +
+      'WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = ANY($1::text[])',
+    [AUDIT_GUARD_FUNCTIONS.map((fn) => fn.name)],
+  );
+  for (const fn of AUDIT_GUARD_FUNCTIONS) {
+    const row = functions.rows.find((r: Record<string, unknown>) => r.name === fn.name);
+    const pinnedPath = row === undefined ? '' : `search_path=${quoteSchemaForPath(String(row.schema))}, pg_temp`;
+    if (row === undefined || row.body !== fn.body || row.config !== pinnedPath || row.definer !== false) {
+      state.altered.push(fn.name);
+    }
+  }
+  return state;
+}
+
+/** How PostgreSQL writes a schema name in a function's search_path setting (quoted when it must be). */
+function quoteSchemaForPath(schema: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(schema) ? schema : `"${schema.replace(/"/g, '""')}"`;
+}
+
+/**
+ * Puts back append-only guards someone dropped, disabled or altered, when this role owns the audit tables (a
+ * runtime role without ownership cannot, and the integrity check reports it instead). Returns what it put back.
  */
 async function restoreAuditGuards(client: pg.ClientBase): Promise<string[]> {
-  const { missing, disabled } = await auditGuardState(client);
-  if (missing.length === 0 && disabled.length === 0) return [];
+  const { missing, disabled, altered } = await auditGuardState(client);
+  if (missing.length === 0 && disabled.length === 0 && altered.length === 0) return [];
   const owner = await client.query(
     "SELECT bool_and(pg_has_role(current_user, c.relowner, 'USAGE')) AS owns FROM pg_class c " +
       "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname IN ('audit_events', 'audit_checkpoints')",
@@ -327,8 +380,17 @@ async function restoreAuditGuards(client: pg.ClientBase): Promise<string[]> {
   if (owner.rows[0]?.owns !== true) return [];
   await client.query('BEGIN');
   try {
+    for (const fn of AUDIT_GUARD_FUNCTIONS) {
+      if (!altered.includes(fn.name)) continue;
+      await client.query(fn.createSql);
+      await client.query(`ALTER FUNCTION ${fn.name}() SECURITY INVOKER`);
+      await client.query(
+        `DO $$ BEGIN EXECUTE format('ALTER FUNCTION ${fn.name}() SET search_path = %I, pg_temp', current_schema()); END $$`,
+      );
+    }
     for (const guard of AUDIT_GUARD_TRIGGERS) {
-      if (missing.includes(guard.name)) await client.query(guard.sql);
+      if (altered.includes(guard.name)) await client.query(`DROP TRIGGER ${guard.name} ON ${guard.table}`);
+      if (missing.includes(guard.name) || altered.includes(guard.name)) await client.query(guard.sql);
       if (disabled.includes(guard.name)) await client.query(`ALTER TABLE ${guard.table} ENABLE TRIGGER ${guard.name}`);
     }
     await client.query('COMMIT');
@@ -336,7 +398,7 @@ async function restoreAuditGuards(client: pg.ClientBase): Promise<string[]> {
     await client.query('ROLLBACK').catch(() => undefined);
     throw translatePgError(error);
   }
-  return [...missing, ...disabled];
+  return [...missing, ...disabled, ...altered];
 }
 
 /**
@@ -353,6 +415,9 @@ export function runtimeRoleGrants(role: string, schema = 'public'): string[] {
     `GRANT USAGE ON SCHEMA ${schema} TO ${role}`,
     `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${schema} TO ${role}`,
     `REVOKE UPDATE, DELETE, TRUNCATE ON ${audit} FROM ${role}`,
+    // Migrations are the owner's: a runtime role that could write the version table could claim a newer schema
+    // and make every later start refuse the database.
+    `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${schema}.schema_migrations FROM ${role}`,
     `GRANT USAGE ON ALL SEQUENCES IN SCHEMA ${schema} TO ${role}`,
   ];
 }
@@ -549,14 +614,31 @@ class PostgresStoreImpl implements PostgresStore {
   async inspectAuditProtections(): Promise<ProtectionCheck[]> {
     this.assertOpen();
     const findings: ProtectionCheck[] = [];
-    const { missing, disabled } = await this.track(auditGuardState(this.pool));
+    const { missing, disabled, altered } = await this.track(auditGuardState(this.pool));
     for (const guard of AUDIT_GUARD_TRIGGERS) {
-      const state = missing.includes(guard.name) ? 'missing' : disabled.includes(guard.name) ? 'disabled' : 'present';
+      const state = missing.includes(guard.name)
+        ? 'missing'
+        : altered.includes(guard.name)
+          ? 'altered (other events or another function than kubevisa made it with)'
+          : disabled.includes(guard.name)
+            ? 'disabled (it does not fire in ordinary sessions)'
+            : 'present';
       findings.push({
         check: 'audit-trigger',
         subject: guard.name,
         ok: state === 'present',
         message: `append-only trigger ${guard.name} on ${guard.table} is ${state}`,
+      });
+    }
+    for (const fn of AUDIT_GUARD_FUNCTIONS) {
+      const ok = !altered.includes(fn.name);
+      findings.push({
+        check: 'audit-trigger',
+        subject: fn.name,
+        ok,
+        message: ok
+          ? `append-only guard function ${fn.name} is as kubevisa made it`
+          : `append-only guard function ${fn.name} was replaced or its search_path changed`,
       });
     }
     const { rows } = await this.track(
