@@ -3,6 +3,7 @@
 // may call each route, and what it answers. ann holds no role here.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { request as httpRequest, type ClientRequest } from 'node:http';
 import { newId } from '../src/store/ids.ts';
 import { requestVisa } from '../src/domain/visa.ts';
 import { findShippedProfile } from '../src/rbac/profiles.ts';
@@ -127,4 +128,45 @@ test('the end date over HTTP: refusals change nothing; an earlier end shortens a
   assert.deepEqual(changed.body.visasEnded, [later]);
   assert.equal((await env.server.store.getVisa(running))?.notAfter, Date.parse(soon));
   assert.equal((await env.server.store.getVisa(later))?.state, 'revoked');
+});
+
+/** Listens to the console's event stream as the bearer of `token`; `kinds` fills as events arrive. */
+function listen(token: string): { kinds: string[]; close(): void } {
+  const kinds: string[] = [];
+  const req: ClientRequest = httpRequest(new URL('/api/v1/console/events', env.serverUrl), {
+    headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' },
+  });
+  req.on('response', (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      for (const match of chunk.matchAll(/^event: (\S+)$/gm)) kinds.push(match[1]!);
+    });
+  });
+  req.on('error', () => undefined);
+  req.end();
+  return { kinds, close: () => req.destroy() };
+}
+
+test('the live audit tick reaches only those who may read the audit; everyone hears that visas changed', async () => {
+  const admin = listen(env.admin);
+  const contractor = listen(cora);
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // both connected, the audit head read once
+    const pending = (await api(env.serverUrl, 'GET', '/api/v1/visas?state=requested', { token: cora })).body.items;
+    const id = String(pending?.[0]?.id);
+    assert.equal((await api(env.serverUrl, 'POST', `/api/v1/visas/${id}/cancel`, { token: cora })).status, 200);
+    for (let i = 0; i < 100 && !(admin.kinds.includes('audit') && contractor.kinds.includes('visas')); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(admin.kinds.includes('audit'), `the admin hears of the audit event: ${admin.kinds.join(',')}`);
+    assert.ok(contractor.kinds.includes('visas'), `the contractor hears visas changed: ${contractor.kinds.join(',')}`);
+    assert.equal(
+      contractor.kinds.includes('audit'),
+      false,
+      `no audit tick for a contractor: ${contractor.kinds.join(',')}`,
+    );
+  } finally {
+    admin.close();
+    contractor.close();
+  }
 });
