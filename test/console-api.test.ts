@@ -4,6 +4,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest, type ClientRequest } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeConfig, writeSession } from '../src/cli/config.ts';
+import type { PersonJson } from '../src/cli/api-types.ts';
+import { runCli } from '../src/cli/testing/run-cli.ts';
 import { newId } from '../src/store/ids.ts';
 import { requestVisa } from '../src/domain/visa.ts';
 import { findShippedProfile } from '../src/rbac/profiles.ts';
@@ -168,5 +174,35 @@ test('the live audit tick reaches only those who may read the audit; everyone he
   } finally {
     admin.close();
     contractor.close();
+  }
+});
+
+test('kubevisa engagement set-end: the real CLI moves the end date later, and no visa grows', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kubevisa-set-end-'));
+  try {
+    const sam = await loginAs(env.serverUrl, people.sam);
+    await writeConfig(dir, { server: env.serverUrl });
+    await writeSession(dir, {
+      server: env.serverUrl,
+      sessionSecret: sam.sessionSecret,
+      sessionExpiresAt: new Date(Date.now() + 24 * HOUR).toISOString(),
+      person: (await api(env.serverUrl, 'GET', '/api/v1/me', { token: sam.token })).body as unknown as PersonJson,
+    });
+    const before = (await env.server.store.getVisa(running))!.notAfter;
+    const ends = new Date(Date.now() + 60 * 24 * HOUR).toISOString();
+    const args = ['engagement', 'set-end', 'console-api', '--ends', ends, '--reason', 'contract renewed'];
+    const moved = await runCli(args, { configDir: dir, timeoutMs: 60_000 });
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.match(moved.stdout, /now ends at .*; no visa changed/);
+    assert.equal((await env.server.store.getEngagement(engagementId))?.endsAt, Date.parse(ends));
+    assert.equal((await env.server.store.getVisa(running))?.notAfter, before, 'a later end lengthens no visa');
+    const missing = await runCli(['engagement', 'set-end', 'console-api', '--reason', 'x'], {
+      configDir: dir,
+      timeoutMs: 60_000,
+    });
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /missing --ends/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
