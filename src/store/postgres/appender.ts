@@ -11,6 +11,11 @@
  * batch is chained from it and goes in as one self-committing statement: lock, insert and commit in one round
  * trip. When another process appended since, the database refuses that statement, having written nothing, and
  * the batch takes the lock and reads the head first (two round trips more while holding it).
+ *
+ * Two batches may be in flight: the next one is chained from the head the one before will leave and sent while
+ * that one commits (on another connection, waiting for the lock in the database), so the chaining and the round
+ * trip of one overlap the flush of the other. If the one before fails, or another process appends in between,
+ * the next one's statement is refused the same way, and it takes the lock and reads the head.
  */
 import type pg from 'pg';
 import { StoreUnavailable } from '../errors.ts';
@@ -20,6 +25,8 @@ import {
   insertChained,
   insertChainedAtKnownHead,
   lockAuditChain,
+  type AuditHead,
+  type ChainedEvent,
   type KnownHead,
 } from './audit-append.ts';
 import { isUnavailable, translatePgError } from './sql.ts';
@@ -87,7 +94,24 @@ export class PostgresAuditAppender implements AuditAppender {
     try {
       // Let the callers of this turn of the event loop join the first batch.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      while (this.queue.length > 0) await this.writeBatch(this.takeBatch());
+      /** The batch in flight, and the head it will leave if it goes in as chained. */
+      let inFlight: { done: Promise<void>; head: AuditHead | undefined } | undefined;
+      for (;;) {
+        if (this.queue.length === 0) {
+          // Ends only when nothing is queued and nothing is in flight: appends arriving meanwhile are this
+          // loop's, since `flushing` is still set.
+          if (inFlight === undefined) break;
+          await inFlight.done;
+          inFlight = undefined;
+          continue;
+        }
+        const from = inFlight === undefined ? this.knownHead.get() : inFlight.head;
+        const next = this.startBatch(this.takeBatch(), from);
+        await inFlight?.done;
+        inFlight = next;
+        // Those answered just now often append again at once: let them join the next batch.
+        if (this.queue.length === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     } finally {
       this.flushing = undefined;
     }
@@ -106,7 +130,24 @@ export class PostgresAuditAppender implements AuditAppender {
     return batch;
   }
 
-  private async writeBatch(batch: Waiting[]): Promise<void> {
+  /**
+   * Chains `batch` from `from` (the head it is expected to extend; undefined: read it under the lock) and writes
+   * it. Returns at once with the head the batch leaves if it goes in as chained, and the write under way.
+   */
+  private startBatch(
+    batch: Waiting[],
+    from: AuditHead | undefined,
+  ): { done: Promise<void>; head: AuditHead | undefined } {
+    const events = batch.flatMap((waiting) => waiting.events);
+    const chained = from === undefined ? undefined : chainEvents(events, from);
+    return { done: this.writeBatch(batch, events, chained), head: chained?.head };
+  }
+
+  private async writeBatch(
+    batch: Waiting[],
+    events: NewAuditEvent[],
+    guessed: { chained: ChainedEvent[]; head: AuditHead | undefined } | undefined,
+  ): Promise<void> {
     let client: pg.PoolClient;
     try {
       client = await this.connect();
@@ -115,11 +156,9 @@ export class PostgresAuditAppender implements AuditAppender {
       return;
     }
     let broken: Error | undefined;
-    const events = batch.flatMap((waiting) => waiting.events);
     let inTransaction = false;
     try {
-      const known = this.knownHead.get();
-      let chained = known === undefined ? undefined : chainEvents(events, known);
+      let chained = guessed;
       if (chained !== undefined && !(await insertChainedAtKnownHead(client, chained.chained))) chained = undefined;
       if (chained === undefined) {
         await client.query('BEGIN');
