@@ -49,7 +49,13 @@ export interface AccessQuery {
   system?: boolean;
   offset: number;
   limit: number;
+  /** The first namespace column of the page (default 0) and how many (default {@link DEFAULT_COLUMNS}). */
+  columnOffset?: number;
+  columnLimit?: number;
 }
+
+/** Namespace columns one page shows unless asked otherwise. */
+export const DEFAULT_COLUMNS = 30;
 
 const SEVERITY_ORDER = ['critical', 'high', 'medium', 'low', 'info'];
 
@@ -119,8 +125,16 @@ export function accessRows(analysis: ExposureAnalysis, visas: readonly Visa[]): 
   );
 }
 
-/** One page of the rows that pass the query, with how many pass in all. */
-export function pageOfRows(rows: readonly AccessRow[], query: AccessQuery): { total: number; rows: AccessRow[] } {
+/**
+ * One page of the matrix: the rows that pass the query (`total` of them), and the namespace columns of the grid
+ * (`columns`, '' for cluster scope first, then by name; `columnTotal` of them among the passing rows, or only the
+ * namespace asked for). Both axes are paged, so a cluster of thousands of namespaces still sends one screenful;
+ * each row keeps only its cells in the page's columns.
+ */
+export function pageOfRows(
+  rows: readonly AccessRow[],
+  query: AccessQuery,
+): { total: number; rows: AccessRow[]; columns: string[]; columnTotal: number; columnOffset: number } {
   const q = query.q?.toLowerCase();
   const passing = rows.filter(
     (row) =>
@@ -132,7 +146,26 @@ export function pageOfRows(rows: readonly AccessRow[], query: AccessQuery): { to
         (query.only === 'people' && row.kind === 'person') ||
         (query.only === 'unmanaged' && !row.managed)),
   );
-  return { total: passing.length, rows: passing.slice(query.offset, query.offset + query.limit) };
+  let namespaces: string[];
+  if (query.namespace !== undefined) {
+    namespaces = [query.namespace];
+  } else {
+    const seen = new Set<string>();
+    for (const row of passing) for (const cell of row.cells) seen.add(cell.namespace);
+    namespaces = [...seen].sort((a, b) => a.localeCompare(b));
+  }
+  const columnOffset = Math.min(query.columnOffset ?? 0, Math.max(0, namespaces.length - 1));
+  const columns = namespaces.slice(columnOffset, columnOffset + (query.columnLimit ?? DEFAULT_COLUMNS));
+  const shown = new Set(columns);
+  return {
+    total: passing.length,
+    rows: passing
+      .slice(query.offset, query.offset + query.limit)
+      .map((row) => ({ ...row, cells: row.cells.filter((cell) => shown.has(cell.namespace)) })),
+    columns,
+    columnTotal: namespaces.length,
+    columnOffset,
+  };
 }
 
 /** What stands behind one cell: every grant (binding, role, rules) and the visas. */

@@ -18,6 +18,8 @@ const text = (maxLength: number) => ({ type: 'string', minLength: 1, maxLength }
 const queryOf = (properties: Record<string, unknown>) => ({ type: 'object', additionalProperties: false, properties });
 /** Rows one matrix page may hold. */
 const MAX_PAGE_ROWS = 500;
+/** Namespace columns one matrix page may hold. */
+const MAX_PAGE_COLUMNS = 200;
 
 export interface ConsoleRouteOptions {
   consoleSessions: ConsoleSessions;
@@ -134,7 +136,7 @@ export function registerConsoleRoutes(context: ServerContext, options: ConsoleRo
   context.route({
     method: 'GET',
     url: '/api/v1/console/access/:cluster',
-    summary: 'Who has access to a cluster: one page of subjects with their namespaces',
+    summary: 'Who has access to a cluster: one page of the subjects × namespaces matrix (rows and columns paged)',
     auth: 'staff',
     refusal: 'see who has access',
     querystring: queryOf({
@@ -145,6 +147,8 @@ export function registerConsoleRoutes(context: ServerContext, options: ConsoleRo
       refresh: { type: 'string', enum: ['true', 'false'] },
       offset: { type: 'string', pattern: '^[0-9]{1,7}$' },
       limit: { type: 'string', pattern: '^[0-9]{1,3}$' },
+      columnOffset: { type: 'string', pattern: '^[0-9]{1,6}$' },
+      columnLimit: { type: 'string', pattern: '^[0-9]{1,3}$' },
     }),
     handler: async (request) => {
       const q = request.query as Record<string, string | undefined>;
@@ -155,6 +159,8 @@ export function registerConsoleRoutes(context: ServerContext, options: ConsoleRo
         ...(q['namespace'] ? { namespace: q['namespace'] } : {}),
         ...(q['only'] ? { only: q['only'] as AccessQuery['only'] } : {}),
         ...(q['system'] === 'true' ? { system: true } : {}),
+        ...(q['columnOffset'] ? { columnOffset: Number(q['columnOffset']) } : {}),
+        ...(q['columnLimit'] ? { columnLimit: Math.min(MAX_PAGE_COLUMNS, Math.max(1, Number(q['columnLimit']))) } : {}),
       };
       const { cluster } = request.params as { cluster: string };
       return matrices.page(cluster, accessQuery, q['refresh'] === 'true');

@@ -28,6 +28,10 @@ interface Page {
   total: number;
   offset: number;
   rows: Row[];
+  /** The page's namespace columns ('' is cluster scope), `columnTotal` in all from `columnOffset`. */
+  columns: string[];
+  columnTotal: number;
+  columnOffset: number;
 }
 interface CellDetail {
   grants: { binding: string; managed: boolean; visaId?: string; role: string; risks: string[] }[];
@@ -45,8 +49,13 @@ interface AuditEvent {
 const ROW_HEIGHT = 44;
 const PAGE = 200;
 const VIEW_HEIGHT = 560;
+/** Namespace columns per page of the grid. */
+const COLUMNS = 30;
 
-/** Subjects × namespaces, paged by the server, only the rows in view rendered. */
+/**
+ * Subjects × namespaces: a grid whose rows (subjects) and columns (namespaces) are both paged by the server; only
+ * the rows in view are rendered, the columns come COLUMNS at a time.
+ */
 export function WhoHasAccess() {
   const clusters = useLoad(() => get<{ items: { name: string }[] }>('/api/v1/clusters'), []);
   const [cluster, setCluster] = useState('');
@@ -58,6 +67,7 @@ export function WhoHasAccess() {
   const [error, setError] = useState<string>();
   const [scrollTop, setScrollTop] = useState(0);
   const [selected, setSelected] = useState<{ row: Row; cell: Cell }>();
+  const [columnOffset, setColumnOffset] = useState(0);
   const loading = useRef(new Set<number>());
   const live = useLive('visas');
   const chosen = cluster || clusters.data?.items[0]?.name || '';
@@ -69,6 +79,8 @@ export function WhoHasAccess() {
       `/api/v1/console/access/${encodeURIComponent(chosen)}${query({
         offset: pageIndex * PAGE,
         limit: PAGE,
+        columnOffset,
+        columnLimit: COLUMNS,
         q: applied.q,
         namespace: applied.namespace,
         only: applied.only,
@@ -90,7 +102,7 @@ export function WhoHasAccess() {
     loading.current = new Set();
     load(0, true);
     // `load` reads the current filters; it is not itself a reason to reload.
-  }, [chosen, applied, live]);
+  }, [chosen, applied, live, columnOffset]);
 
   const first = Math.max(0, Math.floor(scrollTop / ROW_HEIGHT) - 5);
   const count = Math.ceil(VIEW_HEIGHT / ROW_HEIGHT) + 10;
@@ -110,6 +122,7 @@ export function WhoHasAccess() {
         role="search"
         onSubmit={(e) => {
           e.preventDefault();
+          setColumnOffset(0);
           setApplied(filters);
         }}
       >
@@ -146,9 +159,34 @@ export function WhoHasAccess() {
       </form>
       <Alert kind="error">{error ?? clusters.error}</Alert>
       {meta && (
-        <p className="muted" role="status">
-          {total} subject(s) · {meta.counts.bindings} bindings in {meta.cluster} · analysed {when(meta.analysedAt)}
-        </p>
+        <div className="matrix-status">
+          <p className="muted" role="status">
+            {total} subject(s) · {meta.counts.bindings} bindings in {meta.cluster} · analysed {when(meta.analysedAt)}
+          </p>
+          {meta.columnTotal > meta.columns.length && (
+            <p className="column-pages">
+              <button
+                type="button"
+                className="secondary"
+                disabled={meta.columnOffset === 0}
+                onClick={() => setColumnOffset(Math.max(0, meta.columnOffset - COLUMNS))}
+              >
+                ← Earlier namespaces
+              </button>{' '}
+              <span aria-live="polite">
+                namespaces {meta.columnOffset + 1}–{meta.columnOffset + meta.columns.length} of {meta.columnTotal}
+              </span>{' '}
+              <button
+                type="button"
+                className="secondary"
+                disabled={meta.columnOffset + meta.columns.length >= meta.columnTotal}
+                onClick={() => setColumnOffset(meta.columnOffset + COLUMNS)}
+              >
+                Later namespaces →
+              </button>
+            </p>
+          )}
+        </div>
       )}
       {total === 0 ? (
         <Empty>Nobody matches.</Empty>
@@ -157,13 +195,32 @@ export function WhoHasAccess() {
           className="matrix"
           role="table"
           aria-label={`Who has access to ${chosen}`}
-          aria-rowcount={total}
+          aria-rowcount={(total ?? 0) + 1}
+          aria-colcount={(meta?.columnTotal ?? 0) + 1}
           tabIndex={0}
           onScroll={(e) => setScrollTop(e.currentTarget.scrollTop)}
+          ref={(el) => el?.style.setProperty('--columns', String(Math.max(1, meta?.columns.length ?? 1)))}
         >
+          <div className="matrix-row matrix-head" role="row" aria-rowindex={1}>
+            <span role="columnheader" className="subject">
+              Subject
+            </span>
+            {(meta?.columns ?? []).map((ns, i) => (
+              <span key={ns} role="columnheader" aria-colindex={(meta?.columnOffset ?? 0) + i + 2} title={ns}>
+                {ns || 'cluster scope'}
+              </span>
+            ))}
+          </div>
           <div className="matrix-inner" ref={(el) => el?.style.setProperty('height', `${(total ?? 0) * ROW_HEIGHT}px`)}>
             {visible.map(({ index, row }) => (
-              <MatrixRow key={index} index={index} row={row} onSelect={(cell) => row && setSelected({ row, cell })} />
+              <MatrixRow
+                key={index}
+                index={index}
+                row={row}
+                columns={meta?.columns ?? []}
+                columnOffset={meta?.columnOffset ?? 0}
+                onSelect={(cell) => row && setSelected({ row, cell })}
+              />
             ))}
           </div>
         </div>
@@ -175,23 +232,36 @@ export function WhoHasAccess() {
   );
 }
 
-function MatrixRow({ index, row, onSelect }: { index: number; row: Row | undefined; onSelect: (cell: Cell) => void }) {
+function MatrixRow({
+  index,
+  row,
+  columns,
+  columnOffset,
+  onSelect,
+}: {
+  index: number;
+  row: Row | undefined;
+  columns: string[];
+  columnOffset: number;
+  onSelect: (cell: Cell) => void;
+}) {
   const place = (el: HTMLDivElement | null) =>
     el?.style.setProperty('transform', `translateY(${index * ROW_HEIGHT}px)`);
   if (!row) {
     return (
-      <div className="matrix-row" role="row" aria-rowindex={index + 1} ref={place}>
-        <span role="cell" className="muted">
+      <div className="matrix-row" role="row" aria-rowindex={index + 2} ref={place}>
+        <span role="rowheader" className="muted">
           loading…
         </span>
       </div>
     );
   }
+  const byNamespace = new Map(row.cells.map((cell) => [cell.namespace, cell]));
   return (
     <div
       className={`matrix-row${row.findings.length > 0 ? ' flagged' : ''}`}
       role="row"
-      aria-rowindex={index + 1}
+      aria-rowindex={index + 2}
       ref={place}
       data-subject={row.subject}
     >
@@ -206,25 +276,30 @@ function MatrixRow({ index, row, onSelect }: { index: number; row: Row | undefin
           ))}
         </small>
       </span>
-      <span role="cell" className="cells">
-        {row.cells.map((cell) => (
-          <button
-            type="button"
-            key={cell.namespace}
-            className={`cell${cell.risks.length > 0 ? ' risky' : ''}`}
-            onClick={() => onSelect(cell)}
-            title={cell.risks.length > 0 ? `risks: ${cell.risks.join(', ')}` : undefined}
-          >
-            <strong>{cell.namespace || 'cluster'}</strong> {cell.roles.join(', ')}
-            {cell.notAfter && (
-              <>
-                {' · '}
-                <Countdown until={cell.notAfter} />
-              </>
+      {columns.map((namespace, i) => {
+        const cell = byNamespace.get(namespace);
+        return (
+          <span role="cell" key={namespace} aria-colindex={columnOffset + i + 2}>
+            {cell && (
+              <button
+                type="button"
+                className={`cell${cell.risks.length > 0 ? ' risky' : ''}`}
+                onClick={() => onSelect(cell)}
+                title={cell.risks.length > 0 ? `risks: ${cell.risks.join(', ')}` : undefined}
+              >
+                <span className="sr-only">{cell.namespace || 'cluster scope'} </span>
+                {cell.roles.join(', ')}
+                {cell.notAfter && (
+                  <>
+                    {' · '}
+                    <Countdown until={cell.notAfter} />
+                  </>
+                )}
+              </button>
             )}
-          </button>
-        ))}
-      </span>
+          </span>
+        );
+      })}
     </div>
   );
 }
