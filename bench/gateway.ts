@@ -4,6 +4,9 @@
  * request of the gateway process and of kube-apiserver; revocation latency (revoke → first refused request,
  * → open watch closed, → exec / port-forward closed); memory of the gateway with 2,000 open watches.
  * Run: node bench/gateway.ts [--duration 8] [--connections 1,8,32] [--trials 100] [--watches 2000] [--json FILE]
+ *        [--store sqlite|postgres] [--parts throughput,revocation,streams,memory]
+ * `--store postgres` runs the server on a throwaway database of the test PostgreSQL; the throughput rows then also
+ * give the CPU its database sessions spent per request (bench/store-engines.ts compares both engines).
  * Needs wrk (Debian: apt-get install wrk).
  */
 import { execFile, spawn } from 'node:child_process';
@@ -12,6 +15,7 @@ import { writeFile } from 'node:fs/promises';
 import { request as httpsRequest, Agent } from 'node:https';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { freePorts } from '../src/dev/cluster/control-plane.ts';
 import {
   api,
@@ -33,9 +37,20 @@ const { values } = parseArgs({
     trials: { type: 'string', default: '100' },
     streamTrials: { type: 'string', default: '20' },
     watches: { type: 'string', default: '2000' },
+    store: { type: 'string', default: 'sqlite' },
+    parts: { type: 'string', default: 'throughput,revocation,streams,memory' },
     json: { type: 'string' },
   },
 });
+const PARTS = ['throughput', 'revocation', 'streams', 'memory'];
+const parts = new Set(values.parts!.split(','));
+for (const part of parts) {
+  if (!PARTS.includes(part)) throw new Error(`--parts: unknown part '${part}'; parts: ${PARTS.join(', ')}`);
+}
+if (values.store !== 'sqlite' && values.store !== 'postgres') {
+  throw new Error(`--store must be sqlite or postgres, not '${values.store}'`);
+}
+const store: 'sqlite' | 'postgres' = values.store;
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
@@ -46,6 +61,36 @@ function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]);
   return (ticks * 1000) / 100;
+}
+/**
+ * CPU spent by the database sessions of `url` (PostgreSQL's backends for it), summed; call twice and subtract.
+ * Backends gone between the calls are missed, so the pool keeps its connections open for this.
+ */
+async function databaseCpuMs(url: string | undefined): Promise<Map<number, number>> {
+  const cpu = new Map<number, number>();
+  if (url === undefined) return cpu;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>(
+      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    );
+    for (const { pid } of rows) {
+      try {
+        cpu.set(pid, cpuMs(pid));
+      } catch {
+        // Ended meanwhile.
+      }
+    }
+  } finally {
+    await client.end();
+  }
+  return cpu;
+}
+function cpuSpent(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
+  return total;
 }
 function rssMb(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
@@ -119,6 +164,7 @@ async function main() {
   const env = await startKubevisaEnv({
     tls: true,
     autoApproval: false,
+    store,
     // wrk sends from one address at thousands of requests a second: neither limit may be what is measured.
     extraConfig: {
       gateway: {
@@ -197,211 +243,228 @@ async function main() {
     const apiserverPid = env.cp.pidOf('kube-apiserver')!;
     const proxyPid = proxy.pid!;
     const seconds = Number(values.duration);
-    const throughput: Record<string, unknown>[] = [];
-    for (const [endpointName, path] of [
-      ['GET one ConfigMap', one],
-      ['LIST 500 ConfigMaps', list],
-    ] as const) {
-      for (const connections of values.connections!.split(',').map(Number)) {
-        const row: Record<string, unknown> = { endpoint: endpointName, connections };
-        for (const [name, target] of Object.entries(targets)) {
-          const proxyCpu = name === 'kubectlProxy' ? cpuMs(proxyPid) : 0;
-          const cpuBefore = { apiserver: cpuMs(apiserverPid), gateway: cpuMs(serverPid) };
-          const result = await wrk(target.base + path, connections, seconds, {
-            ...target.headers,
-            accept: KUBECTL_ACCEPT,
-            'accept-encoding': 'gzip',
-          });
-          const apiserverCpu = cpuMs(apiserverPid) - cpuBefore.apiserver;
-          const frontCpu =
-            name === 'gateway'
-              ? cpuMs(serverPid) - cpuBefore.gateway
-              : name === 'kubectlProxy'
-                ? cpuMs(proxyPid) - proxyCpu
-                : 0;
-          row[name] = {
-            rps: round(result.rps),
-            p50ms: round(result.p50, 2),
-            p99ms: round(result.p99, 2),
-            errors: result.errors,
-            apiserverCpuMsPerReq: round(apiserverCpu / result.requests, 3),
-            ...(name !== 'direct' ? { frontCpuMsPerReq: round(frontCpu / result.requests, 3) } : {}),
-          };
-          log(
-            `${endpointName} c=${connections} ${name}: ${round(result.rps)} req/s p50 ${round(result.p50, 2)} ms p99 ${round(result.p99, 2)} ms errors ${result.errors}`,
+    if (parts.has('throughput')) {
+      const throughput: Record<string, unknown>[] = [];
+      for (const [endpointName, path] of [
+        ['GET one ConfigMap', one],
+        ['LIST 500 ConfigMaps', list],
+      ] as const) {
+        for (const connections of values.connections!.split(',').map(Number)) {
+          const row: Record<string, unknown> = { endpoint: endpointName, connections };
+          for (const [name, target] of Object.entries(targets)) {
+            const proxyCpu = name === 'kubectlProxy' ? cpuMs(proxyPid) : 0;
+            const cpuBefore = { apiserver: cpuMs(apiserverPid), gateway: cpuMs(serverPid) };
+            const databaseBefore =
+              name === 'gateway' ? await databaseCpuMs(env.postgresUrl) : new Map<number, number>();
+            const result = await wrk(target.base + path, connections, seconds, {
+              ...target.headers,
+              accept: KUBECTL_ACCEPT,
+              'accept-encoding': 'gzip',
+            });
+            const apiserverCpu = cpuMs(apiserverPid) - cpuBefore.apiserver;
+            const databaseCpu =
+              name === 'gateway' && env.postgresUrl !== undefined
+                ? cpuSpent(databaseBefore, await databaseCpuMs(env.postgresUrl))
+                : undefined;
+            const frontCpu =
+              name === 'gateway'
+                ? cpuMs(serverPid) - cpuBefore.gateway
+                : name === 'kubectlProxy'
+                  ? cpuMs(proxyPid) - proxyCpu
+                  : 0;
+            row[name] = {
+              rps: round(result.rps),
+              p50ms: round(result.p50, 2),
+              p99ms: round(result.p99, 2),
+              errors: result.errors,
+              apiserverCpuMsPerReq: round(apiserverCpu / result.requests, 3),
+              ...(name !== 'direct' ? { frontCpuMsPerReq: round(frontCpu / result.requests, 3) } : {}),
+              ...(databaseCpu !== undefined ? { databaseCpuMsPerReq: round(databaseCpu / result.requests, 3) } : {}),
+            };
+            log(
+              `${endpointName} c=${connections} ${name}: ${round(result.rps)} req/s p50 ${round(result.p50, 2)} ms p99 ${round(result.p99, 2)} ms errors ${result.errors}`,
+            );
+            // Requests per second of failures (non-2xx answers, socket errors) would be a measure of the refusal path.
+            if (result.errors > 0) {
+              failures.push(
+                `${endpointName} c=${connections} ${name}: ${result.errors} of ${result.requests} requests failed`,
+              );
+            }
+          }
+          const d = row.direct as { rps: number; p99ms: number };
+          const g = row.gateway as { rps: number; p99ms: number };
+          const k = row.kubectlProxy as { rps: number };
+          row.gatewayVsDirect = round(g.rps / d.rps, 2);
+          row.gatewayVsKubectlProxy = round(g.rps / k.rps, 2);
+          row.addedP99ms = round(g.p99ms - d.p99ms, 2);
+          throughput.push(row);
+        }
+      }
+      results.throughput = throughput;
+    }
+
+    const agent = new Agent({ keepAlive: true, ca: readFileSync(env.config.tls!.caFile!) });
+    if (parts.has('revocation')) {
+      // Revocation latency.
+      log(`revocation: ${values.trials} trials with an open watch`);
+      const gatewayGet = (path: string) =>
+        new Promise<number>((resolve, reject) => {
+          const req = httpsRequest(
+            `${targets.gateway.base}${path}`,
+            { agent, headers: { authorization: `Bearer ${cora.token}` } },
+            (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode ?? 0));
+            },
           );
-          // Requests per second of failures (non-2xx answers, socket errors) would be a measure of the refusal path.
-          if (result.errors > 0) {
-            failures.push(
-              `${endpointName} c=${connections} ${name}: ${result.errors} of ${result.requests} requests failed`,
+          req.on('error', reject);
+          req.end();
+        });
+      await env.kOk(['create', 'namespace', 'bench-rev']);
+      const refusedMs: number[] = [];
+      const watchClosedMs: number[] = [];
+      for (let i = 0; i < Number(values.trials); i++) {
+        const visaId = await grant('viewer', ['bench-rev']);
+        for (let tries = 0; (await gatewayGet('/api/v1/namespaces/bench-rev/configmaps')) !== 200; tries++) {
+          if (tries > 100) throw new Error('the visa never started working');
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        const watch = openWatch(
+          `${targets.gateway.base}/api/v1/namespaces/bench-rev/configmaps?watch=true`,
+          cora.token,
+          readFileSync(env.config.tls!.caFile!),
+        );
+        await Promise.race([
+          watch.opened,
+          new Promise((_, reject) => setTimeout(() => reject(new Error('the watch did not open')), 10_000)),
+        ]);
+        const closed = watch.closed;
+        const t0 = performance.now();
+        const revoked = await call('POST', `/api/v1/visas/${visaId}/revoke`, admin, { reason: 'bench' });
+        if (revoked.status !== 200) throw new Error(`revoke failed: ${JSON.stringify(revoked.body)}`);
+        let status = await gatewayGet('/api/v1/namespaces/bench-rev/configmaps');
+        while (status === 200) {
+          if (performance.now() - t0 > 10_000) throw new Error('the gateway still answers 10 s after the revoke');
+          status = await gatewayGet('/api/v1/namespaces/bench-rev/configmaps');
+        }
+        if (i % 10 === 9) log(`  ${i + 1} trials`);
+        refusedMs.push(performance.now() - t0);
+        watchClosedMs.push((await closed) - t0);
+      }
+      refusedMs.sort((a, b) => a - b);
+      watchClosedMs.sort((a, b) => a - b);
+      results.revocation = {
+        trials: refusedMs.length,
+        firstRefusedMs: {
+          p50: round(percentile(refusedMs, 50)),
+          p99: round(percentile(refusedMs, 99)),
+          max: round(refusedMs.at(-1)!),
+        },
+        watchClosedMs: {
+          p50: round(percentile(watchClosedMs, 50)),
+          p99: round(percentile(watchClosedMs, 99)),
+          max: round(watchClosedMs.at(-1)!),
+        },
+      };
+      log(
+        `revocation: first refused p99 ${round(percentile(refusedMs, 99))} ms; watch closed p99 ${round(percentile(watchClosedMs, 99))} ms (from the start of the revoke call)`,
+      );
+    }
+    if (parts.has('streams')) {
+      // exec and port-forward streams, through the real kubectl.
+      log(`revocation of exec / port-forward: ${values.streamTrials} trials each`);
+      await env.kOk(['create', 'namespace', 'bench-stream']);
+      await new Promise((r) => setTimeout(r, 1500));
+      await env.kOk(['run', 'app', '-n', 'bench-stream', '--image=registry.example/app:1']);
+      await new Promise((r) => setTimeout(r, 3000));
+      const gwKubeconfig = await env.writeGatewayKubeconfig(cora.token, 'bench-gw');
+      const streamMs: Record<string, number[]> = { exec: [], portForward: [] };
+      for (let i = 0; i < Number(values.streamTrials); i++) {
+        for (const kind of ['exec', 'portForward'] as const) {
+          const visaId = await grant('debugger', ['bench-stream']);
+          await new Promise((r) => setTimeout(r, 300));
+          const args =
+            kind === 'exec'
+              ? ['exec', '-n', 'bench-stream', 'app', '--', 'sh', '-c', 'echo exec-running; sleep 60']
+              : ['port-forward', '-n', 'bench-stream', 'pod/app', ':8080'];
+          const proc = kubectlBackground(env.cp.binaries.kubectl, args, { kubeconfig: gwKubeconfig });
+          if (kind === 'portForward') await proc.waitFor(/Forwarding from/);
+          else await proc.waitFor(/exec-running/);
+          const exited = new Promise<number>((resolve) => proc.child.once('exit', () => resolve(performance.now())));
+          const t0 = performance.now();
+          await call('POST', `/api/v1/visas/${visaId}/revoke`, admin, { reason: 'bench' });
+          if (kind === 'portForward') {
+            // kubectl port-forward keeps listening until a connection fails; the gateway-side close is what we time.
+            proc.child.kill('SIGKILL');
+            streamMs[kind]!.push(NaN);
+          } else {
+            streamMs[kind]!.push(
+              (await Promise.race([exited, new Promise<number>((r) => setTimeout(() => r(NaN), 10_000))])) - t0,
             );
           }
-        }
-        const d = row.direct as { rps: number; p99ms: number };
-        const g = row.gateway as { rps: number; p99ms: number };
-        const k = row.kubectlProxy as { rps: number };
-        row.gatewayVsDirect = round(g.rps / d.rps, 2);
-        row.gatewayVsKubectlProxy = round(g.rps / k.rps, 2);
-        row.addedP99ms = round(g.p99ms - d.p99ms, 2);
-        throughput.push(row);
-      }
-    }
-    results.throughput = throughput;
-
-    // Revocation latency.
-    log(`revocation: ${values.trials} trials with an open watch`);
-    const agent = new Agent({ keepAlive: true, ca: readFileSync(env.config.tls!.caFile!) });
-    const gatewayGet = (path: string) =>
-      new Promise<number>((resolve, reject) => {
-        const req = httpsRequest(
-          `${targets.gateway.base}${path}`,
-          { agent, headers: { authorization: `Bearer ${cora.token}` } },
-          (res) => {
-            res.resume();
-            res.on('end', () => resolve(res.statusCode ?? 0));
-          },
-        );
-        req.on('error', reject);
-        req.end();
-      });
-    await env.kOk(['create', 'namespace', 'bench-rev']);
-    const refusedMs: number[] = [];
-    const watchClosedMs: number[] = [];
-    for (let i = 0; i < Number(values.trials); i++) {
-      const visaId = await grant('viewer', ['bench-rev']);
-      for (let tries = 0; (await gatewayGet('/api/v1/namespaces/bench-rev/configmaps')) !== 200; tries++) {
-        if (tries > 100) throw new Error('the visa never started working');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      const watch = openWatch(
-        `${targets.gateway.base}/api/v1/namespaces/bench-rev/configmaps?watch=true`,
-        cora.token,
-        readFileSync(env.config.tls!.caFile!),
-      );
-      await Promise.race([
-        watch.opened,
-        new Promise((_, reject) => setTimeout(() => reject(new Error('the watch did not open')), 10_000)),
-      ]);
-      const closed = watch.closed;
-      const t0 = performance.now();
-      const revoked = await call('POST', `/api/v1/visas/${visaId}/revoke`, admin, { reason: 'bench' });
-      if (revoked.status !== 200) throw new Error(`revoke failed: ${JSON.stringify(revoked.body)}`);
-      let status = await gatewayGet('/api/v1/namespaces/bench-rev/configmaps');
-      while (status === 200) {
-        if (performance.now() - t0 > 10_000) throw new Error('the gateway still answers 10 s after the revoke');
-        status = await gatewayGet('/api/v1/namespaces/bench-rev/configmaps');
-      }
-      if (i % 10 === 9) log(`  ${i + 1} trials`);
-      refusedMs.push(performance.now() - t0);
-      watchClosedMs.push((await closed) - t0);
-    }
-    refusedMs.sort((a, b) => a - b);
-    watchClosedMs.sort((a, b) => a - b);
-    results.revocation = {
-      trials: refusedMs.length,
-      firstRefusedMs: {
-        p50: round(percentile(refusedMs, 50)),
-        p99: round(percentile(refusedMs, 99)),
-        max: round(refusedMs.at(-1)!),
-      },
-      watchClosedMs: {
-        p50: round(percentile(watchClosedMs, 50)),
-        p99: round(percentile(watchClosedMs, 99)),
-        max: round(watchClosedMs.at(-1)!),
-      },
-    };
-    log(
-      `revocation: first refused p99 ${round(percentile(refusedMs, 99))} ms; watch closed p99 ${round(percentile(watchClosedMs, 99))} ms (from the start of the revoke call)`,
-    );
-
-    // exec and port-forward streams, through the real kubectl.
-    log(`revocation of exec / port-forward: ${values.streamTrials} trials each`);
-    await env.kOk(['create', 'namespace', 'bench-stream']);
-    await new Promise((r) => setTimeout(r, 1500));
-    await env.kOk(['run', 'app', '-n', 'bench-stream', '--image=registry.example/app:1']);
-    await new Promise((r) => setTimeout(r, 3000));
-    const gwKubeconfig = await env.writeGatewayKubeconfig(cora.token, 'bench-gw');
-    const streamMs: Record<string, number[]> = { exec: [], portForward: [] };
-    for (let i = 0; i < Number(values.streamTrials); i++) {
-      for (const kind of ['exec', 'portForward'] as const) {
-        const visaId = await grant('debugger', ['bench-stream']);
-        await new Promise((r) => setTimeout(r, 300));
-        const args =
-          kind === 'exec'
-            ? ['exec', '-n', 'bench-stream', 'app', '--', 'sh', '-c', 'echo exec-running; sleep 60']
-            : ['port-forward', '-n', 'bench-stream', 'pod/app', ':8080'];
-        const proc = kubectlBackground(env.cp.binaries.kubectl, args, { kubeconfig: gwKubeconfig });
-        if (kind === 'portForward') await proc.waitFor(/Forwarding from/);
-        else await proc.waitFor(/exec-running/);
-        const exited = new Promise<number>((resolve) => proc.child.once('exit', () => resolve(performance.now())));
-        const t0 = performance.now();
-        await call('POST', `/api/v1/visas/${visaId}/revoke`, admin, { reason: 'bench' });
-        if (kind === 'portForward') {
-          // kubectl port-forward keeps listening until a connection fails; the gateway-side close is what we time.
           proc.child.kill('SIGKILL');
-          streamMs[kind]!.push(NaN);
-        } else {
-          streamMs[kind]!.push(
-            (await Promise.race([exited, new Promise<number>((r) => setTimeout(() => r(NaN), 10_000))])) - t0,
-          );
         }
-        proc.child.kill('SIGKILL');
       }
+      const execFailed = streamMs.exec!.filter((n) => Number.isNaN(n)).length;
+      if (execFailed > 0)
+        failures.push(`exec: ${execFailed} of ${streamMs.exec!.length} trials did not end within 10 s of the revoke`);
+      const execSorted = streamMs.exec!.filter((n) => !Number.isNaN(n)).sort((a, b) => a - b);
+      results.execClosedMs = {
+        trials: execSorted.length,
+        p50: round(percentile(execSorted, 50)),
+        p99: round(percentile(execSorted, 99)),
+        note: 'until the kubectl exec process exits',
+      };
+      log(
+        `exec: kubectl exits p50 ${round(percentile(execSorted, 50))} ms p99 ${round(percentile(execSorted, 99))} ms after the revoke call starts`,
+      );
     }
-    const execFailed = streamMs.exec!.filter((n) => Number.isNaN(n)).length;
-    if (execFailed > 0)
-      failures.push(`exec: ${execFailed} of ${streamMs.exec!.length} trials did not end within 10 s of the revoke`);
-    const execSorted = streamMs.exec!.filter((n) => !Number.isNaN(n)).sort((a, b) => a - b);
-    results.execClosedMs = {
-      trials: execSorted.length,
-      p50: round(percentile(execSorted, 50)),
-      p99: round(percentile(execSorted, 99)),
-      note: 'until the kubectl exec process exits',
-    };
-    log(
-      `exec: kubectl exits p50 ${round(percentile(execSorted, 50))} ms p99 ${round(percentile(execSorted, 99))} ms after the revoke call starts`,
-    );
-
-    // Memory with many open watches.
-    const watchCount = Number(values.watches);
-    log(`memory: opening ${watchCount} watches through the gateway`);
-    await grant('viewer', ['bench-gw']);
-    await new Promise((r) => setTimeout(r, 1000));
-    const rssBefore = rssMb(serverPid);
-    const watchAgent = new Agent({ keepAlive: true, maxSockets: Infinity, ca: readFileSync(env.config.tls!.caFile!) });
-    const sockets: { destroy: () => void }[] = [];
-    let openedCount = 0;
-    await Promise.all(
-      Array.from(
-        { length: watchCount },
-        () =>
-          new Promise<void>((resolve) => {
-            const req = httpsRequest(
-              `${targets.gateway.base}/api/v1/namespaces/bench-gw/configmaps?watch=true&resourceVersion=0&fieldSelector=metadata.name%3Done`,
-              { agent: watchAgent, headers: { authorization: `Bearer ${cora.token}` } },
-              (res) => {
-                if (res.statusCode === 200) openedCount++;
-                res.on('data', () => {});
-                resolve();
-              },
-            );
-            req.on('error', () => resolve());
-            sockets.push(req);
-            req.end();
-          }),
-      ),
-    );
-    await new Promise((r) => setTimeout(r, 2000));
-    const rssAfter = rssMb(serverPid);
-    results.memory = {
-      watches: openedCount,
-      rssBeforeMb: round(rssBefore),
-      rssAfterMb: round(rssAfter),
-      perWatchKb: round(((rssAfter - rssBefore) * 1024) / Math.max(1, openedCount)),
-    };
-    log(`memory: ${openedCount} watches open: gateway RSS ${round(rssBefore)} → ${round(rssAfter)} MB`);
-    for (const s of sockets) s.destroy();
-    watchAgent.destroy();
+    if (parts.has('memory')) {
+      // Memory with many open watches.
+      const watchCount = Number(values.watches);
+      log(`memory: opening ${watchCount} watches through the gateway`);
+      await grant('viewer', ['bench-gw']);
+      await new Promise((r) => setTimeout(r, 1000));
+      const rssBefore = rssMb(serverPid);
+      const watchAgent = new Agent({
+        keepAlive: true,
+        maxSockets: Infinity,
+        ca: readFileSync(env.config.tls!.caFile!),
+      });
+      const sockets: { destroy: () => void }[] = [];
+      let openedCount = 0;
+      await Promise.all(
+        Array.from(
+          { length: watchCount },
+          () =>
+            new Promise<void>((resolve) => {
+              const req = httpsRequest(
+                `${targets.gateway.base}/api/v1/namespaces/bench-gw/configmaps?watch=true&resourceVersion=0&fieldSelector=metadata.name%3Done`,
+                { agent: watchAgent, headers: { authorization: `Bearer ${cora.token}` } },
+                (res) => {
+                  if (res.statusCode === 200) openedCount++;
+                  res.on('data', () => {});
+                  resolve();
+                },
+              );
+              req.on('error', () => resolve());
+              sockets.push(req);
+              req.end();
+            }),
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 2000));
+      const rssAfter = rssMb(serverPid);
+      results.memory = {
+        watches: openedCount,
+        rssBeforeMb: round(rssBefore),
+        rssAfterMb: round(rssAfter),
+        perWatchKb: round(((rssAfter - rssBefore) * 1024) / Math.max(1, openedCount)),
+      };
+      log(`memory: ${openedCount} watches open: gateway RSS ${round(rssBefore)} → ${round(rssAfter)} MB`);
+      for (const s of sockets) s.destroy();
+      watchAgent.destroy();
+    }
     agent.destroy();
   } finally {
     for (const c of children) c.kill('SIGKILL');
