@@ -64,13 +64,16 @@ export async function wireAudit(context: ServerContext): Promise<AuditHandle> {
 
   registerAuditRoutes(context, service);
 
+  // One replica checkpoints and verifies (src/leader/): checkpoints are one sequence, and one verifier is enough.
   const checkpointTimer = setInterval(() => {
+    if (!context.leadership.isLeader()) return;
     service.checkpointIfMoved().catch((error: unknown) => report('periodic checkpoint failed', error));
   }, config.checkpointIntervalMs);
   checkpointTimer.unref();
   let verifyTimer: NodeJS.Timeout | undefined;
   if (config.verifyIntervalMs !== undefined) {
     verifyTimer = setInterval(() => {
+      if (!context.leadership.isLeader()) return;
       service.verifyTrail().catch((error: unknown) => report('periodic verification failed to run', error));
     }, config.verifyIntervalMs);
     verifyTimer.unref();

@@ -8,7 +8,15 @@ import { InvalidInput, KubevisaError } from '../domain/errors.ts';
 import type { Instant } from '../domain/model.ts';
 import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
 import { formatInstant, MAX_DURATION_SECONDS } from '../domain/time.ts';
-import { ClusterRequestFailed, NamespaceMissing, ObjectMissing, UnexpectedTokenExpiry } from './errors.ts';
+import {
+  ClusterRequestFailed,
+  FenceNotEnforced,
+  Fenced,
+  NamespaceMissing,
+  ObjectMissing,
+  UnexpectedTokenExpiry,
+} from './errors.ts';
+import { EPOCH_ANNOTATION, FENCE_CONFIG_MAP, FENCING_POLICY, epochOf, fenceConfigMap, stamped } from './fencing.ts';
 import { connectionOf, loadKubeConfig, type ClusterConnection, type KubeconfigSource } from './kubeconfig.ts';
 import {
   CONTROLLER_SERVICE_ACCOUNT,
@@ -144,7 +152,11 @@ export interface ClusterClient {
    * @throws ResourceVersionConflict when it changed meanwhile; ObjectMissing when it is gone.
    */
   replaceRoleBinding(binding: RoleBinding): Promise<RoleBinding>;
-  /** Deletes a RoleBinding. @returns false when it was already gone (not an error). */
+  /**
+   * Deletes a RoleBinding. With `fencingEpoch`, it is first stamped with the epoch and deleted only as stamped
+   * (fencing.ts). @returns false when it was already gone (not an error).
+   * @throws Fenced when a newer leader raised the fence; ResourceVersionConflict when it changed meanwhile.
+   */
   deleteRoleBinding(namespace: string, name: string): Promise<boolean>;
 
   /** The profile ClusterRoles installed in the cluster (`kubevisa:profile:*`, labelled with their profile). */
@@ -202,6 +214,13 @@ export interface ClusterClient {
   whoAmI(): Promise<{ username: string; groups: string[] }>;
   /** Uses `token` as kubevisa's bearer token for every later request and watch (after a renewal). */
   useToken(token: string): void;
+  /**
+   * Raises the fence (ConfigMap `kubevisa-fence`, fencing.ts) to `epoch` and resolves once kube-apiserver refuses a
+   * write below it. Call it when a lease term begins, before the term's first write.
+   * @throws Fenced when the fence is already above `epoch` (a newer leader); FenceNotEnforced when kube-apiserver
+   *   still accepts a write below it after `fenceWaitMs` (the fencing policy is not installed).
+   */
+  raiseFence(epoch: number): Promise<void>;
 
   // Reading the whole cluster's RBAC, for exposure scans (kubevisa's ClusterRole grants get/list/watch on it).
   /** Every Role in every namespace. */
@@ -252,6 +271,13 @@ export type ClusterClientOptions = KubeconfigSource & {
   now?: () => Instant;
   /** Seconds after which the server ends each watch and kubevisa resumes it (default 20; 1–29). */
   watchTimeoutSeconds?: number;
+  /**
+   * The epoch of the lease term writes are made under (src/leader/): every object written carries it and deletes
+   * are fenced (fencing.ts). Absent: nothing is stamped (an admin's client, `kubevisa install`).
+   */
+  fencingEpoch?: () => number;
+  /** How long `raiseFence` waits for kube-apiserver to enforce a raised fence, in ms (default 10000). */
+  fenceWaitMs?: number;
 };
 
 /**
@@ -287,6 +313,50 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
     throw toClusterError(error, { cluster: name, server: connection.server, action, timeoutMs });
   };
   const statusCode = (error: unknown) => kubernetesStatusOf(error)?.code;
+  const fencingEpoch = options.fencingEpoch;
+  /** `object` stamped with the current epoch when writes are fenced. */
+  const stamp = <T extends { metadata: { annotations: Record<string, string> } }>(object: T): T =>
+    fencingEpoch === undefined ? object : stamped(object, fencingEpoch());
+
+  /**
+   * A fenced delete (fencing.ts): read the object, stamp it with this term's epoch unless it carries it already (an
+   * update the fencing policy judges), then delete exactly that version. A stamp kube-apiserver refuses, or a
+   * delete of a version stamped before a newer leader raised the fence, fails with Fenced.
+   */
+  async function fencedDelete<
+    T extends { metadata?: { uid?: string; resourceVersion?: string; annotations?: Record<string, string> } },
+  >(
+    what: string,
+    calls: {
+      read: () => Promise<T>;
+      replace: (object: T) => Promise<T>;
+      remove: (preconditions?: { uid?: string; resourceVersion?: string }) => Promise<unknown>;
+      /** False for an object the policy lets kubevisa delete without a stamp (fencing.ts). */
+      stampable?: (object: T) => boolean;
+    },
+  ): Promise<boolean> {
+    const gone = (error: unknown) => statusCode(error) === 404;
+    try {
+      if (fencingEpoch === undefined) {
+        await calls.remove();
+        return true;
+      }
+      let current = await calls.read();
+      const epoch = fencingEpoch();
+      if (epochOf(current) !== epoch && (calls.stampable?.(current) ?? true)) {
+        current.metadata = {
+          ...current.metadata,
+          annotations: { ...current.metadata?.annotations, [EPOCH_ANNOTATION]: String(epoch) },
+        };
+        current = await calls.replace(current);
+      }
+      await calls.remove({ uid: current.metadata?.uid, resourceVersion: current.metadata?.resourceVersion });
+      return true;
+    } catch (error) {
+      if (gone(error)) return false;
+      return fail(`delete ${what}`)(error);
+    }
+  }
 
   // Creating in a namespace that does not exist answers 404 (kind namespaces); in one being deleted, 403 with
   // cause NamespaceTerminating (messages quoted in transport.test.ts).
@@ -396,7 +466,7 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
       const { namespace, name: bindingName } = binding.metadata;
       const action = `create RoleBinding ${namespace}/${bindingName}`;
       const created = await apis.rbac
-        .createNamespacedRoleBinding({ namespace, body: withoutServerFields(binding) })
+        .createNamespacedRoleBinding({ namespace, body: withoutServerFields(stamp(binding)) })
         .catch(failCreate(action, namespace));
       return toRoleBinding(created, name);
     },
@@ -410,19 +480,24 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
         });
       }
       const replaced = await apis.rbac
-        .replaceNamespacedRoleBinding({ namespace, name: bindingName, body: binding })
+        .replaceNamespacedRoleBinding({ namespace, name: bindingName, body: stamp(binding) })
         .catch(fail(`replace RoleBinding ${namespace}/${bindingName}`));
       return toRoleBinding(replaced, name);
     },
 
-    async deleteRoleBinding(namespace, bindingName) {
-      try {
-        await apis.rbac.deleteNamespacedRoleBinding({ namespace, name: bindingName });
-        return true;
-      } catch (error) {
-        if (statusCode(error) === 404) return false;
-        return fail(`delete RoleBinding ${namespace}/${bindingName}`)(error);
-      }
+    deleteRoleBinding(namespace, bindingName) {
+      return fencedDelete(`RoleBinding ${namespace}/${bindingName}`, {
+        read: () => apis.rbac.readNamespacedRoleBinding({ namespace, name: bindingName }),
+        replace: (body) => apis.rbac.replaceNamespacedRoleBinding({ namespace, name: bindingName, body }),
+        remove: (preconditions) =>
+          apis.rbac.deleteNamespacedRoleBinding({
+            namespace,
+            name: bindingName,
+            ...(preconditions ? { body: { preconditions } } : {}),
+          }),
+        // kubevisa cannot update a binding to a role it may not bind: the policy lets it delete such a one as it is.
+        stampable: (binding) => binding.roleRef.name.startsWith('kubevisa:profile:'),
+      });
     },
 
     async listProfileClusterRoles() {
@@ -448,7 +523,7 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
         });
       }
       const replaced = await apis.rbac
-        .replaceClusterRole({ name: roleName, body: role })
+        .replaceClusterRole({ name: roleName, body: stamp(role) })
         .catch(fail(`restore ClusterRole ${roleName}`));
       return toClusterRole(replaced, name);
     },
@@ -514,7 +589,7 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
       }
       if (role.kind === 'ClusterRole' && roleName === CONTROLLER_CLUSTER_ROLE) {
         return apis.rbac
-          .replaceClusterRole({ name: roleName, body: role })
+          .replaceClusterRole({ name: roleName, body: stamp(role) })
           .catch(fail(`restore ClusterRole ${roleName}`));
       }
       const ownRoles: Record<string, string> = { [VISAS_ROLE]: VISAS_NAMESPACE, [SELF_TOKEN_ROLE]: SYSTEM_NAMESPACE };
@@ -528,7 +603,7 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
         );
       }
       return apis.rbac
-        .replaceNamespacedRole({ namespace, name: roleName, body: role })
+        .replaceNamespacedRole({ namespace, name: roleName, body: stamp(role) })
         .catch(fail(`restore Role ${namespace}/${roleName}`));
     },
 
@@ -559,19 +634,23 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
       }
       const action = `create ServiceAccount ${VISAS_NAMESPACE}/${account.metadata.name}`;
       const created = await apis.core
-        .createNamespacedServiceAccount({ namespace: VISAS_NAMESPACE, body: withoutServerFields(account) })
+        .createNamespacedServiceAccount({ namespace: VISAS_NAMESPACE, body: withoutServerFields(stamp(account)) })
         .catch(failCreate(action, VISAS_NAMESPACE));
       return toServiceAccount(created, name);
     },
 
-    async deleteServiceAccount(accountName) {
-      try {
-        await apis.core.deleteNamespacedServiceAccount({ namespace: VISAS_NAMESPACE, name: accountName });
-        return true;
-      } catch (error) {
-        if (statusCode(error) === 404) return false;
-        return fail(`delete ServiceAccount ${VISAS_NAMESPACE}/${accountName}`)(error);
-      }
+    deleteServiceAccount(accountName) {
+      return fencedDelete(`ServiceAccount ${VISAS_NAMESPACE}/${accountName}`, {
+        read: () => apis.core.readNamespacedServiceAccount({ namespace: VISAS_NAMESPACE, name: accountName }),
+        replace: (body) =>
+          apis.core.replaceNamespacedServiceAccount({ namespace: VISAS_NAMESPACE, name: accountName, body }),
+        remove: (preconditions) =>
+          apis.core.deleteNamespacedServiceAccount({
+            namespace: VISAS_NAMESPACE,
+            name: accountName,
+            ...(preconditions ? { body: { preconditions } } : {}),
+          }),
+      });
     },
 
     async getServiceAccount(accountName) {
@@ -667,6 +746,78 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
       const user = kubeConfig.getCurrentUser();
       if (!user) throw new InvalidInput(`cluster '${name}': the kubeconfig has no current user to renew`);
       (user as { token?: string }).token = token;
+    },
+
+    async raiseFence(epoch) {
+      const action = `raise the fence (ConfigMap ${SYSTEM_NAMESPACE}/${FENCE_CONFIG_MAP}) to epoch ${epoch}`;
+      const read = () =>
+        apis.core
+          .readNamespacedConfigMap({ namespace: SYSTEM_NAMESPACE, name: FENCE_CONFIG_MAP })
+          .catch((error: unknown) => (statusCode(error) === 404 ? undefined : fail(action)(error)));
+      for (let attempt = 1; ; attempt++) {
+        const current = await read();
+        try {
+          if (current === undefined) {
+            await apis.core.createNamespacedConfigMap({ namespace: SYSTEM_NAMESPACE, body: fenceConfigMap(epoch) });
+            break;
+          }
+          const fence = Number(current.data?.['epoch'] ?? '0');
+          if (fence > epoch) {
+            throw new Fenced(
+              `cannot ${action}: cluster '${name}' has it at epoch ${fence} already; a newer kubevisa leader holds the lease`,
+              { details: { cluster: name, fence, epoch } },
+            );
+          }
+          if (fence === epoch) break;
+          current.data = { ...current.data, epoch: String(epoch) };
+          current.metadata = {
+            ...current.metadata,
+            annotations: { ...current.metadata?.annotations, [EPOCH_ANNOTATION]: String(epoch) },
+          };
+          await apis.core.replaceNamespacedConfigMap({
+            namespace: SYSTEM_NAMESPACE,
+            name: FENCE_CONFIG_MAP,
+            body: current,
+          });
+          break;
+        } catch (error) {
+          // Someone raised or made it meanwhile: read it again.
+          const code = statusCode(error);
+          if ((code === 409 || code === 404) && attempt < 5) continue;
+          return fail(action)(error);
+        }
+      }
+      // kube-apiserver's admission plugin reads the fence from an informer cache: a write stamped just below the
+      // new epoch, tried as a dry run, proves the cache holds it before this term writes anything.
+      const deadline = Date.now() + (options.fenceWaitMs ?? 10_000);
+      for (;;) {
+        const current = await read();
+        if (current === undefined)
+          throw new Fenced(`cannot ${action}: the fence ConfigMap vanished`, { details: { cluster: name } });
+        current.metadata = {
+          ...current.metadata,
+          annotations: { ...current.metadata?.annotations, [EPOCH_ANNOTATION]: String(epoch - 1) },
+        };
+        try {
+          await apis.core.replaceNamespacedConfigMap({
+            namespace: SYSTEM_NAMESPACE,
+            name: FENCE_CONFIG_MAP,
+            body: current,
+            dryRun: 'All',
+          });
+        } catch (error) {
+          const refused = toClusterError(error, { cluster: name, server: connection.server, action, timeoutMs });
+          if (refused instanceof Fenced) return;
+          if (statusCode(error) !== 409) throw refused;
+        }
+        if (Date.now() > deadline) {
+          throw new FenceNotEnforced(
+            `cannot ${action}: cluster '${name}' still accepts a write below the fence after ${options.fenceWaitMs ?? 10_000} ms; ValidatingAdmissionPolicy ${FENCING_POLICY} or its binding is missing. Run 'kubevisa install' (or upgrade the Helm release) for this cluster`,
+            { details: { cluster: name, epoch } },
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     },
 
     listRoles() {

@@ -136,3 +136,27 @@ export class UnexpectedTokenExpiry extends ClusterRequestFailed {
 export class InstalledByHelm extends ClusterRequestFailed {
   static override code = 'ERR_INSTALLED_BY_HELM';
 }
+
+/**
+ * kube-apiserver refused a write because a newer kubevisa leader raised the fence above this process's epoch
+ * (fencing.ts): this process no longer leads and must not write. Also thrown by `raiseFence` when the fence is
+ * already above the epoch to raise it to.
+ */
+export class Fenced extends ClusterRequestFailed {
+  static override code = 'ERR_FENCED';
+  constructor(message: string, options: ClusterErrorOptions = {}) {
+    super(message, { ...options, status: 503 });
+  }
+}
+
+/**
+ * The fence was raised but kube-apiserver does not refuse a write below it: ValidatingAdmissionPolicy
+ * `kubevisa-fencing` or its binding is missing (an installation older than fencing). A leader on a shared store
+ * does not write without it.
+ */
+export class FenceNotEnforced extends ClusterRequestFailed {
+  static override code = 'ERR_FENCE_NOT_ENFORCED';
+  constructor(message: string, options: ClusterErrorOptions = {}) {
+    super(message, { ...options, status: 503 });
+  }
+}

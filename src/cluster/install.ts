@@ -31,6 +31,13 @@ import {
   type RoleBinding,
   type ServiceAccount,
 } from './objects.ts';
+import {
+  FENCING_POLICY,
+  fencingPolicy,
+  fencingPolicyBinding,
+  type ValidatingAdmissionPolicy,
+  type ValidatingAdmissionPolicyBinding,
+} from './fencing.ts';
 import { DEFAULT_REQUEST_TIMEOUT_MS, kubernetesStatusOf, makeApis, toClusterError, type Apis } from './transport.ts';
 
 /** Default lifetime of kubevisa's own token, in seconds (one day); kubevisa renews it well before. */
@@ -112,6 +119,10 @@ export async function installKubevisa(options: InstallOptions): Promise<InstallR
       case 'ServiceAccount':
         progress(`${label} ${(await objects.ensureServiceAccount(object)) ? 'created' : 'already there'}`);
         break;
+      case 'ValidatingAdmissionPolicy':
+      case 'ValidatingAdmissionPolicyBinding':
+        progress(`${label} ${await objects.applyAdmissionPolicy(object)}`);
+        break;
     }
   }
   for (const leftover of await objects.listProfileClusterRoles()) {
@@ -148,11 +159,20 @@ export async function installKubevisa(options: InstallOptions): Promise<InstallR
 }
 
 /** One object kubevisa's installation puts in a cluster. */
-export type InstallObject = Namespace | ClusterRole | ClusterRoleBinding | Role | RoleBinding | ServiceAccount;
+export type InstallObject =
+  | Namespace
+  | ClusterRole
+  | ClusterRoleBinding
+  | Role
+  | RoleBinding
+  | ServiceAccount
+  | ValidatingAdmissionPolicy
+  | ValidatingAdmissionPolicyBinding;
 
 /**
  * Everything an installation puts in a cluster, in the order it is applied: kubevisa's namespaces, the profile
- * ClusterRoles, kubevisa's own least-privilege RBAC and its ServiceAccount. The one source of truth for
+ * ClusterRoles, kubevisa's own least-privilege RBAC and its ServiceAccount, and the fencing policy that lets
+ * kube-apiserver refuse a deposed leader's writes (fencing.ts). The one source of truth for
  * `kubevisa install` and for the Helm chart's and plain manifests' RBAC (`scripts/generate-deploy.ts` writes them
  * from this list; test/helm.test.ts proves they match).
  * @throws RiskyProfile or InvalidInput when a profile is refused (nothing is built).
@@ -169,6 +189,8 @@ export function installObjects(profiles: readonly Profile[]): InstallObject[] {
     rbac.selfTokenRole,
     rbac.selfTokenRoleBinding,
     controllerServiceAccount(),
+    fencingPolicy(),
+    fencingPolicyBinding(),
   ];
 }
 
@@ -251,6 +273,12 @@ export async function uninstallKubevisa(options: UninstallOptions): Promise<{ re
     if (!name.startsWith('kubevisa:profile:')) continue;
     await remove(`ClusterRole ${name}`, () => apis.rbac.deleteClusterRole({ name }));
   }
+  await remove(`ValidatingAdmissionPolicyBinding ${FENCING_POLICY}`, () =>
+    apis.admission.deleteValidatingAdmissionPolicyBinding({ name: FENCING_POLICY }),
+  );
+  await remove(`ValidatingAdmissionPolicy ${FENCING_POLICY}`, () =>
+    apis.admission.deleteValidatingAdmissionPolicy({ name: FENCING_POLICY }),
+  );
   const namespaces = kubevisaNamespaces().map((namespace) => namespace.metadata.name);
   for (const name of namespaces) await remove(`Namespace ${name}`, () => apis.core.deleteNamespace({ name }));
 
@@ -381,6 +409,27 @@ class AdminObjects {
       replace: (resourceVersion) =>
         this.apis.rbac.replaceNamespacedRole({ namespace, name, body: withVersion(role, resourceVersion) }),
       remove: () => this.apis.rbac.deleteNamespacedRole({ namespace, name }),
+    });
+  }
+
+  applyAdmissionPolicy(object: ValidatingAdmissionPolicy | ValidatingAdmissionPolicyBinding): Promise<Outcome> {
+    const name = object.metadata.name;
+    const api = this.apis.admission;
+    if (object.kind === 'ValidatingAdmissionPolicy') {
+      return this.apply(`ValidatingAdmissionPolicy ${name}`, {
+        create: () => api.createValidatingAdmissionPolicy({ body: object as never }),
+        read: () => api.readValidatingAdmissionPolicy({ name }),
+        replace: (resourceVersion) =>
+          api.replaceValidatingAdmissionPolicy({ name, body: withVersion(object, resourceVersion) as never }),
+        remove: () => api.deleteValidatingAdmissionPolicy({ name }),
+      });
+    }
+    return this.apply(`ValidatingAdmissionPolicyBinding ${name}`, {
+      create: () => api.createValidatingAdmissionPolicyBinding({ body: object as never }),
+      read: () => api.readValidatingAdmissionPolicyBinding({ name }),
+      replace: (resourceVersion) =>
+        api.replaceValidatingAdmissionPolicyBinding({ name, body: withVersion(object, resourceVersion) as never }),
+      remove: () => api.deleteValidatingAdmissionPolicyBinding({ name }),
     });
   }
 

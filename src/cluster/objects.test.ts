@@ -220,7 +220,7 @@ describe('kubevisaControllerRbac', () => {
     });
   });
 
-  it('lets kubevisa renew its own token and no other in kubevisa-system', () => {
+  it('lets kubevisa renew its own token and no other, and raise its fence, in kubevisa-system', () => {
     assert.equal(rbac.selfTokenRole.metadata.namespace, 'kubevisa-system');
     assert.deepEqual(rbac.selfTokenRole.rules, [
       { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'], resourceNames: ['kubevisa'] },
@@ -230,6 +230,8 @@ describe('kubevisaControllerRbac', () => {
         verbs: ['update'],
         resourceNames: ['kubevisa:self-token'],
       },
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'update'], resourceNames: ['kubevisa-fence'] },
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
     ]);
   });
 

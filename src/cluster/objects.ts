@@ -13,6 +13,7 @@ import { SYSTEM_NAMESPACE, VISAS_NAMESPACE } from '../domain/protected-namespace
 import { formatInstant } from '../domain/time.ts';
 import { assertProfileIsSafe } from '../rbac/lint.ts';
 import { CORE_GROUP, RBAC_GROUP } from '../rbac/rules.ts';
+import { FENCE_CONFIG_MAP } from './fencing.ts';
 
 // ——— Names, labels and annotations (every one of them is visible to anyone with kubectl) ———
 
@@ -260,7 +261,10 @@ export interface KubevisaControllerRbac {
   /** `kubevisa:visas` in `kubevisa-visas`: person ServiceAccounts, their tokens, impersonating them. */
   visasRole: Role;
   visasRoleBinding: RoleBinding;
-  /** `kubevisa:self-token` in `kubevisa-system`: a token for ServiceAccount `kubevisa` only. */
+  /**
+   * `kubevisa:self-token` in `kubevisa-system`: a token for ServiceAccount `kubevisa` only, and the fence ConfigMap
+   * (fencing.ts).
+   */
   selfTokenRole: Role;
   selfTokenRoleBinding: RoleBinding;
 }
@@ -374,6 +378,15 @@ export function kubevisaControllerRbac(profileNames: readonly string[]): Kubevis
           resourceNames: [CONTROLLER_SERVICE_ACCOUNT],
         },
         { apiGroups: [RBAC_GROUP], resources: ['roles'], verbs: ['update'], resourceNames: [SELF_TOKEN_ROLE] },
+        // The fence a new leader raises before its first write (fencing.ts). Kubernetes cannot limit `create` by
+        // name: kubevisa may create ConfigMaps in its own namespace, and read or change only the fence.
+        {
+          apiGroups: [CORE_GROUP],
+          resources: ['configmaps'],
+          verbs: ['get', 'update'],
+          resourceNames: [FENCE_CONFIG_MAP],
+        },
+        { apiGroups: [CORE_GROUP], resources: ['configmaps'], verbs: ['create'] },
       ],
     },
     selfTokenRoleBinding: {

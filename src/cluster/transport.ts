@@ -4,6 +4,7 @@
  * An upgrade of the library touches this file (and client.ts), nothing else.
  */
 import {
+  AdmissionregistrationV1Api,
   AuthenticationV1Api,
   AuthorizationV1Api,
   CoreV1Api,
@@ -18,10 +19,12 @@ import {
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { KubevisaError } from '../domain/errors.ts';
+import { FENCING_REFUSAL } from './fencing.ts';
 import type { PolicyRule } from '../domain/model.ts';
 import {
   AlreadyExists,
   ClusterForbidden,
+  Fenced,
   ClusterRequestFailed,
   ClusterUnauthorized,
   ClusterUnreachable,
@@ -45,6 +48,7 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** The generated API groups kubevisa uses. */
 export interface Apis {
   core: CoreV1Api;
+  admission: AdmissionregistrationV1Api;
   rbac: RbacAuthorizationV1Api;
   authorization: AuthorizationV1Api;
   authentication: AuthenticationV1Api;
@@ -75,6 +79,7 @@ export function makeApis(kubeConfig: KubeConfig, requestTimeoutMs: number): Apis
   });
   return {
     core: new CoreV1Api(configuration),
+    admission: new AdmissionregistrationV1Api(configuration),
     rbac: new RbacAuthorizationV1Api(configuration),
     authorization: new AuthorizationV1Api(configuration),
     authentication: new AuthenticationV1Api(configuration),
@@ -243,6 +248,8 @@ export function toClusterError(error: unknown, context: RequestContextInfo): Kub
         options,
       );
     case 403:
+      // The fencing policy's own refusal (fencing.ts): a newer leader holds the lease.
+      if (status.message.includes(FENCING_REFUSAL)) return new Fenced(`cannot ${context.action}: ${said}`, options);
       return new ClusterForbidden(`cannot ${context.action}: ${said}`, options);
     case 404:
       return new ObjectMissing(`cannot ${context.action}: ${said}`, options);

@@ -69,6 +69,8 @@ export interface DirectorySyncOptions {
   report: (message: string, error: unknown) => void;
   /** Each read gives up after this long, in ms (default 30 s). */
   timeoutMs?: number;
+  /** Whether the periodic reads run in this replica (default always; the leader's only among replicas). */
+  runsHere?: () => boolean;
 }
 
 export class DirectorySync {
@@ -83,15 +85,17 @@ export class DirectorySync {
   }
 
   start(): void {
+    const runsHere = this.options.runsHere ?? (() => true);
+    const periodic = () => (runsHere() ? this.runOnce() : Promise.resolve(undefined));
     const tick = () => {
       this.timer = setTimeout(() => {
-        void this.runOnce().finally(() => {
+        void periodic().finally(() => {
           if (!this.stopped) tick();
         });
       }, this.options.intervalMs);
       this.timer.unref();
     };
-    void this.runOnce().finally(() => {
+    void periodic().finally(() => {
       if (!this.stopped) tick();
     });
   }

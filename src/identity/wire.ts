@@ -176,6 +176,8 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
       timeoutMs: config.sync.timeoutMs,
       apply: (users, directoryName) => lifecycle.applyDirectory(users, directoryName),
       report,
+      // Two replicas offboarding from the same snapshot would race on every receipt: the leader reads it.
+      runsHere: () => context.leadership.isLeader(),
     });
   }
 
@@ -211,6 +213,8 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
   // Level-triggered repair once the server is up, then periodically: open receipts resume, SCIM state and
   // persons are brought back in line (a crash between two commits), mappings re-applied.
   const repair = async () => {
+    // One replica repairs (src/leader/): two would resume the same receipts at once.
+    if (!context.leadership.isLeader()) return;
     try {
       await offboarding.resume();
       await lifecycle.reconcileAll();

@@ -13,6 +13,8 @@ export interface MetricsSources {
   /** The reconciler's last pass per cluster. */
   reconcileStatus(): { cluster: string; startedAt: number; finishedAt: number; error?: string }[];
   now?: () => number;
+  /** This replica's role among replicas sharing the store (src/leader/). */
+  leadership?: () => { role: 'leader' | 'follower'; epoch: number };
 }
 
 export class MonitorMetrics {
@@ -98,6 +100,22 @@ export class MonitorMetrics {
         for (const pass of sources.reconcileStatus()) {
           if (pass.finishedAt > 0) this.set({ cluster: pass.cluster }, (now() - pass.finishedAt) / 1000);
         }
+      },
+    });
+    new Gauge({
+      name: 'kubevisa_leader',
+      help: '1 while this replica leads (runs the reconciler and the other leader-only loops), 0 for a follower.',
+      registers,
+      collect() {
+        this.set(sources.leadership?.().role === 'follower' ? 0 : 1);
+      },
+    });
+    new Gauge({
+      name: 'kubevisa_leader_epoch',
+      help: 'The epoch of the lease term this replica leads, or of the latest term it saw another replica lead.',
+      registers,
+      collect() {
+        this.set(sources.leadership?.().epoch ?? 0);
       },
     });
     new Gauge({

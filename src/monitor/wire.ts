@@ -60,6 +60,7 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
       return { activeByCluster, pending: (await store.listVisas({ state: 'requested' })).length };
     },
     reconcileStatus: () => context.reconciler.status(),
+    leadership: () => context.leadership.status(),
   });
   const alerts = new AlertDispatcher({
     sinks: alertsConfig.sinks.map((sink) =>
@@ -108,26 +109,33 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
     running.add(done);
   };
   const timers: NodeJS.Timeout[] = [];
-  const every = (ms: number, what: string, work: () => Promise<unknown>) => {
-    const timer = setInterval(() => background(what, work), ms);
+  // Checks, scans and the audit-trail follower publish alerts and findings and may revoke: one replica runs them.
+  const every = (ms: number, what: string, work: () => Promise<unknown>, leaderOnly = true) => {
+    const timer = setInterval(() => {
+      if (!leaderOnly || context.leadership.isLeader()) background(what, work);
+    }, ms);
     timer.unref();
     timers.push(timer);
   };
   every(AUDIT_FOLLOW_INTERVAL_MS, 'following the audit trail', () => service.followAudit());
   every(monitoring.checkIntervalMs, 'checking visas', () => service.checkVisas());
-  every(USAGE_SAVE_INTERVAL_MS, 'saving last use', () => service.saveUsage());
+  // Each replica saves the use its own gateway saw.
+  every(USAGE_SAVE_INTERVAL_MS, 'saving last use', () => service.saveUsage(), false);
   // Read on every run: clusters registered at run time are scanned too.
   const scanAll = () => Promise.all([...context.clusters.keys()].map((name) => service.scan(name)));
   if (monitoring.scanIntervalMs > 0) {
     every(monitoring.scanIntervalMs, 'scanning clusters', scanAll);
     // The baseline scan runs in the background so start-up does not wait for large clusters.
-    const first = setTimeout(() => background('scanning clusters', scanAll), 1000);
+    const first = setTimeout(() => {
+      if (context.leadership.isLeader()) background('scanning clusters', scanAll);
+    }, 1000);
     first.unref();
     timers.push(first);
   }
-  background('following the audit trail', () => service.followAudit());
-
-  const kick = () => background('following the audit trail', () => service.followAudit());
+  const kick = () => {
+    if (context.leadership.isLeader()) background('following the audit trail', () => service.followAudit());
+  };
+  kick();
   events.on('visas-changed', () => {
     service.visasChanged();
     kick();

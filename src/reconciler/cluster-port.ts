@@ -30,4 +30,6 @@ export interface ReconcilerCluster {
   replaceOwnRole(role: ClusterRole | Role): Promise<unknown>;
   /** Calls `onChange` on every change to kubevisa's own RBAC objects; returns a function that stops watching. */
   watchOwnRbac(onChange: () => void, onError: (error: Error) => void): () => void;
+  /** Raises the cluster's fence to `epoch` and waits until kube-apiserver enforces it (src/cluster/fencing.ts). */
+  raiseFence(epoch: number): Promise<void>;
 }

@@ -40,6 +40,9 @@ class FakeCluster implements ReconcilerCluster {
   async listManagedRoleBindings() {
     return [...this.bindings.values()];
   }
+  async raiseFence(epoch: number) {
+    this.calls.push(`raise fence ${epoch}`);
+  }
   async createRoleBinding(binding: RoleBinding) {
     this.calls.push(`create rolebinding ${binding.metadata.namespace}/${binding.metadata.name}`);
     this.bindings.set(`${binding.metadata.namespace}/${binding.metadata.name}`, binding);

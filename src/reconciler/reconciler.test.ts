@@ -208,3 +208,44 @@ describe('the reconciler', () => {
     assert.ok(!cluster.profileRoles.get(name)!.rules.some((r) => r.resources?.includes('secrets')));
   });
 });
+
+describe('the reconciler among replicas (src/leader/)', () => {
+  test('a follower writes nothing; a leader raises the fence to its epoch before its first write of each term', async () => {
+    const visa = await grant(['payments']);
+    let leading = false;
+    let epoch = 3;
+    const fenced = new Reconciler({
+      store,
+      clusters: new Map([['prod', cluster]]),
+      now: () => clock,
+      leadership: { isLeader: () => leading, fenceEpoch: () => epoch },
+    });
+    const following = await fenced.reconcileNow('prod');
+    assert.match(following.error ?? '', /does not lead/);
+    assert.equal(cluster.writes.length, 0);
+    leading = true;
+    await fenced.reconcileNow('prod');
+    assert.equal(cluster.writes[0], 'raise fence 3');
+    assert.ok(cluster.writes.includes(`create rolebinding payments/kubevisa-${visa.id}`));
+    // Same term: the fence is not raised again. A new term raises it first.
+    await fenced.reconcileNow('prod');
+    assert.equal(cluster.writes.filter((write) => write.startsWith('raise fence')).length, 1);
+    epoch = 4;
+    await visas.revoke(approver, visa.id, 'done');
+    await fenced.reconcileNow('prod');
+    const term4 = cluster.writes.slice(cluster.writes.indexOf('raise fence 4'));
+    assert.deepEqual(term4.slice(0, 2), ['raise fence 4', `delete rolebinding payments/kubevisa-${visa.id}`]);
+    fenced.stop();
+  });
+
+  test('judges deadlines by the clock it is given (the database’s), so one expired there is removed', async () => {
+    const visa = await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    const databaseClock = () => clock + HOUR + MINUTE;
+    const late = new Reconciler({ store, clusters: new Map([['prod', cluster]]), now: databaseClock });
+    await late.reconcileNow('prod');
+    assert.equal((await store.getVisa(visa.id))?.state, 'expired');
+    assert.equal(cluster.roleBindings.has(`payments/kubevisa-${visa.id}`), false);
+    late.stop();
+  });
+});

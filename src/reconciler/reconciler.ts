@@ -53,6 +53,12 @@ export interface ReconcilerOptions {
    * configuration) without ending them first.
    */
   allowsDirectMode?: (cluster: string) => boolean;
+  /**
+   * Leadership among replicas sharing the store (src/leader/). Absent: this process always reconciles. Present: a
+   * pass runs only while `isLeader()`, and when `fenceEpoch` is given each cluster's fence is raised to it before
+   * the first cluster write of each term (src/cluster/fencing.ts), so a deposed leader's late writes are refused.
+   */
+  leadership?: { isLeader(): boolean; fenceEpoch?: () => number; onFenced?: (error: Error) => void };
 }
 
 export interface PassReport {
@@ -116,6 +122,8 @@ export class Reconciler {
    * again under the same name within kube-apiserver's token cache is made as a rotated one and its bindings wait.
    */
   private readonly deletedWithDirectTokens = new Map<string, Map<string, Instant>>();
+  /** Per cluster: the epoch its fence was last raised to by this process. */
+  private readonly fencedAt = new Map<string, number>();
   private deadlineTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -130,6 +138,8 @@ export class Reconciler {
 
   /** Repairs whatever an earlier process left half-done, then keeps every cluster converged. */
   async start(): Promise<void> {
+    // A new term after an earlier stop (src/leader/): everything is compared again from scratch.
+    this.stopped = false;
     await Promise.all([...this.clusters.keys()].map((name) => this.reconcileNow(name)));
     this.started = true;
     for (const [name, cluster] of this.clusters) this.watch(name, cluster);
@@ -187,12 +197,16 @@ export class Reconciler {
     clearTimeout(this.deadlineTimer);
     clearInterval(this.resyncTimer);
     for (const timer of this.retryTimers.values()) clearTimeout(timer);
+    this.retryTimers.clear();
     for (const { timer } of this.holdTimers.values()) clearTimeout(timer);
+    this.holdTimers.clear();
     for (const stops of this.stopWatches.values()) for (const stop of stops) stop();
+    this.stopWatches.clear();
   }
 
   /** Schedules a pass for these clusters (coalesced: one running pass plus at most one queued). */
   kick(clusters: string[]): void {
+    if (this.options.leadership?.isLeader() === false) return;
     for (const name of clusters) {
       if (!this.clusters.has(name) || this.stopped) continue;
       void this.reconcileNow(name).catch(() => {
@@ -259,8 +273,20 @@ export class Reconciler {
       missingNamespaces: [],
     };
     if (!cluster) throw new Error(`unknown cluster ${name}`);
+    const leadership = this.options.leadership;
+    if (leadership !== undefined && !leadership.isLeader()) {
+      // Another replica reconciles; nothing is retried here (this one starts over if it is elected).
+      report.error = 'this replica does not lead: another one reconciles';
+      report.finishedAt = this.now();
+      return report;
+    }
     try {
       await this.settleStates(name);
+      const epoch = leadership?.fenceEpoch?.();
+      if (epoch !== undefined && this.fencedAt.get(name) !== epoch) {
+        await cluster.raiseFence(epoch);
+        this.fencedAt.set(name, epoch);
+      }
       await this.converge(cluster, report);
       // Every intent for this cluster is now either done or superseded by the converged state.
       await this.store.transaction(async (tx) => {
@@ -270,6 +296,8 @@ export class Reconciler {
       this.backoff.delete(name);
     } catch (error) {
       report.error = error instanceof Error ? error.message : String(error);
+      // kube-apiserver refused a write of this term: a newer leader exists, whatever this process believed.
+      if (error instanceof KubevisaError && error.code === 'ERR_FENCED') leadership?.onFenced?.(error);
       this.scheduleRetry(name);
     } finally {
       report.finishedAt = this.now();

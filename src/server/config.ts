@@ -69,6 +69,12 @@ export interface ServerConfig {
   /** Full reconcile of every cluster at least this often, in milliseconds (default 30000). */
   resyncIntervalMs: number;
   /**
+   * Leader election among replicas sharing a PostgreSQL store (`leaderElection: { leaseDuration, renewInterval }`):
+   * a term lasts `leaseMs` by the database's clock (default 8 s) and is renewed every `renewEveryMs` (default 2 s, at
+   * most half the lease). On SQLite the one server always leads and these do nothing.
+   */
+  leader: { leaseMs: number; renewEveryMs: number };
+  /**
    * Sections owned by pluggable capabilities (`scim`, `identity`, `audit`, `monitoring`, `alerts`, `gateway`),
    * passed through unparsed: each capability validates its own section.
    */
@@ -133,6 +139,7 @@ export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfi
     'sessionDuration',
     'accessTokenDuration',
     'resyncInterval',
+    'leaderElection',
     'protectedNamespaces',
     ...EXTENSION_SECTIONS,
   ];
@@ -205,6 +212,7 @@ export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfi
   const accessTokenSeconds = duration('accessTokenDuration', 600);
   if (accessTokenSeconds > 900) throw new InvalidInput(`config: 'accessTokenDuration' must be at most 15m`);
   const store = parseStoreConfig(input.store, at);
+  const leader = parseLeaderElection(input.leaderElection);
   return {
     listen: { host, port },
     ...(input.publicUrl !== undefined ? { publicUrl: text(input, 'publicUrl', '')! } : {}),
@@ -232,8 +240,39 @@ export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfi
     sessionSeconds: duration('sessionDuration', 12 * 3600),
     accessTokenSeconds,
     resyncIntervalMs: duration('resyncInterval', 30) * 1000,
+    leader,
     extensions: Object.fromEntries(EXTENSION_SECTIONS.filter((k) => input[k] !== undefined).map((k) => [k, input[k]])),
   };
+}
+
+function parseLeaderElection(raw: unknown): ServerConfig['leader'] {
+  if (raw === undefined) return { leaseMs: 8000, renewEveryMs: 2000 };
+  if (!isObject(raw)) {
+    throw new InvalidInput(
+      `config: 'leaderElection' must be { leaseDuration, renewInterval }, e.g. { "leaseDuration": "8s", "renewInterval": "2s" }`,
+    );
+  }
+  for (const key of Object.keys(raw)) {
+    if (key !== 'leaseDuration' && key !== 'renewInterval') {
+      throw new InvalidInput(
+        `config: unknown field 'leaderElection.${key}'; known fields: leaseDuration, renewInterval`,
+      );
+    }
+  }
+  const leaseMs =
+    raw.leaseDuration === undefined
+      ? 8000
+      : parseDuration(raw.leaseDuration, 'config leaderElection.leaseDuration') * 1000;
+  const renewEveryMs =
+    raw.renewInterval === undefined
+      ? 2000
+      : parseDuration(raw.renewInterval, 'config leaderElection.renewInterval') * 1000;
+  if (renewEveryMs * 2 > leaseMs) {
+    throw new InvalidInput(
+      `config: 'leaderElection.renewInterval' (${renewEveryMs / 1000}s) must be at most half of 'leaderElection.leaseDuration' (${leaseMs / 1000}s), so a leader renews well before its term ends`,
+    );
+  }
+  return { leaseMs, renewEveryMs };
 }
 
 function parsePolicy(raw: unknown): Policy {

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TokenIssuer } from '../auth/access-tokens.ts';
 import type { ClusterClient } from '../cluster/client.ts';
+import type { Leadership } from '../leader/election.ts';
 import type { Reconciler } from '../reconciler/reconciler.ts';
 import type { Store } from '../store/store.ts';
 import type { Caller } from '../app/caller.ts';
@@ -39,6 +40,11 @@ export interface ServerContext {
   reconciler: Reconciler;
   /** Clusters registered at run time, and where each managed cluster's kubeconfig is read from. */
   clusterRegistry: ClusterRegistry;
+  /**
+   * Whether this replica leads (src/leader/): work that must run once among replicas sharing the store (scans,
+   * alerts, identity repair and sync, audit checkpoints) runs only while `isLeader()`.
+   */
+  leadership: Leadership;
   visas: VisaService;
   engagements: EngagementService;
   people: PeopleService;

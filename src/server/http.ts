@@ -25,6 +25,8 @@ import { AddressLimiter, clientKey } from '../gateway/rate-limit.ts';
 import type { Profile } from '../domain/model.ts';
 
 export interface ApiOptions {
+  /** This replica's role, added to /healthz (src/leader/). */
+  role?: () => { role: 'leader' | 'follower'; epoch: number };
   visas: VisaService;
   engagements: EngagementService;
   people: PeopleService;
@@ -469,7 +471,8 @@ export async function buildApi(options: ApiOptions): Promise<Api> {
     openapi ??= openApiDocument(router.declared());
     return openapi;
   });
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  // Liveness; the answer also says this replica's role among replicas (leader or follower, and the term's epoch).
+  app.get('/healthz', async () => ({ status: 'ok', ...options.role?.() }));
   return { app, router };
 }
 

@@ -6,6 +6,9 @@
 import { mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { LeaderElection } from '../leader/election.ts';
 import { dirname } from 'node:path';
 import { createTokenIssuer } from '../auth/access-tokens.ts';
 import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
@@ -44,6 +47,8 @@ export interface RunningServer {
   url: string;
   store: Store;
   reconciler: Reconciler;
+  /** Whether this replica leads (runs the reconciler and the other leader-only loops), and the term. */
+  leadership: LeaderElection;
   clusters: Map<string, ClusterClient>;
   /** Everything the capabilities were wired with (tests reach the services through it). */
   context: ServerContext;
@@ -76,6 +81,39 @@ export async function startServer(
   // Says where the state is, never a secret (the config holds only where the store's password comes from).
   progress(`opening the store: ${describeStore(config.store, defaultSqlitePath(config.dataDir))}`);
   const store = await openStore(config.store, { dataDir: config.dataDir, onNotice: progress });
+  // Test builds only (fault tests): this process's wall clock runs this far ahead (or behind, negative), as a replica
+  // whose clock is wrong would. Deadlines are judged by the database's clock (src/leader/), which this cannot move.
+  const skew = process.env.KUBEVISA_FAULT === 'clock-skew' ? Number(process.env.KUBEVISA_FAULT_CLOCK_SKEW_MS) : 0;
+  if (Number.isFinite(skew) && skew !== 0) {
+    const realNow = Date.now;
+    Date.now = () => realNow() + skew;
+    progress(`fault injection: this process's clock is off by ${skew} ms`);
+  }
+  /** Set once built: the election's callbacks start and stop it. */
+  let leaderWork: Reconciler | undefined;
+  /** The first pass of the current term, for readiness (a leader is ready once it has enforced what fell due). */
+  let termStart: Promise<void> | undefined;
+  const election = new LeaderElection({
+    leases: store.leases,
+    holder: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
+    leaseMs: config.leader.leaseMs,
+    renewEveryMs: config.leader.renewEveryMs,
+    onElected: (epoch) => {
+      if (!store.leases.exclusive) progress(`leading as epoch ${epoch}: reconciling every cluster now`);
+      // A full pass at once: every deadline that fell while no one led is enforced now.
+      termStart = leaderWork?.start().catch((error: unknown) => {
+        process.stderr.write(
+          `kubevisa: the first reconcile pass of epoch ${epoch} failed (it is retried): ${String(error)}\n`,
+        );
+      });
+    },
+    onDeposed: (epoch, why) => {
+      leaderWork?.stop();
+      process.stderr.write(`kubevisa: no longer leading (epoch ${epoch}): ${why}; following\n`);
+    },
+    onError: (error) =>
+      process.stderr.write(`kubevisa: the leader lease could not be claimed or renewed: ${error.message}\n`),
+  });
   try {
     const now = Date.now();
     await store.transaction(async (tx) => {
@@ -113,7 +151,12 @@ export async function startServer(
     const clusters = new Map<string, ClusterClient>();
     const inCluster = await startInClusterCredentials(config, clusters);
     for (const c of config.clusters) {
-      const client = createClusterClient({ name: c.name, kubeconfigPath: c.kubeconfig });
+      // Every write carries this replica's term (src/cluster/fencing.ts): one from a deposed leader is refused.
+      const client = createClusterClient({
+        name: c.name,
+        kubeconfigPath: c.kubeconfig,
+        fencingEpoch: () => election.currentEpoch(),
+      });
       clusters.set(c.name, client);
       const { server, certificateAuthorityData } = client.connection;
       await store.transaction((tx) =>
@@ -136,7 +179,16 @@ export async function startServer(
       clusters,
       resyncIntervalMs: config.resyncIntervalMs,
       crashAfterIntent: process.env.KUBEVISA_FAULT === 'crash-after-intent',
+      // Deadlines by the database's clock: a replica whose clock is off expires nothing late.
+      now: () => election.databaseNow(),
+      leadership: {
+        isLeader: () => election.isLeader(),
+        // One process by construction (SQLite) has no one to fence against.
+        ...(store.leases.exclusive ? {} : { fenceEpoch: () => election.currentEpoch() }),
+        onFenced: (error) => election.stepDownNow(`a cluster refused a write as fenced: ${error.message}`),
+      },
     });
+    leaderWork = reconciler;
     const events = new AppEvents();
     events.on('clusters-changed', (names) => reconciler.kick(names));
     const ports = { store, policy, clusterNames: () => [...clusters.keys()], events };
@@ -196,6 +248,14 @@ export async function startServer(
       reconciler,
       events,
       visas,
+      // Registered clusters' writes are fenced like configured ones' (src/cluster/fencing.ts).
+      createClient: (name, kubeconfigYaml) =>
+        createClusterClient({
+          name,
+          kubeconfigYaml,
+          requestTimeoutMs: 10_000,
+          fencingEpoch: () => election.currentEpoch(),
+        }),
       onError: (cluster, error) =>
         process.stderr.write(`kubevisa: serving registered cluster '${cluster}' failed: ${error.message}\n`),
     });
@@ -216,7 +276,12 @@ export async function startServer(
     });
     void renewal.renewDue();
     const rawRoutes: RawRoute[] = [];
+    const role = () => {
+      const status = election.status();
+      return { role: status.role, epoch: status.epoch };
+    };
     const { app, router } = await buildApi({
+      role,
       rawRoutes,
       visas,
       engagements,
@@ -250,6 +315,7 @@ export async function startServer(
       protectedNamespaces: policy.protectedNamespaces ?? [],
       reconciler,
       clusterRegistry,
+      leadership: election,
       visas,
       engagements,
       people,
@@ -290,23 +356,31 @@ export async function startServer(
           (request.body as { reason: string }).reason,
         ),
     });
-    // Kubernetes' readiness probe: ready once the first reconcile pass has run and while the store answers.
-    let reconciling = false;
+    // Kubernetes' readiness probe: ready once this replica knows its role (and, leading, has run its first pass) and
+    // while the store answers. The role is in the answer, so a probe shows which replica leads.
+    let started = false;
     app.get('/readyz', async (_request, reply) => {
-      if (!reconciling) return reply.code(503).send({ status: 'starting' });
+      if (!started) return reply.code(503).send({ status: 'starting', ...role() });
       await store.listProfiles();
-      return { status: 'ready' };
+      return { status: 'ready', ...role() };
     });
     await app.listen({ host: config.listen.host, port });
     if (config.tls) stops.push(reloadServingCertificate(app.server as unknown as SecureContextTarget, config.tls));
-    progress(`reconciling ${clusters.size} cluster(s)`);
-    await reconciler.start();
-    reconciling = true;
+    progress(`claiming the leader lease (${clusters.size} cluster(s) to reconcile)`);
+    await election.start();
+    await termStart;
+    started = true;
+    progress(
+      election.isLeader()
+        ? `leading (epoch ${election.currentEpoch()})`
+        : `following (${election.status().holder} leads, epoch ${election.currentEpoch()})`,
+    );
     progress(`kubevisa server listening on ${url}`);
     return {
       url,
       store,
       reconciler,
+      leadership: election,
       clusters,
       context,
       capabilities,
@@ -314,12 +388,15 @@ export async function startServer(
       async stop() {
         renewal.stop();
         reconciler.stop();
+        // Ends the term in the store, so another replica takes over at its next claim instead of after the lease.
+        await election.stop();
         for (const stop of stops.reverse()) await stop();
         await app.close();
         await store.close();
       },
     };
   } catch (error) {
+    await election.stop();
     await store.close();
     throw error;
   }

@@ -19,6 +19,7 @@
  * gateway's audit thread, sqlite-audit-thread.ts, has its own event loop.) A server opens it through open.ts, which
  * also holds the data folder's lock (sqlite-lock.ts), so a second server cannot open the same file at all.
  */
+import { exclusiveLeases } from './exclusive-leases.ts';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { DatabaseSync, constants as sqliteConstants, type StatementSync } from 'node:sqlite';
 import type { Engagement, Instant, Person, Profile, VisaState } from '../domain/model.ts';
@@ -323,6 +324,7 @@ export function installRuntimeGuards(db: DatabaseSync): void {
 
 class SqliteStoreImpl implements SqliteStore {
   readonly engine = 'sqlite';
+  readonly leases = exclusiveLeases();
   readonly path: string;
   readonly appliedMigrations: readonly number[];
   readonly restoredGuards: readonly string[];

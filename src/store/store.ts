@@ -661,6 +661,40 @@ export interface ChangeFeed {
   close(): Promise<void>;
 }
 
+/**
+ * One term of a named lease as the engine judged it: who holds it, the term's epoch (raised at every takeover,
+ * never lowered), and how long it has left by the engine's clock (never the caller's), in milliseconds.
+ */
+export interface LeaseTerm {
+  holder: string;
+  epoch: number;
+  /** Time left by the engine's clock when it answered, in ms (Infinity for a lease that cannot be lost). */
+  remainingMs: number;
+  /** The engine's clock when it answered, epoch ms: deadlines are judged by it, not by the caller's clock. */
+  databaseNow: number;
+}
+
+/**
+ * Leader leases (src/leader/ elects with it). `claim` takes the lease when it is free or expired (a new term, epoch
+ * + 1) or renews it when the caller holds the term `epoch` and it has not expired; either way it answers the term
+ * in force afterwards, so a caller that lost sees who won. Expiry is judged by the engine's clock alone, so a
+ * replica whose clock is wrong can neither keep a lease past its end nor take one early.
+ */
+export interface LeaderLeases {
+  /**
+   * True when the engine itself guarantees a single process (SQLite's data-folder lock): the lease is always
+   * held, with a fixed epoch, and nothing can take it over.
+   */
+  readonly exclusive: boolean;
+  /**
+   * @param durationMs how long the term lasts from this claim, by the engine's clock (> 0).
+   * @param epoch the term the caller holds (a renewal); absent to take a free or expired lease.
+   */
+  claim(input: { name: string; holder: string; durationMs: number; epoch?: number }): Promise<LeaseTerm>;
+  /** Ends the term `epoch` of `holder` at once (a clean stop), so another replica takes over without waiting. */
+  release(input: { name: string; holder: string; epoch: number }): Promise<void>;
+}
+
 /** A name for messages and metrics only: no code outside src/store/ may branch on it. */
 export type StoreEngine = 'sqlite' | 'postgres';
 
@@ -693,6 +727,8 @@ export interface Store extends StoreReader {
    * when all is well.
    */
   checkIntegrity(): Promise<IntegrityFinding[]>;
+  /** Leader leases: one reconciler at a time among the processes sharing this store. */
+  readonly leases: LeaderLeases;
   /** Waits for running transactions, then closes. Every later call rejects. */
   close(): Promise<void>;
 }

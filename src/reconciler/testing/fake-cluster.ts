@@ -55,6 +55,15 @@ export class FakeCluster implements ReconcilerCluster {
     return () => this.watchers.delete(onChange);
   }
 
+  /** The highest epoch the fence was raised to (0: never). */
+  fence = 0;
+
+  async raiseFence(epoch: number): Promise<void> {
+    if (epoch < this.fence) throw new Error(`the fence is at ${this.fence}, above ${epoch}`);
+    this.fence = epoch;
+    this.writes.push(`raise fence ${epoch}`);
+  }
+
   async listManagedRoleBindings(): Promise<RoleBinding[]> {
     return structuredClone([...this.roleBindings.values()]);
   }

@@ -402,6 +402,23 @@ CREATE TABLE registered_clusters (
 );
 `,
   },
+  {
+    version: 5,
+    name: 'leader leases',
+    // One row per lease. expires_at is written and compared with the database's clock only (clock_timestamp()),
+    // so a replica whose clock is off can neither keep a lease past its end nor take one early. epoch rises at
+    // every takeover and never falls: it is the fencing token every cluster write carries.
+    sql: `
+CREATE TABLE leader_leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  epoch BIGINT NOT NULL CHECK (epoch >= 1),
+  expires_at TIMESTAMPTZ NOT NULL,
+  acquired_at TIMESTAMPTZ NOT NULL,
+  renewed_at TIMESTAMPTZ NOT NULL
+);
+`,
+  },
 ];
 
 /** The tables the runtime role may only read and insert into. */

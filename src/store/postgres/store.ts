@@ -59,6 +59,7 @@ import {
   POSTGRES_MIGRATIONS,
   type PostgresMigration,
 } from './migrations.ts';
+import { postgresLeases } from './leases.ts';
 import { STORE_TYPES, bind, translatePgError } from './sql.ts';
 import { PgTx } from './tx.ts';
 import { PostgresChangeFeed } from './change-feed.ts';
@@ -424,6 +425,14 @@ export function runtimeRoleGrants(role: string, schema = 'public'): string[] {
 
 class PostgresStoreImpl implements PostgresStore {
   readonly engine = 'postgres';
+  readonly leases = postgresLeases(async (sql, values) => {
+    this.assertOpen();
+    try {
+      return await this.track(this.pool.query(sql, values));
+    } catch (error) {
+      throw translatePgError(error);
+    }
+  });
   readonly appliedMigrations: readonly number[];
   readonly restoredGuards: readonly string[];
   private readonly pool: pg.Pool;

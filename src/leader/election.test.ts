@@ -1,0 +1,153 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import type { LeaderLeases, LeaseTerm } from '../store/store.ts';
+import { LeaderElection } from './election.ts';
+
+/**
+ * One lease row judged by a database clock the test moves (the same clock as the processes' monotonic ones, plus
+ * `wallSkewMs` for a process whose wall clock is wrong). `hang` makes a holder's claims never answer; `fail` makes
+ * them throw.
+ */
+class FakeLeases implements LeaderLeases {
+  readonly exclusive = false;
+  row: { holder: string; epoch: number; expiresAt: number } | undefined;
+  dbNow = 1_000_000;
+  readonly hang = new Set<string>();
+  readonly fail = new Set<string>();
+
+  async claim(input: { name: string; holder: string; durationMs: number; epoch?: number }): Promise<LeaseTerm> {
+    if (this.fail.has(input.holder)) throw new Error('database unreachable');
+    if (this.hang.has(input.holder)) return new Promise(() => undefined);
+    const row = this.row;
+    if (row === undefined || row.expiresAt <= this.dbNow) {
+      this.row = { holder: input.holder, epoch: (row?.epoch ?? 0) + 1, expiresAt: this.dbNow + input.durationMs };
+    } else if (row.holder === input.holder && row.epoch === input.epoch) {
+      row.expiresAt = this.dbNow + input.durationMs;
+    }
+    const now = this.row!;
+    return { holder: now.holder, epoch: now.epoch, remainingMs: now.expiresAt - this.dbNow, databaseNow: this.dbNow };
+  }
+
+  async release(input: { name: string; holder: string; epoch: number }): Promise<void> {
+    if (this.row?.holder === input.holder && this.row.epoch === input.epoch) this.row.expiresAt = this.dbNow;
+  }
+}
+
+function setup(t: TestContext) {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const leases = new FakeLeases();
+  const log: string[] = [];
+  const make = (holder: string, wallSkewMs = 0) =>
+    new LeaderElection({
+      leases,
+      holder,
+      leaseMs: 8000,
+      renewEveryMs: 2000,
+      monotonicNow: () => leases.dbNow,
+      wallNow: () => leases.dbNow + wallSkewMs,
+      onElected: (epoch) => log.push(`${holder} elected ${epoch}`),
+      onDeposed: (epoch, why) => log.push(`${holder} deposed ${epoch}: ${why}`),
+    });
+  // Moves every clock and fires the timers due, letting each claim's promise settle in between.
+  const advance = async (ms: number) => {
+    for (let step = 0; step < ms; step += 500) {
+      leases.dbNow += 500;
+      t.mock.timers.tick(500);
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+  return { leases, log, make, advance };
+}
+
+test('one replica leads with epoch 1 and another follows, seeing who leads', async (t) => {
+  const { log, make } = setup(t);
+  const a = make('a');
+  const b = make('b');
+  await a.start();
+  await b.start();
+  assert.equal(a.isLeader(), true);
+  assert.deepEqual(b.status(), { role: 'follower', epoch: 1, holder: 'a', self: 'b' });
+  assert.deepEqual(log, ['a elected 1']);
+  await a.stop();
+  await b.stop();
+});
+
+test('a leader whose renewal fails steps down at once; another takes over only once the lease ended, with the next epoch', async (t) => {
+  const { leases, log, make, advance } = setup(t);
+  const a = make('a');
+  const b = make('b');
+  await a.start();
+  await b.start();
+  leases.fail.add('a');
+  await advance(2000);
+  assert.equal(a.isLeader(), false);
+  assert.match(log.at(-1)!, /^a deposed 1: renewing the lease failed/);
+  // The row still says a until it expires (8 s after a's last renewal): b must wait for it.
+  await advance(4000);
+  assert.equal(b.isLeader(), false);
+  await advance(4000);
+  assert.equal(b.isLeader(), true);
+  assert.equal(b.currentEpoch(), 2);
+  assert.ok(log.includes('b elected 2'));
+  leases.fail.clear();
+  await advance(2000);
+  assert.deepEqual(a.status(), { role: 'follower', epoch: 2, holder: 'b', self: 'a' });
+  await a.stop();
+  await b.stop();
+});
+
+test('a leader whose renewals never answer stops believing it leads before the lease ends in the database', async (t) => {
+  const { leases, make, advance } = setup(t);
+  const a = make('a');
+  await a.start();
+  const expiresAt = leases.row!.expiresAt;
+  leases.hang.add('a');
+  // Without its timers firing (a paused process), isLeader() already says no once the term may have ended.
+  leases.dbNow = expiresAt - 400;
+  assert.equal(a.isLeader(), false);
+  leases.dbNow = expiresAt - 8000 + 1000;
+  await advance(8000);
+  assert.equal(a.isLeader(), false);
+  assert.equal(a.status().role, 'follower');
+});
+
+test('deadlines are read from the database clock, whatever this process’s wall clock says', async (t) => {
+  const { leases, make } = setup(t);
+  const ahead = make('ahead', 10 * 60_000);
+  const behind = make('behind', -10 * 60_000);
+  await ahead.start();
+  await behind.start();
+  assert.equal(ahead.databaseNow(), leases.dbNow);
+  assert.equal(behind.databaseNow(), leases.dbNow);
+  await ahead.stop();
+  await behind.stop();
+});
+
+test('stopping a leader ends its term so the next claim takes over at once', async (t) => {
+  const { log, make, advance } = setup(t);
+  const a = make('a');
+  const b = make('b');
+  await a.start();
+  await b.start();
+  await a.stop();
+  await advance(2000);
+  assert.equal(b.isLeader(), true);
+  assert.equal(b.currentEpoch(), 2);
+  assert.ok(log.includes('a deposed 1: the server is stopping'));
+  await b.stop();
+});
+
+test('a renewal interval above half the lease is refused', () => {
+  assert.throws(
+    () =>
+      new LeaderElection({
+        leases: new FakeLeases(),
+        holder: 'x',
+        leaseMs: 4000,
+        renewEveryMs: 3000,
+        onElected: () => undefined,
+        onDeposed: () => undefined,
+      }),
+    /renewEveryMs \(3000\) must be positive and at most half of leaseMs \(4000\)/,
+  );
+});

@@ -1,0 +1,228 @@
+/**
+ * Leader election over the store's lease (store.ts `LeaderLeases`): one reconciler at a time among the replicas
+ * sharing a database. The lease's expiry is judged by the database's clock alone; this process judges its own
+ * tenure with its monotonic clock, counted from when it *sent* each successful claim, so a term is believed over
+ * here no later than the database ends it, whatever the wall clock says. It renews well inside the lease
+ * (default every 2 s of an 8 s lease) and steps down at once when a renewal fails or comes back too late.
+ *
+ * Believing it leads is not enough to write safely (the process can pause between the check and the write): the
+ * epoch of each term goes into every cluster write, and kube-apiserver refuses writes of an older term once a
+ * newer leader raised the fence (src/cluster/fencing.ts).
+ */
+import { performance } from 'node:perf_hooks';
+import type { LeaderLeases, LeaseTerm } from '../store/store.ts';
+
+export type Role = 'leader' | 'follower';
+
+export interface LeaderStatus {
+  role: Role;
+  /** The epoch of the term this process leads, or the latest term it saw another hold (0: none seen yet). */
+  epoch: number;
+  /** Who holds the lease, as last seen ('' when unknown). */
+  holder: string;
+  /** This process's holder id. */
+  self: string;
+}
+
+/** What the rest of the server sees of the election: whether this replica leads, and the term. */
+export interface Leadership {
+  /** True while this replica's term surely lasts: run leader-only work only then. */
+  isLeader(): boolean;
+  status(): LeaderStatus;
+}
+
+export interface LeaderElectionOptions {
+  leases: LeaderLeases;
+  /** Unique per process (host, pid and a random part). */
+  holder: string;
+  /** The lease's name (default `reconciler`). */
+  name?: string;
+  /** How long a term lasts after each claim, by the database's clock, in ms (default 8000). */
+  leaseMs?: number;
+  /** How often the holder renews and a follower tries to take over, in ms (default 2000; < leaseMs / 2). */
+  renewEveryMs?: number;
+  /** Monotonic clock in ms (default `performance.now`); never the wall clock. */
+  monotonicNow?: () => number;
+  /** This process's wall clock, epoch ms (default `Date.now`); only its offset from the database's is used. */
+  wallNow?: () => number;
+  /** A term of this process began: raise the fence, then start the leader-only work. */
+  onElected: (epoch: number) => void;
+  /** This process's term `epoch` ended (`why` says how): stop the leader-only work at once. */
+  onDeposed: (epoch: number, why: string) => void;
+  /** A claim failed (the store is unreachable…). */
+  onError?: (error: Error) => void;
+}
+
+export const DEFAULT_LEASE_MS = 8000;
+export const DEFAULT_RENEW_EVERY_MS = 2000;
+
+export class LeaderElection implements Leadership {
+  private readonly options: LeaderElectionOptions;
+  private readonly name: string;
+  private readonly leaseMs: number;
+  private readonly renewEveryMs: number;
+  private readonly now: () => number;
+  private role: Role = 'follower';
+  private epoch = 0;
+  private holder = '';
+  /** Monotonic instant until which this process's term surely lasts (leader only). */
+  private validUntil = 0;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private ticking: Promise<void> | undefined;
+  /** The database's clock minus this process's, in ms, as of the latest claim (half its round trip of error). */
+  private clockOffsetMs = 0;
+
+  constructor(options: LeaderElectionOptions) {
+    this.options = options;
+    this.name = options.name ?? 'reconciler';
+    this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.renewEveryMs = options.renewEveryMs ?? DEFAULT_RENEW_EVERY_MS;
+    this.now = options.monotonicNow ?? (() => performance.now());
+    if (!(this.leaseMs > 0) || !(this.renewEveryMs > 0) || this.renewEveryMs * 2 > this.leaseMs) {
+      throw new RangeError(
+        `leader lease: renewEveryMs (${this.renewEveryMs}) must be positive and at most half of leaseMs (${this.leaseMs})`,
+      );
+    }
+  }
+
+  /** Makes the first claim (so the role is known when this resolves), then keeps claiming. */
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.tick();
+  }
+
+  /** Stops claiming; a leader ends its term in the store so another replica takes over without waiting. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.tickTimer);
+    // A claim the database never answers must not hold the server's stop for longer than a term.
+    let waited: NodeJS.Timeout | undefined;
+    await Promise.race([this.ticking, new Promise((resolve) => (waited = setTimeout(resolve, this.leaseMs)))]);
+    clearTimeout(waited);
+    if (this.role === 'leader') {
+      const epoch = this.epoch;
+      this.stepDown('the server is stopping');
+      await this.options.leases.release({ name: this.name, holder: this.options.holder, epoch }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Ends this process's term at once (kube-apiserver refused one of its writes as fenced: a newer leader exists even
+   * if no claim has said so yet). It follows until a claim elects it again.
+   */
+  stepDownNow(why: string): void {
+    this.stepDown(why);
+  }
+
+  /** True while this process's term surely lasts, by its monotonic clock. */
+  isLeader(): boolean {
+    return this.role === 'leader' && (this.options.leases.exclusive || this.now() < this.validUntil);
+  }
+
+  /**
+   * The database's clock, epoch ms: this process's wall clock corrected by the offset measured at every claim.
+   * Deadlines (expiry, activation) are judged by it, so a replica whose clock is off expires nothing late or early.
+   */
+  databaseNow(): number {
+    return (this.options.wallNow ?? Date.now)() + this.clockOffsetMs;
+  }
+
+  /** The epoch cluster writes are made under: this process's term, or the latest one it saw. */
+  currentEpoch(): number {
+    return this.epoch;
+  }
+
+  status(): LeaderStatus {
+    return {
+      role: this.isLeader() ? 'leader' : 'follower',
+      epoch: this.epoch,
+      holder: this.holder,
+      self: this.options.holder,
+    };
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.tickTimer = setTimeout(() => void this.tick(), this.renewEveryMs);
+    this.tickTimer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    const run = this.claim();
+    this.ticking = run;
+    await run;
+    this.ticking = undefined;
+    this.schedule();
+  }
+
+  private async claim(): Promise<void> {
+    const leading = this.role === 'leader';
+    const sentAt = this.now();
+    const wallNow = this.options.wallNow ?? Date.now;
+    const wallSentAt = wallNow();
+    let term: LeaseTerm;
+    try {
+      term = await this.options.leases.claim({
+        name: this.name,
+        holder: this.options.holder,
+        durationMs: this.leaseMs,
+        ...(leading ? { epoch: this.epoch } : {}),
+      });
+    } catch (error) {
+      this.options.onError?.(error instanceof Error ? error : new Error(String(error)));
+      if (this.role === 'leader') this.stepDown(`renewing the lease failed: ${(error as Error).message}`);
+      return;
+    }
+    const answeredAt = this.now();
+    this.clockOffsetMs = term.databaseNow - (wallSentAt + wallNow()) / 2;
+    this.holder = term.holder;
+    const mine = term.holder === this.options.holder;
+    if (this.role === 'leader') {
+      if (mine && term.epoch === this.epoch && answeredAt < this.validUntil) {
+        this.extend(sentAt, term);
+        return;
+      }
+      this.stepDown(
+        !mine || term.epoch !== this.epoch
+          ? `the lease passed to ${term.holder} (epoch ${term.epoch})`
+          : 'the renewal came back after the term had ended here',
+      );
+      return;
+    }
+    this.epoch = Math.max(this.epoch, term.epoch);
+    // A term the store says is this process's (new, or one it stepped down from early while the store kept it):
+    // leading it is safe for as long as the store's answer allows, since no one else held the lease meanwhile.
+    if (!mine || this.stopped || !(term.remainingMs > 0)) return;
+    this.role = 'leader';
+    this.epoch = term.epoch;
+    this.extend(sentAt, term);
+    this.options.onElected(term.epoch);
+  }
+
+  /** The term lasts, here, until the claim's send time plus its length (the database started counting later). */
+  private extend(sentAt: number, term: LeaseTerm): void {
+    if (this.options.leases.exclusive) return;
+    // A small margin for the two clocks' rates; the database's answer can only shorten the term, never lengthen it.
+    const margin = Math.min(500, this.leaseMs / 10);
+    this.validUntil = sentAt + Math.min(this.leaseMs, term.remainingMs) - margin;
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(
+      () => {
+        if (this.role === 'leader' && this.now() >= this.validUntil) this.stepDown('no renewal within the lease');
+      },
+      Math.max(0, this.validUntil - this.now()),
+    );
+    this.watchdog.unref();
+  }
+
+  private stepDown(why: string): void {
+    if (this.role !== 'leader') return;
+    clearTimeout(this.watchdog);
+    this.role = 'follower';
+    this.validUntil = 0;
+    this.options.onDeposed(this.epoch, why);
+  }
+}
