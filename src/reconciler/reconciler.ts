@@ -40,6 +40,11 @@ export interface ReconcilerOptions {
   now?: () => number;
   /** Fault injection for crash tests: SIGKILL this process right after the first intent is durable. */
   crashAfterIntent?: boolean;
+  /**
+   * Fault injection for fencing tests: called once a phase's intents are durable, just before its cluster writes (a
+   * test stops the process there, as a pause between a leader's checks and its writes would).
+   */
+  beforeWrites?: () => void;
   /** Told about every pass (for metrics, alerts and tests). */
   onPass?: (report: PassReport) => void;
   /**
@@ -95,6 +100,7 @@ interface Change {
   failed?: (error: unknown) => Promise<boolean>;
 }
 const MAX_BACKOFF_MS = 30_000;
+const UNREACHABLE_RETRY_MS = 1000;
 /** The intent and audit kind (`cluster.serviceaccount.rotated`) of a person ServiceAccount made again. */
 const ROTATION_KIND = 'serviceaccount.rotated';
 
@@ -298,7 +304,7 @@ export class Reconciler {
       report.error = error instanceof Error ? error.message : String(error);
       // kube-apiserver refused a write of this term: a newer leader exists, whatever this process believed.
       if (error instanceof KubevisaError && error.code === 'ERR_FENCED') leadership?.onFenced?.(error);
-      this.scheduleRetry(name);
+      this.scheduleRetry(name, error instanceof KubevisaError && error.code === 'ERR_CLUSTER_UNREACHABLE');
     } finally {
       report.finishedAt = this.now();
       this.lastReport.set(name, report);
@@ -764,6 +770,7 @@ export class Reconciler {
       return inserted;
     });
     if (this.options.crashAfterIntent) process.kill(process.pid, 'SIGKILL');
+    this.options.beforeWrites?.();
     const outcomes: ('done' | 'skipped' | Error)[] = new Array(changes.length);
     let next = 0;
     const worker = async () => {
@@ -843,9 +850,14 @@ export class Reconciler {
     this.reportedProtected.add(id);
   }
 
-  private scheduleRetry(name: string) {
+  /**
+   * Retries a failed pass with backoff (1 s doubling to 30 s). A cluster that does not answer at all is asked again
+   * every second instead: the question costs nothing, and the deadlines that fell meanwhile are enforced the moment
+   * it is back.
+   */
+  private scheduleRetry(name: string, unreachable = false) {
     if (this.stopped || this.retryTimers.has(name)) return;
-    const delay = Math.min(MAX_BACKOFF_MS, (this.backoff.get(name) ?? 500) * 2);
+    const delay = unreachable ? UNREACHABLE_RETRY_MS : Math.min(MAX_BACKOFF_MS, (this.backoff.get(name) ?? 500) * 2);
     this.backoff.set(name, delay);
     const timer = setTimeout(() => {
       this.retryTimers.delete(name);

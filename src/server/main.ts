@@ -4,7 +4,7 @@
  * and the end-to-end tests run.
  */
 import { mkdir } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -179,6 +179,9 @@ export async function startServer(
       clusters,
       resyncIntervalMs: config.resyncIntervalMs,
       crashAfterIntent: process.env.KUBEVISA_FAULT === 'crash-after-intent',
+      ...(process.env.KUBEVISA_FAULT === 'stop-before-write' && process.env.KUBEVISA_FAULT_FILE
+        ? { beforeWrites: stopBeforeWriteWhenArmed(process.env.KUBEVISA_FAULT_FILE) }
+        : {}),
       // Deadlines by the database's clock: a replica whose clock is off expires nothing late.
       now: () => election.databaseNow(),
       leadership: {
@@ -400,6 +403,20 @@ export async function startServer(
     await store.close();
     throw error;
   }
+}
+
+/**
+ * Fault injection (fencing tests): when `file` exists, it is removed and this process stops itself (SIGSTOP) right
+ * before a phase's cluster writes, as a leader that pauses between its checks and its writes; SIGCONT resumes it.
+ */
+function stopBeforeWriteWhenArmed(file: string): () => void {
+  return () => {
+    if (!existsSync(file)) return;
+    unlinkSync(file);
+    // Written synchronously: a pipe's asynchronous write would still be queued when the process stops.
+    writeSync(2, 'kubevisa: fault injection: stopped before writing\n');
+    process.kill(process.pid, 'SIGSTOP');
+  };
 }
 
 /** A managed cluster as direct-mode credentials see it (app/credentials.ts). */
