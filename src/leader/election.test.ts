@@ -92,6 +92,8 @@ test('a leader whose renewal fails steps down at once; another takes over only o
   leases.fail.clear();
   await advance(2000);
   assert.deepEqual(a.status(), { role: 'follower', epoch: 2, holder: 'b', self: 'a' });
+  // Its late writes still carry the term they were decided in, which the fence refuses.
+  assert.equal(a.currentEpoch(), 1);
   await a.stop();
   await b.stop();
 });

@@ -63,7 +63,10 @@ export class LeaderElection implements Leadership {
   private readonly renewEveryMs: number;
   private readonly now: () => number;
   private role: Role = 'follower';
+  /** The latest term seen, this process's or another's (for status). */
   private epoch = 0;
+  /** The epoch of the latest term this process itself held: what its cluster writes are stamped with. */
+  private termEpoch = 0;
   private holder = '';
   /** Monotonic instant until which this process's term surely lasts (leader only). */
   private validUntil = 0;
@@ -129,9 +132,13 @@ export class LeaderElection implements Leadership {
     return (this.options.wallNow ?? Date.now)() + this.clockOffsetMs;
   }
 
-  /** The epoch cluster writes are made under: this process's term, or the latest one it saw. */
+  /**
+   * The epoch this process's cluster writes carry: that of the latest term it held itself (0 if it never led). Never
+   * the epoch of another replica's term: a deposed leader's late writes must carry the term they were decided in,
+   * so that kube-apiserver refuses them once the fence has risen past it.
+   */
   currentEpoch(): number {
-    return this.epoch;
+    return this.termEpoch;
   }
 
   status(): LeaderStatus {
@@ -198,6 +205,7 @@ export class LeaderElection implements Leadership {
     if (!mine || this.stopped || !(term.remainingMs > 0)) return;
     this.role = 'leader';
     this.epoch = term.epoch;
+    this.termEpoch = term.epoch;
     this.extend(sentAt, term);
     this.options.onElected(term.epoch);
   }

@@ -376,7 +376,7 @@ export async function startServer(
     progress(
       election.isLeader()
         ? `leading (epoch ${election.currentEpoch()})`
-        : `following (${election.status().holder} leads, epoch ${election.currentEpoch()})`,
+        : `following (${election.status().holder} leads, epoch ${election.status().epoch})`,
     );
     progress(`kubevisa server listening on ${url}`);
     return {
