@@ -11,7 +11,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
@@ -22,16 +22,8 @@ import { visaRoleBinding } from '../src/cluster/objects.ts';
 import { freePorts } from '../src/dev/cluster/control-plane.ts';
 import type { Visa } from '../src/domain/model.ts';
 import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.ts';
-import {
-  api,
-  CLUSTER,
-  cliPath,
-  inDays,
-  loginAs,
-  people,
-  startKubevisaEnv,
-  type KubevisaEnv,
-} from './support/kubevisa-env.ts';
+import { spawnServer, writeReplicaConfig } from './support/replicas.ts';
+import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 
 const LEASE_MS = 3000;
 const RENEW_MS = 1000;
@@ -40,11 +32,10 @@ const NS = 'lease-work';
 interface Replica {
   name: string;
   url: string;
-  configFile: string;
   /** The file whose existence stops the process before its next cluster writes (KUBEVISA_FAULT=stop-before-write). */
   faultFile: string;
   child: ChildProcess;
-  output: string;
+  output: () => string;
   exited: boolean;
 }
 
@@ -57,36 +48,22 @@ let ann: string;
 const lateness: Record<string, number> = {};
 
 async function startReplica(name: string, port: number, extraEnv: Record<string, string> = {}): Promise<Replica> {
-  const raw = JSON.parse(readFileSync(env.configFile, 'utf8')) as Record<string, unknown>;
-  const configFile = join(env.dir, `${name}.json`);
-  await writeFile(
-    configFile,
-    JSON.stringify({ ...raw, listen: { host: '127.0.0.1', port }, publicUrl: env.serverUrl }),
-    { mode: 0o600 },
-  );
   const faultFile = join(env.dir, `${name}.stop-before-write`);
-  const child = spawn(cliPath, ['server', '--config', configFile], {
-    env: { ...process.env, KUBEVISA_FAULT: 'stop-before-write', KUBEVISA_FAULT_FILE: faultFile, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const started = await spawnServer(await writeReplicaConfig(env, name, port), {
+    KUBEVISA_FAULT: 'stop-before-write',
+    KUBEVISA_FAULT_FILE: faultFile,
+    ...extraEnv,
   });
+  if (!started.ready) throw new Error(`replica ${name} exited early:\n${started.output()}`);
   const replica: Replica = {
     name,
     url: `http://127.0.0.1:${port}`,
-    configFile,
     faultFile,
-    child,
-    output: '',
+    child: started.child,
+    output: started.output,
     exited: false,
   };
-  child.stdout?.on('data', (c: Buffer) => (replica.output += c.toString()));
-  child.stderr?.on('data', (c: Buffer) => (replica.output += c.toString()));
-  child.once('exit', () => (replica.exited = true));
-  const deadline = Date.now() + 60_000;
-  while (!replica.output.includes('kubevisa server ready')) {
-    if (replica.exited) throw new Error(`replica ${name} exited early:\n${replica.output}`);
-    if (Date.now() > deadline) throw new Error(`replica ${name} not ready in 60 s:\n${replica.output}`);
-    await sleep(100);
-  }
+  started.child.once('exit', () => (replica.exited = true));
   replicas.push(replica);
   return replica;
 }
@@ -273,7 +250,7 @@ test('SIGSTOP of the leader between its checks and its writes, past its lease: i
   const visaId = String(requested.body.id);
   assert.equal((await api(via.url, 'POST', `/api/v1/visas/${visaId}/approve`, { token: ann, body: {} })).status, 200);
   await until('the leader to stop before writing', async () => !existsSync(leader.faultFile), 20_000);
-  await until('the stop to be reported', async () => leader.output.includes('stopped before writing'));
+  await until('the stop to be reported', async () => leader.output().includes('stopped before writing'));
   // Meanwhile the visa is revoked, and a new leader takes over once the lease ran out.
   const revoked = await api(via.url, 'POST', `/api/v1/visas/${visaId}/revoke`, {
     token: ann,
@@ -285,12 +262,12 @@ test('SIGSTOP of the leader between its checks and its writes, past its lease: i
     epoch,
   );
   await sleep(2 * RENEW_MS);
-  const outputBefore = leader.output.length;
+  const outputBefore = leader.output().length;
   leader.child.kill('SIGCONT');
   // The old leader carries on with the write it had prepared at epoch `epoch`: kube-apiserver refuses it.
   await until(
     'the deposed leader to report the refusal',
-    async () => /ERR_FENCED|fenc/i.test(leader.output.slice(outputBefore)),
+    async () => /ERR_FENCED|fenc/i.test(leader.output().slice(outputBefore)),
     20_000,
   );
   for (let i = 0; i < 30; i++) {
