@@ -129,7 +129,8 @@ export class LeaderElection implements Leadership {
    * Deadlines (expiry, activation) are judged by it, so a replica whose clock is off expires nothing late or early.
    */
   databaseNow(): number {
-    return (this.options.wallNow ?? Date.now)() + this.clockOffsetMs;
+    // Whole milliseconds: instants are integers everywhere (the store refuses fractions).
+    return Math.round((this.options.wallNow ?? Date.now)() + this.clockOffsetMs);
   }
 
   /**

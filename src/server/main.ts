@@ -172,6 +172,7 @@ export async function startServer(
     const policy = protectOwnNamespace(config.policy);
     // Live: a cluster registered at run time with --direct-mode joins it (cluster-registry.ts).
     const directModeClusters = new Set(config.clusters.filter((c) => c.directMode === true).map((c) => c.name));
+    const lastPassError = new Map<string, string | undefined>();
     const reconciler = new Reconciler({
       allowsDirectMode: (name) => directModeClusters.has(name),
       protectedNamespaces: policy.protectedNamespaces ?? [],
@@ -182,6 +183,14 @@ export async function startServer(
       ...(process.env.KUBEVISA_FAULT === 'stop-before-write' && process.env.KUBEVISA_FAULT_FILE
         ? { beforeWrites: stopBeforeWriteWhenArmed(process.env.KUBEVISA_FAULT_FILE) }
         : {}),
+      // A failing pass is retried; the log says so once per distinct failure, not at every retry.
+      onPass: (report) => {
+        const previous = lastPassError.get(report.cluster);
+        if (report.error !== undefined && report.error !== previous) {
+          process.stderr.write(`kubevisa: reconciling cluster '${report.cluster}' failed (retried): ${report.error}\n`);
+        }
+        lastPassError.set(report.cluster, report.error);
+      },
       // Deadlines by the database's clock: a replica whose clock is off expires nothing late.
       now: () => election.databaseNow(),
       leadership: {
