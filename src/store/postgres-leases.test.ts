@@ -1,5 +1,5 @@
 /**
- * Leader leases on a real PostgreSQL (migration 4): one term at a time under concurrent claims from several stores
+ * Leader leases on a real PostgreSQL (migration 5): one term at a time under concurrent claims from several stores
  * (as several replicas would hold), epochs that only rise, expiry by the database's clock, and an early release.
  */
 import { after, before, test } from 'node:test';

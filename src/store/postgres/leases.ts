@@ -1,5 +1,5 @@
 /**
- * Leader leases on PostgreSQL (migration 4, table `leader_leases`). One statement per claim: the row lock that
+ * Leader leases on PostgreSQL (migration 5, table `leader_leases`). One statement per claim: the row lock that
  * INSERT … ON CONFLICT DO UPDATE takes makes concurrent claims of an expired lease serialise, and the loser's
  * WHERE is checked again against the winner's row, so exactly one replica starts each term. Every instant is the
  * database's `clock_timestamp()`; the caller's clock is never sent.
