@@ -189,7 +189,7 @@ export class LeaderElection implements Leadership {
     this.holder = term.holder;
     const mine = term.holder === this.options.holder;
     if (this.role === 'leader') {
-      if (mine && term.epoch === this.epoch && answeredAt < this.validUntil) {
+      if (mine && term.epoch === this.epoch && (this.options.leases.exclusive || answeredAt < this.validUntil)) {
         this.extend(sentAt, term);
         return;
       }
