@@ -58,12 +58,13 @@ export function declareClusterRoutes(context: ServerContext, registry: ClusterRe
     querystring: {
       type: 'object',
       additionalProperties: false,
-      properties: { force: { type: 'boolean' } },
+      // Query strings are text and the API validates them strictly, without coercion.
+      properties: { force: { type: 'string', enum: ['true', 'false'] } },
     },
     handler: async (request, _reply, caller) => {
       const { name } = request.params as { name: string };
-      const { force } = request.query as { force?: boolean };
-      return registry.remove(caller, name, { force: force === true });
+      const { force } = request.query as { force?: string };
+      return registry.remove(caller, name, { force: force === 'true' });
     },
   });
 }
