@@ -14,12 +14,15 @@ const STALE_AFTER_S = 25;
 let env: KubevisaEnv;
 let admin: string;
 let cora: string;
+let approver: string;
 
 const call = (method: string, path: string, token: string, body?: unknown) =>
   api(env.serverUrl, method, path, { token, ...(body !== undefined ? { body } : {}) });
 
 before(async () => {
-  env = await startKubevisaEnv({ auditWebhookToken: AUDIT_WEBHOOK_TOKEN });
+  // TLS as in production: kube-apiserver's webhook client sends its bearer token only over https (over plain http
+  // every batch arrives without it and is refused).
+  env = await startKubevisaEnv({ autoApproval: false, tls: true, auditWebhookToken: AUDIT_WEBHOOK_TOKEN });
   env.config.extensions['monitoring'] = {
     staleAfter: `${STALE_AFTER_S}s`,
     checkInterval: '1s',
@@ -32,6 +35,7 @@ before(async () => {
   await env.startInProcess();
   admin = (await loginAs(env.serverUrl, people.sam)).token;
   cora = (await loginAs(env.serverUrl, people.cora)).token;
+  approver = (await loginAs(env.serverUrl, people.ann)).token;
   const created = await call('POST', '/api/v1/engagements', admin, {
     name: 'hook',
     vendor: 'Acme',
@@ -57,6 +61,8 @@ async function activeVisa(namespace: string): Promise<string> {
   });
   assert.equal(requested.status, 201, JSON.stringify(requested.body));
   const id = String(requested.body.id);
+  const approved = await call('POST', `/api/v1/visas/${id}/approve`, approver, {});
+  assert.equal(approved.status, 200, JSON.stringify(approved.body));
   await eventually(`visa for ${namespace} active`, 20_000, async () => {
     return (await call('GET', `/api/v1/visas/${id}`, cora)).body.state === 'active';
   });
@@ -64,8 +70,7 @@ async function activeVisa(namespace: string): Promise<string> {
 }
 
 async function metric(name: string): Promise<number> {
-  const response = await fetch(`${env.serverUrl}/metrics`);
-  const text = await response.text();
+  const text = String((await api(env.serverUrl, 'GET', '/metrics')).body.raw ?? '');
   const values = text
     .split('\n')
     .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
@@ -75,19 +80,34 @@ async function metric(name: string): Promise<number> {
 
 test("kube-apiserver's audit webhook reports Cora's use: her used visa stays, the unused one is revoked as stale", async () => {
   const used = await activeVisa('hook-used');
+  const usedActiveAt = Date.now();
   const unused = await activeVisa('hook-unused');
-  const credential = await call('POST', `/api/v1/clusters/${CLUSTER}/credential`, cora);
-  assert.equal(credential.status, 200, JSON.stringify(credential.body));
-  const kubeconfig = await env.cp.writeTokenKubeconfig(String(credential.body.token), 'cora-direct');
+  // As kubectl's exec plugin does: a fresh direct credential whenever kube-apiserver no longer takes the last one
+  // (the reconciler makes Cora's ServiceAccount again when a binding is added while her tokens may live).
+  let kubeconfig = '';
+  // Ending the unused visa ends her direct tokens too, and the next credential request is told why (once).
+  const unusedRevoked = async () => (await call('GET', `/api/v1/visas/${unused}`, admin)).body.state === 'revoked';
+  const freshCredential = async (): Promise<boolean> => {
+    const credential = await call('POST', `/api/v1/clusters/${CLUSTER}/credential`, cora);
+    if (credential.status === 403 && credential.body.visa === unused) return false;
+    assert.equal(credential.status, 200, JSON.stringify(credential.body));
+    kubeconfig = await env.cp.writeTokenKubeconfig(String(credential.body.token), 'cora-direct');
+    return true;
+  };
+  assert.equal(await freshCredential(), true);
 
   // Use the first visa every 3 s until the unused one has been revoked (bounded: at most 3 × the stale time).
   const deadline = Date.now() + 3 * STALE_AFTER_S * 1000;
   let uses = 0;
   while (Date.now() < deadline) {
-    const read = await env.k(['get', 'pods', '-n', 'hook-used'], kubeconfig);
+    if (await unusedRevoked()) break;
+    let read = await env.k(['get', 'pods', '-n', 'hook-used'], kubeconfig);
+    if (read.code !== 0 && /Unauthorized|must be logged in/.test(read.stderr)) {
+      if (!(await freshCredential())) break;
+      read = await env.k(['get', 'pods', '-n', 'hook-used'], kubeconfig);
+    }
     assert.equal(read.code, 0, `Cora's direct token reads pods in hook-used: ${read.stderr}`);
     uses += 1;
-    if ((await call('GET', `/api/v1/visas/${unused}`, admin)).body.state === 'revoked') break;
     await new Promise((resolve) => setTimeout(resolve, 3000));
   }
 
@@ -97,8 +117,15 @@ test("kube-apiserver's audit webhook reports Cora's use: her used visa stays, th
   assert.match(String(revoked.body.endReason), /unused for/);
 
   const kept = await call('GET', `/api/v1/visas/${used}`, admin);
-  assert.equal(kept.body.state, 'active', `the used visa is kept: ${JSON.stringify(kept.body)}`);
-  assert.ok(uses * 3 >= STALE_AFTER_S, `Cora used it for longer than the stale time (${uses} reads)`);
+  const report = await call('GET', '/api/v1/monitoring/usage', admin);
+  assert.equal(
+    kept.body.state,
+    'active',
+    `the used visa is kept: ${JSON.stringify(kept.body)}; webhook events ${await metric('kubevisa_usage_audit_events_total')}; usage ${JSON.stringify(report.body)}`,
+  );
+  // Active longer than the stale time, it would be stale by now had kube-apiserver not reported its use.
+  assert.ok(Date.now() - usedActiveAt > STALE_AFTER_S * 1000, 'the used visa outlived the stale time');
+  assert.ok(uses >= 3, `Cora read pods through it (${uses} reads)`);
   assert.ok(
     (await metric('kubevisa_usage_audit_events_total')) > 0,
     'the uses came from kube-apiserver through the webhook',

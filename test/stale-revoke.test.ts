@@ -16,7 +16,7 @@ const call = (method: string, path: string, token: string, body?: unknown) =>
   api(env.serverUrl, method, path, { token, ...(body !== undefined ? { body } : {}) });
 
 before(async () => {
-  env = await startKubevisaEnv({ autoApproval: false, auditWebhookToken: AUDIT_WEBHOOK_TOKEN });
+  env = await startKubevisaEnv({ autoApproval: false, tls: true, auditWebhookToken: AUDIT_WEBHOOK_TOKEN });
   // Long enough to request and approve an extension before the visa counts as stale, short enough for a test.
   env.config.extensions['monitoring'] = {
     staleAfter: '8s',

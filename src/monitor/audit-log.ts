@@ -47,10 +47,17 @@ export function parseAuditLine(line: string): AuditUse | undefined {
   return auditUseOf(event);
 }
 
-/** Reads an audit webhook body (`EventList`) or a single `Event`. */
+/**
+ * Reads an audit webhook body (`EventList`) or a single `Event`. kube-apiserver's webhook backend sends the items
+ * of an EventList without their own `kind` (a list carries the type once, as Kubernetes lists do), so an item is
+ * read as an Event unless it names another kind.
+ */
 export function parseAuditPayload(body: unknown): AuditUse[] {
   if (isRecord(body) && Array.isArray(body['items'])) {
-    return body['items'].map(auditUseOf).filter((use): use is AuditUse => use !== undefined);
+    return body['items']
+      .map((item) => (isRecord(item) && item['kind'] === undefined ? { ...item, kind: 'Event' } : item))
+      .map(auditUseOf)
+      .filter((use): use is AuditUse => use !== undefined);
   }
   const single = auditUseOf(body);
   return single === undefined ? [] : [single];

@@ -55,6 +55,24 @@ describe('reading kube-apiserver audit events', () => {
     assert.equal(parseAuditPayload(body).length, 2);
   });
 
+  test("an EventList as kube-apiserver's webhook sends it: the items carry no kind of their own", () => {
+    const withoutKind = (line: string) => {
+      const { kind: _kind, apiVersion: _apiVersion, ...item } = JSON.parse(line) as Record<string, unknown>;
+      return item;
+    };
+    const body = {
+      kind: 'EventList',
+      apiVersion: 'audit.k8s.io/v1',
+      items: [withoutKind(LEGACY_TOKEN_LINE), withoutKind(IMPERSONATED_LINE), { kind: 'Status' }],
+    };
+    const uses = parseAuditPayload(body);
+    assert.equal(uses.length, 2, 'both events read, the item of another kind not');
+    assert.deepEqual(
+      uses.map((use) => use.username),
+      [auditUseOf(JSON.parse(LEGACY_TOKEN_LINE))?.username, auditUseOf(JSON.parse(IMPERSONATED_LINE))?.username],
+    );
+  });
+
   test('ServiceAccount usernames', () => {
     assert.deepEqual(serviceAccountOf('system:serviceaccount:kubevisa-visas:cora-1'), {
       namespace: 'kubevisa-visas',

@@ -245,6 +245,12 @@ async function startControlPlaneOnce(options: ControlPlaneOptions = {}): Promise
 
     let auditWebhookArgs: string[] = [];
     if (options.auditWebhook) {
+      if (!options.auditWebhook.url.startsWith('https://')) {
+        throw new Error(
+          `auditWebhook.url must be https (got ${options.auditWebhook.url}): kube-apiserver's webhook client sends ` +
+            'its bearer token only over TLS, so every batch would be refused; start the receiver with TLS',
+        );
+      }
       const webhookKubeconfig = join(workDir, 'audit-webhook.kubeconfig');
       await writeFile(webhookKubeconfig, auditWebhookKubeconfig(options.auditWebhook), { mode: 0o600 });
       auditWebhookArgs = [
