@@ -193,6 +193,28 @@ describe('engagements', () => {
     assert.ok(event, 'the change is audited');
   });
 
+  test("a sponsor's earlier end is judged again inside the transaction: it never lengthens a cut made meanwhile", async () => {
+    const engagement = (await store.getEngagement((await aVisa()).engagementId))!;
+    const original = engagement.endsAt;
+    const get = engagements.get.bind(engagements);
+    // The admin's cut lands between the sponsor's read and the sponsor's transaction.
+    engagements.get = async (caller, id) => {
+      const read = await get(caller, id);
+      engagements.get = get;
+      await engagements.changeEnd(callers.ada!, engagement.id, iso(NOW + 2 * DAY), 'cut');
+      return read;
+    };
+    try {
+      await assert.rejects(
+        engagements.changeEnd(callers.sam!, engagement.id, iso(original - DAY), 'a little earlier'),
+        { code: 'ERR_FORBIDDEN' },
+      );
+    } finally {
+      engagements.get = get;
+    }
+    assert.equal((await store.getEngagement(engagement.id))?.endsAt, NOW + 2 * DAY, "the admin's cut stands");
+  });
+
   test('an earlier end shortens the visas running past it and ends those that would start after it, audited', async () => {
     const running = await aVisa();
     const engagement = (await store.getEngagement(running.engagementId))!;

@@ -168,7 +168,15 @@ export class EngagementService {
           : `only an admin or the sponsor (${found.sponsor}) may change the end date of engagement '${found.name}'`,
       );
     }
-    return this.changeEndAs(caller, found.id, instant, reason);
+    return this.changeEndAs(caller, found.id, instant, reason, (current) => {
+      // Judged again on the engagement as the transaction reads it: a sponsor's "earlier" checked against an end
+      // another change has since moved must not become a lengthening.
+      if (!canChangeEngagementEnd(caller.actor, current, instant)) {
+        throw new Forbidden(
+          `engagement '${current.name}' now ends ${formatInstant(current.endsAt)}: the sponsor may only bring it earlier; an admin may extend it`,
+        );
+      }
+    });
   }
 
   /** Moves an engagement's end date as `as`, asking no permission. See {@link changeEnd}. */
@@ -177,6 +185,8 @@ export class EngagementService {
     engagementId: string,
     endsAt: number,
     reason: string,
+    /** Checks the engagement as read inside the transaction; throws to refuse (nothing is changed). */
+    recheck?: (current: Engagement) => void,
   ): Promise<{ engagement: Engagement; visasEnded: Visa[]; visasShortened: Visa[] }> {
     const now = this.now();
     const why = requireReason(reason);
@@ -185,6 +195,7 @@ export class EngagementService {
     const engagement = await this.options.store.transaction(async (tx) => {
       const current = await tx.getEngagement(engagementId);
       if (!current) throw new NotFound(`engagement '${engagementId}' not found`);
+      recheck?.(current);
       const saved = await tx.updateEngagement(changeEngagementEnd(current, endsAt, now));
       await auditAs(tx, as, {
         action: 'engagement.end-changed',

@@ -35,7 +35,13 @@ export function loadKubeConfig(source: KubeconfigSource, clusterName: string): K
     if ('kubeconfigPath' in source) kubeConfig.loadFromFile(source.kubeconfigPath);
     else kubeConfig.loadFromString(source.kubeconfigYaml);
   } catch (error) {
-    throw new InvalidInput(`cluster '${clusterName}': cannot load ${origin}: ${(error as Error).message}`, {
+    // A YAML error quotes the lines around the fault, which can hold the token: name only where it is.
+    const mark = (error as { mark?: { line?: number; column?: number } }).mark;
+    const reason =
+      mark?.line !== undefined
+        ? `it is not valid YAML (line ${mark.line + 1}, column ${(mark.column ?? 0) + 1})`
+        : (error as Error).message.split('\n')[0];
+    throw new InvalidInput(`cluster '${clusterName}': cannot load ${origin}: ${reason}`, {
       details: { cluster: clusterName },
       cause: error,
     });

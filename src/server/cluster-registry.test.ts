@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,11 +20,11 @@ const NOW = Date.parse('2026-12-03T12:00:00Z');
 const admin = { actor: { email: 'ada@corp.example', roles: ['admin'] } } as never;
 
 /** A kubeconfig whose token is a JWT living a day from NOW (the life renewal and `list` read). */
-function kubeconfig(server = 'https://127.0.0.1:6443'): { yaml: string; token: string } {
+function kubeconfig(server = 'https://127.0.0.1:6443', clusterName = 'x'): { yaml: string; token: string } {
   const claims = { iat: NOW / 1000, exp: NOW / 1000 + 86_400, sub: 'system:serviceaccount:kubevisa-system:kubevisa' };
   const token = ['eyJhbGciOiJSUzI1NiJ9', Buffer.from(JSON.stringify(claims)).toString('base64url'), 'c2ln'].join('.');
   return {
-    yaml: tokenKubeconfigYaml({ clusterName: 'x', connection: { server, insecureSkipTlsVerify: false }, token }),
+    yaml: tokenKubeconfigYaml({ clusterName, connection: { server, insecureSkipTlsVerify: false }, token }),
     token,
   };
 }
@@ -123,7 +124,7 @@ describe('cluster registry', () => {
       [{ name: 'edge-1', kubeconfig: 'clusters: [ {' }, /cannot load the kubeconfig given/],
       [
         { name: 'edge-1', kubeconfig: good.replace(/token: .*/, 'username: someone') },
-        /has no bearer token|no current context/,
+        /has no bearer token|no current context|user has username/,
       ],
       [{ name: 'edge-1', kubeconfig: kubeconfig('https://127.0.0.1:1').yaml }, /does not answer with the kubeconfig/],
       [
@@ -131,12 +132,50 @@ describe('cluster registry', () => {
         /kubevisa is not installed .*Role kubevisa-system\/kubevisa:self-token missing/,
       ],
     ];
+    // What a kubeconfig may carry besides a token would run commands or read files on every kubevisa server.
+    const withUser = (extra: string) => good.replace(/( +)token: (.*)/, `$1token: $2\n$1${extra}`);
+    const marker = join(dir, 'ran');
+    refusals.push(
+      [
+        {
+          name: 'edge-1',
+          kubeconfig: withUser(
+            `exec: { apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, "touch ${marker}"] }`,
+          ),
+        },
+        /user has exec \(not allowed\)/,
+      ],
+      [{ name: 'edge-1', kubeconfig: withUser('client-key: /etc/shadow') }, /user has keyFile \(not allowed\)/],
+      [
+        { name: 'edge-1', kubeconfig: withUser('auth-provider: { name: oidc, config: { cmd-path: /bin/sh } }') },
+        /user has authProvider \(not allowed\)/,
+      ],
+      [
+        { name: 'edge-1', kubeconfig: kubeconfig('http://127.0.0.1:7001').yaml },
+        /server http:\/\/127\.0\.0\.1:7001 is not https/,
+      ],
+      [
+        { name: 'edge-1', kubeconfig: good.replace(/server: /, 'certificate-authority: /etc/shadow\n      server: ') },
+        /cluster has caFile \(not allowed\)/,
+      ],
+      [
+        { name: 'edge-1', kubeconfig: good.replace(/server: /, 'insecure-skip-tls-verify: true\n      server: ') },
+        /skips TLS verification/,
+      ],
+    );
+    const secretYaml = 'users:\n- name: u\n  user: {token: s3cret-token-value\n';
+    await assert.rejects(r.add(admin, { name: 'edge-1', kubeconfig: secretYaml }), (error: Error) => {
+      assert.match(error.message, /not valid YAML \(line \d+, column \d+\)/);
+      assert.equal(error.message.includes('s3cret'), false, 'the parse error quotes none of the file');
+      return true;
+    });
     for (const [input, message] of refusals) {
       await assert.rejects(r.add(admin, input), (error: Error) => message.test(error.message), String(message));
     }
     assert.deepEqual(await store.listRegisteredClusters(), []);
     assert.equal(clusters.size, 0);
     assert.deepEqual(told, []);
+    assert.equal(existsSync(marker), false, 'no command of a kubeconfig ran');
   });
 
   test('an added cluster is served at once and stored sealed; a second of that name is refused', async () => {
@@ -151,7 +190,15 @@ describe('cluster registry', () => {
     assert.deepEqual(told, ['+edge-1']);
     const [record] = await store.listRegisteredClusters();
     assert.equal(record!.sealedKubeconfig.includes(token), false);
-    assert.equal(secretBox.open(record!.sealedKubeconfig), yaml);
+    assert.equal(
+      secretBox.open(record!.sealedKubeconfig),
+      tokenKubeconfigYaml({
+        clusterName: 'edge-1',
+        connection: { server: 'https://127.0.0.1:7001', insecureSkipTlsVerify: false },
+        token,
+      }),
+      'kept as rebuilt from its server, CA and token only',
+    );
     const [event] = await store.listAudit({ action: 'cluster.registered' });
     assert.equal(event!.actor, 'ada@corp.example');
     assert.equal(JSON.stringify(event).includes(token), false);
@@ -165,7 +212,7 @@ describe('cluster registry', () => {
     await second.registry.sync();
     assert.ok(second.clusters.has('edge-1') && second.clusters.has('edge-2'));
     assert.deepEqual(second.registry.kubeconfigSource('edge-2'), {
-      kubeconfigYaml: kubeconfig('https://127.0.0.1:7002').yaml,
+      kubeconfigYaml: kubeconfig('https://127.0.0.1:7002', 'edge-2').yaml,
     });
     const removed = await first.registry.remove(admin, 'edge-2');
     assert.deepEqual(removed, { name: 'edge-2', revoked: [], denied: [], bindingsRemoved: true });

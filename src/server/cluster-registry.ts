@@ -11,7 +11,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
-import { loadKubeConfig, type KubeconfigSource } from '../cluster/kubeconfig.ts';
+import { connectionOf, loadKubeConfig, tokenKubeconfigYaml, type KubeconfigSource } from '../cluster/kubeconfig.ts';
 import type { Caller } from '../app/caller.ts';
 import type { AppEvents } from '../app/events.ts';
 import type { VisaService } from '../app/visas.ts';
@@ -144,13 +144,7 @@ export class ClusterRegistry {
     if (this.#o.clusters.has(name) || (await this.#o.store.getRegisteredCluster(name))) {
       throw new Conflict(`cluster '${name}' is registered already: 'kubevisa cluster list' shows the clusters`);
     }
-    const kubeconfigYaml = input.kubeconfig;
-    const kubeConfig = loadKubeConfig({ kubeconfigYaml }, name);
-    if (!kubeConfig.getCurrentUser()?.token) {
-      throw new InvalidInput(
-        `cluster '${name}': the kubeconfig's current user has no bearer token; give the kubeconfig 'kubevisa install' wrote for the cluster`,
-      );
-    }
+    const kubeconfigYaml = cleanTokenKubeconfig(name, input.kubeconfig);
     const client = this.#client(name, kubeconfigYaml);
     await checkReachableAndInstalled(client);
     const now = this.#now();
@@ -307,9 +301,12 @@ export class ClusterRegistry {
   }
 
   #client(name: string, kubeconfigYaml: string): ClusterClient {
+    // Every kubeconfig a client is made from, stored or renewed, passes the same check as an added one: the
+    // store is not trusted to hold only what an add let through.
+    const clean = cleanTokenKubeconfig(name, kubeconfigYaml);
     return this.#o.createClient
-      ? this.#o.createClient(name, kubeconfigYaml)
-      : createClusterClient({ name, kubeconfigYaml, requestTimeoutMs: ADD_TIMEOUT_MS });
+      ? this.#o.createClient(name, clean)
+      : createClusterClient({ name, kubeconfigYaml: clean, requestTimeoutMs: ADD_TIMEOUT_MS });
   }
 
   #attach(record: RegisteredClusterRecord, kubeconfigYaml: string, client?: ClusterClient): void {
@@ -398,4 +395,37 @@ async function configuredExpiry(configured: ReadonlyMap<string, string>, name: s
     // A file that cannot be read is reported by the renewal and by every pass; the listing just leaves it out.
     return undefined;
   }
+}
+
+/**
+ * The kubeconfig kubevisa keeps for a registered cluster, rebuilt from the one given: its https server, its CA as
+ * data, and its bearer token, nothing else. Whatever else a kubeconfig can hold makes the server act on the admin's
+ * behalf: an `exec` or `auth-provider` runs a command on every kubevisa server before each request (client-node runs
+ * it even beside a token), and file paths (CA, client certificate and key, token file) read the server's own files.
+ * Such a kubeconfig is refused, saying what to remove, rather than partly used.
+ */
+function cleanTokenKubeconfig(name: string, given: string): string {
+  const kubeConfig = loadKubeConfig({ kubeconfigYaml: given }, name);
+  const user = kubeConfig.getCurrentUser();
+  const cluster = kubeConfig.getCurrentCluster();
+  const refuse = (what: string) =>
+    new InvalidInput(
+      `cluster '${name}': the kubeconfig's ${what}; a registered cluster takes only an https server, its CA as ` +
+        "certificate-authority-data and a bearer token (the kubeconfig 'kubevisa install' wrote for the cluster)",
+      { details: { cluster: name } },
+    );
+  if (user === null || cluster === null) throw refuse('current context names no cluster or user');
+  const u = user as unknown as Record<string, unknown>;
+  const userExtras = ['exec', 'authProvider', 'certFile', 'keyFile', 'certData', 'keyData', 'username', 'password']
+    .concat(['impersonateUser', 'impersonateGroups', 'tokenFile'])
+    .filter((field) => u[field] !== undefined && u[field] !== null && u[field] !== '');
+  if (userExtras.length > 0) throw refuse(`user has ${userExtras.join(', ')} (not allowed)`);
+  if (typeof user.token !== 'string' || user.token === '') throw refuse('current user has no bearer token');
+  if (!cluster.server.startsWith('https://')) throw refuse(`server ${cluster.server} is not https`);
+  if (cluster.skipTLSVerify) throw refuse('cluster skips TLS verification (insecure-skip-tls-verify)');
+  const c = cluster as unknown as Record<string, unknown>;
+  const clusterExtras = ['caFile', 'proxyUrl'].filter((field) => c[field] !== undefined && c[field] !== '');
+  if (clusterExtras.length > 0) throw refuse(`cluster has ${clusterExtras.join(', ')} (not allowed)`);
+  const connection = connectionOf(kubeConfig, name);
+  return tokenKubeconfigYaml({ clusterName: name, connection, token: user.token });
 }
