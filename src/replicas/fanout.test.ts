@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AppEvents } from '../app/events.ts';
 import type { Person, Visa } from '../domain/model.ts';
-import type { AccessChange, ChangeFeed, ChangeListener, StoredVisa } from '../store/store.ts';
+import type { AccessChange, ChangeFeed, ChangeListener, Session, StoredVisa } from '../store/store.ts';
 import { coalesce, startFanout } from './fanout.ts';
 
 /** Two processes' feeds joined by a wire: what one publishes the other hears. */
@@ -43,6 +43,11 @@ test('what one process announces is announced by the other, once, and never sent
     listVisas: async (filter?: { ids?: readonly string[] }) =>
       (filter?.ids ?? []).flatMap((id) => (stored.has(id) ? [stored.get(id)!] : [])),
     getPerson: async (id: string) => (id === 'p1' ? person('p1', 'deprovisioned') : person(id, 'active')),
+    // s1 was revoked; s2 is live, so a notification naming it (forged) signs nobody out.
+    getSession: async (id: string) =>
+      id === 's1'
+        ? ({ id, revokedAt: 1, expiresAt: Date.now() + 60_000 } as Session)
+        : ({ id, expiresAt: Date.now() + 60_000 } as Session),
   };
   const fanA = startFanout({ events: a, feed: feedA, store });
   const fanB = startFanout({ events: b, feed: feedB, store });
@@ -55,6 +60,7 @@ test('what one process announces is announced by the other, once, and never sent
   // v2 is active in the store: a notification saying it ended (forged, or stale) ends nothing.
   a.emit('visas-ended', [visa('v1', 'revoked'), visa('v2', 'revoked')], 'revoked by ann');
   a.emit('session-ended', 's1');
+  a.emit('session-ended', 's2');
   a.emit('person-deprovisioned', person('p1', 'deprovisioned'), 'left');
   a.emit('person-deprovisioned', person('p2', 'deprovisioned'), 'forged');
   a.emit('clusters-changed', ['prod']);
@@ -89,7 +95,7 @@ test('a gap in the feed makes the process re-read its caches; a deaf process hea
   const events = new AppEvents();
   let missed = 0;
   events.on('changes-missed', () => missed++);
-  const store = { listVisas: async () => [], getPerson: async () => undefined };
+  const store = { listVisas: async () => [], getPerson: async () => undefined, getSession: async () => undefined };
   const fan = startFanout({ events, feed, store });
   listener?.missed();
   assert.equal(missed, 1);

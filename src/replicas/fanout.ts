@@ -21,7 +21,7 @@ const READ_CHUNK = 500;
 export interface FanoutOptions {
   events: AppEvents;
   feed: ChangeFeed;
-  store: Pick<Store, 'listVisas' | 'getPerson'>;
+  store: Pick<Store, 'listVisas' | 'getPerson' | 'getSession'>;
   /**
    * Ignore what other processes send (fault injection: proves that the periodic re-check alone ends access when
    * every notification is lost). Default false.
@@ -105,9 +105,17 @@ export function startFanout(options: FanoutOptions): Fanout {
       case 'visas-changed':
         announce(() => events.emit('visas-changed'));
         return;
-      case 'sessions-ended':
-        announce(() => change.sessionIds.forEach((id) => events.emit('session-ended', id)));
+      case 'sessions-ended': {
+        // Only sessions the store shows ended: a forged notification must not sign consoles out.
+        const ended: string[] = [];
+        const now = Date.now();
+        for (const id of change.sessionIds) {
+          const session = await store.getSession(id);
+          if (session !== undefined && (session.revokedAt !== undefined || session.expiresAt <= now)) ended.push(id);
+        }
+        if (ended.length > 0) announce(() => ended.forEach((id) => events.emit('session-ended', id)));
         return;
+      }
       case 'person-deprovisioned': {
         const person = await store.getPerson(change.personId);
         if (person && person.status !== 'active')
