@@ -299,6 +299,19 @@ export class MonitorService {
     return this.#following;
   }
 
+  /**
+   * On a first start, marks where alerts begin (the trail's head now), before any request is served. Any replica
+   * may do it: the audit follower itself runs only on the leader, which a replica may become only later, and
+   * events committed meanwhile must still alert. Once set, the mark is never moved back.
+   */
+  async startAuditCursor(): Promise<void> {
+    if (typeof (await this.#o.store.getSetting(CURSOR_KEY)) === 'number') return;
+    const head = (await this.#o.store.getAuditHead())?.seq ?? 0;
+    await this.#o.store.transaction(async (tx) => {
+      if (typeof (await tx.getSetting(CURSOR_KEY)) !== 'number') await tx.putSetting(CURSOR_KEY, head, this.#now());
+    });
+  }
+
   async #followNow(): Promise<void> {
     const head = (await this.#o.store.getAuditHead())?.seq ?? 0;
     const saved = await this.#o.store.getSetting(CURSOR_KEY);

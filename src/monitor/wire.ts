@@ -135,6 +135,7 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
   const kick = () => {
     if (context.leadership.isLeader()) background('following the audit trail', () => service.followAudit());
   };
+  await service.startAuditCursor();
   kick();
   events.on('visas-changed', () => {
     service.visasChanged();
