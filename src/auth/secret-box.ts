@@ -1,10 +1,14 @@
 /**
  * Encrypts secrets kubevisa must keep but never show (the IdP refresh token of a session) with AES-256-GCM
- * under a key in the data folder (mode 0600), so a copy of the database alone reveals none of them.
+ * under a key in the data folder (mode 0600), so a copy of the database alone reveals none of them. The file holds
+ * the 32-byte key in base64 (a trailing newline is fine); replicas share it (the Helm chart mounts it from a Secret,
+ * root-owned 0440 there, which isPrivateKeyFileMode accepts).
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { readFile, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+
+import { isPrivateKeyFileMode } from '../pki/key-files.ts';
 
 export interface SecretBox {
   /**
@@ -21,8 +25,10 @@ export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox>
   let key: Buffer;
   try {
     const info = await stat(file);
-    if ((info.mode & 0o077) !== 0) {
-      throw new Error(`${file} is readable by others: run 'chmod 600 ${file}' and restart`);
+    if (!isPrivateKeyFileMode(info)) {
+      throw new Error(
+        `${file} is readable by others: run 'chmod 600 ${file}' (640 at most for a file owned by root) and restart`,
+      );
     }
     key = Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
   } catch (error) {

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -78,6 +78,20 @@ describe('access-token signing key on disk', () => {
       return true;
     });
   });
+
+  it(
+    "accepts a key mounted from a Kubernetes Secret with the pod's fsGroup (root:65532 0440), not that mode for another owner",
+    { skip: (!posix || process.getuid?.() !== 0) && 'only root can give a file to root' },
+    async () => {
+      const dataDir = join(root, 'mounted');
+      const key = await loadOrCreateSigningKey(dataDir);
+      await chown(key.path, 0, 65532);
+      await chmod(key.path, 0o440);
+      assert.equal((await loadOrCreateSigningKey(dataDir)).keyId, key.keyId);
+      await chown(key.path, 65532, 65532);
+      await assert.rejects(loadOrCreateSigningKey(dataDir), /chmod 600 on it \(640 at most for a file owned by root\)/);
+    },
+  );
 
   it('refuses a key file that is not Ed25519', async () => {
     const dataDir = join(root, 'rsa');

@@ -3,7 +3,9 @@
  * this is the only part of token handling that touches the file system.
  *
  * The key is a PKCS#8 PEM file readable by its owner only (0600), like an SSH private key; a key file that
- * group or others can read is refused rather than silently used, since anyone who reads it can mint tokens.
+ * group or others can read is refused rather than silently used, since anyone who reads it can mint tokens. The one
+ * exception is a root-owned file its group may read (a Kubernetes Secret mounted with an fsGroup; see
+ * isPrivateKeyFileMode). Replicas read the same key from such a mount (the Helm chart's Secret).
  * The key id is the RFC 7638 JWK thumbprint of the public key, so it is stable across restarts and replicas
  * without being stored.
  */
@@ -14,7 +16,7 @@ import { join } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 
 import { InvalidInput } from '../domain/errors.ts';
-import { writePrivateKeyOnce } from '../pki/key-files.ts';
+import { isPrivateKeyFileMode, writePrivateKeyOnce } from '../pki/key-files.ts';
 
 /** File name of the signing key inside the data directory. */
 export const SIGNING_KEY_FILE = 'access-token-signing-key.pem';
@@ -45,11 +47,11 @@ async function keyIdOf(publicKey: KeyObject): Promise<string> {
 
 async function readExistingKey(path: string): Promise<SigningKey> {
   if (process.platform !== 'win32') {
-    const { mode } = await stat(path);
-    if ((mode & 0o077) !== 0) {
+    const { mode, uid } = await stat(path);
+    if (!isPrivateKeyFileMode({ mode, uid })) {
       throw new InvalidInput(
         `the access-token signing key ${path} can be read by group or others (mode ${(mode & 0o777).toString(8)}); ` +
-          'run chmod 600 on it, and replace the key if anyone else may have read it',
+          'run chmod 600 on it (640 at most for a file owned by root), and replace the key if anyone else may have read it',
         { details: { path, mode: (mode & 0o777).toString(8) } },
       );
     }

@@ -35,3 +35,15 @@ export async function writePrivateKeyOnce(path: string, pem: string): Promise<'c
     await unlink(temporaryPath);
   }
 }
+
+/**
+ * True when a private key file with this owner and mode can be used: readable by its owner only (0600 or less), or,
+ * for a file owned by root, also by its group (0640 or less), as PostgreSQL allows for its server key. The second
+ * case is how Kubernetes mounts a Secret into a pod that sets an fsGroup (the Helm chart's does): the kubelet writes
+ * each file as root and then adds group read for the pod's fsGroup, whatever the volume's defaultMode says, so a key
+ * mounted from a Secret arrives as root:<fsGroup> 0440. That group is the pod's own; others still read nothing.
+ */
+export function isPrivateKeyFileMode(info: { mode: number; uid: number }): boolean {
+  if ((info.mode & 0o077) === 0) return true;
+  return info.uid === 0 && (info.mode & 0o037) === 0;
+}

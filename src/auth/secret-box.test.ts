@@ -1,0 +1,69 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { loadOrCreateSecretBox } from './secret-box.ts';
+
+const posix = process.platform !== 'win32';
+const root = posix && process.getuid?.() === 0;
+
+describe('the secret box key on disk', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kubevisa-secret-box-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates a 32-byte base64 key (0600) on first start and opens what it sealed after a restart', async () => {
+    const dataDir = await mkdtemp(join(dir, 'fresh-'));
+    const first = await loadOrCreateSecretBox(dataDir);
+    const file = join(dataDir, 'session-encryption.key');
+    if (posix) assert.equal((await stat(file)).mode & 0o777, 0o600);
+    assert.equal(Buffer.from((await readFile(file, 'utf8')).trim(), 'base64').length, 32);
+    const again = await loadOrCreateSecretBox(dataDir);
+    assert.equal(again.keyId, first.keyId);
+    assert.equal(again.open(first.seal('refresh-token')), 'refresh-token');
+  });
+
+  it('uses a key given as base64 without a newline (as Helm writes `randBytes 32` into a Secret)', async () => {
+    const [a, b] = [await mkdtemp(join(dir, 'a-')), await mkdtemp(join(dir, 'b-'))];
+    const key = randomBytes(32).toString('base64');
+    for (const dataDir of [a, b]) await writeFile(join(dataDir, 'session-encryption.key'), key, { mode: 0o600 });
+    const [boxA, boxB] = [await loadOrCreateSecretBox(a), await loadOrCreateSecretBox(b)];
+    assert.equal(boxA.keyId, boxB.keyId);
+    assert.equal(boxB.open(boxA.seal('shared')), 'shared');
+  });
+
+  it('refuses a key that is not 32 bytes', async () => {
+    const dataDir = await mkdtemp(join(dir, 'short-'));
+    await writeFile(join(dataDir, 'session-encryption.key'), randomBytes(16).toString('base64'), { mode: 0o600 });
+    await assert.rejects(loadOrCreateSecretBox(dataDir), /does not hold a 32-byte key/);
+  });
+
+  it('refuses a key file others can read', { skip: !posix && 'file modes are POSIX only' }, async () => {
+    const dataDir = await mkdtemp(join(dir, 'loose-'));
+    await loadOrCreateSecretBox(dataDir);
+    await chmod(join(dataDir, 'session-encryption.key'), 0o644);
+    await assert.rejects(loadOrCreateSecretBox(dataDir), /chmod 600/);
+  });
+
+  it(
+    "accepts a key mounted from a Kubernetes Secret with the pod's fsGroup (root:65532 0440), not that mode for another owner",
+    { skip: !root && 'only root can give a file to root' },
+    async () => {
+      const dataDir = await mkdtemp(join(dir, 'mounted-'));
+      const file = join(dataDir, 'session-encryption.key');
+      await writeFile(file, randomBytes(32).toString('base64'), { mode: 0o600 });
+      await chown(file, 0, 65532);
+      await chmod(file, 0o440);
+      await loadOrCreateSecretBox(dataDir);
+      await chown(file, 65532, 65532);
+      await assert.rejects(loadOrCreateSecretBox(dataDir), /readable by others/);
+    },
+  );
+});
