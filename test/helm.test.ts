@@ -1,14 +1,19 @@
 // The Helm chart (deploy/helm/kubevisa) and the plain manifests made from it, checked with Helm built from Go
 // modules (scripts/helm-binary.sh) and applied to the real test control plane: lint, render, server-side dry run,
 // then for real — every object exists, the pods pass PodSecurity `restricted`, and kubevisa's ServiceAccount can do
-// exactly what `kubevisa install` grants (installObjects in src/cluster/install.ts, the one source of truth).
+// exactly what `kubevisa install` grants (installObjects in src/cluster/install.ts, the one source of truth). Replicas
+// on PostgreSQL share the signing and secret keys of one Secret, which `helm upgrade` keeps (lookup in the real
+// cluster) and the server's own loaders accept as the kubelet mounts them.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { loadOrCreateSecretBox } from '../src/auth/secret-box.ts';
+import { SIGNING_KEY_FILE, loadOrCreateSigningKey } from '../src/auth/signing-key.ts';
 import { installObjects, type InstallObject } from '../src/cluster/install.ts';
 import { startControlPlane, type ControlPlane } from '../src/dev/cluster/control-plane.ts';
 import type { PolicyRule } from '../src/domain/model.ts';
@@ -23,6 +28,7 @@ import {
   renderManifests,
 } from '../scripts/generate-deploy.ts';
 import { kubectl, kubectlOk } from './support/kubectl.ts';
+import { SHARED_KEY_FILES, mountSecretKeys } from './support/replicas.ts';
 
 type Doc = {
   apiVersion: string;
@@ -66,6 +72,7 @@ const kOk = (args: string[], input?: string) =>
 
 // What the rendered chart is applied with: the optional parts Kubernetes knows without extra CRDs turned on.
 const APPLIED = [
+  'replicas=3',
   'store.engine=postgres',
   'secrets.postgresUrl=postgres://kubevisa@db.example:5432/kubevisa',
   'secrets.postgresPassword=pg-s3cret',
@@ -111,32 +118,53 @@ test('the plain manifests are the chart rendered with its defaults', async () =>
   );
 });
 
-test('helm lint passes; a release outside kubevisa-system and replicas on SQLite are refused with what to do', async () => {
+test('helm lint passes; a release outside kubevisa-system, replicas on SQLite and replicas sharing one volume are refused with what to do', async () => {
   const lint = await run(helm, ['lint', '--strict', CHART_DIR, '--namespace', 'kubevisa-system']);
   assert.equal(lint.code, 0, lint.stdout + lint.stderr);
   assert.match(lint.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
   const elsewhere = await run(helm, ['template', 'kubevisa', CHART_DIR, '--namespace', 'default']);
   assert.notEqual(elsewhere.code, 0);
   assert.match(elsewhere.stderr, /install kubevisa into the namespace kubevisa-system .*not "default"/);
-  const replicas = await run(helm, ['template', 'kubevisa', CHART_DIR, '-n', 'kubevisa-system', '--set', 'replicas=3']);
-  assert.notEqual(replicas.code, 0);
-  assert.match(replicas.stderr, /replicas > 1 needs store.engine: postgres/);
-  // Not on PostgreSQL either, until replicas coordinate: a revoke on one must cut the streams open on the others.
-  const onPostgres = await run(helm, [
+  for (const count of ['2', '3']) {
+    const replicas = await run(helm, [
+      'template',
+      'kubevisa',
+      CHART_DIR,
+      '-n',
+      'kubevisa-system',
+      '--set',
+      `replicas=${count}`,
+    ]);
+    assert.notEqual(replicas.code, 0);
+    assert.match(replicas.stderr, /replicas > 1 needs store.engine: postgres \(SQLite allows one writer/);
+  }
+  // On PostgreSQL, but with the one ReadWriteOnce data volume every replica would have to mount.
+  const sharedVolume = await run(helm, [
     'template',
     'kubevisa',
     CHART_DIR,
     '-n',
     'kubevisa-system',
-    '--set',
-    'replicas=2',
-    '--set',
-    'store.engine=postgres',
-    '--set',
-    'secrets.postgresUrl=postgres://kubevisa@db.example:5432/kubevisa',
+    ...['replicas=2', 'store.engine=postgres', 'persistence.enabled=true'].flatMap((s) => ['--set', s]),
   ]);
-  assert.notEqual(onPostgres.code, 0);
-  assert.match(onPostgres.stderr, /kubevisa runs one replica for now/);
+  assert.notEqual(sharedVolume.code, 0);
+  assert.match(sharedVolume.stderr, /replicas > 1 cannot share persistence .*set persistence.enabled=false/);
+  // Keys given in values are checked before anything is made.
+  for (const [set, message] of [
+    ['secrets.signingKey=not-a-key', /secrets.signingKey must be an Ed25519 private key in PKCS#8 PEM/],
+    [`secrets.secretKey=${randomBytes(16).toString('base64')}`, /secrets.secretKey must be 32 random bytes in base64/],
+  ] as const) {
+    const bad = await run(helm, [
+      'template',
+      'kubevisa',
+      CHART_DIR,
+      '-n',
+      'kubevisa-system',
+      ...['store.engine=postgres', set].flatMap((s) => ['--set', s]),
+    ]);
+    assert.notEqual(bad.code, 0, set);
+    assert.match(bad.stderr, message);
+  }
 });
 
 test('the Deployment is hardened and probed; optional parts render when enabled; the config passes the server parser', async () => {
@@ -180,7 +208,7 @@ test('the Deployment is hardened and probed; optional parts render when enabled;
   };
   const pod = deployment.spec.template.spec;
   const container = pod.containers[0]!;
-  assert.equal(deployment.spec.replicas, 1);
+  assert.equal(deployment.spec.replicas, 3);
   assert.equal(pod.serviceAccountName, 'kubevisa');
   assert.equal(pod.automountServiceAccountToken, true);
   assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
@@ -224,6 +252,119 @@ test('the Deployment is hardened and probed; optional parts render when enabled;
   ]);
   assert.equal(config.tls?.certFile, '/etc/kubevisa/tls/tls.crt');
   assert.equal(config.listen.host, '0.0.0.0');
+});
+
+type KeyedPod = {
+  spec: {
+    replicas: number;
+    strategy: { type: string };
+    selector: { matchLabels: Record<string, string> };
+    template: {
+      metadata: { labels: Record<string, string> };
+      spec: {
+        containers: {
+          args: string[];
+          volumeMounts: { name: string; mountPath: string; subPath?: string; readOnly?: boolean }[];
+        }[];
+        volumes: ({ name: string } & Record<string, unknown>)[];
+      };
+    };
+  };
+};
+type SecretDoc = Doc & { data?: Record<string, string>; stringData?: Record<string, string> };
+
+test('on PostgreSQL, N replicas roll one by one, keep one serving through a drain, and mount the same keys from the Secret', async () => {
+  const docs = await render(...APPLIED);
+  const deployment = docs.find((d) => d.kind === 'Deployment') as unknown as KeyedPod;
+  assert.equal(deployment.spec.replicas, 3);
+  assert.equal(deployment.spec.strategy.type, 'RollingUpdate');
+  const pdb = docs.find((d) => d.kind === 'PodDisruptionBudget') as unknown as {
+    spec: { minAvailable: number; selector: { matchLabels: Record<string, string> } };
+  };
+  assert.ok(pdb, 'a PodDisruptionBudget is rendered for 3 replicas');
+  assert.equal(pdb.spec.minAvailable, 1);
+  assert.deepEqual(pdb.spec.selector.matchLabels, deployment.spec.selector.matchLabels);
+  for (const [label, value] of Object.entries(pdb.spec.selector.matchLabels)) {
+    assert.equal(deployment.spec.template.metadata.labels[label], value, 'the budget selects the pods');
+  }
+
+  // Every pod mounts the two files of the Secret into its data folder, read-only, where the server's loaders look.
+  const pod = deployment.spec.template.spec;
+  const secret = docs.find((d) => d.kind === 'Secret') as SecretDoc;
+  const mounts = pod.containers[0]!.volumeMounts.filter((m) => m.name === 'shared-keys');
+  assert.deepEqual(
+    mounts.map((m) => [m.mountPath, m.subPath, m.readOnly]),
+    SHARED_KEY_FILES.map((name) => [`/var/lib/kubevisa/${name}`, name, true]),
+  );
+  assert.ok(pod.containers[0]!.volumeMounts.some((m) => m.name === 'data' && m.mountPath === '/var/lib/kubevisa'));
+  assert.deepEqual(
+    pod.volumes.find((v) => v.name === 'shared-keys'),
+    {
+      name: 'shared-keys',
+      secret: {
+        secretName: secret.metadata.name,
+        defaultMode: 0o400,
+        items: SHARED_KEY_FILES.map((name) => ({ key: name, path: name })),
+      },
+    },
+  );
+  assert.ok(!pod.containers[0]!.args.includes('--adopt-keys'), 'no server adopts keys unless asked');
+
+  // The keys Helm generated are what the server loads, as mounted (a PKCS#8 Ed25519 PEM, 32 bytes in base64).
+  assert.deepEqual(Object.keys(secret.data ?? {}).sort(), [...SHARED_KEY_FILES].sort());
+  assert.match(Buffer.from(secret.data![SIGNING_KEY_FILE]!, 'base64').toString(), /^-----BEGIN PRIVATE KEY-----\n/);
+  const [a, b] = [join(dir, 'replica-a'), join(dir, 'replica-b')];
+  await mountSecretKeys(secret.data!, a);
+  await mountSecretKeys(secret.data!, b);
+  const [keyA, keyB] = [await loadOrCreateSigningKey(a), await loadOrCreateSigningKey(b)];
+  assert.equal(keyA.created, false, 'the mounted key is used, not a new one');
+  assert.equal(keyA.privateKey.asymmetricKeyType, 'ed25519');
+  assert.equal(keyA.keyId, keyB.keyId);
+  const [boxA, boxB] = [await loadOrCreateSecretBox(a), await loadOrCreateSecretBox(b)];
+  assert.equal(boxA.keyId, boxB.keyId);
+  assert.equal(boxB.open(boxA.seal('refresh-token')), 'refresh-token');
+
+  // Without a cluster to look in (helm template), each render makes new keys: set them in values there.
+  const again = (await render(...APPLIED)).find((d) => d.kind === 'Secret') as SecretDoc;
+  assert.notEqual(again.data![SIGNING_KEY_FILE], secret.data![SIGNING_KEY_FILE]);
+  assert.notEqual(again.data!['session-encryption.key'], secret.data!['session-encryption.key']);
+
+  // Adopting keys (rotation, one replica) is a value, off by default.
+  const adopting = (await render(...APPLIED, 'replicas=1', 'adoptKeys=true')).find(
+    (d) => d.kind === 'Deployment',
+  ) as unknown as KeyedPod;
+  assert.ok(adopting.spec.template.spec.containers[0]!.args.includes('--adopt-keys'));
+  assert.ok(!(await render(...APPLIED, 'replicas=1')).some((d) => d.kind === 'PodDisruptionBudget'));
+
+  // SQLite (the defaults, the plain manifests) has no shared keys: its one server makes its own in its data folder.
+  const defaults = await render();
+  const sqlite = defaults.find((d) => d.kind === 'Deployment') as unknown as KeyedPod;
+  assert.ok(!sqlite.spec.template.spec.volumes.some((v) => v.name === 'shared-keys'));
+  assert.equal((defaults.find((d) => d.kind === 'Secret') as SecretDoc).data, undefined);
+});
+
+test("keys given in values are the Secret's, byte for byte", async () => {
+  const pemFile = join(dir, 'given-signing-key.pem');
+  await writeFile(pemFile, generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  const secretKey = randomBytes(32).toString('base64');
+  const result = await run(helm, [
+    'template',
+    'kubevisa',
+    CHART_DIR,
+    '-n',
+    'kubevisa-system',
+    ...APPLIED.flatMap((s) => ['--set', s]),
+    '--set-file',
+    `secrets.signingKey=${pemFile}`,
+    '--set',
+    `secrets.secretKey=${secretKey}`,
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  const secret = parseAllDocuments(result.stdout)
+    .map((d) => d.toJS() as SecretDoc | null)
+    .find((d) => d?.kind === 'Secret')!;
+  assert.equal(Buffer.from(secret.data![SIGNING_KEY_FILE]!, 'base64').toString(), await readFile(pemFile, 'utf8'));
+  assert.equal(Buffer.from(secret.data!['session-encryption.key']!, 'base64').toString(), secretKey);
 });
 
 test('applies to the control plane: dry run, then for real; pods pass PodSecurity restricted; exactly the RBAC kubevisa needs', async () => {
@@ -274,8 +415,8 @@ test('applies to the control plane: dry run, then for real; pods pass PodSecurit
       '-o',
       'name',
     ]);
-    return pods.trim().split('\n').filter(Boolean).length === 1;
-  }, 'the Deployment makes its pod in the restricted namespace');
+    return pods.trim().split('\n').filter(Boolean).length === 3;
+  }, 'the Deployment makes its 3 pods in the restricted namespace');
 
   // What kubevisa's ServiceAccount may do, beyond what any ServiceAccount may, is exactly installObjects()'s rules.
   await kOk(['create', 'namespace', 'helm-baseline']);
@@ -313,6 +454,51 @@ test('applies to the control plane: dry run, then for real; pods pass PodSecurit
     const answer = await k(['auth', 'can-i', ...forbidden, ...as]);
     assert.equal(answer.stdout.trim(), 'no', `kubevisa may not: ${forbidden.join(' ')}`);
   }
+});
+
+test('helm install and helm upgrade keep the keys of the Secret in the cluster (lookup); a key set in values replaces only that key', async () => {
+  // The release takes over the objects the previous test applied, whose Secret holds the keys of that render.
+  const keysInCluster = async () =>
+    (
+      JSON.parse(await kOk(['get', 'secret', 'kubevisa-secrets', '-n', 'kubevisa-system', '-o', 'json'])) as {
+        data: Record<string, string>;
+      }
+    ).data;
+  const helmRelease = (verb: 'install' | 'upgrade', ...extra: string[]) =>
+    run(helm, [
+      verb,
+      'kubevisa',
+      CHART_DIR,
+      '--namespace',
+      'kubevisa-system',
+      '--kubeconfig',
+      cp.adminKubeconfig,
+      ...APPLIED.flatMap((s) => ['--set', s]),
+      ...extra,
+    ]);
+  const applied = await keysInCluster();
+  for (const name of SHARED_KEY_FILES) assert.ok(applied[name], `${name} is in the applied Secret`);
+
+  const installed = await helmRelease('install', '--take-ownership');
+  assert.equal(installed.code, 0, installed.stdout + installed.stderr);
+  const afterInstall = await keysInCluster();
+  for (const name of SHARED_KEY_FILES) assert.equal(afterInstall[name], applied[name], `install keeps ${name}`);
+
+  const upgraded = await helmRelease('upgrade');
+  assert.equal(upgraded.code, 0, upgraded.stdout + upgraded.stderr);
+  const afterUpgrade = await keysInCluster();
+  for (const name of SHARED_KEY_FILES) assert.equal(afterUpgrade[name], applied[name], `upgrade keeps ${name}`);
+
+  // Rotating the secret key alone: the value replaces it, the signing key stays; later upgrades keep the new one.
+  const newSecretKey = randomBytes(32).toString('base64');
+  const rotated = await helmRelease('upgrade', '--set', `secrets.secretKey=${newSecretKey}`);
+  assert.equal(rotated.code, 0, rotated.stdout + rotated.stderr);
+  const afterRotation = await keysInCluster();
+  assert.equal(Buffer.from(afterRotation['session-encryption.key']!, 'base64').toString(), newSecretKey);
+  assert.equal(afterRotation[SIGNING_KEY_FILE], applied[SIGNING_KEY_FILE]);
+  const later = await helmRelease('upgrade');
+  assert.equal(later.code, 0, later.stdout + later.stderr);
+  assert.deepEqual(await keysInCluster(), afterRotation);
 });
 
 async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 30_000) {

@@ -4,9 +4,32 @@
  * replicas mounting one Secret do.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SIGNING_KEY_FILE } from '../../src/auth/signing-key.ts';
 import { cliPath, waitForExit, type KubevisaEnv } from './kubevisa-env.ts';
+
+/** The files every replica must share, as the Helm chart's Secret names them (its keys, mounted into the data folder). */
+export const SHARED_KEY_FILES = [SIGNING_KEY_FILE, 'session-encryption.key'];
+
+/**
+ * Writes the key files of a Secret's `data` (base64, as Kubernetes holds them) into a data folder as the kubelet
+ * mounts them into the chart's pod, whose fsGroup is 65532: owned by root, group 65532, mode 0440. Only root can give
+ * a file to root; run as another user, an owner-only (0600) file stands in for it.
+ */
+export async function mountSecretKeys(data: Record<string, string>, dataDir: string): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  for (const name of SHARED_KEY_FILES) {
+    const value = data[name];
+    if (value === undefined) throw new Error(`the Secret holds no ${name}`);
+    const file = join(dataDir, name);
+    await writeFile(file, Buffer.from(value, 'base64'), { mode: 0o600 });
+    if (process.getuid?.() === 0) {
+      await chown(file, 0, 65532);
+      await chmod(file, 0o440);
+    }
+  }
+}
 
 export interface Replica {
   name: string;
