@@ -479,7 +479,8 @@ test('helm install and helm upgrade keep the keys of the Secret in the cluster (
   const applied = await keysInCluster();
   for (const name of SHARED_KEY_FILES) assert.ok(applied[name], `${name} is in the applied Secret`);
 
-  const installed = await helmRelease('install', '--take-ownership');
+  // Taking over objects kubectl applied: Helm relabels them as its own (a field kubectl's apply held).
+  const installed = await helmRelease('install', '--take-ownership', '--force-conflicts');
   assert.equal(installed.code, 0, installed.stdout + installed.stderr);
   const afterInstall = await keysInCluster();
   for (const name of SHARED_KEY_FILES) assert.equal(afterInstall[name], applied[name], `install keeps ${name}`);
@@ -491,7 +492,8 @@ test('helm install and helm upgrade keep the keys of the Secret in the cluster (
 
   // Rotating the secret key alone: the value replaces it, the signing key stays; later upgrades keep the new one.
   const newSecretKey = randomBytes(32).toString('base64');
-  const rotated = await helmRelease('upgrade', '--set', `secrets.secretKey=${newSecretKey}`);
+  // (kubectl's apply still co-owns the unchanged key's field since the takeover, hence --force-conflicts.)
+  const rotated = await helmRelease('upgrade', '--force-conflicts', '--set', `secrets.secretKey=${newSecretKey}`);
   assert.equal(rotated.code, 0, rotated.stdout + rotated.stderr);
   const afterRotation = await keysInCluster();
   assert.equal(Buffer.from(afterRotation['session-encryption.key']!, 'base64').toString(), newSecretKey);
