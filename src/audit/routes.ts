@@ -43,7 +43,7 @@ export function registerAuditRoutes(context: ServerContext, service: AuditServic
   const recordExport = (caller: Caller, action: string, details: JsonObject, engagementId?: string) =>
     store.transaction((tx) =>
       tx.appendAudit({
-        at: Date.now(),
+        at: context.now(),
         actor: caller.actor.email,
         ...(caller.sessionId === undefined ? {} : { sessionId: caller.sessionId }),
         action,
@@ -181,7 +181,7 @@ export function registerAuditRoutes(context: ServerContext, service: AuditServic
       const checkpoints = (await service.listCheckpoints({ throughSeq: end.seq })).filter((c) => c.seq >= afterSeq);
       return {
         engagement: engagementView(engagement),
-        generatedAt: formatInstant(Date.now()),
+        generatedAt: formatInstant(context.now()),
         window: { afterSeq, throughSeq: end.seq },
         ...(anchor === undefined ? {} : { anchor: checkpointView(anchor) }),
         end: checkpointView(end),

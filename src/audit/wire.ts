@@ -25,6 +25,7 @@ export async function wireAudit(context: ServerContext): Promise<AuditHandle> {
   const key = await loadOrCreateCheckpointKey(config.keyFile);
   const { store, events } = context;
   const service = new AuditService({
+    now: context.now,
     store,
     key,
     latestCheckpointFile: join(context.config.dataDir, LATEST_CHECKPOINT_FILE),
@@ -56,7 +57,7 @@ export async function wireAudit(context: ServerContext): Promise<AuditHandle> {
     for (const finding of findings) report(finding.reason, JSON.stringify(finding.details));
     await store.transaction(async (tx) => {
       for (const finding of findings) {
-        await tx.appendAudit({ at: Date.now(), actor: 'system', outcome: 'error', ...finding });
+        await tx.appendAudit({ at: context.now(), actor: 'system', outcome: 'error', ...finding });
       }
     });
   }

@@ -10,7 +10,7 @@ const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date
 
 export async function peopleOverview(context: ServerContext) {
   const { store } = context;
-  const now = Date.now();
+  const now = context.now();
   const people = await store.listPersons();
   const scimByEmail = new Map<string, { idp: string; active: boolean; userName: string; updatedAt: string }[]>();
   for (const user of await store.listScimUsers()) {

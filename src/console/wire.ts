@@ -9,7 +9,7 @@ import { ConsoleSessions } from './session.ts';
 import { registerConsoleRoutes } from './routes.ts';
 
 export async function wireConsole(context: ServerContext): Promise<void> {
-  const consoleSessions = new ConsoleSessions({ sessions: context.sessions, url: context.url });
+  const consoleSessions = new ConsoleSessions({ sessions: context.sessions, url: context.url, now: context.now });
   context.app.addHook('onRequest', consoleSessions.bridge);
   const live = new LiveEvents(context);
   registerConsoleRoutes(context, { consoleSessions, live });

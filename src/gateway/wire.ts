@@ -94,6 +94,7 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
   const index = new GrantIndex(context.store, context.protectedNamespaces);
   await index.rebuild();
   const gateway = new Gateway({
+    now: context.now,
     store: context.store,
     tokens: context.tokens,
     index,
@@ -113,7 +114,7 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
   let deadlineTimer: NodeJS.Timeout | undefined;
   const armDeadline = () => {
     clearTimeout(deadlineTimer);
-    const now = Date.now();
+    const now = context.now();
     const next = index.nextDeadline(now);
     if (next === undefined) return;
     deadlineTimer = setTimeout(
@@ -192,7 +193,7 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
         personId: person.id,
         email: person.email,
         sessionId: latest.id,
-        now: Date.now(),
+        now: context.now(),
         expiresInSeconds: 60,
       });
       const answer = await gateway.admits(token);

@@ -45,7 +45,7 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
   validateMappings(config.groupMappings, {
     clusters: [...context.clusters.keys()],
     profiles: (await context.store.listProfiles()).map((p) => p.name),
-    now: Date.now(),
+    now: context.now(),
   });
 
   const report = (message: string, error: unknown) => {
@@ -83,7 +83,7 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
         : `kubevisa: offboarding of ${event.receipt.person.email} is now proven (${event.steps.map((s) => s.step).join('; ')}).`;
     await context.store.transaction((tx) =>
       tx.appendAudit({
-        at: Date.now(),
+        at: context.now(),
         actor: 'system',
         action: 'offboarding.alert',
         personId: event.receipt.person.id,
@@ -96,6 +96,7 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
   };
 
   const offboarding = new OffboardingOrchestrator({
+    now: context.now,
     store: context.store,
     people: context.people,
     sessions: context.sessions,
@@ -107,6 +108,7 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
     report,
   });
   const lifecycle = new IdentityLifecycle({
+    now: context.now,
     store: context.store,
     people: context.people,
     engagements: context.engagements,
@@ -117,7 +119,7 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
     alert: async (message) => {
       await context.store.transaction((tx) =>
         tx.appendAudit({
-          at: Date.now(),
+          at: context.now(),
           actor: 'system',
           action: 'identity.alert',
           outcome: 'error',
@@ -144,12 +146,14 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
       auth: 'token',
     });
     scim = new ScimService({
+      now: context.now,
       store: context.store,
       baseUrl,
       maxResults: scimConfig.maxResults,
       onUserChanged: (change) => lifecycle.onUserChanged(change),
       onGroupChanged: (change) => lifecycle.onGroupChanged(change),
       ownership: createScimOwnership({
+        now: context.now,
         store: context.store,
         policy: {
           claimExistingPeople: config.claimExistingPeople,
@@ -159,6 +163,7 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
       }),
     });
     const routes = registerScimRoutes(context.app, {
+      now: context.now,
       service: scim,
       store: context.store,
       baseUrl,
@@ -182,6 +187,7 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
   }
 
   registerAdminRoutes(context, {
+    now: context.now,
     offboarding,
     mappings: config.groupMappings,
     ...(sync ? { sync } : {}),

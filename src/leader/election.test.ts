@@ -31,6 +31,10 @@ class FakeLeases implements LeaderLeases {
   async release(input: { name: string; holder: string; epoch: number }): Promise<void> {
     if (this.row?.holder === input.holder && this.row.epoch === input.epoch) this.row.expiresAt = this.dbNow;
   }
+
+  async readClock(): Promise<number> {
+    return this.dbNow;
+  }
 }
 
 function setup(t: TestContext) {
@@ -152,4 +156,17 @@ test('a renewal interval above half the lease is refused', () => {
       }),
     /renewEveryMs \(3000\) must be positive and at most half of leaseMs \(4000\)/,
   );
+});
+
+test('a process whose wall clock is off knows the database clock before its first claim, and claims nothing to learn it', async (t) => {
+  const { leases, make } = setup(t);
+  const ahead = make('ahead', 600_000);
+  const behind = make('behind', -600_000);
+  assert.equal(ahead.databaseNow(), leases.dbNow + 600_000, 'before syncing, only its own clock is known');
+  await ahead.syncClock();
+  await behind.syncClock();
+  assert.equal(ahead.databaseNow(), leases.dbNow);
+  assert.equal(behind.databaseNow(), leases.dbNow);
+  assert.equal(leases.row, undefined, 'reading the clock claims no lease');
+  assert.equal(ahead.isLeader(), false);
 });

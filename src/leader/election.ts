@@ -96,6 +96,17 @@ export class LeaderElection implements Leadership {
     await this.tick();
   }
 
+  /**
+   * Measures the database clock's offset from this process's without claiming anything, so that `databaseNow` is
+   * right before the first claim (a server decides visa windows and token times before it joins the election).
+   */
+  async syncClock(): Promise<void> {
+    const wallNow = this.options.wallNow ?? Date.now;
+    const wallSentAt = wallNow();
+    const databaseNow = await this.options.leases.readClock();
+    this.clockOffsetMs = databaseNow - (wallSentAt + wallNow()) / 2;
+  }
+
   /** Stops claiming; a leader ends its term in the store so another replica takes over without waiting. */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -51,8 +51,9 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
   const { store, events } = context;
 
   const metrics = new MonitorMetrics({
+    now: context.now,
     async visaCounts() {
-      const now = Date.now();
+      const now = context.now();
       const activeByCluster = new Map<string, number>([...context.clusters.keys()].map((name) => [name, 0]));
       for (const visa of await store.listVisasGrantingAt(now)) {
         activeByCluster.set(visa.cluster, (activeByCluster.get(visa.cluster) ?? 0) + 1);
@@ -83,6 +84,7 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
   });
   const usage = new UsageTracker();
   const service = new MonitorService({
+    now: context.now,
     store,
     clusters: context.clusters,
     usage,
@@ -195,7 +197,7 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
       ) {
         return;
       }
-      await store.transaction((tx) => tx.putSetting(positionKey, { file, ...position }, Date.now()));
+      await store.transaction((tx) => tx.putSetting(positionKey, { file, ...position }, context.now()));
       savedPosition = position;
     });
   }

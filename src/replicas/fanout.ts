@@ -29,6 +29,8 @@ export interface FanoutOptions {
   deaf?: boolean;
   /** Told what failed (a publish, a re-read); default stderr. Messages carry ids, never secrets. */
   onError?: (message: string) => void;
+  /** The clock sessions' ends are judged by, epoch ms (the database's, src/leader/). Default Date.now. */
+  now?: () => number;
 }
 
 export interface Fanout {
@@ -108,7 +110,7 @@ export function startFanout(options: FanoutOptions): Fanout {
       case 'sessions-ended': {
         // Only sessions the store shows ended: a forged notification must not sign consoles out.
         const ended: string[] = [];
-        const now = Date.now();
+        const now = (options.now ?? Date.now)();
         for (const id of change.sessionIds) {
           const session = await store.getSession(id);
           if (session !== undefined && (session.revokedAt !== undefined || session.expiresAt <= now)) ended.push(id);

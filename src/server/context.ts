@@ -33,6 +33,11 @@ export interface ServerContext {
   config: ServerConfig;
   /** The server's public URL. */
   url: string;
+  /**
+   * The clock every decision about access is made by, epoch ms: the database's (src/leader/), so replicas whose wall
+   * clocks disagree agree on when a visa starts and ends. Durations measured inside this process use its own clock.
+   */
+  now: () => number;
   store: Store;
   clusters: Map<string, ClusterClient>;
   /** Namespaces beyond the always-protected ones that no visa may grant (the config's, and the server's own). */

@@ -115,7 +115,11 @@ export async function startServer(
       process.stderr.write(`kubevisa: the leader lease could not be claimed or renewed: ${error.message}\n`),
   });
   try {
-    const now = Date.now();
+    // Every instant this server decides by (visa windows, token times, sessions, audit) is the database's: replicas
+    // whose clocks disagree still agree on when access ends. Read before anything is decided.
+    await election.syncClock();
+    const clock = () => election.databaseNow();
+    const now = clock();
     await store.transaction(async (tx) => {
       for (const profile of SHIPPED_PROFILES) {
         if (!(await tx.getProfile(profile.name))) await tx.upsertProfile(profile);
@@ -146,6 +150,7 @@ export async function startServer(
       ...(config.oidc.groupsClaim ? { groupsClaim: config.oidc.groupsClaim } : {}),
       allowInsecureHttpForLoopback: config.oidc.allowInsecureHttp === true,
       emailsVerifiedByIdp: config.oidc.emailsVerifiedByIdp === true,
+      now: clock,
     });
 
     const clusters = new Map<string, ClusterClient>();
@@ -192,7 +197,7 @@ export async function startServer(
         lastPassError.set(report.cluster, report.error);
       },
       // Deadlines by the database's clock: a replica whose clock is off expires nothing late.
-      now: () => election.databaseNow(),
+      now: clock,
       leadership: {
         isLeader: () => election.isLeader(),
         // One process by construction (SQLite) has no one to fence against.
@@ -203,7 +208,7 @@ export async function startServer(
     leaderWork = reconciler;
     const events = new AppEvents();
     events.on('clusters-changed', (names) => reconciler.kick(names));
-    const ports = { store, policy, clusterNames: () => [...clusters.keys()], events };
+    const ports = { store, policy, clusterNames: () => [...clusters.keys()], events, now: clock };
     const visas = new VisaService(ports);
     const engagements = new EngagementService(ports);
     const people = new PeopleService(ports);
@@ -213,6 +218,7 @@ export async function startServer(
       events,
       feed: changeFeed,
       store,
+      now: clock,
       deaf: process.env.KUBEVISA_FAULT === 'deaf-to-replicas',
     });
     const sessions = new SessionService({
@@ -221,6 +227,7 @@ export async function startServer(
       tokens,
       secretBox,
       config,
+      now: clock,
       onSessionEnded: (sessionId) => {
         events.emit('session-ended', sessionId);
         // A direct token never outlives the session it was issued under: the person's are ended with it, here only
@@ -250,6 +257,7 @@ export async function startServer(
         return cluster && directClusterOf(cluster, directModeClusters.has(name));
       },
       reconciler,
+      now: clock,
     });
     const clusterRegistry = new ClusterRegistry({
       store,
@@ -260,6 +268,7 @@ export async function startServer(
       reconciler,
       events,
       visas,
+      now: clock,
       // Registered clusters' writes are fenced like configured ones' (src/cluster/fencing.ts).
       createClient: (name, kubeconfigYaml) =>
         createClusterClient({
@@ -322,6 +331,7 @@ export async function startServer(
     const context: ServerContext = {
       config,
       url,
+      now: clock,
       store,
       clusters,
       protectedNamespaces: policy.protectedNamespaces ?? [],

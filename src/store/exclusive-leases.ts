@@ -16,5 +16,6 @@ export function exclusiveLeases(): LeaderLeases {
     exclusive: true,
     claim: async ({ holder }) => ({ holder, epoch: EXCLUSIVE_EPOCH, remainingMs: Infinity, databaseNow: Date.now() }),
     release: async () => undefined,
+    readClock: async () => Date.now(),
   };
 }

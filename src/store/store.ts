@@ -693,6 +693,8 @@ export interface LeaderLeases {
   claim(input: { name: string; holder: string; durationMs: number; epoch?: number }): Promise<LeaseTerm>;
   /** Ends the term `epoch` of `holder` at once (a clean stop), so another replica takes over without waiting. */
   release(input: { name: string; holder: string; epoch: number }): Promise<void>;
+  /** The engine's clock, epoch ms, without claiming anything (a server reads it before it decides anything). */
+  readClock(): Promise<number>;
 }
 
 /** A name for messages and metrics only: no code outside src/store/ may branch on it. */

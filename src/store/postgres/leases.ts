@@ -61,5 +61,9 @@ export function postgresLeases(query: (sql: string, values: unknown[]) => Promis
     async release({ name, holder, epoch }) {
       await query(RELEASE_SQL, [name, holder, String(epoch)]);
     },
+    async readClock() {
+      const result = await query(`SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::float8 AS now`, []);
+      return Number((result.rows[0] as { now: number }).now);
+    },
   };
 }

@@ -4,7 +4,10 @@
  * runs in parallel never see each other's data. `KUBEVISA_TEST_POSTGRES_URL` points elsewhere (it must name a
  * role allowed to create databases).
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 
 /** The administrative connection: the server's `postgres` database. */
@@ -56,4 +59,38 @@ export async function createTestDatabase(prefix = 'kv_test'): Promise<TestDataba
         for (const role of roles) await client.query(`DROP ROLE IF EXISTS ${role}`);
       }),
   };
+}
+
+/**
+ * The cluster fault tests restart, as Debian's postgresql-common names it: `<version> main`, the machine's, unless
+ * KUBEVISA_TEST_POSTGRES_CLUSTER names another (one of its own, with KUBEVISA_TEST_POSTGRES_URL pointing at it, so
+ * the restart does not cut off other tests using the machine's).
+ */
+const CLUSTER_NAME = process.env.KUBEVISA_TEST_POSTGRES_CLUSTER ?? 'main';
+
+/**
+ * Restarts the test PostgreSQL with a fast shutdown (every session ends, in-flight transactions roll back) and waits
+ * until it accepts connections again (at most a minute). Needs root (pg_ctlcluster); throws with what went wrong.
+ */
+export async function restartTestPostgres(): Promise<void> {
+  if (process.getuid?.() !== 0)
+    throw new Error('restarting PostgreSQL needs root (pg_ctlcluster): run this test as root');
+  const version = readdirSync('/etc/postgresql').sort().at(-1);
+  if (version === undefined)
+    throw new Error('no PostgreSQL cluster under /etc/postgresql: this test restarts the local one');
+  const restart = spawnSync(
+    'pg_ctlcluster',
+    ['--skip-systemctl-redirect', version, CLUSTER_NAME, 'restart', '-m', 'fast'],
+    {
+      encoding: 'utf8',
+      timeout: 120_000,
+    },
+  );
+  if (restart.status !== 0) throw new Error(`pg_ctlcluster restart failed: ${restart.stderr}`);
+  const port = new URL(TEST_POSTGRES_URL).port || '5432';
+  for (let waited = 0; waited < 60_000; waited += 100) {
+    if (spawnSync('pg_isready', ['-q', '-h', '127.0.0.1', '-p', port]).status === 0) return;
+    await sleep(100);
+  }
+  throw new Error('PostgreSQL did not accept connections within a minute of its restart');
 }
