@@ -1,0 +1,348 @@
+/**
+ * Revocation across replicas at scale: three `kubevisa server` processes on one PostgreSQL and the real control plane,
+ * V visas (default 1,000) held by two contractors over V/2 namespaces, S open watches (default 10,000) spread evenly
+ * over the three replicas' gateways. One call on replica A ends the engagement, which revokes every visa at once;
+ * A cuts its own streams, B and C hear of it through PostgreSQL NOTIFY (src/replicas/fanout.ts).
+ *
+ * Measured from the moment the call is sent: when each stream ended (p50/p99/max, per replica), when the last stream
+ * ended, and when the last visa RoleBinding was gone (a watch of RoleBindings with the admin credential: DELETED
+ * events). Also the approval throughput with concurrent clients while setting up, and each replica's CPU and memory
+ * with every stream open. A stream still open 60 s after the call, or a binding left after 120 s, fails the run.
+ *
+ * Run: node bench/replica-revocation.ts [--visas 1000] [--streams 10000] [--clients 16] [--json FILE]
+ * Needs a file-descriptor limit above 2 × streams (`ulimit -n 65536`): each replica holds a client and an upstream
+ * connection per stream.
+ */
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { Agent, request as httpsRequest } from 'node:https';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
+import { freePorts } from '../src/dev/cluster/control-plane.ts';
+import { VISA_ROLE_BINDING_SELECTOR } from '../src/cluster/objects.ts';
+import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv } from '../test/support/kubevisa-env.ts';
+import { startReplica, stopAll, type Replica } from '../test/support/replicas.ts';
+
+const { values } = parseArgs({
+  options: {
+    visas: { type: 'string', default: '1000' },
+    streams: { type: 'string', default: '10000' },
+    clients: { type: 'string', default: '16' },
+    json: { type: 'string' },
+  },
+});
+const VISAS = positive('visas');
+const STREAMS = positive('streams');
+const CLIENTS = positive('clients');
+if (VISAS % 2 !== 0) throw new Error(`--visas must be even (two contractors share the namespaces), got ${VISAS}`);
+const NAMESPACES = VISAS / 2;
+
+function positive(name: 'visas' | 'streams' | 'clients'): number {
+  const value = Number(values[name]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive whole number`);
+  return value;
+}
+
+const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+const round = (n: number) => Math.round(n * 10) / 10;
+const summary = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return {
+    count: sorted.length,
+    p50: round(percentile(sorted, 50)),
+    p99: round(percentile(sorted, 99)),
+    max: round(sorted.at(-1) ?? NaN),
+  };
+};
+
+/** Runs `work` over `items` with at most `limit` at a time. */
+async function pool<T>(items: T[], limit: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const index = next++;
+        await work(items[index]!, index);
+      }
+    }),
+  );
+}
+
+/** CPU seconds (user + system) and resident memory of a process, from /proc. */
+function usage(pid: number): { cpuSeconds: number; rssMiB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const hz = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  const rssPages = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
+  return { cpuSeconds: ticks / hz, rssMiB: round((rssPages * 4096) / 1024 / 1024) };
+}
+
+interface Stream {
+  replica: string;
+  opened: Promise<boolean>;
+  /** performance.now() when the stream ended. */
+  closed: Promise<number>;
+  destroy(): void;
+}
+
+function openWatch(replica: Replica, path: string, token: string, ca: Buffer): Stream {
+  let request: ReturnType<typeof httpsRequest> | undefined;
+  let markOpened: (ok: boolean) => void = () => {};
+  const opened = new Promise<boolean>((resolve) => (markOpened = resolve));
+  const closed = new Promise<number>((resolve) => {
+    request = httpsRequest(
+      `${replica.url}${path}`,
+      { agent: false, ca, headers: { authorization: `Bearer ${token}` } },
+      (response) => {
+        markOpened(response.statusCode === 200);
+        response.on('data', () => {});
+        response.on('close', () => resolve(performance.now()));
+      },
+    );
+    request.on('error', () => {
+      markOpened(false);
+      resolve(performance.now());
+    });
+    request.end();
+  });
+  return { replica: replica.name, opened, closed, destroy: () => request?.destroy() };
+}
+
+/** A watch of visa RoleBindings with the admin credential, from `resourceVersion`: when each was DELETED. */
+function watchBindingDeletions(env: Awaited<ReturnType<typeof startKubevisaEnv>>, resourceVersion: string) {
+  const deletedAt: number[] = [];
+  const selector = encodeURIComponent(VISA_ROLE_BINDING_SELECTOR);
+  const request = httpsRequest(
+    `${env.cp.apiServerUrl}/apis/rbac.authorization.k8s.io/v1/rolebindings?watch=1&labelSelector=${selector}&resourceVersion=${resourceVersion}&allowWatchBookmarks=false&timeoutSeconds=600`,
+    {
+      ca: readFileSync(env.cp.caCertFile),
+      cert: readFileSync(env.cp.adminCert.certFile),
+      key: readFileSync(env.cp.adminCert.keyFile),
+      agent: new Agent({ keepAlive: false }),
+    },
+    (response) => {
+      let buffered = '';
+      response.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString();
+        let newline;
+        while ((newline = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          if (line.trim() === '') continue;
+          if ((JSON.parse(line) as { type: string }).type === 'DELETED') deletedAt.push(performance.now());
+        }
+      });
+    },
+  );
+  request.end();
+  return { deletedAt, stop: () => request.destroy() };
+}
+
+async function main() {
+  const started = performance.now();
+  log(`starting the control plane, the IdP and a PostgreSQL database (about a minute)`);
+  const env = await startKubevisaEnv({
+    store: 'postgres',
+    tls: true,
+    autoApproval: false,
+    // Every stream comes from one address and two people: neither limit may be what is measured.
+    extraConfig: {
+      gateway: { ratePerSecond: 1_000_000, burst: 1_000_000, addressRatePerSecond: 1_000_000, addressBurst: 1_000_000 },
+    },
+  });
+  const replicas: Replica[] = [];
+  const streams: Stream[] = [];
+  let bindingWatch: ReturnType<typeof watchBindingDeletions> | undefined;
+  const failures: string[] = [];
+  try {
+    const namespaces = Array.from({ length: NAMESPACES }, (_, i) => `rv-${String(i).padStart(4, '0')}`);
+    log(`creating ${NAMESPACES} namespaces`);
+    await env.kOk(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'List',
+        items: namespaces.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })),
+      }),
+    );
+    // A first, alone (it migrates the schema); then B and C. The IdP sends browsers back to A (the public URL).
+    const [portB, portC] = await freePorts(2);
+    replicas.push(await startReplica(env, 'A', env.serverPort));
+    replicas.push(...(await Promise.all([startReplica(env, 'B', portB!), startReplica(env, 'C', portC!)])));
+    log(`replicas A, B and C running (pids ${replicas.map((r) => r.child.pid).join(', ')})`);
+    const sam = (await loginAs(replicas[0]!.url, people.sam)).token;
+    const ann = (await loginAs(replicas[1]!.url, people.ann)).token;
+    const engagement = await api(replicas[2]!.url, 'POST', '/api/v1/engagements', {
+      token: sam,
+      body: {
+        name: 'revocation-bench',
+        vendor: 'Acme',
+        contractors: [people.cora.email, people.carl.email],
+        sponsor: people.sam.email,
+        endsAt: inDays(5),
+        ceiling: { clusters: [CLUSTER], namespacePatterns: ['rv-*'], profiles: ['viewer'] },
+        maxVisaDuration: '8h',
+      },
+    });
+    if (engagement.status !== 201) throw new Error(`the engagement was refused: ${JSON.stringify(engagement.body)}`);
+
+    // Visas: requested and approved by CLIENTS concurrent clients, spread over the replicas.
+    const contractors = [people.cora, people.carl];
+    let tokens = await Promise.all(contractors.map(async (person) => (await loginAs(replicas[0]!.url, person)).token));
+    const wanted = namespaces.flatMap((namespace) => contractors.map((_, who) => ({ namespace, who })));
+    const approvalLatencies: number[] = [];
+    log(`requesting and approving ${VISAS} visas with ${CLIENTS} concurrent clients`);
+    const grantStarted = performance.now();
+    await pool(wanted, CLIENTS, async ({ namespace, who }, index) => {
+      const via = replicas[index % replicas.length]!;
+      const requested = await api(via.url, 'POST', '/api/v1/visas', {
+        token: tokens[who]!,
+        body: { profile: 'viewer', cluster: CLUSTER, namespaces: [namespace], duration: '4h', reason: 'RV-1' },
+      });
+      if (requested.status !== 201) throw new Error(`visa request refused: ${JSON.stringify(requested.body)}`);
+      const approveStarted = performance.now();
+      const approved = await api(via.url, 'POST', `/api/v1/visas/${String(requested.body.id)}/approve`, {
+        token: ann,
+        body: {},
+      });
+      if (approved.status !== 200) throw new Error(`approval refused: ${JSON.stringify(approved.body)}`);
+      approvalLatencies.push(performance.now() - approveStarted);
+      if ((index + 1) % 200 === 0) log(`  ${index + 1}/${VISAS} visas approved`);
+    });
+    const grantSeconds = (performance.now() - grantStarted) / 1000;
+    log(`waiting for ${VISAS} RoleBindings`);
+    let resourceVersion = '';
+    for (let waited = 0; ; waited++) {
+      const list = JSON.parse(
+        await env.kOk(['get', 'rolebindings', '-A', '-l', VISA_ROLE_BINDING_SELECTOR, '-o', 'json']),
+      ) as { items: unknown[]; metadata: { resourceVersion: string } };
+      if (list.items.length === VISAS) {
+        resourceVersion = list.metadata.resourceVersion;
+        break;
+      }
+      if (waited > 300) throw new Error(`only ${list.items.length} of ${VISAS} RoleBindings after 5 minutes`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    const bindingsSeconds = (performance.now() - grantStarted) / 1000;
+
+    // Fresh tokens: the streams must outlive the setup, and a token's own end must not be what cuts them.
+    tokens = await Promise.all(contractors.map(async (person) => (await loginAs(replicas[0]!.url, person)).token));
+    const caFile = env.config.tls?.caFile;
+    if (caFile === undefined)
+      throw new Error('the environment serves TLS without a CA file: the watches cannot trust it');
+    const ca = readFileSync(caFile);
+    log(`opening ${STREAMS} watches over the three gateways`);
+    const openStarted = performance.now();
+    const indexes = Array.from({ length: STREAMS }, (_, i) => i);
+    let refused = 0;
+    await pool(indexes, 200, async (i) => {
+      const replica = replicas[i % replicas.length]!;
+      const namespace = namespaces[Math.floor(i / replicas.length) % NAMESPACES]!;
+      const who = Math.floor(i / (replicas.length * NAMESPACES)) % contractors.length;
+      const stream = openWatch(
+        replica,
+        `/clusters/${CLUSTER}/api/v1/namespaces/${namespace}/pods?watch=1`,
+        tokens[who]!,
+        ca,
+      );
+      streams.push(stream);
+      if (!(await stream.opened)) refused++;
+      if ((i + 1) % 2000 === 0) log(`  ${i + 1}/${STREAMS} watches open`);
+    });
+    const openSeconds = (performance.now() - openStarted) / 1000;
+    if (refused > 0) failures.push(`${refused} of ${STREAMS} watches were not opened (not 200)`);
+    // Streams that ended before the revoke (they must not count as cut by it).
+    const endedEarly = new Set<Stream>();
+    for (const stream of streams) void stream.closed.then(() => endedEarly.add(stream));
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const earlyCount = endedEarly.size;
+    if (earlyCount > 0) failures.push(`${earlyCount} watches ended before the revoke`);
+    const withStreamsOpen = replicas.map((replica) => ({ replica: replica.name, ...usage(replica.child.pid!) }));
+    bindingWatch = watchBindingDeletions(env, resourceVersion);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+
+    // Taken before the call: replica A cuts its own streams before it answers.
+    const live = streams.filter((stream) => !endedEarly.has(stream));
+    log(`ending the engagement on replica A: every visa is revoked at once`);
+    const revokeSentAt = performance.now();
+    const ended = await api(replicas[0]!.url, 'POST', `/api/v1/engagements/${String(engagement.body.id)}/end`, {
+      token: sam,
+      body: { reason: 'revocation bench' },
+    });
+    const answeredMs = performance.now() - revokeSentAt;
+    if (ended.status !== 200) throw new Error(`ending the engagement failed: ${JSON.stringify(ended.body)}`);
+    const cutAt = await Promise.all(
+      live.map((stream) =>
+        Promise.race([stream.closed, new Promise<number>((resolve) => setTimeout(() => resolve(NaN), 60_000))]),
+      ),
+    );
+    const survivors = cutAt.filter((at) => Number.isNaN(at)).length;
+    if (survivors > 0) failures.push(`${survivors} streams were still open 60 s after the revoke`);
+    const bindingDeadline = performance.now() + 120_000;
+    while (bindingWatch.deletedAt.length < VISAS && performance.now() < bindingDeadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const bindingsLeft = VISAS - bindingWatch.deletedAt.length;
+    if (bindingsLeft > 0) failures.push(`${bindingsLeft} RoleBindings were left 120 s after the revoke`);
+
+    const cutMs = cutAt.map((at) => at - revokeSentAt).filter((ms) => !Number.isNaN(ms));
+    const perReplica = Object.fromEntries(
+      replicas.map((replica) => [
+        replica.name,
+        summary(
+          live
+            .map((stream, i) => ({ stream, ms: cutAt[i]! - revokeSentAt }))
+            .filter(({ stream, ms }) => stream.replica === replica.name && !Number.isNaN(ms))
+            .map(({ ms }) => ms),
+        ),
+      ]),
+    );
+    const bindingMs = bindingWatch.deletedAt.map((at) => at - revokeSentAt);
+    const results = {
+      machine: '2 cores, 24 GiB; the control plane, PostgreSQL, three replicas and this load generator share it',
+      visas: VISAS,
+      namespaces: NAMESPACES,
+      streams: STREAMS,
+      setup: {
+        approvalClients: CLIENTS,
+        visasPerSecond: round(VISAS / grantSeconds),
+        approvalLatencyMs: summary(approvalLatencies),
+        allBindingsAfterSeconds: round(bindingsSeconds),
+        openStreamsSeconds: round(openSeconds),
+      },
+      withStreamsOpen,
+      revoke: {
+        engagementEndAnsweredMs: round(answeredMs),
+        streamCutMs: summary(cutMs),
+        streamCutMsByReplica: perReplica,
+        lastStreamCutMs: round(Math.max(...cutMs)),
+        lastRoleBindingGoneMs: round(Math.max(...bindingMs)),
+        roleBindingGoneMs: summary(bindingMs),
+      },
+      failures,
+      totalSeconds: round((performance.now() - started) / 1000),
+    };
+    console.log(JSON.stringify(results, null, 2));
+    if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2));
+    console.log(
+      `\nrevoke ${VISAS} visas with ${STREAMS} streams open over 3 replicas: last stream cut ${results.revoke.lastStreamCutMs} ms ` +
+        `after the call (p50 ${results.revoke.streamCutMs.p50}, p99 ${results.revoke.streamCutMs.p99}); ` +
+        `last RoleBinding gone ${results.revoke.lastRoleBindingGoneMs} ms`,
+    );
+    if (failures.length > 0) {
+      console.error(`FAILED: ${failures.join('; ')}`);
+      process.exitCode = 1;
+    }
+  } finally {
+    bindingWatch?.stop();
+    for (const stream of streams) stream.destroy();
+    await stopAll(replicas.map((replica) => replica.child));
+    await env.stop();
+  }
+}
+
+await main();
