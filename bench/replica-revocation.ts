@@ -18,11 +18,21 @@ import { writeFile } from 'node:fs/promises';
 import { Agent, request as httpsRequest } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { execFileSync } from 'node:child_process';
-import { freePorts } from '../src/dev/cluster/control-plane.ts';
 import { VISA_ROLE_BINDING_SELECTOR } from '../src/cluster/objects.ts';
-import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv } from '../test/support/kubevisa-env.ts';
-import { startReplica, stopAll, type Replica } from '../test/support/replicas.ts';
+import { api, CLUSTER, inDays, loginAs, people, type KubevisaEnv } from '../test/support/kubevisa-env.ts';
+import {
+  createNamespaces,
+  log,
+  openWatch,
+  pool,
+  positiveOption,
+  round,
+  startReplicaSet,
+  summary,
+  usage,
+  type ReplicaSet,
+  type Stream,
+} from './support/replica-set.ts';
 
 const { values } = parseArgs({
   options: {
@@ -32,88 +42,14 @@ const { values } = parseArgs({
     json: { type: 'string' },
   },
 });
-const VISAS = positive('visas');
-const STREAMS = positive('streams');
-const CLIENTS = positive('clients');
+const VISAS = positiveOption(values, 'visas');
+const STREAMS = positiveOption(values, 'streams');
+const CLIENTS = positiveOption(values, 'clients');
 if (VISAS % 2 !== 0) throw new Error(`--visas must be even (two contractors share the namespaces), got ${VISAS}`);
 const NAMESPACES = VISAS / 2;
 
-function positive(name: 'visas' | 'streams' | 'clients'): number {
-  const value = Number(values[name]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive whole number`);
-  return value;
-}
-
-const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
-const percentile = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-const round = (n: number) => Math.round(n * 10) / 10;
-const summary = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return {
-    count: sorted.length,
-    p50: round(percentile(sorted, 50)),
-    p99: round(percentile(sorted, 99)),
-    max: round(sorted.at(-1) ?? NaN),
-  };
-};
-
-/** Runs `work` over `items` with at most `limit` at a time. */
-async function pool<T>(items: T[], limit: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const index = next++;
-        await work(items[index]!, index);
-      }
-    }),
-  );
-}
-
-/** CPU seconds (user + system) and resident memory of a process, from /proc. */
-function usage(pid: number): { cpuSeconds: number; rssMiB: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  const hz = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-  const rssPages = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
-  return { cpuSeconds: ticks / hz, rssMiB: round((rssPages * 4096) / 1024 / 1024) };
-}
-
-interface Stream {
-  replica: string;
-  opened: Promise<boolean>;
-  /** performance.now() when the stream ended. */
-  closed: Promise<number>;
-  destroy(): void;
-}
-
-function openWatch(replica: Replica, path: string, token: string, ca: Buffer): Stream {
-  let request: ReturnType<typeof httpsRequest> | undefined;
-  let markOpened: (ok: boolean) => void = () => {};
-  const opened = new Promise<boolean>((resolve) => (markOpened = resolve));
-  const closed = new Promise<number>((resolve) => {
-    request = httpsRequest(
-      `${replica.url}${path}`,
-      { agent: false, ca, headers: { authorization: `Bearer ${token}` } },
-      (response) => {
-        markOpened(response.statusCode === 200);
-        response.on('data', () => {});
-        response.on('close', () => resolve(performance.now()));
-      },
-    );
-    request.on('error', () => {
-      markOpened(false);
-      resolve(performance.now());
-    });
-    request.end();
-  });
-  return { replica: replica.name, opened, closed, destroy: () => request?.destroy() };
-}
-
 /** A watch of visa RoleBindings with the admin credential, from `resourceVersion`: when each was DELETED. */
-function watchBindingDeletions(env: Awaited<ReturnType<typeof startKubevisaEnv>>, resourceVersion: string) {
+function watchBindingDeletions(env: KubevisaEnv, resourceVersion: string) {
   const deletedAt: number[] = [];
   const selector = encodeURIComponent(VISA_ROLE_BINDING_SELECTOR);
   const request = httpsRequest(
@@ -144,36 +80,15 @@ function watchBindingDeletions(env: Awaited<ReturnType<typeof startKubevisaEnv>>
 
 async function main() {
   const started = performance.now();
-  log(`starting the control plane, the IdP and a PostgreSQL database (about a minute)`);
-  const env = await startKubevisaEnv({
-    store: 'postgres',
-    tls: true,
-    autoApproval: false,
-    // Every stream comes from one address and two people: neither limit may be what is measured.
-    extraConfig: {
-      gateway: { ratePerSecond: 1_000_000, burst: 1_000_000, addressRatePerSecond: 1_000_000, addressBurst: 1_000_000 },
-    },
-  });
-  const replicas: Replica[] = [];
+  const set: ReplicaSet = await startReplicaSet();
+  const { env, replicas, ca } = set;
   const streams: Stream[] = [];
   let bindingWatch: ReturnType<typeof watchBindingDeletions> | undefined;
   const failures: string[] = [];
   try {
     const namespaces = Array.from({ length: NAMESPACES }, (_, i) => `rv-${String(i).padStart(4, '0')}`);
     log(`creating ${NAMESPACES} namespaces`);
-    await env.kOk(
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'List',
-        items: namespaces.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })),
-      }),
-    );
-    // A first, alone (it migrates the schema); then B and C. The IdP sends browsers back to A (the public URL).
-    const [portB, portC] = await freePorts(2);
-    replicas.push(await startReplica(env, 'A', env.serverPort));
-    replicas.push(...(await Promise.all([startReplica(env, 'B', portB!), startReplica(env, 'C', portC!)])));
-    log(`replicas A, B and C running (pids ${replicas.map((r) => r.child.pid).join(', ')})`);
+    await createNamespaces(env, namespaces);
     const sam = (await loginAs(replicas[0]!.url, people.sam)).token;
     const ann = (await loginAs(replicas[1]!.url, people.ann)).token;
     const engagement = await api(replicas[2]!.url, 'POST', '/api/v1/engagements', {
@@ -231,10 +146,6 @@ async function main() {
 
     // Fresh tokens: the streams must outlive the setup, and a token's own end must not be what cuts them.
     tokens = await Promise.all(contractors.map(async (person) => (await loginAs(replicas[0]!.url, person)).token));
-    const caFile = env.config.tls?.caFile;
-    if (caFile === undefined)
-      throw new Error('the environment serves TLS without a CA file: the watches cannot trust it');
-    const ca = readFileSync(caFile);
     log(`opening ${STREAMS} watches over the three gateways`);
     const openStarted = performance.now();
     const indexes = Array.from({ length: STREAMS }, (_, i) => i);
@@ -340,8 +251,7 @@ async function main() {
   } finally {
     bindingWatch?.stop();
     for (const stream of streams) stream.destroy();
-    await stopAll(replicas.map((replica) => replica.child));
-    await env.stop();
+    await set.stop();
   }
 }
 
