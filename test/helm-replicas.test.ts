@@ -1,7 +1,8 @@
 // Replicas as the Helm chart runs them on PostgreSQL: two real `kubevisa server` processes on one database, each with
 // a data folder of its own into which the keys of one Secret rendered by the chart are mounted as the kubelet mounts
 // them (root:65532 0440). Both start; one leads, the other follows, and both answer the readiness probe (a follower
-// serves the API and the gateway); an access token one issued is accepted by the other. A server given the keys of
+// serves the API and the gateway); an access token one issued is accepted by the other, and an audit checkpoint one
+// signed verifies on the other. A server given the keys of
 // another render (a second `helm template`, which cannot see the cluster) is refused.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -61,7 +62,7 @@ after(async () => {
   await env?.stop();
 });
 
-test("two servers given the keys of one Secret both start on one database, both Ready, and accept each other's tokens", async () => {
+test("two servers given the keys of one Secret both start on one database, both Ready, and accept each other's tokens and checkpoints", async () => {
   const keys = await renderedKeys();
   const [port] = await freePorts(1);
   // A first, alone (it migrates the schema and records the keys' ids); B beside it, as a second pod.
@@ -82,6 +83,14 @@ test("two servers given the keys of one Secret both start on one database, both 
   const me = await api(b.url, 'GET', '/api/v1/me', { token: cora.token });
   assert.equal(me.status, 200, JSON.stringify(me.body));
   assert.equal(me.body.email, people.cora.email);
+
+  // An audit checkpoint one signs verifies on the other (a checkpoint under a key a replica does not hold fails).
+  const sam = await loginAs(b.url, people.sam);
+  const checkpoint = await api(a.url, 'POST', '/api/v1/audit/checkpoints', { token: sam.token });
+  assert.equal(checkpoint.status, 201, JSON.stringify(checkpoint.body));
+  const verified = await api(b.url, 'POST', '/api/v1/audit/verify', { token: sam.token, body: {} });
+  assert.equal(verified.status, 200, JSON.stringify(verified.body));
+  assert.equal(verified.body.ok, true, JSON.stringify(verified.body));
 });
 
 test('a server given the keys of another render is refused, naming the keys', async () => {

@@ -12,6 +12,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { CHECKPOINT_KEY_FILE, loadOrCreateCheckpointKey } from '../src/audit/checkpoints.ts';
 import { loadOrCreateSecretBox } from '../src/auth/secret-box.ts';
 import { SIGNING_KEY_FILE, loadOrCreateSigningKey } from '../src/auth/signing-key.ts';
 import { installObjects, type InstallObject } from '../src/cluster/install.ts';
@@ -152,6 +153,7 @@ test('helm lint passes; a release outside kubevisa-system, replicas on SQLite an
   // Keys given in values are checked before anything is made.
   for (const [set, message] of [
     ['secrets.signingKey=not-a-key', /secrets.signingKey must be an Ed25519 private key in PKCS#8 PEM/],
+    ['secrets.auditCheckpointKey=not-a-key', /secrets.auditCheckpointKey must be an Ed25519 private key in PKCS#8 PEM/],
     [`secrets.secretKey=${randomBytes(16).toString('base64')}`, /secrets.secretKey must be 32 random bytes in base64/],
   ] as const) {
     const bad = await run(helm, [
@@ -323,11 +325,16 @@ test('on PostgreSQL, N replicas roll one by one, keep one serving through a drai
   const [boxA, boxB] = [await loadOrCreateSecretBox(a), await loadOrCreateSecretBox(b)];
   assert.equal(boxA.keyId, boxB.keyId);
   assert.equal(boxB.open(boxA.seal('refresh-token')), 'refresh-token');
+  const [auditA, auditB] = [
+    await loadOrCreateCheckpointKey(join(a, CHECKPOINT_KEY_FILE)),
+    await loadOrCreateCheckpointKey(join(b, CHECKPOINT_KEY_FILE)),
+  ];
+  assert.equal(auditA.created, false);
+  assert.equal(auditA.keyId, auditB.keyId);
 
   // Without a cluster to look in (helm template), each render makes new keys: set them in values there.
   const again = (await render(...APPLIED)).find((d) => d.kind === 'Secret') as SecretDoc;
-  assert.notEqual(again.data![SIGNING_KEY_FILE], secret.data![SIGNING_KEY_FILE]);
-  assert.notEqual(again.data!['session-encryption.key'], secret.data!['session-encryption.key']);
+  for (const name of SHARED_KEY_FILES) assert.notEqual(again.data![name], secret.data![name], name);
 
   // Adopting keys (rotation, one replica) is a value, off by default.
   const adopting = (await render(...APPLIED, 'replicas=1', 'adoptKeys=true')).find(

@@ -5,7 +5,9 @@
  * copy of the trail that ends before N, or holds another event at N, contradicts a checkpoint someone kept.
  *
  * The signing key is a PKCS#8 PEM file readable by its owner only (0600) in the server's data folder; a key
- * file that group or others can read is refused. Its id is the SHA-256 (base64url) of the public key's SPKI
+ * file that group or others can read is refused (except a root-owned one its group may read: a Kubernetes Secret
+ * mounted with an fsGroup, see isPrivateKeyFileMode). Replicas on one store must share it: each verifies the
+ * checkpoints the others signed, and a checkpoint under an unknown key fails verification. Its id is the SHA-256 (base64url) of the public key's SPKI
  * DER, so a person can compare it with what the server shows.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify } from 'node:crypto';
@@ -13,7 +15,7 @@ import type { KeyObject } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
-import { writePrivateKeyOnce } from '../pki/key-files.ts';
+import { isPrivateKeyFileMode, writePrivateKeyOnce } from '../pki/key-files.ts';
 import { canonicalJson } from '../store/audit-chain.ts';
 import type { AuditCheckpoint, NewAuditCheckpoint } from '../store/store.ts';
 
@@ -57,11 +59,11 @@ function fromPrivateKey(privateKey: KeyObject, path: string, created: boolean): 
 }
 
 async function readExistingKey(path: string): Promise<CheckpointKey> {
-  const { mode } = await stat(path);
-  if ((mode & 0o077) !== 0) {
+  const { mode, uid } = await stat(path);
+  if (!isPrivateKeyFileMode({ mode, uid })) {
     throw new InvalidInput(
       `the audit checkpoint key ${path} can be read by group or others (mode ${(mode & 0o777).toString(8)}); ` +
-        'run chmod 600 on it, and replace the key if anyone else may have read it',
+        'run chmod 600 on it (640 at most for a file owned by root), and replace the key if anyone else may have read it',
       { details: { path, mode: (mode & 0o777).toString(8) } },
     );
   }

@@ -6,11 +6,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CHECKPOINT_KEY_FILE } from '../../src/audit/checkpoints.ts';
 import { SIGNING_KEY_FILE } from '../../src/auth/signing-key.ts';
 import { cliPath, waitForExit, type KubevisaEnv } from './kubevisa-env.ts';
 
 /** The files every replica must share, as the Helm chart's Secret names them (its keys, mounted into the data folder). */
-export const SHARED_KEY_FILES = [SIGNING_KEY_FILE, 'session-encryption.key'];
+export const SHARED_KEY_FILES = [SIGNING_KEY_FILE, 'session-encryption.key', CHECKPOINT_KEY_FILE];
 
 /**
  * Writes the key files of a Secret's `data` (base64, as Kubernetes holds them) into a data folder as the kubelet
