@@ -43,8 +43,12 @@ export class PostgresChangeFeed implements ChangeFeed {
   }
 
   async publish(change: AccessChange): Promise<void> {
-    for (const payload of encodeChange(this.origin, change))
-      await this.options.query('SELECT pg_notify($1, $2)', [this.options.channel, payload]);
+    // Every part in one statement (one round trip): 1,000 ended visas are four notifications, and the receivers
+    // should not wait for this process to send them one after another.
+    await this.options.query(
+      'SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS p(payload, n) ORDER BY n',
+      [this.options.channel, encodeChange(this.origin, change)],
+    );
   }
 
   subscribe(listener: ChangeListener): void {
