@@ -158,11 +158,9 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
   armDeadline();
 
   context.events.on('visas-ended', (visas, reason) => {
-    // At once, from the event: no new request is admitted from here on (the rebuild below only confirms it).
+    // At once, from the event: the rebuild below only confirms it.
     index.removeVisas(visas.map((v) => v.id));
-    // Cutting thousands of streams takes this thread a while: the other replicas are told first (the fan-out sends
-    // on the next turn, replicas/fanout.ts), so that they cut theirs meanwhile instead of after.
-    setImmediate(() => gateway.recheckStreams(reason, new Map(visas.map((v) => [v.id, v]))));
+    gateway.recheckStreams(reason, new Map(visas.map((v) => [v.id, v])));
     void rebuild(reason);
   });
   context.events.on('visas-changed', () => void rebuild('visa changed'));
