@@ -47,6 +47,9 @@ let database: TestDatabase;
 const replicas: Replica[] = [];
 let cora: string;
 let ann: string;
+let sam: string;
+/** Every visa change a replica acknowledged (answered 2xx), with the audit action it must have left in the trail. */
+const acknowledged: { visaId: string; action: string }[] = [];
 /** Access left after each deadline, ms, by fault. */
 const lateness: Record<string, number> = {};
 
@@ -192,6 +195,7 @@ async function grantedVisa(via: Replica, duration: string): Promise<{ id: string
   const id = String(requested.body.id);
   const approved = await api(via.url, 'POST', `/api/v1/visas/${id}/approve`, { token: ann, body: {} });
   assert.equal(approved.status, 200, JSON.stringify(approved.body));
+  acknowledged.push({ visaId: id, action: 'visa.requested' }, { visaId: id, action: 'visa.approved' });
   const notAfter = Date.parse(String(approved.body.notAfter));
   await until(`the binding of visa ${id}`, async () => (await bindingStatus(id)) === 200);
   return { id, notAfter };
@@ -213,7 +217,7 @@ before(async () => {
   await startReplica('r1', ports[0]!);
   await startReplica('r0', env.serverPort);
   await startReplica('r2', ports[1]!);
-  const sam = (await loginAs(env.serverUrl, people.sam)).token;
+  sam = (await loginAs(env.serverUrl, people.sam)).token;
   ann = (await loginAs(env.serverUrl, people.ann)).token;
   cora = (await loginAs(env.serverUrl, people.cora)).token;
   const created = await api(env.serverUrl, 'POST', '/api/v1/engagements', {
@@ -280,6 +284,21 @@ test('kill -9 of the leader at a deadline: the binding is gone within the takeov
   const visa = await grantedVisa(via, '10s');
   await sleep(Math.max(0, visa.notAfter - Date.now() - 200));
   await kill(leader);
+  // No replica leads now; the gateways refuse on their own, from the deadline in their index.
+  const refused = await until(
+    'the gateways to refuse',
+    async () => {
+      const answers = await Promise.all(
+        live().map((replica) =>
+          api(replica.url, 'GET', `/clusters/${CLUSTER}/api/v1/namespaces/${NS}/pods`, { token: cora }),
+        ),
+      );
+      return answers.every((answer) => answer.status === 403);
+    },
+    10_000,
+  );
+  lateness['gateways, leader killed at a deadline'] = Math.max(0, refused - visa.notAfter);
+  console.log(`kill -9 at a deadline: every gateway refused ${refused - visa.notAfter} ms after notAfter`);
   const gone = await until('the expired binding to go', async () => (await bindingStatus(visa.id)) === 404);
   lateness['kill -9 at a deadline'] = gone - visa.notAfter;
   console.log(`kill -9 at a deadline: access left ${gone - visa.notAfter} ms after notAfter`);
@@ -298,6 +317,7 @@ test('kill -9 of the leader mid-reconcile, its intent durable and its delete not
     body: { reason: 'revoked while the leader was mid-reconcile' },
   });
   assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+  acknowledged.push({ visaId: visa.id, action: 'visa.revoked' });
   const revokedAt = Date.now();
   await until(
     'the leader to stop before deleting',
@@ -343,6 +363,7 @@ test('PostgreSQL restarted across a deadline: access ends, every replica comes b
     body: { reason: 'x' },
   });
   assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+  acknowledged.push({ visaId: after.id, action: 'visa.revoked' });
   await until('the revoked binding to go after the restart', async () => (await bindingStatus(after.id)) === 404);
 });
 
@@ -357,6 +378,7 @@ test('SIGSTOP of the leader between its checks and its writes, past its lease: i
   });
   const visaId = String(requested.body.id);
   assert.equal((await api(via.url, 'POST', `/api/v1/visas/${visaId}/approve`, { token: ann, body: {} })).status, 200);
+  acknowledged.push({ visaId, action: 'visa.requested' }, { visaId, action: 'visa.approved' });
   await until('the leader to stop before writing', async () => !existsSync(leader.faultFile), 20_000);
   await until('the stop to be reported', async () => leader.output().includes('stopped before writing'));
   // Meanwhile the visa is revoked, and a new leader takes over once the lease ran out.
@@ -365,6 +387,7 @@ test('SIGSTOP of the leader between its checks and its writes, past its lease: i
     body: { reason: 'ended while the leader was stopped' },
   });
   assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+  acknowledged.push({ visaId: visaId, action: 'visa.revoked' });
   const next = await leaderAmong(
     live().filter((replica) => replica !== leader),
     epoch,
@@ -434,6 +457,7 @@ test("writes at a deposed epoch with kubevisa's own credential are refused, crea
   await assert.rejects(current.raiseFence(epoch - 1), { code: 'ERR_FENCED' });
   const revoked = await api(via.url, 'POST', `/api/v1/visas/${visa.id}/revoke`, { token: ann, body: { reason: 'x' } });
   assert.equal(revoked.status, 200);
+  acknowledged.push({ visaId: visa.id, action: 'visa.revoked' });
   await until('the revoked binding to go', async () => (await bindingStatus(visa.id)) === 404);
 });
 
@@ -517,4 +541,20 @@ test('kube-apiserver down across a deadline: access ends as soon as it is back',
     `kube-apiserver down across a deadline: binding gone ${gone - back} ms after it was back (${gone - visa.notAfter} ms after notAfter)`,
   );
   assert.ok(gone - back <= 35_000, `${gone - back} ms after kube-apiserver was back`);
+});
+
+test('after every fault: the audit trail is one chain that verifies, and holds every visa change a replica acknowledged', async () => {
+  const via = live()[0]!;
+  const verified = await api(via.url, 'POST', '/api/v1/audit/verify', { token: sam, body: {} });
+  assert.equal(verified.status, 200, JSON.stringify(verified.body));
+  assert.equal(verified.body.ok, true, JSON.stringify(verified.body));
+  assert.ok(acknowledged.length >= 20, `${acknowledged.length} acknowledged changes`);
+  const missing: string[] = [];
+  for (const { visaId, action } of acknowledged) {
+    const events = await api(via.url, 'GET', `/api/v1/audit/events?visa=${visaId}&action=${action}`, { token: sam });
+    assert.equal(events.status, 200, JSON.stringify(events.body));
+    if ((events.body.items as unknown[]).length === 0) missing.push(`${action} of ${visaId}`);
+  }
+  console.log(`acknowledged visa changes: ${acknowledged.length}, missing from the trail: ${missing.length}`);
+  assert.deepEqual(missing, [], 'every acknowledged change is in the trail');
 });
