@@ -14,6 +14,11 @@ export interface AppEventMap {
   'cluster-added': [name: string];
   /** A registered cluster was removed: stop serving it. */
   'cluster-removed': [name: string];
+  /**
+   * This process registered or removed a cluster (or heard that another did): every process reads the registered
+   * clusters from the store again at once, rather than at its next periodic read.
+   */
+  'cluster-registry-changed': [];
   /** A person was deprovisioned (offboarded by an admin or by the identity provider). */
   'person-deprovisioned': [person: Person, reason: string];
   /** Any visa was created or changed state (for indexes such as the gateway's). */

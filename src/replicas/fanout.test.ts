@@ -56,6 +56,7 @@ test('what one process announces is announced by the other, once, and never sent
   b.on('session-ended', (id) => heard.push(`session ${id}`));
   b.on('person-deprovisioned', (p) => heard.push(`deprovisioned ${p.id}`));
   b.on('clusters-changed', (names) => heard.push(`clusters ${names.join(',')}`));
+  b.on('cluster-registry-changed', () => heard.push('registry'));
 
   // v2 is active in the store: a notification saying it ended (forged, or stale) ends nothing.
   a.emit('visas-ended', [visa('v1', 'revoked'), visa('v2', 'revoked')], 'revoked by ann');
@@ -65,21 +66,30 @@ test('what one process announces is announced by the other, once, and never sent
   a.emit('person-deprovisioned', person('p2', 'deprovisioned'), 'forged');
   a.emit('clusters-changed', ['prod']);
   a.emit('clusters-changed', ['prod', 'dev']);
-  await until(() => heard.length >= 4);
+  a.emit('cluster-registry-changed');
+  await until(() => heard.length >= 5);
   // Anything else would have arrived by now too: the last change sent is the last one heard.
-  await until(() => feedA.sent.length >= 5);
+  await until(() => feedA.sent.length >= 6);
   // Each change is read from the store before it is announced, so their order may differ from the sender's.
   assert.deepEqual([...heard].sort(), [
     'clusters prod,dev',
     'deprovisioned p1',
     'ended v1 (revoked by ann)',
+    'registry',
     'session s1',
   ]);
   // B relayed nothing back to A.
   assert.deepEqual(feedB.sent, []);
   assert.deepEqual(
     feedA.sent.map((c) => c.kind),
-    ['visas-ended', 'sessions-ended', 'person-deprovisioned', 'person-deprovisioned', 'clusters-changed'],
+    [
+      'visas-ended',
+      'sessions-ended',
+      'person-deprovisioned',
+      'person-deprovisioned',
+      'clusters-changed',
+      'cluster-registry-changed',
+    ],
   );
   await fanA.stop();
   await fanB.stop();
@@ -121,13 +131,16 @@ test('merges one turn of announcements into one change per kind', () => {
       { kind: 'visas-ended', visaIds: ['v3'], reason: 'other' },
       { kind: 'visas-changed' },
       { kind: 'sessions-ended', sessionIds: ['s1'] },
+      { kind: 'cluster-registry-changed' },
       { kind: 'sessions-ended', sessionIds: ['s2'] },
+      { kind: 'cluster-registry-changed' },
     ]),
     [
       { kind: 'visas-changed' },
       { kind: 'visas-ended', visaIds: ['v1', 'v2'], reason: 'r' },
       { kind: 'visas-ended', visaIds: ['v3'], reason: 'other' },
       { kind: 'sessions-ended', sessionIds: ['s1', 's2'] },
+      { kind: 'cluster-registry-changed' },
     ],
   );
 });

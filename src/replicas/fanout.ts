@@ -77,11 +77,13 @@ export function startFanout(options: FanoutOptions): Fanout {
   const onPerson = (person: Person, reason: string) =>
     send({ kind: 'person-deprovisioned', personId: person.id, reason });
   const onClusters = (clusters: string[]) => send({ kind: 'clusters-changed', clusters });
+  const onRegistry = () => send({ kind: 'cluster-registry-changed' });
   events.on('visas-ended', onEnded);
   events.on('visas-changed', onChanged);
   events.on('session-ended', onSession);
   events.on('person-deprovisioned', onPerson);
   events.on('clusters-changed', onClusters);
+  events.on('cluster-registry-changed', onRegistry);
 
   // ---- in: what the others sent, re-read from the store and announced here ----
 
@@ -127,6 +129,9 @@ export function startFanout(options: FanoutOptions): Fanout {
       case 'clusters-changed':
         announce(() => events.emit('clusters-changed', change.clusters));
         return;
+      case 'cluster-registry-changed':
+        announce(() => events.emit('cluster-registry-changed'));
+        return;
     }
   };
   feed.subscribe({
@@ -150,6 +155,7 @@ export function startFanout(options: FanoutOptions): Fanout {
       events.off('session-ended', onSession);
       events.off('person-deprovisioned', onPerson);
       events.off('clusters-changed', onClusters);
+      events.off('cluster-registry-changed', onRegistry);
       await flushing;
     },
   };
@@ -165,6 +171,7 @@ export function coalesce(changes: readonly AccessChange[]): AccessChange[] {
   let sessions: Extract<AccessChange, { kind: 'sessions-ended' }> | undefined;
   let clusters: Extract<AccessChange, { kind: 'clusters-changed' }> | undefined;
   let changed = false;
+  let registry = false;
   for (const change of changes) {
     switch (change.kind) {
       case 'visas-ended': {
@@ -188,6 +195,10 @@ export function coalesce(changes: readonly AccessChange[]): AccessChange[] {
       case 'visas-changed':
         if (!changed) out.push(change);
         changed = true;
+        break;
+      case 'cluster-registry-changed':
+        if (!registry) out.push(change);
+        registry = true;
         break;
       case 'person-deprovisioned':
         out.push(change);

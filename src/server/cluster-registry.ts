@@ -179,6 +179,8 @@ export class ClusterRegistry {
       });
     });
     this.#attach(record, kubeconfigYaml, client);
+    // The other replicas serve it at once too (replicas/fanout.ts), not at their next periodic read of the store.
+    this.#o.events.emit('cluster-registry-changed');
     return (await this.status([name]))[0]!;
   }
 
@@ -259,6 +261,7 @@ export class ClusterRegistry {
       });
     });
     this.#detach(name);
+    this.#o.events.emit('cluster-registry-changed');
     return { name, revoked, denied, bindingsRemoved };
   }
 

@@ -357,6 +357,8 @@ export async function startServer(
     // Another replica on the same store may register or remove clusters: each converges on the store's list.
     const registrySync = setInterval(() => void clusterRegistry.sync(), REGISTRY_SYNC_INTERVAL_MS);
     registrySync.unref();
+    // Another replica registered or removed one: read the list now (a lost notification waits for the interval).
+    events.on('cluster-registry-changed', () => void clusterRegistry.sync());
     stops.push(() => clearInterval(registrySync));
     // Offboarding is the identity capability's (it proves every step with a live call: the receipt).
     router.route({

@@ -30,6 +30,7 @@ test('round-trips every kind of change', () => {
     { kind: 'sessions-ended', sessionIds: ['s_1', 's_2'] },
     { kind: 'clusters-changed', clusters: ['prod', 'staging'] },
     { kind: 'person-deprovisioned', personId: 'p_9', reason: 'offboarded' },
+    { kind: 'cluster-registry-changed' },
   ];
   for (const change of changes) {
     const payloads = encodeChange('o', change);

@@ -68,6 +68,9 @@ export function decodeChange(payload: string): { origin: string; change: AccessC
     case 'visas-changed':
       change = { kind: 'visas-changed' };
       break;
+    case 'cluster-registry-changed':
+      change = { kind: 'cluster-registry-changed' };
+      break;
     case 'sessions-ended': {
       const sessionIds = ids(c.sessionIds);
       if (sessionIds) change = { kind: 'sessions-ended', sessionIds };

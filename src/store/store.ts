@@ -633,7 +633,9 @@ export type AccessChange =
   /** A person was deprovisioned (offboarded). */
   | { kind: 'person-deprovisioned'; personId: string; reason: string }
   /** The reconciler must converge these clusters. */
-  | { kind: 'clusters-changed'; clusters: string[] };
+  | { kind: 'clusters-changed'; clusters: string[] }
+  /** A cluster was registered or removed at run time: read the registered clusters from the store again. */
+  | { kind: 'cluster-registry-changed' };
 
 /** Told what other processes on the same store announced. */
 export interface ChangeListener {

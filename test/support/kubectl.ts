@@ -31,6 +31,8 @@ export function kubectl(binary: string, args: string[], options: KubectlOptions)
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // kubectl may exit before reading its input (a command that reads none): the broken pipe is not the test's error.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }
