@@ -13,7 +13,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { verifyChain } from '../src/store/audit-chain.ts';
 import { openPostgresStore, type PostgresStore } from '../src/store/postgres/store.ts';
-import { createTestDatabase, restartTestPostgres, type TestDatabase } from '../src/store/postgres/test-database.ts';
+import {
+  createTestDatabase,
+  RESTARTABLE_POSTGRES_URL,
+  restartTestPostgres,
+  type TestDatabase,
+} from '../src/store/postgres/test-database.ts';
 import type { AuditEvent } from '../src/store/store.ts';
 
 const writerPath = fileURLToPath(new URL('./support/postgres-writer.ts', import.meta.url));
@@ -167,7 +172,7 @@ describe('PostgreSQL engine with several processes', () => {
 describe('PostgreSQL restarted under load', () => {
   let database: TestDatabase;
   before(async () => {
-    database = await createTestDatabase('kv_test_restart');
+    database = await createTestDatabase('kv_test_restart', RESTARTABLE_POSTGRES_URL);
     await seed(database.url);
   });
   after(async () => {

@@ -24,7 +24,12 @@ import { visaRoleBinding } from '../src/cluster/objects.ts';
 import { freePorts } from '../src/dev/cluster/control-plane.ts';
 import type { Visa } from '../src/domain/model.ts';
 import pg from 'pg';
-import { createTestDatabase, restartTestPostgres, type TestDatabase } from '../src/store/postgres/test-database.ts';
+import {
+  createTestDatabase,
+  RESTARTABLE_POSTGRES_URL,
+  restartTestPostgres,
+  type TestDatabase,
+} from '../src/store/postgres/test-database.ts';
 import { spawnServer, writeReplicaConfig } from './support/replicas.ts';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 
@@ -202,7 +207,7 @@ async function grantedVisa(via: Replica, duration: string): Promise<{ id: string
 }
 
 before(async () => {
-  database = await createTestDatabase('lease_e2e');
+  database = await createTestDatabase('lease_e2e', RESTARTABLE_POSTGRES_URL);
   env = await startKubevisaEnv({
     autoApproval: false,
     extraConfig: {

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -357,6 +358,126 @@ describe('what one replica does to access reaches the others', () => {
       );
     } finally {
       streams.kill();
+    }
+  });
+
+  test('a replica cut off from PostgreSQL cuts every stream it holds and admits nothing until the store answers, without crashing', async () => {
+    // E reaches PostgreSQL through a proxy the test can freeze: a silent partition (sockets open, no bytes pass).
+    const database = new URL(env.postgresUrl!);
+    let frozen = false;
+    const pairs: Socket[] = [];
+    const proxy = createServer((client) => {
+      client.on('error', () => undefined);
+      if (frozen) return;
+      const upstream = createConnection({ host: database.hostname, port: Number(database.port || 5432) });
+      upstream.on('error', () => undefined);
+      client.pipe(upstream).pipe(client);
+      pairs.push(client, upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const viaProxy = new URL(env.postgresUrl!);
+    viaProxy.host = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const [port] = await freePorts(1);
+    const started = await spawnServer(
+      await writeReplicaConfig(env, 'E', port!, { store: { engine: 'postgres', url: viaProxy.toString() } }),
+    );
+    assert.ok(started.ready, started.output());
+    running.push(started.child);
+    replicas.set('E', { name: 'E', url: `https://127.0.0.1:${port}`, child: started.child, output: started.output });
+    try {
+      const cora = await loginAs(at('A').url, people.cora);
+      const visaId = await grant(cora.token);
+      const streams = await openStreams('E', cora.token, 'cora-e', ['watch']);
+      try {
+        frozen = true;
+        for (const socket of pairs) {
+          socket.unpipe();
+          socket.pause();
+        }
+        const revokedAt = Date.now();
+        const reason = `revoked while E was cut off ${randomBytes(4).toString('hex')}`;
+        assert.equal((await call('A', 'POST', `/api/v1/visas/${visaId}/revoke`, admin, { reason })).status, 200);
+        // E cannot hear of it, nor read it: once its index is too old to trust it cuts everything (10 s, read every 2 s).
+        await eventually('the watch through E ended', 25_000, async () => streams.allEnded());
+        console.log(`a replica cut off from PostgreSQL cut its streams ${Date.now() - revokedAt} ms after the revoke`);
+        assert.match(started.output(), /cannot confirm access right now: its store has not answered/);
+        const refused = await Promise.race([
+          gatewayStatus('E', cora.token),
+          new Promise<number>((resolve) => setTimeout(() => resolve(0), 15_000)),
+        ]);
+        assert.ok(refused >= 400, `E answered ${refused} while cut off`);
+        assert.equal(started.child.exitCode, null, `E is still running:\n${started.output().slice(-2000)}`);
+      } finally {
+        streams.kill();
+      }
+      // The partition heals: E reads the store again and serves what it says (the visa is revoked).
+      frozen = false;
+      for (const socket of pairs) socket.destroy();
+      await eventually('E serves again, refusing the revoked visa', 60_000, async () => {
+        const status = await gatewayStatus('E', cora.token).catch(() => 0);
+        return status === 403;
+      });
+      await grant(cora.token);
+      await eventually('E serves a new visa', 30_000, async () => (await gatewayStatus('E', cora.token)) === 200);
+    } finally {
+      started.child.kill('SIGKILL');
+      proxy.close();
+    }
+  });
+
+  test('a direct-mode token ends with a logout handled by a follower, the person keeping another session', async () => {
+    const roles = await Promise.all(
+      ['A', 'B'].map(async (name) => ({ name, role: String((await call(name, 'GET', '/healthz')).body.role) })),
+    );
+    const follower = roles.find((r) => r.role === 'follower')?.name;
+    assert.ok(follower, `a follower among A and B: ${JSON.stringify(roles)}`);
+    // Eve, with a viewer visa (a direct token carries only visas that may be used without the gateway).
+    const engagement = await call('A', 'POST', '/api/v1/engagements', admin, {
+      name: 'direct-logout',
+      vendor: 'Acme',
+      contractors: [people.eve.email],
+      sponsor: people.sam.email,
+      endsAt: inDays(5),
+      ceiling: { clusters: [CLUSTER], namespacePatterns: [NS], profiles: ['viewer'] },
+      maxVisaDuration: '8h',
+    });
+    assert.equal(engagement.status, 201, JSON.stringify(engagement.body));
+    const s1 = await loginAs(at(follower).url, people.eve);
+    await loginAs(at(follower).url, people.eve); // a second session, which stays
+    const requested = await call(follower, 'POST', '/api/v1/visas', s1.token, {
+      profile: 'viewer',
+      cluster: CLUSTER,
+      namespaces: [NS],
+      duration: '1h',
+      reason: 'direct token and logout',
+    });
+    assert.equal(requested.status, 201, JSON.stringify(requested.body));
+    const visaId = String(requested.body.id);
+    assert.equal((await call('A', 'POST', `/api/v1/visas/${visaId}/approve`, approver, {})).status, 200);
+    try {
+      await eventually(
+        `RoleBinding of ${visaId}`,
+        15_000,
+        async () => (await env.k(['get', 'rolebinding', `kubevisa-${visaId}`, '-n', NS])).code === 0,
+      );
+      const credential = await call(follower, 'POST', `/api/v1/clusters/${CLUSTER}/credential`, s1.token);
+      assert.equal(credential.status, 200, JSON.stringify(credential.body));
+      const kubeconfig = await env.cp.writeTokenKubeconfig(String(credential.body.token), 'eve-direct');
+      await eventually(
+        'the direct token works',
+        15_000,
+        async () => (await env.k(['get', 'pods', '-n', NS], kubeconfig)).code === 0,
+      );
+      assert.ok([200, 204].includes((await call(follower, 'DELETE', '/api/v1/sessions/current', s1.token)).status));
+      const loggedOutAt = Date.now();
+      await eventually(
+        'kube-apiserver refuses the direct token of the ended session',
+        30_000,
+        async () => (await env.k(['get', 'pods', '-n', NS], kubeconfig)).code !== 0,
+      );
+      console.log(`direct token of a session logged out on a follower refused ${Date.now() - loggedOutAt} ms later`);
+    } finally {
+      await call('A', 'POST', `/api/v1/visas/${visaId}/revoke`, admin, { reason: 'test done' });
     }
   });
 });

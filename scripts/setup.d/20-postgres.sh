@@ -42,4 +42,35 @@ kv_setup_postgres() {
   kv_log "PostgreSQL $version: ready on 127.0.0.1:5432"
 }
 
-kv_setup_postgres
+# A second cluster, of kubevisa's tests alone, on 127.0.0.1:5433: the fault tests restart PostgreSQL
+# (test/postgres-durability.test.ts, test/replicas-leader.test.ts), and restarting the machine's own would cut off
+# every other test using it at the same moment. Created once, then started if stopped.
+kv_setup_postgres_faults() {
+  local version port=5433 name=kvfaults
+  version=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)
+  [[ -n "$version" ]] || return 1
+  local hba="/etc/postgresql/$version/$name/pg_hba.conf"
+  if [[ ! -f "$hba" ]]; then
+    kv_log "PostgreSQL $version: creating cluster $name on port $port for the restart tests (a few seconds)"
+    pg_createcluster "$version" "$name" -p "$port" >/dev/null || return 1
+    printf '%s\n' 'local all all trust' 'host all all 127.0.0.1/32 trust' 'host all all ::1/128 trust' >"$hba"
+    chown postgres:postgres "$hba"
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p "$port"; then
+    pg_ctlcluster --skip-systemctl-redirect "$version" "$name" start || return 1
+    local waited=0
+    until pg_isready -q -h 127.0.0.1 -p "$port"; do
+      if [[ $waited -ge 60 ]]; then
+        kv_log "PostgreSQL $version/$name: not accepting connections on 127.0.0.1:$port after 60 s"
+        return 1
+      fi
+      sleep 1
+      waited=$((waited + 1))
+    done
+  fi
+  export KUBEVISA_TEST_POSTGRES_CLUSTER=$name
+  export KUBEVISA_TEST_POSTGRES_RESTART_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  kv_log "PostgreSQL $version/$name: ready on 127.0.0.1:$port (restarted by the fault tests)"
+}
+
+kv_setup_postgres && kv_setup_postgres_faults

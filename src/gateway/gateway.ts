@@ -913,6 +913,14 @@ export class Gateway {
     }, reason);
   }
 
+  /** Closes every open stream, telling each why (kubevisa can no longer confirm anyone's access). */
+  closeAll(reason: string, message: string): number {
+    return this.streams.closeWhere((s) => {
+      this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason });
+      return { message, reason: 'ServiceUnavailable', code: 503 };
+    }, reason);
+  }
+
   /** Closes every open stream of a person (offboarded), telling each why. */
   closePerson(personId: string, reason: string): number {
     return this.streams.closeWhere((s) => {

@@ -59,6 +59,21 @@ export class GrantIndex {
   /** Persons deprovisioned through an event, with when: a rebuild that started earlier keeps them out. */
   private readonly deprovisionedAt = new Map<string, number>();
 
+  /**
+   * Set while the index cannot be confirmed against the store (it has not been read for too long: an outage, a
+   * partition): what it holds may have been revoked meanwhile, so it admits nothing. Cleared by the next rebuild.
+   */
+  private unconfirmed: string | undefined;
+
+  /** The index can no longer be trusted: refuse everything, saying why, until a rebuild succeeds. */
+  markUnconfirmed(reason: string): void {
+    this.unconfirmed = reason;
+  }
+
+  get isUnconfirmed(): boolean {
+    return this.unconfirmed !== undefined;
+  }
+
   async rebuild(): Promise<void> {
     const startedAt = Date.now();
     const [visas, persons, profiles] = await Promise.all([
@@ -94,6 +109,7 @@ export class GrantIndex {
         this.byPerson.delete(personId);
       } else this.deprovisionedAt.delete(personId);
     }
+    this.unconfirmed = undefined;
   }
 
   /** Removes ended visas at once (the rebuild that follows confirms it). */
@@ -124,6 +140,7 @@ export class GrantIndex {
    * a second, weaker visa on the same namespace must not lift the recording (and protocol rule) another one asks for.
    */
   decide(personId: string, cluster: string, namespace: string | undefined, now: number): Decision {
+    if (this.unconfirmed !== undefined) return { ok: false, reason: this.unconfirmed };
     const person = this.persons.get(personId);
     if (!person || person.status !== 'active') return { ok: false, reason: 'your access has been ended' };
     const grants = this.byPerson.get(personId);

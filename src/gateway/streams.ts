@@ -29,8 +29,8 @@ export interface OpenStream {
 /** Why access ended, in the shape of a Kubernetes Status: what kube-apiserver sends when it ends a watch. */
 export interface EndNotice {
   message: string;
-  reason: 'Expired' | 'Forbidden';
-  code: 410 | 403;
+  reason: 'Expired' | 'Forbidden' | 'ServiceUnavailable';
+  code: 410 | 403 | 503;
 }
 
 export class StreamRegistry {

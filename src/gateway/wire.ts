@@ -19,6 +19,11 @@ import type { OffboardingOrchestrator } from '../identity/offboarding.ts';
  * process can go unseen when its notification was lost (replicas/fanout.ts delivers it at once otherwise).
  */
 const REBUILD_INTERVAL_MS = 2000;
+/**
+ * An index not read from the store for this long (ms) is no longer trusted: a replica cut off from the database
+ * cannot hear of revocations another made, so it cuts every stream and admits nothing until a read succeeds.
+ */
+const UNCONFIRMED_AFTER_MS = 10_000;
 const TOKEN_REREAD_MS = 60_000;
 
 export interface GatewayHandle {
@@ -142,10 +147,14 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
     return ended;
   };
   let rebuilding: Promise<void> | undefined;
+  /** performance.now() when the last successful rebuild started reading the store. */
+  let confirmedAt = performance.now();
   const rebuild = (reason: string) => {
+    const startedAt = performance.now();
     rebuilding ??= index
       .rebuild()
       .then(async () => {
+        confirmedAt = startedAt;
         gateway.recheckStreams(reason, await endedVisasOfOpenStreams());
         armDeadline();
       })
@@ -176,7 +185,16 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
     gateway.closePerson(person.id, `offboarded: ${reason}`);
     void rebuild('person deprovisioned');
   });
-  const periodic = setInterval(() => void rebuild('access changed'), REBUILD_INTERVAL_MS);
+  const periodic = setInterval(() => {
+    void rebuild('access changed');
+    const unconfirmedFor = performance.now() - confirmedAt;
+    if (unconfirmedFor > UNCONFIRMED_AFTER_MS && !index.isUnconfirmed) {
+      const message = `kubevisa cannot confirm access right now: its store has not answered for ${Math.round(unconfirmedFor / 1000)} s; try again shortly`;
+      index.markUnconfirmed(message);
+      const cut = gateway.closeAll('store unreachable', message);
+      process.stderr.write(`kubevisa gateway: ${message} (every open stream cut: ${cut})\n`);
+    }
+  }, REBUILD_INTERVAL_MS);
   periodic.unref();
 
   // The offboarding receipt proves, through this gateway's own checks, that the person is refused.

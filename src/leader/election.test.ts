@@ -170,3 +170,40 @@ test('a process whose wall clock is off knows the database clock before its firs
   assert.equal(leases.row, undefined, 'reading the clock claims no lease');
   assert.equal(ahead.isLeader(), false);
 });
+
+test('a clock reading that took long to come back does not replace a quick one: its error is half its round trip', async () => {
+  let wall = 1_000_000;
+  let db = wall + 60_000;
+  let delayMs = 0;
+  const leases = {
+    exclusive: false,
+    claim: async () => {
+      throw new Error('not claimed here');
+    },
+    release: async () => undefined,
+    // The database reads its clock at once; the answer reaches the process `delayMs` later (a slow network, a wait).
+    readClock: async () => {
+      const read = db;
+      wall += delayMs;
+      db += delayMs;
+      return read;
+    },
+  };
+  const election = new LeaderElection({
+    leases,
+    holder: 'me',
+    monotonicNow: () => wall,
+    wallNow: () => wall,
+    onElected: () => undefined,
+    onDeposed: () => undefined,
+  });
+  await election.syncClock();
+  assert.equal(election.databaseNow(), db, 'a quick reading');
+  delayMs = 4000;
+  await election.syncClock();
+  assert.equal(election.databaseNow(), db, 'a reading 4 s late would have put this clock 2 s behind');
+  delayMs = 100;
+  db += 30;
+  await election.syncClock();
+  assert.equal(election.databaseNow(), db - 50, 'a quick reading is taken, with half its round trip of error');
+});

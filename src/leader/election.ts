@@ -54,6 +54,12 @@ export interface LeaderElectionOptions {
 }
 
 export const DEFAULT_LEASE_MS = 8000;
+/**
+ * A clock reading whose round trip took longer than this (ms) is used only when no better one was had: its error is
+ * up to half its round trip (a slow answer, a wait for a pool connection), which would move every deadline this
+ * replica judges by that much.
+ */
+export const MAX_CLOCK_SAMPLE_RTT_MS = 500;
 export const DEFAULT_RENEW_EVERY_MS = 2000;
 
 export class LeaderElection implements Leadership {
@@ -74,8 +80,10 @@ export class LeaderElection implements Leadership {
   private watchdog: NodeJS.Timeout | undefined;
   private stopped = false;
   private ticking: Promise<void> | undefined;
-  /** The database's clock minus this process's, in ms, as of the latest claim (half its round trip of error). */
+  /** The database's clock minus this process's, in ms, from the best recent reading (half its round trip of error). */
   private clockOffsetMs = 0;
+  /** The round trip of the reading `clockOffsetMs` came from (Infinity: none yet). */
+  private clockSampleRttMs = Infinity;
 
   constructor(options: LeaderElectionOptions) {
     this.options = options;
@@ -102,9 +110,17 @@ export class LeaderElection implements Leadership {
    */
   async syncClock(): Promise<void> {
     const wallNow = this.options.wallNow ?? Date.now;
+    const sentAt = this.now();
     const wallSentAt = wallNow();
     const databaseNow = await this.options.leases.readClock();
-    this.clockOffsetMs = databaseNow - (wallSentAt + wallNow()) / 2;
+    this.takeClockSample(databaseNow, wallSentAt, wallNow(), this.now() - sentAt);
+  }
+
+  /** Keeps a reading of the database's clock if its round trip was short, or shorter than the one in use. */
+  private takeClockSample(databaseNow: number, wallSentAt: number, wallAnsweredAt: number, rttMs: number): void {
+    if (rttMs > MAX_CLOCK_SAMPLE_RTT_MS && rttMs >= this.clockSampleRttMs) return;
+    this.clockOffsetMs = databaseNow - (wallSentAt + wallAnsweredAt) / 2;
+    this.clockSampleRttMs = rttMs;
   }
 
   /** Stops claiming; a leader ends its term in the store so another replica takes over without waiting. */
@@ -196,7 +212,7 @@ export class LeaderElection implements Leadership {
       return;
     }
     const answeredAt = this.now();
-    this.clockOffsetMs = term.databaseNow - (wallSentAt + wallNow()) / 2;
+    this.takeClockSample(term.databaseNow, wallSentAt, wallNow(), answeredAt - sentAt);
     this.holder = term.holder;
     const mine = term.holder === this.options.holder;
     if (this.role === 'leader') {

@@ -228,19 +228,20 @@ export async function startServer(
       secretBox,
       config,
       now: clock,
-      onSessionEnded: (sessionId) => {
-        events.emit('session-ended', sessionId);
-        // A direct token never outlives the session it was issued under: the person's are ended with it, here only
-        // (the other processes hear 'session-ended' to drop cached tokens, not to end direct tokens again).
-        void store
-          .getSession(sessionId)
-          .then((session) => session && reconciler.endDirectTokens(session.personId, `session ${sessionId} ended`))
-          .catch((error: unknown) =>
-            process.stderr.write(
-              `kubevisa: ending the direct tokens of session ${sessionId} failed (the next reconcile pass retries): ${error instanceof Error ? error.message : String(error)}\n`,
-            ),
-          );
-      },
+      onSessionEnded: (sessionId) => events.emit('session-ended', sessionId),
+    });
+    // A direct token never outlives the session it was issued under: the person's are ended with it by whichever
+    // replica leads, whether the session ended here or on another replica (heard through the change feed; a
+    // follower only keeps the request, which it carries out if it comes to lead).
+    events.on('session-ended', (sessionId) => {
+      void store
+        .getSession(sessionId)
+        .then((session) => session && reconciler.endDirectTokens(session.personId, `session ${sessionId} ended`))
+        .catch((error: unknown) =>
+          process.stderr.write(
+            `kubevisa: ending the direct tokens of session ${sessionId} failed (the next reconcile pass retries): ${error instanceof Error ? error.message : String(error)}\n`,
+          ),
+        );
     });
 
     const credentials = new CredentialService({
@@ -355,10 +356,19 @@ export async function startServer(
     const capabilities = await wireCapabilities(context);
     declareClusterRoutes(context, clusterRegistry);
     // Another replica on the same store may register or remove clusters: each converges on the store's list.
-    const registrySync = setInterval(() => void clusterRegistry.sync(), REGISTRY_SYNC_INTERVAL_MS);
+    // A store that does not answer (an outage, a partition) fails a read; it must not end the process.
+    const syncRegistry = () =>
+      void clusterRegistry
+        .sync()
+        .catch((error: unknown) =>
+          process.stderr.write(
+            `kubevisa: reading the registered clusters failed (retried in ${REGISTRY_SYNC_INTERVAL_MS / 1000} s): ${error instanceof Error ? error.message : String(error)}\n`,
+          ),
+        );
+    const registrySync = setInterval(syncRegistry, REGISTRY_SYNC_INTERVAL_MS);
     registrySync.unref();
     // Another replica registered or removed one: read the list now (a lost notification waits for the interval).
-    events.on('cluster-registry-changed', () => void clusterRegistry.sync());
+    events.on('cluster-registry-changed', syncRegistry);
     stops.push(() => clearInterval(registrySync));
     // Offboarding is the identity capability's (it proves every step with a live call: the receipt).
     router.route({

@@ -36,11 +36,20 @@ async function withClient<T>(url: string, body: (client: pg.Client) => Promise<T
   }
 }
 
-/** Creates an empty database; fails with the server's own message when PostgreSQL cannot be reached. */
-export async function createTestDatabase(prefix = 'kv_test'): Promise<TestDatabase> {
+/**
+ * The administrative connection of the PostgreSQL server that fault tests restart (restartTestPostgres): a cluster of
+ * the tests' own (scripts/setup.d/20-postgres.sh makes one on port 5433), else the machine's.
+ */
+export const RESTARTABLE_POSTGRES_URL = process.env.KUBEVISA_TEST_POSTGRES_RESTART_URL ?? TEST_POSTGRES_URL;
+
+/**
+ * Creates an empty database on `server` (an administrative URL, default TEST_POSTGRES_URL); fails with the server's
+ * own message when PostgreSQL cannot be reached.
+ */
+export async function createTestDatabase(prefix = 'kv_test', server = TEST_POSTGRES_URL): Promise<TestDatabase> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
-  await withClient(TEST_POSTGRES_URL, (client) => client.query(`CREATE DATABASE ${name}`));
-  const url = new URL(TEST_POSTGRES_URL);
+  await withClient(server, (client) => client.query(`CREATE DATABASE ${name}`));
+  const url = new URL(server);
   url.pathname = `/${name}`;
   const roles: string[] = [];
   return {
@@ -49,12 +58,12 @@ export async function createTestDatabase(prefix = 'kv_test'): Promise<TestDataba
     admin: (sql) => withClient(url.toString(), (client) => client.query(sql)),
     createRole: async (suffix) => {
       const role = `${name}_${suffix}`;
-      await withClient(TEST_POSTGRES_URL, (client) => client.query(`CREATE ROLE ${role} LOGIN`));
+      await withClient(server, (client) => client.query(`CREATE ROLE ${role} LOGIN`));
       roles.push(role);
       return role;
     },
     drop: () =>
-      withClient(TEST_POSTGRES_URL, async (client) => {
+      withClient(server, async (client) => {
         await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
         for (const role of roles) await client.query(`DROP ROLE IF EXISTS ${role}`);
       }),
@@ -63,8 +72,8 @@ export async function createTestDatabase(prefix = 'kv_test'): Promise<TestDataba
 
 /**
  * The cluster fault tests restart, as Debian's postgresql-common names it: `<version> main`, the machine's, unless
- * KUBEVISA_TEST_POSTGRES_CLUSTER names another (one of its own, with KUBEVISA_TEST_POSTGRES_URL pointing at it, so
- * the restart does not cut off other tests using the machine's).
+ * KUBEVISA_TEST_POSTGRES_CLUSTER names another (the tests' own, at KUBEVISA_TEST_POSTGRES_RESTART_URL, so that the
+ * restart does not cut off other tests using the machine's). Databases to restart under: RESTARTABLE_POSTGRES_URL.
  */
 const CLUSTER_NAME = process.env.KUBEVISA_TEST_POSTGRES_CLUSTER ?? 'main';
 
@@ -87,7 +96,7 @@ export async function restartTestPostgres(): Promise<void> {
     },
   );
   if (restart.status !== 0) throw new Error(`pg_ctlcluster restart failed: ${restart.stderr}`);
-  const port = new URL(TEST_POSTGRES_URL).port || '5432';
+  const port = new URL(RESTARTABLE_POSTGRES_URL).port || '5432';
   for (let waited = 0; waited < 60_000; waited += 100) {
     if (spawnSync('pg_isready', ['-q', '-h', '127.0.0.1', '-p', port]).status === 0) return;
     await sleep(100);
