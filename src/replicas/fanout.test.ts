@@ -144,3 +144,45 @@ test('merges one turn of announcements into one change per kind', () => {
     ],
   );
 });
+
+test('a flood of notifications is read a few at a time, and what overflows makes the process re-read its caches once', async () => {
+  let listener: ChangeListener | undefined;
+  const feed: ChangeFeed = {
+    publish: async () => undefined,
+    subscribe: (l) => void (listener = l),
+    close: async () => undefined,
+  };
+  let concurrent = 0;
+  let most = 0;
+  let reads = 0;
+  const store = {
+    listVisas: async () => {
+      reads++;
+      most = Math.max(most, ++concurrent);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      concurrent--;
+      return [];
+    },
+    getPerson: async () => undefined,
+    getSession: async () => undefined,
+  };
+  const events = new AppEvents();
+  let missed = 0;
+  events.on('changes-missed', () => missed++);
+  const reports: string[] = [];
+  const fan = startFanout({ events, feed, store, onError: (message) => reports.push(message) });
+  for (let i = 0; i < 5000; i++) listener?.change({ kind: 'visas-ended', visaIds: [`v${i}`], reason: 'forged' });
+  await until(() => reads > 0 && concurrent === 0 && reads >= 256);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.ok(most <= 4, `${most} reads at once`);
+  assert.ok(reads <= 256 + 4, `${reads} reads for 5,000 notifications`);
+  assert.equal(missed, 1, 'the overflow is announced once, as missed changes');
+  assert.equal(reports.length, 1, reports.join('; '));
+  // Drained: the next notification is read again, one by one.
+  const before = reads;
+  listener?.change({ kind: 'visas-ended', visaIds: ['v-after'], reason: 'real' });
+  await until(() => reads > before);
+  assert.equal(reads, before + 1);
+  assert.equal(missed, 1);
+  await fan.stop();
+});

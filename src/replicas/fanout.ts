@@ -17,6 +17,13 @@ import type { AccessChange, ChangeFeed, Store } from '../store/store.ts';
 const ENDED_STATES: ReadonlySet<Visa['state']> = new Set(['revoked', 'expired', 'cancelled', 'denied']);
 /** Ids read from the store per query (SQLite limits bound parameters). */
 const READ_CHUNK = 500;
+/**
+ * Received changes read from the store at once, and how many may wait: anyone able to NOTIFY on the database could
+ * send thousands a second. Past the bound nothing more is read one by one: `changes-missed` makes this process
+ * re-read its caches from the store once instead, which ends whatever ended among what was dropped.
+ */
+const MAX_READING = 4;
+const MAX_WAITING = 256;
 
 export interface FanoutOptions {
   events: AppEvents;
@@ -134,13 +141,41 @@ export function startFanout(options: FanoutOptions): Fanout {
         return;
     }
   };
+  const waiting: AccessChange[] = [];
+  let reading = 0;
+  /** Set when a change was dropped (too many waiting), until the queue has drained. */
+  let overflowed = false;
+  const drain = () => {
+    while (reading < MAX_READING && waiting.length > 0) {
+      const change = waiting.shift()!;
+      reading++;
+      receive(change)
+        .catch((error: unknown) =>
+          // The periodic re-check (gateway/wire.ts) still picks the change up from the store.
+          report(`reading '${change.kind}' sent by another kubevisa process failed: ${messageOf(error)}`),
+        )
+        .finally(() => {
+          reading--;
+          drain();
+        });
+    }
+    if (overflowed && waiting.length === 0 && reading === 0) overflowed = false;
+  };
   feed.subscribe({
     change(change) {
       if (options.deaf === true) return;
-      receive(change).catch((error: unknown) =>
-        // The periodic re-check (gateway/wire.ts) still picks the change up from the store.
-        report(`reading '${change.kind}' sent by another kubevisa process failed: ${messageOf(error)}`),
-      );
+      if (waiting.length >= MAX_WAITING) {
+        if (!overflowed) {
+          overflowed = true;
+          report(
+            `more than ${MAX_WAITING} changes from other kubevisa processes are waiting: re-reading from the store`,
+          );
+          announce(() => events.emit('changes-missed'));
+        }
+        return;
+      }
+      waiting.push(change);
+      drain();
     },
     missed() {
       if (options.deaf === true) return;
