@@ -223,8 +223,43 @@ export function visaConformanceSuite(openFresh: OpenFresh): void {
         assert.deepEqual(ids(await store.listVisasInStates([])), []);
         assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + HOUR - 1)), []);
         assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + 2 * HOUR)), ['a1', 'p2']);
-        assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + 2 * HOUR, ['active'])), ['a1']);
-        assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + DAY, ['expired', 'active'])), ['x0', 'a1', 'a3']);
+        assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + 2 * HOUR, { states: ['active'] })), ['a1']);
+        assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + DAY, { states: ['expired', 'active'] })), [
+          'x0',
+          'a1',
+          'a3',
+        ]);
+      }));
+
+    test('lists the visas of one cluster that have ended by a deadline, and finds the next deadline', () =>
+      withStore(async (store) => {
+        assert.equal(await store.nextVisaDeadlineAfter(T0), undefined, 'no visa, no deadline');
+        await store.transaction(async (tx) => {
+          const { alice } = await seed(tx);
+          const at = (start: number, end: number) => ({ notBefore: T0 + start * HOUR, notAfter: T0 + end * HOUR });
+          await tx.insertVisa(visaFixture('prod-1', alice, 'eng-1', { state: 'active', ...at(0, 1) }));
+          await tx.insertVisa(visaFixture('prod-3', alice, 'eng-1', { state: 'active', ...at(0, 3) }));
+          await tx.insertVisa(visaFixture('stage-2', alice, 'eng-1', { state: 'active', cluster: 'stage', ...at(0, 2) }));
+          await tx.insertVisa(visaFixture('later', alice, 'eng-1', { state: 'approved', ...at(4, 5) }));
+          // Not live: their deadlines are nobody's.
+          await tx.insertVisa(visaFixture('revoked', alice, 'eng-1', { state: 'revoked', ...at(0, 0.5) }));
+          await tx.insertVisa(visaFixture('asked', alice, 'eng-1', { state: 'requested', ...at(0.25, 0.75) }));
+        });
+        const ids = (list: { id: string }[]) => list.map((v) => v.id);
+        assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + 3 * HOUR, { cluster: 'prod' })), [
+          'prod-1',
+          'prod-3',
+        ]);
+        assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + 2 * HOUR, { cluster: 'stage' })), ['stage-2']);
+        assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + 2 * HOUR, { cluster: 'none' })), []);
+        assert.deepEqual(ids(await store.listVisasEndingBefore(T0 + DAY, { cluster: 'prod', states: [] })), []);
+        // Strictly after t: a deadline at t itself is due, not next.
+        assert.equal(await store.nextVisaDeadlineAfter(T0 - 1), T0, 'the start of an active visa is a deadline too');
+        assert.equal(await store.nextVisaDeadlineAfter(T0), T0 + HOUR);
+        assert.equal(await store.nextVisaDeadlineAfter(T0 + HOUR), T0 + 2 * HOUR);
+        assert.equal(await store.nextVisaDeadlineAfter(T0 + 3 * HOUR), T0 + 4 * HOUR, 'a start counts');
+        assert.equal(await store.nextVisaDeadlineAfter(T0 + 4 * HOUR), T0 + 5 * HOUR);
+        assert.equal(await store.nextVisaDeadlineAfter(T0 + 5 * HOUR), undefined);
       }));
   });
 }

@@ -359,6 +359,15 @@ CREATE TABLE registered_clusters (
 ) STRICT;
 `,
   },
+  {
+    version: 8,
+    name: 'visas: the next start',
+    // The reconciler's deadline timer asks for the next notBefore and notAfter of a live visa; (state, not_after)
+    // already answers the second.
+    sql: `
+CREATE INDEX visas_state_not_before ON visas (state, not_before);
+`,
+  },
 ];
 
 /**

@@ -574,14 +574,38 @@ export class SqliteTx implements StoreTx {
     ).map(mapVisa);
   }
 
-  async listVisasEndingBefore(t: Instant, states: readonly VisaState[] = LIVE_STATES): Promise<StoredVisa[]> {
+  async listVisasEndingBefore(
+    t: Instant,
+    filter: { states?: readonly VisaState[]; cluster?: string } = {},
+  ): Promise<StoredVisa[]> {
+    const states = filter.states ?? LIVE_STATES;
     if (states.length === 0) return [];
     const params: Params = { t };
+    const cluster = filter.cluster === undefined ? '' : 'AND cluster = :cluster ';
+    if (filter.cluster !== undefined) params.cluster = filter.cluster;
+    // INDEXED BY: the (state, not_after) range holds only the due rows; the planner could prefer the cluster index,
+    // which holds every live visa of the cluster.
     return this.many(
-      `SELECT ${VISA_COLUMNS} FROM visas WHERE state IN (${inList('s', states, params)}) AND not_after <= :t ` +
-        'ORDER BY not_after, id',
+      `SELECT ${VISA_COLUMNS} FROM visas INDEXED BY visas_state_not_after ` +
+        `WHERE state IN (${inList('s', states, params)}) AND not_after <= :t ${cluster}ORDER BY not_after, id`,
       params,
     ).map(mapVisa);
+  }
+
+  async nextVisaDeadlineAfter(t: Instant): Promise<Instant | undefined> {
+    // One index seek per state and deadline (visas_state_not_before, visas_state_not_after), not a scan of every
+    // live visa.
+    const seeks = LIVE_STATES.flatMap((_, i) =>
+      ['not_before', 'not_after'].map(
+        (column) =>
+          `SELECT * FROM (SELECT ${column} AS at FROM visas WHERE state = :s${i} AND ${column} > :t ` +
+          `ORDER BY ${column} LIMIT 1)`,
+      ),
+    );
+    const params: Params = { t };
+    LIVE_STATES.forEach((state, i) => (params[`s${i}`] = state));
+    const row = this.one(`SELECT MIN(at) AS at FROM (${seeks.join(' UNION ALL ')})`, params);
+    return row === undefined || row.at === null ? undefined : integer(row, 'visas', 'at');
   }
 
   async insertVisa(visa: Visa): Promise<StoredVisa> {

@@ -727,8 +727,14 @@ class PostgresStoreImpl implements PostgresStore {
   listVisasInStates(states: readonly VisaState[]): Promise<StoredVisa[]> {
     return this.read((r) => r.listVisasInStates(states));
   }
-  listVisasEndingBefore(t: Instant, states?: readonly VisaState[]): Promise<StoredVisa[]> {
-    return this.read((r) => r.listVisasEndingBefore(t, states));
+  listVisasEndingBefore(
+    t: Instant,
+    filter?: { states?: readonly VisaState[]; cluster?: string },
+  ): Promise<StoredVisa[]> {
+    return this.read((r) => r.listVisasEndingBefore(t, filter));
+  }
+  nextVisaDeadlineAfter(t: Instant): Promise<Instant | undefined> {
+    return this.read((r) => r.nextVisaDeadlineAfter(t));
   }
   getIntent(id: string): Promise<Intent | undefined> {
     return this.read((r) => r.getIntent(id));
