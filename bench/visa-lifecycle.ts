@@ -185,21 +185,27 @@ async function expiryRun(
   }
   const idSet = new Set(ids);
   const deadline = Date.now() + (grantWindowSeconds + 60 + 120) * 1000;
-  let lateness: number[] = [];
-  let createdCount = 0;
+  // When each visa's RoleBinding deletion was recorded (the first one), read on from where the last poll stopped.
+  const recorded = new Map<string, number>();
+  const deletionEvents = auditReader(store, 'cluster.rolebinding.delete');
   while (Date.now() < deadline) {
-    const events = await store.listAudit({ action: 'cluster.rolebinding.delete', limit: 10_000 });
-    const visas = new Map((await store.listVisas({ state: 'expired' })).map((v) => [v.id, v]));
-    lateness = events
-      .filter((e) => e.visaId && idSet.has(e.visaId) && visas.has(e.visaId))
-      .map((e) => e.at - visas.get(e.visaId!)!.notAfter);
-    if (lateness.length === count && ids.every((id) => deletions.seen.has(id))) break;
+    await deletionEvents((e) => {
+      if (e.visaId && idSet.has(e.visaId) && !recorded.has(e.visaId)) recorded.set(e.visaId, e.at);
+    });
+    if (recorded.size === count && ids.every((id) => deletions.seen.has(id))) break;
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
   deletions.stop();
-  createdCount = (await store.listAudit({ action: 'cluster.rolebinding.create', limit: 10_000 })).filter(
-    (e) => e.visaId && idSet.has(e.visaId),
-  ).length;
+  const expired = new Set((await store.listVisas({ state: 'expired', ids })).map((v) => v.id));
+  const lateness = [...recorded].filter(([id]) => expired.has(id)).map(([id, at]) => at - notAfter.get(id)!);
+  const created = new Set<string>();
+  await auditReader(
+    store,
+    'cluster.rolebinding.create',
+  )((e) => {
+    if (e.visaId && idSet.has(e.visaId)) created.add(e.visaId);
+  });
+  const createdCount = created.size;
   lateness.sort((a, b) => a - b);
   const clusterLateness = ids
     .filter((id) => deletions.seen.has(id))
@@ -229,6 +235,22 @@ async function expiryRun(
       `max ${summary.clusterLatenessMs.max} ms (${clusterLateness.length} of ${count})`,
   );
   return summary;
+}
+
+/**
+ * Reads the audit events of one action page by page (the store returns at most 10,000 at a time); each call goes on
+ * from the last event the previous one saw.
+ */
+function auditReader(store: import('../src/store/store.ts').Store, action: string) {
+  let afterSeq = 0;
+  return async (visit: (event: import('../src/store/store.ts').AuditEvent) => void) => {
+    for (;;) {
+      const page = await store.listAudit({ action, afterSeq, limit: 10_000 });
+      page.forEach(visit);
+      if (page.length > 0) afterSeq = page.at(-1)!.seq;
+      if (page.length < 10_000) return;
+    }
+  };
 }
 
 /**

@@ -2,11 +2,12 @@
  * What the reconciler needs from a cluster: the narrow slice of ClusterClient it calls, and all it calls. The real
  * ClusterClient fits it; so does the in-memory fake the reconciler's unit tests run on (testing/fake-cluster.ts).
  */
-import type { OwnRbac } from '../cluster/client.ts';
+import type { OwnRbac, RoleBindingEvent } from '../cluster/client.ts';
 import type { ClusterRole, Role, RoleBinding, ServiceAccount } from '../cluster/objects.ts';
 
 export type ManagedRoleBinding = RoleBinding;
 export type ManagedServiceAccount = ServiceAccount;
+export type { RoleBindingEvent };
 
 export interface ReconcilerCluster {
   readonly name: string;
@@ -16,8 +17,11 @@ export interface ReconcilerCluster {
   listManagedServiceAccounts(): Promise<ServiceAccount[]>;
   createServiceAccount(account: ServiceAccount): Promise<unknown>;
   deleteServiceAccount(name: string): Promise<unknown>;
-  /** Calls `onChange` on every change to a managed RoleBinding; returns a function that stops watching. */
-  watchManagedRoleBindings(onChange: () => void, onError: (error: Error) => void): () => void;
+  /**
+   * Calls `onEvent` on every change to a managed RoleBinding (what changed, so the reconciler can tell its own deletes
+   * coming back); returns a function that stops watching.
+   */
+  watchManagedRoleBindings(onEvent: (event: RoleBindingEvent) => void, onError: (error: Error) => void): () => void;
   /** The profile ClusterRoles installed in the cluster. */
   listProfileClusterRoles(): Promise<ClusterRole[]>;
   /** Puts a profile ClusterRole's rules back, at the resourceVersion read. */

@@ -104,9 +104,8 @@ test('a cluster added while running is converged at once and watched; once remov
     ['edge', 'prod'],
   );
 
-  // Drift is seen through the watch the add started: a deleted binding is put back.
-  edge.roleBindings.delete(`payments/kubevisa-${visa.id}`);
-  await edge.deleteRoleBinding('payments', 'unrelated');
+  // Drift is seen through the watch the add started: a binding someone else deleted is put back.
+  await edge.deleteRoleBinding('payments', `kubevisa-${visa.id}`);
   await new Promise((resolve) => setImmediate(resolve));
   await reconciler.whenSettled('edge');
   assert.ok(edge.roleBindings.has(`payments/kubevisa-${visa.id}`), 'restored through the watch');

@@ -15,7 +15,7 @@ import { DAY, HOUR, MINUTE, NOW } from '../domain/testing/fixtures.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
-import { Reconciler } from './reconciler.ts';
+import { Reconciler, type PassReport } from './reconciler.ts';
 import { FakeCluster } from './testing/fake-cluster.ts';
 
 const EMAIL = 'carol@vendor.example';
@@ -247,5 +247,188 @@ describe('the reconciler among replicas (src/leader/)', () => {
     assert.equal((await store.getVisa(visa.id))?.state, 'expired');
     assert.equal(cluster.roleBindings.has(`payments/kubevisa-${visa.id}`), false);
     late.stop();
+  });
+});
+
+describe('the deadline pass (expiries without a full pass)', () => {
+  const reads = (name: string) => cluster.reads.get(name) ?? 0;
+
+  test('deletes exactly the bindings of the visas that ended, by name, without listing the cluster', async () => {
+    const ended = await grant(['payments', 'billing'], '1h');
+    const kept = await grant(['payments'], '2h');
+    await reconciler.reconcileNow('prod');
+    // One binding is already gone (deleted by hand): a 404 is no error.
+    cluster.roleBindings.delete(`billing/kubevisa-${ended.id}`);
+    cluster.writes.length = 0;
+    const listed = reads('listManagedRoleBindings');
+    const listedAccounts = reads('listManagedServiceAccounts');
+    clock = NOW + HOUR + MINUTE;
+
+    const report = await reconciler.expireDueNow('prod');
+    assert.equal(report.error, undefined);
+    assert.equal(report.kind, 'deadlines');
+    assert.equal(reads('listManagedRoleBindings'), listed, 'no list of every binding');
+    assert.equal(reads('listManagedServiceAccounts'), listedAccounts);
+    assert.deepEqual(cluster.writes.sort(), [
+      `delete rolebinding billing/kubevisa-${ended.id}`,
+      `delete rolebinding payments/kubevisa-${ended.id}`,
+    ]);
+    assert.deepEqual([...cluster.roleBindings.keys()], [`payments/kubevisa-${kept.id}`]);
+    assert.equal((await store.getVisa(ended.id))?.state, 'expired');
+    assert.equal((await store.getVisa(kept.id))?.state, 'active');
+    const audit = await store.listAudit({ visaId: ended.id });
+    assert.equal(audit.filter((e) => e.action === 'visa.expired').length, 1);
+    const deletions = audit.filter((e) => e.action === 'cluster.rolebinding.delete');
+    assert.deepEqual(deletions.map((e) => e.namespace).sort(), ['billing', 'payments']);
+    assert.ok(deletions.every((e) => e.personId === ended.personId && e.engagementId === ended.engagementId));
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), [], 'every intent is completed');
+
+    // Nothing more is due; the full pass that follows finds the cluster as the deadline pass left it.
+    cluster.writes.length = 0;
+    assert.deepEqual((await reconciler.expireDueNow('prod')).deleted, []);
+    assert.deepEqual((await reconciler.reconcileNow('prod')).deleted, []);
+    assert.deepEqual(cluster.writes, []);
+  });
+
+  test('runs when the deadline timer fires, instead of a full pass', async (t) => {
+    const visa = await grant(['payments'], '1h');
+    const passes: PassReport[] = [];
+    const timed = new Reconciler({
+      store,
+      clusters: new Map([['prod', cluster]]),
+      now: () => clock,
+      onPass: (report) => passes.push(report),
+    });
+    t.after(() => timed.stop());
+    clock = NOW + HOUR - 50;
+    await timed.start();
+    assert.ok(cluster.roleBindings.has(`payments/kubevisa-${visa.id}`));
+    const listed = reads('listManagedRoleBindings');
+    clock = NOW + HOUR; // a visa with notAfter = now is over
+    const started = Date.now();
+    while (!passes.some((pass) => pass.kind === 'deadlines') && Date.now() - started < 5000) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await timed.whenSettled('prod');
+    assert.deepEqual(
+      passes.map((pass) => pass.kind ?? 'full'),
+      ['full', 'deadlines'],
+    );
+    assert.equal(reads('listManagedRoleBindings'), listed);
+    assert.equal(cluster.roleBindings.size, 0);
+    assert.equal((await store.getVisa(visa.id))?.state, 'expired');
+  });
+
+  test("its own deletions coming back through the watch start no full pass; someone else's do", async (t) => {
+    const ended = await grant(['payments'], '1h');
+    const kept = await grant(['billing'], '2h');
+    const passes: PassReport[] = [];
+    const watching = new Reconciler({
+      store,
+      clusters: new Map([['prod', cluster]]),
+      now: () => clock,
+      onPass: (report) => passes.push(report),
+    });
+    t.after(() => watching.stop());
+    await watching.start();
+    passes.length = 0;
+    clock = NOW + HOUR;
+    await watching.expireDueNow('prod');
+    await new Promise((resolve) => setImmediate(resolve));
+    await watching.whenSettled('prod');
+    assert.deepEqual(
+      passes.map((pass) => pass.kind ?? 'full'),
+      ['deadlines'],
+    );
+    assert.equal(cluster.roleBindings.has(`payments/kubevisa-${ended.id}`), false);
+
+    await cluster.deleteRoleBinding('billing', `kubevisa-${kept.id}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    await watching.whenSettled('prod');
+    // The full pass's own create comes back through the watch too, and may start one more (as it always has).
+    assert.equal(passes[0]?.kind, 'deadlines');
+    assert.ok(passes.length >= 2 && passes.slice(1).every((pass) => pass.kind === undefined));
+    assert.ok(cluster.roleBindings.has(`billing/kubevisa-${kept.id}`), 'put back by the full pass');
+  });
+
+  test('a follower writes nothing; a leader raises the fence of a new term before its first delete', async (t) => {
+    const visa = await grant(['payments'], '1h');
+    let leading = true;
+    let epoch = 3;
+    const fenced = new Reconciler({
+      store,
+      clusters: new Map([['prod', cluster]]),
+      now: () => clock,
+      leadership: { isLeader: () => leading, fenceEpoch: () => epoch },
+    });
+    t.after(() => fenced.stop());
+    await fenced.reconcileNow('prod');
+    clock = NOW + HOUR + MINUTE;
+    leading = false;
+    cluster.writes.length = 0;
+    const following = await fenced.expireDueNow('prod');
+    assert.match(following.error ?? '', /does not lead/);
+    assert.deepEqual(cluster.writes, []);
+    assert.equal((await store.getVisa(visa.id))?.state, 'active', 'a follower records nothing either');
+
+    leading = true;
+    epoch = 4;
+    await fenced.expireDueNow('prod');
+    assert.deepEqual(cluster.writes, ['raise fence 4', `delete rolebinding payments/kubevisa-${visa.id}`]);
+  });
+
+  test('a crash between the intent and the delete is repaired by the next process', async (t) => {
+    const visa = await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    let crash = false;
+    const dying = new Reconciler({
+      store,
+      clusters: new Map([['prod', cluster]]),
+      now: () => clock,
+      beforeWrites: () => {
+        // What a process killed right after its intents were durable leaves behind: intents, and no cluster write.
+        if (crash) throw new Error('killed');
+      },
+    });
+    t.after(() => dying.stop());
+    crash = true;
+    clock = NOW + HOUR + MINUTE;
+    const report = await dying.expireDueNow('prod');
+    assert.equal(report.error, 'killed');
+    assert.ok(cluster.roleBindings.has(`payments/kubevisa-${visa.id}`));
+    const [intent, ...more] = await store.listPendingIntents({ cluster: 'prod' });
+    assert.deepEqual(more, []);
+    assert.equal(intent?.kind, 'rolebinding.delete');
+    assert.equal(intent?.visaId, visa.id);
+
+    const next = new Reconciler({ store, clusters: new Map([['prod', cluster]]), now: () => clock });
+    t.after(() => next.stop());
+    await next.start();
+    assert.equal(cluster.roleBindings.size, 0, 'the binding is gone');
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), []);
+    assert.equal((await store.getVisa(visa.id))?.state, 'expired');
+  });
+
+  test('on a cluster that allows direct mode, a full pass follows to judge the ServiceAccount and its tokens', async (t) => {
+    await grant(['payments'], '1h');
+    const passes: PassReport[] = [];
+    const direct = new Reconciler({
+      store,
+      clusters: new Map([['prod', cluster]]),
+      now: () => clock,
+      allowsDirectMode: () => true,
+      onPass: (report) => passes.push(report),
+    });
+    t.after(() => direct.stop());
+    await direct.reconcileNow('prod');
+    clock = NOW + HOUR + MINUTE;
+    passes.length = 0;
+    await direct.expireDueNow('prod');
+    await direct.whenSettled('prod');
+    assert.deepEqual(
+      passes.map((pass) => pass.kind ?? 'full'),
+      ['deadlines', 'full'],
+    );
+    assert.equal(cluster.serviceAccounts.size, 0, 'no visa left: the ServiceAccount went, and every token with it');
   });
 });

@@ -6,6 +6,10 @@
  * a watch of managed RoleBindings (drift), and on a periodic full resync — any one of them is enough to
  * converge, so a missed event or a crash at any step is repaired by the next pass.
  *
+ * Expiries take a shorter way (a deadline pass): when notAfter deadlines fall due, only the visas that ended are read,
+ * recorded expired, and their RoleBindings deleted by name, under the same intents, fence and audit as a full pass. Its
+ * cost follows the number of deadlines due, not the number of live bindings; the full passes remain the safety net.
+ *
  * Direct-mode tokens (see direct-tokens.ts) are ended by making the person's ServiceAccount again before a binding
  * they must not carry is added, and when the person's session ends; such bindings then wait out kube-apiserver's
  * token cache.
@@ -16,7 +20,7 @@ import { expireVisa } from '../domain/visa.ts';
 import { KubevisaError } from '../domain/errors.ts';
 import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
 import type { Store, StoredVisa } from '../store/store.ts';
-import type { ManagedRoleBinding, ManagedServiceAccount, ReconcilerCluster } from './cluster-port.ts';
+import type { ManagedRoleBinding, ManagedServiceAccount, ReconcilerCluster, RoleBindingEvent } from './cluster-port.ts';
 import { desiredRoleBinding, desiredServiceAccount, ownerOf, roleBindingDrifted } from './desired.ts';
 import { kubevisaControllerRbac, PROFILE_LABEL } from '../cluster/objects.ts';
 import { ownRbacDrift } from './own-rbac.ts';
@@ -68,6 +72,11 @@ export interface ReconcilerOptions {
 
 export interface PassReport {
   cluster: string;
+  /**
+   * `deadlines` for a deadline pass: only the bindings of visas that had ended were deleted (see the module comment);
+   * absent for a full pass.
+   */
+  kind?: 'deadlines';
   startedAt: number;
   finishedAt: number;
   created: string[];
@@ -84,6 +93,13 @@ export interface PassReport {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * How long the watch events of a binding a deadline pass deleted (the fence's stamp, then the deletion) are known as
+ * its own, in milliseconds: they need no full pass.
+ */
+const OWN_DELETION_ECHO_MS = 60_000;
+
+type PassKind = 'full' | 'deadlines';
 /** Cluster writes in flight at once during a pass. */
 const WRITE_CONCURRENCY = 8;
 
@@ -110,7 +126,8 @@ export class Reconciler {
   private readonly now: () => number;
   private readonly options: ReconcilerOptions;
   private readonly running = new Map<string, Promise<PassReport>>();
-  private readonly again = new Set<string>();
+  /** Per cluster: the passes waiting for the running one, at most one of each kind, and who waits for them. */
+  private readonly queued = new Map<string, Map<PassKind, PromiseWithResolvers<PassReport>>>();
   private readonly backoff = new Map<string, number>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private readonly reportedMissing = new Set<string>();
@@ -130,6 +147,13 @@ export class Reconciler {
   private readonly deletedWithDirectTokens = new Map<string, Map<string, Instant>>();
   /** Per cluster: the epoch its fence was last raised to by this process. */
   private readonly fencedAt = new Map<string, number>();
+  /**
+   * Per cluster: bindings a deadline pass deleted (`namespace/name` → until when), whose watch events are its own
+   * writes coming back rather than drift.
+   */
+  private readonly ownDeletions = new Map<string, Map<string, Instant>>();
+  /** Every visa deadline up to this instant has been handed to a pass (the deadline timer looks beyond it). */
+  private deadlinesUntil: Instant | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -146,6 +170,7 @@ export class Reconciler {
   async start(): Promise<void> {
     // A new term after an earlier stop (src/leader/): everything is compared again from scratch.
     this.stopped = false;
+    this.deadlinesUntil = this.now();
     await Promise.all([...this.clusters.keys()].map((name) => this.reconcileNow(name)));
     this.started = true;
     for (const [name, cluster] of this.clusters) this.watch(name, cluster);
@@ -175,7 +200,7 @@ export class Reconciler {
     this.retryTimers.delete(name);
     clearTimeout(this.holdTimers.get(name)?.timer);
     this.holdTimers.delete(name);
-    this.again.delete(name);
+    this.ownDeletions.delete(name);
     this.backoff.delete(name);
     this.lastReport.delete(name);
   }
@@ -183,7 +208,9 @@ export class Reconciler {
   private watch(name: string, cluster: ReconcilerCluster): void {
     this.stopWatches.set(name, [
       cluster.watchManagedRoleBindings(
-        () => this.kick([name]),
+        (event) => {
+          if (!this.isOwnDeletion(name, event)) this.kick([name]);
+        },
         () => this.kick([name]),
       ),
       // A profile widened by hand widens every visa that uses it: restored as fast as a binding.
@@ -252,25 +279,56 @@ export class Reconciler {
     return [...this.lastReport.values()];
   }
 
-  /** Runs a pass now (or after the running one) and resolves with its report. */
+  /** Runs a full pass now (or after the running one) and resolves with its report. */
   reconcileNow(name: string): Promise<PassReport> {
-    const current = this.running.get(name);
-    if (current) {
-      this.again.add(name);
-      return current.then(() => this.running.get(name) ?? this.reconcileNow(name));
+    return this.enqueue(name, 'full');
+  }
+
+  /**
+   * Runs a deadline pass now (or after the running one): the bindings of the cluster's visas whose notAfter has
+   * passed are deleted and the visas recorded expired, without reading anything else. Resolves with its report.
+   */
+  expireDueNow(name: string): Promise<PassReport> {
+    return this.enqueue(name, 'deadlines');
+  }
+
+  /** One pass per cluster at a time: a pass asked for meanwhile waits, coalesced with any of its kind already waiting. */
+  private enqueue(name: string, kind: PassKind): Promise<PassReport> {
+    if (!this.running.has(name)) return this.begin(name, kind);
+    const queue = this.queued.get(name) ?? new Map<PassKind, PromiseWithResolvers<PassReport>>();
+    this.queued.set(name, queue);
+    let waiting = queue.get(kind);
+    if (waiting === undefined) {
+      waiting = Promise.withResolvers<PassReport>();
+      queue.set(kind, waiting);
     }
-    const pass = this.pass(name).finally(() => {
+    return waiting.promise;
+  }
+
+  private begin(name: string, kind: PassKind): Promise<PassReport> {
+    const pass = this.pass(name, kind).finally(() => {
       this.running.delete(name);
-      if (this.again.delete(name) && !this.stopped) void this.reconcileNow(name);
+      const queue = this.queued.get(name);
+      // Deadlines first: that pass is short, and a full pass after it still compares everything.
+      const next: PassKind | undefined = queue?.has('deadlines')
+        ? 'deadlines'
+        : queue?.has('full')
+          ? 'full'
+          : undefined;
+      if (queue === undefined || next === undefined) return;
+      const waiting = queue.get(next)!;
+      queue.delete(next);
+      this.begin(name, next).then(waiting.resolve, waiting.reject);
     });
     this.running.set(name, pass);
     return pass;
   }
 
-  private async pass(name: string): Promise<PassReport> {
+  private async pass(name: string, kind: PassKind): Promise<PassReport> {
     const cluster = this.clusters.get(name);
     const report: PassReport = {
       cluster: name,
+      ...(kind === 'deadlines' ? { kind } : {}),
       startedAt: this.now(),
       finishedAt: 0,
       created: [],
@@ -287,37 +345,114 @@ export class Reconciler {
       return report;
     }
     try {
-      await this.settleStates(name);
-      const epoch = leadership?.fenceEpoch?.();
-      if (epoch !== undefined && this.fencedAt.get(name) !== epoch) {
-        await cluster.raiseFence(epoch);
-        this.fencedAt.set(name, epoch);
+      if (kind === 'deadlines') {
+        await this.expireDue(cluster, report);
+      } else {
+        await this.settleStates(name, await this.store.listVisas({ cluster: name, states: ['approved', 'active'] }));
+        await this.fence(cluster);
+        await this.converge(cluster, report);
+        // Every intent for this cluster is now either done or superseded by the converged state.
+        await this.store.transaction(async (tx) => {
+          for (const intent of await tx.listPendingIntents({ cluster: name }))
+            await tx.completeIntent(intent.id, this.now());
+        });
+        this.backoff.delete(name);
       }
-      await this.converge(cluster, report);
-      // Every intent for this cluster is now either done or superseded by the converged state.
-      await this.store.transaction(async (tx) => {
-        for (const intent of await tx.listPendingIntents({ cluster: name }))
-          await tx.completeIntent(intent.id, this.now());
-      });
-      this.backoff.delete(name);
     } catch (error) {
       report.error = error instanceof Error ? error.message : String(error);
       // kube-apiserver refused a write of this term: a newer leader exists, whatever this process believed.
       if (error instanceof KubevisaError && error.code === 'ERR_FENCED') leadership?.onFenced?.(error);
+      // A failed deadline pass is retried as a full pass: it settles and deletes whatever is still due.
       this.scheduleRetry(name, error instanceof KubevisaError && error.code === 'ERR_CLUSTER_UNREACHABLE');
     } finally {
       report.finishedAt = this.now();
-      this.lastReport.set(name, report);
+      // What a cluster's last full comparison found (status, metrics); a deadline pass looks at too little to say.
+      if (kind === 'full') this.lastReport.set(name, report);
       await this.armDeadlineTimer().catch(() => this.scheduleRetry(name));
       this.options.onPass?.(report);
     }
     return report;
   }
 
-  /** Records activations and expiries that are due, each with its audit event. */
-  private async settleStates(cluster: string): Promise<void> {
+  /** Raises the cluster's fence to this term's epoch before the term's first write there (src/cluster/fencing.ts). */
+  private async fence(cluster: ReconcilerCluster): Promise<void> {
+    const epoch = this.options.leadership?.fenceEpoch?.();
+    if (epoch !== undefined && this.fencedAt.get(cluster.name) !== epoch) {
+      await cluster.raiseFence(epoch);
+      this.fencedAt.set(cluster.name, epoch);
+    }
+  }
+
+  /**
+   * The deadline pass: the cluster's visas whose notAfter has passed (and only those) are recorded expired, then
+   * each of their RoleBindings is deleted by its name (one already gone is no error), with durable intents and audit
+   * events as in a full pass, in one batch. What it leaves — a ServiceAccount nobody needs any more, a binding in a
+   * namespace the visa no longer names — is the next full pass's; on a cluster that allows direct mode that pass is
+   * asked for at once, since the person's ServiceAccount may carry live direct tokens (direct-tokens.ts) and only a
+   * full pass knows whether it is still needed.
+   */
+  private async expireDue(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
     const now = this.now();
-    const visas = await this.store.listVisas({ cluster, states: ['approved', 'active'] });
+    const due = await this.store.listVisasEndingBefore(now, { cluster: cluster.name });
+    if (due.length === 0) return;
+    await this.settleStates(cluster.name, due);
+    const echoes = this.ownDeletions.get(cluster.name) ?? new Map<string, Instant>();
+    this.ownDeletions.set(cluster.name, echoes);
+    for (const [key, until] of echoes) if (until <= now) echoes.delete(key);
+    const deletions: Change[] = [];
+    for (const visa of due) {
+      for (const namespace of visa.namespaces) {
+        // Never written there (see converge), so there is nothing to delete.
+        if (isProtectedNamespace(namespace, this.options.protectedNamespaces)) continue;
+        const { name } = desiredRoleBinding(visa, namespace).metadata;
+        const key = `${namespace}/${name}`;
+        echoes.set(key, now + OWN_DELETION_ECHO_MS);
+        deletions.push(
+          this.roleBindingDeletion(cluster, { namespace, name, visaId: visa.id }, 'rolebinding.delete', visa, () =>
+            report.deleted.push(key),
+          ),
+        );
+      }
+    }
+    await this.fence(cluster);
+    await this.changeAll(cluster.name, deletions);
+    if (this.options.allowsDirectMode?.(cluster.name) === true) this.kick([cluster.name]);
+  }
+
+  /** One RoleBinding deleted by name, recorded as `kind` (a full pass's and a deadline pass's deletions alike). */
+  private roleBindingDeletion(
+    cluster: ReconcilerCluster,
+    target: { namespace: string; name: string; visaId: string | undefined },
+    kind: string,
+    visa: Visa | undefined,
+    done: () => void,
+  ): Change {
+    return {
+      kind,
+      payload: target,
+      ...(visa ? { visa } : {}),
+      write: () => cluster.deleteRoleBinding(target.namespace, target.name),
+      done,
+    };
+  }
+
+  /**
+   * A watch event caused by a deadline pass's own delete (the fence's stamp, then the deletion itself): the cluster
+   * already is as that pass left it, so no full pass is needed. A binding made again under that name is not.
+   */
+  private isOwnDeletion(cluster: string, event: RoleBindingEvent): boolean {
+    if (event.type === 'RESYNC') return false;
+    const echoes = this.ownDeletions.get(cluster);
+    const key = `${event.roleBinding.metadata.namespace}/${event.roleBinding.metadata.name}`;
+    const until = echoes?.get(key);
+    if (echoes === undefined || until === undefined) return false;
+    if (event.type !== 'MODIFIED') echoes.delete(key);
+    return event.type !== 'ADDED' && until > this.now();
+  }
+
+  /** Records the activations and expiries among `visas` that are due, each with its audit event. */
+  private async settleStates(cluster: string, visas: readonly StoredVisa[]): Promise<void> {
+    const now = this.now();
     const due = visas.filter((v) => effectiveState(v, now) !== v.state);
     if (due.length === 0) return;
     await this.store.transaction(async (tx) => {
@@ -392,21 +527,24 @@ export class Reconciler {
     for (const [key, rb] of haveRbByKey) {
       const want = wantRbs.get(key);
       if (want && !roleBindingDrifted(rb, want.rb)) continue;
-      deletions.push({
-        kind: want ? 'rolebinding.repair-delete' : 'rolebinding.delete',
-        payload: {
-          namespace: rb.metadata.namespace,
-          name: rb.metadata.name,
-          visaId: rb.metadata.labels?.['kubevisa.io/visa'],
-        },
-        write: () => cluster.deleteRoleBinding(rb.metadata.namespace, rb.metadata.name),
-        done: () => {
-          if (want) {
-            report.repaired.push(key);
-            haveRbByKey.delete(key);
-          } else report.deleted.push(key);
-        },
-      });
+      deletions.push(
+        this.roleBindingDeletion(
+          cluster,
+          {
+            namespace: rb.metadata.namespace,
+            name: rb.metadata.name,
+            visaId: rb.metadata.labels?.['kubevisa.io/visa'],
+          },
+          want ? 'rolebinding.repair-delete' : 'rolebinding.delete',
+          undefined,
+          () => {
+            if (want) {
+              report.repaired.push(key);
+              haveRbByKey.delete(key);
+            } else report.deleted.push(key);
+          },
+        ),
+      );
     }
     const recentlyDeleted = this.deletedWithDirectTokens.get(cluster.name) ?? new Map<string, Instant>();
     this.deletedWithDirectTokens.set(cluster.name, recentlyDeleted);
@@ -867,26 +1005,45 @@ export class Reconciler {
     this.retryTimers.set(name, timer);
   }
 
-  /** One timer for the next activation or expiry anywhere; it kicks the clusters whose visas are due. */
+  /**
+   * One timer for the next activation or expiry anywhere after the deadlines already handed out (a store query that
+   * reads no visa but the next one). Armed after every pass, since a pass follows every change of a visa.
+   */
   private async armDeadlineTimer(): Promise<void> {
     if (this.stopped) return;
-    const now = this.now();
-    const visas = await this.store.listVisasInStates(['approved', 'active']);
-    let next = Infinity;
-    for (const v of visas) {
-      if (v.notBefore > now) next = Math.min(next, v.notBefore);
-      else if (v.notAfter > now) next = Math.min(next, v.notAfter);
-      else next = now; // overdue: settle at once
-    }
+    const next = await this.store.nextVisaDeadlineAfter(this.deadlinesUntil ?? this.now());
     clearTimeout(this.deadlineTimer);
-    if (next === Infinity) return;
+    if (next === undefined || this.stopped) return;
     this.deadlineTimer = setTimeout(
       () => {
-        const at = this.now();
-        const due = new Set(visas.filter((v) => v.notBefore <= at || v.notAfter <= at).map((v) => v.cluster));
-        this.kick(due.size > 0 ? [...due] : [...this.clusters.keys()]);
+        void this.onDeadline().catch(() => {
+          // The store did not answer: the periodic resync settles what is due, and re-arms this timer.
+        });
       },
-      Math.min(MAX_TIMER_MS, Math.max(0, next - now)),
+      Math.min(MAX_TIMER_MS, Math.max(0, next - this.now())),
     );
+  }
+
+  /**
+   * Deadlines fell due: a deadline pass for each cluster with visas whose notAfter has passed, a full pass for each
+   * with visas whose notBefore has (activations add bindings, which only a full pass does). A cluster waiting to retry
+   * a failed pass is left to that retry, a full pass that settles these too.
+   */
+  private async onDeadline(): Promise<void> {
+    if (this.stopped || this.options.leadership?.isLeader() === false) return;
+    const at = this.now();
+    const [ended, approved] = await Promise.all([
+      this.store.listVisasEndingBefore(at),
+      this.store.listVisasInStates(['approved']),
+    ]);
+    this.deadlinesUntil = at;
+    for (const name of new Set(ended.map((visa) => visa.cluster))) {
+      if (!this.clusters.has(name) || this.retryTimers.has(name)) continue;
+      void this.expireDueNow(name).catch(() => {
+        // An unknown cluster (removed meanwhile); a failing pass records its own failure and is retried.
+      });
+    }
+    this.kick([...new Set(approved.filter((visa) => visa.notBefore <= at).map((visa) => visa.cluster))]);
+    await this.armDeadlineTimer();
   }
 }

@@ -239,7 +239,9 @@ export function visaConformanceSuite(openFresh: OpenFresh): void {
           const at = (start: number, end: number) => ({ notBefore: T0 + start * HOUR, notAfter: T0 + end * HOUR });
           await tx.insertVisa(visaFixture('prod-1', alice, 'eng-1', { state: 'active', ...at(0, 1) }));
           await tx.insertVisa(visaFixture('prod-3', alice, 'eng-1', { state: 'active', ...at(0, 3) }));
-          await tx.insertVisa(visaFixture('stage-2', alice, 'eng-1', { state: 'active', cluster: 'stage', ...at(0, 2) }));
+          await tx.insertVisa(
+            visaFixture('stage-2', alice, 'eng-1', { state: 'active', cluster: 'stage', ...at(0, 2) }),
+          );
           await tx.insertVisa(visaFixture('later', alice, 'eng-1', { state: 'approved', ...at(4, 5) }));
           // Not live: their deadlines are nobody's.
           await tx.insertVisa(visaFixture('revoked', alice, 'eng-1', { state: 'revoked', ...at(0, 0.5) }));

@@ -420,7 +420,10 @@ export interface VisaReads {
    * (a visa with notAfter = t is over at t), in `filter.cluster` only when given. Ordered by notAfter, then id: the
    * reconciler's deadline queue. Its cost follows the number of visas returned, not the number of live ones.
    */
-  listVisasEndingBefore(t: Instant, filter?: { states?: readonly VisaState[]; cluster?: string }): Promise<StoredVisa[]>;
+  listVisasEndingBefore(
+    t: Instant,
+    filter?: { states?: readonly VisaState[]; cluster?: string },
+  ): Promise<StoredVisa[]>;
   /**
    * The earliest deadline after `t` of a visa in state approved or active: a notBefore or a notAfter later than
    * `t`; undefined when there is none. The reconciler arms its deadline timer with it without reading every visa.

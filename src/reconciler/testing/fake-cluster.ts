@@ -15,7 +15,7 @@ import {
   type ServiceAccount,
 } from '../../cluster/objects.ts';
 import type { Profile } from '../../domain/model.ts';
-import type { ReconcilerCluster } from '../cluster-port.ts';
+import type { ReconcilerCluster, RoleBindingEvent } from '../cluster-port.ts';
 
 export class FakeCluster implements ReconcilerCluster {
   readonly name: string;
@@ -29,7 +29,10 @@ export class FakeCluster implements ReconcilerCluster {
   ownRbac: OwnRbac;
   /** Every write, in order: `create rolebinding payments/kubevisa-v_1`, `delete serviceaccount x`… */
   readonly writes: string[] = [];
+  /** How many times each read was called: `listManagedRoleBindings`… (a deadline pass must not list). */
+  readonly reads = new Map<string, number>();
   private readonly watchers = new Set<() => void>();
+  private readonly bindingWatchers = new Set<(event: RoleBindingEvent) => void>();
   private version = 1;
 
   constructor(options: { name: string; namespaces: string[]; profiles: readonly Profile[] }) {
@@ -46,8 +49,12 @@ export class FakeCluster implements ReconcilerCluster {
     return { ...object, metadata: { ...object.metadata, resourceVersion: String(this.version++) } };
   }
 
-  private changed(): void {
-    for (const watcher of this.watchers) watcher();
+  private changed(event: RoleBindingEvent): void {
+    for (const watcher of this.bindingWatchers) watcher(event);
+  }
+
+  private read(name: string): void {
+    this.reads.set(name, (this.reads.get(name) ?? 0) + 1);
   }
 
   private watch(onChange: () => void): () => void {
@@ -65,6 +72,7 @@ export class FakeCluster implements ReconcilerCluster {
   }
 
   async listManagedRoleBindings(): Promise<RoleBinding[]> {
+    this.read('listManagedRoleBindings');
     return structuredClone([...this.roleBindings.values()]);
   }
 
@@ -74,19 +82,24 @@ export class FakeCluster implements ReconcilerCluster {
       throw new NamespaceMissing(`namespace '${namespace}' does not exist`, { details: { cluster: this.name } });
     }
     this.writes.push(`create rolebinding ${namespace}/${name}`);
-    this.roleBindings.set(`${namespace}/${name}`, this.stamp(structuredClone(binding)));
-    this.changed();
+    const created = this.stamp(structuredClone(binding));
+    this.roleBindings.set(`${namespace}/${name}`, created);
+    this.changed({ type: 'ADDED', roleBinding: structuredClone(created) });
     return binding;
   }
 
   async deleteRoleBinding(namespace: string, name: string): Promise<unknown> {
     this.writes.push(`delete rolebinding ${namespace}/${name}`);
-    const existed = this.roleBindings.delete(`${namespace}/${name}`);
-    this.changed();
-    return existed;
+    const existing = this.roleBindings.get(`${namespace}/${name}`);
+    // Like kube-apiserver: a binding already gone is a 404, which the client reports as false, not as an error.
+    if (existing === undefined) return false;
+    this.roleBindings.delete(`${namespace}/${name}`);
+    this.changed({ type: 'DELETED', roleBinding: existing });
+    return true;
   }
 
   async listManagedServiceAccounts(): Promise<ServiceAccount[]> {
+    this.read('listManagedServiceAccounts');
     return structuredClone([...this.serviceAccounts.values()]);
   }
 
@@ -105,11 +118,13 @@ export class FakeCluster implements ReconcilerCluster {
     return this.serviceAccounts.delete(name);
   }
 
-  watchManagedRoleBindings(onChange: () => void): () => void {
-    return this.watch(onChange);
+  watchManagedRoleBindings(onEvent: (event: RoleBindingEvent) => void): () => void {
+    this.bindingWatchers.add(onEvent);
+    return () => this.bindingWatchers.delete(onEvent);
   }
 
   async listProfileClusterRoles(): Promise<ClusterRole[]> {
+    this.read('listProfileClusterRoles');
     return structuredClone([...this.profileRoles.values()]);
   }
 

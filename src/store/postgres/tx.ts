@@ -567,7 +567,8 @@ export class PgTx implements StoreTx {
     // live visa.
     const seeks = LIVE_STATES.flatMap((_, i) =>
       ['not_before', 'not_after'].map(
-        (column) => `(SELECT ${column} AS at FROM visas WHERE state = :s${i} AND ${column} > :t ORDER BY ${column} LIMIT 1)`,
+        (column) =>
+          `(SELECT ${column} AS at FROM visas WHERE state = :s${i} AND ${column} > :t ORDER BY ${column} LIMIT 1)`,
       ),
     );
     const params: Params = { t };
