@@ -189,12 +189,15 @@ export async function startServer(
         ? { beforeWrites: stopBeforeWriteWhenArmed(process.env.KUBEVISA_FAULT_FILE) }
         : {}),
       // A failing pass is retried; the log says so once per distinct failure, not at every retry.
+      // Full passes and deadline passes apart, so one kind's successes do not repeat the other kind's failure.
       onPass: (report) => {
-        const previous = lastPassError.get(report.cluster);
+        const key = `${report.kind ?? 'full'} ${report.cluster}`;
+        const previous = lastPassError.get(key);
         if (report.error !== undefined && report.error !== previous) {
-          process.stderr.write(`kubevisa: reconciling cluster '${report.cluster}' failed (retried): ${report.error}\n`);
+          const what = report.kind === 'deadlines' ? 'expiring visas in' : 'reconciling';
+          process.stderr.write(`kubevisa: ${what} cluster '${report.cluster}' failed (retried): ${report.error}\n`);
         }
-        lastPassError.set(report.cluster, report.error);
+        lastPassError.set(key, report.error);
       },
       // Deadlines by the database's clock: a replica whose clock is off expires nothing late.
       now: clock,
