@@ -409,6 +409,29 @@ describe('the deadline pass (expiries without a full pass)', () => {
     assert.equal((await store.getVisa(visa.id))?.state, 'expired');
   });
 
+  test('a visa whose delete failed stays due, and the next deadline pass deletes it', async () => {
+    const visa = await grant(['payments', 'billing'], '1h');
+    await reconciler.reconcileNow('prod');
+    const deleteRoleBinding = cluster.deleteRoleBinding.bind(cluster);
+    cluster.deleteRoleBinding = async (namespace, name) => {
+      if (namespace === 'billing') throw new Error('kube-apiserver timed out');
+      return deleteRoleBinding(namespace, name);
+    };
+    clock = NOW + HOUR + MINUTE;
+    const failed = await reconciler.expireDueNow('prod');
+    assert.equal(failed.error, 'kube-apiserver timed out');
+    assert.deepEqual(failed.deleted, [`payments/kubevisa-${visa.id}`], 'the other delete is made and audited');
+    assert.equal((await store.getVisa(visa.id))?.state, 'active', 'not recorded expired while a binding is left');
+    assert.equal((await store.listAudit({ visaId: visa.id, action: 'cluster.rolebinding.delete' })).length, 1);
+
+    cluster.deleteRoleBinding = deleteRoleBinding;
+    const retried = await reconciler.expireDueNow('prod');
+    assert.equal(retried.error, undefined);
+    assert.equal(cluster.roleBindings.size, 0);
+    assert.equal((await store.getVisa(visa.id))?.state, 'expired');
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), []);
+  });
+
   test('on a cluster that allows direct mode, a full pass follows to judge the ServiceAccount and its tokens', async (t) => {
     await grant(['payments'], '1h');
     const passes: PassReport[] = [];

@@ -7,8 +7,9 @@
  * converge, so a missed event or a crash at any step is repaired by the next pass.
  *
  * Expiries take a shorter way (a deadline pass): when notAfter deadlines fall due, only the visas that ended are read,
- * recorded expired, and their RoleBindings deleted by name, under the same intents, fence and audit as a full pass. Its
- * cost follows the number of deadlines due, not the number of live bindings; the full passes remain the safety net.
+ * their RoleBindings deleted by name and the visas recorded expired, under the same intents, fence and audit as a full
+ * pass. Its cost follows the number of deadlines due, not the number of live bindings; full passes remain the safety
+ * net.
  *
  * Direct-mode tokens (see direct-tokens.ts) are ended by making the person's ServiceAccount again before a binding
  * they must not carry is added, and when the person's session ends; such bindings then wait out kube-apiserver's
@@ -19,7 +20,7 @@ import type { Instant, Person, Profile, Visa } from '../domain/model.ts';
 import { expireVisa } from '../domain/visa.ts';
 import { KubevisaError } from '../domain/errors.ts';
 import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
-import type { Store, StoredVisa } from '../store/store.ts';
+import type { Store, StoredVisa, StoreTx } from '../store/store.ts';
 import type { ManagedRoleBinding, ManagedServiceAccount, ReconcilerCluster, RoleBindingEvent } from './cluster-port.ts';
 import { desiredRoleBinding, desiredServiceAccount, ownerOf, roleBindingDrifted } from './desired.ts';
 import { kubevisaControllerRbac, PROFILE_LABEL } from '../cluster/objects.ts';
@@ -348,7 +349,7 @@ export class Reconciler {
       if (kind === 'deadlines') {
         await this.expireDue(cluster, report);
       } else {
-        await this.settleStates(name, await this.store.listVisas({ cluster: name, states: ['approved', 'active'] }));
+        await this.settleStates(await this.store.listVisas({ cluster: name, states: ['approved', 'active'] }));
         await this.fence(cluster);
         await this.converge(cluster, report);
         // Every intent for this cluster is now either done or superseded by the converged state.
@@ -384,9 +385,10 @@ export class Reconciler {
   }
 
   /**
-   * The deadline pass: the cluster's visas whose notAfter has passed (and only those) are recorded expired, then
-   * each of their RoleBindings is deleted by its name (one already gone is no error), with durable intents and audit
-   * events as in a full pass, in one batch. What it leaves — a ServiceAccount nobody needs any more, a binding in a
+   * The deadline pass: each RoleBinding of the cluster's visas whose notAfter has passed (and only those) is deleted
+   * by its name (one already gone is no error), with durable intents and audit events as in a full pass, in one batch;
+   * the transaction that completes the deletes records those visas expired, each once all its bindings are gone (one
+   * whose delete failed stays due, for the next deadline pass or the full pass that retries). What it leaves — a ServiceAccount nobody needs any more, a binding in a
    * namespace the visa no longer names — is the next full pass's; on a cluster that allows direct mode that pass is
    * asked for at once, since the person's ServiceAccount may carry live direct tokens (direct-tokens.ts) and only a
    * full pass knows whether it is still needed.
@@ -395,27 +397,46 @@ export class Reconciler {
     const now = this.now();
     const due = await this.store.listVisasEndingBefore(now, { cluster: cluster.name });
     if (due.length === 0) return;
-    await this.settleStates(cluster.name, due);
     const echoes = this.ownDeletions.get(cluster.name) ?? new Map<string, Instant>();
     this.ownDeletions.set(cluster.name, echoes);
     for (const [key, until] of echoes) if (until <= now) echoes.delete(key);
     const deletions: Change[] = [];
+    const deletionsOf = new Map<string, Change[]>();
     for (const visa of due) {
+      const ofVisa: Change[] = [];
+      deletionsOf.set(visa.id, ofVisa);
       for (const namespace of visa.namespaces) {
         // Never written there (see converge), so there is nothing to delete.
         if (isProtectedNamespace(namespace, this.options.protectedNamespaces)) continue;
         const { name } = desiredRoleBinding(visa, namespace).metadata;
         const key = `${namespace}/${name}`;
         echoes.set(key, now + OWN_DELETION_ECHO_MS);
-        deletions.push(
-          this.roleBindingDeletion(cluster, { namespace, name, visaId: visa.id }, 'rolebinding.delete', visa, () =>
-            report.deleted.push(key),
-          ),
+        const deletion = this.roleBindingDeletion(
+          cluster,
+          { namespace, name, visaId: visa.id },
+          'rolebinding.delete',
+          visa,
+          () => report.deleted.push(key),
         );
+        deletions.push(deletion);
+        ofVisa.push(deletion);
       }
     }
     await this.fence(cluster);
-    await this.changeAll(cluster.name, deletions);
+    await this.changeAll(cluster.name, deletions, async (tx, succeeded) => {
+      // An earlier pass's intent to delete one of these bindings (it failed, or its process died) is done too.
+      const deleted = new Set(
+        [...succeeded].map((deletion) => `${deletion.payload.namespace}/${deletion.payload.name}`),
+      );
+      for (const intent of await tx.listPendingIntents({ cluster: cluster.name })) {
+        const key = `${String(intent.payload['namespace'])}/${String(intent.payload['name'])}`;
+        if (intent.kind === 'rolebinding.delete' && deleted.has(key)) await tx.completeIntent(intent.id, this.now());
+      }
+      await this.settleStates(
+        due.filter((visa) => deletionsOf.get(visa.id)!.every((deletion) => succeeded.has(deletion))),
+        tx,
+      );
+    });
     if (this.options.allowsDirectMode?.(cluster.name) === true) this.kick([cluster.name]);
   }
 
@@ -450,14 +471,20 @@ export class Reconciler {
     return event.type !== 'ADDED' && until > this.now();
   }
 
-  /** Records the activations and expiries among `visas` that are due, each with its audit event. */
-  private async settleStates(cluster: string, visas: readonly StoredVisa[]): Promise<void> {
+  /**
+   * Records the activations and expiries among `visas` that are due, each with its audit event, in `tx` when given.
+   * Each visa is judged as the store has it in the transaction: one revoked since it was read stays revoked.
+   */
+  private async settleStates(visas: readonly StoredVisa[], tx?: StoreTx): Promise<void> {
     const now = this.now();
     const due = visas.filter((v) => effectiveState(v, now) !== v.state);
     if (due.length === 0) return;
-    await this.store.transaction(async (tx) => {
-      for (const visa of due) {
+    const settle = async (tx: StoreTx) => {
+      for (const read of due) {
+        const visa = await tx.getVisa(read.id);
+        if (visa === undefined) continue;
         const state = effectiveState(visa, now);
+        if (state === visa.state) continue;
         const next: Visa = state === 'expired' ? expireVisa(visa, now) : { ...visa, state };
         await tx.updateVisa(next, visa.version);
         await tx.appendAudit({
@@ -476,7 +503,8 @@ export class Reconciler {
           },
         });
       }
-    });
+    };
+    await (tx === undefined ? this.store.transaction(settle) : settle(tx));
   }
 
   private async converge(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
@@ -886,8 +914,16 @@ export class Reconciler {
    * then one transaction that completes the intents of the writes that succeeded, each with its audit event.
    * Two fsyncs per phase, not two per object: thousands of expiries stay on time.
    */
-  private async changeAll(cluster: string, changes: Change[]): Promise<void> {
-    if (changes.length === 0) return;
+  private async changeAll(
+    cluster: string,
+    changes: Change[],
+    /** More to write in the transaction that completes the intents, knowing which changes were made. */
+    completing?: (tx: StoreTx, succeeded: ReadonlySet<Change>) => Promise<void>,
+  ): Promise<void> {
+    if (changes.length === 0) {
+      if (completing !== undefined) await this.store.transaction((tx) => completing(tx, new Set()));
+      return;
+    }
     const now = this.now();
     const clean = (payload: Change['payload']) =>
       Object.fromEntries(Object.entries(payload).filter(([, v]) => v !== undefined)) as Record<string, string>;
@@ -943,6 +979,7 @@ export class Reconciler {
           details: payload,
         });
       }
+      await completing?.(tx, new Set(changes.filter((_, index) => outcomes[index] === 'done')));
     });
     changes.forEach((change, index) => outcomes[index] === 'done' && change.done());
     const failure = outcomes.find((o): o is Error => o instanceof Error);
@@ -1025,9 +1062,9 @@ export class Reconciler {
   }
 
   /**
-   * Deadlines fell due: a deadline pass for each cluster with visas whose notAfter has passed, a full pass for each
-   * with visas whose notBefore has (activations add bindings, which only a full pass does). A cluster waiting to retry
-   * a failed pass is left to that retry, a full pass that settles these too.
+   * Deadlines fell due: a deadline pass for each cluster with visas whose notAfter has passed (including any a failed
+   * pass left due, whatever retry is pending), a full pass for each with visas whose notBefore has (activations add
+   * bindings, which only a full pass does).
    */
   private async onDeadline(): Promise<void> {
     if (this.stopped || this.options.leadership?.isLeader() === false) return;
@@ -1038,7 +1075,7 @@ export class Reconciler {
     ]);
     this.deadlinesUntil = at;
     for (const name of new Set(ended.map((visa) => visa.cluster))) {
-      if (!this.clusters.has(name) || this.retryTimers.has(name)) continue;
+      if (!this.clusters.has(name)) continue;
       void this.expireDueNow(name).catch(() => {
         // An unknown cluster (removed meanwhile); a failing pass records its own failure and is retried.
       });
