@@ -16,7 +16,7 @@ import { changeChannel } from '../src/store/postgres/store.ts';
 import { TEST_POSTGRES_URL } from '../src/store/postgres/test-database.ts';
 import { api, CLUSTER, inDays, loginAs, people, startKubevisaEnv, type KubevisaEnv } from './support/kubevisa-env.ts';
 import { eventually, kubectlBackground } from './support/kubectl.ts';
-import { startReplica, stopAll, type Replica } from './support/replicas.ts';
+import { gatewayKubeconfig, startReplica, stopAll, type Replica } from './support/replicas.ts';
 
 const NS = 'atk-replicas';
 const CHANNEL = changeChannel('public');
@@ -67,27 +67,7 @@ async function grant(token: string): Promise<string> {
 
 /** `kubectl get pods -w` held open through one replica's gateway. */
 async function watchVia(replica: string, token: string, name: string) {
-  const kubeconfig = join(env.dir, `${name}.kubeconfig`);
-  await writeFile(
-    kubeconfig,
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [
-        {
-          name: CLUSTER,
-          cluster: {
-            server: `${at(replica).url}/clusters/${CLUSTER}`,
-            'certificate-authority': env.config.tls!.caFile,
-          },
-        },
-      ],
-      users: [{ name, user: { token } }],
-      contexts: [{ name: CLUSTER, context: { cluster: CLUSTER, user: name } }],
-      'current-context': CLUSTER,
-    }),
-    { mode: 0o600 },
-  );
+  const kubeconfig = await gatewayKubeconfig(env, at(replica), token, name);
   const watch = kubectlBackground(env.cp.binaries.kubectl, ['get', 'pods', '-n', NS, '-w'], {
     kubeconfig,
     timeoutMs: 120_000,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
@@ -25,7 +25,14 @@ import {
   type KubevisaEnv,
 } from './support/kubevisa-env.ts';
 import { eventually, kubectl, kubectlBackground } from './support/kubectl.ts';
-import { spawnServer, startReplica, stopAll, writeReplicaConfig, type Replica } from './support/replicas.ts';
+import {
+  gatewayKubeconfig,
+  spawnServer,
+  startReplica,
+  stopAll,
+  writeReplicaConfig,
+  type Replica,
+} from './support/replicas.ts';
 
 const NS = 'fan';
 
@@ -47,30 +54,8 @@ const call = (replica: string, method: string, path: string, token?: string, bod
   api(at(replica).url, method, path, { ...(token ? { token } : {}), ...(body !== undefined ? { body } : {}) });
 
 /** A kubeconfig whose cluster is the gateway of one replica. */
-async function kubeconfigVia(replica: string, token: string, name: string): Promise<string> {
-  const file = join(env.dir, `${name}.kubeconfig`);
-  await writeFile(
-    file,
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [
-        {
-          name: CLUSTER,
-          cluster: {
-            server: `${at(replica).url}/clusters/${CLUSTER}`,
-            'certificate-authority': env.config.tls!.caFile,
-          },
-        },
-      ],
-      users: [{ name, user: { token } }],
-      contexts: [{ name: CLUSTER, context: { cluster: CLUSTER, user: name } }],
-      'current-context': CLUSTER,
-    }),
-    { mode: 0o600 },
-  );
-  return file;
-}
+const kubeconfigVia = (replica: string, token: string, name: string) =>
+  gatewayKubeconfig(env, at(replica), token, name);
 
 /** A debugger visa on NS for the holder of `token`, approved, with its RoleBinding in place. */
 async function grant(token: string): Promise<string> {

@@ -8,7 +8,7 @@ import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CHECKPOINT_KEY_FILE } from '../../src/audit/checkpoints.ts';
 import { SIGNING_KEY_FILE } from '../../src/auth/signing-key.ts';
-import { cliPath, waitForExit, type KubevisaEnv } from './kubevisa-env.ts';
+import { CLUSTER, cliPath, waitForExit, type KubevisaEnv } from './kubevisa-env.ts';
 
 /** The files every replica must share, as the Helm chart's Secret names them (its keys, mounted into the data folder). */
 export const SHARED_KEY_FILES = [SIGNING_KEY_FILE, 'session-encryption.key', CHECKPOINT_KEY_FILE];
@@ -101,4 +101,32 @@ export async function stopAll(children: Iterable<ChildProcess>): Promise<void> {
     await Promise.race([waitForExit(child), new Promise((resolve) => setTimeout(resolve, 10_000))]);
     child.kill('SIGKILL');
   }
+}
+
+/** A kubeconfig (written under the environment's folder) whose cluster is one replica's gateway, as `token`. */
+export async function gatewayKubeconfig(
+  env: KubevisaEnv,
+  replica: Replica,
+  token: string,
+  name: string,
+): Promise<string> {
+  const file = join(env.dir, `${name}.kubeconfig`);
+  await writeFile(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        {
+          name: CLUSTER,
+          cluster: { server: `${replica.url}/clusters/${CLUSTER}`, 'certificate-authority': env.config.tls!.caFile },
+        },
+      ],
+      users: [{ name, user: { token } }],
+      contexts: [{ name: CLUSTER, context: { cluster: CLUSTER, user: name } }],
+      'current-context': CLUSTER,
+    }),
+    { mode: 0o600 },
+  );
+  return file;
 }
