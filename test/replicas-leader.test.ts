@@ -479,12 +479,17 @@ test('replicas 10 minutes ahead and behind: tokens, visa windows and stream cuts
       KUBEVISA_FAULT_CLOCK_SKEW_MS: String(-10 * 60_000),
     },
   );
+  // Wait until it leads before the second starts: both judge the lease by the database's clock, so with both
+  // running whichever polls first after the last term ends would take it.
+  const first = await leaderAmong([behind]);
   const ahead = await startReplica('ahead', env.serverPort, {
     KUBEVISA_FAULT: 'clock-skew',
     KUBEVISA_FAULT_CLOCK_SKEW_MS: String(10 * 60_000),
   });
-  const { leader } = await leaderAmong(live());
-  assert.equal(leader, behind, 'the replica 10 minutes behind leads');
+  // The one ahead, judging by its own clock, would think the term ran out 10 minutes ago and take it.
+  const { leader, epoch } = await leaderAmong(live(), first.epoch - 1);
+  assert.equal(leader, behind, 'the replica 10 minutes behind still leads once the one ahead runs');
+  assert.equal(epoch, first.epoch, 'the one ahead did not take the lease');
   // A token minted by the replica ahead is dated by the database's clock (else every other replica would see it as
   // issued in the future, and its end 10 minutes late).
   const token = (await loginAs(ahead.url, people.cora)).token;
