@@ -432,6 +432,82 @@ describe('the deadline pass (expiries without a full pass)', () => {
     assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), []);
   });
 
+  test('runs while a full pass is still reading; that pass then neither makes the binding again nor records it', async () => {
+    const ended = await grant(['payments'], '1h');
+    const kept = await grant(['billing'], '2h');
+    await reconciler.reconcileNow('prod');
+    const key = `payments/kubevisa-${ended.id}`;
+    clock = NOW + HOUR - MINUTE;
+    // The full pass reads every granting visa (the one ending still grants), then lists the cluster after the deadline
+    // pass below deleted its binding, and is held there.
+    const held = cluster.holdNextRoleBindingList();
+    cluster.writes.length = 0;
+    let fullDone = false;
+    const full = reconciler.reconcileNow('prod').finally(() => (fullDone = true));
+    // Released only once the deadline pass is over: it must not wait for the full pass.
+    const deadlineDone = held.listed.then(async () => {
+      clock = NOW + HOUR + MINUTE;
+      const report = await reconciler.expireDueNow('prod');
+      assert.equal(fullDone, false, 'the deadline pass ran while the full pass was still reading');
+      return report;
+    });
+    const expired = await Promise.race([
+      deadlineDone,
+      new Promise<undefined>((resolve) => setTimeout(resolve, 5000, undefined)),
+    ]);
+    held.release();
+    assert.ok(expired !== undefined, 'the deadline pass waited for the full pass');
+    assert.deepEqual(expired.deleted, [key]);
+    const report = await full;
+    assert.equal(report.error, undefined);
+    assert.deepEqual(report.created, [], 'no binding made for a visa whose notAfter had passed when it wrote');
+    assert.deepEqual(cluster.writes, [`delete rolebinding ${key}`]);
+    assert.deepEqual([...cluster.roleBindings.keys()], [`billing/kubevisa-${kept.id}`]);
+    assert.equal((await store.getVisa(ended.id))?.state, 'expired');
+    assert.equal((await store.listAudit({ visaId: ended.id, action: 'cluster.rolebinding.delete' })).length, 1);
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), []);
+  });
+
+  test('a full pass makes no binding for a visa whose notAfter passed while it read', async () => {
+    const visa = await grant(['payments'], '1h');
+    clock = NOW + HOUR - MINUTE;
+    const held = cluster.holdNextRoleBindingList();
+    const full = reconciler.reconcileNow('prod');
+    await held.listed;
+    clock = NOW + HOUR + MINUTE;
+    held.release();
+    const report = await full;
+    assert.equal(report.error, undefined);
+    assert.deepEqual(report.created, [`serviceaccount/${serviceAccountName(EMAIL)}`]);
+    assert.equal(cluster.roleBindings.size, 0);
+    assert.equal((await store.listAudit({ visaId: visa.id, action: 'cluster.rolebinding.create' })).length, 0);
+  });
+
+  test('a binding a full pass listed and someone deleted before its delete is completed quietly: nothing to record', async () => {
+    const visa = await grant(['payments']);
+    await reconciler.reconcileNow('prod');
+    const binding = cluster.roleBindings.get(`payments/kubevisa-${visa.id}`)!;
+    cluster.roleBindings.set('billing/kubevisa-v_stray', {
+      ...binding,
+      metadata: {
+        ...binding.metadata,
+        namespace: 'billing',
+        name: 'kubevisa-v_stray',
+        labels: { ...binding.metadata.labels, 'kubevisa.io/visa': 'v_stray' },
+      },
+    });
+    const held = cluster.holdNextRoleBindingList();
+    const full = reconciler.reconcileNow('prod');
+    await held.listed;
+    cluster.roleBindings.delete('billing/kubevisa-v_stray');
+    held.release();
+    const report = await full;
+    assert.equal(report.error, undefined);
+    assert.deepEqual(report.deleted, []);
+    assert.equal((await store.listAudit({ action: 'cluster.rolebinding.delete' })).length, 0);
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), [], 'its intent is completed');
+  });
+
   test('on a cluster that allows direct mode, a full pass follows to judge the ServiceAccount and its tokens', async (t) => {
     await grant(['payments'], '1h');
     const passes: PassReport[] = [];

@@ -9,7 +9,10 @@
  * Expiries take a shorter way (a deadline pass): when notAfter deadlines fall due, only the visas that ended are read,
  * their RoleBindings deleted by name and the visas recorded expired, under the same intents, fence and audit as a full
  * pass. Its cost follows the number of deadlines due, not the number of live bindings; full passes remain the safety
- * net.
+ * net. A deadline pass does not wait for a full pass to finish: it runs while the full pass reads (which at thousands
+ * of bindings is most of it), and only the passes' writes take turns (`exclusively`). A full pass that read before
+ * a deadline pass deleted therefore plans from an older picture, which is harmless: it never makes a binding for a
+ * visa whose notAfter has passed by the time it writes, and a binding already gone when it deletes is nothing to do.
  *
  * Direct-mode tokens (see direct-tokens.ts) are ended by making the person's ServiceAccount again before a binding
  * they must not carry is added, and when the person's session ends; such bindings then wait out kube-apiserver's
@@ -115,6 +118,11 @@ interface Change {
   done: () => void;
   /** Handles an expected failure (returns true) so the pass goes on; anything else fails the pass. */
   failed?: (error: unknown) => Promise<boolean>;
+  /**
+   * When `write` resolves `false` (nothing was there to change), the intent is completed without an audit event or
+   * `done`: the change was made by someone else.
+   */
+  quietIfGone?: boolean;
 }
 const MAX_BACKOFF_MS = 30_000;
 const UNREACHABLE_RETRY_MS = 1000;
@@ -126,9 +134,18 @@ export class Reconciler {
   private readonly clusters: Map<string, ReconcilerCluster>;
   private readonly now: () => number;
   private readonly options: ReconcilerOptions;
-  private readonly running = new Map<string, Promise<PassReport>>();
-  /** Per cluster: the passes waiting for the running one, at most one of each kind, and who waits for them. */
-  private readonly queued = new Map<string, Map<PassKind, PromiseWithResolvers<PassReport>>>();
+  /** Per kind, per cluster: the pass running. A cluster runs at most one pass of each kind at a time. */
+  private readonly running = new Map<PassKind, Map<string, Promise<PassReport>>>([
+    ['full', new Map()],
+    ['deadlines', new Map()],
+  ]);
+  /** Per kind, per cluster: the pass waiting for the running one of its kind (all asks coalesced), and who waits. */
+  private readonly queued = new Map<PassKind, Map<string, PromiseWithResolvers<PassReport>>>([
+    ['full', new Map()],
+    ['deadlines', new Map()],
+  ]);
+  /** Per cluster: the end of the line of write sections (`exclusively`). */
+  private readonly writing = new Map<string, Promise<void>>();
   private readonly backoff = new Map<string, number>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private readonly reportedMissing = new Set<string>();
@@ -255,7 +272,8 @@ export class Reconciler {
    * about to delete).
    */
   async whenSettled(name: string): Promise<void> {
-    for (let current = this.running.get(name); current; current = this.running.get(name)) {
+    const runningPass = () => this.running.get('full')!.get(name) ?? this.running.get('deadlines')!.get(name);
+    for (let current = runningPass(); current; current = runningPass()) {
       await current.catch(() => undefined);
       // The `finally` of a pass starts the queued one synchronously, so the loop sees it.
       await Promise.resolve();
@@ -286,43 +304,62 @@ export class Reconciler {
   }
 
   /**
-   * Runs a deadline pass now (or after the running one): the bindings of the cluster's visas whose notAfter has
-   * passed are deleted and the visas recorded expired, without reading anything else. Resolves with its report.
+   * Runs a deadline pass now (or after the running deadline pass; a running full pass does not hold it up): the
+   * bindings of the cluster's visas whose notAfter has passed are deleted and the visas recorded expired, without
+   * reading anything else. Resolves with its report.
    */
   expireDueNow(name: string): Promise<PassReport> {
     return this.enqueue(name, 'deadlines');
   }
 
-  /** One pass per cluster at a time: a pass asked for meanwhile waits, coalesced with any of its kind already waiting. */
+  /**
+   * One pass of each kind per cluster at a time: a pass asked for while one of its kind runs waits, coalesced with
+   * any of its kind already waiting (it starts after the running one, so it sees every change committed before it
+   * was asked for).
+   */
   private enqueue(name: string, kind: PassKind): Promise<PassReport> {
-    if (!this.running.has(name)) return this.begin(name, kind);
-    const queue = this.queued.get(name) ?? new Map<PassKind, PromiseWithResolvers<PassReport>>();
-    this.queued.set(name, queue);
-    let waiting = queue.get(kind);
+    if (!this.running.get(kind)!.has(name)) return this.begin(name, kind);
+    const queued = this.queued.get(kind)!;
+    let waiting = queued.get(name);
     if (waiting === undefined) {
       waiting = Promise.withResolvers<PassReport>();
-      queue.set(kind, waiting);
+      queued.set(name, waiting);
     }
     return waiting.promise;
   }
 
   private begin(name: string, kind: PassKind): Promise<PassReport> {
+    const running = this.running.get(kind)!;
     const pass = this.pass(name, kind).finally(() => {
-      this.running.delete(name);
-      const queue = this.queued.get(name);
-      // Deadlines first: that pass is short, and a full pass after it still compares everything.
-      const next: PassKind | undefined = queue?.has('deadlines')
-        ? 'deadlines'
-        : queue?.has('full')
-          ? 'full'
-          : undefined;
-      if (queue === undefined || next === undefined) return;
-      const waiting = queue.get(next)!;
-      queue.delete(next);
-      this.begin(name, next).then(waiting.resolve, waiting.reject);
+      running.delete(name);
+      const queued = this.queued.get(kind)!;
+      const waiting = queued.get(name);
+      if (waiting === undefined) return;
+      queued.delete(name);
+      this.begin(name, kind).then(waiting.resolve, waiting.reject);
     });
-    this.running.set(name, pass);
+    running.set(name, pass);
     return pass;
+  }
+
+  /**
+   * Runs `section` once no other pass of the cluster is writing, and keeps the others from writing until it ends:
+   * a deadline pass holds it throughout, a full pass for its writes and not its reads. So a full pass's picture of
+   * the cluster may predate a deadline pass's deletions, but their writes never interleave (and the full pass's
+   * closing "every intent is done" never covers a deadline pass's delete still in flight).
+   */
+  private async exclusively<T>(name: string, section: () => Promise<T>): Promise<T> {
+    const before = this.writing.get(name) ?? Promise.resolve();
+    const { promise: released, resolve: release } = Promise.withResolvers<void>();
+    const line = before.then(() => released);
+    this.writing.set(name, line);
+    await before;
+    try {
+      return await section();
+    } finally {
+      release();
+      if (this.writing.get(name) === line) this.writing.delete(name);
+    }
   }
 
   private async pass(name: string, kind: PassKind): Promise<PassReport> {
@@ -347,16 +384,13 @@ export class Reconciler {
     }
     try {
       if (kind === 'deadlines') {
-        await this.expireDue(cluster, report);
+        await this.exclusively(name, () => this.expireDue(cluster, report));
       } else {
-        await this.settleStates(await this.store.listVisas({ cluster: name, states: ['approved', 'active'] }));
-        await this.fence(cluster);
-        await this.converge(cluster, report);
-        // Every intent for this cluster is now either done or superseded by the converged state.
-        await this.store.transaction(async (tx) => {
-          for (const intent of await tx.listPendingIntents({ cluster: name }))
-            await tx.completeIntent(intent.id, this.now());
+        await this.exclusively(name, async () => {
+          await this.settleStates(await this.store.listVisas({ cluster: name, states: ['approved', 'active'] }));
+          await this.fence(cluster);
         });
+        await this.converge(cluster, report);
         this.backoff.delete(name);
       }
     } catch (error) {
@@ -416,6 +450,7 @@ export class Reconciler {
           { namespace, name, visaId: visa.id },
           'rolebinding.delete',
           visa,
+          {},
           () => report.deleted.push(key),
         );
         deletions.push(deletion);
@@ -446,13 +481,16 @@ export class Reconciler {
     target: { namespace: string; name: string; visaId: string | undefined },
     kind: string,
     visa: Visa | undefined,
+    options: { quietIfGone?: boolean },
     done: () => void,
   ): Change {
     return {
       kind,
       payload: target,
       ...(visa ? { visa } : {}),
+      // The cluster client resolves `false` for a binding that was not there (a 404).
       write: () => cluster.deleteRoleBinding(target.namespace, target.name),
+      ...(options.quietIfGone === true ? { quietIfGone: true } : {}),
       done,
     };
   }
@@ -549,6 +587,27 @@ export class Reconciler {
     ]);
     const haveRbByKey = new Map(haveRbs.map((rb) => [`${rb.metadata.namespace}/${rb.metadata.name}`, rb]));
     const haveSaNames = new Set(haveSas.map((sa) => sa.metadata.name));
+    // The reads are done: what follows writes, in turn with any deadline pass (see `exclusively`).
+    await this.exclusively(cluster.name, () =>
+      this.convergeWrites(cluster, report, { now, profiles, wantSas, wantRbs, haveRbByKey, haveSas, haveSaNames }),
+    );
+  }
+
+  /** A full pass's writes, from what `converge` read: removals, direct-token ends, identities, then bindings. */
+  private async convergeWrites(
+    cluster: ReconcilerCluster,
+    report: PassReport,
+    read: {
+      now: Instant;
+      profiles: readonly Profile[];
+      wantSas: Map<string, ManagedServiceAccount>;
+      wantRbs: Map<string, { rb: ManagedRoleBinding; visa: StoredVisa }>;
+      haveRbByKey: Map<string, ManagedRoleBinding>;
+      haveSas: ManagedServiceAccount[];
+      haveSaNames: Set<string>;
+    },
+  ): Promise<void> {
+    const { now, profiles, wantSas, wantRbs, haveRbByKey, haveSas, haveSaNames } = read;
 
     // 1. Remove access that is no longer granted (or was edited by someone else) before adding anything.
     const deletions: Change[] = [];
@@ -565,6 +624,9 @@ export class Reconciler {
           },
           want ? 'rolebinding.repair-delete' : 'rolebinding.delete',
           undefined,
+          // A binding nobody wants that is gone already (a deadline pass deleted it since this pass listed): nothing
+          // was deleted here, nothing to record. A drifted one is made again either way, so its repair is recorded.
+          { quietIfGone: !want },
           () => {
             if (want) {
               report.repaired.push(key);
@@ -602,7 +664,9 @@ export class Reconciler {
     const profileByName = new Map(profiles.map((profile) => [profile.name, profile]));
     const clusterAllowsDirect = this.options.allowsDirectMode?.(cluster.name) ?? false;
     const mayCarry = (visa: Visa) => directModeMayCarry(visa, profileByName.get(visa.profile), clusterAllowsDirect);
-    const newBindings = [...wantRbs].filter(([key]) => !haveRbByKey.has(key));
+    // A visa whose notAfter passed since the read gets no binding: a deadline pass may have deleted it meanwhile.
+    const writingAt = this.now();
+    const newBindings = [...wantRbs].filter(([key, { visa }]) => !haveRbByKey.has(key) && visa.notAfter > writingAt);
     const rotated = new Map<string, Instant>();
     for (const sa of haveSas) {
       const at = rotatedAt(sa);
@@ -673,6 +737,12 @@ export class Reconciler {
     }
     await this.changeAll(cluster.name, bindings);
     if (wakeAt !== Infinity) this.wakeAt(cluster.name, wakeAt);
+    // Every intent for this cluster is now either done or superseded by the converged state (no deadline pass is
+    // writing: this runs inside `exclusively`).
+    await this.store.transaction(async (tx) => {
+      for (const intent of await tx.listPendingIntents({ cluster: cluster.name }))
+        await tx.completeIntent(intent.id, this.now());
+    });
   }
 
   /**
@@ -945,14 +1015,14 @@ export class Reconciler {
     });
     if (this.options.crashAfterIntent) process.kill(process.pid, 'SIGKILL');
     this.options.beforeWrites?.();
-    const outcomes: ('done' | 'skipped' | Error)[] = new Array(changes.length);
+    const outcomes: ('done' | 'gone' | 'skipped' | Error)[] = new Array(changes.length);
     let next = 0;
     const worker = async () => {
       for (let index = next++; index < changes.length; index = next++) {
         const change = changes[index]!;
         try {
-          await change.write();
-          outcomes[index] = 'done';
+          const result = await change.write();
+          outcomes[index] = change.quietIfGone === true && result === false ? 'gone' : 'done';
         } catch (error) {
           outcomes[index] = (await change.failed?.(error)) ? 'skipped' : (error as Error);
         }
@@ -962,6 +1032,7 @@ export class Reconciler {
     const at = this.now();
     await this.store.transaction(async (tx) => {
       for (let index = 0; index < changes.length; index++) {
+        if (outcomes[index] === 'gone') await tx.completeIntent(intents[index]!.id, at);
         if (outcomes[index] !== 'done') continue;
         const change = changes[index]!;
         const payload = clean(change.payload);

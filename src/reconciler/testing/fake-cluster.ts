@@ -73,7 +73,26 @@ export class FakeCluster implements ReconcilerCluster {
 
   async listManagedRoleBindings(): Promise<RoleBinding[]> {
     this.read('listManagedRoleBindings');
-    return structuredClone([...this.roleBindings.values()]);
+    const listed = structuredClone([...this.roleBindings.values()]);
+    const held = this.heldList;
+    if (held !== undefined) {
+      this.heldList = undefined;
+      held.listed.resolve();
+      await held.released.promise;
+    }
+    return listed;
+  }
+
+  private heldList: { listed: PromiseWithResolvers<void>; released: PromiseWithResolvers<void> } | undefined;
+
+  /**
+   * The next listManagedRoleBindings reads the bindings, then waits until `release` is called before it answers: a
+   * pass held in its reads (as at thousands of bindings), with a picture of the cluster that ages meanwhile.
+   */
+  holdNextRoleBindingList(): { listed: Promise<void>; release: () => void } {
+    const held = { listed: Promise.withResolvers<void>(), released: Promise.withResolvers<void>() };
+    this.heldList = held;
+    return { listed: held.listed.promise, release: () => held.released.resolve() };
   }
 
   async createRoleBinding(binding: RoleBinding): Promise<unknown> {
