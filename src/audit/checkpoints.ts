@@ -15,7 +15,7 @@ import type { KeyObject } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
-import { isPrivateKeyFileMode, writePrivateKeyOnce } from '../pki/key-files.ts';
+import { isPrivateKeyFileMode, privateKeyFileAdvice, writePrivateKeyOnce } from '../pki/key-files.ts';
 import { canonicalJson } from '../store/audit-chain.ts';
 import type { AuditCheckpoint, NewAuditCheckpoint } from '../store/store.ts';
 
@@ -59,12 +59,12 @@ function fromPrivateKey(privateKey: KeyObject, path: string, created: boolean): 
 }
 
 async function readExistingKey(path: string): Promise<CheckpointKey> {
-  const { mode, uid } = await stat(path);
-  if (!isPrivateKeyFileMode({ mode, uid })) {
+  const { mode, uid, gid } = await stat(path);
+  if (!isPrivateKeyFileMode({ mode, uid, gid })) {
     throw new InvalidInput(
-      `the audit checkpoint key ${path} can be read by group or others (mode ${(mode & 0o777).toString(8)}); ` +
-        'run chmod 600 on it (640 at most for a file owned by root), and replace the key if anyone else may have read it',
-      { details: { path, mode: (mode & 0o777).toString(8) } },
+      `the audit checkpoint key ${privateKeyFileAdvice(path, { mode, uid, gid })}; ` +
+        'replace the key if anyone else may have read it',
+      { details: { path, mode: (mode & 0o777).toString(8), gid } },
     );
   }
   let privateKey: KeyObject;

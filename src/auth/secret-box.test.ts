@@ -53,17 +53,19 @@ describe('the secret box key on disk', () => {
   });
 
   it(
-    "accepts a key mounted from a Kubernetes Secret with the pod's fsGroup (root:65532 0440), not that mode for another owner",
+    "accepts a key mounted from a Kubernetes Secret as root:<the server's group> 0440, not for another group or owner",
     { skip: !root && 'only root can give a file to root' },
     async () => {
       const dataDir = await mkdtemp(join(dir, 'mounted-'));
       const file = join(dataDir, 'session-encryption.key');
       await writeFile(file, randomBytes(32).toString('base64'), { mode: 0o600 });
-      await chown(file, 0, 65532);
+      await chown(file, 0, process.getgid!());
       await chmod(file, 0o440);
       await loadOrCreateSecretBox(dataDir);
-      await chown(file, 65532, 65532);
-      await assert.rejects(loadOrCreateSecretBox(dataDir), /readable by others/);
+      await chown(file, 0, 65532);
+      await assert.rejects(loadOrCreateSecretBox(dataDir), /readable by group 65532 .*which this process is not in/);
+      await chown(file, 65532, process.getgid!());
+      await assert.rejects(loadOrCreateSecretBox(dataDir), /can be read by group or others/);
     },
   );
 });

@@ -8,7 +8,7 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:
 import { readFile, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { isPrivateKeyFileMode } from '../pki/key-files.ts';
+import { isPrivateKeyFileMode, privateKeyFileAdvice } from '../pki/key-files.ts';
 
 export interface SecretBox {
   /**
@@ -26,9 +26,7 @@ export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox>
   try {
     const info = await stat(file);
     if (!isPrivateKeyFileMode(info)) {
-      throw new Error(
-        `${file} is readable by others: run 'chmod 600 ${file}' (640 at most for a file owned by root) and restart`,
-      );
+      throw new Error(`the session encryption key ${privateKeyFileAdvice(file, info)}, and restart`);
     }
     key = Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
   } catch (error) {

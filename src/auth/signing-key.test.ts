@@ -80,16 +80,22 @@ describe('access-token signing key on disk', () => {
   });
 
   it(
-    "accepts a key mounted from a Kubernetes Secret with the pod's fsGroup (root:65532 0440), not that mode for another owner",
+    "accepts a key mounted from a Kubernetes Secret as root:<the server's group> 0440, not for another group or owner",
     { skip: (!posix || process.getuid?.() !== 0) && 'only root can give a file to root' },
     async () => {
       const dataDir = join(root, 'mounted');
       const key = await loadOrCreateSigningKey(dataDir);
-      await chown(key.path, 0, 65532);
+      // In the chart's pod the server runs in the fsGroup the kubelet gives the file; here it runs as root.
+      await chown(key.path, 0, process.getgid!());
       await chmod(key.path, 0o440);
       assert.equal((await loadOrCreateSigningKey(dataDir)).keyId, key.keyId);
-      await chown(key.path, 65532, 65532);
-      await assert.rejects(loadOrCreateSigningKey(dataDir), /chmod 600 on it \(640 at most for a file owned by root\)/);
+      await chown(key.path, 0, 65532);
+      await assert.rejects(
+        loadOrCreateSigningKey(dataDir),
+        /is readable by group 65532 \(mode 440\), which this process is not in: run chmod 600 on it/,
+      );
+      await chown(key.path, 65532, process.getgid!());
+      await assert.rejects(loadOrCreateSigningKey(dataDir), /chmod 600 on it \(640 at most for a file owned by root/);
     },
   );
 

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 
 import { InvalidInput } from '../domain/errors.ts';
-import { isPrivateKeyFileMode, writePrivateKeyOnce } from '../pki/key-files.ts';
+import { isPrivateKeyFileMode, privateKeyFileAdvice, writePrivateKeyOnce } from '../pki/key-files.ts';
 
 /** File name of the signing key inside the data directory. */
 export const SIGNING_KEY_FILE = 'access-token-signing-key.pem';
@@ -47,12 +47,12 @@ async function keyIdOf(publicKey: KeyObject): Promise<string> {
 
 async function readExistingKey(path: string): Promise<SigningKey> {
   if (process.platform !== 'win32') {
-    const { mode, uid } = await stat(path);
-    if (!isPrivateKeyFileMode({ mode, uid })) {
+    const { mode, uid, gid } = await stat(path);
+    if (!isPrivateKeyFileMode({ mode, uid, gid })) {
       throw new InvalidInput(
-        `the access-token signing key ${path} can be read by group or others (mode ${(mode & 0o777).toString(8)}); ` +
-          'run chmod 600 on it (640 at most for a file owned by root), and replace the key if anyone else may have read it',
-        { details: { path, mode: (mode & 0o777).toString(8) } },
+        `the access-token signing key ${privateKeyFileAdvice(path, { mode, uid, gid })}; ` +
+          'replace the key if anyone else may have read it',
+        { details: { path, mode: (mode & 0o777).toString(8), gid } },
       );
     }
   }

@@ -36,14 +36,36 @@ export async function writePrivateKeyOnce(path: string, pem: string): Promise<'c
   }
 }
 
+/** The groups this process is in (its own and its supplementary ones): who may share a root-owned key with it. */
+export function processGroups(): number[] {
+  return [...new Set([process.getgid?.(), ...(process.getgroups?.() ?? [])].filter((gid) => gid !== undefined))];
+}
+
 /**
- * True when a private key file with this owner and mode can be used: readable by its owner only (0600 or less), or,
- * for a file owned by root, also by its group (0640 or less), as PostgreSQL allows for its server key. The second
- * case is how Kubernetes mounts a Secret into a pod that sets an fsGroup (the Helm chart's does): the kubelet writes
- * each file as root and then adds group read for the pod's fsGroup, whatever the volume's defaultMode says, so a key
- * mounted from a Secret arrives as root:<fsGroup> 0440. That group is the pod's own; others still read nothing.
+ * True when a private key file with this owner, group and mode can be used: readable by its owner only (0600 or
+ * less), or, for a file owned by root whose group is one of this process's (`groups`), also by that group (0640 or
+ * less), as PostgreSQL allows for its server key. The second case is how Kubernetes mounts a Secret into a pod that
+ * sets an fsGroup (the Helm chart's does): the kubelet writes each file as root and then adds group read for the
+ * pod's fsGroup, whatever the volume's defaultMode says, so a key mounted from a Secret arrives as root:<fsGroup>
+ * 0440, and the server runs in that group. A group the process is not in (root:adm 0640 on a host) is someone
+ * else's: its members could read the key, so the file is refused.
  */
-export function isPrivateKeyFileMode(info: { mode: number; uid: number }): boolean {
+export function isPrivateKeyFileMode(
+  info: { mode: number; uid: number; gid: number },
+  groups: readonly number[] = processGroups(),
+): boolean {
   if ((info.mode & 0o077) === 0) return true;
-  return info.uid === 0 && (info.mode & 0o037) === 0;
+  return info.uid === 0 && (info.mode & 0o037) === 0 && groups.includes(info.gid);
+}
+
+/** What to tell someone whose key file isPrivateKeyFileMode refused: what is wrong with it and what to run. */
+export function privateKeyFileAdvice(path: string, info: { mode: number; uid: number; gid: number }): string {
+  const mode = (info.mode & 0o777).toString(8);
+  if (info.uid === 0 && (info.mode & 0o037) === 0) {
+    return (
+      `${path} is readable by group ${info.gid} (mode ${mode}), which this process is not in: run chmod 600 on it, ` +
+      'or give it the group kubevisa runs as'
+    );
+  }
+  return `${path} can be read by group or others (mode ${mode}): run chmod 600 on it (640 at most for a file owned by root in kubevisa's group)`;
 }

@@ -15,8 +15,9 @@ export const SHARED_KEY_FILES = [SIGNING_KEY_FILE, 'session-encryption.key', CHE
 
 /**
  * Writes the key files of a Secret's `data` (base64, as Kubernetes holds them) into a data folder as the kubelet
- * mounts them into the chart's pod, whose fsGroup is 65532: owned by root, group 65532, mode 0440. Only root can give
- * a file to root; run as another user, an owner-only (0600) file stands in for it.
+ * mounts them into the chart's pod: owned by root, in the pod's fsGroup, mode 0440. There the server runs in that
+ * group (65532); here it runs as this process, so the files get this process's group. Only root can give a file to
+ * root; run as another user, an owner-only (0600) file stands in for it.
  */
 export async function mountSecretKeys(data: Record<string, string>, dataDir: string): Promise<void> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -26,7 +27,7 @@ export async function mountSecretKeys(data: Record<string, string>, dataDir: str
     const file = join(dataDir, name);
     await writeFile(file, Buffer.from(value, 'base64'), { mode: 0o600 });
     if (process.getuid?.() === 0) {
-      await chown(file, 0, 65532);
+      await chown(file, 0, process.getgid!());
       await chmod(file, 0o440);
     }
   }
