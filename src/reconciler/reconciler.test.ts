@@ -24,6 +24,7 @@ let clock: number;
 let cluster: FakeCluster;
 let reconciler: Reconciler;
 let visas: VisaService;
+let engagements: EngagementService;
 let carol: Caller;
 let approver: Caller;
 
@@ -63,7 +64,8 @@ beforeEach(async () => {
     now: () => clock,
   };
   visas = new VisaService(ports);
-  await new EngagementService(ports).createAs(systemCaller('test'), {
+  engagements = new EngagementService(ports);
+  await engagements.createAs(systemCaller('test'), {
     name: 'acme',
     vendor: 'Acme',
     contractors: [EMAIL],
@@ -529,5 +531,175 @@ describe('the deadline pass (expiries without a full pass)', () => {
       ['deadlines', 'full'],
     );
     assert.equal(cluster.serviceAccounts.size, 0, 'no visa left: the ServiceAccount went, and every token with it');
+  });
+});
+
+// A deadline pass beside a full pass: the interleavings the concurrent passes allow. Each test holds the full pass at a
+// point of its reads (a gate the test opens), runs a deadline pass there, then lets the full pass write.
+describe('a deadline pass beside a full pass', () => {
+  /** The next call of `method` on `target` waits, before it reads anything, until `open` is called. */
+  function gate<T extends object, K extends keyof T>(target: T, method: K) {
+    const original = target[method] as (...args: unknown[]) => Promise<unknown>;
+    const reached = Promise.withResolvers<void>();
+    const opened = Promise.withResolvers<void>();
+    (target as Record<K, unknown>)[method] = async (...args: unknown[]) => {
+      (target as Record<K, unknown>)[method] = original;
+      reached.resolve();
+      await opened.promise;
+      return original.apply(target, args);
+    };
+    return { reached: reached.promise, open: () => opened.resolve() };
+  }
+  const within = <T>(promise: Promise<T>, ms = 2000) =>
+    Promise.race([promise, new Promise<undefined>((resolve) => setTimeout(resolve, ms, undefined))]);
+
+  test('a visa cut short while a full pass reads keeps no binding once the deadline pass deleted it', async () => {
+    const visa = await grant(['payments'], '2h');
+    await reconciler.reconcileNow('prod');
+    const key = `payments/kubevisa-${visa.id}`;
+    clock = NOW + 10 * MINUTE;
+    // The full pass reads the granting visas (this one ends at NOW + 2h), and is held before it lists the bindings.
+    const list = gate(cluster, 'listManagedRoleBindings');
+    const full = reconciler.reconcileNow('prod');
+    await list.reached;
+    // The sponsor brings the engagement's end forward: the visa now ends at NOW + 20 min.
+    await engagements.changeEndAs(systemCaller('test'), visa.engagementId, NOW + 20 * MINUTE, 'contract cut short');
+    clock = NOW + 21 * MINUTE;
+    const expired = await reconciler.expireDueNow('prod');
+    assert.deepEqual(expired.deleted, [key]);
+    assert.equal((await store.getVisa(visa.id))?.state, 'expired');
+    list.open();
+    const report = await full;
+    assert.equal(report.error, undefined);
+    assert.equal(cluster.roleBindings.has(key), false, 'the binding of a visa recorded expired was made again');
+    assert.deepEqual(
+      await store.listAudit({ visaId: visa.id, action: 'cluster.rolebinding.create' }).then((a) => a.length),
+      1,
+    );
+  });
+
+  test('a clock that steps back a few ms (a new database clock sample) does not bring back a deleted binding', async () => {
+    const visa = await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    const key = `payments/kubevisa-${visa.id}`;
+    clock = NOW + HOUR - 5;
+    const list = gate(cluster, 'listManagedRoleBindings');
+    const full = reconciler.reconcileNow('prod');
+    await list.reached;
+    // The deadline timer fires just after notAfter.
+    clock = NOW + HOUR + 2;
+    const expired = await reconciler.expireDueNow('prod');
+    assert.deepEqual(expired.deleted, [key]);
+    // databaseNow() re-measures its offset at every lease claim; this sample puts the clock 4 ms back.
+    clock = NOW + HOUR - 2;
+    list.open();
+    await full;
+    assert.equal((await store.getVisa(visa.id))?.state, 'expired');
+    assert.equal(cluster.roleBindings.has(key), false, 'the binding of a visa recorded expired was made again');
+  });
+
+  test('a full pass that starts just after a notAfter leaves the deadline pass nothing to do while it reads', async () => {
+    const visa = await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    const key = `payments/kubevisa-${visa.id}`;
+    // An approval's kick starts a full pass a moment after the notAfter, before the deadline timer fires.
+    clock = NOW + HOUR + 1;
+    const list = gate(cluster, 'listManagedRoleBindings');
+    const full = reconciler.reconcileNow('prod');
+    await list.reached;
+    const expired = await within(reconciler.expireDueNow('prod'));
+    const recordedExpired = (await store.getVisa(visa.id))?.state === 'expired';
+    const bindingLeft = cluster.roleBindings.has(key);
+    list.open();
+    await full;
+    assert.ok(expired !== undefined, 'the deadline pass waited for the full pass');
+    assert.ok(!(recordedExpired && bindingLeft), 'recorded expired while its binding is left for the full pass');
+    assert.deepEqual(expired.deleted, [key], 'the deadline pass deletes the binding of the visa that ended');
+  });
+
+  test("a deadline pass does not wait while a full pass reads the cluster's live visas", async () => {
+    await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    clock = NOW + HOUR + MINUTE;
+    // listVisas({ cluster, states: approved/active }): every live visa of the cluster, a read of the full pass.
+    const read = gate(store, 'listVisas');
+    const full = reconciler.reconcileNow('prod');
+    await read.reached;
+    const expired = await within(reconciler.expireDueNow('prod'));
+    read.open();
+    await full;
+    assert.ok(expired !== undefined, "the deadline pass waited behind the full pass's read of every live visa");
+  });
+
+  test('a delete the deadline pass failed to make stays pending after a full pass that read before it', async () => {
+    const visa = await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    const key = `payments/kubevisa-${visa.id}`;
+    clock = NOW + HOUR - MINUTE;
+    const list = gate(cluster, 'listManagedRoleBindings');
+    const full = reconciler.reconcileNow('prod');
+    await list.reached;
+    const deleteRoleBinding = cluster.deleteRoleBinding.bind(cluster);
+    cluster.deleteRoleBinding = async () => {
+      throw new Error('kube-apiserver timed out');
+    };
+    clock = NOW + HOUR + MINUTE;
+    const failed = await reconciler.expireDueNow('prod');
+    assert.equal(failed.error, 'kube-apiserver timed out');
+    assert.equal((await store.listPendingIntents({ cluster: 'prod' })).length, 1);
+    cluster.deleteRoleBinding = deleteRoleBinding;
+    list.open();
+    const report = await full;
+    assert.equal(report.error, undefined);
+    assert.equal(cluster.roleBindings.has(key), true, 'the full pass, whose picture predates the deadline, kept it');
+    assert.equal(
+      (await store.listPendingIntents({ cluster: 'prod' })).length,
+      1,
+      'the intent of a delete that was not made was completed',
+    );
+  });
+
+  test('a drifted binding the deadline pass deleted meanwhile is not recorded as repaired', async () => {
+    const visa = await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    const key = `payments/kubevisa-${visa.id}`;
+    const edited = cluster.roleBindings.get(key)!;
+    cluster.roleBindings.set(key, { ...edited, roleRef: { ...edited.roleRef, name: 'cluster-admin' } });
+    clock = NOW + HOUR - MINUTE;
+    const list = gate(cluster, 'listManagedServiceAccounts');
+    const full = reconciler.reconcileNow('prod');
+    await list.reached;
+    // The full pass has the drifted binding in its picture (listed beside the ServiceAccounts, held here).
+    await new Promise((resolve) => setImmediate(resolve));
+    clock = NOW + HOUR + MINUTE;
+    const expired = await reconciler.expireDueNow('prod');
+    assert.deepEqual(expired.deleted, [key]);
+    list.open();
+    const report = await full;
+    assert.equal(cluster.roleBindings.has(key), false);
+    assert.deepEqual(report.repaired, [], 'a repair recorded for a delete the full pass did not make');
+    assert.deepEqual(await store.listAudit({ action: 'cluster.rolebinding.repair-delete' }), []);
+  });
+
+  test('a binding deleted by a full pass is not recorded deleted a second time by the deadline pass', async () => {
+    const visa = await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    // The full pass settles states just before notAfter and reads the granting visas just after it: the visa is
+    // not granting, not yet recorded expired, so the full pass deletes its binding and the deadline pass deletes it
+    // again (kube-apiserver answers 404).
+    clock = NOW + HOUR - 1;
+    const profiles = gate(store, 'listProfiles');
+    const full = reconciler.reconcileNow('prod');
+    await profiles.reached;
+    clock = NOW + HOUR + 1;
+    profiles.open();
+    await full;
+    await reconciler.expireDueNow('prod');
+    assert.equal((await store.getVisa(visa.id))?.state, 'expired');
+    assert.equal(
+      (await store.listAudit({ action: 'cluster.rolebinding.delete' })).length,
+      1,
+      'one binding deleted once, audited twice',
+    );
   });
 });
