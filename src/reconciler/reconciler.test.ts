@@ -8,6 +8,7 @@ import { systemCaller, type Caller } from '../app/caller.ts';
 import { EngagementService } from '../app/engagements.ts';
 import { AppEvents } from '../app/events.ts';
 import { VisaService } from '../app/visas.ts';
+import { Fenced } from '../cluster/errors.ts';
 import { PERSON_ANNOTATION } from '../cluster/objects.ts';
 import type { Actor } from '../domain/model.ts';
 import { serviceAccountName } from '../domain/names.ts';
@@ -534,22 +535,23 @@ describe('the deadline pass (expiries without a full pass)', () => {
   });
 });
 
+/** The next call of `method` on `target` waits, before it reads anything, until `open` is called. */
+function gate<T extends object, K extends keyof T>(target: T, method: K) {
+  const original = target[method] as (...args: unknown[]) => Promise<unknown>;
+  const reached = Promise.withResolvers<void>();
+  const opened = Promise.withResolvers<void>();
+  (target as Record<K, unknown>)[method] = async (...args: unknown[]) => {
+    (target as Record<K, unknown>)[method] = original;
+    reached.resolve();
+    await opened.promise;
+    return original.apply(target, args);
+  };
+  return { reached: reached.promise, open: () => opened.resolve() };
+}
+
 // A deadline pass beside a full pass: the interleavings the concurrent passes allow. Each test holds the full pass at a
 // point of its reads (a gate the test opens), runs a deadline pass there, then lets the full pass write.
 describe('a deadline pass beside a full pass', () => {
-  /** The next call of `method` on `target` waits, before it reads anything, until `open` is called. */
-  function gate<T extends object, K extends keyof T>(target: T, method: K) {
-    const original = target[method] as (...args: unknown[]) => Promise<unknown>;
-    const reached = Promise.withResolvers<void>();
-    const opened = Promise.withResolvers<void>();
-    (target as Record<K, unknown>)[method] = async (...args: unknown[]) => {
-      (target as Record<K, unknown>)[method] = original;
-      reached.resolve();
-      await opened.promise;
-      return original.apply(target, args);
-    };
-    return { reached: reached.promise, open: () => opened.resolve() };
-  }
   const within = <T>(promise: Promise<T>, ms = 2000) =>
     Promise.race([promise, new Promise<undefined>((resolve) => setTimeout(resolve, ms, undefined))]);
 
@@ -701,5 +703,105 @@ describe('a deadline pass beside a full pass', () => {
       1,
       'one binding deleted once, audited twice',
     );
+  });
+
+  test('a deadline pass fenced while a full pass reads: the full pass writes nothing once this replica is deposed', async () => {
+    await grant(['payments'], '1h');
+    let leading = true;
+    const fenced: Error[] = [];
+    const replica = new Reconciler({
+      store,
+      clusters: new Map([['prod', cluster]]),
+      now: () => clock,
+      leadership: {
+        isLeader: () => leading,
+        fenceEpoch: () => 3,
+        onFenced: (error) => {
+          fenced.push(error);
+          leading = false;
+        },
+      },
+    });
+    try {
+      await replica.reconcileNow('prod');
+      const next = await grant(['billing'], '2h');
+      clock = NOW + HOUR - MINUTE;
+      const list = gate(cluster, 'listManagedRoleBindings');
+      const full = replica.reconcileNow('prod');
+      await list.reached;
+      const deleteRoleBinding = cluster.deleteRoleBinding.bind(cluster);
+      cluster.deleteRoleBinding = async () => {
+        throw new Fenced('kubevisa fencing: epoch 3 is below the fence 4');
+      };
+      clock = NOW + HOUR + MINUTE;
+      const deadline = await replica.expireDueNow('prod');
+      assert.match(deadline.error ?? '', /fencing/);
+      assert.equal(fenced.length, 1);
+      cluster.deleteRoleBinding = deleteRoleBinding;
+      cluster.writes.length = 0;
+      list.open();
+      await full;
+      assert.equal(
+        cluster.writes.includes(`create rolebinding billing/kubevisa-${next.id}`),
+        false,
+        'a deposed replica went on writing',
+      );
+    } finally {
+      replica.stop();
+    }
+  });
+});
+
+// What held when the two kinds of pass run side by side (guards for the properties the change relies on).
+describe('a deadline pass beside a full pass: what holds', () => {
+  const tick = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+  test('whenSettled waits for both passes, the full one held in its reads and the deadline one in its delete', async () => {
+    await grant(['payments'], '1h');
+    await grant(['billing'], '2h');
+    await reconciler.reconcileNow('prod');
+    clock = NOW + HOUR - MINUTE;
+    const list = gate(cluster, 'listManagedRoleBindings');
+    const full = reconciler.reconcileNow('prod');
+    await list.reached;
+    clock = NOW + HOUR + MINUTE;
+    const del = gate(cluster, 'deleteRoleBinding');
+    const deadline = reconciler.expireDueNow('prod');
+    await del.reached;
+    let settled = false;
+    const whenSettled = reconciler.whenSettled('prod').then(() => (settled = true));
+    list.open();
+    await tick();
+    assert.equal(settled, false, 'the full pass waits for the write section, and whenSettled for it');
+    del.open();
+    await Promise.all([full, deadline, whenSettled]);
+    assert.equal(settled, true);
+    assert.equal(cluster.roleBindings.size, 1);
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), []);
+  });
+
+  test('a cluster removed while both passes run: they finish, and one added again under the name is reconciled', async () => {
+    const visa = await grant(['payments'], '1h');
+    await reconciler.reconcileNow('prod');
+    clock = NOW + HOUR - MINUTE;
+    const list = gate(cluster, 'listManagedRoleBindings');
+    const full = reconciler.reconcileNow('prod');
+    await list.reached;
+    clock = NOW + HOUR + MINUTE;
+    const del = gate(cluster, 'deleteRoleBinding');
+    const deadline = reconciler.expireDueNow('prod');
+    await del.reached;
+    reconciler.removeCluster('prod');
+    del.open();
+    list.open();
+    const [fullReport, deadlineReport] = await Promise.all([full, deadline]);
+    assert.equal(fullReport.error, undefined);
+    assert.equal(deadlineReport.error, undefined);
+    await assert.rejects(reconciler.expireDueNow('prod'), /unknown cluster/);
+    const again = new FakeCluster({ name: 'prod', namespaces: ['payments', 'billing'], profiles: SHIPPED_PROFILES });
+    reconciler.addCluster('prod', again);
+    const report = await reconciler.reconcileNow('prod');
+    assert.equal(report.error, undefined);
+    assert.equal(again.roleBindings.has(`payments/kubevisa-${visa.id}`), false);
   });
 });
