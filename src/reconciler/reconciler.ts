@@ -18,9 +18,8 @@
  * they must not carry is added, and when the person's session ends; such bindings then wait out kube-apiserver's
  * token cache.
  */
-import { effectiveState } from '../domain/visa.ts';
+import { effectiveState, expireVisa, isGranting } from '../domain/visa.ts';
 import type { Instant, Person, Profile, Visa } from '../domain/model.ts';
-import { expireVisa } from '../domain/visa.ts';
 import { KubevisaError } from '../domain/errors.ts';
 import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
 import type { Store, StoredVisa, StoreTx } from '../store/store.ts';
@@ -106,6 +105,8 @@ const OWN_DELETION_ECHO_MS = 60_000;
 type PassKind = 'full' | 'deadlines';
 /** Cluster writes in flight at once during a pass. */
 const WRITE_CONCURRENCY = 8;
+/** Visas read by id in one query (well inside every engine's limit on parameters). */
+const VISA_READ_BATCH = 500;
 
 /** One planned cluster change: what to record, how to make it, what to note when it is done. */
 interface Change {
@@ -119,10 +120,10 @@ interface Change {
   /** Handles an expected failure (returns true) so the pass goes on; anything else fails the pass. */
   failed?: (error: unknown) => Promise<boolean>;
   /**
-   * When `write` resolves `false` (nothing was there to change), the intent is completed without an audit event or
-   * `done`: the change was made by someone else.
+   * Set for a delete: when `write` resolves `false` (nothing was there), the intent is completed and this called
+   * instead of `done`, with no audit event, since someone else (another pass, a person) made the change.
    */
-  quietIfGone?: boolean;
+  gone?: () => void;
 }
 const MAX_BACKOFF_MS = 30_000;
 const UNREACHABLE_RETRY_MS = 1000;
@@ -181,7 +182,11 @@ export class Reconciler {
     this.options = options;
     this.store = options.store;
     this.clusters = options.clusters;
-    this.now = options.now ?? Date.now;
+    // Never backwards, even when a new sample of the database's clock is a few ms behind the last: a pass must not
+    // judge a visa granting that another pass already judged ended.
+    const clock = options.now ?? Date.now;
+    let latest = -Infinity;
+    this.now = () => (latest = Math.max(latest, clock()));
   }
 
   /** Repairs whatever an earlier process left half-done, then keeps every cluster converged. */
@@ -384,10 +389,16 @@ export class Reconciler {
     }
     try {
       if (kind === 'deadlines') {
-        await this.exclusively(name, () => this.expireDue(cluster, report));
+        await this.exclusively(name, () => {
+          this.assertLeads();
+          return this.expireDue(cluster, report);
+        });
       } else {
+        // Activations only: an expiry is recorded once the visa's bindings are gone (convergeWrites, expireDue).
+        const live = await this.store.listVisas({ cluster: name, states: ['approved', 'active'] });
         await this.exclusively(name, async () => {
-          await this.settleStates(await this.store.listVisas({ cluster: name, states: ['approved', 'active'] }));
+          this.assertLeads();
+          await this.settleStates(live, { only: 'activations' });
           await this.fence(cluster);
         });
         await this.converge(cluster, report);
@@ -469,7 +480,7 @@ export class Reconciler {
       }
       await this.settleStates(
         due.filter((visa) => deletionsOf.get(visa.id)!.every((deletion) => succeeded.has(deletion))),
-        tx,
+        { tx },
       );
     });
     if (this.options.allowsDirectMode?.(cluster.name) === true) this.kick([cluster.name]);
@@ -481,16 +492,16 @@ export class Reconciler {
     target: { namespace: string; name: string; visaId: string | undefined },
     kind: string,
     visa: Visa | undefined,
-    options: { quietIfGone?: boolean },
+    options: { gone?: () => void },
     done: () => void,
   ): Change {
     return {
       kind,
       payload: target,
       ...(visa ? { visa } : {}),
-      // The cluster client resolves `false` for a binding that was not there (a 404).
+      // The cluster client resolves `false` for a binding that was not there (a 404): see `Change.gone`.
       write: () => cluster.deleteRoleBinding(target.namespace, target.name),
-      ...(options.quietIfGone === true ? { quietIfGone: true } : {}),
+      gone: options.gone ?? (() => undefined),
       done,
     };
   }
@@ -510,19 +521,26 @@ export class Reconciler {
   }
 
   /**
-   * Records the activations and expiries among `visas` that are due, each with its audit event, in `tx` when given.
-   * Each visa is judged as the store has it in the transaction: one revoked since it was read stays revoked.
+   * Records the activations and expiries among `visas` that are due (only the activations with `only`), each with its
+   * audit event, in `tx` when given. Each visa is judged as the store has it in the transaction: one revoked since it
+   * was read stays revoked. Call it for expiries only once the visas' bindings are gone.
    */
-  private async settleStates(visas: readonly StoredVisa[], tx?: StoreTx): Promise<void> {
+  private async settleStates(
+    visas: readonly StoredVisa[],
+    options: { tx?: StoreTx; only?: 'activations' } = {},
+  ): Promise<void> {
     const now = this.now();
-    const due = visas.filter((v) => effectiveState(v, now) !== v.state);
+    const settles = (visa: Visa) => {
+      const state = effectiveState(visa, now);
+      return state !== visa.state && (options.only !== 'activations' || state === 'active');
+    };
+    const due = visas.filter(settles);
     if (due.length === 0) return;
     const settle = async (tx: StoreTx) => {
       for (const read of due) {
         const visa = await tx.getVisa(read.id);
-        if (visa === undefined) continue;
+        if (visa === undefined || !settles(visa)) continue;
         const state = effectiveState(visa, now);
-        if (state === visa.state) continue;
         const next: Visa = state === 'expired' ? expireVisa(visa, now) : { ...visa, state };
         await tx.updateVisa(next, visa.version);
         await tx.appendAudit({
@@ -542,13 +560,16 @@ export class Reconciler {
         });
       }
     };
-    await (tx === undefined ? this.store.transaction(settle) : settle(tx));
+    await (options.tx === undefined ? this.store.transaction(settle) : settle(options.tx));
   }
 
   private async converge(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
     // 0. The profiles and kubevisa's own RBAC first: a binding is only as narrow as the ClusterRole it points to.
     const { untrusted, installed, profiles } = await this.convergeProfiles(cluster, report);
     await this.convergeOwnRbac(cluster, report, installed);
+    // The intents this pass answers for at its end: those pending before it read (a deadline pass's, made after, are
+    // not covered by what it read).
+    const pendingAtRead = (await this.store.listPendingIntents({ cluster: cluster.name })).map((intent) => intent.id);
     const now = this.now();
     const granting = (await this.store.listVisasGrantingAt(now)).filter(
       (v) => v.cluster === cluster.name && !untrusted.has(v.profile),
@@ -589,8 +610,50 @@ export class Reconciler {
     const haveSaNames = new Set(haveSas.map((sa) => sa.metadata.name));
     // The reads are done: what follows writes, in turn with any deadline pass (see `exclusively`).
     await this.exclusively(cluster.name, () =>
-      this.convergeWrites(cluster, report, { now, profiles, wantSas, wantRbs, haveRbByKey, haveSas, haveSaNames }),
+      this.convergeWrites(cluster, report, {
+        now,
+        pendingAtRead,
+        profiles,
+        wantSas,
+        wantRbs,
+        haveRbByKey,
+        haveSas,
+        haveSaNames,
+      }),
     );
+  }
+
+  /**
+   * The planned bindings whose visa, as the store has it now, still grants at `at`, each made from that row. What a
+   * full pass read may be seconds old: a visa cut short, revoked or ended since (whose binding a deadline pass may
+   * have just deleted) gets none. Costs a read of the visas to bind, not of every live one.
+   */
+  private async stillGranting(
+    planned: [string, { rb: ManagedRoleBinding; visa: StoredVisa }][],
+    at: Instant,
+  ): Promise<[string, { rb: ManagedRoleBinding; visa: StoredVisa }][]> {
+    const ids = [...new Set(planned.map(([, { visa }]) => visa.id))];
+    const rows = new Map<string, StoredVisa>();
+    for (let start = 0; start < ids.length; start += VISA_READ_BATCH) {
+      const batch = ids.slice(start, start + VISA_READ_BATCH);
+      for (const row of await this.store.listVisas({ ids: batch, states: ['approved', 'active'] }))
+        rows.set(row.id, row);
+    }
+    return planned.flatMap(([key, { rb, visa }]) => {
+      const row = rows.get(visa.id);
+      const namespace = rb.metadata.namespace;
+      if (row === undefined || !isGranting(row, at) || !row.namespaces.includes(namespace)) return [];
+      // The person's email as the pass read it (see converge), the rest as the store has it now.
+      const current = { ...row, personEmail: visa.personEmail };
+      return [[key, { rb: desiredRoleBinding(current, namespace), visa: current }]];
+    });
+  }
+
+  /** Throws when this replica no longer leads: a pass must not go on writing for a term that is over. */
+  private assertLeads(): void {
+    if (this.options.leadership !== undefined && !this.options.leadership.isLeader()) {
+      throw new Error('this replica no longer leads: another one reconciles');
+    }
   }
 
   /** A full pass's writes, from what `converge` read: removals, direct-token ends, identities, then bindings. */
@@ -599,6 +662,7 @@ export class Reconciler {
     report: PassReport,
     read: {
       now: Instant;
+      pendingAtRead: readonly string[];
       profiles: readonly Profile[];
       wantSas: Map<string, ManagedServiceAccount>;
       wantRbs: Map<string, { rb: ManagedRoleBinding; visa: StoredVisa }>;
@@ -608,6 +672,8 @@ export class Reconciler {
     },
   ): Promise<void> {
     const { now, profiles, wantSas, wantRbs, haveRbByKey, haveSas, haveSaNames } = read;
+    // A deadline pass may have run since the reads, and been refused by a newer leader's fence.
+    this.assertLeads();
 
     // 1. Remove access that is no longer granted (or was edited by someone else) before adding anything.
     const deletions: Change[] = [];
@@ -624,9 +690,9 @@ export class Reconciler {
           },
           want ? 'rolebinding.repair-delete' : 'rolebinding.delete',
           undefined,
-          // A binding nobody wants that is gone already (a deadline pass deleted it since this pass listed): nothing
-          // was deleted here, nothing to record. A drifted one is made again either way, so its repair is recorded.
-          { quietIfGone: !want },
+          // Gone already (a deadline pass deleted it since this pass listed): nothing was deleted here, nothing to
+          // record; a drifted one is then made again like any missing one, if its visa still grants.
+          { gone: () => haveRbByKey.delete(key) },
           () => {
             if (want) {
               report.repaired.push(key);
@@ -659,14 +725,17 @@ export class Reconciler {
       });
     }
     await this.changeAll(cluster.name, deletions);
+    // The visas that had ended when this pass read were not wanted, so their bindings are gone now: recorded expired.
+    await this.settleStates(await this.store.listVisasEndingBefore(now, { cluster: cluster.name }));
 
     // 2. Direct tokens end before anything they must not carry is bound (see direct-tokens.ts).
     const profileByName = new Map(profiles.map((profile) => [profile.name, profile]));
     const clusterAllowsDirect = this.options.allowsDirectMode?.(cluster.name) ?? false;
     const mayCarry = (visa: Visa) => directModeMayCarry(visa, profileByName.get(visa.profile), clusterAllowsDirect);
-    // A visa whose notAfter passed since the read gets no binding: a deadline pass may have deleted it meanwhile.
-    const writingAt = this.now();
-    const newBindings = [...wantRbs].filter(([key, { visa }]) => !haveRbByKey.has(key) && visa.notAfter > writingAt);
+    const newBindings = await this.stillGranting(
+      [...wantRbs].filter(([key]) => !haveRbByKey.has(key)),
+      this.now(),
+    );
     const rotated = new Map<string, Instant>();
     for (const sa of haveSas) {
       const at = rotatedAt(sa);
@@ -737,11 +806,12 @@ export class Reconciler {
     }
     await this.changeAll(cluster.name, bindings);
     if (wakeAt !== Infinity) this.wakeAt(cluster.name, wakeAt);
-    // Every intent for this cluster is now either done or superseded by the converged state (no deadline pass is
-    // writing: this runs inside `exclusively`).
+    // Every intent pending when this pass read is now either done or superseded by the converged state. One a deadline
+    // pass made since (say, for a delete that failed) stays pending: what this pass read does not cover it.
+    const answered = new Set(read.pendingAtRead);
     await this.store.transaction(async (tx) => {
       for (const intent of await tx.listPendingIntents({ cluster: cluster.name }))
-        await tx.completeIntent(intent.id, this.now());
+        if (answered.has(intent.id)) await tx.completeIntent(intent.id, this.now());
     });
   }
 
@@ -987,7 +1057,7 @@ export class Reconciler {
   private async changeAll(
     cluster: string,
     changes: Change[],
-    /** More to write in the transaction that completes the intents, knowing which changes were made. */
+    /** More to write in the transaction that completes the intents, knowing which changes hold (made, or found made). */
     completing?: (tx: StoreTx, succeeded: ReadonlySet<Change>) => Promise<void>,
   ): Promise<void> {
     if (changes.length === 0) {
@@ -1022,7 +1092,7 @@ export class Reconciler {
         const change = changes[index]!;
         try {
           const result = await change.write();
-          outcomes[index] = change.quietIfGone === true && result === false ? 'gone' : 'done';
+          outcomes[index] = change.gone !== undefined && result === false ? 'gone' : 'done';
         } catch (error) {
           outcomes[index] = (await change.failed?.(error)) ? 'skipped' : (error as Error);
         }
@@ -1032,7 +1102,9 @@ export class Reconciler {
     const at = this.now();
     await this.store.transaction(async (tx) => {
       for (let index = 0; index < changes.length; index++) {
-        if (outcomes[index] === 'gone') await tx.completeIntent(intents[index]!.id, at);
+        // Nothing was there to change, or an expected refusal was handled (and reported): nothing more will be done.
+        if (outcomes[index] === 'gone' || outcomes[index] === 'skipped')
+          await tx.completeIntent(intents[index]!.id, at);
         if (outcomes[index] !== 'done') continue;
         const change = changes[index]!;
         const payload = clean(change.payload);
@@ -1050,9 +1122,13 @@ export class Reconciler {
           details: payload,
         });
       }
-      await completing?.(tx, new Set(changes.filter((_, index) => outcomes[index] === 'done')));
+      const made = new Set(changes.filter((_, index) => outcomes[index] === 'done' || outcomes[index] === 'gone'));
+      await completing?.(tx, made);
     });
-    changes.forEach((change, index) => outcomes[index] === 'done' && change.done());
+    changes.forEach((change, index) => {
+      if (outcomes[index] === 'done') change.done();
+      if (outcomes[index] === 'gone') change.gone?.();
+    });
     const failure = outcomes.find((o): o is Error => o instanceof Error);
     if (failure) throw failure;
   }
