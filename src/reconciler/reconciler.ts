@@ -10,9 +10,10 @@
  * their RoleBindings deleted by name and the visas recorded expired, under the same intents, fence and audit as a full
  * pass. Its cost follows the number of deadlines due, not the number of live bindings; full passes remain the safety
  * net. A deadline pass does not wait for a full pass to finish: it runs while the full pass reads (which at thousands
- * of bindings is most of it), and only the passes' writes take turns (`exclusively`). A full pass that read before
- * a deadline pass deleted therefore plans from an older picture, which is harmless: it never makes a binding for a
- * visa whose notAfter has passed by the time it writes, and a binding already gone when it deletes is nothing to do.
+ * of bindings is most of it), and only the passes' binding and ServiceAccount writes take turns (`exclusively`). A
+ * full pass that read before a deadline pass deleted therefore plans from an older picture, which is harmless: the
+ * bindings it makes are judged again on the visas' rows at write time, a binding already gone when it deletes is
+ * nothing to do (and nothing to record), and it records expiries only once their bindings are gone.
  *
  * Direct-mode tokens (see direct-tokens.ts) are ended by making the person's ServiceAccount again before a binding
  * they must not carry is added, and when the person's session ends; such bindings then wait out kube-apiserver's
@@ -348,10 +349,10 @@ export class Reconciler {
   }
 
   /**
-   * Runs `section` once no other pass of the cluster is writing, and keeps the others from writing until it ends:
-   * a deadline pass holds it throughout, a full pass for its writes and not its reads. So a full pass's picture of
-   * the cluster may predate a deadline pass's deletions, but their writes never interleave (and the full pass's
-   * closing "every intent is done" never covers a deadline pass's delete still in flight).
+   * Runs `section` once no other pass of the cluster is in one, and keeps the others out until it ends: a deadline
+   * pass holds it throughout, a full pass for its binding and ServiceAccount writes but not its reads (its profile
+   * ClusterRole and own-RBAC repairs, which no deadline pass touches, run before). So a full pass's picture of the
+   * cluster may predate a deadline pass's deletions, but their binding writes never interleave.
    */
   private async exclusively<T>(name: string, section: () => Promise<T>): Promise<T> {
     const before = this.writing.get(name) ?? Promise.resolve();
