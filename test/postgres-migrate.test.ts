@@ -139,11 +139,13 @@ test('kubevisa store migrate moves a SQLite installation into PostgreSQL with th
     assert.deepEqual(after, before);
     assert.equal(verifyChain(after.audit).ok, true);
     // The chain goes on from where SQLite left it.
-    const next = await postgres.transaction((tx) =>
+    await postgres.transaction((tx) =>
       tx.appendAudit({ at: T0, actor: 'system', action: 'store.migrated', outcome: 'ok' }),
     );
-    assert.equal(next.seq, head.seq + 1);
-    assert.equal(next.prevHash, head.hash);
+    const [next] = await postgres.listAudit({ newestFirst: true, limit: 1 });
+    assert.equal(next?.action, 'store.migrated');
+    assert.equal(next?.seq, head.seq + 1);
+    assert.equal(next?.prevHash, head.hash);
   } finally {
     await postgres.close();
   }

@@ -51,19 +51,18 @@ describe('group commit', () => {
         Array.from({ length: 20 }, (_, i) =>
           store.transaction(async (tx) => {
             await tx.putSetting(`k${i}`, i, T0);
-            const appended = await tx.appendAudit(event(`action.${i}`, { i }));
+            await tx.appendAudit(event(`action.${i}`, { i }));
             if (i === 7) throw new Error('refused by the domain');
-            return appended.seq;
           }),
         ),
       );
       assert.equal(outcomes[7]?.status, 'rejected');
+      const events = await store.listAudit();
       assert.deepEqual(
-        outcomes.filter((o) => o.status === 'fulfilled').map((o) => o.value),
+        events.map((e) => e.seq),
         Array.from({ length: 19 }, (_, i) => i + 1),
         'seq 8 was not burnt by the transaction that failed',
       );
-      const events = await store.listAudit();
       assert.deepEqual(
         events.map((e) => e.action),
         Array.from({ length: 20 }, (_, i) => `action.${i}`).filter((a) => a !== 'action.7'),
@@ -145,7 +144,8 @@ describe('failing closed', () => {
           const store = await openSqliteStore({ path: process.env.KUBEVISA_TEST_DB });
           const append = (action) => store.transaction(async (tx) => {
             await tx.putSetting(action, true, 1);
-            return (await tx.appendAudit({ at: 1, actor: 'system', action, outcome: 'ok' })).seq;
+            await tx.appendAudit({ at: 1, actor: 'system', action, outcome: 'ok' });
+            return (await tx.getAuditHead())?.seq;
           });
           const say = (value) => process.stdout.write(JSON.stringify(value) + '\\n');
           const outcome = (promise) => promise.then((seq) => ({ seq }), (error) => ({ code: error.code, status: error.status, message: error.message }));
@@ -252,7 +252,9 @@ describe('append-only guards', () => {
   test('checkpoints are append-only, and must name the trail as it is, even for raw SQL', async () => {
     const path = await freshPath();
     const store = await openSqliteStore({ path });
-    const head = await store.transaction((tx) => tx.appendAudit(event('a')));
+    await store.transaction((tx) => tx.appendAudit(event('a')));
+    const head = (await store.listAudit())[0];
+    assert.ok(head);
     await store.transaction((tx) =>
       tx.appendAuditCheckpoint({ at: T0, seq: 1, hash: head.hash, keyId: 'k', signature: 's' }),
     );

@@ -3,8 +3,10 @@
  * transactions asked for together share one database transaction and one COMMIT, each in its own savepoint.
  * What must hold: a failing one is refused alone, with its own error (a serialisation failure or deadlock is a
  * Conflict); nobody is answered before the shared COMMIT; a COMMIT that fails refuses every member and keeps
- * nothing; the order of the chain and of the answers is the order of the calls; and with the audit appender and
- * a second process's store writing too, the trail stays one chain holding every acknowledged event.
+ * nothing; within a group the order of the chain and of the answers is the order of the calls (the tests of one
+ * group run with `parallelGroups: 1`); groups run side by side, a group waiting for a row does not hold the
+ * chain's lock, and racing updates are refused by the version guards; and with the audit appender and a second
+ * process's store writing too, the trail stays one chain holding every acknowledged event.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -29,7 +31,9 @@ after(async () => {
 });
 
 /** A store in a fresh schema of its own; `schema` names it for statements run beside the store. */
-async function openFresh(options: { maxGroupSize?: number } = {}): Promise<{ store: PostgresStore; schema: string }> {
+async function openFresh(
+  options: { maxGroupSize?: number; parallelGroups?: number } = {},
+): Promise<{ store: PostgresStore; schema: string }> {
   const schema = `g${++schemas}`;
   await database.admin(`CREATE SCHEMA ${schema}`);
   return { store: await openPostgresStore({ url: database.url, schema, ...options }), schema };
@@ -58,7 +62,7 @@ const marker = (action: string) => (tx: StoreTx) => tx.appendAudit(auditFixture(
 
 describe('commit groups on PostgreSQL', () => {
   test('a failing transaction is refused alone: the others of its group commit, in call order, after one COMMIT', async () => {
-    const { store } = await openFresh();
+    const { store } = await openFresh({ parallelGroups: 1 });
     try {
       const { alice } = await store.transaction(seed);
       const ran: string[] = [];
@@ -116,7 +120,7 @@ describe('commit groups on PostgreSQL', () => {
   });
 
   test('a serialisation failure or a deadlock refuses only its transaction, as a Conflict', async () => {
-    const { store, schema } = await openFresh();
+    const { store, schema } = await openFresh({ parallelGroups: 1 });
     try {
       // What PostgreSQL raises when concurrent transactions collide, raised on demand by a trigger.
       await database.admin(`
@@ -155,7 +159,7 @@ describe('commit groups on PostgreSQL', () => {
   });
 
   test('a COMMIT that fails refuses every member and keeps nothing; the next group starts from the true head', async () => {
-    const { store, schema } = await openFresh();
+    const { store, schema } = await openFresh({ parallelGroups: 1 });
     try {
       await store.transaction(marker('test.before'));
       // A deferred constraint trigger runs at COMMIT: the whole database transaction fails there.
@@ -171,7 +175,7 @@ describe('commit groups on PostgreSQL', () => {
       const put = (key: string) =>
         store.transaction(async (tx) => {
           await tx.putSetting(key, key, T0);
-          return tx.appendAudit(auditFixture(`test.${key}`));
+          await tx.appendAudit(auditFixture(`test.${key}`));
         });
       const results = await Promise.allSettled(['x', 'fail-at-commit', 'y'].map(put));
       for (const result of results) {
@@ -181,8 +185,8 @@ describe('commit groups on PostgreSQL', () => {
       }
       assert.equal(await store.getSetting('x'), undefined);
       assert.equal(await store.getSetting('y'), undefined);
-      const after = await put('after');
-      assert.equal(after.seq, 2, 'the events of the failed group were never in the chain');
+      await put('after');
+      // trail() checks seq 1..n: the events of the failed group were never in the chain.
       assert.deepEqual(
         (await trail(store)).map((event) => event.action),
         ['test.before', 'test.after'],
@@ -193,11 +197,11 @@ describe('commit groups on PostgreSQL', () => {
   });
 
   test('events the database refuses after their transaction returned lose its group, and only its group', async () => {
-    const { store, schema } = await openFresh();
+    const { store, schema } = await openFresh({ parallelGroups: 1 });
     try {
       await store.transaction(marker('test.before'));
-      // The events of a member go in after its callback returned, pipelined ahead of the next member's statements;
-      // a trigger refusing one stands in for a database that stops serving at that moment.
+      // The events of the group go in after its members returned, with its COMMIT; a trigger refusing one stands
+      // in for a database that stops serving at that moment.
       await database.admin(`
         CREATE FUNCTION ${schema}.poison() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
@@ -232,35 +236,133 @@ describe('commit groups on PostgreSQL', () => {
   });
 
   test('groups of at most maxGroupSize follow one another in call order', async () => {
-    const { store } = await openFresh({ maxGroupSize: 2 });
+    const { store } = await openFresh({ maxGroupSize: 2, parallelGroups: 1 });
     try {
       const answered: number[] = [];
-      const results = await Promise.all(
+      await Promise.all(
         Array.from({ length: 7 }, (_, i) =>
-          store
-            .transaction((tx) => tx.appendAudit(auditFixture(`test.${i}`)))
-            .then((event) => {
-              answered.push(i);
-              return event;
-            }),
+          store.transaction((tx) => tx.appendAudit(auditFixture(`test.${i}`))).then(() => answered.push(i)),
         ),
       );
       assert.deepEqual(answered, [0, 1, 2, 3, 4, 5, 6]);
       assert.deepEqual(
-        results.map((event) => event.seq),
-        [1, 2, 3, 4, 5, 6, 7],
-      );
-      assert.deepEqual(
         (await trail(store)).map((event) => event.action),
-        results.map((event) => event.action),
+        answered.map((i) => `test.${i}`),
       );
     } finally {
       await store.close();
     }
   });
 
+  test('groups run side by side: one waiting for a row holds up neither the others nor the chain', async () => {
+    const { store, schema } = await openFresh({ parallelGroups: 2 });
+    try {
+      await store.transaction(async (tx) => {
+        await tx.putSetting('busy', 0, T0);
+        await tx.appendAudit(auditFixture('test.before'));
+      });
+      // Another session holds the row until told to let go.
+      const holder = new pg.Client({ connectionString: database.url });
+      await holder.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query(`SELECT * FROM ${schema}.settings WHERE key = 'busy' FOR UPDATE`);
+        let blockedAnswered = false;
+        const blocked = store
+          .transaction(async (tx) => {
+            await tx.appendAudit(auditFixture('test.blocked'));
+            await tx.putSetting('busy', 1, T0);
+          })
+          .then(() => (blockedAnswered = true));
+        // Wait until the blocked transaction's statement is waiting for the row in the database.
+        for (let i = 0; i < 200; i++) {
+          const waiting = await outside(
+            async (client) =>
+              (
+                await client.query(
+                  "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%settings%'",
+                )
+              ).rows[0].n,
+          );
+          if (waiting > 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 25));
+        }
+        // The others go through the other group, appending to the chain, while that one waits: the chain's lock
+        // is not held by a group before its COMMIT.
+        const free = (async () => {
+          for (let i = 0; i < 5; i++) {
+            await store.transaction(async (tx) => {
+              await tx.putSetting(`free-${i}`, i, T0);
+              await tx.appendAudit(auditFixture(`test.free.${i}`));
+            });
+          }
+        })();
+        let timer: NodeJS.Timeout | undefined;
+        const stuck = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('the others waited for the blocked group')), 10_000);
+        });
+        try {
+          await Promise.race([free, stuck]);
+        } finally {
+          clearTimeout(timer);
+        }
+        assert.equal(blockedAnswered, false, 'the blocked transaction waited for the row');
+        await holder.query('COMMIT');
+        await blocked;
+      } finally {
+        await holder.end();
+      }
+      assert.equal(await store.getSetting('busy'), 1);
+      const actions = (await trail(store)).map((event) => event.action);
+      assert.deepEqual(actions, [
+        'test.before',
+        ...Array.from({ length: 5 }, (_, i) => `test.free.${i}`),
+        'test.blocked',
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('racing updates in groups side by side: the version guard lets one win per version', async () => {
+    const { store } = await openFresh({ parallelGroups: 4 });
+    try {
+      const { alice } = await store.transaction(seed);
+      const start = await store.transaction(async (tx) => {
+        await tx.appendAudit(auditFixture('test.requested'));
+        return tx.insertVisa(visaFixture('v-race', alice, 'eng-1'));
+      });
+      let current = start;
+      let wins = 0;
+      for (let round = 0; round < 5; round++) {
+        const seen = current;
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, i) =>
+            store.transaction(async (tx) => {
+              await tx.appendAudit(auditFixture(`test.round.${round}.${i}`));
+              return tx.updateVisa({ ...seen, reason: `round ${round} by ${i}` }, seen.version);
+            }),
+          ),
+        );
+        const won = results.filter((result) => result.status === 'fulfilled');
+        assert.equal(won.length, 1, `round ${round}: exactly one update of version ${seen.version} wins`);
+        for (const result of results) {
+          if (result.status === 'rejected') assert.ok(result.reason instanceof Conflict, String(result.reason));
+        }
+        current = (won[0] as PromiseFulfilledResult<typeof seen>).value;
+        assert.equal(current.version, seen.version + 1);
+        wins++;
+      }
+      assert.equal((await store.getVisa('v-race'))?.version, start.version + wins);
+      // Only the winners' events are in the chain.
+      assert.equal((await trail(store)).length, 1 + wins);
+    } finally {
+      await store.close();
+    }
+  });
+
   test('a transaction reads its own appends and those of the group before it', async () => {
-    const { store } = await openFresh();
+    const { store } = await openFresh({ parallelGroups: 1 });
     try {
       const [, seen] = await Promise.all([
         store.transaction(marker('test.earlier')),
@@ -286,12 +388,15 @@ describe('commit groups on PostgreSQL', () => {
     const other = await openPostgresStore({ url: database.url, schema });
     try {
       const acknowledged: AuditEvent[] = [];
+      // A transaction's event gets its place in the chain at commit, unseen by the caller: found by its action.
+      const acknowledgedActions: string[] = [];
       const writers = [store, other].flatMap((writer, w) => {
         const appender = writer.openAuditAppender();
         return [
           (async () => {
             for (let i = 0; i < 40; i++) {
-              acknowledged.push(await writer.transaction(marker(`test.tx.${w}.${i}`)));
+              await writer.transaction(marker(`test.tx.${w}.${i}`));
+              acknowledgedActions.push(`test.tx.${w}.${i}`);
             }
           })(),
           ...Array.from({ length: 8 }, async (_, c) => {
@@ -313,10 +418,12 @@ describe('commit groups on PostgreSQL', () => {
       for (const event of acknowledged) {
         assert.deepEqual(stored.get(event.seq), event, `acknowledged event ${event.seq} is stored as acknowledged`);
       }
+      const actions = new Set(events.map((event) => event.action));
+      for (const action of acknowledgedActions) assert.ok(actions.has(action), `acknowledged ${action} is stored`);
       const count = await outside(async (client) =>
         Number((await client.query(`SELECT count(*) AS n FROM ${schema}.audit_events`)).rows[0].n),
       );
-      assert.equal(count, acknowledged.length);
+      assert.equal(count, acknowledged.length + acknowledgedActions.length);
     } finally {
       await other.close();
       await store.close();

@@ -11,7 +11,7 @@ import { openPostgresStore, runtimeRoleGrants, type PostgresStore } from './post
 import { POSTGRES_MIGRATIONS } from './postgres/migrations.ts';
 import { createTestDatabase, type TestDatabase } from './postgres/test-database.ts';
 import type { PersonStatus } from '../domain/model.ts';
-import type { PersonLogin, Store } from './store.ts';
+import type { AuditEvent, PersonLogin, Store } from './store.ts';
 
 const T0 = Date.UTC(2030, 0, 15, 9, 0, 0);
 let database: TestDatabase;
@@ -71,8 +71,13 @@ storeConformanceSuite('postgres', openFreshAsRuntimeRole, {
   },
 });
 
-const appendOne = (store: Store, action = 'visa.requested') =>
-  store.transaction((tx) => tx.appendAudit({ at: T0, actor: 'system', action, outcome: 'ok', details: {} }));
+/** Appends one event in a transaction of its own; returns it as stored (its place in the chain given at commit). */
+async function appendOne(store: Store, action = 'visa.requested'): Promise<AuditEvent> {
+  await store.transaction((tx) => tx.appendAudit({ at: T0, actor: 'system', action, outcome: 'ok', details: {} }));
+  const [event] = await store.listAudit({ newestFirst: true, limit: 1 });
+  assert.ok(event);
+  return event;
+}
 
 describe('postgres store', () => {
   test('applies every migration once; a second open applies none', async () => {

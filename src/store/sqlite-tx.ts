@@ -969,11 +969,11 @@ export class SqliteTx implements StoreTx {
     };
   }
 
-  async appendAudit(event: NewAuditEvent): Promise<AuditEvent> {
+  async appendAudit(event: NewAuditEvent): Promise<void> {
     // The head is read and extended on the one connection that holds SQLite's write lock (BEGIN IMMEDIATE), so
     // no other transaction can append in between: the chain stays linear.
     const head = this.auditHead?.known === true ? this.auditHead.head : await this.getAuditHead();
-    // Details are stored as their canonical JSON and re-parsed, so the returned event is exactly what a later
+    // Details are stored as their canonical JSON and re-parsed, so the stored event is exactly what a later
     // read gives back (no `undefined` members, normalised numbers) and hashes the same.
     const detailsJson = canonicalJson(event.details ?? {});
     const parsedDetails: unknown = JSON.parse(detailsJson);
@@ -1030,7 +1030,6 @@ export class SqliteTx implements StoreTx {
       throw translateSqliteError(error);
     }
     this.auditHead?.remember({ seq: stored.seq, hash: stored.hash });
-    return stored;
   }
 
   // ---- clusters ----

@@ -13,7 +13,7 @@ import { storeConformanceSuite } from './conformance.ts';
 import { PERSISTED_COLUMNS } from './mappers.ts';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
 import { DEFAULT_BUSY_TIMEOUT_MS, configureConnection, openSqliteStore, type SqliteStore } from './sqlite.ts';
-import type { Store } from './store.ts';
+import type { AuditEvent, Store } from './store.ts';
 
 const T0 = Date.UTC(2030, 0, 15, 9, 0, 0);
 const temporaryDirectories: string[] = [];
@@ -54,8 +54,13 @@ storeConformanceSuite('sqlite', async () => openAt(await freshPath()), {
   },
 });
 
-const appendOne = (store: Store, action = 'visa.requested') =>
-  store.transaction((tx) => tx.appendAudit({ at: T0, actor: 'system', action, outcome: 'ok', details: {} }));
+/** Appends one event in a transaction of its own; returns it as stored. */
+async function appendOne(store: Store, action = 'visa.requested'): Promise<AuditEvent> {
+  await store.transaction((tx) => tx.appendAudit({ at: T0, actor: 'system', action, outcome: 'ok', details: {} }));
+  const [event] = await store.listAudit({ newestFirst: true, limit: 1 });
+  assert.ok(event);
+  return event;
+}
 
 describe('sqlite store', () => {
   test('the connection uses WAL, synchronous=FULL, foreign keys and the busy timeout', async () => {

@@ -13,7 +13,8 @@
  *    `AuditReads`, `CatalogReads`, `IdentityReads`), `transaction()` giving a `StoreTx` with their writes,
  *    and `close()`. Durable before a commit resolves; StoreUnavailable (503) when it cannot be.
  *  - The audit chain (audit-chain.ts): `appendAudit` links each event to the head under a lock the engine
- *    holds until commit, so concurrent transactions and processes build one chain without gaps.
+ *    holds until commit (taken at the append, or at the commit), so concurrent transactions and processes build
+ *    one chain without gaps.
  *  - `openAuditAppender()`: its fastest durable way to append batches (group commit), for the gateway.
  *  - `checkIntegrity()`: its checks of the trail's append-only protections (SQLite triggers, PostgreSQL
  *    triggers and grants), each finding returned once for the audit capability to record.
@@ -473,9 +474,11 @@ export interface AuditWrites {
   /**
    * Appends to the hash chain, inside this transaction: if the transaction rolls back, the event was never
    * written and its seq is reused by the next one. Appends are serialised so the chain stays linear under
-   * concurrent transactions (and, on an engine several processes share, under concurrent processes).
+   * concurrent transactions (and, on an engine several processes share, under concurrent processes). The
+   * event's place in the chain (seq, hash) is not returned: an engine may assign it only when the transaction
+   * commits (PostgreSQL does, so the chain's lock is held for the commit only).
    */
-  appendAudit(event: NewAuditEvent): Promise<AuditEvent>;
+  appendAudit(event: NewAuditEvent): Promise<void>;
   /**
    * Records a signed checkpoint. Throws Conflict when it does not name the trail's event at its seq exactly, or
    * covers less of the trail than the newest checkpoint already stored.

@@ -12,11 +12,11 @@
  */
 import { InvalidInput } from '../../domain/errors.ts';
 import { GENESIS_HASH, auditContentHash, auditContentTextWith, canonicalJson, linkAuditHash } from '../audit-chain.ts';
-import type { UnhashedAuditEvent } from '../audit-chain.ts';
+import type { AuditContent } from '../audit-chain.ts';
 import { AUDIT_COLUMNS } from '../mappers.ts';
 import { decodeJsonObject, definedOnly, integer, text } from '../rows.ts';
 import type { AuditEvent, NewAuditEvent } from '../store.ts';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Queryable } from './sql.ts';
 
 export interface AuditHead {
@@ -46,47 +46,68 @@ export async function lockAuditChain(db: Queryable): Promise<AuditHead | undefin
 }
 
 /**
- * The chain as one database transaction holds it: the lock taken and the head read at the first append, then
- * extended in memory by each later append of the same transaction. A commit group (commit-groups.ts) shares one
- * across its members: `mark()` before a member, `restore()` after rolling that member back to its savepoint (its
- * appends are gone, and so is the lock if it was taken inside: PostgreSQL releases an advisory lock taken in a
- * rolled-back savepoint).
+ * An event appended inside a transaction and not yet in the chain: its content checked and hashed when it was
+ * appended (so bad input is refused then, by the caller's own transaction), its place in the chain (seq, prevHash,
+ * hash) given only when it is inserted (`chainInDatabaseSql`).
  */
-export class ChainHold {
-  private readonly db: Queryable;
-  private held: { head: AuditHead | undefined } | undefined;
+export interface PendingEvent {
+  content: AuditContent;
+  detailsJson: string;
+  contentHash: string;
+}
 
-  constructor(db: Queryable) {
-    this.db = db;
+/** The statements of a commit group's audit events, and whether the group holds the chain's lock. */
+interface GroupAuditMark {
+  queued: PendingEvent[];
+  locked: boolean;
+}
+
+/**
+ * The audit events of one database transaction (a commit group, commit-groups.ts) not yet inserted: those of its
+ * members that returned, in order. They are chained when the group commits, in the statement that takes the
+ * chain's lock just before COMMIT, so the lock is held for that insert and the COMMIT only, not across the
+ * members' round trips. A member that reads the trail inserts them first (`take`), taking the lock then: the
+ * group holds it until it commits, and ends after that member. `mark()` before a member, `restore()` after rolling
+ * it back to its savepoint: the inserts made inside it are gone, and the lock too if it was taken there
+ * (PostgreSQL releases an advisory lock taken in a rolled-back savepoint).
+ */
+export class GroupAudit {
+  private queued: PendingEvent[] = [];
+  private locked = false;
+
+  /** Whether a member took the chain's lock (it read the trail): the group then commits without further members. */
+  get holdsLock(): boolean {
+    return this.locked;
   }
 
-  /** The head to extend: locks the chain and reads it on first use in this transaction. */
-  async head(): Promise<AuditHead | undefined> {
-    this.held ??= { head: await lockAuditChain(this.db) };
-    return this.held.head;
+  /** The events waiting for the group's commit. */
+  get pending(): readonly PendingEvent[] {
+    return this.queued;
   }
 
-  /** Records the head after an append (made while holding the lock). */
-  advance(head: AuditHead | undefined): void {
-    this.held = { head };
+  /** A member that returned: its events join the group's, after those of the members before it. */
+  add(events: readonly PendingEvent[]): void {
+    this.queued.push(...events);
   }
 
-  /** The head as of the last append, if this transaction appended; undefined otherwise. */
-  get appended(): AuditHead | undefined {
-    return this.held?.head;
+  /**
+   * The group's events followed by `own` (the running member's), for the caller to insert now under the chain's
+   * lock, which the group then holds.
+   */
+  take(own: readonly PendingEvent[]): PendingEvent[] {
+    const events = [...this.queued, ...own];
+    this.queued = [];
+    this.locked = true;
+    return events;
   }
 
-  forget(): void {
-    this.held = undefined;
+  mark(): GroupAuditMark {
+    return { queued: [...this.queued], locked: this.locked };
   }
 
-  /** The state to go back to if what follows is rolled back to a savepoint taken now. */
-  mark(): { head: AuditHead | undefined } | undefined {
-    return this.held;
-  }
-
-  restore(mark: { head: AuditHead | undefined } | undefined): void {
-    this.held = mark;
+  restore(mark: GroupAuditMark): void {
+    this.queued = [...mark.queued];
+    this.locked = mark.locked;
   }
 }
 
@@ -118,13 +139,12 @@ export interface ChainedEvent {
   detailsJson: string;
 }
 
-/** Builds the event that extends `head`: its seq, prevHash and hash (the same computation as every engine). */
-export function chainEvent(input: NewAuditEvent, head: AuditHead | undefined): ChainedEvent {
-  // Details are stored as their canonical JSON and re-parsed, so the returned event is exactly what a later read
-  // gives back (no `undefined` members, normalised numbers) and hashes the same.
+/** Checks and hashes an event's content: what it will hold in the chain wherever it is placed. */
+export function prepareEvent(input: NewAuditEvent): PendingEvent {
+  // Details are stored as their canonical JSON and re-parsed, so the event is exactly what a later read gives
+  // back (no `undefined` members, normalised numbers) and hashes the same.
   const detailsJson = canonicalJson(input.details ?? {});
-  const unhashed: UnhashedAuditEvent = {
-    seq: (head?.seq ?? 0) + 1,
+  const content: AuditContent = {
     at: input.at,
     actor: input.actor,
     action: input.action,
@@ -143,10 +163,17 @@ export function chainEvent(input: NewAuditEvent, head: AuditHead | undefined): C
     }),
     outcome: input.outcome,
     details: decodeJsonObject(JSON.parse(detailsJson), 'audit_events.details_json'),
-    prevHash: head?.hash ?? GENESIS_HASH,
   };
-  const contentHash = auditContentHash(auditContentTextWith(unhashed, detailsJson));
-  return { event: { ...unhashed, hash: linkAuditHash(unhashed.seq, unhashed.prevHash, contentHash) }, detailsJson };
+  assertInsertable(content);
+  return { content, detailsJson, contentHash: auditContentHash(auditContentTextWith(content, detailsJson)) };
+}
+
+/** Builds the event that extends `head`: its seq, prevHash and hash (the same computation as every engine). */
+export function chainEvent(input: NewAuditEvent, head: AuditHead | undefined): ChainedEvent {
+  const { content, detailsJson, contentHash } = prepareEvent(input);
+  const seq = (head?.seq ?? 0) + 1;
+  const prevHash = head?.hash ?? GENESIS_HASH;
+  return { event: { ...content, seq, prevHash, hash: linkAuditHash(seq, prevHash, contentHash) }, detailsJson };
 }
 
 const OUTCOMES: readonly string[] = ['ok', 'refused', 'error'];
@@ -156,7 +183,7 @@ const OUTCOMES: readonly string[] = ['ok', 'refused', 'error'];
  * events after the member has returned (commit-groups.ts), when a refusal could no longer be its alone. The table
  * takes text without NUL characters, an integer time and one of the known outcomes.
  */
-export function assertInsertable(event: AuditEvent): void {
+export function assertInsertable(event: AuditContent): void {
   const texts: [string, string | undefined][] = [
     ['actor', event.actor],
     ['sessionId', event.sessionId],
@@ -224,60 +251,50 @@ const INSERT_MANY =
   ARRAY_TYPES.map((type, index) => `$${index + 1}::${type}[]`).join(', ') +
   ')';
 
+/** An event's content as the columns from `at` to `source_user_agent` hold it (AUDIT_COLUMNS' order). */
+function contentValues(content: AuditContent, detailsJson: string): (string | number | null)[] {
+  return [
+    content.at,
+    content.actor,
+    content.sessionId ?? null,
+    content.action,
+    content.visaId ?? null,
+    content.engagementId ?? null,
+    content.personId ?? null,
+    content.cluster ?? null,
+    content.namespace ?? null,
+    content.outcome,
+    content.reason ?? null,
+    detailsJson,
+    content.source?.address ?? null,
+    content.source?.userAgent ?? null,
+  ];
+}
+
+/** One array per column of `rows`, for statements that unnest them. */
+function columnsOf(width: number, rows: Iterable<(string | number | null)[]>): (string | number | null)[][] {
+  const columns: (string | number | null)[][] = Array.from({ length: width }, () => []);
+  for (const values of rows) values.forEach((value, index) => columns[index]?.push(value));
+  return columns;
+}
+
 /** The statement's parameters for `chained`: one array per column. */
-function columnsOf(chained: readonly ChainedEvent[]): (string | number | null)[][] {
-  const columns: (string | number | null)[][] = ARRAY_TYPES.map(() => []);
-  for (const { event, detailsJson } of chained) {
-    const values = [
+function chainedColumns(chained: readonly ChainedEvent[]): (string | number | null)[][] {
+  return columnsOf(
+    ARRAY_TYPES.length,
+    chained.map(({ event, detailsJson }) => [
       event.seq,
-      event.at,
-      event.actor,
-      event.sessionId ?? null,
-      event.action,
-      event.visaId ?? null,
-      event.engagementId ?? null,
-      event.personId ?? null,
-      event.cluster ?? null,
-      event.namespace ?? null,
-      event.outcome,
-      event.reason ?? null,
-      detailsJson,
-      event.source?.address ?? null,
-      event.source?.userAgent ?? null,
+      ...contentValues(event, detailsJson),
       event.prevHash,
       event.hash,
-    ];
-    values.forEach((value, index) => columns[index]?.push(value));
-  }
-  return columns;
+    ]),
+  );
 }
 
 /** Inserts chained events in one statement (one round trip), in seq order. */
 export async function insertChained(db: Queryable, chained: readonly ChainedEvent[]): Promise<void> {
   if (chained.length === 0) return;
-  await db.query({ name: 'kv_audit_insert_many', text: INSERT_MANY, values: columnsOf(chained) });
-}
-
-/** A value as an SQL literal: numbers checked to be integers, text quoted by node-postgres. */
-function literal(value: string | number | null): string {
-  if (value === null) return 'NULL';
-  if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value)) throw new Error(`audit event value ${value} is not an integer`);
-    return String(value);
-  }
-  return pg.escapeLiteral(value);
-}
-
-/**
- * The INSERT of `chained` as SQL text with the values inlined, for the simple-query protocol, which (unlike a
- * statement with parameters) can carry several statements in one round trip: a commit group sends a member's
- * events together with the savepoint statements that end it (commit-groups.ts).
- */
-export function insertChainedSql(chained: readonly ChainedEvent[]): string {
-  if (chained.length === 0) return '';
-  const columns = columnsOf(chained);
-  const rows = chained.map((_, row) => `(${columns.map((column) => literal(column[row] ?? null)).join(', ')})`);
-  return `INSERT INTO audit_events (${AUDIT_COLUMNS}) VALUES ${rows.join(', ')}`;
+  await db.query({ name: 'kv_audit_insert_many', text: INSERT_MANY, values: chainedColumns(chained) });
 }
 
 /**
@@ -302,11 +319,88 @@ const NOT_THE_HEAD = new Set(['23505', '23000']);
 export async function insertChainedAtKnownHead(db: Queryable, chained: readonly ChainedEvent[]): Promise<boolean> {
   if (chained.length === 0) return true;
   try {
-    await db.query({ name: 'kv_audit_insert_many_locked', text: INSERT_MANY_LOCKED, values: columnsOf(chained) });
+    await db.query({ name: 'kv_audit_insert_many_locked', text: INSERT_MANY_LOCKED, values: chainedColumns(chained) });
     return true;
   } catch (error) {
     const code = error instanceof Error && 'code' in error ? error.code : undefined;
     if (typeof code === 'string' && NOT_THE_HEAD.has(code)) return false;
     throw error;
   }
+}
+
+/** Takes the chain's lock until the transaction ends (a statement of its own: see `chainInDatabase`). */
+const LOCK_CHAIN: pg.QueryConfig = {
+  name: 'kv_audit_lock',
+  text: `SELECT pg_advisory_xact_lock(${AUDIT_LOCK_CLASS}, hashtext('kubevisa.audit.' || current_schema()))`,
+};
+
+/** The content columns of `audit_events` and their types, in the order of the INSERT's arrays. */
+const CONTENT_COLUMNS: [string, string][] = [
+  ['at', 'bigint'],
+  ['actor', 'text'],
+  ['session_id', 'text'],
+  ['action', 'text'],
+  ['visa_id', 'text'],
+  ['engagement_id', 'text'],
+  ['person_id', 'text'],
+  ['cluster', 'text'],
+  ['namespace', 'text'],
+  ['outcome', 'text'],
+  ['reason', 'text'],
+  ['details_json', 'text'],
+  ['source_address', 'text'],
+  ['source_user_agent', 'text'],
+  ['content_hash', 'text'],
+];
+
+const link = (seq: string, prev: string, content: string) =>
+  `encode(sha256(convert_to(${seq}::text || chr(10) || ${prev} || chr(10) || ${content}, 'UTF8')), 'hex')`;
+
+/**
+ * Inserts the events (one array per column) after the head as the statement sees it, chaining them in the
+ * database: the link hash is the one every engine computes (audit-chain.ts `linkAuditHash`: SHA-256 of seq,
+ * prevHash and the content hash, computed in this process when the event was appended). A named statement, so
+ * PostgreSQL plans it once per connection.
+ */
+const INSERT_CHAINED_IN_DATABASE =
+  'WITH RECURSIVE ' +
+  'head AS (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1), ' +
+  `input AS (SELECT * FROM unnest(${CONTENT_COLUMNS.map(([, type], index) => `$${index + 1}::${type}[]`).join(', ')}) ` +
+  `WITH ORDINALITY AS input (${CONTENT_COLUMNS.map(([column]) => column).join(', ')}, n)), ` +
+  'chain (n, seq, prev_hash, hash) AS (' +
+  `SELECT 0::bigint, COALESCE((SELECT seq FROM head), 0)::bigint, NULL::text, COALESCE((SELECT hash FROM head), '${GENESIS_HASH}')::text ` +
+  `UNION ALL SELECT i.n, c.seq + 1, c.hash, ${link('(c.seq + 1)', 'c.hash', 'i.content_hash')} ` +
+  'FROM chain c JOIN input i ON i.n = c.n + 1) ' +
+  `INSERT INTO audit_events (${AUDIT_COLUMNS}) ` +
+  `SELECT c.seq, ${CONTENT_COLUMNS.slice(0, -1)
+    .map(([column]) => `i.${column}`)
+    .join(', ')}, c.prev_hash, c.hash ` +
+  'FROM chain c JOIN input i ON i.n = c.n ORDER BY c.n RETURNING seq, hash';
+
+/**
+ * Takes the chain's lock, then inserts `events` after the head as it is once the lock is held: two statements,
+ * sent together (on a connection in pipeline mode, one round trip), the second answering each event's seq and
+ * hash. Under READ COMMITTED the INSERT, a statement of its own, sees every append committed before the lock was
+ * granted, so it extends the true head (and the trigger checks it does). No head travels to this process and
+ * back while the lock is held: the lock lasts as long as the database takes to insert and commit.
+ */
+export function chainInDatabase(db: Queryable, events: readonly PendingEvent[]): Promise<pg.QueryResult>[] {
+  const columns = columnsOf(
+    CONTENT_COLUMNS.length,
+    events.map(({ content, detailsJson, contentHash }) => [...contentValues(content, detailsJson), contentHash]),
+  );
+  return [
+    db.query(LOCK_CHAIN),
+    db.query({ name: 'kv_audit_insert_chained', text: INSERT_CHAINED_IN_DATABASE, values: columns }),
+  ];
+}
+
+/** The head after the rows `chainInDatabase` returned (its INSERT's result). */
+export function headOfInserted(rows: readonly Record<string, unknown>[]): AuditHead | undefined {
+  let head: AuditHead | undefined;
+  for (const row of rows) {
+    const seq = integer(row, 'audit_events', 'seq');
+    if (head === undefined || seq > head.seq) head = { seq, hash: text(row, 'audit_events', 'hash') };
+  }
+  return head;
 }

@@ -5,7 +5,7 @@
  * StoreUnavailable and the caller fails closed.
  *
  * A process's transactions are committed in groups (commit-groups.ts): run one after another in savepoints of one
- * database transaction, one COMMIT for all. Between processes, concurrency is the database's: optimistic versions
+ * database transaction, one COMMIT for all, several groups side by side. Between processes, concurrency is the database's: optimistic versions
  * and unique keys refuse the loser of a race, and appends to the audit chain take one advisory lock
  * (audit-append.ts), so several kubevisa processes on one database keep one chain. Gateway-scale audit volume goes
  * through the group-commit appender (appender.ts), which writes many events per statement. Direct reads run on
@@ -50,7 +50,7 @@ import type {
 } from '../store.ts';
 import { KnownHead } from './audit-append.ts';
 import { PostgresAuditAppender, type AuditAppenderOptions } from './appender.ts';
-import { CommitGroups } from './commit-groups.ts';
+import { CommitGroups, DEFAULT_PARALLEL_GROUPS } from './commit-groups.ts';
 import { applyMigrations } from './migrate.ts';
 import {
   APPEND_ONLY_TABLES,
@@ -90,10 +90,14 @@ export interface PostgresStoreOptions {
   /** Shown in pg_stat_activity; default `kubevisa`. */
   applicationName?: string;
   /**
-   * Most transactions committed together (commit-groups.ts); default 100. 1 commits each transaction on its own
-   * (still one at a time).
+   * Most transactions committed together (commit-groups.ts); default 100. 1 commits each transaction on its own.
    */
   maxGroupSize?: number;
+  /**
+   * Most commit groups running at once, each on a connection of its own (commit-groups.ts); default 4. 1 runs
+   * every transaction of this process one after another, in call order.
+   */
+  parallelGroups?: number;
 }
 
 /** One check of the audit trail's protections, passed or not (what `inspectAuditProtections` lists). */
@@ -268,8 +272,12 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       const schema = await client.query('SELECT current_schema() AS name');
       // A second connection ready at once: the first read during the first transaction need not wait for one.
       (await pool.connect()).release();
-      // The commit groups' connection, in pipeline mode (commit-groups.ts); one is enough, they run one at a time.
-      const groupPool = new pg.Pool({ ...config, max: 1, min: 0, pipeline: true });
+      // The commit groups' connections, in pipeline mode (commit-groups.ts): one per group running at once.
+      const parallelGroups = options.parallelGroups ?? DEFAULT_PARALLEL_GROUPS;
+      if (!Number.isSafeInteger(parallelGroups) || parallelGroups < 1) {
+        throw new InvalidInput(`store parallel groups must be a whole number >= 1; got ${parallelGroups}`);
+      }
+      const groupPool = new pg.Pool({ ...config, max: parallelGroups, min: 0, pipeline: true });
       groupPool.on('error', () => undefined);
       return new PostgresStoreImpl(
         pool,
@@ -277,7 +285,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         applied,
         restoredGuards,
         { clientConfig: config, channel: changeChannel(String(schema.rows[0]?.name ?? 'public')) },
-        options.maxGroupSize,
+        { maxGroupSize: options.maxGroupSize, parallelGroups },
       );
     } finally {
       client.release();
@@ -457,7 +465,7 @@ class PostgresStoreImpl implements PostgresStore {
     appliedMigrations: readonly number[],
     restoredGuards: readonly string[],
     feedSettings: { clientConfig: pg.ClientConfig; channel: string },
-    maxGroupSize: number | undefined,
+    groups: { maxGroupSize: number | undefined; parallelGroups: number },
   ) {
     this.pool = pool;
     this.groupPool = groupPool;
@@ -469,7 +477,8 @@ class PostgresStoreImpl implements PostgresStore {
       // Transactions accepted before close() still run: close waits for them.
       connect: () => this.checkout(this.groupPool),
       knownHead: this.knownHead,
-      ...(maxGroupSize === undefined ? {} : { maxGroupSize }),
+      ...(groups.maxGroupSize === undefined ? {} : { maxGroupSize: groups.maxGroupSize }),
+      parallelGroups: groups.parallelGroups,
       runInside: (tx, body) => activeTransaction.run({ store: this, tx }, body),
     });
   }

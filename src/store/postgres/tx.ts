@@ -93,7 +93,7 @@ import type {
   VisaFilter,
 } from '../store.ts';
 
-import { assertInsertable, chainEvents, insertChained, type ChainHold, type ChainedEvent } from './audit-append.ts';
+import { chainInDatabase, prepareEvent, type GroupAudit, type PendingEvent } from './audit-append.ts';
 import { bind, translatePgError, type Params, type PgRow, type Queryable, type SqlValue } from './sql.ts';
 
 /** Default and ceiling of `listAudit`'s page size (as the SQLite engine). */
@@ -258,20 +258,20 @@ function assignments(params: Params, except: readonly string[]): string {
 
 export class PgTx implements StoreTx {
   private readonly db: Queryable;
-  private readonly chain: ChainHold | undefined;
+  private readonly audit: GroupAudit | undefined;
   private live = true;
   /** The first statement of this transaction that PostgreSQL refused (which aborts the transaction). */
   private refused: unknown;
-  /** Audit events appended (chained, in memory) and not yet inserted: see appendAudit. */
-  private pendingAudit: ChainedEvent[] = [];
+  /** Audit events appended (checked and hashed, not yet chained) and not yet inserted: see appendAudit. */
+  private pendingAudit: PendingEvent[] = [];
 
   /**
-   * `db` runs the statements: one client inside a transaction, the pool for direct reads. `chain` (given to
-   * transactions only) holds the audit chain for the database transaction this one runs in.
+   * `db` runs the statements: one client inside a transaction, the pool for direct reads. `audit` (given to
+   * transactions only) holds the audit events of the database transaction this one runs in.
    */
-  constructor(db: Queryable, chain?: ChainHold) {
+  constructor(db: Queryable, audit?: GroupAudit) {
     this.db = db;
-    this.chain = chain;
+    this.audit = audit;
   }
 
   /** Whether the transaction (or read) this object belongs to is still running. */
@@ -952,40 +952,32 @@ export class PgTx implements StoreTx {
   }
 
   /**
-   * Chains the event from the head (the chain's lock is taken, and the head read, at the first append of the
-   * database transaction) and keeps it in memory: the owner of the transaction inserts what `takePendingAudit`
-   * gives it before the transaction ends, in the round trip that ends it (commit-groups.ts), and a read of the
-   * trail inside the transaction inserts it first. So an append costs no round trip of its own while the chain
-   * is locked.
+   * Checks and hashes the event and keeps it in memory: the owner of the transaction (commit-groups.ts) chains and
+   * inserts it when the database transaction commits, taking the chain's lock only then, so an append costs no
+   * round trip and the lock is not held while the rest of the transaction runs. A read of the trail inside the
+   * transaction inserts the pending events first, under the lock (`flushAudit`).
    */
-  async appendAudit(event: NewAuditEvent): Promise<AuditEvent> {
+  async appendAudit(event: NewAuditEvent): Promise<void> {
     this.assertLive();
-    const chain = this.chain;
-    if (chain === undefined) throw new Error('audit events can only be appended inside a transaction');
-    const { chained, head } = chainEvents([event], await chain.head().catch((error: unknown) => this.fail(error)));
-    this.assertLive();
-    for (const { event: appended } of chained) assertInsertable(appended);
-    this.pendingAudit.push(...chained);
-    chain.advance(head);
-    const [appended] = chained;
-    if (appended === undefined) throw new Error('no event was chained');
-    return appended.event;
+    if (this.audit === undefined) throw new Error('audit events can only be appended inside a transaction');
+    this.pendingAudit.push(prepareEvent(event));
   }
 
   /** The appended events not yet inserted, handed to the owner, who inserts them (and is then responsible). */
-  takePendingAudit(): ChainedEvent[] {
+  takePendingAudit(): PendingEvent[] {
     return this.pendingAudit.splice(0);
   }
 
-  /** Inserts the pending events: before anything in this transaction reads the trail. */
+  /**
+   * Inserts the pending events of the group and of this transaction, chained under the chain's lock (which the
+   * group then holds until it commits): before anything in this transaction reads the trail.
+   */
   private async flushAudit(): Promise<void> {
-    const pending = this.takePendingAudit();
-    if (pending.length > 0) await insertChained({ query: (config) => this.query(config) }, pending);
-  }
-
-  private fail(error: unknown): never {
-    this.refused ??= error;
-    throw translatePgError(error);
+    if (this.audit === undefined) return;
+    if (this.audit.pending.length === 0 && this.pendingAudit.length === 0) return;
+    this.assertLive();
+    const events = this.audit.take(this.takePendingAudit());
+    await Promise.all(chainInDatabase({ query: (config) => this.query(config) }, events));
   }
 
   // ---- clusters ----
