@@ -9,6 +9,10 @@
  * an insert not extending the head (migrations.ts v2). That is what lets a process append from the head it last
  * saw (`KnownHead`) without reading it first (`insertChainedAtKnownHead`): if another process appended since,
  * the statement is refused and nothing was written, and the caller takes the lock and reads the head instead.
+ *
+ * A transaction's events (`store.transaction`) are placed in the chain at commit by the database itself
+ * (`chainInDatabase`): the statement that takes the lock, then one INSERT that links the events to the head it
+ * finds, sent with the COMMIT, so the lock is held for no round trip of this process.
  */
 import { InvalidInput } from '../../domain/errors.ts';
 import { GENESIS_HASH, auditContentHash, auditContentTextWith, canonicalJson, linkAuditHash } from '../audit-chain.ts';
@@ -48,7 +52,7 @@ export async function lockAuditChain(db: Queryable): Promise<AuditHead | undefin
 /**
  * An event appended inside a transaction and not yet in the chain: its content checked and hashed when it was
  * appended (so bad input is refused then, by the caller's own transaction), its place in the chain (seq, prevHash,
- * hash) given only when it is inserted (`chainInDatabaseSql`).
+ * hash) given only when it is inserted (`chainInDatabase`).
  */
 export interface PendingEvent {
   content: AuditContent;
@@ -362,6 +366,12 @@ const link = (seq: string, prev: string, content: string) =>
  * prevHash and the content hash, computed in this process when the event was appended). A named statement, so
  * PostgreSQL plans it once per connection.
  */
+/**
+ * Most events one INSERT of `chainInDatabase` chains: each step of its recursion finds its content hash by index
+ * in an array of text, which costs more the further in it is, so a long run of events goes in several INSERTs.
+ */
+const CHAINED_INSERT_MAX_EVENTS = 500;
+
 const INSERT_CHAINED_IN_DATABASE =
   'WITH RECURSIVE ' +
   'head AS (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1), ' +
@@ -369,8 +379,10 @@ const INSERT_CHAINED_IN_DATABASE =
   `WITH ORDINALITY AS input (${CONTENT_COLUMNS.map(([column]) => column).join(', ')}, n)), ` +
   'chain (n, seq, prev_hash, hash) AS (' +
   `SELECT 0::bigint, COALESCE((SELECT seq FROM head), 0)::bigint, NULL::text, COALESCE((SELECT hash FROM head), '${GENESIS_HASH}')::text ` +
-  `UNION ALL SELECT i.n, c.seq + 1, c.hash, ${link('(c.seq + 1)', 'c.hash', 'i.content_hash')} ` +
-  'FROM chain c JOIN input i ON i.n = c.n + 1) ' +
+  // Each step reads the next content hash from the parameter by its index: a join with `input` here would scan
+  // it once per event.
+  `UNION ALL SELECT c.n + 1, c.seq + 1, c.hash, ${link('(c.seq + 1)', 'c.hash', `($${CONTENT_COLUMNS.length}::text[])[c.n + 1]`)} ` +
+  `FROM chain c WHERE c.n < cardinality($${CONTENT_COLUMNS.length}::text[])) ` +
   `INSERT INTO audit_events (${AUDIT_COLUMNS}) ` +
   `SELECT c.seq, ${CONTENT_COLUMNS.slice(0, -1)
     .map(([column]) => `i.${column}`)
@@ -385,17 +397,21 @@ const INSERT_CHAINED_IN_DATABASE =
  * back while the lock is held: the lock lasts as long as the database takes to insert and commit.
  */
 export function chainInDatabase(db: Queryable, events: readonly PendingEvent[]): Promise<pg.QueryResult>[] {
-  const columns = columnsOf(
-    CONTENT_COLUMNS.length,
-    events.map(({ content, detailsJson, contentHash }) => [...contentValues(content, detailsJson), contentHash]),
-  );
-  return [
-    db.query(LOCK_CHAIN),
-    db.query({ name: 'kv_audit_insert_chained', text: INSERT_CHAINED_IN_DATABASE, values: columns }),
-  ];
+  const statements = [db.query(LOCK_CHAIN)];
+  // Each INSERT extends the head the one before left (a later statement of the same transaction sees its rows).
+  for (let start = 0; start < events.length; start += CHAINED_INSERT_MAX_EVENTS) {
+    const columns = columnsOf(
+      CONTENT_COLUMNS.length,
+      events
+        .slice(start, start + CHAINED_INSERT_MAX_EVENTS)
+        .map(({ content, detailsJson, contentHash }) => [...contentValues(content, detailsJson), contentHash]),
+    );
+    statements.push(db.query({ name: 'kv_audit_insert_chained', text: INSERT_CHAINED_IN_DATABASE, values: columns }));
+  }
+  return statements;
 }
 
-/** The head after the rows `chainInDatabase` returned (its INSERT's result). */
+/** The head after the rows `chainInDatabase` returned (the result of its last INSERT). */
 export function headOfInserted(rows: readonly Record<string, unknown>[]): AuditHead | undefined {
   let head: AuditHead | undefined;
   for (const row of rows) {

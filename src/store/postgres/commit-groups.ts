@@ -8,7 +8,7 @@
  * The audit chain is what would serialise them: appending takes the chain's lock, held until COMMIT. So a
  * member's appends are only checked and hashed in memory (tx.ts appendAudit), and the group's events are chained
  * and inserted when it commits, in one round trip with the COMMIT: the lock is taken by the statement before the
- * INSERT, which links the events to the head in the database (audit-append.ts chainInDatabaseSql), so it is held
+ * INSERT, which links the events to the head in the database (audit-append.ts chainInDatabase), so it is held
  * for as long as the database takes to insert and flush, not across any round trip of the members. A member that
  * reads the trail inserts the group's events first and takes the lock then; its group commits right after it.
  *
