@@ -12,7 +12,7 @@
  *
  *   node bench/store-engines.ts [--seconds 3] [--visas 2000] [--store-only] [--parallel-groups N]
  *
- * `--parallel-groups` sets PostgreSQL's commit groups running at once (default the engine's, 4).
+ * `--parallel-groups` sets PostgreSQL's commit groups running at once (default the engine's, 2).
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

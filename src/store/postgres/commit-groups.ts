@@ -34,8 +34,12 @@ import { PgTx } from './tx.ts';
 
 /** Most transactions committed together by default: bounds a group's latency. */
 export const DEFAULT_MAX_GROUP_SIZE = 100;
-/** Groups running side by side by default (each on a connection of its own). */
-export const DEFAULT_PARALLEL_GROUPS = 4;
+/**
+ * Groups running side by side by default (each on a connection of its own). Two overlap one group's round trips
+ * with the other's; on the 2-core benchmark machine more made the lifecycle slower, each backend more costing the
+ * database CPU per transaction (BENCHMARKS.md, issue 12).
+ */
+export const DEFAULT_PARALLEL_GROUPS = 2;
 
 interface Job {
   work: (tx: StoreTx) => Promise<unknown>;
@@ -152,7 +156,7 @@ export class CommitGroups {
 
   /**
    * Starts a group on every idle connection while transactions wait, sharing them out evenly: with 16 waiting and
-   * 4 groups idle, each takes 4, so their round trips overlap instead of adding up in one group.
+   * 2 groups idle, each takes 8, so their round trips overlap instead of adding up in one group.
    */
   private startGroups(): void {
     while (this.queue.length > 0 && this.running < this.parallelGroups) {

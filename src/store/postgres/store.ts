@@ -94,7 +94,7 @@ export interface PostgresStoreOptions {
    */
   maxGroupSize?: number;
   /**
-   * Most commit groups running at once, each on a connection of its own (commit-groups.ts); default 4. 1 runs
+   * Most commit groups running at once, each on a connection of its own (commit-groups.ts); default 2. 1 runs
    * every transaction of this process one after another, in call order.
    */
   parallelGroups?: number;
