@@ -24,7 +24,7 @@ import {
   revokeVisa,
 } from '../domain/visa.ts';
 import { newId } from '../store/ids.ts';
-import type { Store, StoredVisa, StoreTx } from '../store/store.ts';
+import type { Store, StoredVisa, StoreTx, VisaUpdate } from '../store/store.ts';
 import type { Caller } from './caller.ts';
 import { announceChanged, announceEnded, auditAs, findEngagement, withEffectiveState, type AppPorts } from './ports.ts';
 
@@ -485,14 +485,14 @@ export async function endVisasInTx(
   reason: string,
   now: Instant,
 ): Promise<Visa[]> {
-  const ended: Visa[] = [];
+  // One statement for every visa (an engagement's end may end thousands), then each one's audit event.
+  const updates: VisaUpdate[] = [];
   for (const visa of visas) {
     const next = endVisa(visa, as.actor, reason, now);
-    if (next === undefined) continue;
-    const saved = await tx.updateVisa(next, visa.version);
-    await auditEnded(tx, saved, as, reason, now);
-    ended.push(saved);
+    if (next !== undefined) updates.push({ visa: next, expectedVersion: visa.version });
   }
+  const ended = await tx.updateVisas(updates);
+  for (const saved of ended) await auditEnded(tx, saved, as, reason, now);
   const extensions = await endExtensions(tx, ended, as, now, () => reason);
   return [...ended, ...extensions];
 }
@@ -506,7 +506,7 @@ async function endExtensions(
 ): Promise<Visa[]> {
   if (parents.length === 0) return [];
   const done = new Set(parents.map((visa) => visa.id));
-  const ended: Visa[] = [];
+  const updates: (VisaUpdate & { reason: string; parentId: string })[] = [];
   // Extensions are the holder's own visas; only those still pending or granting need ending.
   for (const personId of new Set(parents.map((visa) => visa.personId))) {
     const open = await tx.listVisas({ personId, states: ['requested', 'approved', 'active'] });
@@ -516,13 +516,14 @@ async function endExtensions(
         done.add(extension.id);
         const reason = reasonFor(parent);
         const next = endVisa(extension, as.actor, reason, now);
-        if (next === undefined) continue;
-        const saved = await tx.updateVisa(next, extension.version);
-        await auditEnded(tx, saved, as, reason, now, parent.id);
-        ended.push(saved);
+        if (next !== undefined)
+          updates.push({ visa: next, expectedVersion: extension.version, reason, parentId: parent.id });
       }
     }
   }
+  const ended = await tx.updateVisas(updates);
+  for (const [i, saved] of ended.entries())
+    await auditEnded(tx, saved, as, updates[i]!.reason, now, updates[i]!.parentId);
   return ended;
 }
 

@@ -148,6 +148,90 @@ export function visaConformanceSuite(openFresh: OpenFresh): void {
         );
       }));
 
+    test('updateVisas replaces many visas in one call, in the order given, each version incremented', () =>
+      withStore(async (store) => {
+        const { alice, bob } = await store.transaction(seed);
+        const [v1, v2, v3] = [
+          visaFixture('v1', alice, 'eng-1', { state: 'approved' }),
+          visaFixture('v2', bob, 'eng-1', { state: 'requested' }),
+          visaFixture('v3', alice, 'eng-1', { state: 'approved', extends: 'v1' }),
+        ];
+        await store.transaction(async (tx) => {
+          for (const visa of [v1, v2, v3]) await tx.insertVisa(visa);
+        });
+        await store.transaction((tx) => tx.updateVisa({ ...v3, notAfter: T0 + DAY }, 1));
+        const ended = { endedAt: T0 + HOUR, endedBy: 'sam@corp.example', endReason: 'engagement ended' };
+        const revoked3: Visa = { ...v3, notAfter: T0 + DAY, state: 'revoked', ...ended };
+        const cancelled2: Visa = { ...v2, state: 'cancelled', namespaces: ['billing'], ...ended };
+        const revoked1: Visa = { ...v1, state: 'revoked', ...ended };
+        const saved = await store.transaction((tx) =>
+          tx.updateVisas([
+            { visa: revoked3, expectedVersion: 2 },
+            { visa: cancelled2 },
+            { visa: revoked1, expectedVersion: 1 },
+          ]),
+        );
+        assert.deepEqual(saved, [
+          { ...revoked3, version: 3 },
+          { ...cancelled2, version: 2 },
+          { ...revoked1, version: 2 },
+        ]);
+        assert.deepEqual(await store.listVisas({ ids: ['v1', 'v2', 'v3'] }), [
+          { ...revoked1, version: 2 },
+          { ...cancelled2, version: 2 },
+          { ...revoked3, version: 3 },
+        ]);
+        assert.deepEqual(await store.transaction((tx) => tx.updateVisas([])), []);
+      }));
+
+    test('updateVisas with one stale version or unknown visa is refused as updateVisa would and keeps none', () =>
+      withStore(async (store) => {
+        const { alice, bob } = await store.transaction(seed);
+        const v1 = visaFixture('v1', alice, 'eng-1', { state: 'approved' });
+        const v2 = visaFixture('v2', bob, 'eng-1', { state: 'approved' });
+        await store.transaction(async (tx) => {
+          await tx.insertVisa(v1);
+          await tx.insertVisa(v2);
+        });
+        await store.transaction((tx) => tx.updateVisa({ ...v2, reason: 'changed' }, 1));
+        await assert.rejects(
+          store.transaction((tx) =>
+            tx.updateVisas([
+              { visa: { ...v1, state: 'revoked' }, expectedVersion: 1 },
+              { visa: { ...v2, state: 'revoked' }, expectedVersion: 1 },
+            ]),
+          ),
+          (error: unknown) => {
+            isConflict(error);
+            assert.deepEqual((error as Conflict).details, { visaId: 'v2', expectedVersion: 1, currentVersion: 2 });
+            return true;
+          },
+        );
+        await assert.rejects(
+          store.transaction((tx) =>
+            tx.updateVisas([{ visa: { ...v1, state: 'revoked' } }, { visa: visaFixture('v9', alice, 'eng-1') }]),
+          ),
+          isNotFound,
+        );
+        await assert.rejects(
+          store.transaction((tx) =>
+            tx.updateVisas([{ visa: { ...v1, engagementId: 'eng-404', state: 'revoked' }, expectedVersion: 1 }]),
+          ),
+          isNotFound,
+        );
+        await assert.rejects(
+          store.transaction((tx) => tx.updateVisas([{ visa: v1 }, { visa: { ...v1, state: 'revoked' } }])),
+          /every visa may appear once/,
+        );
+        assert.deepEqual(
+          (await store.listVisas({ ids: ['v1', 'v2'] })).map((v) => [v.id, v.state, v.version]),
+          [
+            ['v1', 'approved', 1],
+            ['v2', 'approved', 2],
+          ],
+        );
+      }));
+
     test('filters visas by state, states, person, engagement and cluster, combined with AND', () =>
       withStore(async (store) => {
         await store.transaction(async (tx) => {

@@ -99,6 +99,7 @@ import type {
   StoreTx,
   StoredVisa,
   VisaFilter,
+  VisaUpdate,
 } from './store.ts';
 
 type Params = Record<string, SQLInputValue>;
@@ -1546,5 +1547,15 @@ export class SqliteTx implements StoreTx {
     const record = await this.getOffboarding(id);
     if (record === undefined) throw new NotFound(`offboarding ${id} does not exist`, { details: { id } });
     return record;
+  }
+
+  async updateVisas(updates: readonly VisaUpdate[]): Promise<StoredVisa[]> {
+    if (new Set(updates.map(({ visa }) => visa.id)).size !== updates.length) {
+      throw new Error('updateVisas: every visa may appear once');
+    }
+    // SQLite runs in this process: a statement costs no round trip, so one update after another is as fast.
+    const stored: StoredVisa[] = [];
+    for (const { visa, expectedVersion } of updates) stored.push(await this.updateVisa(visa, expectedVersion));
+    return stored;
   }
 }

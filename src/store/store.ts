@@ -441,6 +441,19 @@ export interface VisaWrites {
    * an unknown id.
    */
   updateVisa(visa: Visa, expectedVersion?: number): Promise<StoredVisa>;
+  /**
+   * `updateVisa` for many visas at once, in the order given, as one statement where the engine can (ending every
+   * visa of an engagement must not cost a round trip per visa): the same checks per visa, the same errors for the
+   * first one refused, and then nothing of the transaction is kept. Ids must be distinct (Error otherwise).
+   * @returns each visa as stored, in the order given.
+   */
+  updateVisas(updates: readonly VisaUpdate[]): Promise<StoredVisa[]>;
+}
+
+/** One visa to replace and, when given, the version it must still have (see `updateVisa`). */
+export interface VisaUpdate {
+  visa: Visa;
+  expectedVersion?: number;
 }
 
 /** The reconciler's durable intents (written before a cluster change, completed after it). */

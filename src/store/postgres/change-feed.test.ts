@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { AccessChange, ChangeListener } from '../store.ts';
+import { PostgresChangeFeed } from './change-feed.ts';
 import { openPostgresStore, type PostgresStore } from './store.ts';
 import { createTestDatabase, type TestDatabase } from './test-database.ts';
 
@@ -85,4 +86,38 @@ test('carries changes between processes on one schema, not to itself nor to anot
   await feedA.publish({ kind: 'person-deprovisioned', personId: 'p_1', reason: 'left' });
   await atB.until(() => atB.heard.length === 1, 'a change after the reconnect');
   assert.deepEqual(atB.heard, [{ kind: 'person-deprovisioned', personId: 'p_1', reason: 'left' }]);
+});
+
+test('publishes on its listening connection, so a busy pool does not hold a revocation back; without one, on the pool', async () => {
+  const clientConfig = { connectionString: database.url };
+  const channel = 'kubevisa_feed_publish_test';
+  const poolCalls: unknown[][] = [];
+  // A pool whose every connection is taken (audit batches, the reconciler): its queries never run.
+  const busy = new PostgresChangeFeed({ clientConfig, channel, query: () => new Promise(() => undefined) });
+  const other = new PostgresChangeFeed({
+    clientConfig,
+    channel,
+    query: async (text, values) => void poolCalls.push([text, values]),
+  });
+  const [atBusy, atOther] = [recorder(), recorder()];
+  busy.subscribe(atBusy.listener);
+  try {
+    const unsubscribed = new PostgresChangeFeed({
+      clientConfig,
+      channel,
+      query: async (...call) => void poolCalls.push(call),
+    });
+    await unsubscribed.publish({ kind: 'visas-changed' });
+    assert.equal(poolCalls.length, 1, 'a feed that does not listen publishes through the pool');
+    await unsubscribed.close();
+    other.subscribe(atOther.listener);
+    await atOther.until(() => atBusy.missed() === 1 && atOther.missed() === 1, 'both listening');
+    await busy.publish({ kind: 'visas-ended', visaIds: ['v_1'], reason: 'engagement ended' });
+    await atOther.until(() => atOther.heard.length === 1, 'the change from the feed with a busy pool');
+    assert.deepEqual(atOther.heard, [{ kind: 'visas-ended', visaIds: ['v_1'], reason: 'engagement ended' }]);
+    assert.equal(poolCalls.length, 1);
+  } finally {
+    await busy.close();
+    await other.close();
+  }
 });

@@ -45,10 +45,21 @@ export class PostgresChangeFeed implements ChangeFeed {
   async publish(change: AccessChange): Promise<void> {
     // Every part in one statement (one round trip): 1,000 ended visas are four notifications, and the receivers
     // should not wait for this process to send them one after another.
-    await this.options.query(
-      'SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS p(payload, n) ORDER BY n',
-      [this.options.channel, encodeChange(this.origin, change)],
-    );
+    const text = 'SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS p(payload, n) ORDER BY n';
+    const values = [this.options.channel, encodeChange(this.origin, change)];
+    // On the listening connection when there is one: the pool is shared with audit batches and the reconciler, and
+    // a revocation's notification queued behind them (seconds when thousands of streams were just cut) keeps the
+    // others' streams open that long. The statement is one transaction: it failed whole or was sent whole.
+    const listening = this.client;
+    if (listening !== undefined) {
+      try {
+        await listening.query(text, values);
+        return;
+      } catch {
+        // The connection is failing (the heartbeat reconnects it): the pool sends it instead.
+      }
+    }
+    await this.options.query(text, values);
   }
 
   subscribe(listener: ChangeListener): void {

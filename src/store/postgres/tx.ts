@@ -91,6 +91,7 @@ import type {
   StoreTx,
   StoredVisa,
   VisaFilter,
+  VisaUpdate,
 } from '../store.ts';
 
 import { chainInDatabase, prepareEvent, type GroupAudit, type PendingEvent } from './audit-append.ts';
@@ -1511,4 +1512,47 @@ export class PgTx implements StoreTx {
     if (record === undefined) throw new NotFound(`offboarding ${id} does not exist`, { details: { id } });
     return record;
   }
+
+  // ---- visas, many at once ----
+
+  async updateVisas(updates: readonly VisaUpdate[]): Promise<StoredVisa[]> {
+    this.assertLive();
+    if (updates.length === 0) return [];
+    if (new Set(updates.map(({ visa }) => visa.id)).size !== updates.length) {
+      throw new Error('updateVisas: every visa may appear once');
+    }
+    const rows = updates.map(({ visa, expectedVersion }) => ({
+      ...visaParams(visa),
+      expected_version: expectedVersion ?? null,
+    }));
+    // One statement whatever the count: the rows travel as one JSON parameter (a statement's parameters are limited).
+    const updated = await this.many(UPDATE_VISAS_SQL, { rows: JSON.stringify(rows) });
+    const byId = new Map(updated.map((row) => [text(row, 'visas', 'id'), mapVisa(row)]));
+    const stored: StoredVisa[] = [];
+    for (const { visa, expectedVersion } of updates) {
+      // Not updated: the single update says why (stale version, unknown visa, engagement or person) in its words.
+      stored.push(byId.get(visa.id) ?? (await this.updateVisa(visa, expectedVersion)));
+    }
+    return stored;
+  }
 }
+
+/** updateVisas' statement: every row of `:rows` (visaParams and expected_version) under updateVisa's checks. */
+const UPDATE_VISAS_SQL = (() => {
+  // visaParams' keys: every column but the version, which the statement increments.
+  const columns = VISA_COLUMNS.split(', ').filter((c) => c !== 'version');
+  const types = columns.map((c) => `${c} ${VISA_COLUMN_TYPES[c] ?? 'text'}`).join(', ');
+  return (
+    `UPDATE visas AS v SET ${columns
+      .filter((c) => c !== 'id')
+      .map((c) => `${c} = u.${c}`)
+      .join(', ')}, version = v.version + 1 ` +
+    `FROM jsonb_to_recordset(:rows::jsonb) AS u(${types}, expected_version integer) ` +
+    'WHERE v.id = u.id AND (u.expected_version IS NULL OR v.version = u.expected_version) ' +
+    'AND EXISTS (SELECT 1 FROM engagements WHERE id = u.engagement_id) ' +
+    'AND EXISTS (SELECT 1 FROM persons WHERE id = u.person_id) ' +
+    `RETURNING ${VISA_COLUMNS.split(', ')
+      .map((c) => `v.${c}`)
+      .join(', ')}`
+  );
+})();
