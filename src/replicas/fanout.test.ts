@@ -95,6 +95,38 @@ test('what one process announces is announced by the other, once, and never sent
   await fanB.stop();
 });
 
+test('ended visas leave at once, before the rest of the turn, and a visas-changed beside them is not sent', async () => {
+  const sent: AccessChange[] = [];
+  const feed: ChangeFeed = {
+    publish: async (change) => void sent.push(change),
+    subscribe: () => undefined,
+    close: async () => undefined,
+  };
+  const events = new AppEvents();
+  const store = { listVisas: async () => [], getPerson: async () => undefined, getSession: async () => undefined };
+  const fan = startFanout({ events, feed, store });
+  const seenByLaterListener: string[] = [];
+  // A listener after the fan-out's, doing the turn's slow work (a gateway cutting its streams): the news is out first.
+  events.on('visas-ended', () => seenByLaterListener.push(...sent.map((c) => c.kind)));
+  events.emit('visas-changed');
+  events.emit('clusters-changed', ['prod']);
+  events.emit('visas-ended', [visa('v1', 'revoked')], 'engagement ended');
+  assert.deepEqual(seenByLaterListener, ['visas-ended']);
+  events.emit('visas-ended', [visa('v2', 'revoked')], 'revoked by ann');
+  await until(() => sent.length >= 3);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(sent, [
+    { kind: 'visas-ended', visaIds: ['v1'], reason: 'engagement ended' },
+    { kind: 'visas-ended', visaIds: ['v2'], reason: 'revoked by ann' },
+    { kind: 'clusters-changed', clusters: ['prod'] },
+  ]);
+  // The next turn's visas-changed is sent again.
+  events.emit('visas-changed');
+  await until(() => sent.length >= 4);
+  assert.deepEqual(sent[3], { kind: 'visas-changed' });
+  await fan.stop();
+});
+
 test('a gap in the feed makes the process re-read its caches; a deaf process hears nothing', async () => {
   let listener: ChangeListener | undefined;
   const feed: ChangeFeed = {

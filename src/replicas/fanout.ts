@@ -52,28 +52,42 @@ export function startFanout(options: FanoutOptions): Fanout {
   let relaying = false;
   let queued: AccessChange[] = [];
   let flushing: Promise<void> | undefined;
+  /** Ended visas were sent during this turn of the event loop. */
+  let endedThisTurn = false;
+  /** Ended visas being sent (stop waits for them). */
+  const sendingEnds = new Set<Promise<void>>();
 
-  // ---- out: this process's announcements, batched per turn of the event loop ----
+  // ---- out: ended visas at once, the rest batched per turn of the event loop ----
 
+  const publish = async (item: AccessChange) => {
+    try {
+      await feed.publish(item);
+    } catch (error) {
+      report(
+        `telling the other kubevisa processes of '${item.kind}' failed; they see it at their next re-check: ${messageOf(error)}`,
+      );
+    }
+  };
   const send = (change: AccessChange) => {
     if (relaying) return;
-    queued.push(change);
+    if (change.kind === 'visas-ended') {
+      // Each announcement of ended visas is already one commit's batch: it leaves before this turn's other work
+      // (this process's own gateway cutting thousands of streams) rather than after it.
+      endedThisTurn = true;
+      const sending = publish(change).finally(() => sendingEnds.delete(sending));
+      sendingEnds.add(sending);
+    } else queued.push(change);
     flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       const batch = coalesce(queued);
       // Ended visas make every receiver re-read the store anyway: a `visas-changed` beside them would only race
       // them (and cut the same streams under a vaguer reason).
-      const ends = batch.some((change) => change.kind === 'visas-ended');
+      const ends = endedThisTurn;
       queued = [];
       flushing = undefined;
+      endedThisTurn = false;
       for (const item of batch) {
         if (ends && item.kind === 'visas-changed') continue;
-        try {
-          await feed.publish(item);
-        } catch (error) {
-          report(
-            `telling the other kubevisa processes of '${item.kind}' failed; they see it at their next re-check: ${messageOf(error)}`,
-          );
-        }
+        await publish(item);
       }
     });
   };
@@ -192,6 +206,7 @@ export function startFanout(options: FanoutOptions): Fanout {
       events.off('clusters-changed', onClusters);
       events.off('cluster-registry-changed', onRegistry);
       await flushing;
+      await Promise.all(sendingEnds);
     },
   };
 }

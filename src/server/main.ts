@@ -216,6 +216,8 @@ export async function startServer(
     const engagements = new EngagementService(ports);
     const people = new PeopleService(ports);
     // What this process announces reaches the other server processes on the same store, and theirs reach it.
+    // Started before the gateway (the capabilities below): its listener sends ended visas before the gateway's cuts
+    // this process's streams, which can take a second, so the others cut theirs meanwhile.
     const changeFeed = store.openChangeFeed();
     const fanout = startFanout({
       events,
