@@ -203,7 +203,8 @@ test('a flood of notifications is read a few at a time, and what overflows makes
   events.on('changes-missed', () => missed++);
   const reports: string[] = [];
   const fan = startFanout({ events, feed, store, onError: (message) => reports.push(message) });
-  for (let i = 0; i < 5000; i++) listener?.change({ kind: 'visas-ended', visaIds: [`v${i}`], reason: 'forged' });
+  // Each with a reason of its own: parts of one reason are merged (the next test).
+  for (let i = 0; i < 5000; i++) listener?.change({ kind: 'visas-ended', visaIds: [`v${i}`], reason: `forged ${i}` });
   await until(() => reads > 0 && concurrent === 0 && reads >= 256);
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.ok(most <= 4, `${most} reads at once`);
@@ -216,5 +217,49 @@ test('a flood of notifications is read a few at a time, and what overflows makes
   await until(() => reads > before);
   assert.equal(reads, before + 1);
   assert.equal(missed, 1);
+  await fan.stop();
+});
+
+test('the parts of one batch of ended visas, heard together, are read and announced as one', async () => {
+  let listener: ChangeListener | undefined;
+  const feed: ChangeFeed = {
+    publish: async () => undefined,
+    subscribe: (l) => void (listener = l),
+    close: async () => undefined,
+  };
+  const asked: string[][] = [];
+  const store = {
+    listVisas: async (filter?: { ids?: readonly string[] }) => {
+      asked.push([...(filter?.ids ?? [])]);
+      // v-live is still active in the store: it is not announced, whatever the notification says.
+      return (filter?.ids ?? []).map((id) => visa(id, id === 'v-live' ? 'active' : 'revoked'));
+    },
+    getPerson: async () => undefined,
+    getSession: async () => undefined,
+  };
+  const events = new AppEvents();
+  const announced: string[] = [];
+  events.on('visas-ended', (visas, reason) => announced.push(`${reason}: ${visas.map((v) => v.id).join(',')}`));
+  const fan = startFanout({ events, feed, store });
+  const ids = Array.from({ length: 1000 }, (_, i) => `v${i}`);
+  for (let part = 0; part < 4; part++)
+    listener?.change({
+      kind: 'visas-ended',
+      visaIds: ids.slice(part * 250, part * 250 + 250),
+      reason: 'engagement ended',
+    });
+  listener?.change({ kind: 'visas-ended', visaIds: ['v-other', 'v-live'], reason: 'revoked by ann' });
+  await until(() => announced.length >= 2);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(announced.sort(), [`engagement ended: ${ids.join(',')}`, 'revoked by ann: v-other']);
+  // Read in chunks of at most 500 ids: two reads for the thousand, one for the other reason.
+  assert.deepEqual(
+    asked.map((chunk) => chunk.length).sort((a, b) => a - b),
+    [2, 500, 500],
+  );
+  // Heard on a later turn, a part is a change of its own again.
+  listener?.change({ kind: 'visas-ended', visaIds: ['v-late'], reason: 'engagement ended' });
+  await until(() => announced.length >= 3);
+  assert.equal(announced[2], 'engagement ended: v-late');
   await fan.stop();
 });

@@ -24,6 +24,8 @@ const READ_CHUNK = 500;
  */
 const MAX_READING = 4;
 const MAX_WAITING = 256;
+/** Most visa ids one merged `visas-ended` may hold (see the receiver): more start another change. */
+const MAX_MERGED_IDS = 10_000;
 
 export interface FanoutOptions {
   events: AppEvents;
@@ -156,12 +158,17 @@ export function startFanout(options: FanoutOptions): Fanout {
     }
   };
   const waiting: AccessChange[] = [];
+  /** The `visas-ended` of each reason that is waiting, not yet being read: later parts join it. */
+  const mergeable = new Map<string, Extract<AccessChange, { kind: 'visas-ended' }>>();
+  let drainScheduled = false;
   let reading = 0;
   /** Set when a change was dropped (too many waiting), until the queue has drained. */
   let overflowed = false;
   const drain = () => {
+    drainScheduled = false;
     while (reading < MAX_READING && waiting.length > 0) {
       const change = waiting.shift()!;
+      if (change.kind === 'visas-ended' && mergeable.get(change.reason) === change) mergeable.delete(change.reason);
       reading++;
       receive(change)
         .catch((error: unknown) =>
@@ -188,8 +195,26 @@ export function startFanout(options: FanoutOptions): Fanout {
         }
         return;
       }
-      waiting.push(change);
-      drain();
+      if (change.kind !== 'visas-ended') {
+        waiting.push(change);
+        drain();
+        return;
+      }
+      // A sender's thousand ended visas come as a few notifications, read from the socket together: merged (until
+      // the next turn), they are read in one go and this process's streams are cut in one pass, not in one pass per
+      // part, each part's read waiting behind the previous part's cutting.
+      const merging = mergeable.get(change.reason);
+      if (merging !== undefined && merging.visaIds.length + change.visaIds.length <= MAX_MERGED_IDS) {
+        merging.visaIds.push(...change.visaIds);
+        return;
+      }
+      const own = { ...change, visaIds: [...change.visaIds] };
+      mergeable.set(own.reason, own);
+      waiting.push(own);
+      if (!drainScheduled) {
+        drainScheduled = true;
+        setImmediate(drain);
+      }
     },
     missed() {
       if (options.deaf === true) return;
