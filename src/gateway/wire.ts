@@ -149,11 +149,20 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
     return ended;
   };
   let rebuilding: Promise<void> | undefined;
+  /**
+   * Why a rebuild was asked for while one was running: that one may have read the store before the change (a visa
+   * just approved would be refused until the next periodic rebuild), so another follows it.
+   */
+  let rebuildAgain: string | undefined;
   /** performance.now() when the last successful rebuild started reading the store. */
   let confirmedAt = performance.now();
-  const rebuild = (reason: string) => {
+  const rebuild = (reason: string): Promise<void> => {
+    if (rebuilding !== undefined) {
+      rebuildAgain = reason;
+      return rebuilding;
+    }
     const startedAt = performance.now();
-    rebuilding ??= index
+    rebuilding = index
       .rebuild()
       .then(async () => {
         confirmedAt = startedAt;
@@ -163,7 +172,12 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
       .catch((error: Error) => {
         process.stderr.write(`kubevisa gateway: rebuilding the access index failed: ${error.message}\n`);
       })
-      .finally(() => (rebuilding = undefined));
+      .finally(() => {
+        rebuilding = undefined;
+        const again = rebuildAgain;
+        rebuildAgain = undefined;
+        if (again !== undefined) void rebuild(again);
+      });
     return rebuilding;
   };
   armDeadline();
