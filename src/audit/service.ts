@@ -42,6 +42,9 @@ export interface ServerVerification extends TrailVerification {
   durationMs: number;
 }
 
+/** How many times a checkpoint is tried again after other servers' checkpoints got in first. */
+const CHECKPOINT_ATTEMPTS = 10;
+
 export class AuditService {
   readonly key: CheckpointKey;
   private readonly store: Store;
@@ -60,6 +63,10 @@ export class AuditService {
    * it covers, so it never names an event that was not kept) and then in the checkpoint file.
    */
   async createCheckpoint(): Promise<AuditCheckpoint> {
+    return this.afterOtherCheckpoints(() => this.writeCheckpoint());
+  }
+
+  private async writeCheckpoint(): Promise<AuditCheckpoint> {
     const checkpoint = await this.store.transaction(async (tx) => {
       const head = (await tx.getAuditHead()) ?? { seq: 0, hash: GENESIS_HASH };
       return tx.appendAuditCheckpoint(signCheckpoint(this.key, head, this.now()));
@@ -68,12 +75,32 @@ export class AuditService {
     return checkpoint;
   }
 
-  /** A checkpoint if the trail grew since the newest one (what the periodic timer calls). */
+  /** A checkpoint if the trail grew since the newest one (what start-up, stop and the periodic timer call). */
   async checkpointIfMoved(): Promise<AuditCheckpoint | undefined> {
-    const [latest] = await this.store.listAuditCheckpoints({ newestFirst: true, limit: 1 });
-    const head = await this.store.getAuditHead();
-    if (latest !== undefined && latest.seq === (head?.seq ?? 0)) return undefined;
-    return this.createCheckpoint();
+    return this.afterOtherCheckpoints(async () => {
+      const [latest] = await this.store.listAuditCheckpoints({ newestFirst: true, limit: 1 });
+      const head = await this.store.getAuditHead();
+      if (latest !== undefined && latest.seq === (head?.seq ?? 0)) return undefined;
+      return this.writeCheckpoint();
+    });
+  }
+
+  /**
+   * Runs `write` again when it failed because another server wrote a checkpoint meanwhile. Checkpoints are one
+   * sequence, and the database refuses one that does not follow the last (replicas on one store all checkpoint as
+   * they start and stop, and anyone may through the API): the loser reads the trail again rather than fail. Any
+   * other failure, or one that keeps coming back, is thrown.
+   */
+  private async afterOtherCheckpoints<T>(write: () => Promise<T>): Promise<T> {
+    const newestId = async () => (await this.store.listAuditCheckpoints({ newestFirst: true, limit: 1 }))[0]?.id ?? 0;
+    for (let attempt = 1; ; attempt++) {
+      const before = await newestId();
+      try {
+        return await write();
+      } catch (error) {
+        if (attempt >= CHECKPOINT_ATTEMPTS || (await newestId()) === before) throw error;
+      }
+    }
   }
 
   /** Every checkpoint in the database, oldest first. */
