@@ -148,6 +148,27 @@ describe('the trail over the API and the CLI', () => {
     assert.equal(bad.body.code, 'ERR_INVALID_INPUT');
   });
 
+  test('text that cannot be stored as hashed is refused at the door, and the trail still verifies', async () => {
+    // JSON may carry a lone surrogate ("\ud800"); stored, it would read back as U+FFFD and break the chain.
+    const badVisa = await call('POST', '/api/v1/visas', cora.token, {
+      profile: 'viewer',
+      cluster: CLUSTER,
+      namespaces: ['a-search'],
+      duration: '1h',
+      reason: 'JIRA-1 \ud800',
+    });
+    assert.equal(badVisa.status, 400, JSON.stringify(badVisa.body));
+    assert.equal(badVisa.body.code, 'ERR_INVALID_INPUT');
+    assert.match(String(badVisa.body.message), /reason: contains a lone UTF-16 surrogate/);
+    const pending = await request(['a-search'], 'JIRA-2: to deny');
+    const badDenial = await call('POST', `/api/v1/visas/${pending}/deny`, approver, { reason: 'no \udfff' });
+    assert.equal(badDenial.status, 400, JSON.stringify(badDenial.body));
+    assert.equal((await call('GET', `/api/v1/visas/${pending}`, cora.token)).body.state, 'pending', 'nothing changed');
+    assert.equal((await call('POST', `/api/v1/visas/${pending}/deny`, approver, { reason: 'no 😀' })).status, 200);
+    const verdict = await call('POST', '/api/v1/audit/verify', admin.token, {});
+    assert.equal(verdict.body.ok, true, String(verdict.body.summary));
+  });
+
   test('the CLI searches, tails, exports, checkpoints and verifies, on the server and offline', async () => {
     const search = await cli(['audit', 'search', '--visa', visaId, '-o', 'json']);
     assert.equal(search.code, 0, search.stderr);

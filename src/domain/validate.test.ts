@@ -20,6 +20,20 @@ describe('requireText', () => {
     );
   });
 
+  it('refuses text that cannot be stored as given: a lone surrogate or a NUL character', () => {
+    for (const [value, message] of [
+      ['JIRA-1 \ud800', /reason: contains a lone UTF-16 surrogate/],
+      ['\udc00JIRA-1', /reason: contains a lone UTF-16 surrogate/],
+      ['JIRA\u00001', /reason: contains a NUL character/],
+    ] as const) {
+      assert.throws(
+        () => requireReason(value),
+        (error: unknown) => error instanceof InvalidInput && message.test(error.message),
+      );
+    }
+    assert.equal(requireReason('ticket \ud83d\ude00'), 'ticket 😀', 'a surrogate pair is valid text');
+  });
+
   it('limits reasons to 500 characters', () => {
     assert.throws(() => requireReason('x'.repeat(501)), /at most 500/);
   });

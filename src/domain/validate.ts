@@ -9,12 +9,23 @@ export const MAX_REASON_LENGTH = 500;
 
 /**
  * Returns the text with surrounding white space removed.
- * @throws InvalidInput when it is not a string, is blank, or is longer than `maxLength` characters.
+ * @throws InvalidInput when it is not a string, is blank, is not valid Unicode, holds a NUL character, or is longer
+ *   than `maxLength` characters.
  */
 export function requireText(value: unknown, field: string, maxLength: number): string {
   if (typeof value !== 'string') throw new InvalidInput(`${field}: required, as text`, { details: { field } });
   const text = value.trim();
   if (text === '') throw new InvalidInput(`${field}: must not be empty`, { details: { field } });
+  // Neither can be stored as given: a lone UTF-16 surrogate has no UTF-8 form (it would read back as U+FFFD, and
+  // an audit event holding it would no longer match its hash), and PostgreSQL's text type refuses NUL.
+  if (!text.isWellFormed()) {
+    throw new InvalidInput(`${field}: contains a lone UTF-16 surrogate, which is not valid Unicode; send valid text`, {
+      details: { field },
+    });
+  }
+  if (text.includes('\u0000')) {
+    throw new InvalidInput(`${field}: contains a NUL character; send text without it`, { details: { field } });
+  }
   // Count code points, not UTF-16 units, so an emoji counts as one character.
   const length = [...text].length;
   if (length > maxLength) {

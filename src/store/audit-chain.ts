@@ -15,6 +15,7 @@
  * record keeps seq, prevHash, contentHash and hash, and the chain through it verifies without revealing it.
  */
 import { hash as digest } from 'node:crypto';
+import { InvalidInput } from '../domain/errors.ts';
 import type { AuditEvent, JsonValue } from './store.ts';
 
 /** `prevHash` of the first event: 64 zeros. */
@@ -106,6 +107,58 @@ export function auditContentText(event: AuditContent): string {
 /** SHA-256, lower-case hex, of a content text (a string, or its UTF-8 bytes as a file holds them). */
 export function auditContentHash(contentText: string | Uint8Array): string {
   return digest('sha256', contentText, 'hex');
+}
+
+const OUTCOMES: readonly string[] = ['ok', 'refused', 'error'];
+
+/**
+ * Refuses, before anything is written, content that would not read back as it was hashed, so an appended event
+ * can never break verification of the chain later:
+ * - a lone UTF-16 surrogate in a text field: it has no UTF-8 form, so the store holds U+FFFD instead while the
+ *   hash covers the escaped surrogate (details are safe: canonical JSON escapes it, and the JSON text is stored);
+ * - a NUL character: PostgreSQL's text type cannot hold it, and engines must agree on what they accept;
+ * - a time that is not a whole number of milliseconds, or an unknown outcome.
+ * Each engine calls it where it prepares an event (a PostgreSQL commit group inserts a member's events after the
+ * member has returned, when a refusal could no longer be that member's alone).
+ */
+export function assertStorableAuditContent(event: Omit<AuditContent, 'details'>): void {
+  const texts: [string, string | undefined][] = [
+    ['actor', event.actor],
+    ['sessionId', event.sessionId],
+    ['action', event.action],
+    ['visaId', event.visaId],
+    ['engagementId', event.engagementId],
+    ['personId', event.personId],
+    ['cluster', event.cluster],
+    ['namespace', event.namespace],
+    ['reason', event.reason],
+    ['source.address', event.source?.address],
+    ['source.userAgent', event.source?.userAgent],
+  ];
+  for (const [field, value] of texts) {
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'string') {
+      throw new InvalidInput(`audit event ${field} must be text; got ${typeof value}`, { details: { field } });
+    }
+    if (value.includes('\u0000')) {
+      throw new InvalidInput(`audit event ${field} contains a NUL character, which the store cannot hold`, {
+        details: { field },
+      });
+    }
+    if (!value.isWellFormed()) {
+      throw new InvalidInput(
+        `audit event ${field} contains a lone UTF-16 surrogate (text that is not valid Unicode), which the store ` +
+          'cannot hold as it was hashed; send valid Unicode text',
+        { details: { field } },
+      );
+    }
+  }
+  if (!Number.isSafeInteger(event.at)) {
+    throw new InvalidInput(`audit event time must be a whole number of milliseconds; got ${event.at}`);
+  }
+  if (!OUTCOMES.includes(event.outcome)) {
+    throw new InvalidInput(`audit event outcome must be one of ${OUTCOMES.join(', ')}; got ${String(event.outcome)}`);
+  }
 }
 
 /** SHA-256, lower-case hex, of `seq ‖ "\n" ‖ prevHash ‖ "\n" ‖ contentHash`. */

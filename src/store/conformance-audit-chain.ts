@@ -8,7 +8,8 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GENESIS_HASH, computeAuditHash, verifyChain } from './audit-chain.ts';
 import { T0, hasCode, auditFixture, withFreshStore, type OpenFresh } from './conformance-support.ts';
-import type { AuditEvent, Store } from './store.ts';
+import { InvalidInput } from '../domain/errors.ts';
+import type { AuditEvent, NewAuditEvent, Store } from './store.ts';
 
 export function auditChainConformanceSuite(openFresh: OpenFresh): void {
   const withStore = withFreshStore(openFresh);
@@ -63,6 +64,46 @@ export function auditChainConformanceSuite(openFresh: OpenFresh): void {
         }
         assert.deepEqual(verifyChain(appended), { ok: true, count: 3, head: { seq: 3, hash: appended[2]?.hash } });
         assert.deepEqual(await store.getAuditHead(), { seq: 3, hash: appended[2]?.hash });
+      }));
+
+    test('refuses text the store could not hold as hashed, changes nothing, and keeps verifiable details', () =>
+      withStore(async (store) => {
+        await store.transaction((tx) => tx.appendAudit(auditFixture('visa.requested')));
+        // A lone surrogate has no UTF-8 form: stored, it would read back as U+FFFD and never match its hash.
+        const refused: [string, Partial<NewAuditEvent>][] = [
+          ['reason', { reason: 'ok \ud800 then' }],
+          ['actor', { actor: 'mallory\udfff@vendor.example' }],
+          ['namespace', { namespace: 'pay\ud83d' }],
+          ['source.userAgent', { source: { address: '192.0.2.1', userAgent: 'kubectl\ud800' } }],
+          ['reason', { reason: 'a\u0000b' }],
+        ];
+        for (const [field, overrides] of refused) {
+          await assert.rejects(
+            store.transaction(async (tx) => {
+              await tx.appendAudit(auditFixture('visa.revoked', { visaId: 'v_before' }));
+              await tx.appendAudit(auditFixture('visa.revoked', overrides));
+            }),
+            (error: unknown) => {
+              hasCode(InvalidInput.code)(error);
+              assert.match((error as Error).message, new RegExp(`audit event ${field.replace('.', '\\.')} `));
+              return true;
+            },
+          );
+        }
+        // Details keep any text: canonical JSON escapes it, and the JSON text is what the store holds.
+        const details = { note: 'lone \ud800 and \u0000 and pair \ud83d\ude00', ['key\udc00']: 1 };
+        await store.transaction((tx) =>
+          tx.appendAudit(auditFixture('visa.noted', { reason: 'pair \ud83d\ude00', details })),
+        );
+        const events = await store.listAudit();
+        assert.deepEqual(
+          events.map((event) => event.action),
+          ['visa.requested', 'visa.noted'],
+          'a refused event and the rest of its transaction are not stored',
+        );
+        assert.deepEqual(events[1]?.details, details);
+        assert.equal(events[1]?.reason, 'pair \ud83d\ude00');
+        assert.deepEqual(verifyChain(events), { ok: true, count: 2, head: { seq: 2, hash: events[1]?.hash } });
       }));
 
     test('an event without details stores an empty object', () =>

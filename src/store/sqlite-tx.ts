@@ -17,6 +17,7 @@ import type {
 } from '../domain/model.ts';
 import {
   GENESIS_HASH,
+  assertStorableAuditContent,
   auditContentHash,
   auditContentTextWith,
   canonicalJson,
@@ -1000,6 +1001,7 @@ export class SqliteTx implements StoreTx {
       details: decodeJsonObject(parsedDetails, 'audit_events.details_json'),
       prevHash: head?.hash ?? GENESIS_HASH,
     };
+    assertStorableAuditContent(unhashed);
     const contentHash = auditContentHash(auditContentTextWith(unhashed, detailsJson));
     const stored: AuditEvent = { ...unhashed, hash: linkAuditHash(unhashed.seq, unhashed.prevHash, contentHash) };
     this.assertLive();

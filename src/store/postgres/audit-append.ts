@@ -14,8 +14,14 @@
  * (`chainInDatabase`): the statement that takes the lock, then one INSERT that links the events to the head it
  * finds, sent with the COMMIT, so the lock is held for no round trip of this process.
  */
-import { InvalidInput } from '../../domain/errors.ts';
-import { GENESIS_HASH, auditContentHash, auditContentTextWith, canonicalJson, linkAuditHash } from '../audit-chain.ts';
+import {
+  GENESIS_HASH,
+  assertStorableAuditContent,
+  auditContentHash,
+  auditContentTextWith,
+  canonicalJson,
+  linkAuditHash,
+} from '../audit-chain.ts';
 import type { AuditContent } from '../audit-chain.ts';
 import { AUDIT_COLUMNS } from '../mappers.ts';
 import { decodeJsonObject, definedOnly, integer, text } from '../rows.ts';
@@ -168,7 +174,7 @@ export function prepareEvent(input: NewAuditEvent): PendingEvent {
     outcome: input.outcome,
     details: decodeJsonObject(JSON.parse(detailsJson), 'audit_events.details_json'),
   };
-  assertInsertable(content);
+  assertStorableAuditContent(content);
   return { content, detailsJson, contentHash: auditContentHash(auditContentTextWith(content, detailsJson)) };
 }
 
@@ -178,42 +184,6 @@ export function chainEvent(input: NewAuditEvent, head: AuditHead | undefined): C
   const seq = (head?.seq ?? 0) + 1;
   const prevHash = head?.hash ?? GENESIS_HASH;
   return { event: { ...content, seq, prevHash, hash: linkAuditHash(seq, prevHash, contentHash) }, detailsJson };
-}
-
-const OUTCOMES: readonly string[] = ['ok', 'refused', 'error'];
-
-/**
- * Refuses, before anything is written, an event the audit table would refuse: a commit group inserts a member's
- * events after the member has returned (commit-groups.ts), when a refusal could no longer be its alone. The table
- * takes text without NUL characters, an integer time and one of the known outcomes.
- */
-export function assertInsertable(event: AuditContent): void {
-  const texts: [string, string | undefined][] = [
-    ['actor', event.actor],
-    ['sessionId', event.sessionId],
-    ['action', event.action],
-    ['visaId', event.visaId],
-    ['engagementId', event.engagementId],
-    ['personId', event.personId],
-    ['cluster', event.cluster],
-    ['namespace', event.namespace],
-    ['reason', event.reason],
-    ['source.address', event.source?.address],
-    ['source.userAgent', event.source?.userAgent],
-  ];
-  for (const [field, value] of texts) {
-    if (value?.includes('\u0000') === true) {
-      throw new InvalidInput(`audit event ${field} contains a NUL character, which the store cannot hold`, {
-        details: { field },
-      });
-    }
-  }
-  if (!Number.isSafeInteger(event.at)) {
-    throw new InvalidInput(`audit event time must be a whole number of milliseconds; got ${event.at}`);
-  }
-  if (!OUTCOMES.includes(event.outcome)) {
-    throw new InvalidInput(`audit event outcome must be one of ${OUTCOMES.join(', ')}; got ${String(event.outcome)}`);
-  }
 }
 
 /** Chains `inputs` one after the other from `head`; returns them and the new head. */
