@@ -159,11 +159,16 @@ describe('the trail over the API and the CLI', () => {
     });
     assert.equal(badVisa.status, 400, JSON.stringify(badVisa.body));
     assert.equal(badVisa.body.code, 'ERR_INVALID_INPUT');
-    assert.match(String(badVisa.body.message), /reason: contains a lone UTF-16 surrogate/);
+    assert.match(String(badVisa.body.detail), /reason: contains a lone UTF-16 surrogate/);
     const pending = await request(['a-search'], 'JIRA-2: to deny');
     const badDenial = await call('POST', `/api/v1/visas/${pending}/deny`, approver, { reason: 'no \udfff' });
     assert.equal(badDenial.status, 400, JSON.stringify(badDenial.body));
-    assert.equal((await call('GET', `/api/v1/visas/${pending}`, cora.token)).body.state, 'pending', 'nothing changed');
+    assert.match(String(badDenial.body.detail), /reason: contains a lone UTF-16 surrogate/);
+    assert.equal(
+      (await call('GET', `/api/v1/visas/${pending}`, cora.token)).body.state,
+      'requested',
+      'nothing changed',
+    );
     assert.equal((await call('POST', `/api/v1/visas/${pending}/deny`, approver, { reason: 'no 😀' })).status, 200);
     const verdict = await call('POST', '/api/v1/audit/verify', admin.token, {});
     assert.equal(verdict.body.ok, true, String(verdict.body.summary));
