@@ -58,6 +58,21 @@ async function trail(store: PostgresStore): Promise<AuditEvent[]> {
   return events;
 }
 
+/** Polls `probe` (a count from pg_stat_activity or pg_locks) until it is positive; fails after 10 s. */
+async function until(what: string, probe: string): Promise<void> {
+  for (let waited = 0; waited < 10_000; waited += 20) {
+    const n = await outside(async (client) => Number((await client.query(probe)).rows[0].n));
+    if (n > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`timed out waiting until ${what}`);
+}
+
+/** The audit chain's advisory lock in the test database (class 0x6b76 = 27510), granted or waited for. */
+const chainLock = (granted: boolean) =>
+  "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 27510 " +
+  `AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND granted = ${granted}`;
+
 const marker = (action: string) => (tx: StoreTx) => tx.appendAudit(auditFixture(action));
 
 describe('commit groups on PostgreSQL', () => {
@@ -220,7 +235,7 @@ describe('commit groups on PostgreSQL', () => {
       for (const result of results) {
         assert.equal(result.status, 'rejected');
         assert.ok(result.reason instanceof StoreUnavailable, String(result.reason));
-        assert.match((result.reason as Error).message, /database transaction was lost .*poisoned/);
+        assert.match((result.reason as Error).message, /the database refused the transaction's group \(poisoned\)/);
       }
       // Asked for after the group was lost: a group of its own, which commits.
       await put('after');
@@ -229,6 +244,140 @@ describe('commit groups on PostgreSQL', () => {
       assert.deepEqual(
         (await trail(store)).map((event) => event.action),
         ['test.before', 'test.after'],
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a collision in the group's own statements refuses its members as a Conflict, not as a lost database", async () => {
+    const { store, schema } = await openFresh({ parallelGroups: 1 });
+    try {
+      await store.transaction(marker('test.before'));
+      // What PostgreSQL raises when the group's insert at COMMIT collides with concurrent transactions.
+      await database.admin(`
+        CREATE FUNCTION ${schema}.collide() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.action = 'test.deadlock' THEN RAISE EXCEPTION 'deadlocked' USING ERRCODE = 'deadlock_detected'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER collide BEFORE INSERT ON ${schema}.audit_events FOR EACH ROW EXECUTE FUNCTION ${schema}.collide();
+      `);
+      const results = await Promise.allSettled(
+        ['a', 'deadlock', 'b'].map((key) => store.transaction(marker(`test.${key}`))),
+      );
+      for (const result of results) {
+        assert.equal(result.status, 'rejected');
+        assert.ok(result.reason instanceof Conflict, String(result.reason));
+        assert.match(
+          (result.reason as Error).message,
+          /collided with the commit of this one's group \(deadlocked\).*try again/,
+        );
+      }
+      await store.transaction(marker('test.after'));
+      assert.deepEqual(
+        (await trail(store)).map((event) => event.action),
+        ['test.before', 'test.after'],
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a deadlock between a member holding the chain lock and another group at its COMMIT refuses only that member', async () => {
+    const { store } = await openFresh({ parallelGroups: 2 });
+    try {
+      await store.transaction(async (tx) => {
+        await tx.putSetting('shared', 0, T0);
+        await tx.appendAudit(auditFixture('test.before'));
+      });
+      let letGo: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (letGo = resolve));
+      // A member that appends and reads the trail takes the chain's lock, held until its group commits; then it
+      // writes a row the other group has written and not yet committed.
+      const reader = store.transaction(async (tx) => {
+        await tx.appendAudit(auditFixture('test.reader'));
+        await tx.getAuditHead();
+        await gate;
+        await tx.putSetting('shared', 2, T0);
+      });
+      await until('the reader holds the chain lock', chainLock(true));
+      // Asked for together while the reader's group runs: one group on the other connection. Its first member
+      // writes the row; the second is innocent of everything. Their COMMIT waits for the chain's lock.
+      const group = [
+        store.transaction(async (tx) => {
+          await tx.putSetting('shared', 1, T0);
+          await tx.appendAudit(auditFixture('test.writer'));
+        }),
+        store.transaction(marker('test.innocent')),
+      ];
+      await until("the other group's COMMIT waits for the chain lock", chainLock(false));
+      // Now the reader waits for the row that group holds: a cycle PostgreSQL breaks after deadlock_timeout (1 s),
+      // aborting the statement that waited longest: the other group's, at its COMMIT.
+      letGo();
+      const [readerResult, ...groupResults] = await Promise.allSettled([reader, ...group]);
+      for (const result of groupResults) {
+        assert.equal(result.status, 'fulfilled', result.status === 'rejected' ? String(result.reason) : '');
+      }
+      assert.equal(readerResult?.status, 'rejected');
+      const refusal = (readerResult as PromiseRejectedResult).reason as Error;
+      assert.ok(refusal instanceof Conflict, `${refusal.name}: ${refusal.message}`);
+      assert.match(refusal.message, /try again/);
+      assert.equal(await store.getSetting('shared'), 1);
+      assert.deepEqual(
+        (await trail(store)).map((event) => event.action),
+        ['test.before', 'test.writer', 'test.innocent'],
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a member holding the chain lock waits a bounded time for a row, then only it is refused', async () => {
+    const { store, schema } = await openFresh({ parallelGroups: 2 });
+    try {
+      await store.transaction(async (tx) => {
+        await tx.putSetting('held', 0, T0);
+        await tx.appendAudit(auditFixture('test.before'));
+      });
+      // Another session (not kubevisa: nothing PostgreSQL can see as a deadlock) holds the row.
+      const holder = new pg.Client({ connectionString: database.url });
+      await holder.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query(`SELECT * FROM ${schema}.settings WHERE key = 'held' FOR UPDATE`);
+        const started = Date.now();
+        const reader = store.transaction(async (tx) => {
+          await tx.appendAudit(auditFixture('test.reader'));
+          await tx.getAuditHead();
+          await tx.putSetting('held', 1, T0);
+        });
+        await until('the reader holds the chain lock', chainLock(true));
+        // Every other append in every process waits for the chain's lock meanwhile.
+        const other = store.transaction(marker('test.other'));
+        // Without a bound the reader would wait as long as the holder likes: the holder lets go after 10 s.
+        const letGo = setTimeout(() => void holder.query('ROLLBACK'), 10_000);
+        const [readerResult, otherResult] = await Promise.allSettled([reader, other]).finally(() =>
+          clearTimeout(letGo),
+        );
+        assert.equal(
+          otherResult?.status,
+          'fulfilled',
+          otherResult?.status === 'rejected' ? String(otherResult.reason) : '',
+        );
+        assert.equal(readerResult?.status, 'rejected');
+        const refusal = (readerResult as PromiseRejectedResult).reason as Error;
+        assert.ok(refusal instanceof Conflict, `${refusal.name}: ${refusal.message}`);
+        assert.match(refusal.message, /try again/);
+        assert.ok(Date.now() - started < 8000, 'the reader gave up within its lock timeout');
+      } finally {
+        await holder.query('ROLLBACK');
+        await holder.end();
+      }
+      assert.equal(await store.getSetting('held'), 0);
+      assert.deepEqual(
+        (await trail(store)).map((event) => event.action),
+        ['test.before', 'test.other'],
       );
     } finally {
       await store.close();
@@ -427,6 +576,62 @@ describe('commit groups on PostgreSQL', () => {
     } finally {
       await other.close();
       await store.close();
+    }
+  });
+});
+
+describe('commit groups on a database whose default isolation is REPEATABLE READ', () => {
+  test('groups side by side, the appender and a second process still commit everything in one chain', async () => {
+    // An operator's setting for every new session on the database (a database of its own: it would reach the
+    // other tests' sessions too). The engine's correctness rests on READ COMMITTED: a statement that waited for
+    // the chain's lock must see the appends committed while it waited.
+    const repeatable = await createTestDatabase('kv_groups_rr');
+    try {
+      await repeatable.admin(`ALTER DATABASE ${repeatable.name} SET default_transaction_isolation = 'repeatable read'`);
+      assert.equal(
+        (await repeatable.admin('SHOW default_transaction_isolation')).rows[0].default_transaction_isolation,
+        'repeatable read',
+      );
+      const store = await openPostgresStore({ url: repeatable.url });
+      const other = await openPostgresStore({ url: repeatable.url });
+      try {
+        const acknowledged: AuditEvent[] = [];
+        const committed: string[] = [];
+        const writers = [store, other].flatMap((writer, w) => {
+          const appender = writer.openAuditAppender();
+          return [
+            ...Array.from({ length: 4 }, async (_, c) => {
+              for (let i = 0; i < 15; i++) {
+                const key = `k.${w}.${c}.${i}`;
+                await writer.transaction(async (tx) => {
+                  await tx.putSetting(key, i, T0);
+                  await tx.appendAudit(auditFixture(`test.tx.${key}`));
+                });
+                committed.push(`test.tx.${key}`);
+              }
+            }),
+            ...Array.from({ length: 4 }, async (_, c) => {
+              for (let i = 0; i < 10; i++) {
+                acknowledged.push(...(await appender.append([auditFixture(`test.appender.${w}.${c}.${i}`)])));
+              }
+            }),
+          ];
+        });
+        const results = await Promise.allSettled(writers);
+        const refusals = results.flatMap((result) => (result.status === 'rejected' ? [String(result.reason)] : []));
+        assert.deepEqual(refusals, [], 'no transaction or append was refused');
+        const events = await trail(store);
+        assert.equal(events.length, 2 * 4 * 15 + 2 * 4 * 10);
+        const stored = new Map(events.map((event) => [event.seq, event]));
+        for (const event of acknowledged) assert.deepEqual(stored.get(event.seq), event);
+        const actions = new Set(events.map((event) => event.action));
+        for (const action of committed) assert.ok(actions.has(action), `acknowledged ${action} is stored`);
+      } finally {
+        await other.close();
+        await store.close();
+      }
+    } finally {
+      await repeatable.drop();
     }
   });
 });

@@ -18,6 +18,7 @@
  * the next one's statement is refused the same way, and it takes the lock and reads the head.
  */
 import type pg from 'pg';
+import { Conflict } from '../../domain/errors.ts';
 import { StoreUnavailable } from '../errors.ts';
 import type { AuditAppender, AuditEvent, NewAuditEvent } from '../store.ts';
 import {
@@ -29,7 +30,7 @@ import {
   type ChainedEvent,
   type KnownHead,
 } from './audit-append.ts';
-import { isUnavailable, translatePgError } from './sql.ts';
+import { isConflict, isUnavailable, translatePgError } from './sql.ts';
 
 /** Most events in one transaction by default: bounds a batch's latency and the size of its one INSERT. */
 export const DEFAULT_MAX_BATCH_EVENTS = 2000;
@@ -161,7 +162,9 @@ export class PostgresAuditAppender implements AuditAppender {
       let chained = guessed;
       if (chained !== undefined && !(await insertChainedAtKnownHead(client, chained.chained))) chained = undefined;
       if (chained === undefined) {
-        await client.query('BEGIN');
+        // READ COMMITTED whatever the database's default: the head is read after the lock is granted, and must be
+        // the one committed then (audit-append.ts lockAuditChain).
+        await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
         inTransaction = true;
         chained = chainEvents(events, await lockAuditChain(client));
         await insertChained(client, chained.chained);
@@ -184,7 +187,7 @@ export class PostgresAuditAppender implements AuditAppender {
       }
       const translated = translatePgError(error);
       const failure =
-        translated instanceof StoreUnavailable
+        translated instanceof StoreUnavailable || (isConflict(error) && translated instanceof Conflict)
           ? translated
           : new StoreUnavailable(`audit events could not be made durable, so none was kept (${String(error)})`, {
               cause: error,

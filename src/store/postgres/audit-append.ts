@@ -302,10 +302,48 @@ export async function insertChainedAtKnownHead(db: Queryable, chained: readonly 
   }
 }
 
-/** Takes the chain's lock until the transaction ends (a statement of its own: see `chainInDatabase`). */
+/**
+ * Longest a transaction waits for a row (or any other lock) once it holds the chain's lock in the middle of its work
+ * (a commit-group member that read the trail: tx.ts `flushAudit`); then its statement is refused (55P03, a
+ * Conflict) and only that member is rolled back, releasing the lock. Every append of every process waits while it
+ * holds the lock, and this bound is also what ends a wait PostgreSQL cannot see as a deadlock (see LOCK_CHAIN).
+ */
+export const CHAIN_HOLDER_LOCK_TIMEOUT_MS = 2000;
+
+/** Bounds the lock waits of the rest of the transaction (until it ends, or the savepoint it runs in is undone). */
+export const BOUND_WAITS_WHILE_HOLDING_CHAIN: pg.QueryConfig = {
+  name: 'kv_audit_holder_timeout',
+  text: `SET LOCAL lock_timeout = ${CHAIN_HOLDER_LOCK_TIMEOUT_MS}`,
+};
+
+/** Longest a transaction waiting for the chain's lock goes on after PostgreSQL chose it to break deadlocks. */
+const CHAIN_LOCK_DEADLOCK_RETRY_SECONDS = 30;
+
+/**
+ * Takes the chain's lock until the transaction ends (a statement of its own: see `chainInDatabase`), waiting again
+ * when PostgreSQL aborts the wait to break a deadlock.
+ *
+ * Why: a transaction that holds the lock in the middle of its work (a member that read the trail) and then waits
+ * for a row that another commit group wrote, while that group's COMMIT waits for the lock, is a deadlock. PostgreSQL
+ * aborts the statement of whichever backend waited deadlock_timeout first, and that is often the group at its COMMIT:
+ * the lock statement runs after every member returned, so its failure would refuse them all, though none of them
+ * did anything but wait in line for the lock. Waiting again in the database (the EXCEPTION block is a subtransaction:
+ * only the failed wait is undone, the group's work stays, and no round trip is added to the COMMIT's) leaves the
+ * cycle in place for the other backend's own deadlock check, which then finds it and refuses the statement of the
+ * member that holds the lock: that member alone is rolled back (to its savepoint, which releases the lock) and gets a
+ * Conflict. PostgreSQL checks a wait for deadlock once; if the holder's check ran in the instant this statement was
+ * not waiting, nothing would break the cycle: CHAIN_HOLDER_LOCK_TIMEOUT_MS ends the holder's wait then. Other ways
+ * were rejected: re-running the members would run callbacks a second time (Store.transaction runs `work` once), and
+ * taking the lock at the start of every group would serialise the groups.
+ */
 const LOCK_CHAIN: pg.QueryConfig = {
   name: 'kv_audit_lock',
-  text: `SELECT pg_advisory_xact_lock(${AUDIT_LOCK_CLASS}, hashtext('kubevisa.audit.' || current_schema()))`,
+  text:
+    'DO $$ DECLARE started timestamptz := clock_timestamp(); BEGIN LOOP BEGIN ' +
+    `PERFORM pg_advisory_xact_lock(${AUDIT_LOCK_CLASS}, hashtext('kubevisa.audit.' || current_schema())); RETURN; ` +
+    'EXCEPTION WHEN deadlock_detected THEN ' +
+    `IF clock_timestamp() - started > interval '${CHAIN_LOCK_DEADLOCK_RETRY_SECONDS} seconds' THEN RAISE; END IF; ` +
+    'END; END LOOP; END $$',
 };
 
 /** The content columns of `audit_events` and their types, in the order of the INSERT's arrays. */

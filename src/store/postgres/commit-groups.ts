@@ -11,6 +11,8 @@
  * INSERT, which links the events to the head in the database (audit-append.ts chainInDatabase), so it is held
  * for as long as the database takes to insert and flush, not across any round trip of the members. A member that
  * reads the trail inserts the group's events first and takes the lock then; its group commits right after it.
+ * While it holds the lock, it waits for no other lock longer than CHAIN_HOLDER_LOCK_TIMEOUT_MS, and a group whose
+ * COMMIT deadlocks with it waits for the lock again rather than fail every member (audit-append.ts LOCK_CHAIN).
  *
  * While a group runs, a member costs only its own statements' round trips: the statements that release its
  * savepoint and open the next one go as one simple query, and the group's connection is in pipeline mode, so
@@ -19,17 +21,19 @@
  * - A transaction that fails rolls back to its savepoint and only its caller is refused (with its own error: a
  *   Conflict for a serialisation failure or deadlock, as without groups); the others go on.
  * - Every caller is answered only after the shared COMMIT returned; if it fails (the database went away), every
- *   member is refused and none was kept. Nothing is acknowledged before it is durable.
+ *   member is refused and none was kept (with StoreUnavailable, or a Conflict when the group's own statements
+ *   collided with concurrent transactions). Nothing is acknowledged before it is durable.
  * - Within a group, transactions run in call order, so one sees the changes of those before it in its group
  *   (which commit with it or fail with it), and callers are answered in that order. Between groups running side
  *   by side, as between processes, the database's concurrency applies: a row one group changed waits for its
  *   COMMIT, and the version guards and unique keys refuse the loser of a race.
  */
 import type pg from 'pg';
+import { Conflict } from '../../domain/errors.ts';
 import { StoreUnavailable } from '../errors.ts';
 import type { StoreTx } from '../store.ts';
 import { GroupAudit, chainInDatabase, headOfInserted, type KnownHead, type PendingEvent } from './audit-append.ts';
-import { isUnavailable } from './sql.ts';
+import { errorCode, isConflict, isUnavailable } from './sql.ts';
 import { PgTx } from './tx.ts';
 
 /** Most transactions committed together by default: bounds a group's latency. */
@@ -108,6 +112,18 @@ function asError(error: unknown): Error {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A collision (serialisation failure, deadlock, lock timeout) in the group's own statements, which refuses every
+ * member though none of them failed: each was not made and can be tried again as it is.
+ */
+function groupConflict(cause: unknown): Conflict {
+  return new Conflict(
+    `a concurrent transaction collided with the commit of this one's group (${messageOf(cause)}); nothing was ` +
+      'changed, try again',
+    { details: { postgresCode: errorCode(cause) } },
+  );
 }
 
 const REFUSED_STATEMENT =
@@ -190,7 +206,13 @@ export class CommitGroups {
     // transaction (or in one a later ROLLBACK TO had cleared), so all of them are checked before the COMMIT is
     // sent, and any failure loses the group.
     coalesceWrites(client);
-    const controls: Promise<Settled>[] = [settle(client.query('BEGIN; SAVEPOINT kv_tx'))];
+    // The isolation level is stated, not inherited from the database's default_transaction_isolation: the chaining
+    // at COMMIT needs READ COMMITTED (each statement sees what was committed before it started, so the INSERT after
+    // the chain's lock extends the true head; audit-append.ts chainInDatabase), and so do the version guards, which
+    // under REPEATABLE READ would refuse every race with a serialisation failure instead of their own Conflict.
+    const controls: Promise<Settled>[] = [
+      settle(client.query('BEGIN ISOLATION LEVEL READ COMMITTED; SAVEPOINT kv_tx')),
+    ];
     /** The member being run: refused too if something unforeseen throws. */
     let current: Job | undefined;
     /** A member returned since the savepoint was opened: release it and open the next before another member. */
@@ -269,12 +291,14 @@ export class CommitGroups {
         const error = committed.error;
         broken = asError(error);
         this.options.knownHead.forget();
-        const failure = new StoreUnavailable(
-          isUnavailable(error)
-            ? `the database went away while committing (${messageOf(error)}): the change was not acknowledged`
-            : `the change could not be committed, so it was not made (${messageOf(error)})`,
-          { cause: error },
-        );
+        const failure = isConflict(error)
+          ? groupConflict(error)
+          : new StoreUnavailable(
+              isUnavailable(error)
+                ? `the database went away while committing (${messageOf(error)}): the change was not acknowledged`
+                : `the change could not be committed, so it was not made (${messageOf(error)})`,
+              { cause: error },
+            );
         for (const member of done) member.job.reject(failure);
         return;
       }
@@ -316,15 +340,20 @@ export class CommitGroups {
 
   /**
    * The group's database transaction is lost (the connection broke, or a control statement failed): `job` is
-   * refused with its own error if it failed first, every member already done with StoreUnavailable, since none
-   * was kept.
+   * refused with its own error if it failed first, every member already done with the group's error, since none
+   * was kept: a Conflict when concurrent transactions collided with the group's own statements, else
+   * StoreUnavailable.
    */
   private lose(job: Job | undefined, jobError: unknown, done: { job: Job }[], cause: unknown): void {
     this.options.knownHead.forget();
-    const failure = new StoreUnavailable(
-      `the database transaction was lost (${messageOf(cause)}), so the change was not made; try again`,
-      { cause },
-    );
+    const failure = isConflict(cause)
+      ? groupConflict(cause)
+      : new StoreUnavailable(
+          isUnavailable(cause)
+            ? `the connection to the database was lost (${messageOf(cause)}), so the change was not made; try again`
+            : `the database refused the transaction's group (${messageOf(cause)}), so the change was not made; try again`,
+          { cause },
+        );
     job?.reject(jobError ?? failure);
     for (const member of done) member.job.reject(failure);
   }

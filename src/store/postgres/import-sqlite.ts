@@ -142,7 +142,7 @@ async function copyTables(
   const client = await target.connect();
   let broken: Error | undefined;
   try {
-    await client.query('BEGIN');
+    await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
     // Nothing else may write the target while it is filled (and the chain's triggers need a still head).
     await client.query(`LOCK TABLE ${COPIED_TABLES.join(', ')} IN EXCLUSIVE MODE`);
     const occupied: string[] = [];

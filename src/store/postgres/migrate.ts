@@ -22,7 +22,9 @@ export async function applyMigrations(
       throw new Error(`migration list out of order: position ${index + 1} holds version ${migration.version}`);
     }
   });
-  await client.query('BEGIN');
+  // READ COMMITTED whatever the database's default: after waiting for another process's migration, the next
+  // statements must see what it committed.
+  await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
   try {
     // Key 0 of the store's lock class: the audit chain's keys are hashes of schema names, and a clash would only
     // make a migration wait for an append.

@@ -104,9 +104,21 @@ export function isUnavailable(error: unknown): boolean {
 }
 
 /**
+ * SQLSTATEs of a collision with concurrent transactions, after which trying again can succeed: a serialisation
+ * failure (40001), a deadlock (40P01), a lock waited for longer than lock_timeout (55P03).
+ */
+const CONFLICT_CODES = new Set(['40001', '40P01', '55P03']);
+
+/** Whether PostgreSQL refused the statement because of concurrent transactions (see CONFLICT_CODES). */
+export function isConflict(error: unknown): boolean {
+  const code = errorCode(error);
+  return code !== undefined && CONFLICT_CODES.has(code);
+}
+
+/**
  * Turns PostgreSQL's refusals into the domain's stable errors: a unique or primary-key clash is Conflict, a
- * missing referenced row NotFound, a serialisation failure or deadlock Conflict (retry), an unreachable database
- * StoreUnavailable. Anything else is returned unchanged.
+ * missing referenced row NotFound, a serialisation failure, deadlock or lock timeout Conflict (retry), an
+ * unreachable database StoreUnavailable. Anything else is returned unchanged.
  */
 export function translatePgError(error: unknown): unknown {
   if (!(error instanceof Error)) return error;
@@ -114,8 +126,13 @@ export function translatePgError(error: unknown): unknown {
   const code = errorCode(error);
   if (code === '23505') return new Conflict(`already exists (${error.message})`);
   if (code === '23503') return new NotFound(`a referenced record does not exist (${error.message})`);
-  if (code === '40001' || code === '40P01') {
-    return new Conflict('a concurrent change collided with this one; nothing was changed, try again');
+  if (isConflict(error)) {
+    return new Conflict(
+      code === '55P03'
+        ? `this change waited too long for a lock a concurrent change holds (${error.message}); nothing was changed, try again`
+        : `a concurrent change collided with this one (${error.message}); nothing was changed, try again`,
+      { details: { postgresCode: code } },
+    );
   }
   if (isUnavailable(error)) {
     return new StoreUnavailable(

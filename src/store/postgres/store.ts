@@ -166,8 +166,14 @@ function poolConfig(options: PostgresStoreOptions): pg.PoolConfig {
     connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     keepAlive: true,
     application_name: options.applicationName ?? 'kubevisa',
-    // A transaction left open by a stuck process would hold the audit chain's lock: the server ends it.
-    options: `-c idle_in_transaction_session_timeout=60000${options.schema === undefined ? '' : ` -c search_path=${options.schema}`}`,
+    // A transaction left open by a stuck process would hold the audit chain's lock: the server ends it. READ
+    // COMMITTED for the statements that run as transactions of their own (direct reads, lease claims, the
+    // appender's self-committing insert), whatever default an operator set on the database or role: the engine's
+    // reasoning assumes it (a statement sees what was committed before it started); those that open a
+    // transaction also state it in their BEGIN.
+    options:
+      '-c idle_in_transaction_session_timeout=60000 -c default_transaction_isolation=read\\ committed' +
+      (options.schema === undefined ? '' : ` -c search_path=${options.schema}`),
     types: STORE_TYPES,
   };
 }
@@ -387,7 +393,7 @@ async function restoreAuditGuards(client: pg.ClientBase): Promise<string[]> {
       "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname IN ('audit_events', 'audit_checkpoints')",
   );
   if (owner.rows[0]?.owns !== true) return [];
-  await client.query('BEGIN');
+  await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
   try {
     for (const fn of AUDIT_GUARD_FUNCTIONS) {
       if (!altered.includes(fn.name)) continue;

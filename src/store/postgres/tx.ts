@@ -94,7 +94,13 @@ import type {
   VisaUpdate,
 } from '../store.ts';
 
-import { chainInDatabase, prepareEvent, type GroupAudit, type PendingEvent } from './audit-append.ts';
+import {
+  BOUND_WAITS_WHILE_HOLDING_CHAIN,
+  chainInDatabase,
+  prepareEvent,
+  type GroupAudit,
+  type PendingEvent,
+} from './audit-append.ts';
 import { bind, translatePgError, type Params, type PgRow, type Queryable, type SqlValue } from './sql.ts';
 
 /** Default and ceiling of `listAudit`'s page size (as the SQLite engine). */
@@ -978,7 +984,10 @@ export class PgTx implements StoreTx {
     if (this.audit.pending.length === 0 && this.pendingAudit.length === 0) return;
     this.assertLive();
     const events = this.audit.take(this.takePendingAudit());
-    await Promise.all(chainInDatabase({ query: (config) => this.query(config) }, events));
+    const db: Queryable = { query: (config) => this.query(config) };
+    // The group now holds the chain's lock until it commits: the rest of this member waits for no lock longer than
+    // the bound (audit-append.ts LOCK_CHAIN says why).
+    await Promise.all([...chainInDatabase(db, events), db.query(BOUND_WAITS_WHILE_HOLDING_CHAIN)]);
   }
 
   // ---- clusters ----
