@@ -17,9 +17,11 @@ import {
   ObjectMissing,
 } from '../src/cluster/errors.ts';
 import { installKubevisa, renewOwnToken } from '../src/cluster/install.ts';
+import { EPOCH_ANNOTATION, FENCE_CONFIG_MAP } from '../src/cluster/fencing.ts';
 import {
   CONTROLLER_USERNAME,
   NOT_AFTER_ANNOTATION,
+  SYSTEM_NAMESPACE,
   VISAS_NAMESPACE,
   personServiceAccount,
   roleBindingDifferences,
@@ -42,6 +44,7 @@ const progress: string[] = [];
 
 const adminOk = (args: string[], input?: string) =>
   kubectlOk(cp.binaries.kubectl, args, { kubeconfig: cp.adminKubeconfig, ...(input === undefined ? {} : { input }) });
+const adminRun = (args: string[]) => kubectl(cp.binaries.kubectl, args, { kubeconfig: cp.adminKubeconfig });
 const asKubevisa = (args: string[]) => kubectl(cp.binaries.kubectl, args, { kubeconfig: kubevisaKubeconfig });
 
 function aVisa(overrides: Partial<Visa> = {}): Visa {
@@ -684,8 +687,77 @@ describe('watching visa RoleBindings', () => {
   });
 });
 
+describe('fenced deletes', () => {
+  // Clients as leaders of successive terms; the fence starts at 5. Later describes must not see it: removed after.
+  const leaderAt = (epoch: number) =>
+    createClusterClient({ name: CLUSTER, kubeconfigYaml: kubevisaKubeconfigYaml, fencingEpoch: () => epoch });
+  let termSix: ClusterClient;
+  /** kubevisa's requests on one RoleBinding after the auditID `since`, as `verb` (kube-apiserver's own record). */
+  const verbsOn = (name: string, since: number) =>
+    auditEvents()
+      .slice(since)
+      .filter(
+        (event) =>
+          event.stage === 'ResponseComplete' &&
+          event.user?.username === CONTROLLER_USERNAME &&
+          event.requestURI?.includes(`/rolebindings/${name}`) === true,
+      )
+      .map((event) => event.verb);
+  const visaIn = (id: string) => aVisa({ id, namespaces: ['payments'] });
+  const listed = async (id: string) =>
+    (await termSix.listManagedRoleBindings()).find((binding) => binding.metadata.name === roleBindingName(id));
+
+  before(async () => {
+    await leaderAt(5).raiseFence(5);
+    termSix = leaderAt(6);
+  });
+  after(() => adminOk(['delete', 'configmap', FENCE_CONFIG_MAP, '-n', SYSTEM_NAMESPACE, '--ignore-not-found']));
+
+  test('a binding seen with this term’s stamp goes in one request; one seen older is read, stamped, then deleted', async () => {
+    await termSix.raiseFence(6);
+    const fresh = visaIn('v_fence_fresh');
+    await termSix.createRoleBinding(visaRoleBinding({ visa: fresh, namespace: 'payments' }));
+    const seen = await listed(fresh.id);
+    assert.equal(seen?.metadata.annotations[EPOCH_ANNOTATION], '6');
+    const before = auditEvents().length;
+    assert.equal(await termSix.deleteRoleBinding('payments', roleBindingName(fresh.id), seen), true);
+    assert.deepEqual(verbsOn(roleBindingName(fresh.id), before), ['delete']);
+    // The same call without what was seen: the three-request path.
+    const unseen = visaIn('v_fence_unseen');
+    await termSix.createRoleBinding(visaRoleBinding({ visa: unseen, namespace: 'payments' }));
+    const beforeUnseen = auditEvents().length;
+    assert.equal(await termSix.deleteRoleBinding('payments', roleBindingName(unseen.id)), true);
+    assert.deepEqual(verbsOn(roleBindingName(unseen.id), beforeUnseen), ['get', 'delete']);
+  });
+
+  test('a binding edited since it was seen is still deleted: the stale version fails its precondition, then it is read again', async () => {
+    const edited = visaIn('v_fence_edited');
+    await termSix.createRoleBinding(visaRoleBinding({ visa: edited, namespace: 'payments' }));
+    const seen = await listed(edited.id);
+    await adminOk(['annotate', 'rolebinding', roleBindingName(edited.id), '-n', 'payments', 'note=edited']);
+    const before = auditEvents().length;
+    assert.equal(await termSix.deleteRoleBinding('payments', roleBindingName(edited.id), seen), true);
+    assert.deepEqual(verbsOn(roleBindingName(edited.id), before), ['delete', 'get', 'delete']);
+    assert.equal((await adminRun(['get', 'rolebinding', roleBindingName(edited.id), '-n', 'payments'])).code, 1);
+  });
+
+  test('a deposed leader cannot delete even a binding it stamped itself, on the one-request path', async () => {
+    const kept = visaIn('v_fence_kept');
+    const termSeven = leaderAt(7);
+    await termSeven.raiseFence(7);
+    await termSeven.createRoleBinding(visaRoleBinding({ visa: kept, namespace: 'payments' }));
+    const seen = await listed(kept.id);
+    await leaderAt(8).raiseFence(8);
+    const refused = await rejection(termSeven.deleteRoleBinding('payments', roleBindingName(kept.id), seen));
+    assert.equal(refused.code, 'ERR_FENCED', refused.message);
+    assert.equal((await adminRun(['get', 'rolebinding', roleBindingName(kept.id), '-n', 'payments'])).code, 0);
+    assert.equal(await leaderAt(8).deleteRoleBinding('payments', roleBindingName(kept.id), seen), true);
+  });
+});
+
 interface AuditEvent {
   auditID?: string;
+  stage?: string;
   verb?: string;
   requestURI?: string;
   user?: { username?: string };

@@ -154,10 +154,12 @@ export interface ClusterClient {
   replaceRoleBinding(binding: RoleBinding): Promise<RoleBinding>;
   /**
    * Deletes a RoleBinding. With `fencingEpoch`, it is first stamped with the epoch and deleted only as stamped
-   * (fencing.ts). @returns false when it was already gone (not an error).
+   * (fencing.ts). `seen` is the binding as last read (a listing or a watch event): when it already carries the
+   * current epoch, it is deleted at that uid and resourceVersion in one request, and read and stamped only if it
+   * changed since. @returns false when it was already gone (not an error).
    * @throws Fenced when a newer leader raised the fence; ResourceVersionConflict when it changed meanwhile.
    */
-  deleteRoleBinding(namespace: string, name: string): Promise<boolean>;
+  deleteRoleBinding(namespace: string, name: string, seen?: RoleBinding): Promise<boolean>;
 
   /** The profile ClusterRoles installed in the cluster (`kubevisa:profile:*`, labelled with their profile). */
   listProfileClusterRoles(): Promise<ClusterRole[]>;
@@ -334,6 +336,8 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
       /** False for an object the policy lets kubevisa delete without a stamp (fencing.ts). */
       stampable?: (object: T) => boolean;
     },
+    /** The object as last seen (a listing, a watch event): its version and what a stamp would find. */
+    seen?: { uid: string; resourceVersion: string; epoch: number; stampable: boolean },
   ): Promise<boolean> {
     const gone = (error: unknown) => statusCode(error) === 404;
     try {
@@ -341,8 +345,19 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
         await calls.remove();
         return true;
       }
-      let current = await calls.read();
       const epoch = fencingEpoch();
+      // Already as a stamp would leave it (this term wrote it, or stamped it): delete exactly that version. The
+      // policy judges the object deleted, so this is as fenced as the three-request path; a version that moved on
+      // since it was seen fails the precondition (409), and the object is then read and stamped as usual.
+      if (seen !== undefined && (seen.epoch === epoch || !seen.stampable)) {
+        try {
+          await calls.remove({ uid: seen.uid, resourceVersion: seen.resourceVersion });
+          return true;
+        } catch (error) {
+          if (statusCode(error) !== 409) throw error;
+        }
+      }
+      let current = await calls.read();
       if (epochOf(current) !== epoch && (calls.stampable?.(current) ?? true)) {
         current.metadata = {
           ...current.metadata,
@@ -485,19 +500,33 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
       return toRoleBinding(replaced, name);
     },
 
-    deleteRoleBinding(namespace, bindingName) {
-      return fencedDelete(`RoleBinding ${namespace}/${bindingName}`, {
-        read: () => apis.rbac.readNamespacedRoleBinding({ namespace, name: bindingName }),
-        replace: (body) => apis.rbac.replaceNamespacedRoleBinding({ namespace, name: bindingName, body }),
-        remove: (preconditions) =>
-          apis.rbac.deleteNamespacedRoleBinding({
-            namespace,
-            name: bindingName,
-            ...(preconditions ? { body: { preconditions } } : {}),
-          }),
-        // kubevisa cannot update a binding to a role it may not bind: the policy lets it delete such a one as it is.
-        stampable: (binding) => binding.roleRef.name.startsWith('kubevisa:profile:'),
-      });
+    deleteRoleBinding(namespace, bindingName, seen) {
+      const stampable = (binding: { roleRef: { name: string } }) =>
+        binding.roleRef.name.startsWith('kubevisa:profile:');
+      const { uid, resourceVersion } = seen?.metadata ?? {};
+      const known =
+        seen?.metadata.namespace === namespace &&
+        seen.metadata.name === bindingName &&
+        uid !== undefined &&
+        resourceVersion !== undefined
+          ? { uid, resourceVersion, epoch: epochOf(seen), stampable: stampable(seen) }
+          : undefined;
+      return fencedDelete(
+        `RoleBinding ${namespace}/${bindingName}`,
+        {
+          read: () => apis.rbac.readNamespacedRoleBinding({ namespace, name: bindingName }),
+          replace: (body) => apis.rbac.replaceNamespacedRoleBinding({ namespace, name: bindingName, body }),
+          remove: (preconditions) =>
+            apis.rbac.deleteNamespacedRoleBinding({
+              namespace,
+              name: bindingName,
+              ...(preconditions ? { body: { preconditions } } : {}),
+            }),
+          // kubevisa cannot update a binding to a role it may not bind: the policy lets it delete such a one as it is.
+          stampable,
+        },
+        known,
+      );
     },
 
     async listProfileClusterRoles() {

@@ -15,6 +15,7 @@ import {
   type Middleware,
   type RequestContext,
   type ResponseContext,
+  type SecurityAuthentication,
 } from '@kubernetes/client-node';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -54,6 +55,41 @@ export interface Apis {
   authentication: AuthenticationV1Api;
 }
 
+/** client-node's connection pool (undici's), as its request context holds it. */
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
+/** How long one connection pool serves before a new one takes over (rotated certificate files are read again). */
+const DISPATCHER_LIFETIME_MS = 5 * 60_000;
+
+/**
+ * The kubeconfig's authentication (headers: token, exec plugin, basic) with one connection pool kept across requests.
+ * client-node builds a new undici Agent for every request, so every request opened a TLS connection of its own: a
+ * handshake each for kubevisa and kube-apiserver, which was most of the CPU of a pass's thousand deletes. The pool is
+ * replaced every few minutes (the old one finishes what it carries), so TLS material read from files is not kept
+ * for ever.
+ */
+function reusingConnections(kubeConfig: KubeConfig): SecurityAuthentication {
+  let pool: { dispatcher: Dispatcher; until: number } | undefined;
+  return {
+    getName: () => 'kubeconfig, with connections reused',
+    async applySecurityAuthentication(context: RequestContext): Promise<void> {
+      await kubeConfig.applySecurityAuthentication(context);
+      const fresh = context.getDispatcher();
+      if (fresh === undefined) return;
+      const now = Date.now();
+      if (pool !== undefined && now < pool.until) {
+        context.setDispatcher(pool.dispatcher);
+        // Never used: no connection to close.
+        void fresh.close().catch(() => undefined);
+        return;
+      }
+      const previous = pool?.dispatcher;
+      pool = { dispatcher: fresh, until: now + DISPATCHER_LIFETIME_MS };
+      void previous?.close().catch(() => undefined);
+    },
+  };
+}
+
 /**
  * API clients for the kubeconfig's current cluster and user. Every request is aborted after `requestTimeoutMs`
  * (client-node sets no timeout of its own, so a silent server would hang a caller forever) and says `kubevisa`
@@ -74,7 +110,7 @@ export function makeApis(kubeConfig: KubeConfig, requestTimeoutMs: number): Apis
   };
   const configuration = createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
-    authMethods: { default: kubeConfig },
+    authMethods: { default: reusingConnections(kubeConfig) },
     promiseMiddleware: [perRequest],
   });
   return {

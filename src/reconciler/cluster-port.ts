@@ -13,7 +13,8 @@ export interface ReconcilerCluster {
   readonly name: string;
   listManagedRoleBindings(): Promise<RoleBinding[]>;
   createRoleBinding(binding: RoleBinding): Promise<unknown>;
-  deleteRoleBinding(namespace: string, name: string): Promise<unknown>;
+  /** `seen`: the binding as last listed or watched (the client may delete it at that version, in one request). */
+  deleteRoleBinding(namespace: string, name: string, seen?: RoleBinding): Promise<unknown>;
   listManagedServiceAccounts(): Promise<ServiceAccount[]>;
   createServiceAccount(account: ServiceAccount): Promise<unknown>;
   deleteServiceAccount(name: string): Promise<unknown>;

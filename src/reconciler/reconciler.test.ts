@@ -297,6 +297,29 @@ describe('the deadline pass (expiries without a full pass)', () => {
     assert.deepEqual(cluster.writes, []);
   });
 
+  test('deletes each binding at the version its watch or listing last showed, so the client can do it in one request', async (t) => {
+    const watching = new Reconciler({ store, clusters: new Map([['prod', cluster]]), now: () => clock });
+    t.after(() => watching.stop());
+    await watching.start();
+    const expiring = await grant(['payments'], '1h');
+    const revoked = await grant(['billing'], '2h');
+    await watching.reconcileNow('prod');
+    const versionOf = (key: string) => cluster.roleBindings.get(key)?.metadata.resourceVersion;
+    const expiringKey = `payments/kubevisa-${expiring.id}`;
+    const revokedKey = `billing/kubevisa-${revoked.id}`;
+    const expiringVersion = versionOf(expiringKey);
+    const revokedVersion = versionOf(revokedKey);
+    assert.ok(expiringVersion !== undefined && revokedVersion !== undefined);
+    clock = NOW + HOUR;
+    await watching.expireDueNow('prod');
+    await visas.revoke(carol, revoked.id, 'done with it');
+    await watching.reconcileNow('prod');
+    assert.deepEqual(cluster.deletedAsSeen, [
+      { key: expiringKey, resourceVersion: expiringVersion }, // from the watch: a deadline pass lists nothing
+      { key: revokedKey, resourceVersion: revokedVersion }, // from the full pass's listing
+    ]);
+  });
+
   test('runs when the deadline timer fires, instead of a full pass', async (t) => {
     const visa = await grant(['payments'], '1h');
     const passes: PassReport[] = [];

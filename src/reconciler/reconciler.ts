@@ -104,8 +104,11 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const OWN_DELETION_ECHO_MS = 60_000;
 
 type PassKind = 'full' | 'deadlines';
-/** Cluster writes in flight at once during a pass. */
-const WRITE_CONCURRENCY = 8;
+/**
+ * Cluster writes in flight at once during a pass, per cluster: a thousand revocations are a thousand deletes, each
+ * waiting mostly on kube-apiserver's admission and etcd; well inside its default of 200 mutating requests in flight.
+ */
+const WRITE_CONCURRENCY = 32;
 /** Visas read by id in one query (well inside every engine's limit on parameters). */
 const VISA_READ_BATCH = 500;
 
@@ -172,6 +175,12 @@ export class Reconciler {
    * writes coming back rather than drift.
    */
   private readonly ownDeletions = new Map<string, Map<string, Instant>>();
+  /**
+   * Per cluster: each managed RoleBinding as its watch last reported it (`namespace/name` → binding). A deadline pass
+   * deletes one at the version seen, in one request when it carries this term's epoch (ClusterClient.deleteRoleBinding);
+   * an entry that is out of date costs only the usual read and stamp.
+   */
+  private readonly seenRoleBindings = new Map<string, Map<string, ManagedRoleBinding>>();
   /** Every visa deadline up to this instant has been handed to a pass (the deadline timer looks beyond it). */
   private deadlinesUntil: Instant | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -225,6 +234,7 @@ export class Reconciler {
     clearTimeout(this.holdTimers.get(name)?.timer);
     this.holdTimers.delete(name);
     this.ownDeletions.delete(name);
+    this.seenRoleBindings.delete(name);
     this.backoff.delete(name);
     this.lastReport.delete(name);
   }
@@ -233,6 +243,7 @@ export class Reconciler {
     this.stopWatches.set(name, [
       cluster.watchManagedRoleBindings(
         (event) => {
+          this.noteSeen(name, event);
           if (!this.isOwnDeletion(name, event)) this.kick([name]);
         },
         () => this.kick([name]),
@@ -462,7 +473,7 @@ export class Reconciler {
           { namespace, name, visaId: visa.id },
           'rolebinding.delete',
           visa,
-          {},
+          { seen: this.seenRoleBindings.get(cluster.name)?.get(key) },
           () => report.deleted.push(key),
         );
         deletions.push(deletion);
@@ -475,10 +486,15 @@ export class Reconciler {
       const deleted = new Set(
         [...succeeded].map((deletion) => `${deletion.payload.namespace}/${deletion.payload.name}`),
       );
-      for (const intent of await tx.listPendingIntents({ cluster: cluster.name })) {
-        const key = `${String(intent.payload['namespace'])}/${String(intent.payload['name'])}`;
-        if (intent.kind === 'rolebinding.delete' && deleted.has(key)) await tx.completeIntent(intent.id, this.now());
-      }
+      const earlier = (await tx.listPendingIntents({ cluster: cluster.name })).filter(
+        (intent) =>
+          intent.kind === 'rolebinding.delete' &&
+          deleted.has(`${String(intent.payload['namespace'])}/${String(intent.payload['name'])}`),
+      );
+      await tx.completeIntents(
+        earlier.map((intent) => intent.id),
+        this.now(),
+      );
       await this.settleStates(
         due.filter((visa) => deletionsOf.get(visa.id)!.every((deletion) => succeeded.has(deletion))),
         { tx },
@@ -493,7 +509,8 @@ export class Reconciler {
     target: { namespace: string; name: string; visaId: string | undefined },
     kind: string,
     visa: Visa | undefined,
-    options: { gone?: () => void },
+    /** `seen`: the binding as last listed or watched, which lets the client delete it in one request. */
+    options: { gone?: () => void; seen?: ManagedRoleBinding | undefined },
     done: () => void,
   ): Change {
     return {
@@ -501,10 +518,23 @@ export class Reconciler {
       payload: target,
       ...(visa ? { visa } : {}),
       // The cluster client resolves `false` for a binding that was not there (a 404): see `Change.gone`.
-      write: () => cluster.deleteRoleBinding(target.namespace, target.name),
+      write: () => cluster.deleteRoleBinding(target.namespace, target.name, options.seen),
       gone: options.gone ?? (() => undefined),
       done,
     };
+  }
+
+  /** Keeps `seenRoleBindings` as the watch reports the cluster (a resync starts it over). */
+  private noteSeen(cluster: string, event: RoleBindingEvent): void {
+    let seen = this.seenRoleBindings.get(cluster);
+    if (seen === undefined) this.seenRoleBindings.set(cluster, (seen = new Map()));
+    if (event.type === 'RESYNC') {
+      seen.clear();
+      return;
+    }
+    const key = `${event.roleBinding.metadata.namespace}/${event.roleBinding.metadata.name}`;
+    if (event.type === 'DELETED') seen.delete(key);
+    else seen.set(key, event.roleBinding);
   }
 
   /**
@@ -693,7 +723,7 @@ export class Reconciler {
           undefined,
           // Gone already (a deadline pass deleted it since this pass listed): nothing was deleted here, nothing to
           // record; a drifted one is then made again like any missing one, if its visa still grants.
-          { gone: () => haveRbByKey.delete(key) },
+          { gone: () => haveRbByKey.delete(key), seen: rb },
           () => {
             if (want) {
               report.repaired.push(key);
@@ -811,8 +841,11 @@ export class Reconciler {
     // pass made since (say, for a delete that failed) stays pending: what this pass read does not cover it.
     const answered = new Set(read.pendingAtRead);
     await this.store.transaction(async (tx) => {
-      for (const intent of await tx.listPendingIntents({ cluster: cluster.name }))
-        if (answered.has(intent.id)) await tx.completeIntent(intent.id, this.now());
+      const pending = await tx.listPendingIntents({ cluster: cluster.name });
+      await tx.completeIntents(
+        pending.filter((intent) => answered.has(intent.id)).map((intent) => intent.id),
+        this.now(),
+      );
     });
   }
 
@@ -1068,22 +1101,18 @@ export class Reconciler {
     const now = this.now();
     const clean = (payload: Change['payload']) =>
       Object.fromEntries(Object.entries(payload).filter(([, v]) => v !== undefined)) as Record<string, string>;
-    const intents = await this.store.transaction(async (tx) => {
-      const inserted = [];
-      for (const change of changes) {
-        inserted.push(
-          await tx.insertIntent({
-            kind: change.kind,
-            cluster,
-            ...(change.visa ? { visaId: change.visa.id, personId: change.visa.personId } : {}),
-            ...(!change.visa && change.personId ? { personId: change.personId } : {}),
-            payload: clean(change.payload),
-            createdAt: now,
-          }),
-        );
-      }
-      return inserted;
-    });
+    const intents = await this.store.transaction((tx) =>
+      tx.insertIntents(
+        changes.map((change) => ({
+          kind: change.kind,
+          cluster,
+          ...(change.visa ? { visaId: change.visa.id, personId: change.visa.personId } : {}),
+          ...(!change.visa && change.personId ? { personId: change.personId } : {}),
+          payload: clean(change.payload),
+          createdAt: now,
+        })),
+      ),
+    );
     if (this.options.crashAfterIntent) process.kill(process.pid, 'SIGKILL');
     this.options.beforeWrites?.();
     const outcomes: ('done' | 'gone' | 'skipped' | Error)[] = new Array(changes.length);
@@ -1102,14 +1131,16 @@ export class Reconciler {
     await Promise.all(Array.from({ length: Math.min(WRITE_CONCURRENCY, changes.length) }, worker));
     const at = this.now();
     await this.store.transaction(async (tx) => {
+      // Done, nothing was there to change, or an expected refusal was handled (and reported): nothing more will be
+      // done. A failed write's intent stays pending for the next pass.
+      await tx.completeIntents(
+        intents.filter((_, index) => !(outcomes[index] instanceof Error)).map((intent) => intent.id),
+        at,
+      );
       for (let index = 0; index < changes.length; index++) {
-        // Nothing was there to change, or an expected refusal was handled (and reported): nothing more will be done.
-        if (outcomes[index] === 'gone' || outcomes[index] === 'skipped')
-          await tx.completeIntent(intents[index]!.id, at);
         if (outcomes[index] !== 'done') continue;
         const change = changes[index]!;
         const payload = clean(change.payload);
-        await tx.completeIntent(intents[index]!.id, at);
         await tx.appendAudit({
           at,
           actor: 'system',

@@ -76,6 +76,66 @@ export function intentConformanceSuite(
         );
       }));
 
+    test('intents inserted and completed in bulk keep their order, and a bad batch changes nothing', () =>
+      withStore(async (store) => {
+        const batch = Array.from({ length: 40 }, (_, i) => ({
+          ...(i === 3 ? { id: 'i_given' } : {}),
+          kind: 'rolebinding.delete',
+          cluster: i % 2 === 0 ? 'prod' : 'staging',
+          ...(i % 5 === 0 ? { visaId: `v${i}`, personId: `p_${i}` } : {}),
+          payload: { namespace: `ns-${39 - i}`, name: `kubevisa-v${i}` },
+          createdAt: T0,
+        }));
+        const inserted = await store.transaction((tx) => tx.insertIntents(batch));
+        assert.equal(inserted.length, 40);
+        assert.equal(inserted[3]?.id, 'i_given');
+        assert.deepEqual(inserted[5], { ...batch[5], id: inserted[5]?.id });
+        for (const intent of inserted) assert.deepEqual(await store.getIntent(intent.id), intent);
+        // Same createdAt: the pending list keeps the order they were given in.
+        assert.deepEqual(
+          (await store.listPendingIntents()).map((i) => i.id),
+          inserted.map((i) => i.id),
+        );
+        assert.deepEqual(await store.transaction((tx) => tx.insertIntents([])), []);
+
+        const before = (await store.listPendingIntents()).length;
+        for (const bad of [
+          [
+            { ...batch[0]!, id: 'i_new' },
+            { ...batch[1]!, id: 'i_given' },
+          ],
+          [
+            { ...batch[0]!, id: 'i_twice' },
+            { ...batch[1]!, id: 'i_twice' },
+          ],
+        ]) {
+          await assert.rejects(
+            store.transaction((tx) => tx.insertIntents(bad)),
+            isConflict,
+          );
+        }
+        assert.equal((await store.listPendingIntents()).length, before, 'a refused batch inserts none of its intents');
+
+        const firstTen = inserted.slice(0, 10).map((i) => i.id);
+        await store.transaction((tx) => tx.completeIntents(firstTen, T0 + MINUTE));
+        await store.transaction((tx) => tx.completeIntents([...firstTen, firstTen[0]!], T0 + HOUR));
+        assert.equal((await store.getIntent(firstTen[9]!))?.completedAt, T0 + MINUTE, 'the first completion stays');
+        assert.deepEqual(
+          (await store.listPendingIntents()).map((i) => i.id),
+          inserted.slice(10).map((i) => i.id),
+        );
+        await assert.rejects(
+          store.transaction((tx) => tx.completeIntents([inserted[10]!.id, 'i_none'], T0 + HOUR)),
+          isNotFound,
+        );
+        assert.equal(
+          (await store.getIntent(inserted[10]!.id))?.completedAt,
+          undefined,
+          'a refused batch completes none',
+        );
+        await store.transaction((tx) => tx.completeIntents([], T0));
+      }));
+
     test('pending intents are still pending after a crash-like reopen', async () => {
       const reopen = options.reopen;
       const store = await openFresh();

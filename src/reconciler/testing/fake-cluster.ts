@@ -107,8 +107,12 @@ export class FakeCluster implements ReconcilerCluster {
     return binding;
   }
 
-  async deleteRoleBinding(namespace: string, name: string): Promise<unknown> {
+  /** Each RoleBinding deletion's `seen` argument: the resourceVersion it named (undefined: deleted by name only). */
+  readonly deletedAsSeen: { key: string; resourceVersion: string | undefined }[] = [];
+
+  async deleteRoleBinding(namespace: string, name: string, seen?: RoleBinding): Promise<unknown> {
     this.writes.push(`delete rolebinding ${namespace}/${name}`);
+    this.deletedAsSeen.push({ key: `${namespace}/${name}`, resourceVersion: seen?.metadata.resourceVersion });
     const existing = this.roleBindings.get(`${namespace}/${name}`);
     // Like kube-apiserver: a binding already gone is a 404, which the client reports as false, not as an error.
     if (existing === undefined) return false;

@@ -40,7 +40,7 @@ import {
   mapSession,
   mapVisa,
 } from '../mappers.ts';
-import { decodeJsonValue, integer, json, text, type Row } from '../rows.ts';
+import { decodeJsonValue, definedOnly, integer, json, text, type Row } from '../rows.ts';
 import { AUDIT_CHECKPOINT_COLUMNS, mapAuditCheckpoint, mapAuditRecord } from '../audit-rows.ts';
 import {
   OFFBOARDING_COLUMNS,
@@ -686,6 +686,54 @@ export class PgTx implements StoreTx {
   async completeIntent(id: string, now: Instant): Promise<Intent> {
     await this.write('UPDATE intents SET completed_at = COALESCE(completed_at, :now) WHERE id = :id', { id, now });
     return this.mustGetIntent(id);
+  }
+
+  async insertIntents(intents: readonly NewIntent[]): Promise<Intent[]> {
+    if (intents.length === 0) return [];
+    const planned: Intent[] = intents.map((intent) => ({
+      id: intent.id ?? newId('i_'),
+      kind: intent.kind,
+      cluster: intent.cluster,
+      ...definedOnly({ visaId: intent.visaId, personId: intent.personId }),
+      payload: intent.payload,
+      createdAt: intent.createdAt,
+    }));
+    const rows = planned.map((intent) => ({
+      id: intent.id,
+      kind: intent.kind,
+      cluster: intent.cluster,
+      visa_id: intent.visaId ?? null,
+      person_id: intent.personId ?? null,
+      payload_json: JSON.stringify(intent.payload),
+      created_at: intent.createdAt,
+    }));
+    try {
+      // One statement, the rows as one JSON parameter, inserted in the order given (`ord` keeps it for the pending
+      // list); the primary key refuses an id that exists or comes twice.
+      const inserted = await this.many(INSERT_INTENTS_SQL, { rows: JSON.stringify(rows) });
+      const byId = new Map(inserted.map((row) => [text(row, 'intents', 'id'), mapIntent(row)]));
+      return planned.map((intent) => byId.get(intent.id)!);
+    } catch (error) {
+      if (!(error instanceof Conflict)) throw error;
+      throw new Conflict(
+        `one of ${intents.length} intents has an id that exists already or is given twice (${error.message})`,
+      );
+    }
+  }
+
+  async completeIntents(ids: readonly string[], now: Instant): Promise<void> {
+    if (ids.length === 0) return;
+    const unique = [...new Set(ids)];
+    const completed = await this.many(
+      'UPDATE intents SET completed_at = COALESCE(completed_at, :now) ' +
+        'WHERE id IN (SELECT jsonb_array_elements_text(:ids::jsonb)) RETURNING id',
+      { ids: JSON.stringify(unique), now },
+    );
+    if (completed.length !== unique.length) {
+      const found = new Set(completed.map((row) => text(row, 'intents', 'id')));
+      const missing = unique.find((id) => !found.has(id))!;
+      throw new NotFound(`intent ${missing} does not exist`, { details: { intentId: missing } });
+    }
   }
 
   private async mustGetIntent(id: string): Promise<Intent> {
@@ -1545,6 +1593,15 @@ export class PgTx implements StoreTx {
     return stored;
   }
 }
+
+/** insertIntents' statement: every row of `:rows` in the order given. */
+const INSERT_INTENTS_SQL =
+  `INSERT INTO intents (id, kind, cluster, visa_id, person_id, payload_json, created_at) ` +
+  'SELECT id, kind, cluster, visa_id, person_id, payload_json, created_at ' +
+  'FROM ROWS FROM (jsonb_to_recordset(:rows::jsonb) AS (id text, kind text, cluster text, visa_id text, ' +
+  'person_id text, payload_json text, created_at bigint)) WITH ORDINALITY ' +
+  'AS r(id, kind, cluster, visa_id, person_id, payload_json, created_at, ordinality) ' +
+  `ORDER BY ordinality RETURNING ${INTENT_COLUMNS}`;
 
 /** updateVisas' statement: every row of `:rows` (visaParams and expected_version) under updateVisa's checks. */
 const UPDATE_VISAS_SQL = (() => {
