@@ -12,10 +12,10 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
-import { isPrivateKeyFileMode, privateKeyFileAdvice, writePrivateKeyOnce } from '../pki/key-files.ts';
+import { readPrivateKeyFile, writePrivateKeyOnce } from '../pki/key-files.ts';
 import { canonicalJson } from '../store/audit-chain.ts';
 import type { AuditCheckpoint, NewAuditCheckpoint } from '../store/store.ts';
 
@@ -59,17 +59,16 @@ function fromPrivateKey(privateKey: KeyObject, path: string, created: boolean): 
 }
 
 async function readExistingKey(path: string): Promise<CheckpointKey> {
-  const { mode, uid, gid } = await stat(path);
-  if (!isPrivateKeyFileMode({ mode, uid, gid })) {
-    throw new InvalidInput(
-      `the audit checkpoint key ${privateKeyFileAdvice(path, { mode, uid, gid })}; ` +
-        'replace the key if anyone else may have read it',
-      { details: { path, mode: (mode & 0o777).toString(8), gid } },
-    );
-  }
+  const pem = await readPrivateKeyFile(
+    path,
+    (info, reason) =>
+      new InvalidInput(`the audit checkpoint key ${reason}; replace the key if anyone else may have read it`, {
+        details: { path, mode: (info.mode & 0o777).toString(8), uid: info.uid, gid: info.gid },
+      }),
+  );
   let privateKey: KeyObject;
   try {
-    privateKey = createPrivateKey({ key: await readFile(path, 'utf8'), format: 'pem' });
+    privateKey = createPrivateKey({ key: pem, format: 'pem' });
   } catch (cause) {
     throw new InvalidInput(`the audit checkpoint key ${path} is not a readable PEM private key`, {
       details: { path },

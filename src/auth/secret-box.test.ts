@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -65,7 +66,30 @@ describe('the secret box key on disk', () => {
       await chown(file, 0, 65532);
       await assert.rejects(loadOrCreateSecretBox(dataDir), /readable by group 65532 .*which this process is not in/);
       await chown(file, 65532, process.getgid!());
-      await assert.rejects(loadOrCreateSecretBox(dataDir), /can be read by group or others/);
+      await assert.rejects(loadOrCreateSecretBox(dataDir), /owned by user 65532, who could read or replace it/);
+    },
+  );
+
+  it(
+    'refuses a key path that is a FIFO, a directory or a device, promptly (a FIFO used to block the start for good)',
+    { skip: !posix && 'FIFOs are POSIX only' },
+    async () => {
+      const fifoDir = await mkdtemp(join(dir, 'fifo-'));
+      execFileSync('mkfifo', ['-m', '600', join(fifoDir, 'session-encryption.key')]);
+      const directoryDir = await mkdtemp(join(dir, 'directory-'));
+      await mkdir(join(directoryDir, 'session-encryption.key'), { mode: 0o700 });
+      const deviceDir = await mkdtemp(join(dir, 'device-'));
+      await symlink('/dev/zero', join(deviceDir, 'session-encryption.key'));
+      for (const dataDir of [fifoDir, directoryDir, deviceDir]) {
+        const outcome = await Promise.race([
+          loadOrCreateSecretBox(dataDir).then(
+            () => 'accepted',
+            (error: unknown) => (error as Error).message,
+          ),
+          new Promise<string>((resolve) => setTimeout(resolve, 2000, 'still waiting after 2 s').unref()),
+        ]);
+        assert.match(outcome, /session-encryption\.key (is not a regular file|can be read by group or others)/);
+      }
     },
   );
 });

@@ -5,10 +5,10 @@
  * root-owned 0440 there, which isPrivateKeyFileMode accepts).
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
-import { readFile, writeFile, stat } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { isPrivateKeyFileMode, privateKeyFileAdvice } from '../pki/key-files.ts';
+import { readPrivateKeyFile } from '../pki/key-files.ts';
 
 export interface SecretBox {
   /**
@@ -24,11 +24,11 @@ export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox>
   const file = join(dataDir, 'session-encryption.key');
   let key: Buffer;
   try {
-    const info = await stat(file);
-    if (!isPrivateKeyFileMode(info)) {
-      throw new Error(`the session encryption key ${privateKeyFileAdvice(file, info)}, and restart`);
-    }
-    key = Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
+    const text = await readPrivateKeyFile(
+      file,
+      (_info, reason) => new Error(`the session encryption key ${reason}, and restart`),
+    );
+    key = Buffer.from(text.trim(), 'base64');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     key = randomBytes(32);

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmod, chown, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -95,7 +96,65 @@ describe('access-token signing key on disk', () => {
         /is readable by group 65532 \(mode 440\), which this process is not in: run chmod 600 on it/,
       );
       await chown(key.path, 65532, process.getgid!());
-      await assert.rejects(loadOrCreateSigningKey(dataDir), /chmod 600 on it \(640 at most for a file owned by root/);
+      await assert.rejects(loadOrCreateSigningKey(dataDir), /owned by user 65532, who could read or replace it/);
+    },
+  );
+
+  it(
+    'refuses an owner-only key that belongs to another user when the server runs as root (that user could read or replace it)',
+    { skip: (!posix || process.getuid?.() !== 0) && 'only root can read a file that belongs to someone else' },
+    async () => {
+      const dataDir = join(root, 'someone-else');
+      const key = await loadOrCreateSigningKey(dataDir);
+      await chown(key.path, 65534, 65534);
+      await assert.rejects(loadOrCreateSigningKey(dataDir), (error: unknown) => {
+        assert.ok(error instanceof InvalidInput);
+        assert.match(error.message, /is owned by user 65534, who could read or replace it: run chown 0 on it/);
+        return true;
+      });
+    },
+  );
+
+  it(
+    'never uses a key others can read swapped in behind a symlink between the check and the read',
+    { skip: !posix && 'file modes are POSIX only' },
+    async () => {
+      // Someone who can write the key's directory flips the key's name between the server's own 0600 key and a
+      // 0644 key of theirs. A check on the path and a read of the path can see different files; a check on the
+      // descriptor that is then read cannot. Before the fix, about one load in a thousand returned the 0644 key.
+      const dataDir = join(root, 'swap');
+      await loadOrCreateSigningKey(dataDir);
+      const keyPath = join(dataDir, SIGNING_KEY_FILE);
+      await rename(keyPath, join(dataDir, 'own.pem'));
+      const theirs = await loadOrCreateSigningKey(join(root, 'theirs'));
+      await copyFile(theirs.path, join(dataDir, 'theirs.pem'));
+      await chmod(join(dataDir, 'theirs.pem'), 0o644);
+      const flipper = spawn(
+        'sh',
+        [
+          '-c',
+          `cd '${dataDir}' && while :; do ln -sfn own.pem a && mv -T a '${SIGNING_KEY_FILE}'; ln -sfn theirs.pem b && mv -T b '${SIGNING_KEY_FILE}'; done`,
+        ],
+        { stdio: 'ignore' },
+      );
+      let loads = 0;
+      let usedTheirs = 0;
+      try {
+        const until = Date.now() + 3000;
+        while (Date.now() < until) {
+          loads += 1;
+          try {
+            if ((await loadOrCreateSigningKey(dataDir)).keyId === theirs.keyId) usedTheirs += 1;
+          } catch (error) {
+            // Refused (their key was checked) or gone for an instant between `mv`s: both are fine here.
+            if (!(error instanceof InvalidInput) && !(error as NodeJS.ErrnoException).code) throw error;
+          }
+        }
+      } finally {
+        flipper.kill();
+      }
+      assert.ok(loads > 1000, `only ${loads} loads in 3 s: the race was not exercised`);
+      assert.equal(usedTheirs, 0, `the 0644 key was used ${usedTheirs} times in ${loads} loads`);
     },
   );
 

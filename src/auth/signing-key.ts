@@ -10,13 +10,13 @@
  * without being stored.
  */
 import { KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { calculateJwkThumbprint } from 'jose';
 
 import { InvalidInput } from '../domain/errors.ts';
-import { isPrivateKeyFileMode, privateKeyFileAdvice, writePrivateKeyOnce } from '../pki/key-files.ts';
+import { readPrivateKeyFile, writePrivateKeyOnce } from '../pki/key-files.ts';
 
 /** File name of the signing key inside the data directory. */
 export const SIGNING_KEY_FILE = 'access-token-signing-key.pem';
@@ -46,17 +46,13 @@ async function keyIdOf(publicKey: KeyObject): Promise<string> {
 }
 
 async function readExistingKey(path: string): Promise<SigningKey> {
-  if (process.platform !== 'win32') {
-    const { mode, uid, gid } = await stat(path);
-    if (!isPrivateKeyFileMode({ mode, uid, gid })) {
-      throw new InvalidInput(
-        `the access-token signing key ${privateKeyFileAdvice(path, { mode, uid, gid })}; ` +
-          'replace the key if anyone else may have read it',
-        { details: { path, mode: (mode & 0o777).toString(8), gid } },
-      );
-    }
-  }
-  const pem = await readFile(path, 'utf8');
+  const pem = await readPrivateKeyFile(
+    path,
+    (info, reason) =>
+      new InvalidInput(`the access-token signing key ${reason}; replace the key if anyone else may have read it`, {
+        details: { path, mode: (info.mode & 0o777).toString(8), uid: info.uid, gid: info.gid },
+      }),
+  );
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey({ key: pem, format: 'pem' });

@@ -7,17 +7,28 @@ import { isPrivateKeyFileMode, privateKeyFileAdvice, processGroups } from './key
 const GROUPS = [65532, 1000];
 
 describe('which private key file modes are accepted', () => {
-  it('accepts owner-only modes, whoever owns the file and whatever its group', () => {
-    for (const uid of [0, 1000, 65532]) {
+  it('accepts owner-only modes for a file owned by the process or by root, whatever its group', () => {
+    for (const uid of [0, 65532]) {
       for (const mode of [0o100600, 0o100400, 0o100700]) {
-        assert.equal(isPrivateKeyFileMode({ mode, uid, gid: 4 }, GROUPS), true);
+        assert.equal(isPrivateKeyFileMode({ mode, uid, gid: 4 }, GROUPS, 65532), true);
       }
     }
   });
 
+  it('refuses an owner-only file owned by another user: a server running as root reads it, and so can its owner', () => {
+    for (const mode of [0o100600, 0o100400]) {
+      assert.equal(isPrivateKeyFileMode({ mode, uid: 1000, gid: 1000 }, GROUPS, 0), false);
+      assert.equal(isPrivateKeyFileMode({ mode, uid: 1000, gid: 65532 }, GROUPS, 65532), false);
+    }
+    assert.match(
+      privateKeyFileAdvice('/keys/k', { mode: 0o100600, uid: 1000, gid: 1000 }, 0),
+      /^\/keys\/k is owned by user 1000, who could read or replace it: run chown 0 on it/,
+    );
+  });
+
   it("accepts group read on a root-owned file in the process's group: a Secret volume with an fsGroup gives root:<fsGroup> 0440", () => {
-    assert.equal(isPrivateKeyFileMode({ mode: 0o100440, uid: 0, gid: 65532 }, GROUPS), true);
-    assert.equal(isPrivateKeyFileMode({ mode: 0o100640, uid: 0, gid: 1000 }, GROUPS), true);
+    assert.equal(isPrivateKeyFileMode({ mode: 0o100440, uid: 0, gid: 65532 }, GROUPS, 65532), true);
+    assert.equal(isPrivateKeyFileMode({ mode: 0o100640, uid: 0, gid: 1000 }, GROUPS, 65532), true);
   });
 
   it("refuses group read for a group the process is not in: that group's members could read the key", () => {
@@ -30,8 +41,8 @@ describe('which private key file modes are accepted', () => {
   });
 
   it('refuses group read on a file not owned by root, and anything more for root', () => {
-    assert.equal(isPrivateKeyFileMode({ mode: 0o100440, uid: 65532, gid: 65532 }, GROUPS), false);
-    assert.equal(isPrivateKeyFileMode({ mode: 0o100640, uid: 1000, gid: 1000 }, GROUPS), false);
+    assert.equal(isPrivateKeyFileMode({ mode: 0o100440, uid: 65532, gid: 65532 }, GROUPS, 65532), false);
+    assert.equal(isPrivateKeyFileMode({ mode: 0o100640, uid: 1000, gid: 1000 }, GROUPS, 1000), false);
     for (const mode of [0o100644, 0o100444, 0o100660, 0o100604, 0o100650, 0o100601]) {
       assert.equal(isPrivateKeyFileMode({ mode, uid: 0, gid: 65532 }, GROUPS), false, mode.toString(8));
     }

@@ -4,7 +4,7 @@
  * links it into place, so two processes starting together end up with one key — the first one written.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, type Stats } from 'node:fs';
 import { link, open, unlink } from 'node:fs/promises';
 
 /** True when `error` is a Node system error with this code (ENOENT, EEXIST, …). */
@@ -49,18 +49,54 @@ export function processGroups(): number[] {
  * pod's fsGroup, whatever the volume's defaultMode says, so a key mounted from a Secret arrives as root:<fsGroup>
  * 0440, and the server runs in that group. A group the process is not in (root:adm 0640 on a host) is someone
  * else's: its members could read the key, so the file is refused.
+ *
+ * The owner must be this process's user (`owner`, the effective uid) or root, as OpenSSH and PostgreSQL require:
+ * a server running as root can read a 0600 file that belongs to anyone, and that someone could read or replace
+ * the key.
  */
 export function isPrivateKeyFileMode(
   info: { mode: number; uid: number; gid: number },
   groups: readonly number[] = processGroups(),
+  owner: number | undefined = process.geteuid?.(),
 ): boolean {
+  if (owner !== undefined && info.uid !== owner && info.uid !== 0) return false;
   if ((info.mode & 0o077) === 0) return true;
   return info.uid === 0 && (info.mode & 0o037) === 0 && groups.includes(info.gid);
 }
 
+/**
+ * Reads a private key file after checking the file it actually opened: the checks run on the open descriptor
+ * (fstat), not on the path, so a symlink or file swapped between a check and a read (someone who can write the
+ * key's directory) cannot slip in a key others can read. Symlinks are followed on purpose: a Kubernetes Secret
+ * volume presents each key as a symlink into its `..data` directory. Only a regular file is read: a FIFO would
+ * block the start (it is opened non-blocking so the open itself cannot hang) and a device or directory is no key.
+ * `refuse` builds the caller's error for a file that is not private; errors from opening (ENOENT, …) propagate.
+ */
+export async function readPrivateKeyFile(
+  path: string,
+  refuse: (info: Stats, reason: string) => Error,
+): Promise<string> {
+  const handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw refuse(info, `${path} is not a regular file`);
+    if (!isPrivateKeyFileMode(info)) throw refuse(info, privateKeyFileAdvice(path, info));
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
 /** What to tell someone whose key file isPrivateKeyFileMode refused: what is wrong with it and what to run. */
-export function privateKeyFileAdvice(path: string, info: { mode: number; uid: number; gid: number }): string {
+export function privateKeyFileAdvice(
+  path: string,
+  info: { mode: number; uid: number; gid: number },
+  owner: number | undefined = process.geteuid?.(),
+): string {
   const mode = (info.mode & 0o777).toString(8);
+  if (owner !== undefined && info.uid !== owner && info.uid !== 0) {
+    return `${path} is owned by user ${info.uid}, who could read or replace it: run chown ${owner} on it (or chown root)`;
+  }
   if (info.uid === 0 && (info.mode & 0o037) === 0) {
     return (
       `${path} is readable by group ${info.gid} (mode ${mode}), which this process is not in: run chmod 600 on it, ` +
