@@ -216,6 +216,33 @@ describe('notifications forged by a database role with no grant', () => {
   });
 });
 
+describe('a revocation reason heard on another replica', () => {
+  test('499 letters and an emoji, revoked via A with a watch open on B: B cuts the watch, records it, goes on serving, and the trail verifies', async () => {
+    // 500 characters, as the API allows, but 501 UTF-16 units: the change channel used to cut reasons at 500 units,
+    // so B recorded the cut watch under a reason ending in half an emoji, which the trail refuses; B's gateway then
+    // failed every write after it and answered 503 to everyone.
+    const reason = `${'r'.repeat(499)}\u{1F600}`;
+    const cora = await loginAs(at('B').url, people.cora);
+    const carl = await loginAs(at('B').url, people.carl);
+    const visaId = await grant(cora.token);
+    await grant(carl.token);
+    const watch = await watchVia('B', cora.token, 'cora-emoji-reason');
+    try {
+      assert.equal((await call('A', 'POST', `/api/v1/visas/${visaId}/revoke`, admin, { reason })).status, 200);
+      await eventually('the watch through B ended', 10_000, async () => watch.ended());
+      await eventually("B's record of the cut watch is in the trail", 15_000, async () => {
+        const events = await call('A', 'GET', `/api/v1/audit/events?visa=${visaId}&action=gateway.request`, admin);
+        return (events.body.items ?? []).some((event) => String(event.reason ?? '').startsWith('rrrr'));
+      });
+      assert.equal(await gatewayStatus('B', carl.token), 200, 'B still relays');
+      const verdict = await call('A', 'POST', '/api/v1/audit/verify', admin, {});
+      assert.equal(verdict.body.ok, true, String(verdict.body.summary));
+    } finally {
+      watch.kill();
+    }
+  });
+});
+
 describe('logins raced on two replicas', () => {
   test('a browser callback and its one-time code, each used at once on two replicas, work once', async () => {
     const verifier = randomBytes(32).toString('base64url');

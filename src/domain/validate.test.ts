@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InvalidInput } from './errors.ts';
-import { firstDuplicate, requireReason, requireSeconds, requireStringList, requireText } from './validate.ts';
+import { clipText, firstDuplicate, requireReason, requireSeconds, requireStringList, requireText } from './validate.ts';
 
 describe('requireText', () => {
   it('returns the text without surrounding white space', () => {
@@ -36,6 +36,20 @@ describe('requireText', () => {
 
   it('limits reasons to 500 characters', () => {
     assert.throws(() => requireReason('x'.repeat(501)), /at most 500/);
+  });
+});
+
+describe('clipText', () => {
+  it('keeps text up to the limit and cuts longer text at the limit, in UTF-16 units', () => {
+    assert.equal(clipText('abc', 3), 'abc');
+    assert.equal(clipText('abcd', 3), 'abc');
+    assert.equal(clipText('ab\u{1F600}', 4), 'ab\u{1F600}');
+  });
+
+  it('never leaves the first half of a surrogate pair at the end', () => {
+    assert.equal(clipText('ab\u{1F600}c', 3), 'ab');
+    assert.equal(clipText('ab\u{1F600}c', 4), 'ab\u{1F600}');
+    for (let limit = 1; limit < 12; limit++) assert.ok(clipText('a\u{1F600}\u{1F601}b\u{1F602}', limit).isWellFormed());
   });
 });
 

@@ -8,6 +8,17 @@ import { InvalidInput } from './errors.ts';
 export const MAX_REASON_LENGTH = 500;
 
 /**
+ * The first `maxLength` UTF-16 units of `text`, one fewer when the cut would fall inside a surrogate pair: the lone
+ * first half left by a plain slice is not valid Unicode, so the store cannot hold it as it was hashed, and the audit
+ * trail refuses any event that carries it (for the gateway's writer, every later event too).
+ */
+export function clipText(text: string, maxLength: number): string {
+  if (text.length <= maxLength) return text;
+  const code = text.charCodeAt(maxLength - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? maxLength - 1 : maxLength);
+}
+
+/**
  * Returns the text with surrounding white space removed.
  * @throws InvalidInput when it is not a string, is blank, is not valid Unicode, holds a NUL character, or is longer
  *   than `maxLength` characters.

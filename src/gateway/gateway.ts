@@ -35,6 +35,7 @@ import { StreamRegistry, type EndNotice, type OpenStream } from './streams.ts';
 import { CLOSE_FRAME, channelFrame, FrameBoundary, startRecording, type Recording } from './recording.ts';
 import { randomUUID } from 'node:crypto';
 import { Unauthenticated } from '../domain/errors.ts';
+import { clipText } from '../domain/validate.ts';
 import type { Visa } from '../domain/model.ts';
 import { join } from 'node:path';
 
@@ -1104,7 +1105,7 @@ export class Gateway {
       ...(refusal.cluster ? { cluster: refusal.cluster } : {}),
       ...(refusal.info?.namespace ? { namespace: refusal.info.namespace } : {}),
       outcome: 'refused',
-      reason: refusal.message.slice(0, 300),
+      reason: clipText(refusal.message, 300),
       details: {
         status: refusal.status,
         durationMs: now - startedAt,
@@ -1140,14 +1141,14 @@ function unreachable(cluster: string): string {
 
 /** The connection failure in words for the audit trail (operators read it there). */
 function describeUpstreamError(error: Error & { code?: string }): string {
-  return (error.code ? `${error.code}: ${error.message}` : error.message).slice(0, 300);
+  return clipText(error.code ? `${error.code}: ${error.message}` : error.message, 300);
 }
 
 function sourceOf(req: IncomingMessage) {
   const userAgent = req.headers['user-agent'];
   return {
     address: req.socket.remoteAddress ?? 'unknown',
-    ...(typeof userAgent === 'string' ? { userAgent: userAgent.slice(0, 200) } : {}),
+    ...(typeof userAgent === 'string' ? { userAgent: clipText(userAgent, 200) } : {}),
   };
 }
 

@@ -16,6 +16,7 @@
  * the next interval, never at the expense of events of requests that were relayed.
  */
 import type { JsonObject, NewAuditEvent } from '../store/store.ts';
+import { clipText } from '../domain/validate.ts';
 
 export interface Refusal {
   /** Whom the refusals are counted against: a client address (`addr:…`) or a person (`person:…`). */
@@ -238,7 +239,7 @@ function tally(t: Tally, refusal: Refusal): void {
   t.lastAt = refusal.at;
   t.statuses.set(refusal.status, (t.statuses.get(refusal.status) ?? 0) + 1);
   const path = refusal.path.slice(0, PATH_CHARS);
-  const reason = refusal.message.slice(0, MESSAGE_CHARS);
+  const reason = clipText(refusal.message, MESSAGE_CHARS);
   if (
     t.samples.length < MAX_SAMPLES &&
     !t.samples.some((s) => s.status === refusal.status && s.reason === reason && s.path === path)

@@ -12,6 +12,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { RawRoute } from './context.ts';
 import { createRouter, openApiDocument, type Router, type Schema } from './routes.ts';
 import { KubevisaError, Unauthenticated } from '../domain/errors.ts';
+import { clipText } from '../domain/validate.ts';
 import type { AuditSource } from '../store/store.ts';
 import type { Caller } from '../app/caller.ts';
 import type { CredentialService } from '../app/credentials.ts';
@@ -509,7 +510,7 @@ export function sourceOf(request: FastifyRequest): AuditSource {
   const userAgent = request.headers['user-agent'];
   return {
     address: request.socket.remoteAddress ?? 'unknown',
-    ...(typeof userAgent === 'string' ? { userAgent: userAgent.slice(0, 200) } : {}),
+    ...(typeof userAgent === 'string' ? { userAgent: clipText(userAgent, 200) } : {}),
   };
 }
 

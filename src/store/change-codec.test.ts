@@ -24,6 +24,29 @@ test('cuts a long reason so that a payload stays under the limit whatever the te
   assert.equal(decoded?.change.kind === 'person-deprovisioned' && decoded.change.reason.length, 500);
 });
 
+test("cuts a reason of 500 characters that holds emoji without splitting one: a lone half broke the receiver's audit trail", () => {
+  // requireText counts characters (code points), the cut counts UTF-16 units: 499 letters and an emoji are 500
+  // characters, 501 units. Cut at 500 units, the receiver's gateway recorded its cut streams with the emoji's first
+  // half as their reason, which the trail refuses, and then refused every request.
+  const reason = `${'r'.repeat(499)}\u{1F600}`;
+  for (const change of [
+    { kind: 'visas-ended', visaIds: ['v_1'], reason },
+    { kind: 'person-deprovisioned', personId: 'p_1', reason },
+  ] satisfies AccessChange[]) {
+    const decoded = decodeChange(encodeChange('o', change)[0]!);
+    const received = decoded?.change.kind === change.kind && 'reason' in decoded.change ? decoded.change.reason : '';
+    assert.equal(received, 'r'.repeat(499));
+    assert.ok(received.isWellFormed());
+  }
+  // A sender that did not cut (another version) is cut by the receiver the same way.
+  const raw = JSON.stringify({
+    o: 'x',
+    c: { kind: 'visas-ended', visaIds: ['v_1'], reason: `${'r'.repeat(499)}\u{1F600}!` },
+  });
+  const decoded = decodeChange(raw);
+  assert.equal(decoded?.change.kind === 'visas-ended' && decoded.change.reason, 'r'.repeat(499));
+});
+
 test('round-trips every kind of change', () => {
   const changes: AccessChange[] = [
     { kind: 'visas-changed' },
@@ -49,6 +72,9 @@ test('refuses payloads that are not exactly a change', () => {
     '{"o":"x","c":{"kind":"visas-ended","visaIds":["v1"]}}',
     '{"o":"x","c":{"kind":"drop-tables"}}',
     '{"o":"x","c":{"kind":"person-deprovisioned","personId":"../p","reason":"r"}}',
+    // A reason the audit trail cannot hold: the receiver records its cut streams under it.
+    '{"o":"x","c":{"kind":"visas-ended","visaIds":["v1"],"reason":"r\\ud800"}}',
+    '{"o":"x","c":{"kind":"person-deprovisioned","personId":"p1","reason":"r\\u0000"}}',
     '{"o":1,"c":{"kind":"visas-changed"}}',
   ]) {
     assert.equal(decodeChange(payload), undefined, payload);

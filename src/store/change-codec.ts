@@ -5,6 +5,7 @@
  * not reach a listener as something else.
  */
 import type { AccessChange } from './store.ts';
+import { clipText } from '../domain/validate.ts';
 
 /** Largest payload produced, in bytes: PostgreSQL refuses 8000 and more, and the rest is a margin. */
 export const MAX_PAYLOAD_BYTES = 7600;
@@ -57,7 +58,12 @@ export function decodeChange(payload: string): { origin: string; change: AccessC
     Array.isArray(value) && value.every((id) => typeof id === 'string' && ID.test(id))
       ? (value as string[])
       : undefined;
-  const reason = typeof c.reason === 'string' ? c.reason.slice(0, MAX_REASON) : undefined;
+  // The receiver records the streams it cuts under the reason: text the audit trail refuses (a lone surrogate, a NUL;
+  // anyone able to connect to the database can NOTIFY) would stop its gateway's trail, so such a change is dropped.
+  const reason =
+    typeof c.reason === 'string' && c.reason.isWellFormed() && !c.reason.includes('\u0000')
+      ? clipText(c.reason, MAX_REASON)
+      : undefined;
   let change: AccessChange | undefined;
   switch (c.kind) {
     case 'visas-ended': {
@@ -95,7 +101,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function limitReason(change: AccessChange): AccessChange {
   if (change.kind === 'visas-ended' || change.kind === 'person-deprovisioned')
-    return { ...change, reason: change.reason.slice(0, MAX_REASON) };
+    return { ...change, reason: clipText(change.reason, MAX_REASON) };
   return change;
 }
 

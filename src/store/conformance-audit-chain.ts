@@ -245,6 +245,36 @@ export function auditChainConformanceSuite(openFresh: OpenFresh): void {
         assert.equal(verdict.ok, true, JSON.stringify(verdict));
       }));
 
+    test("an audit appender refuses a write holding text the store cannot hold, alone: the others' writes of that turn go in, and later ones too", () =>
+      withStore(async (store) => {
+        // PostgreSQL's appender checked the text while chaining a batch: the check threw out of its flush loop, an
+        // unhandled rejection that ended the server process (a replica hearing a revocation reason cut inside an
+        // emoji), and the other writes of the batch were never answered.
+        const appender = store.openAuditAppender();
+        try {
+          const [before, bad, alongside] = await Promise.allSettled([
+            appender.write([auditFixture('gateway.request', { actor: 'before' })]),
+            appender.write([
+              auditFixture('gateway.request', { actor: 'bad', reason: `cut ${'\u{1F600}'.slice(0, 1)}` }),
+            ]),
+            appender.write([auditFixture('gateway.request', { actor: 'alongside' })]),
+          ]);
+          assert.equal(before.status, 'fulfilled');
+          assert.equal(alongside.status, 'fulfilled');
+          assert.equal(bad.status, 'rejected');
+          hasCode(InvalidInput.code)(bad.reason);
+          await appender.write([auditFixture('gateway.request', { actor: 'after' })]);
+        } finally {
+          await appender.close();
+        }
+        const trail = await store.listAudit({ limit: 100 });
+        assert.deepEqual(
+          trail.map((event) => event.actor),
+          ['before', 'alongside', 'after'],
+        );
+        assert.equal(verifyChain(trail).ok, true);
+      }));
+
     test('an audit appender refuses writes once closed', () =>
       withStore(async (store) => {
         const appender = store.openAuditAppender();

@@ -858,6 +858,35 @@ export const ATTACKS: AttackCase[] = [
     },
   },
   {
+    id: 'NS-009',
+    attack:
+      "a namespace of 'a's and one emoji (percent-encoded UTF-8), as long as puts the emoji's first UTF-16 half last in what the trail keeps of the refusal",
+    expect:
+      "403 'do not cover namespace'; the refusal is in the trail and the trail verifies; the gateway still relays (a lone half once made every later write fail, and the gateway answered 503 to everyone)",
+    run: async (t) => {
+      const marker = mark('split-emoji');
+      // The gateway keeps the first 300 UTF-16 units of a refusal's message as the event's reason.
+      const before = `your visas on cluster '${CLUSTER}' do not cover namespace '`;
+      const namespace = `${'a'.repeat(299 - before.length)}\u{1F600}`;
+      const answer = await gatewayGet(configmaps(encodeURIComponent(namespace), marker), t.cora.token);
+      assertRefused(gatewayRefusal(answer), 403, /do not cover namespace/);
+      await assertApiserverSawNothing(marker);
+      await flushGatewayAudit();
+      const granted = await gatewayGet(configmaps(GRANTED, mark('after-split-emoji')), t.cora.token);
+      assert.equal(granted.status, 200, granted.body);
+      const refusals = await t.env.server!.store.listAudit({
+        action: 'gateway.refused',
+        personId: t.cora.personId,
+        limit: 10_000,
+      });
+      const refusal = refusals.find((event) => event.namespace === namespace);
+      assert.ok(refusal, 'the refusal is in the trail');
+      assert.ok(refusal.reason?.isWellFormed(), 'its reason is valid Unicode');
+      const verdict = await call('POST', '/api/v1/audit/verify', t.admin.token, {});
+      assert.equal(verdict.body.ok, true, String(verdict.body.summary));
+    },
+  },
+  {
     id: 'SCIM-001',
     attack: 'a SCIM token used against the admin API',
     expect: '401 ERR_UNAUTHENTICATED',

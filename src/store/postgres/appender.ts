@@ -20,6 +20,7 @@
 import type pg from 'pg';
 import { Conflict } from '../../domain/errors.ts';
 import { StoreUnavailable } from '../errors.ts';
+import { assertStorableAuditContent } from '../audit-chain.ts';
 import type { AuditAppender, AuditEvent, NewAuditEvent } from '../store.ts';
 import {
   chainEvents,
@@ -67,6 +68,12 @@ export class PostgresAuditAppender implements AuditAppender {
   append(events: readonly NewAuditEvent[]): Promise<AuditEvent[]> {
     if (this.closed) return Promise.reject(new StoreUnavailable('the audit appender is closed'));
     if (events.length === 0) return Promise.resolve([]);
+    // Checked here, for this caller alone: found while a batch is chained, it would fail every caller in the batch.
+    try {
+      for (const event of events) assertStorableAuditContent(event);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
     return new Promise<AuditEvent[]>((resolve, reject) => {
       this.queue.push({ events, resolve, reject });
       this.flushing ??= this.flush();
@@ -140,7 +147,14 @@ export class PostgresAuditAppender implements AuditAppender {
     from: AuditHead | undefined,
   ): { done: Promise<void>; head: AuditHead | undefined } {
     const events = batch.flatMap((waiting) => waiting.events);
-    const chained = from === undefined ? undefined : chainEvents(events, from);
+    let chained;
+    try {
+      chained = from === undefined ? undefined : chainEvents(events, from);
+    } catch (error) {
+      // Thrown out of the flush loop, it would end the process (nobody awaits the loop) and leave these unanswered.
+      for (const waiting of batch) waiting.reject(error as Error);
+      return { done: Promise.resolve(), head: from };
+    }
     return { done: this.writeBatch(batch, events, chained), head: chained?.head };
   }
 
