@@ -30,6 +30,11 @@ const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 /** RFC 7636 §4.1: 43 to 128 unreserved characters. */
 const CODE_VERIFIER_PATTERN = /^[A-Za-z0-9\-._~]{43,128}$/;
 const EMAIL_PATTERN = /^[^@\s]+@[^@\s]+$/;
+
+/** Text the store holds exactly as given: valid Unicode without control characters. */
+function isStorableText(value: string): boolean {
+  return value.isWellFormed() && !/\p{Cc}/u.test(value);
+}
 /** How long the answer to a refresh that rotated the token is reused for the old token, in ms. */
 const REFRESH_REUSE_MS = 60_000;
 /**
@@ -432,6 +437,20 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
         },
       );
     }
+    // Neither the subject nor the address can be stored as sent when it holds a NUL (PostgreSQL's text refuses it: the
+    // login failed with a server error there, and SQLite took it) or a lone UTF-16 surrogate (stored as U+FFFD, so
+    // the person would not be found under it at the next login).
+    for (const [claim, value] of [
+      ['sub', idToken.sub],
+      [emailClaim, rawEmail],
+    ] as const) {
+      if (!isStorableText(value)) {
+        throw new Unauthenticated(
+          `the "${claim}" claim the identity provider sent holds a control character or text that is not valid Unicode, which kubevisa cannot store as it was sent: ask your identity provider's admin to correct it`,
+          { details: { reason: 'claim_not_text', claim } },
+        );
+      }
+    }
     if (foldsIntoAscii(rawEmail)) {
       throw new Unauthenticated(
         `the email address the identity provider sent holds a character that changes case into a plain letter (such as the Kelvin sign), so kubevisa cannot tell it from another person's address: ask your identity provider's admin to give you a plain address`,
@@ -473,8 +492,16 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
       ...new Set(groupList.filter((group): group is string => typeof group === 'string' && group !== '')),
     ];
 
-    const text = (value: unknown): string | undefined =>
-      typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined;
+    // A display name is only shown, and people may often edit theirs at the IdP: what the store cannot hold as given
+    // (a NUL, a lone surrogate) is replaced rather than refused, so that what is stored is what is used.
+    const text = (value: unknown): string | undefined => {
+      if (typeof value !== 'string') return undefined;
+      const cleaned = value
+        .toWellFormed()
+        .replace(/\p{Cc}/gu, ' ')
+        .trim();
+      return cleaned === '' ? undefined : cleaned;
+    };
     const fullName = [text(claims.given_name), text(claims.family_name)].filter((part) => part !== undefined).join(' ');
     const displayName =
       text(claims.name) ?? text(claims.preferred_username) ?? (fullName === '' ? undefined : fullName) ?? email;

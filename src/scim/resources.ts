@@ -87,7 +87,21 @@ function name(body: JsonObject, attribute: string, required: boolean): string | 
   }
   // Control characters have no place in a name and would let a value masquerade in logs and the UI.
   if (/\p{Cc}/u.test(value)) throw badRequest('invalidValue', `'${attribute}' contains control characters`);
+  assertWellFormed(value, attribute);
   return value;
+}
+
+/**
+ * A lone UTF-16 surrogate (JSON may carry one as "\ud800") has no UTF-8 form: the store would keep U+FFFD instead,
+ * so the value would read back differently from what the identity provider sent (and matches on it would fail).
+ */
+function assertWellFormed(value: string, attribute: string): void {
+  if (!value.isWellFormed()) {
+    throw badRequest(
+      'invalidValue',
+      `'${attribute}' contains a lone UTF-16 surrogate, which is not valid Unicode: send valid text`,
+    );
+  }
 }
 
 /**
@@ -112,6 +126,11 @@ function checkMultiValued(body: JsonObject, attribute: string): JsonObject[] {
     const itemValue = field(item, 'value');
     if (itemValue !== undefined && typeof itemValue !== 'string') {
       throw badRequest('invalidValue', `'${attribute}[${index}].value' must be a string`);
+    }
+    if (itemValue !== undefined) {
+      if (/\p{Cc}/u.test(itemValue))
+        throw badRequest('invalidValue', `'${attribute}[${index}].value' contains control characters`);
+      assertWellFormed(itemValue, `${attribute}[${index}].value`);
     }
     const primary = scimBoolean(field(item, 'primary'), `${attribute}[${index}].primary`);
     const primaryKey = keyOf(item, 'primary');

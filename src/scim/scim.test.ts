@@ -151,6 +151,12 @@ describe('users and groups', () => {
     assert.throws(() => readUser({ schemas: [USER_SCHEMA] }), scimType('invalidValue'));
     assert.throws(() => readUser({ schemas: [USER_SCHEMA], userName: '  ' }), scimType('invalidValue'));
     assert.throws(() => readUser({ schemas: [USER_SCHEMA], userName: 'a\u0000b' }), scimType('invalidValue'));
+    // A lone surrogate would be stored as U+FFFD and read back differently from what the IdP sent.
+    assert.throws(() => readUser({ schemas: [USER_SCHEMA], userName: 'a\ud800b' }), scimType('invalidValue'));
+    assert.throws(() => readUser(user({ externalId: 'x\udc00' })), scimType('invalidValue'));
+    assert.throws(() => readUser(user({ emails: [{ value: 'c\ud800@vendor.example' }] })), scimType('invalidValue'));
+    assert.throws(() => readUser(user({ emails: [{ value: 'c\u0001@vendor.example' }] })), scimType('invalidValue'));
+    assert.throws(() => readGroup({ schemas: [GROUP_SCHEMA], displayName: 'g\ud800' }), scimType('invalidValue'));
     assert.throws(() => readUser(user({ active: 1 })), scimType('invalidValue'));
     assert.throws(() => readUser(user({ name: 'Cora' })), scimType('invalidValue'));
     assert.throws(() => readUser(user({ emails: [{ value: 3 }] })), scimType('invalidValue'));
