@@ -216,6 +216,37 @@ describe('notifications forged by a database role with no grant', () => {
   });
 });
 
+describe('streams held through one replica, access ended through the other', () => {
+  test('a port-forward and an exec through B end when A revokes their visa, and B refuses the next request', async () => {
+    const carl = await loginAs(at('B').url, people.carl);
+    const visaId = await grant(carl.token);
+    const kubeconfig = await gatewayKubeconfig(env, at('B'), carl.token, 'carl-forward');
+    const forward = kubectlBackground(env.cp.binaries.kubectl, ['port-forward', '-n', NS, 'pod/app', ':8080'], {
+      kubeconfig,
+      timeoutMs: 120_000,
+    });
+    const exec = kubectlBackground(
+      env.cp.binaries.kubectl,
+      ['exec', '-n', NS, 'app', '--', 'sh', '-c', 'echo exec-running; sleep 60'],
+      { kubeconfig, timeoutMs: 120_000 },
+    );
+    const ended = (p: typeof forward) => p.child.exitCode !== null || p.child.signalCode !== null;
+    try {
+      await forward.waitFor(/Forwarding from/, 20_000);
+      await exec.waitFor(/exec-running/, 20_000);
+      const reason = `cross-replica cut ${randomBytes(4).toString('hex')}`;
+      assert.equal((await call('A', 'POST', `/api/v1/visas/${visaId}/revoke`, admin, { reason })).status, 200);
+      await eventually('the port-forward through B ended', 10_000, async () => ended(forward));
+      await eventually('the exec through B ended', 10_000, async () => ended(exec));
+      assert.equal(await cutsFor('B', reason), 2, 'B cut both, for the reason given on A');
+      assert.equal(await gatewayStatus('B', carl.token), 403);
+    } finally {
+      forward.child.kill('SIGKILL');
+      exec.child.kill('SIGKILL');
+    }
+  });
+});
+
 describe('a revocation reason heard on another replica', () => {
   test('499 letters and an emoji, revoked via A with a watch open on B: B cuts the watch, records it, goes on serving, and the trail verifies', async () => {
     // 500 characters, as the API allows, but 501 UTF-16 units: the change channel used to cut reasons at 500 units,
