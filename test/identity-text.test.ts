@@ -85,5 +85,30 @@ for (const engine of ['sqlite', 'postgres'] as const) {
       const verdict = await api(env.serverUrl, 'POST', '/api/v1/audit/verify', { token: env.admin, body: {} });
       assert.equal(verdict.body.ok, true, String(verdict.body.summary));
     });
+
+    test('an offboarding or an identity link whose reason holds a lone surrogate or a NUL is refused naming the reason, and changes nothing', async () => {
+      await loginAs(env.serverUrl, nora);
+      const offboarding = await api(
+        env.serverUrl,
+        'POST',
+        `/api/v1/persons/${encodeURIComponent(nora.email)}/offboarding`,
+        {
+          token: env.admin,
+          body: { reason: 'left \ud800' },
+        },
+      );
+      assert.equal(offboarding.status, 400, JSON.stringify(offboarding.body));
+      assert.match(String(offboarding.body.detail), /^reason: contains a lone UTF-16 surrogate/);
+      const link = await api(env.serverUrl, 'POST', '/api/v1/identity/links', {
+        token: env.admin,
+        body: { person: nora.email, idp: 'okta', reason: 'link \u0000' },
+      });
+      assert.equal(link.status, 400, JSON.stringify(link.body));
+      assert.match(String(link.body.detail), /^reason: contains a NUL character/);
+      const listed = await api(env.serverUrl, 'GET', '/api/v1/persons', { token: env.admin });
+      assert.equal((listed.body.items ?? []).find((p) => p.email === nora.email)?.status, 'active');
+      const links = await api(env.serverUrl, 'GET', '/api/v1/identity/links', { token: env.admin });
+      assert.equal(JSON.stringify(links.body).includes(nora.email), false, 'no link was made');
+    });
   });
 }

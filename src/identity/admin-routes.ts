@@ -13,6 +13,7 @@ import type { FastifyRequest } from 'fastify';
 import { Conflict, InvalidInput, NotFound } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
 import { parseDuration } from '../domain/time.ts';
+import { requireReason } from '../domain/validate.ts';
 import type { Caller } from '../app/caller.ts';
 import type { ServerContext } from '../server/context.ts';
 import type { ScimLinkRecord, ScimTokenRecord } from '../store/identity-records.ts';
@@ -348,6 +349,7 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     body: obj({ person: str(254), idp: str(63), reason: str(500) }, ['person', 'idp', 'reason']),
     handler: async (request, reply, caller) => {
       const body = request.body as { person: string; idp: string; reason: string };
+      requireReason(body.reason);
       if (!isValidIdpName(body.idp)) {
         throw new InvalidInput(
           `idp '${body.idp}' is not a valid name: use the name its SCIM token was created for (e.g. okta, entra)`,

@@ -28,6 +28,7 @@ import type { Caller } from '../app/caller.ts';
 import type { PeopleService } from '../app/people.ts';
 import type { SessionService } from '../app/sessions.ts';
 import { requireAdmin } from '../domain/permissions.ts';
+import { requireReason } from '../domain/validate.ts';
 import type { OffboardingRecord } from '../store/identity-records.ts';
 import type { JsonObject, Store, StoreTx } from '../store/store.ts';
 import { ClusterProbe, rulesBeyondDiscovery, type CanaryToken } from './cluster-probe.ts';
@@ -163,6 +164,8 @@ export class OffboardingOrchestrator {
   async start(input: OffboardingStart): Promise<Receipt> {
     // An admin's offboarding is a person's act and needs the role; the IdP's triggers are kubevisa's own.
     if (input.trigger.kind === 'admin') requireAdmin(input.caller.actor, 'offboard a person');
+    // Checked before anything is done, naming the field: the audit trail would refuse it later, in its own words.
+    requireReason(input.reason);
     const person = await this.store.getPerson(input.personId);
     if (!person) throw new NotFound(`no person '${input.personId}'`);
     return this.exclusive(person.id, async () => {
