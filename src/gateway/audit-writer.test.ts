@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { NewAuditEvent } from '../store/store.ts';
+import { assertStorableAuditContent } from '../store/audit-chain.ts';
 import { AuditBatcher } from './audit-writer.ts';
 
 const event = (n: number, actor: string): NewAuditEvent => ({
@@ -70,5 +71,42 @@ describe('durable audit events', () => {
     await assert.rejects(batcher.durable(event(3, 'not durable')), /could not be written/);
     assert.equal(batcher.queued, 0, 'a session that did not start is not recorded as started');
     await batcher.close().catch(() => undefined);
+  });
+});
+
+describe('an event the trail could not hold', () => {
+  test('is queued with its text made storable, so it cannot stop the writer (a refused batch is retried forever)', async () => {
+    const written: NewAuditEvent[] = [];
+    const errors: Error[] = [];
+    const batcher = new AuditBatcher({
+      // The store's own check: a batch holding such an event is refused whole.
+      sink: {
+        write: async (events) => {
+          for (const e of events) assertStorableAuditContent(e);
+          written.push(...events);
+        },
+        close: async () => {},
+      },
+      delayMs: 1,
+      onError: (error) => errors.push(error),
+    });
+    const split = `refused: ${'\u{1F600}'.slice(0, 1)}`;
+    batcher.add({ ...event(1, 'cora@vendor.example'), reason: split, namespace: 'ns\u0000' });
+    await batcher.durable({
+      ...event(2, 'cora@vendor.example'),
+      source: { address: '192.0.2.1', userAgent: 'ua\udc00' },
+    });
+    batcher.add(event(3, 'after'));
+    await batcher.flush();
+    assert.deepEqual(errors, []);
+    assert.equal(batcher.healthy, true);
+    assert.deepEqual(
+      written.map((e) => [e.reason, e.namespace, e.source?.userAgent]),
+      [
+        ['refused: \ufffd', 'ns\ufffd', undefined],
+        [undefined, undefined, 'ua\ufffd'],
+        [undefined, undefined, undefined],
+      ],
+    );
   });
 });

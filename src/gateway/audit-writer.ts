@@ -5,6 +5,7 @@
  * for an fsync). A failure to write is reported, the events are kept for the next try, and the batcher reports
  * itself unhealthy so the gateway fails closed.
  */
+import { storableAuditText } from '../store/audit-chain.ts';
 import { transactionAppender } from '../store/appender.ts';
 import type { AuditAppender, NewAuditEvent, Store } from '../store/store.ts';
 
@@ -60,7 +61,7 @@ export class AuditBatcher {
 
   /** Queues the event of something kubevisa did (a relayed request, a stream): always taken. */
   add(event: NewAuditEvent): void {
-    this.queue.push(event);
+    this.queue.push(storableAuditText(event));
     this.schedule(this.delayMs);
   }
 
@@ -69,14 +70,17 @@ export class AuditBatcher {
    * event back) if it could not be written. For what must be in the trail before it happens: a recorded session.
    */
   async durable(event: NewAuditEvent): Promise<void> {
-    this.add(event);
+    // The queued object is the one looked for below: storableAuditText may return a copy.
+    const queued = storableAuditText(event);
+    this.queue.push(queued);
+    this.schedule(this.delayMs);
     // A drain that was just finishing when the event came may end without it: then the next one takes it.
     for (let attempt = 0; attempt < 3; attempt++) {
       await this.flush();
-      if (!this.queue.includes(event)) return;
+      if (!this.queue.includes(queued)) return;
       if (!this.healthy) break;
     }
-    const left = this.queue.indexOf(event);
+    const left = this.queue.indexOf(queued);
     if (left !== -1) this.queue.splice(left, 1);
     throw new Error('the audit trail could not be written');
   }

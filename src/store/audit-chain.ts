@@ -111,6 +111,50 @@ export function auditContentHash(contentText: string | Uint8Array): string {
 
 const OUTCOMES: readonly string[] = ['ok', 'refused', 'error'];
 
+/** The text fields of an event, beside `source`'s, that the store keeps in columns of their own (not in details). */
+const AUDIT_TEXT_FIELDS = [
+  'actor',
+  'sessionId',
+  'action',
+  'visaId',
+  'engagementId',
+  'personId',
+  'cluster',
+  'namespace',
+  'reason',
+] as const;
+
+/**
+ * `event` with every text field assertStorableAuditContent checks made storable: a lone surrogate and a NUL each
+ * become U+FFFD. For a writer that must never queue an event the trail refuses: the gateway's retries a refused
+ * batch, and serves nobody meanwhile, so one such event would stop it for good. Returns `event` itself when every
+ * field was storable already.
+ */
+export function storableAuditText<T extends Omit<AuditContent, 'details'>>(event: T): T {
+  const fix = (value: string | undefined) =>
+    value === undefined || (value.isWellFormed() && !value.includes('\u0000'))
+      ? value
+      : value.toWellFormed().replaceAll('\u0000', '\ufffd');
+  let fixed: T | undefined;
+  for (const field of AUDIT_TEXT_FIELDS) {
+    const value = event[field];
+    if (typeof value !== 'string' || fix(value) === value) continue;
+    fixed ??= { ...event };
+    fixed = { ...fixed, [field]: fix(value) };
+  }
+  if (event.source !== undefined) {
+    const address = fix(event.source.address);
+    const userAgent = fix(event.source.userAgent);
+    if (address !== event.source.address || userAgent !== event.source.userAgent) {
+      fixed = {
+        ...(fixed ?? event),
+        source: { ...event.source, address: address!, ...(userAgent !== undefined ? { userAgent } : {}) },
+      };
+    }
+  }
+  return fixed ?? event;
+}
+
 /**
  * Refuses, before anything is written, content that would not read back as it was hashed, so an appended event
  * can never break verification of the chain later:
@@ -122,16 +166,8 @@ const OUTCOMES: readonly string[] = ['ok', 'refused', 'error'];
  * member has returned, when a refusal could no longer be that member's alone).
  */
 export function assertStorableAuditContent(event: Omit<AuditContent, 'details'>): void {
-  const texts: [string, string | undefined][] = [
-    ['actor', event.actor],
-    ['sessionId', event.sessionId],
-    ['action', event.action],
-    ['visaId', event.visaId],
-    ['engagementId', event.engagementId],
-    ['personId', event.personId],
-    ['cluster', event.cluster],
-    ['namespace', event.namespace],
-    ['reason', event.reason],
+  const texts: [string, unknown][] = [
+    ...AUDIT_TEXT_FIELDS.map((field): [string, unknown] => [field, event[field]]),
     ['source.address', event.source?.address],
     ['source.userAgent', event.source?.userAgent],
   ];
