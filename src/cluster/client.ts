@@ -395,14 +395,19 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
     path: string,
     what: string,
     convert: (item: unknown) => T,
-    options: { fieldSelector?: string; accept?: string } = {},
+    options: { fieldSelector?: string; labelSelector?: string; accept?: string } = {},
   ): Promise<T[]> {
     const result: T[] = [];
     let next: string | undefined;
     do {
       const page = await rawGet(
         path,
-        { limit: String(BULK_LIST_PAGE_SIZE), continue: next, fieldSelector: options.fieldSelector },
+        {
+          limit: String(BULK_LIST_PAGE_SIZE),
+          continue: next,
+          fieldSelector: options.fieldSelector,
+          labelSelector: options.labelSelector,
+        },
         options.accept,
       ).catch(fail(`list ${what}`));
       if (!isRecord(page) || !Array.isArray(page['items'])) {
@@ -450,21 +455,14 @@ export function createClusterClient(options: ClusterClientOptions): ClusterClien
     server: connection.server,
     caData: connection.certificateAuthorityData,
 
-    async listManagedRoleBindings() {
-      const bindings: RoleBinding[] = [];
-      let next: string | undefined;
-      do {
-        const page = await apis.rbac
-          .listRoleBindingForAllNamespaces({
-            labelSelector: VISA_ROLE_BINDING_SELECTOR,
-            limit: LIST_PAGE_SIZE,
-            ...(next === undefined ? {} : { _continue: next }),
-          })
-          .catch(fail('list visa RoleBindings'));
-        for (const item of page.items) bindings.push(toRoleBinding(item, name));
-        next = page.metadata?._continue || undefined;
-      } while (next !== undefined);
-      return bindings;
+    // Every full pass lists every visa binding (tens of thousands at scale): raw, as the scans do.
+    listManagedRoleBindings() {
+      return listAll(
+        '/apis/rbac.authorization.k8s.io/v1/rolebindings',
+        'visa RoleBindings',
+        (item) => toRoleBinding(item, name),
+        { labelSelector: VISA_ROLE_BINDING_SELECTOR },
+      );
     },
 
     async getRoleBinding(namespace, bindingName) {
