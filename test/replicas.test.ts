@@ -240,20 +240,32 @@ describe('what one replica does to access reaches the others', () => {
     }
   });
 
-  test('a logout on C: A and B refuse the token', async () => {
+  test('a logout on C: A and B refuse the token and end the streams it opened', async () => {
     const cora = await loginAs(at('C').url, people.cora);
     await grant(cora.token);
-    // Both gateways have checked (and cached) the token.
+    // Both gateways have checked (and cached) the token, and hold streams it opened; the visa stays valid.
     assert.equal(await gatewayStatus('A', cora.token), 200);
     assert.equal(await gatewayStatus('B', cora.token), 200);
-    const out = await call('C', 'DELETE', '/api/v1/sessions/current', cora.token);
-    assert.ok(out.status === 200 || out.status === 204, JSON.stringify(out.body));
-    await eventually('A and B refuse the ended session', 10_000, async () => {
-      const statuses = await Promise.all([gatewayStatus('A', cora.token), gatewayStatus('B', cora.token)]);
-      return statuses.every((status) => status === 401);
-    });
-    for (const replica of ['A', 'B', 'C'])
-      assert.equal((await call(replica, 'GET', '/api/v1/me', cora.token)).status, 401, replica);
+    const onA = await openStreams('A', cora.token, 'cora-logout-a', ['watch']);
+    const onB = await openStreams('B', cora.token, 'cora-logout-b', ['exec']);
+    try {
+      const cutsBefore = (await cutsFor('A', 'session ended')) + (await cutsFor('B', 'session ended'));
+      const out = await call('C', 'DELETE', '/api/v1/sessions/current', cora.token);
+      assert.ok(out.status === 200 || out.status === 204, JSON.stringify(out.body));
+      await eventually('the watch on A and the exec on B ended', 10_000, async () => onA.allEnded() && onB.allEnded());
+      // Cut because the session ended (heard from C), not because access to the namespace did. Counted before any
+      // other request with the token is sent: one in flight at the logout would be cut too.
+      assert.equal((await cutsFor('A', 'session ended')) + (await cutsFor('B', 'session ended')) - cutsBefore, 2);
+      await eventually('A and B refuse the ended session', 10_000, async () => {
+        const statuses = await Promise.all([gatewayStatus('A', cora.token), gatewayStatus('B', cora.token)]);
+        return statuses.every((status) => status === 401);
+      });
+      for (const replica of ['A', 'B', 'C'])
+        assert.equal((await call(replica, 'GET', '/api/v1/me', cora.token)).status, 401, replica);
+    } finally {
+      onA.kill();
+      onB.kill();
+    }
   });
 
   test('offboarding via A closes the person’s streams on B and C', async () => {
@@ -332,15 +344,24 @@ describe('what one replica does to access reaches the others', () => {
       assert.equal(await gatewayStatus('D', cora.token), 403);
       assert.equal(await cutsFor('D', reason), 0, 'no notification reached D');
       assert.ok((await cutsFor('D', 'access changed')) >= 1, 'D cut the stream on its periodic re-read');
-      // A logout elsewhere: D's cached token is re-checked against the store within seconds.
+      // A logout elsewhere: D's cached token is re-checked against the store within seconds, and a stream the
+      // session opened through D ends by D's re-read of the sessions of its open streams.
       await grant(cora.token);
       await eventually('D serves the new visa', 10_000, async () => (await gatewayStatus('D', cora.token)) === 200);
-      assert.ok([200, 204].includes((await call('A', 'DELETE', '/api/v1/sessions/current', cora.token)).status));
-      await eventually(
-        'D refuses the ended session',
-        15_000,
-        async () => (await gatewayStatus('D', cora.token)) === 401,
-      );
+      const held = await openStreams('D', cora.token, 'cora-d-logout', ['watch']);
+      try {
+        assert.ok([200, 204].includes((await call('A', 'DELETE', '/api/v1/sessions/current', cora.token)).status));
+        await eventually('the watch of the ended session on D ended', 15_000, async () => held.allEnded());
+        assert.equal(await cutsFor('D', 'session ended'), 0, 'no notification reached D');
+        assert.equal(await cutsFor('D', 'session ended (found on re-check)'), 1);
+        await eventually(
+          'D refuses the ended session',
+          15_000,
+          async () => (await gatewayStatus('D', cora.token)) === 401,
+        );
+      } finally {
+        held.kill();
+      }
     } finally {
       streams.kill();
     }

@@ -252,6 +252,7 @@ export class Gateway {
     const stream = this.register({
       personId: person.id,
       email: person.email,
+      sessionId: admitted.auth.sessionId,
       cluster: upstream.name,
       namespace: info.namespace,
       visaId,
@@ -476,6 +477,7 @@ export class Gateway {
     const stream = this.register({
       personId: person.id,
       email: person.email,
+      sessionId: admitted.auth.sessionId,
       cluster: upstream.name,
       namespace: info.namespace,
       visaId,
@@ -868,9 +870,27 @@ export class Gateway {
     this.tokenCache.clear();
   }
 
-  /** Drops cached tokens of a session that ended (logout), so its next request is refused. */
-  forgetSession(sessionId: string): void {
+  /**
+   * A session ended (logout, or ended by an admin or by the identity provider): its cached tokens are dropped, so its
+   * next request is refused, and the streams its tokens opened are closed, telling each why. Kubernetes would let
+   * them run on; the person's visas may well still be valid, but no one is signed in to use them.
+   */
+  forgetSession(sessionId: string, reason = 'session ended'): number {
     for (const [token, entry] of this.tokenCache) if (entry.sessionId === sessionId) this.tokenCache.delete(token);
+    return this.streams.closeWhere((s) => {
+      if (s.sessionId !== sessionId) return false;
+      this.options.onStreamCut?.({ cluster: s.cluster, visaId: s.visaId, reason });
+      return {
+        message: 'your kubevisa session has ended (logged out, or ended by an administrator): run kubevisa login',
+        reason: 'Forbidden',
+        code: 403,
+      };
+    }, reason);
+  }
+
+  /** The sessions whose tokens opened the streams open now (each once). */
+  sessionsOfOpenStreams(): string[] {
+    return [...new Set(this.streams.all().map((s) => s.sessionId))];
   }
 
   private stillAdmits(s: OpenStream, now: number): boolean {

@@ -6,6 +6,7 @@ function stream(visaId: string, closed: string[]): Omit<OpenStream, 'id'> {
   return {
     personId: 'p1',
     email: 'cora@vendor.example',
+    sessionId: 's_1',
     cluster: 'prod',
     namespace: 'shop',
     visaId,

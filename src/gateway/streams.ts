@@ -7,6 +7,8 @@ export interface OpenStream {
   id: number;
   personId: string;
   email: string;
+  /** The kubevisa session whose token opened it: the stream ends with that session (logout). */
+  sessionId: string;
   cluster: string;
   namespace: string | undefined;
   /** The strictest of the visas that allowed it (the one whose rules it follows). */

@@ -24,6 +24,11 @@ const REBUILD_INTERVAL_MS = 2000;
  * cannot hear of revocations another made, so it cuts every stream and admits nothing until a read succeeds.
  */
 const UNCONFIRMED_AFTER_MS = 10_000;
+/**
+ * How often the sessions of open streams are read again, in ms: a session ended where this replica did not hear of it
+ * (a lost notification) still ends its streams within this, plus a rebuild.
+ */
+const SESSION_RECHECK_MS = 5000;
 /** Visas read from the store per query (SQLite limits bound parameters). */
 const READ_CHUNK = 500;
 const TOKEN_REREAD_MS = 60_000;
@@ -156,6 +161,25 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
   let rebuildAgain: string | undefined;
   /** performance.now() when the last successful rebuild started reading the store. */
   let confirmedAt = performance.now();
+  let sessionsCheckedAt = -Infinity;
+  const closeStreamsOfEndedSessions = async (): Promise<void> => {
+    if (performance.now() - sessionsCheckedAt < SESSION_RECHECK_MS) return;
+    sessionsCheckedAt = performance.now();
+    const now = context.now();
+    try {
+      for (const id of gateway.sessionsOfOpenStreams()) {
+        const session = await context.store.getSession(id);
+        if (session === undefined || session.revokedAt !== undefined || session.expiresAt <= now) {
+          gateway.forgetSession(id, 'session ended (found on re-check)');
+        }
+      }
+    } catch (error) {
+      // Tried again at the next rebuild; a store that stays silent cuts every stream (see `periodic`).
+      process.stderr.write(
+        `kubevisa gateway: reading the sessions of open streams failed: ${(error as Error).message}\n`,
+      );
+    }
+  };
   const rebuild = (reason: string): Promise<void> => {
     if (rebuilding !== undefined) {
       rebuildAgain = reason;
@@ -168,6 +192,7 @@ export async function wireGateway(context: ServerContext, needs: GatewayNeeds): 
         confirmedAt = startedAt;
         gateway.recheckStreams(reason, await endedVisasOfOpenStreams());
         armDeadline();
+        await closeStreamsOfEndedSessions();
       })
       .catch((error: Error) => {
         process.stderr.write(`kubevisa gateway: rebuilding the access index failed: ${error.message}\n`);
