@@ -197,6 +197,7 @@ test('the Deployment is hardened and probed; optional parts render when enabled;
           serviceAccountName: string;
           automountServiceAccountToken: boolean;
           securityContext: Record<string, unknown>;
+          volumes: ({ name: string } & Record<string, unknown>)[];
           containers: {
             args: string[];
             securityContext: Record<string, unknown>;
@@ -221,6 +222,13 @@ test('the Deployment is hardened and probed; optional parts render when enabled;
   assert.equal(container.livenessProbe.httpGet.path, '/healthz');
   assert.equal(container.readinessProbe.httpGet.path, '/readyz');
   assert.ok(container.resources.requests.cpu && container.resources.limits.memory);
+  // The serving key arrives as root:<fsGroup> 0440 (not a Secret volume's default 0644, which kubevisa refuses for a
+  // private key), and the fsGroup is the group kubevisa runs in, so readTlsKeyFile accepts it.
+  assert.deepEqual(
+    pod.volumes.find((v) => v.name === 'tls'),
+    { name: 'tls', secret: { secretName: 'kubevisa-tls', defaultMode: 0o400 } },
+  );
+  assert.equal(pod.securityContext.fsGroup, pod.securityContext.runAsGroup);
 
   // The ConfigMap's server.yaml and the Secret's secrets.yaml, merged as the pod's args say, pass the real parser.
   const configMap = docs.find((d) => d.kind === 'ConfigMap') as unknown as { data: Record<string, string> };

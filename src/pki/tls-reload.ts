@@ -5,6 +5,33 @@
  */
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { readFile } from 'node:fs/promises';
+import { InvalidInput } from '../domain/errors.ts';
+import { readPrivateKeyFile } from './key-files.ts';
+
+/**
+ * Reads the serving key (`tls.keyFile`) under the same rule as kubevisa's other private keys (readPrivateKeyFile:
+ * a regular file, owned by kubevisa's user or root, readable by no one else), so a key others could read is refused
+ * with what to run rather than served. Used at start and on every reload.
+ */
+export async function readTlsKeyFile(path: string): Promise<Buffer> {
+  const pem = await readPrivateKeyFile(
+    path,
+    (info, reason) =>
+      new InvalidInput(
+        `the TLS private key (tls.keyFile) ${reason}; replace the key and its certificate if anyone else may have read it`,
+        {
+          details: { path, mode: (info.mode & 0o777).toString(8), uid: info.uid, gid: info.gid },
+        },
+      ),
+  );
+  return Buffer.from(pem, 'utf8');
+}
+
+/** The serving certificate and key as the server starts with them (the key checked by readTlsKeyFile). */
+export async function readTlsPair(tls: { certFile: string; keyFile: string }): Promise<{ cert: Buffer; key: Buffer }> {
+  const [cert, key] = await Promise.all([readFile(tls.certFile), readTlsKeyFile(tls.keyFile)]);
+  return { cert, key };
+}
 
 /** Something whose serving certificate can be replaced (node:https and node:tls servers). */
 export interface SecureContextTarget {
@@ -17,7 +44,9 @@ export const DEFAULT_TLS_CHECK_MS = 10_000;
 /**
  * Re-reads `certFile` and `keyFile` every `checkIntervalMs` and, when either changed and the pair makes a valid
  * context (a certificate matching its key), installs it. A half-written or mismatched pair (the certificate already
- * renewed, the key not yet) is skipped and tried again at the next check, never installed.
+ * renewed, the key not yet) is skipped and tried again at the next check, never installed; so is a key file that
+ * readTlsKeyFile refuses (others could read it), even one whose content did not change: the server keeps the pair
+ * it has and onError says why, at every check until the file is fixed.
  * @returns check() to compare now (true when a new pair was installed) and stop().
  */
 export function reloadTlsOnChange(options: {
@@ -32,7 +61,7 @@ export function reloadTlsOnChange(options: {
 }): { check(): Promise<boolean>; stop(): void } {
   let current = options.initial;
   const check = async () => {
-    const [cert, key] = await Promise.all([readFile(options.certFile), readFile(options.keyFile)]);
+    const { cert, key } = await readTlsPair(options);
     if (cert.equals(current.cert) && key.equals(current.key)) return false;
     // Throws for a key that does not match the certificate, before the server is touched.
     createSecureContext({ cert, key });

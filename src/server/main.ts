@@ -4,7 +4,7 @@
  * and the end-to-end tests run.
  */
 import { mkdir } from 'node:fs/promises';
-import { existsSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { existsSync, unlinkSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -15,7 +15,7 @@ import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
 import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
 import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
 import { startInClusterCredential, type InClusterCredential } from '../cluster/in-cluster.ts';
-import { reloadTlsOnChange, type SecureContextTarget } from '../pki/tls-reload.ts';
+import { readTlsPair, reloadTlsOnChange, type SecureContextTarget } from '../pki/tls-reload.ts';
 import { CredentialService, type DirectCluster } from '../app/credentials.ts';
 import { PERSON_ID_ANNOTATION } from '../cluster/objects.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
@@ -71,6 +71,8 @@ export async function startServer(
   // Before anything else starts (the data folder, the store and its lock, the IdP, the reconciler): a taken port is
   // reported as such, naming who holds it.
   if (config.listen.port !== 0) await assertPortFree(config.listen.host, config.listen.port);
+  // Read once, before anything starts: a key others could read is refused here, naming the file and what to run.
+  const servingPair = config.tls ? await readTlsPair(config.tls) : undefined;
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const scheme = config.tls ? 'https' : 'http';
@@ -323,9 +325,7 @@ export async function startServer(
           ...(c.connection.certificateAuthorityData ? { caData: c.connection.certificateAuthorityData } : {}),
           directMode: directModeClusters.has(c.name),
         })),
-      ...(config.tls
-        ? { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } }
-        : {}),
+      ...(servingPair ? { https: servingPair } : {}),
     });
     const stops: (() => Promise<void> | void)[] = [
       () => inCluster.forEach((credential) => credential.stop()),
@@ -404,7 +404,9 @@ export async function startServer(
       return { status: 'ready', ...role() };
     });
     await app.listen({ host: config.listen.host, port });
-    if (config.tls) stops.push(reloadServingCertificate(app.server as unknown as SecureContextTarget, config.tls));
+    if (config.tls && servingPair) {
+      stops.push(reloadServingCertificate(app.server as unknown as SecureContextTarget, config.tls, servingPair));
+    }
     progress(`claiming the leader lease (${clusters.size} cluster(s) to reconcile)`);
     await election.start();
     await termStart;
@@ -491,15 +493,19 @@ async function startInClusterCredentials(config: ServerConfig, clusters: Map<str
 }
 
 /** A certificate renewed in place (cert-manager, a Service CA) is served without a restart (pki/tls-reload.ts). */
-function reloadServingCertificate(server: SecureContextTarget, tls: { certFile: string; keyFile: string }) {
+function reloadServingCertificate(
+  server: SecureContextTarget,
+  tls: { certFile: string; keyFile: string },
+  initial: { cert: Buffer; key: Buffer },
+) {
   const reload = reloadTlsOnChange({
     server,
     certFile: tls.certFile,
     keyFile: tls.keyFile,
-    initial: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+    initial,
     onError: (error) =>
       process.stderr.write(
-        `kubevisa: the renewed TLS certificate is not served yet (retried in 10 s): ${error.message}\n`,
+        `kubevisa: warning: the TLS certificate and key on disk are not served; the server keeps the pair it has (checked again in 10 s): ${error.message}\n`,
       ),
   });
   return () => reload.stop();
