@@ -4,6 +4,7 @@
 // error there, while SQLite took it). Against the real server, the real OIDC provider and each engine; afterwards
 // the audit trail verifies.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.ts';
 import { createScimToken, scim, startLightEnv, type LightEnv } from './support/identity.ts';
@@ -16,6 +17,22 @@ const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 const nora = { sub: 'nora', email: 'nora@vendor.example', name: 'Nora \ud800 N\u0000', password: 'pw', groups: [] };
 const olga = { sub: 'olga\udc00', email: 'olga@vendor.example', name: 'Olga', password: 'pw', groups: [] };
 const rita = { sub: 'rita\u0000', email: 'rita@vendor.example', name: 'Rita', password: 'pw', groups: [] };
+// Random hex, so that PostgreSQL cannot compress it below its index row limit (2,704 bytes in a btree): a subject or
+// an address this long could not be indexed there, and the login failed with a server error, while SQLite took it.
+const sara = {
+  sub: randomBytes(5_000).toString('hex'),
+  email: 'sara@vendor.example',
+  name: 'Sara',
+  password: 'pw',
+  groups: [],
+};
+const tina = {
+  sub: 'tina',
+  email: `${randomBytes(2_000).toString('hex')}@vendor.example`,
+  name: 'Tina',
+  password: 'pw',
+  groups: [],
+};
 
 for (const engine of ['sqlite', 'postgres'] as const) {
   describe(`identity text on ${engine}`, () => {
@@ -25,7 +42,9 @@ for (const engine of ['sqlite', 'postgres'] as const) {
     before(async () => {
       database = engine === 'postgres' ? await createTestDatabase('kv_idtext') : undefined;
       const store = database ? { store: { engine: 'postgres', url: database.url } } : {};
-      env = await startLightEnv({ scim: {}, ...store } as { scim: unknown }, { accounts: [nora, olga, rita] });
+      env = await startLightEnv({ scim: {}, ...store } as { scim: unknown }, {
+        accounts: [nora, olga, rita, sara, tina],
+      });
       okta = (await createScimToken(env.serverUrl, env.admin, 'okta')).token;
     });
     after(async () => {
@@ -84,6 +103,25 @@ for (const engine of ['sqlite', 'postgres'] as const) {
       assert.ok(!emails.includes(olga.email) && !emails.includes(rita.email), 'no person for a refused login');
       const verdict = await api(env.serverUrl, 'POST', '/api/v1/audit/verify', { token: env.admin, body: {} });
       assert.equal(verdict.body.ok, true, String(verdict.body.summary));
+    });
+
+    test('a login whose subject or address is longer than OpenID Connect and email allow is refused as such, on either engine', async () => {
+      for (const [account, claim] of [
+        [sara, 'sub'],
+        [tina, 'email'],
+      ] as const) {
+        await assert.rejects(loginAs(env.serverUrl, account), (error: Error) => {
+          assert.match(error.message, /401/);
+          assert.match(
+            error.message,
+            new RegExp(`the \\\\"${claim}\\\\" claim the identity provider sent is longer than`),
+          );
+          return true;
+        });
+      }
+      const listed = await api(env.serverUrl, 'GET', '/api/v1/persons', { token: env.admin });
+      const emails = (listed.body.items ?? []).map((p) => p.email);
+      assert.ok(!emails.includes(sara.email) && !emails.includes(tina.email), 'no person for a refused login');
     });
 
     test('an offboarding or an identity link whose reason holds a lone surrogate or a NUL is refused naming the reason, and changes nothing', async () => {

@@ -19,6 +19,7 @@ import { InvalidInput, KubevisaError, Unauthenticated } from '../domain/errors.t
 import type { Instant } from '../domain/model.ts';
 import { DeviceLoginUnsupported, IdentityProviderUnavailable, LoginDenied, LoginExpired } from './errors.ts';
 import { foldsIntoAscii } from '../domain/case-folding.ts';
+import { MAX_EMAIL_LENGTH } from '../domain/engagement.ts';
 
 /**
  * Scopes requested by default. `groups` is not among them because IdPs disagree about it: Dex, Okta and the
@@ -30,6 +31,9 @@ const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 /** RFC 7636 §4.1: 43 to 128 unreserved characters. */
 const CODE_VERIFIER_PATTERN = /^[A-Za-z0-9\-._~]{43,128}$/;
 const EMAIL_PATTERN = /^[^@\s]+@[^@\s]+$/;
+
+/** OpenID Connect Core 1.0 §2: a subject "MUST NOT exceed 255 ASCII characters in length". */
+const MAX_SUBJECT_LENGTH = 255;
 
 /** Text the store holds exactly as given: valid Unicode without control characters. */
 function isStorableText(value: string): boolean {
@@ -448,6 +452,20 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
         throw new Unauthenticated(
           `the "${claim}" claim the identity provider sent holds a control character or text that is not valid Unicode, which kubevisa cannot store as it was sent: ask your identity provider's admin to correct it`,
           { details: { reason: 'claim_not_text', claim } },
+        );
+      }
+    }
+    // Both are indexed, and PostgreSQL cannot index a value of more than 2,704 bytes: a longer one failed the login
+    // with a server error there (SQLite took it). Neither is that long from a conforming IdP, nor could such an address
+    // be listed in an engagement.
+    for (const [claim, value, limit] of [
+      ['sub', idToken.sub, MAX_SUBJECT_LENGTH],
+      [emailClaim, rawEmail.trim(), MAX_EMAIL_LENGTH],
+    ] as const) {
+      if (value.length > limit) {
+        throw new Unauthenticated(
+          `the "${claim}" claim the identity provider sent is longer than ${limit} characters, which kubevisa cannot store: ask your identity provider's admin to correct it`,
+          { details: { reason: 'claim_too_long', claim, length: value.length, limit } },
         );
       }
     }

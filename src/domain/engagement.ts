@@ -20,7 +20,8 @@ import {
 export const MAX_CONTRACTORS = 500;
 /** The most entries in each list of a ceiling (clusters, namespace patterns, profiles). */
 export const MAX_CEILING_ENTRIES = 100;
-const MAX_EMAIL_LENGTH = 254;
+/** The longest email address (RFC 5321 §4.5.3.1.3: a path of 256 octets, less its angle brackets). */
+export const MAX_EMAIL_LENGTH = 254;
 // Deliberately loose (the IdP is the authority on addresses): one `@`, no white space, a dot in the domain.
 const EMAIL = /^[^\s@]{1,64}@[^\s@.]+(\.[^\s@.]+)+$/;
 
