@@ -17,6 +17,8 @@ export interface ReconcilerCluster {
   deleteRoleBinding(namespace: string, name: string, seen?: RoleBinding): Promise<unknown>;
   listManagedServiceAccounts(): Promise<ServiceAccount[]>;
   createServiceAccount(account: ServiceAccount): Promise<unknown>;
+  /** One person ServiceAccount by name, or undefined when there is none (a visa pass reads only the one it binds). */
+  getServiceAccount(name: string): Promise<ServiceAccount | undefined>;
   deleteServiceAccount(name: string): Promise<unknown>;
   /**
    * Calls `onEvent` on every change to a managed RoleBinding (what changed, so the reconciler can tell its own deletes

@@ -70,6 +70,9 @@ class FakeCluster implements ReconcilerCluster {
     this.calls.push(`delete serviceaccount ${name}`);
     return this.accounts.delete(name);
   }
+  async getServiceAccount(name: string) {
+    return this.accounts.get(name);
+  }
   watchManagedRoleBindings() {
     return () => {};
   }

@@ -832,3 +832,247 @@ describe('a deadline pass beside a full pass: what holds', () => {
     assert.equal(again.roleBindings.has(`payments/kubevisa-${visa.id}`), false);
   });
 });
+
+// The visa pass: a commit names the visas it changed, and only those are converged, without listing the cluster.
+describe('the visa pass (the visas a commit named, without listing the cluster)', () => {
+  const reads = (name: string) => cluster.reads.get(name) ?? 0;
+  const settle = async (r: Reconciler) => {
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      await r.whenSettled('prod');
+    }
+  };
+  /** A reconciler that has run its first full pass and watches the fake cluster, with every pass it runs. */
+  async function started(t: { after: (fn: () => void) => void }, options: { allowsDirectMode?: boolean } = {}) {
+    const passes: PassReport[] = [];
+    const r = new Reconciler({
+      store,
+      clusters: new Map([['prod', cluster]]),
+      now: () => clock,
+      onPass: (report) => passes.push(report),
+      ...(options.allowsDirectMode ? { allowsDirectMode: () => true } : {}),
+    });
+    t.after(() => r.stop());
+    await r.start();
+    await settle(r);
+    passes.length = 0;
+    return { r, passes, kinds: () => passes.map((pass) => pass.kind ?? 'full') };
+  }
+
+  test("makes an approved visa's ServiceAccount and bindings without listing the cluster; its echo starts no full pass", async (t) => {
+    const { r, kinds } = await started(t);
+    const listed = reads('listManagedRoleBindings');
+    const listedAccounts = reads('listManagedServiceAccounts');
+    const visa = await grant(['payments', 'billing']);
+    const report = await r.convergeVisasSoon('prod', [visa.id]);
+    await settle(r);
+    assert.equal(report.error, undefined);
+    assert.equal(report.kind, 'visas');
+    assert.deepEqual(report.created.sort(), [
+      `billing/kubevisa-${visa.id}`,
+      `payments/kubevisa-${visa.id}`,
+      `serviceaccount/${serviceAccountName(EMAIL)}`,
+    ]);
+    assert.equal(reads('listManagedRoleBindings'), listed, 'no list of every binding');
+    assert.equal(reads('listManagedServiceAccounts'), listedAccounts);
+    assert.deepEqual(kinds(), ['visas'], 'its own creations coming back through the watch start no full pass');
+    assert.equal((await store.getVisa(visa.id))?.state, 'active');
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), []);
+    assert.equal((await store.listAudit({ visaId: visa.id, action: 'cluster.rolebinding.create' })).length, 2);
+    // A full pass after it finds the cluster converged.
+    cluster.writes.length = 0;
+    assert.deepEqual((await r.reconcileNow('prod')).created, []);
+    assert.deepEqual(cluster.writes, []);
+  });
+
+  test('before a full pass has judged the profiles it binds nothing and asks for one', async () => {
+    const visa = await grant(['payments']);
+    const report = await reconciler.convergeVisasSoon('prod', [visa.id]);
+    assert.deepEqual(report.created, []);
+    assert.deepEqual(cluster.writes, []);
+    await reconciler.whenSettled('prod');
+    assert.ok(cluster.roleBindings.has(`payments/kubevisa-${visa.id}`), 'the full pass it asked for bound it');
+  });
+
+  test("a revoked visa's bindings go at once, then a full pass removes the ServiceAccount nobody needs", async (t) => {
+    const visa = await grant(['payments', 'billing']);
+    const { r, kinds } = await started(t);
+    assert.equal(cluster.roleBindings.size, 2);
+    await visas.revoke(approver, visa.id, 'done early');
+    const report = await r.convergeVisasSoon('prod', [visa.id]);
+    assert.deepEqual(report.deleted.sort(), [`billing/kubevisa-${visa.id}`, `payments/kubevisa-${visa.id}`]);
+    await settle(r);
+    assert.equal(kinds()[0], 'visas');
+    assert.ok(kinds().includes('full'), kinds().join());
+    assert.equal(cluster.roleBindings.size, 0);
+    assert.equal(cluster.serviceAccounts.size, 0);
+    assert.equal((await store.listAudit({ visaId: visa.id, action: 'cluster.rolebinding.delete' })).length, 2);
+  });
+
+  test('ids of visas that ended long ago cost no cluster write when their bindings are not there', async (t) => {
+    const visa = await grant(['payments'], '1h');
+    const { r } = await started(t);
+    clock = NOW + HOUR + MINUTE;
+    await r.expireDueNow('prod');
+    await settle(r);
+    clock = NOW + HOUR + RECENT_END;
+    cluster.writes.length = 0;
+    const report = await r.convergeVisasSoon('prod', [visa.id, 'v_unknown']);
+    assert.equal(report.error, undefined);
+    assert.deepEqual(
+      cluster.writes.filter((write) => write.includes('rolebinding')),
+      [],
+    );
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), []);
+  });
+
+  test('binds no visa whose profile ClusterRole was widened and could not be restored', async (t) => {
+    const { r } = await started(t);
+    const role = cluster.profileRoles.get('kubevisa:profile:viewer')!;
+    role.rules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['get'] });
+    cluster.replaceProfileClusterRole = async () => {
+      throw new Error('forbidden (test)');
+    };
+    await r.reconcileNow('prod');
+    const visa = await grant(['payments']);
+    cluster.writes.length = 0;
+    const report = await r.convergeVisasSoon('prod', [visa.id]);
+    assert.deepEqual(report.created, []);
+    assert.deepEqual(cluster.writes, []);
+    assert.equal(cluster.roleBindings.has(`payments/kubevisa-${visa.id}`), false);
+  });
+
+  test('a full pass that read the visas before a visa pass made a binding does not delete it as unwanted', async (t) => {
+    const { r } = await started(t);
+    // The full pass reads the visas (none grants yet) and is held before it lists the cluster.
+    const list = gate(cluster, 'listManagedRoleBindings');
+    const full = r.reconcileNow('prod');
+    await list.reached;
+    const visa = await grant(['payments']);
+    const made = await r.convergeVisasSoon('prod', [visa.id]);
+    assert.deepEqual(made.created.sort(), [
+      `payments/kubevisa-${visa.id}`,
+      `serviceaccount/${serviceAccountName(EMAIL)}`,
+    ]);
+    list.open();
+    const report = await full;
+    assert.equal(report.error, undefined);
+    assert.deepEqual(report.deleted, [], 'neither the binding nor the ServiceAccount made from a newer read');
+    await settle(r);
+    assert.ok(cluster.roleBindings.has(`payments/kubevisa-${visa.id}`));
+    assert.equal(cluster.serviceAccounts.size, 1);
+  });
+
+  test('a full pass running alongside a visa pass that made something is followed by one more', async (t) => {
+    const { r, kinds } = await started(t);
+    const list = gate(cluster, 'listManagedRoleBindings');
+    const full = r.reconcileNow('prod');
+    await list.reached;
+    const visa = await grant(['payments']);
+    await r.convergeVisasSoon('prod', [visa.id]);
+    list.open();
+    await full;
+    await settle(r);
+    // The held full pass, the visa pass, and the full pass the visa pass asked for (it lists after the binding).
+    assert.deepEqual(kinds().filter((kind) => kind === 'full').length, 2, kinds().join());
+  });
+
+  test('a visa revoked while the pass writes gets no binding', async (t) => {
+    const { r } = await started(t);
+    const visa = await grant(['payments']);
+    const read = gate(cluster, 'getServiceAccount');
+    const pass = r.convergeVisasSoon('prod', [visa.id]);
+    await read.reached;
+    await visas.revoke(approver, visa.id, 'changed my mind');
+    read.open();
+    const report = await pass;
+    assert.equal(report.error, undefined);
+    assert.deepEqual(report.created, [`serviceaccount/${serviceAccountName(EMAIL)}`]);
+    assert.equal(cluster.roleBindings.size, 0);
+  });
+
+  test('a binding already there (made by someone else, not yet seen) leaves the judgement to a full pass', async (t) => {
+    const { r, kinds } = await started(t);
+    const visa = await grant(['payments']);
+    // Made unseen by the watch, as kube-apiserver would refuse a second create.
+    cluster.watchManagedRoleBindings = () => () => undefined;
+    const foreign = structuredClone(visaBindingOf(visa.id));
+    cluster.roleBindings.set(`payments/kubevisa-${visa.id}`, foreign);
+    const report = await r.convergeVisasSoon('prod', [visa.id]);
+    assert.equal(report.error, undefined);
+    await settle(r);
+    assert.ok(kinds().includes('full'), kinds().join());
+    assert.deepEqual(await store.listPendingIntents({ cluster: 'prod' }), []);
+  });
+
+  test('on a cluster that allows direct mode, granting is the full pass’s judgement', async (t) => {
+    const { r, kinds } = await started(t, { allowsDirectMode: true });
+    const visa = await grant(['payments']);
+    const report = await r.convergeVisasSoon('prod', [visa.id]);
+    assert.deepEqual(report.created, []);
+    await settle(r);
+    assert.ok(kinds().includes('full'));
+    assert.ok(cluster.roleBindings.has(`payments/kubevisa-${visa.id}`));
+  });
+
+  test('takes at most 500 visas a pass, and a flood of ids beyond 5,000 becomes one full pass', async (t) => {
+    const { r, kinds } = await started(t);
+    const ids = Array.from({ length: 700 }, (_, i) => `v_none${i}`);
+    await r.convergeVisasSoon('prod', ids);
+    await settle(r);
+    assert.deepEqual(kinds(), ['visas', 'visas']);
+    const before = kinds().length;
+    const flood = Array.from({ length: 5001 }, (_, i) => `v_flood${i}`);
+    const report = await r.convergeVisasSoon('prod', flood);
+    assert.equal(report.kind, undefined, 'a full pass');
+    await settle(r);
+    assert.ok(
+      kinds()
+        .slice(before)
+        .every((kind) => kind === 'full'),
+      kinds().join(),
+    );
+  });
+
+  test('activations at notBefore are visa passes', async (t) => {
+    const { r, kinds } = await started(t);
+    const requested = await visas.request(carol, {
+      cluster: 'prod',
+      namespaces: ['payments'],
+      profile: 'viewer',
+      duration: '2h',
+      reason: 'JIRA-2',
+      startsAt: new Date(NOW + 50).toISOString(),
+    });
+    const visa = await visas.approve(approver, requested.id, {});
+    await r.reconcileNow('prod');
+    await settle(r);
+    const before = kinds().length;
+    clock = NOW + 60;
+    const started_ = Date.now();
+    while (!cluster.roleBindings.has(`payments/kubevisa-${visa.id}`) && Date.now() - started_ < 5000) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await settle(r);
+    assert.ok(cluster.roleBindings.has(`payments/kubevisa-${visa.id}`));
+    assert.deepEqual(kinds().slice(before), ['visas']);
+  });
+});
+
+const RECENT_END = 11 * MINUTE;
+
+function visaBindingOf(visaId: string) {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: {
+      name: `kubevisa-${visaId}`,
+      namespace: 'payments',
+      labels: { 'app.kubernetes.io/managed-by': 'kubevisa', 'kubevisa.io/visa': visaId },
+      annotations: {},
+      resourceVersion: '1',
+    },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'kubevisa:profile:viewer' },
+    subjects: [{ kind: 'ServiceAccount', name: 'someone-else', namespace: 'kubevisa-visas' }],
+  } as unknown as ReturnType<FakeCluster['roleBindings']['get']> & object;
+}

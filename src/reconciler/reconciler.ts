@@ -15,11 +15,20 @@
  * bindings it makes are judged again on the visas' rows at write time, a binding already gone when it deletes is
  * nothing to do (and nothing to record), and it records expiries only once their bindings are gone.
  *
+ * Commits that grant or end access take another short way (a visa pass): the commit names its visas, and only those
+ * are read and converged — bindings of the ended ones deleted, the person's ServiceAccount and the bindings of the
+ * granting ones made — from the watch's picture of the cluster instead of a listing, so an approval costs the same at
+ * ten bindings as at ten thousand. What it cannot judge alone (a binding that drifted or already exists, someone
+ * else's ServiceAccount, direct tokens, a ServiceAccount an ended visa may leave unneeded, profiles not yet judged by a
+ * full pass) it leaves to a full pass it asks for. Its creations are known as its own: their watch echo starts no full
+ * pass, and a full pass that read the visas before them does not delete them as unwanted.
+ *
  * Direct-mode tokens (see direct-tokens.ts) are ended by making the person's ServiceAccount again before a binding
  * they must not carry is added, and when the person's session ends; such bindings then wait out kube-apiserver's
  * token cache.
  */
 import { effectiveState, expireVisa, isGranting } from '../domain/visa.ts';
+import type { VisaState } from '../domain/model.ts';
 import type { Instant, Person, Profile, Visa } from '../domain/model.ts';
 import { KubevisaError } from '../domain/errors.ts';
 import { isProtectedNamespace } from '../domain/protected-namespaces.ts';
@@ -77,10 +86,10 @@ export interface ReconcilerOptions {
 export interface PassReport {
   cluster: string;
   /**
-   * `deadlines` for a deadline pass: only the bindings of visas that had ended were deleted (see the module comment);
-   * absent for a full pass.
+   * `deadlines` for a deadline pass: only the bindings of visas that had ended were deleted; `visas` for a visa pass:
+   * only the named visas were converged (see the module comment); absent for a full pass.
    */
-  kind?: 'deadlines';
+  kind?: 'deadlines' | 'visas';
   startedAt: number;
   finishedAt: number;
   created: string[];
@@ -103,7 +112,21 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 const OWN_DELETION_ECHO_MS = 60_000;
 
-type PassKind = 'full' | 'deadlines';
+type PassKind = 'full' | 'deadlines' | 'visas';
+/** Visas one visa pass converges; more wait for the next, so deadline passes take their turn in between. */
+const VISA_PASS_BATCH = 500;
+/**
+ * Visas waiting for a visa pass, per cluster, beyond which they are dropped for one full pass: a flood of change
+ * notifications (anyone able to connect to the database can send them) costs one pass, not unbounded memory.
+ */
+const MAX_PENDING_VISAS = 5000;
+/**
+ * A visa pass deletes the bindings of an ended visa that its watch has not seen only when the visa ended this
+ * recently (a binding made a moment ago may not have come back on the watch yet); older ones are the full pass's, so a
+ * stream of ids of long-ended visas costs no cluster writes.
+ */
+const RECENT_END_MS = 10 * 60_000;
+const ENDED_STATES: ReadonlySet<VisaState> = new Set(['expired', 'revoked', 'cancelled']);
 /**
  * Cluster writes in flight at once during a pass, per cluster: a thousand revocations are a thousand deletes, each
  * waiting mostly on kube-apiserver's admission and etcd; well inside its default of 200 mutating requests in flight.
@@ -143,12 +166,31 @@ export class Reconciler {
   private readonly running = new Map<PassKind, Map<string, Promise<PassReport>>>([
     ['full', new Map()],
     ['deadlines', new Map()],
+    ['visas', new Map()],
   ]);
   /** Per kind, per cluster: the pass waiting for the running one of its kind (all asks coalesced), and who waits. */
   private readonly queued = new Map<PassKind, Map<string, PromiseWithResolvers<PassReport>>>([
     ['full', new Map()],
     ['deadlines', new Map()],
+    ['visas', new Map()],
   ]);
+  /** Per cluster: the visas a commit named, waiting for a visa pass to converge them. */
+  private readonly pendingVisas = new Map<string, Set<string>>();
+  /**
+   * Per cluster: the profiles whose ClusterRole the last full pass found wider than reviewed and could not restore. A
+   * visa pass binds no visa of these; until a full pass has looked (and after it failed to), it binds nothing.
+   */
+  private readonly untrustedProfiles = new Map<string, ReadonlySet<string>>();
+  /**
+   * Per cluster: objects a visa pass made (`rolebinding namespace/name`, `serviceaccount name`), with the number of
+   * the store read it judged them from (`reads`) and until when its watch echo is its own. A full pass that read
+   * before that does not delete them as unwanted: its picture of the visas is older than theirs.
+   */
+  private readonly ownCreations = new Map<string, Map<string, { read: number; until: Instant; echoed: boolean }>>();
+  /** Counts the passes' reads of the visas, in the order they start (see `ownCreations`). */
+  private reads = 0;
+  /** Counts full passes begun, so a visa pass knows whether one ran alongside it. */
+  private fullPassesBegun = 0;
   /** Per cluster: the end of the line of write sections (`exclusively`). */
   private readonly writing = new Map<string, Promise<void>>();
   private readonly backoff = new Map<string, number>();
@@ -234,7 +276,10 @@ export class Reconciler {
     clearTimeout(this.holdTimers.get(name)?.timer);
     this.holdTimers.delete(name);
     this.ownDeletions.delete(name);
+    this.ownCreations.delete(name);
     this.seenRoleBindings.delete(name);
+    this.pendingVisas.delete(name);
+    this.untrustedProfiles.delete(name);
     this.backoff.delete(name);
     this.lastReport.delete(name);
   }
@@ -244,7 +289,7 @@ export class Reconciler {
       cluster.watchManagedRoleBindings(
         (event) => {
           this.noteSeen(name, event);
-          if (!this.isOwnDeletion(name, event)) this.kick([name]);
+          if (!this.isOwnWrite(name, event)) this.kick([name]);
         },
         () => this.kick([name]),
       ),
@@ -270,17 +315,40 @@ export class Reconciler {
     this.holdTimers.clear();
     for (const stops of this.stopWatches.values()) for (const stop of stops) stop();
     this.stopWatches.clear();
+    // A later term looks at the profiles again before any visa pass binds (see `untrustedProfiles`).
+    this.untrustedProfiles.clear();
+    this.pendingVisas.clear();
   }
 
-  /** Schedules a pass for these clusters (coalesced: one running pass plus at most one queued). */
-  kick(clusters: string[]): void {
+  /**
+   * Schedules a pass for these clusters (coalesced: one running pass plus at most one queued): a visa pass for
+   * `visaIds` when given (the visas a commit changed), else a full pass.
+   */
+  kick(clusters: string[], visaIds?: readonly string[]): void {
     if (this.options.leadership?.isLeader() === false) return;
     for (const name of clusters) {
       if (!this.clusters.has(name) || this.stopped) continue;
-      void this.reconcileNow(name).catch(() => {
-        // reconcileNow records its own failures and schedules a retry; nothing more to do here.
+      const pass =
+        visaIds !== undefined && visaIds.length > 0 ? this.convergeVisasSoon(name, visaIds) : this.reconcileNow(name);
+      void pass.catch(() => {
+        // A pass records its own failures and schedules a retry; nothing more to do here.
       });
     }
+  }
+
+  /**
+   * Runs a visa pass for these visas now (or after the running visa pass, with whatever else is waiting): their
+   * bindings are converged without listing the cluster. Too many waiting become one full pass.
+   */
+  convergeVisasSoon(name: string, visaIds: readonly string[]): Promise<PassReport> {
+    const pending = this.pendingVisas.get(name) ?? new Set<string>();
+    for (const id of visaIds) pending.add(id);
+    if (pending.size > MAX_PENDING_VISAS) {
+      this.pendingVisas.delete(name);
+      return this.reconcileNow(name);
+    }
+    this.pendingVisas.set(name, pending);
+    return this.enqueue(name, 'visas');
   }
 
   /**
@@ -289,7 +357,10 @@ export class Reconciler {
    * about to delete).
    */
   async whenSettled(name: string): Promise<void> {
-    const runningPass = () => this.running.get('full')!.get(name) ?? this.running.get('deadlines')!.get(name);
+    const runningPass = () =>
+      this.running.get('full')!.get(name) ??
+      this.running.get('deadlines')!.get(name) ??
+      this.running.get('visas')!.get(name);
     for (let current = runningPass(); current; current = runningPass()) {
       await current.catch(() => undefined);
       // The `finally` of a pass starts the queued one synchronously, so the loop sees it.
@@ -347,6 +418,7 @@ export class Reconciler {
 
   private begin(name: string, kind: PassKind): Promise<PassReport> {
     const running = this.running.get(kind)!;
+    if (kind === 'full') this.fullPassesBegun++;
     const pass = this.pass(name, kind).finally(() => {
       running.delete(name);
       const queued = this.queued.get(kind)!;
@@ -383,7 +455,7 @@ export class Reconciler {
     const cluster = this.clusters.get(name);
     const report: PassReport = {
       cluster: name,
-      ...(kind === 'deadlines' ? { kind } : {}),
+      ...(kind !== 'full' ? { kind } : {}),
       startedAt: this.now(),
       finishedAt: 0,
       created: [],
@@ -405,6 +477,8 @@ export class Reconciler {
           this.assertLeads();
           return this.expireDue(cluster, report);
         });
+      } else if (kind === 'visas') {
+        await this.visaPass(cluster, report);
       } else {
         // Activations only: an expiry is recorded once the visa's bindings are gone (convergeWrites, expireDue).
         const live = await this.store.listVisas({ cluster: name, states: ['approved', 'active'] });
@@ -442,31 +516,251 @@ export class Reconciler {
   }
 
   /**
-   * The deadline pass: each RoleBinding of the cluster's visas whose notAfter has passed (and only those) is deleted
-   * by its name (one already gone is no error), with durable intents and audit events as in a full pass, in one batch;
-   * the transaction that completes the deletes records those visas expired, each once all its bindings are gone (one
-   * whose delete failed stays due, for the next deadline pass or the full pass that retries). What it leaves — a ServiceAccount nobody needs any more, a binding in a
-   * namespace the visa no longer names — is the next full pass's; on a cluster that allows direct mode that pass is
-   * asked for at once, since the person's ServiceAccount may carry live direct tokens (direct-tokens.ts) and only a
-   * full pass knows whether it is still needed.
+   * A visa pass over the visas waiting for one (at most VISA_PASS_BATCH; the rest in the next), in turn with the other
+   * passes' writes. Whatever it cannot judge alone is left to a full pass, asked for at its end; so is a second look
+   * when a full pass ran alongside and it made something (the full pass may have read before it made it, and judged a
+   * profile untrusted meanwhile).
    */
-  private async expireDue(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
+  private async visaPass(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
+    const name = cluster.name;
+    const pending = this.pendingVisas.get(name) ?? new Set<string>();
+    const ids = [...pending].slice(0, VISA_PASS_BATCH);
+    for (const id of ids) pending.delete(id);
+    if (pending.size === 0) this.pendingVisas.delete(name);
+    // Queued behind this one (which is running), so a deadline pass may write in between.
+    else void this.enqueue(name, 'visas').catch(() => undefined);
+    const fullPasses = this.fullPassesBegun;
+    const fullAlongside = () => this.running.get('full')!.has(name) || this.fullPassesBegun !== fullPasses;
+    const alongsideAtStart = fullAlongside();
+    const needsFullPass = await this.exclusively(name, () => {
+      this.assertLeads();
+      return this.convergeVisas(cluster, report, ids);
+    });
+    if (needsFullPass || (report.created.length > 0 && (alongsideAtStart || fullAlongside()))) this.kick([name]);
+  }
+
+  /**
+   * Converges the named visas of this cluster, reading nothing else: the bindings of those that ended are deleted
+   * (those the watch has seen, or of a visa that ended moments ago), then for those that grant, the person's
+   * ServiceAccount and the bindings are made, judged again on the visas' rows just before. Returns whether a full
+   * pass is needed: after an ended visa (its ServiceAccount may be unneeded now, its direct tokens live), and wherever
+   * what the cluster holds is not what this pass expects (a binding that drifted or already exists, a ServiceAccount
+   * of someone else, direct tokens that may live).
+   */
+  private async convergeVisas(
+    cluster: ReconcilerCluster,
+    report: PassReport,
+    ids: readonly string[],
+  ): Promise<boolean> {
+    const untrusted = this.untrustedProfiles.get(cluster.name);
+    if (untrusted === undefined || ids.length === 0) return ids.length > 0;
+    const read = ++this.reads;
     const now = this.now();
-    const due = await this.store.listVisasEndingBefore(now, { cluster: cluster.name });
-    if (due.length === 0) return;
+    const visas: StoredVisa[] = [];
+    for (let start = 0; start < ids.length; start += VISA_READ_BATCH) {
+      const batch = await this.store.listVisas({ ids: ids.slice(start, start + VISA_READ_BATCH) });
+      visas.push(...batch.filter((visa) => visa.cluster === cluster.name));
+    }
+    const seen = this.seenRoleBindings.get(cluster.name);
+    const ended = visas.filter((visa) => ENDED_STATES.has(effectiveState(visa, now)));
+    const granting = visas.filter((visa) => isGranting(visa, now) && !untrusted.has(visa.profile));
+    await this.settleStates(granting, { only: 'activations' });
+    await this.fence(cluster);
+    let needsFullPass = ended.length > 0;
+
+    // 1. Access that ended goes before anything is added.
+    const endedRecently = (visa: Visa) => now - Math.min(visa.endedAt ?? visa.notAfter, now) < RECENT_END_MS;
+    const { deletions } = this.bindingDeletionsOf(
+      cluster,
+      report,
+      ended,
+      (key, visa) => seen?.has(key) === true || endedRecently(visa),
+    );
+    await this.changeAll(cluster.name, deletions);
+
+    // 2. Identities, then bindings, for the visas that grant to people who are active.
+    const people = new Map<string, Person | undefined>();
+    for (const visa of granting) {
+      if (!people.has(visa.personId)) people.set(visa.personId, await this.store.getPerson(visa.personId));
+    }
+    const active = granting.filter((visa) => people.get(visa.personId)?.status === 'active');
+    if (active.length === 0) return needsFullPass;
+    // Direct tokens may ride on the person's ServiceAccount here: whether a binding may be added (or must wait for
+    // the token cache) is the full pass's judgement.
+    if (this.options.allowsDirectMode?.(cluster.name) === true) return true;
+    const rotating = new Set(
+      (await this.store.listPendingIntents({ cluster: cluster.name }))
+        .filter((intent) => intent.kind === ROTATION_KIND)
+        .map((intent) => String(intent.payload['name'] ?? '')),
+    );
+    const accounts: ManagedServiceAccount[] = [];
+    const ready = new Set<string>();
+    for (const person of new Set(active.map((visa) => people.get(visa.personId)!))) {
+      const desired = desiredServiceAccount(person.email, person.id);
+      const state = await this.accountState(cluster, desired, now, rotating);
+      if (state === 'full') needsFullPass = true;
+      else ready.add(person.id);
+      if (state === 'create') accounts.push(desired);
+    }
+    const planned: [string, { rb: ManagedRoleBinding; visa: StoredVisa }][] = [];
+    for (const requested of active) {
+      if (!ready.has(requested.personId)) continue;
+      // The person's email now, as a full pass binds it (see converge).
+      const visa = { ...requested, personEmail: people.get(requested.personId)!.email };
+      for (const namespace of visa.namespaces) {
+        if (isProtectedNamespace(namespace, this.options.protectedNamespaces)) {
+          (report.protectedNamespaces ??= []).push(namespace);
+          await this.reportProtectedNamespace(cluster.name, visa, namespace);
+          continue;
+        }
+        const rb = desiredRoleBinding(visa, namespace);
+        const key = `${namespace}/${rb.metadata.name}`;
+        const have = seen?.get(key);
+        if (have === undefined) planned.push([key, { rb, visa }]);
+        else if (roleBindingDrifted(have, rb)) needsFullPass = true;
+      }
+    }
+    const found = () => {
+      needsFullPass = true;
+    };
+    await this.changeAll(
+      cluster.name,
+      accounts.map((account) => this.serviceAccountCreation(cluster, report, account, { read, found })),
+    );
+    // Judged again on the rows as they are now: a visa revoked while this pass wrote gets no binding.
+    const bindings = await this.stillGranting(planned, this.now());
+    await this.changeAll(
+      cluster.name,
+      bindings.map(([key, { rb, visa }]) => this.roleBindingCreation(cluster, report, key, rb, visa, { read, found })),
+    );
+    return needsFullPass;
+  }
+
+  /**
+   * Whether a visa pass may bind to the person's ServiceAccount as it is (`ready`), must make it (`create`), or must
+   * leave it to a full pass (`full`): it belongs to someone else, direct tokens may live on it, or it is being (or was
+   * lately) made again to end them.
+   */
+  private async accountState(
+    cluster: ReconcilerCluster,
+    desired: ManagedServiceAccount,
+    now: Instant,
+    rotating: ReadonlySet<string>,
+  ): Promise<'ready' | 'create' | 'full'> {
+    const name = desired.metadata.name;
+    if (rotating.has(name) || this.deletedWithDirectTokens.get(cluster.name)?.has(name) === true) return 'full';
+    const account = await cluster.getServiceAccount(name);
+    if (account === undefined) return 'create';
+    if (ownerOf(account) !== ownerOf(desired)) return 'full';
+    if (hasLiveDirectTokens(account, now) || heldUntil(rotatedAt(account), now) !== undefined) return 'full';
+    return 'ready';
+  }
+
+  /**
+   * Makes an object, known as a visa pass's own from read number `read` (see `ownCreations`) before the request is
+   * sent, since its watch event may come back before the request's answer; forgotten again if it is not made (one
+   * already there is someone else's, for a full pass to judge). Without `read` (a full pass), just makes it.
+   */
+  private async creating(cluster: string, key: string, read: number | undefined, create: () => Promise<unknown>) {
+    if (read === undefined) return create();
+    const made = this.ownCreations.get(cluster) ?? new Map<string, { read: number; until: Instant; echoed: boolean }>();
+    this.ownCreations.set(cluster, made);
+    const now = this.now();
+    for (const [known, { until }] of made) if (until <= now) made.delete(known);
+    const entry = { read, until: now + OWN_DELETION_ECHO_MS, echoed: false };
+    made.set(key, entry);
+    try {
+      return await create();
+    } catch (error) {
+      if (made.get(key) === entry) made.delete(key);
+      throw error;
+    }
+  }
+
+  /** True when a visa pass made this object from a read later than `read` (a full pass's, which must not delete it). */
+  private madeAfter(cluster: string, key: string, read: number): boolean {
+    const made = this.ownCreations.get(cluster)?.get(key);
+    return made !== undefined && made.read > read && made.until > this.now();
+  }
+
+  /** A person ServiceAccount made (a full pass's and a visa pass's alike); `found` handles one already there. */
+  private serviceAccountCreation(
+    cluster: ReconcilerCluster,
+    report: PassReport,
+    account: ManagedServiceAccount,
+    options: { read?: number; found?: () => void; rotating?: Instant },
+  ): Change {
+    const name = account.metadata.name;
+    return {
+      kind: 'serviceaccount.create',
+      payload: { name, person: account.metadata.annotations[PERSON_ANNOTATION] },
+      write: () =>
+        this.creating(cluster.name, `serviceaccount ${name}`, options.read, () =>
+          cluster.createServiceAccount(account),
+        ),
+      done: () => report.created.push(`serviceaccount/${name}`),
+      ...(options.found ? { failed: async (error: unknown) => alreadyExists(error) && (options.found!(), true) } : {}),
+    };
+  }
+
+  /**
+   * A visa's RoleBinding made (a full pass's and a visa pass's alike): one in a namespace that does not exist is
+   * reported and skipped; `found` handles one already there.
+   */
+  private roleBindingCreation(
+    cluster: ReconcilerCluster,
+    report: PassReport,
+    key: string,
+    rb: ManagedRoleBinding,
+    visa: Visa,
+    options: { read?: number; found?: () => void } = {},
+  ): Change {
+    return {
+      kind: 'rolebinding.create',
+      payload: { namespace: rb.metadata.namespace, name: rb.metadata.name, visaId: visa.id },
+      visa,
+      write: () => this.creating(cluster.name, `rolebinding ${key}`, options.read, () => cluster.createRoleBinding(rb)),
+      done: () => {
+        report.created.push(key);
+        this.reportedMissing.delete(`${cluster.name}/${key}`);
+      },
+      failed: async (error) => {
+        if (options.found !== undefined && alreadyExists(error)) {
+          options.found();
+          return true;
+        }
+        if (!(error instanceof KubevisaError) || error.code !== 'ERR_NAMESPACE_MISSING') return false;
+        report.missingNamespaces.push(rb.metadata.namespace);
+        await this.reportMissingNamespace(cluster.name, key, visa, rb.metadata.namespace);
+        return true;
+      },
+    };
+  }
+
+  /**
+   * The deletions of these visas' RoleBindings by name (those `keep` accepts), each known as this process's own write
+   * when its watch events come back; never in a protected namespace, where none is written (see converge).
+   */
+  private bindingDeletionsOf(
+    cluster: ReconcilerCluster,
+    report: PassReport,
+    visas: readonly StoredVisa[],
+    keep: (key: string, visa: StoredVisa) => boolean = () => true,
+  ): { deletions: Change[]; deletionsOf: Map<string, Change[]> } {
+    const now = this.now();
     const echoes = this.ownDeletions.get(cluster.name) ?? new Map<string, Instant>();
     this.ownDeletions.set(cluster.name, echoes);
     for (const [key, until] of echoes) if (until <= now) echoes.delete(key);
     const deletions: Change[] = [];
     const deletionsOf = new Map<string, Change[]>();
-    for (const visa of due) {
+    for (const visa of visas) {
       const ofVisa: Change[] = [];
       deletionsOf.set(visa.id, ofVisa);
       for (const namespace of visa.namespaces) {
-        // Never written there (see converge), so there is nothing to delete.
         if (isProtectedNamespace(namespace, this.options.protectedNamespaces)) continue;
         const { name } = desiredRoleBinding(visa, namespace).metadata;
         const key = `${namespace}/${name}`;
+        if (!keep(key, visa)) continue;
         echoes.set(key, now + OWN_DELETION_ECHO_MS);
         const deletion = this.roleBindingDeletion(
           cluster,
@@ -480,6 +774,23 @@ export class Reconciler {
         ofVisa.push(deletion);
       }
     }
+    return { deletions, deletionsOf };
+  }
+
+  /**
+   * The deadline pass: each RoleBinding of the cluster's visas whose notAfter has passed (and only those) is deleted
+   * by its name (one already gone is no error), with durable intents and audit events as in a full pass, in one batch;
+   * the transaction that completes the deletes records those visas expired, each once all its bindings are gone (one
+   * whose delete failed stays due, for the next deadline pass or the full pass that retries). What it leaves — a ServiceAccount nobody needs any more, a binding in a
+   * namespace the visa no longer names — is the next full pass's; on a cluster that allows direct mode that pass is
+   * asked for at once, since the person's ServiceAccount may carry live direct tokens (direct-tokens.ts) and only a
+   * full pass knows whether it is still needed.
+   */
+  private async expireDue(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
+    const now = this.now();
+    const due = await this.store.listVisasEndingBefore(now, { cluster: cluster.name });
+    if (due.length === 0) return;
+    const { deletions, deletionsOf } = this.bindingDeletionsOf(cluster, report, due);
     await this.fence(cluster);
     await this.changeAll(cluster.name, deletions, async (tx, succeeded) => {
       // An earlier pass's intent to delete one of these bindings (it failed, or its process died) is done too.
@@ -520,7 +831,10 @@ export class Reconciler {
       // The cluster client resolves `false` for a binding that was not there (a 404): see `Change.gone`.
       write: () => cluster.deleteRoleBinding(target.namespace, target.name, options.seen),
       gone: options.gone ?? (() => undefined),
-      done,
+      done: () => {
+        this.ownCreations.get(cluster.name)?.delete(`rolebinding ${target.namespace}/${target.name}`);
+        done();
+      },
     };
   }
 
@@ -533,18 +847,26 @@ export class Reconciler {
       return;
     }
     const key = `${event.roleBinding.metadata.namespace}/${event.roleBinding.metadata.name}`;
-    if (event.type === 'DELETED') seen.delete(key);
-    else seen.set(key, event.roleBinding);
+    if (event.type === 'DELETED') {
+      seen.delete(key);
+      this.ownCreations.get(cluster)?.delete(`rolebinding ${key}`);
+    } else seen.set(key, event.roleBinding);
   }
 
   /**
-   * A watch event caused by a deadline pass's own delete (the fence's stamp, then the deletion itself): the cluster
-   * already is as that pass left it, so no full pass is needed. A binding made again under that name is not.
+   * A watch event caused by a pass's own targeted write — a deadline or visa pass's delete (the fence's stamp, then
+   * the deletion itself), a visa pass's create (its first ADDED): the cluster already is as that pass left it, so no
+   * full pass is needed. A binding made again under a deleted one's name is not.
    */
-  private isOwnDeletion(cluster: string, event: RoleBindingEvent): boolean {
+  private isOwnWrite(cluster: string, event: RoleBindingEvent): boolean {
     if (event.type === 'RESYNC') return false;
-    const echoes = this.ownDeletions.get(cluster);
     const key = `${event.roleBinding.metadata.namespace}/${event.roleBinding.metadata.name}`;
+    const made = this.ownCreations.get(cluster)?.get(`rolebinding ${key}`);
+    if (event.type === 'ADDED' && made !== undefined && !made.echoed && made.until > this.now()) {
+      made.echoed = true;
+      return true;
+    }
+    const echoes = this.ownDeletions.get(cluster);
     const until = echoes?.get(key);
     if (echoes === undefined || until === undefined) return false;
     if (event.type !== 'MODIFIED') echoes.delete(key);
@@ -596,12 +918,22 @@ export class Reconciler {
 
   private async converge(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
     // 0. The profiles and kubevisa's own RBAC first: a binding is only as narrow as the ClusterRole it points to.
-    const { untrusted, installed, profiles } = await this.convergeProfiles(cluster, report);
+    let profileState: Awaited<ReturnType<Reconciler['convergeProfiles']>>;
+    try {
+      profileState = await this.convergeProfiles(cluster, report);
+    } catch (error) {
+      // Which profiles may be bound is unknown until a full pass looks again: visa passes wait for it.
+      this.untrustedProfiles.delete(cluster.name);
+      throw error;
+    }
+    const { untrusted, installed, profiles } = profileState;
+    this.untrustedProfiles.set(cluster.name, untrusted);
     await this.convergeOwnRbac(cluster, report, installed);
     // The intents this pass answers for at its end: those pending before it read (a deadline pass's, made after, are
     // not covered by what it read).
     const pendingAtRead = (await this.store.listPendingIntents({ cluster: cluster.name })).map((intent) => intent.id);
     const now = this.now();
+    const visasRead = ++this.reads;
     const granting = (await this.store.listVisasGrantingAt(now)).filter(
       (v) => v.cluster === cluster.name && !untrusted.has(v.profile),
     );
@@ -643,6 +975,7 @@ export class Reconciler {
     await this.exclusively(cluster.name, () =>
       this.convergeWrites(cluster, report, {
         now,
+        visasRead,
         pendingAtRead,
         profiles,
         wantSas,
@@ -693,6 +1026,8 @@ export class Reconciler {
     report: PassReport,
     read: {
       now: Instant;
+      /** The number of this pass's read of the visas (see `ownCreations`). */
+      visasRead: number;
       pendingAtRead: readonly string[];
       profiles: readonly Profile[];
       wantSas: Map<string, ManagedServiceAccount>;
@@ -711,6 +1046,8 @@ export class Reconciler {
     for (const [key, rb] of haveRbByKey) {
       const want = wantRbs.get(key);
       if (want && !roleBindingDrifted(rb, want.rb)) continue;
+      // Made by a visa pass from a newer read of the visas than this pass's: not this pass's to judge.
+      if (!want && this.madeAfter(cluster.name, `rolebinding ${key}`, read.visasRead)) continue;
       deletions.push(
         this.roleBindingDeletion(
           cluster,
@@ -741,6 +1078,7 @@ export class Reconciler {
       // A ServiceAccount of the wanted name that was made for someone else (an email that passed from one person to
       // another) is deleted and made again: every token issued for the old one dies with it.
       if (want && ownerOf(want) === ownerOf(sa)) continue;
+      if (!want && this.madeAfter(cluster.name, `serviceaccount ${sa.metadata.name}`, read.visasRead)) continue;
       deletions.push({
         kind: want ? 'serviceaccount.repair-delete' : 'serviceaccount.delete',
         payload: { name: sa.metadata.name, person: sa.metadata.annotations?.['kubevisa.io/person'] ?? '' },
@@ -797,12 +1135,11 @@ export class Reconciler {
       const rotating = unfinishedRotations.has(name) || deletedAt !== undefined;
       const at = deletedAt ?? this.now();
       const sa = rotating ? rotatedServiceAccount(desired, at) : desired;
+      const creation = this.serviceAccountCreation(cluster, report, sa, {});
       identities.push({
-        kind: 'serviceaccount.create',
-        payload: { name, person: sa.metadata.annotations[PERSON_ANNOTATION] },
-        write: () => cluster.createServiceAccount(sa),
+        ...creation,
         done: () => {
-          report.created.push(`serviceaccount/${name}`);
+          creation.done();
           if (rotating) rotated.set(name, at);
         },
       });
@@ -818,22 +1155,7 @@ export class Reconciler {
         wakeAt = Math.min(wakeAt, holdUntil);
         continue;
       }
-      bindings.push({
-        kind: 'rolebinding.create',
-        payload: { namespace: rb.metadata.namespace, name: rb.metadata.name, visaId: visa.id },
-        visa,
-        write: () => cluster.createRoleBinding(rb),
-        done: () => {
-          report.created.push(key);
-          this.reportedMissing.delete(`${cluster.name}/${key}`);
-        },
-        failed: async (error) => {
-          if (!(error instanceof KubevisaError) || error.code !== 'ERR_NAMESPACE_MISSING') return false;
-          report.missingNamespaces.push(rb.metadata.namespace);
-          await this.reportMissingNamespace(cluster.name, key, visa, rb.metadata.namespace);
-          return true;
-        },
-      });
+      bindings.push(this.roleBindingCreation(cluster, report, key, rb, visa));
     }
     await this.changeAll(cluster.name, bindings);
     if (wakeAt !== Infinity) this.wakeAt(cluster.name, wakeAt);
@@ -1242,8 +1564,7 @@ export class Reconciler {
 
   /**
    * Deadlines fell due: a deadline pass for each cluster with visas whose notAfter has passed (including any a failed
-   * pass left due, whatever retry is pending), a full pass for each with visas whose notBefore has (activations add
-   * bindings, which only a full pass does).
+   * pass left due, whatever retry is pending), a visa pass for each with visas whose notBefore has, naming them.
    */
   private async onDeadline(): Promise<void> {
     if (this.stopped || this.options.leadership?.isLeader() === false) return;
@@ -1259,7 +1580,17 @@ export class Reconciler {
         // An unknown cluster (removed meanwhile); a failing pass records its own failure and is retried.
       });
     }
-    this.kick([...new Set(approved.filter((visa) => visa.notBefore <= at).map((visa) => visa.cluster))]);
+    // Activations are visa passes for the visas that opened.
+    const opened = new Map<string, string[]>();
+    for (const visa of approved) {
+      if (visa.notBefore > at) continue;
+      opened.set(visa.cluster, [...(opened.get(visa.cluster) ?? []), visa.id]);
+    }
+    for (const [name, ids] of opened) this.kick([name], ids);
     await this.armDeadlineTimer();
   }
+}
+
+function alreadyExists(error: unknown): boolean {
+  return error instanceof KubevisaError && error.code === 'ERR_ALREADY_EXISTS';
 }

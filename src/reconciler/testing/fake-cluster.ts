@@ -5,7 +5,7 @@
  * access is removed before anything is added. Integration tests run the real ClusterClient against kube-apiserver.
  */
 import type { OwnRbac } from '../../cluster/client.ts';
-import { NamespaceMissing } from '../../cluster/errors.ts';
+import { AlreadyExists, NamespaceMissing } from '../../cluster/errors.ts';
 import {
   kubevisaControllerRbac,
   profileClusterRole,
@@ -100,6 +100,9 @@ export class FakeCluster implements ReconcilerCluster {
     if (!this.namespaces.has(namespace)) {
       throw new NamespaceMissing(`namespace '${namespace}' does not exist`, { details: { cluster: this.name } });
     }
+    if (this.roleBindings.has(`${namespace}/${name}`)) {
+      throw new AlreadyExists(`rolebindings "${name}" already exists`, { details: { cluster: this.name } });
+    }
     this.writes.push(`create rolebinding ${namespace}/${name}`);
     const created = this.stamp(structuredClone(binding));
     this.roleBindings.set(`${namespace}/${name}`, created);
@@ -126,7 +129,18 @@ export class FakeCluster implements ReconcilerCluster {
     return structuredClone([...this.serviceAccounts.values()]);
   }
 
+  async getServiceAccount(name: string): Promise<ServiceAccount | undefined> {
+    this.read('getServiceAccount');
+    const account = this.serviceAccounts.get(name);
+    return account === undefined ? undefined : structuredClone(account);
+  }
+
   async createServiceAccount(account: ServiceAccount): Promise<unknown> {
+    if (this.serviceAccounts.has(account.metadata.name)) {
+      throw new AlreadyExists(`serviceaccounts "${account.metadata.name}" already exists`, {
+        details: { cluster: this.name },
+      });
+    }
     this.writes.push(`create serviceaccount ${account.metadata.name}`);
     const uid = `uid-${this.version}`;
     this.serviceAccounts.set(
