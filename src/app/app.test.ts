@@ -430,4 +430,20 @@ describe('people', () => {
     assert.equal(back.status, 'active');
     assert.equal((await store.getVisa(visa.id))?.state, 'revoked', 'reactivation restores no access');
   });
+
+  test('a commit names the visas it changed to the reconciler; an offboarding, which may leave more, names none', async () => {
+    const named: (string[] | undefined)[] = [];
+    events.on('clusters-changed', (_names, visaIds) => named.push(visaIds));
+    const visa = await aVisa();
+    assert.deepEqual(named, [[visa.id]], 'the approval names its visa');
+    const extension = await visas.extend(callers.carol!, visa.id, { duration: '1h', reason: 'more' });
+    await visas.approve(callers.abe!, extension.id, {});
+    named.length = 0;
+    await visas.revoke(callers.abe!, visa.id, 'done');
+    assert.deepEqual(named, [[visa.id, extension.id]], 'the revoke names the visa and its extension');
+    await aVisa();
+    named.length = 0;
+    await people.offboardAs(systemCaller('scim:okta'), 'carol@vendor.example', 'deactivated', { status: 'suspended' });
+    assert.deepEqual(named, [undefined], 'every cluster in full: the person may have ServiceAccounts anywhere');
+  });
 });

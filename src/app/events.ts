@@ -8,8 +8,11 @@ import type { Person, Visa } from '../domain/model.ts';
 export interface AppEventMap {
   /** Visas stopped granting (revoked, cancelled, ended with their engagement). */
   'visas-ended': [visas: Visa[], reason: string];
-  /** Something changed that the reconciler must converge in these clusters. */
-  'clusters-changed': [clusters: string[]];
+  /**
+   * Something changed that the reconciler must converge in these clusters: only these visas when `visaIds` is given
+   * (a visa pass), anything otherwise (a full pass).
+   */
+  'clusters-changed': [clusters: string[], visaIds?: string[]];
   /** A cluster was registered at run time (or found registered by another replica): serve it from now on. */
   'cluster-added': [name: string];
   /** A registered cluster was removed: stop serving it. */

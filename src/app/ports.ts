@@ -52,11 +52,21 @@ export function auditAs(
   });
 }
 
-/** After a commit that granted or changed access in these clusters: the reconciler and the indexes are told. */
-export function announceChanged(events: AppEventSink, clusters: Iterable<string>): void {
+/**
+ * After a commit that granted or changed access in these clusters: the reconciler and the indexes are told. With
+ * `visas`, the commit changed only those (the reconciler converges just them); without, anything in the clusters may
+ * have changed.
+ */
+export function announceChanged(events: AppEventSink, clusters: Iterable<string>, visas?: readonly Visa[]): void {
   const names = [...new Set(clusters)];
   if (names.length === 0) return;
-  events.emit('clusters-changed', names);
+  if (visas !== undefined && visas.length > 0)
+    events.emit(
+      'clusters-changed',
+      names,
+      visas.map((visa) => visa.id),
+    );
+  else events.emit('clusters-changed', names);
   events.emit('visas-changed');
 }
 
@@ -67,7 +77,12 @@ export function announceEnded(
   reason: string,
   extraClusters: readonly string[] = [],
 ): void {
-  announceChanged(events, [...visas.map((v) => v.cluster), ...extraClusters]);
+  // Other clusters (an offboarding's ServiceAccounts, say) may hold more than these visas: converged in full.
+  announceChanged(
+    events,
+    [...visas.map((v) => v.cluster), ...extraClusters],
+    extraClusters.length === 0 ? visas : undefined,
+  );
   const ended = visas.filter((v) => v.state === 'revoked' || v.state === 'expired' || v.state === 'cancelled');
   if (ended.length > 0) events.emit('visas-ended', ended, reason);
 }

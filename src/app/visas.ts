@@ -103,7 +103,7 @@ export class VisaService {
       }
       return inserted;
     });
-    if (saved.state === 'approved') announceChanged(this.options.events, [saved.cluster]);
+    if (saved.state === 'approved') announceChanged(this.options.events, [saved.cluster], [saved]);
     return withEffectiveState(saved, now);
   }
 
@@ -221,7 +221,8 @@ export class VisaService {
     const visa = await this.changeVisa(caller, id, 'approve', (visa, engagement, now) =>
       approveVisa(visa, caller.actor, { engagement, policy, now }, options),
     );
-    if (visa.state === 'approved' || visa.state === 'active') announceChanged(this.options.events, [visa.cluster]);
+    if (visa.state === 'approved' || visa.state === 'active')
+      announceChanged(this.options.events, [visa.cluster], [visa]);
     return visa;
   }
 
@@ -320,7 +321,7 @@ export class VisaService {
       });
       return inserted;
     });
-    if (saved.state === 'approved') announceChanged(this.options.events, [saved.cluster]);
+    if (saved.state === 'approved') announceChanged(this.options.events, [saved.cluster], [saved]);
     return withEffectiveState(saved, now);
   }
 

@@ -55,7 +55,9 @@ test('what one process announces is announced by the other, once, and never sent
   b.on('visas-ended', (visas, reason) => heard.push(`ended ${visas.map((v) => v.id).join(',')} (${reason})`));
   b.on('session-ended', (id) => heard.push(`session ${id}`));
   b.on('person-deprovisioned', (p) => heard.push(`deprovisioned ${p.id}`));
-  b.on('clusters-changed', (names) => heard.push(`clusters ${names.join(',')}`));
+  b.on('clusters-changed', (names, visaIds) =>
+    heard.push(`clusters ${names.join(',')}${visaIds ? ` naming ${visaIds.join(',')}` : ''}`),
+  );
   b.on('cluster-registry-changed', () => heard.push('registry'));
 
   // v2 is active in the store: a notification saying it ended (forged, or stale) ends nothing.
@@ -64,15 +66,15 @@ test('what one process announces is announced by the other, once, and never sent
   a.emit('session-ended', 's2');
   a.emit('person-deprovisioned', person('p1', 'deprovisioned'), 'left');
   a.emit('person-deprovisioned', person('p2', 'deprovisioned'), 'forged');
-  a.emit('clusters-changed', ['prod']);
-  a.emit('clusters-changed', ['prod', 'dev']);
+  a.emit('clusters-changed', ['prod'], ['v2']);
+  a.emit('clusters-changed', ['prod', 'dev'], ['v3']);
   a.emit('cluster-registry-changed');
   await until(() => heard.length >= 5);
   // Anything else would have arrived by now too: the last change sent is the last one heard.
   await until(() => feedA.sent.length >= 6);
   // Each change is read from the store before it is announced, so their order may differ from the sender's.
   assert.deepEqual([...heard].sort(), [
-    'clusters prod,dev',
+    'clusters prod,dev naming v2,v3',
     'deprovisioned p1',
     'ended v1 (revoked by ann)',
     'registry',
@@ -174,6 +176,24 @@ test('merges one turn of announcements into one change per kind', () => {
       { kind: 'sessions-ended', sessionIds: ['s1', 's2'] },
       { kind: 'cluster-registry-changed' },
     ],
+  );
+});
+
+test('changes of clusters keep the visas they name only while every merged one names its own', () => {
+  assert.deepEqual(
+    coalesce([
+      { kind: 'clusters-changed', clusters: ['prod'], visaIds: ['v1'] },
+      { kind: 'clusters-changed', clusters: ['dev'], visaIds: ['v2', 'v1'] },
+    ]),
+    [{ kind: 'clusters-changed', clusters: ['prod', 'dev'], visaIds: ['v1', 'v2'] }],
+  );
+  assert.deepEqual(
+    coalesce([
+      { kind: 'clusters-changed', clusters: ['prod'], visaIds: ['v1'] },
+      { kind: 'clusters-changed', clusters: ['prod'] },
+      { kind: 'clusters-changed', clusters: ['prod'], visaIds: ['v3'] },
+    ]),
+    [{ kind: 'clusters-changed', clusters: ['prod'] }],
   );
 });
 

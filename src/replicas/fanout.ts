@@ -99,7 +99,8 @@ export function startFanout(options: FanoutOptions): Fanout {
   const onSession = (sessionId: string) => send({ kind: 'sessions-ended', sessionIds: [sessionId] });
   const onPerson = (person: Person, reason: string) =>
     send({ kind: 'person-deprovisioned', personId: person.id, reason });
-  const onClusters = (clusters: string[]) => send({ kind: 'clusters-changed', clusters });
+  const onClusters = (clusters: string[], visaIds?: string[]) =>
+    send({ kind: 'clusters-changed', clusters, ...(visaIds !== undefined ? { visaIds } : {}) });
   const onRegistry = () => send({ kind: 'cluster-registry-changed' });
   events.on('visas-ended', onEnded);
   events.on('visas-changed', onChanged);
@@ -150,7 +151,12 @@ export function startFanout(options: FanoutOptions): Fanout {
         return;
       }
       case 'clusters-changed':
-        announce(() => events.emit('clusters-changed', change.clusters));
+        // The ids name what to converge; the reconciler reads those visas from the store, whoever sent them.
+        announce(() =>
+          change.visaIds === undefined
+            ? events.emit('clusters-changed', change.clusters)
+            : events.emit('clusters-changed', change.clusters, change.visaIds),
+        );
         return;
       case 'cluster-registry-changed':
         announce(() => events.emit('cluster-registry-changed'));
@@ -264,8 +270,20 @@ export function coalesce(changes: readonly AccessChange[]): AccessChange[] {
         else out.push((sessions = { ...change, sessionIds: [...change.sessionIds] }));
         break;
       case 'clusters-changed':
-        if (clusters) clusters.clusters.push(...change.clusters.filter((c) => !clusters!.clusters.includes(c)));
-        else out.push((clusters = { ...change, clusters: [...new Set(change.clusters)] }));
+        if (clusters) {
+          clusters.clusters.push(...change.clusters.filter((c) => !clusters!.clusters.includes(c)));
+          // Named visas only while every merged change named its own: one that did not asks for full passes.
+          if (clusters.visaIds !== undefined && change.visaIds !== undefined)
+            clusters.visaIds = [...new Set([...clusters.visaIds, ...change.visaIds])];
+          else delete clusters.visaIds;
+        } else
+          out.push(
+            (clusters = {
+              ...change,
+              clusters: [...new Set(change.clusters)],
+              ...(change.visaIds !== undefined ? { visaIds: [...new Set(change.visaIds)] } : {}),
+            }),
+          );
         break;
       case 'visas-changed':
         if (!changed) out.push(change);

@@ -196,7 +196,12 @@ export async function startServer(
         const key = `${report.kind ?? 'full'} ${report.cluster}`;
         const previous = lastPassError.get(key);
         if (report.error !== undefined && report.error !== previous) {
-          const what = report.kind === 'deadlines' ? 'expiring visas in' : 'reconciling';
+          const what =
+            report.kind === 'deadlines'
+              ? 'expiring visas in'
+              : report.kind === 'visas'
+                ? 'converging changed visas in'
+                : 'reconciling';
           process.stderr.write(`kubevisa: ${what} cluster '${report.cluster}' failed (retried): ${report.error}\n`);
         }
         lastPassError.set(key, report.error);
@@ -212,7 +217,7 @@ export async function startServer(
     });
     leaderWork = reconciler;
     const events = new AppEvents();
-    events.on('clusters-changed', (names) => reconciler.kick(names));
+    events.on('clusters-changed', (names, visaIds) => reconciler.kick(names, visaIds));
     const ports = { store, policy, clusterNames: () => [...clusters.keys()], events, now: clock };
     const visas = new VisaService(ports);
     const engagements = new EngagementService(ports);

@@ -62,6 +62,39 @@ test('round-trips every kind of change', () => {
   }
 });
 
+test('a change of clusters that names visas is split by its visas, each payload with every cluster', () => {
+  const visaIds = Array.from({ length: 1000 }, (_, i) => `v_${String(i).padStart(4, '0')}abcdefghijklmnopq`);
+  const payloads = encodeChange('o', { kind: 'clusters-changed', clusters: ['prod', 'dev'], visaIds });
+  assert.ok(payloads.length > 1);
+  const received: string[] = [];
+  for (const payload of payloads) {
+    assert.ok(Buffer.byteLength(payload) <= MAX_PAYLOAD_BYTES);
+    const change = decodeChange(payload)?.change;
+    assert.ok(change?.kind === 'clusters-changed');
+    assert.deepEqual(change.clusters, ['prod', 'dev']);
+    received.push(...(change.visaIds ?? []));
+  }
+  assert.deepEqual(received, visaIds);
+});
+
+test('clusters too many to carry visas beside them are sent without the visas (converged in full)', () => {
+  const clusters = Array.from({ length: 300 }, (_, i) => `cluster-${String(i).padStart(3, '0')}-abcdef`);
+  const payloads = encodeChange('o', { kind: 'clusters-changed', clusters, visaIds: ['v_1'] });
+  const changes = payloads.map((payload) => decodeChange(payload)?.change);
+  assert.ok(changes.every((change) => change?.kind === 'clusters-changed' && change.visaIds === undefined));
+  assert.deepEqual(
+    changes.flatMap((change) => (change?.kind === 'clusters-changed' ? change.clusters : [])),
+    clusters,
+  );
+});
+
+test('visa ids that are not ids are dropped, and the clusters kept: the receiver converges them in full', () => {
+  const decoded = decodeChange('{"o":"x","c":{"kind":"clusters-changed","clusters":["prod"],"visaIds":["v 1"]}}');
+  assert.deepEqual(decoded?.change, { kind: 'clusters-changed', clusters: ['prod'] });
+  const named = decodeChange('{"o":"x","c":{"kind":"clusters-changed","clusters":["prod"],"visaIds":["v_1"]}}');
+  assert.deepEqual(named?.change, { kind: 'clusters-changed', clusters: ['prod'], visaIds: ['v_1'] });
+});
+
 test('refuses payloads that are not exactly a change', () => {
   for (const payload of [
     'not json',

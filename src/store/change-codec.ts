@@ -22,7 +22,7 @@ interface Envelope {
 
 /** The payloads that carry `change` from process `origin`, each at most MAX_PAYLOAD_BYTES. */
 export function encodeChange(origin: string, change: AccessChange): string[] {
-  const fixed = limitReason(change);
+  const fixed = withinPayload(limitReason(change));
   const list = idsOf(fixed);
   if (list === undefined) return [JSON.stringify({ o: origin, c: fixed } satisfies Envelope)];
   // Every id costs its length plus quotes and a comma in JSON; the envelope around an empty list is measured once.
@@ -88,7 +88,9 @@ export function decodeChange(payload: string): { origin: string; change: AccessC
       break;
     case 'clusters-changed': {
       const clusters = ids(c.clusters);
-      if (clusters) change = { kind: 'clusters-changed', clusters };
+      // Ids that are not ids are dropped, not the change: the clusters are then converged in full.
+      const visaIds = c.visaIds === undefined ? undefined : ids(c.visaIds);
+      if (clusters) change = { kind: 'clusters-changed', clusters, ...(visaIds ? { visaIds } : {}) };
       break;
     }
   }
@@ -97,6 +99,17 @@ export function decodeChange(payload: string): { origin: string; change: AccessC
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * A change of clusters that names visas is split by its visas, each payload carrying every cluster: when the clusters
+ * alone take more than half a payload, the visas are left out (the receivers converge the clusters in full).
+ */
+function withinPayload(change: AccessChange): AccessChange {
+  if (change.kind !== 'clusters-changed' || change.visaIds === undefined) return change;
+  const clustersOnly = { kind: change.kind, clusters: change.clusters };
+  if (Buffer.byteLength(JSON.stringify(clustersOnly)) <= MAX_PAYLOAD_BYTES / 2) return change;
+  return clustersOnly;
 }
 
 function limitReason(change: AccessChange): AccessChange {
@@ -112,7 +125,7 @@ function idsOf(change: AccessChange): string[] | undefined {
     case 'sessions-ended':
       return change.sessionIds;
     case 'clusters-changed':
-      return change.clusters;
+      return change.visaIds ?? change.clusters;
     default:
       return undefined;
   }
@@ -125,7 +138,7 @@ function withIds(change: AccessChange, ids: string[]): AccessChange {
     case 'sessions-ended':
       return { ...change, sessionIds: ids };
     case 'clusters-changed':
-      return { ...change, clusters: ids };
+      return change.visaIds !== undefined ? { ...change, visaIds: ids } : { ...change, clusters: ids };
     default:
       return change;
   }

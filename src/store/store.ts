@@ -664,8 +664,8 @@ export type AccessChange =
   | { kind: 'sessions-ended'; sessionIds: string[] }
   /** A person was deprovisioned (offboarded). */
   | { kind: 'person-deprovisioned'; personId: string; reason: string }
-  /** The reconciler must converge these clusters. */
-  | { kind: 'clusters-changed'; clusters: string[] }
+  /** The reconciler must converge these clusters: only these visas when `visaIds` is given, else anything. */
+  | { kind: 'clusters-changed'; clusters: string[]; visaIds?: string[] }
   /** A cluster was registered or removed at run time: read the registered clusters from the store again. */
   | { kind: 'cluster-registry-changed' };
 
