@@ -119,6 +119,25 @@ async function cutsFor(replica: string, reason: string): Promise<number> {
     .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
 
+/** Reconcile passes of one kind a replica ran without failing (its /metrics). */
+async function passesOf(replica: string, kind: 'full' | 'deadlines' | 'visas'): Promise<number> {
+  const text = String((await call(replica, 'GET', '/metrics')).body.raw ?? '');
+  return text
+    .split('\n')
+    .filter(
+      (line) =>
+        line.startsWith('kubevisa_reconcile_passes_total{') &&
+        line.includes(`kind="${kind}"`) &&
+        line.includes('outcome="ok"'),
+    )
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
+/** The role a replica reports (`leader` or `follower`). */
+async function roleOf(replica: string): Promise<string> {
+  return String((await call(replica, 'GET', '/healthz')).body.role);
+}
+
 async function deviceLoginAcross(start: string, poll: string, person: (typeof people)[keyof typeof people]) {
   const started = await call(start, 'POST', '/api/v1/login/device');
   assert.equal(started.status, 201, JSON.stringify(started.body));
@@ -219,6 +238,46 @@ describe('any replica serves any request', () => {
 });
 
 describe('what one replica does to access reaches the others', () => {
+  test('an approval and a revoke on followers name their visa to the leader, whose visa passes bind and unbind it', async () => {
+    const roles = await Promise.all(['A', 'B', 'C'].map(async (name) => [name, await roleOf(name)] as const));
+    const leader = roles.find(([, role]) => role === 'leader')?.[0];
+    const followers = roles.filter(([, role]) => role === 'follower').map(([name]) => name);
+    assert.ok(leader !== undefined && followers.length === 2, JSON.stringify(roles));
+    const carl = await loginAs(at(followers[0]!).url, people.carl);
+    const requested = await call(followers[0]!, 'POST', '/api/v1/visas', carl.token, {
+      profile: 'debugger',
+      cluster: CLUSTER,
+      namespaces: [NS],
+      duration: '1h',
+      reason: 'visa pass across replicas',
+    });
+    assert.equal(requested.status, 201, JSON.stringify(requested.body));
+    const id = String(requested.body.id);
+    const visaPasses = await passesOf(leader, 'visas');
+    const approved = await call(followers[1]!, 'POST', `/api/v1/visas/${id}/approve`, approver, {});
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    await eventually(
+      `RoleBinding of ${id}`,
+      15_000,
+      async () => (await env.k(['get', 'rolebinding', `kubevisa-${id}`, '-n', NS])).code === 0,
+    );
+    await eventually('a visa pass on the leader', 5_000, async () => (await passesOf(leader, 'visas')) > visaPasses);
+    for (const follower of followers) assert.equal(await passesOf(follower, 'visas'), 0, 'followers write nothing');
+    const afterApproval = await passesOf(leader, 'visas');
+    const revoked = await call(followers[0]!, 'POST', `/api/v1/visas/${id}/revoke`, admin, { reason: 'done' });
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    await eventually(
+      `RoleBinding of ${id} gone`,
+      15_000,
+      async () => (await env.k(['get', 'rolebinding', `kubevisa-${id}`, '-n', NS])).code !== 0,
+    );
+    await eventually(
+      'a visa pass for the revoke',
+      5_000,
+      async () => (await passesOf(leader, 'visas')) > afterApproval,
+    );
+  });
+
   test('a revoke via A ends a watch and an exec held through B, and B refuses the token', async () => {
     const cora = await loginAs(at('B').url, people.cora);
     const visaId = await grant(cora.token);

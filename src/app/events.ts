@@ -13,6 +13,8 @@ export interface AppEventMap {
    * (a visa pass), anything otherwise (a full pass).
    */
   'clusters-changed': [clusters: string[], visaIds?: string[]];
+  /** The reconciler finished a pass over a cluster (`kind`: full, deadlines or visas): counted in metrics. */
+  'reconcile-pass': [pass: { cluster: string; kind: 'full' | 'deadlines' | 'visas'; error?: string }];
   /** A cluster was registered at run time (or found registered by another replica): serve it from now on. */
   'cluster-added': [name: string];
   /** A registered cluster was removed: stop serving it. */

@@ -25,6 +25,7 @@ export class MonitorMetrics {
   readonly streamCuts: Counter<'cluster' | 'reason'>;
   readonly alertDeliveries: Counter<'sink' | 'event' | 'outcome'>;
   readonly expiryLag: Histogram<'cluster'>;
+  readonly reconcilePasses: Counter<'cluster' | 'kind' | 'outcome'>;
   readonly auditEventsIngested: Counter<'cluster'>;
   readonly findings: Gauge<'cluster' | 'kind' | 'severity'>;
   readonly staleVisas: Gauge;
@@ -88,6 +89,12 @@ export class MonitorMetrics {
       help: 'Seconds from a visa’s notAfter to kubevisa recording its expiry and removing its access.',
       labelNames: ['cluster'],
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers,
+    });
+    this.reconcilePasses = new Counter({
+      name: 'kubevisa_reconcile_passes_total',
+      help: 'Reconcile passes this replica ran, by cluster, kind (full, deadlines, visas) and outcome (ok, failed).',
+      labelNames: ['cluster', 'kind', 'outcome'],
       registers,
     });
     new Gauge({

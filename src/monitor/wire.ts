@@ -153,6 +153,9 @@ export async function wireMonitoring(context: ServerContext): Promise<Monitoring
     metrics.gatewayRequests.inc({ cluster: refusal.cluster, code: String(refusal.status) }),
   );
   events.on('stream-cut', (cut) => metrics.streamCuts.inc({ cluster: cut.cluster, reason: cut.reason }));
+  events.on('reconcile-pass', (pass) =>
+    metrics.reconcilePasses.inc({ cluster: pass.cluster, kind: pass.kind, outcome: pass.error ? 'failed' : 'ok' }),
+  );
   events.on('audit-verification-failed', (failure) => alerts.publish(auditFailureAlert(failure)));
 
   // ——— kube-apiserver audit logs ———

@@ -180,6 +180,7 @@ export async function startServer(
     // Live: a cluster registered at run time with --direct-mode joins it (cluster-registry.ts).
     const directModeClusters = new Set(config.clusters.filter((c) => c.directMode === true).map((c) => c.name));
     const lastPassError = new Map<string, string | undefined>();
+    const events = new AppEvents();
     const reconciler = new Reconciler({
       allowsDirectMode: (name) => directModeClusters.has(name),
       protectedNamespaces: policy.protectedNamespaces ?? [],
@@ -193,6 +194,11 @@ export async function startServer(
       // A failing pass is retried; the log says so once per distinct failure, not at every retry.
       // Full passes and deadline passes apart, so one kind's successes do not repeat the other kind's failure.
       onPass: (report) => {
+        events.emit('reconcile-pass', {
+          cluster: report.cluster,
+          kind: report.kind ?? 'full',
+          ...(report.error !== undefined ? { error: report.error } : {}),
+        });
         const key = `${report.kind ?? 'full'} ${report.cluster}`;
         const previous = lastPassError.get(key);
         if (report.error !== undefined && report.error !== previous) {
@@ -216,7 +222,6 @@ export async function startServer(
       },
     });
     leaderWork = reconciler;
-    const events = new AppEvents();
     events.on('clusters-changed', (names, visaIds) => reconciler.kick(names, visaIds));
     const ports = { store, policy, clusterNames: () => [...clusters.keys()], events, now: clock };
     const visas = new VisaService(ports);
