@@ -15,7 +15,7 @@ import type { KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
-import { readPrivateKeyFile, writePrivateKeyOnce } from '../pki/key-files.ts';
+import { readPrivateKeyFile, readPrivateKeyFileIfPresent, writePrivateKeyOnce } from '../pki/key-files.ts';
 import { canonicalJson } from '../store/audit-chain.ts';
 import type { AuditCheckpoint, NewAuditCheckpoint } from '../store/store.ts';
 
@@ -37,9 +37,10 @@ export interface CheckpointKey {
   created: boolean;
 }
 
-function isErrno(error: unknown, code: string): boolean {
-  return error instanceof Error && 'code' in error && error.code === code;
-}
+const CHECKPOINT_KEY = {
+  name: 'the audit checkpoint key',
+  ifExposed: 'replace the key if anyone else may have read it',
+};
 
 /** base64url SHA-256 of the public key's SPKI DER. */
 export function checkpointKeyId(publicKey: KeyObject): string {
@@ -58,14 +59,7 @@ function fromPrivateKey(privateKey: KeyObject, path: string, created: boolean): 
   };
 }
 
-async function readExistingKey(path: string): Promise<CheckpointKey> {
-  const pem = await readPrivateKeyFile(
-    path,
-    (info, reason) =>
-      new InvalidInput(`the audit checkpoint key ${reason}; replace the key if anyone else may have read it`, {
-        details: { path, mode: (info.mode & 0o777).toString(8), uid: info.uid, gid: info.gid },
-      }),
-  );
+function parseKey(path: string, pem: string): CheckpointKey {
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey({ key: pem, format: 'pem' });
@@ -91,14 +85,11 @@ async function readExistingKey(path: string): Promise<CheckpointKey> {
  */
 export async function loadOrCreateCheckpointKey(path: string): Promise<CheckpointKey> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  try {
-    return await readExistingKey(path);
-  } catch (error) {
-    if (!isErrno(error, 'ENOENT')) throw error;
-  }
+  const existing = await readPrivateKeyFileIfPresent(path, CHECKPOINT_KEY);
+  if (existing !== undefined) return parseKey(path, existing);
   const { privateKey } = generateKeyPairSync('ed25519');
   const written = await writePrivateKeyOnce(path, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
-  if (written === 'exists') return await readExistingKey(path);
+  if (written === 'exists') return parseKey(path, await readPrivateKeyFile(path, CHECKPOINT_KEY));
   return fromPrivateKey(privateKey, path, true);
 }
 

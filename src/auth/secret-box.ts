@@ -8,7 +8,7 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { readPrivateKeyFile } from '../pki/key-files.ts';
+import { readPrivateKeyFileIfPresent } from '../pki/key-files.ts';
 
 export interface SecretBox {
   /**
@@ -22,15 +22,14 @@ export interface SecretBox {
 
 export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox> {
   const file = join(dataDir, 'session-encryption.key');
+  const text = await readPrivateKeyFileIfPresent(file, {
+    name: 'the session encryption key',
+    ifExposed: 'replace the key if anyone else may have read it (docs/operations.md: rotating the shared keys)',
+  });
   let key: Buffer;
-  try {
-    const text = await readPrivateKeyFile(
-      file,
-      (_info, reason) => new Error(`the session encryption key ${reason}, and restart`),
-    );
+  if (text !== undefined) {
     key = Buffer.from(text.trim(), 'base64');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  } else {
     key = randomBytes(32);
     await writeFile(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
   }

@@ -1,7 +1,20 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmod, chown, copyFile, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -164,6 +177,32 @@ describe('access-token signing key on disk', () => {
         `the race was not exercised: ${usedOwn} loads of the own key and ${refused} refusals of theirs in ${loads}`,
       );
       assert.equal(usedTheirs, 0, `the 0644 key was used ${usedTheirs} times in ${loads} loads`);
+    },
+  );
+
+  it(
+    'refuses a key name that leads nowhere (a dangling or looping symlink) as invalid input naming it, never a raw errno error',
+    { skip: !posix && 'symlinks are POSIX only' },
+    async () => {
+      // A Secret volume whose ..data link was removed leaves such a name behind. The dangling link reads as no key,
+      // but the first-start write cannot replace it, so the read after it used to fail with a bare ENOENT.
+      const dangling = join(root, 'dangling');
+      await mkdir(dangling, { mode: 0o700 });
+      await symlink(join('..data', SIGNING_KEY_FILE), join(dangling, SIGNING_KEY_FILE));
+      await assert.rejects(loadOrCreateSigningKey(dangling), (error: unknown) => {
+        assert.ok(error instanceof InvalidInput);
+        assert.equal(
+          error.message,
+          `the access-token signing key ${join(dangling, SIGNING_KEY_FILE)} cannot be opened: it does not exist, or is a ` +
+            'symbolic link to nothing (ENOENT); check the path, and that the file is there',
+        );
+        return true;
+      });
+      const looping = join(root, 'looping');
+      await mkdir(looping, { mode: 0o700 });
+      await symlink(SIGNING_KEY_FILE, join(looping, SIGNING_KEY_FILE));
+      await assert.rejects(loadOrCreateSigningKey(looping), { code: 'ERR_INVALID_INPUT', message: /\(ELOOP\)/ });
+      assert.deepEqual(await readdir(dangling), [SIGNING_KEY_FILE], 'a temporary file was left behind');
     },
   );
 

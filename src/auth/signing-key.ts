@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 
 import { InvalidInput } from '../domain/errors.ts';
-import { readPrivateKeyFile, writePrivateKeyOnce } from '../pki/key-files.ts';
+import { readPrivateKeyFile, readPrivateKeyFileIfPresent, writePrivateKeyOnce } from '../pki/key-files.ts';
 
 /** File name of the signing key inside the data directory. */
 export const SIGNING_KEY_FILE = 'access-token-signing-key.pem';
@@ -33,9 +33,10 @@ export interface SigningKey {
   created: boolean;
 }
 
-function isErrnoException(error: unknown, code: string): boolean {
-  return error instanceof Error && 'code' in error && error.code === code;
-}
+const SIGNING_KEY = {
+  name: 'the access-token signing key',
+  ifExposed: 'replace the key if anyone else may have read it',
+};
 
 async function keyIdOf(publicKey: KeyObject): Promise<string> {
   const jwk = publicKey.export({ format: 'jwk' });
@@ -45,14 +46,7 @@ async function keyIdOf(publicKey: KeyObject): Promise<string> {
   return calculateJwkThumbprint({ kty: 'OKP', crv: jwk.crv, x: jwk.x }, 'sha256');
 }
 
-async function readExistingKey(path: string): Promise<SigningKey> {
-  const pem = await readPrivateKeyFile(
-    path,
-    (info, reason) =>
-      new InvalidInput(`the access-token signing key ${reason}; replace the key if anyone else may have read it`, {
-        details: { path, mode: (info.mode & 0o777).toString(8), uid: info.uid, gid: info.gid },
-      }),
-  );
+async function parseKey(path: string, pem: string): Promise<SigningKey> {
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey({ key: pem, format: 'pem' });
@@ -86,15 +80,14 @@ export async function loadOrCreateSigningKey(dataDir: string): Promise<SigningKe
   }
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, SIGNING_KEY_FILE);
-  try {
-    return await readExistingKey(path);
-  } catch (error) {
-    if (!isErrnoException(error, 'ENOENT')) throw error;
-  }
+  const existing = await readPrivateKeyFileIfPresent(path, SIGNING_KEY);
+  if (existing !== undefined) return await parseKey(path, existing);
 
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
   // Another process may have created the key first: then use theirs, so every replica signs with the same key.
-  if ((await writePrivateKeyOnce(path, pem)) === 'exists') return await readExistingKey(path);
+  if ((await writePrivateKeyOnce(path, pem)) === 'exists') {
+    return await parseKey(path, await readPrivateKeyFile(path, SIGNING_KEY));
+  }
   return { privateKey, publicKey, keyId: await keyIdOf(publicKey), path, created: true };
 }

@@ -4,8 +4,11 @@
  * links it into place, so two processes starting together end up with one key — the first one written.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants, type Stats } from 'node:fs';
-import { link, open, unlink } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { link, open, unlink, type FileHandle } from 'node:fs/promises';
+import { getSystemErrorMessage } from 'node:util';
+
+import { InvalidInput } from '../domain/errors.ts';
 
 /** True when `error` is a Node system error with this code (ENOENT, EEXIST, …). */
 export function isErrno(error: unknown, code: string): boolean {
@@ -64,27 +67,96 @@ export function isPrivateKeyFileMode(
   return info.uid === 0 && (info.mode & 0o037) === 0 && groups.includes(info.gid);
 }
 
+/** Which key a file holds, for the errors about it. */
+export interface KeyFileRole {
+  /** Starts every message, followed by the path: `the audit checkpoint key`. */
+  name: string;
+  /** Ends the refusal of a file someone else could read or own: `replace the key if anyone else may have read it`. */
+  ifExposed: string;
+}
+
 /**
  * Reads a private key file after checking the file it actually opened: the checks run on the open descriptor
  * (fstat), not on the path, so a symlink or file swapped between a check and a read (someone who can write the
  * key's directory) cannot slip in a key others can read. Symlinks are followed on purpose: a Kubernetes Secret
  * volume presents each key as a symlink into its `..data` directory. Only a regular file is read: a FIFO would
  * block the start (it is opened non-blocking so the open itself cannot hang) and a device or directory is no key.
- * `refuse` builds the caller's error for a file that is not private; errors from opening (ENOENT, …) propagate.
+ * Every refusal is an InvalidInput naming `key`, the path, what is wrong and what to do: a file that is not
+ * private, and a path that cannot be opened at all (missing, unreadable, a symlink loop…; see unopenableFile).
  */
-export async function readPrivateKeyFile(
-  path: string,
-  refuse: (info: Stats, reason: string) => Error,
-): Promise<string> {
-  const handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+export async function readPrivateKeyFile(path: string, key: KeyFileRole): Promise<string> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+  } catch (error) {
+    throw unopenableFile(key.name, path, error);
+  }
   try {
     const info = await handle.stat();
-    if (!info.isFile()) throw refuse(info, `${path} is not a regular file`);
-    if (!isPrivateKeyFileMode(info)) throw refuse(info, privateKeyFileAdvice(path, info));
+    const refuse = (reason: string) =>
+      new InvalidInput(`${key.name} ${reason}; ${key.ifExposed}`, {
+        details: { path, mode: (info.mode & 0o777).toString(8), uid: info.uid, gid: info.gid },
+      });
+    if (!info.isFile()) throw refuse(`${path} is not a regular file`);
+    if (!isPrivateKeyFileMode(info)) throw refuse(privateKeyFileAdvice(path, info));
     return await handle.readFile('utf8');
   } finally {
     await handle.close();
   }
+}
+
+/** As readPrivateKeyFile, but undefined when nothing is at `path`: a key kubevisa makes on its first start. */
+export async function readPrivateKeyFileIfPresent(path: string, key: KeyFileRole): Promise<string | undefined> {
+  try {
+    return await readPrivateKeyFile(path, key);
+  } catch (error) {
+    if (error instanceof InvalidInput && isErrno(error.cause, 'ENOENT')) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * The error for a file that could not be opened (`error` from open or readFile): an InvalidInput that says which
+ * file (`name`, then `path`), what was wrong and what to do, with the system error as its cause and its code in
+ * `details.errno`. Anything that is not a system error is returned unchanged.
+ */
+export function unopenableFile(name: string, path: string, error: unknown): unknown {
+  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  if (code === undefined) return error;
+  const user = process.geteuid?.();
+  let problem: string;
+  let fix = 'check the path';
+  switch (code) {
+    case 'ENOENT':
+      problem = 'it does not exist, or is a symbolic link to nothing';
+      fix = 'check the path, and that the file is there';
+      break;
+    case 'EACCES':
+    case 'EPERM':
+      problem = `this process (user ${user}) may not read it, or may not enter a folder above it`;
+      fix = `make it readable by user ${user}, and every folder above it searchable (x) by that user`;
+      break;
+    case 'ELOOP':
+      problem = 'its symbolic links form a loop, or a chain too long to follow';
+      fix = 'point the path at the file itself';
+      break;
+    case 'ENOTDIR':
+      problem = 'a part of the path before the file name is not a folder';
+      break;
+    case 'EISDIR':
+      problem = 'it is a folder';
+      fix = 'name the file itself';
+      break;
+    default: {
+      const errno = (error as NodeJS.ErrnoException).errno;
+      problem = typeof errno === 'number' ? getSystemErrorMessage(errno) : (error as Error).message;
+      fix = 'check the path and its permissions';
+    }
+  }
+  return new InvalidInput(`${name} ${path} cannot be opened: ${problem} (${code}); ${fix}`, {
+    details: { path, errno: code },
+    cause: error,
+  });
 }
 
 /** What to tell someone whose key file isPrivateKeyFileMode refused: what is wrong with it and what to run. */

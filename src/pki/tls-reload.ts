@@ -5,8 +5,7 @@
  */
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { readFile } from 'node:fs/promises';
-import { InvalidInput } from '../domain/errors.ts';
-import { readPrivateKeyFile } from './key-files.ts';
+import { readPrivateKeyFile, unopenableFile } from './key-files.ts';
 
 /**
  * Reads the serving key (`tls.keyFile`) under the same rule as kubevisa's other private keys (readPrivateKeyFile:
@@ -14,22 +13,22 @@ import { readPrivateKeyFile } from './key-files.ts';
  * with what to run rather than served. Used at start and on every reload.
  */
 export async function readTlsKeyFile(path: string): Promise<Buffer> {
-  const pem = await readPrivateKeyFile(
-    path,
-    (info, reason) =>
-      new InvalidInput(
-        `the TLS private key (tls.keyFile) ${reason}; replace the key and its certificate if anyone else may have read it`,
-        {
-          details: { path, mode: (info.mode & 0o777).toString(8), uid: info.uid, gid: info.gid },
-        },
-      ),
-  );
+  const pem = await readPrivateKeyFile(path, {
+    name: 'the TLS private key (tls.keyFile)',
+    ifExposed: 'replace the key and its certificate if anyone else may have read it',
+  });
   return Buffer.from(pem, 'utf8');
 }
 
-/** The serving certificate and key as the server starts with them (the key checked by readTlsKeyFile). */
+/**
+ * The serving certificate and key as the server starts with them (the key checked by readTlsKeyFile). A file that
+ * cannot be opened is an InvalidInput naming the config field and the path.
+ */
 export async function readTlsPair(tls: { certFile: string; keyFile: string }): Promise<{ cert: Buffer; key: Buffer }> {
-  const [cert, key] = await Promise.all([readFile(tls.certFile), readTlsKeyFile(tls.keyFile)]);
+  const readCert = readFile(tls.certFile).catch((error: unknown) => {
+    throw unopenableFile('the TLS certificate (tls.certFile)', tls.certFile, error);
+  });
+  const [cert, key] = await Promise.all([readCert, readTlsKeyFile(tls.keyFile)]);
   return { cert, key };
 }
 
