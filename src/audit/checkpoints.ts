@@ -12,10 +12,14 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidInput } from '../domain/errors.ts';
-import { readPrivateKeyFile, readPrivateKeyFileIfPresent, writePrivateKeyOnce } from '../pki/key-files.ts';
+import {
+  ensureKeyFolder,
+  readPrivateKeyFile,
+  readPrivateKeyFileIfPresent,
+  writePrivateKeyOnce,
+} from '../pki/key-files.ts';
 import { canonicalJson } from '../store/audit-chain.ts';
 import type { AuditCheckpoint, NewAuditCheckpoint } from '../store/store.ts';
 
@@ -81,10 +85,11 @@ function parseKey(path: string, pem: string): CheckpointKey {
 /**
  * Loads the checkpoint key at `path`, or generates it on first start. Crash- and race-safe as the access-token
  * key (src/auth/signing-key.ts): written and fsynced to a private temporary file, then hard-linked to its name,
- * which never overwrites, so two servers starting at once end up with the same key.
+ * which never overwrites, so two servers starting at once end up with the same key. Its folder is made (0700) if
+ * missing and refused if others could write it (ensureKeyFolder).
  */
 export async function loadOrCreateCheckpointKey(path: string): Promise<CheckpointKey> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await ensureKeyFolder(dirname(path), 'the folder of the audit checkpoint key (audit.keyFile)');
   const existing = await readPrivateKeyFileIfPresent(path, CHECKPOINT_KEY);
   if (existing !== undefined) return parseKey(path, existing);
   const { privateKey } = generateKeyPairSync('ed25519');

@@ -8,7 +8,7 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { readPrivateKeyFileIfPresent } from '../pki/key-files.ts';
+import { ensureKeyFolder, readPrivateKeyFileIfPresent } from '../pki/key-files.ts';
 
 export interface SecretBox {
   /**
@@ -21,6 +21,7 @@ export interface SecretBox {
 }
 
 export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox> {
+  await ensureKeyFolder(dataDir);
   const file = join(dataDir, 'session-encryption.key');
   const text = await readPrivateKeyFileIfPresent(file, {
     name: 'the session encryption key',

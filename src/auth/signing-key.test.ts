@@ -82,6 +82,21 @@ describe('access-token signing key on disk', () => {
     assert.deepEqual(await readdir(dataDir), [SIGNING_KEY_FILE]);
   });
 
+  it(
+    'refuses a data folder others may write, before writing a key into it',
+    { skip: !posix && 'file modes are POSIX only' },
+    async () => {
+      const dataDir = join(root, 'writable');
+      await mkdir(dataDir);
+      await chmod(dataDir, 0o777);
+      await assert.rejects(loadOrCreateSigningKey(dataDir), {
+        code: 'ERR_INVALID_INPUT',
+        message: /^the data folder .*writable can be written by group \d+ and others .*who could swap a key in it/,
+      });
+      assert.deepEqual(await readdir(dataDir), []);
+    },
+  );
+
   it('refuses a key file that group or others can read', { skip: !posix && 'file modes are POSIX only' }, async () => {
     const dataDir = join(root, 'loose');
     const key = await loadOrCreateSigningKey(dataDir);

@@ -10,13 +10,17 @@
  * without being stored.
  */
 import { KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { calculateJwkThumbprint } from 'jose';
 
 import { InvalidInput } from '../domain/errors.ts';
-import { readPrivateKeyFile, readPrivateKeyFileIfPresent, writePrivateKeyOnce } from '../pki/key-files.ts';
+import {
+  ensureKeyFolder,
+  readPrivateKeyFile,
+  readPrivateKeyFileIfPresent,
+  writePrivateKeyOnce,
+} from '../pki/key-files.ts';
 
 /** File name of the signing key inside the data directory. */
 export const SIGNING_KEY_FILE = 'access-token-signing-key.pem';
@@ -72,13 +76,13 @@ async function parseKey(path: string, pem: string): Promise<SigningKey> {
  * Creating is crash- and race-safe: the key is written and fsynced to a private temporary file, then
  * hard-linked to its final name. `link` never overwrites, so when two processes start at once exactly one key
  * wins and both end up using it, and a crash can never leave a half-written key under the final name.
- * `dataDir` is created (mode 0700) if missing.
+ * `dataDir` is created (mode 0700) if missing, and refused if others could write it (ensureKeyFolder).
  */
 export async function loadOrCreateSigningKey(dataDir: string): Promise<SigningKey> {
   if (typeof dataDir !== 'string' || dataDir === '') {
     throw new InvalidInput('dataDir must be a directory path');
   }
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await ensureKeyFolder(dataDir);
   const path = join(dataDir, SIGNING_KEY_FILE);
   const existing = await readPrivateKeyFileIfPresent(path, SIGNING_KEY);
   if (existing !== undefined) return await parseKey(path, existing);

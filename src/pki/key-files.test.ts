@@ -1,12 +1,15 @@
 import { strict as assert } from 'node:assert';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { InvalidInput } from '../domain/errors.ts';
 import {
+  ensureKeyFolder,
+  isKeyFolderMode,
   isPrivateKeyFileMode,
+  keyFolderAdvice,
   privateKeyFileAdvice,
   processGroups,
   readPrivateKeyFile,
@@ -148,3 +151,136 @@ describe('a key path that cannot be opened', () => {
     assert.equal(unopenableFile('the test key', '/keys/k', notSystem), notSystem);
   });
 });
+
+describe('which folders may hold private keys', () => {
+  const folder = (mode: number) => 0o40000 | mode;
+
+  it('accepts a folder only its owner may write, owned by the process or by root, whatever its group', () => {
+    for (const uid of [0, 65532]) {
+      for (const mode of [0o700, 0o750, 0o755, 0o2750]) {
+        assert.equal(isKeyFolderMode({ mode: folder(mode), uid, gid: 4 }, GROUPS, 65532), true, mode.toString(8));
+      }
+    }
+  });
+
+  it("refuses a folder the process's own user lets group or others write, sticky or setgid or not", () => {
+    for (const mode of [0o770, 0o775, 0o777, 0o757, 0o1777, 0o2770, 0o3777]) {
+      assert.equal(
+        isKeyFolderMode({ mode: folder(mode), uid: 65532, gid: 65532 }, GROUPS, 65532),
+        false,
+        mode.toString(8),
+      );
+    }
+    assert.equal(
+      keyFolderAdvice('/var/lib/kubevisa', { mode: folder(0o775), uid: 65532, gid: 65532 }, 65532),
+      '/var/lib/kubevisa can be written by group 65532 (owner 65532, group 65532, mode 775), who could swap a key in ' +
+        'it for another: run chmod 700 on it',
+    );
+  });
+
+  it('refuses a folder that belongs to another user, even one only its owner may write', () => {
+    assert.equal(isKeyFolderMode({ mode: folder(0o700), uid: 1000, gid: 1000 }, GROUPS, 65532), false);
+    assert.equal(isKeyFolderMode({ mode: folder(0o700), uid: 1000, gid: 1000 }, GROUPS, 0), false);
+    assert.equal(
+      keyFolderAdvice('/data', { mode: folder(0o700), uid: 1000, gid: 1000 }, 0),
+      '/data belongs to user 1000 (owner 1000, group 1000, mode 700), who could replace the keys in it: run chown 0 on ' +
+        'it (or chown root)',
+    );
+  });
+
+  it("accepts a root-owned folder others may write when it is sticky, or setgid in the process's group (the kubelet's emptyDir with an fsGroup is root:<fsGroup> 2777)", () => {
+    for (const mode of [0o1777, 0o1770, 0o3777]) {
+      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 4 }, GROUPS, 65532), true, mode.toString(8));
+    }
+    for (const mode of [0o2777, 0o2775, 0o2770]) {
+      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 65532 }, GROUPS, 65532), true, mode.toString(8));
+      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 1000 }, GROUPS, 0), true, mode.toString(8));
+    }
+  });
+
+  it('refuses a root-owned folder others may write that is neither sticky nor setgid in one of its groups', () => {
+    for (const mode of [0o777, 0o775, 0o770, 0o757]) {
+      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 65532 }, GROUPS, 65532), false, mode.toString(8));
+    }
+    assert.equal(isKeyFolderMode({ mode: folder(0o2775), uid: 0, gid: 4 }, GROUPS, 65532), false);
+    assert.equal(
+      keyFolderAdvice('/data', { mode: folder(0o2777), uid: 0, gid: 4 }, 65532),
+      '/data can be written by group 4 and others (owner 0, group 4, mode 2777), who could swap a key in it for ' +
+        'another: run chown 65532 on it and chmod 700, or chmod +t on it (a root-owned folder others may write needs ' +
+        'the sticky bit, or setgid with a group kubevisa runs in)',
+    );
+    assert.match(
+      keyFolderAdvice('/data', { mode: folder(0o757), uid: 0, gid: 0 }, 0),
+      /^\/data can be written by others \(owner 0, group 0, mode 757\), .*: run chmod 700 on it$/,
+    );
+  });
+});
+
+describe(
+  'the folder kubevisa keeps keys in, on disk',
+  { skip: process.platform === 'win32' && 'POSIX modes only' },
+  () => {
+    let dir = '';
+    before(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'kubevisa-key-folder-'));
+    });
+    after(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('is made owner-only when missing, and used as it is when only its owner may write it', async () => {
+      const made = join(dir, 'made', 'data');
+      await ensureKeyFolder(made);
+      assert.equal((await stat(made)).mode & 0o7777, 0o700);
+      await chmod(made, 0o755);
+      await ensureKeyFolder(made);
+    });
+
+    it('is refused, by name with its owner and mode and what to run, when group or others may write it', async () => {
+      const shared = join(dir, 'shared');
+      await mkdir(shared);
+      await chmod(shared, 0o770);
+      const owner = process.geteuid!();
+      const gid = (await stat(shared)).gid;
+      await assert.rejects(ensureKeyFolder(shared), (error: unknown) => {
+        assert.ok(error instanceof InvalidInput);
+        assert.equal(error.code, 'ERR_INVALID_INPUT');
+        assert.equal(
+          error.message,
+          `the data folder ${shared} can be written by group ${gid} (owner ${owner}, group ${gid}, mode 770), ` +
+            'who could swap a key in it for another: run chmod 700 on it',
+        );
+        assert.deepEqual(error.details, { path: shared, mode: '770', uid: owner, gid });
+        return true;
+      });
+    });
+
+    it('is refused when a file is in its place', async () => {
+      const file = join(dir, 'a-file');
+      await writeFile(file, '');
+      await assert.rejects(ensureKeyFolder(file), {
+        code: 'ERR_INVALID_INPUT',
+        message: `the data folder ${file} is not a folder: move what is there, or name another folder`,
+      });
+    });
+
+    it(
+      "is refused when another user owns it; a root-owned one is accepted when setgid in the process's group, as the kubelet makes it",
+      { skip: process.geteuid?.() !== 0 && 'only root can give a folder away' },
+      async () => {
+        const theirs = join(dir, 'theirs');
+        await mkdir(theirs, { mode: 0o700 });
+        await chown(theirs, 65534, 65534);
+        await assert.rejects(ensureKeyFolder(theirs), { message: /belongs to user 65534 .*run chown 0 on it/ });
+        const volume = join(dir, 'volume');
+        await mkdir(volume);
+        await chown(volume, 0, process.getgid!());
+        await chmod(volume, 0o2777);
+        await ensureKeyFolder(volume);
+        await chown(volume, 0, 65534);
+        await chmod(volume, 0o2777); // chown clears setgid
+        await assert.rejects(ensureKeyFolder(volume), { message: /can be written by group 65534 and others/ });
+      },
+    );
+  },
+);

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { link, open, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { getSystemErrorMessage } from 'node:util';
 
 import { InvalidInput } from '../domain/errors.ts';
@@ -176,4 +176,66 @@ export function privateKeyFileAdvice(
     );
   }
   return `${path} can be read by group or others (mode ${mode}): run chmod 600 on it (640 at most for a file owned by root in kubevisa's group)`;
+}
+
+const STICKY = 0o1000;
+const SETGID = 0o2000;
+
+/**
+ * True when a folder with this owner, group and mode may hold kubevisa's private keys. Whoever can write a folder can
+ * rename, remove and add names in it, so could swap a key kubevisa keeps there for one of their own (or a symlink to
+ * one) between two starts: the folder must be writable by its owner only, and that owner is this process's user
+ * (`owner`, the effective uid) or root, as for a key file. Two shapes of a root-owned folder that others may write
+ * are accepted too: one with the sticky bit (as /tmp: nobody may rename or remove another's file in it), and one
+ * that is setgid with a group this process is in (`groups`). The second is how the kubelet hands a pod an emptyDir or
+ * a volume with an fsGroup: root-owned, group fsGroup, setgid, group-writable (an emptyDir is even 2777); every
+ * container of the pod runs in that group anyway, and the node's own users cannot reach the kubelet's pod folders.
+ */
+export function isKeyFolderMode(
+  info: { mode: number; uid: number; gid: number },
+  groups: readonly number[] = processGroups(),
+  owner: number | undefined = process.geteuid?.(),
+): boolean {
+  if (owner !== undefined && info.uid !== owner && info.uid !== 0) return false;
+  if ((info.mode & 0o022) === 0) return true;
+  if (info.uid !== 0) return false;
+  return (info.mode & STICKY) !== 0 || ((info.mode & SETGID) !== 0 && groups.includes(info.gid));
+}
+
+/** What to tell someone whose key folder isKeyFolderMode refused: whose it is, who else may write it, what to run. */
+export function keyFolderAdvice(
+  path: string,
+  info: { mode: number; uid: number; gid: number },
+  owner: number | undefined = process.geteuid?.(),
+): string {
+  const facts = `owner ${info.uid}, group ${info.gid}, mode ${(info.mode & 0o7777).toString(8)}`;
+  if (owner !== undefined && info.uid !== owner && info.uid !== 0) {
+    return `${path} belongs to user ${info.uid} (${facts}), who could replace the keys in it: run chown ${owner} on it (or chown root)`;
+  }
+  const writers = [(info.mode & 0o020) !== 0 ? `group ${info.gid}` : '', (info.mode & 0o002) !== 0 ? 'others' : '']
+    .filter((who) => who !== '')
+    .join(' and ');
+  const fix =
+    info.uid === 0 && owner !== 0
+      ? `run chown ${owner} on it and chmod 700, or chmod +t on it (a root-owned folder others may write needs the sticky bit, or setgid with a group kubevisa runs in)`
+      : 'run chmod 700 on it';
+  return `${path} can be written by ${writers} (${facts}), who could swap a key in it for another: ${fix}`;
+}
+
+/**
+ * Makes the folder kubevisa keeps private keys in (mode 0700) if it is missing, and refuses one that isKeyFolderMode
+ * does not accept, or that is no folder, with an InvalidInput that starts with `name` and names the folder, its owner
+ * and mode, and what to run. Called at start for the data folder, and by each key's loader for its key's folder.
+ */
+export async function ensureKeyFolder(path: string, name = 'the data folder'): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
+    // Something other than a folder is in the way: refused below, by name.
+    if (!isErrno(error, 'EEXIST')) throw error;
+  });
+  const info = await stat(path);
+  const details = { path, mode: (info.mode & 0o7777).toString(8), uid: info.uid, gid: info.gid };
+  if (!info.isDirectory()) {
+    throw new InvalidInput(`${name} ${path} is not a folder: move what is there, or name another folder`, { details });
+  }
+  if (!isKeyFolderMode(info)) throw new InvalidInput(`${name} ${keyFolderAdvice(path, info)}`, { details });
 }

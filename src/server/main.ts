@@ -15,6 +15,7 @@ import { createOidcRelyingParty } from '../auth/oidc-rp.ts';
 import { loadOrCreateSigningKey } from '../auth/signing-key.ts';
 import { createClusterClient, type ClusterClient } from '../cluster/client.ts';
 import { startInClusterCredential, type InClusterCredential } from '../cluster/in-cluster.ts';
+import { ensureKeyFolder } from '../pki/key-files.ts';
 import { readTlsPair, reloadTlsOnChange, type SecureContextTarget } from '../pki/tls-reload.ts';
 import { CredentialService, type DirectCluster } from '../app/credentials.ts';
 import { PERSON_ID_ANNOTATION } from '../cluster/objects.ts';
@@ -73,7 +74,8 @@ export async function startServer(
   if (config.listen.port !== 0) await assertPortFree(config.listen.host, config.listen.port);
   // Read once, before anything starts: a key others could read is refused here, naming the file and what to run.
   const servingPair = config.tls ? await readTlsPair(config.tls) : undefined;
-  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  // Refused before the store or any key is made in it: whoever could write it could swap a key.
+  await ensureKeyFolder(config.dataDir, 'the data folder (dataDir)');
   const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const scheme = config.tls ? 'https' : 'http';
   const url =
