@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -29,6 +29,17 @@ describe('the secret box key on disk', () => {
     const again = await loadOrCreateSecretBox(dataDir);
     assert.equal(again.keyId, first.keyId);
     assert.equal(again.open(first.seal('refresh-token')), 'refresh-token');
+  });
+
+  it('gives servers starting at once on one folder the same key: one writes it, the others read it', async () => {
+    // Before, the loser's exclusive create failed with EEXIST, or it read the winner's file before a byte was in it.
+    for (let round = 0; round < 10; round += 1) {
+      const dataDir = await mkdtemp(join(dir, 'race-'));
+      const boxes = await Promise.all([loadOrCreateSecretBox(dataDir), loadOrCreateSecretBox(dataDir)]);
+      assert.equal(boxes[0].keyId, boxes[1].keyId);
+      assert.equal(boxes[1].open(boxes[0].seal('refresh-token')), 'refresh-token');
+      assert.deepEqual(await readdir(dataDir), ['session-encryption.key']);
+    }
   });
 
   it('uses a key given as base64 without a newline (as Helm writes `randBytes 32` into a Secret)', async () => {

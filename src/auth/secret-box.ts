@@ -5,10 +5,14 @@
  * root-owned 0440 there, which isPrivateKeyFileMode accepts).
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { ensureKeyFolder, readPrivateKeyFileIfPresent } from '../pki/key-files.ts';
+import {
+  ensureKeyFolder,
+  readPrivateKeyFile,
+  readPrivateKeyFileIfPresent,
+  writePrivateKeyOnce,
+} from '../pki/key-files.ts';
 
 export interface SecretBox {
   /**
@@ -20,20 +24,26 @@ export interface SecretBox {
   open(sealed: string): string;
 }
 
+const SESSION_KEY = {
+  name: 'the session encryption key',
+  ifExposed: 'replace the key if anyone else may have read it (docs/operations.md: rotating the shared keys)',
+};
+
+/**
+ * Loads the key from `dataDir`, or makes one on first start (durably, and once when several servers start at once on
+ * the same folder: see writePrivateKeyOnce).
+ */
 export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox> {
   await ensureKeyFolder(dataDir);
   const file = join(dataDir, 'session-encryption.key');
-  const text = await readPrivateKeyFileIfPresent(file, {
-    name: 'the session encryption key',
-    ifExposed: 'replace the key if anyone else may have read it (docs/operations.md: rotating the shared keys)',
-  });
-  let key: Buffer;
-  if (text !== undefined) {
-    key = Buffer.from(text.trim(), 'base64');
-  } else {
-    key = randomBytes(32);
-    await writeFile(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+  let text = await readPrivateKeyFileIfPresent(file, SESSION_KEY);
+  if (text === undefined) {
+    const created = randomBytes(32).toString('base64') + '\n';
+    // Another server starting on the same folder may write its key first: then this one uses it too.
+    text =
+      (await writePrivateKeyOnce(file, created)) === 'created' ? created : await readPrivateKeyFile(file, SESSION_KEY);
   }
+  const key = Buffer.from(text.trim(), 'base64');
   if (key.length !== 32) throw new Error(`${file} does not hold a 32-byte key`);
   return {
     keyId: createHmac('sha256', key).update('kubevisa secret-box key id v1').digest('base64url').slice(0, 22),

@@ -1,8 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { chmod, chown, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, open, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 
 import { InvalidInput } from '../domain/errors.ts';
 import {
@@ -15,6 +16,7 @@ import {
   readPrivateKeyFile,
   readPrivateKeyFileIfPresent,
   unopenableFile,
+  writePrivateKeyOnce,
 } from './key-files.ts';
 
 // The process's groups in these cases: its own 65532 (the chart's fsGroup) and a supplementary 1000.
@@ -284,3 +286,56 @@ describe(
     );
   },
 );
+
+describe('writing a key for the first time', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kubevisa-key-write-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it(
+    "syncs the key's content before it has its name, and its folder once it has it",
+    { skip: process.platform === 'win32' && 'folders cannot be synced there' },
+    async () => {
+      const folder = await mkdtemp(join(dir, 'durable-'));
+      const path = join(folder, 'key.pem');
+      // Every fsync this write makes, seen from the descriptor synced: a file or the folder, and what the folder held.
+      const probe = await open(join(folder, 'probe'), 'w');
+      const fileHandle = Object.getPrototypeOf(probe) as { sync(): Promise<void> };
+      await probe.close();
+      await rm(join(folder, 'probe'));
+      const realSync = fileHandle.sync;
+      const syncs: string[] = [];
+      const spy = mock.method(
+        fileHandle,
+        'sync',
+        async function (this: { stat(): Promise<{ isDirectory(): boolean }> }) {
+          const what = (await this.stat()).isDirectory() ? 'folder' : 'file';
+          syncs.push(`${what} [${readdirSync(folder).map((name) => (name.endsWith('.tmp') ? 'temporary' : name))}]`);
+          return realSync.call(this);
+        },
+      );
+      try {
+        assert.equal(await writePrivateKeyOnce(path, 'KEY'), 'created');
+      } finally {
+        spy.mock.restore();
+      }
+      assert.deepEqual(syncs, ['file [temporary]', 'folder [key.pem]']);
+      assert.equal(await readFile(path, 'utf8'), 'KEY');
+    },
+  );
+
+  it('gives one key to two processes writing at once: one creates it, the other is told it exists', async () => {
+    for (let round = 0; round < 20; round += 1) {
+      const folder = await mkdtemp(join(dir, 'race-'));
+      const path = join(folder, 'key.pem');
+      const outcomes = await Promise.all([writePrivateKeyOnce(path, 'FIRST'), writePrivateKeyOnce(path, 'SECOND')]);
+      assert.deepEqual([...outcomes].sort(), ['created', 'exists']);
+      assert.equal(await readFile(path, 'utf8'), outcomes[0] === 'created' ? 'FIRST' : 'SECOND');
+      assert.deepEqual(await readdir(folder), ['key.pem']);
+    }
+  });
+});

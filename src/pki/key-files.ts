@@ -1,11 +1,13 @@
 /**
  * Private keys on disk: created once, never overwritten, owner-only. Creation writes a temporary file with
- * O_EXCL (never into a file or symlink someone else prepared; the mode applies at creation), syncs it, and
- * links it into place, so two processes starting together end up with one key — the first one written.
+ * O_EXCL (never into a file or symlink someone else prepared; the mode applies at creation), syncs it, links it
+ * into place and syncs the folder, so two processes starting together end up with one key — the first one
+ * written — and a crash never loses a key that was used.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { link, mkdir, open, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { getSystemErrorMessage } from 'node:util';
 
 import { InvalidInput } from '../domain/errors.ts';
@@ -16,7 +18,10 @@ export function isErrno(error: unknown, code: string): boolean {
 }
 
 /**
- * Writes `pem` to `path` (mode 0600) unless a file is already there.
+ * Writes `pem` to `path` (mode 0600) unless a file is already there, durably: the content is synced before the link
+ * gives it its name, and the folder after, so a key that was used is still there after a crash (a key lost then would
+ * be made anew at the next start, and everything signed or sealed with the first would stop verifying or opening).
+ * Two processes may call this at once for the same path: one links its key, the other learns that it lost.
  * @returns 'created' when this call wrote the key, 'exists' when another process had written one first (read it).
  */
 export async function writePrivateKeyOnce(path: string, pem: string): Promise<'created' | 'exists'> {
@@ -28,14 +33,27 @@ export async function writePrivateKeyOnce(path: string, pem: string): Promise<'c
   } finally {
     await handle.close();
   }
+  let outcome: 'created' | 'exists' = 'created';
   try {
     await link(temporaryPath, path);
-    return 'created';
   } catch (error) {
     if (!isErrno(error, 'EEXIST')) throw error;
-    return 'exists';
+    outcome = 'exists';
   } finally {
     await unlink(temporaryPath);
+  }
+  // Also when another process won: its key is used from now on, and it may not have synced the folder yet.
+  await syncFolder(dirname(path));
+  return outcome;
+}
+
+/** fsync of a folder: makes the names created or removed in it durable (the file's own fsync does not). */
+async function syncFolder(path: string): Promise<void> {
+  const folder = await open(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+  try {
+    await folder.sync();
+  } finally {
+    await folder.close();
   }
 }
 
