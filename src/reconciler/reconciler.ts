@@ -182,6 +182,11 @@ export class Reconciler {
    */
   private readonly untrustedProfiles = new Map<string, ReadonlySet<string>>();
   /**
+   * Bumped by stop() and removeCluster(): a full pass begun before records no judgement of the profiles (its picture of
+   * the ClusterRoles may predate the clear, or be another cluster object's).
+   */
+  private trustGeneration = 0;
+  /**
    * Per cluster: objects a visa pass made (`rolebinding namespace/name`, `serviceaccount name`), with the number of
    * the store read it judged them from (`reads`) and until when its watch echo is its own. A full pass that read
    * before that does not delete them as unwanted: its picture of the visas is older than theirs.
@@ -279,6 +284,7 @@ export class Reconciler {
     this.ownCreations.delete(name);
     this.seenRoleBindings.delete(name);
     this.pendingVisas.delete(name);
+    this.trustGeneration++;
     this.untrustedProfiles.delete(name);
     this.backoff.delete(name);
     this.lastReport.delete(name);
@@ -316,6 +322,7 @@ export class Reconciler {
     for (const stops of this.stopWatches.values()) for (const stop of stops) stop();
     this.stopWatches.clear();
     // A later term looks at the profiles again before any visa pass binds (see `untrustedProfiles`).
+    this.trustGeneration++;
     this.untrustedProfiles.clear();
     this.pendingVisas.clear();
   }
@@ -595,16 +602,33 @@ export class Reconciler {
     );
     const accounts: ManagedServiceAccount[] = [];
     const ready = new Set<string>();
-    for (const person of new Set(active.map((visa) => people.get(visa.personId)!))) {
-      const desired = desiredServiceAccount(person.email, person.id);
-      const state = await this.accountState(cluster, desired, now, rotating);
-      if (state === 'full') needsFullPass = true;
-      else ready.add(person.id);
-      if (state === 'create') accounts.push(desired);
+    // Only people with a binding to make have their ServiceAccount read (ids of visas whose bindings the watch shows,
+    // forged or repeated, cost no request), and those reads go a few at a time, not one after the other: this runs
+    // in the write section, where a deadline pass may be waiting.
+    const missing = (visa: StoredVisa) =>
+      visa.namespaces.some(
+        (namespace) =>
+          !isProtectedNamespace(namespace, this.options.protectedNamespaces) &&
+          seen?.get(`${namespace}/${desiredRoleBinding(visa, namespace).metadata.name}`) === undefined,
+      );
+    const toBind = [...new Set(active.filter(missing).map((visa) => people.get(visa.personId)!))];
+    for (let start = 0; start < toBind.length; start += WRITE_CONCURRENCY) {
+      const batch = toBind.slice(start, start + WRITE_CONCURRENCY);
+      const states = await Promise.all(
+        batch.map((person) =>
+          this.accountState(cluster, desiredServiceAccount(person.email, person.id), now, rotating),
+        ),
+      );
+      batch.forEach((person, index) => {
+        const state = states[index]!;
+        if (state === 'full') needsFullPass = true;
+        else ready.add(person.id);
+        if (state === 'create') accounts.push(desiredServiceAccount(person.email, person.id));
+      });
     }
     const planned: [string, { rb: ManagedRoleBinding; visa: StoredVisa }][] = [];
     for (const requested of active) {
-      if (!ready.has(requested.personId)) continue;
+      if (!ready.has(requested.personId) && missing(requested)) continue;
       // The person's email now, as a full pass binds it (see converge).
       const visa = { ...requested, personEmail: people.get(requested.personId)!.email };
       for (const namespace of visa.namespaces) {
@@ -629,6 +653,17 @@ export class Reconciler {
     );
     // Judged again on the rows as they are now: a visa revoked while this pass wrote gets no binding.
     const bindings = await this.stillGranting(planned, this.now());
+    // A ServiceAccount found ready and bound to is relied on like one made: a full pass that read the visas before this
+    // pass did must not delete it as unwanted (see madeAfter).
+    const made =
+      this.ownCreations.get(cluster.name) ?? new Map<string, { read: number; until: Instant; echoed: boolean }>();
+    this.ownCreations.set(cluster.name, made);
+    for (const [, { rb }] of bindings) {
+      const key = `serviceaccount ${rb.subjects[0]?.name ?? ''}`;
+      const known = made.get(key);
+      if (known === undefined || known.read < read)
+        made.set(key, { read, until: this.now() + OWN_DELETION_ECHO_MS, echoed: true });
+    }
     await this.changeAll(
       cluster.name,
       bindings.map(([key, { rb, visa }]) => this.roleBindingCreation(cluster, report, key, rb, visa, { read, found })),
@@ -677,6 +712,12 @@ export class Reconciler {
     }
   }
 
+  /** True when a visa pass of this process made this object lately (after checking whose it is). */
+  private madeByVisaPass(cluster: string, key: string): boolean {
+    const made = this.ownCreations.get(cluster)?.get(key);
+    return made !== undefined && made.until > this.now();
+  }
+
   /** True when a visa pass made this object from a read later than `read` (a full pass's, which must not delete it). */
   private madeAfter(cluster: string, key: string, read: number): boolean {
     const made = this.ownCreations.get(cluster)?.get(key);
@@ -688,9 +729,10 @@ export class Reconciler {
     cluster: ReconcilerCluster,
     report: PassReport,
     account: ManagedServiceAccount,
-    options: { read?: number; found?: () => void; rotating?: Instant },
+    options: { read?: number; found?: () => void; rotating?: Instant; madeByVisaPass?: () => boolean },
   ): Change {
     const name = account.metadata.name;
+    const tolerated = () => options.madeByVisaPass?.() ?? true;
     return {
       kind: 'serviceaccount.create',
       payload: { name, person: account.metadata.annotations[PERSON_ANNOTATION] },
@@ -699,7 +741,9 @@ export class Reconciler {
           cluster.createServiceAccount(account),
         ),
       done: () => report.created.push(`serviceaccount/${name}`),
-      ...(options.found ? { failed: async (error: unknown) => alreadyExists(error) && (options.found!(), true) } : {}),
+      ...(options.found
+        ? { failed: async (error: unknown) => alreadyExists(error) && tolerated() && (options.found!(), true) }
+        : {}),
     };
   }
 
@@ -713,7 +757,7 @@ export class Reconciler {
     key: string,
     rb: ManagedRoleBinding,
     visa: Visa,
-    options: { read?: number; found?: () => void } = {},
+    options: { read?: number; found?: () => void; madeByVisaPass?: () => boolean } = {},
   ): Change {
     return {
       kind: 'rolebinding.create',
@@ -725,7 +769,7 @@ export class Reconciler {
         this.reportedMissing.delete(`${cluster.name}/${key}`);
       },
       failed: async (error) => {
-        if (options.found !== undefined && alreadyExists(error)) {
+        if (options.found !== undefined && alreadyExists(error) && (options.madeByVisaPass?.() ?? true)) {
           options.found();
           return true;
         }
@@ -917,6 +961,7 @@ export class Reconciler {
   }
 
   private async converge(cluster: ReconcilerCluster, report: PassReport): Promise<void> {
+    const generation = this.trustGeneration;
     // 0. The profiles and kubevisa's own RBAC first: a binding is only as narrow as the ClusterRole it points to.
     let profileState: Awaited<ReturnType<Reconciler['convergeProfiles']>>;
     try {
@@ -927,7 +972,9 @@ export class Reconciler {
       throw error;
     }
     const { untrusted, installed, profiles } = profileState;
-    this.untrustedProfiles.set(cluster.name, untrusted);
+    // Only a judgement of this term and of the cluster object now registered under the name is one visa passes trust.
+    if (generation === this.trustGeneration && this.clusters.get(cluster.name) === cluster)
+      this.untrustedProfiles.set(cluster.name, untrusted);
     await this.convergeOwnRbac(cluster, report, installed);
     // The intents this pass answers for at its end: those pending before it read (a deadline pass's, made after, are
     // not covered by what it read).
@@ -1135,7 +1182,10 @@ export class Reconciler {
       const rotating = unfinishedRotations.has(name) || deletedAt !== undefined;
       const at = deletedAt ?? this.now();
       const sa = rotating ? rotatedServiceAccount(desired, at) : desired;
-      const creation = this.serviceAccountCreation(cluster, report, sa, {});
+      const creation = this.serviceAccountCreation(cluster, report, sa, {
+        found: () => undefined,
+        madeByVisaPass: () => this.madeByVisaPass(cluster.name, `serviceaccount ${name}`),
+      });
       identities.push({
         ...creation,
         done: () => {
@@ -1155,7 +1205,12 @@ export class Reconciler {
         wakeAt = Math.min(wakeAt, holdUntil);
         continue;
       }
-      bindings.push(this.roleBindingCreation(cluster, report, key, rb, visa));
+      bindings.push(
+        this.roleBindingCreation(cluster, report, key, rb, visa, {
+          found: () => undefined,
+          madeByVisaPass: () => this.madeByVisaPass(cluster.name, `rolebinding ${key}`),
+        }),
+      );
     }
     await this.changeAll(cluster.name, bindings);
     if (wakeAt !== Infinity) this.wakeAt(cluster.name, wakeAt);

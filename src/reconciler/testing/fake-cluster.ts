@@ -155,6 +155,12 @@ export class FakeCluster implements ReconcilerCluster {
     return this.serviceAccounts.delete(name);
   }
 
+  /** Reports every binding as ADDED to the watchers, as a real watch's first list does (this one starts empty). */
+  replayBindings(): void {
+    for (const binding of this.roleBindings.values())
+      this.changed({ type: 'ADDED', roleBinding: structuredClone(binding) });
+  }
+
   watchManagedRoleBindings(onEvent: (event: RoleBindingEvent) => void): () => void {
     this.bindingWatchers.add(onEvent);
     return () => this.bindingWatchers.delete(onEvent);
