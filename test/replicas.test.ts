@@ -238,7 +238,7 @@ describe('any replica serves any request', () => {
 });
 
 describe('what one replica does to access reaches the others', () => {
-  test('an approval and a revoke on followers name their visa to the leader, whose visa passes bind and unbind it', async () => {
+  test('an approval and a revoke on followers reach the leader, which binds and unbinds the visa; followers run no pass', async () => {
     const roles = await Promise.all(['A', 'B', 'C'].map(async (name) => [name, await roleOf(name)] as const));
     const leader = roles.find(([, role]) => role === 'leader')?.[0];
     const followers = roles.filter(([, role]) => role === 'follower').map(([name]) => name);
@@ -253,7 +253,6 @@ describe('what one replica does to access reaches the others', () => {
     });
     assert.equal(requested.status, 201, JSON.stringify(requested.body));
     const id = String(requested.body.id);
-    const visaPasses = await passesOf(leader, 'visas');
     const approved = await call(followers[1]!, 'POST', `/api/v1/visas/${id}/approve`, approver, {});
     assert.equal(approved.status, 200, JSON.stringify(approved.body));
     await eventually(
@@ -261,20 +260,14 @@ describe('what one replica does to access reaches the others', () => {
       15_000,
       async () => (await env.k(['get', 'rolebinding', `kubevisa-${id}`, '-n', NS])).code === 0,
     );
-    await eventually('a visa pass on the leader', 5_000, async () => (await passesOf(leader, 'visas')) > visaPasses);
-    for (const follower of followers) assert.equal(await passesOf(follower, 'visas'), 0, 'followers write nothing');
-    const afterApproval = await passesOf(leader, 'visas');
+    for (const follower of followers) assert.equal(await passesOf(follower, 'full'), 0, 'followers write nothing');
+    assert.ok((await passesOf(leader, 'full')) > 0, 'the leader reconciles');
     const revoked = await call(followers[0]!, 'POST', `/api/v1/visas/${id}/revoke`, admin, { reason: 'done' });
     assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
     await eventually(
       `RoleBinding of ${id} gone`,
       15_000,
       async () => (await env.k(['get', 'rolebinding', `kubevisa-${id}`, '-n', NS])).code !== 0,
-    );
-    await eventually(
-      'a visa pass for the revoke',
-      5_000,
-      async () => (await passesOf(leader, 'visas')) > afterApproval,
     );
   });
 
