@@ -595,11 +595,7 @@ export class Reconciler {
     // Direct tokens may ride on the person's ServiceAccount here: whether a binding may be added (or must wait for
     // the token cache) is the full pass's judgement.
     if (this.options.allowsDirectMode?.(cluster.name) === true) return true;
-    const rotating = new Set(
-      (await this.store.listPendingIntents({ cluster: cluster.name }))
-        .filter((intent) => intent.kind === ROTATION_KIND)
-        .map((intent) => String(intent.payload['name'] ?? '')),
-    );
+    const rotating = await this.unfinishedRotations(cluster.name);
     const accounts: ManagedServiceAccount[] = [];
     const ready = new Set<string>();
     // Only people with a binding to make have their ServiceAccount read (ids of visas whose bindings the watch shows,
@@ -632,9 +628,9 @@ export class Reconciler {
       // The person's email now, as a full pass binds it (see converge).
       const visa = { ...requested, personEmail: people.get(requested.personId)!.email };
       for (const namespace of visa.namespaces) {
-        if (isProtectedNamespace(namespace, this.options.protectedNamespaces)) {
-          (report.protectedNamespaces ??= []).push(namespace);
-          await this.reportProtectedNamespace(cluster.name, visa, namespace);
+        const skipped = this.skipProtectedNamespace(cluster.name, report, visa, namespace);
+        if (skipped !== undefined) {
+          await skipped;
           continue;
         }
         const rb = desiredRoleBinding(visa, namespace);
@@ -689,6 +685,18 @@ export class Reconciler {
     if (ownerOf(account) !== ownerOf(desired)) return 'full';
     if (hasLiveDirectTokens(account, now) || heldUntil(rotatedAt(account), now) !== undefined) return 'full';
     return 'ready';
+  }
+
+  /**
+   * The names of the ServiceAccounts whose rotation (made again to end direct-mode tokens) has not finished: its intent
+   * is still pending.
+   */
+  private async unfinishedRotations(cluster: string): Promise<Set<string>> {
+    return new Set(
+      (await this.store.listPendingIntents({ cluster }))
+        .filter((intent) => intent.kind === ROTATION_KIND)
+        .map((intent) => String(intent.payload['name'] ?? '')),
+    );
   }
 
   /**
@@ -1003,9 +1011,9 @@ export class Reconciler {
       wantSas.set(sa.metadata.name, sa);
       for (const namespace of visa.namespaces) {
         // Defence in depth: requests and approvals refuse these, but a row can predate that or be written by hand.
-        if (isProtectedNamespace(namespace, this.options.protectedNamespaces)) {
-          (report.protectedNamespaces ??= []).push(namespace);
-          await this.reportProtectedNamespace(cluster.name, visa, namespace);
+        const skipped = this.skipProtectedNamespace(cluster.name, report, visa, namespace);
+        if (skipped !== undefined) {
+          await skipped;
           continue;
         }
         const rb = desiredRoleBinding(visa, namespace);
@@ -1168,11 +1176,7 @@ export class Reconciler {
     // 3. Identities, then the bindings that grant them access.
     // A ServiceAccount deleted by a rotation that did not finish (a crash, a failed create) may have live tokens in
     // kube-apiserver's cache: it is made as a rotated one.
-    const unfinishedRotations = new Set(
-      (await this.store.listPendingIntents({ cluster: cluster.name }))
-        .filter((intent) => intent.kind === ROTATION_KIND)
-        .map((intent) => String(intent.payload['name'] ?? '')),
-    );
+    const unfinishedRotations = await this.unfinishedRotations(cluster.name);
     const identities: Change[] = [];
     for (const [name, desired] of wantSas) {
       if (haveSaNames.has(name)) continue;
@@ -1559,6 +1563,22 @@ export class Reconciler {
         reason: `namespace '${namespace}' does not exist in cluster '${cluster}'; kubevisa does not create namespaces`,
       }),
     );
+  }
+
+  /**
+   * Skips a binding into a protected namespace, reporting it in the pass's report and (once) in the audit log: returns
+   * that audit write when `namespace` is protected, and undefined when it is not, so that a pass's loop awaits nothing
+   * for the namespaces it binds.
+   */
+  private skipProtectedNamespace(
+    cluster: string,
+    report: PassReport,
+    visa: Visa,
+    namespace: string,
+  ): Promise<void> | undefined {
+    if (!isProtectedNamespace(namespace, this.options.protectedNamespaces)) return undefined;
+    (report.protectedNamespaces ??= []).push(namespace);
+    return this.reportProtectedNamespace(cluster, visa, namespace);
   }
 
   private async reportProtectedNamespace(cluster: string, visa: Visa, namespace: string) {
