@@ -140,15 +140,27 @@ function bindingStatus(visaId: string): Promise<number> {
 }
 
 /** Intents a leader recorded and no pass has completed yet (read from the database itself). */
-async function pendingIntents(): Promise<number> {
+/** One row of the test database, read with a connection of its own. */
+async function queryOne<T>(sql: string): Promise<T> {
   const client = new pg.Client({ connectionString: database.url });
   await client.connect();
   try {
-    const result = await client.query('SELECT count(*)::int AS n FROM intents WHERE completed_at IS NULL');
-    return (result.rows[0] as { n: number }).n;
+    return (await client.query(sql)).rows[0] as T;
   } finally {
     await client.end();
   }
+}
+
+async function pendingIntents(): Promise<number> {
+  return (await queryOne<{ n: number }>('SELECT count(*)::int AS n FROM intents WHERE completed_at IS NULL')).n;
+}
+
+/** The reconciler lease's row, its instants in the database's clock (epoch ms). */
+async function leaseRow(): Promise<{ epoch: number; acquiredAt: number; expiresAt: number; present: boolean }> {
+  return queryOne(`SELECT epoch::int AS epoch, present,
+      (EXTRACT(EPOCH FROM acquired_at) * 1000)::float8 AS "acquiredAt",
+      (EXTRACT(EPOCH FROM expires_at) * 1000)::float8 AS "expiresAt"
+    FROM leader_leases WHERE name = 'reconciler'`);
 }
 
 /** A watch of pods in NS held through one replica's gateway; `ended` resolves with the instant the stream ended. */
@@ -270,12 +282,22 @@ test('one replica leads and the others follow, each saying so in /healthz, /read
   }
 });
 
-test('kill -9 of the leader at idle: another takes over with the next epoch within the lease and a renewal', async () => {
+test('kill -9 of the leader at idle: another takes over with the next epoch before the dead one’s term would have ended', async () => {
   const { leader, epoch } = await leaderAmong(live());
+  const before = await leaseRow();
+  assert.equal(before.present, true, 'the leader showed its presence at its latest claim');
   const killedAt = Date.now();
   await kill(leader);
   const next = await leaderAmong(live(), epoch);
   assert.equal(next.epoch, epoch + 1);
+  // The dead leader's presence session ended with it: its term was taken early, not waited out (by the database's
+  // clock, the new term began before the old one's end as last renewed — at the latest, before the kill).
+  const taken = await leaseRow();
+  assert.equal(taken.epoch, epoch + 1);
+  assert.ok(
+    taken.acquiredAt < before.expiresAt,
+    `the term was taken ${taken.acquiredAt - before.expiresAt} ms after the dead leader's lease ended, not before`,
+  );
   console.log(`takeover after kill -9 at idle: ${next.at - killedAt} ms (lease ${LEASE_MS} ms, renew ${RENEW_MS} ms)`);
   // Back to three: the killed one comes back as a follower.
   await startReplica(`${leader.name}-again`, Number(new URL(leader.url).port));

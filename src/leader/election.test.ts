@@ -37,9 +37,60 @@ class FakeLeases implements LeaderLeases {
   }
 }
 
-function setup(t: TestContext) {
+/**
+ * FakeLeases on an engine that sees presence: `alive` holds the holders whose presence is shown. A term whose holder
+ * was present at its latest claim and is no longer can be taken before it expires, as in leases.ts.
+ */
+class FakePresentLeases extends FakeLeases {
+  readonly alive = new Map<string, (why: string) => void>();
+  present = new Map<string, boolean>();
+
+  override async claim(input: { name: string; holder: string; durationMs: number; epoch?: number }) {
+    const row = this.row;
+    if (
+      row !== undefined &&
+      row.holder !== input.holder &&
+      this.present.get(row.holder) &&
+      !this.alive.has(row.holder)
+    ) {
+      row.expiresAt = this.dbNow; // taken as if expired
+    }
+    const term = await super.claim(input);
+    if (this.row?.holder === input.holder) this.present.set(input.holder, this.alive.has(input.holder));
+    return term;
+  }
+
+  async takeable(input: { name: string; holder: string }): Promise<boolean> {
+    const row = this.row;
+    if (row === undefined || row.expiresAt <= this.dbNow) return true;
+    return row.holder !== input.holder && this.present.get(row.holder) === true && !this.alive.has(row.holder);
+  }
+
+  /** Holders whose presence the engine cannot see (session locks hidden by a pooler). */
+  readonly hidden = new Set<string>();
+
+  async holdPresence(input: { holder: string; onLost: (why: string) => void }) {
+    if (this.hidden.has(input.holder)) throw new Error('session locks are hidden');
+    this.alive.set(input.holder, input.onLost);
+    return { close: async () => void this.alive.delete(input.holder) };
+  }
+
+  /** The holder's process died: the engine stops seeing it, and nothing of it runs any more. */
+  kill(holder: string): void {
+    this.alive.delete(holder);
+    this.hang.add(holder);
+  }
+
+  /** The holder's presence connection ended while the process lives on. */
+  dropPresence(holder: string): void {
+    const onLost = this.alive.get(holder);
+    this.alive.delete(holder);
+    onLost?.('the connection that shows this process is alive ended');
+  }
+}
+
+function setup(t: TestContext, leases = new FakeLeases()) {
   t.mock.timers.enable({ apis: ['setTimeout'] });
-  const leases = new FakeLeases();
   const log: string[] = [];
   const make = (holder: string, wallSkewMs = 0) =>
     new LeaderElection({
@@ -206,4 +257,115 @@ test('a clock reading that took long to come back does not replace a quick one: 
   db += 30;
   await election.syncClock();
   assert.equal(election.databaseNow(), db - 50, 'a quick reading is taken, with half its round trip of error');
+});
+
+test('a leader that dies is replaced within a watch interval, long before its lease ends, with the next epoch', async (t) => {
+  const leases = new FakePresentLeases();
+  const { log, make, advance } = setup(t, leases);
+  const a = make('a');
+  const b = make('b');
+  await a.start();
+  await b.start();
+  assert.equal(a.isLeader(), true);
+  await advance(1000);
+  leases.kill('a');
+  // b watches every 500 ms (a quarter of its 2 s claims): the lease has 7 s left when b takes it.
+  await advance(1000);
+  assert.equal(b.isLeader(), true);
+  assert.equal(b.currentEpoch(), 2);
+  assert.ok(log.includes('b elected 2'));
+  assert.ok(leases.row!.expiresAt - leases.dbNow > 6000, 'b holds a fresh term');
+  await b.stop();
+});
+
+test('a leader that is alive but silent (paused, its presence still seen) keeps its term until the lease ends', async (t) => {
+  const leases = new FakePresentLeases();
+  const { make, advance } = setup(t, leases);
+  const a = make('a');
+  const b = make('b');
+  await a.start();
+  await b.start();
+  leases.hang.add('a');
+  await advance(6000);
+  assert.equal(b.isLeader(), false);
+  assert.equal(leases.row!.holder, 'a');
+  await advance(4000);
+  assert.equal(b.isLeader(), true);
+  assert.equal(b.currentEpoch(), 2);
+  await b.stop();
+});
+
+test('a leader whose presence is no longer seen steps down at once; a replica takes over with the next epoch', async (t) => {
+  const leases = new FakePresentLeases();
+  const { log, make, advance } = setup(t, leases);
+  const a = make('a');
+  const b = make('b');
+  await a.start();
+  await b.start();
+  leases.dropPresence('a');
+  assert.equal(a.isLeader(), false);
+  assert.match(
+    log.at(-1)!,
+    /^a deposed 1: the connection that shows this process is alive ended: another replica may take over$/,
+  );
+  await advance(500);
+  assert.equal(b.isLeader(), true);
+  assert.equal(b.currentEpoch(), 2);
+  // a shows its presence again at its next claim and follows b.
+  await advance(2000);
+  assert.ok(leases.alive.has('a'));
+  assert.deepEqual(a.status(), { role: 'follower', epoch: 2, holder: 'b', self: 'a' });
+  await a.stop();
+  await b.stop();
+});
+
+test('a leader that lost its presence resumes its own term when no replica took it', async (t) => {
+  const leases = new FakePresentLeases();
+  const { log, make, advance } = setup(t, leases);
+  const a = make('a');
+  await a.start();
+  leases.dropPresence('a');
+  assert.equal(a.isLeader(), false);
+  await advance(2000);
+  assert.equal(a.isLeader(), true);
+  assert.equal(a.currentEpoch(), 1);
+  assert.deepEqual(log, [
+    'a elected 1',
+    'a deposed 1: the connection that shows this process is alive ended: another replica may take over',
+    'a elected 1',
+  ]);
+  await a.stop();
+});
+
+test('a holder that could not show its presence is taken over only when its lease ends', async (t) => {
+  const leases = new FakePresentLeases();
+  const { log, advance } = setup(t, leases);
+  const errors: string[] = [];
+  const make = (holder: string) =>
+    new LeaderElection({
+      leases,
+      holder,
+      leaseMs: 8000,
+      renewEveryMs: 2000,
+      monotonicNow: () => leases.dbNow,
+      wallNow: () => leases.dbNow,
+      onElected: (epoch) => log.push(`${holder} elected ${epoch}`),
+      onDeposed: () => undefined,
+      onError: (error) => errors.push(`${holder}: ${error.message}`),
+    });
+  const a = make('a');
+  const b = make('b');
+  // A pooler between a and the database hides session locks: a cannot show presence, and its term records that.
+  leases.hidden.add('a');
+  await a.start();
+  assert.equal(a.isLeader(), true);
+  assert.deepEqual(errors, ['a: cannot show the store this replica is alive (retrying): session locks are hidden']);
+  await b.start();
+  leases.kill('a');
+  await advance(4000);
+  assert.equal(b.isLeader(), false, 'a term recorded without presence is not taken early');
+  await advance(6000);
+  assert.equal(b.isLeader(), true);
+  assert.equal(b.currentEpoch(), 2);
+  await b.stop();
 });

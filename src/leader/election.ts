@@ -5,12 +5,16 @@
  * here no later than the database ends it, whatever the wall clock says. It renews well inside the lease
  * (default every 2 s of an 8 s lease) and steps down at once when a renewal fails or comes back too late.
  *
+ * A process also shows the store it is alive (`holdPresence`), and followers ask every `watchEveryMs` whether the
+ * lease can be taken (`takeable`): a leader that died (kill -9, a crash) is replaced within that interval rather
+ * than when its lease runs out, while one that is only paused or cut off keeps its term until the lease ends.
+ *
  * Believing it leads is not enough to write safely (the process can pause between the check and the write): the
  * epoch of each term goes into every cluster write, and kube-apiserver refuses writes of an older term once a
  * newer leader raised the fence (src/cluster/fencing.ts).
  */
 import { performance } from 'node:perf_hooks';
-import type { LeaderLeases, LeaseTerm } from '../store/store.ts';
+import type { LeaderLeases, LeaseTerm, Presence } from '../store/store.ts';
 
 export type Role = 'leader' | 'follower';
 
@@ -41,6 +45,11 @@ export interface LeaderElectionOptions {
   leaseMs?: number;
   /** How often the holder renews and a follower tries to take over, in ms (default 2000; < leaseMs / 2). */
   renewEveryMs?: number;
+  /**
+   * How often a follower asks whether the lease can be taken (its holder gone or its term over), in ms (default a
+   * quarter of renewEveryMs, at least 100): how long a dead leader's work waits for the next one.
+   */
+  watchEveryMs?: number;
   /** Monotonic clock in ms (default `performance.now`); never the wall clock. */
   monotonicNow?: () => number;
   /** This process's wall clock, epoch ms (default `Date.now`); only its offset from the database's is used. */
@@ -67,6 +76,7 @@ export class LeaderElection implements Leadership {
   private readonly name: string;
   private readonly leaseMs: number;
   private readonly renewEveryMs: number;
+  private readonly watchEveryMs: number;
   private readonly now: () => number;
   private role: Role = 'follower';
   /** The latest term seen, this process's or another's (for status). */
@@ -77,6 +87,11 @@ export class LeaderElection implements Leadership {
   /** Monotonic instant until which this process's term surely lasts (leader only). */
   private validUntil = 0;
   private tickTimer: NodeJS.Timeout | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
+  /** This process's presence in the store, while the store sees it (undefined: not shown, or lost). */
+  private presence: Presence | undefined;
+  private showingPresence: Promise<void> | undefined;
+  private presenceFailing = false;
   private watchdog: NodeJS.Timeout | undefined;
   private stopped = false;
   private ticking: Promise<void> | undefined;
@@ -90,7 +105,10 @@ export class LeaderElection implements Leadership {
     this.name = options.name ?? 'reconciler';
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.renewEveryMs = options.renewEveryMs ?? DEFAULT_RENEW_EVERY_MS;
+    this.watchEveryMs = options.watchEveryMs ?? Math.max(100, this.renewEveryMs / 4);
     this.now = options.monotonicNow ?? (() => performance.now());
+    if (!(this.watchEveryMs > 0))
+      throw new RangeError(`leader lease: watchEveryMs (${this.watchEveryMs}) must be positive`);
     if (!(this.leaseMs > 0) || !(this.renewEveryMs > 0) || this.renewEveryMs * 2 > this.leaseMs) {
       throw new RangeError(
         `leader lease: renewEveryMs (${this.renewEveryMs}) must be positive and at most half of leaseMs (${this.leaseMs})`,
@@ -101,7 +119,45 @@ export class LeaderElection implements Leadership {
   /** Makes the first claim (so the role is known when this resolves), then keeps claiming. */
   async start(): Promise<void> {
     this.stopped = false;
+    await this.showPresence();
     await this.tick();
+  }
+
+  /**
+   * Shows the store this process is alive, if the store can tell (and it does not already). A failure is reported
+   * and tried again at the next claim: meanwhile this process's terms can only be taken once they expire.
+   */
+  private showPresence(): Promise<void> {
+    const leases = this.options.leases;
+    if (leases.holdPresence === undefined || this.presence !== undefined || this.stopped) return Promise.resolve();
+    this.showingPresence ??= (async () => {
+      try {
+        const presence = await leases.holdPresence!({
+          holder: this.options.holder,
+          onLost: (why) => {
+            if (this.presence !== presence) return;
+            this.presence = undefined;
+            // Another replica may take the term from now on: stop the leader-only work rather than race it. The
+            // next claim shows presence again, and resumes the term if no one took it.
+            this.stepDown(`${why}: another replica may take over`);
+          },
+        });
+        this.presenceFailing = false;
+        if (this.stopped) await presence.close();
+        else this.presence = presence;
+      } catch (error) {
+        // Said once per run of failures: behind a pooler that hides session locks it fails at every claim.
+        if (!this.presenceFailing) {
+          this.options.onError?.(
+            new Error(`cannot show the store this replica is alive (retrying): ${(error as Error).message}`),
+          );
+        }
+        this.presenceFailing = true;
+      } finally {
+        this.showingPresence = undefined;
+      }
+    })();
+    return this.showingPresence;
   }
 
   /**
@@ -127,6 +183,7 @@ export class LeaderElection implements Leadership {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.tickTimer);
+    clearTimeout(this.watchTimer);
     // A claim the database never answers must not hold the server's stop for longer than a term.
     let waited: NodeJS.Timeout | undefined;
     await Promise.race([this.ticking, new Promise((resolve) => (waited = setTimeout(resolve, this.leaseMs)))]);
@@ -136,6 +193,10 @@ export class LeaderElection implements Leadership {
       this.stepDown('the server is stopping');
       await this.options.leases.release({ name: this.name, holder: this.options.holder, epoch }).catch(() => undefined);
     }
+    await this.showingPresence;
+    const presence = this.presence;
+    this.presence = undefined;
+    await presence?.close();
   }
 
   /**
@@ -182,10 +243,44 @@ export class LeaderElection implements Leadership {
     if (this.stopped) return;
     this.tickTimer = setTimeout(() => void this.tick(), this.renewEveryMs);
     this.tickTimer.unref();
+    if (this.role !== 'leader' && this.options.leases.takeable !== undefined) this.scheduleWatch();
+  }
+
+  private scheduleWatch(): void {
+    clearTimeout(this.watchTimer);
+    this.watchTimer = setTimeout(() => void this.watch(), this.watchEveryMs);
+    this.watchTimer.unref();
+  }
+
+  /** True while this process follows with no claim under way: when a watch may run or act. */
+  private idleFollower(): boolean {
+    return !this.stopped && this.ticking === undefined && this.role !== 'leader';
+  }
+
+  /** A follower's cheap look at the lease between claims: claims at once when it can be taken. */
+  private async watch(): Promise<void> {
+    if (!this.idleFollower()) return;
+    let takeable = false;
+    try {
+      takeable = await this.options.leases.takeable!({ name: this.name, holder: this.options.holder });
+    } catch {
+      // The store is unreachable: the next claim says so (onError), no need to say it at every watch.
+    }
+    if (!this.idleFollower()) return;
+    if (!takeable) {
+      this.scheduleWatch();
+      return;
+    }
+    clearTimeout(this.tickTimer);
+    await this.tick();
   }
 
   private async tick(): Promise<void> {
     if (this.stopped) return;
+    clearTimeout(this.watchTimer);
+    // A presence lost (a database restart, a dropped connection) is shown again, for the next claims to record; not
+    // awaited, so that a slow connection never delays a renewal.
+    void this.showPresence();
     const run = this.claim();
     this.ticking = run;
     await run;
@@ -207,7 +302,7 @@ export class LeaderElection implements Leadership {
         ...(leading ? { epoch: this.epoch } : {}),
       });
     } catch (error) {
-      this.options.onError?.(error instanceof Error ? error : new Error(String(error)));
+      this.options.onError?.(new Error(`the lease could not be claimed or renewed: ${(error as Error).message}`));
       if (this.role === 'leader') this.stepDown(`renewing the lease failed: ${(error as Error).message}`);
       return;
     }

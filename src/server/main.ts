@@ -115,8 +115,7 @@ export async function startServer(
       leaderWork?.stop();
       process.stderr.write(`kubevisa: no longer leading (epoch ${epoch}): ${why}; following\n`);
     },
-    onError: (error) =>
-      process.stderr.write(`kubevisa: the leader lease could not be claimed or renewed: ${error.message}\n`),
+    onError: (error) => process.stderr.write(`kubevisa: leader election: ${error.message}\n`),
   });
   try {
     // Every instant this server decides by (visa windows, token times, sessions, audit) is the database's: replicas

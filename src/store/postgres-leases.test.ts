@@ -1,6 +1,7 @@
 /**
- * Leader leases on a real PostgreSQL (migration 5): one term at a time under concurrent claims from several stores
- * (as several replicas would hold), epochs that only rise, expiry by the database's clock, and an early release.
+ * Leader leases on a real PostgreSQL (migrations 5 and 7): one term at a time under concurrent claims from several
+ * stores (as several replicas would hold), epochs that only rise, expiry by the database's clock, an early release,
+ * and a term taken early once its holder's presence session is gone.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,4 +66,75 @@ test('the answer carries the database clock, for deadlines judged by it', async 
   const databaseNow = Number((rows[0] as { now: number }).now);
   assert.ok(Math.abs(databaseNow - term.databaseNow) < 5000, `${term.databaseNow} vs ${databaseNow}`);
   assert.equal(stores[0]!.leases.exclusive, false);
+});
+
+/** The backend holding `holder`'s presence lock, if any. */
+async function presenceBackend(holder: string): Promise<number | undefined> {
+  const { rows } = await database.admin(
+    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
+       AND objid = (hashtext('${holder}') & 2147483647)::oid`,
+  );
+  return (rows[0] as { pid: number } | undefined)?.pid;
+}
+
+test('a term whose holder is present is kept until it expires; once its presence session dies, one claimant takes it at once', async () => {
+  const [a, b, c] = stores as [PostgresStore, PostgresStore, PostgresStore];
+  let lost = '';
+  const presence = await a.leases.holdPresence!({ holder: 'pa', onLost: (why) => (lost = why) });
+  const held = await a.leases.claim({ name: 'presence', holder: 'pa', durationMs: 60_000 });
+  assert.deepEqual([held.holder, held.epoch], ['pa', 1]);
+  assert.equal(await b.leases.takeable!({ name: 'presence', holder: 'pb' }), false);
+  assert.equal((await b.leases.claim({ name: 'presence', holder: 'pb', durationMs: 60_000 })).holder, 'pa');
+  // The holder's own view: its term is not takeable by itself.
+  assert.equal(await a.leases.takeable!({ name: 'presence', holder: 'pa' }), false);
+
+  // What kill -9 of the holder does to its session: PostgreSQL ends it and drops its locks.
+  const pid = await presenceBackend('pa');
+  assert.ok(pid !== undefined, 'the presence lock is held');
+  await database.admin(`SELECT pg_terminate_backend(${pid})`);
+  for (let i = 0; i < 50 && lost === ''; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(lost, 'the connection that shows this process is alive ended');
+  assert.equal(await presenceBackend('pa'), undefined);
+
+  assert.equal(await b.leases.takeable!({ name: 'presence', holder: 'pb' }), true);
+  const claims = await Promise.all(
+    Array.from({ length: 8 }, (_, i) =>
+      [b, c][i % 2]!.leases.claim({ name: 'presence', holder: `p${i}`, durationMs: 60_000 }),
+    ),
+  );
+  // A claim that lost the race may answer the row as its snapshot had it (pa's): only one says it won.
+  const winners = claims.filter((term, i) => term.holder === `p${i}`);
+  assert.equal(winners.length, 1, `one winner, got ${claims.map((term) => term.holder).join(', ')}`);
+  assert.equal(winners[0]!.epoch, 2);
+  assert.ok(winners[0]!.remainingMs > 50_000, 'the winner holds a fresh term');
+  const { rows } = await database.admin(
+    `SELECT holder, epoch::int AS epoch FROM leader_leases WHERE name = 'presence'`,
+  );
+  assert.deepEqual(rows, [{ holder: winners[0]!.holder, epoch: 2 }]);
+  await presence.close();
+});
+
+test('a term claimed without presence (a pooler hides session locks) is taken only once it expires', async () => {
+  const [a, b] = stores as [PostgresStore, PostgresStore];
+  const held = await a.leases.claim({ name: 'absent', holder: 'nopresence', durationMs: 400 });
+  assert.equal(held.holder, 'nopresence');
+  const { rows } = await database.admin(`SELECT present FROM leader_leases WHERE name = 'absent'`);
+  assert.deepEqual(rows, [{ present: false }]);
+  assert.equal(await b.leases.takeable!({ name: 'absent', holder: 'other' }), false);
+  assert.equal((await b.leases.claim({ name: 'absent', holder: 'other', durationMs: 400 })).holder, 'nopresence');
+  await database.admin(`SELECT pg_sleep(0.5)`);
+  assert.equal(await b.leases.takeable!({ name: 'absent', holder: 'other' }), true);
+  const taken = await b.leases.claim({ name: 'absent', holder: 'other', durationMs: 400 });
+  assert.deepEqual([taken.holder, taken.epoch], ['other', 2]);
+});
+
+test('a presence is shown once per holder id: a second session cannot hold the same one', async () => {
+  const [a, b] = stores as [PostgresStore, PostgresStore];
+  const presence = await a.leases.holdPresence!({ holder: 'twice', onLost: () => undefined });
+  await assert.rejects(
+    b.leases.holdPresence!({ holder: 'twice', onLost: () => undefined }),
+    /the presence lock of 'twice' is held by another session/,
+  );
+  await presence.close();
+  assert.equal(await presenceBackend('twice'), undefined);
 });

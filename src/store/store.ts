@@ -729,6 +729,23 @@ export interface LeaderLeases {
   release(input: { name: string; holder: string; epoch: number }): Promise<void>;
   /** The engine's clock, epoch ms, without claiming anything (a server reads it before it decides anything). */
   readClock(): Promise<number>;
+  /**
+   * Read only: whether a claim by `holder` now would start a new term (the lease is free, expired, or its holder
+   * is gone). Followers ask it often and claim only when it says yes. Absent on engines where nothing can take over.
+   */
+  takeable?(input: { name: string; holder: string }): Promise<boolean>;
+  /**
+   * Shows the engine that the process `holder` is alive for as long as the returned presence is open, so that its
+   * terms can be taken as soon as the process dies rather than when they expire. `onLost` is called once if the
+   * engine stops seeing the presence (the connection ended) before `close`. Rejects when it cannot be shown (the
+   * caller claims without it and tries again later). Absent on engines where nothing can take over.
+   */
+  holdPresence?(input: { holder: string; onLost: (why: string) => void }): Promise<Presence>;
+}
+
+/** A process's presence shown to the store (LeaderLeases.holdPresence). */
+export interface Presence {
+  close(): Promise<void>;
 }
 
 /** A name for messages and metrics only: no code outside src/store/ may branch on it. */

@@ -1,24 +1,50 @@
 /**
- * Leader leases on PostgreSQL (migration 5, table `leader_leases`). One statement per claim: the row lock that
+ * Leader leases on PostgreSQL (migrations 5 and 7, table `leader_leases`). One statement per claim: the row lock that
  * INSERT … ON CONFLICT DO UPDATE takes makes concurrent claims of an expired lease serialise, and the loser's
  * WHERE is checked again against the winner's row, so exactly one replica starts each term. Every instant is the
  * database's `clock_timestamp()`; the caller's clock is never sent.
+ *
+ * Presence: each process holds a session advisory lock, keyed by its holder id, on a connection of its own. When
+ * the process dies (kill -9, a crash, its host gone with its TCP connection reset) PostgreSQL ends that session and
+ * the lock goes with it, at once; a process that is only paused or slow keeps it. A term whose holder proved its
+ * presence at its latest claim and has lost it can therefore be taken without waiting for the term to run out:
+ * a dead leader is replaced in a watch interval instead of a lease. Taking a term early is no more dangerous than
+ * taking an expired one: a holder that is in fact alive is fenced by the next epoch like any deposed leader.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { InvalidInput } from '../../domain/errors.ts';
-import type { LeaderLeases, LeaseTerm } from '../store.ts';
+import type { LeaderLeases, LeaseTerm, Presence } from '../store.ts';
+
+/**
+ * The advisory-lock key space of this schema's presence locks (two int4 keys: this, then the holder's hash), so that
+ * stores in two schemas of one database do not see each other's replicas.
+ */
+const PRESENCE_SPACE = `(hashtext(current_schema() || ':kubevisa-presence') & 2147483647)`;
+
+/** True while some session holds the presence lock of the holder named by the SQL expression `holder`. */
+const presenceHeld = (holder: string) => `EXISTS (
+  SELECT 1 FROM pg_locks k
+  WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
+    AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND k.classid = ${PRESENCE_SPACE}::oid AND k.objid = (hashtext(${holder}) & 2147483647)::oid)`;
+
+/** The term in row `l` can be taken by a claim of EXCLUDED.holder: it expired, or its holder proved presence and lost it. */
+const TAKEABLE = `(l.expires_at <= clock_timestamp()
+    OR (l.present AND l.holder <> EXCLUDED.holder AND NOT ${presenceHeld('l.holder')}))`;
 
 const CLAIM_SQL = `
 WITH claimed AS (
-  INSERT INTO leader_leases AS l (name, holder, epoch, expires_at, acquired_at, renewed_at)
-  VALUES ($1, $2, 1, clock_timestamp() + make_interval(secs => $3::float8 / 1000), clock_timestamp(), clock_timestamp())
+  INSERT INTO leader_leases AS l (name, holder, epoch, expires_at, acquired_at, renewed_at, present)
+  VALUES ($1, $2, 1, clock_timestamp() + make_interval(secs => $3::float8 / 1000), clock_timestamp(), clock_timestamp(),
+    ${presenceHeld('$2::text')})
   ON CONFLICT (name) DO UPDATE SET
     holder = EXCLUDED.holder,
-    epoch = CASE WHEN l.expires_at <= clock_timestamp() THEN l.epoch + 1 ELSE l.epoch END,
-    acquired_at = CASE WHEN l.expires_at <= clock_timestamp() THEN clock_timestamp() ELSE l.acquired_at END,
+    epoch = CASE WHEN ${TAKEABLE} THEN l.epoch + 1 ELSE l.epoch END,
+    acquired_at = CASE WHEN ${TAKEABLE} THEN clock_timestamp() ELSE l.acquired_at END,
     expires_at = EXCLUDED.expires_at,
-    renewed_at = clock_timestamp()
-  WHERE l.expires_at <= clock_timestamp() OR (l.holder = EXCLUDED.holder AND l.epoch = $4::bigint)
+    renewed_at = clock_timestamp(),
+    present = EXCLUDED.present
+  WHERE ${TAKEABLE} OR (l.holder = EXCLUDED.holder AND l.epoch = $4::bigint)
   RETURNING holder, epoch, expires_at
 )
 SELECT holder, epoch::text AS epoch,
@@ -29,11 +55,24 @@ SELECT holder, epoch::text, (EXTRACT(EPOCH FROM (expires_at - clock_timestamp())
   (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::float8
   FROM leader_leases WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`;
 
+/** Read only: whether a claim by $2 now would start a new term (no row, an expired term, or an absent holder). */
+const TAKEABLE_SQL = `
+SELECT COALESCE((SELECT expires_at <= clock_timestamp()
+    OR (present AND holder <> $2 AND NOT ${presenceHeld('holder')})
+  FROM leader_leases WHERE name = $1), true) AS takeable`;
+
+/** How often the presence connection proves it is still there; a failed or slow answer ends it (ms). */
+const PRESENCE_HEARTBEAT_MS = 5000;
+
 // A term ended early keeps its epoch: the next claim finds it expired and starts epoch + 1.
 const RELEASE_SQL = `UPDATE leader_leases SET expires_at = clock_timestamp()
   WHERE name = $1 AND holder = $2 AND epoch = $3::bigint AND expires_at > clock_timestamp()`;
 
-export function postgresLeases(query: (sql: string, values: unknown[]) => Promise<pg.QueryResult>): LeaderLeases {
+export function postgresLeases(
+  query: (sql: string, values: unknown[]) => Promise<pg.QueryResult>,
+  presenceConfig: () => pg.ClientConfig,
+): LeaderLeases & { closePresences(): Promise<void> } {
+  const presences = new Set<pg.Client>();
   return {
     exclusive: false,
     async claim({ name, holder, durationMs, epoch }) {
@@ -64,6 +103,61 @@ export function postgresLeases(query: (sql: string, values: unknown[]) => Promis
     async readClock() {
       const result = await query(`SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::float8 AS now`, []);
       return Number((result.rows[0] as { now: number }).now);
+    },
+    async takeable({ name, holder }) {
+      const result = await query(TAKEABLE_SQL, [name, holder]);
+      return (result.rows[0] as { takeable: boolean }).takeable;
+    },
+    async holdPresence({ holder, onLost }) {
+      const client = new pg.Client({
+        ...presenceConfig(),
+        // Operators (and tests) can tell this connection from the others in pg_stat_activity.
+        application_name: `kubevisa-presence:${process.pid}`,
+        keepAlive: true,
+        query_timeout: PRESENCE_HEARTBEAT_MS,
+      });
+      // 'error' comes before 'end' when the server ends the connection; 'end' is where it is handled.
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        const locked = await client.query(
+          `SELECT pg_try_advisory_lock(${PRESENCE_SPACE}, hashtext($1) & 2147483647) AS locked`,
+          [holder],
+        );
+        if ((locked.rows[0] as { locked: boolean }).locked !== true) {
+          // Another live process's id hashes to the same key: this one claims without presence, so its terms are
+          // taken over only once they expire.
+          throw new Error(`the presence lock of '${holder}' is held by another session`);
+        }
+      } catch (error) {
+        await client.end().catch(() => undefined);
+        throw error;
+      }
+      presences.add(client);
+      let ended = false;
+      const heartbeat = setInterval(() => {
+        client.query('SELECT 1').catch(() => void client.end().catch(() => undefined));
+      }, PRESENCE_HEARTBEAT_MS);
+      heartbeat.unref();
+      client.once('end', () => {
+        clearInterval(heartbeat);
+        presences.delete(client);
+        if (ended) return;
+        ended = true;
+        onLost('the connection that shows this process is alive ended');
+      });
+      const presence: Presence = {
+        async close() {
+          ended = true;
+          clearInterval(heartbeat);
+          presences.delete(client);
+          await client.end().catch(() => undefined);
+        },
+      };
+      return presence;
+    },
+    async closePresences() {
+      await Promise.all([...presences].map((client) => client.end().catch(() => undefined)));
     },
   };
 }

@@ -428,6 +428,17 @@ CREATE TABLE leader_leases (
 CREATE INDEX visas_state_not_before ON visas (state, not_before);
 `,
   },
+  {
+    version: 7,
+    name: 'leader leases: the holder is present',
+    // True when the holder's latest claim saw its presence lock held (leases.ts): a session lock on a connection of
+    // its own that PostgreSQL drops the moment the process dies. A term whose holder proved presence and lost it
+    // can be taken before it expires; one whose holder never could (a pooler between kubevisa and the database
+    // hides session locks) only once it expires, as before.
+    sql: `
+ALTER TABLE leader_leases ADD COLUMN present BOOLEAN NOT NULL DEFAULT false;
+`,
+  },
 ];
 
 /** The tables the runtime role may only read and insert into. */

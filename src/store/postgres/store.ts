@@ -439,14 +439,20 @@ export function runtimeRoleGrants(role: string, schema = 'public'): string[] {
 
 class PostgresStoreImpl implements PostgresStore {
   readonly engine = 'postgres';
-  readonly leases = postgresLeases(async (sql, values) => {
-    this.assertOpen();
-    try {
-      return await this.track(this.pool.query(sql, values));
-    } catch (error) {
-      throw translatePgError(error);
-    }
-  });
+  readonly leases = postgresLeases(
+    async (sql, values) => {
+      this.assertOpen();
+      try {
+        return await this.track(this.pool.query(sql, values));
+      } catch (error) {
+        throw translatePgError(error);
+      }
+    },
+    () => {
+      this.assertOpen();
+      return this.feedSettings.clientConfig;
+    },
+  );
   readonly appliedMigrations: readonly number[];
   readonly restoredGuards: readonly string[];
   private readonly pool: pg.Pool;
@@ -707,6 +713,7 @@ class PostgresStoreImpl implements PostgresStore {
     this.closed = true;
     for (const feed of this.feeds) await feed.close();
     for (const appender of this.appenders) await appender.close();
+    await this.leases.closePresences();
     await Promise.allSettled([...this.running]);
     await this.pool.end();
     await this.groupPool.end();
