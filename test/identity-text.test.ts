@@ -26,6 +26,10 @@ const sara = {
   password: 'pw',
   groups: [],
 };
+// An invisible character in a subject or an address (src/domain/hidden-text.ts): a line separator, which breaks a log
+// line in two, and a zero-width space, with which two addresses look the same.
+const uma = { sub: 'uma\u2028admin', email: 'uma@vendor.example', name: 'Uma', password: 'pw', groups: [] };
+const vera = { sub: 'vera', email: 'vera\u200B@vendor.example', name: 'Vera', password: 'pw', groups: [] };
 const tina = {
   sub: 'tina',
   email: `${randomBytes(2_000).toString('hex')}@vendor.example`,
@@ -43,7 +47,7 @@ for (const engine of ['sqlite', 'postgres'] as const) {
       database = engine === 'postgres' ? await createTestDatabase('kv_idtext') : undefined;
       const store = database ? { store: { engine: 'postgres', url: database.url } } : {};
       env = await startLightEnv({ scim: {}, ...store } as { scim: unknown }, {
-        accounts: [nora, olga, rita, sara, tina],
+        accounts: [nora, olga, rita, sara, tina, uma, vera],
       });
       okta = (await createScimToken(env.serverUrl, env.admin, 'okta')).token;
     });
@@ -103,6 +107,55 @@ for (const engine of ['sqlite', 'postgres'] as const) {
       assert.ok(!emails.includes(olga.email) && !emails.includes(rita.email), 'no person for a refused login');
       const verdict = await api(env.serverUrl, 'POST', '/api/v1/audit/verify', { token: env.admin, body: {} });
       assert.equal(verdict.body.ok, true, String(verdict.body.summary));
+    });
+
+    test('a login, a SCIM user or an engagement whose identifier holds an invisible character is refused naming it; nothing is created', async () => {
+      for (const [account, claim, character] of [
+        [uma, 'sub', 'U\\+2028'],
+        [vera, 'email', 'U\\+200B'],
+      ] as const) {
+        await assert.rejects(loginAs(env.serverUrl, account), (error: Error) => {
+          assert.match(error.message, /401/);
+          assert.match(
+            error.message,
+            new RegExp(
+              `the \\\\"${claim}\\\\" claim the identity provider sent holds ${character}, an invisible character`,
+            ),
+          );
+          return true;
+        });
+      }
+      const scimUser = await scim(env.serverUrl, okta, 'POST', '/Users', {
+        schemas: [USER],
+        userName: '\u202Eelpmaxe.rodnev@anad',
+      });
+      assert.equal(scimUser.status, 400, JSON.stringify(scimUser.body));
+      assert.equal(scimUser.body.scimType, 'invalidValue');
+      assert.match(String(scimUser.body.detail), /^userName holds U\+202E, an invisible character/);
+      const engagement = await api(env.serverUrl, 'POST', '/api/v1/engagements', {
+        token: env.admin,
+        body: {
+          name: 'hidden-text',
+          vendor: 'Acme',
+          contractors: ['nora\u200B@vendor.example'],
+          sponsor: 'sam@corp.example',
+          endsAt: new Date(Date.now() + 3 * 86_400_000).toISOString(),
+          ceiling: { clusters: ['test'], namespacePatterns: ['ht-*'], profiles: ['viewer'] },
+          maxVisaDuration: '8h',
+        },
+      });
+      assert.equal(engagement.status, 400, JSON.stringify(engagement.body));
+      assert.match(String(engagement.body.detail), /contractors\[0\]: .* holds U\+200B, an invisible character/);
+      const persons = await api(env.serverUrl, 'GET', '/api/v1/persons', { token: env.admin });
+      const emails = (persons.body.items ?? []).map((p) => p.email);
+      assert.ok(!emails.includes(uma.email) && !emails.includes(vera.email), 'no person for a refused login');
+      const users = await scim(env.serverUrl, okta, 'GET', '/Users');
+      assert.ok(
+        !(users.body.Resources ?? []).some((resource) => String(resource.userName).includes('\u202E')),
+        'no SCIM user was created',
+      );
+      const engagements = await api(env.serverUrl, 'GET', '/api/v1/engagements', { token: env.admin });
+      assert.ok(!JSON.stringify(engagements.body).includes('hidden-text'), 'no engagement was created');
     });
 
     test('a login whose subject or address is longer than OpenID Connect and email allow is refused as such, on either engine', async () => {

@@ -19,6 +19,7 @@ import { InvalidInput, KubevisaError, Unauthenticated } from '../domain/errors.t
 import type { Instant } from '../domain/model.ts';
 import { DeviceLoginUnsupported, IdentityProviderUnavailable, LoginDenied, LoginExpired } from './errors.ts';
 import { foldsIntoAscii } from '../domain/case-folding.ts';
+import { hiddenCharacter, hiddenCharacterProblem } from '../domain/hidden-text.ts';
 import { MAX_EMAIL_LENGTH } from '../domain/engagement.ts';
 
 /**
@@ -452,6 +453,18 @@ export async function createOidcRelyingParty(options: OidcRelyingPartyOptions): 
         throw new Unauthenticated(
           `the "${claim}" claim the identity provider sent holds a control character or text that is not valid Unicode, which kubevisa cannot store as it was sent: ask your identity provider's admin to correct it`,
           { details: { reason: 'claim_not_text', claim } },
+        );
+      }
+    }
+    for (const [claim, value] of [
+      ['sub', idToken.sub],
+      [emailClaim, rawEmail],
+    ] as const) {
+      const hidden = hiddenCharacter(value);
+      if (hidden !== undefined) {
+        throw new Unauthenticated(
+          `the "${claim}" claim the identity provider sent ${hiddenCharacterProblem(hidden)}: ask your identity provider's admin to correct it`,
+          { details: { reason: 'claim_hidden_character', claim, character: hidden } },
         );
       }
     }

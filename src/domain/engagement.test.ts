@@ -69,6 +69,17 @@ describe('createEngagement', () => {
     );
   });
 
+  it('refuses a contractor or sponsor address holding an invisible character, naming it', () => {
+    assert.throws(
+      () => createEngagement(anInput({ contractors: ['carol@vendor.example', 'carol\u200B@vendor.example'] }), ctx),
+      refusal('contractors[1]', /holds U\+200B, an invisible character that changes how text is shown/),
+    );
+    assert.throws(
+      () => createEngagement(anInput({ sponsor: 'sam@corp.exa\u202Emple' }), ctx),
+      refusal('sponsor', /holds U\+202E/),
+    );
+  });
+
   it('refuses a contractor listed twice in different case', () => {
     assert.throws(
       () => createEngagement(anInput({ contractors: ['carol@vendor.example', 'CAROL@vendor.example'] }), ctx),

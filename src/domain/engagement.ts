@@ -7,6 +7,7 @@ import type { Actor, Ceiling, Engagement, Instant } from './model.ts';
 import { isDnsLabel, isNamespacePattern } from './names.ts';
 import { requireCeilingNamesNoProtected } from './protected-namespaces.ts';
 import { formatInstant, MAX_DURATION_SECONDS } from './time.ts';
+import { hiddenCharacter, hiddenCharacterProblem } from './hidden-text.ts';
 import {
   firstDuplicate,
   listForHumans,
@@ -168,6 +169,15 @@ function validateEmail(value: unknown, field: string): string {
     throw new InvalidInput(`${field}: ${shown} is not an email address (e.g. dana@example.com)`, {
       details: { field, value },
     });
+  }
+  const hidden = hiddenCharacter(value);
+  if (hidden !== undefined) {
+    throw new InvalidInput(
+      `${field}: ${JSON.stringify(value)} ${hiddenCharacterProblem(hidden)}; type the address again`,
+      {
+        details: { field, value, character: hidden },
+      },
+    );
   }
   return value.toLowerCase();
 }

@@ -11,6 +11,7 @@ import type { JsonObject, JsonValue } from '../store/store.ts';
 import { badRequest } from './errors.ts';
 import { ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA } from './schema.ts';
 import { foldsIntoAscii } from '../domain/case-folding.ts';
+import { hiddenCharacter, hiddenCharacterProblem } from '../domain/hidden-text.ts';
 
 /** Longest userName, displayName or externalId accepted, in characters. */
 export const MAX_NAME_LENGTH = 256;
@@ -201,6 +202,10 @@ export function readUser(body: unknown): UserFields {
         'invalidValue',
         `${what} holds a character that changes case into a plain letter (such as the Kelvin sign), which would make it another person's address: send a plain address`,
       );
+    }
+    const hidden = hiddenCharacter(value);
+    if (hidden !== undefined) {
+      throw badRequest('invalidValue', `${what} ${hiddenCharacterProblem(hidden)}: send the address without it`);
     }
   }
   return {

@@ -51,6 +51,15 @@ export const KELVIN = {
   name: 'Kelvin',
 };
 
+/** An account whose verified email is the admin's with a zero-width space (U+200B) after `sam`: it reads as sam's. */
+export const HIDDEN_SAM = {
+  sub: 'hidden-sam',
+  email: 'sam\u200B@corp.example',
+  password: 'hidden-pw',
+  groups: [],
+  name: 'Sam',
+};
+
 export const NOVA = {
   sub: 'nova',
   email: 'nova@vendor.example',
@@ -512,7 +521,7 @@ export async function startAttackEnv(): Promise<AttackEnv> {
     tls: true,
     autoApproval: false,
     extraConfig: { scim: {} },
-    accounts: [NOVA, KELVIN],
+    accounts: [NOVA, KELVIN, HIDDEN_SAM],
   });
   try {
     ca = await readFile(join(env.dir, 'pki', 'ca.crt'));

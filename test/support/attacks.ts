@@ -31,6 +31,7 @@ import {
   headerValues,
   kubectlAsCora,
   mark,
+  HIDDEN_SAM,
   KELVIN,
   NOVA,
   OUTSIDE,
@@ -1109,6 +1110,34 @@ export const ATTACKS: AttackCase[] = [
         active: true,
       });
       assertRefused(scimRefusal(answer), 400, /invalidValue.*changes case into a plain letter/);
+      assert.equal((await t.env.server!.store.listScimUsers()).length, before);
+    },
+  },
+  {
+    id: 'OIDC-003',
+    attack:
+      "a login whose verified email is the admin's with a zero-width space (U+200B) after 'sam', to pass for sam@corp.example in the console, approvals and the trail",
+    expect: "401 ERR_UNAUTHENTICATED 'holds U+200B, an invisible character'; no person is made under that address",
+    run: async (t) => {
+      const polled = await deviceLoginAnswer(HIDDEN_SAM);
+      assertRefused(apiRefusal(polled), 401, /ERR_UNAUTHENTICATED.*holds U\+200B, an invisible character/);
+      assert.equal(await t.env.server!.store.getPersonByEmail(HIDDEN_SAM.email), undefined);
+    },
+  },
+  {
+    id: 'SCIM-009',
+    attack:
+      'SCIM provisioning of a user whose userName and email read as dana@vendor.example through a right-to-left override (U+202E)',
+    expect: "400 invalidValue 'holds U+202E, an invisible character'; no SCIM user stored",
+    run: async (t) => {
+      const before = (await t.env.server!.store.listScimUsers()).length;
+      const answer = await scimCall(t.scimOkta, 'POST', '/Users', {
+        schemas: [USER_SCHEMA],
+        userName: 'dana@vendor.exa\u202Eelpm',
+        emails: [{ value: 'dana@vendor.exa\u202Eelpm', primary: true }],
+        active: true,
+      });
+      assertRefused(scimRefusal(answer), 400, /invalidValue.*holds U\+202E, an invisible character/);
       assert.equal((await t.env.server!.store.listScimUsers()).length, before);
     },
   },
