@@ -190,26 +190,27 @@ describe('which folders may hold private keys', () => {
     );
   });
 
-  it("accepts a root-owned folder others may write when it is sticky, or setgid in the process's group (the kubelet's emptyDir with an fsGroup is root:<fsGroup> 2777)", () => {
-    for (const mode of [0o1777, 0o1770, 0o3777]) {
-      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 4 }, GROUPS, 65532), true, mode.toString(8));
-    }
-    for (const mode of [0o2777, 0o2775, 0o2770]) {
+  it("accepts a root-owned folder others may write when it is setgid in the process's group (the kubelet's emptyDir with an fsGroup is root:<fsGroup> 2777)", () => {
+    for (const mode of [0o2777, 0o2775, 0o2770, 0o3777]) {
       assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 65532 }, GROUPS, 65532), true, mode.toString(8));
       assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 1000 }, GROUPS, 0), true, mode.toString(8));
     }
   });
 
-  it('refuses a root-owned folder others may write that is neither sticky nor setgid in one of its groups', () => {
-    for (const mode of [0o777, 0o775, 0o770, 0o757]) {
+  it('refuses a root-owned folder others may write that is not setgid in one of its groups, sticky (as /tmp) or not', () => {
+    // In a sticky folder anyone may still add the names kubevisa has yet to make: its database, its journal, a key.
+    for (const mode of [0o777, 0o775, 0o770, 0o757, 0o1777, 0o1770, 0o1757]) {
       assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 65532 }, GROUPS, 65532), false, mode.toString(8));
+      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 4 }, GROUPS, 65532), false, mode.toString(8));
     }
+    assert.equal(isKeyFolderMode({ mode: folder(0o3777), uid: 0, gid: 4 }, GROUPS, 65532), false);
     assert.equal(isKeyFolderMode({ mode: folder(0o2775), uid: 0, gid: 4 }, GROUPS, 65532), false);
     assert.equal(
       keyFolderAdvice('/data', { mode: folder(0o2777), uid: 0, gid: 4 }, 65532),
       '/data can be written by group 4 and others (owner 0, group 4, mode 2777), who could swap a key in it for ' +
-        'another: run chown 65532 on it and chmod 700, or chmod +t on it (a root-owned folder others may write needs ' +
-        'the sticky bit, or setgid with a group kubevisa runs in)',
+        'another: run chown 65532 on it and chmod 700 (a root-owned folder others may write is accepted only setgid ' +
+        "with a group kubevisa runs in, as the kubelet makes a pod's volume; the sticky bit is not enough: anyone could " +
+        'still make the files kubevisa has yet to make)',
     );
     assert.match(
       keyFolderAdvice('/data', { mode: folder(0o757), uid: 0, gid: 0 }, 0),
@@ -282,6 +283,27 @@ describe(
         await chown(volume, 0, 65534);
         await chmod(volume, 0o2777); // chown clears setgid
         await assert.rejects(ensureKeyFolder(volume), { message: /can be written by group 65534 and others/ });
+      },
+    );
+
+    it(
+      'is refused when root-owned and sticky (as /tmp), where another user could make the database before kubevisa does',
+      { skip: process.geteuid?.() !== 0 && 'only root can make a folder root-owned and sticky for another user' },
+      async () => {
+        // What an attacker did: in /srv/kv (root, 1777) another user made kubevisa.db, mode 666, before the first
+        // start; kubevisa (as 2000) accepted the folder and used that database, which its maker could still write.
+        const sticky = join(dir, 'sticky');
+        await mkdir(sticky);
+        await chmod(sticky, 0o1777);
+        await writeFile(join(sticky, 'kubevisa.db'), '', { mode: 0o666 });
+        await chown(join(sticky, 'kubevisa.db'), 65534, 65534);
+        for (const owner of [0, 65532]) {
+          assert.equal(isKeyFolderMode(await stat(sticky), GROUPS, owner), false);
+        }
+        await assert.rejects(ensureKeyFolder(sticky), {
+          code: 'ERR_INVALID_INPUT',
+          message: new RegExp(`^the data folder ${sticky} can be written by group 0 and others .*mode 1777\\)`),
+        });
       },
     );
   },

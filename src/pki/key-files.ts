@@ -196,18 +196,18 @@ export function privateKeyFileAdvice(
   return `${path} can be read by group or others (mode ${mode}): run chmod 600 on it (640 at most for a file owned by root in kubevisa's group)`;
 }
 
-const STICKY = 0o1000;
 const SETGID = 0o2000;
 
 /**
  * True when a folder with this owner, group and mode may hold kubevisa's private keys. Whoever can write a folder can
  * rename, remove and add names in it, so could swap a key kubevisa keeps there for one of their own (or a symlink to
  * one) between two starts: the folder must be writable by its owner only, and that owner is this process's user
- * (`owner`, the effective uid) or root, as for a key file. Two shapes of a root-owned folder that others may write
- * are accepted too: one with the sticky bit (as /tmp: nobody may rename or remove another's file in it), and one
- * that is setgid with a group this process is in (`groups`). The second is how the kubelet hands a pod an emptyDir or
+ * (`owner`, the effective uid) or root, as for a key file. One shape of a root-owned folder that others may write is
+ * accepted too: setgid with a group this process is in (`groups`). That is how the kubelet hands a pod an emptyDir or
  * a volume with an fsGroup: root-owned, group fsGroup, setgid, group-writable (an emptyDir is even 2777); every
  * container of the pod runs in that group anyway, and the node's own users cannot reach the kubelet's pod folders.
+ * A sticky folder (as /tmp) is not enough: nobody may rename another's file in it, but anyone may add the names
+ * kubevisa has not made yet (the database, its journal, a key), which kubevisa would then open as its own.
  */
 export function isKeyFolderMode(
   info: { mode: number; uid: number; gid: number },
@@ -216,8 +216,7 @@ export function isKeyFolderMode(
 ): boolean {
   if (owner !== undefined && info.uid !== owner && info.uid !== 0) return false;
   if ((info.mode & 0o022) === 0) return true;
-  if (info.uid !== 0) return false;
-  return (info.mode & STICKY) !== 0 || ((info.mode & SETGID) !== 0 && groups.includes(info.gid));
+  return info.uid === 0 && (info.mode & SETGID) !== 0 && groups.includes(info.gid);
 }
 
 /** What to tell someone whose key folder isKeyFolderMode refused: whose it is, who else may write it, what to run. */
@@ -235,7 +234,7 @@ export function keyFolderAdvice(
     .join(' and ');
   const fix =
     info.uid === 0 && owner !== 0
-      ? `run chown ${owner} on it and chmod 700, or chmod +t on it (a root-owned folder others may write needs the sticky bit, or setgid with a group kubevisa runs in)`
+      ? `run chown ${owner} on it and chmod 700 (a root-owned folder others may write is accepted only setgid with a group kubevisa runs in, as the kubelet makes a pod's volume; the sticky bit is not enough: anyone could still make the files kubevisa has yet to make)`
       : 'run chmod 700 on it';
   return `${path} can be written by ${writers} (${facts}), who could swap a key in it for another: ${fix}`;
 }
