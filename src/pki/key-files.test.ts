@@ -1,6 +1,19 @@
 import { strict as assert } from 'node:assert';
 import { readdirSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, open, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lchown,
+  mkdir,
+  mkdtemp,
+  open,
+  readFile,
+  readdir,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, mock } from 'node:test';
@@ -8,6 +21,8 @@ import { after, before, describe, it, mock } from 'node:test';
 import { InvalidInput } from '../domain/errors.ts';
 import {
   ensureKeyFolder,
+  folderAboveAdvice,
+  isFolderAboveKeysMode,
   isKeyFolderMode,
   isPrivateKeyFileMode,
   keyFolderAdvice,
@@ -219,6 +234,45 @@ describe('which folders may hold private keys', () => {
   });
 });
 
+describe('which folders may hold a key folder (the folders above it)', () => {
+  const folder = (mode: number) => 0o40000 | mode;
+
+  it('accepts what a key folder may be, and a root-owned sticky folder (as /tmp), where others cannot move its entries', () => {
+    for (const mode of [0o755, 0o700, 0o1777, 0o1757]) {
+      assert.equal(
+        isFolderAboveKeysMode({ mode: folder(mode), uid: 0, gid: 0 }, GROUPS, 65532),
+        true,
+        mode.toString(8),
+      );
+    }
+    assert.equal(isFolderAboveKeysMode({ mode: folder(0o2777), uid: 0, gid: 65532 }, GROUPS, 65532), true);
+    assert.equal(isFolderAboveKeysMode({ mode: folder(0o755), uid: 65532, gid: 65532 }, GROUPS, 65532), true);
+  });
+
+  it("refuses one others may write without the sticky bit, one sticky but not root's, and one of another user", () => {
+    for (const mode of [0o777, 0o775, 0o757]) {
+      assert.equal(
+        isFolderAboveKeysMode({ mode: folder(mode), uid: 0, gid: 0 }, GROUPS, 65532),
+        false,
+        mode.toString(8),
+      );
+    }
+    assert.equal(isFolderAboveKeysMode({ mode: folder(0o1777), uid: 65532, gid: 65532 }, GROUPS, 65532), false);
+    assert.equal(isFolderAboveKeysMode({ mode: folder(0o755), uid: 1000, gid: 1000 }, GROUPS, 65532), false);
+    assert.equal(
+      folderAboveAdvice({ mode: folder(0o777), uid: 0, gid: 0 }, 65532),
+      'can be written by group 0 and others (owner 0, group 0, mode 777), who could move what is in it and put ' +
+        'another folder in its place: run chmod go-w on it (or, for a root-owned folder others must keep writing, ' +
+        'chmod +t as /tmp), or name a folder elsewhere',
+    );
+    assert.equal(
+      folderAboveAdvice({ mode: folder(0o755), uid: 1000, gid: 1000 }, 65532),
+      'belongs to user 1000 (owner 1000, group 1000, mode 755), who could move what is in it and put another folder ' +
+        'in its place: run chown root on it (or chown 65532), or name a folder elsewhere',
+    );
+  });
+});
+
 describe(
   'the folder kubevisa keeps keys in, on disk',
   { skip: process.platform === 'win32' && 'POSIX modes only' },
@@ -257,6 +311,70 @@ describe(
         return true;
       });
     });
+
+    it('is refused, naming the folder above it, when others may write a folder above it (they could swap it)', async () => {
+      // What an attacker did: kubevisa's data folder was /srv/exp/ww/data (its own, 0700), in /srv/exp/ww (root, 777).
+      // Another user swapped data, thousands of times a second (renameat2 RENAME_EXCHANGE), with a symbolic link to a
+      // folder of theirs: kubevisa checked its own folder, then made its lock file and opened the store in theirs.
+      const open = join(dir, 'open');
+      const data = join(open, 'data');
+      await mkdir(data, { recursive: true, mode: 0o700 });
+      await chmod(open, 0o777);
+      const { uid, gid } = await stat(open);
+      await assert.rejects(ensureKeyFolder(data), (error: unknown) => {
+        assert.ok(error instanceof InvalidInput);
+        assert.equal(
+          error.message,
+          `the data folder ${data} lies inside ${open}, which can be written by group ${gid} and others (owner ` +
+            `${uid}, group ${gid}, mode 777), who could move what is in it and put another folder in its place: run ` +
+            'chmod go-w on it (or, for a root-owned folder others must keep writing, chmod +t as /tmp), or name a ' +
+            'folder elsewhere',
+        );
+        assert.deepEqual(error.details, { path: data, folder: open, mode: '777', uid, gid });
+        return true;
+      });
+      // Also when the way there goes through a symbolic link to that folder, or `..` out of one.
+      await symlink(open, join(dir, 'to-open'));
+      await assert.rejects(ensureKeyFolder(join(dir, 'to-open', 'data')), {
+        message: /lies inside .*open, which can be/,
+      });
+      await mkdir(join(open, 'sub'), { mode: 0o700 });
+      await chmod(open, 0o755);
+      await mkdir(join(dir, 'safe', 'data'), { recursive: true, mode: 0o700 });
+      await symlink(join(open, 'sub'), join(dir, 'safe', 'link'));
+      await chmod(open, 0o777);
+      // safe/link/.. is open (where the link leads, then up), not safe: safe/data is fine, safe/link/../data is not.
+      await ensureKeyFolder(join(dir, 'safe', 'data'));
+      await assert.rejects(ensureKeyFolder(`${join(dir, 'safe', 'link')}/../data`), {
+        message: /lies inside .*open, which can be/,
+      });
+      await chmod(open, 0o755);
+      await ensureKeyFolder(data);
+    });
+
+    it(
+      'is refused when reached through a symbolic link another user made in a root-owned sticky folder',
+      { skip: process.geteuid?.() !== 0 && 'only root can give a symbolic link away' },
+      async () => {
+        // Where fs.protected_symlinks is 0 the kernel follows it, and its maker could point it at any folder.
+        const shared = join(dir, 'shared-sticky');
+        await mkdir(shared);
+        await chmod(shared, 0o1777);
+        const target = join(dir, 'link-target');
+        await mkdir(target, { mode: 0o700 });
+        const link = join(shared, 'data');
+        await symlink(target, link);
+        await ensureKeyFolder(link); // root's own link: fine
+        await lchown(link, 65534, 65534);
+        await assert.rejects(ensureKeyFolder(link), {
+          code: 'ERR_INVALID_INPUT',
+          message: new RegExp(
+            `^the data folder ${link} is reached through the symbolic link ${link}, which belongs to user 65534 in a ` +
+              `folder others may write \\(${shared}, mode 1777\\)`,
+          ),
+        });
+      },
+    );
 
     it('is refused when a file is in its place', async () => {
       const file = join(dir, 'a-file');

@@ -6,8 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { link, mkdir, open, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { link, lstat, mkdir, open, readlink, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, isAbsolute } from 'node:path';
 import { getSystemErrorMessage } from 'node:util';
 
 import { InvalidInput } from '../domain/errors.ts';
@@ -239,17 +239,123 @@ export function keyFolderAdvice(
   return `${path} can be written by ${writers} (${facts}), who could swap a key in it for another: ${fix}`;
 }
 
+const STICKY = 0o1000;
+
+/**
+ * True when a folder on the way to a key folder (one above it, or one a symbolic link on the way leads through) is
+ * safe: acceptable as a key folder itself (isKeyFolderMode), or root-owned and sticky (as /tmp), where others may add
+ * names but not rename or remove kubevisa's. Whoever could rename a name in such a folder could move the key folder,
+ * or a folder above it, away and put another in its place.
+ */
+export function isFolderAboveKeysMode(
+  info: { mode: number; uid: number; gid: number },
+  groups: readonly number[] = processGroups(),
+  owner: number | undefined = process.geteuid?.(),
+): boolean {
+  return isKeyFolderMode(info, groups, owner) || (info.uid === 0 && (info.mode & STICKY) !== 0);
+}
+
+/**
+ * What to tell someone whose folder above a key folder isFolderAboveKeysMode refused, to follow "lies inside <folder>,
+ * which": whose it is or who else may write it, and what to run.
+ */
+export function folderAboveAdvice(
+  info: { mode: number; uid: number; gid: number },
+  owner: number | undefined = process.geteuid?.(),
+): string {
+  const facts = `owner ${info.uid}, group ${info.gid}, mode ${(info.mode & 0o7777).toString(8)}`;
+  const threat = 'who could move what is in it and put another folder in its place';
+  if (owner !== undefined && info.uid !== owner && info.uid !== 0) {
+    return `belongs to user ${info.uid} (${facts}), ${threat}: run chown root on it (or chown ${owner}), or name a folder elsewhere`;
+  }
+  const writers = [(info.mode & 0o020) !== 0 ? `group ${info.gid}` : '', (info.mode & 0o002) !== 0 ? 'others' : '']
+    .filter((who) => who !== '')
+    .join(' and ');
+  return `can be written by ${writers} (${facts}), ${threat}: run chmod go-w on it (or, for a root-owned folder others must keep writing, chmod +t as /tmp), or name a folder elsewhere`;
+}
+
+/** Linux's own limit on symbolic links followed in one path (ELOOP beyond). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * Follows `path` from `/` one name at a time as the system does (a symbolic link read and followed where it stands,
+ * `..` taken from the folder reached, not from the text) and refuses it, with an InvalidInput starting with `name`,
+ * when a folder it passes through is not safe (isFolderAboveKeysMode), or when a symbolic link on the way lies in a
+ * folder others may write and belongs to someone else than kubevisa's user or root (the rule of the kernel's
+ * fs.protected_symlinks, which kubevisa does not count on being set). Checking the key folder alone is not enough:
+ * whoever could write a folder above it could swap it, between the check and the moment a key or the store is opened
+ * by name, for a folder of their own. Once every folder on the way is safe, nobody else can change where the path
+ * leads.
+ * @returns where `path` really leads: an absolute path without symbolic links (the key folder itself is not checked).
+ */
+async function followKeyFolderPath(path: string, name: string): Promise<string> {
+  const refuse = (message: string, details: Record<string, unknown>) =>
+    new InvalidInput(`${name} ${path} ${message}`, { details: { path, ...details } });
+  // process.cwd() has no symbolic links in it (getcwd).
+  const pending = (isAbsolute(path) ? path : `${process.cwd()}/${path}`).split('/');
+  let current = '/';
+  let links = 0;
+  while (pending.length > 0) {
+    const part = pending.shift()!;
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      current = dirname(current);
+      continue;
+    }
+    const folder = await stat(current);
+    if (!folder.isDirectory()) throw refuse(`cannot be reached: ${current} is not a folder; check the path`, {});
+    if (!isFolderAboveKeysMode(folder)) {
+      throw refuse(`lies inside ${current}, which ${folderAboveAdvice(folder)}`, {
+        folder: current,
+        mode: (folder.mode & 0o7777).toString(8),
+        uid: folder.uid,
+        gid: folder.gid,
+      });
+    }
+    const next = current === '/' ? `/${part}` : `${current}/${part}`;
+    let entry;
+    try {
+      entry = await lstat(next);
+    } catch (error) {
+      throw unopenableFile(name, path, error);
+    }
+    if (!entry.isSymbolicLink()) {
+      current = next;
+      continue;
+    }
+    const user = process.geteuid?.();
+    if ((folder.mode & 0o022) !== 0 && user !== undefined && entry.uid !== user && entry.uid !== 0) {
+      throw refuse(
+        `is reached through the symbolic link ${next}, which belongs to user ${entry.uid} in a folder others may write ` +
+          `(${current}, mode ${(folder.mode & 0o7777).toString(8)}): they could point it elsewhere; name the folder it ` +
+          'leads to instead, or make the link yourself',
+        { link: next, uid: entry.uid },
+      );
+    }
+    links += 1;
+    if (links > MAX_SYMLINKS) {
+      throw refuse(`cannot be reached: more than ${MAX_SYMLINKS} symbolic links on the way (a loop?)`, {});
+    }
+    const target = await readlink(next);
+    if (isAbsolute(target)) current = '/';
+    pending.unshift(...target.split('/'));
+  }
+  return current;
+}
+
 /**
  * Makes the folder kubevisa keeps private keys in (mode 0700) if it is missing, and refuses one that isKeyFolderMode
- * does not accept, or that is no folder, with an InvalidInput that starts with `name` and names the folder, its owner
- * and mode, and what to run. Called at start for the data folder, and by each key's loader for its key's folder.
+ * does not accept, or that is no folder, or that lies inside a folder someone else could write (see
+ * followKeyFolderPath), with an InvalidInput that starts with `name` and names the folder, its owner and mode, and
+ * what to run. Called at start for the data folder, and by each key's loader for its key's folder.
  */
 export async function ensureKeyFolder(path: string, name = 'the data folder'): Promise<void> {
   await mkdir(path, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
     // Something other than a folder is in the way: refused below, by name.
     if (!isErrno(error, 'EEXIST')) throw error;
   });
-  const info = await stat(path);
+  const real = process.platform === 'win32' ? path : await followKeyFolderPath(path, name);
+  const info = await stat(real);
   const details = { path, mode: (info.mode & 0o7777).toString(8), uid: info.uid, gid: info.gid };
   if (!info.isDirectory()) {
     throw new InvalidInput(`${name} ${path} is not a folder: move what is there, or name another folder`, { details });
