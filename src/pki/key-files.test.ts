@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import {
   chmod,
@@ -24,6 +25,7 @@ import {
   folderAboveAdvice,
   isFolderAboveKeysMode,
   isKeyFolderMode,
+  isMountPoint,
   isPrivateKeyFileMode,
   keyFolderAdvice,
   privateKeyFileAdvice,
@@ -206,9 +208,56 @@ describe('which folders may hold private keys', () => {
   });
 
   it("accepts a root-owned folder others may write when it is setgid in the process's group (the kubelet's emptyDir with an fsGroup is root:<fsGroup> 2777)", () => {
-    for (const mode of [0o2777, 0o2775, 0o2770, 0o3777]) {
+    for (const mode of [0o2775, 0o2770]) {
       assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 65532 }, GROUPS, 65532), true, mode.toString(8));
       assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 1000 }, GROUPS, 0), true, mode.toString(8));
+    }
+    // Others may write it too: only at the root of a volume (the emptyDir), not a folder on a host.
+    for (const mode of [0o2777, 0o3777, 0o2757]) {
+      const emptyDir = { mode: folder(mode), uid: 0, gid: 65532, volumeRoot: true };
+      assert.equal(isKeyFolderMode(emptyDir, GROUPS, 65532), true, mode.toString(8));
+      assert.equal(isKeyFolderMode({ ...emptyDir, gid: 1000 }, GROUPS, 0), true, mode.toString(8));
+    }
+  });
+
+  it("refuses a root-owned setgid folder in the process's group that others may write, unless it is a volume's root", () => {
+    // What an attacker did: in /srv/exp/sg (root:kv, 2777) a user outside group kv moved kubevisa.db aside, read it
+    // (0644), and put a copy of their own (0666) in its place; kubevisa, as kv, started on it.
+    for (const mode of [0o2777, 0o3777, 0o2757]) {
+      const hostFolder = { mode: folder(mode), uid: 0, gid: 65532 };
+      assert.equal(isKeyFolderMode(hostFolder, GROUPS, 65532), false, mode.toString(8));
+      assert.equal(isKeyFolderMode({ ...hostFolder, volumeRoot: false }, GROUPS, 0), false, mode.toString(8));
+    }
+    assert.equal(
+      keyFolderAdvice('/srv/kv', { mode: folder(0o2777), uid: 0, gid: 65532 }, 65532, GROUPS),
+      '/srv/kv can be written by group 65532 and others (owner 0, group 65532, mode 2777), who could swap a key in it ' +
+        "for another: run chmod o-w on it (others may write such a folder only at the root of a volume, as the kubelet's " +
+        'emptyDir, which this is not)',
+    );
+  });
+
+  it('accepts a folder on a read-only mount whatever its mode (a Secret volume without an fsGroup is root 1777)', () => {
+    const secretVolume = { mode: folder(0o1777), uid: 0, gid: 0 };
+    assert.equal(isKeyFolderMode(secretVolume, GROUPS, 65532), false);
+    assert.equal(isKeyFolderMode({ ...secretVolume, readOnly: true }, GROUPS, 65532), true);
+    assert.equal(isKeyFolderMode({ mode: folder(0o777), uid: 1000, gid: 0, readOnly: true }, GROUPS, 65532), false);
+  });
+
+  it("tells a volume's root from the mount table, as the kernel writes it (octal escapes)", async () => {
+    const table = join(tmpdir(), `kubevisa-mountinfo-${process.pid}`);
+    // Lines from /proc/self/mountinfo, the second with a space in its mount point.
+    await writeFile(
+      table,
+      '45 27 0:40 / /tmp/exp/mnt rw,relatime - tmpfs tmpfs rw,mode=2777\n' +
+        '46 27 0:41 / /var/lib/kube\\040visa rw,relatime - tmpfs tmpfs rw\n',
+    );
+    try {
+      assert.equal(await isMountPoint('/tmp/exp/mnt', table), true);
+      assert.equal(await isMountPoint('/var/lib/kube visa', table), true);
+      assert.equal(await isMountPoint('/tmp/exp', table), false);
+      assert.equal(await isMountPoint('/tmp/exp/mnt', `${table}-none`), false, 'no mount table: nothing known');
+    } finally {
+      await rm(table);
     }
   });
 
@@ -245,7 +294,10 @@ describe('which folders may hold a key folder (the folders above it)', () => {
         mode.toString(8),
       );
     }
-    assert.equal(isFolderAboveKeysMode({ mode: folder(0o2777), uid: 0, gid: 65532 }, GROUPS, 65532), true);
+    assert.equal(
+      isFolderAboveKeysMode({ mode: folder(0o2777), uid: 0, gid: 65532, volumeRoot: true }, GROUPS, 65532),
+      true,
+    );
     assert.equal(isFolderAboveKeysMode({ mode: folder(0o755), uid: 65532, gid: 65532 }, GROUPS, 65532), true);
   });
 
@@ -396,11 +448,46 @@ describe(
         const volume = join(dir, 'volume');
         await mkdir(volume);
         await chown(volume, 0, process.getgid!());
-        await chmod(volume, 0o2777);
+        await chmod(volume, 0o2770);
         await ensureKeyFolder(volume);
+        // Others may write it too, and it is a plain folder, not a volume's root: any local user could swap a key.
+        await chmod(volume, 0o2777);
+        await assert.rejects(ensureKeyFolder(volume), {
+          message: /can be written by group \d+ and others .*mode 2777.*: run chmod o-w on it/,
+        });
         await chown(volume, 0, 65534);
-        await chmod(volume, 0o2777); // chown clears setgid
-        await assert.rejects(ensureKeyFolder(volume), { message: /can be written by group 65534 and others/ });
+        await chmod(volume, 0o2770); // chown clears setgid
+        await assert.rejects(ensureKeyFolder(volume), { message: /can be written by group 65534 \(/ });
+      },
+    );
+
+    it(
+      "accepts a root-owned 2777 folder in the process's group at the root of a volume (the emptyDir), and any folder on a read-only mount",
+      { skip: process.geteuid?.() !== 0 && 'only root can mount' },
+      async (t) => {
+        const volume = join(dir, 'mounted');
+        await mkdir(volume);
+        const mount = (options: string) =>
+          execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', volume], { stdio: 'pipe' });
+        try {
+          mount(`mode=2777,gid=${process.getgid!()}`);
+        } catch (error) {
+          t.skip(`cannot mount a tmpfs here: ${(error as Error).message}`);
+          return;
+        }
+        try {
+          assert.equal((await stat(volume)).mode & 0o7777, 0o2777);
+          await ensureKeyFolder(volume);
+        } finally {
+          execFileSync('umount', [volume], { stdio: 'pipe' });
+        }
+        mount('ro,mode=1777'); // a Secret volume without an fsGroup: read-only, root 1777
+        try {
+          assert.equal((await stat(volume)).mode & 0o7777, 0o1777);
+          await ensureKeyFolder(volume);
+        } finally {
+          execFileSync('umount', [volume], { stdio: 'pipe' });
+        }
       },
     );
 

@@ -5,8 +5,8 @@
  * written — and a crash never loses a key that was used.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { link, lstat, mkdir, open, readlink, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants, type Stats } from 'node:fs';
+import { access, link, lstat, mkdir, open, readFile, readlink, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute } from 'node:path';
 import { getSystemErrorMessage } from 'node:util';
 
@@ -199,24 +199,39 @@ export function privateKeyFileAdvice(
 const SETGID = 0o2000;
 
 /**
+ * What is known of a folder beyond its owner, group and mode (folderFacts): where it sits among the mounts. Absent
+ * when not looked up: as false.
+ */
+export interface FolderMount {
+  /** A file system (a volume) is mounted right there: the kubelet's emptyDir, a PersistentVolume, a Secret. */
+  volumeRoot?: boolean;
+  /** Its file system is mounted read-only (EROFS), so nobody can write it, whatever its mode. */
+  readOnly?: boolean;
+}
+
+/**
  * True when a folder with this owner, group and mode may hold kubevisa's private keys. Whoever can write a folder can
  * rename, remove and add names in it, so could swap a key kubevisa keeps there for one of their own (or a symlink to
  * one) between two starts: the folder must be writable by its owner only, and that owner is this process's user
- * (`owner`, the effective uid) or root, as for a key file. One shape of a root-owned folder that others may write is
+ * (`owner`, the effective uid) or root, as for a key file. A folder on a read-only mount (`info.readOnly`) is
+ * accepted whatever its mode: nobody can write it. One shape of a root-owned folder that others may write is
  * accepted too: setgid with a group this process is in (`groups`). That is how the kubelet hands a pod an emptyDir or
- * a volume with an fsGroup: root-owned, group fsGroup, setgid, group-writable (an emptyDir is even 2777); every
- * container of the pod runs in that group anyway, and the node's own users cannot reach the kubelet's pod folders.
+ * a volume with an fsGroup: root-owned, group fsGroup, setgid, group-writable; every container of the pod runs in that
+ * group anyway. An emptyDir is even 2777, writable by users outside that group; that is accepted only at the root of
+ * a mounted volume (`info.volumeRoot`), where the node's own users cannot reach it (the kubelet's pod folders are
+ * root's), never for a folder on a host: there any local user could swap the store or a key in it.
  * A sticky folder (as /tmp) is not enough: nobody may rename another's file in it, but anyone may add the names
  * kubevisa has not made yet (the database, its journal, a key), which kubevisa would then open as its own.
  */
 export function isKeyFolderMode(
-  info: { mode: number; uid: number; gid: number },
+  info: { mode: number; uid: number; gid: number } & FolderMount,
   groups: readonly number[] = processGroups(),
   owner: number | undefined = process.geteuid?.(),
 ): boolean {
   if (owner !== undefined && info.uid !== owner && info.uid !== 0) return false;
-  if ((info.mode & 0o022) === 0) return true;
-  return info.uid === 0 && (info.mode & SETGID) !== 0 && groups.includes(info.gid);
+  if ((info.mode & 0o022) === 0 || info.readOnly === true) return true;
+  if (info.uid !== 0 || (info.mode & SETGID) === 0 || !groups.includes(info.gid)) return false;
+  return (info.mode & 0o002) === 0 || info.volumeRoot === true;
 }
 
 /** What to tell someone whose key folder isKeyFolderMode refused: whose it is, who else may write it, what to run. */
@@ -224,6 +239,7 @@ export function keyFolderAdvice(
   path: string,
   info: { mode: number; uid: number; gid: number },
   owner: number | undefined = process.geteuid?.(),
+  groups: readonly number[] = processGroups(),
 ): string {
   const facts = `owner ${info.uid}, group ${info.gid}, mode ${(info.mode & 0o7777).toString(8)}`;
   if (owner !== undefined && info.uid !== owner && info.uid !== 0) {
@@ -232,11 +248,51 @@ export function keyFolderAdvice(
   const writers = [(info.mode & 0o020) !== 0 ? `group ${info.gid}` : '', (info.mode & 0o002) !== 0 ? 'others' : '']
     .filter((who) => who !== '')
     .join(' and ');
-  const fix =
-    info.uid === 0 && owner !== 0
-      ? `run chown ${owner} on it and chmod 700 (a root-owned folder others may write is accepted only setgid with a group kubevisa runs in, as the kubelet makes a pod's volume; the sticky bit is not enough: anyone could still make the files kubevisa has yet to make)`
-      : 'run chmod 700 on it';
+  let fix = 'run chmod 700 on it';
+  if (info.uid === 0 && (info.mode & SETGID) !== 0 && groups.includes(info.gid)) {
+    fix =
+      "run chmod o-w on it (others may write such a folder only at the root of a volume, as the kubelet's emptyDir, " +
+      'which this is not)';
+  } else if (info.uid === 0 && owner !== 0) {
+    fix = `run chown ${owner} on it and chmod 700 (a root-owned folder others may write is accepted only setgid with a group kubevisa runs in, as the kubelet makes a pod's volume; the sticky bit is not enough: anyone could still make the files kubevisa has yet to make)`;
+  }
   return `${path} can be written by ${writers} (${facts}), who could swap a key in it for another: ${fix}`;
+}
+
+/**
+ * The folder at `realPath` (no symbolic links in it) as isKeyFolderMode and isFolderAboveKeysMode judge it: its
+ * stat, and, only when others than its owner may write it, whether it is a volume's root and whether it is read-only.
+ */
+async function folderFacts(realPath: string): Promise<Stats & FolderMount> {
+  const info = await stat(realPath);
+  if ((info.mode & 0o022) === 0 || !info.isDirectory()) return info;
+  const readOnly = await access(realPath, fsConstants.W_OK).then(
+    () => false,
+    (error: unknown) => isErrno(error, 'EROFS'),
+  );
+  return Object.assign(info, { readOnly, volumeRoot: await isMountPoint(realPath) });
+}
+
+/**
+ * True when a file system is mounted at `realPath` (no symbolic links in it), from this process's mount table
+ * (/proc/self/mountinfo: the fifth field of each line, with space, tab, newline and backslash written in octal).
+ * Without a mount table (not Linux) nothing is known to be a volume: false, so such a folder is refused.
+ */
+export async function isMountPoint(realPath: string, mountTable = '/proc/self/mountinfo'): Promise<boolean> {
+  let table: string;
+  try {
+    table = await readFile(mountTable, 'utf8');
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return false;
+    throw error;
+  }
+  for (const line of table.split('\n')) {
+    const mountPoint = line.split(' ')[4];
+    if (mountPoint === undefined) continue;
+    const decoded = mountPoint.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+    if (decoded === realPath) return true;
+  }
+  return false;
 }
 
 const STICKY = 0o1000;
@@ -248,7 +304,7 @@ const STICKY = 0o1000;
  * or a folder above it, away and put another in its place.
  */
 export function isFolderAboveKeysMode(
-  info: { mode: number; uid: number; gid: number },
+  info: { mode: number; uid: number; gid: number } & FolderMount,
   groups: readonly number[] = processGroups(),
   owner: number | undefined = process.geteuid?.(),
 ): boolean {
@@ -302,7 +358,7 @@ async function followKeyFolderPath(path: string, name: string): Promise<string> 
       current = dirname(current);
       continue;
     }
-    const folder = await stat(current);
+    const folder = await folderFacts(current);
     if (!folder.isDirectory()) throw refuse(`cannot be reached: ${current} is not a folder; check the path`, {});
     if (!isFolderAboveKeysMode(folder)) {
       throw refuse(`lies inside ${current}, which ${folderAboveAdvice(folder)}`, {
@@ -355,7 +411,7 @@ export async function ensureKeyFolder(path: string, name = 'the data folder'): P
     if (!isErrno(error, 'EEXIST')) throw error;
   });
   const real = process.platform === 'win32' ? path : await followKeyFolderPath(path, name);
-  const info = await stat(real);
+  const info = await folderFacts(real);
   const details = { path, mode: (info.mode & 0o7777).toString(8), uid: info.uid, gid: info.gid };
   if (!info.isDirectory()) {
     throw new InvalidInput(`${name} ${path} is not a folder: move what is there, or name another folder`, { details });
