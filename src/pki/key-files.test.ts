@@ -13,6 +13,7 @@ import {
   rm,
   stat,
   symlink,
+  truncate,
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,6 +29,7 @@ import {
   isMountPoint,
   isPrivateKeyFileMode,
   keyFolderAdvice,
+  MAX_KEY_FILE_BYTES,
   privateKeyFileAdvice,
   processGroups,
   readPrivateKeyFile,
@@ -168,6 +170,43 @@ describe('a key path that cannot be opened', () => {
     );
     const notSystem = new TypeError('not a system error');
     assert.equal(unopenableFile('the test key', '/keys/k', notSystem), notSystem);
+  });
+});
+
+describe('a key path that leads to something larger than any key', () => {
+  const key = { name: 'the test key', ifExposed: 'replace it' };
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kubevisa-key-size-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is refused by name before it is read whole (a 600 MiB file failed with a bare "Invalid string length")', async () => {
+    const big = join(dir, 'big.pem');
+    await writeFile(big, '', { mode: 0o600 });
+    await truncate(big, 600 * 1024 * 1024); // sparse: no disk used
+    await assert.rejects(readPrivateKeyFile(big, key), {
+      code: 'ERR_INVALID_INPUT',
+      message:
+        `the test key ${big} holds more than ${MAX_KEY_FILE_BYTES} bytes, far more than any private key: name the key ` +
+        'file itself',
+    });
+    const justOver = join(dir, 'just-over.pem');
+    await writeFile(justOver, 'x'.repeat(MAX_KEY_FILE_BYTES + 1), { mode: 0o600 });
+    await assert.rejects(readPrivateKeyFile(justOver, key), { message: /holds more than 65536 bytes/ });
+  });
+
+  it('reads a key up to the limit whole, in several reads when it comes in pieces', async () => {
+    const atLimit = join(dir, 'at-limit.pem');
+    await writeFile(atLimit, 'k'.repeat(MAX_KEY_FILE_BYTES), { mode: 0o600 });
+    assert.equal((await readPrivateKeyFile(atLimit, key)).length, MAX_KEY_FILE_BYTES);
+    if (process.platform === 'linux') {
+      // /proc files say size 0 and still hold bytes: not cut short by a size that lies.
+      const environ = await readPrivateKeyFile('/proc/self/environ', key);
+      assert.ok(environ.length > 0);
+    }
   });
 });
 

@@ -100,7 +100,8 @@ export interface KeyFileRole {
  * volume presents each key as a symlink into its `..data` directory. Only a regular file is read: a FIFO would
  * block the start (it is opened non-blocking so the open itself cannot hang) and a device or directory is no key.
  * Every refusal is an InvalidInput naming `key`, the path, what is wrong and what to do: a file that is not
- * private, and a path that cannot be opened at all (missing, unreadable, a symlink loop…; see unopenableFile).
+ * private, one larger than any key (MAX_KEY_FILE_BYTES), and a path that cannot be opened at all (missing,
+ * unreadable, a symlink loop…; see unopenableFile).
  */
 export async function readPrivateKeyFile(path: string, key: KeyFileRole): Promise<string> {
   let handle: FileHandle;
@@ -117,9 +118,37 @@ export async function readPrivateKeyFile(path: string, key: KeyFileRole): Promis
       });
     if (!info.isFile()) throw refuse(`${path} is not a regular file`);
     if (!isPrivateKeyFileMode(info)) throw refuse(privateKeyFileAdvice(path, info));
-    return await handle.readFile('utf8');
+    return await readAtMost(handle, MAX_KEY_FILE_BYTES, () => {
+      return new InvalidInput(
+        `${key.name} ${path} holds more than ${MAX_KEY_FILE_BYTES} bytes, far more than any private key: name the ` +
+          'key file itself',
+        { details: { path, size: info.size } },
+      );
+    });
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * The most a private key file may hold, in bytes (64 KiB): a PEM RSA key of 16384 bits is about 12 KiB. A path that
+ * leads to something larger (a log, a database, /proc/kcore for a server running as root) is refused before it is read
+ * whole: it would be held in memory at start and at every TLS reload, and past 512 MiB fail with no path named.
+ */
+export const MAX_KEY_FILE_BYTES = 64 * 1024;
+
+/**
+ * Reads `handle` to its end as UTF-8 and throws `tooLarge()` once more than `maxBytes` came, without reading further.
+ * Does not trust the size fstat gives (files under /proc say 0).
+ */
+async function readAtMost(handle: FileHandle, maxBytes: number, tooLarge: () => Error): Promise<string> {
+  const buffer = Buffer.alloc(maxBytes + 1);
+  let length = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+    if (bytesRead === 0) return buffer.toString('utf8', 0, length);
+    length += bytesRead;
+    if (length > maxBytes) throw tooLarge();
   }
 }
 
