@@ -173,6 +173,35 @@ describe('a key path that cannot be opened', () => {
   });
 });
 
+describe('the folders on the way to a key file', { skip: process.platform === 'win32' && 'POSIX modes only' }, () => {
+  const key = { name: 'the test key', ifExposed: 'replace it' };
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kubevisa-key-way-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a key in a folder others may write, and one a symbolic link leads through such a folder', async () => {
+    const open = join(dir, 'open');
+    await mkdir(open);
+    await writeFile(join(open, 'key.pem'), 'KEY', { mode: 0o600 });
+    await chmod(open, 0o777);
+    await assert.rejects(readPrivateKeyFile(join(open, 'key.pem'), key), {
+      code: 'ERR_INVALID_INPUT',
+      message: new RegExp(`^the test key ${join(open, 'key.pem')} lies inside ${open}, which can be written by`),
+    });
+    await symlink(join(open, 'key.pem'), join(dir, 'link.pem'));
+    await assert.rejects(readPrivateKeyFile(join(dir, 'link.pem'), key), { message: /lies inside .*open, which/ });
+    // Not there yet (a key made on first start): still refused, not taken as absent.
+    await assert.rejects(readPrivateKeyFileIfPresent(join(open, 'later.pem'), key), { message: /lies inside/ });
+    await chmod(open, 0o755);
+    assert.equal(await readPrivateKeyFile(join(dir, 'link.pem'), key), 'KEY');
+    assert.equal(await readPrivateKeyFileIfPresent(join(open, 'later.pem'), key), undefined);
+  });
+});
+
 describe('a key path that leads to something larger than any key', () => {
   const key = { name: 'the test key', ifExposed: 'replace it' };
   let dir = '';
@@ -353,13 +382,14 @@ describe('which folders may hold a key folder (the folders above it)', () => {
     assert.equal(
       folderAboveAdvice({ mode: folder(0o777), uid: 0, gid: 0 }, 65532),
       'can be written by group 0 and others (owner 0, group 0, mode 777), who could move what is in it and put ' +
-        'another folder in its place: run chmod go-w on it (or, for a root-owned folder others must keep writing, ' +
+        'something of their own in its place: run chmod go-w on it (or, for a root-owned folder others must keep ' +
+        'writing, ' +
         'chmod +t as /tmp), or name a folder elsewhere',
     );
     assert.equal(
       folderAboveAdvice({ mode: folder(0o755), uid: 1000, gid: 1000 }, 65532),
-      'belongs to user 1000 (owner 1000, group 1000, mode 755), who could move what is in it and put another folder ' +
-        'in its place: run chown root on it (or chown 65532), or name a folder elsewhere',
+      'belongs to user 1000 (owner 1000, group 1000, mode 755), who could move what is in it and put something of ' +
+        'their own in its place: run chown root on it (or chown 65532), or name a folder elsewhere',
     );
   });
 });
@@ -417,7 +447,7 @@ describe(
         assert.equal(
           error.message,
           `the data folder ${data} lies inside ${open}, which can be written by group ${gid} and others (owner ` +
-            `${uid}, group ${gid}, mode 777), who could move what is in it and put another folder in its place: run ` +
+            `${uid}, group ${gid}, mode 777), who could move what is in it and put something of their own in its place: run ` +
             'chmod go-w on it (or, for a root-owned folder others must keep writing, chmod +t as /tmp), or name a ' +
             'folder elsewhere',
         );

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import { access, link, lstat, mkdir, open, readFile, readlink, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { dirname, isAbsolute } from 'node:path';
 import { getSystemErrorMessage } from 'node:util';
 
@@ -94,9 +95,9 @@ export interface KeyFileRole {
 }
 
 /**
- * Reads a private key file after checking the file it actually opened: the checks run on the open descriptor
- * (fstat), not on the path, so a symlink or file swapped between a check and a read (someone who can write the
- * key's directory) cannot slip in a key others can read. Symlinks are followed on purpose: a Kubernetes Secret
+ * Reads a private key file after checking the folders on the way to it (followKeyPath) and the file it actually
+ * opened: the checks on the file run on the open descriptor (fstat), not on the path, so a symlink or file swapped
+ * between a check and a read (someone who can write the key's directory) cannot slip in a key others can read. Symlinks are followed on purpose: a Kubernetes Secret
  * volume presents each key as a symlink into its `..data` directory. Only a regular file is read: a FIFO would
  * block the start (it is opened non-blocking so the open itself cannot hang) and a device or directory is no key.
  * Every refusal is an InvalidInput naming `key`, the path, what is wrong and what to do: a file that is not
@@ -104,6 +105,9 @@ export interface KeyFileRole {
  * unreadable, a symlink loop…; see unopenableFile).
  */
 export async function readPrivateKeyFile(path: string, key: KeyFileRole): Promise<string> {
+  // Every folder on the way, a symbolic link's too, must be safe: a key checked below could otherwise be swapped
+  // before the next read (at every TLS check) for another file kubevisa owns, with a certificate of someone's making.
+  if (process.platform !== 'win32') await followKeyPath(path, key.name);
   let handle: FileHandle;
   try {
     handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
@@ -349,7 +353,7 @@ export function folderAboveAdvice(
   owner: number | undefined = process.geteuid?.(),
 ): string {
   const facts = `owner ${info.uid}, group ${info.gid}, mode ${(info.mode & 0o7777).toString(8)}`;
-  const threat = 'who could move what is in it and put another folder in its place';
+  const threat = 'who could move what is in it and put something of their own in its place';
   if (owner !== undefined && info.uid !== owner && info.uid !== 0) {
     return `belongs to user ${info.uid} (${facts}), ${threat}: run chown root on it (or chown ${owner}), or name a folder elsewhere`;
   }
@@ -359,21 +363,33 @@ export function folderAboveAdvice(
   return `can be written by ${writers} (${facts}), ${threat}: run chmod go-w on it (or, for a root-owned folder others must keep writing, chmod +t as /tmp), or name a folder elsewhere`;
 }
 
+/** An error as a failed system call gives it (code, errno, syscall, path), for unopenableFile. */
+function systemError(code: 'ENOTDIR' | 'ELOOP', path: string): NodeJS.ErrnoException {
+  const errno = osConstants.errno[code];
+  return Object.assign(new Error(`${code}: ${getSystemErrorMessage(-errno)}, lstat '${path}'`), {
+    code,
+    errno: -errno,
+    syscall: 'lstat',
+    path,
+  });
+}
+
 /** Linux's own limit on symbolic links followed in one path (ELOOP beyond). */
 const MAX_SYMLINKS = 40;
 
 /**
- * Follows `path` from `/` one name at a time as the system does (a symbolic link read and followed where it stands,
- * `..` taken from the folder reached, not from the text) and refuses it, with an InvalidInput starting with `name`,
- * when a folder it passes through is not safe (isFolderAboveKeysMode), or when a symbolic link on the way lies in a
- * folder others may write and belongs to someone else than kubevisa's user or root (the rule of the kernel's
- * fs.protected_symlinks, which kubevisa does not count on being set). Checking the key folder alone is not enough:
- * whoever could write a folder above it could swap it, between the check and the moment a key or the store is opened
- * by name, for a folder of their own. Once every folder on the way is safe, nobody else can change where the path
- * leads.
- * @returns where `path` really leads: an absolute path without symbolic links (the key folder itself is not checked).
+ * Follows `path` (a key folder, or a key file) from `/` one name at a time as the system does (a symbolic link read
+ * and followed where it stands, `..` taken from the folder reached, not from the text) and refuses it, with an
+ * InvalidInput starting with `name`, when a folder it passes through is not safe (isFolderAboveKeysMode), or when a
+ * symbolic link on the way lies in a folder others may write and belongs to someone else than kubevisa's user or root
+ * (the rule of the kernel's fs.protected_symlinks, which kubevisa does not count on being set). Checking the key
+ * folder alone is not enough: whoever could write a folder above it, or one a symbolic link leads through, could swap
+ * what is there, between the check and the moment a key or the store is opened by name, for something of their own.
+ * Once every folder on the way is safe, nobody else can change where the path leads. A name that is missing, a path
+ * through a file and too many symbolic links are refused as unopenableFile says (ENOENT, ENOTDIR, ELOOP).
+ * @returns where `path` really leads: an absolute path without symbolic links (what is there is not checked).
  */
-async function followKeyFolderPath(path: string, name: string): Promise<string> {
+async function followKeyPath(path: string, name: string): Promise<string> {
   const refuse = (message: string, details: Record<string, unknown>) =>
     new InvalidInput(`${name} ${path} ${message}`, { details: { path, ...details } });
   // process.cwd() has no symbolic links in it (getcwd).
@@ -388,7 +404,7 @@ async function followKeyFolderPath(path: string, name: string): Promise<string> 
       continue;
     }
     const folder = await folderFacts(current);
-    if (!folder.isDirectory()) throw refuse(`cannot be reached: ${current} is not a folder; check the path`, {});
+    if (!folder.isDirectory()) throw unopenableFile(name, path, systemError('ENOTDIR', current));
     if (!isFolderAboveKeysMode(folder)) {
       throw refuse(`lies inside ${current}, which ${folderAboveAdvice(folder)}`, {
         folder: current,
@@ -412,15 +428,13 @@ async function followKeyFolderPath(path: string, name: string): Promise<string> 
     if ((folder.mode & 0o022) !== 0 && user !== undefined && entry.uid !== user && entry.uid !== 0) {
       throw refuse(
         `is reached through the symbolic link ${next}, which belongs to user ${entry.uid} in a folder others may write ` +
-          `(${current}, mode ${(folder.mode & 0o7777).toString(8)}): they could point it elsewhere; name the folder it ` +
-          'leads to instead, or make the link yourself',
+          `(${current}, mode ${(folder.mode & 0o7777).toString(8)}): they could point it elsewhere; name what it leads ` +
+          'to instead, or make the link yourself',
         { link: next, uid: entry.uid },
       );
     }
     links += 1;
-    if (links > MAX_SYMLINKS) {
-      throw refuse(`cannot be reached: more than ${MAX_SYMLINKS} symbolic links on the way (a loop?)`, {});
-    }
+    if (links > MAX_SYMLINKS) throw unopenableFile(name, path, systemError('ELOOP', next));
     const target = await readlink(next);
     if (isAbsolute(target)) current = '/';
     pending.unshift(...target.split('/'));
@@ -431,7 +445,7 @@ async function followKeyFolderPath(path: string, name: string): Promise<string> 
 /**
  * Makes the folder kubevisa keeps private keys in (mode 0700) if it is missing, and refuses one that isKeyFolderMode
  * does not accept, or that is no folder, or that lies inside a folder someone else could write (see
- * followKeyFolderPath), with an InvalidInput that starts with `name` and names the folder, its owner and mode, and
+ * followKeyPath), with an InvalidInput that starts with `name` and names the folder, its owner and mode, and
  * what to run. Called at start for the data folder, and by each key's loader for its key's folder.
  */
 export async function ensureKeyFolder(path: string, name = 'the data folder'): Promise<void> {
@@ -439,7 +453,7 @@ export async function ensureKeyFolder(path: string, name = 'the data folder'): P
     // Something other than a folder is in the way: refused below, by name.
     if (!isErrno(error, 'EEXIST')) throw error;
   });
-  const real = process.platform === 'win32' ? path : await followKeyFolderPath(path, name);
+  const real = process.platform === 'win32' ? path : await followKeyPath(path, name);
   const info = await folderFacts(real);
   const details = { path, mode: (info.mode & 0o7777).toString(8), uid: info.uid, gid: info.gid };
   if (!info.isDirectory()) {
