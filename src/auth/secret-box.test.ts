@@ -54,7 +54,19 @@ describe('the secret box key on disk', () => {
   it('refuses a key that is not 32 bytes', async () => {
     const dataDir = await mkdtemp(join(dir, 'short-'));
     await writeFile(join(dataDir, 'session-encryption.key'), randomBytes(16).toString('base64'), { mode: 0o600 });
-    await assert.rejects(loadOrCreateSecretBox(dataDir), /does not hold a 32-byte key/);
+    await assert.rejects(loadOrCreateSecretBox(dataDir), {
+      code: 'ERR_INVALID_INPUT',
+      message: new RegExp(
+        `^the session encryption key ${join(dataDir, 'session-encryption.key')} does not hold a 32-byte key in base64 ` +
+          '\\(it decodes to 16 bytes\\): put the key every server shares there',
+      ),
+    });
+    // Cut short, as a crash left it when the key was written in place; the error shows no byte of it.
+    const text = randomBytes(32).toString('base64');
+    await writeFile(join(dataDir, 'session-encryption.key'), text.slice(0, 30), { mode: 0o600 });
+    const error = await loadOrCreateSecretBox(dataDir).catch((caught: unknown) => caught);
+    assert.ok(error instanceof Error && /decodes to 22 bytes/.test(error.message), String(error));
+    assert.ok(!error.message.includes(text.slice(0, 8)), 'no key bytes in the message');
   });
 
   it('refuses a key file others can read', { skip: !posix && 'file modes are POSIX only' }, async () => {

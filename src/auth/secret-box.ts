@@ -7,6 +7,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
+import { InvalidInput } from '../domain/errors.ts';
 import {
   ensureKeyFolder,
   readPrivateKeyFile,
@@ -44,7 +45,15 @@ export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox>
       (await writePrivateKeyOnce(file, created)) === 'created' ? created : await readPrivateKeyFile(file, SESSION_KEY);
   }
   const key = Buffer.from(text.trim(), 'base64');
-  if (key.length !== 32) throw new Error(`${file} does not hold a 32-byte key`);
+  if (key.length !== 32) {
+    // A file cut short by a crash of an older kubevisa (which wrote it in place), or one copied wrong.
+    throw new InvalidInput(
+      `the session encryption key ${file} does not hold a 32-byte key in base64 (it decodes to ${key.length} ` +
+        "bytes): put the key every server shares there (the Secret's session-encryption.key), or, for a single " +
+        'server, remove the file to have a new one made at start (every session then logs in again)',
+      { details: { path: file, bytes: key.length } },
+    );
+  }
   return {
     keyId: createHmac('sha256', key).update('kubevisa secret-box key id v1').digest('base64url').slice(0, 22),
     seal(plaintext) {

@@ -1,6 +1,21 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, open, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lchown,
+  mkdir,
+  mkdtemp,
+  open,
+  readFile,
+  readdir,
+  rm,
+  stat,
+  symlink,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, mock } from 'node:test';
@@ -8,9 +23,13 @@ import { after, before, describe, it, mock } from 'node:test';
 import { InvalidInput } from '../domain/errors.ts';
 import {
   ensureKeyFolder,
+  folderAboveAdvice,
+  isFolderAboveKeysMode,
   isKeyFolderMode,
+  isMountPoint,
   isPrivateKeyFileMode,
   keyFolderAdvice,
+  MAX_KEY_FILE_BYTES,
   privateKeyFileAdvice,
   processGroups,
   readPrivateKeyFile,
@@ -154,6 +173,72 @@ describe('a key path that cannot be opened', () => {
   });
 });
 
+describe('the folders on the way to a key file', { skip: process.platform === 'win32' && 'POSIX modes only' }, () => {
+  const key = { name: 'the test key', ifExposed: 'replace it' };
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kubevisa-key-way-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a key in a folder others may write, and one a symbolic link leads through such a folder', async () => {
+    const open = join(dir, 'open');
+    await mkdir(open);
+    await writeFile(join(open, 'key.pem'), 'KEY', { mode: 0o600 });
+    await chmod(open, 0o777);
+    await assert.rejects(readPrivateKeyFile(join(open, 'key.pem'), key), {
+      code: 'ERR_INVALID_INPUT',
+      message: new RegExp(`^the test key ${join(open, 'key.pem')} lies inside ${open}, which can be written by`),
+    });
+    await symlink(join(open, 'key.pem'), join(dir, 'link.pem'));
+    await assert.rejects(readPrivateKeyFile(join(dir, 'link.pem'), key), { message: /lies inside .*open, which/ });
+    // Not there yet (a key made on first start): still refused, not taken as absent.
+    await assert.rejects(readPrivateKeyFileIfPresent(join(open, 'later.pem'), key), { message: /lies inside/ });
+    await chmod(open, 0o755);
+    assert.equal(await readPrivateKeyFile(join(dir, 'link.pem'), key), 'KEY');
+    assert.equal(await readPrivateKeyFileIfPresent(join(open, 'later.pem'), key), undefined);
+  });
+});
+
+describe('a key path that leads to something larger than any key', () => {
+  const key = { name: 'the test key', ifExposed: 'replace it' };
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kubevisa-key-size-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is refused by name before it is read whole (a 600 MiB file failed with a bare "Invalid string length")', async () => {
+    const big = join(dir, 'big.pem');
+    await writeFile(big, '', { mode: 0o600 });
+    await truncate(big, 600 * 1024 * 1024); // sparse: no disk used
+    await assert.rejects(readPrivateKeyFile(big, key), {
+      code: 'ERR_INVALID_INPUT',
+      message:
+        `the test key ${big} holds more than ${MAX_KEY_FILE_BYTES} bytes, far more than any private key: name the key ` +
+        'file itself',
+    });
+    const justOver = join(dir, 'just-over.pem');
+    await writeFile(justOver, 'x'.repeat(MAX_KEY_FILE_BYTES + 1), { mode: 0o600 });
+    await assert.rejects(readPrivateKeyFile(justOver, key), { message: /holds more than 65536 bytes/ });
+  });
+
+  it('reads a key up to the limit whole, in several reads when it comes in pieces', async () => {
+    const atLimit = join(dir, 'at-limit.pem');
+    await writeFile(atLimit, 'k'.repeat(MAX_KEY_FILE_BYTES), { mode: 0o600 });
+    assert.equal((await readPrivateKeyFile(atLimit, key)).length, MAX_KEY_FILE_BYTES);
+    if (process.platform === 'linux') {
+      // /proc files say size 0 and still hold bytes: not cut short by a size that lies.
+      const environ = await readPrivateKeyFile('/proc/self/environ', key);
+      assert.ok(environ.length > 0);
+    }
+  });
+});
+
 describe('which folders may hold private keys', () => {
   const folder = (mode: number) => 0o40000 | mode;
 
@@ -190,30 +275,121 @@ describe('which folders may hold private keys', () => {
     );
   });
 
-  it("accepts a root-owned folder others may write when it is sticky, or setgid in the process's group (the kubelet's emptyDir with an fsGroup is root:<fsGroup> 2777)", () => {
-    for (const mode of [0o1777, 0o1770, 0o3777]) {
-      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 4 }, GROUPS, 65532), true, mode.toString(8));
-    }
-    for (const mode of [0o2777, 0o2775, 0o2770]) {
+  it("accepts a root-owned folder others may write when it is setgid in the process's group (the kubelet's emptyDir with an fsGroup is root:<fsGroup> 2777)", () => {
+    for (const mode of [0o2775, 0o2770]) {
       assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 65532 }, GROUPS, 65532), true, mode.toString(8));
       assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 1000 }, GROUPS, 0), true, mode.toString(8));
     }
+    // Others may write it too: only at the root of a volume (the emptyDir), not a folder on a host.
+    for (const mode of [0o2777, 0o3777, 0o2757]) {
+      const emptyDir = { mode: folder(mode), uid: 0, gid: 65532, volumeRoot: true };
+      assert.equal(isKeyFolderMode(emptyDir, GROUPS, 65532), true, mode.toString(8));
+      assert.equal(isKeyFolderMode({ ...emptyDir, gid: 1000 }, GROUPS, 0), true, mode.toString(8));
+    }
   });
 
-  it('refuses a root-owned folder others may write that is neither sticky nor setgid in one of its groups', () => {
-    for (const mode of [0o777, 0o775, 0o770, 0o757]) {
-      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 65532 }, GROUPS, 65532), false, mode.toString(8));
+  it("refuses a root-owned setgid folder in the process's group that others may write, unless it is a volume's root", () => {
+    // What an attacker did: in /srv/exp/sg (root:kv, 2777) a user outside group kv moved kubevisa.db aside, read it
+    // (0644), and put a copy of their own (0666) in its place; kubevisa, as kv, started on it.
+    for (const mode of [0o2777, 0o3777, 0o2757]) {
+      const hostFolder = { mode: folder(mode), uid: 0, gid: 65532 };
+      assert.equal(isKeyFolderMode(hostFolder, GROUPS, 65532), false, mode.toString(8));
+      assert.equal(isKeyFolderMode({ ...hostFolder, volumeRoot: false }, GROUPS, 0), false, mode.toString(8));
     }
+    assert.equal(
+      keyFolderAdvice('/srv/kv', { mode: folder(0o2777), uid: 0, gid: 65532 }, 65532, GROUPS),
+      '/srv/kv can be written by group 65532 and others (owner 0, group 65532, mode 2777), who could swap a key in it ' +
+        "for another: run chmod o-w on it (others may write such a folder only at the root of a volume, as the kubelet's " +
+        'emptyDir, which this is not)',
+    );
+  });
+
+  it('accepts a folder on a read-only mount whatever its mode (a Secret volume without an fsGroup is root 1777)', () => {
+    const secretVolume = { mode: folder(0o1777), uid: 0, gid: 0 };
+    assert.equal(isKeyFolderMode(secretVolume, GROUPS, 65532), false);
+    assert.equal(isKeyFolderMode({ ...secretVolume, readOnly: true }, GROUPS, 65532), true);
+    assert.equal(isKeyFolderMode({ mode: folder(0o777), uid: 1000, gid: 0, readOnly: true }, GROUPS, 65532), false);
+  });
+
+  it("tells a volume's root from the mount table, as the kernel writes it (octal escapes)", async () => {
+    const table = join(tmpdir(), `kubevisa-mountinfo-${process.pid}`);
+    // Lines from /proc/self/mountinfo, the second with a space in its mount point.
+    await writeFile(
+      table,
+      '45 27 0:40 / /tmp/exp/mnt rw,relatime - tmpfs tmpfs rw,mode=2777\n' +
+        '46 27 0:41 / /var/lib/kube\\040visa rw,relatime - tmpfs tmpfs rw\n',
+    );
+    try {
+      assert.equal(await isMountPoint('/tmp/exp/mnt', table), true);
+      assert.equal(await isMountPoint('/var/lib/kube visa', table), true);
+      assert.equal(await isMountPoint('/tmp/exp', table), false);
+      assert.equal(await isMountPoint('/tmp/exp/mnt', `${table}-none`), false, 'no mount table: nothing known');
+    } finally {
+      await rm(table);
+    }
+  });
+
+  it('refuses a root-owned folder others may write that is not setgid in one of its groups, sticky (as /tmp) or not', () => {
+    // In a sticky folder anyone may still add the names kubevisa has yet to make: its database, its journal, a key.
+    for (const mode of [0o777, 0o775, 0o770, 0o757, 0o1777, 0o1770, 0o1757]) {
+      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 65532 }, GROUPS, 65532), false, mode.toString(8));
+      assert.equal(isKeyFolderMode({ mode: folder(mode), uid: 0, gid: 4 }, GROUPS, 65532), false, mode.toString(8));
+    }
+    assert.equal(isKeyFolderMode({ mode: folder(0o3777), uid: 0, gid: 4 }, GROUPS, 65532), false);
     assert.equal(isKeyFolderMode({ mode: folder(0o2775), uid: 0, gid: 4 }, GROUPS, 65532), false);
     assert.equal(
       keyFolderAdvice('/data', { mode: folder(0o2777), uid: 0, gid: 4 }, 65532),
       '/data can be written by group 4 and others (owner 0, group 4, mode 2777), who could swap a key in it for ' +
-        'another: run chown 65532 on it and chmod 700, or chmod +t on it (a root-owned folder others may write needs ' +
-        'the sticky bit, or setgid with a group kubevisa runs in)',
+        'another: run chown 65532 on it and chmod 700 (a root-owned folder others may write is accepted only setgid ' +
+        "with a group kubevisa runs in, as the kubelet makes a pod's volume; the sticky bit is not enough: anyone could " +
+        'still make the files kubevisa has yet to make)',
     );
     assert.match(
       keyFolderAdvice('/data', { mode: folder(0o757), uid: 0, gid: 0 }, 0),
       /^\/data can be written by others \(owner 0, group 0, mode 757\), .*: run chmod 700 on it$/,
+    );
+  });
+});
+
+describe('which folders may hold a key folder (the folders above it)', () => {
+  const folder = (mode: number) => 0o40000 | mode;
+
+  it('accepts what a key folder may be, and a root-owned sticky folder (as /tmp), where others cannot move its entries', () => {
+    for (const mode of [0o755, 0o700, 0o1777, 0o1757]) {
+      assert.equal(
+        isFolderAboveKeysMode({ mode: folder(mode), uid: 0, gid: 0 }, GROUPS, 65532),
+        true,
+        mode.toString(8),
+      );
+    }
+    assert.equal(
+      isFolderAboveKeysMode({ mode: folder(0o2777), uid: 0, gid: 65532, volumeRoot: true }, GROUPS, 65532),
+      true,
+    );
+    assert.equal(isFolderAboveKeysMode({ mode: folder(0o755), uid: 65532, gid: 65532 }, GROUPS, 65532), true);
+  });
+
+  it("refuses one others may write without the sticky bit, one sticky but not root's, and one of another user", () => {
+    for (const mode of [0o777, 0o775, 0o757]) {
+      assert.equal(
+        isFolderAboveKeysMode({ mode: folder(mode), uid: 0, gid: 0 }, GROUPS, 65532),
+        false,
+        mode.toString(8),
+      );
+    }
+    assert.equal(isFolderAboveKeysMode({ mode: folder(0o1777), uid: 65532, gid: 65532 }, GROUPS, 65532), false);
+    assert.equal(isFolderAboveKeysMode({ mode: folder(0o755), uid: 1000, gid: 1000 }, GROUPS, 65532), false);
+    assert.equal(
+      folderAboveAdvice({ mode: folder(0o777), uid: 0, gid: 0 }, 65532),
+      'can be written by group 0 and others (owner 0, group 0, mode 777), who could move what is in it and put ' +
+        'something of their own in its place: run chmod go-w on it (or, for a root-owned folder others must keep ' +
+        'writing, ' +
+        'chmod +t as /tmp), or name a folder elsewhere',
+    );
+    assert.equal(
+      folderAboveAdvice({ mode: folder(0o755), uid: 1000, gid: 1000 }, 65532),
+      'belongs to user 1000 (owner 1000, group 1000, mode 755), who could move what is in it and put something of ' +
+        'their own in its place: run chown root on it (or chown 65532), or name a folder elsewhere',
     );
   });
 });
@@ -257,6 +433,70 @@ describe(
       });
     });
 
+    it('is refused, naming the folder above it, when others may write a folder above it (they could swap it)', async () => {
+      // What an attacker did: kubevisa's data folder was /srv/exp/ww/data (its own, 0700), in /srv/exp/ww (root, 777).
+      // Another user swapped data, thousands of times a second (renameat2 RENAME_EXCHANGE), with a symbolic link to a
+      // folder of theirs: kubevisa checked its own folder, then made its lock file and opened the store in theirs.
+      const open = join(dir, 'open');
+      const data = join(open, 'data');
+      await mkdir(data, { recursive: true, mode: 0o700 });
+      await chmod(open, 0o777);
+      const { uid, gid } = await stat(open);
+      await assert.rejects(ensureKeyFolder(data), (error: unknown) => {
+        assert.ok(error instanceof InvalidInput);
+        assert.equal(
+          error.message,
+          `the data folder ${data} lies inside ${open}, which can be written by group ${gid} and others (owner ` +
+            `${uid}, group ${gid}, mode 777), who could move what is in it and put something of their own in its place: run ` +
+            'chmod go-w on it (or, for a root-owned folder others must keep writing, chmod +t as /tmp), or name a ' +
+            'folder elsewhere',
+        );
+        assert.deepEqual(error.details, { path: data, folder: open, mode: '777', uid, gid });
+        return true;
+      });
+      // Also when the way there goes through a symbolic link to that folder, or `..` out of one.
+      await symlink(open, join(dir, 'to-open'));
+      await assert.rejects(ensureKeyFolder(join(dir, 'to-open', 'data')), {
+        message: /lies inside .*open, which can be/,
+      });
+      await mkdir(join(open, 'sub'), { mode: 0o700 });
+      await chmod(open, 0o755);
+      await mkdir(join(dir, 'safe', 'data'), { recursive: true, mode: 0o700 });
+      await symlink(join(open, 'sub'), join(dir, 'safe', 'link'));
+      await chmod(open, 0o777);
+      // safe/link/.. is open (where the link leads, then up), not safe: safe/data is fine, safe/link/../data is not.
+      await ensureKeyFolder(join(dir, 'safe', 'data'));
+      await assert.rejects(ensureKeyFolder(`${join(dir, 'safe', 'link')}/../data`), {
+        message: /lies inside .*open, which can be/,
+      });
+      await chmod(open, 0o755);
+      await ensureKeyFolder(data);
+    });
+
+    it(
+      'is refused when reached through a symbolic link another user made in a root-owned sticky folder',
+      { skip: process.geteuid?.() !== 0 && 'only root can give a symbolic link away' },
+      async () => {
+        // Where fs.protected_symlinks is 0 the kernel follows it, and its maker could point it at any folder.
+        const shared = join(dir, 'shared-sticky');
+        await mkdir(shared);
+        await chmod(shared, 0o1777);
+        const target = join(dir, 'link-target');
+        await mkdir(target, { mode: 0o700 });
+        const link = join(shared, 'data');
+        await symlink(target, link);
+        await ensureKeyFolder(link); // root's own link: fine
+        await lchown(link, 65534, 65534);
+        await assert.rejects(ensureKeyFolder(link), {
+          code: 'ERR_INVALID_INPUT',
+          message: new RegExp(
+            `^the data folder ${link} is reached through the symbolic link ${link}, which belongs to user 65534 in a ` +
+              `folder others may write \\(${shared}, mode 1777\\)`,
+          ),
+        });
+      },
+    );
+
     it('is refused when a file is in its place', async () => {
       const file = join(dir, 'a-file');
       await writeFile(file, '');
@@ -277,11 +517,67 @@ describe(
         const volume = join(dir, 'volume');
         await mkdir(volume);
         await chown(volume, 0, process.getgid!());
-        await chmod(volume, 0o2777);
+        await chmod(volume, 0o2770);
         await ensureKeyFolder(volume);
+        // Others may write it too, and it is a plain folder, not a volume's root: any local user could swap a key.
+        await chmod(volume, 0o2777);
+        await assert.rejects(ensureKeyFolder(volume), {
+          message: /can be written by group \d+ and others .*mode 2777.*: run chmod o-w on it/,
+        });
         await chown(volume, 0, 65534);
-        await chmod(volume, 0o2777); // chown clears setgid
-        await assert.rejects(ensureKeyFolder(volume), { message: /can be written by group 65534 and others/ });
+        await chmod(volume, 0o2770); // chown clears setgid
+        await assert.rejects(ensureKeyFolder(volume), { message: /can be written by group 65534 \(/ });
+      },
+    );
+
+    it(
+      "accepts a root-owned 2777 folder in the process's group at the root of a volume (the emptyDir), and any folder on a read-only mount",
+      { skip: process.geteuid?.() !== 0 && 'only root can mount' },
+      async (t) => {
+        const volume = join(dir, 'mounted');
+        await mkdir(volume);
+        const mount = (options: string) =>
+          execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', volume], { stdio: 'pipe' });
+        try {
+          mount(`mode=2777,gid=${process.getgid!()}`);
+        } catch (error) {
+          t.skip(`cannot mount a tmpfs here: ${(error as Error).message}`);
+          return;
+        }
+        try {
+          assert.equal((await stat(volume)).mode & 0o7777, 0o2777);
+          await ensureKeyFolder(volume);
+        } finally {
+          execFileSync('umount', [volume], { stdio: 'pipe' });
+        }
+        mount('ro,mode=1777'); // a Secret volume without an fsGroup: read-only, root 1777
+        try {
+          assert.equal((await stat(volume)).mode & 0o7777, 0o1777);
+          await ensureKeyFolder(volume);
+        } finally {
+          execFileSync('umount', [volume], { stdio: 'pipe' });
+        }
+      },
+    );
+
+    it(
+      'is refused when root-owned and sticky (as /tmp), where another user could make the database before kubevisa does',
+      { skip: process.geteuid?.() !== 0 && 'only root can make a folder root-owned and sticky for another user' },
+      async () => {
+        // What an attacker did: in /srv/kv (root, 1777) another user made kubevisa.db, mode 666, before the first
+        // start; kubevisa (as 2000) accepted the folder and used that database, which its maker could still write.
+        const sticky = join(dir, 'sticky');
+        await mkdir(sticky);
+        await chmod(sticky, 0o1777);
+        await writeFile(join(sticky, 'kubevisa.db'), '', { mode: 0o666 });
+        await chown(join(sticky, 'kubevisa.db'), 65534, 65534);
+        for (const owner of [0, 65532]) {
+          assert.equal(isKeyFolderMode(await stat(sticky), GROUPS, owner), false);
+        }
+        await assert.rejects(ensureKeyFolder(sticky), {
+          code: 'ERR_INVALID_INPUT',
+          message: new RegExp(`^the data folder ${sticky} can be written by group 0 and others .*mode 1777\\)`),
+        });
       },
     );
   },

@@ -5,9 +5,10 @@
  * written — and a crash never loses a key that was used.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { link, mkdir, open, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { constants as fsConstants, type Stats } from 'node:fs';
+import { access, link, lstat, mkdir, open, readFile, readlink, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { dirname, isAbsolute } from 'node:path';
 import { getSystemErrorMessage } from 'node:util';
 
 import { InvalidInput } from '../domain/errors.ts';
@@ -94,15 +95,19 @@ export interface KeyFileRole {
 }
 
 /**
- * Reads a private key file after checking the file it actually opened: the checks run on the open descriptor
- * (fstat), not on the path, so a symlink or file swapped between a check and a read (someone who can write the
- * key's directory) cannot slip in a key others can read. Symlinks are followed on purpose: a Kubernetes Secret
+ * Reads a private key file after checking the folders on the way to it (followKeyPath) and the file it actually
+ * opened: the checks on the file run on the open descriptor (fstat), not on the path, so a symlink or file swapped
+ * between a check and a read (someone who can write the key's directory) cannot slip in a key others can read. Symlinks are followed on purpose: a Kubernetes Secret
  * volume presents each key as a symlink into its `..data` directory. Only a regular file is read: a FIFO would
  * block the start (it is opened non-blocking so the open itself cannot hang) and a device or directory is no key.
  * Every refusal is an InvalidInput naming `key`, the path, what is wrong and what to do: a file that is not
- * private, and a path that cannot be opened at all (missing, unreadable, a symlink loop…; see unopenableFile).
+ * private, one larger than any key (MAX_KEY_FILE_BYTES), and a path that cannot be opened at all (missing,
+ * unreadable, a symlink loop…; see unopenableFile).
  */
 export async function readPrivateKeyFile(path: string, key: KeyFileRole): Promise<string> {
+  // Every folder on the way, a symbolic link's too, must be safe: a key checked below could otherwise be swapped
+  // before the next read (at every TLS check) for another file kubevisa owns, with a certificate of someone's making.
+  if (process.platform !== 'win32') await followKeyPath(path, key.name);
   let handle: FileHandle;
   try {
     handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
@@ -117,9 +122,37 @@ export async function readPrivateKeyFile(path: string, key: KeyFileRole): Promis
       });
     if (!info.isFile()) throw refuse(`${path} is not a regular file`);
     if (!isPrivateKeyFileMode(info)) throw refuse(privateKeyFileAdvice(path, info));
-    return await handle.readFile('utf8');
+    return await readAtMost(handle, MAX_KEY_FILE_BYTES, () => {
+      return new InvalidInput(
+        `${key.name} ${path} holds more than ${MAX_KEY_FILE_BYTES} bytes, far more than any private key: name the ` +
+          'key file itself',
+        { details: { path, size: info.size } },
+      );
+    });
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * The most a private key file may hold, in bytes (64 KiB): a PEM RSA key of 16384 bits is about 12 KiB. A path that
+ * leads to something larger (a log, a database, /proc/kcore for a server running as root) is refused before it is read
+ * whole: it would be held in memory at start and at every TLS reload, and past 512 MiB fail with no path named.
+ */
+export const MAX_KEY_FILE_BYTES = 64 * 1024;
+
+/**
+ * Reads `handle` to its end as UTF-8 and throws `tooLarge()` once more than `maxBytes` came, without reading further.
+ * Does not trust the size fstat gives (files under /proc say 0).
+ */
+async function readAtMost(handle: FileHandle, maxBytes: number, tooLarge: () => Error): Promise<string> {
+  const buffer = Buffer.alloc(maxBytes + 1);
+  let length = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+    if (bytesRead === 0) return buffer.toString('utf8', 0, length);
+    length += bytesRead;
+    if (length > maxBytes) throw tooLarge();
   }
 }
 
@@ -196,28 +229,42 @@ export function privateKeyFileAdvice(
   return `${path} can be read by group or others (mode ${mode}): run chmod 600 on it (640 at most for a file owned by root in kubevisa's group)`;
 }
 
-const STICKY = 0o1000;
 const SETGID = 0o2000;
+
+/**
+ * What is known of a folder beyond its owner, group and mode (folderFacts): where it sits among the mounts. Absent
+ * when not looked up: as false.
+ */
+export interface FolderMount {
+  /** A file system (a volume) is mounted right there: the kubelet's emptyDir, a PersistentVolume, a Secret. */
+  volumeRoot?: boolean;
+  /** Its file system is mounted read-only (EROFS), so nobody can write it, whatever its mode. */
+  readOnly?: boolean;
+}
 
 /**
  * True when a folder with this owner, group and mode may hold kubevisa's private keys. Whoever can write a folder can
  * rename, remove and add names in it, so could swap a key kubevisa keeps there for one of their own (or a symlink to
  * one) between two starts: the folder must be writable by its owner only, and that owner is this process's user
- * (`owner`, the effective uid) or root, as for a key file. Two shapes of a root-owned folder that others may write
- * are accepted too: one with the sticky bit (as /tmp: nobody may rename or remove another's file in it), and one
- * that is setgid with a group this process is in (`groups`). The second is how the kubelet hands a pod an emptyDir or
- * a volume with an fsGroup: root-owned, group fsGroup, setgid, group-writable (an emptyDir is even 2777); every
- * container of the pod runs in that group anyway, and the node's own users cannot reach the kubelet's pod folders.
+ * (`owner`, the effective uid) or root, as for a key file. A folder on a read-only mount (`info.readOnly`) is
+ * accepted whatever its mode: nobody can write it. One shape of a root-owned folder that others may write is
+ * accepted too: setgid with a group this process is in (`groups`). That is how the kubelet hands a pod an emptyDir or
+ * a volume with an fsGroup: root-owned, group fsGroup, setgid, group-writable; every container of the pod runs in that
+ * group anyway. An emptyDir is even 2777, writable by users outside that group; that is accepted only at the root of
+ * a mounted volume (`info.volumeRoot`), where the node's own users cannot reach it (the kubelet's pod folders are
+ * root's), never for a folder on a host: there any local user could swap the store or a key in it.
+ * A sticky folder (as /tmp) is not enough: nobody may rename another's file in it, but anyone may add the names
+ * kubevisa has not made yet (the database, its journal, a key), which kubevisa would then open as its own.
  */
 export function isKeyFolderMode(
-  info: { mode: number; uid: number; gid: number },
+  info: { mode: number; uid: number; gid: number } & FolderMount,
   groups: readonly number[] = processGroups(),
   owner: number | undefined = process.geteuid?.(),
 ): boolean {
   if (owner !== undefined && info.uid !== owner && info.uid !== 0) return false;
-  if ((info.mode & 0o022) === 0) return true;
-  if (info.uid !== 0) return false;
-  return (info.mode & STICKY) !== 0 || ((info.mode & SETGID) !== 0 && groups.includes(info.gid));
+  if ((info.mode & 0o022) === 0 || info.readOnly === true) return true;
+  if (info.uid !== 0 || (info.mode & SETGID) === 0 || !groups.includes(info.gid)) return false;
+  return (info.mode & 0o002) === 0 || info.volumeRoot === true;
 }
 
 /** What to tell someone whose key folder isKeyFolderMode refused: whose it is, who else may write it, what to run. */
@@ -225,6 +272,7 @@ export function keyFolderAdvice(
   path: string,
   info: { mode: number; uid: number; gid: number },
   owner: number | undefined = process.geteuid?.(),
+  groups: readonly number[] = processGroups(),
 ): string {
   const facts = `owner ${info.uid}, group ${info.gid}, mode ${(info.mode & 0o7777).toString(8)}`;
   if (owner !== undefined && info.uid !== owner && info.uid !== 0) {
@@ -233,24 +281,180 @@ export function keyFolderAdvice(
   const writers = [(info.mode & 0o020) !== 0 ? `group ${info.gid}` : '', (info.mode & 0o002) !== 0 ? 'others' : '']
     .filter((who) => who !== '')
     .join(' and ');
-  const fix =
-    info.uid === 0 && owner !== 0
-      ? `run chown ${owner} on it and chmod 700, or chmod +t on it (a root-owned folder others may write needs the sticky bit, or setgid with a group kubevisa runs in)`
-      : 'run chmod 700 on it';
+  let fix = 'run chmod 700 on it';
+  if (info.uid === 0 && (info.mode & SETGID) !== 0 && groups.includes(info.gid)) {
+    fix =
+      "run chmod o-w on it (others may write such a folder only at the root of a volume, as the kubelet's emptyDir, " +
+      'which this is not)';
+  } else if (info.uid === 0 && owner !== 0) {
+    fix = `run chown ${owner} on it and chmod 700 (a root-owned folder others may write is accepted only setgid with a group kubevisa runs in, as the kubelet makes a pod's volume; the sticky bit is not enough: anyone could still make the files kubevisa has yet to make)`;
+  }
   return `${path} can be written by ${writers} (${facts}), who could swap a key in it for another: ${fix}`;
 }
 
 /**
+ * The folder at `realPath` (no symbolic links in it) as isKeyFolderMode and isFolderAboveKeysMode judge it: its
+ * stat, and, only when others than its owner may write it, whether it is a volume's root and whether it is read-only.
+ */
+async function folderFacts(realPath: string): Promise<Stats & FolderMount> {
+  const info = await stat(realPath);
+  if ((info.mode & 0o022) === 0 || !info.isDirectory()) return info;
+  const readOnly = await access(realPath, fsConstants.W_OK).then(
+    () => false,
+    (error: unknown) => isErrno(error, 'EROFS'),
+  );
+  return Object.assign(info, { readOnly, volumeRoot: await isMountPoint(realPath) });
+}
+
+/**
+ * True when a file system is mounted at `realPath` (no symbolic links in it), from this process's mount table
+ * (/proc/self/mountinfo: the fifth field of each line, with space, tab, newline and backslash written in octal).
+ * Without a mount table (not Linux) nothing is known to be a volume: false, so such a folder is refused.
+ */
+export async function isMountPoint(realPath: string, mountTable = '/proc/self/mountinfo'): Promise<boolean> {
+  let table: string;
+  try {
+    table = await readFile(mountTable, 'utf8');
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return false;
+    throw error;
+  }
+  for (const line of table.split('\n')) {
+    const mountPoint = line.split(' ')[4];
+    if (mountPoint === undefined) continue;
+    const decoded = mountPoint.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+    if (decoded === realPath) return true;
+  }
+  return false;
+}
+
+const STICKY = 0o1000;
+
+/**
+ * True when a folder on the way to a key folder (one above it, or one a symbolic link on the way leads through) is
+ * safe: acceptable as a key folder itself (isKeyFolderMode), or root-owned and sticky (as /tmp), where others may add
+ * names but not rename or remove kubevisa's. Whoever could rename a name in such a folder could move the key folder,
+ * or a folder above it, away and put another in its place.
+ */
+export function isFolderAboveKeysMode(
+  info: { mode: number; uid: number; gid: number } & FolderMount,
+  groups: readonly number[] = processGroups(),
+  owner: number | undefined = process.geteuid?.(),
+): boolean {
+  return isKeyFolderMode(info, groups, owner) || (info.uid === 0 && (info.mode & STICKY) !== 0);
+}
+
+/**
+ * What to tell someone whose folder above a key folder isFolderAboveKeysMode refused, to follow "lies inside <folder>,
+ * which": whose it is or who else may write it, and what to run.
+ */
+export function folderAboveAdvice(
+  info: { mode: number; uid: number; gid: number },
+  owner: number | undefined = process.geteuid?.(),
+): string {
+  const facts = `owner ${info.uid}, group ${info.gid}, mode ${(info.mode & 0o7777).toString(8)}`;
+  const threat = 'who could move what is in it and put something of their own in its place';
+  if (owner !== undefined && info.uid !== owner && info.uid !== 0) {
+    return `belongs to user ${info.uid} (${facts}), ${threat}: run chown root on it (or chown ${owner}), or name a folder elsewhere`;
+  }
+  const writers = [(info.mode & 0o020) !== 0 ? `group ${info.gid}` : '', (info.mode & 0o002) !== 0 ? 'others' : '']
+    .filter((who) => who !== '')
+    .join(' and ');
+  return `can be written by ${writers} (${facts}), ${threat}: run chmod go-w on it (or, for a root-owned folder others must keep writing, chmod +t as /tmp), or name a folder elsewhere`;
+}
+
+/** An error as a failed system call gives it (code, errno, syscall, path), for unopenableFile. */
+function systemError(code: 'ENOTDIR' | 'ELOOP', path: string): NodeJS.ErrnoException {
+  const errno = osConstants.errno[code];
+  return Object.assign(new Error(`${code}: ${getSystemErrorMessage(-errno)}, lstat '${path}'`), {
+    code,
+    errno: -errno,
+    syscall: 'lstat',
+    path,
+  });
+}
+
+/** Linux's own limit on symbolic links followed in one path (ELOOP beyond). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * Follows `path` (a key folder, or a key file) from `/` one name at a time as the system does (a symbolic link read
+ * and followed where it stands, `..` taken from the folder reached, not from the text) and refuses it, with an
+ * InvalidInput starting with `name`, when a folder it passes through is not safe (isFolderAboveKeysMode), or when a
+ * symbolic link on the way lies in a folder others may write and belongs to someone else than kubevisa's user or root
+ * (the rule of the kernel's fs.protected_symlinks, which kubevisa does not count on being set). Checking the key
+ * folder alone is not enough: whoever could write a folder above it, or one a symbolic link leads through, could swap
+ * what is there, between the check and the moment a key or the store is opened by name, for something of their own.
+ * Once every folder on the way is safe, nobody else can change where the path leads. A name that is missing, a path
+ * through a file and too many symbolic links are refused as unopenableFile says (ENOENT, ENOTDIR, ELOOP).
+ * @returns where `path` really leads: an absolute path without symbolic links (what is there is not checked).
+ */
+async function followKeyPath(path: string, name: string): Promise<string> {
+  const refuse = (message: string, details: Record<string, unknown>) =>
+    new InvalidInput(`${name} ${path} ${message}`, { details: { path, ...details } });
+  // process.cwd() has no symbolic links in it (getcwd).
+  const pending = (isAbsolute(path) ? path : `${process.cwd()}/${path}`).split('/');
+  let current = '/';
+  let links = 0;
+  while (pending.length > 0) {
+    const part = pending.shift()!;
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      current = dirname(current);
+      continue;
+    }
+    const folder = await folderFacts(current);
+    if (!folder.isDirectory()) throw unopenableFile(name, path, systemError('ENOTDIR', current));
+    if (!isFolderAboveKeysMode(folder)) {
+      throw refuse(`lies inside ${current}, which ${folderAboveAdvice(folder)}`, {
+        folder: current,
+        mode: (folder.mode & 0o7777).toString(8),
+        uid: folder.uid,
+        gid: folder.gid,
+      });
+    }
+    const next = current === '/' ? `/${part}` : `${current}/${part}`;
+    let entry;
+    try {
+      entry = await lstat(next);
+    } catch (error) {
+      throw unopenableFile(name, path, error);
+    }
+    if (!entry.isSymbolicLink()) {
+      current = next;
+      continue;
+    }
+    const user = process.geteuid?.();
+    if ((folder.mode & 0o022) !== 0 && user !== undefined && entry.uid !== user && entry.uid !== 0) {
+      throw refuse(
+        `is reached through the symbolic link ${next}, which belongs to user ${entry.uid} in a folder others may write ` +
+          `(${current}, mode ${(folder.mode & 0o7777).toString(8)}): they could point it elsewhere; name what it leads ` +
+          'to instead, or make the link yourself',
+        { link: next, uid: entry.uid },
+      );
+    }
+    links += 1;
+    if (links > MAX_SYMLINKS) throw unopenableFile(name, path, systemError('ELOOP', next));
+    const target = await readlink(next);
+    if (isAbsolute(target)) current = '/';
+    pending.unshift(...target.split('/'));
+  }
+  return current;
+}
+
+/**
  * Makes the folder kubevisa keeps private keys in (mode 0700) if it is missing, and refuses one that isKeyFolderMode
- * does not accept, or that is no folder, with an InvalidInput that starts with `name` and names the folder, its owner
- * and mode, and what to run. Called at start for the data folder, and by each key's loader for its key's folder.
+ * does not accept, or that is no folder, or that lies inside a folder someone else could write (see
+ * followKeyPath), with an InvalidInput that starts with `name` and names the folder, its owner and mode, and
+ * what to run. Called at start for the data folder, and by each key's loader for its key's folder.
  */
 export async function ensureKeyFolder(path: string, name = 'the data folder'): Promise<void> {
   await mkdir(path, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
     // Something other than a folder is in the way: refused below, by name.
     if (!isErrno(error, 'EEXIST')) throw error;
   });
-  const info = await stat(path);
+  const real = process.platform === 'win32' ? path : await followKeyPath(path, name);
+  const info = await folderFacts(real);
   const details = { path, mode: (info.mode & 0o7777).toString(8), uid: info.uid, gid: info.gid };
   if (!info.isDirectory()) {
     throw new InvalidInput(`${name} ${path} is not a folder: move what is there, or name another folder`, { details });

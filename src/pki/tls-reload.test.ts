@@ -47,6 +47,37 @@ after(async () => {
 });
 
 describe('the serving key file', () => {
+  it(
+    'is refused, naming the folder, when it lies in a folder others may write, or a symbolic link leads it through one',
+    { skip: process.platform === 'win32' && 'POSIX modes only' },
+    async () => {
+      // What an attacker did: tls.keyFile sat in /srv/exp/tlsw (777). Another user put there a symbolic link to
+      // kubevisa's access-token signing key (its user's, 0600, so accepted) and a certificate they issued for its
+      // public half (published as JWKS): readTlsPair and createSecureContext took the pair.
+      const open = join(dir, 'open-tls');
+      await mkdir(open);
+      await copyFile(first.keyFile, join(open, 'tls.key'));
+      await chmod(join(open, 'tls.key'), 0o600);
+      await chmod(open, 0o777);
+      await assert.rejects(readTlsPair({ certFile: first.certFile, keyFile: join(open, 'tls.key') }), {
+        code: 'ERR_INVALID_INPUT',
+        message: new RegExp(
+          `^the TLS private key \\(tls\\.keyFile\\) ${join(open, 'tls.key')} lies inside ${open}, which can be ` +
+            'written by .*others .*: run chmod go-w on it',
+        ),
+      });
+      const safe = join(dir, 'safe-tls');
+      await mkdir(safe, { mode: 0o700 });
+      await symlink(join(open, 'tls.key'), join(safe, 'tls.key'));
+      await assert.rejects(readTlsPair({ certFile: first.certFile, keyFile: join(safe, 'tls.key') }), {
+        message: new RegExp(`lies inside ${open}, which can be written`),
+      });
+      await chmod(open, 0o755);
+      const pair = await readTlsPair({ certFile: first.certFile, keyFile: join(safe, 'tls.key') });
+      assert.deepEqual(pair.key, await readFile(first.keyFile));
+    },
+  );
+
   it("is read through a symlink, as a Secret volume presents it (tls.key -> ..data/tls.key, the kubelet's 0400)", async () => {
     const volume = join(dir, 'volume');
     await mkdir(join(volume, '..data'), { recursive: true });

@@ -44,3 +44,29 @@ test(
     assert.deepEqual(await readdir(dataDir), [], 'nothing was made in it (no database, no lock, no key)');
   },
 );
+
+test(
+  'refuses to start on a data folder inside a folder others may write (they could swap it), and makes nothing there',
+  { skip: process.platform === 'win32' && 'POSIX modes only' },
+  async () => {
+    const open = join(dir, 'open');
+    const dataDir = join(open, 'data');
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await chmod(open, 0o777);
+    const config = parseServerConfig(
+      {
+        dataDir,
+        listen: { host: '127.0.0.1', port: 0 },
+        oidc: { issuer: 'https://idp.example', clientId: 'kubevisa' },
+      },
+      dir,
+    );
+    await assert.rejects(startServer(config), {
+      code: 'ERR_INVALID_INPUT',
+      message: new RegExp(
+        `^the data folder \\(dataDir\\) ${dataDir} lies inside ${open}, which can be written by .*others`,
+      ),
+    });
+    assert.deepEqual(await readdir(dataDir), [], 'nothing was made in it (no database, no lock, no key)');
+  },
+);
