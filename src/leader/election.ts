@@ -278,10 +278,13 @@ export class LeaderElection implements Leadership {
   private async tick(): Promise<void> {
     if (this.stopped) return;
     clearTimeout(this.watchTimer);
-    // A presence lost (a database restart, a dropped connection) is shown again, for the next claims to record; not
-    // awaited, so that a slow connection never delays a renewal.
-    void this.showPresence();
-    const run = this.claim();
+    // A presence lost (a database restart, a dropped connection) is shown again before a follower's claim, so that a
+    // term it wins records it; a leader does not wait for it, so that a slow connection never delays a renewal.
+    const run = (async () => {
+      if (this.role === 'leader') void this.showPresence();
+      else await this.showPresence();
+      await this.claim();
+    })();
     this.ticking = run;
     await run;
     this.ticking = undefined;
