@@ -5,6 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { openPostgresStore, type PostgresStore } from './postgres/store.ts';
 import { createTestDatabase, type TestDatabase } from './postgres/test-database.ts';
 
@@ -137,4 +138,52 @@ test('a presence is shown once per holder id: a second session cannot hold the s
   );
   await presence.close();
   assert.equal(await presenceBackend('twice'), undefined);
+});
+
+/** The presence key of `holder` in the current schema, as pg_locks shows it to every role of the database. */
+async function presenceKey(holder: string): Promise<{ space: number; key: number }> {
+  const { rows } = await database.admin(
+    `SELECT (hashtext(current_schema() || ':kubevisa-presence') & 2147483647) AS space,
+       hashtext('${holder}') & 2147483647 AS key`,
+  );
+  return rows[0] as { space: number; key: number };
+}
+
+test('a term taken while its holder shows presence again is taken with the next epoch, never the same one', async () => {
+  const [a, b] = stores as [PostgresStore, PostgresStore];
+  await a.leases.claim({ name: 'flicker', holder: 'old', durationMs: 60_000 });
+  // The old holder's presence lock comes and goes while others claim (it lost its session and shows presence again
+  // at the instant a claim is being decided): a session flips it as fast as the server can.
+  const { space, key } = await presenceKey('old');
+  const flipper = new pg.Client({ connectionString: database.url });
+  flipper.on('error', () => undefined);
+  await flipper.connect();
+  const flipperPid = (await flipper.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+  const flipping = flipper
+    .query(
+      `DO $$ BEGIN FOR i IN 1..1000000000 LOOP
+         PERFORM pg_advisory_lock(${space}, ${key}); PERFORM pg_advisory_unlock(${space}, ${key}); END LOOP; END $$`,
+    )
+    .catch(() => undefined);
+  try {
+    let taken = 0;
+    for (let i = 0; i < 400 && taken < 40; i++) {
+      await database.admin(`UPDATE leader_leases SET holder = 'old', epoch = 7, present = true,
+          expires_at = clock_timestamp() + interval '1 minute' WHERE name = 'flicker'`);
+      await b.leases.claim({ name: 'flicker', holder: 'new', durationMs: 60_000 });
+      const { rows } = await database.admin(
+        `SELECT holder, epoch::int AS epoch FROM leader_leases WHERE name = 'flicker'`,
+      );
+      const row = rows[0] as { holder: string; epoch: number };
+      if (row.holder === 'old') continue;
+      taken++;
+      // The same epoch under a new holder would let the old one's writes through the fence.
+      assert.deepEqual(row, { holder: 'new', epoch: 8 }, `claim ${i}: the term changed hands without a new epoch`);
+    }
+    assert.ok(taken > 0, 'some claim found the lock gone');
+  } finally {
+    await database.admin(`SELECT pg_terminate_backend(${flipperPid})`);
+    await flipping;
+    await flipper.end().catch(() => undefined);
+  }
 });

@@ -32,6 +32,15 @@ const presenceHeld = (holder: string) => `EXISTS (
 const TAKEABLE = `(l.expires_at <= clock_timestamp()
     OR (l.present AND l.holder <> EXCLUDED.holder AND NOT ${presenceHeld('l.holder')}))`;
 
+/**
+ * The claim renews the holder's own running term. The SET below decides the epoch by this rather than by TAKEABLE:
+ * TAKEABLE reads pg_locks anew at each evaluation, and a presence lock that reappears between the WHERE and the SET
+ * would hand the term to a new holder under the old epoch, which the fence cannot tell apart. Every update that is
+ * not this renewal passed the WHERE by TAKEABLE, so it starts a new term (the clock only moves on, so a term this
+ * finds expired was expired for the WHERE too).
+ */
+const RENEWAL = `(l.holder = EXCLUDED.holder AND l.epoch = $4::bigint AND l.expires_at > clock_timestamp())`;
+
 const CLAIM_SQL = `
 WITH claimed AS (
   INSERT INTO leader_leases AS l (name, holder, epoch, expires_at, acquired_at, renewed_at, present)
@@ -39,8 +48,8 @@ WITH claimed AS (
     ${presenceHeld('$2::text')})
   ON CONFLICT (name) DO UPDATE SET
     holder = EXCLUDED.holder,
-    epoch = CASE WHEN ${TAKEABLE} THEN l.epoch + 1 ELSE l.epoch END,
-    acquired_at = CASE WHEN ${TAKEABLE} THEN clock_timestamp() ELSE l.acquired_at END,
+    epoch = CASE WHEN ${RENEWAL} THEN l.epoch ELSE l.epoch + 1 END,
+    acquired_at = CASE WHEN ${RENEWAL} THEN l.acquired_at ELSE clock_timestamp() END,
     expires_at = EXCLUDED.expires_at,
     renewed_at = clock_timestamp(),
     present = EXCLUDED.present
