@@ -187,3 +187,33 @@ test('a term taken while its holder shows presence again is taken with the next 
     await flipper.end().catch(() => undefined);
   }
 });
+
+test('presence shown by another session (another role, a stale session of its own) is not the holder’s: its term is not taken when that lock goes', async () => {
+  const [a, b] = stores as [PostgresStore, PostgresStore];
+  // Any role that can connect to the database can take any advisory lock, and read every presence key in pg_locks.
+  const role = await database.createRole('intruder');
+  const url = new URL(database.url);
+  url.username = role;
+  const intruder = new pg.Client({ connectionString: url.toString() });
+  await intruder.connect();
+  try {
+    const { space, key } = await presenceKey('victim');
+    await intruder.query(`SELECT pg_advisory_lock(${space}, ${key})`);
+    // The victim cannot show its presence, and so claims without it.
+    await assert.rejects(
+      a.leases.holdPresence!({ holder: 'victim', onLost: () => undefined }),
+      /the presence lock of 'victim' is held by another session/,
+    );
+    const held = await a.leases.claim({ name: 'forged', holder: 'victim', durationMs: 60_000 });
+    assert.equal(held.holder, 'victim');
+    const { rows } = await database.admin(`SELECT present FROM leader_leases WHERE name = 'forged'`);
+    assert.deepEqual(rows, [{ present: false }], 'the lock seen was the intruder’s, not the victim’s');
+    // The intruder lets go: the victim, alive and renewing, must keep its term.
+    await intruder.query(`SELECT pg_advisory_unlock(${space}, ${key})`);
+    assert.equal(await b.leases.takeable!({ name: 'forged', holder: 'thief' }), false);
+    const after = await b.leases.claim({ name: 'forged', holder: 'thief', durationMs: 60_000 });
+    assert.deepEqual([after.holder, after.epoch], ['victim', 1]);
+  } finally {
+    await intruder.end();
+  }
+});
