@@ -217,3 +217,21 @@ test('presence shown by another session (another role, a stale session of its ow
     await intruder.end();
   }
 });
+
+test('a presence session outlives an idle_session_timeout the database sets: it is ended only when the process ends', async () => {
+  // An operator's idle_session_timeout shorter than the heartbeat would end the presence session between two
+  // heartbeats, again and again: each time the leader steps down and another replica takes its term.
+  const idle = await createTestDatabase('lease_idle');
+  const store = await openPostgresStore({ url: idle.url });
+  try {
+    await idle.admin(`ALTER DATABASE ${idle.name} SET idle_session_timeout = '300ms'`);
+    let lost = '';
+    const presence = await store.leases.holdPresence!({ holder: 'idle', onLost: (why) => (lost = why) });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(lost, '', 'the presence session was not ended while the process lives');
+    await presence.close();
+  } finally {
+    await store.close();
+    await idle.drop();
+  }
+});

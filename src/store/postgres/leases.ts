@@ -158,6 +158,11 @@ export function postgresLeases(
           // taken over only once they expire.
           throw new Error(`the presence lock of '${holder}' is held by another session`);
         }
+        // This session idles between heartbeats by design: an idle_session_timeout set on the database or role
+        // (PostgreSQL 14 and later) must not end it, or the leader would lose its term each time it fired.
+        await client.query(
+          `SELECT set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000`,
+        );
       } catch (error) {
         await client.end().catch(() => undefined);
         throw error;
