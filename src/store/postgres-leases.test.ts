@@ -5,6 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { openPostgresStore, type PostgresStore } from './postgres/store.ts';
 import { createTestDatabase, type TestDatabase } from './postgres/test-database.ts';
 
@@ -137,4 +138,100 @@ test('a presence is shown once per holder id: a second session cannot hold the s
   );
   await presence.close();
   assert.equal(await presenceBackend('twice'), undefined);
+});
+
+/** The presence key of `holder` in the current schema, as pg_locks shows it to every role of the database. */
+async function presenceKey(holder: string): Promise<{ space: number; key: number }> {
+  const { rows } = await database.admin(
+    `SELECT (hashtext(current_schema() || ':kubevisa-presence') & 2147483647) AS space,
+       hashtext('${holder}') & 2147483647 AS key`,
+  );
+  return rows[0] as { space: number; key: number };
+}
+
+test('a term taken while its holder shows presence again is taken with the next epoch, never the same one', async () => {
+  const [a, b] = stores as [PostgresStore, PostgresStore];
+  await a.leases.claim({ name: 'flicker', holder: 'old', durationMs: 60_000 });
+  // The old holder's presence lock comes and goes while others claim (it lost its session and shows presence again
+  // at the instant a claim is being decided): a session flips it as fast as the server can.
+  const { space, key } = await presenceKey('old');
+  const flipper = new pg.Client({ connectionString: database.url });
+  flipper.on('error', () => undefined);
+  await flipper.connect();
+  const flipperPid = (await flipper.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+  const flipping = flipper
+    .query(
+      `DO $$ BEGIN FOR i IN 1..1000000000 LOOP
+         PERFORM pg_advisory_lock(${space}, ${key}); PERFORM pg_advisory_unlock(${space}, ${key}); END LOOP; END $$`,
+    )
+    .catch(() => undefined);
+  try {
+    let taken = 0;
+    for (let i = 0; i < 400 && taken < 40; i++) {
+      await database.admin(`UPDATE leader_leases SET holder = 'old', epoch = 7, present = true,
+          expires_at = clock_timestamp() + interval '1 minute' WHERE name = 'flicker'`);
+      await b.leases.claim({ name: 'flicker', holder: 'new', durationMs: 60_000 });
+      const { rows } = await database.admin(
+        `SELECT holder, epoch::int AS epoch FROM leader_leases WHERE name = 'flicker'`,
+      );
+      const row = rows[0] as { holder: string; epoch: number };
+      if (row.holder === 'old') continue;
+      taken++;
+      // The same epoch under a new holder would let the old one's writes through the fence.
+      assert.deepEqual(row, { holder: 'new', epoch: 8 }, `claim ${i}: the term changed hands without a new epoch`);
+    }
+    assert.ok(taken > 0, 'some claim found the lock gone');
+  } finally {
+    await database.admin(`SELECT pg_terminate_backend(${flipperPid})`);
+    await flipping;
+    await flipper.end().catch(() => undefined);
+  }
+});
+
+test('presence shown by another session (another role, a stale session of its own) is not the holder’s: its term is not taken when that lock goes', async () => {
+  const [a, b] = stores as [PostgresStore, PostgresStore];
+  // Any role that can connect to the database can take any advisory lock, and read every presence key in pg_locks.
+  const role = await database.createRole('intruder');
+  const url = new URL(database.url);
+  url.username = role;
+  const intruder = new pg.Client({ connectionString: url.toString() });
+  await intruder.connect();
+  try {
+    const { space, key } = await presenceKey('victim');
+    await intruder.query(`SELECT pg_advisory_lock(${space}, ${key})`);
+    // The victim cannot show its presence, and so claims without it.
+    await assert.rejects(
+      a.leases.holdPresence!({ holder: 'victim', onLost: () => undefined }),
+      /the presence lock of 'victim' is held by another session/,
+    );
+    const held = await a.leases.claim({ name: 'forged', holder: 'victim', durationMs: 60_000 });
+    assert.equal(held.holder, 'victim');
+    const { rows } = await database.admin(`SELECT present FROM leader_leases WHERE name = 'forged'`);
+    assert.deepEqual(rows, [{ present: false }], 'the lock seen was the intruder’s, not the victim’s');
+    // The intruder lets go: the victim, alive and renewing, must keep its term.
+    await intruder.query(`SELECT pg_advisory_unlock(${space}, ${key})`);
+    assert.equal(await b.leases.takeable!({ name: 'forged', holder: 'thief' }), false);
+    const after = await b.leases.claim({ name: 'forged', holder: 'thief', durationMs: 60_000 });
+    assert.deepEqual([after.holder, after.epoch], ['victim', 1]);
+  } finally {
+    await intruder.end();
+  }
+});
+
+test('a presence session outlives an idle_session_timeout the database sets: it is ended only when the process ends', async () => {
+  // An operator's idle_session_timeout shorter than the heartbeat would end the presence session between two
+  // heartbeats, again and again: each time the leader steps down and another replica takes its term.
+  const idle = await createTestDatabase('lease_idle');
+  const store = await openPostgresStore({ url: idle.url });
+  try {
+    await idle.admin(`ALTER DATABASE ${idle.name} SET idle_session_timeout = '300ms'`);
+    let lost = '';
+    const presence = await store.leases.holdPresence!({ holder: 'idle', onLost: (why) => (lost = why) });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(lost, '', 'the presence session was not ended while the process lives');
+    await presence.close();
+  } finally {
+    await store.close();
+    await idle.drop();
+  }
 });

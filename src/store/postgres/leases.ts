@@ -21,26 +21,40 @@ import type { LeaderLeases, LeaseTerm, Presence } from '../store.ts';
  */
 const PRESENCE_SPACE = `(hashtext(current_schema() || ':kubevisa-presence') & 2147483647)`;
 
-/** True while some session holds the presence lock of the holder named by the SQL expression `holder`. */
-const presenceHeld = (holder: string) => `EXISTS (
+/**
+ * True while some session holds the presence lock of the holder named by the SQL expression `holder` (only the
+ * session whose backend pid is the SQL expression `pid`, when given).
+ */
+const presenceHeld = (holder: string, pid?: string) => `EXISTS (
   SELECT 1 FROM pg_locks k
   WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
     AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND k.classid = ${PRESENCE_SPACE}::oid AND k.objid = (hashtext(${holder}) & 2147483647)::oid)`;
+    AND k.classid = ${PRESENCE_SPACE}::oid AND k.objid = (hashtext(${holder}) & 2147483647)::oid${
+      pid === undefined ? '' : ` AND k.pid = ${pid}`
+    })`;
 
 /** The term in row `l` can be taken by a claim of EXCLUDED.holder: it expired, or its holder proved presence and lost it. */
 const TAKEABLE = `(l.expires_at <= clock_timestamp()
     OR (l.present AND l.holder <> EXCLUDED.holder AND NOT ${presenceHeld('l.holder')}))`;
 
+/**
+ * The claim renews the holder's own running term. The SET below decides the epoch by this rather than by TAKEABLE:
+ * TAKEABLE reads pg_locks anew at each evaluation, and a presence lock that reappears between the WHERE and the SET
+ * would hand the term to a new holder under the old epoch, which the fence cannot tell apart. Every update that is
+ * not this renewal passed the WHERE by TAKEABLE, so it starts a new term (the clock only moves on, so a term this
+ * finds expired was expired for the WHERE too).
+ */
+const RENEWAL = `(l.holder = EXCLUDED.holder AND l.epoch = $4::bigint AND l.expires_at > clock_timestamp())`;
+
 const CLAIM_SQL = `
 WITH claimed AS (
   INSERT INTO leader_leases AS l (name, holder, epoch, expires_at, acquired_at, renewed_at, present)
   VALUES ($1, $2, 1, clock_timestamp() + make_interval(secs => $3::float8 / 1000), clock_timestamp(), clock_timestamp(),
-    ${presenceHeld('$2::text')})
+    ${presenceHeld('$2::text', '$5::int')})
   ON CONFLICT (name) DO UPDATE SET
     holder = EXCLUDED.holder,
-    epoch = CASE WHEN ${TAKEABLE} THEN l.epoch + 1 ELSE l.epoch END,
-    acquired_at = CASE WHEN ${TAKEABLE} THEN clock_timestamp() ELSE l.acquired_at END,
+    epoch = CASE WHEN ${RENEWAL} THEN l.epoch ELSE l.epoch + 1 END,
+    acquired_at = CASE WHEN ${RENEWAL} THEN l.acquired_at ELSE clock_timestamp() END,
     expires_at = EXCLUDED.expires_at,
     renewed_at = clock_timestamp(),
     present = EXCLUDED.present
@@ -73,6 +87,8 @@ export function postgresLeases(
   presenceConfig: () => pg.ClientConfig,
 ): LeaderLeases & { closePresences(): Promise<void> } {
   const presences = new Set<pg.Client>();
+  /** The backend pid of each holder id's presence session shown through this store, while it lasts. */
+  const owned = new Map<string, { client: pg.Client; pid: number }>();
   return {
     exclusive: false,
     async claim({ name, holder, durationMs, epoch }) {
@@ -85,7 +101,16 @@ export function postgresLeases(
       // A claim that lost a race for a row another claim was inserting answers no row (its snapshot predates that
       // row); the next statement sees it.
       for (let attempt = 1; row === undefined && attempt <= 3; attempt++) {
-        const result = await query(CLAIM_SQL, [name, holder, durationMs, epoch === undefined ? null : String(epoch)]);
+        const result = await query(CLAIM_SQL, [
+          name,
+          holder,
+          durationMs,
+          epoch === undefined ? null : String(epoch),
+          // Presence is recorded only when the lock is held by this process's own presence session: a lock on the
+          // same key held by anyone else (another role of the database, a stale session of this process, an id
+          // hashing alike) would let this live holder's term be taken the moment that other session lets go.
+          owned.get(holder)?.pid ?? null,
+        ]);
         row = result.rows[0] as typeof row;
       }
       if (row === undefined) throw new Error(`lease '${name}': three claims in a row answered no row`);
@@ -118,22 +143,36 @@ export function postgresLeases(
       });
       // 'error' comes before 'end' when the server ends the connection; 'end' is where it is handled.
       client.on('error', () => undefined);
+      let pid: number;
       try {
         await client.connect();
+        // The backend's own pid as the server knows it (behind a proxy, the one the connection's key data names
+        // may not be): claims record presence only when pg_locks shows this very session holding the lock.
         const locked = await client.query(
-          `SELECT pg_try_advisory_lock(${PRESENCE_SPACE}, hashtext($1) & 2147483647) AS locked`,
+          `SELECT pg_try_advisory_lock(${PRESENCE_SPACE}, hashtext($1) & 2147483647) AS locked, pg_backend_pid() AS pid`,
           [holder],
         );
+        pid = (locked.rows[0] as { pid: number }).pid;
         if ((locked.rows[0] as { locked: boolean }).locked !== true) {
           // Another live process's id hashes to the same key: this one claims without presence, so its terms are
           // taken over only once they expire.
           throw new Error(`the presence lock of '${holder}' is held by another session`);
         }
+        // This session idles between heartbeats by design: an idle_session_timeout set on the database or role
+        // (PostgreSQL 14 and later) must not end it, or the leader would lose its term each time it fired.
+        await client.query(
+          `SELECT set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000`,
+        );
       } catch (error) {
         await client.end().catch(() => undefined);
         throw error;
       }
       presences.add(client);
+      owned.set(holder, { client, pid });
+      const disown = () => {
+        presences.delete(client);
+        if (owned.get(holder)?.client === client) owned.delete(holder);
+      };
       let ended = false;
       const heartbeat = setInterval(() => {
         client.query('SELECT 1').catch(() => void client.end().catch(() => undefined));
@@ -141,7 +180,7 @@ export function postgresLeases(
       heartbeat.unref();
       client.once('end', () => {
         clearInterval(heartbeat);
-        presences.delete(client);
+        disown();
         if (ended) return;
         ended = true;
         onLost('the connection that shows this process is alive ended');
@@ -150,7 +189,7 @@ export function postgresLeases(
         async close() {
           ended = true;
           clearInterval(heartbeat);
-          presences.delete(client);
+          disown();
           await client.end().catch(() => undefined);
         },
       };
