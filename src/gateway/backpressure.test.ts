@@ -1,5 +1,5 @@
 // The gateway on real sockets, with a small HTTPS upstream and an audit writer that can be held back: what it does
-// when the audit trail cannot keep up.
+// when the audit trail cannot keep up, and what a watch cut before the upstream answered it is told.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest, Agent as HttpAgent } from 'node:http';
@@ -11,7 +11,7 @@ import type { TokenIssuer } from '../auth/access-tokens.ts';
 import { aPerson, aProfile, aRequestedVisa } from '../domain/testing/fixtures.ts';
 import { LocalCa } from '../dev/ca.ts';
 import type { NewAuditEvent, Store } from '../store/store.ts';
-import { Gateway } from './gateway.ts';
+import { Gateway, type EndedVisa } from './gateway.ts';
 import { GrantIndex } from './grants.ts';
 
 const HOUR = 3_600_000;
@@ -23,6 +23,8 @@ let port: number;
 const written: NewAuditEvent[] = [];
 let release: () => void = () => {};
 let held: Promise<void> = Promise.resolve();
+let index: GrantIndex;
+let revokedVisa: EndedVisa;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kubevisa-backpressure-'));
@@ -35,7 +37,11 @@ before(async () => {
   });
   upstream = createHttpsServer(
     { cert: await readFile(leaf.certFile), key: await readFile(leaf.keyFile) },
-    (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"kind":"PodList","items":[]}'),
+    (req, res) => {
+      // A watch is held unanswered (a kube-apiserver slow to answer): the gateway must still say why it cut it.
+      if (req.url?.includes('watch=true')) return;
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"kind":"PodList","items":[]}');
+    },
   );
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', () => resolve()));
   const upstreamPort = (upstream.address() as { port: number }).port;
@@ -56,7 +62,8 @@ before(async () => {
     listProfiles: async () => [aProfile()],
     getSession: async () => ({ id: 's1', personId: person.id, secretHash: 'x', createdAt: now, expiresAt: now + HOUR }),
   } as unknown as Store;
-  const index = new GrantIndex(store);
+  revokedVisa = { ...visa, state: 'revoked', endedBy: 'sam@corp.example', endReason: 'contract paused' };
+  index = new GrantIndex(store);
   await index.rebuild();
   const tokens = {
     verify: async () => ({ personId: person.id, email: person.email, sessionId: 's1', expiresAt: now + HOUR }),
@@ -153,5 +160,23 @@ describe('audit back-pressure', () => {
     );
     const again = await get('/clusters/prod/api/v1/namespaces/shop/pods');
     assert.equal(again.status, 200, 'relaying resumes once the trail has caught up');
+  });
+});
+
+describe('a watch cut before the cluster answered it', () => {
+  test('is answered with why it was cut, as kube-apiserver would refuse it, not reset', async () => {
+    const watch = get('/clusters/prod/api/v1/namespaces/shop/pods?watch=true');
+    for (let i = 0; i < 100 && !gateway.streams.all().some((s) => s.kind === 'watch'); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(gateway.streams.all().filter((s) => s.kind === 'watch').length, 1, 'the watch is open at the gateway');
+    index.removeVisas([revokedVisa.id]);
+    assert.equal(gateway.recheckStreams('visa revoked', new Map([[revokedVisa.id, revokedVisa]])), 1);
+    const answer = await watch;
+    assert.equal(answer.status, 403);
+    const status = JSON.parse(answer.body) as { kind: string; reason: string; message: string };
+    assert.equal(status.kind, 'Status');
+    assert.equal(status.reason, 'Forbidden');
+    assert.match(status.message, /^visa v_one was revoked by sam@corp\.example: contract paused\./);
   });
 });

@@ -263,6 +263,13 @@ export class Gateway {
       startedAt,
       close: (reason, notice) => {
         closeReason = reason;
+        if (notice && !res.headersSent && !res.destroyed) {
+          // The cluster has not answered yet (a watch just sent, kube-apiserver slow): the notice is the answer, as
+          // kube-apiserver's own refusal would be, so kubectl prints why rather than retrying into a bare refusal.
+          upstreamReq.destroy();
+          sendStatus(res, notice.code, notice.reason, notice.message);
+          return;
+        }
         if (notice && appendableWatch && betweenEvents && !res.destroyed && !res.writableEnded) {
           // As kube-apiserver ends a watch it must stop: a last ERROR event with a Status, which kubectl prints.
           appendableWatch.unpipe(res);
@@ -309,6 +316,8 @@ export class Gateway {
     upstreamReq.on('error', (error) => {
       // What went wrong (an address, a port, a certificate) is for kubevisa's operators: it goes to the audit trail.
       if (!closeReason) upstreamError ??= describeUpstreamError(error);
+      // Already answered in full (a cut that told the client why destroyed the request): nothing more to say.
+      if (res.writableEnded) return;
       if (!res.headersSent && !res.destroyed) sendStatus(res, 502, 'BadGateway', unreachable(upstream.name));
       else res.destroy();
     });
