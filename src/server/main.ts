@@ -223,10 +223,9 @@ export async function startServer(
       },
     });
     leaderWork = reconciler;
-    // A commit's visa ids are carried (replicas/fanout.ts) but each commit still asks for full passes: with visa
-    // passes, a kubectl watch cut by a revoke lost its message and a leader stopped before its writes was not seen
-    // refused (test/gateway-audit.test.ts, test/replicas-leader.test.ts); activations at notBefore use them.
-    events.on('clusters-changed', (names) => reconciler.kick(names));
+    // A commit that names its visas (here, or from another replica through replicas/fanout.ts) asks for a visa pass
+    // over them; one that does not (a cluster registered, an offboarding's ServiceAccounts) for a full pass.
+    events.on('clusters-changed', (names, visaIds) => reconciler.kick(names, visaIds));
     // Changes other replicas announced may be lost (the feed broke, or overflowed): every cluster is compared in full.
     events.on('changes-missed', () => reconciler.kick([...clusters.keys()]));
     const ports = { store, policy, clusterNames: () => [...clusters.keys()], events, now: clock };
