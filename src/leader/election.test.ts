@@ -89,9 +89,10 @@ class FakePresentLeases extends FakeLeases {
   }
 }
 
-function setup(t: TestContext, leases = new FakeLeases()) {
+function setup<L extends FakeLeases>(t: TestContext, leases: L = new FakeLeases() as L) {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const log: string[] = [];
+  const errors: string[] = [];
   const make = (holder: string, wallSkewMs = 0) =>
     new LeaderElection({
       leases,
@@ -102,6 +103,7 @@ function setup(t: TestContext, leases = new FakeLeases()) {
       wallNow: () => leases.dbNow + wallSkewMs,
       onElected: (epoch) => log.push(`${holder} elected ${epoch}`),
       onDeposed: (epoch, why) => log.push(`${holder} deposed ${epoch}: ${why}`),
+      onError: (error) => errors.push(`${holder}: ${error.message}`),
     });
   // Moves every clock and fires the timers due, letting each claim's promise settle in between.
   const advance = async (ms: number) => {
@@ -111,7 +113,17 @@ function setup(t: TestContext, leases = new FakeLeases()) {
       for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
     }
   };
-  return { leases, log, make, advance };
+  return { leases, log, errors, make, advance };
+}
+
+/** Replicas a (elected) and b (following) on an engine that sees presence. */
+async function presentPair(t: TestContext) {
+  const env = setup(t, new FakePresentLeases());
+  const a = env.make('a');
+  const b = env.make('b');
+  await a.start();
+  await b.start();
+  return { ...env, a, b };
 }
 
 test('one replica leads with epoch 1 and another follows, seeing who leads', async (t) => {
@@ -260,12 +272,7 @@ test('a clock reading that took long to come back does not replace a quick one: 
 });
 
 test('a leader that dies is replaced within a watch interval, long before its lease ends, with the next epoch', async (t) => {
-  const leases = new FakePresentLeases();
-  const { log, make, advance } = setup(t, leases);
-  const a = make('a');
-  const b = make('b');
-  await a.start();
-  await b.start();
+  const { leases, log, a, b, advance } = await presentPair(t);
   assert.equal(a.isLeader(), true);
   await advance(1000);
   leases.kill('a');
@@ -279,12 +286,8 @@ test('a leader that dies is replaced within a watch interval, long before its le
 });
 
 test('a leader that is alive but silent (paused, its presence still seen) keeps its term until the lease ends', async (t) => {
-  const leases = new FakePresentLeases();
-  const { make, advance } = setup(t, leases);
-  const a = make('a');
-  const b = make('b');
-  await a.start();
-  await b.start();
+  const { leases, a, b, advance } = await presentPair(t);
+  assert.equal(a.isLeader(), true);
   leases.hang.add('a');
   await advance(6000);
   assert.equal(b.isLeader(), false);
@@ -296,12 +299,7 @@ test('a leader that is alive but silent (paused, its presence still seen) keeps 
 });
 
 test('a leader whose presence is no longer seen steps down at once; a replica takes over with the next epoch', async (t) => {
-  const leases = new FakePresentLeases();
-  const { log, make, advance } = setup(t, leases);
-  const a = make('a');
-  const b = make('b');
-  await a.start();
-  await b.start();
+  const { leases, log, a, b, advance } = await presentPair(t);
   leases.dropPresence('a');
   assert.equal(a.isLeader(), false);
   assert.match(
@@ -320,8 +318,7 @@ test('a leader whose presence is no longer seen steps down at once; a replica ta
 });
 
 test('a leader that lost its presence resumes its own term when no replica took it', async (t) => {
-  const leases = new FakePresentLeases();
-  const { log, make, advance } = setup(t, leases);
+  const { leases, log, make, advance } = setup(t, new FakePresentLeases());
   const a = make('a');
   await a.start();
   leases.dropPresence('a');
@@ -338,21 +335,7 @@ test('a leader that lost its presence resumes its own term when no replica took 
 });
 
 test('a holder that could not show its presence is taken over only when its lease ends', async (t) => {
-  const leases = new FakePresentLeases();
-  const { log, advance } = setup(t, leases);
-  const errors: string[] = [];
-  const make = (holder: string) =>
-    new LeaderElection({
-      leases,
-      holder,
-      leaseMs: 8000,
-      renewEveryMs: 2000,
-      monotonicNow: () => leases.dbNow,
-      wallNow: () => leases.dbNow,
-      onElected: (epoch) => log.push(`${holder} elected ${epoch}`),
-      onDeposed: () => undefined,
-      onError: (error) => errors.push(`${holder}: ${error.message}`),
-    });
+  const { leases, errors, make, advance } = setup(t, new FakePresentLeases());
   const a = make('a');
   const b = make('b');
   // A pooler between a and the database hides session locks: a cannot show presence, and its term records that.
