@@ -218,9 +218,18 @@ export class VisaService {
       ...(body.duration !== undefined ? { durationSeconds: parseDuration(body.duration, 'duration') } : {}),
     };
     // approveVisa asks canApprove itself: who may approve is part of the lifecycle's rules.
-    const visa = await this.changeVisa(caller, id, 'approve', (visa, engagement, now) =>
-      approveVisa(visa, caller.actor, { engagement, policy, now }, options),
-    );
+    const visa = await this.changeVisa(caller, id, 'approve', (visa, engagement, now) => {
+      // A request filed before its cluster was removed must not grant access there: nobody would manage the binding
+      // (and a cluster registered again under that name would get it).
+      const clusters = this.options.clusterNames();
+      if (!clusters.includes(visa.cluster)) {
+        throw new Conflict(
+          `cluster '${visa.cluster}' is no longer managed by kubevisa, so visa ${visa.id} cannot be approved: deny it (known clusters: ${clusters.join(', ') || 'none'})`,
+          { details: { cluster: visa.cluster } },
+        );
+      }
+      return approveVisa(visa, caller.actor, { engagement, policy, now }, options);
+    });
     if (visa.state === 'approved' || visa.state === 'active')
       announceChanged(this.options.events, [visa.cluster], [visa]);
     return visa;

@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AppEvents } from '../app/events.ts';
-import type { VisaService } from '../app/visas.ts';
+import { EngagementService } from '../app/engagements.ts';
+import { VisaService } from '../app/visas.ts';
+import type { PersonRole } from '../domain/model.ts';
+import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { loadOrCreateSecretBox, type SecretBox } from '../auth/secret-box.ts';
 import type { ClusterClient, OwnRbac } from '../cluster/client.ts';
 import { ClusterUnreachable } from '../cluster/errors.ts';
@@ -79,7 +82,7 @@ let dir: string;
 let store: Store;
 let secretBox: SecretBox;
 
-function registry(configured: Map<string, string> = new Map()) {
+function registry(configured: Map<string, string> = new Map(), visas: VisaService = {} as VisaService) {
   const clusters = new Map<string, ClusterClient>();
   const { managed, reconciler } = fakeReconciler();
   const events = new AppEvents();
@@ -94,7 +97,7 @@ function registry(configured: Map<string, string> = new Map()) {
     directMode: new Set(),
     reconciler,
     events,
-    visas: {} as VisaService,
+    visas,
     createClient: fakeClient,
     now: () => NOW,
   });
@@ -236,5 +239,110 @@ describe('cluster registry', () => {
     await r.saveRenewedKubeconfig('edge-1', renewed);
     assert.equal(r.registeredKubeconfig('edge-1'), renewed);
     assert.equal(secretBox.open((await store.getRegisteredCluster('edge-1'))!.sealedKubeconfig), renewed);
+  });
+});
+
+/** A caller for a person stored with `roles` (the removal acts as them, the race approves as them). */
+async function caller(name: string, roles: PersonRole[]) {
+  const saved = await store.transaction(async (tx) => {
+    const person = await tx.upsertPersonFromLogin({
+      issuer: 'https://idp.example',
+      subject: name,
+      email: `${name}@corp.example`,
+      displayName: name,
+      groups: [],
+      now: NOW - 3_600_000,
+    });
+    return tx.setPersonRoles(person.id, roles, NOW - 3_600_000);
+  });
+  return { actor: { personId: saved.id, email: saved.email, roles: saved.roles, groups: saved.groups } };
+}
+
+describe('removing a cluster while its visas change', () => {
+  test('a request approved while a forced removal runs is revoked too: nothing is left granting in a cluster no one manages', async () => {
+    const clusters = new Map<string, ClusterClient>();
+    const ports = {
+      store,
+      policy: {
+        requiredApprovals: 1,
+        approverGroups: [],
+        autoApproval: [],
+        maxVisaSeconds: 7 * 86_400,
+        expiryNoticeSeconds: 900,
+      },
+      clusterNames: () => [...clusters.keys()],
+      events: new AppEvents(),
+      now: () => NOW,
+    };
+    await store.transaction(async (tx) => {
+      for (const profile of SHIPPED_PROFILES) if (!(await tx.getProfile(profile.name))) await tx.upsertProfile(profile);
+    });
+    const visas = new VisaService(ports);
+    const ada = await caller('ada', ['admin']);
+    const carl = await caller('carl', []);
+    const made = new ClusterRegistry({
+      store,
+      secretBox,
+      clusters,
+      configured: new Map(),
+      directMode: new Set(),
+      reconciler: fakeReconciler().reconciler,
+      events: ports.events,
+      visas,
+      createClient: fakeClient,
+      now: () => NOW,
+    });
+    await made.add(admin, { name: 'edge-race', kubeconfig: kubeconfig('https://127.0.0.1:7009').yaml });
+    await new EngagementService(ports).create(ada, {
+      name: 'race',
+      vendor: 'Acme',
+      contractors: ['carl@corp.example'],
+      sponsor: 'ada@corp.example',
+      endsAt: new Date(NOW + 30 * 86_400_000).toISOString(),
+      ceiling: { clusters: ['edge-race'], namespacePatterns: ['shop'], profiles: ['viewer'] },
+      maxVisaDuration: '1d',
+    });
+    const ask = (reason: string) =>
+      visas.request(carl, {
+        engagement: 'race',
+        cluster: 'edge-race',
+        namespaces: ['shop'],
+        profile: 'viewer',
+        duration: '2h',
+        reason,
+      });
+    const granted = await visas.approve(ada, (await ask('granted before')).id, {});
+    const pending = await ask('approved during the removal');
+    // The approval lands after the removal listed the granting visas and before it denies the pending ones.
+    const revoke = visas.revoke.bind(visas);
+    let raced = false;
+    visas.revoke = async (...args) => {
+      if (!raced) {
+        raced = true;
+        await visas.approve(ada, pending.id, {});
+      }
+      return revoke(...args);
+    };
+    const removed = await made.remove(ada, 'edge-race', { force: true });
+    assert.equal(raced, true);
+    assert.deepEqual(removed.revoked.sort(), [granted.id, pending.id].sort());
+    const left = await store.listVisas({ cluster: 'edge-race', states: ['requested', 'approved', 'active'] });
+    assert.deepEqual(
+      left.map((v) => v.id),
+      [],
+      'no visa grants or waits in the removed cluster',
+    );
+    assert.equal(await store.getRegisteredCluster('edge-race'), undefined);
+    const [event] = (await store.listAudit({ action: 'cluster.removed' })).filter((e) => e.cluster === 'edge-race');
+    assert.deepEqual((event!.details.revokedVisas as string[]).sort(), [granted.id, pending.id].sort());
+    // And once it is gone, a request filed for it before cannot be approved there.
+    clusters.set('edge-race', clusters.get('edge-race') ?? ({} as ClusterClient));
+    const late = await ask('filed before the removal, approved after');
+    clusters.delete('edge-race');
+    await assert.rejects(
+      visas.approve(ada, late.id, {}),
+      /cluster 'edge-race' is no longer managed by kubevisa, so visa .* cannot be approved: deny it/,
+    );
+    assert.equal((await store.getVisa(late.id))?.state, 'requested');
   });
 });

@@ -29,6 +29,8 @@ const PROBE_TIMEOUT_MS = 3000;
 const ADD_TIMEOUT_MS = 10_000;
 /** How long a removal waits for the reconciler to delete the revoked visas' bindings, in ms. */
 const REMOVE_SETTLE_MS = 10_000;
+/** Rounds of ending what a removal finds for the cluster, before it gives up and says to run it again. */
+const REMOVE_ROUNDS = 3;
 
 /** What `GET /api/v1/clusters/status` shows of one cluster: never a credential. */
 export interface ClusterStatus {
@@ -204,65 +206,88 @@ export class ClusterRegistry {
     if (!(await this.#o.store.getRegisteredCluster(name))) {
       throw new NotFound(`no registered cluster '${name}': 'kubevisa cluster list' shows the clusters`);
     }
-    const now = this.#now();
-    const granting = (await this.#o.store.listVisas({ cluster: name, states: ['approved', 'active'] })).filter(
-      (v) => v.notAfter > now,
-    );
-    if (granting.length > 0 && options.force !== true) {
-      throw new Conflict(
-        `cluster '${name}' still has ${granting.length} granting visa(s) (${granting.map((v) => v.id).join(', ')}): revoke them, or remove it with --force, which revokes them first`,
-        { details: { visas: granting.map((v) => v.id) } },
-      );
-    }
     const revoked: string[] = [];
-    for (const visa of granting) {
-      try {
-        await this.#o.visas.revoke(caller, visa.id, `cluster '${name}' removed from kubevisa`);
-        revoked.push(visa.id);
-      } catch (error) {
-        // An extension ends with the visa it extends: it may have been revoked by the loop already.
-        if (!(error instanceof KubevisaError && error.code === 'ERR_INVALID_TRANSITION')) throw error;
-      }
-    }
-    // A request left pending would otherwise be approvable for a cluster nobody manages any more.
     const denied: string[] = [];
-    for (const visa of await this.#o.store.listVisas({ cluster: name, state: 'requested' })) {
-      try {
-        await this.#o.visas.deny(caller, visa.id, `cluster '${name}' removed from kubevisa`);
-        denied.push(visa.id);
-      } catch (error) {
-        if (!(error instanceof KubevisaError && error.code === 'ERR_INVALID_TRANSITION')) throw error;
+    let bindingsRemoved = true;
+    // A request approved, or filed, while the removal runs (here or on another replica) would leave a binding in a
+    // cluster nobody manages: the transaction that deletes the cluster looks again, and a round ends what it finds.
+    for (let round = 1; ; round++) {
+      const granting = await this.#grantingVisas(name);
+      if (granting.length > 0 && options.force !== true) {
+        throw new Conflict(
+          `cluster '${name}' still has ${granting.length} granting visa(s) (${granting.map((v) => v.id).join(', ')}): revoke them, or remove it with --force, which revokes them first`,
+          { details: { visas: granting.map((v) => v.id) } },
+        );
+      }
+      for (const visa of granting) {
+        try {
+          await this.#o.visas.revoke(caller, visa.id, `cluster '${name}' removed from kubevisa`);
+          revoked.push(visa.id);
+        } catch (error) {
+          // An extension ends with the visa it extends: it may have been revoked by the loop already.
+          if (!(error instanceof KubevisaError && error.code === 'ERR_INVALID_TRANSITION')) throw error;
+        }
+      }
+      // A request left pending would otherwise be approvable for a cluster nobody manages any more.
+      for (const visa of await this.#o.store.listVisas({ cluster: name, state: 'requested' })) {
+        try {
+          await this.#o.visas.deny(caller, visa.id, `cluster '${name}' removed from kubevisa`);
+          denied.push(visa.id);
+        } catch (error) {
+          if (!(error instanceof KubevisaError && error.code === 'ERR_INVALID_TRANSITION')) throw error;
+        }
+      }
+      // The cluster away (not served here): the bindings of what was revoked are not known to be gone.
+      if (granting.length > 0 && !this.#o.clusters.has(name)) bindingsRemoved = false;
+      if (granting.length > 0 && this.#o.clusters.has(name)) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const pass = await Promise.race([
+          this.#o.reconciler.reconcileNow(name).catch(() => undefined),
+          new Promise<undefined>((resolve) => {
+            timer = setTimeout(() => resolve(undefined), REMOVE_SETTLE_MS);
+          }),
+        ]);
+        clearTimeout(timer);
+        bindingsRemoved &&= pass !== undefined && pass.error === undefined;
+      }
+      const left = await this.#o.store.transaction(async (tx) => {
+        const open = (await tx.listVisas({ cluster: name, states: ['requested', 'approved', 'active'] })).filter(
+          (v) => v.state === 'requested' || v.notAfter > this.#now(),
+        );
+        if (open.length > 0) return open;
+        await tx.deleteRegisteredCluster(name);
+        await tx.deleteCluster(name);
+        await tx.appendAudit({
+          at: this.#now(),
+          actor: caller.actor.email,
+          ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+          action: 'cluster.removed',
+          cluster: name,
+          outcome: 'ok',
+          details: { force: options.force === true, revokedVisas: revoked, deniedRequests: denied, bindingsRemoved },
+          ...(caller.source ? { source: caller.source } : {}),
+        });
+        return [];
+      });
+      if (left.length === 0) break;
+      if (round >= REMOVE_ROUNDS) {
+        throw new Conflict(
+          `visas on cluster '${name}' kept being requested or approved while it was being removed (${left.map((v) => v.id).join(', ')}); it is still registered: run the removal again`,
+          { details: { visas: left.map((v) => v.id) } },
+        );
       }
     }
-    let bindingsRemoved = granting.length === 0;
-    if (granting.length > 0 && this.#o.clusters.has(name)) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const pass = await Promise.race([
-        this.#o.reconciler.reconcileNow(name).catch(() => undefined),
-        new Promise<undefined>((resolve) => {
-          timer = setTimeout(() => resolve(undefined), REMOVE_SETTLE_MS);
-        }),
-      ]);
-      clearTimeout(timer);
-      bindingsRemoved = pass !== undefined && pass.error === undefined;
-    }
-    await this.#o.store.transaction(async (tx) => {
-      await tx.deleteRegisteredCluster(name);
-      await tx.deleteCluster(name);
-      await tx.appendAudit({
-        at: this.#now(),
-        actor: caller.actor.email,
-        ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
-        action: 'cluster.removed',
-        cluster: name,
-        outcome: 'ok',
-        details: { force: options.force === true, revokedVisas: revoked, deniedRequests: denied, bindingsRemoved },
-        ...(caller.source ? { source: caller.source } : {}),
-      });
-    });
     this.#detach(name);
     this.#o.events.emit('cluster-registry-changed');
     return { name, revoked, denied, bindingsRemoved };
+  }
+
+  /** The cluster's visas that grant access now or later (approved or active, not yet past their end). */
+  async #grantingVisas(name: string) {
+    const now = this.#now();
+    return (await this.#o.store.listVisas({ cluster: name, states: ['approved', 'active'] })).filter(
+      (v) => v.notAfter > now,
+    );
   }
 
   /** Every managed cluster (or those named), probed now, at most PROBE_TIMEOUT_MS each and all at once. */
