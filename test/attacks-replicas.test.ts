@@ -1,6 +1,7 @@
 // Attacks on replicas that kubevisa withstands, against two real `kubevisa server` processes on one PostgreSQL
 // database, the real control plane and the real OIDC provider: notifications forged on the change channel by a
-// database role that has no grant at all (PostgreSQL lets any role that can connect NOTIFY on any channel), malformed
+// database role that has no grant at all (PostgreSQL lets any role that can connect NOTIFY on any channel; the
+// replicas sign theirs with a key they share and drop the rest), malformed
 // and prototype-shaped payloads, a browser login's callback and one-time code and a device login raced on two
 // replicas at once, and a write by kubevisa's own ServiceAccount stamped below the fence.
 import assert from 'node:assert/strict';
@@ -168,8 +169,16 @@ describe('notifications forged by a database role with no grant', () => {
         forged({ kind: 'person-deprovisioned', personId: cora.personId, reason }),
         forged({ kind: 'sessions-ended', sessionIds: [sessionId] }),
       ]);
-      // The replicas re-read each id from the store, which says the visa, the person and the session are all live.
-      await new Promise((resolve) => setTimeout(resolve, 3000));
+      // Unsigned (the outsider does not hold the replicas' key): each replica drops them and says so. Were they
+      // read, the replicas would re-read each id from the store, which says all three are live.
+      for (const name of ['A', 'B']) {
+        await eventually(`${name} to report the forged notifications`, 5000, async () =>
+          /dropped \d+ change notification\(s\) on channel \S+ \(not signed with this installation's key, or unreadable\)/.test(
+            at(name).output(),
+          ),
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
       assert.equal(watch.ended(), false, 'the watch through B is still open');
       assert.equal(await gatewayStatus('A', cora.token), 200);
       assert.equal(await gatewayStatus('B', cora.token), 200);

@@ -42,6 +42,16 @@ describe('the secret box key on disk', () => {
     }
   });
 
+  it('derives the same key for a purpose wherever the key is shared, another for another purpose or key', async () => {
+    const shared = await mkdtemp(join(dir, 'derive-'));
+    const [one, two] = await Promise.all([loadOrCreateSecretBox(shared), loadOrCreateSecretBox(shared)]);
+    const other = await loadOrCreateSecretBox(await mkdtemp(join(dir, 'derive-other-')));
+    assert.deepEqual(one.deriveKey('change feed'), two.deriveKey('change feed'));
+    assert.equal(one.deriveKey('change feed').length, 32);
+    assert.notDeepEqual(one.deriveKey('change feed'), one.deriveKey('something else'));
+    assert.notDeepEqual(one.deriveKey('change feed'), other.deriveKey('change feed'));
+  });
+
   it('uses a key given as base64 without a newline (as Helm writes `randBytes 32` into a Secret)', async () => {
     const [a, b] = [await mkdtemp(join(dir, 'a-')), await mkdtemp(join(dir, 'b-'))];
     const key = randomBytes(32).toString('base64');

@@ -21,6 +21,11 @@ export interface SecretBox {
    * it to make sure they all open what the others sealed.
    */
   readonly keyId: string;
+  /**
+   * A key for `purpose` derived from this one (HMAC-SHA256 of the purpose under it): what the replicas share for other
+   * uses (signing change notifications) without using the encryption key itself for them.
+   */
+  deriveKey(purpose: string): Buffer;
   seal(plaintext: string): string;
   open(sealed: string): string;
 }
@@ -56,6 +61,9 @@ export async function loadOrCreateSecretBox(dataDir: string): Promise<SecretBox>
   }
   return {
     keyId: createHmac('sha256', key).update('kubevisa secret-box key id v1').digest('base64url').slice(0, 22),
+    deriveKey(purpose) {
+      return createHmac('sha256', key).update(`kubevisa derived key v1: ${purpose}`).digest();
+    },
     seal(plaintext) {
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', key, iv);

@@ -235,7 +235,9 @@ export async function startServer(
     // What this process announces reaches the other server processes on the same store, and theirs reach it.
     // Started before the gateway (the capabilities below): its listener sends ended visas before the gateway's cuts
     // this process's streams, which can take a second, so the others cut theirs meanwhile.
-    const changeFeed = store.openChangeFeed();
+    // Signed with a key only the replicas hold (derived from the shared session encryption key, whose id every
+    // replica checks at start): a role that can NOTIFY on the database cannot make a replica act on anything.
+    const changeFeed = store.openChangeFeed({ key: secretBox.deriveKey('change feed') });
     const fanout = startFanout({
       events,
       feed: changeFeed,

@@ -113,3 +113,23 @@ test('refuses payloads that are not exactly a change', () => {
     assert.equal(decodeChange(payload), undefined, payload);
   }
 });
+
+test('with a key, payloads are signed and only a payload signed with that key decodes', () => {
+  const key = Buffer.alloc(32, 7);
+  const change: AccessChange = { kind: 'visas-ended', visaIds: ['v_1'], reason: 'revoked by ann@corp.example' };
+  const [signed] = encodeChange('o1', change, key);
+  assert.match(signed!, /^[A-Za-z0-9_-]{43}\.\{/);
+  assert.deepEqual(decodeChange(signed!, key), { origin: 'o1', change });
+  const [unsigned] = encodeChange('o1', change);
+  assert.equal(decodeChange(unsigned!, key), undefined, 'an unsigned payload is refused');
+  assert.equal(decodeChange(signed!, Buffer.alloc(32, 8)), undefined, 'one signed with another key is refused');
+  const tampered = signed!.replace('v_1', 'v_2');
+  assert.equal(decodeChange(tampered, key), undefined, 'one changed after signing is refused');
+  assert.equal(decodeChange(`${'A'.repeat(43)}.${unsigned}`, key), undefined, 'a made-up signature is refused');
+  assert.equal(decodeChange('', key), undefined);
+  // A signed payload of the largest change still fits PostgreSQL's 8000 bytes.
+  const visaIds = Array.from({ length: 1000 }, (_, i) => `v_${String(i).padStart(4, '0')}abcdefghijklmnopq`);
+  for (const payload of encodeChange('o1', { kind: 'visas-ended', visaIds, reason: 'x'.repeat(500) }, key)) {
+    assert.ok(Buffer.byteLength(payload) < 8000);
+  }
+});

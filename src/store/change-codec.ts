@@ -2,8 +2,11 @@
  * How an AccessChange travels as text between processes (PostgreSQL NOTIFY payloads): JSON, tagged with the sending
  * process so it can skip its own, split so that no payload exceeds what the engine carries (PostgreSQL: under 8000
  * bytes). Decoding refuses anything that is not exactly a change: a payload anyone with the database could send must
- * not reach a listener as something else.
+ * not reach a listener as something else. With a key the replicas share, each payload is signed (HMAC-SHA256 before
+ * the JSON) and one without a valid signature is refused: anyone else able to NOTIFY on the database can then send
+ * nothing a listener acts on.
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AccessChange } from './store.ts';
 import { clipText } from '../domain/validate.ts';
 
@@ -20,8 +23,32 @@ interface Envelope {
   c: AccessChange;
 }
 
-/** The payloads that carry `change` from process `origin`, each at most MAX_PAYLOAD_BYTES. */
-export function encodeChange(origin: string, change: AccessChange): string[] {
+/** Characters of a payload's signature (base64url of HMAC-SHA256), followed by a '.' before the JSON. */
+const SIGNATURE_LENGTH = 43;
+
+function signatureOf(key: Uint8Array, json: string): string {
+  return createHmac('sha256', key).update(json).digest('base64url');
+}
+
+/**
+ * The payloads that carry `change` from process `origin`, each at most MAX_PAYLOAD_BYTES of JSON (plus its signature
+ * when `key` is given: still under PostgreSQL's 8000 bytes).
+ */
+export function encodeChange(origin: string, change: AccessChange, key?: Uint8Array): string[] {
+  const payloads = encodeUnsigned(origin, change);
+  return key === undefined ? payloads : payloads.map((json) => `${signatureOf(key, json)}.${json}`);
+}
+
+/** The JSON of `payload` if its signature under `key` is valid, else undefined. */
+function verified(payload: string, key: Uint8Array): string | undefined {
+  if (payload.length <= SIGNATURE_LENGTH || payload[SIGNATURE_LENGTH] !== '.') return undefined;
+  const json = payload.slice(SIGNATURE_LENGTH + 1);
+  const given = Buffer.from(payload.slice(0, SIGNATURE_LENGTH));
+  const expected = Buffer.from(signatureOf(key, json));
+  return given.length === expected.length && timingSafeEqual(given, expected) ? json : undefined;
+}
+
+function encodeUnsigned(origin: string, change: AccessChange): string[] {
   const fixed = withinPayload(limitReason(change));
   const list = idsOf(fixed);
   if (list === undefined) return [JSON.stringify({ o: origin, c: fixed } satisfies Envelope)];
@@ -44,11 +71,16 @@ export function encodeChange(origin: string, change: AccessChange): string[] {
   return payloads;
 }
 
-/** The sender and the change in `payload`, or undefined when it is not one `encodeChange` makes. */
-export function decodeChange(payload: string): { origin: string; change: AccessChange } | undefined {
+/**
+ * The sender and the change in `payload`, or undefined when it is not one `encodeChange` makes (with `key`: signed
+ * under that key).
+ */
+export function decodeChange(payload: string, key?: Uint8Array): { origin: string; change: AccessChange } | undefined {
+  const json = key === undefined ? payload : verified(payload, key);
+  if (json === undefined) return undefined;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(payload);
+    parsed = JSON.parse(json);
   } catch {
     return undefined;
   }

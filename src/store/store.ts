@@ -686,6 +686,14 @@ export interface ChangeListener {
  * hear nothing. On PostgreSQL: LISTEN/NOTIFY on a dedicated connection that reconnects by itself and reports each
  * gap through `missed`. Delivery is at most once and never guaranteed: callers keep a periodic re-check.
  */
+export interface ChangeFeedOptions {
+  /**
+   * A key every process sharing the store holds: notifications are signed with it, and those not signed with it are
+   * dropped, so whoever else can reach the database cannot send changes. Engines with no other process ignore it.
+   */
+  key?: Uint8Array;
+}
+
 export interface ChangeFeed {
   /** Sends to every other process; resolves once the engine accepted it. Rejects with StoreUnavailable. */
   publish(change: AccessChange): Promise<void>;
@@ -773,7 +781,7 @@ export interface Store extends StoreReader {
    * A new feed of changes between the processes sharing this store (see ChangeFeed). The caller closes it before
    * closing the store.
    */
-  openChangeFeed(): ChangeFeed;
+  openChangeFeed(options?: ChangeFeedOptions): ChangeFeed;
   /**
    * Runs the engine's integrity checks of the audit trail's protections (repairing what it can) and returns what
    * was found wrong since the store was opened and not returned before: each finding is returned once. Empty

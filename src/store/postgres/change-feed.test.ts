@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import pg from 'pg';
 import type { AccessChange, ChangeListener } from '../store.ts';
 import { PostgresChangeFeed } from './change-feed.ts';
 import { openPostgresStore, type PostgresStore } from './store.ts';
@@ -119,5 +120,40 @@ test('publishes on its listening connection, so a busy pool does not hold a revo
   } finally {
     await busy.close();
     await other.close();
+  }
+});
+
+test("with the installation's key, a notification anyone else sends on the channel is dropped and reported; signed ones arrive", async () => {
+  const key = Buffer.alloc(32, 1);
+  const clientConfig = { connectionString: database.url };
+  const channel = 'kubevisa_feed_signed_test';
+  // What a role with CONNECT can send: a well-formed change, unsigned, and one signed with another key.
+  const outsider = new pg.Client(clientConfig);
+  await outsider.connect();
+  const send = async (text: string, values: unknown[]) => void (await outsider.query(text, values));
+  const reports: string[] = [];
+  const receiver = new PostgresChangeFeed({ clientConfig, channel, query: send, key, onError: (m) => reports.push(m) });
+  const sender = new PostgresChangeFeed({ clientConfig, channel, query: send, key });
+  const otherKey = new PostgresChangeFeed({ clientConfig, channel, query: send, key: Buffer.alloc(32, 2) });
+  const at = recorder();
+  receiver.subscribe(at.listener);
+  try {
+    await at.until(() => at.missed() === 1, 'listening');
+    await otherKey.publish({ kind: 'sessions-ended', sessionIds: ['s_forged'] });
+    const forged = JSON.stringify({ o: 'forged', c: { kind: 'visas-ended', visaIds: ['v_1'], reason: 'forged' } });
+    await outsider.query('SELECT pg_notify($1, $2)', [channel, forged]);
+    await sender.publish({ kind: 'visas-ended', visaIds: ['v_2'], reason: 'revoked' });
+    await at.until(() => at.heard.length === 1, 'the signed change');
+    assert.deepEqual(at.heard, [{ kind: 'visas-ended', visaIds: ['v_2'], reason: 'revoked' }]);
+    assert.equal(reports.length, 1, 'the drops are reported once, not once each');
+    assert.match(
+      reports[0]!,
+      /^dropped 1 change notification\(s\) on channel kubevisa_feed_signed_test \(not signed with this installation's key, or unreadable\)/,
+    );
+  } finally {
+    await receiver.close();
+    await sender.close();
+    await otherKey.close();
+    await outsider.end();
   }
 });

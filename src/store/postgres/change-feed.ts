@@ -14,6 +14,8 @@ const HEARTBEAT_MS = 5000;
 /** First wait before reconnecting, doubled after each failure up to RECONNECT_MAX_MS, in milliseconds. */
 const RECONNECT_FIRST_MS = 100;
 const RECONNECT_MAX_MS = 2000;
+/** Refused notifications are reported at most this often, in milliseconds (anyone able to NOTIFY can send many). */
+const REFUSED_REPORT_MS = 60_000;
 
 export interface PostgresChangeFeedOptions {
   /** The store's connection settings (the listener opens its own connection with them). */
@@ -24,6 +26,11 @@ export interface PostgresChangeFeedOptions {
   query: (text: string, values: unknown[]) => Promise<unknown>;
   /** Told when the listening connection breaks or cannot be made (it is retried). Default: stderr. */
   onError?: (message: string) => void;
+  /**
+   * The key the processes of this installation share: every payload is signed with it, and one that is not signed
+   * with it is dropped. Without it payloads travel unsigned (and anyone able to NOTIFY on the database can send them).
+   */
+  key?: Uint8Array;
 }
 
 export class PostgresChangeFeed implements ChangeFeed {
@@ -36,6 +43,9 @@ export class PostgresChangeFeed implements ChangeFeed {
   private retry: NodeJS.Timeout | undefined;
   private delayMs = RECONNECT_FIRST_MS;
   private closed = false;
+  /** Notifications dropped since the last report, and when that was reported. */
+  private refused = 0;
+  private refusedReportedAt = -Infinity;
 
   constructor(options: PostgresChangeFeedOptions) {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(options.channel)) throw new Error(`not a channel name: ${options.channel}`);
@@ -46,7 +56,7 @@ export class PostgresChangeFeed implements ChangeFeed {
     // Every part in one statement (one round trip): 1,000 ended visas are four notifications, and the receivers
     // should not wait for this process to send them one after another.
     const text = 'SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS p(payload, n) ORDER BY n';
-    const values = [this.options.channel, encodeChange(this.origin, change)];
+    const values = [this.options.channel, encodeChange(this.origin, change, this.options.key)];
     // On the listening connection when there is one: the pool is shared with audit batches and the reconciler, and
     // a revocation's notification queued behind them (seconds when thousands of streams were just cut) keeps the
     // others' streams open that long. The statement is one transaction: it failed whole or was sent whole.
@@ -104,8 +114,12 @@ export class PostgresChangeFeed implements ChangeFeed {
     this.client = client;
     this.delayMs = RECONNECT_FIRST_MS;
     client.on('notification', (message) => {
-      const decoded = message.payload === undefined ? undefined : decodeChange(message.payload);
-      if (decoded === undefined || decoded.origin === this.origin) return;
+      const decoded = message.payload === undefined ? undefined : decodeChange(message.payload, this.options.key);
+      if (decoded === undefined) {
+        this.noteRefused();
+        return;
+      }
+      if (decoded.origin === this.origin) return;
       this.listener?.change(decoded.change);
     });
     client.once('end', () => {
@@ -125,6 +139,19 @@ export class PostgresChangeFeed implements ChangeFeed {
     // Whatever was sent before this connection listened is lost (before the first one too: the caches were filled
     // while it was being made).
     this.listener?.missed();
+  }
+
+  /** Says, at most once a minute, how many notifications were dropped: something else sends on this channel. */
+  private noteRefused(): void {
+    this.refused++;
+    const now = Date.now();
+    if (now - this.refusedReportedAt < REFUSED_REPORT_MS) return;
+    const what = this.options.key ? "not signed with this installation's key, or unreadable" : 'unreadable';
+    this.report(
+      `dropped ${this.refused} change notification(s) on channel ${this.options.channel} (${what}): something other than this installation's kubevisa servers sends on it (find it in pg_stat_activity)`,
+    );
+    this.refused = 0;
+    this.refusedReportedAt = now;
   }
 
   private scheduleReconnect(): void {

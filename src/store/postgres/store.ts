@@ -27,6 +27,7 @@ import type {
   AuditFilter,
   AuditRecord,
   ChangeFeed,
+  ChangeFeedOptions,
   ClusterRecord,
   RegisteredClusterRecord,
   EngagementFilter,
@@ -571,10 +572,11 @@ class PostgresStoreImpl implements PostgresStore {
   }
 
   /** LISTEN/NOTIFY between the processes on this database and schema (change-feed.ts). */
-  openChangeFeed(): ChangeFeed {
+  openChangeFeed(options: ChangeFeedOptions = {}): ChangeFeed {
     this.assertOpen();
     const feed = new PostgresChangeFeed({
       ...this.feedSettings,
+      ...(options.key === undefined ? {} : { key: options.key }),
       query: async (text, values) => {
         const client = await this.connect();
         let broken: Error | undefined;
