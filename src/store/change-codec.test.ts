@@ -119,7 +119,12 @@ test('with a key, payloads are signed and only a payload signed with that key de
   const change: AccessChange = { kind: 'visas-ended', visaIds: ['v_1'], reason: 'revoked by ann@corp.example' };
   const [signed] = encodeChange('o1', change, key);
   assert.match(signed!, /^[A-Za-z0-9_-]{43}\.\{/);
-  assert.deepEqual(decodeChange(signed!, key), { origin: 'o1', change });
+  assert.deepEqual(decodeChange(signed!, key), { origin: 'o1', change, at: 0, seq: 0 });
+  const stamp = { channel: 'kubevisa_changes_a', at: 1_800_000_000_000, seq: 41 };
+  const [stamped] = encodeChange('o1', change, key, stamp);
+  assert.deepEqual(decodeChange(stamped!, key, 'kubevisa_changes_a'), { origin: 'o1', change, at: stamp.at, seq: 41 });
+  assert.equal(decodeChange(stamped!, key, 'kubevisa_changes_b'), undefined, 'valid on its own channel only');
+  assert.equal(decodeChange(stamped!, key), undefined);
   const [unsigned] = encodeChange('o1', change);
   assert.equal(decodeChange(unsigned!, key), undefined, 'an unsigned payload is refused');
   assert.equal(decodeChange(signed!, Buffer.alloc(32, 8)), undefined, 'one signed with another key is refused');
@@ -129,7 +134,7 @@ test('with a key, payloads are signed and only a payload signed with that key de
   assert.equal(decodeChange('', key), undefined);
   // A signed payload of the largest change still fits PostgreSQL's 8000 bytes.
   const visaIds = Array.from({ length: 1000 }, (_, i) => `v_${String(i).padStart(4, '0')}abcdefghijklmnopq`);
-  for (const payload of encodeChange('o1', { kind: 'visas-ended', visaIds, reason: 'x'.repeat(500) }, key)) {
+  for (const payload of encodeChange('o1', { kind: 'visas-ended', visaIds, reason: 'x'.repeat(500) }, key, stamp)) {
     assert.ok(Buffer.byteLength(payload) < 8000);
   }
 });

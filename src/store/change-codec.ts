@@ -4,7 +4,9 @@
  * bytes). Decoding refuses anything that is not exactly a change: a payload anyone with the database could send must
  * not reach a listener as something else. With a key the replicas share, each payload is signed (HMAC-SHA256 before
  * the JSON) and one without a valid signature is refused: anyone else able to NOTIFY on the database can then send
- * nothing a listener acts on.
+ * nothing a listener acts on. Any role can LISTEN, though, and send again what it heard: a signed payload also names
+ * the channel it was sent on (signed with it, so another installation sharing the key refuses it), when it was sent
+ * and its number from its sender, by which the receiver refuses what is old or was heard before (change-feed.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AccessChange } from './store.ts';
@@ -20,63 +22,100 @@ const ID = /^[A-Za-z0-9._:-]{1,253}$/;
 interface Envelope {
   /** The sending process. */
   o: string;
+  /** Signed payloads only: when it was sent (epoch ms) and its number from its sender (each payload its own). */
+  t?: number;
+  n?: number;
   c: AccessChange;
+}
+
+/** What a signed payload is bound to: the channel it is sent on, when it is sent, and its sender's next number. */
+export interface Stamp {
+  channel: string;
+  at: number;
+  seq: number;
 }
 
 /** Characters of a payload's signature (base64url of HMAC-SHA256), followed by a '.' before the JSON. */
 const SIGNATURE_LENGTH = 43;
 
-function signatureOf(key: Uint8Array, json: string): string {
-  return createHmac('sha256', key).update(json).digest('base64url');
+/** The signature covers the channel too (a channel name has no NUL): a payload is valid on its own channel only. */
+function signatureOf(key: Uint8Array, channel: string, json: string): string {
+  return createHmac('sha256', key).update(`${channel}\u0000${json}`).digest('base64url');
 }
 
 /**
  * The payloads that carry `change` from process `origin`, each at most MAX_PAYLOAD_BYTES of JSON (plus its signature
- * when `key` is given: still under PostgreSQL's 8000 bytes).
+ * when `key` is given: still under PostgreSQL's 8000 bytes). Signed payloads carry `stamp` (the first `stamp.seq`,
+ * the next ones counting up from it: the sender goes on from `seq` + the number of payloads).
  */
-export function encodeChange(origin: string, change: AccessChange, key?: Uint8Array): string[] {
-  const payloads = encodeUnsigned(origin, change);
-  return key === undefined ? payloads : payloads.map((json) => `${signatureOf(key, json)}.${json}`);
+export function encodeChange(
+  origin: string,
+  change: AccessChange,
+  key?: Uint8Array,
+  stamp: Stamp = { channel: '', at: 0, seq: 0 },
+): string[] {
+  if (key === undefined) return encodeUnsigned(origin, change);
+  return encodeUnsigned(origin, change, stamp).map((json) => `${signatureOf(key, stamp.channel, json)}.${json}`);
 }
 
-/** The JSON of `payload` if its signature under `key` is valid, else undefined. */
-function verified(payload: string, key: Uint8Array): string | undefined {
+/** The JSON of `payload` if its signature under `key` for `channel` is valid, else undefined. */
+function verified(payload: string, key: Uint8Array, channel: string): string | undefined {
   if (payload.length <= SIGNATURE_LENGTH || payload[SIGNATURE_LENGTH] !== '.') return undefined;
   const json = payload.slice(SIGNATURE_LENGTH + 1);
   const given = Buffer.from(payload.slice(0, SIGNATURE_LENGTH));
-  const expected = Buffer.from(signatureOf(key, json));
+  const expected = Buffer.from(signatureOf(key, channel, json));
   return given.length === expected.length && timingSafeEqual(given, expected) ? json : undefined;
 }
 
-function encodeUnsigned(origin: string, change: AccessChange): string[] {
+function encodeUnsigned(origin: string, change: AccessChange, stamp?: Stamp): string[] {
+  let seq = stamp?.seq ?? 0;
+  const envelope = (c: AccessChange): string =>
+    JSON.stringify(
+      (stamp === undefined ? { o: origin, c } : { o: origin, t: stamp.at, n: seq++, c }) satisfies Envelope,
+    );
   const fixed = withinPayload(limitReason(change));
   const list = idsOf(fixed);
-  if (list === undefined) return [JSON.stringify({ o: origin, c: fixed } satisfies Envelope)];
-  // Every id costs its length plus quotes and a comma in JSON; the envelope around an empty list is measured once.
-  const overhead = Buffer.byteLength(JSON.stringify({ o: origin, c: withIds(fixed, []) }));
+  if (list === undefined) return [envelope(fixed)];
+  // Every id costs its length plus quotes and a comma in JSON; the envelope around an empty list is measured once
+  // (with the largest number a stamp can carry).
+  const overhead = Buffer.byteLength(
+    JSON.stringify({
+      o: origin,
+      ...(stamp === undefined ? {} : { t: stamp.at, n: Number.MAX_SAFE_INTEGER }),
+      c: withIds(fixed, []),
+    }),
+  );
   const payloads: string[] = [];
   let chunk: string[] = [];
   let size = overhead;
   for (const id of list) {
     const cost = Buffer.byteLength(id) + 3;
     if (chunk.length > 0 && size + cost > MAX_PAYLOAD_BYTES) {
-      payloads.push(JSON.stringify({ o: origin, c: withIds(fixed, chunk) }));
+      payloads.push(envelope(withIds(fixed, chunk)));
       chunk = [];
       size = overhead;
     }
     chunk.push(id);
     size += cost;
   }
-  if (chunk.length > 0) payloads.push(JSON.stringify({ o: origin, c: withIds(fixed, chunk) }));
+  if (chunk.length > 0) payloads.push(envelope(withIds(fixed, chunk)));
   return payloads;
+}
+
+/** What a payload carried: its sender and change, and (signed ones) when it was sent and its number. */
+export interface Decoded {
+  origin: string;
+  change: AccessChange;
+  at?: number;
+  seq?: number;
 }
 
 /**
  * The sender and the change in `payload`, or undefined when it is not one `encodeChange` makes (with `key`: signed
- * under that key).
+ * under that key for `channel`, and stamped).
  */
-export function decodeChange(payload: string, key?: Uint8Array): { origin: string; change: AccessChange } | undefined {
-  const json = key === undefined ? payload : verified(payload, key);
+export function decodeChange(payload: string, key?: Uint8Array, channel = ''): Decoded | undefined {
+  const json = key === undefined ? payload : verified(payload, key, channel);
   if (json === undefined) return undefined;
   let parsed: unknown;
   try {
@@ -85,6 +124,8 @@ export function decodeChange(payload: string, key?: Uint8Array): { origin: strin
     return undefined;
   }
   if (!isRecord(parsed) || typeof parsed.o !== 'string' || !isRecord(parsed.c)) return undefined;
+  const stamped = Number.isSafeInteger(parsed.t) && Number.isSafeInteger(parsed.n);
+  if (key !== undefined && !stamped) return undefined;
   const c = parsed.c;
   const ids = (value: unknown): string[] | undefined =>
     Array.isArray(value) && value.every((id) => typeof id === 'string' && ID.test(id))
@@ -126,7 +167,10 @@ export function decodeChange(payload: string, key?: Uint8Array): { origin: strin
       break;
     }
   }
-  return change === undefined ? undefined : { origin: parsed.o, change };
+  if (change === undefined) return undefined;
+  return stamped
+    ? { origin: parsed.o, change, at: parsed.t as number, seq: parsed.n as number }
+    : { origin: parsed.o, change };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

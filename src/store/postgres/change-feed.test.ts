@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import type { AccessChange, ChangeListener } from '../store.ts';
+import { encodeChange } from '../change-codec.ts';
 import { PostgresChangeFeed } from './change-feed.ts';
 import { openPostgresStore, type PostgresStore } from './store.ts';
 import { createTestDatabase, type TestDatabase } from './test-database.ts';
@@ -154,6 +155,69 @@ test("with the installation's key, a notification anyone else sends on the chann
     await receiver.close();
     await sender.close();
     await otherKey.close();
+    await outsider.end();
+  }
+});
+
+test('a signed notification captured by another role (LISTEN needs no privilege) and sent again, on this channel or another installation sharing the key, is dropped', async () => {
+  const key = Buffer.alloc(32, 3);
+  const clientConfig = { connectionString: database.url };
+  const channel = 'kubevisa_feed_replay_test';
+  const elsewhere = 'kubevisa_feed_replay_other';
+  const role = await database.createRole('replayer');
+  await database.admin(`ALTER ROLE ${role} PASSWORD 'replayer'`);
+  const outsiderUrl = new URL(database.url);
+  outsiderUrl.username = role;
+  outsiderUrl.password = 'replayer';
+  // A role with CONNECT only: it listens to the installation's channel and keeps what it hears.
+  const outsider = new pg.Client({ connectionString: outsiderUrl.toString() });
+  await outsider.connect();
+  const captured: string[] = [];
+  outsider.on('notification', (message) => void (message.payload !== undefined && captured.push(message.payload)));
+  await outsider.query(`LISTEN ${channel}`);
+  const send = async (text: string, values: unknown[]) => void (await outsider.query(text, values));
+  const reports: string[] = [];
+  const receiver = new PostgresChangeFeed({ clientConfig, channel, query: send, key, onError: (m) => reports.push(m) });
+  const other = new PostgresChangeFeed({ clientConfig, channel: elsewhere, query: send, key });
+  const sender = new PostgresChangeFeed({ clientConfig, channel, query: send, key });
+  const [at, atOther] = [recorder(), recorder()];
+  receiver.subscribe(at.listener);
+  other.subscribe(atOther.listener);
+  try {
+    await at.until(() => at.missed() === 1 && atOther.missed() === 1, 'listening');
+    await sender.publish({ kind: 'visas-changed' });
+    await sender.publish({ kind: 'clusters-changed', clusters: ['prod'] });
+    await at.until(
+      () => at.heard.length === 2 && captured.length === 2,
+      'the signed changes, heard by the outsider too',
+    );
+    // Sent again, many times: each would make every replica re-read its caches (or converge clusters in full).
+    const replayed = [...captured];
+    for (let i = 0; i < 3; i++) {
+      for (const payload of replayed) await outsider.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    }
+    for (const payload of replayed) await outsider.query('SELECT pg_notify($1, $2)', [elsewhere, payload]);
+    // One captured long ago (made here with the key: its number was never heard).
+    const [old] = encodeChange('o_gone', { kind: 'visas-changed' }, key, {
+      channel,
+      at: Date.now() - 6 * 60_000,
+      seq: 0,
+    });
+    await outsider.query('SELECT pg_notify($1, $2)', [channel, old]);
+    await sender.publish({ kind: 'sessions-ended', sessionIds: ['s_after'] });
+    await at.until(() => at.heard.length >= 3, 'the next signed change');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(at.heard, [
+      { kind: 'visas-changed' },
+      { kind: 'clusters-changed', clusters: ['prod'] },
+      { kind: 'sessions-ended', sessionIds: ['s_after'] },
+    ]);
+    assert.deepEqual(atOther.heard, [], "another installation's channel does not take this one's notifications");
+    assert.equal(reports.length, 1, 'the replays are reported, once');
+  } finally {
+    await receiver.close();
+    await other.close();
+    await sender.close();
     await outsider.end();
   }
 });

@@ -3,6 +3,9 @@
  * to receive. PostgreSQL keeps nothing for a listener that is not connected, so every time the connection is
  * (re)established the listener is told `missed` and re-reads what it caches; a heartbeat finds a connection that died
  * without saying so (a partition), so a gap never lasts longer than the heartbeat plus a reconnect.
+ *
+ * With the installation's key, payloads are signed (change-codec.ts); any role can LISTEN and send a signed payload
+ * again, so a receiver also drops one sent more than REPLAY_WINDOW_MS from its clock, or heard before.
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
@@ -16,6 +19,20 @@ const RECONNECT_FIRST_MS = 100;
 const RECONNECT_MAX_MS = 2000;
 /** Refused notifications are reported at most this often, in milliseconds (anyone able to NOTIFY can send many). */
 const REFUSED_REPORT_MS = 60_000;
+/**
+ * A signed payload is taken only within this long of the receiver's clock (either way: the servers' clocks differ a
+ * little), and only once: the payloads taken within it are remembered, at most MAX_REMEMBERED of them.
+ */
+const REPLAY_WINDOW_MS = 5 * 60_000;
+const MAX_REMEMBERED = 100_000;
+
+/** Why a notification was dropped, as the report says it. */
+const REFUSALS = {
+  unsigned: "not signed with this installation's key, or unreadable",
+  replayed: 'sent again: heard before',
+  stale: `sent more than ${REPLAY_WINDOW_MS / 60_000} minutes from this server's clock: sent again later, or the servers' clocks differ`,
+} as const;
+type Refusal = keyof typeof REFUSALS;
 
 export interface PostgresChangeFeedOptions {
   /** The store's connection settings (the listener opens its own connection with them). */
@@ -43,9 +60,13 @@ export class PostgresChangeFeed implements ChangeFeed {
   private retry: NodeJS.Timeout | undefined;
   private delayMs = RECONNECT_FIRST_MS;
   private closed = false;
-  /** Notifications dropped since the last report, and when that was reported. */
-  private refused = 0;
+  /** Notifications dropped since the last report, by why, and when that was reported. */
+  private refused = new Map<Refusal, number>();
   private refusedReportedAt = -Infinity;
+  /** The number of this process's next signed payload. */
+  private seq = 0;
+  /** The signed payloads taken (sender and number), with when they were sent, oldest first. */
+  private readonly taken = new Map<string, number>();
 
   constructor(options: PostgresChangeFeedOptions) {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(options.channel)) throw new Error(`not a channel name: ${options.channel}`);
@@ -56,7 +77,10 @@ export class PostgresChangeFeed implements ChangeFeed {
     // Every part in one statement (one round trip): 1,000 ended visas are four notifications, and the receivers
     // should not wait for this process to send them one after another.
     const text = 'SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS p(payload, n) ORDER BY n';
-    const values = [this.options.channel, encodeChange(this.origin, change, this.options.key)];
+    const { channel, key } = this.options;
+    const payloads = encodeChange(this.origin, change, key, { channel, at: Date.now(), seq: this.seq });
+    this.seq += payloads.length;
+    const values = [channel, payloads];
     // On the listening connection when there is one: the pool is shared with audit batches and the reconciler, and
     // a revocation's notification queued behind them (seconds when thousands of streams were just cut) keeps the
     // others' streams open that long. The statement is one transaction: it failed whole or was sent whole.
@@ -114,12 +138,20 @@ export class PostgresChangeFeed implements ChangeFeed {
     this.client = client;
     this.delayMs = RECONNECT_FIRST_MS;
     client.on('notification', (message) => {
-      const decoded = message.payload === undefined ? undefined : decodeChange(message.payload, this.options.key);
+      const { key, channel } = this.options;
+      const decoded = message.payload === undefined ? undefined : decodeChange(message.payload, key, channel);
       if (decoded === undefined) {
-        this.noteRefused();
+        this.noteRefused('unsigned');
         return;
       }
       if (decoded.origin === this.origin) return;
+      if (key !== undefined) {
+        const refusal = this.take(decoded.origin, decoded.at!, decoded.seq!);
+        if (refusal !== undefined) {
+          this.noteRefused(refusal);
+          return;
+        }
+      }
       this.listener?.change(decoded.change);
     });
     client.once('end', () => {
@@ -141,16 +173,38 @@ export class PostgresChangeFeed implements ChangeFeed {
     this.listener?.missed();
   }
 
+  /** Why the signed payload `seq` of `origin`, sent `at`, is refused; undefined when it is fresh and now taken. */
+  private take(origin: string, at: number, seq: number): Refusal | undefined {
+    const now = Date.now();
+    if (Math.abs(now - at) > REPLAY_WINDOW_MS) return 'stale';
+    const id = `${origin}:${seq}`;
+    if (this.taken.has(id)) return 'replayed';
+    // Oldest first (as they arrived): what fell out of the window is refused as stale anyway.
+    for (const [old, sentAt] of this.taken) {
+      if (this.taken.size < MAX_REMEMBERED && sentAt >= now - REPLAY_WINDOW_MS) break;
+      this.taken.delete(old);
+    }
+    this.taken.set(id, at);
+    return undefined;
+  }
+
   /** Says, at most once a minute, how many notifications were dropped: something else sends on this channel. */
-  private noteRefused(): void {
-    this.refused++;
+  private noteRefused(why: Refusal): void {
+    this.refused.set(why, (this.refused.get(why) ?? 0) + 1);
     const now = Date.now();
     if (now - this.refusedReportedAt < REFUSED_REPORT_MS) return;
-    const what = this.options.key ? "not signed with this installation's key, or unreadable" : 'unreadable';
+    const label = (refusal: Refusal) =>
+      refusal === 'unsigned' && this.options.key === undefined ? 'unreadable' : REFUSALS[refusal];
+    const counts = [...this.refused];
+    const total = counts.reduce((sum, [, count]) => sum + count, 0);
+    const what =
+      counts.length === 1
+        ? label(counts[0]![0])
+        : counts.map(([refusal, count]) => `${count} ${label(refusal)}`).join('; ');
     this.report(
-      `dropped ${this.refused} change notification(s) on channel ${this.options.channel} (${what}): something other than this installation's kubevisa servers sends on it (find it in pg_stat_activity)`,
+      `dropped ${total} change notification(s) on channel ${this.options.channel} (${what}): something other than this installation's kubevisa servers sends on it (find it in pg_stat_activity)`,
     );
-    this.refused = 0;
+    this.refused.clear();
     this.refusedReportedAt = now;
   }
 
