@@ -15,6 +15,13 @@ export interface AppPorts {
   policy: Policy;
   /** Names of the clusters kubevisa manages, read on every use (the configuration may grow). */
   clusterNames: () => string[];
+  /**
+   * The clusters of the start-up configuration, when known: any other cluster is one registered at run time, which
+   * an admin may remove while this process still lists it (another replica removed it). A transaction that files or
+   * approves a visa for one then holds its registration in the store and is refused when it is gone, so a removal
+   * and a grant cannot both commit. Absent: no such check (a process without registered clusters).
+   */
+  configuredClusters?: ReadonlySet<string>;
   /** Told after each commit: clusters to converge, visas that changed or ended, people deprovisioned. */
   events: AppEventSink;
   /** The clock, epoch ms. Default: Date.now. */

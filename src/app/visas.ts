@@ -81,6 +81,7 @@ export class VisaService {
       );
     }
     const saved = await store.transaction(async (tx) => {
+      await this.holdCluster(tx, visa);
       const inserted = await tx.insertVisa(visa);
       await auditAs(tx, caller, {
         action: 'visa.requested',
@@ -320,6 +321,7 @@ export class VisaService {
       { person, engagement, profile, policy, now },
     );
     const saved = await store.transaction(async (tx) => {
+      await this.holdCluster(tx, extension);
       const inserted = await tx.insertVisa(extension);
       await auditAs(tx, caller, {
         action: 'visa.extension-requested',
@@ -367,6 +369,7 @@ export class VisaService {
     const visa = withEffectiveState(stored, now);
     const next = decide(visa, engagement, now);
     return store.transaction(async (tx) => {
+      if (verb === 'approve') await this.holdCluster(tx, next);
       const saved = await tx.updateVisa(next, stored.version);
       const action = saved.state === visa.state ? `visa.${verb}` : `visa.${saved.state}`;
       const approval = saved.approvals[saved.approvals.length - 1];
@@ -387,6 +390,21 @@ export class VisaService {
       });
       return withEffectiveState(saved, now);
     });
+  }
+
+  /**
+   * Inside the transaction that files or approves `visa`: a cluster registered at run time must still be registered,
+   * and stays so until the commit (a removal on any replica waits for it, then ends the visa; or this waits for the
+   * removal and refuses). The cluster list checked before is this process's and may lag another replica's removal.
+   */
+  private async holdCluster(tx: StoreTx, visa: Pick<Visa, 'id' | 'cluster'>): Promise<void> {
+    const configured = this.options.configuredClusters;
+    if (configured === undefined || configured.has(visa.cluster)) return;
+    if (await tx.holdRegisteredCluster(visa.cluster)) return;
+    throw new Conflict(
+      `cluster '${visa.cluster}' is no longer managed by kubevisa (it was removed), so visa ${visa.id} cannot be filed or approved there`,
+      { details: { cluster: visa.cluster } },
+    );
   }
 
   private async requirePerson(caller: Caller): Promise<Person> {

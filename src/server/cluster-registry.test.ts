@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { AppEvents } from '../app/events.ts';
 import { EngagementService } from '../app/engagements.ts';
 import { VisaService } from '../app/visas.ts';
-import type { PersonRole } from '../domain/model.ts';
+import type { PersonRole, Visa } from '../domain/model.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { loadOrCreateSecretBox, type SecretBox } from '../auth/secret-box.ts';
 import type { ClusterClient, OwnRbac } from '../cluster/client.ts';
@@ -16,7 +16,9 @@ import { tokenKubeconfigYaml } from '../cluster/kubeconfig.ts';
 import { kubevisaControllerRbac } from '../cluster/objects.ts';
 import type { Reconciler } from '../reconciler/reconciler.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
-import type { Store } from '../store/store.ts';
+import type { Store, StoreTx } from '../store/store.ts';
+import { openPostgresStore, type PostgresStore } from '../store/postgres/store.ts';
+import { createTestDatabase, type TestDatabase } from '../store/postgres/test-database.ts';
 import { ClusterRegistry } from './cluster-registry.ts';
 
 const NOW = Date.parse('2026-12-03T12:00:00Z');
@@ -344,5 +346,136 @@ describe('removing a cluster while its visas change', () => {
       /cluster 'edge-race' is no longer managed by kubevisa, so visa .* cannot be approved: deny it/,
     );
     assert.equal((await store.getVisa(late.id))?.state, 'requested');
+  });
+});
+
+describe('removing a cluster while another replica grants there (PostgreSQL, READ COMMITTED)', () => {
+  let database: TestDatabase;
+  let pgStore: PostgresStore;
+  /** The same database as another replica sees it. */
+  let otherStore: PostgresStore;
+  before(async () => {
+    database = await createTestDatabase('registry_race');
+    pgStore = await openPostgresStore({ url: database.url });
+    otherStore = await openPostgresStore({ url: database.url });
+  });
+  after(async () => {
+    await otherStore.close();
+    await pgStore.close();
+    await database.drop();
+  });
+
+  test('a visa requested and approved on a replica whose cluster list is stale, while the deleting transaction is open, is refused: nothing is left granting in the removed cluster', async () => {
+    const clusters = new Map<string, ClusterClient>();
+    const policy = {
+      requiredApprovals: 1,
+      approverGroups: [],
+      autoApproval: [],
+      maxVisaSeconds: 7 * 86_400,
+      expiryNoticeSeconds: 900,
+    };
+    const configuredClusters: ReadonlySet<string> = new Set();
+    const here = { store: pgStore, policy, clusterNames: () => [...clusters.keys()], configuredClusters };
+    const ports = { ...here, events: new AppEvents(), now: () => NOW };
+    // The other replica has not heard of the removal yet: it still lists the cluster.
+    const stale = new VisaService({
+      ...here,
+      store: otherStore,
+      clusterNames: () => ['edge-pg'],
+      events: new AppEvents(),
+      now: () => NOW,
+    });
+    await pgStore.transaction(async (tx) => {
+      for (const profile of SHIPPED_PROFILES) await tx.upsertProfile(profile);
+    });
+    const person = async (name: string, roles: PersonRole[]) => {
+      const saved = await pgStore.transaction(async (tx) => {
+        const p = await tx.upsertPersonFromLogin({
+          issuer: 'https://idp.example',
+          subject: name,
+          email: `${name}@corp.example`,
+          displayName: name,
+          groups: [],
+          now: NOW - 3_600_000,
+        });
+        return tx.setPersonRoles(p.id, roles, NOW - 3_600_000);
+      });
+      return { actor: { personId: saved.id, email: saved.email, roles: saved.roles, groups: saved.groups } };
+    };
+    const ada = await person('ada', ['admin']);
+    const carl = await person('carl', []);
+    // The removal's own transaction, caught when it deletes the cluster: the other replica grants meanwhile.
+    let race: Promise<unknown> | undefined;
+    const grantElsewhere = async () => {
+      const visa = await stale.request(carl, {
+        engagement: 'race-pg',
+        cluster: 'edge-pg',
+        namespaces: ['shop'],
+        profile: 'viewer',
+        duration: '2h',
+        reason: 'approved elsewhere during the removal',
+      });
+      return stale.approve(ada, visa.id, {});
+    };
+    const hooked = new Proxy(pgStore, {
+      get(target, property) {
+        if (property !== 'transaction') return Reflect.get(target, property, target) as unknown;
+        return <T>(work: (tx: StoreTx) => Promise<T>) =>
+          target.transaction((tx) =>
+            work(
+              new Proxy(tx, {
+                get(t, p) {
+                  const value = Reflect.get(t, p, t) as unknown;
+                  if (p === 'deleteCluster' && race === undefined) {
+                    return async (name: string) => {
+                      const deleted = await t.deleteCluster(name);
+                      race = grantElsewhere().catch((error: unknown) => error);
+                      // Long enough for the other replica to commit, unless it waits for this transaction.
+                      await Promise.race([race, new Promise((resolve) => setTimeout(resolve, 1500))]);
+                      return deleted;
+                    };
+                  }
+                  return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(t) : value;
+                },
+              }),
+            ),
+          );
+      },
+    });
+    const made = new ClusterRegistry({
+      store: hooked,
+      secretBox,
+      clusters,
+      configured: new Map(),
+      directMode: new Set(),
+      reconciler: fakeReconciler().reconciler,
+      events: ports.events,
+      visas: new VisaService(ports),
+      createClient: fakeClient,
+      now: () => NOW,
+    });
+    await made.add(admin, { name: 'edge-pg', kubeconfig: kubeconfig('https://127.0.0.1:7010').yaml });
+    await new EngagementService(ports).create(ada, {
+      name: 'race-pg',
+      vendor: 'Acme',
+      contractors: ['carl@corp.example'],
+      sponsor: 'ada@corp.example',
+      endsAt: new Date(NOW + 30 * 86_400_000).toISOString(),
+      ceiling: { clusters: ['edge-pg'], namespacePatterns: ['shop'], profiles: ['viewer'] },
+      maxVisaDuration: '1d',
+    });
+    const removed = await made.remove(ada, 'edge-pg', { force: true });
+    const raced = await race;
+    const left = await pgStore.listVisas({ cluster: 'edge-pg', states: ['requested', 'approved', 'active'] });
+    assert.deepEqual(
+      left.map((v) => `${v.id} ${v.state}`),
+      [],
+      'no visa grants or waits in the removed cluster',
+    );
+    assert.equal(await pgStore.getRegisteredCluster('edge-pg'), undefined);
+    assert.ok(race !== undefined, 'the other replica raced the deleting transaction');
+    // Refused (it waited for the removal), or ended by another round of it (it committed first).
+    if (raced instanceof Error) assert.match(raced.message, /edge-pg/);
+    else assert.deepEqual(removed.revoked, [(raced as Visa).id]);
   });
 });

@@ -16,6 +16,7 @@ import type { Caller } from '../app/caller.ts';
 import type { AppEvents } from '../app/events.ts';
 import type { VisaService } from '../app/visas.ts';
 import type { SecretBox } from '../auth/secret-box.ts';
+import type { Visa } from '../domain/model.ts';
 import { Conflict, InvalidInput, KubevisaError, NotFound } from '../domain/errors.ts';
 import type { Reconciler } from '../reconciler/reconciler.ts';
 import type { RegisteredClusterRecord, Store } from '../store/store.ts';
@@ -250,25 +251,32 @@ export class ClusterRegistry {
         clearTimeout(timer);
         bindingsRemoved &&= pass !== undefined && pass.error === undefined;
       }
-      const left = await this.#o.store.transaction(async (tx) => {
-        const open = (await tx.listVisas({ cluster: name, states: ['requested', 'approved', 'active'] })).filter(
-          (v) => v.state === 'requested' || v.notAfter > this.#now(),
-        );
-        if (open.length > 0) return open;
-        await tx.deleteRegisteredCluster(name);
-        await tx.deleteCluster(name);
-        await tx.appendAudit({
-          at: this.#now(),
-          actor: caller.actor.email,
-          ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
-          action: 'cluster.removed',
-          cluster: name,
-          outcome: 'ok',
-          details: { force: options.force === true, revokedVisas: revoked, deniedRequests: denied, bindingsRemoved },
-          ...(caller.source ? { source: caller.source } : {}),
+      let left: Visa[] = [];
+      await this.#o.store
+        .transaction(async (tx) => {
+          // Deleted before looking: on PostgreSQL (READ COMMITTED) a visa filed or approved on any replica holds the
+          // registration until it commits (VisaService holdCluster), so the deletion waits for it and the look below
+          // sees it; one that comes later waits for this transaction and is refused. Found, it is all rolled back.
+          await tx.deleteRegisteredCluster(name);
+          await tx.deleteCluster(name);
+          left = (await tx.listVisas({ cluster: name, states: ['requested', 'approved', 'active'] })).filter(
+            (v) => v.state === 'requested' || v.notAfter > this.#now(),
+          );
+          if (left.length > 0) throw new StillOpen();
+          await tx.appendAudit({
+            at: this.#now(),
+            actor: caller.actor.email,
+            ...(caller.sessionId ? { sessionId: caller.sessionId } : {}),
+            action: 'cluster.removed',
+            cluster: name,
+            outcome: 'ok',
+            details: { force: options.force === true, revokedVisas: revoked, deniedRequests: denied, bindingsRemoved },
+            ...(caller.source ? { source: caller.source } : {}),
+          });
+        })
+        .catch((error: unknown) => {
+          if (!(error instanceof StillOpen)) throw error;
         });
-        return [];
-      });
       if (left.length === 0) break;
       if (round >= REMOVE_ROUNDS) {
         throw new Conflict(
@@ -457,3 +465,6 @@ function cleanTokenKubeconfig(name: string, given: string): string {
   const connection = connectionOf(kubeConfig, name);
   return tokenKubeconfigYaml({ clusterName: name, connection, token: user.token });
 }
+
+/** Thrown to roll back a removal's deleting transaction that found visas still open for the cluster. */
+class StillOpen extends Error {}

@@ -228,7 +228,14 @@ export async function startServer(
     events.on('clusters-changed', (names, visaIds) => reconciler.kick(names, visaIds));
     // Changes other replicas announced may be lost (the feed broke, or overflowed): every cluster is compared in full.
     events.on('changes-missed', () => reconciler.kick([...clusters.keys()]));
-    const ports = { store, policy, clusterNames: () => [...clusters.keys()], events, now: clock };
+    const ports = {
+      store,
+      policy,
+      clusterNames: () => [...clusters.keys()],
+      configuredClusters: new Set(config.clusters.map((c) => c.name)),
+      events,
+      now: clock,
+    };
     const visas = new VisaService(ports);
     const engagements = new EngagementService(ports);
     const people = new PeopleService(ports);

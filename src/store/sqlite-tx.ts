@@ -1079,6 +1079,11 @@ export class SqliteTx implements StoreTx {
     return this.write('DELETE FROM clusters WHERE name = :name', { name }) > 0;
   }
 
+  async holdRegisteredCluster(name: string): Promise<boolean> {
+    // One writer at a time: nothing deletes it before this transaction ends.
+    return this.one('SELECT 1 AS held FROM registered_clusters WHERE name = :name', { name }) !== undefined;
+  }
+
   async getRegisteredCluster(name: string): Promise<RegisteredClusterRecord | undefined> {
     const row = this.one(`SELECT ${REGISTERED_CLUSTER_COLUMNS} FROM registered_clusters WHERE name = :name`, { name });
     return row === undefined ? undefined : mapRegisteredCluster(row);

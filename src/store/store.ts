@@ -536,6 +536,11 @@ export interface CatalogWrites {
   ): Promise<RegisteredClusterRecord>;
   /** Returns whether a registered cluster was deleted. */
   deleteRegisteredCluster(name: string): Promise<boolean>;
+  /**
+   * Whether the cluster is registered, keeping it registered until this transaction ends: a transaction deleting it
+   * waits for this one (and then sees what this one wrote), or this one waits for it and is told it is gone.
+   */
+  holdRegisteredCluster(name: string): Promise<boolean>;
 
   /** Creates or replaces the profile. */
   upsertProfile(profile: Profile): Promise<Profile>;

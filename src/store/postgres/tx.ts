@@ -1071,6 +1071,15 @@ export class PgTx implements StoreTx {
     return (await this.write('DELETE FROM clusters WHERE name = :name', { name })) > 0;
   }
 
+  async holdRegisteredCluster(name: string): Promise<boolean> {
+    // FOR KEY SHARE: conflicts with the DELETE of a removal (which then waits), not with a credential's renewal; when
+    // a removal holds the row, this waits for its COMMIT and then finds no row.
+    return (
+      (await this.one('SELECT 1 AS held FROM registered_clusters WHERE name = :name FOR KEY SHARE', { name })) !==
+      undefined
+    );
+  }
+
   async getRegisteredCluster(name: string): Promise<RegisteredClusterRecord | undefined> {
     const row = await this.one(`SELECT ${REGISTERED_CLUSTER_COLUMNS} FROM registered_clusters WHERE name = :name`, {
       name,
