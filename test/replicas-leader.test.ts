@@ -546,6 +546,25 @@ test('replicas 10 minutes ahead and behind: tokens, visa windows and stream cuts
   } finally {
     watch.close();
   }
+  // A revoke taken by the replica ahead reaches the one behind through the change feed, whose signed notifications
+  // are stamped and judged by the database's clock: 20 minutes apart by their own clocks, neither drops the other's.
+  const revokedLater = await grantedVisa(ahead, '1h');
+  const held = await openWatch(behind, token);
+  try {
+    const revoked = await api(ahead.url, 'POST', `/api/v1/visas/${revokedLater.id}/revoke`, {
+      token: ann,
+      body: { reason: 'revoked on the replica ahead' },
+    });
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    acknowledged.push({ visaId: revokedLater.id, action: 'visa.revoked' });
+    const cut = await Promise.race([held.ended, sleep(20_000).then(() => undefined)]);
+    assert.ok(cut !== undefined, 'the watch through the replica behind outlived the revoke on the one ahead');
+  } finally {
+    held.close();
+  }
+  for (const replica of [ahead, behind]) {
+    assert.doesNotMatch(replica.output(), /dropped \d+ change notification/, `${replica.name} dropped notifications`);
+  }
   const gone = await until('the expired binding to go', async () => (await bindingStatus(visa.id)) === 404, 60_000);
   lateness['leader 10 min behind'] = Math.max(0, gone - visa.notAfter);
   console.log(`leader 10 min behind: access left ${gone - visa.notAfter} ms after notAfter`);

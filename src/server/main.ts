@@ -244,7 +244,7 @@ export async function startServer(
     // this process's streams, which can take a second, so the others cut theirs meanwhile.
     // Signed with a key only the replicas hold (derived from the shared session encryption key, whose id every
     // replica checks at start): a role that can NOTIFY on the database cannot make a replica act on anything.
-    const changeFeed = store.openChangeFeed({ key: secretBox.deriveKey('change feed') });
+    const changeFeed = store.openChangeFeed({ key: secretBox.deriveKey('change feed'), now: clock });
     const fanout = startFanout({
       events,
       feed: changeFeed,

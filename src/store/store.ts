@@ -697,6 +697,11 @@ export interface ChangeFeedOptions {
    * dropped, so whoever else can reach the database cannot send changes. Engines with no other process ignore it.
    */
   key?: Uint8Array;
+  /**
+   * The clock signed notifications are stamped and judged by, epoch ms (default Date.now): the database's
+   * (src/leader/), so that a server whose own clock is off still hears the others and is heard.
+   */
+  now?: () => number;
 }
 
 export interface ChangeFeed {

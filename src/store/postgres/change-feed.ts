@@ -48,6 +48,8 @@ export interface PostgresChangeFeedOptions {
    * with it is dropped. Without it payloads travel unsigned (and anyone able to NOTIFY on the database can send them).
    */
   key?: Uint8Array;
+  /** The clock signed payloads are stamped and judged by, epoch ms (default Date.now; see ChangeFeedOptions). */
+  now?: () => number;
 }
 
 export class PostgresChangeFeed implements ChangeFeed {
@@ -68,6 +70,10 @@ export class PostgresChangeFeed implements ChangeFeed {
   /** The signed payloads taken (sender and number), with when they were sent, oldest first. */
   private readonly taken = new Map<string, number>();
 
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
   constructor(options: PostgresChangeFeedOptions) {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(options.channel)) throw new Error(`not a channel name: ${options.channel}`);
     this.options = options;
@@ -78,7 +84,7 @@ export class PostgresChangeFeed implements ChangeFeed {
     // should not wait for this process to send them one after another.
     const text = 'SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS p(payload, n) ORDER BY n';
     const { channel, key } = this.options;
-    const payloads = encodeChange(this.origin, change, key, { channel, at: Date.now(), seq: this.seq });
+    const payloads = encodeChange(this.origin, change, key, { channel, at: this.now(), seq: this.seq });
     this.seq += payloads.length;
     const values = [channel, payloads];
     // On the listening connection when there is one: the pool is shared with audit batches and the reconciler, and
@@ -175,7 +181,7 @@ export class PostgresChangeFeed implements ChangeFeed {
 
   /** Why the signed payload `seq` of `origin`, sent `at`, is refused; undefined when it is fresh and now taken. */
   private take(origin: string, at: number, seq: number): Refusal | undefined {
-    const now = Date.now();
+    const now = this.now();
     if (Math.abs(now - at) > REPLAY_WINDOW_MS) return 'stale';
     const id = `${origin}:${seq}`;
     if (this.taken.has(id)) return 'replayed';

@@ -577,6 +577,7 @@ class PostgresStoreImpl implements PostgresStore {
     const feed = new PostgresChangeFeed({
       ...this.feedSettings,
       ...(options.key === undefined ? {} : { key: options.key }),
+      ...(options.now === undefined ? {} : { now: options.now }),
       query: async (text, values) => {
         const client = await this.connect();
         let broken: Error | undefined;
