@@ -223,9 +223,11 @@ export async function startServer(
       },
     });
     leaderWork = reconciler;
-    // A commit that names its visas (here, or from another replica through replicas/fanout.ts) asks for a visa pass
-    // over them; one that does not (a cluster registered, an offboarding's ServiceAccounts) for a full pass.
-    events.on('clusters-changed', (names, visaIds) => reconciler.kick(names, visaIds));
+    // A commit's visa ids are carried (replicas/fanout.ts) but each commit still asks for full passes: with visa passes,
+    // a leader stopped before its writes and resumed after a takeover (test/replicas-leader.test.ts, SIGSTOP) was
+    // seen, about one run in seven, never to report the fenced refusal of its late write, nor anything else after
+    // SIGCONT; not understood yet. Activations at notBefore use visa passes.
+    events.on('clusters-changed', (names) => reconciler.kick(names));
     // Changes other replicas announced may be lost (the feed broke, or overflowed): every cluster is compared in full.
     events.on('changes-missed', () => reconciler.kick([...clusters.keys()]));
     const ports = {
