@@ -244,9 +244,9 @@ describe('cluster registry', () => {
   });
 });
 
-/** A caller for a person stored with `roles` (the removal acts as them, the race approves as them). */
-async function caller(name: string, roles: PersonRole[]) {
-  const saved = await store.transaction(async (tx) => {
+/** A caller for a person stored in `on` with `roles` (the removal acts as them, the race approves as them). */
+async function caller(name: string, roles: PersonRole[], on: Store = store) {
+  const saved = await on.transaction(async (tx) => {
     const person = await tx.upsertPersonFromLogin({
       issuer: 'https://idp.example',
       subject: name,
@@ -388,22 +388,8 @@ describe('removing a cluster while another replica grants there (PostgreSQL, REA
     await pgStore.transaction(async (tx) => {
       for (const profile of SHIPPED_PROFILES) await tx.upsertProfile(profile);
     });
-    const person = async (name: string, roles: PersonRole[]) => {
-      const saved = await pgStore.transaction(async (tx) => {
-        const p = await tx.upsertPersonFromLogin({
-          issuer: 'https://idp.example',
-          subject: name,
-          email: `${name}@corp.example`,
-          displayName: name,
-          groups: [],
-          now: NOW - 3_600_000,
-        });
-        return tx.setPersonRoles(p.id, roles, NOW - 3_600_000);
-      });
-      return { actor: { personId: saved.id, email: saved.email, roles: saved.roles, groups: saved.groups } };
-    };
-    const ada = await person('ada', ['admin']);
-    const carl = await person('carl', []);
+    const ada = await caller('ada', ['admin'], pgStore);
+    const carl = await caller('carl', [], pgStore);
     // The removal's own transaction, caught when it deletes the cluster: the other replica grants meanwhile.
     let race: Promise<unknown> | undefined;
     const grantElsewhere = async () => {
