@@ -25,6 +25,9 @@ let release: () => void = () => {};
 let held: Promise<void> = Promise.resolve();
 let index: GrantIndex;
 let revokedVisa: EndedVisa;
+let deleted = 0;
+/** What the store holds as active: the watch test revokes v_one, the delete test opens another. */
+let activeVisas: unknown[] = [];
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kubevisa-backpressure-'));
@@ -40,6 +43,12 @@ before(async () => {
     (req, res) => {
       // A watch is held unanswered (a kube-apiserver slow to answer): the gateway must still say why it cut it.
       if (req.url?.includes('watch=true')) return;
+      // A delete the cluster carries out but answers slowly (a finalizer, a slow admission webhook).
+      if (req.method === 'DELETE') {
+        deleted++;
+        setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"kind":"Status"}'), 500);
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"kind":"PodList","items":[]}');
     },
   );
@@ -56,8 +65,9 @@ before(async () => {
     notBefore: now - HOUR,
     notAfter: now + HOUR,
   };
+  activeVisas = [visa];
   const store = {
-    listVisasInStates: async () => [visa],
+    listVisasInStates: async () => activeVisas,
     listPersons: async () => [person],
     listProfiles: async () => [aProfile()],
     getSession: async () => ({ id: 's1', personId: person.id, secretHash: 'x', createdAt: now, expiresAt: now + HOUR }),
@@ -178,5 +188,54 @@ describe('a watch cut before the cluster answered it', () => {
     assert.equal(status.kind, 'Status');
     assert.equal(status.reason, 'Forbidden');
     assert.match(status.message, /^visa v_one was revoked by sam@corp\.example: contract paused\./);
+  });
+});
+
+describe('a delete cut before the cluster answered it', () => {
+  test('is reset, not answered with a refusal: the cluster may have carried it out', async () => {
+    const visa = { ...revokedVisa, id: 'v_two', state: 'active' as const };
+    activeVisas = [visa];
+    await index.rebuild();
+    const answer = new Promise<string>((resolve) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/clusters/prod/api/v1/namespaces/shop/pods/web',
+          method: 'DELETE',
+          agent: false,
+          headers: { authorization: 'Bearer a-token' },
+        },
+        (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c));
+          res.on('end', () => resolve(`answered ${res.statusCode} ${b}`));
+        },
+      );
+      req.on('error', (error) => resolve(`reset: ${error.message}`));
+      req.end();
+    });
+    for (let i = 0; i < 100 && deleted === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(
+      deleted,
+      1,
+      `the cluster received the delete: ${await Promise.race([answer, Promise.resolve('pending')])}`,
+    );
+    index.removeVisas([visa.id]);
+    assert.equal(gateway.recheckStreams('visa revoked', new Map([[visa.id, { ...revokedVisa, id: visa.id }]])), 1);
+    assert.match(await answer, /^reset/);
+    const deletes = () => written.filter((e) => e.action === 'gateway.request' && e.details?.verb === 'delete');
+    for (let i = 0; i < 100 && deletes().length === 0; i++) {
+      await gateway.flushAudit();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const recorded = deletes();
+    assert.equal(recorded.length, 1);
+    assert.notEqual(
+      recorded[0]!.outcome,
+      'refused',
+      'the trail does not say a delete the cluster received was refused',
+    );
+    assert.equal(recorded[0]!.reason, 'visa revoked');
   });
 });

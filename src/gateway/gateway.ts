@@ -263,9 +263,12 @@ export class Gateway {
       startedAt,
       close: (reason, notice) => {
         closeReason = reason;
-        if (notice && !res.headersSent && !res.destroyed) {
+        if (notice && req.method === 'GET' && !res.headersSent && !res.destroyed) {
           // The cluster has not answered yet (a watch just sent, kube-apiserver slow): the notice is the answer, as
           // kube-apiserver's own refusal would be, so kubectl prints why rather than retrying into a bare refusal.
+          // Only for reads: a create, update or delete already sent may have been carried out, and a 403 or 410 would
+          // tell the client, and write in the trail, that it was refused (a contractor could time a slow delete to
+          // land on their visa's expiry); it is reset, as before, and the trail says it was cut.
           upstreamReq.destroy();
           sendStatus(res, notice.code, notice.reason, notice.message);
           return;
