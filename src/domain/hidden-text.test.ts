@@ -13,6 +13,12 @@ test('bidirectional controls, zero-width characters and line separators are foun
     ['da\u00ADna@corp.example', 'U+00AD'],
     ['a\u200Db', 'U+200D'],
     ['tag\u{E0041}', 'U+E0041'],
+    ['nora\u3164@vendor.example', 'U+3164'],
+    ['nora\uFE0F@vendor.example', 'U+FE0F'],
+    ['nora\u034F@vendor.example', 'U+034F'],
+    ['nora\u115F', 'U+115F'],
+    ['nora\u2800@vendor.example', 'U+2800'],
+    ['nora\u180B@vendor.example', 'U+180B'],
   ];
   for (const [text, character] of found) assert.equal(hiddenCharacter(text), character, JSON.stringify(text));
   for (const text of ['dana@corp.example', 'müller@vendor.example', '開発@example.jp', 'ok-\u{1F600}', 'a b', ''])

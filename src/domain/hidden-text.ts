@@ -9,7 +9,9 @@
  * (logins, SCIM, the directory sync, engagements). Display names are not identifiers and legitimately use joiners
  * (Persian, emoji sequences), so they are not checked here.
  */
-const HIDDEN = /[\p{Cf}\p{Zl}\p{Zp}]/u;
+// Also every default-ignorable code point (variation selectors, the combining grapheme joiner, Hangul fillers, Mongolian
+// free variation selectors), which render as nothing, and the braille blank U+2800, which renders as a space.
+const HIDDEN = /[\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\u2800]/u;
 
 /** The first hidden character of `text` as `U+XXXX` (for messages), or undefined when it holds none. */
 export function hiddenCharacter(text: string): string | undefined {
