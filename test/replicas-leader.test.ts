@@ -13,7 +13,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -63,6 +63,9 @@ async function startReplica(name: string, port: number, extraEnv: Record<string,
   const started = await spawnServer(await writeReplicaConfig(env, name, port), {
     KUBEVISA_FAULT: 'stop-before-write',
     KUBEVISA_FAULT_FILE: faultFile,
+    // SIGUSR2 writes a diagnostic report (JavaScript and native stacks, handles) into the environment's folder: what a
+    // replica was doing when a fault test times out.
+    NODE_OPTIONS: `--report-on-signal --report-signal=SIGUSR2 --report-directory=${env.dir} --report-filename=${name}.report.json`,
     ...extraEnv,
   });
   if (!started.ready) throw new Error(`replica ${name} exited early:\n${started.output()}`);
@@ -191,6 +194,40 @@ function openWatch(replica: Replica, token: string): Promise<{ ended: Promise<nu
 /** The claims of a JWT (no verification: the test only reads what the server put in). */
 function claimsOf(token: string): { iat: number; exp: number } {
   return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
+}
+
+/** The kernel's word on a process: `State:` of /proc/PID/status (R running, S sleeping, T stopped), each thread's too. */
+function processState(child: ChildProcess): string {
+  try {
+    const state = (pid: string) => /^State:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '?';
+    const threads = readdirSync(`/proc/${child.pid}/task`).map((tid) => `${tid} ${state(`${child.pid}/task/${tid}`)}`);
+    return `${state(String(child.pid))}; threads: ${threads.join(', ')}`;
+  } catch (error) {
+    return `unknown (${(error as Error).message})`;
+  }
+}
+
+/** A replica's diagnostic report (SIGUSR2, see startReplica): its stacks, for a failure's message. */
+async function diagnosticReport(replica: Replica): Promise<string> {
+  const file = join(env.dir, `${replica.name}.report.json`);
+  replica.child.kill('SIGUSR2');
+  for (let i = 0; i < 50 && !existsSync(file); i++) await sleep(100);
+  if (!existsSync(file)) return `no diagnostic report within 5 s (state ${processState(replica.child)})`;
+  const report = JSON.parse(readFileSync(file, 'utf8')) as {
+    javascriptStack?: { message?: string; stack?: string[] };
+    nativeStack?: { symbol: string }[];
+    libuv?: { type: string; is_active: boolean }[];
+  };
+  return [
+    `JavaScript: ${report.javascriptStack?.message ?? ''}`,
+    ...(report.javascriptStack?.stack ?? []).slice(0, 30),
+    'native:',
+    ...(report.nativeStack ?? []).slice(0, 30).map((frame) => `  ${frame.symbol}`),
+    `active libuv handles: ${(report.libuv ?? [])
+      .filter((h) => h.is_active)
+      .map((h) => h.type)
+      .join(', ')}`,
+  ].join('\n');
 }
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<number> {
@@ -427,14 +464,25 @@ test('SIGSTOP of the leader between its checks and its writes, past its lease: i
     epoch,
   );
   await sleep(2 * RENEW_MS);
+  const stateStopped = processState(leader.child);
+  assert.match(stateStopped, /^T/, `the leader is stopped before SIGCONT (state ${stateStopped})`);
   const outputBefore = leader.output().length;
-  leader.child.kill('SIGCONT');
+  assert.ok(leader.child.kill('SIGCONT'), 'SIGCONT was sent');
   // The old leader carries on with the write it had prepared at epoch `epoch`: kube-apiserver refuses it.
-  await until(
-    'the deposed leader to report the refusal',
-    async () => /ERR_FENCED|fenc/i.test(leader.output().slice(outputBefore)),
-    20_000,
-  );
+  try {
+    await until(
+      'the deposed leader to report the refusal',
+      async () => /ERR_FENCED|fenc/i.test(leader.output().slice(outputBefore)),
+      20_000,
+    );
+  } catch (error) {
+    const since = leader.output().slice(outputBefore).trim() || '(nothing)';
+    throw new Error(
+      `${(error as Error).message}; state before SIGCONT: ${stateStopped}; now: ${processState(leader.child)}; ` +
+        `its output since SIGCONT: ${since}\n${await diagnosticReport(leader)}`,
+      { cause: error },
+    );
+  }
   for (let i = 0; i < 30; i++) {
     assert.equal(await bindingStatus(visaId), 404, "the revoked visa's binding never comes back");
     await sleep(100);
