@@ -109,7 +109,7 @@ for (const engine of ['sqlite', 'postgres'] as const) {
       assert.equal(verdict.body.ok, true, String(verdict.body.summary));
     });
 
-    test('a login, a SCIM user or an engagement whose identifier holds an invisible character is refused naming it; nothing is created', async () => {
+    test('a login, a SCIM user, an engagement or an identity link whose identifier holds an invisible character is refused naming it; nothing is created', async () => {
       for (const [account, claim, character] of [
         [uma, 'sub', 'U\\+2028'],
         [vera, 'email', 'U\\+200B'],
@@ -146,6 +146,16 @@ for (const engine of ['sqlite', 'postgres'] as const) {
       });
       assert.equal(engagement.status, 400, JSON.stringify(engagement.body));
       assert.match(String(engagement.body.detail), /contractors\[0\]: .* holds U\+200B, an invisible character/);
+      // A link made ahead for someone who has not logged in yet names them by an address: the same check.
+      const link = await api(env.serverUrl, 'POST', '/api/v1/identity/links', {
+        token: env.admin,
+        body: { person: 'nora\u2800@vendor.example', idp: 'okta', reason: 'ahead of the first login' },
+      });
+      assert.equal(link.status, 400, JSON.stringify(link.body));
+      assert.match(String(link.body.detail), /^person: .* holds U\+2800, an invisible character/);
+      const links = await api(env.serverUrl, 'GET', '/api/v1/identity/links', { token: env.admin });
+      assert.equal(JSON.stringify(links.body).includes('\\u2800'), false, 'no link was made');
+      assert.equal(JSON.stringify(links.body).includes('\u2800'), false, 'no link was made');
       const persons = await api(env.serverUrl, 'GET', '/api/v1/persons', { token: env.admin });
       const emails = (persons.body.items ?? []).map((p) => p.email);
       assert.ok(!emails.includes(uma.email) && !emails.includes(vera.email), 'no person for a refused login');

@@ -20,7 +20,7 @@ import type { Instant } from '../domain/model.ts';
 import { DeviceLoginUnsupported, IdentityProviderUnavailable, LoginDenied, LoginExpired } from './errors.ts';
 import { foldsIntoAscii } from '../domain/case-folding.ts';
 import { hiddenCharacter, hiddenCharacterProblem } from '../domain/hidden-text.ts';
-import { MAX_EMAIL_LENGTH } from '../domain/engagement.ts';
+import { MAX_EMAIL_LENGTH } from '../domain/email.ts';
 
 /**
  * Scopes requested by default. `groups` is not among them because IdPs disagree about it: Dex, Okta and the

@@ -7,7 +7,7 @@ import type { Actor, Ceiling, Engagement, Instant } from './model.ts';
 import { isDnsLabel, isNamespacePattern } from './names.ts';
 import { requireCeilingNamesNoProtected } from './protected-namespaces.ts';
 import { formatInstant, MAX_DURATION_SECONDS } from './time.ts';
-import { hiddenCharacter, hiddenCharacterProblem } from './hidden-text.ts';
+import { parseEmailAddress } from './email.ts';
 import {
   firstDuplicate,
   listForHumans,
@@ -21,10 +21,6 @@ import {
 export const MAX_CONTRACTORS = 500;
 /** The most entries in each list of a ceiling (clusters, namespace patterns, profiles). */
 export const MAX_CEILING_ENTRIES = 100;
-/** The longest email address (RFC 5321 §4.5.3.1.3: a path of 256 octets, less its angle brackets). */
-export const MAX_EMAIL_LENGTH = 254;
-// Deliberately loose (the IdP is the authority on addresses): one `@`, no white space, a dot in the domain.
-const EMAIL = /^[^\s@]{1,64}@[^\s@.]+(\.[^\s@.]+)+$/;
 
 /** What an admin supplies to create an engagement; times already parsed to instants (see time.ts). */
 export interface EngagementInput {
@@ -73,7 +69,7 @@ export function createEngagement(input: EngagementInput, ctx: EngagementContext)
   }
   const vendor = requireText(input.vendor, 'vendor', 200);
   const contractors = validateEmails(input.contractors, 'contractors');
-  const sponsor = validateEmail(input.sponsor, 'sponsor');
+  const sponsor = parseEmailAddress(input.sponsor, 'sponsor');
   if (contractors.includes(sponsor)) {
     throw new InvalidInput(`sponsor: ${sponsor} is also listed as a contractor; the sponsor must be someone else`, {
       details: { field: 'sponsor', value: sponsor },
@@ -163,28 +159,9 @@ export function isSponsorOf(email: string, engagement: Engagement): boolean {
   return engagement.sponsor.toLowerCase() === email.toLowerCase();
 }
 
-function validateEmail(value: unknown, field: string): string {
-  if (typeof value !== 'string' || value.length > MAX_EMAIL_LENGTH || !EMAIL.test(value)) {
-    const shown = typeof value === 'string' ? `'${value}'` : 'missing';
-    throw new InvalidInput(`${field}: ${shown} is not an email address (e.g. dana@example.com)`, {
-      details: { field, value },
-    });
-  }
-  const hidden = hiddenCharacter(value);
-  if (hidden !== undefined) {
-    throw new InvalidInput(
-      `${field}: ${JSON.stringify(value)} ${hiddenCharacterProblem(hidden)}; type the address again`,
-      {
-        details: { field, value, character: hidden },
-      },
-    );
-  }
-  return value.toLowerCase();
-}
-
 function validateEmails(value: unknown, field: string): string[] {
   const emails = requireStringList(value, field, 1, MAX_CONTRACTORS).map((email, index) =>
-    validateEmail(email, `${field}[${index}]`),
+    parseEmailAddress(email, `${field}[${index}]`),
   );
   const duplicate = firstDuplicate(emails);
   if (duplicate !== undefined) {

@@ -19,6 +19,12 @@ export function hiddenCharacter(text: string): string | undefined {
   return found === undefined ? undefined : `U+${found.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
+/** `text` quoted, each hidden character written as an escape (`"dana\u200B@corp.example"`), so a message shows it. */
+export function quoteShowingHidden(text: string): string {
+  const hidden = new RegExp(HIDDEN.source, 'gu');
+  return `"${text.replace(hidden, (found) => `\\u{${found.codePointAt(0)!.toString(16).toUpperCase()}}`)}"`;
+}
+
 /** Why an identifier holding `character` (from hiddenCharacter) is refused, for error messages. */
 export function hiddenCharacterProblem(character: string): string {
   return `holds ${character}, an invisible character that changes how text is shown, so it could pass for another identity`;

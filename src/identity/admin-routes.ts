@@ -10,6 +10,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import { emailAddressProblem, parseEmailAddress } from '../domain/email.ts';
+import { hiddenCharacter } from '../domain/hidden-text.ts';
 import { Conflict, InvalidInput, NotFound } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
 import { parseDuration } from '../domain/time.ts';
@@ -92,8 +94,6 @@ export function linkView(link: ScimLinkRecord): ScimLinkView {
     createdAt: new Date(link.createdAt).toISOString(),
   };
 }
-
-const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
 export function registerAdminRoutes(context: ServerContext, options: AdminRoutesOptions): void {
   const { route, store } = context;
@@ -316,10 +316,13 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
   const personOf = async (idOrEmail: string): Promise<{ email: string; personId?: string }> => {
     const person = (await store.getPerson(idOrEmail)) ?? (await store.getPersonByEmail(idOrEmail.toLowerCase()));
     if (person) return { email: person.email, personId: person.id };
-    if (!EMAIL.test(idOrEmail)) {
+    // Someone not known yet: what is recorded for them must be an address kubevisa would accept for a login.
+    const address = idOrEmail.trim();
+    if (hiddenCharacter(address) !== undefined) return { email: parseEmailAddress(address, 'person') };
+    if (emailAddressProblem(address) !== undefined) {
       throw new NotFound(`no person '${idOrEmail}': name them by email (someone who has not logged in yet too)`);
     }
-    return { email: idOrEmail.trim().toLowerCase() };
+    return { email: address.toLowerCase() };
   };
 
   route({

@@ -123,6 +123,10 @@ describe('identity configuration', () => {
       refused(/sponsor' must be the sponsor's email/),
     );
     assert.throws(
+      () => validateMappings(config({ ...acme.engagement, sponsor: 'sam\u200D@corp.example' }), known),
+      refused(/sponsor' must be the sponsor's email: .* holds U\+200D, an invisible character/),
+    );
+    assert.throws(
       () => validateMappings(config({ ...acme.engagement, maxVisaDuration: 'forever' }), known),
       /maxVisaDuration/,
     );

@@ -3,6 +3,7 @@
  * Pure functions: validation against what the server knows (clusters, profiles) and what a set of groups
  * implies. The lifecycle applies the result to the store.
  */
+import { emailAddressProblem } from '../domain/email.ts';
 import { InvalidInput } from '../domain/errors.ts';
 import type { PersonRole } from '../domain/model.ts';
 import { isNamespacePattern } from '../domain/names.ts';
@@ -10,8 +11,6 @@ import { own } from '../domain/own.ts';
 import { PERSON_ROLES, sameGroup } from '../domain/roles.ts';
 import { parseDuration, parseInstant } from '../domain/time.ts';
 import type { GroupMapping } from './config.ts';
-
-const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
 /**
  * Checks every engagement mapping against the clusters and profiles the server has, with the path of the
@@ -28,8 +27,8 @@ export function validateMappings(
     if (engagement === undefined) return;
     const refuse = (field: string, problem: string) =>
       new InvalidInput(`config: '${path}.${field}' ${problem}`, { details: { field: `${path}.${field}` } });
-    if (!EMAIL.test(engagement.sponsor))
-      throw refuse('sponsor', `must be the sponsor's email, not '${engagement.sponsor}'`);
+    const sponsorProblem = emailAddressProblem(engagement.sponsor);
+    if (sponsorProblem !== undefined) throw refuse('sponsor', `must be the sponsor's email: ${sponsorProblem}`);
     for (const cluster of engagement.ceiling.clusters) {
       if (!known.clusters.includes(cluster)) {
         throw refuse(

@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { parseEmailAddress } from '../domain/email.ts';
 import { InvalidInput } from '../domain/errors.ts';
 import type { Policy } from '../domain/model.ts';
 import { validateProtectedNamespaces } from '../domain/protected-namespaces.ts';
@@ -157,7 +158,11 @@ export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfi
   const oidcRaw = input.oidc;
   if (!isObject(oidcRaw)) throw new InvalidInput(`config: 'oidc' is required: { issuer, clientId, clientSecret }`);
   const rolesRaw = isObject(input.roles) ? input.roles : {};
-  const lower = (list: string[]) => list.map((s) => s.toLowerCase());
+  // Role lists name people by email: an entry that is no address (a typo, an invisible character) would match nobody.
+  const emails = (field: 'admins' | 'auditors') =>
+    strings(rolesRaw, field, 'roles.').map((entry, index) =>
+      parseEmailAddress(entry, `config: 'roles.${field}[${index}]'`),
+    );
   const clustersRaw = input.clusters ?? [];
   if (!Array.isArray(clustersRaw)) throw new InvalidInput(`config: 'clusters' must be a list of { name, kubeconfig }`);
   const dataDir = at(text(input, 'dataDir', '')!);
@@ -230,9 +235,9 @@ export function parseServerConfig(parsed: unknown, baseDir: string): ServerConfi
       emailsVerifiedByIdp: flag(oidcRaw, 'emailsVerifiedByIdp', 'oidc.'),
     },
     roles: {
-      admins: lower(strings(rolesRaw, 'admins', 'roles.')),
+      admins: emails('admins'),
       adminGroups: strings(rolesRaw, 'adminGroups', 'roles.'),
-      auditors: lower(strings(rolesRaw, 'auditors', 'roles.')),
+      auditors: emails('auditors'),
       auditorGroups: strings(rolesRaw, 'auditorGroups', 'roles.'),
     },
     policy,
