@@ -260,59 +260,68 @@ async function caller(name: string, roles: PersonRole[], on: Store = store) {
   return { actor: { personId: saved.id, email: saved.email, roles: saved.roles, groups: saved.groups } };
 }
 
+/**
+ * A registered cluster `cluster` with an engagement on it and a real VisaService (in-memory SQLite): carl files
+ * visas there with `ask`, ada approves. The registry judges time by `registryNow` (NOW unless given).
+ */
+async function visasOn(cluster: string, options: { reconciler?: Reconciler; registryNow?: () => number } = {}) {
+  const clusters = new Map<string, ClusterClient>();
+  const ports = {
+    store,
+    policy: {
+      requiredApprovals: 1,
+      approverGroups: [],
+      autoApproval: [],
+      maxVisaSeconds: 7 * 86_400,
+      expiryNoticeSeconds: 900,
+    },
+    clusterNames: () => [...clusters.keys()],
+    events: new AppEvents(),
+    now: () => NOW,
+  };
+  await store.transaction(async (tx) => {
+    for (const profile of SHIPPED_PROFILES) if (!(await tx.getProfile(profile.name))) await tx.upsertProfile(profile);
+  });
+  const visas = new VisaService(ports);
+  const ada = await caller('ada', ['admin']);
+  const carl = await caller('carl', []);
+  const made = new ClusterRegistry({
+    store,
+    secretBox,
+    clusters,
+    configured: new Map(),
+    directMode: new Set(),
+    reconciler: options.reconciler ?? fakeReconciler().reconciler,
+    events: ports.events,
+    visas,
+    createClient: fakeClient,
+    now: options.registryNow ?? (() => NOW),
+  });
+  await made.add(admin, { name: cluster, kubeconfig: kubeconfig(`https://127.0.0.1:${7000 + cluster.length}`).yaml });
+  await new EngagementService(ports).create(ada, {
+    name: cluster,
+    vendor: 'Acme',
+    contractors: ['carl@corp.example'],
+    sponsor: 'ada@corp.example',
+    endsAt: new Date(NOW + 30 * 86_400_000).toISOString(),
+    ceiling: { clusters: [cluster], namespacePatterns: ['shop'], profiles: ['viewer'] },
+    maxVisaDuration: '1d',
+  });
+  const ask = (reason: string) =>
+    visas.request(carl, {
+      engagement: cluster,
+      cluster,
+      namespaces: ['shop'],
+      profile: 'viewer',
+      duration: '2h',
+      reason,
+    });
+  return { visas, registry: made, clusters, ada, ask };
+}
+
 describe('removing a cluster while its visas change', () => {
   test('a request approved while a forced removal runs is revoked too: nothing is left granting in a cluster no one manages', async () => {
-    const clusters = new Map<string, ClusterClient>();
-    const ports = {
-      store,
-      policy: {
-        requiredApprovals: 1,
-        approverGroups: [],
-        autoApproval: [],
-        maxVisaSeconds: 7 * 86_400,
-        expiryNoticeSeconds: 900,
-      },
-      clusterNames: () => [...clusters.keys()],
-      events: new AppEvents(),
-      now: () => NOW,
-    };
-    await store.transaction(async (tx) => {
-      for (const profile of SHIPPED_PROFILES) if (!(await tx.getProfile(profile.name))) await tx.upsertProfile(profile);
-    });
-    const visas = new VisaService(ports);
-    const ada = await caller('ada', ['admin']);
-    const carl = await caller('carl', []);
-    const made = new ClusterRegistry({
-      store,
-      secretBox,
-      clusters,
-      configured: new Map(),
-      directMode: new Set(),
-      reconciler: fakeReconciler().reconciler,
-      events: ports.events,
-      visas,
-      createClient: fakeClient,
-      now: () => NOW,
-    });
-    await made.add(admin, { name: 'edge-race', kubeconfig: kubeconfig('https://127.0.0.1:7009').yaml });
-    await new EngagementService(ports).create(ada, {
-      name: 'race',
-      vendor: 'Acme',
-      contractors: ['carl@corp.example'],
-      sponsor: 'ada@corp.example',
-      endsAt: new Date(NOW + 30 * 86_400_000).toISOString(),
-      ceiling: { clusters: ['edge-race'], namespacePatterns: ['shop'], profiles: ['viewer'] },
-      maxVisaDuration: '1d',
-    });
-    const ask = (reason: string) =>
-      visas.request(carl, {
-        engagement: 'race',
-        cluster: 'edge-race',
-        namespaces: ['shop'],
-        profile: 'viewer',
-        duration: '2h',
-        reason,
-      });
+    const { visas, registry: made, clusters, ada, ask } = await visasOn('edge-race');
     const granted = await visas.approve(ada, (await ask('granted before')).id, {});
     const pending = await ask('approved during the removal');
     // The approval lands after the removal listed the granting visas and before it denies the pending ones.
@@ -346,6 +355,32 @@ describe('removing a cluster while its visas change', () => {
       /cluster 'edge-race' is no longer managed by kubevisa, so visa .* cannot be approved: deny it/,
     );
     assert.equal((await store.getVisa(late.id))?.state, 'requested');
+  });
+
+  test('a visa past its end whose expiry is not carried out yet gets a pass before the cluster stops being managed, and the removal says whether its binding went', async () => {
+    for (const [cluster, passError] of [
+      ['edge-ended', undefined],
+      ['edge-ended-down', "cluster 'edge-ended-down' did not answer"],
+    ] as const) {
+      const passes: string[] = [];
+      const reconciler = {
+        ...fakeReconciler().reconciler,
+        reconcileNow: async (name: string) => {
+          passes.push(name);
+          return { cluster: name, ...(passError !== undefined ? { error: passError } : {}) };
+        },
+      } as unknown as Reconciler;
+      // The registry looks three hours on: the two-hour visa has ended, but nothing has expired it yet.
+      const { visas, registry, ada, ask } = await visasOn(cluster, {
+        reconciler,
+        registryNow: () => NOW + 3 * 3_600_000,
+      });
+      const ended = await visas.approve(ada, (await ask('ended before the removal')).id, {});
+      const removed = await registry.remove(ada, cluster);
+      assert.deepEqual(passes, [cluster], 'a pass ran before the cluster was let go');
+      assert.deepEqual(removed, { name: cluster, revoked: [], denied: [], bindingsRemoved: passError === undefined });
+      assert.equal((await store.getVisa(ended.id))?.state, 'approved', 'not revoked: it ended by itself');
+    }
   });
 });
 

@@ -213,7 +213,7 @@ export class ClusterRegistry {
     // A request approved, or filed, while the removal runs (here or on another replica) would leave a binding in a
     // cluster nobody manages: the transaction that deletes the cluster looks again, and a round ends what it finds.
     for (let round = 1; ; round++) {
-      const granting = await this.#grantingVisas(name);
+      const { granting, ended } = await this.#visasHolding(name);
       if (granting.length > 0 && options.force !== true) {
         throw new Conflict(
           `cluster '${name}' still has ${granting.length} granting visa(s) (${granting.map((v) => v.id).join(', ')}): revoke them, or remove it with --force, which revokes them first`,
@@ -238,9 +238,13 @@ export class ClusterRegistry {
           if (!(error instanceof KubevisaError && error.code === 'ERR_INVALID_TRANSITION')) throw error;
         }
       }
-      // The cluster away (not served here): the bindings of what was revoked are not known to be gone.
-      if (granting.length > 0 && !this.#o.clusters.has(name)) bindingsRemoved = false;
-      if (granting.length > 0 && this.#o.clusters.has(name)) {
+      // What was revoked here, and what ended before the removal but may still have its binding (its expiry not yet
+      // carried out: the leader was busy, down, or the cluster unreachable), goes in a pass before the cluster stops
+      // being managed: after that, no pass would ever delete those bindings.
+      const bound = granting.length + ended.length > 0;
+      // The cluster away (not served here): those bindings are not known to be gone.
+      if (bound && !this.#o.clusters.has(name)) bindingsRemoved = false;
+      if (bound && this.#o.clusters.has(name)) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         const pass = await Promise.race([
           this.#o.reconciler.reconcileNow(name).catch(() => undefined),
@@ -290,12 +294,14 @@ export class ClusterRegistry {
     return { name, revoked, denied, bindingsRemoved };
   }
 
-  /** The cluster's visas that grant access now or later (approved or active, not yet past their end). */
-  async #grantingVisas(name: string) {
+  /**
+   * The cluster's approved or active visas: those that grant access now or later (`granting`), and those past their end
+   * whose expiry is not carried out yet (`ended`: their bindings may still be there).
+   */
+  async #visasHolding(name: string): Promise<{ granting: Visa[]; ended: Visa[] }> {
     const now = this.#now();
-    return (await this.#o.store.listVisas({ cluster: name, states: ['approved', 'active'] })).filter(
-      (v) => v.notAfter > now,
-    );
+    const open = await this.#o.store.listVisas({ cluster: name, states: ['approved', 'active'] });
+    return { granting: open.filter((v) => v.notAfter > now), ended: open.filter((v) => v.notAfter <= now) };
   }
 
   /** Every managed cluster (or those named), probed now, at most PROBE_TIMEOUT_MS each and all at once. */
