@@ -463,6 +463,16 @@ test('SIGSTOP of the leader between its checks and its writes, past its lease: i
     live().filter((replica) => replica !== leader),
     epoch,
   );
+  // The refusal is promised once the new leader has raised the fence, which it does before its first write (a write
+  // that came earlier would be seen and undone by that leader's pass, not refused): wait for it, however slow the
+  // machine, then give kube-apiserver's admission cache time to hold it.
+  await until(
+    `the new leader to raise the fence to epoch ${next.epoch}`,
+    async () =>
+      Number(
+        await env.kOk(['get', 'configmap', '-n', 'kubevisa-system', 'kubevisa-fence', '-o', 'jsonpath={.data.epoch}']),
+      ) >= next.epoch,
+  );
   await sleep(2 * RENEW_MS);
   const stateStopped = processState(leader.child);
   assert.match(stateStopped, /^T/, `the leader is stopped before SIGCONT (state ${stateStopped})`);
