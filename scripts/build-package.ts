@@ -39,7 +39,7 @@ writeFileSync(
   JSON.stringify({
     extends: '../tsconfig.json',
     include: ['../src/**/*.ts'],
-    exclude: ['../src/**/*.test.ts', '../src/**/testing/**'],
+    exclude: ['../src/**/*.test.ts', '../src/**/testing/**', '../src/**/testing.ts'],
     compilerOptions: {
       noEmit: false,
       outDir: '.',

@@ -3,7 +3,7 @@
 // own actors (monitoring, the identity lifecycle), which hold no role and pass no check.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { DAY, HOUR, NOW } from '../domain/testing/fixtures.ts';
+import { aPolicy, DAY, HOUR, NOW } from '../domain/testing/fixtures.ts';
 import type { Actor, PersonRole } from '../domain/model.ts';
 import { formatInstant } from '../domain/time.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
@@ -55,13 +55,7 @@ beforeEach(async () => {
   events.on('person-deprovisioned', (p) => told.push(`person-deprovisioned ${p.email}`));
   const ports = {
     store,
-    policy: {
-      requiredApprovals: 1,
-      approverGroups: [],
-      autoApproval: [],
-      maxVisaSeconds: 7 * 86_400,
-      expiryNoticeSeconds: 900,
-    },
+    policy: aPolicy({ approverGroups: [] }),
     clusterNames: () => [CLUSTER],
     events,
     now: () => NOW,

@@ -8,7 +8,7 @@ import { AppEvents } from '../app/events.ts';
 import { VisaService } from '../app/visas.ts';
 import { ClusterUnreachable } from '../cluster/errors.ts';
 import type { Actor } from '../domain/model.ts';
-import { DAY, NOW } from '../domain/testing/fixtures.ts';
+import { aPolicy, DAY, NOW } from '../domain/testing/fixtures.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
@@ -48,13 +48,7 @@ beforeEach(async () => {
   approver = await person('abe', 'abe@corp.example', ['approver']);
   const ports = {
     store,
-    policy: {
-      requiredApprovals: 1,
-      approverGroups: [],
-      autoApproval: [],
-      maxVisaSeconds: 7 * 86_400,
-      expiryNoticeSeconds: 900,
-    },
+    policy: aPolicy({ approverGroups: [] }),
     clusterNames: () => ['prod', 'edge', 'away'],
     events: new AppEvents(),
     now: () => NOW,

@@ -12,7 +12,7 @@ import { Fenced } from '../cluster/errors.ts';
 import { PERSON_ANNOTATION } from '../cluster/objects.ts';
 import type { Actor } from '../domain/model.ts';
 import { serviceAccountName } from '../domain/names.ts';
-import { DAY, HOUR, MINUTE, NOW } from '../domain/testing/fixtures.ts';
+import { aPolicy, DAY, HOUR, MINUTE, NOW } from '../domain/testing/fixtures.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store } from '../store/store.ts';
@@ -53,13 +53,7 @@ beforeEach(async () => {
   approver = await person('abe', 'abe@corp.example', ['approver']);
   const ports = {
     store,
-    policy: {
-      requiredApprovals: 1,
-      approverGroups: [],
-      autoApproval: [],
-      maxVisaSeconds: 7 * 86_400,
-      expiryNoticeSeconds: 900,
-    },
+    policy: aPolicy({ approverGroups: [] }),
     clusterNames: () => ['prod'],
     events: new AppEvents(),
     now: () => clock,

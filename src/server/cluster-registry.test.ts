@@ -8,6 +8,7 @@ import { AppEvents } from '../app/events.ts';
 import { EngagementService } from '../app/engagements.ts';
 import { VisaService } from '../app/visas.ts';
 import type { PersonRole, Visa } from '../domain/model.ts';
+import { aPolicy } from '../domain/testing/fixtures.ts';
 import { SHIPPED_PROFILES } from '../rbac/profiles.ts';
 import { loadOrCreateSecretBox, type SecretBox } from '../auth/secret-box.ts';
 import type { ClusterClient, OwnRbac } from '../cluster/client.ts';
@@ -268,13 +269,7 @@ async function visasOn(cluster: string, options: { reconciler?: Reconciler; regi
   const clusters = new Map<string, ClusterClient>();
   const ports = {
     store,
-    policy: {
-      requiredApprovals: 1,
-      approverGroups: [],
-      autoApproval: [],
-      maxVisaSeconds: 7 * 86_400,
-      expiryNoticeSeconds: 900,
-    },
+    policy: aPolicy({ approverGroups: [] }),
     clusterNames: () => [...clusters.keys()],
     events: new AppEvents(),
     now: () => NOW,
@@ -402,13 +397,7 @@ describe('removing a cluster while another replica grants there (PostgreSQL, REA
 
   test('a visa requested and approved on a replica whose cluster list is stale, while the deleting transaction is open, is refused: nothing is left granting in the removed cluster', async () => {
     const clusters = new Map<string, ClusterClient>();
-    const policy = {
-      requiredApprovals: 1,
-      approverGroups: [],
-      autoApproval: [],
-      maxVisaSeconds: 7 * 86_400,
-      expiryNoticeSeconds: 900,
-    };
+    const policy = aPolicy({ approverGroups: [] });
     const configuredClusters: ReadonlySet<string> = new Set();
     const here = { store: pgStore, policy, clusterNames: () => [...clusters.keys()], configuredClusters };
     const ports = { ...here, events: new AppEvents(), now: () => NOW };

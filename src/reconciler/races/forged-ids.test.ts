@@ -4,7 +4,7 @@ import { afterEach, test } from 'node:test';
 import { decodeChange, encodeChange } from '../../store/change-codec.ts';
 import { HOUR, MINUTE, NOW } from '../../domain/testing/fixtures.ts';
 import { Reconciler } from '../reconciler.ts';
-import { world, type World } from './setup.ts';
+import { world, type World } from '../testing/races.ts';
 
 let w: World | undefined;
 let r: Reconciler | undefined;

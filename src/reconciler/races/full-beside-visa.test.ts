@@ -4,7 +4,7 @@ import { afterEach, beforeEach, test } from 'node:test';
 import { serviceAccountName } from '../../domain/names.ts';
 import type { Store } from '../../store/store.ts';
 import { Reconciler, type PassReport } from '../reconciler.ts';
-import { EMAIL, world, type World } from './setup.ts';
+import { EMAIL, world, type World } from '../testing/races.ts';
 
 let w: World;
 let store: Store;

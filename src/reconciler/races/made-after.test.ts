@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, test } from 'node:test';
 import { Reconciler, type PassReport } from '../reconciler.ts';
-import { tick, world, type World } from './setup.ts';
+import { tick, world, type World } from '../testing/races.ts';
 
 let w: World;
 let r: Reconciler;

@@ -7,7 +7,7 @@ import type { Store } from '../../store/store.ts';
 import { Reconciler } from '../reconciler.ts';
 import { FakeCluster } from '../testing/fake-cluster.ts';
 import { SHIPPED_PROFILES } from '../../rbac/profiles.ts';
-import { gate, holdAfter, tick, widenViewerUnrestorably, world, type World } from './setup.ts';
+import { gate, holdAfter, tick, widenViewerUnrestorably, world, type World } from '../testing/races.ts';
 
 let w: World;
 let store: Store;

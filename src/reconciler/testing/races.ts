@@ -5,11 +5,11 @@ import { EngagementService } from '../../app/engagements.ts';
 import { AppEvents } from '../../app/events.ts';
 import { VisaService } from '../../app/visas.ts';
 import type { Actor } from '../../domain/model.ts';
-import { DAY, NOW } from '../../domain/testing/fixtures.ts';
+import { aPolicy, DAY, NOW } from '../../domain/testing/fixtures.ts';
 import { SHIPPED_PROFILES } from '../../rbac/profiles.ts';
 import { openSqliteStore } from '../../store/sqlite.ts';
 import type { Store } from '../../store/store.ts';
-import { FakeCluster } from '../testing/fake-cluster.ts';
+import { FakeCluster } from './fake-cluster.ts';
 
 export const EMAIL = 'carol@vendor.example';
 
@@ -49,13 +49,7 @@ export async function world(contractors: string[] = [EMAIL]): Promise<World> {
   const approver = await person('abe', 'abe@corp.example', ['approver']);
   const ports = {
     store,
-    policy: {
-      requiredApprovals: 1,
-      approverGroups: [],
-      autoApproval: [],
-      maxVisaSeconds: 7 * 86_400,
-      expiryNoticeSeconds: 900,
-    },
+    policy: aPolicy({ approverGroups: [] }),
     clusterNames: () => ['prod'],
     events: new AppEvents(),
     now: () => clock.now,
