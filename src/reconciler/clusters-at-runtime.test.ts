@@ -130,3 +130,29 @@ test('a cluster that does not answer fails only its own passes', async () => {
   assert.equal(prodPass.error, undefined);
   assert.ok(prod.roleBindings.has(`payments/kubevisa-${onProd.id}`));
 });
+
+test('a cluster removed and added again under its name is fenced again before the term’s first write there', async () => {
+  const leading = new Reconciler({
+    store,
+    clusters: new Map(),
+    now: () => NOW,
+    resyncIntervalMs: 60_000,
+    leadership: { isLeader: () => true, fenceEpoch: () => 5 },
+  });
+  await leading.start();
+  try {
+    const first = fake('edge');
+    leading.addCluster('edge', first);
+    assert.equal((await leading.reconcileNow('edge')).error, undefined);
+    assert.equal(first.fence, 5);
+    // Another cluster behind the same name (or the same one rebuilt, its fence ConfigMap gone): a deposed leader's
+    // late writes would reach it unless this term raises its fence there too.
+    leading.removeCluster('edge');
+    const second = fake('edge');
+    leading.addCluster('edge', second);
+    assert.equal((await leading.reconcileNow('edge')).error, undefined);
+    assert.equal(second.fence, 5, 'the cluster added again is fenced at this term');
+  } finally {
+    leading.stop();
+  }
+});

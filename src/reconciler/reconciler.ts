@@ -280,6 +280,9 @@ export class Reconciler {
     this.retryTimers.delete(name);
     clearTimeout(this.holdTimers.get(name)?.timer);
     this.holdTimers.delete(name);
+    // A cluster added again under this name may be another cluster, or the same one whose fence was lost: its fence
+    // is raised again before this term's first write there.
+    this.fencedAt.delete(name);
     this.ownDeletions.delete(name);
     this.ownCreations.delete(name);
     this.seenRoleBindings.delete(name);

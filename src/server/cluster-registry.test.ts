@@ -15,7 +15,8 @@ import type { ClusterClient, OwnRbac } from '../cluster/client.ts';
 import { ClusterUnreachable } from '../cluster/errors.ts';
 import { tokenKubeconfigYaml } from '../cluster/kubeconfig.ts';
 import { kubevisaControllerRbac } from '../cluster/objects.ts';
-import type { Reconciler } from '../reconciler/reconciler.ts';
+import { Reconciler } from '../reconciler/reconciler.ts';
+import { FakeCluster } from '../reconciler/testing/fake-cluster.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Store, StoreTx } from '../store/store.ts';
 import { openPostgresStore, type PostgresStore } from '../store/postgres/store.ts';
@@ -263,9 +264,17 @@ async function caller(name: string, roles: PersonRole[], on: Store = store) {
 
 /**
  * A registered cluster `cluster` with an engagement on it and a real VisaService (in-memory SQLite): carl files
- * visas there with `ask`, ada approves. The registry judges time by `registryNow` (NOW unless given).
+ * visas there with `ask`, ada approves. The registry judges time by `registryNow` (NOW unless given), and makes its
+ * cluster client with `createClient` (`fakeClient` unless given).
  */
-async function visasOn(cluster: string, options: { reconciler?: Reconciler; registryNow?: () => number } = {}) {
+async function visasOn(
+  cluster: string,
+  options: {
+    reconciler?: Reconciler;
+    registryNow?: () => number;
+    createClient?: (name: string, kubeconfigYaml: string) => ClusterClient;
+  } = {},
+) {
   const clusters = new Map<string, ClusterClient>();
   const ports = {
     store,
@@ -289,7 +298,7 @@ async function visasOn(cluster: string, options: { reconciler?: Reconciler; regi
     reconciler: options.reconciler ?? fakeReconciler().reconciler,
     events: ports.events,
     visas,
-    createClient: fakeClient,
+    createClient: options.createClient ?? fakeClient,
     now: options.registryNow ?? (() => NOW),
   });
   await made.add(admin, { name: cluster, kubeconfig: kubeconfig(`https://127.0.0.1:${7000 + cluster.length}`).yaml });
@@ -312,6 +321,34 @@ async function visasOn(cluster: string, options: { reconciler?: Reconciler; regi
       reason,
     });
   return { visas, registry: made, clusters, ada, ask };
+}
+
+/**
+ * A real reconciler over in-memory clusters (FakeCluster, with the few ClusterClient members the registry's checks
+ * read), for removals judged by what is really left in the cluster. `leads` false: a replica that does not lead.
+ */
+async function realReconciler(leads = true) {
+  const fakes = new Map<string, FakeCluster>();
+  const reconciler = new Reconciler({
+    store,
+    clusters: new Map(),
+    now: () => NOW,
+    resyncIntervalMs: 3_600_000,
+    leadership: { isLeader: () => leads },
+  });
+  await reconciler.start();
+  const createClient = (name: string, kubeconfigYaml: string): ClusterClient => {
+    const server = /server: (\S+)/.exec(kubeconfigYaml)![1]!;
+    const fake = new FakeCluster({ name, namespaces: ['shop'], profiles: SHIPPED_PROFILES });
+    fakes.set(name, fake);
+    return Object.assign(fake, {
+      server,
+      caData: undefined,
+      connection: { server, insecureSkipTlsVerify: false },
+      whoAmI: async () => ({ username: 'system:serviceaccount:kubevisa-system:kubevisa', groups: [] }),
+    }) as unknown as ClusterClient;
+  };
+  return { reconciler, fakes, createClient };
 }
 
 describe('removing a cluster while its visas change', () => {
@@ -375,6 +412,72 @@ describe('removing a cluster while its visas change', () => {
       assert.deepEqual(passes, [cluster], 'a pass ran before the cluster was let go');
       assert.deepEqual(removed, { name: cluster, revoked: [], denied: [], bindingsRemoved: passError === undefined });
       assert.equal((await store.getVisa(ended.id))?.state, 'approved', 'not revoked: it ended by itself');
+    }
+  });
+
+  test('what a revoke left behind while the cluster did not answer goes in the removal’s full pass, whatever the visa’s state', async () => {
+    const { reconciler, fakes, createClient } = await realReconciler();
+    try {
+      const { visas, registry, ada, ask } = await visasOn('edge-left', { reconciler, createClient });
+      const edge = fakes.get('edge-left')!;
+      const visa = await visas.approve(ada, (await ask('revoked while the cluster was away')).id, {});
+      assert.equal((await reconciler.reconcileNow('edge-left')).error, undefined);
+      const binding = `shop/kubevisa-${visa.id}`;
+      assert.ok(edge.roleBindings.has(binding), 'bound');
+      // The revoke's pass meets a cluster that does not answer: the visa is revoked, its binding still there.
+      const deleteRoleBinding = edge.deleteRoleBinding.bind(edge);
+      edge.deleteRoleBinding = async () => {
+        throw new ClusterUnreachable("cluster 'edge-left' did not answer");
+      };
+      await visas.revoke(ada, visa.id, 'contract over');
+      assert.match((await reconciler.reconcileNow('edge-left')).error ?? '', /did not answer/);
+      edge.deleteRoleBinding = deleteRoleBinding;
+      // Nothing approved or active is left, so no --force is needed; the removal still looks in the cluster.
+      const removed = await registry.remove(ada, 'edge-left');
+      assert.equal(removed.bindingsRemoved, true);
+      assert.equal(edge.roleBindings.has(binding), false, "the revoked visa's binding went with the removal");
+      assert.equal(edge.serviceAccounts.size, 0, "and so did the person's ServiceAccount");
+      assert.deepEqual(await store.listPendingIntents({ cluster: 'edge-left' }), []);
+    } finally {
+      reconciler.stop();
+    }
+  });
+
+  test('a removal whose pass fails, or that a replica not leading serves, does not say what it cannot know is gone', async () => {
+    const { reconciler, fakes, createClient } = await realReconciler();
+    try {
+      const { visas, registry, ada, ask } = await visasOn('edge-sa', { reconciler, createClient });
+      const edge = fakes.get('edge-sa')!;
+      const visa = await visas.approve(ada, (await ask('ends, its ServiceAccount not deletable')).id, {});
+      assert.equal((await reconciler.reconcileNow('edge-sa')).error, undefined);
+      assert.equal(edge.serviceAccounts.size, 1);
+      // The visa is revoked and its binding goes; the ServiceAccount's delete fails, and keeps failing.
+      edge.deleteServiceAccount = async () => {
+        throw new ClusterUnreachable("cluster 'edge-sa' did not answer");
+      };
+      await visas.revoke(ada, visa.id, 'contract over');
+      await reconciler.reconcileNow('edge-sa');
+      assert.equal(edge.roleBindings.size, 0);
+      const removed = await registry.remove(ada, 'edge-sa');
+      assert.equal(removed.bindingsRemoved, false, 'the ServiceAccount is still there');
+      assert.equal(edge.serviceAccounts.size, 1);
+      const [event] = (await store.listAudit({ action: 'cluster.removed' })).filter((e) => e.cluster === 'edge-sa');
+      assert.equal(event!.details.bindingsRemoved, false, 'the audit trail says so too');
+    } finally {
+      reconciler.stop();
+    }
+    const follower = await realReconciler(false);
+    try {
+      // A replica that does not lead runs no pass: it vouches only for a cluster where nothing was ever granted.
+      const { visas, registry, ada, ask } = await visasOn('edge-follower', follower);
+      await visas.deny(ada, (await ask('never granted')).id, 'no');
+      assert.equal((await registry.remove(ada, 'edge-follower')).bindingsRemoved, true);
+      const again = await visasOn('edge-follower-2', follower);
+      const granted = await again.visas.approve(again.ada, (await again.ask('granted, then revoked')).id, {});
+      await again.visas.revoke(again.ada, granted.id, 'contract over');
+      assert.equal((await again.registry.remove(again.ada, 'edge-follower-2')).bindingsRemoved, false);
+    } finally {
+      follower.reconciler.stop();
     }
   });
 });

@@ -191,8 +191,9 @@ export class ClusterRegistry {
    * Removes a registered cluster. With granting visas (approved or active) it refuses unless `force`, which revokes
    * each of them first as `caller` (audited as any revoke) and gives the reconciler a moment to delete their bindings.
    * Requests still pending for it are denied as `caller`.
-   * @returns the visas revoked, the requests denied, and whether the revoked visas' bindings are known to be gone
-   *   (false when the cluster is away).
+   * @returns the visas revoked, the requests denied, and whether what kubevisa made there is known to be gone: a full
+   *   pass ran first and left no intent pending (false when the cluster is away, the pass failed or this replica does
+   *   not lead).
    */
   async remove(
     caller: Caller,
@@ -213,7 +214,7 @@ export class ClusterRegistry {
     // A request approved, or filed, while the removal runs (here or on another replica) would leave a binding in a
     // cluster nobody manages: the transaction that deletes the cluster looks again, and a round ends what it finds.
     for (let round = 1; ; round++) {
-      const { granting, ended } = await this.#visasHolding(name);
+      const granting = await this.#granting(name);
       if (granting.length > 0 && options.force !== true) {
         throw new Conflict(
           `cluster '${name}' still has ${granting.length} granting visa(s) (${granting.map((v) => v.id).join(', ')}): revoke them, or remove it with --force, which revokes them first`,
@@ -238,13 +239,13 @@ export class ClusterRegistry {
           if (!(error instanceof KubevisaError && error.code === 'ERR_INVALID_TRANSITION')) throw error;
         }
       }
-      // What was revoked here, and what ended before the removal but may still have its binding (its expiry not yet
-      // carried out: the leader was busy, down, or the cluster unreachable), goes in a pass before the cluster stops
-      // being managed: after that, no pass would ever delete those bindings.
-      const bound = granting.length + ended.length > 0;
-      // The cluster away (not served here): those bindings are not known to be gone.
-      if (bound && !this.#o.clusters.has(name)) bindingsRemoved = false;
-      if (bound && this.#o.clusters.has(name)) {
+      // Whatever a visa of this cluster may have left there goes in a full pass before the cluster stops being
+      // managed, since no pass would ever visit it afterwards: the bindings of what was revoked here, of what ended
+      // before (its expiry not carried out yet: the leader busy or down, the cluster unreachable) and of what was
+      // revoked earlier while a delete failed, and the people's ServiceAccounts. Whatever the visas' states say: a
+      // full pass deletes every kubevisa-labelled object nothing wants.
+      let passed = false;
+      if (this.#o.clusters.has(name)) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         const pass = await Promise.race([
           this.#o.reconciler.reconcileNow(name).catch(() => undefined),
@@ -253,8 +254,15 @@ export class ClusterRegistry {
           }),
         ]);
         clearTimeout(timer);
-        bindingsRemoved &&= pass !== undefined && pass.error === undefined;
+        passed = pass !== undefined && pass.error === undefined;
       }
+      // Without a pass (the cluster away or not served here, this replica not leading, the pass failed or too slow),
+      // what kubevisa made there is known gone only if no visa ever granted anything there. A change recorded as
+      // intended and not carried out (a delete that failed, a pass cut short) is not known done either way.
+      const known =
+        (passed || !(await this.#everGranted(name))) &&
+        (await this.#o.store.listPendingIntents({ cluster: name })).length === 0;
+      bindingsRemoved &&= known;
       let left: Visa[] = [];
       await this.#o.store
         .transaction(async (tx) => {
@@ -294,14 +302,19 @@ export class ClusterRegistry {
     return { name, revoked, denied, bindingsRemoved };
   }
 
-  /**
-   * The cluster's approved or active visas: those that grant access now or later (`granting`), and those past their end
-   * whose expiry is not carried out yet (`ended`: their bindings may still be there).
-   */
-  async #visasHolding(name: string): Promise<{ granting: Visa[]; ended: Visa[] }> {
-    const now = this.#now();
+  /** The cluster's visas that grant access now or later (approved or active, before their end). */
+  async #granting(name: string): Promise<Visa[]> {
     const open = await this.#o.store.listVisas({ cluster: name, states: ['approved', 'active'] });
-    return { granting: open.filter((v) => v.notAfter > now), ended: open.filter((v) => v.notAfter <= now) };
+    return open.filter((v) => v.notAfter > this.#now());
+  }
+
+  /** Whether any visa of the cluster got as far as approved (and so may have had a binding and a ServiceAccount). */
+  async #everGranted(name: string): Promise<boolean> {
+    const granted = await this.#o.store.listVisas({
+      cluster: name,
+      states: ['approved', 'active', 'expired', 'revoked'],
+    });
+    return granted.length > 0;
   }
 
   /** Every managed cluster (or those named), probed now, at most PROBE_TIMEOUT_MS each and all at once. */

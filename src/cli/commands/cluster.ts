@@ -90,9 +90,15 @@ export const remove: CommandRun = async ({ values, positionals, io }) => {
     removed.revoked.length === 0
       ? ''
       : ` ${removed.revoked.length} visa(s) revoked first (${removed.revoked.join(', ')})` +
-        (removed.bindingsRemoved
-          ? ', their RoleBindings deleted.'
-          : "; the cluster did not confirm their RoleBindings are gone: delete those labelled app.kubernetes.io/managed-by=kubevisa there by hand, or run 'kubevisa uninstall' against it.");
+        (removed.bindingsRemoved ? ', their RoleBindings deleted.' : '.');
+  const left = removed.bindingsRemoved
+    ? ''
+    : " kubevisa could not confirm that what it made there is gone (the cluster did not answer, a delete failed, or this server does not lead the reconciler): delete what is labelled app.kubernetes.io/managed-by=kubevisa there by hand, or run 'kubevisa uninstall' against it.";
   const denied = removed.denied.length === 0 ? '' : ` Pending request(s) denied: ${removed.denied.join(', ')}.`;
-  await emit(io, format, removed, `Cluster ${removed.name} is no longer managed by kubevisa.${revoked}${denied}`);
+  await emit(
+    io,
+    format,
+    removed,
+    `Cluster ${removed.name} is no longer managed by kubevisa.${revoked}${denied}${left}`,
+  );
 };
