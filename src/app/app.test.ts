@@ -295,6 +295,23 @@ describe('engagements', () => {
     assert.equal((await store.getVisa(visa.id))?.endedBy, 'system:sync');
     assert.ok(told.includes(`clusters-changed ${CLUSTER}`));
   });
+
+  test('a contractor named by an address that would pass for another person’s is neither added nor taken for hers', async () => {
+    const visa = await aVisa();
+    const engagement = (await store.getEngagement(visa.engagementId))!;
+    const state = (await store.getVisa(visa.id))?.state;
+    // `\u212A` (the Kelvin sign) lower-cases to k; carol's address spelt with a look-alike must not touch carol.
+    for (const [email, member] of [
+      ['\u212Aate@vendor.example', true],
+      ['carol@vendor.example\u200B', false],
+    ] as const) {
+      await assert.rejects(engagements.setContractorAs(systemCaller('sync'), engagement.id, email, member, 'x'), {
+        code: 'ERR_INVALID_INPUT',
+      });
+    }
+    assert.deepEqual((await store.getEngagement(engagement.id))!.contractors, engagement.contractors);
+    assert.equal((await store.getVisa(visa.id))?.state, state, 'carol keeps her visa');
+  });
 });
 
 describe('visas', () => {

@@ -11,6 +11,7 @@ import {
   isContractorOf,
   isSponsorOf,
 } from '../domain/engagement.ts';
+import { couldPassForAnother, parseEmailAddress } from '../domain/email.ts';
 import { Forbidden, InvalidInput, NotFound } from '../domain/errors.ts';
 import type { Engagement, Visa } from '../domain/model.ts';
 import { canChangeEngagementEnd, canEndEngagement, canSeeEngagement, requireAdmin } from '../domain/permissions.ts';
@@ -252,7 +253,10 @@ export class EngagementService {
     reason: string,
   ): Promise<{ changed: boolean; visasEnded: Visa[] }> {
     const now = this.now();
-    const contractor = email.toLowerCase();
+    // Added, the address must be one kubevisa accepts anywhere (email.ts); removed, one that could pass for another
+    // person's (`\u212Aate@…`, lower-cased kate@…) is refused rather than taken for hers.
+    if (!member && couldPassForAnother(email)) parseEmailAddress(email, 'contractor');
+    const contractor = member ? parseEmailAddress(email, 'contractor') : email.toLowerCase();
     let ended: Visa[] = [];
     const changed = await this.options.store.transaction(async (tx) => {
       const engagement = await tx.getEngagement(engagementId);

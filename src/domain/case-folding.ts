@@ -7,9 +7,14 @@
  * and never compared case-insensitively.
  */
 export function foldsIntoAscii(text: string): boolean {
+  return asciiFoldingCharacter(text) !== undefined;
+}
+
+/** The first character of `text` that changes case into a plain ASCII letter (see foldsIntoAscii), if any. */
+export function asciiFoldingCharacter(text: string): string | undefined {
   for (const char of text) {
     if (char.charCodeAt(0) < 0x80) continue;
-    if (/[A-Za-z]/.test(char.toLowerCase() + char.toUpperCase())) return true;
+    if (/[A-Za-z]/.test(char.toLowerCase() + char.toUpperCase())) return char;
   }
-  return false;
+  return undefined;
 }

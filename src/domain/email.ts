@@ -3,6 +3,7 @@
  * group mappings' sponsors and role lists in the config, and links to identity providers made for someone who has not
  * logged in yet. One check, so that an address refused in one place cannot be recorded through another.
  */
+import { asciiFoldingCharacter, foldsIntoAscii } from './case-folding.ts';
 import { InvalidInput } from './errors.ts';
 import { hiddenCharacter, hiddenCharacterProblem, quoteShowingHidden } from './hidden-text.ts';
 
@@ -20,7 +21,21 @@ export function emailAddressProblem(value: unknown): string | undefined {
   const hidden = hiddenCharacter(value);
   if (hidden !== undefined)
     return `${quoteShowingHidden(value)} ${hiddenCharacterProblem(hidden)}; type the address again`;
+  const folding = asciiFoldingCharacter(value);
+  if (folding !== undefined) {
+    const code = `U+${folding.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    return `'${value}' holds ${code} '${folding}', which changes case into a plain letter (as the Kelvin sign does into k), so it would stand for another address once lower-cased; type the address in plain letters`;
+  }
   return undefined;
+}
+
+/**
+ * Whether `address`, as sent (before any trimming or lower-casing), could pass for another person's: it holds an
+ * invisible character, or one that changes case into a plain letter (`\u212Aate@…` lower-cases to kate@…). Such an
+ * address is refused, never compared; check it before normalising, which would hide what is wrong with it.
+ */
+export function couldPassForAnother(address: string): boolean {
+  return foldsIntoAscii(address) || hiddenCharacter(address) !== undefined;
 }
 
 /** `value` as an email address in lower case (how kubevisa compares them); InvalidInput naming `field` otherwise. */

@@ -27,6 +27,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { emailAddressProblem } from '../domain/email.ts';
 import { InvalidInput } from '../domain/errors.ts';
 import { findForbiddenKey, ownData } from '../domain/own.ts';
 import type { PersonRole } from '../domain/model.ts';
@@ -289,10 +290,14 @@ function parseEngagement(raw: unknown, path: string): EngagementMappingSpec {
   if (!isObject(ceiling)) throw refuse(`${at}ceiling`, 'must be { clusters, namespacePatterns, profiles }');
   onlyKnown(ceiling, `${at}ceiling.`, ['clusters', 'namespacePatterns', 'profiles']);
   const startsAt = optionalText(raw, 'startsAt', at);
+  // Checked as written: lower-cased first, `\u212Aate@…` (the Kelvin sign) would name kate@… as sponsor.
+  const sponsor = text(raw, 'sponsor', at);
+  const sponsorProblem = emailAddressProblem(sponsor);
+  if (sponsorProblem !== undefined) throw refuse(`${at}sponsor`, `must be the sponsor's email: ${sponsorProblem}`);
   return {
     name: text(raw, 'name', at),
     vendor: text(raw, 'vendor', at),
-    sponsor: text(raw, 'sponsor', at).toLowerCase(),
+    sponsor: sponsor.toLowerCase(),
     ...(startsAt !== undefined ? { startsAt } : {}),
     endsAt: raw.endsAt instanceof Date ? raw.endsAt.toISOString() : text(raw, 'endsAt', at),
     ceiling: {

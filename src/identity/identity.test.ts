@@ -126,6 +126,11 @@ describe('identity configuration', () => {
       () => validateMappings(config({ ...acme.engagement, sponsor: 'sam\u200D@corp.example' }), known),
       refused(/sponsor' must be the sponsor's email: .* holds U\+200D, an invisible character/),
     );
+    // Lower-cased before the check, the Kelvin sign would have named kate@corp.example the sponsor.
+    assert.throws(
+      () => validateMappings(config({ ...acme.engagement, sponsor: '\u212Aate@corp.example' }), known),
+      refused(/sponsor' must be the sponsor's email: .* holds U\+212A/),
+    );
     assert.throws(
       () => validateMappings(config({ ...acme.engagement, maxVisaDuration: 'forever' }), known),
       /maxVisaDuration/,

@@ -29,8 +29,7 @@ import type { DirectoryUser, SyncReport } from './directory.ts';
 import { engagementsFor, rolesFor, type GroupMembership } from './mapping.ts';
 import type { OffboardingOrchestrator } from './offboarding.ts';
 import { linkedIdps } from './ownership.ts';
-import { foldsIntoAscii } from '../domain/case-folding.ts';
-import { hiddenCharacter } from '../domain/hidden-text.ts';
+import { couldPassForAnother } from '../domain/email.ts';
 
 export interface IdentityLifecycleOptions {
   store: Store;
@@ -283,8 +282,7 @@ export class IdentityLifecycle {
     // An address with a character that lower-cases into ASCII (the Kelvin sign) would stand for someone else's once
     // lower-cased (`\u212Aate@…` for kate@…): such entries are left out, so they can neither keep nor end anyone.
     // So is one holding an invisible character (hidden-text.ts), which could pass for another person's address.
-    const passesForAnother = (email: string) => foldsIntoAscii(email) || hiddenCharacter(email) !== undefined;
-    const lookAlikes = users.filter((u) => passesForAnother(u.email));
+    const lookAlikes = users.filter((u) => couldPassForAnother(u.email));
     if (lookAlikes.length > 0) {
       const reason = `the directory lists ${lookAlikes.length} address(es) holding a character that changes case into a plain letter (such as the Kelvin sign) or an invisible one (such as U+202E or U+200B); they were ignored, since they could pass for another person's address: fix them at the directory`;
       await this.store.transaction((tx) =>
@@ -299,7 +297,7 @@ export class IdentityLifecycle {
       );
       await this.options.alert(reason);
     }
-    const listed = users.filter((u) => !passesForAnother(u.email));
+    const listed = users.filter((u) => !couldPassForAnother(u.email));
     const snapshot = new Map(listed.map((u) => [u.email.toLowerCase(), u]));
     const persons = await this.store.listPersons();
     const toOffboard = persons.filter((p) => {

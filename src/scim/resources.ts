@@ -139,20 +139,18 @@ function checkMultiValued(body: JsonObject, attribute: string): JsonObject[] {
   });
 }
 
-/** The email that links a SCIM user to a kubevisa person: the primary email, else a work email, else the first. */
+/**
+ * The email that links a SCIM user to a kubevisa person: the primary email, else a work email, else the first, else
+ * the userName when it is an address. As sent: it is checked before it is trimmed and lower-cased (readUser).
+ */
 function linkingEmail(emails: JsonObject[], userName: string): string | undefined {
   const valueOf = (item: JsonObject | undefined) => {
     const value = item === undefined ? undefined : field(item, 'value');
-    return typeof value === 'string' && value.includes('@') ? value.trim().toLowerCase() : undefined;
+    return typeof value === 'string' && value.includes('@') ? value : undefined;
   };
   const primary = emails.find((item) => field(item, 'primary') === true);
   const work = emails.find((item) => String(field(item, 'type') ?? '').toLowerCase() === 'work');
-  return (
-    valueOf(primary) ??
-    valueOf(work) ??
-    valueOf(emails[0]) ??
-    (userName.includes('@') ? userName.trim().toLowerCase() : undefined)
-  );
+  return valueOf(primary) ?? valueOf(work) ?? valueOf(emails[0]) ?? (userName.includes('@') ? userName : undefined);
 }
 
 /** Attributes the server owns or must never keep: dropped from what is stored (RFC 7643 §2.2 mutability). */
@@ -191,11 +189,12 @@ export function readUser(body: unknown): UserFields {
   resource[activeKey] = active;
   const emailsKey = keyOf(resource, 'emails');
   if (emailsKey !== undefined) resource[emailsKey] = emails;
-  const email = linkingEmail(emails, userName);
-  // Lower-cased, `\u212Aate@…` (Kelvin sign) would link to kate@…: such an address is never taken apart from its case.
+  const sentEmail = linkingEmail(emails, userName);
+  // Lower-cased, `\u212Aate@…` (Kelvin sign) would link to kate@…, and trimmed, a leading U+FEFF would vanish: the
+  // address is checked as sent, and only then trimmed and lower-cased.
   for (const [what, value] of [
     ['userName', userName],
-    ['the linking email', email ?? ''],
+    ['the linking email', sentEmail ?? ''],
   ] as const) {
     if (foldsIntoAscii(value)) {
       throw badRequest(
@@ -208,6 +207,7 @@ export function readUser(body: unknown): UserFields {
       throw badRequest('invalidValue', `${what} ${hiddenCharacterProblem(hidden)}: send the address without it`);
     }
   }
+  const email = sentEmail?.trim().toLowerCase();
   return {
     userName,
     ...(externalId !== undefined ? { externalId } : {}),

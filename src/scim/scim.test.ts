@@ -145,6 +145,23 @@ describe('users and groups', () => {
     assert.equal(readUser({ schemas: [USER_SCHEMA], userName: 'no-email' }).email, undefined);
   });
 
+  test('a linking email that would pass for another person’s once trimmed or lower-cased is refused, whatever the userName', () => {
+    // `\u212Aate@…` lower-cases to kate@…; a leading U+FEFF is trimmed away by String.prototype.trim.
+    for (const sent of ['\u212Aate@corp.example', '\uFEFFkate@corp.example']) {
+      assert.throws(
+        () => readUser({ schemas: [USER_SCHEMA], userName: 'attacker', emails: [{ value: sent, primary: true }] }),
+        scimType('invalidValue'),
+        JSON.stringify(sent),
+      );
+    }
+    assert.equal(
+      readUser({ schemas: [USER_SCHEMA], userName: 'plain', emails: [{ value: ' Kate@Corp.example ', primary: true }] })
+        .email,
+      'kate@corp.example',
+      'ordinary spaces and case are still taken off',
+    );
+  });
+
   test('refuses wrong shapes with invalidSyntax or invalidValue', () => {
     assert.throws(() => readUser('x'), scimType('invalidSyntax'));
     assert.throws(() => readUser({ userName: 'a' }), scimType('invalidSyntax'));

@@ -18,6 +18,10 @@ test('admins and auditors are read in lower case; an entry that is no address, o
       { auditors: ['audit@corp.example', 'root\u202E@corp.example'] },
       /^config: 'roles\.auditors\[1\]': .* holds U\+202E, an invisible character/,
     ],
+    [
+      { admins: ['\u212Aate@corp.example'] },
+      /^config: 'roles\.admins\[0\]': .* holds U\+212A .*changes case into a plain letter/,
+    ],
   ] as const) {
     assert.throws(() => parseServerConfig({ ...base, roles }, '/etc/kubevisa'), { code: 'ERR_INVALID_INPUT', message });
   }

@@ -10,6 +10,7 @@
  * - Two live accounts with one email (Entra `mail` is not unique): the person is active only if every one of
  *   them is (fail closed), with the groups of the active ones, and a note says so.
  */
+import { couldPassForAnother } from '../../domain/email.ts';
 import type { DirectoryUser } from '../directory.ts';
 
 /** What the server hands every provider beside its configuration. */
@@ -43,6 +44,16 @@ export interface Snapshot {
   notes: string[];
 }
 
+/**
+ * A directory user's address as kubevisa compares it: trimmed and lower-cased, except one that could pass for another
+ * person's, which is kept as the directory sent it — normalised, `\u212Aate@…` would become kate@… and keep or end
+ * her access — so that the sync sees it and refuses it (lifecycle.ts applyDirectory).
+ */
+function comparedEmail(sent: string | undefined): string | undefined {
+  if (!sent) return undefined;
+  return couldPassForAnother(sent) ? sent : sent.trim().toLowerCase() || undefined;
+}
+
 export function assembleSnapshot(read: ReadDirectory, provider: string): Snapshot {
   const notes: string[] = [];
   const groupsOf = new Map<string, string[]>();
@@ -53,7 +64,7 @@ export function assembleSnapshot(read: ReadDirectory, provider: string): Snapsho
   let withoutEmail = 0;
   const duplicates = new Set<string>();
   for (const user of read.users) {
-    const email = user.email?.trim().toLowerCase();
+    const email = comparedEmail(user.email);
     if (!email) {
       withoutEmail++;
       continue;
@@ -70,7 +81,7 @@ export function assembleSnapshot(read: ReadDirectory, provider: string): Snapsho
   }
   const deleted = new Map<string, DirectoryUser>();
   for (const user of read.deleted) {
-    const email = user.email?.trim().toLowerCase();
+    const email = comparedEmail(user.email);
     if (!email || live.has(email)) continue;
     deleted.set(email, { id: user.id, email, active: false, deprovisioned: true, groups: [] });
   }
