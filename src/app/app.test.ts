@@ -404,6 +404,25 @@ describe('people', () => {
     await onlyThese(['ada', 'aud', 'abe'], { '*': 'ERR_FORBIDDEN' }, (caller) => people.list(caller));
   });
 
+  test('a person is found by id or by address in any case, never by a look-alike of their address', async () => {
+    const kate = await store.transaction((tx) =>
+      tx.upsertPersonFromLogin({
+        issuer: 'https://idp.example',
+        subject: 'kate',
+        email: 'kate@corp.example',
+        displayName: 'Kate',
+        groups: [],
+        now: NOW,
+      }),
+    );
+    assert.equal((await people.find('Kate@Corp.Example')).id, kate.id);
+    assert.equal((await people.find(kate.id)).email, 'kate@corp.example');
+    // U+212A, the Kelvin sign, lower-cases to k; U+200B is invisible. Neither names kate.
+    for (const lookAlike of ['\u212Aate@corp.example', 'kate\u200B@corp.example']) {
+      await assert.rejects(people.find(lookAlike), { code: 'ERR_NOT_FOUND' }, JSON.stringify(lookAlike));
+    }
+  });
+
   test('only admins offboard or reactivate a person', async () => {
     await aVisa();
     await onlyThese(['ada'], { '*': 'ERR_FORBIDDEN' }, async (caller) => {

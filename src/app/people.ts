@@ -3,8 +3,10 @@
  * permission rules first, then runs the `…As` operation, which the identity lifecycle (SCIM, the directory sync, a
  * refused IdP refresh) calls directly as kubevisa's own actor.
  */
+import { couldPassForAnother } from '../domain/email.ts';
 import { NotFound } from '../domain/errors.ts';
 import type { Person, Visa } from '../domain/model.ts';
+import type { PeopleReads } from '../store/store.ts';
 import { requireAdmin, requireStaff } from '../domain/permissions.ts';
 import type { Caller } from './caller.ts';
 import { announceEnded, auditAs, type AppPorts } from './ports.ts';
@@ -42,8 +44,7 @@ export class PeopleService {
 
   /** A person by id or email (lower-cased), whoever asks. */
   async find(idOrEmail: string): Promise<Person> {
-    const { store } = this.options;
-    const person = (await store.getPerson(idOrEmail)) ?? (await store.getPersonByEmail(idOrEmail.toLowerCase()));
+    const person = await personByIdOrEmail(this.options.store, idOrEmail);
     if (!person) throw new NotFound(`no person '${idOrEmail}': they have never logged in to kubevisa`);
     return person;
   }
@@ -123,4 +124,15 @@ export class PeopleService {
       return saved;
     });
   }
+}
+
+/**
+ * The person `idOrEmail` names — their id, or their address in any case — or undefined. An address that could pass
+ * for another person's (`\u212Aate@…`, the Kelvin sign, lower-cases to kate@…) names no one: it is never lower-cased
+ * into someone else's.
+ */
+export async function personByIdOrEmail(people: PeopleReads, idOrEmail: string): Promise<Person | undefined> {
+  const byId = await people.getPerson(idOrEmail);
+  if (byId !== undefined || couldPassForAnother(idOrEmail)) return byId;
+  return people.getPersonByEmail(idOrEmail.toLowerCase());
 }

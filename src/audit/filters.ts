@@ -2,6 +2,8 @@
  * The query of the audit endpoints (`GET /api/v1/audit/events` and `/export`) as a store filter. Every value
  * arrives as a string; anything malformed is refused with what was wrong and what is allowed.
  */
+import { personByIdOrEmail } from '../app/people.ts';
+import { couldPassForAnother } from '../domain/email.ts';
 import { InvalidInput } from '../domain/errors.ts';
 import { parseInstant } from '../domain/time.ts';
 import type { AuditFilter, Store } from '../store/store.ts';
@@ -88,10 +90,11 @@ export async function auditFilterOf(query: AuditQuery, store: Store): Promise<Au
 async function personOf(idOrEmail: string, store: Store): Promise<{ personId?: string; email: string }> {
   const person = idOrEmail.startsWith('p_')
     ? await store.getPerson(idOrEmail)
-    : await store.getPersonByEmail(idOrEmail.toLowerCase());
+    : await personByIdOrEmail(store, idOrEmail);
   if (person !== undefined) return { personId: person.id, email: person.email };
   if (idOrEmail.startsWith('p_')) throw new InvalidInput(`no person with id '${idOrEmail}'`);
-  return { email: idOrEmail.toLowerCase() };
+  // A look-alike of someone's address (`\u212Aate@…`) is matched as written, so it never finds kate@…'s events.
+  return { email: couldPassForAnother(idOrEmail) ? idOrEmail : idOrEmail.toLowerCase() };
 }
 
 async function engagementIdOf(idOrName: string, store: Store): Promise<string> {

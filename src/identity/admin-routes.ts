@@ -10,13 +10,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { emailAddressProblem, parseEmailAddress } from '../domain/email.ts';
-import { hiddenCharacter } from '../domain/hidden-text.ts';
+import { couldPassForAnother, emailAddressProblem, parseEmailAddress } from '../domain/email.ts';
 import { Conflict, InvalidInput, NotFound } from '../domain/errors.ts';
 import { own } from '../domain/own.ts';
 import { parseDuration } from '../domain/time.ts';
 import { requireReason } from '../domain/validate.ts';
 import type { Caller } from '../app/caller.ts';
+import { personByIdOrEmail } from '../app/people.ts';
 import type { ServerContext } from '../server/context.ts';
 import type { ScimLinkRecord, ScimTokenRecord } from '../store/identity-records.ts';
 import { generateScimToken, isLive, isValidIdpName } from '../scim/tokens.ts';
@@ -232,7 +232,7 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
     handler: async (request, reply, caller) => {
       const body = request.body as { reason: string; wait?: boolean };
       const idOrEmail = params(request).id!;
-      const person = (await store.getPerson(idOrEmail)) ?? (await store.getPersonByEmail(idOrEmail.toLowerCase()));
+      const person = await personByIdOrEmail(store, idOrEmail);
       if (!person) throw new NotFound(`no person '${idOrEmail}': they have never logged in to kubevisa`);
       const started = await options.offboarding.start({
         personId: person.id,
@@ -272,7 +272,7 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
       const filter = (request.query as { person?: string }).person;
       let personId: string | undefined;
       if (filter !== undefined) {
-        const person = (await store.getPerson(filter)) ?? (await store.getPersonByEmail(filter.toLowerCase()));
+        const person = await personByIdOrEmail(store, filter);
         if (!person) return { items: [] };
         personId = person.id;
       }
@@ -314,11 +314,11 @@ export function registerAdminRoutes(context: ServerContext, options: AdminRoutes
 
   /** A person by id or email; someone who has not logged in yet is named by email. */
   const personOf = async (idOrEmail: string): Promise<{ email: string; personId?: string }> => {
-    const person = (await store.getPerson(idOrEmail)) ?? (await store.getPersonByEmail(idOrEmail.toLowerCase()));
+    const person = await personByIdOrEmail(store, idOrEmail);
     if (person) return { email: person.email, personId: person.id };
     // Someone not known yet: what is recorded for them must be an address kubevisa would accept for a login.
     const address = idOrEmail.trim();
-    if (hiddenCharacter(address) !== undefined) return { email: parseEmailAddress(address, 'person') };
+    if (couldPassForAnother(address)) return { email: parseEmailAddress(address, 'person') };
     if (emailAddressProblem(address) !== undefined) {
       throw new NotFound(`no person '${idOrEmail}': name them by email (someone who has not logged in yet too)`);
     }

@@ -11,6 +11,7 @@ import type { ServerContext } from '../server/context.ts';
 import { registerScimRoutes, SCIM_PREFIX } from '../scim/routes.ts';
 import { ScimService } from '../scim/service.ts';
 import type { Caller } from '../app/caller.ts';
+import { personByIdOrEmail } from '../app/people.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
 import { parseIdentityConfig, parseScimConfig } from './config.ts';
 import { checkDirectoryAtStart, createDirectory } from './directories/index.ts';
@@ -202,8 +203,7 @@ export async function wireIdentity(context: ServerContext): Promise<IdentityHand
     ...(scim ? { scim } : {}),
     ...(sync ? { sync } : {}),
     async offboardByAdmin(caller, idOrEmail, reason) {
-      const person =
-        (await context.store.getPerson(idOrEmail)) ?? (await context.store.getPersonByEmail(idOrEmail.toLowerCase()));
+      const person = await personByIdOrEmail(context.store, idOrEmail);
       if (!person) throw new NotFound(`no person '${idOrEmail}': they have never logged in to kubevisa`);
       const started = await offboarding.start({
         personId: person.id,

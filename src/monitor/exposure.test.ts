@@ -85,6 +85,7 @@ const directory = buildDirectory({
     { id: 'p_cora', email: 'cora@vendor.example', status: 'active', roles: [] },
     { id: 'p_dan', email: 'dan@corp.example', status: 'deprovisioned', roles: [] },
     { id: 'p_emma', email: 'emma@corp.example', status: 'active', roles: [] },
+    { id: 'p_kim', email: 'kim@corp.example', status: 'active', roles: [] },
   ],
 });
 
@@ -112,6 +113,8 @@ describe('shadow access', () => {
       roleBinding('payments', 'new-vendor-person', { kind: 'Role', name: 'reader' }, [user('vic@vendor.example')]),
       roleBinding('payments', 'dan', { kind: 'Role', name: 'reader' }, [user('dan@corp.example')]),
       roleBinding('payments', 'cert-user', { kind: 'Role', name: 'reader' }, [user('jenkins')]),
+      // kim@corp.example is active staff; this is another identity that lower-cases to hers (U+212A, the Kelvin sign).
+      roleBinding('payments', 'kim-look-alike', { kind: 'Role', name: 'reader' }, [user('\u212Aim@corp.example')]),
       roleBinding('payments', 'employee', { kind: 'Role', name: 'reader' }, [user('sam@corp.example')]),
       roleBinding('payments', 'idp-person', { kind: 'Role', name: 'reader' }, [user('emma@corp.example')]),
       roleBinding('payments', 'keep-visa', { kind: 'ClusterRole', name: 'edit' }, [sa('kubevisa-visas', visaSa)]),
@@ -157,6 +160,12 @@ describe('shadow access', () => {
 
   test('a user the identity provider does not know', () => {
     assert.equal(found('RoleBinding payments/cert-user')?.reason, 'unknown-user');
+  });
+
+  test('a user whose name would pass for a known person’s once lower-cased is reported as a look-alike, not taken for them', () => {
+    const finding = found('RoleBinding payments/kim-look-alike');
+    assert.equal(finding?.reason, 'look-alike-user');
+    assert.equal(finding.severity, 'high');
   });
 
   test('a visa holder’s ServiceAccount bound by hand outlives the visa: critical', () => {

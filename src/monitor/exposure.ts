@@ -11,6 +11,7 @@
  * Pure: the adapter lists the objects and builds the directory; the clock is an argument.
  */
 import type { Instant, PersonStatus } from '../domain/model.ts';
+import { couldPassForAnother } from '../domain/email.ts';
 import { type Finding, type FindingDetail, type Severity, severityRank, sortFindings } from './findings.ts';
 import { permissionMatrix, type MatrixRow } from '../rbac/matrix.ts';
 import {
@@ -160,7 +161,16 @@ function shadowReasons(
   legacyUses: ReadonlyMap<string, Instant>,
 ): ShadowReason[] {
   const reasons: ShadowReason[] = [];
-  if (subject.kind === 'User' && !subject.system) {
+  if (subject.kind === 'User' && !subject.system && couldPassForAnother(subject.name)) {
+    // Kubernetes matches subjects exactly: `\u212Aim@…` (the Kelvin sign) is another identity than kim@…, which
+    // lower-casing would take it for — a client certificate or a look-alike account at the cluster's authenticator.
+    reasons.push({
+      reason: 'look-alike-user',
+      severity: 'high',
+      because: `${JSON.stringify(subject.name)} holds a character that is invisible or changes case into a plain letter: it looks like another person's name but is another identity to Kubernetes`,
+      details: {},
+    });
+  } else if (subject.kind === 'User' && !subject.system) {
     const name = subject.name.toLowerCase();
     const contractor = directory.contractors.get(name);
     const person = directory.persons.get(name);

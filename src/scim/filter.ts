@@ -5,6 +5,7 @@
  * complex multi-valued attribute compared directly (`members eq "id"`, `emails co "@x"`) means its `value`.
  */
 import { parse, type Filter } from 'scim2-parse-filter';
+import { foldsIntoAscii } from '../domain/case-folding.ts';
 import type { JsonObject, JsonValue } from '../store/store.ts';
 import { badRequest } from './errors.ts';
 import { attributeAt, GROUP_SCHEMA, USER_SCHEMA, type Attribute, type ResourceKind } from './schema.ts';
@@ -180,7 +181,9 @@ function compare(op: string, actual: JsonValue, expected: Scalar, caseExact: boo
   if (typeof actual === 'object' && actual !== null) return false;
   let a: Scalar = actual;
   let e: Scalar = expected;
-  if (typeof a === 'string' && typeof e === 'string' && !caseExact) {
+  // Lower-cased, `\u212Aate@…` (the Kelvin sign) would equal kate@…: a value holding such a character is compared
+  // exactly, as domain/roles.ts compares group names (an IdP looking up a user it cannot create is told none exists).
+  if (typeof a === 'string' && typeof e === 'string' && !caseExact && !foldsIntoAscii(a) && !foldsIntoAscii(e)) {
     a = a.toLowerCase();
     e = e.toLowerCase();
   }

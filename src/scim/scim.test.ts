@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { openSqliteStore } from '../store/sqlite.ts';
 import { ScimError } from './errors.ts';
 import { parseFilter } from './filter.ts';
+import { ScimService } from './service.ts';
 import { applyPatch, readPatch } from './patch.ts';
 import { project, readGroup, readUser, renderUser } from './resources.ts';
 import { ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, PATCH_OP_SCHEMA, USER_SCHEMA } from './schema.ts';
@@ -44,6 +46,29 @@ describe('filters', () => {
     assert.equal(parseFilter('externalId eq "00uAbC"').predicate(cora), true);
     assert.equal(parseFilter('externalId eq "00uabc"').predicate(cora), false);
     assert.equal(parseFilter('members[value eq "member-1"]').predicate(cora), false, 'member ids are exact');
+  });
+
+  test('a value holding a character that changes case into a plain letter is compared exactly, not taken for another', async () => {
+    // U+212A, the Kelvin sign, lower-cases to k: "\u212Aora@…" must not find cora@….
+    assert.equal(parseFilter('userName eq "\u212Aora@vendor.example"').predicate(cora), false);
+    assert.equal(
+      parseFilter('userName eq "\u212Aora@vendor.example"').predicate({ userName: '\u212Aora@vendor.example' }),
+      true,
+    );
+    // The service answers an IdP's look-up from the userName index, then filters: nothing is found for the look-alike.
+    const store = await openSqliteStore({ path: ':memory:' });
+    try {
+      const scim = new ScimService({ store, baseUrl: 'https://kv.example/scim/v2', maxResults: 100 });
+      const client = { idp: 'okta', tokenId: 't', address: '127.0.0.1' };
+      await scim.createUser(client, { schemas: [USER_SCHEMA], userName: 'kate@vendor.example' });
+      assert.equal((await scim.listUsers(client, { filter: 'userName eq "KATE@vendor.example"' })).totalResults, 1);
+      assert.equal(
+        (await scim.listUsers(client, { filter: 'userName eq "\u212Aate@vendor.example"' })).totalResults,
+        0,
+      );
+    } finally {
+      await store.close();
+    }
   });
 
   test('reports a plain equality so the caller can use an index', () => {
