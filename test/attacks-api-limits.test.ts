@@ -80,12 +80,22 @@ describe('anonymous floods of the API', () => {
     assert.equal(refused.body.code, 'ERR_RATE_LIMITED');
     assert.match(String(refused.body.detail), /too many logins started from this address/);
 
-    const browser = await post('/api/v1/login/browser', '127.0.0.1', {
-      redirectUri: 'http://127.0.0.1:9999/callback',
-      codeChallenge: 'a'.repeat(43),
-      state: 'b'.repeat(32),
-    });
-    assert.equal(browser.status, 429, 'a browser login start shares the budget');
+    // A browser login start draws on the same budget. It refills at one start a second, so one of these may find a
+    // start refilled since the flood; a budget of its own would let all ten through.
+    const browser = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        post('/api/v1/login/browser', '127.0.0.1', {
+          redirectUri: 'http://127.0.0.1:9999/callback',
+          codeChallenge: 'a'.repeat(43),
+          state: 'b'.repeat(32),
+        }),
+      ),
+    );
+    const browserRefused = browser.filter((answer) => answer.status === 429).length;
+    assert.ok(
+      browserRefused >= 8,
+      `a browser login start shares the budget: ${JSON.stringify(browser.map((answer) => answer.status))}`,
+    );
 
     const elsewhere = await post('/api/v1/login/device', '127.0.0.2');
     assert.equal(elsewhere.status, 201, JSON.stringify(elsewhere.body));
